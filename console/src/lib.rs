@@ -1,1 +1,12 @@
+//! `console` — the helpline's server: health and metrics, (next) the webhook endpoints, the
+//! operator console and supervisors' views; and the `helpline` command line.
 
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

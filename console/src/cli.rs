@@ -1,0 +1,210 @@
+//! The `helpline` command line: raw arguments → validated ones (clap, then domain types) → one
+//! async task. Errors end the process with a message and a non-zero exit code, never a panic.
+
+use crate::config::{ConfigError, Settings};
+use crate::db::users::{self, NewUser, Password, Role, UserName};
+use crate::db::Db;
+use crate::startup::{shutdown_signal, Application};
+use crate::telemetry;
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ivr::domain::{Language, ServiceArea};
+use std::io::Read;
+use std::process::ExitCode;
+
+/// The multilingual helpline: voice menus over SIP and webhooks, and the operators' console.
+#[derive(Debug, Parser)]
+#[command(name = "helpline", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTP, and SIP when enabled) until SIGINT or SIGTERM.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Load and check the settings, print them (secrets hidden) and exit.
+    CheckConfig,
+    /// Manage operators, supervisors and admins.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input (first line).
+    Add {
+        /// Sign-in name (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Languages spoken, comma-separated: it,en,fr,es.
+        #[arg(long, value_delimiter = ',', value_parser = Language::parse)]
+        languages: Vec<Language>,
+        /// Service areas known, comma-separated: lingua,lavoro,casa,salute,minori,mediazione.
+        #[arg(long, value_delimiter = ',', value_parser = ServiceArea::parse)]
+        areas: Vec<ServiceArea>,
+        /// SIP URI or number where this operator's calls are transferred.
+        #[arg(long)]
+        sip_target: Option<String>,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Operator,
+    Supervisor,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Supervisor => Role::Supervisor,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+/// Exit code for bad settings or arguments (clap uses 2 for usage errors too).
+const EXIT_CONFIG: u8 = 2;
+
+/// Parses the arguments and runs the command.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let loaded = match Settings::load() {
+        Ok(l) => l,
+        Err(e) => return Ok(config_error(&e)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(loaded.settings).await,
+            Command::Migrate => {
+                let db = connect(&loaded.settings).await?;
+                db.migrate().await?;
+                println!("migrations applied ({})", db.backend().name());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::CheckConfig => {
+                check_config(&loaded);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::User(cmd) => user(cmd, &loaded.settings).await,
+        }
+    })
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    Ok(Db::connect(&settings.database_url).await?)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    telemetry::init(settings.log_format);
+    let app = Application::build(settings).await?;
+    if let Some((name, password)) = &app.first_admin {
+        println!("================================================================");
+        println!(" First start: an admin account was created. Shown only this once.");
+        println!("   user:     {name}");
+        println!("   password: {password}");
+        println!(" Sign in at http://{}/ and add users with `helpline user add`.", app.local_addr());
+        println!("================================================================");
+    }
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(loaded: &crate::config::Loaded) {
+    let s = &loaded.settings;
+    match &loaded.file {
+        Some(f) => println!("settings file: {}", f.display()),
+        None => println!("settings file: none (defaults)"),
+    }
+    if !loaded.overrides.is_empty() {
+        println!("overridden by: {}", loaded.overrides.join(", "));
+    }
+    println!("http_addr     = {}", s.http_addr);
+    println!("sip_addr      = {}", s.sip_addr);
+    println!("database_url  = {}", crate::db::redact(&s.database_url));
+    println!("data_dir      = {}", s.data_dir.display());
+    println!("secret        = {:?}", s.secret);
+    println!("log_format    = {:?}", s.log_format);
+    println!("ok");
+}
+
+async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let db = connect(settings).await?;
+    db.migrate().await?;
+    match cmd {
+        UserCommand::Add { name, role, languages, areas, sip_target, password_stdin: _ } => {
+            let name = match UserName::parse(&name) {
+                Ok(n) => n,
+                Err(e) => return Ok(usage_error(&e)),
+            };
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input).context("cannot read the password from standard input")?;
+            let line = input.lines().next().unwrap_or("");
+            let password = match Password::parse(line) {
+                Ok(p) => p,
+                Err(e) => return Ok(usage_error(&format!("password from standard input: {e}"))),
+            };
+            let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
+            match users::add_user(&db, &new).await {
+                Ok(u) => {
+                    println!("created {} {} (id {})", u.role.as_str(), u.name, u.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::db::DbError::Conflict(m)) => Ok(usage_error(&m)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        UserCommand::List { json } => {
+            let list = users::list_users(&db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<20} {:<11} {:<12} {:<40} {}", "NAME", "ROLE", "LANGUAGES", "AREAS", "SIP TARGET");
+                for u in list {
+                    let langs: Vec<&str> = u.languages.iter().map(|l| l.as_str()).collect();
+                    let areas: Vec<&str> = u.areas.iter().map(|a| a.as_str()).collect();
+                    println!(
+                        "{:<20} {:<11} {:<12} {:<40} {}",
+                        u.name,
+                        u.role.as_str(),
+                        langs.join(","),
+                        areas.join(","),
+                        u.sip_target.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_CONFIG)
+}

@@ -1,0 +1,333 @@
+//! Typed settings: `config/helpline.toml` (or the file named by `HELPLINE_CONFIG`) overlaid by
+//! `HELPLINE_…` environment variables. Every key of the file has a variable: the key in upper case
+//! prefixed by `HELPLINE_` (and by the section name for keys inside a `[section]`).
+//!
+//! A bad file or variable fails fast, naming the file (or variable), the key and the reason.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The variable naming the settings file.
+pub const CONFIG_ENV: &str = "HELPLINE_CONFIG";
+/// The settings file used when `HELPLINE_CONFIG` is not set (it may be absent: defaults apply).
+pub const DEFAULT_CONFIG_PATH: &str = "config/helpline.toml";
+const ENV_PREFIX: &str = "HELPLINE_";
+
+/// The server's settings. Field names are the TOML keys; see `config/helpline.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where the HTTP server listens (`HELPLINE_HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// Where the SIP user agent listens, UDP (`HELPLINE_SIP_ADDR`).
+    pub sip_addr: SocketAddr,
+    /// `sqlite://…` or `postgres://…` (`HELPLINE_DATABASE_URL`).
+    pub database_url: String,
+    /// Folder for the server's own files (`HELPLINE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// The server key; empty means "generate on first start and keep it in the database"
+    /// (`HELPLINE_SECRET`).
+    pub secret: SecretString,
+    /// `auto`, `pretty` or `json` (`HELPLINE_LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            sip_addr: SocketAddr::from(([127, 0, 0, 1], 5080)),
+            database_url: "sqlite://data/helpline.db".to_owned(),
+            data_dir: PathBuf::from("data"),
+            secret: SecretString::default(),
+            log_format: LogFormat::Auto,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Pretty,
+    Json,
+}
+
+/// A string that is never printed by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretString(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "<unset>" } else { "<redacted>" })
+    }
+}
+
+/// Why the settings could not be loaded. The message names where the bad value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the settings file: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: line {line}, column {column}: key `{key}`: {reason}")]
+    File { path: PathBuf, line: usize, column: usize, key: String, reason: String },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+}
+
+/// Where the settings came from, for `check-config` and the start-up log.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    /// The `HELPLINE_…` variables that overrode a key.
+    pub overrides: Vec<String>,
+}
+
+impl Settings {
+    /// Loads from the process environment: `HELPLINE_CONFIG` (or the default file if present),
+    /// then every `HELPLINE_…` variable on top.
+    pub fn load() -> Result<Loaded, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Like [`Settings::load`], with the environment given (tests pass their own).
+    pub fn load_from(vars: &[(String, String)]) -> Result<Loaded, ConfigError> {
+        let get = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let (path, required) = match get(CONFIG_ENV) {
+            Some(p) => (PathBuf::from(p), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let (mut table, file) = match std::fs::read_to_string(&path) {
+            Ok(src) => {
+                let table = parse_file(&path, &src)?;
+                (table, Some(path))
+            }
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                (toml::Table::new(), None)
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+
+        let defaults = toml::Table::try_from(Settings::default()).unwrap_or_default();
+        let mut overrides = Vec::new();
+        for (var, key_path, template) in leaf_keys(&defaults) {
+            let Some(raw) = get(&var) else { continue };
+            let value = env_value(&raw, &template)
+                .map_err(|reason| ConfigError::Env { var: var.clone(), reason })?;
+            // Check the variable on its own so an error names it, not the file.
+            let mut probe = defaults.clone();
+            set_path(&mut probe, &key_path, value.clone());
+            if let Err(e) = probe.try_into::<Settings>() {
+                return Err(ConfigError::Env { var, reason: e.message().trim().to_owned() });
+            }
+            set_path(&mut table, &key_path, value);
+            overrides.push(var);
+        }
+        let settings: Settings = table.try_into().map_err(|e: toml::de::Error| ConfigError::Env {
+            var: "(combined settings)".into(),
+            reason: e.message().trim().to_owned(),
+        })?;
+        Ok(Loaded { settings, file, overrides })
+    }
+
+    /// Every environment variable that overrides a key, with the key it sets.
+    pub fn env_names() -> Vec<(String, String)> {
+        let defaults = toml::Table::try_from(Settings::default()).unwrap_or_default();
+        leaf_keys(&defaults).into_iter().map(|(var, path, _)| (var, path.join("."))).collect()
+    }
+}
+
+/// Parses and checks the file, turning errors into file + line + key + reason.
+fn parse_file(path: &Path, src: &str) -> Result<toml::Table, ConfigError> {
+    let file_error = |span: Option<std::ops::Range<usize>>, key: String, reason: String| {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(src.len());
+        let before = &src[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        ConfigError::File { path: path.to_owned(), line, column, key, reason }
+    };
+    let table: toml::Table = toml::from_str(src).map_err(|e: toml::de::Error| {
+        file_error(e.span(), "(syntax)".into(), e.message().trim().to_owned())
+    })?;
+    let de = toml::Deserializer::new(src);
+    let checked: Result<Settings, _> = serde_path_to_error::deserialize(de);
+    if let Err(e) = checked {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        return Err(file_error(inner.span(), key, inner.message().trim().to_owned()));
+    }
+    Ok(table)
+}
+
+/// Every leaf of the defaults table: (variable name, key path, default value as type template).
+fn leaf_keys(table: &toml::Table) -> Vec<(String, Vec<String>, toml::Value)> {
+    fn walk(
+        t: &toml::Table,
+        prefix: &mut Vec<String>,
+        out: &mut Vec<(String, Vec<String>, toml::Value)>,
+    ) {
+        for (k, v) in t {
+            prefix.push(k.clone());
+            match v {
+                toml::Value::Table(inner) => walk(inner, prefix, out),
+                leaf => {
+                    let var = format!("{ENV_PREFIX}{}", prefix.join("_").to_ascii_uppercase());
+                    out.push((var, prefix.clone(), leaf.clone()));
+                }
+            }
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(table, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Turns a variable's text into a TOML value of the same type as the key's default.
+fn env_value(raw: &str, template: &toml::Value) -> Result<toml::Value, String> {
+    match template {
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        toml::Value::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
+        toml::Value::Boolean(_) => match raw.trim() {
+            "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        )),
+        _ => Ok(toml::Value::String(raw.to_owned())),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut t = table;
+    for p in parents {
+        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else { return };
+        t = inner;
+    }
+    t.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn with_file(contents: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("helpline.toml");
+        std::fs::write(&path, contents).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let (_d, path) = with_file("http_addr = \"127.0.0.1:9000\"\nlog_format = \"json\"\n");
+        let loaded = Settings::load_from(&vars(&[
+            ("HELPLINE_CONFIG", &path),
+            ("HELPLINE_SIP_ADDR", "0.0.0.0:5999"),
+        ]))
+        .unwrap();
+        assert_eq!(loaded.settings.http_addr.port(), 9000);
+        assert_eq!(loaded.settings.sip_addr.port(), 5999);
+        assert_eq!(loaded.settings.log_format, LogFormat::Json);
+        assert_eq!(loaded.overrides, vec!["HELPLINE_SIP_ADDR".to_string()]);
+    }
+
+    #[test]
+    fn file_errors_name_file_line_and_key() {
+        let (_d, path) = with_file("# comment\nhttp_addr = \"nowhere\"\n");
+        let err = Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path)])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&path), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("`http_addr`"), "{msg}");
+
+        let (_d, path) = with_file("htp_addr = \"127.0.0.1:1\"\n");
+        let msg = Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path)])).unwrap_err().to_string();
+        assert!(msg.contains("unknown field `htp_addr`") && msg.contains("line 1"), "{msg}");
+
+        let (_d, path) = with_file("http_addr = \n");
+        let msg = Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path)])).unwrap_err().to_string();
+        assert!(msg.contains("line 1") && msg.contains("(syntax)"), "{msg}");
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let err = Settings::load_from(&vars(&[
+            ("HELPLINE_CONFIG", "/nonexistent/none.toml"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/none.toml"), "{err}");
+        let (_d, path) = with_file("");
+        let err = Settings::load_from(&vars(&[
+            ("HELPLINE_CONFIG", &path),
+            ("HELPLINE_HTTP_ADDR", "localhost"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("environment variable HELPLINE_HTTP_ADDR:"), "{err}");
+    }
+
+    #[test]
+    fn every_key_has_a_documented_variable() {
+        let names: Vec<String> = Settings::env_names().into_iter().map(|(v, _)| v).collect();
+        for required in [
+            "HELPLINE_HTTP_ADDR",
+            "HELPLINE_SIP_ADDR",
+            "HELPLINE_DATABASE_URL",
+            "HELPLINE_SECRET",
+            "HELPLINE_LOG_FORMAT",
+        ] {
+            assert!(names.iter().any(|n| n == required), "{required} missing from {names:?}");
+        }
+        let readme = include_str!("../../README.md");
+        for name in &names {
+            assert!(readme.contains(name.as_str()), "README does not document {name}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = Settings { secret: SecretString::new("x".repeat(40)), ..Settings::default() };
+        assert!(!format!("{s:?}").contains("xxxx"));
+    }
+}

@@ -1,0 +1,236 @@
+//! Operators, supervisors and admins: who may sign in, with which role and skills. Passwords are
+//! stored only as argon2id hashes.
+
+use super::{Db, DbError};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use ivr::domain::{Language, ServiceArea};
+use serde::Serialize;
+
+/// What a user may do. Supervisors can do all operators can; admins all supervisors can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Operator,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A user name: 1 to 64 characters among letters, digits and `. _ -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(UserName(s.to_owned()))
+        } else {
+            Err(format!("invalid user name {s:?}: use 1 to 64 letters, digits, '.', '_' or '-'"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password good enough to protect personal data: at least 12 characters.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_LEN: usize = 12;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.chars().count() < Self::MIN_LEN {
+            return Err(format!("the password must be at least {} characters long", Self::MIN_LEN));
+        }
+        Ok(Password(s.to_owned()))
+    }
+
+    fn hash(&self) -> Result<String, DbError> {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(self.0.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| DbError::Corrupt(format!("password hashing failed: {e}")))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: UserName,
+    pub role: Role,
+    pub languages: Vec<Language>,
+    pub areas: Vec<ServiceArea>,
+    pub password: Password,
+    pub sip_target: Option<String>,
+}
+
+/// A stored user (without the password hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub languages: Vec<Language>,
+    pub areas: Vec<ServiceArea>,
+    pub sip_target: Option<String>,
+    pub created_at: i64,
+}
+
+type UserRow = (i64, String, String, String, String, Option<String>, i64);
+
+fn user_from_row(row: UserRow) -> Result<User, DbError> {
+    let (id, name, role, languages, areas, sip_target, created_at) = row;
+    let role = Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("user {name}: role {role:?}")))?;
+    let languages = split_codes(&languages, Language::parse)
+        .map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
+    let areas =
+        split_codes(&areas, ServiceArea::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
+    Ok(User { id, name, role, languages, areas, sip_target, created_at })
+}
+
+/// Parses a comma-separated list of codes with the given parser.
+pub fn split_codes<T, E: std::fmt::Display>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| parse(c).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Creates a user. A taken name is a [`DbError::Conflict`].
+pub async fn add_user(db: &Db, user: &NewUser) -> Result<User, DbError> {
+    let hash = user.password.hash()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = sqlx::query(
+        "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(user.name.as_str())
+    .bind(user.role.as_str())
+    .bind(join_codes(&user.languages))
+    .bind(join_codes(&user.areas))
+    .bind(hash)
+    .bind(user.sip_target.clone())
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    if result.rows_affected() == 0 {
+        return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));
+    }
+    find_user(db, user.name.as_str())
+        .await?
+        .ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
+}
+
+const USER_COLUMNS: &str = "id, name, role, languages, areas, sip_target, created_at";
+
+pub async fn find_user(db: &Db, name: &str) -> Result<Option<User>, DbError> {
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    row.map(user_from_row).transpose()
+}
+
+pub async fn list_users(db: &Db) -> Result<Vec<User>, DbError> {
+    let rows: Vec<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+        .fetch_all(db.pool())
+        .await?;
+    rows.into_iter().map(user_from_row).collect()
+}
+
+pub async fn count_users(db: &Db) -> Result<i64, DbError> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(db.pool()).await?;
+    Ok(n)
+}
+
+/// Checks a password; `None` for an unknown user or a wrong password (the same answer for both,
+/// and the same work: an unknown user still costs one hash verification).
+pub async fn verify_password(db: &Db, name: &str, password: &str) -> Result<Option<User>, DbError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT password_hash FROM users WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
+    // An unknown user is verified against a throwaway hash, so both answers cost the same.
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| {
+        Password(random_password()).hash().unwrap_or_default()
+    });
+    let stored = row.as_ref().map(|(h,)| h.as_str()).unwrap_or(dummy);
+    let ok = PasswordHash::new(stored)
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false);
+    if ok && row.is_some() {
+        find_user(db, name).await
+    } else {
+        Ok(None)
+    }
+}
+
+/// On a database with no users, creates `admin` with a random password and returns the password
+/// (to be shown once). `None` when users exist or another node created the first admin first.
+pub async fn ensure_first_admin(db: &Db) -> Result<Option<(String, String)>, DbError> {
+    if count_users(db).await? > 0 {
+        return Ok(None);
+    }
+    let password = random_password();
+    let user = NewUser {
+        name: UserName::parse("admin").map_err(DbError::Corrupt)?,
+        role: Role::Admin,
+        languages: vec![Language::It, Language::En],
+        areas: Vec::new(),
+        password: Password::parse(&password).map_err(DbError::Corrupt)?,
+        sip_target: None,
+    };
+    match add_user(db, &user).await {
+        Ok(_) => Ok(Some(("admin".to_owned(), password))),
+        Err(DbError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20).map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())])).collect()
+}
