@@ -1,1 +1,10 @@
+//! End-to-end tests against the real server: in-process on port 0 (`spawn_app`) and the real
+//! `helpline` binary as a child process. Each test gets a fresh database: a temp SQLite file, or a
+//! new PostgreSQL database when `HELPLINE_TEST_DATABASE_URL` is set (`scripts/test` sets it).
 
+mod helpers;
+
+mod cli;
+mod health;
+mod migrations;
+mod nodes;

@@ -4,6 +4,7 @@
 //! `migrations/<backend>/` because DDL differs.
 
 pub mod secrets;
+pub mod sessions;
 pub mod users;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

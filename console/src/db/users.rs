@@ -171,6 +171,15 @@ pub async fn find_user(db: &Db, name: &str) -> Result<Option<User>, DbError> {
     row.map(user_from_row).transpose()
 }
 
+pub async fn find_user_by_id(db: &Db, id: i64) -> Result<Option<User>, DbError> {
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+    row.map(user_from_row).transpose()
+}
+
 pub async fn list_users(db: &Db) -> Result<Vec<User>, DbError> {
     let rows: Vec<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
         .fetch_all(db.pool())

@@ -1,6 +1,7 @@
 //! The HTTP routes. `router(state)` is kept apart from `main` so tests drive the real app.
 
 mod health;
+pub mod session;
 
 use crate::error::AppError;
 use crate::metrics::HttpLabels;
@@ -15,6 +16,7 @@ use tower_http::trace::TraceLayer;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
+        .merge(session::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

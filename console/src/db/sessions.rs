@@ -1,0 +1,59 @@
+//! Sign-in sessions. The browser holds a random token; the database holds only its SHA-256, so a
+//! leaked table cannot be replayed as cookies.
+
+use super::users::{find_user_by_id, User};
+use super::{Db, DbError};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// How long a session lasts without signing in again: one long shift.
+pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
+
+/// A new session: the token for the cookie and the CSRF token for the page.
+pub struct NewSession {
+    pub token: String,
+    pub csrf_token: String,
+    pub expires_at: i64,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub async fn create_session(db: &Db, user_id: i64, now_ms: i64) -> Result<NewSession, DbError> {
+    let session = NewSession { token: random_token(), csrf_token: random_token(), expires_at: now_ms + SESSION_TTL_MS };
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash(&session.token))
+    .bind(user_id)
+    .bind(&session.csrf_token)
+    .bind(now_ms)
+    .bind(session.expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok(session)
+}
+
+/// The user and CSRF token of a live session.
+pub async fn session_user(db: &Db, token: &str, now_ms: i64) -> Result<Option<(User, String)>, DbError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT user_id, csrf_token FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash(token))
+            .bind(now_ms)
+            .fetch_optional(db.pool())
+            .await?;
+    let Some((user_id, csrf)) = row else { return Ok(None) };
+    Ok(find_user_by_id(db, user_id).await?.map(|u| (u, csrf)))
+}
+
+pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(db.pool()).await?;
+    Ok(())
+}

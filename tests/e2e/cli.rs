@@ -1,0 +1,137 @@
+//! The `helpline` command line, run as the real binary: config errors, user management, and a
+//! database that does not answer.
+
+use crate::helpers::{fresh_database, helpline, run_helpline, write_config};
+
+#[test]
+fn check_config_prints_defaults_without_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_helpline(helpline(dir.path()).arg("check-config"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("settings file: none (defaults)"), "{out}");
+    assert!(out.contains("http_addr     = 127.0.0.1:8080"), "{out}");
+    assert!(out.contains("sip_addr      = 127.0.0.1:5080"), "{out}");
+    assert!(out.contains("database_url  = sqlite://data/helpline.db"), "{out}");
+}
+
+#[test]
+fn check_config_names_file_line_and_key_of_a_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "http_addr = \"127.0.0.1:8080\"\nsip_addr = 5080\n");
+    let (code, _out, err) =
+        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_CONFIG", &path), "");
+    assert_eq!(code, 2, "{err}");
+    let expected = format!("error: {}: line 2, column 12: key `sip_addr`", path.display());
+    assert!(err.starts_with(&expected), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn check_config_rejects_a_missing_file_and_a_bad_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_helpline(
+        helpline(dir.path()).arg("check-config").env("HELPLINE_CONFIG", dir.path().join("nope.toml")),
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("nope.toml: cannot read the settings file"), "{err}");
+
+    let (code, _, err) =
+        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_LOG_FORMAT", "xml"), "");
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: environment variable HELPLINE_LOG_FORMAT:"), "{err}");
+}
+
+#[test]
+fn check_config_applies_overrides_and_hides_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-".repeat(6);
+    let (code, out, _) = run_helpline(
+        helpline(dir.path())
+            .arg("check-config")
+            .env("HELPLINE_HTTP_ADDR", "127.0.0.1:9999")
+            .env("HELPLINE_SECRET", &secret),
+        "",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("http_addr     = 127.0.0.1:9999"), "{out}");
+    assert!(out.contains("overridden by:") && out.contains("HELPLINE_SECRET"), "{out}");
+    assert!(!out.contains(&secret), "{out}");
+}
+
+#[tokio::test]
+async fn user_add_and_list() {
+    let db = fresh_database().await;
+    let cwd = db.dir.path();
+    let add = |args: &[&str], password: &str| {
+        let mut cmd = helpline(cwd);
+        cmd.args(["user", "add"]).args(args).env("HELPLINE_DATABASE_URL", &db.url);
+        run_helpline(&mut cmd, password)
+    };
+    let (code, out, err) = add(
+        &["--name", "giulia", "--role", "operator", "--languages", "it,fr", "--areas", "casa,lavoro", "--password-stdin"],
+        "correct horse battery\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created operator giulia"), "{out}");
+
+    // The same name again is refused.
+    let (code, _, err) = add(&["--name", "giulia", "--role", "admin", "--password-stdin"], "another long password\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+
+    // Bad input: each gets a clear message and a non-zero exit.
+    let (code, _, err) = add(&["--name", "x", "--role", "operator", "--password-stdin"], "short\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("at least 12 characters"), "{err}");
+    let (code, _, err) =
+        add(&["--name", "y", "--role", "operator", "--languages", "de", "--password-stdin"], "long enough password\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("unsupported language \"de\""), "{err}");
+    let (code, _, err) =
+        add(&["--name", "z", "--role", "operator", "--areas", "house", "--password-stdin"], "long enough password\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown service area \"house\""), "{err}");
+    let (code, _, err) = add(&["--name", "w", "--role", "king", "--password-stdin"], "long enough password\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value 'king'"), "{err}");
+    let (code, _, err) = add(&["--name", "v", "--role", "operator"], "long enough password\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("--password-stdin"), "{err}");
+
+    let mut list = helpline(cwd);
+    list.args(["user", "list", "--json"]).env("HELPLINE_DATABASE_URL", &db.url);
+    let (code, out, err) = run_helpline(&mut list, "");
+    assert_eq!(code, 0, "{err}");
+    let users: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 1, "only the valid user was created: {out}");
+    assert_eq!(users[0]["name"], "giulia");
+    assert_eq!(users[0]["role"], "operator");
+    assert_eq!(users[0]["languages"], serde_json::json!(["it", "fr"]));
+    assert_eq!(users[0]["areas"], serde_json::json!(["casa", "lavoro"]));
+    assert!(!out.contains("argon2"), "hashes are never listed");
+
+    let mut table = helpline(cwd);
+    table.args(["user", "list"]).env("HELPLINE_DATABASE_URL", &db.url);
+    let (_, out, _) = run_helpline(&mut table, "");
+    assert!(out.lines().any(|l| l.starts_with("giulia") && l.contains("it,fr") && l.contains("casa,lavoro")), "{out}");
+}
+
+#[test]
+fn a_database_that_does_not_answer_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_helpline(
+        helpline(dir.path()).args(["user", "list"]).env("HELPLINE_DATABASE_URL", "postgres://nobody:pw@127.0.0.1:1/none"),
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect to the postgres database at postgres://nobody:***@127.0.0.1:1/none"), "{err}");
+    assert!(!err.contains("pw@"), "the password is never printed: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let (code, _, err) =
+        run_helpline(helpline(dir.path()).arg("migrate").env("HELPLINE_DATABASE_URL", "mysql://x/y"), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("unsupported database URL"), "{err}");
+}

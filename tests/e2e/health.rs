@@ -1,0 +1,52 @@
+//! `/healthz`, `/readyz`, `/metrics` and the JSON 404.
+
+use crate::helpers::spawn_app;
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let expected = if app.db.is_postgres() { "postgres" } else { "sqlite" };
+    assert_eq!(body["database"], expected);
+
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    assert!(text.contains(r#"helpline_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
+    assert!(text.contains("helpline_build_info"), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_get_a_json_404() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/no/such/thing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    assert!(body["message"].as_str().unwrap().contains("/no/such/thing"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_reports_a_database_that_went_away() {
+    let app = spawn_app().await;
+    app.state.db.close().await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable");
+    assert!(body["message"].as_str().unwrap().contains("database"), "{body}");
+    // /healthz is about the process, not the database.
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+}
+

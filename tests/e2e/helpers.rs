@@ -1,0 +1,225 @@
+//! Test helpers: fresh databases, the in-process app, and the real binary.
+
+use console::config::{LogFormat, SecretString, Settings};
+use console::startup::Application;
+use sqlx::Connection;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// A database of its own for one test, and the temp folder it (or the app) lives in.
+pub struct TestDb {
+    pub url: String,
+    pub dir: TempDir,
+}
+
+impl TestDb {
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+}
+
+/// A fresh, empty database on the backend under test.
+pub async fn fresh_database() -> TestDb {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match std::env::var("HELPLINE_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!(
+                "helpline_test_{}_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed),
+                rand::random::<u32>()
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("HELPLINE_TEST_DATABASE_URL must point at a running PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+            let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}/helpline.db", dir.path().display()),
+    };
+    TestDb { url, dir }
+}
+
+/// Settings for a test server: port 0, the given database, files in the test's temp dir.
+pub fn test_settings(db: &TestDb) -> Settings {
+    Settings {
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: db.url.clone(),
+        data_dir: db.dir.path().join("data"),
+        secret: SecretString::default(),
+        log_format: LogFormat::Pretty,
+    }
+}
+
+/// The real app, running in this process on a random port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub first_admin: Option<(String, String)>,
+    pub client: reqwest::Client,
+    /// The server's shared state (its pool, metrics, settings).
+    pub state: console::state::AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(fresh_database().await).await
+}
+
+pub async fn spawn_app_on(db: TestDb) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        console::telemetry::init(LogFormat::Pretty);
+    }
+    let app = Application::build(test_settings(&db)).await.expect("app builds");
+    let addr = app.local_addr();
+    let first_admin = app.first_admin.clone();
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        db,
+        first_admin,
+        client: reqwest::Client::new(),
+        state,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// The `helpline` binary with a clean environment (no inherited `HELPLINE_…`), run in `cwd`.
+pub fn helpline(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_helpline"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HELPLINE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(cwd).env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs the binary with `stdin` fed in, returning (exit code, stdout, stderr).
+pub fn run_helpline(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helpline");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("wait helpline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `helpline serve` child process, killed on drop.
+pub struct ServeProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stdout: String,
+    pub stderr_lines: mpsc::Receiver<String>,
+}
+
+impl ServeProcess {
+    /// Starts `helpline serve` on port 0 with JSON logs and waits for its "listening" line.
+    pub fn start(cwd: &Path, database_url: &str) -> ServeProcess {
+        let mut child = helpline(cwd)
+            .arg("serve")
+            .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")
+            .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
+            .env("HELPLINE_DATABASE_URL", database_url)
+            .env("HELPLINE_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn helpline serve");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(60)).expect("server logs its address");
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if v["fields"]["message"] == "HTTP server listening" {
+                break v["fields"]["addr"].as_str().expect("addr").parse().expect("socket addr");
+            }
+        };
+        ServeProcess { child, addr, stdout: String::new(), stderr_lines: rx }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code and collects stdout.
+    pub fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait serve");
+        let mut out = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            use std::io::Read;
+            let _ = s.read_to_string(&mut out);
+        }
+        self.stdout = out.clone();
+        (status.code().unwrap_or(-1), out)
+    }
+
+    /// Log lines printed so far.
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a settings file into `dir` and returns its path.
+pub fn write_config(dir: &Path, contents: &str) -> PathBuf {
+    let path = dir.join("helpline.toml");
+    std::fs::write(&path, contents).expect("write config");
+    path
+}

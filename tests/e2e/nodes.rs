@@ -1,0 +1,88 @@
+//! The real `helpline serve` binary: first start, two nodes on one database, graceful shutdown.
+
+use crate::helpers::{fresh_database, helpline, run_helpline, ServeProcess};
+use serde_json::{json, Value};
+
+async fn sign_in(client: &reqwest::Client, base: &ServeProcess, name: &str, password: &str) -> reqwest::StatusCode {
+    client
+        .post(base.url("/api/session"))
+        .json(&json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_share_users_and_the_first_admin_is_printed_once() {
+    let db = fresh_database().await;
+    let a = ServeProcess::start(db.dir.path(), &db.url);
+    let b = ServeProcess::start(db.dir.path(), &db.url);
+    assert_ne!(a.addr, b.addr);
+
+    let client = reqwest::Client::new();
+    for node in [&a, &b] {
+        let r = client.get(node.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "node {} not ready", node.addr);
+    }
+
+    // A user added through the CLI can sign in on both nodes; a wrong password on neither.
+    let (code, _, err) = run_helpline(
+        helpline(db.dir.path())
+            .args(["user", "add", "--name", "amina", "--role", "supervisor", "--languages", "fr,it", "--password-stdin"])
+            .env("HELPLINE_DATABASE_URL", &db.url),
+        "a long enough password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    for node in [&a, &b] {
+        assert_eq!(sign_in(&client, node, "amina", "a long enough password").await, 200);
+        assert_eq!(sign_in(&client, node, "amina", "wrong password!!").await, 401);
+    }
+
+    // A session made on node A is valid on node B: sessions live in the shared database.
+    let jar_client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    assert_eq!(sign_in(&jar_client, &a, "amina", "a long enough password").await, 200);
+    let me: Value = jar_client.get(b.url("/api/session")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["name"], "amina");
+    assert_eq!(me["user"]["role"], "supervisor");
+
+    let (code_a, out_a) = a.terminate();
+    let (code_b, out_b) = b.terminate();
+    assert_eq!((code_a, code_b), (0, 0), "both nodes stop cleanly on SIGTERM");
+    let printed = [&out_a, &out_b].iter().filter(|o| o.contains("an admin account was created")).count();
+    assert_eq!(printed, 1, "exactly one node creates and prints the first admin:\nA: {out_a}\nB: {out_b}");
+    let out = if out_a.contains("password:") { &out_a } else { &out_b };
+    let password = out.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap().trim().to_owned();
+
+    // The printed admin password works, on a node started afterwards too; nothing is printed again.
+    let c = ServeProcess::start(db.dir.path(), &db.url);
+    assert_eq!(sign_in(&client, &c, "admin", &password).await, 200);
+    let (code, out) = c.terminate();
+    assert_eq!(code, 0);
+    assert!(!out.contains("password"), "the first admin is shown only once: {out}");
+}
+
+#[tokio::test]
+async fn serve_on_a_fresh_machine_creates_the_sqlite_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // No database URL: the default SQLite file under data/ in the working directory.
+    let node = ServeProcess::start(dir.path(), "sqlite://data/helpline.db");
+    assert!(dir.path().join("data/helpline.db").is_file(), "the SQLite file is created on first start");
+    let client = reqwest::Client::new();
+    let ready: Value = client.get(node.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["database"], "sqlite");
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn serve_with_an_unreachable_database_exits_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_helpline(
+        helpline(dir.path()).arg("serve").env("HELPLINE_DATABASE_URL", "postgres://x@127.0.0.1:1/none"),
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect to the postgres database"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
