@@ -211,7 +211,13 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
             Err((_, errors)) => {
                 let first = errors.iter().min_by_key(|e| e.pos.start);
                 let (offset, message) = first
-                    .map(|e| (e.pos.start, e.to_string()))
+                    .map(|e| {
+                        let entry_start = e.slice.as_ref().map_or(0, |s| s.start);
+                        (
+                            error_offset(&source, e.pos.start, entry_start),
+                            e.to_string(),
+                        )
+                    })
                     .unwrap_or((0, "unknown error".to_owned()));
                 let (line, column) = line_column(&source, offset);
                 return Err(PromptError::Parse {
@@ -328,6 +334,21 @@ fn entry_lines(source: &str) -> Vec<(&str, usize)> {
     out
 }
 
+/// Where to point at a parser error. The parser reports the place where it gave up; when that is
+/// the start of a line inside the broken entry, the mistake is the unfinished line before it (an
+/// unclosed `{`, a select without its `}`), so point just after that line's last character.
+fn error_offset(source: &str, offset: usize, entry_start: usize) -> usize {
+    let offset = offset.min(source.len());
+    let at_line_start = offset > 0 && source.as_bytes().get(offset - 1) == Some(&b'\n');
+    if !at_line_start || offset <= entry_start {
+        return offset;
+    }
+    let start = entry_start.min(offset);
+    source
+        .get(start..offset)
+        .map_or(offset, |before| start + before.trim_end().len())
+}
+
 /// The 1-based line and column (in characters) of a byte offset.
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(source.len());
@@ -383,9 +404,8 @@ fn inline_has_variables(
 ) -> bool {
     match inline {
         ast::InlineExpression::VariableReference { .. } => true,
-        ast::InlineExpression::StringLiteral { .. } | ast::InlineExpression::NumberLiteral { .. } => {
-            false
-        }
+        ast::InlineExpression::StringLiteral { .. }
+        | ast::InlineExpression::NumberLiteral { .. } => false,
         ast::InlineExpression::FunctionReference { arguments, .. } => {
             args_have_variables(bundle, arguments, depth)
         }
@@ -439,9 +459,6 @@ mod tests {
     #[test]
     fn entry_lines_find_messages_only() {
         let s = "# c\nhello = x\n    .attr = y\n-term = t\nmulti =\n    line\nsel = { $n ->\n   *[one] a\n}\n";
-        assert_eq!(
-            entry_lines(s),
-            vec![("hello", 2), ("multi", 5), ("sel", 7)]
-        );
+        assert_eq!(entry_lines(s), vec![("hello", 2), ("multi", 5), ("sel", 7)]);
     }
 }

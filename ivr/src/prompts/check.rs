@@ -153,7 +153,12 @@ pub fn check_all(dir: &Path, catalog: &Catalog) -> CheckReport {
 
 /// The shortest plausible duration of a prompt speaking `text`.
 pub fn min_duration_ms(text: &str) -> u64 {
-    let chars = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().count() as u64;
+    let chars = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .count() as u64;
     (chars * MIN_MS_PER_CHAR).max(MIN_DURATION_MS)
 }
 

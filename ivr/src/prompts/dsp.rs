@@ -57,7 +57,7 @@ pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Vec<f32> {
     let g = gcd(u64::from(from_hz), u64::from(to_hz));
     let up = u64::from(to_hz) / g; // L: output steps per period
     let down = u64::from(from_hz) / g; // M: input steps per period
-    // Cutoff in cycles per input sample.
+                                       // Cutoff in cycles per input sample.
     let cutoff = 0.925 * 0.5 * f64::from(from_hz.min(to_hz)) / f64::from(from_hz);
     // When upsampling, the filter runs at the input rate: keep its length in input samples.
     let half = HALF_TAPS as f64;
@@ -101,6 +101,46 @@ pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Vec<f32> {
     out
 }
 
+/// At most this much gain reduction is left to the limiter, in dB; a prompt whose peaks would need
+/// more is made quieter than the RMS target instead.
+pub const MAX_LIMITING_DB: f64 = 6.0;
+
+/// Half-width of the limiter's look-ahead window: 5 ms at 8 kHz.
+const LIMITER_HALF_WINDOW: usize = 40;
+
+/// A look-ahead peak limiter: each sample's gain is the mean, over ±5 ms, of the smallest gain any
+/// sample within ±5 ms of it needs to stay under `ceiling`. The mean of those minima never exceeds
+/// what the sample itself needs, so no sample passes the ceiling, and the gain glides instead of
+/// jumping (no clicks, little distortion).
+fn limit_peaks(x: &mut [f32], ceiling: f32) {
+    let w = LIMITER_HALF_WINDOW;
+    let n = x.len();
+    if n == 0 || x.iter().all(|s| s.abs() <= ceiling) {
+        return;
+    }
+    let needed: Vec<f32> = x
+        .iter()
+        .map(|s| {
+            if s.abs() > ceiling {
+                ceiling / s.abs()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let window = |i: usize| i.saturating_sub(w)..(i + w + 1).min(n);
+    let min_env: Vec<f32> = (0..n)
+        .map(|i| needed[window(i)].iter().cloned().fold(1.0, f32::min))
+        .collect();
+    for (i, s) in x.iter_mut().enumerate() {
+        let r = window(i);
+        let len = r.len() as f32;
+        let g = min_env[r].iter().sum::<f32>() / len;
+        // Float rounding of the mean must not let a sample through.
+        *s = (*s * g).clamp(-ceiling, ceiling);
+    }
+}
+
 /// Converts PCM samples to floats in [-1, 1).
 pub fn to_f32(samples: &[i16]) -> Vec<f32> {
     samples.iter().map(|&s| f32::from(s) / 32768.0).collect()
@@ -130,7 +170,8 @@ pub fn rms_dbfs(samples: &[i16]) -> f64 {
 }
 
 /// Turns speech at `rate` Hz into a telephone prompt at 8 kHz: resampled, trimmed of leading
-/// and trailing silence, normalised to [`TARGET_RMS_DBFS`] under [`PEAK_CEILING_DBFS`], faded
+/// and trailing silence, normalised to [`TARGET_RMS_DBFS`] with peaks limited to
+/// [`PEAK_CEILING_DBFS`] (by at most [`MAX_LIMITING_DB`] of gain reduction), faded
 /// at both ends and padded with [`LEAD_SILENCE_MS`] and [`TAIL_SILENCE_MS`] of silence.
 /// `None` if the input holds no sound at all.
 pub fn telephone_prompt(samples: &[i16], rate: u32) -> Option<Vec<i16>> {
@@ -163,14 +204,19 @@ pub fn telephone_prompt(samples: &[i16], rate: u32) -> Option<Vec<i16>> {
         .zip(&frame_ms)
         .filter(|(_, &ms)| ms >= gate)
         .fold((0.0, 0usize), |(s, n), (c, _)| {
-            (s + c.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>(), n + c.len())
+            (
+                s + c.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>(),
+                n + c.len(),
+            )
         });
     let active_rms = (sum / count.max(1) as f64).sqrt();
+    let ceiling = db_to_gain(PEAK_CEILING_DBFS);
     let gain = (db_to_gain(TARGET_RMS_DBFS) / active_rms.max(1e-9))
-        .min(db_to_gain(PEAK_CEILING_DBFS) / f64::from(peak)) as f32;
+        .min(db_to_gain(MAX_LIMITING_DB) * ceiling / f64::from(peak)) as f32;
     for s in &mut speech {
         *s *= gain;
     }
+    limit_peaks(&mut speech, ceiling as f32);
 
     // 5 ms raised-cosine fades so trimming never leaves a click.
     let fade = (TELEPHONE_RATE / 200) as usize;
@@ -248,7 +294,10 @@ mod tests {
     fn resampler_attenuates_tones_near_nyquist() {
         let y = resample(&sine(3000.0, 22050, 1.0, 0.5), 22050, 8000);
         let a = amplitude_at(steady(&y), 3000.0, 8000);
-        assert!((a - 0.5).abs() < 0.01, "3 kHz is in the telephone band: {a}");
+        assert!(
+            (a - 0.5).abs() < 0.01,
+            "3 kHz is in the telephone band: {a}"
+        );
         let y = resample(&sine(4500.0, 22050, 1.0, 0.5), 22050, 8000);
         let alias = amplitude_at(steady(&y), 3500.0, 8000);
         assert!(alias < 0.001, "4.5 kHz folds to 3.5 kHz: {alias}");
@@ -274,6 +323,19 @@ mod tests {
         assert!((level - TARGET_RMS_DBFS).abs() < 0.3, "level {level}");
         assert_eq!(telephone_prompt(&[0; 1000], 22050), None);
         assert_eq!(telephone_prompt(&[], 22050), None);
+    }
+
+    #[test]
+    fn limiter_keeps_peaks_under_the_ceiling_and_leaves_the_rest() {
+        let mut x: Vec<f32> = sine(300.0, 8000, 0.5, 0.3);
+        x[2000] = 1.5;
+        x[2001] = -1.2;
+        let before = x.clone();
+        limit_peaks(&mut x, 0.9);
+        assert!(x.iter().all(|s| s.abs() <= 0.9));
+        // Far from the spikes, the signal is untouched.
+        assert_eq!(x[..1900], before[..1900]);
+        assert_eq!(x[2100..], before[2100..]);
     }
 
     #[test]

@@ -26,9 +26,17 @@ pub enum PromptError {
         message: String,
     },
     #[error("{}:{line}: message id {id:?} is not a valid prompt id (1 to 64 of a-z 0-9 -, starting with a letter)", path.display())]
-    InvalidId { id: String, path: PathBuf, line: usize },
+    InvalidId {
+        id: String,
+        path: PathBuf,
+        line: usize,
+    },
     #[error("{}:{line}: message {id} has no value (attribute-only messages cannot be spoken)", path.display())]
-    NoValue { id: PromptId, path: PathBuf, line: usize },
+    NoValue {
+        id: PromptId,
+        path: PathBuf,
+        line: usize,
+    },
     #[error("{}:{line}: duplicate message id {id} (first defined at {}:{first_line})", path.display(), first_path.display())]
     DuplicateId {
         id: PromptId,

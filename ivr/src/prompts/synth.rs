@@ -181,7 +181,8 @@ impl Espeak {
         if !out.status.success() || stderr.contains("Error") {
             return Err(failed(out.status.to_string()));
         }
-        let mut reader = hound::WavReader::open(tmp.path()).map_err(PromptError::wav(tmp.path()))?;
+        let mut reader =
+            hound::WavReader::open(tmp.path()).map_err(PromptError::wav(tmp.path()))?;
         let spec = reader.spec();
         if spec.channels != 1
             || spec.bits_per_sample != 16
