@@ -40,6 +40,24 @@ impl From<i64> for PromptArg {
     }
 }
 
+impl From<i32> for PromptArg {
+    fn from(n: i32) -> Self {
+        PromptArg::Number(f64::from(n))
+    }
+}
+
+impl From<u32> for PromptArg {
+    fn from(n: u32) -> Self {
+        PromptArg::Number(f64::from(n))
+    }
+}
+
+impl From<usize> for PromptArg {
+    fn from(n: usize) -> Self {
+        PromptArg::Number(n as f64)
+    }
+}
+
 impl From<f64> for PromptArg {
     fn from(n: f64) -> Self {
         PromptArg::Number(n)

@@ -3,6 +3,7 @@
 //! `SKIPPED (espeak-ng not installed)` and return, except under `CI=true`, where they fail.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::*;
@@ -43,7 +44,12 @@ fn espeak_or_skip(test: &str) -> Option<()> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: espeak-ng is not installed, and CI=true requires it (apt-get install espeak-ng)");
     }
-    eprintln!("SKIPPED (espeak-ng not installed): {test}");
+    // Straight to the process's stderr: `eprintln!` would be captured, and hidden, by the test
+    // harness for a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (espeak-ng not installed): {test}"
+    );
     None
 }
 
