@@ -66,6 +66,8 @@ pub enum PromptError {
     },
     #[error("cannot synthesise empty text")]
     EmptyText,
+    #[error("text too long to synthesise on demand: {chars} characters (at most {max})")]
+    TextTooLong { chars: usize, max: usize },
     #[error("speech engine {program:?} not found: install the Debian package `espeak-ng` (apt-get install espeak-ng)")]
     EspeakNotFound { program: PathBuf },
     #[error("speech engine {program:?} failed for voice {voice} ({status}): {stderr}")]

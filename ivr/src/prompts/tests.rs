@@ -337,6 +337,36 @@ fn catalog_is_shareable_across_threads() {
     assert_send_sync::<Tts>();
 }
 
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_id() {
+    let tmp = fixture_copy();
+    std::fs::write(
+        tmp.path().join("it/bom.ftl"),
+        "\u{feff}bom-first = Primo.\n",
+    )
+    .unwrap();
+    let cat = Catalog::load(tmp.path()).unwrap();
+    assert_eq!(
+        cat.format(Language::It, &id("bom-first"), &[]).unwrap(),
+        "Primo."
+    );
+    assert_eq!(
+        cat.source(Language::It, &id("bom-first")).map(|s| s.1),
+        Some(1)
+    );
+}
+
+#[test]
+fn non_utf8_files_are_reported() {
+    let tmp = fixture_copy();
+    let bad = tmp.path().join("es/latin1.ftl");
+    std::fs::write(&bad, b"adios = Adi\xf3s.\n").unwrap();
+    assert!(matches!(
+        Catalog::load(tmp.path()),
+        Err(PromptError::NotUtf8 { path }) if path == bad
+    ));
+}
+
 // ---------------------------------------------------------------- check, without espeak
 
 /// A valid-looking prompt: `secs` of a 440 Hz tone, faded, then 200 ms of silence.
@@ -526,6 +556,16 @@ fn render_then_check_then_rerender_is_a_no_op() {
         }
     }
 
+    // WAVs without a static message behind them are reported, and left alone.
+    let orphan = wav_dir(dir, Language::It).join("old-prompt.wav");
+    std::fs::copy(wav_path(dir, Language::It, &id("welcome")), &orphan).unwrap();
+    let dynamic = wav_path(dir, Language::Fr, &id("callers-waiting"));
+    std::fs::copy(wav_path(dir, Language::Fr, &id("welcome")), &dynamic).unwrap();
+    let with_orphans = render_all(dir, &cat, &opts).unwrap();
+    assert_eq!(with_orphans.orphans, vec![orphan.clone(), dynamic.clone()]);
+    assert!(orphan.exists() && dynamic.exists());
+    assert!(check_all(dir, &cat).is_ok());
+
     // A changed text is rendered again, and only it.
     std::fs::write(
         dir.join("en/main.ftl"),
@@ -645,6 +685,10 @@ fn a_missing_speech_engine_names_the_debian_package() {
         tts.render(Language::It, "  ", Pace::Normal),
         Err(PromptError::EmptyText)
     ));
+    assert!(matches!(
+        tts.render(Language::It, &"parola ".repeat(200), Pace::Normal),
+        Err(PromptError::TextTooLong { max: 1000, .. })
+    ));
 }
 
 // ---------------------------------------------------------------- on-demand speech
@@ -713,4 +757,39 @@ fn tts_synthesises_each_text_once() {
     other.render(Language::It, text, Pace::Normal).unwrap();
     other.render(Language::It, "cinque", Pace::Normal).unwrap();
     assert_eq!(other.synth_invocations(), 1);
+}
+
+#[test]
+fn tts_is_sound_under_concurrent_use() {
+    let Some(()) = espeak_or_skip("tts_is_sound_under_concurrent_use") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let tts = std::sync::Arc::new(Tts::new(tmp.path().to_owned(), TtsOptions::default()).unwrap());
+    let texts = ["uno", "due", "uno", "due", "uno", "due"];
+    let results: Vec<Vec<i16>> = std::thread::scope(|s| {
+        let handles: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                let tts = std::sync::Arc::clone(&tts);
+                s.spawn(move || {
+                    tts.render(Language::It, t, Pace::Normal)
+                        .map(|v| (*v).clone())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic").expect("synthesis"))
+            .collect()
+    });
+    // Racing threads may each synthesise a new text, but never more than once per thread, and
+    // they all get the same samples.
+    assert!((2..=6).contains(&tts.synth_invocations()));
+    assert_eq!(results[0], results[2]);
+    assert_eq!(results[0], results[4]);
+    assert_eq!(results[1], results[3]);
+    assert_ne!(results[0], results[1]);
+    let files = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert_eq!(files, 2, "one cache file per text, no temporary files left");
 }

@@ -83,6 +83,10 @@ impl std::fmt::Debug for Tts {
 }
 
 impl Tts {
+    /// The longest text spoken on demand: a few sentences. Longer texts belong in the `.ftl`
+    /// files, pre-rendered; the bound keeps one request from occupying the engine for minutes.
+    pub const MAX_TEXT_CHARS: usize = 1000;
+
     /// Creates the cache folder if needed. Does not run the speech engine.
     pub fn new(cache_dir: PathBuf, options: TtsOptions) -> Result<Tts, PromptError> {
         std::fs::create_dir_all(&cache_dir).map_err(PromptError::io(&cache_dir))?;
@@ -137,6 +141,13 @@ impl Tts {
         let text = normalize(text);
         if text.is_empty() {
             return Err(PromptError::EmptyText);
+        }
+        let chars = text.chars().count();
+        if chars > Tts::MAX_TEXT_CHARS {
+            return Err(PromptError::TextTooLong {
+                chars,
+                max: Tts::MAX_TEXT_CHARS,
+            });
         }
         let key = Tts::cache_key(lang, &text, pace);
         if let Some(samples) = self.lock().get(&key) {
