@@ -6,5 +6,6 @@
 
 pub mod domain;
 pub mod error;
+pub mod prompts;
 
 pub use error::DomainError;
