@@ -31,6 +31,26 @@ pub enum Command {
     /// Manage operators, supervisors and admins.
     #[command(subcommand)]
     User(UserCommand),
+    /// Render and check the spoken prompts.
+    #[command(subcommand)]
+    Prompts(PromptsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromptsCommand {
+    /// Render every static message to `<dir>/<lang>/wav/<id>.wav` (8 kHz mono 16-bit) with espeak-ng;
+    /// unchanged texts are skipped.
+    Render {
+        /// The prompts folder (one sub-folder of .ftl files per language).
+        #[arg(long, default_value = "prompts")]
+        dir: std::path::PathBuf,
+    },
+    /// Check that every message exists in every language and every WAV exists, has the telephone
+    /// format, is not silent and is not truncated.
+    Check {
+        #[arg(long, default_value = "prompts")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +106,10 @@ const EXIT_CONFIG: u8 = 2;
 /// Parses the arguments and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Command::Prompts(cmd) = &cli.command {
+        // Needs neither settings nor a database.
+        return Ok(prompts(cmd));
+    }
     let loaded = match Settings::load() {
         Ok(l) => l,
         Err(e) => return Ok(config_error(&e)),
@@ -108,6 +132,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::User(cmd) => user(cmd, &loaded.settings).await,
+            Command::Prompts(cmd) => Ok(prompts(&cmd)),
         }
     })
 }
@@ -200,6 +225,52 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn prompts(cmd: &PromptsCommand) -> ExitCode {
+    use ivr::prompts::{check_all, render_all, Catalog, RenderOptions};
+    let (PromptsCommand::Render { dir } | PromptsCommand::Check { dir }) = cmd;
+    let catalog = match Catalog::load(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cmd {
+        PromptsCommand::Render { .. } => match render_all(dir, &catalog, &RenderOptions::default()) {
+            Ok(report) => {
+                println!(
+                    "rendered {} (unchanged {}, up to date {}), {} with runtime data left to on-demand speech",
+                    report.written.len(),
+                    report.identical.len(),
+                    report.up_to_date.len(),
+                    report.dynamic.len()
+                );
+                for orphan in &report.orphans {
+                    println!("note: no message for {}", orphan.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        PromptsCommand::Check { .. } => {
+            let report = check_all(dir, &catalog);
+            for problem in &report.problems {
+                eprintln!("{problem}");
+            }
+            if report.is_ok() {
+                println!("prompts ok: {} WAV files checked in {}", report.files_checked, dir.display());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: {} problem(s) in {}", report.problems.len(), dir.display());
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -136,7 +136,8 @@ pub fn run_helpline(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn helpline");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    // The program may exit before reading its input (a usage error): a broken pipe is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
     let out = child.wait_with_output().expect("wait helpline");
     (
         out.status.code().unwrap_or(-1),
@@ -150,7 +151,8 @@ pub struct ServeProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub stdout: String,
-    pub stderr_lines: mpsc::Receiver<String>,
+    /// Log lines not yet read (kept so the reader thread never blocks).
+    _stderr_lines: mpsc::Receiver<String>,
 }
 
 impl ServeProcess {
@@ -183,7 +185,7 @@ impl ServeProcess {
                 break v["fields"]["addr"].as_str().expect("addr").parse().expect("socket addr");
             }
         };
-        ServeProcess { child, addr, stdout: String::new(), stderr_lines: rx }
+        ServeProcess { child, addr, stdout: String::new(), _stderr_lines: rx }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -204,10 +206,6 @@ impl ServeProcess {
         (status.code().unwrap_or(-1), out)
     }
 
-    /// Log lines printed so far.
-    pub fn drain_logs(&self) -> Vec<String> {
-        self.stderr_lines.try_iter().collect()
-    }
 }
 
 impl Drop for ServeProcess {

@@ -8,3 +8,4 @@ mod cli;
 mod health;
 mod migrations;
 mod nodes;
+mod session;

@@ -1,0 +1,62 @@
+//! Signing in and out against the in-process app.
+
+use crate::helpers::spawn_app;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn the_first_admin_signs_in_and_out() {
+    let app = spawn_app().await;
+    let (name, password) = app.first_admin.clone().expect("a fresh database gets a first admin");
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+
+    assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 401);
+
+    let r = client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("helpline_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "{cookie}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["role"], "admin");
+    assert_eq!(body["csrf_token"].as_str().unwrap().len(), 64);
+
+    let me: Value = client.get(app.url("/api/session")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["user"]["name"], "admin");
+
+    assert_eq!(client.delete(app.url("/api/session")).send().await.unwrap().status(), 204);
+    assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_sign_in_requests_get_clear_errors() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let r = c.post(app.url("/api/session")).json(&json!({"name": "admin", "password": "nope nope nope"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_credentials");
+
+    let r = c.post(app.url("/api/session")).json(&json!({"name": "ghost", "password": "nope nope nope"})).send().await.unwrap();
+    assert_eq!(r.status(), 401, "an unknown user gets the same answer as a wrong password");
+
+    let r = c.post(app.url("/api/session")).body("name=admin").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("application/json"), "{body}");
+
+    let r = c
+        .post(app.url("/api/session"))
+        .header("content-type", "application/json")
+        .body("{\"name\": \"admin\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().starts_with("malformed JSON"));
+
+    let r = c.post(app.url("/api/session")).json(&json!({"name": "admin"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let msg = r.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("missing field `password`"), "{msg}");
+    app.stop().await;
+}
