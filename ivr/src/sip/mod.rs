@@ -1,0 +1,23 @@
+//! SIP for the helpline's own UDP server: message grammar, response builders, transactions and
+//! dialogs, as pure code. The server owns sockets and the clock; this module turns bytes and
+//! instants into messages, bytes to send and timers to set.
+//!
+//! Architecture invariant: nothing here does I/O, spawns, sleeps or reads the clock.
+//! Modeled on ezk's `sip-types`/`sip-core`: parsing apart from transport, transactions apart from
+//! the user agent.
+
+mod builder;
+mod header_values;
+mod headers;
+mod message;
+mod method;
+
+pub use builder::{
+    default_reason, options_response, policy_response, response_to, response_with_reason,
+};
+pub use header_values::{split_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE};
+pub use headers::{canonical_name, Header, Headers};
+pub use message::{parse, reject_unparseable, Message, ParseError, Request, Response, MAX_HEADERS};
+pub use method::{
+    allow_header_value, policy, Method, MethodPolicy, ACCEPT_HEADER_VALUE, SUPPORTED_METHODS,
+};
