@@ -9,15 +9,19 @@
 mod builder;
 mod header_values;
 mod headers;
+mod ids;
 mod message;
 mod method;
+mod transaction;
 
 pub use builder::{
     default_reason, options_response, policy_response, response_to, response_with_reason,
 };
 pub use header_values::{split_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE};
 pub use headers::{canonical_name, Header, Headers};
+pub use ids::IdGen;
 pub use message::{parse, reject_unparseable, Message, ParseError, Request, Response, MAX_HEADERS};
 pub use method::{
     allow_header_value, policy, Method, MethodPolicy, ACCEPT_HEADER_VALUE, SUPPORTED_METHODS,
 };
+pub use transaction::{ServerOutput, ServerTransactions, Timers, TransactionError, TxKey};
