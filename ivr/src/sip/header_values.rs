@@ -162,6 +162,19 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     Some((host, port))
 }
 
+/// The host and port of a `sip:`/`sips:` URI (`sip:user@host:port;params?headers`), for the
+/// server to resolve where an in-dialog request goes. `None` for other schemes or a bad host.
+pub fn uri_host_port(uri: &str) -> Option<(&str, Option<u16>)> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let rest = rest.split(['?']).next().unwrap_or_default();
+    let hostport = rest.rsplit('@').next().unwrap_or_default();
+    // Parameters follow the host part; an IPv6 reference contains no ';'.
+    let hostport = hostport.split(';').next().unwrap_or_default();
+    split_host_port(hostport)
+}
+
 /// A `name-addr` or `addr-spec` header value with its parameters: `From`, `To`, `Contact`,
 /// `Route`, `Record-Route`, `Refer-To` (RFC 3261 §20.10, §25.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +333,23 @@ mod tests {
         for bad in ["", "<sip:a", "\"x <sip:a>", "noscheme", "<sip:a> junk"] {
             assert!(NameAddr::parse(bad, "To").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn uri_host_and_port() {
+        assert_eq!(
+            uri_host_port("sip:sipp@127.0.0.1:5061"),
+            Some(("127.0.0.1", Some(5061)))
+        );
+        assert_eq!(
+            uri_host_port("sip:h.example;transport=udp"),
+            Some(("h.example", None))
+        );
+        assert_eq!(
+            uri_host_port("sips:a@[::1]:5061;lr?x=y"),
+            Some(("[::1]", Some(5061)))
+        );
+        assert_eq!(uri_host_port("tel:+39061234"), None);
     }
 
     #[test]

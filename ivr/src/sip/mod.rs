@@ -7,6 +7,8 @@
 //! the user agent.
 
 mod builder;
+mod client_transaction;
+mod dialog;
 mod header_values;
 mod headers;
 mod ids;
@@ -17,7 +19,11 @@ mod transaction;
 pub use builder::{
     default_reason, options_response, policy_response, response_to, response_with_reason,
 };
-pub use header_values::{split_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE};
+pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
+pub use dialog::{refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress};
+pub use header_values::{
+    split_host_port, uri_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE,
+};
 pub use headers::{canonical_name, Header, Headers};
 pub use ids::IdGen;
 pub use message::{parse, reject_unparseable, Message, ParseError, Request, Response, MAX_HEADERS};
