@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod rtp;
 pub mod sdp;
 pub mod sip;
 
