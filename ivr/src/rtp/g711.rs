@@ -20,7 +20,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     if seg >= 8 {
         return 0x7F ^ mask;
     }
-    let uval = ((seg as i32) << 4) | ((pcm >> (seg + 1)) & 0x0F);
+    let uval = (seg << 4) | ((pcm >> (seg + 1)) & 0x0F);
     (uval as u8) ^ mask
 }
 
@@ -46,7 +46,7 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
     if seg >= 8 {
         return 0x7F ^ mask;
     }
-    let mut aval = (seg as i32) << 4;
+    let mut aval = seg << 4;
     aval |= if seg < 2 {
         (pcm >> 1) & 0x0F
     } else {

@@ -236,6 +236,7 @@ fn push_header(
     count: &mut usize,
 ) -> Result<(), ParseError> {
     let name = canonical_name(name);
+    let value = value.trim();
     let values = if is_list_header(&name) {
         split_commas(value)
     } else {

@@ -14,6 +14,8 @@ mod headers;
 mod ids;
 mod message;
 mod method;
+#[cfg(test)]
+mod parser_properties;
 mod transaction;
 
 pub use builder::{
