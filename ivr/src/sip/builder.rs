@@ -17,6 +17,7 @@ pub fn default_reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        420 => "Bad Extension",
         415 => "Unsupported Media Type",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
@@ -129,6 +130,20 @@ pub fn policy_response(req: &Request, local_tag: &str) -> Option<Response> {
         }
         MethodPolicy::NotImplemented => Some(response_to(req, 501, local_tag)),
     }
+}
+
+/// `420 Bad Extension` with `Unsupported` when the request `Require`s an option tag: we support
+/// none (no 100rel, no session timers). `None` when nothing is required, or for ACK and CANCEL,
+/// which are never rejected for this (RFC 3261 §8.2.2.3).
+pub fn require_response(req: &Request, local_tag: &str) -> Option<Response> {
+    if matches!(req.method, super::Method::Ack | super::Method::Cancel) {
+        return None;
+    }
+    let required: Vec<&str> = req.headers.get_all("Require").collect();
+    if required.is_empty() {
+        return None;
+    }
+    Some(response_to(req, 420, local_tag).with_header("Unsupported", required.join(", ")))
 }
 
 #[cfg(test)]

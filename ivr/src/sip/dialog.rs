@@ -20,6 +20,28 @@ pub enum DialogError {
     CSeqOutOfOrder { got: u32, last: u32 },
 }
 
+impl DialogError {
+    /// The status to answer the offending request with.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            DialogError::Malformed(e) => e.status_code(),
+            DialogError::MissingContact => 400,
+            DialogError::NotInDialog => 481,
+            DialogError::CSeqOutOfOrder { .. } => 500,
+        }
+    }
+
+    /// The reason phrase for that status.
+    pub fn reason_phrase(&self) -> String {
+        match self {
+            DialogError::Malformed(e) => e.reason_phrase(),
+            DialogError::MissingContact => "Missing Contact".into(),
+            DialogError::NotInDialog => "Call/Transaction Does Not Exist".into(),
+            DialogError::CSeqOutOfOrder { .. } => "CSeq Out Of Order".into(),
+        }
+    }
+}
+
 /// Call-ID, local tag and remote tag (RFC 3261 §12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DialogId {

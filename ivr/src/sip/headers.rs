@@ -188,6 +188,21 @@ impl Headers {
         self.0.retain(|h| !h.name.eq_ignore_ascii_case(&name));
     }
 
+    /// Replaces the first value of `name` (appends if there is none), keeping the others.
+    pub fn set_first(&mut self, name: &str, value: impl Into<String>) {
+        let canonical = canonical_name(name);
+        let mut tmp = Headers::new();
+        tmp.push(name, value);
+        match self
+            .0
+            .iter_mut()
+            .find(|h| h.name.eq_ignore_ascii_case(&canonical))
+        {
+            Some(h) => *h = tmp.0.remove(0),
+            None => self.0.append(&mut tmp.0),
+        }
+    }
+
     /// Replaces every value of `name` by one value, placed where the first one was (or at the end).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let canonical = canonical_name(name);

@@ -16,10 +16,12 @@ mod message;
 mod method;
 #[cfg(test)]
 mod parser_properties;
+mod response_routing;
 mod transaction;
 
 pub use builder::{
-    default_reason, options_response, policy_response, response_to, response_with_reason,
+    default_reason, options_response, policy_response, require_response, response_to,
+    response_with_reason,
 };
 pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
 pub use dialog::{refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress};
@@ -32,4 +34,5 @@ pub use message::{parse, reject_unparseable, Message, ParseError, Request, Respo
 pub use method::{
     allow_header_value, policy, Method, MethodPolicy, ACCEPT_HEADER_VALUE, SUPPORTED_METHODS,
 };
+pub use response_routing::{response_target, stamp_received};
 pub use transaction::{ServerOutput, ServerTransactions, Timers, TransactionError, TxKey};
