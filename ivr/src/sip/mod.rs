@@ -7,6 +7,8 @@
 //! the user agent.
 
 mod builder;
+#[cfg(test)]
+mod call_flow_tests;
 mod client_transaction;
 mod dialog;
 mod header_values;
