@@ -647,6 +647,28 @@ Subject: first\r\n  second line\r\nl: 0\r\n\r\n";
     }
 
     #[test]
+    fn header_line_limits() {
+        let fold_first = SIPP_INVITE.replacen("Via:", " Via:", 1);
+        assert_eq!(
+            parse(fold_first.as_bytes()),
+            Err(ParseError::BadHeaderLine(2))
+        );
+        let many = SIPP_INVITE.replacen(
+            "Subject: Performance Test\r\n",
+            &"X-A: 1\r\n".repeat(MAX_HEADERS),
+            1,
+        );
+        assert_eq!(parse(many.as_bytes()), Err(ParseError::TooManyHeaders));
+        let twice = SIPP_INVITE.replacen("Subject: Performance Test", "l: 129", 1);
+        assert_eq!(parse(twice.as_bytes()), Err(ParseError::BadContentLength));
+        let bad_name = SIPP_INVITE.replacen("Subject:", "Sub ject:", 1);
+        assert_eq!(
+            parse(bad_name.as_bytes()),
+            Err(ParseError::BadHeaderLine(9))
+        );
+    }
+
+    #[test]
     fn keepalives_and_garbage() {
         assert_eq!(parse(b"\r\n\r\n"), Err(ParseError::Empty));
         assert_eq!(parse(b""), Err(ParseError::Empty));
