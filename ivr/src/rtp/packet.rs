@@ -137,6 +137,19 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics_and_reencodes(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Ok(p) = RtpPacket::decode(&data) {
+                if p.header.csrcs.len() < 16 {
+                    let bytes = p.header.encode(p.payload);
+                    let again = RtpPacket::decode(&bytes).unwrap();
+                    proptest::prop_assert_eq!(again, p);
+                }
+            }
+        }
+    }
+
     #[test]
     fn rejects_bad_packets() {
         assert_eq!(RtpPacket::decode(&[0x80; 5]), Err(RtpError::TooShort(5)));

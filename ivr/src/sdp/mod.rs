@@ -5,7 +5,9 @@
 mod negotiate;
 mod session;
 
-pub use negotiate::{negotiate, Codec, LocalMedia, NegotiatedAudio, NegotiationError};
+pub use negotiate::{
+    negotiate, negotiate_body, Codec, LocalMedia, NegotiatedAudio, NegotiationError,
+};
 pub use session::{
     Connection, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription,
 };

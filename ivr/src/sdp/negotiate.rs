@@ -138,6 +138,14 @@ fn codec_of(m: &MediaDescription, pt: u8) -> Option<Codec> {
     }
 }
 
+/// Parses an SDP body and answers it: [`negotiate`] for the bytes of an INVITE body.
+pub fn negotiate_body(
+    body: &[u8],
+    local: &LocalMedia,
+) -> Result<NegotiatedAudio, NegotiationError> {
+    negotiate(&SessionDescription::parse(body)?, local)
+}
+
 /// Answers `offer` from `local` (RFC 3264 §6.1). The first active `m=audio … RTP/AVP` stream is
 /// accepted; any other stream is declined with port 0.
 pub fn negotiate(
@@ -384,6 +392,31 @@ m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
         let text = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
         let n = negotiate(&SessionDescription::parse(text.as_bytes()).unwrap(), &l).unwrap();
         assert_eq!(n.remote_rtp, None, "RFC 2543 hold");
+    }
+
+    #[test]
+    fn bad_sdp_body_is_400() {
+        let err = negotiate_body(b"hello", &local()).unwrap_err();
+        assert_eq!(
+            (err.status_code(), err.reason_phrase()),
+            (400, "Malformed SDP")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = negotiate_body(&body, &local());
+        }
+
+        #[test]
+        fn never_panics_on_sdp_like_lines(lines in proptest::collection::vec("[vocstmab]=[ -~]{0,40}", 0..20)) {
+            let body = format!("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\n{}", lines.join("\r\n"));
+            if let Ok(n) = negotiate_body(body.as_bytes(), &local()) {
+                let again = SessionDescription::parse(n.answer_sdp().as_bytes());
+                proptest::prop_assert_eq!(again, Ok(n.answer));
+            }
+        }
     }
 
     #[test]
