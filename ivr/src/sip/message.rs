@@ -110,7 +110,7 @@ struct Raw {
 /// (Via, From, To, Call-ID, CSeq; CSeq method equal to the request method), Content-Length
 /// honoured (a shorter body is an error, extra bytes are ignored, RFC 3261 §18.3).
 pub fn parse(datagram: &[u8]) -> Result<Message, ParseError> {
-    let raw = parse_raw(datagram)?;
+    let raw = parse_raw(datagram, Mode::Strict)?;
     validate(&raw.headers)?;
     Ok(match raw.start {
         StartLine::Request(method, uri) => {
@@ -161,7 +161,16 @@ fn validate(h: &Headers) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn parse_raw(datagram: &[u8]) -> Result<Raw, ParseError> {
+/// `Strict` for [`parse`]. `Salvage` reads what it can of a broken request so that it can be
+/// answered: any SIP version, bad header lines and body errors skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Strict,
+    Salvage,
+}
+
+fn parse_raw(datagram: &[u8], mode: Mode) -> Result<Raw, ParseError> {
+    let salvage = mode == Mode::Salvage;
     // RFC 3261 §7.5: CRLFs before the start line are ignored (they are keep-alives on their own).
     let start = datagram
         .iter()
@@ -171,7 +180,7 @@ fn parse_raw(datagram: &[u8]) -> Result<Raw, ParseError> {
     let (head, body_start) = split_head(data);
     let head = std::str::from_utf8(head).map_err(|_| ParseError::NotUtf8)?;
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let start = parse_start_line(lines.next().unwrap_or_default())?;
+    let start = parse_start_line(lines.next().unwrap_or_default(), mode)?;
 
     let mut headers = Headers::new();
     let mut pending: Option<(String, String)> = None;
@@ -179,25 +188,45 @@ fn parse_raw(datagram: &[u8]) -> Result<Raw, ParseError> {
     for (i, line) in lines.enumerate() {
         if line.starts_with([' ', '\t']) {
             // Folded continuation (RFC 3261 §7.3.1): joins the previous line with one space.
-            let (_, value) = pending.as_mut().ok_or(ParseError::BadHeaderLine(i + 2))?;
-            value.push(' ');
-            value.push_str(line.trim());
+            match pending.as_mut() {
+                Some((_, value)) => {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                }
+                None if salvage => {}
+                None => return Err(ParseError::BadHeaderLine(i + 2)),
+            }
             continue;
         }
         if let Some((name, value)) = pending.take() {
-            push_header(&mut headers, &name, &value, &mut count)?;
+            match push_header(&mut headers, &name, &value, &mut count) {
+                Err(_) if salvage => break,
+                other => other?,
+            }
         }
-        let (name, value) = line
+        let parsed = line
             .split_once(':')
-            .ok_or(ParseError::BadHeaderLine(i + 2))?;
-        let name = name.trim_end_matches([' ', '\t']);
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(ParseError::BadHeaderLine(i + 2));
+            .map(|(name, value)| (name.trim_end_matches([' ', '\t']), value))
+            .filter(|(name, _)| !name.is_empty() && name.bytes().all(is_token_byte));
+        match parsed {
+            Some((name, value)) => pending = Some((name.to_owned(), value.trim().to_owned())),
+            None if salvage => {}
+            None => return Err(ParseError::BadHeaderLine(i + 2)),
         }
-        pending = Some((name.to_owned(), value.trim().to_owned()));
     }
     if let Some((name, value)) = pending.take() {
-        push_header(&mut headers, &name, &value, &mut count)?;
+        match push_header(&mut headers, &name, &value, &mut count) {
+            Err(_) if salvage => {}
+            other => other?,
+        }
+    }
+    if salvage {
+        headers.remove("Content-Length");
+        return Ok(Raw {
+            start,
+            headers,
+            body: Vec::new(),
+        });
     }
 
     let rest = &data[body_start.min(data.len())..];
@@ -270,7 +299,7 @@ fn split_head(data: &[u8]) -> (&[u8], usize) {
     (data, data.len())
 }
 
-fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+fn parse_start_line(line: &str, mode: Mode) -> Result<StartLine, ParseError> {
     if let Some(rest) = line.strip_prefix("SIP/") {
         let (version, rest) = rest.split_once(' ').ok_or(ParseError::BadStartLine)?;
         if version != "2.0" {
@@ -296,6 +325,9 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::BadStartLine);
     }
     if version != "SIP/2.0" {
+        if version.starts_with("SIP/") && mode == Mode::Salvage {
+            return Ok(StartLine::Request(method, uri.to_owned()));
+        }
         if version.starts_with("SIP/") {
             return Err(ParseError::UnsupportedVersion(version.to_owned()));
         }
@@ -309,7 +341,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 /// `None` when no answer is possible or allowed: not a request, an ACK (never answered), or no
 /// Via to send the answer along.
 pub fn reject_unparseable(datagram: &[u8], err: &ParseError) -> Option<Response> {
-    let raw = match parse_raw(datagram) {
+    let raw = match parse_raw(datagram, Mode::Salvage) {
         Ok(raw) => raw,
         // Without headers there is no Via to answer along.
         Err(_) => return None,
@@ -318,7 +350,8 @@ pub fn reject_unparseable(datagram: &[u8], err: &ParseError) -> Option<Response>
         StartLine::Request(Method::Ack, _) | StartLine::Response(..) => return None,
         StartLine::Request(..) => {}
     }
-    raw.headers.get("Via")?;
+    // The answer goes where the top Via says: without a readable one there is nowhere to send it.
+    raw.headers.top_via().ok()?;
     let mut headers = Headers::new();
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
         for v in raw.headers.get_all(name) {
@@ -630,7 +663,21 @@ Subject: first\r\n  second line\r\nl: 0\r\n\r\n";
         for (from, to, want) in cases {
             let text = SIPP_INVITE.replacen(from, to, 1);
             assert_ne!(text, SIPP_INVITE, "{from}");
-            assert_eq!(parse(text.as_bytes()).unwrap_err(), want, "{to}");
+            let err = parse(text.as_bytes()).unwrap_err();
+            assert_eq!(err, want, "{to}");
+            // Each can still be answered, with the reason named, except without a usable Via.
+            let resp = reject_unparseable(text.as_bytes(), &err);
+            if want == ParseError::MalformedHeader("Via") {
+                assert_eq!(resp, None);
+                continue;
+            }
+            let resp = resp.unwrap();
+            assert_eq!(
+                (resp.status, resp.reason.clone()),
+                (err.status_code(), err.reason_phrase()),
+                "{to}"
+            );
+            assert!(resp.headers.top_via().is_ok(), "{to}");
         }
         assert_eq!(
             ParseError::UnsupportedVersion("SIP/3.0".into()).status_code(),
