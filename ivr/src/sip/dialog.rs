@@ -2,9 +2,13 @@
 //! counters, the route set and the remote target, and the in-dialog requests we send (BYE, REFER).
 //! Also reads the progress NOTIFYs of a REFER (RFC 3515 §2.4.5, `message/sipfrag`).
 
+use sha2::{Digest, Sha256};
+
 use super::builder::with_tag;
 use super::message::{ParseError, Request};
 use super::method::Method;
+use crate::domain::CallId;
+use crate::DomainError;
 
 /// Why a request cannot start or continue a dialog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,6 +204,16 @@ impl Dialog {
     }
 }
 
+/// The engine's [`CallId`] for a SIP Call-ID: the Call-ID itself when it fits the domain type,
+/// otherwise `sip-` and 32 hex digits of its SHA-256 (SIP allows characters such as `/`, `+` or
+/// `%` that the domain type does not, and Call-IDs up to any length).
+pub fn engine_call_id(sip_call_id: &str) -> Result<CallId, DomainError> {
+    CallId::parse(sip_call_id).or_else(|_| {
+        let digest = Sha256::digest(sip_call_id.as_bytes());
+        CallId::parse(&format!("sip-{}", hex::encode(&digest[..16])))
+    })
+}
+
 /// The progress a REFER's NOTIFY reports (RFC 3515 §2.4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReferProgress {
@@ -345,6 +359,17 @@ Call-ID: dlg-1\r\nCSeq: 10 INVITE\r\nContact: <sip:+391234@10.0.0.1:5061>\r\n\r\
             d.on_remote_request(&req(INVITE)),
             Err(DialogError::NotInDialog)
         );
+    }
+
+    #[test]
+    fn engine_call_ids() {
+        assert_eq!(
+            engine_call_id("1-4242@127.0.0.1").unwrap().as_str(),
+            "1-4242@127.0.0.1"
+        );
+        let odd = engine_call_id("a/b+c%d").unwrap();
+        assert!(odd.as_str().starts_with("sip-") && odd.as_str().len() == 36);
+        assert_eq!(engine_call_id("a/b+c%d").unwrap(), odd);
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub use builder::{
     response_with_reason,
 };
 pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
-pub use dialog::{refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress};
+pub use dialog::{
+    engine_call_id, refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress,
+};
 pub use header_values::{
     split_host_port, uri_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE,
 };
