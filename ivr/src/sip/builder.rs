@@ -113,6 +113,21 @@ impl Request {
     }
 }
 
+/// The `200 OK` accepting an INVITE (or re-INVITE): Contact (required in a 2xx to INVITE,
+/// RFC 3261 §13.3.1.4), Allow, and the SDP answer.
+pub fn invite_ok(
+    invite: &Request,
+    local_tag: &str,
+    contact_uri: &str,
+    sdp_answer: &str,
+) -> Response {
+    let contact_uri = contact_uri.replace(['<', '>'], "");
+    response_to(invite, 200, local_tag)
+        .with_header("Contact", format!("<{contact_uri}>"))
+        .with_header("Allow", allow_header_value())
+        .with_body("application/sdp", sdp_answer.as_bytes().to_vec())
+}
+
 /// Our answer to `OPTIONS` (RFC 3261 §11.2): 200 with Allow and Accept.
 pub fn options_response(req: &Request, local_tag: &str) -> Response {
     response_to(req, 200, local_tag)
@@ -176,6 +191,24 @@ To: \"S\" <sip:s@h>\r\nCall-ID: k\r\nCSeq: 9 INVITE\r\nSubject: x\r\n\r\n";
             bytes.starts_with(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP p1;branch=z9hG4bKa\r\n")
         );
         assert!(matches!(parse(&bytes), Ok(Message::Response(_))));
+    }
+
+    #[test]
+    fn invite_ok_has_contact_allow_and_sdp() {
+        let ok = invite_ok(&invite(), "t", "sip:helpline@10.0.0.2:5060", "v=0\r\n");
+        assert_eq!(
+            ok.headers.get("Contact"),
+            Some("<sip:helpline@10.0.0.2:5060>")
+        );
+        assert_eq!(
+            ok.headers.content_type().as_deref(),
+            Some("application/sdp")
+        );
+        assert!(ok.headers.get("Allow").is_some());
+        assert_eq!(ok.body, b"v=0\r\n");
+        assert!(String::from_utf8(ok.to_bytes())
+            .unwrap()
+            .contains("Content-Length: 5\r\n\r\nv=0"));
     }
 
     #[test]

@@ -11,8 +11,9 @@ use crate::rtp::{
 };
 use crate::sdp::{negotiate, Codec, LocalMedia, SessionDescription};
 use crate::sip::{
-    parse, policy_response, response_to, stamp_received, ClientOutput, Dialog, IdGen, LocalVia,
-    Message, Method, NonInviteClientTransaction, Request, ServerOutput, ServerTransactions, Timers,
+    invite_ok, parse, policy_response, response_to, stamp_received, ClientOutput, Dialog, IdGen,
+    LocalVia, Message, Method, NonInviteClientTransaction, Request, ServerOutput,
+    ServerTransactions, Timers,
 };
 
 const INVITE: &str = "INVITE sip:service@127.0.0.1:5080 SIP/2.0\r\n\
@@ -84,9 +85,12 @@ fn sipp_call_from_invite_to_bye() {
         (Codec::Pcmu, Some(101))
     );
     assert_eq!(media.remote_rtp, Some("127.0.0.1:6000".parse().unwrap()));
-    let ok = response_to(&invite, 200, &tag)
-        .with_header("Contact", "<sip:helpline@127.0.0.1:5080>")
-        .with_body("application/sdp", media.answer_sdp());
+    let ok = invite_ok(
+        &invite,
+        &tag,
+        "sip:helpline@127.0.0.1:5080",
+        &media.answer_sdp(),
+    );
     let out = layer
         .respond(&tx, ok, t0 + Duration::from_millis(10))
         .unwrap();

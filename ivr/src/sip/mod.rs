@@ -22,7 +22,7 @@ mod response_routing;
 mod transaction;
 
 pub use builder::{
-    default_reason, options_response, policy_response, require_response, response_to,
+    default_reason, invite_ok, options_response, policy_response, require_response, response_to,
     response_with_reason,
 };
 pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
