@@ -133,16 +133,21 @@ impl NonInviteClientTransaction {
                 self.state = State::Terminated;
                 out.push(ClientOutput::TimedOut);
             }
+            // One send per call even when called late (no bursts); the schedule stays on its grid.
             State::Trying { next, interval, .. } => {
-                while *next <= now {
+                if *next <= now {
                     out.push(ClientOutput::Send(self.bytes.clone()));
+                }
+                while *next <= now {
                     *interval = (*interval * 2).min(self.timers.t2);
                     *next += *interval;
                 }
             }
             State::Proceeding { next, .. } => {
-                while *next <= now {
+                if *next <= now {
                     out.push(ClientOutput::Send(self.bytes.clone()));
+                }
+                while *next <= now {
                     *next += self.timers.t2;
                 }
             }

@@ -468,12 +468,15 @@ impl<P: Clone> ServerTransactions<P> {
         for (key, tx) in self.txs.iter_mut() {
             let peer = tx.peer.clone();
             let mut terminate = false;
+            // One send per call even when called late (no bursts); the schedule stays on its grid.
             let mut resend = |response: &Response, next: &mut Instant, interval: &mut Duration| {
-                while *next <= now {
+                if *next <= now {
                     out.push(ServerOutput::Send {
                         to: peer.clone(),
                         response: response.clone(),
                     });
+                }
+                while *next <= now {
                     *interval = (*interval * 2).min(t2);
                     *next += *interval;
                 }
@@ -651,6 +654,24 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let log = run_until(&mut layer, t0, Duration::from_secs(40));
         assert!(log.is_empty(), "{log:?}");
         assert!(layer.is_empty());
+    }
+
+    #[test]
+    fn late_timer_call_sends_once() {
+        let t0 = Instant::now();
+        let mut layer = ServerTransactions::new(Timers::default(), 1);
+        let (tx, tag) = new_invite(&mut layer, t0);
+        layer
+            .respond(&tx, response_to(&req(INVITE), 200, &tag), t0)
+            .unwrap();
+        assert_eq!(
+            sent(&layer.on_timeout(t0 + Duration::from_secs(10))),
+            vec![200]
+        );
+        assert_eq!(
+            layer.next_deadline(),
+            Some(t0 + Duration::from_millis(11500))
+        );
     }
 
     #[test]
