@@ -10,9 +10,7 @@ pub enum DomainError {
     ServiceArea(String),
     #[error("invalid postal code (CAP) {0:?}: expected exactly 5 digits")]
     Cap(String),
-    #[error(
-        "invalid call id {0:?}: expected 1 to 128 characters among letters, digits and . _ : @ -"
-    )]
+    #[error("invalid call id {0:?}: expected 1 to 128 characters among letters, digits and . _ : @ -")]
     CallId(String),
     #[error("invalid phone number: expected E.164 (+ then 8 to 15 digits, no leading 0 after +); got {0} characters")]
     PhoneNumber(usize),

@@ -12,14 +12,11 @@ impl CallId {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
         if ok {
             Ok(CallId(s.to_owned()))
         } else {
-            Err(DomainError::CallId(
-                s.chars().take(Self::MAX_LEN + 1).collect(),
-            ))
+            Err(DomainError::CallId(s.chars().take(Self::MAX_LEN + 1).collect()))
         }
     }
 
@@ -36,12 +33,7 @@ mod tests {
 
     #[test]
     fn accepts_carrier_and_sip_ids() {
-        for ok in [
-            "CA1234567890abcdef",
-            "a84b4c76e66710@pc33.example.com",
-            "call-1",
-            "x",
-        ] {
+        for ok in ["CA1234567890abcdef", "a84b4c76e66710@pc33.example.com", "call-1", "x"] {
             assert!(CallId::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "has space", "semi;colon", &"x".repeat(129), "quote\""] {

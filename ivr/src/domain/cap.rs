@@ -38,14 +38,8 @@ mod tests {
 
     #[test]
     fn five_digits_only() {
-        assert_eq!(
-            Cap::parse("22100").map(|c| c.prefix3().to_owned()),
-            Ok("221".into())
-        );
-        assert_eq!(
-            Cap::parse(" 00118 ").map(|c| c.to_string()),
-            Ok("00118".into())
-        );
+        assert_eq!(Cap::parse("22100").map(|c| c.prefix3().to_owned()), Ok("221".into()));
+        assert_eq!(Cap::parse(" 00118 ").map(|c| c.to_string()), Ok("00118".into()));
         for bad in ["", "2210", "221000", "22a00", "22 00", "２２１００"] {
             assert!(Cap::parse(bad).is_err(), "{bad}");
         }

@@ -57,11 +57,7 @@ impl DtmfDigits {
         }
         let mut out = String::with_capacity(t.len());
         for c in t.chars() {
-            out.push(
-                DtmfDigit::new(c)
-                    .map_err(|_| DomainError::DtmfDigits(s.to_owned()))?
-                    .0,
-            );
+            out.push(DtmfDigit::new(c).map_err(|_| DomainError::DtmfDigits(s.to_owned()))?.0);
         }
         Ok(DtmfDigits(out))
     }

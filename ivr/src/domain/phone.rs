@@ -82,10 +82,7 @@ impl PhoneNumber {
                 }
             }
         };
-        Ok(PhoneNumber {
-            e164: format!("+{digits}"),
-            country_code_len,
-        })
+        Ok(PhoneNumber { e164: format!("+{digits}"), country_code_len })
     }
 
     /// `+393331234567`. Only for hashing and for handing to a telephony adapter.
@@ -152,15 +149,10 @@ pub struct PhoneHash(String);
 impl PhoneHash {
     /// Parses a stored hash (64 lowercase hex characters).
     pub fn parse(s: &str) -> Result<Self, DomainError> {
-        if s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(PhoneHash(s.to_owned()))
         } else {
-            Err(DomainError::Secret(
-                "a phone hash is 64 lowercase hex characters",
-            ))
+            Err(DomainError::Secret("a phone hash is 64 lowercase hex characters"))
         }
     }
 
@@ -191,20 +183,9 @@ mod tests {
         ];
         for (input, cc, national) in cases {
             let n = PhoneNumber::parse(input).unwrap();
-            assert_eq!(
-                (n.country_code(), n.national_number()),
-                (cc, national),
-                "{input}"
-            );
+            assert_eq!((n.country_code(), n.national_number()), (cc, national), "{input}");
         }
-        for bad in [
-            "",
-            "333 1234567",
-            "+0391234567",
-            "+39",
-            "+39abc1234567",
-            "+1234567890123456",
-        ] {
+        for bad in ["", "333 1234567", "+0391234567", "+39", "+39abc1234567", "+1234567890123456"] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
         }
     }

@@ -42,17 +42,12 @@ impl ServiceArea {
     /// The area chosen by a digit of the area menu (1..=6).
     pub fn from_menu_digit(digit: char) -> Option<Self> {
         let n = digit.to_digit(10)? as usize;
-        n.checked_sub(1)
-            .and_then(|i| ServiceArea::ALL.get(i))
-            .copied()
+        n.checked_sub(1).and_then(|i| ServiceArea::ALL.get(i)).copied()
     }
 
     /// The digit that chooses this area in the area menu.
     pub fn menu_digit(self) -> char {
-        let index = ServiceArea::ALL
-            .iter()
-            .position(|a| *a == self)
-            .unwrap_or(0);
+        let index = ServiceArea::ALL.iter().position(|a| *a == self).unwrap_or(0);
         char::from(b'1' + index as u8)
     }
 
