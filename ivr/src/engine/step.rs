@@ -586,6 +586,7 @@ impl<'f> Cx<'f> {
     fn on_no_input(&mut self, event: &Event) {
         match self.st.wait {
             Wait::Hold | Wait::QueueState => {
+                self.decision("queue_poll", if self.st.wait == Wait::Hold { "hold_timeout" } else { "no_answer" });
                 self.out.push(Action::Lookup(Lookup::QueueState));
                 self.st.wait = Wait::QueueState;
                 return;
