@@ -1,0 +1,8 @@
+//! Integration tests of the voice-menu engine: whole calls scripted through the default flow,
+//! random calls (property tests), flow validation and the prompt texts.
+
+mod dsl;
+mod properties;
+mod prompt_texts;
+mod scripts;
+mod validation;

@@ -1,0 +1,180 @@
+//! The prompt texts: valid Fluent, the same ids in all four languages, every id the flow uses
+//! present, and every Play/Say the engine emits renders without a missing variable.
+
+use crate::dsl::*;
+use fluent_bundle::{FluentArgs, FluentBundle, FluentResource, FluentValue};
+use fluent_syntax::ast::Entry;
+use ivr::domain::{Language, PromptId};
+use ivr::engine::{Action, SayArg};
+use ivr::flow::EMBEDDED_FTL;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn ids_of(lang: Language) -> BTreeMap<String, &'static str> {
+    let mut ids = BTreeMap::new();
+    for (l, file, text) in EMBEDDED_FTL {
+        if l != lang {
+            continue;
+        }
+        let resource = fluent_syntax::parser::parse(text)
+            .unwrap_or_else(|(_, errors)| panic!("prompts/{lang}/{file}: {errors:?}"));
+        for entry in resource.body {
+            match entry {
+                Entry::Message(m) => {
+                    let id = m.id.name.to_owned();
+                    assert!(m.value.is_some(), "prompts/{lang}/{file}: {id} has no text");
+                    if let Some(other) = ids.insert(id.clone(), file) {
+                        panic!("prompts/{lang}: {id} is defined in {other} and {file}");
+                    }
+                }
+                Entry::Junk { content } => panic!("prompts/{lang}/{file}: junk {content:?}"),
+                _ => {}
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn every_language_has_the_same_ids_in_the_same_files() {
+    let italian = ids_of(Language::It);
+    assert!(italian.len() >= 25, "{italian:?}");
+    for lang in Language::ALL {
+        let ids = ids_of(lang);
+        assert_eq!(ids, italian, "prompts/{lang} differ from prompts/it");
+        for id in ids.keys() {
+            assert!(PromptId::parse(id).is_ok(), "{id} is not a valid prompt id");
+        }
+    }
+}
+
+#[test]
+fn every_prompt_the_flow_uses_exists_in_every_language() {
+    for lang in Language::ALL {
+        let ids = ids_of(lang);
+        for id in flow().prompt_ids() {
+            assert!(ids.contains_key(id.as_str()), "{id} missing in prompts/{lang}");
+        }
+    }
+    // And the flow uses every text (no orphan prompt to translate for nothing).
+    let used: BTreeSet<&str> = flow().prompt_ids().iter().map(|p| p.as_str()).collect();
+    let defined: BTreeSet<String> = ids_of(Language::It).into_keys().collect();
+    for id in &defined {
+        assert!(used.contains(id.as_str()), "{id} is written but never used by the flow");
+    }
+}
+
+fn bundle(lang: Language) -> FluentBundle<FluentResource> {
+    let mut bundle = FluentBundle::new(vec![lang.as_str().parse().unwrap()]);
+    bundle.set_use_isolating(false);
+    for (l, file, text) in EMBEDDED_FTL {
+        if l == lang {
+            let resource = FluentResource::try_new(text.to_owned()).unwrap_or_else(|_| panic!("{lang}/{file}"));
+            bundle.add_resource(resource).unwrap();
+        }
+    }
+    bundle
+}
+
+/// Renders a Play or Say action; panics on any Fluent error (missing message or variable).
+fn render(bundles: &BTreeMap<Language, FluentBundle<FluentResource>>, action: &Action) -> Option<String> {
+    let (id, lang, args) = match action {
+        Action::Play { prompt, language, .. } => (prompt, *language, BTreeMap::new()),
+        Action::Say { message, language, args, .. } => (message, *language, args.clone()),
+        _ => return None,
+    };
+    let bundle = &bundles[&lang];
+    let message = bundle.get_message(id.as_str()).unwrap_or_else(|| panic!("{id} missing in {lang}"));
+    let mut fargs = FluentArgs::new();
+    for (k, v) in &args {
+        match v {
+            SayArg::Text(t) => fargs.set(k.as_str(), FluentValue::from(t.clone())),
+            SayArg::Number(n) => fargs.set(k.as_str(), FluentValue::from(*n)),
+        }
+    }
+    let mut errors = Vec::new();
+    let text = bundle.format_pattern(message.value()?, Some(&fargs), &mut errors).into_owned();
+    assert!(errors.is_empty(), "{id} in {lang} with {args:?}: {errors:?}");
+    assert!(!text.trim().is_empty() && !text.contains('{'), "{id} in {lang}: {text:?}");
+    Some(text)
+}
+
+#[test]
+fn everything_the_engine_says_renders_in_every_language() {
+    let bundles: BTreeMap<Language, _> = Language::ALL.iter().map(|&l| (l, bundle(l))).collect();
+    let scripts: Vec<(&str, Vec<Step>)> = vec![
+        ("services", concat(vec![to_services("1"), vec![s(In::Press("9"), &[]), s(In::Results(0, false), &[])]])),
+        (
+            "queue",
+            concat(vec![
+                to_choice("2"),
+                vec![
+                    s(In::Press("2"), &[]),
+                    s(In::Queue(1, 30), &[]),
+                    s(In::Silence, &[]),
+                    s(In::Wait(400), &[]),
+                    s(In::Queue(4, 400), &[]),
+                    s(In::Assigned, &[]),
+                    s(In::Failed, &[]),
+                    s(In::Press("1"), &[]),
+                ],
+            ]),
+        ),
+        ("landline", vec![s(In::Start(Some("+39 0341 123456")), &[]), s(In::Press("9"), &[]), s(In::Press("{d}"), &[]), s(In::Press("1"), &[]), s(In::Press("1"), &[]), s(In::Press("8"), &[])]),
+    ];
+    let mut rendered = BTreeSet::new();
+    for lang in Language::ALL {
+        for (at, (name, steps)) in [OPEN, OPEN, OPEN].iter().zip(&scripts) {
+            let mut call = Call::new(at);
+            for (input, _) in steps {
+                if call.input(input, lang).is_some() {
+                    for a in call.last.clone() {
+                        if let Some(text) = render(&bundles, &a) {
+                            rendered.insert((lang, name.to_string(), text));
+                        }
+                    }
+                }
+            }
+        }
+        for at in [EVENING, "2026-03-07 14:00", "2026-03-02 07:00"] {
+            let mut call = Call::new(at);
+            for (input, _) in to_area_menu() {
+                call.input(&input, lang);
+            }
+            for a in call.last.clone() {
+                render(&bundles, &a);
+            }
+        }
+    }
+    assert!(rendered.len() > 40);
+}
+
+#[test]
+fn plural_and_choice_variants_are_used() {
+    for lang in Language::ALL {
+        let b = bundle(lang);
+        let fmt = |id: &str, args: &[(&str, FluentValue<'static>)]| {
+            let mut fa = FluentArgs::new();
+            for (k, v) in args {
+                fa.set(*k, v.clone());
+            }
+            let mut errors = vec![];
+            let text = b.format_pattern(b.get_message(id).unwrap().value().unwrap(), Some(&fa), &mut errors).into_owned();
+            assert!(errors.is_empty(), "{id} {lang}: {errors:?}");
+            text
+        };
+        let n = |x: f64| FluentValue::from(x);
+        let first = fmt("queue-position", &[("position", n(1.0)), ("minutes", n(1.0))]);
+        let third = fmt("queue-position", &[("position", n(3.0)), ("minutes", n(5.0))]);
+        let soon = fmt("queue-position", &[("position", n(2.0)), ("minutes", n(0.0))]);
+        let second = fmt("queue-position", &[("position", n(2.0)), ("minutes", n(1.0))]);
+        assert!(second.contains('2') && !first.contains('1'), "{lang}: the next in line is told so: {first} / {second}");
+        assert!(third.contains('3') && third.contains('5'), "{lang}: {third}");
+        assert_ne!(soon, third);
+        let open = fmt("services-item", &[("name", "A".into()), ("town", "B".into()), ("phone", "0 2".into()), ("hours", "9-13".into())]);
+        let closed = fmt("services-item", &[("name", "A".into()), ("town", "B".into()), ("phone", "0 2".into()), ("hours", "none".into())]);
+        assert!(open.contains("9-13") && !closed.contains("none"), "{lang}: {open} / {closed}");
+        let monday = fmt("hours-next-opening", &[("day", "later".into()), ("weekday", n(1.0)), ("time", "09:00".into())]);
+        let tomorrow = fmt("hours-next-opening", &[("day", "tomorrow".into()), ("weekday", n(1.0)), ("time", "09:00".into())]);
+        assert!(monday.contains("09:00") && monday != tomorrow, "{lang}: {monday}");
+    }
+}
