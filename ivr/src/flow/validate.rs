@@ -24,7 +24,7 @@ fn flow_err(file: &str, reason: impl Into<String>) -> FlowError {
 
 /// 1-based line and column of a byte offset.
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..offset.min(source.len())];
+    let before = source.get(..offset.min(source.len())).unwrap_or(source);
     let line = before.matches('\n').count() + 1;
     let column = before
         .rsplit('\n')

@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn dst_transition_days_with_night_opening() {
-        // Open every day 00:00-24:00 except a gap, on the days DST changes.
+        // A Sunday night range 01:00-04:00, on the two Sundays the clocks change.
         let mut c = cfg();
         c.sunday = vec!["01:00-04:00".into()];
         c.national_holidays = false;

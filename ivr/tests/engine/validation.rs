@@ -1,5 +1,7 @@
 //! Flow validation: each way a flow can be wrong gives a clear error naming the file and node.
 
+use ivr::domain::{CallId, DtmfDigits, ServiceArea};
+use ivr::engine::{step, Action, CallState, Channel, Event};
 use ivr::flow::{embedded_prompt_ids, Flow, FlowError, NodeProblem, DEFAULT_FLOW_TOML};
 
 fn load(toml: &str) -> Result<Flow, FlowError> {
@@ -315,4 +317,39 @@ fn an_admin_menu_can_be_added() {
            options = [{ digit = \"1\", goto = \"service-choice\" }, { digit = \"5\", goto = \"queue\" }]\n";
     let flow = load(&toml).unwrap();
     assert!(flow.find("extra-menu").is_some());
+
+    // The engine follows it: CAP placed → the extra menu → 5 → the queue.
+    let now = crate::dsl::rome(crate::dsl::OPEN);
+    let mut state = CallState::initial(CallId::parse("admin").unwrap());
+    let mut last = Vec::new();
+    for event in [
+        Event::CallStarted {
+            channel: Channel::Twiml,
+            caller: None,
+            called: None,
+        },
+        keys("2"),
+        keys("1"),
+        keys("22100"),
+        keys("5"),
+    ] {
+        let out = step(&flow, &state, &event, now);
+        state = out.state;
+        last = out.actions;
+    }
+    assert!(
+        last.iter().any(|a| matches!(
+            a,
+            Action::Enqueue {
+                area: Some(ServiceArea::Lingua),
+                ..
+            }
+        )),
+        "{last:?}"
+    );
+    assert_eq!(state.node, "queue");
+}
+
+fn keys(s: &str) -> Event {
+    Event::Digits(DtmfDigits::parse(s).unwrap())
 }
