@@ -3,7 +3,7 @@
 
 use super::action::Outcome;
 use super::event::Channel;
-use crate::domain::{Language, PhoneHash, ServiceArea};
+use crate::domain::{Language, PhoneHash, PromptId, ServiceArea};
 use serde::{Deserialize, Serialize};
 
 /// One call-log line, serialized with a `kind` tag (`{"kind":"node_entered","node":"area-menu"}`).
@@ -26,6 +26,12 @@ pub enum LogEntry {
     Digits {
         node: String,
         digits: String,
+    },
+    /// A prompt played or a message said, so the log shows what the caller heard.
+    Prompt {
+        node: String,
+        prompt: PromptId,
+        language: Language,
     },
     NoInput {
         node: String,

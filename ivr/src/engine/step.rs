@@ -126,6 +126,16 @@ impl<'f> Cx<'f> {
             language,
             pace,
         });
+        self.log_prompt(prompt, language);
+    }
+
+    fn log_prompt(&mut self, prompt: &PromptId, language: Language) {
+        let node = self.st.node.clone();
+        self.log(LogEntry::Prompt {
+            node,
+            prompt: prompt.clone(),
+            language,
+        });
     }
 
     fn play(&mut self, prompt: &PromptId) {
@@ -140,6 +150,7 @@ impl<'f> Cx<'f> {
             args,
             pace,
         });
+        self.log_prompt(message, language);
     }
 
     fn collect(&mut self, max_digits: u8, first_timeout_ms: u32, finish_key: Option<DtmfDigit>) {

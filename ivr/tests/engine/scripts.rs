@@ -1029,6 +1029,12 @@ fn logs_trace_the_path_without_the_number() {
             .any(|l| l.contains(r#""kind":"language_chosen""#)),
         "{logs:?}"
     );
+    assert!(
+        logs.iter().any(|l| l.contains(
+            r#""kind":"prompt","node":"area-menu","prompt":"area-menu","language":"it""#
+        )),
+        "{logs:?}"
+    );
     assert!(logs.iter().all(|l| !l.contains("5551234")));
 }
 
