@@ -1051,3 +1051,19 @@ fn a_state_from_an_older_flow_is_recovered_not_a_panic() {
         vec!["queue-enter@fr", "enqueue:fr:-:5", "queue?"]
     );
 }
+
+#[test]
+fn out_of_hours_star_and_hash_repeat_the_message() {
+    let steps = concat(vec![
+        to_out_of_hours(),
+        vec![
+            (In::Press("#"), out_of_hours_prompts()),
+            (In::Press("*"), out_of_hours_prompts()),
+            s(
+                In::Press("1"),
+                &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
+            ),
+        ],
+    ]);
+    run_all("out of hours # and *", EVENING, &steps);
+}
