@@ -225,8 +225,16 @@ proptest! {
         state.wait = wait;
         state.language = lang.map(|i| ivr::domain::Language::ALL[i]);
         state.area = area.map(|i| ivr::domain::ServiceArea::ALL[i]);
-        state.place = placed.then(|| ivr::engine::Place { label: "Como".into(), point: ivr::geo::GeoPoint::new(45.8, 9.08) });
-        state.queue = queued.then(|| ivr::engine::QueueStatus { entered_at: now, last_announced_at: None, priority: 250, callback_offered: true });
+        state.place = placed.then(|| ivr::engine::Place {
+            label: "Como".into(),
+            point: ivr::geo::GeoPoint::new(45.8, 9.08),
+        });
+        state.queue = queued.then_some(ivr::engine::QueueStatus {
+            entered_at: now,
+            last_announced_at: None,
+            priority: 250,
+            callback_offered: true,
+        });
         state.tries = tries;
         state.landline_area = landline.map(str::to_owned);
         let out = step(flow(), &state, &event, now);
