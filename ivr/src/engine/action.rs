@@ -27,7 +27,13 @@ pub enum SayArg {
 #[serde(rename_all = "snake_case")]
 pub enum Lookup {
     /// The nearest services of an area; answered by `Event::LookupResults`.
-    NearestServices { area: ServiceArea, near: GeoPoint, place_label: String, offset: u32, limit: u32 },
+    NearestServices {
+        area: ServiceArea,
+        near: GeoPoint,
+        place_label: String,
+        offset: u32,
+        limit: u32,
+    },
     /// The caller's place in the queue; answered by `Event::QueueUpdate`.
     QueueState,
 }
@@ -58,9 +64,18 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Play a pre-rendered prompt.
-    Play { prompt: PromptId, language: Language, pace: Pace },
+    Play {
+        prompt: PromptId,
+        language: Language,
+        pace: Pace,
+    },
     /// Speak a fluent message with runtime data (rendered on demand).
-    Say { message: PromptId, language: Language, args: BTreeMap<String, SayArg>, pace: Pace },
+    Say {
+        message: PromptId,
+        language: Language,
+        args: BTreeMap<String, SayArg>,
+        pace: Pace,
+    },
     /// Listen for keys; answered by `Event::Digits` or `Event::NoInput`.
     Collect {
         max_digits: u8,
@@ -71,12 +86,24 @@ pub enum Action {
     },
     Lookup(Lookup),
     /// Put the caller in the operator queue with these skills.
-    Enqueue { language: Language, area: Option<ServiceArea>, priority: u8 },
+    Enqueue {
+        language: Language,
+        area: Option<ServiceArea>,
+        priority: u8,
+    },
     /// Bridge the call to the assigned operator.
-    Transfer { operator: String, target: String },
+    Transfer {
+        operator: String,
+        target: String,
+    },
     /// Store a callback request for the caller's number (the server knows it from the call).
-    RecordCallback { language: Language, area: Option<ServiceArea> },
-    Hangup { outcome: Outcome },
+    RecordCallback {
+        language: Language,
+        area: Option<ServiceArea>,
+    },
+    Hangup {
+        outcome: Outcome,
+    },
     /// A line for the call log.
     Log(LogEntry),
 }

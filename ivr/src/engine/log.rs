@@ -3,7 +3,7 @@
 
 use super::action::Outcome;
 use super::event::Channel;
-use crate::domain::{Language, PhoneHash, ServiceArea};
+use crate::domain::{Language, PhoneHash, PromptId, ServiceArea};
 use serde::{Deserialize, Serialize};
 
 /// One call-log line, serialized with a `kind` tag (`{"kind":"node_entered","node":"area-menu"}`).
@@ -17,20 +17,66 @@ pub enum LogEntry {
         country_code: Option<String>,
         guessed_language: Option<Language>,
     },
-    NodeLeft { node: String },
-    NodeEntered { node: String },
-    Digits { node: String, digits: String },
-    NoInput { node: String, tries: u8 },
-    Invalid { node: String, digits: String, tries: u8 },
+    NodeLeft {
+        node: String,
+    },
+    NodeEntered {
+        node: String,
+    },
+    Digits {
+        node: String,
+        digits: String,
+    },
+    /// A prompt played or a message said, so the log shows what the caller heard.
+    Prompt {
+        node: String,
+        prompt: PromptId,
+        language: Language,
+    },
+    NoInput {
+        node: String,
+        tries: u8,
+    },
+    Invalid {
+        node: String,
+        digits: String,
+        tries: u8,
+    },
     /// A choice the engine made (`language`, `area`, `place`, `skip`, `too_many_tries`…).
-    Decision { node: String, decision: String, value: String },
-    LanguageChosen { language: Language },
-    AreaChosen { area: ServiceArea },
-    ServicesRead { node: String, offset: u32, count: u32, has_more: bool },
-    QueueUpdate { position: u32, estimated_wait_secs: u32, announced: bool },
-    TransferFailed { reason: String },
-    PromptFinished { node: String },
+    Decision {
+        node: String,
+        decision: String,
+        value: String,
+    },
+    LanguageChosen {
+        language: Language,
+    },
+    AreaChosen {
+        area: ServiceArea,
+    },
+    ServicesRead {
+        node: String,
+        offset: u32,
+        count: u32,
+        has_more: bool,
+    },
+    QueueUpdate {
+        position: u32,
+        estimated_wait_secs: u32,
+        announced: bool,
+    },
+    TransferFailed {
+        reason: String,
+    },
+    PromptFinished {
+        node: String,
+    },
     /// An event that makes no sense in the current state (late, duplicated, out of order).
-    Ignored { node: String, event: String },
-    CallEnded { outcome: Outcome },
+    Ignored {
+        node: String,
+        event: String,
+    },
+    CallEnded {
+        outcome: Outcome,
+    },
 }

@@ -7,22 +7,86 @@ use std::collections::BTreeSet;
 
 /// The prompt texts compiled in: (language, file name, contents).
 pub const EMBEDDED_FTL: [(Language, &str, &str); 16] = [
-    (Language::It, "menus.ftl", include_str!("../../../prompts/it/menus.ftl")),
-    (Language::It, "selfservice.ftl", include_str!("../../../prompts/it/selfservice.ftl")),
-    (Language::It, "queue.ftl", include_str!("../../../prompts/it/queue.ftl")),
-    (Language::It, "hours.ftl", include_str!("../../../prompts/it/hours.ftl")),
-    (Language::En, "menus.ftl", include_str!("../../../prompts/en/menus.ftl")),
-    (Language::En, "selfservice.ftl", include_str!("../../../prompts/en/selfservice.ftl")),
-    (Language::En, "queue.ftl", include_str!("../../../prompts/en/queue.ftl")),
-    (Language::En, "hours.ftl", include_str!("../../../prompts/en/hours.ftl")),
-    (Language::Fr, "menus.ftl", include_str!("../../../prompts/fr/menus.ftl")),
-    (Language::Fr, "selfservice.ftl", include_str!("../../../prompts/fr/selfservice.ftl")),
-    (Language::Fr, "queue.ftl", include_str!("../../../prompts/fr/queue.ftl")),
-    (Language::Fr, "hours.ftl", include_str!("../../../prompts/fr/hours.ftl")),
-    (Language::Es, "menus.ftl", include_str!("../../../prompts/es/menus.ftl")),
-    (Language::Es, "selfservice.ftl", include_str!("../../../prompts/es/selfservice.ftl")),
-    (Language::Es, "queue.ftl", include_str!("../../../prompts/es/queue.ftl")),
-    (Language::Es, "hours.ftl", include_str!("../../../prompts/es/hours.ftl")),
+    (
+        Language::It,
+        "menus.ftl",
+        include_str!("../../../prompts/it/menus.ftl"),
+    ),
+    (
+        Language::It,
+        "selfservice.ftl",
+        include_str!("../../../prompts/it/selfservice.ftl"),
+    ),
+    (
+        Language::It,
+        "queue.ftl",
+        include_str!("../../../prompts/it/queue.ftl"),
+    ),
+    (
+        Language::It,
+        "hours.ftl",
+        include_str!("../../../prompts/it/hours.ftl"),
+    ),
+    (
+        Language::En,
+        "menus.ftl",
+        include_str!("../../../prompts/en/menus.ftl"),
+    ),
+    (
+        Language::En,
+        "selfservice.ftl",
+        include_str!("../../../prompts/en/selfservice.ftl"),
+    ),
+    (
+        Language::En,
+        "queue.ftl",
+        include_str!("../../../prompts/en/queue.ftl"),
+    ),
+    (
+        Language::En,
+        "hours.ftl",
+        include_str!("../../../prompts/en/hours.ftl"),
+    ),
+    (
+        Language::Fr,
+        "menus.ftl",
+        include_str!("../../../prompts/fr/menus.ftl"),
+    ),
+    (
+        Language::Fr,
+        "selfservice.ftl",
+        include_str!("../../../prompts/fr/selfservice.ftl"),
+    ),
+    (
+        Language::Fr,
+        "queue.ftl",
+        include_str!("../../../prompts/fr/queue.ftl"),
+    ),
+    (
+        Language::Fr,
+        "hours.ftl",
+        include_str!("../../../prompts/fr/hours.ftl"),
+    ),
+    (
+        Language::Es,
+        "menus.ftl",
+        include_str!("../../../prompts/es/menus.ftl"),
+    ),
+    (
+        Language::Es,
+        "selfservice.ftl",
+        include_str!("../../../prompts/es/selfservice.ftl"),
+    ),
+    (
+        Language::Es,
+        "queue.ftl",
+        include_str!("../../../prompts/es/queue.ftl"),
+    ),
+    (
+        Language::Es,
+        "hours.ftl",
+        include_str!("../../../prompts/es/hours.ftl"),
+    ),
 ];
 
 /// Message ids defined in one Fluent file: lines that start (in column 0) with an identifier
@@ -36,7 +100,9 @@ pub fn ftl_message_ids(ftl: &str) -> BTreeSet<String> {
             }
             let (id, _) = line.split_once('=')?;
             let id = id.trim_end();
-            id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_').then(|| id.to_owned())
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                .then(|| id.to_owned())
         })
         .collect()
 }
@@ -58,7 +124,10 @@ pub fn embedded_prompt_ids() -> BTreeSet<PromptId> {
     for ids in &per_language[1..] {
         common = common.intersection(ids).cloned().collect();
     }
-    common.iter().filter_map(|id| PromptId::parse(id).ok()).collect()
+    common
+        .iter()
+        .filter_map(|id| PromptId::parse(id).ok())
+        .collect()
 }
 
 #[cfg(test)]

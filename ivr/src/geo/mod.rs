@@ -7,5 +7,5 @@
 mod gazetteer;
 mod point;
 
-pub use gazetteer::{CapLocation, Comune, Gazetteer, GeoError, ProvinceGuess, Province};
+pub use gazetteer::{CapLocation, Comune, Gazetteer, GeoError, Province, ProvinceGuess};
 pub use point::GeoPoint;

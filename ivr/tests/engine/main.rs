@@ -2,7 +2,7 @@
 //! random calls (property tests), flow validation and the prompt texts.
 
 mod dsl;
-mod properties;
 mod prompt_texts;
+mod properties;
 mod scripts;
 mod validation;

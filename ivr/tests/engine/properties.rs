@@ -10,8 +10,8 @@ use ivr::engine::{replay, step, Action, CallState, Channel, Event, Lookup, Outco
 use proptest::prelude::*;
 
 const KEYS: [&str; 20] = [
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "22100", "00118", "20121#", "99001", "123", "1#", "A",
-    "0341",
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "22100", "00118", "20121#",
+    "99001", "123", "1#", "A", "0341",
 ];
 
 const CALLERS: [Option<&str>; 7] = [
@@ -61,8 +61,15 @@ impl Run {
     fn send(&mut self, event: Event) -> Result<(), TestCaseError> {
         let was_ended = self.state.ended();
         let out = step(flow(), &self.state, &event, self.now);
-        prop_assert!(out.actions.iter().any(|a| matches!(a, Action::Log(_))), "no log for {event:?}");
-        let hangups = out.actions.iter().filter(|a| matches!(a, Action::Hangup { .. })).count();
+        prop_assert!(
+            out.actions.iter().any(|a| matches!(a, Action::Log(_))),
+            "no log for {event:?}"
+        );
+        let hangups = out
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Hangup { .. }))
+            .count();
         prop_assert!(hangups <= 1);
         if hangups == 1 {
             prop_assert!(out.state.ended());
@@ -95,9 +102,17 @@ fn patient_reply(last: &[Action]) -> Event {
     for a in last {
         match a {
             Action::Lookup(Lookup::NearestServices { .. }) => {
-                return Event::LookupResults { services: services(2, 0), has_more: false }
+                return Event::LookupResults {
+                    services: services(2, 0),
+                    has_more: false,
+                }
             }
-            Action::Lookup(Lookup::QueueState) => return Event::QueueUpdate { position: 3, estimated_wait_secs: 120 },
+            Action::Lookup(Lookup::QueueState) => {
+                return Event::QueueUpdate {
+                    position: 3,
+                    estimated_wait_secs: 120,
+                }
+            }
             _ => {}
         }
     }
@@ -165,5 +180,66 @@ proptest! {
         prop_assert_eq!(replay(flow(), CallId::parse("prop-call").unwrap(), &events), run.state.clone());
         let state_json = serde_json::to_string(&run.state).unwrap();
         prop_assert_eq!(serde_json::from_str::<CallState>(&state_json).unwrap(), run.state);
+    }
+}
+
+/// Any wait the state machine knows.
+fn wait() -> impl Strategy<Value = Wait> {
+    prop_oneof![
+        Just(Wait::CallStart),
+        Just(Wait::Digits),
+        (0u32..12).prop_map(|offset| Wait::Services { offset }),
+        (0u32..12, any::<bool>())
+            .prop_map(|(offset, has_more)| Wait::ServicesMenu { offset, has_more }),
+        Just(Wait::QueueState),
+        Just(Wait::Hold),
+        Just(Wait::Transfer),
+        Just(Wait::Ended),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// States the engine would never produce itself (a stored state edited by hand, a flow
+    /// changed between two events) still never make it panic, and every step still logs.
+    #[test]
+    fn odd_states_never_panic(
+        node in prop_oneof![(0usize..13).prop_map(Some), Just(None)],
+        wait in wait(),
+        lang in prop::option::of(0usize..4),
+        area in prop::option::of(0usize..6),
+        placed in any::<bool>(),
+        queued in any::<bool>(),
+        tries in 0u8..5,
+        landline in prop::option::of(prop::sample::select(vec!["0312", "02", "0341", "0999", "0"])),
+        event in event(),
+        minutes in 0i64..20_000,
+    ) {
+        let now = Utc.with_ymd_and_hms(2026, 3, 27, 0, 0, 0).unwrap() + Duration::minutes(minutes);
+        let mut state = CallState::initial(CallId::parse("odd").unwrap());
+        state.node = match node {
+            Some(i) => flow().nodes().get(i).map(|n| n.name.clone()).unwrap_or_else(|| "gone".into()),
+            None => String::new(),
+        };
+        state.wait = wait;
+        state.language = lang.map(|i| ivr::domain::Language::ALL[i]);
+        state.area = area.map(|i| ivr::domain::ServiceArea::ALL[i]);
+        state.place = placed.then(|| ivr::engine::Place {
+            label: "Como".into(),
+            point: ivr::geo::GeoPoint::new(45.8, 9.08),
+        });
+        state.queue = queued.then_some(ivr::engine::QueueStatus {
+            entered_at: now,
+            last_announced_at: None,
+            priority: 250,
+            callback_offered: true,
+        });
+        state.tries = tries;
+        state.landline_area = landline.map(str::to_owned);
+        let out = step(flow(), &state, &event, now);
+        prop_assert!(out.actions.iter().any(|a| matches!(a, Action::Log(_))));
+        let json = serde_json::to_string(&out.state).unwrap();
+        prop_assert_eq!(serde_json::from_str::<CallState>(&json).unwrap(), out.state);
     }
 }
