@@ -127,10 +127,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 println!("migrations applied ({})", db.backend().name());
                 Ok(ExitCode::SUCCESS)
             }
-            Command::CheckConfig => {
-                check_config(&loaded);
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::CheckConfig => Ok(check_config(&loaded)),
             Command::User(cmd) => user(cmd, &loaded.settings).await,
             Command::Prompts(cmd) => Ok(prompts(&cmd)),
         }
@@ -161,7 +158,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_config(loaded: &crate::config::Loaded) {
+fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     let s = &loaded.settings;
     match &loaded.file {
         Some(f) => println!("settings file: {}", f.display()),
@@ -176,7 +173,25 @@ fn check_config(loaded: &crate::config::Loaded) {
     println!("data_dir      = {}", s.data_dir.display());
     println!("secret        = {:?}", s.secret);
     println!("log_format    = {:?}", s.log_format);
-    println!("ok");
+    println!("flow_file     = {}", s.flow_file.display());
+    println!("prompts_dir   = {}", s.prompts_dir.display());
+    println!("public_url    = {}", if s.public_url.is_empty() { "(from the Host header)" } else { &s.public_url });
+    println!("twilio_auth_token = {:?}", s.twilio_auth_token);
+    println!("webhook_secret    = {:?}", s.webhook_secret);
+    match crate::voice::load(s) {
+        Ok((voice, source)) => {
+            match source {
+                crate::voice::FlowSource::File(f) => println!("menus: {} ({} nodes) ok", f.display(), voice.flow.nodes().len()),
+                crate::voice::FlowSource::BuiltIn => println!("menus: built-in default flow ({} nodes) ok", voice.flow.nodes().len()),
+            }
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode> {

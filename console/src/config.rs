@@ -31,6 +31,20 @@ pub struct Settings {
     pub secret: SecretString,
     /// `auto`, `pretty` or `json` (`HELPLINE_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// The menus (`HELPLINE_FLOW_FILE`); when the file is absent the built-in default flow runs.
+    pub flow_file: PathBuf,
+    /// The prompt texts and rendered WAVs, one folder per language (`HELPLINE_PROMPTS_DIR`).
+    pub prompts_dir: PathBuf,
+    /// The URL carriers use to reach this server, e.g. `https://helpline.example.org`, when it sits
+    /// behind a reverse proxy; empty means `http://<Host header>` (`HELPLINE_PUBLIC_URL`). Twilio
+    /// signs the URL it requested, so this must match what the carrier is configured with.
+    pub public_url: String,
+    /// The Twilio-style account auth token that signs TwiML requests (`HELPLINE_TWILIO_AUTH_TOKEN`);
+    /// empty disables the TwiML endpoints.
+    pub twilio_auth_token: SecretString,
+    /// The key that signs JSON call-event requests (`HELPLINE_WEBHOOK_SECRET`); empty disables the
+    /// JSON webhook.
+    pub webhook_secret: SecretString,
 }
 
 impl Default for Settings {
@@ -42,6 +56,11 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             secret: SecretString::default(),
             log_format: LogFormat::Auto,
+            flow_file: PathBuf::from("config/ivr.toml"),
+            prompts_dir: PathBuf::from("prompts"),
+            public_url: String::new(),
+            twilio_auth_token: SecretString::default(),
+            webhook_secret: SecretString::default(),
         }
     }
 }

@@ -12,4 +12,5 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod voice;
 pub mod webhook;

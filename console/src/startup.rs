@@ -2,6 +2,7 @@
 //! create the first admin on an empty database, bind the listener (port 0 allowed), serve until
 //! SIGINT or SIGTERM.
 
+use crate::calls::{CallRuntime, NoDirectory};
 use crate::config::Settings;
 use crate::db::{secrets, users, Db};
 use crate::metrics::Metrics;
@@ -23,6 +24,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let (voice, flow_source) = crate::voice::load(&settings)?;
+        tracing::info!(?flow_source, "menus loaded");
+        // Parse the municipalities once now rather than on the first call.
+        let comuni = ivr::geo::Gazetteer::embedded().comuni().len();
+        tracing::debug!(comuni, "gazetteer loaded");
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
         let (secret, source) = secrets::server_secret(&db, &settings.secret).await?;
@@ -31,12 +37,9 @@ impl Application {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
-        let state = AppState {
-            db,
-            settings: Arc::new(settings),
-            secret: Arc::new(secret),
-            metrics: Arc::new(Metrics::new()),
-        };
+        let metrics = Arc::new(Metrics::new());
+        let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(NoDirectory), metrics.clone());
+        let state = AppState { db, settings: Arc::new(settings), secret: Arc::new(secret), metrics, calls, voice };
         Ok(Application { listener, state, first_admin })
     }
 

@@ -27,6 +27,28 @@ fn check_config_names_file_line_and_key_of_a_bad_value() {
 }
 
 #[test]
+fn check_config_validates_the_menus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_helpline(helpline(dir.path()).arg("check-config"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("config/ivr.toml (") && out.contains("nodes) ok"), "{out}");
+
+    // A menu that starts at a node that does not exist is refused, naming the file and the node.
+    let good = std::fs::read_to_string(crate::helpers::repo_path("config/ivr.toml")).unwrap();
+    let flow = dir.path().join("ivr.toml");
+    std::fs::write(&flow, good.replacen("start = \"welcome\"", "start = \"nowhere\"", 1)).unwrap();
+    let (code, _, err) = run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_FLOW_FILE", &flow), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&flow.display().to_string()) && err.contains("nowhere"), "{err}");
+
+    // Without a flow file the built-in default runs.
+    let (code, out, _) =
+        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_FLOW_FILE", dir.path().join("none.toml")), "");
+    assert_eq!(code, 0);
+    assert!(out.contains("built-in default flow"), "{out}");
+}
+
+#[test]
 fn check_config_rejects_a_missing_file_and_a_bad_variable() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = run_helpline(

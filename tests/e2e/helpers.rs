@@ -57,7 +57,22 @@ pub fn test_settings(db: &TestDb) -> Settings {
         data_dir: db.dir.path().join("data"),
         secret: SecretString::default(),
         log_format: LogFormat::Pretty,
+        flow_file: repo_path("config/ivr.toml"),
+        prompts_dir: repo_path("prompts"),
+        public_url: String::new(),
+        twilio_auth_token: SecretString::new(TEST_TWILIO_TOKEN),
+        webhook_secret: SecretString::new(TEST_WEBHOOK_SECRET),
     }
+}
+
+/// The auth token test servers verify TwiML signatures with.
+pub const TEST_TWILIO_TOKEN: &str = "test-twilio-auth-token-0123456789";
+/// The key test servers verify JSON webhook signatures with.
+pub const TEST_WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
+
+/// A path in the repository (tests run from the crate folder).
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
 /// The real app, running in this process on a random port.
@@ -115,7 +130,8 @@ pub async fn spawn_app_on(db: TestDb) -> TestApp {
     }
 }
 
-/// The `helpline` binary with a clean environment (no inherited `HELPLINE_…`), run in `cwd`.
+/// The `helpline` binary with a clean environment (no inherited `HELPLINE_…` but the repository's
+/// prompts and menus), run in `cwd`.
 pub fn helpline(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_helpline"));
     for (k, _) in std::env::vars() {
@@ -123,7 +139,11 @@ pub fn helpline(cwd: &Path) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.current_dir(cwd).env("NO_COLOR", "1");
+    // The repository's menus and prompts, wherever the test runs.
+    cmd.current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("HELPLINE_PROMPTS_DIR", repo_path("prompts"))
+        .env("HELPLINE_FLOW_FILE", repo_path("config/ivr.toml"));
     cmd
 }
 
