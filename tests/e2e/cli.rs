@@ -157,3 +157,40 @@ fn a_database_that_does_not_answer_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("unsupported database URL"), "{err}");
 }
+
+#[test]
+fn the_committed_prompts_pass_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = crate::helpers::repo_path("prompts");
+    let (code, out, err) =
+        run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&prompts), "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("prompts ok:"), "{out}");
+}
+
+#[test]
+fn prompts_check_reports_a_damaged_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("prompts");
+    let src = crate::helpers::repo_path("prompts");
+    for lang in ["it", "en", "fr", "es"] {
+        std::fs::create_dir_all(copy.join(lang).join("wav")).unwrap();
+        for entry in std::fs::read_dir(src.join(lang)).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "ftl") {
+                std::fs::copy(&p, copy.join(lang).join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        for entry in std::fs::read_dir(src.join(lang).join("wav")).unwrap() {
+            let p = entry.unwrap().path();
+            std::fs::copy(&p, copy.join(lang).join("wav").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // Cut the French goodbye short.
+    let victim = copy.join("fr/wav/goodbye.wav");
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("fr/wav/goodbye.wav"), "{err}");
+}
