@@ -10,3 +10,4 @@ mod migrations;
 mod nodes;
 mod session;
 mod webhook_json;
+mod webhook_twiml;
