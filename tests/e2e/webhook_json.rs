@@ -324,3 +324,26 @@ async fn one_call_alternates_between_two_servers_on_one_database() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_event_api() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let post = &doc["paths"]["/voice/events"]["post"];
+    for status in ["200", "400", "403", "404", "409", "415"] {
+        assert!(post["responses"][status].is_object(), "response {status} documented: {post}");
+    }
+    let params: Vec<&str> = post["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(params.contains(&"X-Helpline-Signature") && params.contains(&"X-Helpline-Timestamp"), "{params:?}");
+    let request = doc["components"]["schemas"]["EventRequest"].to_string();
+    for event in ["call.started", "digits", "no_input", "prompt.finished", "transfer.failed", "call.ended"] {
+        assert!(request.contains(event), "{event} documented: {request}");
+    }
+    let actions = doc["components"]["schemas"]["CarrierAction"].to_string();
+    for action in ["play", "say", "gather", "enqueue", "transfer", "hangup"] {
+        assert!(actions.contains(&format!("\"{action}\"")), "{action} documented: {actions}");
+    }
+    assert!(doc["components"]["schemas"]["EventResponse"]["example"].is_object(), "examples are included");
+    app.stop().await;
+}

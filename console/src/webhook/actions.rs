@@ -9,22 +9,36 @@ use ivr::prompts::{Catalog, PromptArg};
 use serde::Serialize;
 
 /// One thing the carrier must do, in order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CarrierAction {
     /// Play a recorded prompt (8 kHz mono 16-bit WAV) from `url`.
     Play { url: String, prompt: String, language: String },
     /// Speak `text` in `language` (a BCP-47 tag such as `fr-FR`); `pace` is `normal` or `slow`.
-    Say { text: String, language: String, pace: Pace },
+    Say {
+        text: String,
+        language: String,
+        #[schema(value_type = String, example = "normal")]
+        pace: Pace,
+    },
     /// Collect up to `max_digits` keys; `timeout_ms` for the first, `inter_digit_timeout_ms`
     /// between keys; `finish_on_key` ends early. Keys may be pressed during the preceding prompts.
     Gather { max_digits: u8, timeout_ms: u32, inter_digit_timeout_ms: u32, finish_on_key: Option<String> },
     /// Put the caller in the operator queue `queue` (skills: language, area) with hold audio.
-    Enqueue { queue: String, language: String, area: Option<ServiceArea>, priority: u8 },
+    Enqueue {
+        queue: String,
+        language: String,
+        #[schema(value_type = Option<String>, example = "casa")]
+        area: Option<ServiceArea>,
+        priority: u8,
+    },
     /// Connect the caller to an operator at `to` (a SIP URI or a number).
     Transfer { to: String, operator: String },
     /// End the call.
-    Hangup { outcome: Outcome },
+    Hangup {
+        #[schema(value_type = String, example = "self_service")]
+        outcome: Outcome,
+    },
 }
 
 /// The queue name for a language and area (`fr`, `fr.casa`).

@@ -22,12 +22,29 @@ pub const TIMESTAMP_HEADER: &str = "x-helpline-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-helpline-signature";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/voice/events", post(voice_event))
+    Router::new().route("/voice/events", post(voice_event)).route("/openapi.json", axum::routing::get(openapi))
+}
+
+/// The OpenAPI document of the JSON call-event API, generated from these types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "helpline call-event API",
+        description = "A carrier or PBX posts each call event and gets back the actions to carry out. See docs/webhooks.md.",
+    ),
+    paths(voice_event),
+    components(schemas(EventRequest, EventResponse, CarrierAction, ErrorBody))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 /// One call event, as the carrier posts it. `type` selects the event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
+#[schema(example = json!({"type": "digits", "call_id": "c-20261124-0001", "seq": 2, "digits": "3"}))]
 pub enum EventRequest {
     /// A call reached the helpline. `from`: the caller's number (E.164; absent or unparseable
     /// means withheld). `to`: the number called.
@@ -64,7 +81,14 @@ impl EventRequest {
 }
 
 /// What the carrier must do next.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "call_id": "c-20261124-0001", "seq": 2, "ended": false,
+    "actions": [
+        {"type": "play", "url": "https://helpline.example.org/prompts/fr/cap-ask.wav", "prompt": "cap-ask", "language": "fr-FR"},
+        {"type": "gather", "max_digits": 5, "timeout_ms": 6000, "inter_digit_timeout_ms": 3000, "finish_on_key": "#"}
+    ]
+}))]
 pub struct EventResponse {
     pub call_id: String,
     pub seq: i64,
@@ -73,7 +97,26 @@ pub struct EventResponse {
     pub ended: bool,
 }
 
-async fn voice_event(
+/// Posts one call event and returns what to do next.
+#[utoipa::path(
+    post,
+    path = "/voice/events",
+    tag = "calls",
+    request_body(content = EventRequest, content_type = "application/json", description = "One call event; sign it"),
+    params(
+        ("X-Helpline-Timestamp" = i64, Header, description = "Unix seconds when the request was signed (accepted within ±300 s)"),
+        ("X-Helpline-Signature" = String, Header, description = "`v1=` + hex HMAC-SHA256 under the webhook secret of `<timestamp>.<body>`"),
+    ),
+    responses(
+        (status = 200, description = "The actions, in order", body = EventResponse),
+        (status = 400, description = "Malformed body or invalid field (the message names it)", body = ErrorBody),
+        (status = 403, description = "Missing, stale or wrong signature; the event is not processed", body = ErrorBody),
+        (status = 404, description = "Unknown call (a call begins with call.started)", body = ErrorBody),
+        (status = 409, description = "Event out of sequence, a call started twice, or a reused sequence number with another event", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+    )
+)]
+pub async fn voice_event(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -147,6 +190,14 @@ async fn voice_event(
         .map_err(call_error)?;
     let actions = to_carrier(&handled.answer.actions, &base_url(&state, &headers), &state.voice.catalog)?;
     Ok(Json(EventResponse { call_id: call_id.as_str().to_owned(), seq, actions, ended: handled.answer.ended }))
+}
+
+/// Every error answer: a code and a message saying what is wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "conflict", "message": "event out of sequence for call c1: expected seq 3, got 5"}))]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
 }
 
 /// The runtime's refusals as HTTP errors.
