@@ -98,20 +98,23 @@ impl TestApp {
 
     /// Posts a JSON call event signed with the test key at the server's clock time.
     pub async fn voice_event(&self, event: &serde_json::Value) -> (u16, serde_json::Value) {
-        let body = serde_json::to_vec(event).expect("json");
+        let r = self.post_signed("application/json", serde_json::to_vec(event).expect("json")).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Posts any body to `/voice/events`, correctly signed at the server's clock time.
+    pub async fn post_signed(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
         let ts = self.clock.now().timestamp();
-        let r = self
-            .client
+        self.client
             .post(self.url("/voice/events"))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("x-helpline-timestamp", ts.to_string())
             .header("x-helpline-signature", console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body))
             .body(body)
             .send()
             .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+            .expect("request")
     }
 
     /// Posts a TwiML request (form parameters) to `path_and_query`, signed as Twilio signs.

@@ -271,31 +271,10 @@ async fn bad_requests_get_clear_errors() {
     assert!(body["message"].as_str().unwrap().starts_with("call_id:"), "{body}");
 
     // Wrong content type (signed, so it is the type that is refused).
-    let body = b"type=no_input".to_vec();
-    let ts = console::clock::Clock::now(&*app.clock).timestamp();
-    let r = app
-        .client
-        .post(app.url("/voice/events"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-helpline-timestamp", ts.to_string())
-        .header("x-helpline-signature", console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_signed("application/x-www-form-urlencoded", b"type=no_input".to_vec()).await;
     assert_eq!(r.status(), 415);
     // Malformed JSON.
-    let body = b"{\"type\": ".to_vec();
-    let r = app
-        .client
-        .post(app.url("/voice/events"))
-        .header("content-type", "application/json")
-        .header("x-helpline-timestamp", ts.to_string())
-        .header("x-helpline-signature", console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_signed("application/json", b"{\"type\": ".to_vec()).await;
     assert_eq!(r.status(), 400);
     assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().starts_with("invalid call event"));
     app.stop().await;
