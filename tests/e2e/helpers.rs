@@ -133,14 +133,15 @@ impl TestApp {
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server gracefully, waits for it, and hands back its database (which outlives it).
+    pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
+        self.db
     }
 }
 

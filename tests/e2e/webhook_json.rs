@@ -326,3 +326,21 @@ async fn the_openapi_document_describes_the_event_api() {
     assert!(doc["components"]["schemas"]["EventResponse"]["example"].is_object(), "examples are included");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_server_continues_a_call_where_it_was() {
+    let app = spawn_app().await;
+    let mut call = Call::new(&app, "restart-1");
+    call.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    call.send(json!({"type": "digits", "digits": "1"})).await;
+    let seq = call.seq;
+    let db = app.stop().await;
+
+    let app = spawn_app_on(db).await;
+    let mut call = Call { apps: vec![&app], id: "restart-1".into(), seq };
+    let a = call.send(json!({"type": "digits", "digits": "6"})).await;
+    assert_eq!(played(&a), ["cap-ask"], "the new process picked up the call in the area menu: {a}");
+    let (_, area, _, _, _) = call_row(&app, "restart-1").await;
+    assert_eq!(area.as_deref(), Some("mediazione"));
+    app.stop().await;
+}
