@@ -1,6 +1,7 @@
 //! `console` — the helpline's server: health and metrics, (next) the webhook endpoints, the
 //! operator console and supervisors' views; and the `helpline` command line.
 
+pub mod acd;
 pub mod calls;
 pub mod cli;
 pub mod clock;
