@@ -233,6 +233,7 @@ impl ServeProcess {
             .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
             .env("HELPLINE_DATABASE_URL", database_url)
             .env("HELPLINE_LOG_FORMAT", "json")
+            .env("HELPLINE_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -259,6 +260,12 @@ impl ServeProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit; returns the exit code and collects stdout.
