@@ -53,6 +53,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
     Settings {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        rtp_port_min: 0,
+        rtp_port_max: 0,
         database_url: db.url.clone(),
         data_dir: db.dir.path().join("data"),
         secret: SecretString::default(),
@@ -78,6 +80,8 @@ pub fn repo_path(rel: &str) -> PathBuf {
 /// The real app, running in this process on a random port.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The SIP user agent's UDP address.
+    pub sip_addr: SocketAddr,
     pub db: TestDb,
     pub first_admin: Option<(String, String)>,
     pub client: reqwest::Client,
@@ -113,6 +117,7 @@ pub async fn spawn_app_on(db: TestDb) -> TestApp {
     }
     let app = Application::build(test_settings(&db)).await.expect("app builds");
     let addr = app.local_addr();
+    let sip_addr = app.sip_addr();
     let first_admin = app.first_admin.clone();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -121,6 +126,7 @@ pub async fn spawn_app_on(db: TestDb) -> TestApp {
     }));
     TestApp {
         addr,
+        sip_addr,
         db,
         first_admin,
         client: reqwest::Client::new(),
