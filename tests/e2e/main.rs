@@ -9,3 +9,4 @@ mod health;
 mod migrations;
 mod nodes;
 mod session;
+mod sip;
