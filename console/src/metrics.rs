@@ -95,7 +95,7 @@ impl Metrics {
             rtp_late_packets.clone(),
         );
         let rtp_send_deviation = Histogram::new(
-            [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05].into_iter(),
+            [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05],
         );
         registry.register(
             "rtp_send_deviation_seconds",

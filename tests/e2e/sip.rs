@@ -173,18 +173,14 @@ async fn wait_count(state: &AppState, sql: &str, want: i64) -> i64 {
     }
 }
 
+/// A call's row: language, area, town, outcome, channel, ended_at.
+type CallRow = (Option<String>, Option<String>, Option<String>, Option<String>, String, Option<i64>);
+
 /// The single call of a test: (language, area, town, outcome, ended).
 async fn only_call(state: &AppState) -> (Option<String>, Option<String>, Option<String>, Option<String>, bool) {
     let n = wait_count(state, "SELECT COUNT(*) FROM calls WHERE ended_at IS NOT NULL", 1).await;
     assert_eq!(n, 1, "the call ended in the call log");
-    let (language, area, town, outcome, channel, ended): (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<i64>,
-    ) = sqlx::query_as("SELECT language, area, town, outcome, channel, ended_at FROM calls")
+    let (language, area, town, outcome, channel, ended): CallRow = sqlx::query_as("SELECT language, area, town, outcome, channel, ended_at FROM calls")
         .fetch_one(state.db.pool())
         .await
         .expect("one call");
