@@ -225,7 +225,7 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:<20} {:<11} {:<12} {:<40} {}", "NAME", "ROLE", "LANGUAGES", "AREAS", "SIP TARGET");
+                println!("{:<20} {:<11} {:<12} {:<40} SIP TARGET", "NAME", "ROLE", "LANGUAGES", "AREAS");
                 for u in list {
                     let langs: Vec<&str> = u.languages.iter().map(|l| l.as_str()).collect();
                     let areas: Vec<&str> = u.areas.iter().map(|a| a.as_str()).collect();

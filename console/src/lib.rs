@@ -1,8 +1,10 @@
 //! `console` — the helpline's server: health and metrics, (next) the webhook endpoints, the
 //! operator console and supervisors' views; and the `helpline` command line.
 
+pub mod acd;
 pub mod calls;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -3,7 +3,9 @@
 //! SIGINT or SIGTERM.
 
 use crate::calls::{CallRuntime, NoDirectory};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use ivr::prompts::{Tts, TtsOptions};
 use crate::db::{secrets, users, Db};
 use crate::metrics::Metrics;
 use crate::routes;
@@ -26,6 +28,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Application::build`] with a clock of the caller's choosing (tests).
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let (voice, flow_source) = crate::voice::load(&settings)?;
         tracing::info!(?flow_source, "menus loaded");
         // Parse the municipalities once now rather than on the first call.
@@ -42,7 +49,19 @@ impl Application {
         let sip = crate::sip::SipServer::bind(&settings).await?;
         let metrics = Arc::new(Metrics::new());
         let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(NoDirectory), metrics.clone());
-        let state = AppState { db, settings: Arc::new(settings), secret: Arc::new(secret), metrics, calls, voice };
+        let tts_dir = settings.data_dir.join("tts-cache");
+        let tts = Tts::new(tts_dir.clone(), TtsOptions::default())
+            .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?;
+        let state = AppState {
+            db,
+            settings: Arc::new(settings),
+            secret: Arc::new(secret),
+            metrics,
+            calls,
+            voice,
+            tts: Arc::new(tts),
+            clock,
+        };
         Ok(Application { listener, sip, state, first_admin })
     }
 

@@ -1,6 +1,7 @@
 //! The state every handler shares: one `Clone` struct of cheap handles.
 
 use crate::calls::CallRuntime;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::voice::Voice;
 use crate::db::Db;
@@ -18,4 +19,8 @@ pub struct AppState {
     pub calls: CallRuntime,
     /// The menus and the prompt texts.
     pub voice: Voice,
+    /// Runtime texts spoken on demand (queue positions, service names, slow prompts).
+    pub tts: Arc<ivr::prompts::Tts>,
+    /// What time it is (injected: tests move it).
+    pub clock: Arc<dyn Clock>,
 }

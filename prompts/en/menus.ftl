@@ -12,3 +12,5 @@ cap-placed = Good. We will look near { $place }.
 service-choice = To hear the services nearest to you, press 1. To talk to an operator, press 2.
 invalid-choice = Sorry, that is not an option.
 goodbye = Thank you for calling. Goodbye.
+# Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
+technical-problem = We are sorry, there is a technical problem. Please hold for an operator.

@@ -12,3 +12,5 @@ cap-placed = Muy bien. Buscamos cerca de { $place }.
 service-choice = Para escuchar los servicios más cercanos, pulse 1. Para hablar con un operador, pulse 2.
 invalid-choice = Esa opción no es válida.
 goodbye = Gracias por llamar. Adiós.
+# Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
+technical-problem = Lo sentimos, hay un problema técnico. Espere, le atenderá un operador.

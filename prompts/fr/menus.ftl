@@ -12,3 +12,5 @@ cap-placed = Très bien. Nous cherchons près de { $place }.
 service-choice = Pour entendre les services les plus proches, appuyez sur 1. Pour parler à un conseiller, appuyez sur 2.
 invalid-choice = Ce choix n'est pas valable.
 goodbye = Merci de votre appel. Au revoir.
+# Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
+technical-problem = Nous sommes désolés, il y a un problème technique. Veuillez patienter, un opérateur va vous répondre.

@@ -13,3 +13,5 @@ cap-placed = Bene. Cerchiamo vicino a { $place }.
 service-choice = Per sentire i servizi più vicini, premi 1. Per parlare con un operatore, premi 2.
 invalid-choice = Scelta non valida.
 goodbye = Grazie per aver chiamato. Arrivederci.
+# Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
+technical-problem = Ci scusiamo, c'è un problema tecnico. La mettiamo in attesa per un operatore.

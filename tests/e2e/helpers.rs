@@ -1,5 +1,7 @@
 //! Test helpers: fresh databases, the in-process app, and the real binary.
 
+use chrono::{DateTime, TimeZone, Utc};
+use console::clock::{Clock, ManualClock};
 use console::config::{LogFormat, SecretString, Settings};
 use console::startup::Application;
 use sqlx::Connection;
@@ -8,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -87,6 +89,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's shared state (its pool, metrics, settings).
     pub state: console::state::AppState,
+    /// The server's clock: stands still at [`OPEN_HOURS`] until a test moves it.
+    pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -96,14 +100,52 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    /// Posts a JSON call event signed with the test key at the server's clock time.
+    pub async fn voice_event(&self, event: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.post_signed("application/json", serde_json::to_vec(event).expect("json")).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Posts any body to `/voice/events`, correctly signed at the server's clock time.
+    pub async fn post_signed(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        let ts = self.clock.now().timestamp();
+        self.client
+            .post(self.url("/voice/events"))
+            .header("content-type", content_type)
+            .header("x-helpline-timestamp", ts.to_string())
+            .header("x-helpline-signature", console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body))
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Posts a TwiML request (form parameters) to `path_and_query`, signed as Twilio signs.
+    pub async fn twiml(&self, path_and_query: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let url = if path_and_query.starts_with("http") { path_and_query.to_owned() } else { self.url(path_and_query) };
+        let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let sig = console::webhook::signature::twilio_signature(TEST_TWILIO_TOKEN, &url, &owned);
+        let r = self
+            .client
+            .post(&url)
+            .header("x-twilio-signature", sig)
+            .form(&owned)
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// Stops the server gracefully, waits for it, and hands back its database (which outlives it).
+    pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
+        self.db
     }
 }
 
@@ -111,11 +153,17 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_on(fresh_database().await).await
 }
 
+/// A Tuesday at 10:00 in Rome (09:00 UTC), when the helpline is open.
+pub fn open_hours() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).single().expect("valid instant")
+}
+
 pub async fn spawn_app_on(db: TestDb) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         console::telemetry::init(LogFormat::Pretty);
     }
-    let app = Application::build(test_settings(&db)).await.expect("app builds");
+    let clock = Arc::new(ManualClock::new(open_hours()));
+    let app = Application::build_with_clock(test_settings(&db), clock.clone()).await.expect("app builds");
     let addr = app.local_addr();
     let sip_addr = app.sip_addr();
     let first_admin = app.first_admin.clone();
@@ -131,6 +179,7 @@ pub async fn spawn_app_on(db: TestDb) -> TestApp {
         first_admin,
         client: reqwest::Client::new(),
         state,
+        clock,
         stop: Some(tx),
         task: Some(task),
     }
@@ -190,6 +239,7 @@ impl ServeProcess {
             .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
             .env("HELPLINE_DATABASE_URL", database_url)
             .env("HELPLINE_LOG_FORMAT", "json")
+            .env("HELPLINE_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -216,6 +266,12 @@ impl ServeProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit; returns the exit code and collects stdout.

@@ -10,3 +10,5 @@ mod migrations;
 mod nodes;
 mod session;
 mod sip;
+mod webhook_json;
+mod webhook_twiml;

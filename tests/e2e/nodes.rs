@@ -86,3 +86,54 @@ async fn serve_with_an_unreachable_database_exits_with_a_message() {
     assert!(err.contains("cannot connect to the postgres database"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Posts a signed JSON call event to a `helpline serve` process.
+async fn event(client: &reqwest::Client, node: &ServeProcess, body: Value) -> Value {
+    let body = serde_json::to_vec(&body).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let r = client
+        .post(node.url("/voice/events"))
+        .header("content-type", "application/json")
+        .header("x-helpline-timestamp", ts.to_string())
+        .header("x-helpline-signature", console::webhook::json::sign(crate::helpers::TEST_WEBHOOK_SECRET, ts, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_process_loses_no_acknowledged_event() {
+    let db = fresh_database().await;
+    let client = reqwest::Client::new();
+    let node = ServeProcess::start(db.dir.path(), &db.url);
+    // One finished call, one call in the middle of the menu.
+    event(&client, &node, json!({"type": "call.started", "call_id": "done-1", "seq": 1, "from": "+39 333 123 4512"})).await;
+    event(&client, &node, json!({"type": "digits", "call_id": "done-1", "seq": 2, "digits": "0"})).await;
+    event(&client, &node, json!({"type": "call.ended", "call_id": "done-1", "seq": 3})).await;
+    event(&client, &node, json!({"type": "call.started", "call_id": "live-1", "seq": 1, "from": "+34 612 345 678"})).await;
+    event(&client, &node, json!({"type": "digits", "call_id": "live-1", "seq": 2, "digits": "1"})).await;
+    node.kill_hard();
+
+    // Everything acknowledged is there for the next process, which continues the live call.
+    let node = ServeProcess::start(db.dir.path(), &db.url);
+    let answer = event(&client, &node, json!({"type": "digits", "call_id": "live-1", "seq": 3, "digits": "4"})).await;
+    assert_eq!(answer["actions"][0]["language"], "es-ES", "the live call continued in Spanish: {answer}");
+    let conn = console::db::Db::connect(&db.url).await.unwrap();
+    let (outcome, ended_at, events): (Option<String>, Option<i64>, i64) = sqlx::query_as(
+        "SELECT outcome, ended_at, (SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id) FROM calls c \
+         WHERE call_id = 'done-1'",
+    )
+    .fetch_one(conn.pool())
+    .await
+    .unwrap();
+    // (The binary runs on the real clock: in hours the caller hung up in the queue, out of hours
+    // in the closed message. Either way the call is recorded as ended.)
+    assert!(matches!(outcome.as_deref(), Some("hung_up_in_queue" | "out_of_hours")), "{outcome:?}");
+    assert!(ended_at.is_some());
+    assert!(events >= 3, "every acknowledged event of the finished call is in the log ({events})");
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+}

@@ -5,74 +5,13 @@
 //! Without sipp these tests print `SKIPPED (sipp not installed)` and pass, except with `CI=true`,
 //! where they fail.
 
-use crate::helpers::{fresh_database, repo_path, test_settings, TestDb};
-use console::startup::Application;
+use crate::helpers::{repo_path, spawn_app};
 use console::state::AppState;
 use ivr::rtp::{linear_to_ulaw, RtpPacket};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-
-/// The real app with menus open around the clock (the default hours would make the path depend
-/// on when the tests run).
-pub struct SipApp {
-    pub state: AppState,
-    pub sip: SocketAddr,
-    /// Kept for the test's duration (its temp folder holds the database).
-    _db: TestDb,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl SipApp {
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server result");
-        }
-    }
-}
-
-pub async fn spawn_sip_app() -> SipApp {
-    let db = fresh_database().await;
-    let mut settings = test_settings(&db);
-    settings.flow_file = always_open_flow(db.dir.path());
-    let app = Application::build(settings).await.expect("app builds");
-    let sip = app.sip_addr();
-    let state = app.state().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
-    SipApp { state, sip, _db: db, stop: Some(tx), task: Some(task) }
-}
-
-/// `config/ivr.toml` with every day open 00:00-24:00 and no holidays.
-fn always_open_flow(dir: &Path) -> PathBuf {
-    let src = std::fs::read_to_string(repo_path("config/ivr.toml")).expect("read config/ivr.toml");
-    let days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
-    let out: Vec<String> = src
-        .lines()
-        .map(|line| {
-            let key = line.split('=').next().unwrap_or_default().trim();
-            if days.contains(&key) {
-                format!("{key} = [\"00:00-24:00\"]")
-            } else if key == "national_holidays" {
-                "national_holidays = false".into()
-            } else if key == "extra_holidays" {
-                "extra_holidays = []".into()
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect();
-    let path = dir.join("ivr-always-open.toml");
-    std::fs::write(&path, out.join("\n")).expect("write flow");
-    path
-}
 
 /// Whether sipp can be run; prints the skip notice when not (a failure when `CI=true`).
 pub fn sipp_available() -> bool {
@@ -221,10 +160,10 @@ async fn sip_menus_by_info_reach_the_queue_and_the_welcome_is_heard() {
     if !sipp_available() {
         return;
     }
-    let app = spawn_sip_app().await;
+    let app = spawn_app().await;
     let mut sink = RtpSink::bind().await;
     let port = sink.port.to_string();
-    let run = sipp(app.sip, "menu_to_queue_info.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
+    let run = sipp(app.sip_addr, "menu_to_queue_info.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
 
     let (language, area, town, outcome, _) = only_call(&app.state).await;
@@ -279,11 +218,11 @@ async fn sip_rfc4733_zero_during_the_welcome_goes_to_the_operator_queue() {
     }
     let pcap = Path::new("/usr/share/sip-tester/dtmf_2833_0.pcap");
     assert!(pcap.exists(), "sip-tester ships {}", pcap.display());
-    let app = spawn_sip_app().await;
+    let app = spawn_app().await;
     let sink = RtpSink::bind().await;
     let port = sink.port.to_string();
     let pcap = pcap.display().to_string();
-    let run = sipp(app.sip, "operator_rfc4733.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port, "-key", "pcap", &pcap])
+    let run = sipp(app.sip_addr, "operator_rfc4733.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port, "-key", "pcap", &pcap])
         .await;
     assert!(run.success, "sipp failed:\n{}", run.report);
     let (_, _, _, outcome, _) = only_call(&app.state).await;
@@ -305,10 +244,10 @@ async fn sip_hang_up_mid_prompt_stops_the_audio_at_once() {
     if !sipp_available() {
         return;
     }
-    let app = spawn_sip_app().await;
+    let app = spawn_app().await;
     let mut sink = RtpSink::bind().await;
     let port = sink.port.to_string();
-    let run = sipp(app.sip, "hangup_mid_prompt.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
+    let run = sipp(app.sip_addr, "hangup_mid_prompt.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
     let (_, _, _, outcome, _) = only_call(&app.state).await;
     assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));
@@ -324,8 +263,8 @@ async fn sip_cancel_while_ringing_gets_487_and_the_call_is_logged_as_hung_up() {
     if !sipp_available() {
         return;
     }
-    let app = spawn_sip_app().await;
-    let run = sipp(app.sip, "cancel_ringing.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", "9"]).await;
+    let app = spawn_app().await;
+    let run = sipp(app.sip_addr, "cancel_ringing.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", "9"]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
     let (_, _, _, outcome, ended) = only_call(&app.state).await;
     assert!(ended);
@@ -340,8 +279,7 @@ async fn sip_options_gets_200_and_a_malformed_invite_gets_400_with_the_reason() 
     if !sipp_available() {
         return;
     }
-    // The stock test app (default flow and hours): neither request reaches the menus.
-    let app = crate::helpers::spawn_app().await;
+    let app = spawn_app().await;
     let run = sipp(app.sip_addr, "options.xml", &["-m", "1", "-l", "1"]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
     let run = sipp(app.sip_addr, "malformed_invite.xml", &["-m", "1", "-l", "1"]).await;
@@ -359,11 +297,11 @@ async fn sip_fifty_calls_at_once_are_all_answered_and_ended() {
     if !sipp_available() {
         return;
     }
-    let app = spawn_sip_app().await;
+    let app = spawn_app().await;
     let sink = RtpSink::bind().await;
     let port = sink.port.to_string();
     let run = sipp(
-        app.sip,
+        app.sip_addr,
         "short_call.xml",
         &["-m", "50", "-l", "50", "-r", "50", "-d", "2000", "-key", "rtp_port", &port],
     )
@@ -387,10 +325,10 @@ async fn sip_assigned_operator_gets_the_call_by_refer() {
     if !sipp_available() {
         return;
     }
-    let app = spawn_sip_app().await;
+    let app = spawn_app().await;
     let sink = RtpSink::bind().await;
     let port = sink.port.to_string();
-    let sip = app.sip;
+    let sip = app.sip_addr;
     let run = tokio::spawn(async move { sipp(sip, "transfer_refer.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await });
     // The ACD's part: once the call waits, assign it to an operator.
     let waiting = wait_count(&app.state, "SELECT COUNT(*) FROM queue_entries WHERE status = 'waiting'", 1).await;

@@ -294,6 +294,29 @@ impl CallRuntime {
             .collect()
     }
 
+    /// The operator and target of the call's latest transfer, with its step.
+    pub async fn last_transfer(&self, call_id: &CallId) -> Result<Option<(String, String, i64)>, CallError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, data FROM call_events WHERE call_id = $1 AND kind = 'operator_assigned' ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(call_id.as_str())
+        .fetch_all(self.db.pool())
+        .await?;
+        for (seq, data) in rows {
+            #[derive(Deserialize)]
+            struct Row {
+                actions: Vec<Action>,
+            }
+            let row: Row = serde_json::from_str(&data).map_err(|e| DbError::Corrupt(format!("call log: {e}")))?;
+            for action in row.actions {
+                if let Action::Transfer { operator, target } = action {
+                    return Ok(Some((operator, target, seq)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The stored state of a call.
     pub async fn state(&self, call_id: &CallId) -> Result<Option<CallState>, CallError> {
         let row: Option<(String,)> = sqlx::query_as("SELECT state FROM calls WHERE call_id = $1")

@@ -1,6 +1,7 @@
 //! The HTTP routes. `router(state)` is kept apart from `main` so tests drive the real app.
 
 mod health;
+mod prompts;
 pub mod session;
 
 use crate::error::AppError;
@@ -17,6 +18,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(session::routes())
+        .merge(prompts::routes())
+        .merge(crate::webhook::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -4,7 +4,7 @@
 
 use ivr::domain::{Language, PromptId};
 use ivr::engine::{Pace, SayArg};
-use ivr::prompts::{load_wav, Catalog, PromptArg, PromptError, Tts, TtsOptions};
+use ivr::prompts::{load_wav, Catalog, PromptArg, PromptError, Tts};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,16 +32,8 @@ pub struct PromptAudio {
 }
 
 impl PromptAudio {
-    /// `tts_cache` is where spoken texts are cached on disk; without a usable folder, texts with
-    /// variables are skipped (logged) rather than failing calls.
-    pub fn new(prompts_dir: PathBuf, catalog: Arc<Catalog>, tts_cache: PathBuf) -> PromptAudio {
-        let tts = match Tts::new(tts_cache.clone(), TtsOptions::default()) {
-            Ok(t) => Some(Arc::new(t)),
-            Err(e) => {
-                tracing::warn!(error = %e, dir = %tts_cache.display(), "no on-demand speech: the cache folder is unusable");
-                None
-            }
-        };
+    /// `tts` is the server's on-demand speech (shared with the other adapters and its cache).
+    pub fn new(prompts_dir: PathBuf, catalog: Arc<Catalog>, tts: Option<Arc<Tts>>) -> PromptAudio {
         PromptAudio { prompts_dir, catalog, tts, wavs: Mutex::new(HashMap::new()) }
     }
 

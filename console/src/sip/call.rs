@@ -7,6 +7,7 @@ use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{MediaCmd, MediaEvent};
 use crate::calls::{CallRequest, CallRuntime};
+use crate::clock::Clock;
 use ivr::domain::{Caller, CallId, DtmfDigit, DtmfDigits};
 use ivr::engine::{Action, Channel, Event};
 use ivr::sip::ReferProgress;
@@ -57,6 +58,8 @@ pub struct CallSetup {
     pub caller: Option<Caller>,
     pub called: Option<String>,
     pub runtime: CallRuntime,
+    /// The server's clock: the instant of every event (tests run the call at a chosen time).
+    pub clock: Arc<dyn Clock>,
     pub audio: Arc<PromptAudio>,
     pub media: mpsc::UnboundedSender<MediaCmd>,
     pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
@@ -74,6 +77,7 @@ struct Call {
     sip_call_id: String,
     call_id: CallId,
     runtime: CallRuntime,
+    clock: Arc<dyn Clock>,
     audio: Arc<PromptAudio>,
     media: mpsc::UnboundedSender<MediaCmd>,
     signalling: mpsc::UnboundedSender<SigCmd>,
@@ -94,11 +98,13 @@ pub fn spawn(setup: CallSetup) -> mpsc::UnboundedSender<CallMsg> {
 }
 
 async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
-    let CallSetup { sip_call_id, call_id, caller, called, runtime, audio, media, mut media_events, signalling } = setup;
+    let CallSetup { sip_call_id, call_id, caller, called, runtime, clock, audio, media, mut media_events, signalling } =
+        setup;
     let mut call = Call {
         sip_call_id,
         call_id,
         runtime,
+        clock,
         audio,
         media,
         signalling,
@@ -155,7 +161,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
 
 impl Call {
     fn request(&self, event: Event) -> CallRequest {
-        CallRequest { call_id: self.call_id.clone(), event, now: chrono::Utc::now(), key: None, carrier_seq: None }
+        CallRequest { call_id: self.call_id.clone(), event, now: self.clock.now(), key: None, carrier_seq: None }
     }
 
     fn audio_idle(&self) -> bool {

@@ -85,7 +85,7 @@ pub(super) async fn run(
     let audio = Arc::new(PromptAudio::new(
         state.settings.prompts_dir.clone(),
         state.voice.catalog.clone(),
-        state.settings.data_dir.join("speech-cache"),
+        Some(state.tts.clone()),
     ));
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
     let advertised = if local.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
@@ -311,6 +311,7 @@ impl Signalling {
             caller,
             called,
             runtime: self.state.calls.clone(),
+            clock: self.state.clock.clone(),
             audio: self.audio.clone(),
             media: media.clone(),
             media_events: events_rx,
@@ -587,7 +588,7 @@ async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, s
                 "UPDATE queue_entries SET status = 'answered', updated_at = $2 WHERE call_id = $1 AND status = 'assigned'",
             )
             .bind(&call_id)
-            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(state.clock.now().timestamp_millis())
             .execute(state.db.pool())
             .await
             .map(|r| r.rows_affected() == 1)

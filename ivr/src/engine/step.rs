@@ -294,10 +294,15 @@ impl<'f> Cx<'f> {
     /// To the operator queue (in Italian if no language was chosen yet).
     fn route_to_operator(&mut self, why: &str) {
         if self.st.language.is_none() {
-            self.st.language = Some(Language::It);
-            self.log(LogEntry::LanguageChosen {
-                language: Language::It,
-            });
+            // A caller who presses 0 while the guessed language is being offered heard that
+            // language: an operator who speaks it serves them best. Otherwise, Italian.
+            let at_guess = self
+                .current()
+                .and_then(|ix| self.flow.node(ix))
+                .is_some_and(|n| matches!(n.kind, NodeKind::LanguageGuess { .. }));
+            let language = self.st.guessed_language.filter(|_| at_guess).unwrap_or(Language::It);
+            self.st.language = Some(language);
+            self.log(LogEntry::LanguageChosen { language });
         }
         self.decision("operator", why);
         self.goto(self.flow.operator());

@@ -589,9 +589,10 @@ fn zero_means_operator_from_every_menu() {
                 In::Start(Some("+33 6 12 34 56 78")),
                 &["welcome@it", "language-guess@fr", "collect"],
             ),
+            // The caller heard French offered: a French-speaking operator serves them.
             s(
                 In::Press("0"),
-                &["queue-enter@it", "enqueue:it:-:5", "queue?"],
+                &["queue-enter@fr", "enqueue:fr:-:5", "queue?"],
             ),
         ],
         Language::Fr,

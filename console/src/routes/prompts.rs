@@ -1,0 +1,71 @@
+//! `GET /prompts/{lang}/{id}.wav`: the recorded prompts for carriers' `<Play>` (8 kHz mono 16-bit
+//! PCM WAV), with a strong ETag and cache headers. `?pace=slow` renders the same text slower on
+//! demand (for callers who did not answer twice), cached.
+
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use ivr::domain::{Language, PromptId};
+use ivr::prompts::{wav_bytes, wav_path, Pace};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/prompts/{lang}/{file}", get(prompt))
+}
+
+#[derive(Debug, Deserialize)]
+struct PromptQuery {
+    pace: Option<String>,
+}
+
+async fn prompt(
+    State(state): State<AppState>,
+    Path((lang, file)): Path<(String, String)>,
+    Query(q): Query<PromptQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let language = Language::parse(&lang).map_err(|e| AppError::NotFound(e.to_string()))?;
+    let id = file
+        .strip_suffix(".wav")
+        .ok_or_else(|| AppError::NotFound(format!("{file}: prompts are served as <id>.wav")))?;
+    let id = PromptId::parse(id).map_err(|e| AppError::NotFound(e.to_string()))?;
+    let slow = match q.pace.as_deref() {
+        None | Some("normal") => false,
+        Some("slow") => true,
+        Some(other) => return Err(AppError::BadRequest(format!("pace: expected normal or slow, got {other:?}"))),
+    };
+    let bytes = if slow {
+        let text = state
+            .voice
+            .catalog
+            .format(language, &id, &[])
+            .map_err(|e| AppError::NotFound(format!("prompt {id} in {language}: {e}")))?;
+        let tts = state.tts.clone();
+        let samples = tokio::task::spawn_blocking(move || tts.render(language, &text, Pace::Slow))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|e| AppError::Internal(e.into()))?;
+        wav_bytes(&samples).map_err(|e| AppError::Internal(e.into()))?
+    } else {
+        let path = wav_path(&state.settings.prompts_dir, language, &id);
+        tokio::fs::read(&path).await.map_err(|_| AppError::NotFound(format!("no prompt {id} in {language}")))?
+    };
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { bytes.into_response() };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,217 @@
+//! `POST /voice/events`: our JSON call-event API. A carrier or PBX posts each call event with the
+//! call id and a per-call sequence number (1, 2, 3…), signed with `HELPLINE_WEBHOOK_SECRET`; the
+//! answer lists what to do next. A retried event (same call and sequence) gets the same answer and
+//! the call advances once. See `docs/webhooks.md` and `/openapi.json`.
+
+use super::actions::{to_carrier, CarrierAction};
+use super::signature::{self, verify_json};
+use super::{base_url, digest};
+use crate::calls::{CallError, CallRequest, RequestKey};
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::routing::post;
+use axum::{Json, Router};
+use ivr::domain::{CallId, Caller, DtmfDigits, PhoneNumber};
+use ivr::engine::{Channel, Event};
+use serde::{Deserialize, Serialize};
+
+pub const TIMESTAMP_HEADER: &str = "x-helpline-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-helpline-signature";
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/voice/events", post(voice_event)).route("/openapi.json", axum::routing::get(openapi))
+}
+
+/// The OpenAPI document of the JSON call-event API, generated from these types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "helpline call-event API",
+        description = "A carrier or PBX posts each call event and gets back the actions to carry out. See docs/webhooks.md.",
+    ),
+    paths(voice_event),
+    components(schemas(EventRequest, EventResponse, CarrierAction, ErrorBody))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+/// One call event, as the carrier posts it. `type` selects the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+#[schema(example = json!({"type": "digits", "call_id": "c-20261124-0001", "seq": 2, "digits": "3"}))]
+pub enum EventRequest {
+    /// A call reached the helpline. `from`: the caller's number (E.164; absent or unparseable
+    /// means withheld). `to`: the number called.
+    #[serde(rename = "call.started")]
+    CallStarted { call_id: String, seq: i64, from: Option<String>, to: Option<String> },
+    /// Keys gathered (with the finish key, if pressed).
+    #[serde(rename = "digits")]
+    Digits { call_id: String, seq: i64, digits: String },
+    /// A gather timed out with no key.
+    #[serde(rename = "no_input")]
+    NoInput { call_id: String, seq: i64 },
+    /// The prompts sent last have finished playing.
+    #[serde(rename = "prompt.finished")]
+    PromptFinished { call_id: String, seq: i64 },
+    /// A transfer to an operator failed (busy, no answer…): the caller goes back to the queue.
+    #[serde(rename = "transfer.failed")]
+    TransferFailed { call_id: String, seq: i64, reason: Option<String> },
+    /// The caller hung up (or the call ended otherwise).
+    #[serde(rename = "call.ended")]
+    CallEnded { call_id: String, seq: i64 },
+}
+
+impl EventRequest {
+    fn ids(&self) -> (&str, i64) {
+        match self {
+            EventRequest::CallStarted { call_id, seq, .. }
+            | EventRequest::Digits { call_id, seq, .. }
+            | EventRequest::NoInput { call_id, seq }
+            | EventRequest::PromptFinished { call_id, seq }
+            | EventRequest::TransferFailed { call_id, seq, .. }
+            | EventRequest::CallEnded { call_id, seq } => (call_id, *seq),
+        }
+    }
+}
+
+/// What the carrier must do next.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "call_id": "c-20261124-0001", "seq": 2, "ended": false,
+    "actions": [
+        {"type": "play", "url": "https://helpline.example.org/prompts/fr/cap-ask.wav", "prompt": "cap-ask", "language": "fr-FR"},
+        {"type": "gather", "max_digits": 5, "timeout_ms": 6000, "inter_digit_timeout_ms": 3000, "finish_on_key": "#"}
+    ]
+}))]
+pub struct EventResponse {
+    pub call_id: String,
+    pub seq: i64,
+    pub actions: Vec<CarrierAction>,
+    /// The call is over: no further events are expected.
+    pub ended: bool,
+}
+
+/// Posts one call event and returns what to do next.
+#[utoipa::path(
+    post,
+    path = "/voice/events",
+    tag = "calls",
+    request_body(content = EventRequest, content_type = "application/json", description = "One call event; sign it"),
+    params(
+        ("X-Helpline-Timestamp" = i64, Header, description = "Unix seconds when the request was signed (accepted within ±300 s)"),
+        ("X-Helpline-Signature" = String, Header, description = "`v1=` + hex HMAC-SHA256 under the webhook secret of `<timestamp>.<body>`"),
+    ),
+    responses(
+        (status = 200, description = "The actions, in order", body = EventResponse),
+        (status = 400, description = "Malformed body or invalid field (the message names it)", body = ErrorBody),
+        (status = 403, description = "Missing, stale or wrong signature; the event is not processed", body = ErrorBody),
+        (status = 404, description = "Unknown call (a call begins with call.started)", body = ErrorBody),
+        (status = 409, description = "Event out of sequence, a call started twice, or a reused sequence number with another event", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+    )
+)]
+pub async fn voice_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EventResponse>, AppError> {
+    let now = state.clock.now();
+    // 1. Who is asking: nothing unsigned goes further.
+    let key = state.settings.webhook_secret.expose();
+    if key.is_empty() {
+        tracing::warn!("JSON webhook request refused: HELPLINE_WEBHOOK_SECRET is not set");
+        return Err(AppError::Forbidden("the JSON webhook is disabled: HELPLINE_WEBHOOK_SECRET is not set".into()));
+    }
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = verify_json(
+        key.as_bytes(),
+        header_str(TIMESTAMP_HEADER),
+        header_str(SIGNATURE_HEADER),
+        &body,
+        now.timestamp(),
+    ) {
+        tracing::warn!(reason = %e, "JSON webhook request refused");
+        return Err(AppError::Forbidden(format!("bad request signature: {e}")));
+    }
+
+    // 2. What it says.
+    let content_type = header_str(header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if !content_type.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "expected Content-Type: application/json, got {:?}",
+            content_type
+        )));
+    }
+    let request: EventRequest = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("invalid call event: {e}")))?;
+    let (raw_call_id, seq) = request.ids();
+    let call_id = CallId::parse(raw_call_id).map_err(|e| AppError::BadRequest(format!("call_id: {e}")))?;
+    if seq < 1 {
+        return Err(AppError::BadRequest(format!("seq: must be 1 or more, got {seq}")));
+    }
+    let event = match &request {
+        EventRequest::CallStarted { from, to, .. } => Event::CallStarted {
+            channel: Channel::Webhook,
+            caller: from
+                .as_deref()
+                .and_then(|f| PhoneNumber::parse(f).ok())
+                .map(|n| Caller::from_number(&n, &state.secret)),
+            called: to.clone(),
+        },
+        EventRequest::Digits { digits, .. } => {
+            Event::Digits(DtmfDigits::parse(digits).map_err(|e| AppError::BadRequest(format!("digits: {e}")))?)
+        }
+        EventRequest::NoInput { .. } => Event::NoInput,
+        EventRequest::PromptFinished { .. } => Event::PromptFinished,
+        EventRequest::TransferFailed { reason, .. } => {
+            Event::TransferFailed { reason: reason.clone().unwrap_or_else(|| "unspecified".into()) }
+        }
+        EventRequest::CallEnded { .. } => Event::HungUp,
+    };
+
+    // 3. Run it (durably), then answer.
+    let canonical = serde_json::to_vec(&request).map_err(|e| AppError::Internal(e.into()))?;
+    let handled = state
+        .calls
+        .handle(CallRequest {
+            call_id: call_id.clone(),
+            event,
+            now,
+            key: Some(RequestKey { key: format!("json:{seq}"), fingerprint: digest(&[&canonical]) }),
+            carrier_seq: Some(seq),
+        })
+        .await
+        .map_err(call_error)?;
+    let actions = to_carrier(&handled.answer.actions, &base_url(&state, &headers), &state.voice.catalog)?;
+    Ok(Json(EventResponse { call_id: call_id.as_str().to_owned(), seq, actions, ended: handled.answer.ended }))
+}
+
+/// Every error answer: a code and a message saying what is wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "conflict", "message": "event out of sequence for call c1: expected seq 3, got 5"}))]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// The runtime's refusals as HTTP errors.
+pub fn call_error(e: CallError) -> AppError {
+    match e {
+        CallError::UnknownCall(_) => AppError::NotFound(e.to_string()),
+        CallError::AlreadyStarted(_) | CallError::OutOfSequence { .. } | CallError::KeyReused { .. } => {
+            AppError::Conflict(e.to_string())
+        }
+        CallError::Db(db) => db.into(),
+    }
+}
+
+/// Signs a body the way carriers must (used by tests and the load generator).
+pub fn sign(key: &str, timestamp: i64, body: &[u8]) -> String {
+    signature::json_signature(key.as_bytes(), timestamp, body)
+}

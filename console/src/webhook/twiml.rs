@@ -1,0 +1,366 @@
+//! The TwiML dialect: a Twilio-compatible carrier points a number at `POST /twiml/voice` (and its
+//! status callback at `POST /twiml/status`) and gets TwiML back, using only the verbs, nouns and
+//! attributes of Twilio's TwiML reference: `<Gather input="dtmf">` around `<Play>`/`<Say>`,
+//! `<Redirect>`, `<Enqueue waitUrl action>`, `<Leave>`, `<Dial><Sip>|<Number>`, `<Pause>`,
+//! `<Hangup>`.
+//!
+//! How a call maps onto requests: the first request (no query) starts the call; each `<Gather>`
+//! posts its `Digits` to `?step=N&ev=gather`, and its timeout falls through to a `<Redirect>` to
+//! `?step=N&ev=timeout`. The queue is Twilio's `<Enqueue>`: its `waitUrl` (`?ev=wait`) is polled
+//! while the caller waits and answers with the engine's announcements; when an operator takes the
+//! call the wait document answers `<Leave/>` and the `<Enqueue>` action (`?ev=queue_left`) dials
+//! the operator; the `<Dial>` action (`?ev=dial`) reports a failed transfer. The step number in
+//! each URL makes every request of a call distinct, so Twilio's retries are recognised and get the
+//! same answer.
+
+use super::actions::{queue_name, to_carrier, CarrierAction};
+use super::signature::verify_twilio;
+use super::{base_url, digest};
+use crate::calls::{CallError, CallRequest, RequestKey};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use ivr::domain::{CallId, Caller, DtmfDigits, Language, PhoneNumber};
+use ivr::engine::{Channel, Event, Wait};
+use std::fmt::Write as _;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/twiml/voice", post(voice)).route("/twiml/status", post(status))
+}
+
+const VOICE_PATH: &str = "/twiml/voice";
+const TWIML_TYPE: &str = "text/xml; charset=utf-8";
+
+/// Where in the call a request comes from (the `ev` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    Gather,
+    Timeout,
+    Wait,
+    WaitGather,
+    QueueLeft,
+    Dial,
+}
+
+impl Stage {
+    fn parse(ev: Option<&str>) -> Option<Stage> {
+        Some(match ev {
+            None => Stage::Start,
+            Some("gather") => Stage::Gather,
+            Some("timeout") => Stage::Timeout,
+            Some("wait") => Stage::Wait,
+            Some("wait_gather") => Stage::WaitGather,
+            Some("queue_left") => Stage::QueueLeft,
+            Some("dial") => Stage::Dial,
+            Some(_) => return None,
+        })
+    }
+
+    /// The wait document (`waitUrl`) runs in the queue: it may not use `<Enqueue>` or `<Dial>`,
+    /// and leaves the queue with `<Leave/>`.
+    fn in_queue(self) -> bool {
+        matches!(self, Stage::Wait | Stage::WaitGather)
+    }
+}
+
+/// A parsed, signature-checked TwiML request.
+struct Inbound {
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    base: String,
+}
+
+impl Inbound {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Checks the signature over the URL the carrier requested and the form parameters. (The refusal
+/// is a whole response; it is built once per refused request, so its size does not matter.)
+#[allow(clippy::result_large_err)]
+fn inbound(state: &AppState, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Result<Inbound, Response> {
+    let token = state.settings.twilio_auth_token.expose();
+    if token.is_empty() {
+        tracing::warn!("TwiML request refused: HELPLINE_TWILIO_AUTH_TOKEN is not set");
+        return Err(plain(StatusCode::FORBIDDEN, "the TwiML endpoints are disabled: HELPLINE_TWILIO_AUTH_TOKEN is not set"));
+    }
+    let base = base_url(state, headers);
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+    let url = format!("{base}{path_and_query}");
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    if let Err(e) = verify_twilio(token, &url, &params, signature) {
+        tracing::warn!(reason = %e, %url, "TwiML request refused");
+        return Err(plain(StatusCode::FORBIDDEN, &format!("bad request signature: {e}")));
+    }
+    let query = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    Ok(Inbound { params, query, base })
+}
+
+fn plain(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": "forbidden", "message": msg }))).into_response()
+}
+
+fn twiml(doc: String) -> Response {
+    ([(header::CONTENT_TYPE, TWIML_TYPE)], doc).into_response()
+}
+
+async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+    let req = match inbound(&state, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    // From here on a caller is on the line: every failure answers with an apology and a queue.
+    let Some(stage) = Stage::parse(req.query("ev")) else {
+        return twiml(apology(&req.base, None, "unknown ev parameter"));
+    };
+    let Some(call_id) = req.param("CallSid").and_then(|s| CallId::parse(s).ok()) else {
+        return twiml(apology(&req.base, None, "missing or invalid CallSid"));
+    };
+    let now = state.clock.now();
+    let current = match stage {
+        Stage::Start => None,
+        _ => match state.calls.state(&call_id).await {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => return twiml(apology(&req.base, None, "unknown call")),
+            Err(e) => return twiml(apology(&req.base, None, &e.to_string())),
+        },
+    };
+    let language = current.as_ref().and_then(|s| s.language);
+
+    let event = match stage {
+        Stage::Start => Event::CallStarted {
+            channel: Channel::Twiml,
+            caller: req.param("From").and_then(|f| PhoneNumber::parse(f).ok()).map(|n| Caller::from_number(&n, &state.secret)),
+            called: req.param("To").map(str::to_owned),
+        },
+        Stage::Gather | Stage::WaitGather => match req.param("Digits").filter(|d| !d.is_empty()) {
+            Some(d) => match DtmfDigits::parse(d) {
+                Ok(d) => Event::Digits(d),
+                Err(_) => return twiml(apology(&req.base, language, "invalid Digits")),
+            },
+            None => Event::NoInput,
+        },
+        Stage::Timeout | Stage::Wait => Event::NoInput,
+        Stage::QueueLeft => match req.param("QueueResult") {
+            // The caller hung up while waiting.
+            Some("hangup") => Event::HungUp,
+            // We sent <Leave/>: an operator is waiting for this caller.
+            Some("leave") => {
+                let waiting = current.as_ref().is_some_and(|s| s.wait == Wait::Transfer);
+                if let (true, Ok(Some((operator, target, step)))) = (waiting, state.calls.last_transfer(&call_id).await) {
+                    return twiml(document(&[CarrierAction::Transfer { to: target, operator }], &req.base, step, stage));
+                }
+                Event::NoInput
+            }
+            // Redirected, errors: back into the menu's last state.
+            _ => Event::NoInput,
+        },
+        Stage::Dial => match req.param("DialCallStatus") {
+            Some("completed") | Some("answered") => Event::HungUp,
+            Some(other) => Event::TransferFailed { reason: other.to_owned() },
+            None => Event::TransferFailed { reason: "unknown".into() },
+        },
+    };
+    // A retried request is the same URL with the same parameters.
+    let key = match stage {
+        Stage::Start => "twiml:start".to_owned(),
+        // The wait document is polled at the same URL; Twilio's QueueTime tells the polls apart.
+        Stage::Wait => format!("twiml:wait:{}", req.param("QueueTime").unwrap_or("")),
+        _ => format!("twiml:{}:{}", req.query("step").unwrap_or(""), req.query("ev").unwrap_or("")),
+    };
+    let mut sorted = req.params.clone();
+    sorted.sort();
+    let fingerprint = digest(&sorted.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect::<Vec<_>>());
+    let handled = state
+        .calls
+        .handle(CallRequest { call_id, event, now, key: Some(RequestKey { key, fingerprint }), carrier_seq: None })
+        .await;
+    let answer = match handled {
+        Ok(h) => h.answer,
+        Err(e @ CallError::KeyReused { .. }) | Err(e @ CallError::AlreadyStarted(_)) => {
+            return twiml(apology(&req.base, language, &e.to_string()));
+        }
+        Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
+    };
+    match to_carrier(&answer.actions, &req.base, &state.voice.catalog) {
+        Ok(actions) => twiml(document(&actions, &req.base, answer.step, stage)),
+        Err(e) => twiml(apology(&req.base, language, &e.to_string())),
+    }
+}
+
+/// Status callbacks: a call that ended on the carrier's side ends here too.
+async fn status(State(state): State<AppState>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+    let req = match inbound(&state, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let ended = matches!(req.param("CallStatus"), Some("completed" | "busy" | "failed" | "no-answer" | "canceled"));
+    if let (true, Some(call_id)) = (ended, req.param("CallSid").and_then(|s| CallId::parse(s).ok())) {
+        match state.calls.state(&call_id).await {
+            Ok(Some(s)) if !s.ended() => {
+                let request = CallRequest {
+                    call_id,
+                    event: Event::HungUp,
+                    now: state.clock.now(),
+                    key: Some(RequestKey { key: "twiml:status".into(), fingerprint: "ended".into() }),
+                    carrier_seq: None,
+                };
+                if let Err(e) = state.calls.handle(request).await {
+                    tracing::error!(error = %e, "status callback not recorded");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "status callback not recorded");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+    }
+    twiml("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".to_owned())
+}
+
+/// Writes the actions as one TwiML document. Prompts before a gather go inside it (so keys
+/// interrupt them); a gather's silence falls through to a redirect; a queue answers the first
+/// position announcement before `<Enqueue>`.
+fn document(actions: &[CarrierAction], base: &str, step: i64, stage: Stage) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>");
+    let mut prompts = String::new();
+    let mut ended = false;
+    let url = |ev: &str| xml_escape(&format!("{base}{VOICE_PATH}?step={step}&ev={ev}"));
+    for action in actions {
+        match action {
+            CarrierAction::Play { url, .. } => {
+                let _ = write!(prompts, "<Play>{}</Play>", xml_escape(url));
+            }
+            CarrierAction::Say { text, language, .. } => {
+                let _ = write!(prompts, "<Say language=\"{}\">{}</Say>", xml_escape(language), xml_escape(text));
+            }
+            CarrierAction::Gather { max_digits, timeout_ms, finish_on_key, .. } => {
+                let ev = if stage.in_queue() { "wait_gather" } else { "gather" };
+                let _ = write!(
+                    out,
+                    "<Gather input=\"dtmf\" numDigits=\"{}\" timeout=\"{}\" finishOnKey=\"{}\" action=\"{}\" method=\"POST\">{}</Gather>",
+                    max_digits,
+                    timeout_ms.div_ceil(1000).max(1),
+                    xml_escape(finish_on_key.as_deref().unwrap_or("")),
+                    url(ev),
+                    std::mem::take(&mut prompts)
+                );
+                if !stage.in_queue() {
+                    // No key: Twilio goes on to the next verb. (In the queue the wait document
+                    // simply ends and Twilio polls the waitUrl again.)
+                    let _ = write!(out, "<Redirect method=\"POST\">{}</Redirect>", url("timeout"));
+                }
+                ended = true;
+                break;
+            }
+            CarrierAction::Enqueue { language, area, .. } => {
+                if stage.in_queue() {
+                    continue;
+                }
+                // The announcements after the enqueue (position, wait) are said first; the hold
+                // loop then runs in the wait document.
+                let rest = actions
+                    .iter()
+                    .skip_while(|a| !matches!(a, CarrierAction::Enqueue { .. }))
+                    .skip(1)
+                    .take_while(|a| matches!(a, CarrierAction::Say { .. } | CarrierAction::Play { .. }));
+                out.push_str(&std::mem::take(&mut prompts));
+                for a in rest {
+                    match a {
+                        CarrierAction::Say { text, language, .. } => {
+                            let _ = write!(out, "<Say language=\"{}\">{}</Say>", xml_escape(language), xml_escape(text));
+                        }
+                        CarrierAction::Play { url, .. } => {
+                            let _ = write!(out, "<Play>{}</Play>", xml_escape(url));
+                        }
+                        _ => {}
+                    }
+                }
+                let queue = Language::parse(language).map(|l| queue_name(l, *area)).unwrap_or_else(|_| language.clone());
+                let _ = write!(
+                    out,
+                    "<Enqueue waitUrl=\"{}\" waitUrlMethod=\"POST\" action=\"{}\" method=\"POST\">{}</Enqueue>",
+                    xml_escape(&format!("{base}{VOICE_PATH}?ev=wait")),
+                    url("queue_left"),
+                    xml_escape(&queue)
+                );
+                ended = true;
+                break;
+            }
+            CarrierAction::Transfer { to, .. } => {
+                out.push_str(&std::mem::take(&mut prompts));
+                if stage.in_queue() {
+                    out.push_str("<Leave/>");
+                } else {
+                    let noun = if to.starts_with("sip:") || to.starts_with("sips:") { "Sip" } else { "Number" };
+                    let _ = write!(
+                        out,
+                        "<Dial action=\"{}\" method=\"POST\"><{noun}>{}</{noun}></Dial>",
+                        url("dial"),
+                        xml_escape(to)
+                    );
+                }
+                ended = true;
+                break;
+            }
+            CarrierAction::Hangup { .. } => {
+                out.push_str(&std::mem::take(&mut prompts));
+                out.push_str("<Hangup/>");
+                ended = true;
+                break;
+            }
+        }
+    }
+    out.push_str(&prompts);
+    if !ended && !stage.in_queue() {
+        // Nothing to wait for: keep the line open and ask again shortly, never a dead line.
+        let _ = write!(out, "<Pause length=\"1\"/><Redirect method=\"POST\">{}</Redirect>", url("timeout"));
+    }
+    out.push_str("</Response>");
+    out
+}
+
+/// The answer when a request cannot be processed while a caller is on the line: an apology in
+/// the caller's language (Italian and English when unknown) and the operator queue.
+fn apology(base: &str, language: Option<Language>, why: &str) -> String {
+    tracing::warn!(reason = why, "TwiML request answered with an apology");
+    let langs: Vec<Language> = match language {
+        Some(l) => vec![l],
+        None => vec![Language::It, Language::En],
+    };
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>");
+    for l in &langs {
+        let _ = write!(out, "<Play>{}</Play>", xml_escape(&format!("{base}/prompts/{}/technical-problem.wav", l.as_str())));
+    }
+    let _ = write!(out, "<Enqueue>{}</Enqueue></Response>", langs[0].as_str());
+    out
+}
+
+/// Escapes text for XML content and attribute values.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}

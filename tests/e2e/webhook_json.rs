@@ -1,0 +1,346 @@
+//! `POST /voice/events`: whole calls through the JSON call-event API against the real server,
+//! signatures, retries, bad input, and one call alternating between two servers on one database.
+
+use crate::helpers::{fresh_database, spawn_app, spawn_app_on, TestApp, TestDb, TEST_WEBHOOK_SECRET};
+use serde_json::{json, Value};
+
+/// A call driven through the JSON API, numbering its events.
+struct Call<'a> {
+    apps: Vec<&'a TestApp>,
+    id: String,
+    seq: i64,
+}
+
+impl<'a> Call<'a> {
+    fn new(app: &'a TestApp, id: &str) -> Self {
+        Call { apps: vec![app], id: id.into(), seq: 0 }
+    }
+
+    /// Sends the next event (alternating between the servers given) and expects a 200.
+    async fn send(&mut self, mut event: Value) -> Value {
+        self.seq += 1;
+        event["call_id"] = json!(self.id);
+        event["seq"] = json!(self.seq);
+        let app = self.apps[(self.seq as usize - 1) % self.apps.len()];
+        let (status, body) = app.voice_event(&event).await;
+        assert_eq!(status, 200, "{event} → {body}");
+        body
+    }
+}
+
+/// The prompt ids played in an answer, in order.
+fn played(answer: &Value) -> Vec<String> {
+    answer["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "play")
+        .map(|a| a["prompt"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn last_type(answer: &Value) -> String {
+    answer["actions"].as_array().unwrap().last().map(|a| a["type"].as_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+fn action<'v>(answer: &'v Value, kind: &str) -> &'v Value {
+    answer["actions"].as_array().unwrap().iter().find(|a| a["type"] == kind).unwrap_or_else(|| panic!("no {kind} in {answer}"))
+}
+
+async fn call_row(app: &TestApp, id: &str) -> (Option<String>, Option<String>, Option<String>, Option<String>, i64) {
+    sqlx::query_as("SELECT language, area, town, outcome, language_guessed FROM calls WHERE call_id = $1")
+        .bind(id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn event_count(app: &TestApp, id: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM call_events WHERE call_id = $1")
+        .bind(id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn an_italian_caller_chooses_housing_in_como_and_reaches_the_queue() {
+    let app = spawn_app().await;
+    let mut call = Call::new(&app, "json-it-1");
+    let a = call.send(json!({"type": "call.started", "from": "+39 333 123 4512", "to": "803001"})).await;
+    assert_eq!(played(&a), ["welcome", "language-guess"], "{a}");
+    let welcome = &a["actions"][0];
+    assert_eq!(welcome["language"], "it-IT");
+    assert!(welcome["url"].as_str().unwrap().ends_with("/prompts/it/welcome.wav"), "{welcome}");
+    assert_eq!(last_type(&a), "gather");
+    assert!(!a.to_string().contains("3331234512"), "the number never comes back: {a}");
+
+    let a = call.send(json!({"type": "digits", "digits": "1"})).await;
+    assert_eq!(played(&a), ["area-menu"], "{a}");
+    let a = call.send(json!({"type": "digits", "digits": "3"})).await;
+    assert_eq!(played(&a), ["cap-ask"], "{a}");
+    let gather = action(&a, "gather");
+    assert_eq!(gather["max_digits"], 5);
+    assert_eq!(gather["finish_on_key"], "#");
+    let a = call.send(json!({"type": "digits", "digits": "22100"})).await;
+    let said: Vec<&str> = a["actions"].as_array().unwrap().iter().filter_map(|x| x["text"].as_str()).collect();
+    assert!(said.iter().any(|t| t.contains("Como")), "the place is read back: {a}");
+    assert!(played(&a).contains(&"service-choice".to_owned()), "{a}");
+    let a = call.send(json!({"type": "digits", "digits": "2"})).await;
+    let enqueue = action(&a, "enqueue");
+    assert_eq!(enqueue["queue"], "it.casa");
+    assert_eq!(enqueue["language"], "it");
+    let position = a["actions"].as_array().unwrap().iter().find(|x| x["type"] == "say").expect("position said");
+    assert!(position["text"].as_str().unwrap().contains("prossimo"), "first in the queue: {position}");
+
+    let (language, area, town, outcome, guessed) = call_row(&app, "json-it-1").await;
+    assert_eq!(language.as_deref(), Some("it"));
+    assert_eq!(area.as_deref(), Some("casa"));
+    assert_eq!(town.as_deref(), Some("Como"));
+    assert_eq!(outcome.as_deref(), Some("queued"));
+    assert_eq!(guessed, 1, "the guessed language was accepted");
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'json-it-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "waiting");
+
+    // The caller hangs up while waiting: abandoned, and the call log replays to the stored state.
+    let a = call.send(json!({"type": "call.ended"})).await;
+    assert_eq!(a["ended"], true);
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'json-it-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "abandoned");
+    let id = ivr::domain::CallId::parse("json-it-1").unwrap();
+    let events = app.state.calls.recorded_events(&id).await.unwrap();
+    let replayed = ivr::engine::replay(app.state.calls.flow(), id.clone(), &events);
+    assert_eq!(Some(replayed), app.state.calls.state(&id).await.unwrap());
+    let caller_hash: (Option<String>,) = sqlx::query_as("SELECT caller_hash FROM calls WHERE call_id = 'json-it-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(caller_hash.0.unwrap().len(), 64, "the number is stored only as its hash");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_french_caller_gets_french_offered_first_and_can_refuse_it() {
+    let app = spawn_app().await;
+    let mut call = Call::new(&app, "json-fr-1");
+    let a = call.send(json!({"type": "call.started", "from": "+33 6 12 34 56 78"})).await;
+    let guess = &a["actions"].as_array().unwrap().iter().filter(|x| x["type"] == "play").nth(1).unwrap().clone();
+    assert_eq!(guess["prompt"], "language-guess");
+    assert_eq!(guess["language"], "fr-FR", "the guess is offered in French: {a}");
+
+    // Refused (9): the full language menu, each option in its own language.
+    let a = call.send(json!({"type": "digits", "digits": "9"})).await;
+    let langs: Vec<&str> = a["actions"].as_array().unwrap().iter().filter(|x| x["type"] == "play").map(|x| x["language"].as_str().unwrap()).collect();
+    for l in ["it-IT", "en-GB", "fr-FR", "es-ES"] {
+        assert!(langs.contains(&l), "{l} missing from the language menu: {a}");
+    }
+    // Spanish, work, then # to skip the CAP: straight to a Spanish-speaking operator.
+    let a = call.send(json!({"type": "digits", "digits": "4"})).await;
+    assert_eq!(a["actions"][0]["language"], "es-ES");
+    call.send(json!({"type": "digits", "digits": "2"})).await;
+    let a = call.send(json!({"type": "digits", "digits": "#"})).await;
+    assert_eq!(action(&a, "enqueue")["queue"], "es.lavoro");
+    let (language, area, _, _, guessed) = call_row(&app, "json-fr-1").await;
+    assert_eq!((language.as_deref(), area.as_deref(), guessed), (Some("es"), Some("lavoro"), 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn zero_reaches_an_operator_and_out_of_hours_offers_a_callback() {
+    let app = spawn_app().await;
+    let mut call = Call::new(&app, "json-zero");
+    call.send(json!({"type": "call.started", "from": "+44 7700 900123"})).await;
+    let a = call.send(json!({"type": "digits", "digits": "0"})).await;
+    assert_eq!(action(&a, "enqueue")["language"], "en", "{a}");
+
+    // Sunday: closed.
+    app.clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 29, 10, 0, 0).unwrap());
+    let mut call = Call::new(&app, "json-closed");
+    call.send(json!({"type": "call.started", "from": "+39 02 1234 5678"})).await;
+    let a = call.send(json!({"type": "digits", "digits": "1"})).await;
+    assert!(played(&a).contains(&"hours-closed".to_owned()), "{a}");
+    let a = call.send(json!({"type": "digits", "digits": "1"})).await;
+    assert!(played(&a).contains(&"callback-confirmed".to_owned()), "{a}");
+    assert_eq!(action(&a, "hangup")["outcome"], "callback");
+    assert_eq!(a["ended"], true);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM callbacks WHERE call_id = 'json-closed' AND language = 'it'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the callback request is recorded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signatures_are_required_and_replays_refused() {
+    let app = spawn_app().await;
+    let body = serde_json::to_vec(&json!({"type": "call.started", "call_id": "sig-1", "seq": 1})).unwrap();
+    let ts = console::clock::Clock::now(&*app.clock).timestamp();
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut r = app.client.post(app.url("/voice/events")).header("content-type", "application/json").body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    // Unsigned.
+    let r = post(vec![], body.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("missing X-Helpline-Timestamp"));
+    // Signed with another key.
+    let bad = console::webhook::json::sign("another-key-another-key-another-key", ts, &body);
+    let r = post(vec![("x-helpline-timestamp", ts.to_string()), ("x-helpline-signature", bad)], body.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    // A correctly signed request replayed ten minutes later.
+    let old = ts - 600;
+    let sig = console::webhook::json::sign(TEST_WEBHOOK_SECRET, old, &body);
+    let r = post(vec![("x-helpline-timestamp", old.to_string()), ("x-helpline-signature", sig)], body.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("away from the server clock"));
+    // A body changed after signing.
+    let sig = console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body);
+    let forged = serde_json::to_vec(&json!({"type": "call.started", "call_id": "sig-2", "seq": 1})).unwrap();
+    let r = post(vec![("x-helpline-timestamp", ts.to_string()), ("x-helpline-signature", sig)], forged).await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(n, 0, "nothing a refused request said reached the engine");
+
+    // And the properly signed one is accepted.
+    let (status, _) = app.voice_event(&json!({"type": "call.started", "call_id": "sig-1", "seq": 1})).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retries_get_the_same_answer_and_the_call_advances_once() {
+    let app = spawn_app().await;
+    let start = json!({"type": "call.started", "call_id": "dup-1", "seq": 1, "from": "+39 333 000 0001"});
+    let (_, first) = app.voice_event(&start).await;
+    let (status, again) = app.voice_event(&start).await;
+    assert_eq!(status, 200);
+    assert_eq!(first, again);
+    let digits = json!({"type": "digits", "call_id": "dup-1", "seq": 2, "digits": "1"});
+    let (_, first) = app.voice_event(&digits).await;
+    let before = event_count(&app, "dup-1").await;
+    let (status, again) = app.voice_event(&digits).await;
+    assert_eq!(status, 200);
+    assert_eq!(first, again);
+    assert_eq!(event_count(&app, "dup-1").await, before, "a retry does not advance the call");
+
+    // The same sequence number with another event is a conflict.
+    let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "dup-1", "seq": 2, "digits": "2"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("already answered"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let app = spawn_app().await;
+    let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "nobody", "seq": 1, "digits": "1"})).await;
+    assert_eq!(status, 404);
+    assert!(body["message"].as_str().unwrap().contains("unknown call nobody"), "{body}");
+
+    app.voice_event(&json!({"type": "call.started", "call_id": "bad-1", "seq": 1})).await;
+    let (status, body) = app.voice_event(&json!({"type": "no_input", "call_id": "bad-1", "seq": 5})).await;
+    assert_eq!(status, 409);
+    assert!(body["message"].as_str().unwrap().contains("expected seq 2, got 5"), "{body}");
+    let (status, body) = app.voice_event(&json!({"type": "call.started", "call_id": "bad-1", "seq": 2})).await;
+    assert_eq!(status, 409);
+    assert!(body["message"].as_str().unwrap().contains("already started"), "{body}");
+
+    let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "bad-1", "seq": 2})).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("missing field `digits`"), "{body}");
+    let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "bad-1", "seq": 2, "digits": "12x"})).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().starts_with("digits:"), "{body}");
+    let (status, body) = app.voice_event(&json!({"type": "dance", "call_id": "bad-1", "seq": 2})).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("unknown variant `dance`"), "{body}");
+    let (status, body) = app.voice_event(&json!({"type": "no_input", "call_id": "has space", "seq": 2})).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().starts_with("call_id:"), "{body}");
+
+    // Wrong content type (signed, so it is the type that is refused).
+    let r = app.post_signed("application/x-www-form-urlencoded", b"type=no_input".to_vec()).await;
+    assert_eq!(r.status(), 415);
+    // Malformed JSON.
+    let r = app.post_signed("application/json", b"{\"type\": ".to_vec()).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().starts_with("invalid call event"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_call_alternates_between_two_servers_on_one_database() {
+    let db = fresh_database().await;
+    let url = db.url.clone();
+    let a = spawn_app_on(db).await;
+    let b = spawn_app_on(TestDb { url, dir: tempfile::tempdir().unwrap() }).await;
+    let mut call = Call { apps: vec![&a, &b], id: "two-nodes".into(), seq: 0 };
+    call.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await; // a
+    call.send(json!({"type": "digits", "digits": "1"})).await; // b
+    call.send(json!({"type": "digits", "digits": "5"})).await; // a: minors
+    call.send(json!({"type": "digits", "digits": "22100"})).await; // b
+    let last = call.send(json!({"type": "digits", "digits": "2"})).await; // a
+    assert_eq!(action(&last, "enqueue")["queue"], "it.minori");
+    let (language, area, town, outcome, _) = call_row(&b, "two-nodes").await;
+    assert_eq!(
+        (language.as_deref(), area.as_deref(), town.as_deref(), outcome.as_deref()),
+        (Some("it"), Some("minori"), Some("Como"), Some("queued"))
+    );
+    // Both nodes agree on the caller's hash: they share the server key through the database.
+    assert_eq!(a.state.secret, b.state.secret);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_event_api() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let post = &doc["paths"]["/voice/events"]["post"];
+    for status in ["200", "400", "403", "404", "409", "415"] {
+        assert!(post["responses"][status].is_object(), "response {status} documented: {post}");
+    }
+    let params: Vec<&str> = post["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(params.contains(&"X-Helpline-Signature") && params.contains(&"X-Helpline-Timestamp"), "{params:?}");
+    let request = doc["components"]["schemas"]["EventRequest"].to_string();
+    for event in ["call.started", "digits", "no_input", "prompt.finished", "transfer.failed", "call.ended"] {
+        assert!(request.contains(event), "{event} documented: {request}");
+    }
+    let actions = doc["components"]["schemas"]["CarrierAction"].to_string();
+    for action in ["play", "say", "gather", "enqueue", "transfer", "hangup"] {
+        assert!(actions.contains(&format!("\"{action}\"")), "{action} documented: {actions}");
+    }
+    assert!(doc["components"]["schemas"]["EventResponse"]["example"].is_object(), "examples are included");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_continues_a_call_where_it_was() {
+    let app = spawn_app().await;
+    let mut call = Call::new(&app, "restart-1");
+    call.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    call.send(json!({"type": "digits", "digits": "1"})).await;
+    let seq = call.seq;
+    let db = app.stop().await;
+
+    let app = spawn_app_on(db).await;
+    let mut call = Call { apps: vec![&app], id: "restart-1".into(), seq };
+    let a = call.send(json!({"type": "digits", "digits": "6"})).await;
+    assert_eq!(played(&a), ["cap-ask"], "the new process picked up the call in the area menu: {a}");
+    let (_, area, _, _, _) = call_row(&app, "restart-1").await;
+    assert_eq!(area.as_deref(), Some("mediazione"));
+    app.stop().await;
+}

@@ -1,0 +1,169 @@
+//! The TwiML dialect, driven as a Twilio-style carrier would: follow each document's `<Gather>`
+//! action, `<Redirect>` and `<Enqueue waitUrl>`, sign every request as Twilio does, and check that
+//! every document is well-formed XML using only verbs, nouns and attributes of Twilio's reference.
+
+use crate::helpers::{spawn_app, TestApp};
+use chrono::Duration;
+
+/// Verbs and nouns with the attributes Twilio documents for them (the subset a voice IVR uses).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("Response", &[]),
+    ("Say", &["voice", "loop", "language"]),
+    ("Play", &["loop", "digits"]),
+    ("Pause", &["length"]),
+    ("Gather", &["action", "finishOnKey", "input", "method", "numDigits", "timeout", "actionOnEmptyResult", "language"]),
+    ("Redirect", &["method"]),
+    ("Enqueue", &["action", "method", "waitUrl", "waitUrlMethod", "workflowSid"]),
+    ("Leave", &[]),
+    ("Dial", &["action", "method", "timeout", "callerId", "timeLimit"]),
+    ("Number", &["sendDigits", "url", "method"]),
+    ("Sip", &["username", "password", "url", "method"]),
+    ("Hangup", &[]),
+];
+
+/// Parses a TwiML document and checks its vocabulary; returns it for queries.
+fn check(doc: &str) -> roxmltree::Document<'_> {
+    let parsed = roxmltree::Document::parse(doc).unwrap_or_else(|e| panic!("not well-formed XML ({e}): {doc}"));
+    let root = parsed.root_element();
+    assert_eq!(root.tag_name().name(), "Response", "{doc}");
+    for node in parsed.descendants().filter(|n| n.is_element()) {
+        let name = node.tag_name().name();
+        let allowed = ALLOWED.iter().find(|(v, _)| *v == name).unwrap_or_else(|| panic!("<{name}> is not TwiML: {doc}")).1;
+        for attr in node.attributes() {
+            assert!(allowed.contains(&attr.name()), "<{name} {}> is not a documented attribute: {doc}", attr.name());
+        }
+        if name == "Gather" {
+            assert_eq!(node.attribute("input"), Some("dtmf"));
+            for child in node.children().filter(|c| c.is_element()) {
+                assert!(["Say", "Play", "Pause"].contains(&child.tag_name().name()), "<Gather> may only nest Say, Play, Pause: {doc}");
+            }
+        }
+    }
+    parsed
+}
+
+fn attr_of(doc: &roxmltree::Document<'_>, tag: &str, attr: &str) -> Option<String> {
+    doc.descendants().find(|n| n.has_tag_name(tag)).and_then(|n| n.attribute(attr)).map(str::to_owned)
+}
+
+fn plays(doc: &roxmltree::Document<'_>) -> Vec<String> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("Play"))
+        .filter_map(|n| n.text())
+        .map(|t| t.rsplit('/').next().unwrap_or("").trim_end_matches(".wav").to_owned())
+        .collect()
+}
+
+async fn post(app: &TestApp, url: &str, sid: &str, extra: &[(&str, &str)]) -> String {
+    let mut params = vec![("CallSid", sid), ("AccountSid", "AC0000"), ("From", "+393331234512"), ("To", "+39803001"), ("CallStatus", "in-progress")];
+    params.extend_from_slice(extra);
+    let (status, body) = app.twiml(url, &params).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn a_whole_call_through_twiml_reaches_the_queue_and_asks_for_a_callback() {
+    let app = spawn_app().await;
+    let sid = "CA0123456789abcdef0123456789abcdef";
+    let doc = post(&app, "/twiml/voice", sid, &[]).await;
+    let parsed = check(&doc);
+    assert_eq!(plays(&parsed), ["welcome", "language-guess"], "{doc}");
+    assert_eq!(attr_of(&parsed, "Gather", "numDigits").as_deref(), Some("1"));
+    assert!(doc.contains("<Redirect method=\"POST\">"), "silence falls through to a redirect: {doc}");
+
+    // A retry of the first request gets the same document.
+    assert_eq!(post(&app, "/twiml/voice", sid, &[]).await, doc);
+
+    let mut action = attr_of(&parsed, "Gather", "action").unwrap();
+    for (digits, expect) in [("1", "area-menu"), ("3", "cap-ask"), ("22100", "service-choice")] {
+        let doc = post(&app, &action, sid, &[("Digits", digits)]).await;
+        let parsed = check(&doc);
+        assert!(plays(&parsed).contains(&expect.to_owned()), "after {digits}: {doc}");
+        action = attr_of(&parsed, "Gather", "action").unwrap();
+    }
+    let doc = post(&app, &action, sid, &[("Digits", "2")]).await;
+    let parsed = check(&doc);
+    assert_eq!(parsed.descendants().find(|n| n.has_tag_name("Enqueue")).and_then(|n| n.text()), Some("it.casa"), "{doc}");
+    assert!(parsed.descendants().any(|n| n.has_tag_name("Say") && n.attribute("language") == Some("it-IT")), "position said: {doc}");
+    let wait_url = attr_of(&parsed, "Enqueue", "waitUrl").unwrap();
+
+    // Twilio polls the wait document while the caller waits.
+    let doc = post(&app, &wait_url, sid, &[("QueuePosition", "1"), ("QueueTime", "5")]).await;
+    let parsed = check(&doc);
+    assert!(!doc.contains("<Enqueue") && !doc.contains("<Dial"), "no queueing verbs inside the queue: {doc}");
+    assert!(attr_of(&parsed, "Gather", "action").unwrap().contains("ev=wait_gather"), "{doc}");
+
+    // Past the callback threshold the caller is offered a callback, accepts, and is thanked.
+    app.clock.advance(Duration::seconds(301));
+    let doc = post(&app, &wait_url, sid, &[("QueuePosition", "1"), ("QueueTime", "306")]).await;
+    let parsed = check(&doc);
+    assert!(plays(&parsed).contains(&"queue-callback-offer".to_owned()), "{doc}");
+    let action = attr_of(&parsed, "Gather", "action").unwrap();
+    let doc = post(&app, &action, sid, &[("Digits", "1")]).await;
+    let parsed = check(&doc);
+    assert!(plays(&parsed).contains(&"callback-confirmed".to_owned()), "{doc}");
+    assert!(doc.contains("<Hangup/>"), "{doc}");
+
+    let (outcome, channel): (Option<String>, String) =
+        sqlx::query_as("SELECT outcome, channel FROM calls WHERE call_id = $1").bind(sid).fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!((outcome.as_deref(), channel.as_str()), (Some("callback"), "twiml"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signatures_unknown_calls_and_status_callbacks() {
+    let app = spawn_app().await;
+    // A forged signature: 403 and nothing recorded.
+    let r = app
+        .client
+        .post(app.url("/twiml/voice"))
+        .header("x-twilio-signature", "bm90IGEgc2lnbmF0dXJl")
+        .form(&[("CallSid", "CAforged"), ("From", "+393330000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(n, 0);
+
+    // A gather for a call this server never saw: an apology and the operator queue, not silence.
+    let doc = post(&app, "/twiml/voice?step=4&ev=gather", "CAunknown", &[("Digits", "1")]).await;
+    let parsed = check(&doc);
+    assert_eq!(plays(&parsed), ["technical-problem", "technical-problem"]);
+    assert!(doc.contains("<Enqueue>it</Enqueue>"), "{doc}");
+
+    // The caller hangs up in the menu: the status callback ends the call.
+    let sid = "CAstatus";
+    post(&app, "/twiml/voice", sid, &[]).await;
+    let (status, body) = app.twiml("/twiml/status", &[("CallSid", sid), ("CallStatus", "completed")]).await;
+    assert_eq!(status, 200, "{body}");
+    check(&body);
+    let (outcome, ended): (Option<String>, Option<i64>) =
+        sqlx::query_as("SELECT outcome, ended_at FROM calls WHERE call_id = $1").bind(sid).fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));
+    assert!(ended.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn prompts_are_served_with_etags() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/prompts/fr/welcome.wav")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WAVE");
+    let r = app.client.get(app.url("/prompts/fr/welcome.wav")).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    for missing in ["/prompts/de/welcome.wav", "/prompts/fr/nothing.wav", "/prompts/fr/welcome.mp3", "/prompts/fr/..%2Fsecret.wav"] {
+        let r = app.client.get(app.url(missing)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{missing}");
+    }
+    let r = app.client.get(app.url("/prompts/fr/welcome.wav?pace=fast")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    app.stop().await;
+}
