@@ -22,6 +22,11 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// Where the SIP user agent listens, UDP (`HELPLINE_SIP_ADDR`).
     pub sip_addr: SocketAddr,
+    /// Lowest UDP port for a call's RTP socket (`HELPLINE_RTP_PORT_MIN`); 0 with
+    /// `rtp_port_max = 0` lets the system pick any free port.
+    pub rtp_port_min: u16,
+    /// Highest UDP port for a call's RTP socket (`HELPLINE_RTP_PORT_MAX`).
+    pub rtp_port_max: u16,
     /// `sqlite://…` or `postgres://…` (`HELPLINE_DATABASE_URL`).
     pub database_url: String,
     /// Folder for the server's own files (`HELPLINE_DATA_DIR`).
@@ -52,6 +57,8 @@ impl Default for Settings {
         Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             sip_addr: SocketAddr::from(([127, 0, 0, 1], 5080)),
+            rtp_port_min: 20000,
+            rtp_port_max: 30000,
             database_url: "sqlite://data/helpline.db".to_owned(),
             data_dir: PathBuf::from("data"),
             secret: SecretString::default(),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod routes;
+pub mod sip;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

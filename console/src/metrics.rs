@@ -27,6 +27,24 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// SIP requests received, by method (`INVITE`, `BYE`, … or `other`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SipMethodLabels {
+    pub method: String,
+}
+
+/// SIP responses sent, by status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SipStatusLabels {
+    pub status: u16,
+}
+
+/// DTMF keys received, by how they came (`rfc4733` or `info`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DtmfLabels {
+    pub source: String,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +54,15 @@ pub struct Metrics {
     pub calls_started: Family<ChannelLabels, Counter>,
     pub calls_ended: Family<OutcomeLabels, Counter>,
     pub engine_decisions: Counter,
+    // --- SIP (issue 6) ---
+    pub sip_requests: Family<SipMethodLabels, Counter>,
+    pub sip_responses: Family<SipStatusLabels, Counter>,
+    pub rtp_packets_sent: Counter,
+    /// Packets sent more than 5 ms after their slot on the 20 ms grid.
+    pub rtp_late_packets: Counter,
+    /// How far each packet's send landed after its grid slot, seconds.
+    pub rtp_send_deviation: Histogram,
+    pub dtmf_received: Family<DtmfLabels, Counter>,
 }
 
 impl Metrics {
@@ -55,12 +82,48 @@ impl Metrics {
         registry.register("calls_ended", "Calls ended, by outcome", calls_ended.clone());
         let engine_decisions = Counter::default();
         registry.register("engine_decisions", "Events decided by the voice-menu engine", engine_decisions.clone());
+        let sip_requests = Family::<SipMethodLabels, Counter>::default();
+        registry.register("sip_requests", "SIP requests received, by method", sip_requests.clone());
+        let sip_responses = Family::<SipStatusLabels, Counter>::default();
+        registry.register("sip_responses", "SIP responses sent, by status", sip_responses.clone());
+        let rtp_packets_sent = Counter::default();
+        registry.register("rtp_packets_sent", "RTP audio packets sent", rtp_packets_sent.clone());
+        let rtp_late_packets = Counter::default();
+        registry.register(
+            "rtp_late_packets",
+            "RTP packets sent more than 5 ms after their slot on the 20 ms grid",
+            rtp_late_packets.clone(),
+        );
+        let rtp_send_deviation = Histogram::new(
+            [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05],
+        );
+        registry.register(
+            "rtp_send_deviation_seconds",
+            "How late each RTP packet was sent after its slot on the 20 ms grid",
+            rtp_send_deviation.clone(),
+        );
+        let dtmf_received = Family::<DtmfLabels, Counter>::default();
+        registry.register("dtmf_received", "DTMF keys received, by source (rfc4733, info)", dtmf_received.clone());
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())])
             .set(1);
         registry.register("build_info", "The running build", build_info);
-        Metrics { registry, http_requests, http_duration, calls_active, calls_started, calls_ended, engine_decisions }
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            calls_active,
+            calls_started,
+            calls_ended,
+            engine_decisions,
+            sip_requests,
+            sip_responses,
+            rtp_packets_sent,
+            rtp_late_packets,
+            rtp_send_deviation,
+            dtmf_received,
+        }
     }
 
     /// The text exposition of every metric.

@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
+    /// The SIP user agent's socket (issue 6).
+    sip: crate::sip::SipServer,
     state: AppState,
     /// Name and password of the admin created on this start, to be shown once.
     pub first_admin: Option<(String, String)>,
@@ -44,6 +46,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
+        let sip = crate::sip::SipServer::bind(&settings).await?;
         let metrics = Arc::new(Metrics::new());
         let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(NoDirectory), metrics.clone());
         let tts_dir = settings.data_dir.join("tts-cache");
@@ -59,11 +62,16 @@ impl Application {
             tts: Arc::new(tts),
             clock,
         };
-        Ok(Application { listener, state, first_admin })
+        Ok(Application { listener, sip, state, first_admin })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| self.state.settings.http_addr)
+    }
+
+    /// Where the SIP user agent listens (UDP).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip.local_addr()
     }
 
     pub fn state(&self) -> &AppState {
@@ -74,7 +82,14 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = routes::router(self.state.clone());
         tracing::info!(addr = %self.local_addr(), "HTTP server listening");
+        // SIP stops with the HTTP server: calls in progress get a BYE before the pool closes.
+        let (sip_stop, sip_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sip = tokio::spawn(self.sip.run(self.state.clone(), async {
+            let _ = sip_stopped.await;
+        }));
         axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        let _ = sip_stop.send(());
+        let _ = sip.await;
         self.state.db.close().await;
         tracing::info!("server stopped");
         Ok(())

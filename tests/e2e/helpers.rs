@@ -55,6 +55,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
     Settings {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        rtp_port_min: 0,
+        rtp_port_max: 0,
         database_url: db.url.clone(),
         data_dir: db.dir.path().join("data"),
         secret: SecretString::default(),
@@ -80,6 +82,8 @@ pub fn repo_path(rel: &str) -> PathBuf {
 /// The real app, running in this process on a random port.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The SIP user agent's UDP address.
+    pub sip_addr: SocketAddr,
     pub db: TestDb,
     pub first_admin: Option<(String, String)>,
     pub client: reqwest::Client,
@@ -161,6 +165,7 @@ pub async fn spawn_app_on(db: TestDb) -> TestApp {
     let clock = Arc::new(ManualClock::new(open_hours()));
     let app = Application::build_with_clock(test_settings(&db), clock.clone()).await.expect("app builds");
     let addr = app.local_addr();
+    let sip_addr = app.sip_addr();
     let first_admin = app.first_admin.clone();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -169,6 +174,7 @@ pub async fn spawn_app_on(db: TestDb) -> TestApp {
     }));
     TestApp {
         addr,
+        sip_addr,
         db,
         first_admin,
         client: reqwest::Client::new(),

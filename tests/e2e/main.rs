@@ -9,5 +9,6 @@ mod health;
 mod migrations;
 mod nodes;
 mod session;
+mod sip;
 mod webhook_json;
 mod webhook_twiml;

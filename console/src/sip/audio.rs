@@ -1,0 +1,123 @@
+//! What SIP callers hear, as 8 kHz samples: the rendered WAV prompts (`prompts/<lang>/wav/<id>.wav`,
+//! loaded once and kept in memory), texts with variables spoken on demand (`Catalog::format` →
+//! `Tts::render` on a blocking thread, cached by `Tts`), and the hold tone played in the queue.
+
+use ivr::domain::{Language, PromptId};
+use ivr::engine::{Pace, SayArg};
+use ivr::prompts::{load_wav, Catalog, PromptArg, PromptError, Tts};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Why a prompt could not be made audible.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("on-demand speech is unavailable")]
+    NoSpeech,
+    #[error("audio task failed: {0}")]
+    Task(String),
+}
+
+/// A clip of 8 kHz mono samples, shared between calls.
+pub type Clip = Arc<Vec<i16>>;
+
+/// The prompts of every language, loaded on first use and kept.
+pub struct PromptAudio {
+    prompts_dir: PathBuf,
+    catalog: Arc<Catalog>,
+    tts: Option<Arc<Tts>>,
+    wavs: Mutex<HashMap<(Language, PromptId), Clip>>,
+}
+
+impl PromptAudio {
+    /// `tts` is the server's on-demand speech (shared with the other adapters and its cache).
+    pub fn new(prompts_dir: PathBuf, catalog: Arc<Catalog>, tts: Option<Arc<Tts>>) -> PromptAudio {
+        PromptAudio { prompts_dir, catalog, tts, wavs: Mutex::new(HashMap::new()) }
+    }
+
+    /// A prompt without variables. Normal pace is the rendered WAV; slow pace is spoken from the
+    /// text (cached), falling back to the WAV.
+    pub async fn play(&self, lang: Language, id: &PromptId, pace: Pace) -> Result<Clip, AudioError> {
+        if pace == Pace::Slow {
+            if let Ok(clip) = self.say(lang, id, &BTreeMap::new(), pace).await {
+                return Ok(clip);
+            }
+        }
+        match self.wav(lang, id).await {
+            Ok(clip) => Ok(clip),
+            // A message with no WAV (e.g. added by an admin): speak its text.
+            Err(e) => self.say(lang, id, &BTreeMap::new(), pace).await.map_err(|_| e),
+        }
+    }
+
+    async fn wav(&self, lang: Language, id: &PromptId) -> Result<Clip, AudioError> {
+        let key = (lang, id.clone());
+        if let Some(clip) = self.lock().get(&key) {
+            return Ok(clip.clone());
+        }
+        let path = self.prompts_dir.join(lang.as_str()).join("wav").join(format!("{}.wav", id.as_str()));
+        let samples = tokio::task::spawn_blocking(move || load_wav(&path))
+            .await
+            .map_err(|e| AudioError::Task(e.to_string()))??;
+        let clip = Arc::new(samples);
+        self.lock().insert(key, clip.clone());
+        Ok(clip)
+    }
+
+    /// A message with its arguments, spoken on demand.
+    pub async fn say(
+        &self,
+        lang: Language,
+        id: &PromptId,
+        args: &BTreeMap<String, SayArg>,
+        pace: Pace,
+    ) -> Result<Clip, AudioError> {
+        let args: Vec<(&str, PromptArg)> = args
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    SayArg::Text(s) => PromptArg::Text(s.clone()),
+                    SayArg::Number(n) => PromptArg::Number(*n),
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        let text = self.catalog.format(lang, id, &args)?;
+        let tts = self.tts.clone().ok_or(AudioError::NoSpeech)?;
+        let pace = match pace {
+            Pace::Normal => ivr::prompts::Pace::Normal,
+            Pace::Slow => ivr::prompts::Pace::Slow,
+        };
+        Ok(tokio::task::spawn_blocking(move || tts.render(lang, &text, pace))
+            .await
+            .map_err(|e| AudioError::Task(e.to_string()))??)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Language, PromptId), Clip>> {
+        // A panic while holding this lock cannot leave the map inconsistent: use it anyway.
+        self.wavs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The hold audio: a soft 425 Hz tone, 0.4 s on and 3.6 s off (an Italian-style "please wait"
+/// cadence, at −24 dBFS so announcements stand out).
+pub fn hold_tone() -> Clip {
+    const RATE: f64 = 8000.0;
+    let on = (0.4 * RATE) as usize;
+    let total = (4.0 * RATE) as usize;
+    let amplitude = 32767.0 * 10f64.powf(-24.0 / 20.0);
+    let samples = (0..total)
+        .map(|i| {
+            if i < on {
+                // 10 ms ramps so the tone does not click.
+                let ramp = (i.min(on - i) as f64 / 80.0).min(1.0);
+                (amplitude * ramp * (2.0 * std::f64::consts::PI * 425.0 * i as f64 / RATE).sin()) as i16
+            } else {
+                0
+            }
+        })
+        .collect();
+    Arc::new(samples)
+}

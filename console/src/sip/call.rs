@@ -1,0 +1,318 @@
+//! One SIP call's control task: every event of the call goes through `CallRuntime::handle` here,
+//! one at a time and in order, and the outward actions are carried out: audio to the media task,
+//! digit collection (barge-in included), hold audio in the queue, hang-up and transfer (asked of
+//! the signalling task, which owns the dialog).
+
+use super::audio::PromptAudio;
+use super::collect::{Collected, Collector};
+use super::media::{MediaCmd, MediaEvent};
+use crate::calls::{CallRequest, CallRuntime};
+use crate::clock::Clock;
+use ivr::domain::{Caller, CallId, DtmfDigit, DtmfDigits};
+use ivr::engine::{Action, Channel, Event};
+use ivr::sip::ReferProgress;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// How long a transfer may take before it counts as failed (no final NOTIFY).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// What the signalling task tells a call.
+#[derive(Debug)]
+pub enum CallMsg {
+    /// The caller acknowledged our 200 OK: audio may flow.
+    Ack,
+    /// The caller hung up (BYE), cancelled before the answer, or never acknowledged the answer.
+    Gone,
+    /// A key from SIP INFO.
+    Digit(DtmfDigit),
+    /// The REFER got a final response: accepted (2xx) or refused.
+    ReferAnswered { accepted: bool, reason: String },
+    /// A NOTIFY about the transferred call.
+    ReferProgress(ReferProgress),
+    /// An event from outside the call (an operator was assigned).
+    Event(Event),
+}
+
+/// What a call asks of the signalling task (keyed by the SIP Call-ID).
+#[derive(Debug)]
+pub enum SigCmd {
+    /// The call is recorded: send the 200 OK.
+    Answer { sip_call_id: String },
+    /// The call could not be recorded: refuse the INVITE.
+    Reject { sip_call_id: String, status: u16 },
+    /// Hang up: BYE (or nothing if the dialog is gone).
+    Hangup { sip_call_id: String },
+    /// Blind transfer: REFER with Refer-To `target`.
+    Refer { sip_call_id: String, target: String },
+    /// An event for the call with this engine id, if it is ours.
+    Deliver { call_id: String, event: Event },
+}
+
+/// Everything a call's control task starts from.
+pub struct CallSetup {
+    pub sip_call_id: String,
+    pub call_id: CallId,
+    pub caller: Option<Caller>,
+    pub called: Option<String>,
+    pub runtime: CallRuntime,
+    /// The server's clock: the instant of every event (tests run the call at a chosen time).
+    pub clock: Arc<dyn Clock>,
+    pub audio: Arc<PromptAudio>,
+    pub media: mpsc::UnboundedSender<MediaCmd>,
+    pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    pub signalling: mpsc::UnboundedSender<SigCmd>,
+}
+
+/// What to do once the queued audio has played.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Terminal {
+    Hangup,
+    Transfer(String),
+}
+
+struct Call {
+    sip_call_id: String,
+    call_id: CallId,
+    runtime: CallRuntime,
+    clock: Arc<dyn Clock>,
+    audio: Arc<PromptAudio>,
+    media: mpsc::UnboundedSender<MediaCmd>,
+    signalling: mpsc::UnboundedSender<SigCmd>,
+    collector: Option<Collector>,
+    queued: u64,
+    played: u64,
+    terminal: Option<Terminal>,
+    transfer_deadline: Option<Instant>,
+    finished: bool,
+}
+
+/// Starts the control task; the returned sender feeds it.
+pub fn spawn(setup: CallSetup) -> mpsc::UnboundedSender<CallMsg> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let span = tracing::info_span!("sip_call", call_id = %setup.call_id.as_str());
+    tokio::spawn(run(setup, rx).instrument(span));
+    tx
+}
+
+async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
+    let CallSetup { sip_call_id, call_id, caller, called, runtime, clock, audio, media, mut media_events, signalling } =
+        setup;
+    let mut call = Call {
+        sip_call_id,
+        call_id,
+        runtime,
+        clock,
+        audio,
+        media,
+        signalling,
+        collector: None,
+        queued: 0,
+        played: 0,
+        terminal: None,
+        transfer_deadline: None,
+        finished: false,
+    };
+    let started = Event::CallStarted { channel: Channel::Sip, caller, called };
+    match call.runtime.handle(call.request(started)).await {
+        Ok(handled) => {
+            let _ = call.signalling.send(SigCmd::Answer { sip_call_id: call.sip_call_id.clone() });
+            tracing::info!("call answered");
+            call.apply(handled.answer.actions).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the call: refusing it");
+            let _ = call.signalling.send(SigCmd::Reject { sip_call_id: call.sip_call_id.clone(), status: 503 });
+            return;
+        }
+    }
+    while !call.finished {
+        let collect_deadline = call.collector.as_ref().and_then(Collector::deadline);
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => call.on_msg(msg).await,
+                // The server is stopping.
+                None => call.line_closed().await,
+            },
+            Some(ev) = media_events.recv() => match ev {
+                MediaEvent::Digit(d) => call.on_digit(d).await,
+                MediaEvent::Idle { played } => {
+                    call.played = call.played.max(played);
+                    call.on_audio_progress().await;
+                }
+            },
+            _ = sleep_until_opt(collect_deadline) => {
+                let done = call.collector.as_mut().and_then(|c| c.on_timeout(Instant::now()));
+                if let Some(done) = done {
+                    call.collector = None;
+                    call.collected(done).await;
+                }
+            }
+            _ = sleep_until_opt(call.transfer_deadline) => {
+                call.transfer_deadline = None;
+                call.transfer_failed("no answer from the transfer".into()).await;
+            }
+        }
+    }
+    tracing::debug!("call task done");
+}
+
+impl Call {
+    fn request(&self, event: Event) -> CallRequest {
+        CallRequest { call_id: self.call_id.clone(), event, now: self.clock.now(), key: None, carrier_seq: None }
+    }
+
+    fn audio_idle(&self) -> bool {
+        self.played >= self.queued
+    }
+
+    /// One event through the runtime; its actions carried out.
+    async fn handle(&mut self, event: Event) {
+        match self.runtime.handle(self.request(event)).await {
+            Ok(handled) => self.apply(handled.answer.actions).await,
+            Err(e) => tracing::error!(error = %e, "the call runtime refused an event"),
+        }
+    }
+
+    async fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Play { prompt, language, pace } => match self.audio.play(language, &prompt, pace).await {
+                    Ok(clip) => self.queue(clip),
+                    Err(e) => tracing::warn!(error = %e, prompt = prompt.as_str(), "prompt not playable"),
+                },
+                Action::Say { message, language, args, pace } => {
+                    match self.audio.say(language, &message, &args, pace).await {
+                        Ok(clip) => self.queue(clip),
+                        Err(e) => tracing::warn!(error = %e, message = message.as_str(), "message not speakable"),
+                    }
+                }
+                Action::Collect { max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key } => {
+                    self.collector = Some(Collector::new(max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
+                }
+                Action::Enqueue { .. } => {
+                    let _ = self.media.send(MediaCmd::Hold(true));
+                }
+                Action::Transfer { target, .. } => self.terminal = Some(Terminal::Transfer(target)),
+                Action::Hangup { .. } => self.terminal = Some(Terminal::Hangup),
+                Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
+            }
+        }
+        self.on_audio_progress().await;
+    }
+
+    fn queue(&mut self, clip: super::audio::Clip) {
+        if self.media.send(MediaCmd::Play(clip)).is_ok() {
+            self.queued += 1;
+        }
+    }
+
+    /// Audio may have finished: start the collector's timer, or do what waited for the audio.
+    async fn on_audio_progress(&mut self) {
+        if !self.audio_idle() {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(c) = self.collector.as_mut() {
+            c.audio_idle(now);
+        }
+        match self.terminal.take() {
+            Some(Terminal::Hangup) => {
+                let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
+                tracing::info!("helpline hung up");
+                self.finished = true;
+            }
+            Some(Terminal::Transfer(target)) => {
+                tracing::info!(%target, "transferring (REFER)");
+                let _ = self.signalling.send(SigCmd::Refer { sip_call_id: self.sip_call_id.clone(), target });
+                self.transfer_deadline = Some(now + TRANSFER_TIMEOUT);
+            }
+            None => {}
+        }
+    }
+
+    async fn on_digit(&mut self, digit: DtmfDigit) {
+        if self.collector.is_none() {
+            tracing::debug!(key = %digit.as_char(), "key while not collecting: ignored");
+            return;
+        }
+        if !self.audio_idle() {
+            // Barge-in: the key interrupts the prompt.
+            let _ = self.media.send(MediaCmd::StopAudio);
+            self.played = self.queued;
+        }
+        let done = self.collector.as_mut().and_then(|c| c.on_digit(digit, Instant::now()));
+        if let Some(done) = done {
+            self.collector = None;
+            self.collected(done).await;
+        }
+    }
+
+    async fn collected(&mut self, done: Collected) {
+        let event = match done {
+            Collected::NoInput => Event::NoInput,
+            Collected::Digits(keys) => match DtmfDigits::parse(&keys) {
+                Ok(d) => Event::Digits(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "keys not accepted");
+                    return;
+                }
+            },
+        };
+        self.handle(event).await;
+    }
+
+    async fn on_msg(&mut self, msg: CallMsg) {
+        match msg {
+            CallMsg::Ack => {
+                let _ = self.media.send(MediaCmd::Start);
+            }
+            CallMsg::Gone => self.line_closed().await,
+            CallMsg::Digit(d) => self.on_digit(d).await,
+            CallMsg::ReferAnswered { accepted: true, .. } => {}
+            CallMsg::ReferAnswered { accepted: false, reason } => {
+                self.transfer_deadline = None;
+                self.transfer_failed(reason).await;
+            }
+            CallMsg::ReferProgress(p) if p.status < 200 => {}
+            CallMsg::ReferProgress(p) if p.status < 300 => {
+                // The caller is talking to the operator: our part of the call is over.
+                self.transfer_deadline = None;
+                tracing::info!("transfer succeeded");
+                let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
+                self.handle(Event::HungUp).await;
+                self.finished = true;
+            }
+            CallMsg::ReferProgress(p) => {
+                self.transfer_deadline = None;
+                self.transfer_failed(format!("SIP {}", p.status)).await;
+            }
+            CallMsg::Event(e) => self.handle(e).await,
+        }
+    }
+
+    async fn transfer_failed(&mut self, reason: String) {
+        tracing::warn!(%reason, "transfer failed: back to the queue");
+        self.handle(Event::TransferFailed { reason }).await;
+    }
+
+    /// The caller is gone: record it and stop.
+    async fn line_closed(&mut self) {
+        self.collector = None;
+        self.terminal = None;
+        self.finished = true;
+        tracing::info!("caller hung up");
+        if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
+            tracing::error!(error = %e, "cannot record the hang-up");
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,105 @@
+//! The SIP adapter: answers real phone calls on `sip_addr` (UDP) and turns them into engine
+//! events, so a SIP trunk or PBX can reach the helpline without any HTTP carrier in the path.
+//!
+//! It only glues sockets and timers to the pure protocol code in `ivr::sip`, `ivr::sdp` and
+//! `ivr::rtp` (grammar, transactions, dialogs, offer/answer, packetizer, DTMF) and to the call
+//! runtime (`CallRuntime::handle`), which every adapter goes through:
+//!
+//! - `signalling.rs`: one task owns the SIP socket, the server transactions, the dialogs and our
+//!   own BYE/REFER client transactions;
+//! - `call.rs`: one control task per call runs its events through the runtime *in order* and
+//!   carries out the actions (audio, digit collection, hang-up, transfer);
+//! - `media.rs`: one media task per call owns its RTP socket: paced G.711 out, RFC 4733 in. It
+//!   never waits on the database, so a slow write cannot make the audio stutter;
+//! - `collect.rs`: the digit collector (pure); `audio.rs`: prompts and hold audio, cached.
+//!
+//! Architecture invariant: the engine sees only `Event`s; SIP dialogs, transactions and RTP never
+//! reach it, and every event of a SIP call goes through the same call log as webhook calls.
+
+mod audio;
+mod call;
+mod collect;
+mod media;
+mod signalling;
+
+pub use audio::PromptAudio;
+pub use collect::{Collected, Collector};
+
+use crate::config::Settings;
+use crate::state::AppState;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::UdpSocket;
+
+/// Why the SIP server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("cannot listen for SIP on UDP {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("rtp_port_min ({min}) is above rtp_port_max ({max})")]
+    PortRange { min: u16, max: u16 },
+}
+
+/// The UDP ports calls' RTP sockets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpPorts {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl RtpPorts {
+    pub fn new(min: u16, max: u16) -> Result<RtpPorts, SipError> {
+        if min > max {
+            return Err(SipError::PortRange { min, max });
+        }
+        Ok(RtpPorts { min, max })
+    }
+
+    /// Binds a socket on `ip` at a free port of the range (an even one, as RTP likes), or any
+    /// port when the range is 0-0. A plain bind: cheap enough for the signalling task.
+    pub fn bind_std(&self, ip: std::net::IpAddr) -> std::io::Result<std::net::UdpSocket> {
+        if self.max == 0 {
+            return std::net::UdpSocket::bind(SocketAddr::new(ip, 0));
+        }
+        let span = u32::from(self.max - self.min) + 1;
+        let mut last = std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free RTP port in the range");
+        for _ in 0..64 {
+            let offset = rand::random::<u32>() % span;
+            let port = u16::try_from(u32::from(self.min) + offset).unwrap_or(self.max) & !1;
+            match std::net::UdpSocket::bind(SocketAddr::new(ip, port.max(self.min))) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// A bound, not yet running SIP server.
+pub struct SipServer {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    ports: RtpPorts,
+}
+
+impl SipServer {
+    /// Binds `sip_addr` (port 0 allowed) and checks the RTP port range.
+    pub async fn bind(settings: &Settings) -> Result<SipServer, SipError> {
+        let ports = RtpPorts::new(settings.rtp_port_min, settings.rtp_port_max)?;
+        let socket = UdpSocket::bind(settings.sip_addr)
+            .await
+            .map_err(|source| SipError::Bind { addr: settings.sip_addr, source })?;
+        let local = socket.local_addr().unwrap_or(settings.sip_addr);
+        Ok(SipServer { socket: Arc::new(socket), local, ports })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Answers calls until `shutdown` completes; calls in progress are then hung up (BYE).
+    pub async fn run(self, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+        signalling::run(self.socket, self.local, self.ports, state, shutdown).await;
+    }
+}

@@ -1,0 +1,608 @@
+//! The SIP signalling task: one UDP socket, one `ServerTransactions` table, the dialogs of the
+//! calls in progress and the BYE/REFER client transactions we started. It parses each datagram
+//! (`ivr::sip::parse`), lets the transaction layer absorb retransmissions and run the RFC 3261
+//! timers, and hands each new request to the user-agent logic below: INVITE (answer after the call
+//! is recorded), ACK, BYE, CANCEL, OPTIONS, INFO (DTMF), re-INVITE (hold), NOTIFY (transfer
+//! progress). Nothing here waits on the database.
+
+use super::call::{self, CallMsg, CallSetup, SigCmd};
+use super::media::{self, MediaCmd, MediaSetup};
+use super::{PromptAudio, RtpPorts};
+use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
+use crate::state::AppState;
+use ivr::domain::{Caller, CallId, PhoneNumber};
+use ivr::rtp::parse_info_dtmf;
+use ivr::sdp::{negotiate_body, LocalMedia};
+use ivr::sip::{
+    engine_call_id, invite_ok, options_response, parse, policy_response, refer_progress, reject_unparseable,
+    require_response, response_to, response_with_reason, stamp_received, uri_host_port, ClientOutput, Dialog,
+    IdGen, LocalVia, Message, Method, NameAddr, NonInviteClientTransaction, ParseError, Request, Response,
+    ServerOutput, ServerTransactions, Timers, TxKey,
+};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// How often the queue is checked for operators assigned to our calls.
+const ASSIGNMENT_POLL: Duration = Duration::from_millis(250);
+
+/// A call in progress, by SIP Call-ID.
+struct CallEntry {
+    call_id: CallId,
+    invite: Request,
+    invite_tx: TxKey,
+    local_tag: String,
+    answer_sdp: String,
+    local_media: LocalMedia,
+    dialog: Dialog,
+    /// Where the INVITE came from: in-dialog requests go there when the target is not an address.
+    source: SocketAddr,
+    control: mpsc::UnboundedSender<CallMsg>,
+    media: mpsc::UnboundedSender<MediaCmd>,
+    answered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientKind {
+    Bye,
+    Refer { sip_call_id: String },
+}
+
+struct Client {
+    tx: NonInviteClientTransaction,
+    to: SocketAddr,
+    kind: ClientKind,
+}
+
+struct Signalling {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    /// The address written in SDP and Contact (the bound one, or loopback when bound to any).
+    advertised: IpAddr,
+    ports: RtpPorts,
+    state: AppState,
+    audio: Arc<PromptAudio>,
+    sig_tx: mpsc::UnboundedSender<SigCmd>,
+    layer: ServerTransactions<SocketAddr>,
+    ids: IdGen,
+    calls: HashMap<String, CallEntry>,
+    /// Engine call ids of our calls, shared with the assignment poller.
+    local_ids: Arc<Mutex<HashSet<String>>>,
+    clients: Vec<Client>,
+}
+
+pub(super) async fn run(
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    ports: RtpPorts,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let audio = Arc::new(PromptAudio::new(
+        state.settings.prompts_dir.clone(),
+        state.voice.catalog.clone(),
+        Some(state.tts.clone()),
+    ));
+    let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+    let advertised = if local.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
+    let local_ids = Arc::new(Mutex::new(HashSet::new()));
+    let poller = tokio::spawn(poll_assignments(state.clone(), local_ids.clone(), sig_tx.clone()));
+    let mut s = Signalling {
+        socket: socket.clone(),
+        local,
+        advertised,
+        ports,
+        state,
+        audio,
+        sig_tx,
+        layer: ServerTransactions::new(Timers::default(), rand::random()),
+        ids: IdGen::new(rand::random()),
+        calls: HashMap::new(),
+        local_ids,
+        clients: Vec::new(),
+    };
+    tracing::info!(addr = %local, "SIP server listening (UDP)");
+    tokio::pin!(shutdown);
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let deadline = s.next_deadline();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, source)) => s.on_datagram(&buf[..n], source),
+                Err(e) => tracing::debug!(error = %e, "SIP socket receive error"),
+            },
+            Some(cmd) = sig_rx.recv() => s.on_cmd(cmd),
+            _ = sleep_until_opt(deadline) => s.on_timers(),
+        }
+    }
+    poller.abort();
+    s.hang_up_all();
+    tracing::info!("SIP server stopped");
+}
+
+impl Signalling {
+    fn contact(&self) -> String {
+        format!("sip:helpline@{}", SocketAddr::new(self.advertised, self.local.port()))
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let clients = self.clients.iter().filter_map(|c| c.tx.deadline()).min();
+        match (self.layer.next_deadline(), clients) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn send_bytes(&self, bytes: &[u8], to: SocketAddr) {
+        if let Err(e) = self.socket.try_send_to(bytes, to) {
+            tracing::debug!(error = %e, %to, "SIP send failed");
+        }
+    }
+
+    fn send_response(&self, response: &Response, to: SocketAddr) {
+        self.state.metrics.sip_responses.get_or_create(&SipStatusLabels { status: response.status }).inc();
+        self.send_bytes(&response.to_bytes(), to);
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
+        match parse(bytes) {
+            Err(ParseError::Empty) => {}
+            Err(e) => {
+                self.count_request("malformed");
+                tracing::debug!(error = %e, %source, "malformed SIP message");
+                if let Some(response) = reject_unparseable(bytes, &e) {
+                    self.send_response(&response, source);
+                }
+            }
+            Ok(Message::Response(r)) => self.on_response(r),
+            Ok(Message::Request(mut req)) => {
+                self.count_request(req.method.as_str());
+                if let Err(e) = stamp_received(&mut req, source) {
+                    if let Some(response) = reject_unparseable(bytes, &e) {
+                        self.send_response(&response, source);
+                    }
+                    return;
+                }
+                match self.layer.on_request(req, source, Instant::now()) {
+                    Ok(outputs) => self.process(outputs, source),
+                    Err(e) => tracing::debug!(error = %e, "request not matched to a transaction"),
+                }
+            }
+        }
+    }
+
+    fn count_request(&self, method: &str) {
+        let method = match method {
+            "INVITE" | "ACK" | "BYE" | "CANCEL" | "OPTIONS" | "INFO" | "REFER" | "NOTIFY" | "malformed" => method,
+            _ => "other",
+        };
+        self.state.metrics.sip_requests.get_or_create(&SipMethodLabels { method: method.to_owned() }).inc();
+    }
+
+    fn process(&mut self, outputs: Vec<ServerOutput<SocketAddr>>, source: SocketAddr) {
+        for out in outputs {
+            match out {
+                ServerOutput::Send { to, response } => self.send_response(&response, to),
+                ServerOutput::Request { tx, request, local_tag } => self.on_request(tx, request, local_tag, source),
+                ServerOutput::Ack { ack, .. } => {
+                    if let Some(entry) = ack.headers.call_id().ok().and_then(|id| self.calls.get(id)) {
+                        let _ = entry.control.send(CallMsg::Ack);
+                    }
+                }
+                ServerOutput::Cancelled { tx } => {
+                    if let Some(id) = self.call_by_invite(&tx) {
+                        tracing::info!(call_id = %id, "call cancelled before the answer");
+                        self.drop_call(&id, false);
+                    }
+                }
+                ServerOutput::NoAck { tx, status } => {
+                    if let Some(id) = self.call_by_invite(&tx) {
+                        tracing::warn!(call_id = %id, status, "our answer was never acknowledged: hanging up");
+                        self.drop_call(&id, (200..300).contains(&status));
+                    }
+                }
+            }
+        }
+    }
+
+    fn call_by_invite(&self, tx: &TxKey) -> Option<String> {
+        self.calls.iter().find(|(_, e)| &e.invite_tx == tx).map(|(id, _)| id.clone())
+    }
+
+    fn respond(&mut self, tx: &TxKey, response: Response) {
+        match self.layer.respond(tx, response, Instant::now()) {
+            Ok(outputs) => {
+                for out in outputs {
+                    if let ServerOutput::Send { to, response } = out {
+                        self.send_response(&response, to);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "response not sent"),
+        }
+    }
+
+    fn on_request(&mut self, tx: TxKey, req: Request, tag: String, source: SocketAddr) {
+        if let Some(r) = require_response(&req, &tag) {
+            return self.respond(&tx, r);
+        }
+        let in_dialog = req.headers.to_addr().ok().is_some_and(|to| to.tag().is_some());
+        match (&req.method, in_dialog) {
+            (Method::Options, _) => {
+                let r = options_response(&req, &tag);
+                self.respond(&tx, r)
+            }
+            (Method::Invite, false) => self.new_call(tx, req, tag, source),
+            (Method::Invite | Method::Bye | Method::Info | Method::Notify | Method::Refer, true) => {
+                self.in_dialog(tx, req, tag)
+            }
+            (Method::Bye | Method::Info | Method::Notify | Method::Refer, false) => {
+                let r = response_to(&req, 481, &tag);
+                self.respond(&tx, r)
+            }
+            _ => {
+                let r = policy_response(&req, &tag).unwrap_or_else(|| response_to(&req, 405, &tag));
+                self.respond(&tx, r)
+            }
+        }
+    }
+
+    fn new_call(&mut self, tx: TxKey, req: Request, tag: String, source: SocketAddr) {
+        let Ok(sip_call_id) = req.headers.call_id().map(str::to_owned) else {
+            return self.respond(&tx, response_with_reason(&req, 400, "Missing Call-ID", &tag));
+        };
+        if self.calls.contains_key(&sip_call_id) {
+            return self.respond(&tx, response_to(&req, 482, &tag));
+        }
+        let Ok(call_id) = engine_call_id(&sip_call_id) else {
+            return self.respond(&tx, response_with_reason(&req, 400, "Bad Call-ID", &tag));
+        };
+        let rtp = match self.bind_rtp() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port available");
+                return self.respond(&tx, response_with_reason(&req, 503, "No Media Port Available", &tag));
+            }
+        };
+        let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
+        let local_media = LocalMedia::new(self.advertised, rtp_port, u64::from(rand::random::<u32>()));
+        let negotiated = match negotiate_body(&req.body, &local_media) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::info!(error = %e, "offer refused");
+                return self.respond(&tx, response_with_reason(&req, e.status_code(), e.reason_phrase(), &tag));
+            }
+        };
+        let dialog = match Dialog::new_uas(&req, &tag, &self.contact()) {
+            Ok(d) => d,
+            Err(e) => return self.respond(&tx, response_with_reason(&req, e.status_code(), &e.reason_phrase(), &tag)),
+        };
+        let caller = req
+            .headers
+            .from_addr()
+            .ok()
+            .and_then(|f| uri_user(&f).and_then(|u| PhoneNumber::parse(&u).ok()))
+            .map(|n| Caller::from_number(&n, &self.state.secret));
+        let called = req.headers.to_addr().ok().and_then(|t| uri_user(&t));
+        self.respond(&tx, response_to(&req, 180, &tag));
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let media = media::spawn(
+            MediaSetup {
+                socket: rtp,
+                codec: negotiated.codec,
+                payload_type: negotiated.codec_payload_type,
+                telephone_event: negotiated.telephone_event_payload_type,
+                remote: negotiated.remote_rtp,
+                sending: negotiated.we_send(),
+                metrics: self.state.metrics.clone(),
+                call_id: call_id.as_str().to_owned(),
+            },
+            events_tx,
+        );
+        let control = call::spawn(CallSetup {
+            sip_call_id: sip_call_id.clone(),
+            call_id: call_id.clone(),
+            caller,
+            called,
+            runtime: self.state.calls.clone(),
+            clock: self.state.clock.clone(),
+            audio: self.audio.clone(),
+            media: media.clone(),
+            media_events: events_rx,
+            signalling: self.sig_tx.clone(),
+        });
+        self.lock_ids().insert(call_id.as_str().to_owned());
+        self.calls.insert(
+            sip_call_id,
+            CallEntry {
+                call_id,
+                answer_sdp: negotiated.answer_sdp(),
+                invite: req,
+                invite_tx: tx,
+                local_tag: tag,
+                local_media,
+                dialog,
+                source,
+                control,
+                media,
+                answered: false,
+            },
+        );
+    }
+
+    fn bind_rtp(&self) -> std::io::Result<UdpSocket> {
+        let socket = self.ports.bind_std(self.local.ip())?;
+        socket.set_nonblocking(true)?;
+        UdpSocket::from_std(socket)
+    }
+
+    fn in_dialog(&mut self, tx: TxKey, req: Request, tag: String) {
+        let sip_call_id = req.headers.call_id().unwrap_or_default().to_owned();
+        let Some(entry) = self.calls.get_mut(&sip_call_id) else {
+            return self.respond(&tx, response_to(&req, 481, &tag));
+        };
+        if let Err(e) = entry.dialog.on_remote_request(&req) {
+            let r = response_with_reason(&req, e.status_code(), &e.reason_phrase(), &tag);
+            return self.respond(&tx, r);
+        }
+        let tag = entry.local_tag.clone();
+        match req.method {
+            Method::Bye => {
+                let r = response_to(&req, 200, &tag);
+                self.respond(&tx, r);
+                tracing::info!(call_id = %entry_id(&self.calls, &sip_call_id), "caller hung up (BYE)");
+                self.drop_call(&sip_call_id, false);
+            }
+            Method::Info => {
+                let ct = req.headers.content_type().unwrap_or_default();
+                let r = match parse_info_dtmf(&ct, &req.body) {
+                    Ok(digit) => {
+                        self.state.metrics.dtmf_received.get_or_create(&DtmfLabels { source: "info".into() }).inc();
+                        let _ = entry.control.send(CallMsg::Digit(digit));
+                        response_to(&req, 200, &tag)
+                    }
+                    Err(e) => response_with_reason(&req, 415, &e.to_string().replace(['\r', '\n'], " "), &tag),
+                };
+                self.respond(&tx, r);
+            }
+            Method::Notify => {
+                let r = match refer_progress(&req) {
+                    Some(p) => {
+                        let _ = entry.control.send(CallMsg::ReferProgress(p));
+                        response_to(&req, 200, &tag)
+                    }
+                    None => response_to(&req, 489, &tag),
+                };
+                self.respond(&tx, r);
+            }
+            Method::Invite => {
+                entry.local_media.bump_version();
+                let r = match negotiate_body(&req.body, &entry.local_media) {
+                    Ok(n) => {
+                        let _ = entry.media.send(MediaCmd::Remote { addr: n.remote_rtp, sending: n.we_send() });
+                        tracing::info!(sending = n.we_send(), "re-INVITE (hold/resume)");
+                        let contact = format!("sip:helpline@{}", SocketAddr::new(self.advertised, self.local.port()));
+                        invite_ok(&req, &tag, &contact, &n.answer_sdp())
+                    }
+                    Err(e) => response_with_reason(&req, e.status_code(), e.reason_phrase(), &tag),
+                };
+                self.respond(&tx, r);
+            }
+            _ => {
+                let r = response_to(&req, 403, &tag);
+                self.respond(&tx, r);
+            }
+        }
+    }
+
+    fn on_response(&mut self, response: Response) {
+        let now = Instant::now();
+        let Some(i) = self.clients.iter().position(|c| c.tx.matches(&response)) else { return };
+        let kind = self.clients[i].kind.clone();
+        if let Some(ClientOutput::Final(r)) = self.clients[i].tx.on_response(response, now) {
+            if let ClientKind::Refer { sip_call_id } = kind {
+                if let Some(entry) = self.calls.get(&sip_call_id) {
+                    let accepted = r.is_success();
+                    let _ = entry.control.send(CallMsg::ReferAnswered { accepted, reason: format!("SIP {} {}", r.status, r.reason) });
+                }
+            }
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let outputs = self.layer.on_timeout(now);
+        self.process(outputs, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut failed_refers = Vec::new();
+        for c in &mut self.clients {
+            for out in c.tx.on_timeout(now) {
+                match out {
+                    ClientOutput::Send(bytes) => {
+                        if let Err(e) = self.socket.try_send_to(&bytes, c.to) {
+                            tracing::debug!(error = %e, "SIP resend failed");
+                        }
+                    }
+                    ClientOutput::TimedOut => {
+                        if let ClientKind::Refer { sip_call_id } = &c.kind {
+                            failed_refers.push(sip_call_id.clone());
+                        }
+                    }
+                    ClientOutput::Provisional(_) | ClientOutput::Final(_) => {}
+                }
+            }
+        }
+        self.clients.retain(|c| !c.tx.is_terminated());
+        for id in failed_refers {
+            if let Some(entry) = self.calls.get(&id) {
+                let _ = entry.control.send(CallMsg::ReferAnswered { accepted: false, reason: "REFER timed out".into() });
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: SigCmd) {
+        match cmd {
+            SigCmd::Answer { sip_call_id } => {
+                let contact = self.contact();
+                let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
+                entry.answered = true;
+                let ok = invite_ok(&entry.invite, &entry.local_tag, &contact, &entry.answer_sdp);
+                let tx = entry.invite_tx.clone();
+                self.respond(&tx, ok);
+            }
+            SigCmd::Reject { sip_call_id, status } => {
+                if let Some(entry) = self.calls.remove(&sip_call_id) {
+                    self.lock_ids().remove(entry.call_id.as_str());
+                    let r = response_to(&entry.invite, status, &entry.local_tag);
+                    self.respond(&entry.invite_tx, r);
+                }
+            }
+            SigCmd::Hangup { sip_call_id } => {
+                if let Some(entry) = self.calls.remove(&sip_call_id) {
+                    self.lock_ids().remove(entry.call_id.as_str());
+                    self.send_bye(entry);
+                }
+            }
+            SigCmd::Refer { sip_call_id, target } => {
+                let via = self.local_via();
+                let branch = self.ids.branch();
+                let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
+                let refer = entry.dialog.refer(&via, &branch, &target);
+                let to = next_hop(&entry.dialog, entry.source);
+                self.start_client(&refer, to, ClientKind::Refer { sip_call_id });
+            }
+            SigCmd::Deliver { call_id, event } => {
+                if let Some(entry) = self.calls.values().find(|e| e.call_id.as_str() == call_id) {
+                    let _ = entry.control.send(CallMsg::Event(event));
+                }
+            }
+        }
+    }
+
+    fn local_via(&self) -> LocalVia {
+        LocalVia { sent_by: SocketAddr::new(self.advertised, self.local.port()).to_string() }
+    }
+
+    fn start_client(&mut self, request: &Request, to: SocketAddr, kind: ClientKind) {
+        let (tx, first) = NonInviteClientTransaction::start(request, Timers::default(), Instant::now());
+        if let ClientOutput::Send(bytes) = first {
+            self.send_bytes(&bytes, to);
+        }
+        self.clients.push(Client { tx, to, kind });
+    }
+
+    /// Ends our side: BYE if the call was answered (`bye`), media stopped at once, the control
+    /// task told the caller is gone.
+    fn drop_call(&mut self, sip_call_id: &str, bye: bool) {
+        let Some(entry) = self.calls.remove(sip_call_id) else { return };
+        self.lock_ids().remove(entry.call_id.as_str());
+        let _ = entry.media.send(MediaCmd::Stop);
+        let _ = entry.control.send(CallMsg::Gone);
+        if bye {
+            self.send_bye(entry);
+        }
+    }
+
+    fn send_bye(&mut self, mut entry: CallEntry) {
+        let _ = entry.media.send(MediaCmd::Stop);
+        if !entry.answered {
+            let r = response_to(&entry.invite, 480, &entry.local_tag);
+            self.respond(&entry.invite_tx, r);
+            return;
+        }
+        let via = self.local_via();
+        let branch = self.ids.branch();
+        let bye = entry.dialog.bye(&via, &branch);
+        let to = next_hop(&entry.dialog, entry.source);
+        self.start_client(&bye, to, ClientKind::Bye);
+    }
+
+    /// At shutdown: every answered call gets a BYE (once), every media stream stops.
+    fn hang_up_all(&mut self) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.drop_call(&id, true);
+        }
+    }
+
+    fn lock_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.local_ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn entry_id(calls: &HashMap<String, CallEntry>, sip_call_id: &str) -> String {
+    calls.get(sip_call_id).map(|e| e.call_id.as_str().to_owned()).unwrap_or_default()
+}
+
+/// The user part of a SIP URI (`sip:+393331234567@host` → `+393331234567`).
+fn uri_user(addr: &NameAddr) -> Option<String> {
+    let rest = addr.uri.strip_prefix("sip:").or_else(|| addr.uri.strip_prefix("sips:")).or_else(|| addr.uri.strip_prefix("tel:"))?;
+    let user = rest.split(['@', ';']).next()?;
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+/// Where an in-dialog request goes: the next hop's address when it is an IP literal, otherwise
+/// where the INVITE came from (we do no DNS).
+fn next_hop(dialog: &Dialog, source: SocketAddr) -> SocketAddr {
+    let uri = dialog.next_hop_uri();
+    uri_host_port(&uri)
+        .and_then(|(host, port)| {
+            let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+            Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+        })
+        .unwrap_or(source)
+}
+
+/// Hands operators assigned to our waiting calls (`queue_entries.status = 'assigned'`, set by the
+/// ACD on any node) to those calls as `OperatorAssigned`, marking the entry `answered` first so
+/// that exactly one node delivers it.
+async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, sig: mpsc::UnboundedSender<SigCmd>) {
+    let mut tick = tokio::time::interval(ASSIGNMENT_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if local.lock().map(|l| l.is_empty()).unwrap_or(true) {
+            continue;
+        }
+        let rows: Vec<(String, Option<String>, Option<String>)> = match sqlx::query_as(
+            "SELECT call_id, operator, target FROM queue_entries WHERE status = 'assigned'",
+        )
+        .fetch_all(state.db.pool())
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, "queue poll failed");
+                continue;
+            }
+        };
+        for (call_id, operator, target) in rows {
+            let ours = local.lock().map(|l| l.contains(&call_id)).unwrap_or(false);
+            let (Some(operator), Some(target), true) = (operator, target, ours) else { continue };
+            let claimed = sqlx::query(
+                "UPDATE queue_entries SET status = 'answered', updated_at = $2 WHERE call_id = $1 AND status = 'assigned'",
+            )
+            .bind(&call_id)
+            .bind(state.clock.now().timestamp_millis())
+            .execute(state.db.pool())
+            .await
+            .map(|r| r.rows_affected() == 1)
+            .unwrap_or(false);
+            if claimed && sig.send(SigCmd::Deliver { call_id, event: ivr::engine::Event::OperatorAssigned { operator, target } }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
