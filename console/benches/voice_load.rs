@@ -149,6 +149,7 @@ fn main() -> anyhow::Result<()> {
                     public_url: String::new(),
                     twilio_auth_token: SecretString::default(),
                     webhook_secret: SecretString::new(SECRET),
+                    ..Settings::default()
                 };
                 let clock = clock.clone();
                 server_rt.block_on(async move {
