@@ -5,7 +5,11 @@
 //! an event into a new state and a list of actions.
 
 pub mod domain;
+pub mod engine;
 pub mod error;
+pub mod flow;
+pub mod geo;
+pub mod hours;
 pub mod prompts;
 
 pub use error::DomainError;

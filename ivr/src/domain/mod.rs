@@ -2,6 +2,7 @@
 //! value of the type is valid wherever it appears: parse, don't validate.
 
 mod call_id;
+mod caller;
 mod cap;
 mod dtmf;
 mod language;
@@ -10,6 +11,7 @@ mod prompt_id;
 mod service_area;
 
 pub use call_id::CallId;
+pub use caller::Caller;
 pub use cap::Cap;
 pub use dtmf::{DtmfDigit, DtmfDigits};
 pub use language::Language;

@@ -1,0 +1,49 @@
+//! What happens to a call, as the adapters report it to the engine.
+
+use crate::domain::{Caller, DtmfDigits};
+use serde::{Deserialize, Serialize};
+
+/// How the call reached the helpline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sip,
+    Webhook,
+    Twiml,
+}
+
+/// One nearby service, as the directory returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub id: String,
+    pub name: String,
+    pub town: String,
+    pub phone: String,
+    /// Today's opening hours in words or `09:00-13:00`; `None` when closed or unknown.
+    pub hours_today: Option<String>,
+    pub distance_km: f64,
+}
+
+/// An event of a call. Stored in the call log: replaying them through `step` rebuilds the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// The call was answered. `caller` is absent for withheld numbers.
+    CallStarted { channel: Channel, caller: Option<Caller>, called: Option<String> },
+    /// Keys collected by the last `Collect` (a finish key, if pressed, is included).
+    Digits(DtmfDigits),
+    /// The last `Collect` timed out with no key (or a lookup did not answer in time).
+    NoInput,
+    /// The prompts played so far have finished (informational: the engine never waits for it).
+    PromptFinished,
+    /// Answer to `Lookup::NearestServices`.
+    LookupResults { services: Vec<ServiceSummary>, has_more: bool },
+    /// Answer to `Lookup::QueueState`.
+    QueueUpdate { position: u32, estimated_wait_secs: u32 },
+    /// An operator accepted the call.
+    OperatorAssigned { operator: String, target: String },
+    /// The transfer to the operator did not connect.
+    TransferFailed { reason: String },
+    /// The caller hung up.
+    HungUp,
+}

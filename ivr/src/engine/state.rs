@@ -1,0 +1,102 @@
+//! The state of one call between two events: small, cheap to clone, stored as JSON.
+
+use super::action::Outcome;
+use super::event::Channel;
+use crate::domain::{CallId, Language, ServiceArea};
+use crate::geo::GeoPoint;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What the engine waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wait {
+    /// `CallStarted`.
+    CallStart,
+    /// Keys for the current node's `Collect`.
+    Digits,
+    /// `LookupResults` for the page at `offset`.
+    Services { offset: u32 },
+    /// Keys after a readback (1 again, 2 operator, 9 next page).
+    ServicesMenu { offset: u32, has_more: bool },
+    /// `QueueUpdate`.
+    QueueState,
+    /// Hold audio with a timed `Collect`; `NoInput` means "ask the queue again".
+    Hold,
+    /// The outcome of a `Transfer`.
+    Transfer,
+    /// Nothing: the call is over.
+    Ended,
+}
+
+/// Where the caller is, for the directory lookup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Place {
+    pub label: String,
+    pub point: GeoPoint,
+}
+
+/// The caller's stay in the operator queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub entered_at: DateTime<Utc>,
+    pub last_announced_at: Option<DateTime<Utc>>,
+    pub priority: u8,
+    pub callback_offered: bool,
+}
+
+/// One call's state. The path taken is not kept here (it goes out through log actions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallState {
+    pub call_id: CallId,
+    /// Current node name (empty before the call starts).
+    pub node: String,
+    pub wait: Wait,
+    pub channel: Option<Channel>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub language: Option<Language>,
+    pub guessed_language: Option<Language>,
+    pub area: Option<ServiceArea>,
+    /// Leading digits of an Italian landline (`0312`), to offer its province instead of a CAP.
+    pub landline_area: Option<String>,
+    /// The caller said the landline province is not where they need help.
+    pub landline_declined: bool,
+    pub place: Option<Place>,
+    /// Invalid or empty tries in the current node.
+    pub tries: u8,
+    /// Consecutive no-inputs in the current node.
+    pub no_inputs: u8,
+    /// Menus are spoken slowly from the second silence on, for the rest of the call.
+    pub slow: bool,
+    pub queue: Option<QueueStatus>,
+    pub outcome: Option<Outcome>,
+}
+
+impl CallState {
+    /// The state before `CallStarted`.
+    pub fn initial(call_id: CallId) -> CallState {
+        CallState {
+            call_id,
+            node: String::new(),
+            wait: Wait::CallStart,
+            channel: None,
+            started_at: None,
+            language: None,
+            guessed_language: None,
+            area: None,
+            landline_area: None,
+            landline_declined: false,
+            place: None,
+            tries: 0,
+            no_inputs: 0,
+            slow: false,
+            queue: None,
+            outcome: None,
+        }
+    }
+
+    /// Whether the call is over (the caller or the helpline hung up).
+    pub fn ended(&self) -> bool {
+        self.wait == Wait::Ended
+    }
+}

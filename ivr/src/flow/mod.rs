@@ -1,0 +1,138 @@
+//! Menus as data: the call flow an administrator edits in `config/ivr.toml`, parsed into typed
+//! nodes and validated before any call uses it.
+//!
+//! Architecture invariant: a [`Flow`] that exists is valid — every target names a node, every
+//! prompt id is known, every node is reachable and has a way out, no digit is mapped twice and no
+//! chain of nodes loops without waiting for the caller. The engine relies on it and never
+//! re-checks.
+
+mod error;
+mod ftl_ids;
+mod schema;
+mod validate;
+
+pub use error::{FlowError, NodeProblem};
+pub use ftl_ids::{embedded_prompt_ids, ftl_message_ids, EMBEDDED_FTL};
+pub use schema::{CommonPrompts, MenuOption, NodeKind, Timeouts};
+
+use crate::domain::{Language, PromptId};
+use crate::hours::Schedule;
+use std::collections::{BTreeSet, HashMap};
+
+/// The flow shipped with the helpline, also the reference for the TOML format.
+pub const DEFAULT_FLOW_TOML: &str = include_str!("../../../config/ivr.toml");
+
+/// Index of a node in [`Flow::nodes`].
+pub type NodeIx = usize;
+
+/// One validated node: its name (as in `[nodes.NAME]`) and its kind with targets resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind<NodeIx>,
+}
+
+/// A validated call flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    file: String,
+    nodes: Vec<Node>,
+    index: HashMap<String, NodeIx>,
+    start: NodeIx,
+    operator: NodeIx,
+    prompts: CommonPrompts,
+    timeouts: Timeouts,
+    /// Country-code prefix → language, longest prefix first.
+    language_guess: Vec<(String, Language)>,
+    schedule: Schedule,
+    prompt_ids: BTreeSet<PromptId>,
+}
+
+impl Flow {
+    /// Parses and validates a flow. `file` names the source in error messages; `known_prompts`
+    /// are the prompt ids that exist (in every language) — see [`embedded_prompt_ids`].
+    pub fn from_toml(source: &str, file: &str, known_prompts: &BTreeSet<PromptId>) -> Result<Flow, FlowError> {
+        validate::build(source, file, known_prompts)
+    }
+
+    /// The embedded `config/ivr.toml`, checked against the embedded `prompts/*/*.ftl` ids.
+    pub fn default_flow() -> Result<Flow, FlowError> {
+        Flow::from_toml(DEFAULT_FLOW_TOML, "config/ivr.toml", &embedded_prompt_ids())
+    }
+
+    /// Every prompt id the flow can play or say, so the prompts tooling can check that each one
+    /// is written and rendered in all four languages.
+    pub fn prompt_ids(&self) -> &BTreeSet<PromptId> {
+        &self.prompt_ids
+    }
+
+    /// The file the flow was read from, for messages.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, ix: NodeIx) -> Option<&Node> {
+        self.nodes.get(ix)
+    }
+
+    /// The node called `name`.
+    pub fn find(&self, name: &str) -> Option<NodeIx> {
+        self.index.get(name).copied()
+    }
+
+    /// Where calls begin.
+    pub fn start(&self) -> NodeIx {
+        self.start
+    }
+
+    /// The operator queue node: reached by 0 and after too many failed tries.
+    pub fn operator(&self) -> NodeIx {
+        self.operator
+    }
+
+    pub fn common_prompts(&self) -> &CommonPrompts {
+        &self.prompts
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The language suggested for a country calling code (`33` → French): the longest configured
+    /// prefix of the code wins.
+    pub fn guess_language(&self, country_code: &str) -> Option<Language> {
+        self.language_guess.iter().find(|(prefix, _)| country_code.starts_with(prefix.as_str())).map(|(_, l)| *l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_flow_is_valid() {
+        let flow = Flow::default_flow().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flow.nodes()[flow.start()].name, "welcome");
+        assert!(flow.prompt_ids().iter().any(|p| p.as_str() == "language-option"));
+        assert!(flow.prompt_ids().is_subset(&embedded_prompt_ids()));
+    }
+
+    #[test]
+    fn language_guess_takes_the_longest_prefix() {
+        let flow = Flow::default_flow().unwrap();
+        assert_eq!(flow.guess_language("33"), Some(Language::Fr));
+        assert_eq!(flow.guess_language("39"), Some(Language::It));
+        assert_eq!(flow.guess_language("54"), Some(Language::Es));
+        assert_eq!(flow.guess_language("1"), Some(Language::En));
+        assert_eq!(flow.guess_language("44"), Some(Language::En));
+        assert_eq!(flow.guess_language("86"), None);
+    }
+}

@@ -1,0 +1,367 @@
+//! The shape of `config/ivr.toml`: what an administrator may write. Targets are node names here
+//! (`NodeKind<String>`) and node indexes once validated (`NodeKind<NodeIx>`).
+
+use crate::domain::{Language, PromptId};
+use crate::hours::HoursConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowFile {
+    /// The node calls begin with.
+    pub start: String,
+    /// The operator queue node, reached by 0 from any menu and after too many failed tries.
+    pub operator: String,
+    pub prompts: CommonPrompts,
+    pub timeouts: Timeouts,
+    /// Country calling code prefix → language offered first (`"33" = "fr"`).
+    #[serde(default)]
+    pub language_guess: BTreeMap<String, Language>,
+    pub hours: HoursConfig,
+    pub nodes: BTreeMap<String, NodeKind<String>>,
+}
+
+/// Prompts every menu may need.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonPrompts {
+    /// Played before repeating a menu after a key it does not know.
+    pub invalid: PromptId,
+    /// Played before the helpline hangs up.
+    pub goodbye: PromptId,
+}
+
+/// How long to wait for keys and how many failed tries a menu allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Wait for the first key of a menu choice, after the prompt.
+    pub first_digit_ms: u32,
+    /// Wait between keys of a multi-digit entry (the CAP).
+    pub inter_digit_ms: u32,
+    /// Invalid or empty tries in one node before the caller is put through to an operator.
+    pub max_tries: u8,
+}
+
+/// A menu option: a key and the node it leads to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuOption<T> {
+    pub digit: String,
+    pub goto: T,
+}
+
+/// A node, by kind. Special kinds carry the behaviour the helpline needs (language choice,
+/// postal code, directory readback, queue); `message` and `menu` are free for administrators.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NodeKind<T> {
+    /// Plays a prompt and goes on at once.
+    Message { prompt: PromptId, next: T },
+    /// Plays a prompt and waits for one key among `options`.
+    Menu {
+        prompt: PromptId,
+        options: Vec<MenuOption<T>>,
+        #[serde(default)]
+        back: Option<T>,
+    },
+    /// Offers the language guessed from the caller's country code ("press 1 to continue in
+    /// French", spoken in French). 1 → `next`; any other key, silence, or no guess → `fallback`.
+    LanguageGuess { prompt: PromptId, next: T, fallback: T },
+    /// Plays `prompt` once per language, each in its own language; digits 1-4 choose.
+    LanguageMenu {
+        prompt: PromptId,
+        next: T,
+        #[serde(default)]
+        back: Option<T>,
+    },
+    /// Goes on to `open` or `closed` according to the opening hours.
+    HoursCheck { open: T, closed: T },
+    /// The six service areas on digits 1-6, plus extra `options` (7 = portal information).
+    AreaMenu {
+        prompt: PromptId,
+        next: T,
+        #[serde(default)]
+        options: Vec<MenuOption<T>>,
+        #[serde(default)]
+        back: Option<T>,
+    },
+    /// Asks for the postal code (or offers the province of a landline); `#` alone skips.
+    CapEntry {
+        prompt: PromptId,
+        landline_prompt: PromptId,
+        invalid_prompt: PromptId,
+        placed_prompt: PromptId,
+        next: T,
+        skip: T,
+        #[serde(default)]
+        back: Option<T>,
+    },
+    /// Reads back the nearest services of the chosen area, a page at a time.
+    SelfService {
+        page_size: u32,
+        intro_prompt: PromptId,
+        item_prompt: PromptId,
+        options_prompt: PromptId,
+        none_prompt: PromptId,
+        no_more_prompt: PromptId,
+        operator: T,
+        #[serde(default)]
+        back: Option<T>,
+    },
+    /// Waits for an operator: announcements, callback offer, transfer.
+    Queue {
+        enter_prompt: PromptId,
+        position_prompt: PromptId,
+        callback_offer_prompt: PromptId,
+        transfer_failed_prompt: PromptId,
+        /// Seconds between position announcements (hold audio plays in between).
+        announce_interval_secs: u32,
+        /// Offer a callback once the caller has waited, or is told to wait, this long.
+        callback_offer_after_secs: u32,
+        priority: u8,
+        /// Added to the priority when a transfer fails and the caller is queued again.
+        retry_priority_step: u8,
+        /// Where callers go when the queue is reached out of hours.
+        closed: T,
+        callback: T,
+    },
+    /// Out of hours: next opening time, the portal address, 1 callback, 2 self-service.
+    OutOfHours {
+        closed_prompt: PromptId,
+        next_opening_prompt: PromptId,
+        portal_prompt: PromptId,
+        options_prompt: PromptId,
+        callback: T,
+        self_service: T,
+    },
+    /// Records a callback request, confirms it and hangs up.
+    Callback { prompt: PromptId },
+}
+
+/// Menu kinds wait for keys and accept 0 (operator), `*` (back) and `#` (repeat).
+pub(crate) const RESERVED_DIGITS: [(&str, &str); 3] =
+    [("0", "0 always means operator"), ("*", "* always means back"), ("#", "# always means repeat")];
+
+impl<T> NodeKind<T> {
+    /// The kind's name as written in TOML.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            NodeKind::Message { .. } => "message",
+            NodeKind::Menu { .. } => "menu",
+            NodeKind::LanguageGuess { .. } => "language_guess",
+            NodeKind::LanguageMenu { .. } => "language_menu",
+            NodeKind::HoursCheck { .. } => "hours_check",
+            NodeKind::AreaMenu { .. } => "area_menu",
+            NodeKind::CapEntry { .. } => "cap_entry",
+            NodeKind::SelfService { .. } => "self_service",
+            NodeKind::Queue { .. } => "queue",
+            NodeKind::OutOfHours { .. } => "out_of_hours",
+            NodeKind::Callback { .. } => "callback",
+        }
+    }
+
+    /// Every edge to another node, with the field it comes from (`options 7` for menu options).
+    pub fn edges(&self) -> Vec<(String, &T)> {
+        let f = |s: &str| s.to_owned();
+        let mut out: Vec<(String, &T)> = Vec::new();
+        fn back<T>(b: &Option<T>) -> Option<(String, &T)> {
+            b.as_ref().map(|b| ("back".to_owned(), b))
+        }
+        match self {
+            NodeKind::Message { next, .. } => out.push((f("next"), next)),
+            NodeKind::Menu { options, back: b, .. } => {
+                out.extend(options.iter().map(|o| (format!("options {}", o.digit), &o.goto)));
+                out.extend(back(b));
+            }
+            NodeKind::LanguageGuess { next, fallback, .. } => {
+                out.push((f("next"), next));
+                out.push((f("fallback"), fallback));
+            }
+            NodeKind::LanguageMenu { next, back: b, .. } => {
+                out.push((f("next"), next));
+                out.extend(back(b));
+            }
+            NodeKind::HoursCheck { open, closed } => {
+                out.push((f("open"), open));
+                out.push((f("closed"), closed));
+            }
+            NodeKind::AreaMenu { next, options, back: b, .. } => {
+                out.push((f("next"), next));
+                out.extend(options.iter().map(|o| (format!("options {}", o.digit), &o.goto)));
+                out.extend(back(b));
+            }
+            NodeKind::CapEntry { next, skip, back: b, .. } => {
+                out.push((f("next"), next));
+                out.push((f("skip"), skip));
+                out.extend(back(b));
+            }
+            NodeKind::SelfService { operator, back: b, .. } => {
+                out.push((f("operator"), operator));
+                out.extend(back(b));
+            }
+            NodeKind::Queue { closed, callback, .. } => {
+                out.push((f("closed"), closed));
+                out.push((f("callback"), callback));
+            }
+            NodeKind::OutOfHours { callback, self_service, .. } => {
+                out.push((f("callback"), callback));
+                out.push((f("self_service"), self_service));
+            }
+            NodeKind::Callback { .. } => {}
+        }
+        out
+    }
+
+    /// Edges followed without waiting for the caller: a cycle of these would never end.
+    pub fn pass_through_edges(&self) -> Vec<&T> {
+        match self {
+            NodeKind::Message { next, .. } => vec![next],
+            NodeKind::LanguageGuess { fallback, .. } => vec![fallback],
+            NodeKind::HoursCheck { open, closed } => vec![open, closed],
+            NodeKind::Queue { closed, .. } => vec![closed],
+            _ => vec![],
+        }
+    }
+
+    /// Every prompt id with its field name.
+    pub fn prompts(&self) -> Vec<(&'static str, &PromptId)> {
+        match self {
+            NodeKind::Message { prompt, .. }
+            | NodeKind::Menu { prompt, .. }
+            | NodeKind::LanguageGuess { prompt, .. }
+            | NodeKind::LanguageMenu { prompt, .. }
+            | NodeKind::AreaMenu { prompt, .. }
+            | NodeKind::Callback { prompt } => vec![("prompt", prompt)],
+            NodeKind::HoursCheck { .. } => vec![],
+            NodeKind::CapEntry { prompt, landline_prompt, invalid_prompt, placed_prompt, .. } => vec![
+                ("prompt", prompt),
+                ("landline_prompt", landline_prompt),
+                ("invalid_prompt", invalid_prompt),
+                ("placed_prompt", placed_prompt),
+            ],
+            NodeKind::SelfService { intro_prompt, item_prompt, options_prompt, none_prompt, no_more_prompt, .. } => {
+                vec![
+                    ("intro_prompt", intro_prompt),
+                    ("item_prompt", item_prompt),
+                    ("options_prompt", options_prompt),
+                    ("none_prompt", none_prompt),
+                    ("no_more_prompt", no_more_prompt),
+                ]
+            }
+            NodeKind::Queue { enter_prompt, position_prompt, callback_offer_prompt, transfer_failed_prompt, .. } => vec![
+                ("enter_prompt", enter_prompt),
+                ("position_prompt", position_prompt),
+                ("callback_offer_prompt", callback_offer_prompt),
+                ("transfer_failed_prompt", transfer_failed_prompt),
+            ],
+            NodeKind::OutOfHours { closed_prompt, next_opening_prompt, portal_prompt, options_prompt, .. } => vec![
+                ("closed_prompt", closed_prompt),
+                ("next_opening_prompt", next_opening_prompt),
+                ("portal_prompt", portal_prompt),
+                ("options_prompt", options_prompt),
+            ],
+        }
+    }
+
+    /// The same node with every target converted by `f` (name → index at load).
+    pub fn try_map<U, E>(self, mut f: impl FnMut(&'static str, T) -> Result<U, E>) -> Result<NodeKind<U>, E> {
+        let opts = |options: Vec<MenuOption<T>>, f: &mut dyn FnMut(&'static str, T) -> Result<U, E>| {
+            options
+                .into_iter()
+                .map(|o| Ok(MenuOption { goto: f("options", o.goto)?, digit: o.digit }))
+                .collect::<Result<Vec<_>, E>>()
+        };
+        Ok(match self {
+            NodeKind::Message { prompt, next } => NodeKind::Message { prompt, next: f("next", next)? },
+            NodeKind::Menu { prompt, options, back } => NodeKind::Menu {
+                prompt,
+                options: opts(options, &mut f)?,
+                back: back.map(|b| f("back", b)).transpose()?,
+            },
+            NodeKind::LanguageGuess { prompt, next, fallback } => {
+                NodeKind::LanguageGuess { prompt, next: f("next", next)?, fallback: f("fallback", fallback)? }
+            }
+            NodeKind::LanguageMenu { prompt, next, back } => NodeKind::LanguageMenu {
+                prompt,
+                next: f("next", next)?,
+                back: back.map(|b| f("back", b)).transpose()?,
+            },
+            NodeKind::HoursCheck { open, closed } => {
+                NodeKind::HoursCheck { open: f("open", open)?, closed: f("closed", closed)? }
+            }
+            NodeKind::AreaMenu { prompt, next, options, back } => NodeKind::AreaMenu {
+                prompt,
+                next: f("next", next)?,
+                options: opts(options, &mut f)?,
+                back: back.map(|b| f("back", b)).transpose()?,
+            },
+            NodeKind::CapEntry { prompt, landline_prompt, invalid_prompt, placed_prompt, next, skip, back } => {
+                NodeKind::CapEntry {
+                    prompt,
+                    landline_prompt,
+                    invalid_prompt,
+                    placed_prompt,
+                    next: f("next", next)?,
+                    skip: f("skip", skip)?,
+                    back: back.map(|b| f("back", b)).transpose()?,
+                }
+            }
+            NodeKind::SelfService {
+                page_size,
+                intro_prompt,
+                item_prompt,
+                options_prompt,
+                none_prompt,
+                no_more_prompt,
+                operator,
+                back,
+            } => NodeKind::SelfService {
+                page_size,
+                intro_prompt,
+                item_prompt,
+                options_prompt,
+                none_prompt,
+                no_more_prompt,
+                operator: f("operator", operator)?,
+                back: back.map(|b| f("back", b)).transpose()?,
+            },
+            NodeKind::Queue {
+                enter_prompt,
+                position_prompt,
+                callback_offer_prompt,
+                transfer_failed_prompt,
+                announce_interval_secs,
+                callback_offer_after_secs,
+                priority,
+                retry_priority_step,
+                closed,
+                callback,
+            } => NodeKind::Queue {
+                enter_prompt,
+                position_prompt,
+                callback_offer_prompt,
+                transfer_failed_prompt,
+                announce_interval_secs,
+                callback_offer_after_secs,
+                priority,
+                retry_priority_step,
+                closed: f("closed", closed)?,
+                callback: f("callback", callback)?,
+            },
+            NodeKind::OutOfHours { closed_prompt, next_opening_prompt, portal_prompt, options_prompt, callback, self_service } => {
+                NodeKind::OutOfHours {
+                    closed_prompt,
+                    next_opening_prompt,
+                    portal_prompt,
+                    options_prompt,
+                    callback: f("callback", callback)?,
+                    self_service: f("self_service", self_service)?,
+                }
+            }
+            NodeKind::Callback { prompt } => NodeKind::Callback { prompt },
+        })
+    }
+}

@@ -1,0 +1,12 @@
+# Self-service: the nearest services of the chosen area, read back three at a time.
+# $phone arrives already spaced digit by digit; $hours is "none" when closed today.
+
+services-intro = Here are the nearest services.
+services-item =
+    { $name }, in { $town }. Phone: { $phone }. { $hours ->
+        [none] Closed today.
+       *[other] Open today: { $hours }.
+    }
+services-options = To hear them again, press 1. For an operator, press 2. For three more, press 9.
+services-none = We found no services near you. I will put you through to an operator.
+services-no-more = There are no more services.

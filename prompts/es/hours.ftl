@@ -1,0 +1,19 @@
+# Fuera de horario: cuándo volvemos a abrir, el portal y qué puede hacer ahora quien llama.
+
+hours-closed = Ahora nuestros operadores no están disponibles.
+hours-next-opening =
+    { $day ->
+        [today] Volvemos a abrir hoy a las { $time }.
+        [tomorrow] Volvemos a abrir mañana a las { $time }.
+       *[other] Volvemos a abrir el { $weekday ->
+            [1] lunes
+            [2] martes
+            [3] miércoles
+            [4] jueves
+            [5] viernes
+            [6] sábado
+           *[7] domingo
+        } a las { $time }.
+    }
+hours-portal = Encontrará mucha información en integrazionemigranti punto gov punto it.
+hours-options = Para que le llamemos, pulse 1. Para escuchar los servicios cerca de usted, disponibles a cualquier hora, pulse 2.

@@ -1,0 +1,12 @@
+# Autoservicio: los servicios más cercanos, leídos de tres en tres.
+# $phone llega ya separado cifra por cifra; $hours vale "none" si hoy está cerrado.
+
+services-intro = Estos son los servicios más cercanos.
+services-item =
+    { $name }, en { $town }. Teléfono: { $phone }. { $hours ->
+        [none] Hoy está cerrado.
+       *[other] Hoy abre: { $hours }.
+    }
+services-options = Para escucharlos otra vez, pulse 1. Para un operador, pulse 2. Para tres servicios más, pulse 9.
+services-none = No encontramos servicios cerca de usted. Le paso con un operador.
+services-no-more = No hay más servicios.

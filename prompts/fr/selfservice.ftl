@@ -1,0 +1,12 @@
+# Libre-service : les services les plus proches, lus trois par trois.
+# $phone arrive déjà chiffre par chiffre ; $hours vaut "none" si fermé aujourd'hui.
+
+services-intro = Voici les services les plus proches.
+services-item =
+    { $name }, à { $town }. Téléphone : { $phone }. { $hours ->
+        [none] Fermé aujourd'hui.
+       *[other] Ouvert aujourd'hui : { $hours }.
+    }
+services-options = Pour réécouter, appuyez sur 1. Pour un conseiller, appuyez sur 2. Pour trois autres services, appuyez sur 9.
+services-none = Nous n'avons trouvé aucun service près de chez vous. Je vous passe un conseiller.
+services-no-more = Il n'y a pas d'autres services.

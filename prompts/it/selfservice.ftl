@@ -1,0 +1,12 @@
+# Self-service: the nearest services of the chosen area, read back three at a time.
+# $phone arrives already spaced digit by digit; $hours is "none" when closed today.
+
+services-intro = Ecco i servizi più vicini.
+services-item =
+    { $name }, a { $town }. Telefono: { $phone }. { $hours ->
+        [none] Oggi è chiuso.
+       *[other] Oggi è aperto: { $hours }.
+    }
+services-options = Per riascoltare, premi 1. Per un operatore, premi 2. Per altri tre servizi, premi 9.
+services-none = Non abbiamo trovato servizi vicino a te. Ti passo un operatore.
+services-no-more = Non ci sono altri servizi.
