@@ -31,6 +31,9 @@ pub enum Command {
     /// Manage operators, supervisors and admins.
     #[command(subcommand)]
     User(UserCommand),
+    /// The services directory: import, export, generate the demo, benchmark.
+    #[command(subcommand)]
+    Directory(crate::directory::cli::DirectoryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +111,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::User(cmd) => user(cmd, &loaded.settings).await,
+            Command::Directory(cmd) => crate::directory::cli::run(cmd, &loaded.settings).await,
         }
     })
 }
@@ -124,6 +128,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     telemetry::init(settings.log_format);
     let app = Application::build(settings).await?;
+    app.state().directory.seed_demo_if_empty().await?;
     if let Some((name, password)) = &app.first_admin {
         println!("================================================================");
         println!(" First start: an admin account was created. Shown only this once.");

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod metrics;

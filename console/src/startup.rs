@@ -28,6 +28,8 @@ impl Application {
         let (secret, source) = secrets::server_secret(&db, &settings.secret).await?;
         tracing::info!(?source, backend = db.backend().name(), "database ready");
         let first_admin = users::ensure_first_admin(&db).await?;
+        let directory = crate::directory::Directory::open(db.clone()).await?;
+        directory.spawn_watcher();
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
@@ -36,6 +38,7 @@ impl Application {
             settings: Arc::new(settings),
             secret: Arc::new(secret),
             metrics: Arc::new(Metrics::new()),
+            directory,
         };
         Ok(Application { listener, state, first_admin })
     }

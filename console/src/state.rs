@@ -12,4 +12,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub secret: Arc<ServerSecret>,
     pub metrics: Arc<Metrics>,
+    /// The services directory and its search index (issue 5).
+    pub directory: crate::directory::Directory,
 }
