@@ -26,6 +26,7 @@ fn read(path: &Path) -> Dataset {
 
 async fn service_count(db: &TestDb) -> i64 {
     let d = console::db::Db::connect(&db.url).await.unwrap();
+    d.migrate().await.unwrap();
     let n = console::directory::store::service_count(&d).await.unwrap();
     d.close().await;
     n
@@ -157,9 +158,10 @@ async fn search_api_answers_in_hsds_pages() {
     assert_eq!(body["area_counts"]["lingua"], 1);
 
     // Accents, area, language, position by comune name, CAP and lat,lng.
-    let (_, body) = get(&app, "/api/services/search?q=citta&area=lingua").await;
+    let (_, body) = get(&app, "/api/services/search?q=citta&area=mediazione").await;
     assert_eq!(body["total_items"], 1, "{body}");
-    assert_eq!(body["contents"][0]["name"], "Corsi di italiano per adulti");
+    assert_eq!(body["contents"][0]["name"], "Mediatore culturale di strada");
+    assert_eq!(body["area_counts"]["lingua"], 2, "{body}");
     let (_, body) = get(&app, "/api/services/search?lang=ar").await;
     assert_eq!(body["contents"][0]["name"], "Sportello mediazione interculturale");
     let (_, body) = get(&app, "/api/services/search?near=Milano&radius_km=5").await;

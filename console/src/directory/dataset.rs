@@ -77,6 +77,21 @@ impl Dataset {
         self
     }
 
+    /// Checks every cell against its column ([`check_cell`]): for datasets made in memory.
+    pub fn check_cells(&self) -> Vec<RowError> {
+        let mut errors = Vec::new();
+        for (t, table) in TABLES.iter().enumerate() {
+            for row in &self.tables[t] {
+                for (c, column) in table.columns.iter().enumerate() {
+                    if let Some(reason) = check_cell(column.kind, column.required, row.get(c)) {
+                        errors.push(RowError::new(table.name, row.line, column.name, reason));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
     /// Checks uniqueness of ids and every foreign key; cell formats are checked when read
     /// ([`check_cell`]). Returns every problem found.
     pub fn check_references(&self) -> Vec<RowError> {

@@ -84,6 +84,14 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
+        if record.len() != header.len() {
+            errors.push(err(
+                line,
+                "",
+                format!("{} fields, the header has {} (quote values containing commas)", record.len(), header.len()),
+            ));
+            continue;
+        }
         let get = |name: &str| -> String {
             COLUMNS
                 .iter()
@@ -129,6 +137,10 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
         if comune.is_none() && !town.is_empty() {
             errors.push(err(line, "town", format!("{town:?} is not an Italian comune")));
         }
+        let postal_code = cap.map(|c| c.as_str().to_owned()).or(comune.and_then(|c| c.cap).map(|c| c.as_str().to_owned()));
+        if comune.is_some() && postal_code.is_none() {
+            errors.push(err(line, "cap", "required here: the comune's CAP is not known".into()));
+        }
         let mut languages = Vec::new();
         for l in get("languages").split([',', ';', ' ']).map(str::trim).filter(|l| !l.is_empty()) {
             let code = l.to_lowercase();
@@ -167,7 +179,7 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
             areas,
             address: get("address"),
             town: comune.name.clone(),
-            postal_code: cap.map(|c| c.as_str().to_owned()).or(comune.cap.map(|c| c.as_str().to_owned())).unwrap_or_default(),
+            postal_code: postal_code.unwrap_or_default(),
             province: comune.province.sigla.clone(),
             region: comune.province.regione.clone(),
             point: Some(comune.point),

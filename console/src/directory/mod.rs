@@ -91,8 +91,14 @@ impl Directory {
         if stored == self.version.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let started = std::time::Instant::now();
         let data = store::load_all(&self.db).await?;
+        self.install(data, stored).await?;
+        Ok(true)
+    }
+
+    /// Builds the index of `data` (the stored directory at `version`) and swaps it in.
+    async fn install(&self, data: Dataset, version: i64) -> Result<(), DirectoryError> {
+        let started = std::time::Instant::now();
         let index = tokio::task::spawn_blocking(move || {
             DirectoryIndex::build(docs::service_docs(&data, Gazetteer::embedded()))
         })
@@ -102,16 +108,16 @@ impl Directory {
             Ok(mut g) => *g = Arc::new(index),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(index),
         }
-        self.version.store(stored, Ordering::Release);
-        tracing::info!(services, version = stored, ms = started.elapsed().as_millis() as u64, "directory index built");
-        Ok(true)
+        self.version.store(version, Ordering::Release);
+        tracing::info!(services, version, ms = started.elapsed().as_millis() as u64, "directory index built");
+        Ok(())
     }
 
-    /// Replaces the whole directory (validated data) and refreshes the index before returning.
+    /// Replaces the whole directory (validated data) and swaps in its index before returning.
     pub async fn replace(&self, data: &Dataset) -> Result<(), DirectoryError> {
-        store::replace_all(&self.db, data).await?;
-        self.refresh().await?;
-        Ok(())
+        let _one_at_a_time = self.refreshing.lock().await;
+        let version = store::replace_all(&self.db, data).await?;
+        self.install(data.clone(), version).await
     }
 
     /// Loads the demo directory when the database holds no service. Returns whether it did.

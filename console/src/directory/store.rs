@@ -10,8 +10,9 @@ use super::schema::{Kind, Table, TABLES};
 use crate::db::{Db, DbError};
 use sqlx::Row as _;
 
-/// Parameters per INSERT statement: under SQLite's 32,766 and PostgreSQL's 65,535.
-const MAX_PARAMS: usize = 30_000;
+/// Parameters per INSERT statement: under SQLite's 32,766 and PostgreSQL's 65,535, and small
+/// enough that one statement stays well under the slow-statement log threshold.
+const MAX_PARAMS: usize = 2_000;
 
 fn sql_table(table: &Table) -> String {
     format!("dir_{}", table.name)
@@ -25,16 +26,16 @@ fn is_float(kind: Kind) -> bool {
     matches!(kind, Kind::Float { .. })
 }
 
-/// Replaces the whole directory with `data` in one transaction and bumps the version. `data` must
-/// have been validated: a row the database rejects aborts everything.
-pub async fn replace_all(db: &Db, data: &Dataset) -> Result<(), DbError> {
+/// Replaces the whole directory with `data` in one transaction and bumps the version, returning
+/// the new version. `data` must have been validated: a row the database rejects aborts everything.
+pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
     let mut tx = db.pool().begin().await?;
     for table in TABLES.iter().rev() {
         sqlx::query(&format!("DELETE FROM {}", sql_table(table))).execute(&mut *tx).await?;
     }
     for (t, table) in TABLES.iter().enumerate() {
         let rows = &data.tables[t];
-        let per_stmt = (MAX_PARAMS / table.columns.len()).clamp(1, 1000);
+        let per_stmt = (MAX_PARAMS / table.columns.len()).clamp(1, 500);
         for chunk in rows.chunks(per_stmt) {
             let mut sql = format!("INSERT INTO {} ({}) VALUES ", sql_table(table), column_list(table));
             let mut n = 0;
@@ -67,8 +68,10 @@ pub async fn replace_all(db: &Db, data: &Dataset) -> Result<(), DbError> {
         }
     }
     sqlx::query("UPDATE dir_meta SET value = value + 1 WHERE key = 'version'").execute(&mut *tx).await?;
+    let version: i64 =
+        sqlx::query("SELECT value FROM dir_meta WHERE key = 'version'").fetch_one(&mut *tx).await?.try_get(0)?;
     tx.commit().await?;
-    Ok(())
+    Ok(version)
 }
 
 fn row_from(table: &Table, r: &sqlx::any::AnyRow) -> Result<Row, DbError> {

@@ -214,3 +214,4 @@ fn nearest_services_for_the_ivr() {
     assert_eq!(next.len(), 1);
     assert!(nearest_services(&idx, ServiceArea::Lingua, MILANO, 0, 5, now).is_empty());
 }
+
