@@ -137,7 +137,7 @@ pub fn generate(count: usize, seed: u64, gazetteer: &Gazetteer) -> Dataset {
     let Ok(pick_lang) = WeightedIndex::new(EXTRA_LANGUAGES.iter().map(|l| l.1)) else { return Dataset::default() };
     let Ok(pick_hours) = WeightedIndex::new(HOURS.iter().map(|h| h.1)) else { return Dataset::default() };
     let hours: Vec<_> = HOURS.iter().map(|(h, _)| parse_readable(h).unwrap_or_default()).collect();
-    let mut id_rng = StdRng::seed_from_u64(seed ^ 0x5eed_1d5);
+    let mut id_rng = StdRng::seed_from_u64(seed ^ 0x05ee_d1d5);
     let mut builder = Builder::new(move || uuid(&mut id_rng));
     for i in 0..count {
         let c = &comuni[pick_comune.sample(&mut rng)];

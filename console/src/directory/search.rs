@@ -20,6 +20,9 @@ use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, Ter
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, Term};
 
+/// Kilometres per degree of latitude on the sphere the gazetteer uses.
+const KM_PER_DEGREE_LAT: f64 = GeoPoint::EARTH_RADIUS_KM * std::f64::consts::PI / 180.0;
+
 /// The largest page size the search returns.
 pub const MAX_PAGE_SIZE: usize = 100;
 
@@ -136,6 +139,12 @@ impl Filter {
             let open =
                 if doc.hours.tz == local.tz { doc.hours.is_open_local(local) } else { doc.hours.is_open_at(self.now) };
             if !open {
+                return None;
+            }
+        }
+        if let (Some(c), Some(p), Some(r)) = (&self.center, doc.point, self.radius_km) {
+            // Cheap latitude band first: a degree of latitude is 111.19 km everywhere.
+            if (p.lat - c.lat).abs() > r / KM_PER_DEGREE_LAT + 1e-9 {
                 return None;
             }
         }
