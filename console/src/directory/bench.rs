@@ -39,6 +39,11 @@ pub struct BenchArgs {
     pub import_max: usize,
 }
 
+/// Each query runs this many times; its latency is the fastest run (the others measure the
+/// machine's other load: on a shared 2-core machine a query preempted once costs a time slice).
+/// The p99 over every run is printed too.
+const REPEAT: usize = 5;
+
 /// The texts typed by operators: whole words, a typo, accents, prefixes.
 const TEXTS: &[&str] = &[
     "centro impiego", "consultorio", "corsi di italiano", "mediazione", "sportello casa", "mediatori",
@@ -102,8 +107,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let g = Gazetteer::embedded();
     let now = Utc.with_ymd_and_hms(2025, 3, 4, 10, 0, 0).single().context("clock")?;
     let probes = probes(args.queries, g);
-    println!("| services | index build s | index memory MiB | p50 ms | p99 ms | PostgreSQL p50 ms | PostgreSQL p99 ms | p99 speed-up |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| services | index build s | index memory MiB | p50 ms | p99 ms | p99 ms (every run) | PostgreSQL p50 ms | PostgreSQL p99 ms | PostgreSQL p99 ms (every run) | p99 speed-up |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut imports = Vec::new();
     for &n in &args.sizes {
         let t = Instant::now();
@@ -125,9 +132,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let build_s = t.elapsed().as_secs_f64();
         let mem = rss_bytes().saturating_sub(before) as f64 / (1024.0 * 1024.0);
         eprintln!("{n}: index built in {build_s:.1} s, RSS +{mem:.0} MiB");
-        let mut times = Vec::with_capacity(probes.len());
         let mut found = 0usize;
-        for (i, p) in probes.iter().chain(probes.iter().take(50)).enumerate() {
+        let run_once = |p: &Probe| {
             let mut q = SearchQuery::new(now);
             q.text = p.text.into();
             q.areas = vec![p.area];
@@ -135,27 +141,42 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             q.radius_km = Some(args.radius_km);
             let t = Instant::now();
             let r = search(&index, &q);
-            let e = t.elapsed();
-            if i >= 50 {
-                times.push(e);
-                found += r.total;
-            }
+            (t.elapsed(), r.total)
+        };
+        for p in probes.iter().take(50) {
+            run_once(p);
         }
-        times.sort();
-        let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
-        eprintln!("{n}: mean hits {:.1}", found as f64 / probes.len().max(1) as f64);
-        let (pg50, pg99) = match &pg {
+        let mut raw = Vec::with_capacity(probes.len() * REPEAT);
+        let mut best = Vec::with_capacity(probes.len());
+        for p in &probes {
+            let mut min = Duration::MAX;
+            for _ in 0..REPEAT {
+                let (e, total) = run_once(p);
+                raw.push(e);
+                min = min.min(e);
+                found += total;
+            }
+            best.push(min);
+        }
+        raw.sort();
+        best.sort();
+        let (p50, p99, raw99) = (percentile(&best, 0.5), percentile(&best, 0.99), percentile(&raw, 0.99));
+        eprintln!("{n}: mean hits {:.1}", found as f64 / (REPEAT * probes.len()).max(1) as f64);
+        let (pg50, pg99, pgraw99) = match &pg {
             Some(pg) => {
                 pg.load(&index.docs).await?;
-                let times = pg.run(&probes, args.radius_km).await?;
-                (format!("{:.2}", percentile(&times, 0.5)), Some(percentile(&times, 0.99)))
+                let (best, raw) = pg.run(&probes, args.radius_km).await?;
+                (Some(percentile(&best, 0.5)), Some(percentile(&best, 0.99)), Some(percentile(&raw, 0.99)))
             }
-            None => ("–".into(), None),
+            None => (None, None, None),
         };
+        let ms = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or("–".into());
         let speedup = pg99.map(|x| format!("{:.0}×", x / p99.max(1e-6))).unwrap_or("–".into());
         println!(
-            "| {n} | {build_s:.1} | {mem:.0} | {p50:.3} | {p99:.3} | {pg50} | {} | {speedup} |",
-            pg99.map(|x| format!("{x:.2}")).unwrap_or("–".into())
+            "| {n} | {build_s:.1} | {mem:.0} | {p50:.3} | {p99:.3} | {raw99:.3} | {} | {} | {} | {speedup} |",
+            ms(pg50),
+            ms(pg99),
+            ms(pgraw99)
         );
         if let Some(pg) = pg {
             pg.drop_database().await?;
@@ -268,7 +289,7 @@ impl PgBaseline {
 
     /// Text (full-text OR trigram word similarity) + area + bounding box + exact distance,
     /// ranked by text rank and distance, first page of 20: what the index answers.
-    async fn run(&self, probes: &[Probe], radius_km: f64) -> anyhow::Result<Vec<Duration>> {
+    async fn run(&self, probes: &[Probe], radius_km: f64) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
         let sql = "SELECT id, name, town, dist FROM ( \
              SELECT id, name, town, \
                6371.0088 * 2 * asin(sqrt(power(sin(radians(lat - $2) / 2), 2) + cos(radians($2)) * cos(radians(lat)) * power(sin(radians(lng - $3) / 2), 2))) AS dist, \
@@ -277,33 +298,43 @@ impl PgBaseline {
              WHERE areas LIKE $4 AND lat BETWEEN $2 - $5 AND $2 + $5 AND lng BETWEEN $3 - $6 AND $3 + $6 \
                AND (tsv @@ plainto_tsquery('italian', $1) OR $1 <% doc) \
            ) s WHERE dist <= $7 ORDER BY rank / (1 + dist / 10) DESC LIMIT 20";
-        let mut times = Vec::with_capacity(probes.len());
-        for (i, p) in probes.iter().chain(probes.iter().take(50)).enumerate() {
+        let mut raw = Vec::with_capacity(probes.len() * REPEAT);
+        let mut best = Vec::with_capacity(probes.len());
+        for (i, p) in probes.iter().take(50).chain(probes.iter()).enumerate() {
             let dlat = radius_km / 111.0;
             let dlng = radius_km / (111.0 * p.point.lat.to_radians().cos().max(0.1));
-            let t = Instant::now();
-            sqlx::query(sql)
-                .bind(fold(p.text))
-                .bind(p.point.lat)
-                .bind(p.point.lng)
-                .bind(format!("%,{},%", p.area.as_str()))
-                .bind(dlat)
-                .bind(dlng)
-                .bind(radius_km)
-                .fetch_all(self.db.pool())
-                .await?;
+            let mut min = Duration::MAX;
+            for _ in 0..if i < 50 { 1 } else { REPEAT } {
+                let t = Instant::now();
+                sqlx::query(sql)
+                    .bind(fold(p.text))
+                    .bind(p.point.lat)
+                    .bind(p.point.lng)
+                    .bind(format!("%,{},%", p.area.as_str()))
+                    .bind(dlat)
+                    .bind(dlng)
+                    .bind(radius_km)
+                    .fetch_all(self.db.pool())
+                    .await?;
+                let e = t.elapsed();
+                if i >= 50 {
+                    raw.push(e);
+                    min = min.min(e);
+                }
+            }
             if i >= 50 {
-                times.push(t.elapsed());
+                best.push(min);
             }
         }
-        times.sort();
-        Ok(times)
+        raw.sort();
+        best.sort();
+        Ok((best, raw))
     }
 
     async fn drop_database(self) -> anyhow::Result<()> {
         self.db.close().await;
         let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name)).execute(&mut conn).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await?;
         Ok(())
     }
 }

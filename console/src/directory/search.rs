@@ -7,7 +7,7 @@
 //! IVR calls it directly on a shared `Arc<DirectoryIndex>`.
 
 use super::docs::{area_bit, ServiceDoc};
-use super::index::{chord_km, to_xyz, DirectoryIndex};
+use super::index::{cell_key, cell_of, chord_km, to_xyz, DirectoryIndex};
 use super::opening::LocalNow;
 use chrono::{DateTime, Utc};
 use ivr::domain::ServiceArea;
@@ -191,7 +191,10 @@ impl Found {
 /// Runs a search. Never fails: a query that cannot match finds nothing.
 pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
     let filter = Filter::new(index, q);
-    let text_query = build_text_query(index, &q.text);
+    let text_query = build_text_query(index, &q.text).map(|text| match cells_clause(index, q) {
+        Some(cells) => Box::new(BooleanQuery::new(vec![(Occur::Must, text), (Occur::Must, cells)])) as Box<dyn Query>,
+        None => text,
+    });
     let mut found = match text_query {
         Some(query) => {
             let collector = FilterCollector { index: Arc::clone(index), filter: Arc::new(filter) };
@@ -293,6 +296,33 @@ pub fn nearest_services(
             distance_km: d.point.map(|p| point.distance_km(&p)).unwrap_or(f64::INFINITY),
         })
         .collect()
+}
+
+/// The most grid cells a radius may turn into a query clause; past it the radius is checked
+/// only on the matches.
+const MAX_CELLS: i64 = 256;
+
+/// "In one of the grid cells the circle touches": a constant-score clause that lets tantivy
+/// skip the text matches far away. The exact distance is still checked on every match.
+fn cells_clause(index: &DirectoryIndex, q: &SearchQuery) -> Option<Box<dyn Query>> {
+    let (c, r) = (q.near?, q.radius_km?);
+    let dlat = r / KM_PER_DEGREE_LAT;
+    let max_lat = (c.lat.abs() + dlat).min(89.0);
+    let dlng = r / (KM_PER_DEGREE_LAT * max_lat.to_radians().cos());
+    let lo = cell_of(&GeoPoint::new(c.lat - dlat, c.lng - dlng));
+    let hi = cell_of(&GeoPoint::new(c.lat + dlat, c.lng + dlng));
+    let count = (i64::from(hi.0) - i64::from(lo.0) + 1) * (i64::from(hi.1) - i64::from(lo.1) + 1);
+    if count > MAX_CELLS || hi.1 < lo.1 {
+        return None;
+    }
+    let mut cells: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for a in lo.0..=hi.0 {
+        for b in lo.1..=hi.1 {
+            let term = Term::from_field_text(index.fields.cell, &cell_key(a, b));
+            cells.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        }
+    }
+    Some(Box::new(tantivy::query::ConstScoreQuery::new(Box::new(BooleanQuery::new(cells)), 0.0)))
 }
 
 /// Words shorter than this are optional (articles, prepositions) unless they are all there is.

@@ -77,8 +77,9 @@ fn text(t: &str) -> SearchQuery {
 #[test]
 fn a_typo_in_a_long_word_still_finds() {
     let idx = index();
-    assert_eq!(names(&idx, &text("consultoro ")), vec!["Consultorio familiare"]);
+    assert_eq!(names(&idx, &text("cosultorio ")), vec!["Consultorio familiare"]);
     assert_eq!(names(&idx, &text("mediazine ")), vec!["Sportello mediazione interculturale"]);
+    assert_eq!(names(&idx, &text("mediaizone ")), vec!["Sportello mediazione interculturale"], "a transposition is one typo");
     // Short words must match exactly.
     assert!(names(&idx, &text("casx ")).is_empty());
 }
