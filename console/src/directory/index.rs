@@ -152,6 +152,12 @@ impl DirectoryIndex {
             by_id.insert(d.id.clone(), i as u32);
         }
         writer.commit()?;
+        // One segment: every query walks each segment's term dictionary (fuzzy and prefix terms
+        // most of all), so one is faster than the few the indexing threads leave.
+        let segments = index.searchable_segment_ids()?;
+        if segments.len() > 1 {
+            writer.merge(&segments).wait()?;
+        }
         writer.wait_merging_threads()?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(DirectoryIndex {
