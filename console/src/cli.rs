@@ -31,6 +31,9 @@ pub enum Command {
     /// Manage operators, supervisors and admins.
     #[command(subcommand)]
     User(UserCommand),
+    /// The services directory: import, export, generate the demo, benchmark.
+    #[command(subcommand)]
+    Directory(crate::directory::cli::DirectoryCommand),
     /// Render and check the spoken prompts.
     #[command(subcommand)]
     Prompts(PromptsCommand),
@@ -130,6 +133,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::CheckConfig => Ok(check_config(&loaded)),
             Command::User(cmd) => user(cmd, &loaded.settings).await,
             Command::Prompts(cmd) => Ok(prompts(&cmd)),
+            Command::Directory(cmd) => crate::directory::cli::run(cmd, &loaded.settings).await,
         }
     })
 }
@@ -146,6 +150,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     telemetry::init(settings.log_format);
     let app = Application::build(settings).await?;
+    app.state().directory.seed_demo_if_empty().await?;
     if let Some((name, password)) = &app.first_admin {
         println!("================================================================");
         println!(" First start: an admin account was created. Shown only this once.");

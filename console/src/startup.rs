@@ -2,7 +2,7 @@
 //! create the first admin on an empty database, bind the listener (port 0 allowed), serve until
 //! SIGINT or SIGTERM.
 
-use crate::calls::{CallRuntime, NoDirectory};
+use crate::calls::CallRuntime;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use ivr::prompts::{Tts, TtsOptions};
@@ -43,12 +43,14 @@ impl Application {
         let (secret, source) = secrets::server_secret(&db, &settings.secret).await?;
         tracing::info!(?source, backend = db.backend().name(), "database ready");
         let first_admin = users::ensure_first_admin(&db).await?;
+        let directory = crate::directory::Directory::open(db.clone()).await?;
+        directory.spawn_watcher();
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
         let sip = crate::sip::SipServer::bind(&settings).await?;
         let metrics = Arc::new(Metrics::new());
-        let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(NoDirectory), metrics.clone());
+        let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(directory.clone()), metrics.clone());
         let tts_dir = settings.data_dir.join("tts-cache");
         let tts = Tts::new(tts_dir.clone(), TtsOptions::default())
             .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?;
@@ -61,6 +63,7 @@ impl Application {
             voice,
             tts: Arc::new(tts),
             clock,
+            directory,
         };
         Ok(Application { listener, sip, state, first_admin })
     }

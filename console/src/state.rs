@@ -23,4 +23,6 @@ pub struct AppState {
     pub tts: Arc<ivr::prompts::Tts>,
     /// What time it is (injected: tests move it).
     pub clock: Arc<dyn Clock>,
+    /// The services directory and its search index (issue 5).
+    pub directory: crate::directory::Directory,
 }

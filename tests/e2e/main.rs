@@ -5,6 +5,7 @@
 mod helpers;
 
 mod cli;
+mod directory;
 mod health;
 mod migrations;
 mod nodes;

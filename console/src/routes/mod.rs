@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session::routes())
         .merge(prompts::routes())
         .merge(crate::webhook::routes())
+        .merge(crate::directory::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -1,0 +1,213 @@
+//! The services directory (issue 5): the services foreign citizens are referred to, kept in the
+//! database as Open Referral HSDS 3.0 tables and searched from an in-memory index that follows
+//! every change.
+//!
+//! Architecture invariant: the database is the source of truth. The index is rebuilt from it and
+//! swapped whole; every write bumps `dir_meta.version`, and each server polls that version, so an
+//! import made by the CLI or by another node reaches every index without a restart.
+//!
+//! Entry points: [`Directory`] (shared in `AppState`), [`search::search`] and
+//! [`search::nearest_services`] (synchronous, for the console's websocket and the IVR),
+//! [`routes`] (HTTP), [`cli`] (`helpline directory …`).
+
+pub mod api;
+pub mod bench;
+pub mod builder;
+pub mod cli;
+pub mod dataset;
+pub mod datapackage;
+pub mod docs;
+pub mod flat_csv;
+pub mod generate;
+pub mod import;
+pub mod index;
+pub mod opening;
+pub mod schema;
+pub mod search;
+pub mod store;
+
+pub use api::routes;
+pub use dataset::{Dataset, RowError};
+pub use index::DirectoryIndex;
+pub use search::{nearest_services, search, SearchHit, SearchQuery, SearchResults, ServiceSummary};
+
+use crate::db::{Db, DbError};
+use chrono::{DateTime, Utc};
+use ivr::domain::ServiceArea;
+use ivr::geo::{Gazetteer, GeoPoint};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How often a server checks whether the directory changed elsewhere.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why a directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error("the index build was interrupted: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The directory: its database and the current index. Cheap to clone.
+#[derive(Clone)]
+pub struct Directory {
+    db: Db,
+    current: Arc<RwLock<Arc<DirectoryIndex>>>,
+    version: Arc<AtomicI64>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Directory {
+    /// Builds the index from what the database holds.
+    pub async fn open(db: Db) -> Result<Directory, DirectoryError> {
+        let dir = Directory {
+            db,
+            current: Arc::new(RwLock::new(Arc::new(DirectoryIndex::empty()?))),
+            version: Arc::new(AtomicI64::new(-1)),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        dir.refresh().await?;
+        Ok(dir)
+    }
+
+    /// The index now. Keep the `Arc` for the length of one search, not longer.
+    pub fn index(&self) -> Arc<DirectoryIndex> {
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Rebuilds the index when the stored version differs from the indexed one. Returns whether
+    /// it rebuilt.
+    pub async fn refresh(&self) -> Result<bool, DirectoryError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let stored = store::version(&self.db).await?;
+        if stored == self.version.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let data = store::load_all(&self.db).await?;
+        self.install(data, stored).await?;
+        Ok(true)
+    }
+
+    /// Builds the index of `data` (the stored directory at `version`) and swaps it in.
+    async fn install(&self, data: Dataset, version: i64) -> Result<(), DirectoryError> {
+        let started = std::time::Instant::now();
+        let index = tokio::task::spawn_blocking(move || {
+            DirectoryIndex::build(docs::service_docs(&data, Gazetteer::embedded()))
+        })
+        .await??;
+        let services = index.len();
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(index),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(index),
+        }
+        self.version.store(version, Ordering::Release);
+        tracing::info!(services, version, ms = started.elapsed().as_millis() as u64, "directory index built");
+        Ok(())
+    }
+
+    /// Replaces the whole directory (validated data) and swaps in its index before returning.
+    pub async fn replace(&self, data: &Dataset) -> Result<(), DirectoryError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let version = store::replace_all(&self.db, data).await?;
+        self.install(data.clone(), version).await
+    }
+
+    /// Loads the demo directory when the database holds no service. Returns whether it did.
+    pub async fn seed_demo_if_empty(&self) -> Result<bool, DirectoryError> {
+        if store::service_count(&self.db).await? > 0 {
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let data = tokio::task::spawn_blocking(|| {
+            generate::generate(generate::DEFAULT_COUNT, generate::DEFAULT_SEED, Gazetteer::embedded())
+        })
+        .await?;
+        self.replace(&data).await?;
+        tracing::info!(
+            services = generate::DEFAULT_COUNT,
+            ms = started.elapsed().as_millis() as u64,
+            "demo directory loaded into an empty database"
+        );
+        Ok(true)
+    }
+
+    /// Polls the stored version every [`WATCH_INTERVAL`] and rebuilds on change, until the pool
+    /// closes.
+    pub fn spawn_watcher(&self) -> tokio::task::JoinHandle<()> {
+        let dir = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WATCH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if dir.db.pool().is_closed() {
+                    break;
+                }
+                if let Err(e) = dir.refresh().await {
+                    tracing::warn!(error = %e, "directory refresh failed");
+                }
+            }
+        })
+    }
+
+    /// Runs a search on the current index.
+    pub fn search(&self, q: &SearchQuery) -> SearchResults {
+        search::search(&self.index(), q)
+    }
+
+    /// The IVR's lookup: the nearest services of `area` to `point`, nearest first.
+    pub fn nearest_services(
+        &self,
+        area: ServiceArea,
+        point: GeoPoint,
+        offset: usize,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Vec<ServiceSummary> {
+        search::nearest_services(&self.index(), area, point, offset, limit, now)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The IVR's "nearest services" lookup, answered from the in-memory index.
+impl crate::calls::NearbyServices for Directory {
+    fn nearest(
+        &self,
+        area: ServiceArea,
+        near: GeoPoint,
+        offset: u32,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> (Vec<ivr::engine::ServiceSummary>, bool) {
+        // One more than asked tells whether a next page exists.
+        let mut found = self.nearest_services(area, near, offset as usize, limit as usize + 1, now);
+        let has_more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        let services = found
+            .into_iter()
+            .map(|s| ivr::engine::ServiceSummary {
+                id: s.id,
+                name: s.name,
+                town: s.town,
+                phone: s.phone,
+                hours_today: (!s.hours_today.is_empty()).then_some(s.hours_today),
+                distance_km: s.distance_km,
+            })
+            .collect();
+        (services, has_more)
+    }
+}

@@ -1,0 +1,126 @@
+//! The directory in the database (the source of truth): replace it whole in one transaction,
+//! load it whole to build the index, read one service's rows for `GET /api/services/{id}`, and
+//! the version counter that tells every server its index is stale.
+//!
+//! Written once for both backends through sqlx's `Any` driver; the SQL is generated from
+//! [`schema`](super::schema) so it cannot drift from the importer.
+
+use super::dataset::{Dataset, Row};
+use super::schema::{Kind, Table, TABLES};
+use crate::db::{Db, DbError};
+use sqlx::Row as _;
+
+/// Parameters per INSERT statement: under SQLite's 32,766 and PostgreSQL's 65,535, and small
+/// enough that one statement stays well under the slow-statement log threshold.
+const MAX_PARAMS: usize = 2_000;
+
+fn sql_table(table: &Table) -> String {
+    format!("dir_{}", table.name)
+}
+
+fn column_list(table: &Table) -> String {
+    table.columns.iter().map(|c| format!("\"{}\"", c.name)).collect::<Vec<_>>().join(", ")
+}
+
+fn is_float(kind: Kind) -> bool {
+    matches!(kind, Kind::Float { .. })
+}
+
+/// Replaces the whole directory with `data` in one transaction and bumps the version, returning
+/// the new version. `data` must have been validated: a row the database rejects aborts everything.
+pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
+    let mut tx = db.pool().begin().await?;
+    for table in TABLES.iter().rev() {
+        sqlx::query(&format!("DELETE FROM {}", sql_table(table))).execute(&mut *tx).await?;
+    }
+    for (t, table) in TABLES.iter().enumerate() {
+        let rows = &data.tables[t];
+        let per_stmt = (MAX_PARAMS / table.columns.len()).clamp(1, 500);
+        for chunk in rows.chunks(per_stmt) {
+            let mut sql = format!("INSERT INTO {} ({}) VALUES ", sql_table(table), column_list(table));
+            let mut n = 0;
+            for (r, _) in chunk.iter().enumerate() {
+                if r > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for c in 0..table.columns.len() {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    n += 1;
+                    sql.push_str(&format!("${n}"));
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                for (c, column) in table.columns.iter().enumerate() {
+                    let v = row.get(c);
+                    query = match column.kind {
+                        Kind::Float { .. } => query.bind(v.and_then(|s| s.parse::<f64>().ok())),
+                        Kind::Int => query.bind(v.and_then(|s| s.parse::<i64>().ok())),
+                        _ => query.bind(v.map(str::to_owned)),
+                    };
+                }
+            }
+            query.execute(&mut *tx).await?;
+        }
+    }
+    sqlx::query("UPDATE dir_meta SET value = value + 1 WHERE key = 'version'").execute(&mut *tx).await?;
+    let version: i64 =
+        sqlx::query("SELECT value FROM dir_meta WHERE key = 'version'").fetch_one(&mut *tx).await?.try_get(0)?;
+    tx.commit().await?;
+    Ok(version)
+}
+
+fn row_from(table: &Table, r: &sqlx::any::AnyRow) -> Result<Row, DbError> {
+    let mut values = Vec::with_capacity(table.columns.len());
+    for (c, column) in table.columns.iter().enumerate() {
+        let v = match column.kind {
+            k if is_float(k) => r.try_get::<Option<f64>, _>(c)?.map(|x| x.to_string()),
+            Kind::Int => r.try_get::<Option<i64>, _>(c)?.map(|x| x.to_string()),
+            _ => r.try_get::<Option<String>, _>(c)?,
+        };
+        values.push(v);
+    }
+    Ok(Row::new(values))
+}
+
+/// The whole directory, every table sorted by id.
+pub async fn load_all(db: &Db) -> Result<Dataset, DbError> {
+    let mut data = Dataset::default();
+    for (t, table) in TABLES.iter().enumerate() {
+        let sql = format!("SELECT {} FROM {} ORDER BY id", column_list(table), sql_table(table));
+        let rows = sqlx::query(&sql).fetch_all(db.pool()).await?;
+        data.tables[t] = rows.iter().map(|r| row_from(table, r)).collect::<Result<_, _>>()?;
+    }
+    Ok(data)
+}
+
+/// Rows of `table` whose `column` equals `value`, sorted by id.
+pub async fn rows_where(db: &Db, table: &Table, column: &str, value: &str) -> Result<Vec<Row>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE \"{}\" = $1 ORDER BY id",
+        column_list(table),
+        sql_table(table),
+        column.replace('"', "")
+    );
+    let rows = sqlx::query(&sql).bind(value.to_owned()).fetch_all(db.pool()).await?;
+    rows.iter().map(|r| row_from(table, r)).collect()
+}
+
+/// The directory's version: bumped by every write.
+pub async fn version(db: &Db) -> Result<i64, DbError> {
+    let row = sqlx::query("SELECT value FROM dir_meta WHERE key = 'version'").fetch_optional(db.pool()).await?;
+    Ok(match row {
+        Some(r) => r.try_get::<i64, _>(0)?,
+        None => 0,
+    })
+}
+
+/// How many services are stored.
+pub async fn service_count(db: &Db) -> Result<i64, DbError> {
+    let row = sqlx::query("SELECT COUNT(*) FROM dir_service").fetch_one(db.pool()).await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}

@@ -1,0 +1,218 @@
+//! Search behaviour on a small directory built in code: typos, accents, prefixes, stems, every
+//! filter, open now across midnight and on a holiday (fixed clock), radius edges, area counts and
+//! the IVR's nearest services.
+
+use super::builder::{Builder, FlatService};
+use super::docs::service_docs;
+use super::index::DirectoryIndex;
+use super::opening::parse_readable;
+use super::search::{nearest_services, search, SearchQuery};
+use chrono::{DateTime, TimeZone, Utc};
+use ivr::domain::ServiceArea;
+use ivr::geo::{Gazetteer, GeoPoint};
+use std::sync::Arc;
+
+const MILANO: GeoPoint = GeoPoint { lat: 45.4642, lng: 9.19 };
+
+/// `km` kilometres due north of `p`.
+fn north(p: GeoPoint, km: f64) -> GeoPoint {
+    GeoPoint::new(p.lat + (km / GeoPoint::EARTH_RADIUS_KM).to_degrees(), p.lng)
+}
+
+fn service(name: &str, org: &str, town: &str, point: GeoPoint, areas: &[ServiceArea], langs: &[&str], hours: &str) -> FlatService {
+    FlatService {
+        organization: org.into(),
+        name: name.into(),
+        description: String::new(),
+        areas: areas.to_vec(),
+        address: "Via Roma 1".into(),
+        town: town.into(),
+        point: Some(point),
+        phone: "+39 02 1234567".into(),
+        languages: langs.iter().map(|s| s.to_string()).collect(),
+        hours: parse_readable(hours).unwrap(),
+        ..FlatService::default()
+    }
+}
+
+fn index() -> Arc<DirectoryIndex> {
+    use ServiceArea::*;
+    let mut n = 0;
+    let mut b = Builder::new(|| {
+        n += 1;
+        format!("id-{n:04}")
+    });
+    let castello = GeoPoint::new(43.4576, 12.2400);
+    let roma = GeoPoint::new(41.8931, 12.4828);
+    b.add(&service("Sportello mediazione interculturale", "Comune di Milano", "Milano", MILANO, &[Mediazione], &["it", "ar"], "lun-ven 09:00-13:00"));
+    b.add(&service("Mediatore culturale di strada", "Associazione Ponti", "Milano", north(MILANO, 2.0), &[Mediazione, Minori], &["it", "fr"], "ven,sab 22:00-02:00"));
+    b.add(&service("Centro per l'impiego", "Regione Umbria", "Città di Castello", castello, &[Lavoro], &["it"], "lun-ven 09:00-13:00"));
+    b.add(&service("Consultorio familiare", "ASL Roma 1", "Roma", roma, &[Salute], &["it", "fr"], "lun-ven 08:00-18:00"));
+    b.add(&service("Sportello Casa Nord", "Comune di Milano", "Milano", north(MILANO, 9.95), &[Casa], &["it"], "lun-ven 09:00-13:00"));
+    b.add(&service("Sportello Casa Lontano", "Comune di Milano", "Milano", north(MILANO, 10.05), &[Casa], &["it"], "lun-ven 09:00-13:00"));
+    Arc::new(DirectoryIndex::build(service_docs(&b.data, Gazetteer::embedded())).unwrap())
+}
+
+/// A Tuesday morning in Rome.
+fn tuesday_10() -> DateTime<Utc> {
+    chrono_tz::Europe::Rome.with_ymd_and_hms(2025, 3, 4, 10, 0, 0).unwrap().with_timezone(&Utc)
+}
+
+fn rome(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    chrono_tz::Europe::Rome.with_ymd_and_hms(y, m, d, h, min, 0).unwrap().with_timezone(&Utc)
+}
+
+fn names(idx: &Arc<DirectoryIndex>, q: &SearchQuery) -> Vec<String> {
+    let mut v: Vec<String> = search(idx, q).hits.into_iter().map(|h| h.name).collect();
+    v.sort();
+    v
+}
+
+fn text(t: &str) -> SearchQuery {
+    let mut q = SearchQuery::new(tuesday_10());
+    q.text = t.into();
+    q
+}
+
+#[test]
+fn a_typo_in_a_long_word_still_finds() {
+    let idx = index();
+    assert_eq!(names(&idx, &text("cosultorio ")), vec!["Consultorio familiare"]);
+    assert_eq!(names(&idx, &text("mediazine ")), vec!["Sportello mediazione interculturale"]);
+    assert_eq!(names(&idx, &text("mediaizone ")), vec!["Sportello mediazione interculturale"], "a transposition is one typo");
+    // Short words must match exactly.
+    assert!(names(&idx, &text("casx ")).is_empty());
+}
+
+#[test]
+fn accents_and_case_do_not_matter() {
+    let idx = index();
+    assert_eq!(names(&idx, &text("citta")), vec!["Centro per l'impiego"]);
+    assert_eq!(names(&idx, &text("CITTÀ DI CASTELLO")), vec!["Centro per l'impiego"]);
+}
+
+#[test]
+fn the_last_word_matches_as_a_prefix() {
+    let idx = index();
+    assert_eq!(names(&idx, &text("medi")), vec!["Mediatore culturale di strada", "Sportello mediazione interculturale"]);
+    // With a trailing space the word is complete: no prefix.
+    assert!(names(&idx, &text("medi ")).is_empty());
+    assert_eq!(names(&idx, &text("sportello ca")), vec!["Sportello Casa Lontano", "Sportello Casa Nord"]);
+}
+
+#[test]
+fn words_are_stemmed() {
+    let idx = index();
+    // Italian plural → singular.
+    assert_eq!(names(&idx, &text("mediatori ")), vec!["Mediatore culturale di strada"]);
+    assert_eq!(names(&idx, &text("consultori ")), vec!["Consultorio familiare"]);
+}
+
+#[test]
+fn filters_by_area_and_language_and_counts_areas() {
+    let idx = index();
+    let mut q = SearchQuery::new(tuesday_10());
+    q.areas = vec![ServiceArea::Mediazione];
+    let r = search(&idx, &q);
+    assert_eq!(r.total, 2);
+    let count = |a| r.area_counts.iter().find(|(x, _)| *x == a).map(|(_, n)| *n).unwrap();
+    // Counts ignore the area filter itself, so every chip shows what it would give.
+    assert_eq!(count(ServiceArea::Casa), 2);
+    assert_eq!(count(ServiceArea::Mediazione), 2);
+    assert_eq!(count(ServiceArea::Minori), 1);
+    assert_eq!(count(ServiceArea::Lingua), 0);
+    q.language = Some("ar".into());
+    assert_eq!(names(&idx, &q), vec!["Sportello mediazione interculturale"]);
+    q.language = Some("zz".into());
+    assert_eq!(search(&idx, &q).total, 0);
+    let mut q = text("sportello");
+    q.language = Some("fr".into());
+    assert!(names(&idx, &q).is_empty());
+}
+
+#[test]
+fn open_now_follows_the_injected_clock() {
+    let idx = index();
+    let at = |now| {
+        let mut q = SearchQuery::new(now);
+        q.open_now = true;
+        names(&idx, &q)
+    };
+    assert_eq!(at(tuesday_10()).len(), 5, "all but the night service on a Tuesday at 10");
+    // Friday 7 March 2025 at 23:30 and Saturday 01:30: only the night service.
+    assert_eq!(at(rome(2025, 3, 7, 23, 30)), vec!["Mediatore culturale di strada"]);
+    assert_eq!(at(rome(2025, 3, 8, 1, 30)), vec!["Mediatore culturale di strada"]);
+    assert!(at(rome(2025, 3, 8, 2, 30)).is_empty());
+    // Christmas 2025 is a Thursday: everything is closed.
+    assert!(at(rome(2025, 12, 25, 10, 0)).is_empty());
+    // Sunday 1:00 after Saturday night, but the Saturday was a holiday (Santo Stefano 2026 is
+    // a Saturday): closed.
+    assert!(at(rome(2026, 12, 27, 1, 0)).is_empty());
+    assert_eq!(at(rome(2026, 12, 20, 1, 0)), vec!["Mediatore culturale di strada"]);
+}
+
+#[test]
+fn radius_edges_are_exact() {
+    let idx = index();
+    assert!((MILANO.distance_km(&north(MILANO, 9.95)) - 9.95).abs() < 1e-6);
+    let mut q = SearchQuery::new(tuesday_10());
+    q.areas = vec![ServiceArea::Casa];
+    q.near = Some(MILANO);
+    q.radius_km = Some(10.0);
+    assert_eq!(names(&idx, &q), vec!["Sportello Casa Nord"]);
+    q.radius_km = Some(10.1);
+    assert_eq!(names(&idx, &q), vec!["Sportello Casa Lontano", "Sportello Casa Nord"]);
+    // With text the same edges hold.
+    q.text = "sportello".into();
+    q.radius_km = Some(10.0);
+    assert_eq!(names(&idx, &q), vec!["Sportello Casa Nord"]);
+}
+
+#[test]
+fn distance_ranks_and_is_reported() {
+    let idx = index();
+    let mut q = SearchQuery::new(tuesday_10());
+    q.near = Some(MILANO);
+    let r = search(&idx, &q);
+    assert_eq!(r.total, 6);
+    let d: Vec<f64> = r.hits.iter().map(|h| h.distance_km.unwrap()).collect();
+    assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    assert_eq!(r.hits[0].name, "Sportello mediazione interculturale");
+    // Text + position: the nearer of two equal matches first.
+    let mut q = text("sportello casa");
+    q.near = Some(north(MILANO, 20.0));
+    let r = search(&idx, &q);
+    assert_eq!(r.hits[0].name, "Sportello Casa Lontano");
+}
+
+#[test]
+fn pages_split_the_results() {
+    let idx = index();
+    let mut q = SearchQuery::new(tuesday_10());
+    q.size = 4;
+    let first = search(&idx, &q);
+    q.page = 2;
+    let second = search(&idx, &q);
+    q.page = 3;
+    let third = search(&idx, &q);
+    assert_eq!((first.hits.len(), second.hits.len(), third.hits.len()), (4, 2, 0));
+    assert_eq!(first.total, 6);
+    let mut all: Vec<_> = first.hits.iter().chain(&second.hits).map(|h| h.id.clone()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6);
+}
+
+#[test]
+fn nearest_services_for_the_ivr() {
+    let idx = index();
+    let now = tuesday_10();
+    let near = nearest_services(&idx, ServiceArea::Casa, MILANO, 0, 5, now);
+    assert_eq!(near.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["Sportello Casa Nord", "Sportello Casa Lontano"]);
+    assert_eq!(near[0].hours_today, "09:00-13:00");
+    assert!((near[0].distance_km - 9.95).abs() < 0.01);
+    let next = nearest_services(&idx, ServiceArea::Casa, MILANO, 1, 5, now);
+    assert_eq!(next.len(), 1);
+    assert!(nearest_services(&idx, ServiceArea::Lingua, MILANO, 0, 5, now).is_empty());
+}
+

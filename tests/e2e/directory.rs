@@ -1,0 +1,263 @@
+//! The services directory end to end: `helpline directory import/export/generate` as the real
+//! binary (good and bad HSDS datapackages, good and bad flat CSVs, round trip), the search and
+//! service APIs on the in-process app (including 400s), the index following an import made by
+//! another process, and `serve` loading the demo on first start.
+
+use crate::helpers::{fresh_database, helpline, run_helpline, spawn_app, ServeProcess, TestDb};
+use console::directory::import::read_path;
+use console::directory::Dataset;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/directory").join(name)
+}
+
+fn directory_cmd(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = helpline(db.dir.path());
+    cmd.env("HELPLINE_DATABASE_URL", &db.url).arg("directory").args(args);
+    run_helpline(&mut cmd, "")
+}
+
+fn read(path: &Path) -> Dataset {
+    read_path(path).map(|(_, d)| d).unwrap_or_else(|e| panic!("{} does not read: {:?}", path.display(), e)).canonical()
+}
+
+async fn service_count(db: &TestDb) -> i64 {
+    let d = console::db::Db::connect(&db.url).await.unwrap();
+    d.migrate().await.unwrap();
+    let n = console::directory::store::service_count(&d).await.unwrap();
+    d.close().await;
+    n
+}
+
+#[tokio::test]
+async fn datapackage_imports_and_round_trips() {
+    let db = fresh_database().await;
+    let (code, out, err) = directory_cmd(&db, &["import", fixture("good").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 3 services"), "{out}");
+    let exported = db.dir.path().join("export1");
+    let (code, out, err) = directory_cmd(&db, &["export", exported.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(read(&exported), read(&fixture("good")), "the export holds what was imported");
+
+    // Into another database and out again: the same directory.
+    let other = fresh_database().await;
+    let (code, _, err) = directory_cmd(&other, &["import", exported.join("datapackage.json").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let again = db.dir.path().join("export2");
+    let (code, _, err) = directory_cmd(&other, &["export", again.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(&again), read(&exported));
+    for file in ["service.csv", "schedule.csv", "attribute.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(again.join(file)).unwrap(),
+            std::fs::read_to_string(exported.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_datapackage_is_rejected_whole_with_every_problem() {
+    let db = fresh_database().await;
+    let (code, _, err) = directory_cmd(&db, &["import", fixture("good").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = directory_cmd(&db, &["import", fixture("bad").to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in [
+        "service.csv: row 3: column status: \"open\" is not one of",
+        "service.csv: row 3: column organization_id: no organization has id \"9a1f6a52-0001-4c1e-9d6f-00000000dead\"",
+        "service.csv: row 4: column name: required value is missing",
+        "location.csv: row 2: column latitude: \"145.4637\" is out of range",
+        "schedule.csv: row 2: column byday: \"XX\" is not a day",
+        "schedule.csv: row 3: column timezone: \"Europe/Roma\" is not a time zone name",
+        "schedule.csv: row 3: column closes_at: \"25:30\" is not a time",
+        "phone.csv: row 3: column id: duplicate id",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("import rejected: 8 problem(s)"), "{err}");
+    // The good directory is still there, untouched.
+    assert_eq!(service_count(&db).await, 3);
+}
+
+#[tokio::test]
+async fn a_flat_csv_imports_and_a_bad_one_is_rejected_whole() {
+    let db = fresh_database().await;
+    let (code, out, err) = directory_cmd(&db, &["import", fixture("flat_bad.csv").to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in [
+        "flat_bad.csv: row 3: column town: \"Atlantide\" is not an Italian comune",
+        "flat_bad.csv: row 4: column areas: \"trasporti\" is not an area",
+        "flat_bad.csv: row 4: column cap: \"1012\" is not a CAP",
+        "flat_bad.csv: row 4: column email: \"not-an-email\" is not an e-mail address",
+        "flat_bad.csv: row 5: column organization: required value is missing",
+        "flat_bad.csv: row 5: column languages: \"français\" is not a language code",
+        "flat_bad.csv: row 5: column hours:",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("import rejected: 7 problem(s)"), "{err}");
+    assert_eq!(service_count(&db).await, 0, "nothing imported, not even the good row");
+
+    let (code, out, err) = directory_cmd(&db, &["import", fixture("flat_good.csv").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 3 services"), "{out}");
+    let data = read_path(&fixture("flat_good.csv")).unwrap().1;
+    let docs = console::directory::docs::service_docs(&data, ivr::geo::Gazetteer::embedded());
+    let castello = docs.iter().find(|d| d.name == "Centro interculturale").unwrap();
+    assert_eq!(castello.town, "Città di Castello");
+    assert_eq!(castello.hours.ranges.len(), 2);
+    assert!(castello.point.is_some());
+    // The same file again: the same ids.
+    assert_eq!(read(&fixture("flat_good.csv")), data.canonical());
+}
+
+#[test]
+fn generate_writes_a_deterministic_datapackage() {
+    let dir = tempfile::tempdir().unwrap();
+    for out in ["a", "b"] {
+        let (code, stdout, err) = run_helpline(
+            helpline(dir.path()).args(["directory", "generate", "--count", "120", "--seed", "5", out]),
+            "",
+        );
+        assert_eq!(code, 0, "{stdout}{err}");
+    }
+    let a = read(&dir.path().join("a"));
+    assert_eq!(a.rows("service").len(), 120);
+    assert_eq!(a, read(&dir.path().join("b")));
+}
+
+async fn load_good(app: &crate::helpers::TestApp) {
+    let (_, data) = read_path(&fixture("good")).unwrap();
+    app.state.directory.replace(&data).await.unwrap();
+}
+
+async fn get(app: &crate::helpers::TestApp, path: &str) -> (u16, Value) {
+    let r = app.client.get(app.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn search_api_answers_in_hsds_pages() {
+    let app = spawn_app().await;
+    load_good(&app).await;
+    let (status, body) = get(&app, "/api/services/search?q=medi").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_items"], 2);
+    assert_eq!(body["total_pages"], 1);
+    assert_eq!(body["page_number"], 1);
+    assert_eq!(body["first_page"], true);
+    assert_eq!(body["last_page"], true);
+    assert_eq!(body["empty"], false);
+    assert_eq!(body["area_counts"]["mediazione"], 2);
+    assert_eq!(body["area_counts"]["lingua"], 1);
+
+    // Accents, area, language, position by comune name, CAP and lat,lng.
+    let (_, body) = get(&app, "/api/services/search?q=citta&area=mediazione").await;
+    assert_eq!(body["total_items"], 1, "{body}");
+    assert_eq!(body["contents"][0]["name"], "Mediatore culturale di strada");
+    assert_eq!(body["area_counts"]["lingua"], 2, "{body}");
+    let (_, body) = get(&app, "/api/services/search?lang=ar").await;
+    assert_eq!(body["contents"][0]["name"], "Sportello mediazione interculturale");
+    let (_, body) = get(&app, "/api/services/search?near=Milano&radius_km=5").await;
+    assert_eq!(body["total_items"], 1, "{body}");
+    assert!(body["contents"][0]["distance_km"].as_f64().unwrap() < 5.0);
+    let (_, body) = get(&app, "/api/services/search?near=24129&radius_km=3").await;
+    assert_eq!(body["total_items"], 2, "{body}");
+    let (_, body) = get(&app, "/api/services/search?near=45.6983,9.6773&radius_km=1&per_page=1&page=2").await;
+    assert_eq!(body["total_items"], 2, "{body}");
+    assert_eq!(body["total_pages"], 2);
+    assert_eq!(body["last_page"], true);
+    assert_eq!(body["contents"].as_array().unwrap().len(), 1);
+    let (_, body) = get(&app, "/api/services/search?q=nulla%20di%20simile").await;
+    assert_eq!(body["empty"], true);
+    assert_eq!(body["total_items"], 0);
+    let (status, _) = get(&app, "/api/services/search?open_now=true").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_search_parameters_are_400s_naming_the_parameter() {
+    let app = spawn_app().await;
+    for (query, param) in [
+        ("area=trasporti", "area"),
+        ("lang=arabic", "lang"),
+        ("near=Atlantide", "near"),
+        ("near=99999", "near"),
+        ("near=95.0,9.0", "near"),
+        ("near=Milano&radius_km=abc", "radius_km"),
+        ("near=Milano&radius_km=-3", "radius_km"),
+        ("radius_km=5", "radius_km"),
+        ("open_now=maybe", "open_now"),
+        ("page=0", "page"),
+        ("per_page=1000", "per_page"),
+    ] {
+        let (status, body) = get(&app, &format!("/api/services/search?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"], "bad_request");
+        assert!(body["message"].as_str().unwrap().contains(&format!("parameter {param}")), "{query}: {body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_is_served_whole_in_hsds_shape() {
+    let app = spawn_app().await;
+    load_good(&app).await;
+    let (status, s) = get(&app, "/api/services/9a1f6a52-0002-4c1e-9d6f-000000000001").await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["name"], "Sportello mediazione interculturale");
+    assert_eq!(s["organization"]["name"], "Comune di Milano");
+    assert_eq!(s["phones"][0]["number"], "+39 02 8846 1234");
+    assert_eq!(s["schedules"][0]["byday"], "MO,TU,WE,TH,FR");
+    assert_eq!(s["schedules"][0]["opens_at"], "09:00");
+    assert_eq!(s["languages"].as_array().unwrap().len(), 2);
+    assert_eq!(s["languages"][0]["note"], "mediatrice il martedì");
+    assert_eq!(s["attributes"][0]["taxonomy_term"]["code"], "mediazione");
+    let location = &s["service_at_locations"][0]["location"];
+    assert_eq!(location["latitude"], 45.4637);
+    assert_eq!(location["addresses"][0]["postal_code"], "20123");
+    let (status, body) = get(&app, "/api/services/no-such-service").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "not_found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_index_follows_an_import_made_by_another_process() {
+    let app = spawn_app().await;
+    let (_, body) = get(&app, "/api/services/search").await;
+    assert_eq!(body["total_items"], 0);
+    let (code, _, err) = directory_cmd(&app.db, &["import", fixture("flat_good.csv").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(&app, "/api/services/search?q=sportello%20casa").await;
+        if body["total_items"] == 1 {
+            assert_eq!(body["contents"][0]["town"], "Torino");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the index did not follow the import: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn serve_loads_the_demo_directory_on_first_start() {
+    let db = fresh_database().await;
+    let server = ServeProcess::start(db.dir.path(), &db.url);
+    let client = reqwest::Client::new();
+    let body: Value = client.get(server.url("/api/services/search?area=salute")).send().await.unwrap().json().await.unwrap();
+    let total: u64 = body["area_counts"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
+    assert!(total >= 8000, "{body}");
+    assert!(body["total_items"].as_u64().unwrap() >= 8000 / 6, "{body}");
+    let (code, _) = server.terminate();
+    assert_eq!(code, 0);
+}
