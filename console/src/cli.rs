@@ -151,7 +151,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         println!(" First start: an admin account was created. Shown only this once.");
         println!("   user:     {name}");
         println!("   password: {password}");
-        println!(" Sign in at http://{}/ and add users with `helpline user add`.", app.local_addr());
+        println!(" Sign in with it (POST http://{}/api/session); add users with `helpline user add`.", app.local_addr());
         println!("================================================================");
     }
     app.run_until(shutdown_signal()).await?;

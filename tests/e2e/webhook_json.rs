@@ -344,3 +344,49 @@ async fn a_restarted_server_continues_a_call_where_it_was() {
     assert_eq!(area.as_deref(), Some("mediazione"));
     app.stop().await;
 }
+
+/// What the ACD does when an operator accepts: an event raised by the server, not the carrier.
+pub async fn assign_operator(app: &TestApp, call_id: &str, operator: &str, target: &str) {
+    let handled = app
+        .state
+        .calls
+        .handle(console::calls::CallRequest {
+            call_id: ivr::domain::CallId::parse(call_id).unwrap(),
+            event: ivr::engine::Event::OperatorAssigned { operator: operator.into(), target: target.into() },
+            now: console::clock::Clock::now(&*app.clock),
+            key: None,
+            carrier_seq: None,
+            origin: console::calls::Origin::Server,
+        })
+        .await
+        .unwrap();
+    assert!(handled.answer.actions.is_empty(), "server-raised actions wait for the carrier");
+}
+
+#[tokio::test]
+async fn an_assigned_operator_is_dialled_and_a_failed_transfer_goes_back_to_the_queue() {
+    let app = spawn_app().await;
+    let mut call = Call::new(&app, "transfer-1");
+    call.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    let a = call.send(json!({"type": "digits", "digits": "0"})).await;
+    let first_priority = action(&a, "enqueue")["priority"].as_i64().unwrap();
+
+    assign_operator(&app, "transfer-1", "giulia", "sip:giulia@pbx.example.org").await;
+    // The carrier learns it with the answer to its next request (the hold interval's no_input).
+    let a = call.send(json!({"type": "no_input"})).await;
+    let transfer = action(&a, "transfer");
+    assert_eq!(transfer["to"], "sip:giulia@pbx.example.org");
+    assert_eq!(transfer["operator"], "giulia");
+
+    // Busy: back in the queue, ahead of where it was, never a dropped call.
+    let a = call.send(json!({"type": "transfer.failed", "reason": "busy"})).await;
+    let again = action(&a, "enqueue");
+    assert!(again["priority"].as_i64().unwrap() > first_priority, "{a}");
+    assert_eq!(a["ended"], false);
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'transfer-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "waiting");
+    app.stop().await;
+}

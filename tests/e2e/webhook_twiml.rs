@@ -167,3 +167,31 @@ async fn prompts_are_served_with_etags() {
     assert_eq!(r.status(), 400);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_taking_the_call_leaves_the_queue_and_is_dialled() {
+    let app = spawn_app().await;
+    let sid = "CAtransfer";
+    let doc = post(&app, "/twiml/voice", sid, &[]).await;
+    let action = attr_of(&check(&doc), "Gather", "action").unwrap();
+    let doc = post(&app, &action, sid, &[("Digits", "0")]).await;
+    let parsed = check(&doc);
+    let wait_url = attr_of(&parsed, "Enqueue", "waitUrl").unwrap();
+    let queue_left = attr_of(&parsed, "Enqueue", "action").unwrap();
+
+    crate::webhook_json::assign_operator(&app, sid, "giulia", "sip:giulia@pbx.example.org").await;
+    // The next wait poll takes the caller out of the queue…
+    let doc = post(&app, &wait_url, sid, &[("QueueTime", "12")]).await;
+    check(&doc);
+    assert!(doc.contains("<Leave/>"), "{doc}");
+    // …and the <Enqueue> action dials the operator.
+    let doc = post(&app, &queue_left, sid, &[("QueueResult", "leave")]).await;
+    let parsed = check(&doc);
+    assert_eq!(parsed.descendants().find(|n| n.has_tag_name("Sip")).and_then(|n| n.text()), Some("sip:giulia@pbx.example.org"));
+    let dial_action = attr_of(&parsed, "Dial", "action").unwrap();
+    // No answer: back into the queue.
+    let doc = post(&app, &dial_action, sid, &[("DialCallStatus", "no-answer")]).await;
+    check(&doc);
+    assert!(doc.contains("<Enqueue"), "{doc}");
+    app.stop().await;
+}

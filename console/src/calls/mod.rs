@@ -66,10 +66,25 @@ pub struct CallRequest {
     pub key: Option<RequestKey>,
     /// The carrier's per-call sequence number, when it has one: it must be the last one + 1.
     pub carrier_seq: Option<i64>,
+    /// Who raised the event: the carrier (its answer carries the actions) or the server itself
+    /// (the ACD assigning an operator): then the actions wait for the carrier's next request,
+    /// unless the adapter delivers them itself (SIP, which holds the call).
+    pub origin: Origin,
+}
+
+/// Where an event comes from, which decides where its actions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A carrier's request: the actions are its answer.
+    #[default]
+    Carrier,
+    /// The server (the ACD): the actions are kept for the carrier's next request.
+    Server,
 }
 
 /// What the adapter must do, in order. Only actions for the outside: log entries went to the
-/// call log and lookups were answered inside.
+/// call log and lookups were answered inside. For a server-raised event ([`Origin::Server`]) the
+/// list is empty: its actions wait in the call's pending actions for the carrier's next request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     /// The call-log sequence number after this request (adapters use it to tag callbacks).
@@ -140,6 +155,8 @@ impl CallRuntime {
             }
         }
 
+        // Actions the server decided since the carrier's last request.
+        let mut pending_before: Vec<Action> = Vec::new();
         let (mut state, mut seq, carrier_seq) = match (&req.event, locked) {
             (Event::CallStarted { channel, caller, .. }, 0) => {
                 let state = CallState::initial(req.call_id.clone());
@@ -163,13 +180,18 @@ impl CallRuntime {
             (_, 0) => return Err(CallError::UnknownCall(id)),
             (Event::CallStarted { .. }, _) => return Err(CallError::AlreadyStarted(id)),
             (_, _) => {
-                let (state, last_seq, carrier_seq): (String, i64, i64) =
-                    sqlx::query_as("SELECT state, last_seq, carrier_seq FROM calls WHERE call_id = $1")
-                        .bind(&id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (state, last_seq, carrier_seq, pending): (String, i64, i64, Option<String>) = sqlx::query_as(
+                    "SELECT state, last_seq, carrier_seq, pending_actions FROM calls WHERE call_id = $1",
+                )
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
                 let state: CallState = serde_json::from_str(&state)
                     .map_err(|e| DbError::Corrupt(format!("stored state of call {id}: {e}")))?;
+                if let Some(p) = pending {
+                    pending_before = serde_json::from_str(&p)
+                        .map_err(|e| DbError::Corrupt(format!("pending actions of call {id}: {e}")))?;
+                }
                 (state, last_seq, carrier_seq)
             }
         };
@@ -183,6 +205,9 @@ impl CallRuntime {
 
         let was_ended = state.ended();
         let mut outward = Vec::new();
+        if req.origin == Origin::Carrier {
+            outward.append(&mut pending_before);
+        }
         let mut pending = VecDeque::from([req.event.clone()]);
         let mut steps = 0;
         while let Some(event) = pending.pop_front() {
@@ -232,9 +257,18 @@ impl CallRuntime {
             queue::leave(&mut tx, &id, matches!(req.event, Event::HungUp), now_ms).await?;
         }
 
+        // Server-raised actions wait (after any still undelivered) for the carrier's next request.
+        let pending_after = match req.origin {
+            Origin::Carrier => None,
+            Origin::Server => {
+                pending_before.append(&mut outward);
+                (!pending_before.is_empty()).then(|| to_json(&pending_before)).transpose()?
+            }
+        };
         sqlx::query(
             "UPDATE calls SET state = $2, last_seq = $3, carrier_seq = $4, language = $5, language_guessed = $6, \
-             area = $7, town = $8, outcome = $9, ended_at = $10, updated_at = $11 WHERE call_id = $1",
+             area = $7, town = $8, outcome = $9, ended_at = $10, updated_at = $11, pending_actions = $12 \
+             WHERE call_id = $1",
         )
         .bind(&id)
         .bind(to_json(&state)?)
@@ -247,6 +281,7 @@ impl CallRuntime {
         .bind(state.outcome.map(|o| enum_name(&o)))
         .bind(state.ended().then_some(now_ms))
         .bind(now_ms)
+        .bind(pending_after)
         .execute(&mut *tx)
         .await?;
 

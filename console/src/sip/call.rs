@@ -6,7 +6,7 @@
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{MediaCmd, MediaEvent};
-use crate::calls::{CallRequest, CallRuntime};
+use crate::calls::{CallRequest, CallRuntime, Origin};
 use crate::clock::Clock;
 use ivr::domain::{Caller, CallId, DtmfDigit, DtmfDigits};
 use ivr::engine::{Action, Channel, Event};
@@ -161,7 +161,15 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
 
 impl Call {
     fn request(&self, event: Event) -> CallRequest {
-        CallRequest { call_id: self.call_id.clone(), event, now: self.clock.now(), key: None, carrier_seq: None }
+        CallRequest {
+            call_id: self.call_id.clone(),
+            event,
+            now: self.clock.now(),
+            key: None,
+            carrier_seq: None,
+            // The SIP adapter holds the call: it carries out every action itself.
+            origin: Origin::Carrier,
+        }
     }
 
     fn audio_idle(&self) -> bool {

@@ -6,7 +6,7 @@
 use super::actions::{to_carrier, CarrierAction};
 use super::signature::{self, verify_json};
 use super::{base_url, digest};
-use crate::calls::{CallError, CallRequest, RequestKey};
+use crate::calls::{CallError, CallRequest, Origin, RequestKey};
 use crate::error::AppError;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -185,6 +185,7 @@ pub async fn voice_event(
             now,
             key: Some(RequestKey { key: format!("json:{seq}"), fingerprint: digest(&[&canonical]) }),
             carrier_seq: Some(seq),
+            origin: Origin::Carrier,
         })
         .await
         .map_err(call_error)?;

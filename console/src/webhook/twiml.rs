@@ -16,7 +16,7 @@
 use super::actions::{queue_name, to_carrier, CarrierAction};
 use super::signature::verify_twilio;
 use super::{base_url, digest};
-use crate::calls::{CallError, CallRequest, RequestKey};
+use crate::calls::{CallError, CallRequest, Origin, RequestKey};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -183,7 +183,14 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
     let fingerprint = digest(&sorted.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect::<Vec<_>>());
     let handled = state
         .calls
-        .handle(CallRequest { call_id, event, now, key: Some(RequestKey { key, fingerprint }), carrier_seq: None })
+        .handle(CallRequest {
+            call_id,
+            event,
+            now,
+            key: Some(RequestKey { key, fingerprint }),
+            carrier_seq: None,
+            origin: Origin::Carrier,
+        })
         .await;
     let answer = match handled {
         Ok(h) => h.answer,
@@ -214,6 +221,7 @@ async fn status(State(state): State<AppState>, OriginalUri(uri): OriginalUri, he
                     now: state.clock.now(),
                     key: Some(RequestKey { key: "twiml:status".into(), fingerprint: "ended".into() }),
                     carrier_seq: None,
+                    origin: Origin::Carrier,
                 };
                 if let Err(e) = state.calls.handle(request).await {
                     tracing::error!(error = %e, "status callback not recorded");
