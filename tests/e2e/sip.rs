@@ -347,3 +347,23 @@ async fn sip_assigned_operator_gets_the_call_by_refer() {
     assert!(event_kinds(&app.state).await.iter().any(|k| k == "operator_assigned"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_hold_by_re_invite_is_answered_recvonly_and_stops_the_audio() {
+    if !sipp_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut sink = RtpSink::bind().await;
+    let port = sink.port.to_string();
+    let run = sipp(app.sip_addr, "hold_reinvite.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
+    assert!(run.success, "sipp failed:\n{}", run.report);
+    let (_, _, _, outcome, _) = only_call(&app.state).await;
+    assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));
+    // About 0.5 s of audio before the hold (25 packets), none during the 1 s on hold (without the
+    // hold it would have been about 75).
+    let heard = sink.drain().len();
+    assert!((10..45).contains(&heard), "{heard} packets");
+    assert_eq!(metric(&app.state, "helpline_sip_requests_total{method=\"INVITE\"}"), 2.0);
+    app.stop().await;
+}

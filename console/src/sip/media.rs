@@ -52,7 +52,8 @@ pub enum MediaEvent {
 
 /// How the call's audio was negotiated.
 pub struct MediaSetup {
-    pub socket: UdpSocket,
+    /// The call's RTP socket, non-blocking; registered with the runtime in the task.
+    pub socket: std::net::UdpSocket,
     pub codec: Codec,
     pub payload_type: u8,
     pub telephone_event: Option<u8>,
@@ -68,7 +69,7 @@ struct Current {
     hold: bool,
 }
 
-/// Starts the media task; it ends when the command sender is dropped.
+/// Starts the media task; it ends when the command sender is dropped or on `MediaCmd::Stop`.
 pub fn spawn(setup: MediaSetup, events: mpsc::UnboundedSender<MediaEvent>) -> mpsc::UnboundedSender<MediaCmd> {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("media", call_id = %setup.call_id);
@@ -80,6 +81,13 @@ async fn run(setup: MediaSetup, mut cmds: mpsc::UnboundedReceiver<MediaCmd>, eve
     static HOLD: OnceLock<Clip> = OnceLock::new();
     let hold_clip = HOLD.get_or_init(hold_tone).clone();
     let MediaSetup { socket, codec, payload_type, telephone_event, mut remote, mut sending, metrics, .. } = setup;
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the RTP socket: no audio for this call");
+            return;
+        }
+    };
     let mut packetizer = Packetizer::new(codec, payload_type, rand::random(), rand::random(), rand::random());
     let mut dtmf = telephone_event.map(|pt| DtmfReceiver::new(pt, DEFAULT_EVENT_TIMEOUT));
     let mut latched = false;

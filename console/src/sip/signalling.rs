@@ -29,6 +29,10 @@ use tokio::sync::mpsc;
 
 /// How often the queue is checked for operators assigned to our calls.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(250);
+/// How often the SIP timers are checked.
+const TIMER_TICK: Duration = Duration::from_millis(10);
+/// Datagrams taken from the socket in one go.
+const RECV_BATCH: usize = 64;
 
 /// A call in progress, by SIP Call-ID.
 struct CallEntry {
@@ -108,16 +112,32 @@ pub(super) async fn run(
     tracing::info!(addr = %local, "SIP server listening (UDP)");
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; 65_535];
+    // SIP timers (T1 = 500 ms and up) are checked on a 10 ms tick: one sweep of the transaction
+    // table per tick rather than one search for the next deadline per datagram.
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let deadline = s.next_deadline();
         tokio::select! {
             _ = &mut shutdown => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, source)) => s.on_datagram(&buf[..n], source),
-                Err(e) => tracing::debug!(error = %e, "SIP socket receive error"),
-            },
+            r = socket.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, source)) => s.on_datagram(&buf[..n], source),
+                    Err(e) => tracing::debug!(error = %e, "SIP socket receive error"),
+                }
+                // Take whatever else is already waiting before anything else.
+                for _ in 0..RECV_BATCH {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, source)) => s.on_datagram(&buf[..n], source),
+                        Err(_) => break,
+                    }
+                }
+            }
             Some(cmd) = sig_rx.recv() => s.on_cmd(cmd),
-            _ = sleep_until_opt(deadline) => s.on_timers(),
+            _ = tick.tick() => {
+                if s.next_deadline().is_some_and(|d| d <= Instant::now()) {
+                    s.on_timers();
+                }
+            }
         }
     }
     poller.abort();
@@ -336,10 +356,10 @@ impl Signalling {
         );
     }
 
-    fn bind_rtp(&self) -> std::io::Result<UdpSocket> {
+    fn bind_rtp(&self) -> std::io::Result<std::net::UdpSocket> {
         let socket = self.ports.bind_std(self.local.ip())?;
         socket.set_nonblocking(true)?;
-        UdpSocket::from_std(socket)
+        Ok(socket)
     }
 
     fn in_dialog(&mut self, tx: TxKey, req: Request, tag: String) {
@@ -597,12 +617,5 @@ async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, s
                 return;
             }
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }
