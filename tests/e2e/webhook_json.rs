@@ -390,3 +390,37 @@ async fn an_assigned_operator_is_dialled_and_a_failed_transfer_goes_back_to_the_
     assert_eq!(status, "waiting");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn self_service_reads_back_the_nearest_services_of_the_directory() {
+    let app = spawn_app().await;
+    let (_, data) = console::directory::import::read_path(&crate::helpers::repo_path("tests/fixtures/directory/flat_good.csv"))
+        .expect("the fixture imports");
+    app.state.directory.replace(&data).await.unwrap();
+
+    let mut call = Call::new(&app, "self-1");
+    call.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    call.send(json!({"type": "digits", "digits": "1"})).await; // Italian
+    call.send(json!({"type": "digits", "digits": "3"})).await; // housing
+    call.send(json!({"type": "digits", "digits": "10121"})).await; // Torino
+    let a = call.send(json!({"type": "digits", "digits": "1"})).await; // nearby services
+    let said: Vec<String> =
+        a["actions"].as_array().unwrap().iter().filter_map(|x| x["text"].as_str().map(str::to_owned)).collect();
+    let item = said.iter().find(|t| t.contains("Sportello Casa Torino")).unwrap_or_else(|| panic!("read back: {a}"));
+    assert!(item.contains("Torino"), "{item}");
+    assert!(item.contains("0 1 1 4 4 2 1 1 1 1"), "the phone is read digit by digit: {item}");
+    // Only the housing service of the directory is read (the others are health, mediation).
+    assert!(!said.iter().any(|t| t.contains("Consultorio")), "{said:?}");
+    assert!(played(&a).contains(&"services-options".to_owned()), "{a}");
+
+    // 9: no more services; 1: hear them again; 2: an operator.
+    let a = call.send(json!({"type": "digits", "digits": "9"})).await;
+    assert!(played(&a).contains(&"services-no-more".to_owned()), "{a}");
+    let a = call.send(json!({"type": "digits", "digits": "1"})).await;
+    assert!(a.to_string().contains("Sportello Casa Torino"), "{a}");
+    let a = call.send(json!({"type": "call.ended"})).await;
+    assert_eq!(a["ended"], true);
+    let (_, area, town, outcome, _) = call_row(&app, "self-1").await;
+    assert_eq!((area.as_deref(), town.as_deref(), outcome.as_deref()), (Some("casa"), Some("Torino"), Some("self_service")));
+    app.stop().await;
+}
