@@ -79,6 +79,26 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
+/// Posts a body to a `/voice/events` URL, signed with the test key as of `at`.
+pub async fn post_signed_event(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    at: DateTime<Utc>,
+) -> reqwest::Response {
+    let ts = at.timestamp();
+    client
+        .post(url)
+        .header("content-type", content_type)
+        .header("x-helpline-timestamp", ts.to_string())
+        .header("x-helpline-signature", console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body))
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
 /// The real app, running in this process on a random port.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -109,16 +129,7 @@ impl TestApp {
 
     /// Posts any body to `/voice/events`, correctly signed at the server's clock time.
     pub async fn post_signed(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        let ts = self.clock.now().timestamp();
-        self.client
-            .post(self.url("/voice/events"))
-            .header("content-type", content_type)
-            .header("x-helpline-timestamp", ts.to_string())
-            .header("x-helpline-signature", console::webhook::json::sign(TEST_WEBHOOK_SECRET, ts, &body))
-            .body(body)
-            .send()
-            .await
-            .expect("request")
+        post_signed_event(&self.client, &self.url("/voice/events"), content_type, body, self.clock.now()).await
     }
 
     /// Posts a TwiML request (form parameters) to `path_and_query`, signed as Twilio signs.

@@ -87,19 +87,11 @@ async fn serve_with_an_unreachable_database_exits_with_a_message() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-/// Posts a signed JSON call event to a `helpline serve` process.
+/// Posts a signed JSON call event to a `helpline serve` process (which runs on the real clock).
 async fn event(client: &reqwest::Client, node: &ServeProcess, body: Value) -> Value {
     let body = serde_json::to_vec(&body).unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    let r = client
-        .post(node.url("/voice/events"))
-        .header("content-type", "application/json")
-        .header("x-helpline-timestamp", ts.to_string())
-        .header("x-helpline-signature", console::webhook::json::sign(crate::helpers::TEST_WEBHOOK_SECRET, ts, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = crate::helpers::post_signed_event(client, &node.url("/voice/events"), "application/json", body, chrono::Utc::now())
+        .await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
