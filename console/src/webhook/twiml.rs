@@ -16,7 +16,7 @@
 use super::actions::{queue_name, to_carrier, CarrierAction};
 use super::signature::verify_twilio;
 use super::{base_url, digest};
-use crate::calls::{CallError, CallRequest, Origin, RequestKey};
+use crate::calls::{CallRequest, Origin, RequestKey};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -194,9 +194,6 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
         .await;
     let answer = match handled {
         Ok(h) => h.answer,
-        Err(e @ CallError::KeyReused { .. }) | Err(e @ CallError::AlreadyStarted(_)) => {
-            return twiml(apology(&req.base, language, &e.to_string()));
-        }
         Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
     };
     match to_carrier(&answer.actions, &req.base, &state.voice.catalog) {
