@@ -16,6 +16,10 @@ pub enum AppError {
     BadCredentials,
     #[error("{0}")]
     Forbidden(String),
+    #[error("missing or wrong X-CSRF-Token header: send the csrf_token from POST /api/session")]
+    Csrf,
+    #[error("too many failed sign-ins; try again in {0} seconds")]
+    RateLimited(u64),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -35,6 +39,8 @@ impl AppError {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+            AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -50,7 +56,11 @@ impl IntoResponse for AppError {
         if let AppError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
-        (status, Json(json!({ "error": code, "message": self.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": code, "message": self.to_string() }))).into_response();
+        if let AppError::RateLimited(secs) = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*secs));
+        }
+        response
     }
 }
 

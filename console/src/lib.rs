@@ -2,6 +2,7 @@
 //! operator console and supervisors' views; and the `helpline` command line.
 
 pub mod acd;
+pub mod auth;
 pub mod calls;
 pub mod cli;
 pub mod clock;

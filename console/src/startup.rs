@@ -64,6 +64,7 @@ impl Application {
             tts: Arc::new(tts),
             clock,
             directory,
+            sign_in_limiter: Arc::new(crate::auth::SignInLimiter::default()),
         };
         Ok(Application { listener, sip, state, first_admin })
     }
@@ -90,7 +91,9 @@ impl Application {
         let sip = tokio::spawn(self.sip.run(self.state.clone(), async {
             let _ = sip_stopped.await;
         }));
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
         let _ = sip_stop.send(());
         let _ = sip.await;
         self.state.db.close().await;

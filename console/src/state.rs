@@ -25,4 +25,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The services directory and its search index (issue 5).
     pub directory: crate::directory::Directory,
+    /// Failed sign-ins per name and address (in memory, per node).
+    pub sign_in_limiter: Arc<crate::auth::SignInLimiter>,
 }

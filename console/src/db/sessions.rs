@@ -22,7 +22,7 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-fn token_hash(token: &str) -> String {
+pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -56,4 +56,20 @@ pub async fn session_user(db: &Db, token: &str, now_ms: i64) -> Result<Option<(U
 pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(db.pool()).await?;
     Ok(())
+}
+
+/// Signs a user out everywhere: every session of theirs ends. Returns how many there were.
+pub async fn delete_user_sessions(db: &Db, user_id: i64) -> Result<u64, DbError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(db.pool()).await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether the session with this token hash is still live (a socket re-checks it).
+pub async fn session_live(db: &Db, token_hash: &str, now_ms: i64) -> Result<bool, DbError> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.is_some())
 }

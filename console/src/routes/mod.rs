@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::resolve_session))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req

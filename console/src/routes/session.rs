@@ -1,11 +1,16 @@
 //! Signing in and out: `POST /api/session` (name and password → session cookie and CSRF token),
-//! `GET /api/session` (who am I), `DELETE /api/session` (sign out).
+//! `GET /api/session` (who am I), `DELETE /api/session` (sign out), `POST /api/session/everywhere`
+//! (sign out on every device). Failed sign-ins are rate-limited per name and per client address
+//! ([`crate::auth::SignInLimiter`]); the cookie is HttpOnly, SameSite=Strict, `Secure` when the
+//! server's public URL is https, and lasts one session TTL.
 
+use crate::auth::{AsOperator, Authenticated};
 use crate::db::{sessions, users};
 use crate::error::AppError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -17,7 +22,32 @@ use serde_json::{json, Value};
 pub const SESSION_COOKIE: &str = "helpline_session";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/session", post(sign_in).get(whoami).delete(sign_out))
+    Router::new()
+        .route("/api/session", post(sign_in).get(whoami).delete(sign_out))
+        .route("/api/session/everywhere", post(sign_out_everywhere))
+}
+
+/// The client's address as the socket saw it (behind a reverse proxy, the proxy's: the limit per
+/// name still applies).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+        Ok(ClientAddr(addr.unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.settings.public_url.starts_with("https://"))
+        .max_age(cookie::time::Duration::milliseconds(sessions::SESSION_TTL_MS))
+        .path("/")
+        .build()
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,29 +59,30 @@ struct Credentials {
 
 async fn sign_in(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     JsonBody(creds): JsonBody<Credentials>,
 ) -> Result<(CookieJar, Json<Value>), AppError> {
+    let limiter = &state.sign_in_limiter;
+    if let Some(wait) = limiter.check(&creds.name, &addr, std::time::Instant::now()) {
+        tracing::warn!(name = %creds.name, %addr, "sign-in refused: too many failures");
+        return Err(AppError::RateLimited(wait));
+    }
     let Some(user) = users::verify_password(&state.db, &creds.name, &creds.password).await? else {
-        tracing::warn!(name = %creds.name, "failed sign-in");
+        limiter.record_failure(&creds.name, &addr, std::time::Instant::now());
+        tracing::warn!(name = %creds.name, %addr, "failed sign-in");
         return Err(AppError::BadCredentials);
     };
+    limiter.record_success(&creds.name);
     let now = chrono::Utc::now().timestamp_millis();
     let session = sessions::create_session(&state.db, user.id, now).await?;
-    let cookie = Cookie::build((SESSION_COOKIE, session.token))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .build();
+    let cookie = session_cookie(&state, session.token);
     tracing::info!(user = %user.name, role = user.role.as_str(), "signed in");
     Ok((jar.add(cookie), Json(json!({ "user": user, "csrf_token": session.csrf_token }))))
 }
 
-async fn whoami(State(state): State<AppState>, jar: CookieJar) -> Result<Json<Value>, AppError> {
-    let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(AppError::Unauthorized)?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let (user, csrf) = sessions::session_user(&state.db, &token, now).await?.ok_or(AppError::Unauthorized)?;
-    Ok(Json(json!({ "user": user, "csrf_token": csrf })))
+async fn whoami(auth: Authenticated) -> Json<Value> {
+    Json(json!({ "user": auth.user, "csrf_token": auth.csrf_token }))
 }
 
 async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> Result<(CookieJar, StatusCode), AppError> {
@@ -59,4 +90,14 @@ async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> Result<(Cook
         sessions::delete_session(&state.db, c.value()).await?;
     }
     Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT))
+}
+
+async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    AsOperator(auth): AsOperator,
+    jar: CookieJar,
+) -> Result<(CookieJar, Json<Value>), AppError> {
+    let ended = sessions::delete_user_sessions(&state.db, auth.user.id).await?;
+    tracing::info!(user = %auth.user.name, sessions = ended, "signed out everywhere");
+    Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Json(json!({ "sessions_ended": ended }))))
 }

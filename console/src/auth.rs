@@ -1,0 +1,258 @@
+//! Who is asking, and may they: the session behind a request, role extractors, CSRF protection and
+//! sign-in rate limiting.
+//!
+//! One middleware ([`resolve_session`]) runs on every request: it resolves the session cookie once
+//! (the database holds only the token's hash), puts the [`Authenticated`] user in the request's
+//! extensions, and refuses a state-changing request (POST, PUT, PATCH, DELETE) made with a session
+//! cookie unless it carries the session's `X-CSRF-Token`. Handlers then ask for a role with an
+//! extractor: [`AsOperator`], [`AsSupervisor`], [`AsAdmin`] (401 without a session, 403 with too
+//! low a role). Architecture invariant: a handler that touches personal data or changes anything
+//! takes one of these extractors (the authz table test in `tests/e2e/authz.rs` walks every route).
+
+use crate::db::sessions;
+use crate::db::users::{Role, User};
+use crate::error::AppError;
+use crate::routes::session::SESSION_COOKIE;
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The header a page sends its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A signed-in user and their session.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    /// The SHA-256 of the session token (what the `sessions` table keys on).
+    pub token_hash: String,
+    pub csrf_token: String,
+}
+
+/// The session cookie's value, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Requests that change state without a session cookie's authority: signing in (there is no
+/// session yet) and the carriers' webhooks (signed with HMAC instead).
+fn csrf_exempt(method: &Method, path: &str) -> bool {
+    (method == Method::POST && path == "/api/session") || path.starts_with("/voice/") || path.starts_with("/twiml/")
+}
+
+fn changes_state(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+/// Compares two strings in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Resolves the session cookie into [`Authenticated`] (in the request's extensions) and enforces
+/// CSRF on state-changing requests made with it.
+pub async fn resolve_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(token) = session_token(req.headers()) {
+        let now = chrono::Utc::now().timestamp_millis();
+        match sessions::session_user(&state.db, &token, now).await {
+            Ok(Some((user, csrf_token))) => {
+                let auth = Authenticated { user, token_hash: sessions::token_hash(&token), csrf_token };
+                if changes_state(req.method()) && !csrf_exempt(req.method(), req.uri().path()) {
+                    let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    if !constant_time_eq(sent, &auth.csrf_token) {
+                        tracing::warn!(user = %auth.user.name, path = req.uri().path(), "request without a valid CSRF token");
+                        return AppError::Csrf.into_response();
+                    }
+                }
+                req.extensions_mut().insert(auth);
+            }
+            Ok(None) => {}
+            Err(e) => return AppError::from(e).into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Authenticated>().cloned().ok_or(AppError::Unauthorized)
+    }
+}
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Authenticated);
+
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = AppError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                let auth = Authenticated::from_request_parts(parts, state).await?;
+                if auth.user.role < $role {
+                    return Err(AppError::Forbidden(format!(
+                        "this needs the {} role; {} is {}",
+                        $role.as_str(),
+                        auth.user.name,
+                        auth.user.role.as_str()
+                    )));
+                }
+                Ok($name(auth))
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// Any signed-in user (operators, supervisors, admins).
+    AsOperator,
+    Role::Operator
+);
+role_extractor!(
+    /// Supervisors and admins.
+    AsSupervisor,
+    Role::Supervisor
+);
+role_extractor!(
+    /// Admins only.
+    AsAdmin,
+    Role::Admin
+);
+
+/// Sign-in rate limiting: failures counted per user name and per client address within a window.
+/// Kept in memory per node (a node that restarts forgets; each node limits on its own).
+#[derive(Debug)]
+pub struct SignInLimiter {
+    window: Duration,
+    per_name: usize,
+    per_addr: usize,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Default for SignInLimiter {
+    fn default() -> Self {
+        SignInLimiter::new(Duration::from_secs(300), 5, 20)
+    }
+}
+
+impl SignInLimiter {
+    pub fn new(window: Duration, per_name: usize, per_addr: usize) -> Self {
+        SignInLimiter { window, per_name, per_addr, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn keys(name: &str, addr: &str) -> [String; 2] {
+        [format!("name:{}", name.to_lowercase()), format!("addr:{addr}")]
+    }
+
+    /// `Some(seconds to wait)` when this name or address has failed too often lately.
+    pub fn check(&self, name: &str, addr: &str, now: Instant) -> Option<u64> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let [by_name, by_addr] = Self::keys(name, addr);
+        [(by_name, self.per_name), (by_addr, self.per_addr)]
+            .into_iter()
+            .filter_map(|(key, limit)| {
+                let times = failures.get_mut(&key)?;
+                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+                    times.pop_front();
+                }
+                (times.len() >= limit).then(|| {
+                    let oldest = times.front().copied().unwrap_or(now);
+                    (self.window.saturating_sub(now.duration_since(oldest))).as_secs().max(1)
+                })
+            })
+            .max()
+    }
+
+    pub fn record_failure(&self, name: &str, addr: &str, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() > 100_000 {
+            // Bounded memory under a flood of made-up names: forget the quiet keys.
+            failures.retain(|_, t| t.back().is_some_and(|last| now.duration_since(*last) < self.window));
+        }
+        for key in Self::keys(name, addr) {
+            failures.entry(key).or_default().push_back(now);
+        }
+    }
+
+    /// A successful sign-in clears the name's failures (not the address's).
+    pub fn record_success(&self, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&format!("name:{}", name.to_lowercase()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_blocks_after_the_limit_and_forgets_after_the_window() {
+        let limiter = SignInLimiter::new(Duration::from_secs(60), 3, 10);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(limiter.check("anna", "1.2.3.4", t0), None, "attempt {i}");
+            limiter.record_failure("anna", "1.2.3.4", t0);
+        }
+        let wait = limiter.check("ANNA", "5.6.7.8", t0).expect("blocked by name, any address");
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert_eq!(limiter.check("bruno", "1.2.3.4", t0), None, "address limit not reached");
+        assert_eq!(limiter.check("anna", "1.2.3.4", t0 + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn limiter_counts_per_address_across_names() {
+        let limiter = SignInLimiter::new(Duration::from_secs(60), 100, 4);
+        let t0 = Instant::now();
+        for name in ["a", "b", "c", "d"] {
+            limiter.record_failure(name, "9.9.9.9", t0);
+        }
+        assert!(limiter.check("e", "9.9.9.9", t0).is_some());
+        assert!(limiter.check("e", "8.8.8.8", t0).is_none());
+    }
+
+    #[test]
+    fn success_clears_the_names_failures() {
+        let limiter = SignInLimiter::new(Duration::from_secs(60), 2, 100);
+        let t0 = Instant::now();
+        limiter.record_failure("anna", "1.1.1.1", t0);
+        limiter.record_failure("anna", "1.1.1.1", t0);
+        assert!(limiter.check("anna", "1.1.1.1", t0).is_some());
+        limiter.record_success("anna");
+        assert!(limiter.check("anna", "1.1.1.1", t0).is_none());
+    }
+
+    #[test]
+    fn csrf_exemptions_are_narrow() {
+        assert!(csrf_exempt(&Method::POST, "/api/session"));
+        assert!(!csrf_exempt(&Method::DELETE, "/api/session"));
+        assert!(!csrf_exempt(&Method::POST, "/api/session/everywhere"));
+        assert!(csrf_exempt(&Method::POST, "/voice/events"));
+        assert!(csrf_exempt(&Method::POST, "/twiml/voice"));
+        assert!(!csrf_exempt(&Method::POST, "/api/callbacks/1/claim"));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+        assert!(!constant_time_eq("", "a"));
+    }
+}
