@@ -6,6 +6,7 @@
 //! where they fail.
 
 use crate::helpers::{repo_path, spawn_app};
+use console::db::Backend;
 use console::state::AppState;
 use ivr::rtp::{linear_to_ulaw, RtpPacket};
 use std::net::SocketAddr;
@@ -264,8 +265,21 @@ async fn sip_cancel_while_ringing_gets_487_and_the_call_is_logged_as_hung_up() {
         return;
     }
     let app = spawn_app().await;
+    // The helpline answers once the call is recorded. To make the CANCEL arrive before the answer
+    // every time (not just usually), the test holds the table of calls locked while sipp rings
+    // and cancels: the call's first write waits, so no 200 OK can go out before the 487.
+    let mut lock = app.state.db.pool().begin().await.expect("begin");
+    let lock_sql = match app.state.db.backend() {
+        // Any write takes SQLite's single write lock, even one that changes no row.
+        Backend::Sqlite => "UPDATE calls SET updated_at = updated_at WHERE 1 = 0",
+        Backend::Postgres => "LOCK TABLE calls IN SHARE MODE",
+    };
+    sqlx::query(lock_sql).execute(&mut *lock).await.expect("lock the calls");
     let run = sipp(app.sip_addr, "cancel_ringing.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", "9"]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
+    // The only 200 so far is the CANCEL's: the INVITE was never answered.
+    assert_eq!(metric(&app.state, "helpline_sip_responses_total{status=\"200\"}"), 1.0);
+    lock.rollback().await.expect("unlock");
     let (_, _, _, outcome, ended) = only_call(&app.state).await;
     assert!(ended);
     assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));

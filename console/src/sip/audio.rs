@@ -1,13 +1,17 @@
 //! What SIP callers hear, as 8 kHz samples: the rendered WAV prompts (`prompts/<lang>/wav/<id>.wav`,
 //! loaded once and kept in memory), texts with variables spoken on demand (`Catalog::format` →
 //! `Tts::render` on a blocking thread, cached by `Tts`), and the hold tone played in the queue.
+//!
+//! A `Clip` also carries its G.711 encodings, made once per clip on first use by a call of that
+//! codec (off the media clock's thread), so the clock only copies 160 bytes per packet.
 
 use ivr::domain::{Language, PromptId};
 use ivr::engine::{Pace, SayArg};
 use ivr::prompts::{load_wav, Catalog, PromptArg, PromptError, Tts};
+use ivr::sdp::Codec;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Why a prompt could not be made audible.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +24,45 @@ pub enum AudioError {
     Task(String),
 }
 
-/// A clip of 8 kHz mono samples, shared between calls.
-pub type Clip = Arc<Vec<i16>>;
+/// A clip of 8 kHz mono samples, shared between calls, with its G.711 encodings made on demand.
+#[derive(Clone)]
+pub struct Clip(Arc<ClipInner>);
+
+struct ClipInner {
+    samples: Arc<Vec<i16>>,
+    ulaw: OnceLock<Arc<[u8]>>,
+    alaw: OnceLock<Arc<[u8]>>,
+}
+
+impl Clip {
+    pub fn new(samples: Arc<Vec<i16>>) -> Clip {
+        Clip(Arc::new(ClipInner { samples, ulaw: OnceLock::new(), alaw: OnceLock::new() }))
+    }
+
+    /// Length in samples (= G.711 bytes).
+    pub fn len(&self) -> usize {
+        self.0.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.samples.is_empty()
+    }
+
+    /// The clip in `codec`, encoded on the first call and kept.
+    pub fn encoded(&self, codec: Codec) -> Arc<[u8]> {
+        let cell = match codec {
+            Codec::Pcmu => &self.0.ulaw,
+            Codec::Pcma => &self.0.alaw,
+        };
+        cell.get_or_init(|| ivr::rtp::encode(codec, &self.0.samples).into()).clone()
+    }
+}
+
+impl std::fmt::Debug for Clip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clip({} samples)", self.len())
+    }
+}
 
 /// The prompts of every language, loaded on first use and kept.
 pub struct PromptAudio {
@@ -61,7 +102,7 @@ impl PromptAudio {
         let samples = tokio::task::spawn_blocking(move || load_wav(&path))
             .await
             .map_err(|e| AudioError::Task(e.to_string()))??;
-        let clip = Arc::new(samples);
+        let clip = Clip::new(Arc::new(samples));
         self.lock().insert(key, clip.clone());
         Ok(clip)
     }
@@ -90,9 +131,11 @@ impl PromptAudio {
             Pace::Normal => ivr::prompts::Pace::Normal,
             Pace::Slow => ivr::prompts::Pace::Slow,
         };
-        Ok(tokio::task::spawn_blocking(move || tts.render(lang, &text, pace))
+        let samples = tokio::task::spawn_blocking(move || tts.render(lang, &text, pace))
             .await
-            .map_err(|e| AudioError::Task(e.to_string()))??)
+            .map_err(|e| AudioError::Task(e.to_string()))??;
+        // Spoken text is encoded per call that says it (Tts caches the samples, not the G.711).
+        Ok(Clip::new(samples))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Language, PromptId), Clip>> {
@@ -119,5 +162,5 @@ pub fn hold_tone() -> Clip {
             }
         })
         .collect();
-    Arc::new(samples)
+    Clip::new(Arc::new(samples))
 }

@@ -5,7 +5,7 @@
 
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
-use super::media::{MediaCmd, MediaEvent};
+use super::media::{Media, MediaCmd, MediaEvent};
 use crate::calls::{CallRequest, CallRuntime, Origin};
 use crate::clock::Clock;
 use ivr::domain::{Caller, CallId, DtmfDigit, DtmfDigits};
@@ -61,7 +61,7 @@ pub struct CallSetup {
     /// The server's clock: the instant of every event (tests run the call at a chosen time).
     pub clock: Arc<dyn Clock>,
     pub audio: Arc<PromptAudio>,
-    pub media: mpsc::UnboundedSender<MediaCmd>,
+    pub media: Media,
     pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
     pub signalling: mpsc::UnboundedSender<SigCmd>,
 }
@@ -79,7 +79,7 @@ struct Call {
     runtime: CallRuntime,
     clock: Arc<dyn Clock>,
     audio: Arc<PromptAudio>,
-    media: mpsc::UnboundedSender<MediaCmd>,
+    media: Media,
     signalling: mpsc::UnboundedSender<SigCmd>,
     collector: Option<Collector>,
     queued: u64,
@@ -212,7 +212,7 @@ impl Call {
     }
 
     fn queue(&mut self, clip: super::audio::Clip) {
-        if self.media.send(MediaCmd::Play(clip)).is_ok() {
+        if self.media.send(MediaCmd::Play(clip)) {
             self.queued += 1;
         }
     }

@@ -9,8 +9,9 @@
 //!   own BYE/REFER client transactions;
 //! - `call.rs`: one control task per call runs its events through the runtime *in order* and
 //!   carries out the actions (audio, digit collection, hang-up, transfer);
-//! - `media.rs`: one media task per call owns its RTP socket: paced G.711 out, RFC 4733 in. It
-//!   never waits on the database, so a slow write cannot make the audio stutter;
+//! - `media.rs`: one shared media clock (an OS thread on a 1 ms wheel) sends every call's paced
+//!   G.711; one small receive task per call reads RFC 4733 DTMF and the caller's address. The
+//!   clock never waits on the database or the runtime, so neither can make the audio stutter;
 //! - `collect.rs`: the digit collector (pure); `audio.rs`: prompts and hold audio, cached.
 //!
 //! Architecture invariant: the engine sees only `Event`s; SIP dialogs, transactions and RTP never
@@ -39,6 +40,8 @@ pub enum SipError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("rtp_port_min ({min}) is above rtp_port_max ({max})")]
     PortRange { min: u16, max: u16 },
+    #[error("cannot start the media clock thread: {0}")]
+    MediaClock(std::io::Error),
 }
 
 /// The UDP ports calls' RTP sockets come from.
@@ -81,6 +84,7 @@ pub struct SipServer {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     ports: RtpPorts,
+    clock: media::MediaClock,
 }
 
 impl SipServer {
@@ -91,7 +95,8 @@ impl SipServer {
             .await
             .map_err(|source| SipError::Bind { addr: settings.sip_addr, source })?;
         let local = socket.local_addr().unwrap_or(settings.sip_addr);
-        Ok(SipServer { socket: Arc::new(socket), local, ports })
+        let clock = media::MediaClock::start().map_err(SipError::MediaClock)?;
+        Ok(SipServer { socket: Arc::new(socket), local, ports, clock })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -100,6 +105,6 @@ impl SipServer {
 
     /// Answers calls until `shutdown` completes; calls in progress are then hung up (BYE).
     pub async fn run(self, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
-        signalling::run(self.socket, self.local, self.ports, state, shutdown).await;
+        signalling::run(self.socket, self.local, self.ports, self.clock, state, shutdown).await;
     }
 }

@@ -6,7 +6,7 @@
 //! progress). Nothing here waits on the database.
 
 use super::call::{self, CallMsg, CallSetup, SigCmd};
-use super::media::{self, MediaCmd, MediaSetup};
+use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
 use super::{PromptAudio, RtpPorts};
 use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
 use crate::state::AppState;
@@ -46,7 +46,7 @@ struct CallEntry {
     /// Where the INVITE came from: in-dialog requests go there when the target is not an address.
     source: SocketAddr,
     control: mpsc::UnboundedSender<CallMsg>,
-    media: mpsc::UnboundedSender<MediaCmd>,
+    media: Media,
     answered: bool,
 }
 
@@ -68,6 +68,7 @@ struct Signalling {
     /// The address written in SDP and Contact (the bound one, or loopback when bound to any).
     advertised: IpAddr,
     ports: RtpPorts,
+    clock: MediaClock,
     state: AppState,
     audio: Arc<PromptAudio>,
     sig_tx: mpsc::UnboundedSender<SigCmd>,
@@ -83,6 +84,7 @@ pub(super) async fn run(
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     ports: RtpPorts,
+    clock: MediaClock,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -100,6 +102,7 @@ pub(super) async fn run(
         local,
         advertised,
         ports,
+        clock,
         state,
         audio,
         sig_tx,
@@ -312,7 +315,7 @@ impl Signalling {
         self.respond(&tx, response_to(&req, 180, &tag));
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let media = media::spawn(
+        let media = self.clock.add(
             MediaSetup {
                 socket: rtp,
                 codec: negotiated.codec,

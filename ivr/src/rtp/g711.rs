@@ -80,6 +80,14 @@ pub fn encode(codec: Codec, samples: &[i16]) -> Vec<u8> {
     samples.iter().map(|s| f(*s)).collect()
 }
 
+/// The code of a zero sample (digital silence): 0xFF in μ-law, 0xD5 in A-law.
+pub fn silence(codec: Codec) -> u8 {
+    match codec {
+        Codec::Pcmu => linear_to_ulaw(0),
+        Codec::Pcma => linear_to_alaw(0),
+    }
+}
+
 /// Decodes bytes with `codec`.
 pub fn decode(codec: Codec, bytes: &[u8]) -> Vec<i16> {
     let f = match codec {

@@ -11,6 +11,6 @@ pub use dtmf::{
     parse_info_dtmf, DtmfReceiver, DtmfSender, InfoDtmfError, TelephoneEvent, TelephoneEventError,
     TelephoneEventPacket, DEFAULT_EVENT_TIMEOUT,
 };
-pub use g711::{alaw_to_linear, decode, encode, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
+pub use g711::{alaw_to_linear, decode, encode, linear_to_alaw, linear_to_ulaw, silence, ulaw_to_linear};
 pub use packet::{RtpError, RtpHeader, RtpPacket};
 pub use packetizer::{Pacer, Packetizer, PACKET_INTERVAL, SAMPLES_PER_PACKET, SAMPLE_RATE};

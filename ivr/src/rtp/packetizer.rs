@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::g711::encode;
+use super::g711::{encode, silence};
 use super::packet::RtpHeader;
 use crate::sdp::Codec;
 
@@ -99,6 +99,25 @@ impl Packetizer {
         let mut frame = std::mem::take(&mut self.pending);
         frame.resize(SAMPLES_PER_PACKET, 0);
         Some(self.packet(&frame))
+    }
+
+    /// Writes the next packet into `out` (cleared first) from audio already encoded in this
+    /// packetizer's codec: the header, then the first 160 bytes of `payload`, padded with
+    /// silence when shorter. No allocation once `out` has grown: what a pacer sending from
+    /// pre-encoded prompts needs. Shares the sequence/timestamp/marker state with `push`.
+    pub fn write_encoded(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        let frame = &payload[..payload.len().min(SAMPLES_PER_PACKET)];
+        out.clear();
+        out.push(0x80);
+        let marker = if std::mem::take(&mut self.marker_pending) { 0x80 } else { 0 };
+        out.push(marker | (self.payload_type & 0x7F));
+        out.extend_from_slice(&self.sequence.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(frame);
+        out.resize(12 + SAMPLES_PER_PACKET, silence(self.codec));
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_PACKET as u32);
     }
 
     fn packet(&mut self, frame: &[i16]) -> Vec<u8> {
@@ -209,6 +228,28 @@ mod tests {
             (d.header.marker, d.header.sequence, d.header.timestamp),
             (true, 1, 1480 + 800)
         );
+    }
+
+    #[test]
+    fn pre_encoded_frames_match_pushed_samples() {
+        for (codec, pt) in [(Codec::Pcmu, 0), (Codec::Pcma, 8)] {
+            let samples: Vec<i16> = (0..400).map(|i| (i * 97 % 20000 - 10000) as i16).collect();
+            let mut a = Packetizer::new(codec, pt, 9, 100, 5000);
+            let mut expected = a.push(&samples);
+            expected.extend(a.flush());
+            let encoded = encode(codec, &samples);
+            let mut b = Packetizer::new(codec, pt, 9, 100, 5000);
+            let mut out = Vec::new();
+            let got: Vec<Vec<u8>> = encoded
+                .chunks(SAMPLES_PER_PACKET)
+                .map(|frame| {
+                    b.write_encoded(frame, &mut out);
+                    out.clone()
+                })
+                .collect();
+            assert_eq!(got, expected, "{codec:?}");
+            assert_eq!((b.next_sequence(), b.next_timestamp()), (a.next_sequence(), a.next_timestamp()));
+        }
     }
 
     #[test]
