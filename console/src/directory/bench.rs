@@ -131,7 +131,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let index = Arc::new(DirectoryIndex::build(docs)?);
         let build_s = t.elapsed().as_secs_f64();
         let mem = rss_bytes().saturating_sub(before) as f64 / (1024.0 * 1024.0);
-        eprintln!("{n}: index built in {build_s:.1} s, RSS +{mem:.0} MiB");
+        eprintln!("{n}: index built in {build_s:.1} s, RSS +{mem:.0} MiB, {} layout runs", index.layout_runs());
         let mut found = 0usize;
         let run_once = |p: &Probe| {
             let mut q = SearchQuery::new(now);

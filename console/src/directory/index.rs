@@ -1,18 +1,28 @@
-//! The in-memory search index over the directory: a tantivy index in RAM for the text, an R-tree
-//! of the services' positions for distance, and the flat service records for filters and answers.
-//! Built whole from a [`Dataset`](super::dataset::Dataset) (the database is the source of truth)
-//! and swapped atomically by [`Directory`](super::Directory) when the data changes.
+//! The in-memory search index over the directory: a tantivy index in RAM for the text, the
+//! services laid out in space inside it, an R-tree of the positions for "nearest", and the flat
+//! service records for filters and answers. Built whole from a [`Dataset`](super::dataset::Dataset)
+//! (the database is the source of truth) and swapped atomically by
+//! [`Directory`](super::Directory) when the data changes.
+//!
+//! Layout: documents enter tantivy sorted by a spatial key (a 0.05° band of latitude, then
+//! longitude), so the services within R km of a point are a few runs of consecutive document
+//! ids, one per band the circle crosses. A search walks only those runs of each posting list
+//! (see [`super::search`]); the filters read small arrays indexed by document id, in the same
+//! order, rather than the service records.
 
 use super::docs::ServiceDoc;
 use ivr::geo::GeoPoint;
 use rstar::primitives::GeomWithData;
 use rstar::RTree;
 use std::collections::HashMap;
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING};
+use std::sync::Arc;
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::index::InvertedIndexReader;
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language as StemLanguage, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument};
+use tantivy::{DocId, Index, ReloadPolicy, TantivyDocument};
 
 /// Why the index could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,29 +41,133 @@ pub(crate) const STEMMED: [(&str, StemLanguage); 4] = [
 
 pub(crate) type IndexedPoint = GeomWithData<[f64; 3], u32>;
 
+/// The text fields, by slot: raw, name, then the four stemmed ones.
+pub(crate) const TEXT_FIELDS: usize = 6;
+pub(crate) const RAW: usize = 0;
+pub(crate) const NAME: usize = 1;
+pub(crate) const FIRST_STEMMED: usize = 2;
+
 /// The tantivy fields.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
-    /// Name, organization, description and town; folded, not stemmed: typos and prefixes.
-    pub raw: Field,
-    /// Service and organization name, folded: a name match ranks higher.
-    pub name: Field,
-    pub stemmed: [Field; 4],
-    /// The grid cell of the position ([`cell_key`]): lets a radius narrow the text matches
-    /// inside tantivy instead of after it.
-    pub cell: Field,
+    /// By slot ([`RAW`], [`NAME`], [`FIRST_STEMMED`]…): raw is name, organization, description
+    /// and town, folded, not stemmed (typos and prefixes); name is the service and organization
+    /// name, folded (a name match ranks higher); then the stemmed texts.
+    pub text: [Field; TEXT_FIELDS],
 }
 
-/// Grid cell size in degrees (about 28 km north–south, 20 km east–west in Italy).
-pub(crate) const CELL_DEGREES: f64 = 0.25;
+/// Height of a band of the spatial layout, in degrees of latitude (5.6 km).
+pub(crate) const BAND_DEGREES: f64 = 0.05;
 
-/// The grid cell key of a position.
-pub(crate) fn cell_key(lat_cell: i32, lng_cell: i32) -> String {
-    format!("{lat_cell}:{lng_cell}")
+fn band_of(lat: f64) -> i64 {
+    (lat / BAND_DEGREES).floor() as i64
 }
 
-pub(crate) fn cell_of(p: &GeoPoint) -> (i32, i32) {
-    ((p.lat / CELL_DEGREES).floor() as i32, (p.lng / CELL_DEGREES).floor() as i32)
+/// `f32` bits in an order that sorts like the numbers.
+fn ordered_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+fn spatial_key(band: i64, lng: f32) -> u64 {
+    (((band + (1 << 31)) as u64) << 32) | u64::from(ordered_bits(lng))
+}
+
+/// The layout key of a service: band, then longitude; services without a position last.
+fn key_of(p: Option<GeoPoint>) -> u64 {
+    match p {
+        Some(p) => spatial_key(band_of(p.lat), p.lng as f32),
+        None => u64::MAX,
+    }
+}
+
+/// BM25's constants, as tantivy has them.
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+
+/// One tantivy segment with what a search reads of it, all indexed by document id.
+pub(crate) struct SegmentData {
+    /// By text field slot.
+    pub inverted: Vec<Arc<InvertedIndexReader>>,
+    pub fieldnorms: Vec<FieldNormReader>,
+    pub max_doc: DocId,
+    /// Document id → position in [`DirectoryIndex::docs`].
+    pub ords: Vec<u32>,
+    pub areas: Vec<u8>,
+    pub languages: Vec<u64>,
+    /// Position on the sphere ([`to_xyz`]), NaN when the service has none.
+    pub xyz: Vec<[f32; 3]>,
+    keys: Vec<u64>,
+    /// Maximal runs of document ids whose keys ascend (one per segment tantivy's writer threads
+    /// made before the merge).
+    runs: Vec<(DocId, DocId)>,
+}
+
+impl SegmentData {
+    /// Runs of document ids holding every service within `radius_km` of `center` (and some
+    /// more: the exact distance is checked on each), ascending and disjoint.
+    pub(crate) fn ranges_within(&self, center: &GeoPoint, radius_km: f64) -> Vec<(DocId, DocId)> {
+        let delta = radius_km / GeoPoint::EARTH_RADIUS_KM;
+        if !(delta < std::f64::consts::PI) {
+            return vec![(0, self.max_doc)];
+        }
+        // Exact bounds of a spherical cap: |Δlat| ≤ δ; |Δlng| ≤ asin(sin δ / cos lat) unless a
+        // pole is inside. A margin covers the f32 longitudes of the keys.
+        const MARGIN: f64 = 1e-4;
+        let dlat = delta.to_degrees();
+        let (lat_lo, lat_hi) = (center.lat - dlat - MARGIN, center.lat + dlat + MARGIN);
+        let s = delta.sin() / center.lat.to_radians().cos();
+        let lngs: Vec<(f64, f64)> = if lat_hi >= 90.0 || lat_lo <= -90.0 || !(s < 1.0) {
+            vec![(-181.0, 181.0)]
+        } else {
+            let dlng = s.asin().to_degrees() + MARGIN;
+            let (lo, hi) = (center.lng - dlng, center.lng + dlng);
+            if lo < -180.0 {
+                vec![(-181.0, hi), (lo + 360.0, 181.0)]
+            } else if hi > 180.0 {
+                vec![(-181.0, hi - 360.0), (lo, 181.0)]
+            } else {
+                vec![(lo, hi)]
+            }
+        };
+        let mut out = Vec::new();
+        for band in band_of(lat_lo.max(-90.0))..=band_of(lat_hi.min(90.0)) {
+            for &(lo, hi) in &lngs {
+                let (k0, k1) = (spatial_key(band, lo as f32), spatial_key(band, hi as f32));
+                for &(s, e) in &self.runs {
+                    let keys = &self.keys[s as usize..e as usize];
+                    let a = s + keys.partition_point(|&k| k < k0) as DocId;
+                    let b = s + keys.partition_point(|&k| k <= k1) as DocId;
+                    if a < b {
+                        out.push((a, b));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+/// BM25 statistics of the whole index, per text field.
+pub(crate) struct TextStats {
+    pub total_docs: u64,
+    /// `K1 · (1 − B + B · fieldnorm / average)` for each fieldnorm id: tantivy's own cache.
+    pub norms: [[f32; 256]; TEXT_FIELDS],
+}
+
+impl TextStats {
+    /// The BM25 weight of a term found in `doc_freq` documents, boosted: score =
+    /// weight · tf / (tf + norm).
+    pub(crate) fn weight(&self, doc_freq: u64, boost: f32) -> f32 {
+        let n = self.total_docs.max(doc_freq);
+        let x = ((n - doc_freq) as f32 + 0.5) / (doc_freq as f32 + 0.5);
+        (1.0 + x).ln() * (1.0 + K1) * boost
+    }
 }
 
 /// The searchable directory at one moment. Cheap to share (`Arc<DirectoryIndex>`), searched
@@ -64,10 +178,10 @@ pub struct DirectoryIndex {
     pub(crate) rtree: RTree<IndexedPoint>,
     pub(crate) fields: Fields,
     pub(crate) index: Index,
-    pub(crate) reader: IndexReader,
+    pub(crate) segments: Vec<SegmentData>,
+    pub(crate) stats: TextStats,
     /// Language codes → bit, for the "language spoken" filter.
     pub(crate) language_bits: HashMap<String, u64>,
-    pub(crate) doc_languages: Vec<u64>,
 }
 
 fn analyzer(stem: Option<StemLanguage>) -> TextAnalyzer {
@@ -95,6 +209,12 @@ pub(crate) fn chord_km(distance_km: f64) -> f64 {
     2.0 * r * (distance_km.min(std::f64::consts::PI * r) / (2.0 * r)).sin()
 }
 
+/// The great-circle distance of a chord length.
+pub(crate) fn arc_km(chord_km: f64) -> f64 {
+    let r = GeoPoint::EARTH_RADIUS_KM;
+    2.0 * r * (chord_km / (2.0 * r)).min(1.0).asin()
+}
+
 impl DirectoryIndex {
     /// Indexes `docs` (kept in their order: the order of listings without text or position).
     pub fn build(docs: Vec<ServiceDoc>) -> Result<DirectoryIndex, IndexError> {
@@ -108,33 +228,34 @@ impl DirectoryIndex {
         let raw = sb.add_text_field("text_raw", text("folded"));
         let name = sb.add_text_field("name", text("folded"));
         let stemmed = STEMMED.map(|(f, _)| sb.add_text_field(f, text(f)));
-        let cell = sb.add_text_field("cell", STRING);
         let index = Index::create_in_ram(sb.build());
         index.tokenizers().register("folded", analyzer(None));
         for (f, lang) in STEMMED {
             index.tokenizers().register(f, analyzer(Some(lang)));
         }
-        let fields = Fields { raw, name, stemmed, cell };
+        let fields = Fields { text: [raw, name, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, 50_000_000 * threads)?;
         let mut language_bits: HashMap<String, u64> = HashMap::new();
-        let mut doc_languages = Vec::with_capacity(docs.len());
         let mut points = Vec::with_capacity(docs.len());
         let mut by_id = HashMap::with_capacity(docs.len());
-        for (i, d) in docs.iter().enumerate() {
+        // Spatial order; equal keys keep the listing order.
+        let mut layout: Vec<u32> = (0..docs.len() as u32).collect();
+        layout.sort_by_cached_key(|&i| key_of(docs[i as usize].point));
+        for &i in &layout {
+            let d = &docs[i as usize];
             let mut doc = TantivyDocument::default();
-            doc.add_u64(ord, i as u64);
+            doc.add_u64(ord, u64::from(i));
             let all = format!("{} {} {} {}", d.name, d.organization, d.description, d.town);
             doc.add_text(raw, &all);
             doc.add_text(name, format!("{} {}", d.name, d.organization));
             for f in stemmed {
                 doc.add_text(f, &all);
             }
-            if let Some(p) = d.point {
-                let (a, b) = cell_of(&p);
-                doc.add_text(cell, cell_key(a, b));
-            }
             writer.add_document(doc)?;
+        }
+        let mut doc_languages = Vec::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
             let mut mask = 0u64;
             for code in &d.languages {
                 let next = language_bits.len();
@@ -152,23 +273,78 @@ impl DirectoryIndex {
             by_id.insert(d.id.clone(), i as u32);
         }
         writer.commit()?;
-        // One segment: every query walks each segment's term dictionary (fuzzy and prefix terms
-        // most of all), so one is faster than the few the indexing threads leave.
+        // One segment: every query looks each term up in each segment's dictionary.
         let segments = index.searchable_segment_ids()?;
         if segments.len() > 1 {
             writer.merge(&segments).wait()?;
         }
         writer.wait_merging_threads()?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let searcher = reader.searcher();
+        let mut segment_data = Vec::new();
+        let mut total_docs = 0u64;
+        let mut tokens = [0u64; TEXT_FIELDS];
+        for seg in searcher.segment_readers() {
+            let column = seg.fast_fields().u64("ord")?;
+            let max_doc = seg.max_doc();
+            let mut data = SegmentData {
+                inverted: fields.text.iter().map(|f| seg.inverted_index(*f)).collect::<Result<_, _>>()?,
+                fieldnorms: fields.text.iter().map(|f| seg.get_fieldnorms_reader(*f)).collect::<Result<_, _>>()?,
+                max_doc,
+                ords: Vec::with_capacity(max_doc as usize),
+                areas: Vec::with_capacity(max_doc as usize),
+                languages: Vec::with_capacity(max_doc as usize),
+                xyz: Vec::with_capacity(max_doc as usize),
+                keys: Vec::with_capacity(max_doc as usize),
+                runs: Vec::new(),
+            };
+            for (slot, inverted) in data.inverted.iter().enumerate() {
+                tokens[slot] += inverted.total_num_tokens();
+            }
+            total_docs += u64::from(max_doc);
+            for doc in 0..max_doc {
+                let o = column.first(doc).unwrap_or(0) as u32;
+                let d = &docs[o as usize];
+                data.ords.push(o);
+                data.areas.push(d.areas);
+                data.languages.push(doc_languages[o as usize]);
+                data.xyz.push(match d.point {
+                    Some(p) => to_xyz(&p).map(|v| v as f32),
+                    None => [f32::NAN; 3],
+                });
+                data.keys.push(key_of(d.point));
+            }
+            let mut start = 0;
+            for doc in 1..=max_doc {
+                if doc == max_doc || data.keys[doc as usize] < data.keys[doc as usize - 1] {
+                    data.runs.push((start, doc));
+                    start = doc;
+                }
+            }
+            segment_data.push(data);
+        }
+        let mut norms = [[0f32; 256]; TEXT_FIELDS];
+        for (slot, cache) in norms.iter_mut().enumerate() {
+            let average = tokens[slot] as f32 / total_docs.max(1) as f32;
+            for (id, v) in cache.iter_mut().enumerate() {
+                let fieldnorm = FieldNormReader::id_to_fieldnorm(id as u8) as f32;
+                *v = K1 * (1.0 - B + B * fieldnorm / average);
+            }
+        }
+        tracing::debug!(
+            segments = segment_data.len(),
+            runs = segment_data.iter().map(|s| s.runs.len()).sum::<usize>(),
+            "directory index laid out"
+        );
         Ok(DirectoryIndex {
             docs,
             by_id,
             rtree: RTree::bulk_load(points),
             fields,
             index,
-            reader,
+            segments: segment_data,
+            stats: TextStats { total_docs, norms },
             language_bits,
-            doc_languages,
         })
     }
 
@@ -190,10 +366,16 @@ impl DirectoryIndex {
         self.by_id.get(id).map(|&i| &self.docs[i as usize])
     }
 
-    /// Tokens of `text` as the field `field` indexes them.
-    pub(crate) fn tokens(&self, field: Field, text: &str) -> Vec<String> {
+    /// How many runs of document ids the layout has (one per segment the writer threads made):
+    /// a radius becomes this many ranges per band.
+    pub fn layout_runs(&self) -> usize {
+        self.segments.iter().map(|s| s.runs.len()).sum()
+    }
+
+    /// Tokens of `text` as the text field in `slot` indexes them.
+    pub(crate) fn tokens(&self, slot: usize, text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        if let Ok(mut a) = self.index.tokenizer_for_field(field) {
+        if let Ok(mut a) = self.index.tokenizer_for_field(self.fields.text[slot]) {
             let mut stream = a.token_stream(text);
             while stream.advance() {
                 out.push(stream.token().text.clone());

@@ -82,7 +82,12 @@ impl WeeklyHours {
     /// Today's ranges at `now` in the readable form (`09:00-13:00, 14:30-17:00`), empty when closed
     /// all day (holidays included).
     pub fn today_text(&self, now: DateTime<Utc>) -> String {
-        let date = now.with_timezone(&self.tz).date_naive();
+        self.today_text_local(&LocalNow::new(now, self.tz))
+    }
+
+    /// [`WeeklyHours::today_text`] with the local date already worked out.
+    pub fn today_text_local(&self, now: &LocalNow) -> String {
+        let date = now.date;
         if !self.counts(date) {
             return String::new();
         }

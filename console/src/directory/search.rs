@@ -5,23 +5,29 @@
 //!
 //! Everything here is synchronous and takes the clock as a parameter: a websocket handler or the
 //! IVR calls it directly on a shared `Arc<DirectoryIndex>`.
+//!
+//! How a search runs: the text becomes one clause per word, each a set of alternatives (the
+//! folded word, the word in names, its four stems, its one-typo and prefix expansions over the
+//! term dictionary); a radius becomes runs of document ids ([`SegmentData::ranges_within`]).
+//! The posting lists are walked over those runs only, a window of document ids at a time,
+//! adding BM25 scores (tantivy's formula and statistics) and counting the required words each
+//! document has; a document with all of them goes through the other filters (arrays by
+//! document id), is counted for its areas, and joins the matches. The matches are ranked by
+//! relevance damped by distance and only the requested page is turned into answers.
 
-use super::docs::{area_bit, ServiceDoc};
-use super::index::{cell_key, cell_of, chord_km, to_xyz, DirectoryIndex};
+use super::docs::area_bit;
+use super::index::{arc_km, chord_km, to_xyz, DirectoryIndex, SegmentData, FIRST_STEMMED, NAME, RAW};
 use super::opening::LocalNow;
 use chrono::{DateTime, Utc};
 use ivr::domain::ServiceArea;
 use ivr::geo::GeoPoint;
+use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
 use serde::Serialize;
-use std::sync::Arc;
-use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
-use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+use std::sync::{Arc, OnceLock};
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::postings::{Postings, SegmentPostings, TermInfo};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, Term};
-
-/// Kilometres per degree of latitude on the sphere the gazetteer uses.
-const KM_PER_DEGREE_LAT: f64 = GeoPoint::EARTH_RADIUS_KM * std::f64::consts::PI / 180.0;
+use tantivy::{DocId, DocSet};
 
 /// The largest page size the search returns.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -105,12 +111,28 @@ pub struct ServiceSummary {
     pub distance_km: f64,
 }
 
+/// Past this distance from the radius's edge (km), the chord of `f32` positions decides; within
+/// it, the exact haversine distance of the stored position does.
+const EDGE_KM: f64 = 0.005;
+
+/// A radius, as chord lengths around its edge.
+struct Radius {
+    km: f64,
+    inner: f64,
+    outer: f64,
+}
+
+struct Geo {
+    center: GeoPoint,
+    xyz: [f64; 3],
+    radius: Option<Radius>,
+}
+
 /// The filters, precomputed once per query.
 struct Filter {
     area_mask: u8,
     language_mask: Option<u64>,
-    center: Option<GeoPoint>,
-    radius_km: Option<f64>,
+    geo: Option<Geo>,
     open: Option<LocalNow>,
     now: DateTime<Utc>,
 }
@@ -121,52 +143,66 @@ impl Filter {
             area_mask: q.areas.iter().fold(0, |m, a| m | area_bit(*a)),
             // A language nobody speaks matches nothing (mask 0).
             language_mask: q.language.as_ref().map(|l| index.language_bits.get(l).copied().unwrap_or(0)),
-            center: q.near,
-            radius_km: q.radius_km,
+            geo: q.near.map(|center| Geo {
+                center,
+                xyz: to_xyz(&center),
+                radius: q.radius_km.map(|km| {
+                    let chord = chord_km(km);
+                    Radius { km, inner: chord - EDGE_KM, outer: chord + EDGE_KM }
+                }),
+            }),
             open: q.open_now.then(|| LocalNow::new(q.now, chrono_tz::Europe::Rome)),
             now: q.now,
         }
     }
 
-    /// Every filter but the area: `Some(distance)` when the service passes.
-    fn check(&self, doc: &ServiceDoc, languages: u64) -> Option<Option<f64>> {
+    /// Every filter but the area, on document `doc` of `seg`: `Some(distance)` when it passes.
+    #[inline]
+    fn check(&self, index: &DirectoryIndex, seg: &SegmentData, doc: usize) -> Option<Option<f64>> {
         if let Some(mask) = self.language_mask {
-            if languages & mask == 0 {
+            if seg.languages[doc] & mask == 0 {
                 return None;
             }
         }
-        if let Some(local) = &self.open {
-            let open =
-                if doc.hours.tz == local.tz { doc.hours.is_open_local(local) } else { doc.hours.is_open_at(self.now) };
-            if !open {
-                return None;
+        let distance = match &self.geo {
+            None => None,
+            Some(g) => {
+                let p = seg.xyz[doc];
+                if p[0].is_nan() {
+                    if g.radius.is_some() {
+                        return None;
+                    }
+                    None
+                } else {
+                    let (dx, dy, dz) =
+                        (f64::from(p[0]) - g.xyz[0], f64::from(p[1]) - g.xyz[1], f64::from(p[2]) - g.xyz[2]);
+                    let chord = (dx * dx + dy * dy + dz * dz).sqrt();
+                    match &g.radius {
+                        Some(r) if chord > r.outer => return None,
+                        Some(r) if chord >= r.inner => {
+                            let exact = index.docs[seg.ords[doc] as usize].point.map(|p| g.center.distance_km(&p))?;
+                            if exact > r.km {
+                                return None;
+                            }
+                            Some(exact)
+                        }
+                        _ => Some(arc_km(chord)),
+                    }
+                }
             }
-        }
-        if let (Some(c), Some(p), Some(r)) = (&self.center, doc.point, self.radius_km) {
-            // Cheap latitude band first: a degree of latitude is 111.19 km everywhere.
-            if (p.lat - c.lat).abs() > r / KM_PER_DEGREE_LAT + 1e-9 {
-                return None;
-            }
-        }
-        let distance = match (&self.center, doc.point) {
-            (Some(c), Some(p)) => Some(c.distance_km(&p)),
-            (Some(_), None) if self.radius_km.is_some() => return None,
-            _ => None,
         };
-        if let (Some(r), Some(d)) = (self.radius_km, distance) {
-            if d > r {
+        if let Some(local) = &self.open {
+            let hours = &index.docs[seg.ords[doc] as usize].hours;
+            let open = if hours.tz == local.tz { hours.is_open_local(local) } else { hours.is_open_at(self.now) };
+            if !open {
                 return None;
             }
         }
         Some(distance)
     }
-
-    fn area_ok(&self, doc: &ServiceDoc) -> bool {
-        self.area_mask == 0 || doc.areas & self.area_mask != 0
-    }
 }
 
-/// Matches found: (doc ordinal, text score, distance), and the per-area counts.
+/// Matches found: (service ordinal, text score, distance), and the per-area counts.
 #[derive(Default)]
 struct Found {
     matches: Vec<(u32, f32, Option<f64>)>,
@@ -174,16 +210,16 @@ struct Found {
 }
 
 impl Found {
-    fn consider(&mut self, index: &DirectoryIndex, filter: &Filter, ord: u32, score: f32) {
-        let Some(doc) = index.docs.get(ord as usize) else { return };
-        let Some(distance) = filter.check(doc, index.doc_languages[ord as usize]) else { return };
+    #[inline]
+    fn consider(&mut self, index: &DirectoryIndex, filter: &Filter, seg: &SegmentData, doc: DocId, score: f32) {
+        let doc = doc as usize;
+        let Some(distance) = filter.check(index, seg, doc) else { return };
+        let areas = seg.areas[doc];
         for (i, count) in self.area_counts.iter_mut().enumerate() {
-            if doc.areas & (1 << i) != 0 {
-                *count += 1;
-            }
+            *count += usize::from((areas >> i) & 1);
         }
-        if filter.area_ok(doc) {
-            self.matches.push((ord, score, distance));
+        if filter.area_mask == 0 || areas & filter.area_mask != 0 {
+            self.matches.push((seg.ords[doc], score, distance));
         }
     }
 }
@@ -191,34 +227,28 @@ impl Found {
 /// Runs a search. Never fails: a query that cannot match finds nothing.
 pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
     let filter = Filter::new(index, q);
-    let text_query = build_text_query(index, &q.text).map(|text| match cells_clause(index, q) {
-        Some(cells) => Box::new(BooleanQuery::new(vec![(Occur::Must, text), (Occur::Must, cells)])) as Box<dyn Query>,
-        None => text,
-    });
-    let mut found = match text_query {
-        Some(query) => {
-            let collector = FilterCollector { index: Arc::clone(index), filter: Arc::new(filter) };
-            let searcher = index.reader.searcher();
-            searcher.search(&*query, &collector).unwrap_or_default()
-        }
-        None => {
-            let mut found = Found::default();
-            match (filter.center, filter.radius_km) {
-                (Some(c), Some(r)) => {
-                    let reach = chord_km(r + 0.01);
-                    for p in index.rtree.locate_within_distance(to_xyz(&c), reach * reach) {
-                        found.consider(index, &filter, p.data, 0.0);
-                    }
-                }
-                _ => {
-                    for ord in 0..index.docs.len() as u32 {
-                        found.consider(index, &filter, ord, 0.0);
+    let plan = Plan::build(index, &q.text);
+    let mut found = Found::default();
+    let mut scratch = Scratch::default();
+    for (s, seg) in index.segments.iter().enumerate() {
+        let ranges = match (q.near, q.radius_km) {
+            (Some(c), Some(r)) => seg.ranges_within(&c, r),
+            _ => vec![(0, seg.max_doc)],
+        };
+        match &plan {
+            Some(plan) => {
+                let mut clauses = plan.cursors(index, s);
+                scratch.run(&mut clauses, &ranges, |doc, score| found.consider(index, &filter, seg, doc, score));
+            }
+            None => {
+                for &(a, b) in &ranges {
+                    for doc in a..b {
+                        found.consider(index, &filter, seg, doc, 0.0);
                     }
                 }
             }
-            found
         }
-    };
+    }
     let ranked = |m: &(u32, f32, Option<f64>)| -> f64 {
         match m.2 {
             // Relevance, damped by distance: 10 km halves the text score.
@@ -240,7 +270,11 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
         found.matches.truncate(end);
     }
     found.matches.sort_unstable_by(cmp);
-    let hits = found.matches[start..end].iter().map(|&(ord, score, distance)| hit(index, ord, score, distance, q.now)).collect();
+    let local = LocalNow::new(q.now, chrono_tz::Europe::Rome);
+    let hits = found.matches[start..end]
+        .iter()
+        .map(|&(ord, score, distance)| hit(index, ord, score, distance.and(q.near), q.now, &local))
+        .collect();
     SearchResults {
         total,
         page,
@@ -250,8 +284,15 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
     }
 }
 
-fn hit(index: &DirectoryIndex, ord: u32, score: f32, distance: Option<f64>, now: DateTime<Utc>) -> SearchHit {
+/// One answer; `near` is the query's point when the service has a distance.
+fn hit(index: &DirectoryIndex, ord: u32, score: f32, near: Option<GeoPoint>, now: DateTime<Utc>, local: &LocalNow) -> SearchHit {
     let d = &index.docs[ord as usize];
+    let distance = near.zip(d.point).map(|(c, p)| c.distance_km(&p));
+    let (open_now, hours_today) = if d.hours.tz == local.tz {
+        (d.hours.is_open_local(local), d.hours.today_text_local(local))
+    } else {
+        (d.hours.is_open_at(now), d.hours.today_text(now))
+    };
     SearchHit {
         id: d.id.clone(),
         name: d.name.clone(),
@@ -264,8 +305,8 @@ fn hit(index: &DirectoryIndex, ord: u32, score: f32, distance: Option<f64>, now:
         latitude: d.point.map(|p| p.lat),
         longitude: d.point.map(|p| p.lng),
         distance_km: distance.map(|x| (x * 1000.0).round() / 1000.0),
-        open_now: d.hours.is_open_at(now),
-        hours_today: d.hours.today_text(now),
+        open_now,
+        hours_today,
         score,
     }
 }
@@ -298,134 +339,352 @@ pub fn nearest_services(
         .collect()
 }
 
-/// The most grid cells a radius may turn into a query clause; past it the radius is checked
-/// only on the matches.
-const MAX_CELLS: i64 = 256;
-
-/// "In one of the grid cells the circle touches": a constant-score clause that lets tantivy
-/// skip the text matches far away. The exact distance is still checked on every match.
-fn cells_clause(index: &DirectoryIndex, q: &SearchQuery) -> Option<Box<dyn Query>> {
-    let (c, r) = (q.near?, q.radius_km?);
-    let dlat = r / KM_PER_DEGREE_LAT;
-    let max_lat = (c.lat.abs() + dlat).min(89.0);
-    let dlng = r / (KM_PER_DEGREE_LAT * max_lat.to_radians().cos());
-    let lo = cell_of(&GeoPoint::new(c.lat - dlat, c.lng - dlng));
-    let hi = cell_of(&GeoPoint::new(c.lat + dlat, c.lng + dlng));
-    let count = (i64::from(hi.0) - i64::from(lo.0) + 1) * (i64::from(hi.1) - i64::from(lo.1) + 1);
-    if count > MAX_CELLS || hi.1 < lo.1 {
-        return None;
-    }
-    let mut cells: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for a in lo.0..=hi.0 {
-        for b in lo.1..=hi.1 {
-            let term = Term::from_field_text(index.fields.cell, &cell_key(a, b));
-            cells.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
-        }
-    }
-    Some(Box::new(tantivy::query::ConstScoreQuery::new(Box::new(BooleanQuery::new(cells)), 0.0)))
-}
-
 /// Words shorter than this are optional (articles, prepositions) unless they are all there is.
 const MIN_REQUIRED_WORD: usize = 3;
 /// Words this long or longer tolerate one typo.
 const MIN_FUZZY_WORD: usize = 5;
+/// Words past this many are ignored (a bound on the work one query can ask for).
+const MAX_WORDS: usize = 32;
 
-/// The text part of a search, `None` when the text has no words.
-fn build_text_query(index: &DirectoryIndex, text: &str) -> Option<Box<dyn Query>> {
-    let f = index.fields;
-    let words = index.tokens(f.raw, text);
-    if words.is_empty() {
-        return None;
+/// Boosts of the alternatives of a word.
+const BOOST_NAME: f32 = 2.0;
+const BOOST_STEM: f32 = 0.5;
+const BOOST_TYPO: f32 = 0.5;
+const BOOST_PREFIX: f32 = 0.7;
+
+/// The one-typo automata (a transposition counts as one typo).
+fn one_typo() -> &'static LevenshteinAutomatonBuilder {
+    static BUILDER: OnceLock<LevenshteinAutomatonBuilder> = OnceLock::new();
+    BUILDER.get_or_init(|| LevenshteinAutomatonBuilder::new(1, true))
+}
+
+/// A Levenshtein automaton walking tantivy's term dictionary.
+struct Lev<'a>(&'a DFA);
+
+impl tantivy_fst::Automaton for Lev<'_> {
+    type State = u32;
+
+    fn start(&self) -> u32 {
+        self.0.initial_state()
     }
-    let prefix_last = !text.ends_with(char::is_whitespace);
-    let all_short = words.iter().all(|w| w.chars().count() < MIN_REQUIRED_WORD);
-    let stems: Vec<Vec<String>> = f.stemmed.iter().map(|&field| index.tokens(field, text)).collect();
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (i, word) in words.iter().enumerate() {
-        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let term = |field, t: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, t), IndexRecordOption::WithFreqs))
-        };
-        alternatives.push((Occur::Should, term(f.raw, word)));
-        alternatives.push((Occur::Should, Box::new(BoostQuery::new(term(f.name, word), 2.0))));
-        let mut seen: Vec<(tantivy::schema::Field, &str)> = Vec::new();
-        for (s, field) in f.stemmed.iter().enumerate() {
-            if let Some(stem) = stems[s].get(i) {
-                if !seen.contains(&(*field, stem.as_str())) {
-                    seen.push((*field, stem.as_str()));
-                    alternatives.push((Occur::Should, Box::new(BoostQuery::new(term(*field, stem), 0.5))));
+
+    fn is_match(&self, state: &u32) -> bool {
+        matches!(self.0.distance(*state), Distance::Exact(_))
+    }
+
+    fn can_match(&self, state: &u32) -> bool {
+        *state != SINK_STATE
+    }
+
+    fn accept(&self, state: &u32, byte: u8) -> u32 {
+        self.0.transition(*state, byte)
+    }
+}
+
+/// How one alternative of a word finds its terms.
+enum Lookup {
+    /// The exact term, BM25-scored.
+    Term(String),
+    /// Every term within one typo; a constant score.
+    Typo(DFA),
+    /// Every term starting with the word; a constant score.
+    Prefix(String),
+    /// Every term starting with the word give or take one typo; a constant score.
+    TypoPrefix(DFA),
+}
+
+/// One alternative of a word, resolved against the index: its terms in each segment.
+struct Alternative {
+    slot: usize,
+    boost: f32,
+    scored: bool,
+    /// By segment.
+    terms: Vec<Vec<TermInfo>>,
+    /// Over the whole index (for BM25).
+    doc_freq: u64,
+}
+
+struct Clause {
+    required: bool,
+    alternatives: Vec<Alternative>,
+}
+
+/// The text part of a search.
+struct Plan {
+    clauses: Vec<Clause>,
+}
+
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Alternative {
+    fn resolve(index: &DirectoryIndex, slot: usize, boost: f32, lookup: &Lookup) -> Alternative {
+        let mut terms = Vec::with_capacity(index.segments.len());
+        for seg in &index.segments {
+            let dict = seg.inverted[slot].terms();
+            let mut found = Vec::new();
+            let streamed = |found: &mut Vec<TermInfo>, stream: std::io::Result<tantivy::termdict::TermStreamer<'_, _>>| {
+                match stream {
+                    Ok(mut s) => {
+                        while s.advance() {
+                            found.push(s.value().clone());
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+                }
+            };
+            match lookup {
+                Lookup::Term(t) => match dict.get(t.as_bytes()) {
+                    Ok(Some(info)) => found.push(info),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+                },
+                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => streamed(&mut found, dict.search(Lev(dfa)).into_stream()),
+                Lookup::Prefix(p) => {
+                    let builder = dict.range().ge(p.as_bytes());
+                    let builder = match prefix_end(p.as_bytes()) {
+                        Some(end) => builder.lt(end),
+                        None => builder,
+                    };
+                    match builder.into_stream() {
+                        Ok(mut s) => {
+                            while s.advance() {
+                                found.push(s.value().clone());
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+                    }
                 }
             }
+            terms.push(found);
         }
-        let long = word.chars().count() >= MIN_FUZZY_WORD;
-        if long {
-            let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f.raw, word), 1, true);
-            alternatives.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), 0.5))));
-        }
-        let is_prefix = prefix_last && i + 1 == words.len();
-        if is_prefix {
-            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(f.raw, word), u8::from(long), true);
-            alternatives.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), 0.7))));
-        }
-        let required = all_short || is_prefix || word.chars().count() >= MIN_REQUIRED_WORD;
-        let occur = if required { Occur::Must } else { Occur::Should };
-        clauses.push((occur, Box::new(BooleanQuery::new(alternatives))));
+        let doc_freq = terms.iter().flatten().map(|t| u64::from(t.doc_freq)).sum();
+        Alternative { slot, boost, scored: matches!(lookup, Lookup::Term(_)), terms, doc_freq }
     }
-    Some(Box::new(BooleanQuery::new(clauses)))
 }
 
-/// Collects every text match that passes the filters, with its score, and counts areas.
-struct FilterCollector {
-    index: Arc<DirectoryIndex>,
-    filter: Arc<Filter>,
-}
-
-struct FilterSegment {
-    index: Arc<DirectoryIndex>,
-    filter: Arc<Filter>,
-    ords: Column<u64>,
-    found: Found,
-}
-
-impl Collector for FilterCollector {
-    type Fruit = Found;
-    type Child = FilterSegment;
-
-    fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<FilterSegment> {
-        Ok(FilterSegment {
-            index: Arc::clone(&self.index),
-            filter: Arc::clone(&self.filter),
-            ords: segment.fast_fields().u64("ord")?,
-            found: Found::default(),
-        })
+impl Plan {
+    /// The plan of `text`, `None` when it has no words.
+    fn build(index: &DirectoryIndex, text: &str) -> Option<Plan> {
+        let mut words = index.tokens(RAW, text);
+        if words.is_empty() {
+            return None;
+        }
+        let prefix_last = !text.ends_with(char::is_whitespace) && words.len() <= MAX_WORDS;
+        words.truncate(MAX_WORDS);
+        let all_short = words.iter().all(|w| w.chars().count() < MIN_REQUIRED_WORD);
+        let stems: Vec<Vec<String>> = (0..4).map(|s| index.tokens(FIRST_STEMMED + s, text)).collect();
+        let mut clauses = Vec::with_capacity(words.len());
+        for (i, word) in words.iter().enumerate() {
+            let mut alternatives = vec![
+                Alternative::resolve(index, RAW, 1.0, &Lookup::Term(word.clone())),
+                Alternative::resolve(index, NAME, BOOST_NAME, &Lookup::Term(word.clone())),
+            ];
+            let mut seen: Vec<(usize, &str)> = Vec::new();
+            for (s, stemmed) in stems.iter().enumerate() {
+                if let Some(stem) = stemmed.get(i) {
+                    let slot = FIRST_STEMMED + s;
+                    if !seen.contains(&(slot, stem.as_str())) {
+                        seen.push((slot, stem.as_str()));
+                        alternatives.push(Alternative::resolve(index, slot, BOOST_STEM, &Lookup::Term(stem.clone())));
+                    }
+                }
+            }
+            let long = word.chars().count() >= MIN_FUZZY_WORD;
+            if long {
+                let typo = Lookup::Typo(one_typo().build_dfa(word));
+                alternatives.push(Alternative::resolve(index, RAW, BOOST_TYPO, &typo));
+            }
+            let is_prefix = prefix_last && i + 1 == words.len();
+            if is_prefix {
+                let prefix =
+                    if long { Lookup::TypoPrefix(one_typo().build_prefix_dfa(word)) } else { Lookup::Prefix(word.clone()) };
+                alternatives.push(Alternative::resolve(index, RAW, BOOST_PREFIX, &prefix));
+            }
+            alternatives.retain(|a| a.doc_freq > 0);
+            let required = all_short || is_prefix || word.chars().count() >= MIN_REQUIRED_WORD;
+            clauses.push(Clause { required, alternatives });
+        }
+        Some(Plan { clauses })
     }
 
-    fn requires_scoring(&self) -> bool {
-        true
+    /// The plan's posting lists in segment `s`.
+    fn cursors<'a>(&self, index: &'a DirectoryIndex, s: usize) -> Vec<ClauseCursors<'a>> {
+        let seg = &index.segments[s];
+        self.clauses
+            .iter()
+            .map(|clause| ClauseCursors {
+                required: clause.required,
+                cursors: clause
+                    .alternatives
+                    .iter()
+                    .filter_map(|a| {
+                        let inverted = &seg.inverted[a.slot];
+                        let option = if a.scored { IndexRecordOption::WithFreqs } else { IndexRecordOption::Basic };
+                        let postings: Vec<SegmentPostings> = a.terms[s]
+                            .iter()
+                            .filter_map(|t| match inverted.read_postings_from_terminfo(t, option) {
+                                Ok(p) => Some(p),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "directory postings unreadable");
+                                    None
+                                }
+                            })
+                            .collect();
+                        if postings.is_empty() {
+                            return None;
+                        }
+                        Some(if a.scored {
+                            Cursor::Scored {
+                                postings: postings.into_iter().next()?,
+                                weight: index.stats.weight(a.doc_freq, a.boost),
+                                norms: &index.stats.norms[a.slot],
+                                fieldnorms: &seg.fieldnorms[a.slot],
+                            }
+                        } else {
+                            Cursor::Constant { postings, score: a.boost }
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
     }
+}
 
-    fn merge_fruits(&self, fruits: Vec<Found>) -> tantivy::Result<Found> {
-        let mut all = Found::default();
-        for f in fruits {
-            all.matches.extend(f.matches);
-            for i in 0..6 {
-                all.area_counts[i] += f.area_counts[i];
+/// A word's alternative in one segment.
+enum Cursor<'a> {
+    /// One term: score = weight · tf / (tf + norm of the field's length).
+    Scored { postings: SegmentPostings, weight: f32, norms: &'a [f32; 256], fieldnorms: &'a FieldNormReader },
+    /// Several terms: `score` once for a document having any of them.
+    Constant { postings: Vec<SegmentPostings>, score: f32 },
+}
+
+struct ClauseCursors<'a> {
+    required: bool,
+    cursors: Vec<Cursor<'a>>,
+}
+
+/// Documents handled at once.
+const WINDOW: u32 = 4096;
+const WINDOW_WORDS: usize = WINDOW as usize / 64;
+
+/// Per-window buffers, reused across windows.
+struct Scratch {
+    score: Vec<f32>,
+    required: Vec<u16>,
+    clause: Vec<u64>,
+    any: Vec<u64>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            score: vec![0.0; WINDOW as usize],
+            required: vec![0; WINDOW as usize],
+            clause: vec![0; WINDOW_WORDS],
+            any: vec![0; WINDOW_WORDS],
+        }
+    }
+}
+
+/// Marks in `bits` the documents of `postings` in `[a, b)` (bit `doc - a`).
+#[inline]
+fn mark(postings: &mut SegmentPostings, a: DocId, b: DocId, bits: &mut [u64]) {
+    let mut d = postings.doc();
+    if d < a {
+        d = postings.seek(a);
+    }
+    while d < b {
+        let i = (d - a) as usize;
+        bits[i >> 6] |= 1 << (i & 63);
+        d = postings.advance();
+    }
+}
+
+impl Scratch {
+    /// Walks `ranges` (ascending) window by window; calls `emit` for each document having every
+    /// required word, with its score.
+    fn run(&mut self, clauses: &mut [ClauseCursors<'_>], ranges: &[(DocId, DocId)], mut emit: impl FnMut(DocId, f32)) {
+        let needed = clauses.iter().filter(|c| c.required).count() as u16;
+        // A required word with no term in the index: nothing can match.
+        if clauses.iter().any(|c| c.required && c.cursors.is_empty()) {
+            return;
+        }
+        for &(start, end) in ranges {
+            let mut a = start;
+            while a < end {
+                let b = end.min(a.saturating_add(WINDOW));
+                let len = (b - a) as usize;
+                self.score[..len].fill(0.0);
+                self.required[..len].fill(0);
+                let mut any_required = true;
+                for clause in clauses.iter_mut() {
+                    self.clause.fill(0);
+                    for cursor in clause.cursors.iter_mut() {
+                        match cursor {
+                            Cursor::Scored { postings, weight, norms, fieldnorms } => {
+                                let mut d = postings.doc();
+                                if d < a {
+                                    d = postings.seek(a);
+                                }
+                                while d < b {
+                                    let i = (d - a) as usize;
+                                    let tf = postings.term_freq() as f32;
+                                    let norm = norms[usize::from(fieldnorms.fieldnorm_id(d))];
+                                    self.score[i] += *weight * (tf / (tf + norm));
+                                    self.clause[i >> 6] |= 1 << (i & 63);
+                                    d = postings.advance();
+                                }
+                            }
+                            Cursor::Constant { postings, score } => {
+                                self.any.fill(0);
+                                for p in postings.iter_mut() {
+                                    mark(p, a, b, &mut self.any);
+                                }
+                                for (w, &word) in self.any.iter().enumerate() {
+                                    let mut m = word;
+                                    while m != 0 {
+                                        self.score[w * 64 + m.trailing_zeros() as usize] += *score;
+                                        m &= m - 1;
+                                    }
+                                    self.clause[w] |= word;
+                                }
+                            }
+                        }
+                    }
+                    if clause.required {
+                        let mut some = false;
+                        for (w, &word) in self.clause.iter().enumerate() {
+                            let mut m = word;
+                            some |= m != 0;
+                            while m != 0 {
+                                self.required[w * 64 + m.trailing_zeros() as usize] += 1;
+                                m &= m - 1;
+                            }
+                        }
+                        if !some {
+                            any_required = false;
+                            break;
+                        }
+                    }
+                }
+                if any_required {
+                    for i in 0..len {
+                        if self.required[i] == needed {
+                            emit(a + i as DocId, self.score[i]);
+                        }
+                    }
+                }
+                a = b;
             }
         }
-        Ok(all)
-    }
-}
-
-impl SegmentCollector for FilterSegment {
-    type Fruit = Found;
-
-    fn collect(&mut self, doc: DocId, score: Score) {
-        if let Some(ord) = self.ords.first(doc) {
-            self.found.consider(&self.index, &self.filter, ord as u32, score);
-        }
-    }
-
-    fn harvest(self) -> Found {
-        self.found
     }
 }

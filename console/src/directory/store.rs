@@ -7,7 +7,7 @@
 
 use super::dataset::{Dataset, Row};
 use super::schema::{Kind, Table, TABLES};
-use crate::db::{Db, DbError};
+use crate::db::{Backend, Db, DbError};
 use sqlx::Row as _;
 
 /// Parameters per INSERT statement: under SQLite's 32,766 and PostgreSQL's 65,535, and small
@@ -29,6 +29,9 @@ fn is_float(kind: Kind) -> bool {
 /// Replaces the whole directory with `data` in one transaction and bumps the version, returning
 /// the new version. `data` must have been validated: a row the database rejects aborts everything.
 pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
+    // SQLite looks a numbered parameter's name up by walking the statement's list of names,
+    // once per parameter: 2,000 `$N` cost 2,000² steps per statement. Anonymous `?` cost none.
+    let numbered = db.backend() == Backend::Postgres;
     let mut tx = db.pool().begin().await?;
     for table in TABLES.iter().rev() {
         sqlx::query(&format!("DELETE FROM {}", sql_table(table))).execute(&mut *tx).await?;
@@ -49,7 +52,11 @@ pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
                         sql.push_str(", ");
                     }
                     n += 1;
-                    sql.push_str(&format!("${n}"));
+                    if numbered {
+                        sql.push_str(&format!("${n}"));
+                    } else {
+                        sql.push('?');
+                    }
                 }
                 sql.push(')');
             }

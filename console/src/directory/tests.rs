@@ -216,3 +216,127 @@ fn nearest_services_for_the_ivr() {
     assert!(nearest_services(&idx, ServiceArea::Lingua, MILANO, 0, 5, now).is_empty());
 }
 
+
+/// A generated directory, big enough for many segments' worth of layout runs and dense cities.
+fn generated(n: usize) -> Arc<DirectoryIndex> {
+    let data = super::generate::generate(n, 7, Gazetteer::embedded());
+    Arc::new(DirectoryIndex::build(service_docs(&data, Gazetteer::embedded())).unwrap())
+}
+
+/// tantivy's own evaluation of a text, as a boolean query of the same alternatives (exact word,
+/// word in names, stems, one typo, prefix of the last word): every match's service ordinal and
+/// score.
+fn tantivy_matches(idx: &DirectoryIndex, text: &str) -> std::collections::HashMap<u32, f32> {
+    use super::index::{FIRST_STEMMED, NAME, RAW};
+    use tantivy::collector::TopDocs;
+    use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+    use tantivy::schema::IndexRecordOption;
+    use tantivy::Term;
+    let f = idx.fields.text;
+    let words = idx.tokens(RAW, text);
+    let prefix_last = !text.ends_with(char::is_whitespace);
+    let all_short = words.iter().all(|w| w.chars().count() < 3);
+    let stems: Vec<Vec<String>> = (0..4).map(|s| idx.tokens(FIRST_STEMMED + s, text)).collect();
+    let term = |field, t: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(Term::from_field_text(field, t), IndexRecordOption::WithFreqs))
+    };
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        let mut alts: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Should, term(f[RAW], word)),
+            (Occur::Should, Box::new(BoostQuery::new(term(f[NAME], word), 2.0))),
+        ];
+        let mut seen = Vec::new();
+        for (s, st) in stems.iter().enumerate() {
+            let field = f[FIRST_STEMMED + s];
+            if !seen.contains(&(field, &st[i])) {
+                seen.push((field, &st[i]));
+                alts.push((Occur::Should, Box::new(BoostQuery::new(term(field, &st[i]), 0.5))));
+            }
+        }
+        let long = word.chars().count() >= 5;
+        if long {
+            let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f[RAW], word), 1, true);
+            alts.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), 0.5))));
+        }
+        let is_prefix = prefix_last && i + 1 == words.len();
+        if is_prefix {
+            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(f[RAW], word), u8::from(long), true);
+            alts.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), 0.7))));
+        }
+        let required = all_short || is_prefix || word.chars().count() >= 3;
+        clauses.push((if required { Occur::Must } else { Occur::Should }, Box::new(BooleanQuery::new(alts))));
+    }
+    let searcher = idx.index.reader().unwrap().searcher();
+    let found = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(idx.len().max(1))).unwrap();
+    found
+        .into_iter()
+        .map(|(score, addr)| (idx.segments[addr.segment_ord as usize].ords[addr.doc_id as usize], score))
+        .collect()
+}
+
+#[test]
+fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
+    let idx = generated(3000);
+    let roma = GeoPoint::new(41.8931, 12.4828);
+    let texts = [
+        "centro impiego", "consultorio familliare", "medi", "mediazione ", "sportello casa", "corsi di italiano",
+        "job search", "cours", "lavoro", "citta", "di", "xyzzy", "accoglienza ", "salute donne",
+    ];
+    let mut nearby_matches = 0;
+    for t in texts {
+        let expected = tantivy_matches(&idx, t);
+        for (near, radius) in [(None, None), (Some(MILANO), Some(25.0)), (Some(roma), Some(4.0)), (Some(roma), None)] {
+            let mut q = text(t);
+            q.near = near;
+            q.radius_km = radius;
+            q.size = super::search::MAX_PAGE_SIZE;
+            let r = search(&idx, &q);
+            let within: Vec<(&u32, &f32)> = expected
+                .iter()
+                .filter(|(o, _)| match (near, radius) {
+                    (Some(c), Some(r)) => idx.docs[**o as usize].point.is_some_and(|p| c.distance_km(&p) <= r),
+                    _ => true,
+                })
+                .collect();
+            assert_eq!(r.total, within.len(), "{t:?} near {near:?} within {radius:?}");
+            if radius.is_some() {
+                nearby_matches += r.total;
+            }
+            for h in &r.hits {
+                let ord = idx.by_id[&h.id];
+                let score = expected[&ord];
+                assert!((score - h.score).abs() <= 1e-4 * score.abs().max(1.0), "{t:?}: {} scored {} not {score}", h.name, h.score);
+            }
+            // The page holds the best: nothing left out ranks above its last hit.
+            if let (Some(last), true) = (r.hits.last(), r.total > r.hits.len()) {
+                let rank = |score: f32, d: Option<f64>| f64::from(score) / (1.0 + d.unwrap_or(0.0) / 10.0);
+                // Reported distances are rounded to metres: a little slack.
+                let floor = rank(last.score, last.distance_km) * (1.0 + 1e-4);
+                let shown: std::collections::HashSet<u32> = r.hits.iter().map(|h| idx.by_id[&h.id]).collect();
+                for (o, s) in &within {
+                    if !shown.contains(o) {
+                        let d = near.zip(idx.docs[**o as usize].point).map(|(c, p)| c.distance_km(&p));
+                        assert!(rank(**s, d) <= floor, "{t:?}: a better match was left out");
+                    }
+                }
+            }
+        }
+    }
+    assert!(nearby_matches > 100, "the radius cases found too little to compare: {nearby_matches}");
+}
+
+#[test]
+fn a_radius_finds_exactly_the_services_within_it() {
+    let idx = generated(3000);
+    let centers = [MILANO, GeoPoint::new(41.8931, 12.4828), GeoPoint::new(45.05, 7.65), GeoPoint::new(37.5, 15.09)];
+    for c in centers {
+        for r in [0.5, 3.0, 12.5, 40.0, 300.0, 5000.0] {
+            let mut q = SearchQuery::new(tuesday_10());
+            q.near = Some(c);
+            q.radius_km = Some(r);
+            let expected = idx.docs.iter().filter(|d| d.point.is_some_and(|p| c.distance_km(&p) <= r)).count();
+            assert_eq!(search(&idx, &q).total, expected, "within {r} km of {c:?}");
+        }
+    }
+}
