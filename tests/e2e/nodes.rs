@@ -129,3 +129,114 @@ async fn a_killed_process_loses_no_acknowledged_event() {
     let (code, _) = node.terminate();
     assert_eq!(code, 0);
 }
+
+/// Posts a signed JSON call event; `None` when no answer came (the process was killed).
+async fn try_event(client: &reqwest::Client, node_url: &str, body: &Value) -> Option<(reqwest::StatusCode, Value)> {
+    let body = serde_json::to_vec(body).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let r = client
+        .post(node_url)
+        .header("content-type", "application/json")
+        .header("x-helpline-timestamp", ts.to_string())
+        .header("x-helpline-signature", console::webhook::json::sign(crate::helpers::TEST_WEBHOOK_SECRET, ts, &body))
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status();
+    Some((status, r.json().await.ok()?))
+}
+
+/// The events of one call through the menu, in order: the caller hears the menus, never hangs up.
+fn menu_event(call_id: &str, seq: i64) -> Value {
+    match seq {
+        1 => json!({"type": "call.started", "call_id": call_id, "seq": 1, "from": "+39 333 123 4512"}),
+        2 => json!({"type": "digits", "call_id": call_id, "seq": 2, "digits": "1"}),
+        3 => json!({"type": "digits", "call_id": call_id, "seq": 3, "digits": "3"}),
+        _ => json!({"type": "no_input", "call_id": call_id, "seq": seq}),
+    }
+}
+
+/// Group commit keeps the invariant: with many calls in flight (so the writer commits several
+/// requests per transaction) and the process killed with SIGKILL in the middle of it, every
+/// answer a carrier received is in the database — the call advanced to it, its call log is
+/// complete, and the retry of the acknowledged event gets the very same answer from a new process.
+#[tokio::test]
+async fn a_process_killed_under_load_keeps_every_acknowledged_event_of_every_batch() {
+    const CALLS: usize = 24;
+    let db = fresh_database().await;
+    let node = ServeProcess::start(db.dir.path(), &db.url);
+    let url = node.url("/voice/events");
+    let client = reqwest::Client::new();
+    // Each call task reports every acknowledged (call, seq, answer); the test kills the process
+    // once enough have come back, while the others are still in flight.
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel::<(String, i64, Value)>();
+    let mut tasks = Vec::new();
+    for c in 0..CALLS {
+        let (client, url, acks_tx) = (client.clone(), url.clone(), acks_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let call_id = format!("load-{c}");
+            for seq in 1.. {
+                match try_event(&client, &url, &menu_event(&call_id, seq)).await {
+                    Some((status, answer)) if status == 200 => {
+                        if acks_tx.send((call_id.clone(), seq, answer)).is_err() {
+                            return;
+                        }
+                    }
+                    // Killed, or refused: this call stops here.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    drop(acks_tx);
+    let mut acked: std::collections::HashMap<String, (i64, Value)> = std::collections::HashMap::new();
+    let mut answered = 0;
+    while answered < CALLS * 4 {
+        let Some((call, seq, answer)) = acks_rx.recv().await else { break };
+        acked.insert(call, (seq, answer));
+        answered += 1;
+    }
+    node.kill_hard();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Answers that arrived between the last count and the kill are acknowledged too.
+    while let Ok((call, seq, answer)) = acks_rx.try_recv() {
+        let e = acked.entry(call).or_insert((0, Value::Null));
+        if seq > e.0 {
+            *e = (seq, answer);
+        }
+    }
+    assert_eq!(acked.len(), CALLS);
+
+    let conn = console::db::Db::connect(&db.url).await.unwrap();
+    for (call, (seq, _)) in &acked {
+        let (carrier_seq, last_seq, logged, max_seq, answers): (i64, i64, i64, Option<i64>, i64) = sqlx::query_as(
+            "SELECT carrier_seq, last_seq, \
+             (SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id), \
+             (SELECT MAX(seq) FROM call_events e WHERE e.call_id = c.call_id), \
+             (SELECT COUNT(*) FROM call_responses r WHERE r.call_id = c.call_id) \
+             FROM calls c WHERE call_id = $1",
+        )
+        .bind(call)
+        .fetch_one(conn.pool())
+        .await
+        .unwrap();
+        // At least what was acknowledged (an event committed but not yet answered may be there too).
+        assert!(carrier_seq >= *seq, "{call}: acknowledged seq {seq}, stored {carrier_seq}");
+        assert!(carrier_seq <= seq + 1, "{call}: one request at a time per call");
+        assert_eq!(answers, carrier_seq, "{call}: one stored answer per accepted event");
+        assert_eq!((logged, max_seq), (last_seq, Some(last_seq)), "{call}: the call log is whole");
+    }
+
+    // A new process answers each call's last acknowledged event, retried, exactly as before.
+    let node = ServeProcess::start(db.dir.path(), &db.url);
+    for (call, (seq, answer)) in &acked {
+        let (status, again) = try_event(&client, &node.url("/voice/events"), &menu_event(call, *seq)).await.unwrap();
+        assert_eq!(status, 200, "{call} seq {seq}: {again}");
+        assert_eq!(&again, answer, "{call} seq {seq}: the retry gets the acknowledged answer");
+    }
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+}
