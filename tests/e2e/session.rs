@@ -23,7 +23,9 @@ async fn the_first_admin_signs_in_and_out() {
     let me: Value = client.get(app.url("/api/session")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["name"], "admin");
 
-    assert_eq!(client.delete(app.url("/api/session")).send().await.unwrap().status(), 204);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(client.delete(app.url("/api/session")).send().await.unwrap().status(), 403, "CSRF token required");
+    assert_eq!(client.delete(app.url("/api/session")).header("x-csrf-token", csrf).send().await.unwrap().status(), 204);
     assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 401);
     app.stop().await;
 }
