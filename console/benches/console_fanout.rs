@@ -129,7 +129,14 @@ fn main() -> anyhow::Result<()> {
     let rss_before = rss_kib();
 
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--client", &addr.to_string(), &tokens_file.display().to_string(), &events.to_string()])
+        .args([
+            "--client",
+            &addr.to_string(),
+            &tokens_file.display().to_string(),
+            &events.to_string(),
+            // The server's clock runs ahead or behind: the client signs with the server's time.
+            &(clock.now().timestamp() - Utc::now().timestamp()).to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -178,6 +185,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
         .map(str::to_owned)
         .collect();
     let events: usize = args.get(2).map(|e| e.parse()).transpose()?.unwrap_or(50);
+    let clock_offset: i64 = args.get(3).map(|e| e.parse()).transpose()?.unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let n = tokens.len();
@@ -232,7 +240,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             let http = http.clone();
             async move {
                 let bytes = serde_json::to_vec(&body).expect("json");
-                let ts = chrono::Utc::now().timestamp();
+                let ts = chrono::Utc::now().timestamp() + clock_offset;
                 let r = http
                     .post(format!("http://{addr}/voice/events"))
                     .header("content-type", "application/json")
