@@ -84,6 +84,8 @@ struct Inner {
     wake: Arc<Notify>,
     /// Open sockets per user on this node.
     connected: Mutex<HashMap<i64, usize>>,
+    /// When `operator_state.seen_at` was last refreshed for them (clock ms).
+    seen_refreshed: Mutex<i64>,
 }
 
 /// The console's shared handle (in `AppState`). Cheap to clone.
@@ -92,7 +94,7 @@ pub struct Console(Arc<Inner>);
 
 impl Console {
     pub fn new(db: Db, config: ConsoleConfig, wake: Arc<Notify>) -> Console {
-        Console(Arc::new(Inner { hub: hub::Hub::new(db), config, wake, connected: Mutex::new(HashMap::new()) }))
+        Console(Arc::new(Inner { hub: hub::Hub::new(db), config, wake, connected: Mutex::new(HashMap::new()), seen_refreshed: Mutex::new(i64::MIN) }))
     }
 
     /// Starts the hub's pump (and LISTEN on PostgreSQL) and the queue service.
@@ -125,6 +127,18 @@ impl Console {
         self.0.hub.send_control(hub::Control::SessionsRevoked { user_id });
     }
 
+    /// Whether the open sockets' `seen_at` should be refreshed now (every 5 s of clock time; a
+    /// new socket sets its own on `hello`).
+    pub fn seen_due(&self, now_ms: i64) -> bool {
+        let Ok(mut last) = self.0.seen_refreshed.lock() else { return true };
+        if now_ms.saturating_sub(*last) >= SEEN_REFRESH_MS || now_ms < *last {
+            *last = now_ms;
+            true
+        } else {
+            false
+        }
+    }
+
     pub fn connected_users(&self) -> Vec<i64> {
         self.0.connected.lock().map(|m| m.keys().copied().collect()).unwrap_or_default()
     }
@@ -146,6 +160,9 @@ impl Console {
         }
     }
 }
+
+/// How often (clock time) open sockets refresh their users' `seen_at`; well under the 30 s lapse.
+const SEEN_REFRESH_MS: i64 = 5_000;
 
 /// The console's routes: `/ws`, `/api/console/config`, `/api/operators`, `/api/callbacks…`.
 pub fn routes() -> axum::Router<AppState> {

@@ -47,9 +47,13 @@ pub async fn run(state: AppState) {
 pub async fn pass(state: &AppState) -> Result<(), DbError> {
     let now = state.clock.now();
     let now_ms = now.timestamp_millis();
-    let connected = state.console.connected_users();
-    if !connected.is_empty() {
-        presence::seen(&state.db, &connected, now_ms).await?;
+    // Open sockets keep their users from lapsing offline; refreshed every few seconds (clock
+    // time), not on every pass (a pass runs on every queue change).
+    if state.console.seen_due(now_ms) {
+        let connected = state.console.connected_users();
+        if !connected.is_empty() {
+            presence::seen(&state.db, &connected, now_ms).await?;
+        }
     }
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
