@@ -4,7 +4,10 @@
 
 mod helpers;
 
+mod authz;
 mod cli;
+mod console;
+mod console_client;
 mod directory;
 mod health;
 mod migrations;

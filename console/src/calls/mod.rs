@@ -119,13 +119,18 @@ pub(crate) struct Runtime {
     directory: Arc<dyn NearbyServices>,
     metrics: Arc<Metrics>,
     queue: queue::QueueSettings,
+    /// Woken after a request changed the waiting queue (the console's ACD listens).
+    queue_changed: Arc<tokio::sync::Notify>,
 }
 
 impl CallRuntime {
     /// Starts the writer tasks: call within a tokio runtime. They stop when the last clone of
     /// the runtime is dropped.
     pub fn new(db: Db, flow: Arc<Flow>, directory: Arc<dyn NearbyServices>, metrics: Arc<Metrics>) -> Self {
-        let rt = Arc::new(Runtime { db, flow, directory, metrics, queue: queue::QueueSettings::default() });
+        let rt = Arc::new(Runtime { db, flow, directory, metrics,
+            queue: queue::QueueSettings::default(),
+            queue_changed: Arc::new(tokio::sync::Notify::new()),
+        });
         let writers = (0..writer::writers_for(rt.db.backend()))
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -134,6 +139,12 @@ impl CallRuntime {
             })
             .collect();
         CallRuntime { rt, writers: Arc::new(writers) }
+    }
+
+    /// Notified after a request changed the waiting queue or callbacks (the console's ACD waits
+    /// on it).
+    pub fn queue_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.rt.queue_changed.clone()
     }
 
     pub fn flow(&self) -> &Flow {

@@ -131,15 +131,20 @@ struct Planned {
     /// The call ended here (channel, outcome), for the metrics.
     ended: Option<(String, String)>,
     decisions: u64,
+    /// It changed the waiting queue or the callbacks (the console's ACD is woken after commit).
+    touched_queue: bool,
 }
 
 impl Planned {
     fn refused(e: CallError) -> Planned {
-        Planned { result: Err(e), started: None, ended: None, decisions: 0 }
+        Planned { result: Err(e), started: None, ended: None, decisions: 0, touched_queue: false }
     }
 
     /// After the commit: count it and hand the outcome over.
     fn committed(self, rt: &Runtime) -> Result<Handled, CallError> {
+        if self.touched_queue {
+            rt.queue_changed.notify_one();
+        }
         let m = &rt.metrics;
         for _ in 0..self.decisions {
             m.engine_decisions.inc();
@@ -336,13 +341,20 @@ async fn plan(
                 }
                 let answer: Answer = serde_json::from_str(&response)
                     .map_err(|e| DbError::Corrupt(format!("stored answer of call {id}: {e}")))?;
-                return Ok(Planned { result: Ok(Handled { answer, replayed: true }), started: None, ended: None, decisions: 0 });
+                return Ok(Planned {
+                    result: Ok(Handled { answer, replayed: true }),
+                    started: None,
+                    ended: None,
+                    decisions: 0,
+                    touched_queue: false,
+                });
             }
         }
     }
 
     // Actions the server decided since the carrier's last request.
     let mut pending_before: Vec<Action> = Vec::new();
+    let mut touched_queue = matches!(req.event, Event::OperatorAssigned { .. } | Event::TransferFailed { .. });
     // `new_call`: the caller of a call that starts with this request.
     let (mut state, mut seq, carrier_seq, channel, started_at, new_call) = match (&req.event, row) {
         (Event::CallStarted { channel, caller, .. }, None) => (
@@ -436,10 +448,12 @@ async fn plan(
                 }
                 Action::Enqueue { language, area, priority } => {
                     queue::enqueue(tx, &id, language, area, priority, now_ms).await?;
+                    touched_queue = true;
                     outward.push(action);
                 }
                 Action::RecordCallback { language, area } => {
                     queue::record_callback(tx, &id, language, area, now_ms).await?;
+                    touched_queue = true;
                     outward.push(action);
                 }
                 other => outward.push(other),
@@ -449,6 +463,7 @@ async fn plan(
     let ended = state.ended();
     if ended {
         queue::leave(tx, &id, matches!(req.event, Event::HungUp), now_ms).await?;
+        touched_queue = true;
     }
 
     // Server-raised actions wait (after any still undelivered) for the carrier's next request.
@@ -495,7 +510,13 @@ async fn plan(
         (Event::CallStarted { channel, .. }, Some(_)) => Some(channel_name(*channel)),
         _ => None,
     };
-    Ok(Planned { result: Ok(Handled { answer, replayed: false }), started, ended: ended_now, decisions: steps })
+    Ok(Planned {
+        result: Ok(Handled { answer, replayed: false }),
+        started,
+        ended: ended_now,
+        decisions: steps,
+        touched_queue,
+    })
 }
 
 /// The calls' new state: an upsert on rows that all exist (locked, or inserted by this
