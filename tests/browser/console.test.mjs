@@ -82,28 +82,6 @@ describe('the operator console', () => {
     await screenshot(page, '03-signed-in');
   });
 
-  test('the help lists the shortcuts, and the page switches to English and back', async () => {
-    await page.locator('body').click({ position: { x: 5, y: 400 } });
-    await page.keyboard.press('?');
-    const help = page.locator('dialog#help');
-    await help.waitFor({ state: 'visible' });
-    for (const key of ['/', 'A', 'Alt+1', 'Alt+2', 'Alt+3', 'Alt+E']) {
-      assert.ok(await help.locator('kbd', { hasText: key }).count() > 0, `${key} is documented`);
-    }
-    await screenshot(page, '04-help');
-    await page.keyboard.press('Escape');
-    await help.waitFor({ state: 'hidden' });
-
-    await page.getByRole('button', { name: 'English' }).click();
-    assert.equal(await page.locator('html').getAttribute('lang'), 'en');
-    await page.getByRole('heading', { name: 'Queue' }).waitFor();
-    await page.getByText('Connected', { exact: true }).waitFor();
-    await screenshot(page, '05-english');
-    await page.keyboard.press('Alt+L');
-    await page.getByRole('heading', { name: 'Coda' }).waitFor();
-    assert.equal(await page.locator('html').getAttribute('lang'), 'it');
-  });
-
   test('a call placed through the webhook reaches both queues with its waiting time ticking', async () => {
     const seqBefore = frames2.lastSeq();
     await server.placeCall(CALL, { from: NUMBER, areaDigit: '3', cap: '22100' });
