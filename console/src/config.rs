@@ -50,6 +50,9 @@ pub struct Settings {
     /// The key that signs JSON call-event requests (`HELPLINE_WEBHOOK_SECRET`); empty disables the
     /// JSON webhook.
     pub webhook_secret: SecretString,
+    /// The operator console's settings: dispositions, wrap-up, ACD timings
+    /// (`HELPLINE_CONSOLE_FILE`); when the file is absent the built-in defaults apply.
+    pub console_file: PathBuf,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             public_url: String::new(),
             twilio_auth_token: SecretString::default(),
             webhook_secret: SecretString::default(),
+            console_file: PathBuf::from("config/console.toml"),
         }
     }
 }
