@@ -404,6 +404,7 @@ const HANDLERS = {
     if (m.presence) S.presence = m.presence;
     if (Array.isArray(m.queue)) S.queue = m.queue;
     S.offer = m.offer && secsUntil(m.offer.expires_at) > 0 ? m.offer : null;
+    const shown = S.call?.call_id;
     if (m.call) openCall(m.call, false);
     else if (S.call && !S.call.ended && !['on_call', 'wrap_up'].includes(S.presence.state)) S.call = null;
     if (S.presence.state === 'wrap_up') S.wrapUntil = S.presence.wrap_up_until ?? S.presence.until ?? S.wrapUntil;
@@ -411,7 +412,8 @@ const HANDLERS = {
     // What was typed while the socket was down goes out now.
     if (S.call) {
       flushNote();
-      if (S.search.qseq > 0) sendSearch();
+      // A call opened just now has searched already; one kept across a reconnect searches again.
+      if (shown === S.call.call_id && S.search.qseq > 0) sendSearch();
     }
   },
   presence(m) {
