@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod assets;
 mod authz;
 mod cli;
 mod console;
