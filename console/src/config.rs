@@ -50,6 +50,8 @@ pub struct Settings {
     /// The key that signs JSON call-event requests (`HELPLINE_WEBHOOK_SECRET`); empty disables the
     /// JSON webhook.
     pub webhook_secret: SecretString,
+    /// Days a call's detail is kept before only its KPI counts remain (`HELPLINE_RETENTION_DAYS`).
+    pub retention_days: u32,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             public_url: String::new(),
             twilio_auth_token: SecretString::default(),
             webhook_secret: SecretString::default(),
+            retention_days: 365,
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(prompts::routes())
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
+        .merge(crate::supervisor::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::resolve_session))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
