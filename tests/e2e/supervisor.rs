@@ -519,23 +519,16 @@ async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
     let mut req = format!("ws://{}/ws/wallboard", app.addr).into_client_request().unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("supervisor connects");
-    let next = |ws: &mut tokio_tungstenite::WebSocketStream<_>| {
-        let fut = ws.next();
-        async move {
-            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), fut).await.expect("a message").unwrap().unwrap();
-            serde_json::from_str::<Value>(msg.to_text().unwrap()).unwrap()
-        }
-    };
-    let first = next(&mut ws).await;
+    let first = next_message(&mut ws).await;
     assert_eq!(first["type"], "wallboard");
     assert_eq!(first["in_queue"], json!([]));
 
     // A caller reaches the queue: the next message shows them waiting, in their language and area.
     webhook_call_until_queue(&app, "wb-1").await;
     // (It may pass through the menu on an earlier snapshot.)
-    let mut second = next(&mut ws).await;
+    let mut second = next_message(&mut ws).await;
     while second["in_queue"].as_array().unwrap().is_empty() {
-        second = next(&mut ws).await;
+        second = next_message(&mut ws).await;
     }
     assert_eq!(second["in_queue"][0]["language"], "it", "{second}");
     assert_eq!(second["in_queue"][0]["area"], "casa");
@@ -570,4 +563,12 @@ async fn webhook_call_until_queue(app: &TestApp, id: &str) {
         let (status, body) = app.voice_event(&ev).await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next wallboard message (waits for it, up to 10 s).
+async fn next_message(ws: &mut Socket) -> Value {
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a message").unwrap().unwrap();
+    serde_json::from_str::<Value>(msg.to_text().unwrap()).unwrap()
 }
