@@ -23,7 +23,18 @@ async fn the_first_admin_signs_in_and_out() {
     let me: Value = client.get(app.url("/api/session")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["user"]["name"], "admin");
 
-    assert_eq!(client.delete(app.url("/api/session")).send().await.unwrap().status(), 204);
+    assert!(cookie.contains("Max-Age=43200") && !cookie.contains("Secure"), "plain http: no Secure flag; {cookie}");
+
+    // Signing out changes state: without the CSRF token it is refused, and the session lives on.
+    let r = client.delete(app.url("/api/session")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "csrf");
+    let r = client.delete(app.url("/api/session")).header("x-csrf-token", "0".repeat(64)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 200);
+
+    let csrf = body["csrf_token"].as_str().unwrap();
+    assert_eq!(client.delete(app.url("/api/session")).header("x-csrf-token", csrf).send().await.unwrap().status(), 204);
     assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 401);
     app.stop().await;
 }
