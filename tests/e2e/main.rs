@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod assets;
 mod cli;
 mod directory;
 mod health;

@@ -1,5 +1,6 @@
 //! The HTTP routes. `router(state)` is kept apart from `main` so tests drive the real app.
 
+mod assets;
 mod health;
 mod prompts;
 pub mod session;
@@ -16,6 +17,7 @@ use tower_http::trace::TraceLayer;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(assets::routes())
         .merge(health::routes())
         .merge(session::routes())
         .merge(prompts::routes())
