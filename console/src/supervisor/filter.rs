@@ -203,7 +203,7 @@ mod tests {
             (LogQuery { limit: Some("0".into()), ..LogQuery::default() }, "limit"),
             (LogQuery { limit: Some("9999".into()), ..LogQuery::default() }, "limit"),
             (LogQuery { from: Some("yesterday".into()), ..LogQuery::default() }, "from"),
-            (LogQuery { from: Some("2026-11-25".into()), to: Some("2026-11-24".into()), ..LogQuery::default() }, "before"),
+            (LogQuery { from: Some("2026-11-26".into()), to: Some("2026-11-24".into()), ..LogQuery::default() }, "before"),
             (LogQuery { after: Some("zz".into()), ..LogQuery::default() }, "after"),
         ] {
             let e = q.parse().unwrap_err();
