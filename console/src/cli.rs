@@ -92,6 +92,10 @@ pub enum UserCommand {
         /// SIP URI or number where this operator's calls are transferred.
         #[arg(long)]
         sip_target: Option<String>,
+        /// Trained for intercultural mediation: the ACD's fallback for calls in a language
+        /// nobody free speaks (after `fallback_after_secs`, see config/console.toml).
+        #[arg(long)]
+        mediator: bool,
         /// Read the password from standard input (required: passwords never go on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -236,7 +240,7 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
     let db = connect(settings).await?;
     db.migrate().await?;
     match cmd {
-        UserCommand::Add { name, role, languages, areas, sip_target, password_stdin: _ } => {
+        UserCommand::Add { name, role, languages, areas, sip_target, mediator, password_stdin: _ } => {
             let name = match UserName::parse(&name) {
                 Ok(n) => n,
                 Err(e) => return Ok(usage_error(&e)),
@@ -251,7 +255,10 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
             let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
             match users::add_user(&db, &new).await {
                 Ok(u) => {
-                    println!("created {} {} (id {})", u.role.as_str(), u.name, u.id);
+                    if mediator {
+                        crate::console::presence::set_mediator(&db, u.id, true).await?;
+                    }
+                    println!("created {} {} (id {}){}", u.role.as_str(), u.name, u.id, if mediator { ", mediator" } else { "" });
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(crate::db::DbError::Conflict(m)) => Ok(usage_error(&m)),

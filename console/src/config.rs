@@ -52,6 +52,9 @@ pub struct Settings {
     pub webhook_secret: SecretString,
     /// Days a call's detail is kept before only its KPI counts remain (`HELPLINE_RETENTION_DAYS`).
     pub retention_days: u32,
+    /// The operator console's settings: dispositions, wrap-up, ACD timings
+    /// (`HELPLINE_CONSOLE_FILE`); when the file is absent the built-in defaults apply.
+    pub console_file: PathBuf,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             twilio_auth_token: SecretString::default(),
             webhook_secret: SecretString::default(),
             retention_days: 365,
+            console_file: PathBuf::from("config/console.toml"),
         }
     }
 }

@@ -54,6 +54,8 @@ impl Application {
         let tts_dir = settings.data_dir.join("tts-cache");
         let tts = Tts::new(tts_dir.clone(), TtsOptions::default())
             .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?;
+        let console_config = crate::console::config::ConsoleConfig::load(&settings.console_file)?;
+        let console = crate::console::Console::new(db.clone(), console_config, calls.queue_changed());
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -65,7 +67,9 @@ impl Application {
             clock,
             directory,
             sign_in_limiter: Arc::new(crate::auth::SignInLimiter::default()),
+            console,
         };
+        crate::console::Console::start(&state).await?;
         // Calls past retention are purged before serving (then hourly: `run_until`).
         crate::supervisor::retention::run_once(&state).await;
         Ok(Application { listener, sip, state, first_admin })

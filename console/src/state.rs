@@ -27,4 +27,6 @@ pub struct AppState {
     pub directory: crate::directory::Directory,
     /// Failed sign-ins per name and address (in memory, per node).
     pub sign_in_limiter: Arc<crate::auth::SignInLimiter>,
+    /// The operator console: its message hub, settings and sockets (issue 7).
+    pub console: crate::console::Console,
 }

@@ -136,8 +136,20 @@ async fn load_good(app: &crate::helpers::TestApp) {
     app.state.directory.replace(&data).await.unwrap();
 }
 
+/// A GET as the first admin (the directory's API needs a signed-in user; one sign-in per app).
 async fn get(app: &crate::helpers::TestApp, path: &str) -> (u16, Value) {
-    let r = app.client.get(app.url(path)).send().await.unwrap();
+    static COOKIES: std::sync::Mutex<Vec<(std::net::SocketAddr, String)>> = std::sync::Mutex::new(Vec::new());
+    let known = COOKIES.lock().unwrap().iter().find(|(a, _)| *a == app.addr).map(|(_, c)| c.clone());
+    let cookie = match known {
+        Some(c) => c,
+        None => {
+            let (name, password) = app.first_admin.clone().expect("a first admin");
+            let s = crate::console_client::sign_in_with(app, &name, &password).await;
+            COOKIES.lock().unwrap().push((app.addr, s.cookie.clone()));
+            s.cookie
+        }
+    };
+    let r = app.client.get(app.url(path)).header("cookie", cookie).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
@@ -252,8 +264,22 @@ async fn the_index_follows_an_import_made_by_another_process() {
 #[tokio::test]
 async fn serve_loads_the_demo_directory_on_first_start() {
     let db = fresh_database().await;
+    let (code, _, err) = crate::helpers::run_helpline(
+        crate::helpers::helpline(db.dir.path())
+            .env("HELPLINE_DATABASE_URL", &db.url)
+            .args(["user", "add", "dirtest", "--role", "operator", "--password-stdin"]),
+        "directory test password\n",
+    );
+    assert_eq!(code, 0, "{err}");
     let server = ServeProcess::start(db.dir.path(), &db.url);
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r = client
+        .post(server.url("/api/session"))
+        .json(&serde_json::json!({"name": "dirtest", "password": "directory test password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let body: Value = client.get(server.url("/api/services/search?area=salute")).send().await.unwrap().json().await.unwrap();
     let total: u64 = body["area_counts"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
     assert!(total >= 8000, "{body}");

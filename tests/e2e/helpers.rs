@@ -67,6 +67,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
         twilio_auth_token: SecretString::new(TEST_TWILIO_TOKEN),
         webhook_secret: SecretString::new(TEST_WEBHOOK_SECRET),
         retention_days: 365,
+        console_file: repo_path("config/console.toml"),
     }
 }
 

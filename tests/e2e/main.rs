@@ -5,7 +5,10 @@
 mod helpers;
 
 mod assets;
+mod authz;
 mod cli;
+mod console;
+mod console_client;
 mod directory;
 mod health;
 mod migrations;

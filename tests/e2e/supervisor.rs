@@ -360,9 +360,9 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
     // A generated answered call with offers (one missed), a note and a referral.
     let answered = day.iter().find(|f| f.outcome == Some("answered") && f.operator == Some(anna)).unwrap();
     let pool = app.state.db.pool();
-    for (id, op, at, status) in [("o1", bruno, answered.queued.unwrap() + 1000, "expired"), ("o2", anna, answered.queued.unwrap() + 2000, "accepted")] {
-        sqlx::query("INSERT INTO offers (id, call_id, operator_id, offered_at, expires_at, status, match_kind, resolved_at) VALUES ($1, $2, $3, $4, $5, $6, 'full', $5)")
-            .bind(id).bind(&answered.id).bind(op).bind(at).bind(at + 500).bind(status).execute(pool).await.unwrap();
+    for (op, at, status) in [(bruno, answered.queued.unwrap() + 1000, "expired"), (anna, answered.queued.unwrap() + 2000, "accepted")] {
+        sqlx::query("INSERT INTO offers (call_id, operator_id, offered_at, expires_at, status, match_kind, resolved_at) VALUES ($1, $2, $3, $4, $5, 'full', $4)")
+            .bind(&answered.id).bind(op).bind(at).bind(at + 500).bind(status).execute(pool).await.unwrap();
     }
     let note = "Ha bisogno di un avvocato, \"urgente\"\nseconda riga, con virgola";
     sqlx::query("INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4)")

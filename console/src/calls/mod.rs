@@ -110,11 +110,26 @@ pub struct CallRuntime {
     directory: Arc<dyn NearbyServices>,
     metrics: Arc<Metrics>,
     queue: queue::QueueSettings,
+    /// Woken after a request changed the waiting queue (the console's ACD listens).
+    queue_changed: Arc<tokio::sync::Notify>,
 }
 
 impl CallRuntime {
     pub fn new(db: Db, flow: Arc<Flow>, directory: Arc<dyn NearbyServices>, metrics: Arc<Metrics>) -> Self {
-        CallRuntime { db, flow, directory, metrics, queue: queue::QueueSettings::default() }
+        CallRuntime {
+            db,
+            flow,
+            directory,
+            metrics,
+            queue: queue::QueueSettings::default(),
+            queue_changed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Notified after a request changed the waiting queue or callbacks (the console's ACD waits
+    /// on it).
+    pub fn queue_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_changed.clone()
     }
 
     pub fn flow(&self) -> &Flow {
@@ -204,6 +219,7 @@ impl CallRuntime {
         };
 
         let was_ended = state.ended();
+        let mut touched_queue = matches!(req.event, Event::OperatorAssigned { .. } | Event::TransferFailed { .. });
         let mut outward = Vec::new();
         if req.origin == Origin::Carrier {
             outward.append(&mut pending_before);
@@ -243,10 +259,12 @@ impl CallRuntime {
                     }
                     Action::Enqueue { language, area, priority } => {
                         queue::enqueue(&mut tx, &id, language, area, priority, now_ms).await?;
+                        touched_queue = true;
                         outward.push(action);
                     }
                     Action::RecordCallback { language, area } => {
                         queue::record_callback(&mut tx, &id, language, area, now_ms).await?;
+                        touched_queue = true;
                         outward.push(action);
                     }
                     other => outward.push(other),
@@ -255,6 +273,7 @@ impl CallRuntime {
         }
         if state.ended() {
             queue::leave(&mut tx, &id, matches!(req.event, Event::HungUp), now_ms).await?;
+            touched_queue = true;
         }
 
         // Server-raised actions wait (after any still undelivered) for the carrier's next request.
@@ -299,6 +318,9 @@ impl CallRuntime {
             .await?;
         }
         tx.commit().await?;
+        if touched_queue {
+            self.queue_changed.notify_one();
+        }
 
         if state.ended() && !was_ended {
             let channel = state.channel.map(channel_name).unwrap_or("unknown").to_owned();

@@ -1,7 +1,7 @@
 //! The directory's HTTP API: `GET /api/services/search` and `GET /api/services/{id}`, answering
 //! in the HSDS API's shapes (a paginated `{total_items, total_pages, page_number, size,
 //! first_page, last_page, empty, contents}` and the nested service), plus area counts and
-//! distances. Public for now: sign-in roles come with the console issue.
+//! distances. Operators and up (the console's search).
 
 use super::schema::{self, Kind, Table};
 use super::search::{SearchHit, SearchQuery, MAX_PAGE_SIZE};
@@ -142,12 +142,21 @@ fn hit_json(h: &SearchHit) -> Value {
     })
 }
 
-async fn search(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<Value>, AppError> {
-    let q = parse_query(&params, chrono::Utc::now())?;
+async fn search(
+    _: crate::auth::AsOperator,
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(search_json(&state, &params, chrono::Utc::now())?))
+}
+
+/// A search as `GET /api/services/search` answers it (also the console socket's `search`).
+pub fn search_json(state: &AppState, params: &HashMap<String, String>, now: chrono::DateTime<chrono::Utc>) -> Result<Value, AppError> {
+    let q = parse_query(params, now)?;
     let r = state.directory.search(&q);
     let total_pages = r.total.div_ceil(r.size);
     let counts: Map<String, Value> = r.area_counts.iter().map(|(a, n)| (a.as_str().to_owned(), json!(n))).collect();
-    Ok(Json(json!({
+    Ok(json!({
         "total_items": r.total,
         "total_pages": total_pages,
         "page_number": r.page,
@@ -157,7 +166,7 @@ async fn search(State(state): State<AppState>, Query(params): Query<HashMap<Stri
         "empty": r.hits.is_empty(),
         "contents": r.hits.iter().map(hit_json).collect::<Vec<_>>(),
         "area_counts": counts,
-    })))
+    }))
 }
 
 /// A stored row as a JSON object (numbers as numbers, empty values left out).
@@ -175,7 +184,7 @@ fn row_json(table: &Table, row: &super::dataset::Row) -> Map<String, Value> {
     m
 }
 
-async fn service(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+async fn service(_: crate::auth::AsOperator, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
     let db = state.directory.db();
     let rows = store::rows_where(db, &schema::SERVICE, "id", &id).await?;
     let Some(row) = rows.first() else {

@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
         .merge(crate::supervisor::routes())
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::resolve_session))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))

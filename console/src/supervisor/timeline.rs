@@ -106,7 +106,7 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
         push(at, seq, step_entry(seq, kind, &data));
     }
     let offers: Vec<(String, i64, String, String, Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT o.id, o.offered_at, o.status, o.match_kind, o.resolved_at, u.name FROM offers o \
+        "SELECT CAST(o.id AS TEXT), o.offered_at, o.status, o.match_kind, o.resolved_at, u.name FROM offers o \
          LEFT JOIN users u ON u.id = o.operator_id WHERE o.call_id = $1 ORDER BY o.offered_at, o.id",
     )
     .bind(call_id)

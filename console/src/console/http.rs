@@ -1,0 +1,117 @@
+//! The console's HTTP endpoints: `GET /api/console/config`, `GET /api/operators` (supervisors),
+//! and the callback list (`GET /api/callbacks`, `POST /api/callbacks/{id}/claim`, `…/done`).
+//!
+//! Callbacks: the runtime stores only the caller's keyed hash and masked number, never the number
+//! itself, and so does this list. An operator works a callback by claiming it (so two do not
+//! call the same person), calling back through the carrier's own call-back facility keyed by the
+//! call id, and marking it done; the masked number only helps recognise the caller.
+
+use super::presence;
+use super::{rfc3339, ConsoleError};
+use crate::auth::{AsOperator, AsSupervisor};
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ivr::domain::{Language, ServiceArea};
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/console/config", get(config))
+        .route("/api/operators", get(operators))
+        .route("/api/callbacks", get(callbacks))
+        .route("/api/callbacks/{id}/claim", post(claim))
+        .route("/api/callbacks/{id}/done", post(done))
+}
+
+/// What the page needs to draw itself (also in `welcome.config`).
+pub fn config_json(state: &AppState) -> Value {
+    let c = state.console.config();
+    json!({
+        "dispositions": c.dispositions,
+        "wrap_up_secs": c.wrap_up_secs,
+        "offer_timeout_secs": c.acd.offer_timeout_secs,
+        "areas": ServiceArea::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "languages": Language::ALL.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+async fn config(_: AsOperator, State(state): State<AppState>) -> Json<Value> {
+    Json(config_json(&state))
+}
+
+async fn operators(_: AsSupervisor, State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    let all = presence::all(&state.db).await?;
+    Ok(Json(json!({ "operators": all.iter().map(|o| o.json()).collect::<Vec<_>>() })))
+}
+
+async fn callbacks(_: AsOperator, State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    type Row = (i64, String, Option<String>, String, Option<String>, i64, String, Option<String>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT b.id, b.call_id, b.caller_masked, b.language, b.area, b.requested_at, b.status, u.name, b.claimed_at \
+         FROM callbacks b LEFT JOIN users u ON u.id = b.claimed_by WHERE b.status = 'open' ORDER BY b.requested_at, b.id",
+    )
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(db_error)?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, call_id, masked, language, area, requested_at, status, claimed_by, claimed_at)| {
+            json!({"id": id, "call_id": call_id, "masked_number": masked, "language": language, "area": area,
+                   "requested_at": rfc3339(requested_at), "status": status, "claimed_by": claimed_by,
+                   "claimed_at": claimed_at.map(rfc3339)})
+        })
+        .collect();
+    Ok(Json(json!({ "callbacks": list })))
+}
+
+/// Takes an open callback that nobody (or I) claimed.
+async fn claim(AsOperator(auth): AsOperator, State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    let now = state.clock.now().timestamp_millis();
+    let n = sqlx::query(
+        "UPDATE callbacks SET claimed_by = $2, claimed_at = $3 WHERE id = $1 AND status = 'open' \
+         AND (claimed_by IS NULL OR claimed_by = $2)",
+    )
+    .bind(id)
+    .bind(auth.user.id)
+    .bind(now)
+    .execute(state.db.pool())
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if n == 0 {
+        return Err(claim_refusal(&state, id).await);
+    }
+    Ok(Json(json!({"id": id, "claimed_by": auth.user.name, "claimed_at": rfc3339(now)})))
+}
+
+/// Marks my claimed callback done.
+async fn done(AsOperator(auth): AsOperator, State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+    let now = state.clock.now().timestamp_millis();
+    let n = sqlx::query("UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2")
+        .bind(id)
+        .bind(auth.user.id)
+        .bind(now)
+        .execute(state.db.pool())
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    if n == 0 {
+        return Err(claim_refusal(&state, id).await);
+    }
+    Ok(Json(json!({"id": id, "status": "done", "done_at": rfc3339(now)})))
+}
+
+fn db_error(e: sqlx::Error) -> AppError {
+    AppError::from(crate::db::DbError::Query(e))
+}
+
+async fn claim_refusal(state: &AppState, id: i64) -> AppError {
+    match sqlx::query_as::<_, (String,)>("SELECT status FROM callbacks WHERE id = $1").bind(id).fetch_optional(state.db.pool()).await {
+        Ok(None) => ConsoleError::NoSuchCallback.into(),
+        Ok(Some(_)) => AppError::Conflict("this callback is done or claimed by someone else".into()),
+        Err(e) => AppError::from(crate::db::DbError::Query(e)),
+    }
+}

@@ -1,0 +1,278 @@
+//! The hub: durable server→page messages and their fan-out.
+//!
+//! A message is written to `console_messages` inside the transaction that made the change (see
+//! [`begin`], which serialises those transactions so seq order is commit order), and only after
+//! the commit does the node's pump read it back by seq and hand it to a `broadcast` channel that
+//! every socket of this node listens to. On PostgreSQL the writing transaction also runs
+//! `NOTIFY helpline_console`, delivered at commit; every node LISTENs and pumps what other nodes
+//! wrote. Architecture invariant: nothing reaches a socket that is not in the table first.
+
+use crate::db::{Backend, Db, DbError};
+use crate::db::users::Role;
+use serde_json::{Map, Value};
+use sqlx::Any;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{broadcast, Notify};
+
+/// The PostgreSQL channel nodes announce new messages on.
+pub const CHANNEL: &str = "helpline_console";
+
+/// A transaction that may write console messages.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// A stored message, ready to send.
+#[derive(Debug)]
+pub struct Message {
+    pub seq: i64,
+    pub audience: String,
+    /// The JSON text frame (`type` and `seq` included); cloning shares the bytes.
+    pub frame: axum::extract::ws::Utf8Bytes,
+}
+
+impl Message {
+    /// Whether a user with this id and role receives it.
+    pub fn for_user(&self, user_id: i64, role: Role) -> bool {
+        audience_matches(&self.audience, user_id, role)
+    }
+}
+
+/// `all`, `user:<id>` and `role:supervisor`, comma-separated.
+pub fn audience_matches(audience: &str, user_id: i64, role: Role) -> bool {
+    audience.split(',').any(|a| match a {
+        "all" => true,
+        "role:supervisor" => role >= Role::Supervisor,
+        other => other.strip_prefix("user:").and_then(|id| id.parse::<i64>().ok()) == Some(user_id),
+    })
+}
+
+/// To the operator and every supervisor.
+pub fn user_and_supervisors(user_id: i64) -> String {
+    format!("user:{user_id},role:supervisor")
+}
+
+pub fn user(user_id: i64) -> String {
+    format!("user:{user_id}")
+}
+
+/// Something for the sockets that is not a page message.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Every session of this user was deleted: close their sockets.
+    SessionsRevoked { user_id: i64 },
+}
+
+struct Inner {
+    db: Db,
+    messages: broadcast::Sender<Arc<Message>>,
+    control: broadcast::Sender<Control>,
+    /// Wakes the pump (a local commit wrote messages).
+    wake: Notify,
+    /// The newest seq handed to the broadcast.
+    pumped: AtomicI64,
+    /// Woken when another node announced messages (PostgreSQL), so the ACD looks again too.
+    remote_change: Arc<Notify>,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Hub(Arc<Inner>);
+
+impl Hub {
+    pub fn new(db: Db) -> Hub {
+        let (messages, _) = broadcast::channel(4096);
+        let (control, _) = broadcast::channel(256);
+        Hub(Arc::new(Inner {
+            db,
+            messages,
+            control,
+            wake: Notify::new(),
+            pumped: AtomicI64::new(0),
+            remote_change: Arc::new(Notify::new()),
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Message>> {
+        self.0.messages.subscribe()
+    }
+
+    pub fn control(&self) -> broadcast::Receiver<Control> {
+        self.0.control.subscribe()
+    }
+
+    pub fn send_control(&self, c: Control) {
+        let _ = self.0.control.send(c);
+    }
+
+    /// Notified when another node wrote messages.
+    pub fn remote_change(&self) -> Arc<Notify> {
+        self.0.remote_change.clone()
+    }
+
+    /// Call after committing a transaction that wrote messages.
+    pub fn committed(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Starts the pump (and on PostgreSQL the listener). The pump starts after the newest message
+    /// already stored: older ones reach pages only by replay.
+    pub async fn start(&self, database_url: &str) -> Result<(), DbError> {
+        let (newest,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(seq) FROM console_messages").fetch_one(self.0.db.pool()).await?;
+        self.0.pumped.store(newest.unwrap_or(0), Ordering::SeqCst);
+        let hub = self.clone();
+        tokio::spawn(async move { hub.pump().await });
+        if self.0.db.backend() == Backend::Postgres {
+            let hub = self.clone();
+            let url = database_url.to_owned();
+            tokio::spawn(async move { hub.listen(url).await });
+        }
+        Ok(())
+    }
+
+    async fn pump(self) {
+        loop {
+            // A missed wake-up costs at most this long.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.0.wake.notified()).await;
+            if self.0.db.pool().is_closed() {
+                return;
+            }
+            if let Err(e) = self.pump_once().await {
+                tracing::warn!(error = %e, "console message pump failed");
+            }
+        }
+    }
+
+    async fn pump_once(&self) -> Result<(), DbError> {
+        loop {
+            let after = self.0.pumped.load(Ordering::SeqCst);
+            let batch = read_after(&self.0.db, after, 1000).await?;
+            let Some(last) = batch.last().map(|m| m.seq) else { return Ok(()) };
+            let full = batch.len() == 1000;
+            for m in batch {
+                let _ = self.0.messages.send(Arc::new(m));
+            }
+            self.0.pumped.store(last, Ordering::SeqCst);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// PostgreSQL: LISTEN on its own connection (the app's pool is an `AnyPool`), reconnecting
+    /// after a failure; every notification wakes the pump and the ACD.
+    async fn listen(self, url: String) {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(CHANNEL).await {
+                        tracing::warn!(error = %e, "LISTEN {CHANNEL} failed");
+                    } else {
+                        // Anything written while we were not listening.
+                        self.0.wake.notify_one();
+                        loop {
+                            match listener.recv().await {
+                                Ok(_) => {
+                                    self.0.wake.notify_one();
+                                    self.0.remote_change.notify_one();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "console listener lost its connection");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "console listener cannot connect"),
+            }
+            if self.0.db.pool().is_closed() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Begins a transaction that may write messages, taking the console's write turn first.
+pub async fn begin(db: &Db) -> Result<Tx, DbError> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("UPDATE console_lock SET n = n + 1 WHERE id = 1").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// Stores a message in the transaction; returns its seq. `body` is an object without `type`.
+pub async fn write(tx: &mut Tx, audience: &str, kind: &str, body: Value, now_ms: i64) -> Result<i64, DbError> {
+    let text = serde_json::to_string(&body).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let (seq,): (i64,) = sqlx::query_as(
+        "INSERT INTO console_messages (audience, kind, body, at) VALUES ($1, $2, $3, $4) RETURNING seq",
+    )
+    .bind(audience)
+    .bind(kind)
+    .bind(text)
+    .bind(now_ms)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(seq)
+}
+
+/// Commits a transaction that wrote messages and wakes the pumps (this node's directly, the
+/// others' by NOTIFY, delivered at commit).
+pub async fn commit(hub: &Hub, mut tx: Tx, wrote: bool) -> Result<(), DbError> {
+    if wrote && hub.db().backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    if wrote {
+        hub.committed();
+    }
+    Ok(())
+}
+
+/// Builds the frame: the stored body with `type` and `seq`.
+fn frame(seq: i64, kind: &str, body: &str) -> Result<axum::extract::ws::Utf8Bytes, DbError> {
+    let mut obj: Map<String, Value> =
+        serde_json::from_str(body).map_err(|e| DbError::Corrupt(format!("console message {seq}: {e}")))?;
+    obj.insert("type".into(), Value::String(kind.to_owned()));
+    obj.insert("seq".into(), Value::from(seq));
+    Ok(Value::Object(obj).to_string().into())
+}
+
+/// Messages after `after`, in order (at most `limit`).
+pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Message>, DbError> {
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT seq, audience, kind, body FROM console_messages WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(seq, audience, kind, body)| Ok(Message { seq, frame: frame(seq, &kind, &body)?, audience }))
+        .collect()
+}
+
+/// The newest seq stored.
+pub async fn newest(db: &Db) -> Result<i64, DbError> {
+    let (n,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM console_messages").fetch_one(db.pool()).await?;
+    Ok(n.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audiences() {
+        assert!(audience_matches("all", 1, Role::Operator));
+        assert!(audience_matches("user:7", 7, Role::Operator));
+        assert!(!audience_matches("user:7", 17, Role::Operator));
+        assert!(!audience_matches("user:7,role:supervisor", 8, Role::Operator));
+        assert!(audience_matches("user:7,role:supervisor", 8, Role::Supervisor));
+        assert!(audience_matches("role:supervisor", 8, Role::Admin));
+    }
+}

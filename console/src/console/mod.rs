@@ -1,0 +1,160 @@
+//! The operator console's server side (issue 7): the durable message hub and `/ws`, presence,
+//! the queue service (ACD), the screen-pop, notes, referrals, dispositions, callbacks, and the
+//! console's HTTP endpoints. The contract with the page is `docs/console-protocol.md`.
+
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod pop;
+pub mod presence;
+pub mod queue_service;
+pub mod socket;
+pub mod work;
+
+use crate::db::{Db, DbError};
+use crate::error::AppError;
+use crate::state::AppState;
+use config::ConsoleConfig;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Why a console request was refused. `code()` is what the page gets in an `error` message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("this offer is no longer open")]
+    OfferGone,
+    #[error("no such offer for you")]
+    NotYourOffer,
+    #[error("you have no SIP target or number to transfer calls to; ask an admin")]
+    NoTarget,
+    #[error("not possible while you have an offer or a call")]
+    Busy,
+    #[error("this is not your call")]
+    NotYourCall,
+    #[error("unknown disposition code {0:?}")]
+    UnknownDisposition(String),
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such callback, or not yours")]
+    NoSuchCallback,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for ConsoleError {
+    fn from(e: sqlx::Error) -> Self {
+        ConsoleError::Db(DbError::Query(e))
+    }
+}
+
+impl ConsoleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConsoleError::OfferGone => "offer_gone",
+            ConsoleError::NotYourOffer => "not_your_offer",
+            ConsoleError::NoTarget => "no_target",
+            ConsoleError::Busy => "busy",
+            ConsoleError::NotYourCall => "not_your_call",
+            ConsoleError::UnknownDisposition(_) => "unknown_disposition",
+            ConsoleError::UnknownService(_) => "unknown_service",
+            ConsoleError::BadRequest(_) => "bad_message",
+            ConsoleError::NoSuchCallback => "not_found",
+            ConsoleError::Db(_) => "internal",
+        }
+    }
+}
+
+impl From<ConsoleError> for AppError {
+    fn from(e: ConsoleError) -> Self {
+        match e {
+            ConsoleError::Db(e) => AppError::from(e),
+            ConsoleError::NoSuchCallback => AppError::NotFound(e.to_string()),
+            other => AppError::Conflict(other.to_string()),
+        }
+    }
+}
+
+struct Inner {
+    hub: hub::Hub,
+    config: ConsoleConfig,
+    /// Wakes the queue service (the call runtime's queue notifications, and console actions).
+    wake: Arc<Notify>,
+    /// Open sockets per user on this node.
+    connected: Mutex<HashMap<i64, usize>>,
+}
+
+/// The console's shared handle (in `AppState`). Cheap to clone.
+#[derive(Clone)]
+pub struct Console(Arc<Inner>);
+
+impl Console {
+    pub fn new(db: Db, config: ConsoleConfig, wake: Arc<Notify>) -> Console {
+        Console(Arc::new(Inner { hub: hub::Hub::new(db), config, wake, connected: Mutex::new(HashMap::new()) }))
+    }
+
+    /// Starts the hub's pump (and LISTEN on PostgreSQL) and the queue service.
+    pub async fn start(state: &AppState) -> Result<(), DbError> {
+        state.console.hub().start(&state.settings.database_url).await?;
+        tokio::spawn(queue_service::run(state.clone()));
+        Ok(())
+    }
+
+    pub fn hub(&self) -> &hub::Hub {
+        &self.0.hub
+    }
+
+    pub fn config(&self) -> &ConsoleConfig {
+        &self.0.config
+    }
+
+    pub fn wake(&self) -> Arc<Notify> {
+        self.0.wake.clone()
+    }
+
+    /// Asks the queue service for a pass now.
+    pub fn kick(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Every session of this user was deleted: close their sockets on this node (other nodes
+    /// notice within their periodic session check).
+    pub fn sessions_revoked(&self, user_id: i64) {
+        self.0.hub.send_control(hub::Control::SessionsRevoked { user_id });
+    }
+
+    pub fn connected_users(&self) -> Vec<i64> {
+        self.0.connected.lock().map(|m| m.keys().copied().collect()).unwrap_or_default()
+    }
+
+    fn socket_opened(&self, user_id: i64) {
+        if let Ok(mut m) = self.0.connected.lock() {
+            *m.entry(user_id).or_default() += 1;
+        }
+    }
+
+    fn socket_closed(&self, user_id: i64) {
+        if let Ok(mut m) = self.0.connected.lock() {
+            if let Some(n) = m.get_mut(&user_id) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&user_id);
+                }
+            }
+        }
+    }
+}
+
+/// The console's routes: `/ws`, `/api/console/config`, `/api/operators`, `/api/callbacks…`.
+pub fn routes() -> axum::Router<AppState> {
+    http::routes().merge(socket::routes())
+}
+
+/// Epoch milliseconds as RFC 3339 UTC.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,92 @@
+//! The screen-pop: what an operator sees of a call before and while taking it — language, area,
+//! town, the caller's path through the menus with timings, the masked number, and earlier calls
+//! from the same number (by its keyed hash) with their notes.
+
+use crate::db::{Db, DbError};
+use serde_json::{json, Value};
+
+/// The pop of one call (`None` for an unknown call).
+pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<Value>, DbError> {
+    type CallRow = (String, Option<String>, i64, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<i64>);
+    let row: Option<CallRow> = sqlx::query_as(
+        "SELECT c.channel, c.language, c.language_guessed, c.area, c.cap, c.town, c.caller_hash, c.caller_masked, \
+         c.started_at, q.entered_at FROM calls c LEFT JOIN queue_entries q ON q.call_id = c.call_id WHERE c.call_id = $1",
+    )
+    .bind(call_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some((channel, language, guessed, area, cap, town, hash, masked, started_at, entered_at)) = row else {
+        return Ok(None);
+    };
+    let point = town
+        .as_deref()
+        .and_then(|t| ivr::geo::Gazetteer::embedded().comune_by_name(t).first().map(|c| c.point));
+    let events: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT at, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq")
+            .bind(call_id)
+            .fetch_all(db.pool())
+            .await?;
+    let path: Vec<Value> = events
+        .iter()
+        .map(|(at, kind, data)| json!({ "at": super::rfc3339(*at), "kind": kind, "detail": detail(kind, data) }))
+        .collect();
+    let mut previous = json!({ "calls": 0, "last_at": null, "notes": [] });
+    if let Some(hash) = &hash {
+        let (n, last): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MAX(started_at) FROM calls WHERE caller_hash = $1 AND call_id <> $2 AND started_at <= $3",
+        )
+        .bind(hash)
+        .bind(call_id)
+        .bind(started_at)
+        .fetch_one(db.pool())
+        .await?;
+        let notes: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT n.updated_at, u.name, n.text FROM call_notes n JOIN calls c ON c.call_id = n.call_id \
+             JOIN users u ON u.id = n.operator_id WHERE c.caller_hash = $1 AND c.call_id <> $2 \
+             ORDER BY n.updated_at DESC LIMIT 10",
+        )
+        .bind(hash)
+        .bind(call_id)
+        .fetch_all(db.pool())
+        .await?;
+        previous = json!({
+            "calls": n,
+            "last_at": last.map(super::rfc3339),
+            "notes": notes.into_iter().map(|(at, op, text)| json!({"at": super::rfc3339(at), "operator": op, "text": text})).collect::<Vec<_>>(),
+        });
+    }
+    Ok(Some(json!({
+        "call_id": call_id,
+        "channel": channel,
+        "language": language,
+        "language_guessed": guessed != 0,
+        "area": area,
+        "cap": cap,
+        "town": town,
+        "lat": point.map(|p| p.lat),
+        "lon": point.map(|p| p.lng),
+        "masked_number": masked,
+        "waited_secs": entered_at.map(|e| ((now_ms - e) / 1000).max(0)),
+        "entered_queue_at": entered_at.map(super::rfc3339),
+        "path": path,
+        "previous": previous,
+    })))
+}
+
+/// A short, number-free description of a call-log event.
+fn detail(kind: &str, data: &str) -> Value {
+    if kind == "call_started" {
+        return Value::Null; // carries the caller: never shown raw
+    }
+    let Ok(v) = serde_json::from_str::<Value>(data) else { return Value::Null };
+    match v.get("event") {
+        Some(Value::Object(m)) => m.values().next().map(|inner| {
+            let s = match inner {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Value::String(s.chars().take(120).collect())
+        }).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}

@@ -1,0 +1,515 @@
+//! `GET /ws`: the operator console's socket. The first message is `hello{last_seq}`; the answer
+//! is `welcome` (a snapshot), then every stored message after `last_seq` for this user (replay),
+//! then live messages as the hub pumps them. Each socket is a send task (the only writer) and a
+//! receive task; a bad message gets an `error` frame and the socket stays open. The session is
+//! re-checked every 30 s and at once when the user signs out everywhere on this node.
+
+use super::hub::{self, Control, Message};
+use super::presence::PresenceState;
+use super::{http, pop, presence, queue_service, work, ConsoleError};
+use crate::auth::{AsOperator, Authenticated};
+use crate::db::sessions;
+use crate::db::users::Role;
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// How often a socket checks that its session still exists.
+pub const SESSION_CHECK: Duration = Duration::from_secs(30);
+/// Messages replayed on reconnect, at most (older state is in `welcome`).
+const REPLAY_LIMIT: i64 = 5000;
+/// The largest frame accepted from a page.
+const MAX_FRAME: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+async fn upgrade(
+    AsOperator(auth): AsOperator,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    check_origin(&state, &headers)?;
+    Ok(ws.max_message_size(MAX_FRAME).on_upgrade(move |socket| run(state, auth, socket)))
+}
+
+/// Browsers send `Origin` on every websocket upgrade: it must be this server (cross-site
+/// websocket hijacking). Clients that are not browsers send none and are let through (the
+/// session cookie still decides).
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let public = state.settings.public_url.trim_end_matches('/');
+    let ok = if !public.is_empty() {
+        origin.eq_ignore_ascii_case(public)
+    } else {
+        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+        !host.is_empty()
+            && (origin.eq_ignore_ascii_case(&format!("http://{host}")) || origin.eq_ignore_ascii_case(&format!("https://{host}")))
+    };
+    if ok {
+        Ok(())
+    } else {
+        tracing::warn!(origin, "websocket from a foreign origin refused");
+        Err(AppError::Forbidden(format!("websocket origin {origin} is not this server")))
+    }
+}
+
+/// What the send task writes, in order.
+enum Out {
+    Frame(Utf8Bytes),
+    /// Start forwarding live messages newer than this seq.
+    Live(broadcast::Receiver<Arc<Message>>, i64),
+    Close(u16, &'static str),
+}
+
+async fn run(state: AppState, auth: Authenticated, socket: WebSocket) {
+    let user_id = auth.user.id;
+    state.console.socket_opened(user_id);
+    let _ = presence::ensure(&state.db, user_id, state.clock.now().timestamp_millis()).await;
+    let (sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<Out>(256);
+    let mut send_task = tokio::spawn(send_loop(state.clone(), auth.clone(), sink, out_rx));
+    let mut recv_task = tokio::spawn(recv_loop(state.clone(), auth.clone(), stream, out_tx));
+    tokio::select! {
+        _ = &mut send_task => recv_task.abort(),
+        _ = &mut recv_task => {
+            // Let the send task flush (it ends when the receive side dropped its sender).
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut send_task).await;
+            send_task.abort();
+        }
+    }
+    state.console.socket_closed(user_id);
+    tracing::debug!(user = %auth.user.name, "console socket closed");
+}
+
+async fn send_loop(
+    state: AppState,
+    auth: Authenticated,
+    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    mut out: mpsc::Receiver<Out>,
+) {
+    // Before hello: only replies.
+    let (mut live, mut last_sent) = loop {
+        match out.recv().await {
+            Some(Out::Frame(text)) => {
+                if sink.send(WsMessage::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            Some(Out::Live(rx, after)) => break (rx, after),
+            Some(Out::Close(code, reason)) => return close(&mut sink, code, reason).await,
+            None => return,
+        }
+    };
+    let (uid, role) = (auth.user.id, auth.user.role);
+    loop {
+        tokio::select! {
+            biased;
+            cmd = out.recv() => match cmd {
+                Some(Out::Frame(text)) => {
+                    if sink.send(WsMessage::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Out::Live(..)) => {}
+                Some(Out::Close(code, reason)) => return close(&mut sink, code, reason).await,
+                None => return,
+            },
+            msg = live.recv() => match msg {
+                Ok(m) => {
+                    if m.seq <= last_sent || !m.for_user(uid, role) {
+                        continue;
+                    }
+                    last_sent = m.seq;
+                    if sink.send(WsMessage::Text(m.frame.clone())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // Too slow for the broadcast: catch up from the table.
+                    tracing::debug!(user = %auth.user.name, skipped = n, "console socket lagged; replaying from the store");
+                    match replay(&state, uid, role, last_sent).await {
+                        Ok(msgs) => {
+                            for m in msgs {
+                                last_sent = m.seq;
+                                if sink.send(WsMessage::Text(m.frame.clone())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "console replay failed");
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>, code: u16, reason: &'static str) {
+    let _ = sink.send(WsMessage::Close(Some(axum::extract::ws::CloseFrame { code, reason: reason.into() }))).await;
+}
+
+async fn replay(state: &AppState, uid: i64, role: Role, after: i64) -> Result<Vec<Arc<Message>>, crate::db::DbError> {
+    let msgs = hub::read_after(&state.db, after, REPLAY_LIMIT).await?;
+    Ok(msgs.into_iter().filter(|m| m.for_user(uid, role)).map(Arc::new).collect())
+}
+
+fn frame(v: Value) -> Out {
+    Out::Frame(Utf8Bytes::from(v.to_string()))
+}
+
+fn error_frame(code: &str, message: impl std::fmt::Display, r#ref: Option<&Value>) -> Out {
+    frame(json!({"type": "error", "code": code, "message": message.to_string(), "ref": r#ref}))
+}
+
+async fn recv_loop(
+    state: AppState,
+    auth: Authenticated,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    out: mpsc::Sender<Out>,
+) {
+    let mut control = state.console.hub().control();
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    check.tick().await;
+    let mut greeted = false;
+    let latest_qseq = Arc::new(AtomicU64::new(0));
+    loop {
+        tokio::select! {
+            frame_in = stream.next() => {
+                let text = match frame_in {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        let _ = out.send(error_frame("bad_message", "send JSON text frames", None)).await;
+                        continue;
+                    }
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                if let Err(e) = handle(&state, &auth, &out, &mut greeted, &latest_qseq, text.as_str()).await {
+                    tracing::debug!(error = %e, "console socket send failed");
+                    return;
+                }
+            }
+            c = control.recv() => match c {
+                Ok(Control::SessionsRevoked { user_id }) if user_id == auth.user.id => {
+                    if !session_alive(&state, &auth).await {
+                        let _ = out.send(Out::Close(4001, "signed out")).await;
+                        return;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = check.tick() => {
+                if !session_alive(&state, &auth).await {
+                    let _ = out.send(Out::Close(4001, "session expired")).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn session_alive(state: &AppState, auth: &Authenticated) -> bool {
+    match sessions::session_live(&state.db, &auth.token_hash, chrono::Utc::now().timestamp_millis()).await {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::debug!(error = %e, "session check failed; keeping the socket");
+            true // a database hiccup is no sign-out
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Hello {
+    #[serde(default)]
+    last_seq: i64,
+}
+
+#[derive(Deserialize)]
+struct PresenceMsg {
+    state: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OfferMsg {
+    offer_id: i64,
+}
+
+#[derive(Deserialize)]
+struct Search {
+    qseq: u64,
+    #[serde(default)]
+    q: String,
+    area: Option<String>,
+    lang: Option<String>,
+    near: Option<String>,
+    radius_km: Option<f64>,
+    open_now: Option<bool>,
+    page: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct Note {
+    r#ref: Value,
+    call_id: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct Referral {
+    r#ref: Value,
+    call_id: String,
+    service_id: String,
+    add: bool,
+}
+
+#[derive(Deserialize)]
+struct Disposition {
+    r#ref: Value,
+    call_id: String,
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct EndCall {
+    call_id: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(mut v: Value) -> Result<T, String> {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("type");
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+type SendResult = Result<(), mpsc::error::SendError<Out>>;
+
+/// One frame from the page. Only a failure to queue the answer ends the socket.
+async fn handle(
+    state: &AppState,
+    auth: &Authenticated,
+    out: &mpsc::Sender<Out>,
+    greeted: &mut bool,
+    latest_qseq: &Arc<AtomicU64>,
+    text: &str,
+) -> SendResult {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return out.send(error_frame("bad_message", "a message is a JSON object with a type", None)).await,
+        Err(e) => return out.send(error_frame("bad_message", format!("malformed JSON: {e}"), None)).await,
+    };
+    let r#ref = value.get("ref").cloned();
+    let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
+        return out.send(error_frame("bad_message", "missing type", r#ref.as_ref())).await;
+    };
+    let bad = |e: String| error_frame("bad_message", format!("{kind}: {e}"), r#ref.as_ref());
+    if kind != "hello" && kind != "ping" && !*greeted {
+        return out.send(error_frame("hello_first", "send hello first", r#ref.as_ref())).await;
+    }
+    let user = &auth.user;
+    let outcome: Result<Option<Out>, ConsoleError> = match kind.as_str() {
+        "hello" => match parse::<Hello>(value) {
+            Ok(h) if !*greeted => {
+                *greeted = true;
+                return greet(state, auth, out, h.last_seq).await;
+            }
+            Ok(_) => Ok(Some(error_frame("bad_message", "hello was already sent", None))),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "ping" => Ok(Some(frame(json!({"type": "pong", "ref": r#ref.clone()})))),
+        "presence" => match parse::<PresenceMsg>(value) {
+            Ok(p) => match (p.state.as_str(), p.reason) {
+                ("available", _) => queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None),
+                ("offline", _) => queue_service::set_presence(state, user, PresenceState::Offline, None).await.map(|_| None),
+                ("paused", Some(r)) if !r.trim().is_empty() && r.chars().count() <= 100 => {
+                    queue_service::set_presence(state, user, PresenceState::Paused, Some(r.trim().to_owned())).await.map(|_| None)
+                }
+                ("paused", _) => Ok(Some(bad("paused needs a reason (1 to 100 characters)".into()))),
+                (other, _) => Ok(Some(bad(format!("state {other:?} is not available, paused or offline")))),
+            },
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "ready" => queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None),
+        "accept" => match parse::<OfferMsg>(value) {
+            Ok(o) => queue_service::accept(state, user, o.offer_id).await.map(|_| None),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "decline" => match parse::<OfferMsg>(value) {
+            Ok(o) => queue_service::decline(state, user, o.offer_id).await.map(|_| None),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "end_call" => match parse::<EndCall>(value) {
+            Ok(c) => queue_service::end_call(state, user, &c.call_id).await.map(|_| None),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "note" => match parse::<Note>(value) {
+            Ok(n) => work::save_note(state, user, &n.call_id, &n.text).await.map(|at| Some(saved(&n.r#ref, "note", at))),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "referral" => match parse::<Referral>(value) {
+            Ok(r) => work::referral(state, user, &r.call_id, &r.service_id, r.add).await.map(|at| Some(saved(&r.r#ref, "referral", at))),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "disposition" => match parse::<Disposition>(value) {
+            Ok(d) => work::disposition(state, user, &d.call_id, &d.code).await.map(|at| Some(saved(&d.r#ref, "disposition", at))),
+            Err(e) => Ok(Some(bad(e))),
+        },
+        "search" => match parse::<Search>(value) {
+            Ok(s) => {
+                latest_qseq.fetch_max(s.qseq, Ordering::SeqCst);
+                spawn_search(state.clone(), s, latest_qseq.clone(), out.clone());
+                Ok(None)
+            }
+            Err(e) => Ok(Some(bad(e))),
+        },
+        other => Ok(Some(error_frame("unknown_type", format!("unknown message type {other:?}"), r#ref.as_ref()))),
+    };
+    match outcome {
+        Ok(Some(reply)) => out.send(reply).await,
+        Ok(None) => Ok(()),
+        Err(e) => {
+            if let ConsoleError::Db(db) = &e {
+                tracing::warn!(error = %db, kind, "console request failed");
+            }
+            out.send(error_frame(e.code(), &e, r#ref.as_ref())).await
+        }
+    }
+}
+
+fn saved(r#ref: &Value, what: &str, at: i64) -> Out {
+    frame(json!({"type": "saved", "ref": r#ref, "what": what, "at": super::rfc3339(at)}))
+}
+
+/// Runs a search off the async threads; results older than the newest `qseq` are dropped.
+fn spawn_search(state: AppState, s: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
+    tokio::spawn(async move {
+        let qseq = s.qseq;
+        let mut params: HashMap<String, String> = HashMap::new();
+        params.insert("q".into(), s.q);
+        for (k, v) in [("area", s.area), ("lang", s.lang), ("near", s.near)] {
+            if let Some(v) = v {
+                params.insert(k.into(), v);
+            }
+        }
+        if let Some(r) = s.radius_km {
+            params.insert("radius_km".into(), r.to_string());
+        }
+        if let Some(o) = s.open_now {
+            params.insert("open_now".into(), o.to_string());
+        }
+        if let Some(p) = s.page {
+            params.insert("page".into(), p.to_string());
+        }
+        let now = state.clock.now();
+        let st = state.clone();
+        let result = tokio::task::spawn_blocking(move || crate::directory::api::search_json(&st, &params, now)).await;
+        if latest.load(Ordering::SeqCst) != qseq {
+            return; // a newer search superseded this one
+        }
+        let reply = match result {
+            Ok(Ok(v)) => frame(json!({
+                "type": "search_results",
+                "qseq": qseq,
+                "total": v["total_items"],
+                "counts": v["area_counts"],
+                "results": v["contents"],
+                "page": v["page_number"],
+                "total_pages": v["total_pages"],
+            })),
+            Ok(Err(e)) => frame(json!({"type": "error", "code": "bad_search", "message": e.to_string(), "qseq": qseq})),
+            Err(_) => frame(json!({"type": "error", "code": "internal", "message": "search failed", "qseq": qseq})),
+        };
+        let _ = out.send(reply).await;
+    });
+}
+
+/// `welcome` (a snapshot), the replay after `last_seq`, then live messages.
+async fn greet(state: &AppState, auth: &Authenticated, out: &mpsc::Sender<Out>, last_seq: i64) -> SendResult {
+    let (uid, role) = (auth.user.id, auth.user.role);
+    // Subscribe first, so nothing committed from now on is missed; the send task skips what the
+    // replay already sent.
+    let live = state.console.hub().subscribe();
+    let snapshot = async {
+        let newest = hub::newest(&state.db).await?;
+        let mut tx = state.db.pool().begin().await?;
+        let queue = queue_service::queue_snapshot(&mut tx).await?;
+        let me = presence::get(&mut tx, uid).await?;
+        tx.rollback().await?;
+        let now_ms = state.clock.now().timestamp_millis();
+        let offer: Option<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT id, call_id, expires_at, match_kind FROM offers WHERE operator_id = $1 AND status = 'open' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(uid)
+        .fetch_optional(state.db.pool())
+        .await?;
+        let offer = match offer {
+            Some((id, call_id, expires_at, kind)) => {
+                let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
+                json!({"offer_id": id, "call_id": call_id, "match": kind, "expires_at": super::rfc3339(expires_at), "pop": pop})
+            }
+            None => Value::Null,
+        };
+        let call = match me.as_ref().filter(|p| matches!(p.state, PresenceState::OnCall | PresenceState::WrapUp)).and_then(|p| p.call_id.clone()) {
+            Some(call_id) => {
+                let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
+                let st = if me.as_ref().is_some_and(|p| p.state == PresenceState::OnCall) { "connected" } else { "ended" };
+                json!({"call_id": call_id, "state": st, "pop": pop})
+            }
+            None => Value::Null,
+        };
+        let operators = if role >= Role::Supervisor {
+            Value::Array(presence::all(&state.db).await?.iter().map(|o| o.json()).collect())
+        } else {
+            Value::Null
+        };
+        let replay = replay(state, uid, role, last_seq.max(0)).await?;
+        Ok::<_, crate::db::DbError>((newest, queue, me, offer, call, operators, replay))
+    }
+    .await;
+    let (newest, queue, me, offer, call, operators, replayed) = match snapshot {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "console welcome failed");
+            return out.send(error_frame("internal", "cannot load the console state; reconnect", None)).await;
+        }
+    };
+    let welcome = json!({
+        "type": "welcome",
+        "user": {"id": uid, "name": auth.user.name, "role": role, "languages": auth.user.languages, "areas": auth.user.areas},
+        "presence": me.map(|p| p.json()),
+        "last_seq": newest,
+        "queue": queue,
+        "operators": operators,
+        "offer": offer,
+        "call": call,
+        "config": http::config_json(state),
+    });
+    out.send(frame(welcome)).await?;
+    let mut last = last_seq.max(0);
+    for m in replayed {
+        last = m.seq;
+        out.send(Out::Frame(m.frame.clone())).await?;
+    }
+    out.send(Out::Live(live, last)).await
+}

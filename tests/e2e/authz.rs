@@ -1,0 +1,192 @@
+//! The authorisation table: every route of the app with the least role it needs and whether a
+//! state-changing request needs the CSRF token, walked with no session, as an operator, a
+//! supervisor and an admin, and without the token. A second test reads the routes registered in
+//! the source (`.route("…", method(…))`) and fails when one is missing from the table: a new
+//! route cannot ship without its row.
+
+use crate::console_client::{add_user, sign_in, Session};
+use crate::helpers::{spawn_app, TestApp};
+use console::db::users::Role;
+use ivr::domain::Language;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Anyone (health, sign-in, public files).
+    Public,
+    /// A carrier's signed request (HMAC or Twilio signature), never a session.
+    Signed,
+    Role(Role),
+}
+
+use Need::*;
+
+/// (method, route as registered, a concrete path, who, CSRF needed with a session cookie)
+const TABLE: &[(&str, &str, &str, Need, bool)] = &[
+    ("GET", "/healthz", "/healthz", Public, false),
+    ("GET", "/readyz", "/readyz", Public, false),
+    ("GET", "/metrics", "/metrics", Public, false),
+    ("GET", "/openapi.json", "/openapi.json", Public, false),
+    ("GET", "/prompts/{lang}/{file}", "/prompts/it/welcome.wav", Public, false),
+    ("POST", "/api/session", "/api/session", Public, false),
+    ("GET", "/api/session", "/api/session", Role(Role::Operator), false),
+    ("DELETE", "/api/session", "/api/session", Role(Role::Operator), true),
+    ("POST", "/api/session/everywhere", "/api/session/everywhere", Role(Role::Operator), true),
+    ("POST", "/voice/events", "/voice/events", Signed, false),
+    ("POST", "/twiml/voice", "/twiml/voice", Signed, false),
+    ("POST", "/twiml/status", "/twiml/status", Signed, false),
+    ("GET", "/api/services/search", "/api/services/search?q=casa", Role(Role::Operator), false),
+    ("GET", "/api/services/{id}", "/api/services/none", Role(Role::Operator), false),
+    ("GET", "/ws", "/ws", Role(Role::Operator), false),
+    ("GET", "/api/console/config", "/api/console/config", Role(Role::Operator), false),
+    ("GET", "/api/callbacks", "/api/callbacks", Role(Role::Operator), false),
+    ("POST", "/api/callbacks/{id}/claim", "/api/callbacks/1/claim", Role(Role::Operator), true),
+    ("POST", "/api/callbacks/{id}/done", "/api/callbacks/1/done", Role(Role::Operator), true),
+    ("GET", "/api/operators", "/api/operators", Role(Role::Supervisor), false),
+    // The pages (console-page): public; the data behind them asks for a session.
+    ("GET", "/", "/", Public, false),
+    ("GET", "/console", "/console", Public, false),
+    ("GET", "/supervisor", "/supervisor", Public, false),
+    ("GET", "/assets/{*path}", "/assets/supervisor.js", Public, false),
+    // The supervisors' views (issue 8): operators see only their own calls.
+    ("GET", "/api/calls", "/api/calls", Role(Role::Operator), false),
+    ("GET", "/api/calls.csv", "/api/calls.csv", Role(Role::Operator), false),
+    ("GET", "/api/calls/{id}", "/api/calls/none", Role(Role::Operator), false),
+    ("GET", "/api/kpis", "/api/kpis", Role(Role::Supervisor), false),
+    ("GET", "/api/kpis.csv", "/api/kpis.csv", Role(Role::Supervisor), false),
+    ("GET", "/api/audit", "/api/audit", Role(Role::Admin), false),
+    ("GET", "/ws/wallboard", "/ws/wallboard", Role(Role::Supervisor), false),
+];
+
+struct Caller {
+    role: Role,
+    name: &'static str,
+    session: Option<Session>,
+}
+
+async fn request(app: &TestApp, method: &str, path: &str, session: Option<&Session>, csrf: bool) -> (u16, String) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = app.client.request(m, app.url(path));
+    if let Some(s) = session {
+        r = r.header("cookie", &s.cookie);
+        if csrf {
+            r = r.header("x-csrf-token", &s.csrf);
+        }
+    }
+    if method != "GET" {
+        r = r.header("content-type", "application/json").body("{}");
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn every_route_refuses_whoever_it_should_and_only_them() {
+    let app = spawn_app().await;
+    let mut callers = vec![
+        Caller { role: Role::Operator, name: "op", session: None },
+        Caller { role: Role::Supervisor, name: "sup", session: None },
+        Caller { role: Role::Admin, name: "adm", session: None },
+    ];
+    for c in &callers {
+        add_user(&app, c.name, c.role, &[Language::It], &[], false).await;
+    }
+    for &(method, _, path, need, needs_csrf) in TABLE {
+        // No session.
+        let (status, body) = request(&app, method, path, None, false).await;
+        match need {
+            Public => assert!(status != 401 && status != 403, "{method} {path} without a session: {status} {body}"),
+            Signed => assert!(status == 401 || status == 403, "{method} {path} unsigned: {status} {body}"),
+            Role(_) => assert_eq!(status, 401, "{method} {path} without a session: {body}"),
+        }
+        for c in callers.iter_mut() {
+            if c.session.is_none() {
+                c.session = Some(sign_in(&app, c.name).await);
+            }
+            let session = c.session.as_ref().unwrap();
+            if needs_csrf {
+                let (status, body) = request(&app, method, path, Some(session), false).await;
+                assert_eq!(status, 403, "{method} {path} as {} without the CSRF token: {body}", c.name);
+                assert!(body.contains("\"csrf\""), "{body}");
+            }
+            let (status, body) = request(&app, method, path, Some(session), true).await;
+            match need {
+                Public => assert!(status != 401 && status != 403, "{method} {path} as {}: {status} {body}", c.name),
+                Signed => assert!(status == 401 || status == 403, "{method} {path} as {} unsigned: {status} {body}", c.name),
+                Role(min) if c.role >= min => {
+                    assert!(status != 401 && status != 403, "{method} {path} as {}: {status} {body}", c.name)
+                }
+                Role(_) => assert_eq!(status, 403, "{method} {path} as {}: {body}", c.name),
+            }
+            if status < 300 && (path == "/api/session/everywhere" || (method == "DELETE" && path == "/api/session")) {
+                c.session = None; // signed out: sign in again for the next row
+            }
+        }
+    }
+    app.stop().await;
+}
+
+/// `(METHOD, path)` of every `.route("path", method(…).method(…))` in the server's source.
+fn registered_routes() -> BTreeSet<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    walk(&crate::helpers::repo_path("console/src"), &mut sources);
+    let mut routes = BTreeSet::new();
+    for src in sources {
+        let mut rest = src.as_str();
+        while let Some(i) = rest.find(".route(\"") {
+            rest = &rest[i + 8..];
+            let Some(end) = rest.find('"') else { break };
+            let path = rest[..end].to_owned();
+            // The method router: up to the parenthesis closing `.route(`.
+            let mut depth = 1;
+            let mut j = end;
+            for (k, ch) in rest[end..].char_indices() {
+                match ch {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            j = end + k;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let methods = &rest[end..j];
+            for m in ["get", "post", "put", "patch", "delete"] {
+                let calls = methods.match_indices(&format!("{m}(")).any(|(ix, _)| {
+                    ix == 0 || !methods.as_bytes()[ix - 1].is_ascii_alphanumeric() && methods.as_bytes()[ix - 1] != b'_'
+                });
+                if calls {
+                    routes.insert((m.to_uppercase(), path.clone()));
+                }
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_registered_route_is_in_the_table() {
+    let table: BTreeSet<(String, String)> = TABLE.iter().map(|(m, r, ..)| (m.to_string(), r.to_string())).collect();
+    let registered = registered_routes();
+    assert!(registered.len() >= 15, "the source scan found the routes: {registered:?}");
+    let missing: Vec<_> = registered.difference(&table).collect();
+    assert!(missing.is_empty(), "routes without a row in tests/e2e/authz.rs TABLE: {missing:?}");
+    let stale: Vec<_> = table.difference(&registered).collect();
+    assert!(stale.is_empty(), "rows for routes that no longer exist: {stale:?}");
+}

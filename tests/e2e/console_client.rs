@@ -1,0 +1,186 @@
+//! A real websocket client for the operator console (tokio-tungstenite), and the users and calls
+//! the console tests need.
+
+use crate::helpers::TestApp;
+use console::db::users::{self, NewUser, Password, Role, UserName};
+use futures_util::{SinkExt, StreamExt};
+use ivr::domain::{Language, ServiceArea};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Creates a user; returns its id.
+pub async fn add_user(app: &TestApp, name: &str, role: Role, languages: &[Language], areas: &[ServiceArea], mediator: bool) -> i64 {
+    let u = users::add_user(
+        &app.state.db,
+        &NewUser {
+            name: UserName::parse(name).unwrap(),
+            role,
+            languages: languages.to_vec(),
+            areas: areas.to_vec(),
+            password: Password::parse(PASSWORD).unwrap(),
+            sip_target: Some(format!("sip:{name}@pbx.example.org")),
+        },
+    )
+    .await
+    .unwrap();
+    if mediator {
+        console::console::presence::set_mediator(&app.state.db, u.id, true).await.unwrap();
+    }
+    u.id
+}
+
+/// A signed-in browser: its cookie and CSRF token.
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub async fn sign_in(app: &TestApp, name: &str) -> Session {
+    sign_in_with(app, name, PASSWORD).await
+}
+
+pub async fn sign_in_with(app: &TestApp, name: &str, password: &str) -> Session {
+    let r = app.client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "sign-in of {name}");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    Session { cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned() }
+}
+
+/// One console socket.
+pub struct Ws {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    pub last_seq: i64,
+}
+
+pub async fn connect(addr: std::net::SocketAddr, session: &Session) -> Ws {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", session.cookie.parse().unwrap());
+    req.headers_mut().insert("origin", format!("http://{addr}").parse().unwrap());
+    let (stream, _) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
+    Ws { stream, last_seq: 0 }
+}
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.stream.send(Message::Text(text.to_owned().into())).await.unwrap();
+    }
+
+    /// The next JSON message (10 s at most), or `None` when the socket closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("a message within 10 s");
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if let Some(s) = v["seq"].as_i64() {
+                        assert!(s > self.last_seq, "seq increases: {s} after {} in {v}", self.last_seq);
+                        self.last_seq = s;
+                    }
+                    return Some(v);
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Skips messages until one of type `kind` (that also satisfies `pred`).
+    pub async fn until(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut seen = Vec::new();
+        loop {
+            match self.next().await {
+                Some(v) if v["type"] == kind && pred(&v) => return v,
+                Some(v) => seen.push(v["type"].as_str().unwrap_or("?").to_owned()),
+                None => panic!("socket closed waiting for {kind}; saw {seen:?}"),
+            }
+        }
+    }
+
+    pub async fn hello(&mut self, last_seq: i64) -> Value {
+        self.send(json!({"type": "hello", "last_seq": last_seq})).await;
+        let w = self.until("welcome", |_| true).await;
+        w
+    }
+
+    /// Sets presence and waits for my presence message.
+    pub async fn presence(&mut self, state: &str) -> Value {
+        self.send(json!({"type": "presence", "state": state})).await;
+        let s = state.to_owned();
+        self.until("presence", move |v| v["operator"]["state"] == s.as_str()).await
+    }
+
+    /// Waits until the socket is closed by the server.
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(40), self.stream.next()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+/// Signs in and opens a socket, said hello; available when asked.
+pub async fn operator_online(app: &TestApp, name: &str, available: bool) -> Ws {
+    let s = sign_in(app, name).await;
+    let mut ws = connect(app.addr, &s).await;
+    ws.hello(0).await;
+    if available {
+        ws.presence("available").await;
+    }
+    ws
+}
+
+/// A JSON-webhook call driven into the queue: `digits` after call.started, until an enqueue.
+pub struct Call<'a> {
+    pub app: &'a TestApp,
+    pub id: String,
+    seq: i64,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(app: &'a TestApp, id: &str) -> Self {
+        Call { app, id: id.into(), seq: 0 }
+    }
+
+    pub async fn send(&mut self, mut event: Value) -> Value {
+        self.seq += 1;
+        event["call_id"] = json!(self.id);
+        event["seq"] = json!(self.seq);
+        let (status, body) = self.app.voice_event(&event).await;
+        assert_eq!(status, 200, "{event} → {body}");
+        body
+    }
+
+    /// Starts the call from `from` and sends `digits` one by one; the last answer must enqueue.
+    pub async fn to_queue(app: &'a TestApp, id: &str, from: &str, digits: &[&str]) -> Call<'a> {
+        let mut call = Call::new(app, id);
+        call.send(json!({"type": "call.started", "from": from, "to": "803001"})).await;
+        let mut last = Value::Null;
+        for d in digits {
+            last = call.send(json!({"type": "digits", "digits": d})).await;
+        }
+        assert!(last["actions"].as_array().unwrap().iter().any(|a| a["type"] == "enqueue"), "{id} reaches the queue: {last}");
+        call
+    }
+}
+
+/// An Italian caller from Como for housing (it, casa).
+pub async fn italian_housing_call<'a>(app: &'a TestApp, id: &str) -> Call<'a> {
+    Call::to_queue(app, id, "+39 333 123 4512", &["1", "3", "22100", "2"]).await
+}
+
+/// A French caller for housing, no CAP (fr, casa).
+pub async fn french_housing_call<'a>(app: &'a TestApp, id: &str) -> Call<'a> {
+    Call::to_queue(app, id, "+33 6 12 34 56 78", &["1", "3", "#"]).await
+}
