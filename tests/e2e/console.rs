@@ -76,9 +76,10 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     assert_eq!(pop["previous"]["calls"], 0);
 
     carla.send(json!({"type": "accept", "offer_id": offer["offer_id"]})).await;
+    // Presence first (the assignment's transaction), then `connected` once the transfer is stored.
+    carla.until("presence", |v| v["operator"]["state"] == "on_call").await;
     let connected = carla.until("call", |v| v["state"] == "connected").await;
     assert_eq!(connected["call_id"], "skills-1");
-    carla.until("presence", |v| v["operator"]["state"] == "on_call").await;
     let (op, answered): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT operator_id, answered_at FROM calls WHERE call_id = 'skills-1'").fetch_one(app.state.db.pool()).await.unwrap();
     assert!(op.is_some() && answered.is_some());

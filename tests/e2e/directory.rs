@@ -267,7 +267,7 @@ async fn serve_loads_the_demo_directory_on_first_start() {
     let (code, _, err) = crate::helpers::run_helpline(
         crate::helpers::helpline(db.dir.path())
             .env("HELPLINE_DATABASE_URL", &db.url)
-            .args(["user", "add", "dirtest", "--role", "operator", "--password-stdin"]),
+            .args(["user", "add", "--name", "dirtest", "--role", "operator", "--password-stdin"]),
         "directory test password\n",
     );
     assert_eq!(code, 0, "{err}");
