@@ -37,6 +37,24 @@ pub enum Command {
     /// Render and check the spoken prompts.
     #[command(subcommand)]
     Prompts(PromptsCommand),
+    /// Retention of call detail (`retention_days`).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// The supervisors' call log: benchmark.
+    #[command(subcommand)]
+    Supervisors(SupervisorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Roll up and purge the calls older than `retention_days` now; print what was purged.
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SupervisorsCommand {
+    /// Generate calls into the configured database and time the log's queries and exports.
+    Bench(crate::supervisor::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +156,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::User(cmd) => user(cmd, &loaded.settings).await,
             Command::Prompts(cmd) => Ok(prompts(&cmd)),
             Command::Directory(cmd) => crate::directory::cli::run(cmd, &loaded.settings).await,
+            Command::Retention(RetentionCommand::Run) => {
+                let db = connect(&loaded.settings).await?;
+                db.migrate().await?;
+                let now = chrono::Utc::now().timestamp_millis();
+                let actor = crate::supervisor::audit::Actor::system("helpline retention run");
+                let report = crate::supervisor::retention::purge(&db, now, loaded.settings.retention_days, &actor).await?;
+                println!("{report}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Supervisors(SupervisorsCommand::Bench(args)) => {
+                let db = connect(&loaded.settings).await?;
+                db.migrate().await?;
+                crate::supervisor::bench::run(args, db, chrono::Utc::now().timestamp_millis()).await
+            }
         }
     })
 }
@@ -187,6 +219,7 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     println!("public_url    = {}", if s.public_url.is_empty() { "(from the Host header)" } else { &s.public_url });
     println!("twilio_auth_token = {:?}", s.twilio_auth_token);
     println!("webhook_secret    = {:?}", s.webhook_secret);
+    println!("retention_days    = {}", s.retention_days);
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {

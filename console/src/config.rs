@@ -50,6 +50,8 @@ pub struct Settings {
     /// The key that signs JSON call-event requests (`HELPLINE_WEBHOOK_SECRET`); empty disables the
     /// JSON webhook.
     pub webhook_secret: SecretString,
+    /// Days a call's detail is kept before only its KPI counts remain (`HELPLINE_RETENTION_DAYS`).
+    pub retention_days: u32,
     /// The operator console's settings: dispositions, wrap-up, ACD timings
     /// (`HELPLINE_CONSOLE_FILE`); when the file is absent the built-in defaults apply.
     pub console_file: PathBuf,
@@ -71,6 +73,7 @@ impl Default for Settings {
             public_url: String::new(),
             twilio_auth_token: SecretString::default(),
             webhook_secret: SecretString::default(),
+            retention_days: 365,
             console_file: PathBuf::from("config/console.toml"),
         }
     }

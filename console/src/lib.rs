@@ -17,6 +17,7 @@ pub mod routes;
 pub mod sip;
 pub mod startup;
 pub mod state;
+pub mod supervisor;
 pub mod telemetry;
 pub mod voice;
 pub mod webhook;

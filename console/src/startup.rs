@@ -70,6 +70,8 @@ impl Application {
             console,
         };
         crate::console::Console::start(&state).await?;
+        // Calls past retention are purged before serving (then hourly: `run_until`).
+        crate::supervisor::retention::run_once(&state).await;
         Ok(Application { listener, sip, state, first_admin })
     }
 
@@ -95,9 +97,13 @@ impl Application {
         let sip = tokio::spawn(self.sip.run(self.state.clone(), async {
             let _ = sip_stopped.await;
         }));
+        let (retention_stop, retention_stopped) = tokio::sync::watch::channel(false);
+        let retention = tokio::spawn(crate::supervisor::retention::run_scheduled(self.state.clone(), retention_stopped));
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
+        let _ = retention_stop.send(true);
+        let _ = retention.await;
         let _ = sip_stop.send(());
         let _ = sip.await;
         self.state.db.close().await;

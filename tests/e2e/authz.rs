@@ -46,6 +46,19 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("POST", "/api/callbacks/{id}/claim", "/api/callbacks/1/claim", Role(Role::Operator), true),
     ("POST", "/api/callbacks/{id}/done", "/api/callbacks/1/done", Role(Role::Operator), true),
     ("GET", "/api/operators", "/api/operators", Role(Role::Supervisor), false),
+    // The pages (console-page): public; the data behind them asks for a session.
+    ("GET", "/", "/", Public, false),
+    ("GET", "/console", "/console", Public, false),
+    ("GET", "/supervisor", "/supervisor", Public, false),
+    ("GET", "/assets/{*path}", "/assets/supervisor.js", Public, false),
+    // The supervisors' views (issue 8): operators see only their own calls.
+    ("GET", "/api/calls", "/api/calls", Role(Role::Operator), false),
+    ("GET", "/api/calls.csv", "/api/calls.csv", Role(Role::Operator), false),
+    ("GET", "/api/calls/{id}", "/api/calls/none", Role(Role::Operator), false),
+    ("GET", "/api/kpis", "/api/kpis", Role(Role::Supervisor), false),
+    ("GET", "/api/kpis.csv", "/api/kpis.csv", Role(Role::Supervisor), false),
+    ("GET", "/api/audit", "/api/audit", Role(Role::Admin), false),
+    ("GET", "/ws/wallboard", "/ws/wallboard", Role(Role::Supervisor), false),
 ];
 
 struct Caller {

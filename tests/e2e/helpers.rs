@@ -66,6 +66,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
         public_url: String::new(),
         twilio_auth_token: SecretString::new(TEST_TWILIO_TOKEN),
         webhook_secret: SecretString::new(TEST_WEBHOOK_SECRET),
+        retention_days: 365,
         console_file: repo_path("config/console.toml"),
     }
 }

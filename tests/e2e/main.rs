@@ -15,5 +15,7 @@ mod migrations;
 mod nodes;
 mod session;
 mod sip;
+mod supervisor;
+mod supervisor_authz;
 mod webhook_json;
 mod webhook_twiml;

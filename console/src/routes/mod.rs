@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .merge(prompts::routes())
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
+        .merge(crate::supervisor::routes())
         .merge(crate::console::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::resolve_session))

@@ -1,0 +1,413 @@
+// The supervisors' page: the live wallboard (/ws/wallboard), the call log with filters, keyset
+// pages and a call's timeline (/api/calls…), the KPIs with their definitions and hand-drawn SVG
+// charts (/api/kpis). Italian by default, English on request (kept in localStorage
+// `helpline.lang`, as the operator page does). No build step, no external network.
+
+const TEXTS = {
+  it: {
+    'app.title': 'Helpline — supervisione', 'app.name': 'Helpline — supervisione', 'lang.switch': 'English', 'signout': 'Esci',
+    'tab.wallboard': 'Pannello', 'tab.log': 'Registro chiamate', 'tab.kpis': 'Indicatori',
+    'signin.title': 'Accesso', 'signin.name': 'Nome utente', 'signin.password': 'Password', 'signin.submit': 'Accedi',
+    'signin.bad': 'Nome utente o password errati.', 'signin.role': 'Questa pagina è per supervisori; come operatore vedi solo le tue chiamate.',
+    'wb.title': 'Pannello in tempo reale', 'wb.connecting': 'Connessione…', 'wb.live': 'Aggiornato {time}', 'wb.offline': 'Disconnesso — nuovo tentativo tra {secs} s',
+    'wb.in_menu': 'Nel menu', 'wb.in_queue': 'In coda', 'wb.talking': 'In conversazione', 'wb.longest': 'Attesa più lunga',
+    'wb.sl': 'Livello di servizio oggi', 'wb.abandon': 'Abbandoni oggi', 'wb.asa': 'Tempo medio di risposta oggi', 'wb.calls': 'Chiamate oggi',
+    'wb.queue_by': 'In coda per lingua e ambito', 'wb.menu_by': 'Nel menu per lingua e ambito', 'wb.count': 'Chiamate', 'wb.waiting_since': 'Attende da',
+    'wb.operators': 'Operatori', 'wb.state': 'Stato', 'wb.since': 'Da', 'wb.none': 'nessuno',
+    'p.available': 'disponibile', 'p.offered': 'chiamata in arrivo', 'p.on_call': 'in chiamata', 'p.wrap_up': 'post-chiamata', 'p.paused': 'in pausa', 'p.offline': 'non in linea',
+    'log.title': 'Registro chiamate', 'log.more': 'Altre chiamate', 'log.count': '{n} chiamate mostrate', 'log.empty': 'Nessuna chiamata con questi filtri.',
+    'f.from': 'Dal', 'f.to': 'Al', 'f.any': 'tutte', 'f.apply': 'Filtra', 'f.csv': 'Esporta CSV',
+    'col.start': 'Inizio', 'col.channel': 'Canale', 'col.language': 'Lingua', 'col.area': 'Ambito', 'col.town': 'Comune', 'col.outcome': 'Esito',
+    'col.menu': 'Menu', 'col.queue': 'Coda', 'col.talk': 'Conversazione', 'col.operator': 'Operatore', 'col.disposition': 'Esito operatore', 'col.number': 'Numero',
+    'o.self_service': 'self-service', 'o.answered': 'risposta', 'o.hung_up_in_queue': 'abbandonata in coda', 'o.hung_up_in_menu': 'chiusa nel menu',
+    'o.callback': 'richiamata richiesta', 'o.out_of_hours': 'fuori orario', 'o.queued': 'in coda',
+    'call.title': 'Chiamata', 'call.close': 'Chiudi', 'call.guessed': '(dedotta dal prefisso)',
+    't.step': 'Passo {seq}', 't.pressed': 'tasti {digits}', 't.played': 'ascoltato: {prompts}', 't.offer': 'Offerta a {who}: {status}', 't.missed': 'persa',
+    't.note': 'Nota di {who}', 't.referral': 'Servizio indicato da {who}: {name}',
+    'kpi.title': 'Indicatori di servizio', 'kpi.group': 'Raggruppa per', 'g.day': 'giorno', 'g.hour': 'ora', 'g.language': 'lingua', 'g.area': 'ambito',
+    'kpi.key': 'Gruppo', 'kpi.calls': 'Chiamate', 'kpi.self': 'Self-service', 'kpi.queued': 'In coda', 'kpi.answered': 'Risposte', 'kpi.abandoned': 'Abbandonate',
+    'kpi.sl': 'Livello di servizio', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Tasso di abbandono', 'kpi.self_rate': 'Tasso self-service', 'kpi.total': 'Totale',
+    'kpi.definitions': 'Definizioni', 'kpi.time': 'Giorni e ore',
+    'def.sl': 'Chiamate risposte entro 20 secondi dall’ingresso in coda ÷ (chiamate risposte + chiamate abbandonate dopo più di 5 secondi). Gli abbandoni entro 5 secondi non contano; quelli più lunghi contano contro il livello di servizio.',
+    'def.asa': 'Tempo medio di risposta: attesa in coda totale delle chiamate risposte ÷ chiamate risposte.',
+    'def.abandon': 'Chiamate abbandonate in coda (anche quelle entro 5 secondi) ÷ chiamate entrate in coda.',
+    'def.self': 'Chiamate che hanno ascoltato i servizi vicini (esito self-service) ÷ tutte le chiamate.',
+    'def.time': 'Ora locale di Roma; una chiamata conta nell’ora in cui è iniziata. Dopo il periodo di conservazione restano solo questi conteggi, per ora.',
+    'chart.per_hour': 'Chiamate per ora del giorno', 'chart.sl': 'Livello di servizio e abbandoni per giorno',
+    'chart.waits': 'Attese per giorno (tempo medio di risposta e attesa massima, s)', 'chart.empty': 'Nessun dato nel periodo.',
+    'chart.sl_line': 'livello di servizio', 'chart.abandon_line': 'abbandoni', 'chart.asa': 'ASA', 'chart.max': 'attesa massima',
+    'error': 'Errore: {msg}',
+  },
+  en: {
+    'app.title': 'Helpline — supervision', 'app.name': 'Helpline — supervision', 'lang.switch': 'Italiano', 'signout': 'Sign out',
+    'tab.wallboard': 'Wallboard', 'tab.log': 'Call log', 'tab.kpis': 'KPIs',
+    'signin.title': 'Sign in', 'signin.name': 'User name', 'signin.password': 'Password', 'signin.submit': 'Sign in',
+    'signin.bad': 'Wrong user name or password.', 'signin.role': 'This page is for supervisors; as an operator you see only your own calls.',
+    'wb.title': 'Live wallboard', 'wb.connecting': 'Connecting…', 'wb.live': 'Updated {time}', 'wb.offline': 'Disconnected — retrying in {secs} s',
+    'wb.in_menu': 'In the menu', 'wb.in_queue': 'In queue', 'wb.talking': 'Talking', 'wb.longest': 'Longest wait',
+    'wb.sl': 'Service level today', 'wb.abandon': 'Abandoned today', 'wb.asa': 'Average speed of answer today', 'wb.calls': 'Calls today',
+    'wb.queue_by': 'In queue by language and area', 'wb.menu_by': 'In the menu by language and area', 'wb.count': 'Calls', 'wb.waiting_since': 'Waiting since',
+    'wb.operators': 'Operators', 'wb.state': 'State', 'wb.since': 'Since', 'wb.none': 'none',
+    'p.available': 'available', 'p.offered': 'call offered', 'p.on_call': 'on a call', 'p.wrap_up': 'wrap-up', 'p.paused': 'paused', 'p.offline': 'offline',
+    'log.title': 'Call log', 'log.more': 'More calls', 'log.count': '{n} calls shown', 'log.empty': 'No call matches these filters.',
+    'f.from': 'From', 'f.to': 'To', 'f.any': 'any', 'f.apply': 'Filter', 'f.csv': 'Export CSV',
+    'col.start': 'Start', 'col.channel': 'Channel', 'col.language': 'Language', 'col.area': 'Area', 'col.town': 'Town', 'col.outcome': 'Outcome',
+    'col.menu': 'Menu', 'col.queue': 'Queue', 'col.talk': 'Talk', 'col.operator': 'Operator', 'col.disposition': 'Disposition', 'col.number': 'Number',
+    'o.self_service': 'self-service', 'o.answered': 'answered', 'o.hung_up_in_queue': 'abandoned in queue', 'o.hung_up_in_menu': 'hung up in menu',
+    'o.callback': 'callback requested', 'o.out_of_hours': 'out of hours', 'o.queued': 'queued',
+    'call.title': 'Call', 'call.close': 'Close', 'call.guessed': '(guessed from the prefix)',
+    't.step': 'Step {seq}', 't.pressed': 'pressed {digits}', 't.played': 'heard: {prompts}', 't.offer': 'Offered to {who}: {status}', 't.missed': 'missed',
+    't.note': 'Note by {who}', 't.referral': 'Service given by {who}: {name}',
+    'kpi.title': 'Service KPIs', 'kpi.group': 'Group by', 'g.day': 'day', 'g.hour': 'hour', 'g.language': 'language', 'g.area': 'area',
+    'kpi.key': 'Group', 'kpi.calls': 'Calls', 'kpi.self': 'Self-service', 'kpi.queued': 'Queued', 'kpi.answered': 'Answered', 'kpi.abandoned': 'Abandoned',
+    'kpi.sl': 'Service level', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Abandonment rate', 'kpi.self_rate': 'Self-service rate', 'kpi.total': 'Total',
+    'kpi.definitions': 'Definitions', 'kpi.time': 'Days and hours',
+    'def.sl': 'Calls answered within 20 seconds of entering the queue ÷ (answered calls + calls abandoned after more than 5 seconds). Abandons within 5 seconds are left out; longer ones count against the service level.',
+    'def.asa': 'Average speed of answer: total queue wait of answered calls ÷ answered calls.',
+    'def.abandon': 'Calls abandoned in the queue (including those within 5 seconds) ÷ calls that entered the queue.',
+    'def.self': 'Calls that heard nearby services read back (outcome self-service) ÷ all calls.',
+    'def.time': 'Europe/Rome local time; a call counts in the hour it started. After the retention period only these counts remain, per hour.',
+    'chart.per_hour': 'Calls per hour of the day', 'chart.sl': 'Service level and abandonment per day',
+    'chart.waits': 'Waits per day (average speed of answer and longest wait, s)', 'chart.empty': 'No data in this period.',
+    'chart.sl_line': 'service level', 'chart.abandon_line': 'abandonment', 'chart.asa': 'ASA', 'chart.max': 'longest wait',
+    'error': 'Error: {msg}',
+  },
+};
+
+let lang = localStorage.getItem('helpline.lang') === 'en' ? 'en' : 'it';
+
+export function t(key, args = {}) {
+  const s = TEXTS[lang][key] ?? TEXTS.it[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => (args[k] ?? ''));
+}
+
+function applyTexts(root = document) {
+  document.documentElement.lang = lang;
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  document.title = t('app.title');
+}
+
+const $ = (sel) => document.querySelector(sel);
+const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString(lang === 'it' ? 'it-IT' : 'en-GB', { timeZone: 'Europe/Rome' }) : '');
+const fmtPct = (x) => (x == null ? '—' : `${(x * 100).toFixed(1)} %`);
+const fmtSecs = (x) => (x == null ? '—' : `${Math.round(x)} s`);
+const dash = (v) => (v == null || v === '' ? '—' : String(v));
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v; else if (k.startsWith('on')) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c ?? ''));
+  return e;
+}
+
+// ---------------------------------------------------------------- session
+
+let me = null;
+
+async function session() {
+  const r = await fetch('/api/session', { credentials: 'same-origin' });
+  return r.ok ? r.json() : null;
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  const r = await fetch('/api/session', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, credentials: 'same-origin',
+    body: JSON.stringify({ name: form.get('name'), password: form.get('password') }),
+  });
+  if (!r.ok) { $('#signin-error').textContent = t('signin.bad'); return; }
+  start(await r.json());
+}
+
+async function signOut() {
+  const s = await session();
+  await fetch('/api/session', { method: 'DELETE', headers: { 'x-csrf-token': s?.csrf_token ?? '' }, credentials: 'same-origin' });
+  location.reload();
+}
+
+// ---------------------------------------------------------------- tabs
+
+function showTab(name) {
+  for (const b of document.querySelectorAll('#tabs button')) b.setAttribute('aria-pressed', String(b.dataset.tab === name));
+  for (const s of document.querySelectorAll('section.tab')) s.hidden = s.id !== name;
+  if (name === 'log' && !$('#log-table tbody').children.length) loadLog(true);
+  if (name === 'kpis') loadKpis();
+  history.replaceState(null, '', `#${name}`);
+}
+
+// ---------------------------------------------------------------- wallboard
+
+let wbSocket = null;
+let lastBoard = null;
+let lastBoardAt = null;
+
+function connectWallboard() {
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  wbSocket = new WebSocket(`${proto}://${location.host}/ws/wallboard`);
+  wbSocket.onmessage = (ev) => {
+    const msg = JSON.parse(ev.data);
+    if (msg.type === 'wallboard') { lastBoard = msg; lastBoardAt = new Date().toISOString(); renderBoard(); }
+  };
+  wbSocket.onclose = () => {
+    const secs = 3;
+    $('#wb-status').textContent = t('wb.offline', { secs });
+    setTimeout(connectWallboard, secs * 1000);
+  };
+}
+
+function since(iso) {
+  if (!iso) return '—';
+  const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
+function renderBoard() {
+  const b = lastBoard;
+  if (!b) return;
+  $('#wb-status').textContent = t('wb.live', { time: fmtTime(lastBoardAt) });
+  const sum = (xs) => xs.reduce((n, x) => n + x.count, 0);
+  $('#wb-menu').textContent = sum(b.in_menu);
+  $('#wb-queue').textContent = sum(b.in_queue);
+  $('#wb-talking').textContent = b.talking;
+  $('#wb-longest').textContent = since(b.longest_wait_since);
+  $('#wb-sl').textContent = fmtPct(b.today.service_level);
+  $('#wb-abandon').textContent = fmtPct(b.today.abandonment_rate);
+  $('#wb-asa').textContent = fmtSecs(b.today.asa_secs);
+  $('#wb-calls').textContent = b.today.calls;
+  $('#wb-queue-table tbody').replaceChildren(...b.in_queue.map((q) =>
+    el('tr', {}, el('td', {}, q.language), el('td', {}, dash(q.area)), el('td', {}, String(q.count)), el('td', {}, since(q.oldest_since)))));
+  $('#wb-menu-table tbody').replaceChildren(...b.in_menu.map((q) =>
+    el('tr', {}, el('td', {}, dash(q.language)), el('td', {}, dash(q.area)), el('td', {}, String(q.count)))));
+  const states = Object.entries(b.operators_by_state).map(([s, n]) => `${t(`p.${s}`)}: ${n}`).join(' · ');
+  $('#wb-op-states').textContent = states || t('wb.none');
+  $('#wb-operators tbody').replaceChildren(...b.operators.map((o) =>
+    el('tr', {}, el('td', {}, o.name), el('td', { class: `presence ${o.presence}` }, t(`p.${o.presence}`)), el('td', {}, since(o.since)))));
+}
+
+// ---------------------------------------------------------------- call log
+
+let nextCursor = null;
+
+function logQuery() {
+  const p = new URLSearchParams();
+  for (const [k, v] of new FormData($('#log-filter'))) if (v) p.set(k, v);
+  return p;
+}
+
+async function loadLog(fresh) {
+  const p = logQuery();
+  $('#log-csv').href = `/api/calls.csv?${p}`;
+  if (!fresh && nextCursor) p.set('after', nextCursor);
+  p.set('limit', '50');
+  const r = await fetch(`/api/calls?${p}`, { credentials: 'same-origin' });
+  const body = await r.json();
+  if (!r.ok) { $('#log-error').textContent = t('error', { msg: body.message }); return; }
+  $('#log-error').textContent = '';
+  const tbody = $('#log-table tbody');
+  if (fresh) tbody.replaceChildren();
+  for (const c of body.calls) {
+    tbody.append(el('tr', { class: 'call', 'data-call': c.call_id, tabindex: '0', onclick: () => openCall(c.call_id), onkeydown: (e) => { if (e.key === 'Enter') openCall(c.call_id); } },
+      el('td', {}, fmtTime(c.started_at)), el('td', {}, c.channel), el('td', {}, dash(c.language) + (c.language_guessed ? '*' : '')),
+      el('td', {}, dash(c.area)), el('td', {}, dash(c.town ?? c.cap)), el('td', { class: `outcome ${c.outcome ?? ''}` }, c.outcome ? t(`o.${c.outcome}`) : '—'),
+      el('td', { class: 'num' }, fmtSecs(c.menu_secs)), el('td', { class: 'num' }, fmtSecs(c.queue_secs)), el('td', { class: 'num' }, fmtSecs(c.talk_secs)),
+      el('td', {}, dash(c.operator)), el('td', {}, dash(c.disposition)), el('td', { class: 'masked' }, dash(c.masked_number))));
+  }
+  nextCursor = body.next;
+  $('#log-more').hidden = !nextCursor;
+  const n = tbody.children.length;
+  $('#log-count').textContent = n ? t('log.count', { n }) : t('log.empty');
+}
+
+async function openCall(id) {
+  const r = await fetch(`/api/calls/${encodeURIComponent(id)}`, { credentials: 'same-origin' });
+  const body = await r.json();
+  if (!r.ok) { $('#log-error').textContent = t('error', { msg: body.message }); return; }
+  const c = body.call;
+  $('#call-id').textContent = c.call_id;
+  const facts = [
+    ['col.start', fmtTime(c.started_at)], ['col.channel', c.channel],
+    ['col.language', `${dash(c.language)} ${c.language_guessed ? t('call.guessed') : ''}`], ['col.area', dash(c.area)],
+    ['col.town', `${dash(c.town)} ${c.cap ?? ''}`], ['col.outcome', c.outcome ? t(`o.${c.outcome}`) : '—'],
+    ['col.menu', fmtSecs(c.menu_secs)], ['col.queue', fmtSecs(c.queue_secs)], ['col.talk', fmtSecs(c.talk_secs)],
+    ['col.operator', dash(c.operator)], ['col.disposition', dash(c.disposition)], ['col.number', dash(c.masked_number)],
+  ];
+  $('#call-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, t(k)), el('dd', {}, v)]));
+  $('#call-timeline').replaceChildren(...body.timeline.map((e) => {
+    const at = `+${(e.offset_ms / 1000).toFixed(1)} s`;
+    let text;
+    if (e.type === 'step') {
+      const parts = [`${t('t.step', { seq: e.seq })}: ${e.event_kind}`];
+      if (e.digits) parts.push(t('t.pressed', { digits: e.digits }));
+      if (e.prompts.length) parts.push(t('t.played', { prompts: e.prompts.join(', ') }));
+      const decisions = e.log.filter((l) => ['decision', 'language_chosen', 'area_chosen', 'node_entered'].includes(l.kind))
+        .map((l) => l.kind === 'node_entered' ? `→ ${l.node}` : `${l.kind} ${l.value ?? l.language ?? l.area ?? ''}`.trim());
+      if (decisions.length) parts.push(decisions.join(' · '));
+      text = parts.join(' — ');
+    } else if (e.type === 'offer') {
+      text = t('t.offer', { who: e.operator ?? '?', status: e.status }) + (e.missed ? ` (${t('t.missed')})` : '');
+    } else if (e.type === 'note') {
+      text = `${t('t.note', { who: e.operator ?? '?' })}: ${e.text}`;
+    } else {
+      text = t('t.referral', { who: e.operator ?? '?', name: e.service_name });
+    }
+    return el('li', { class: `tl ${e.type}${e.missed ? ' missed' : ''}` }, el('time', { datetime: e.at, title: fmtTime(e.at) }, at), ' ', text);
+  }));
+  $('#call').hidden = false;
+  $('#call').scrollIntoView({ block: 'nearest' });
+}
+
+// ---------------------------------------------------------------- KPIs and charts
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+/** A chart frame: width × height with margins, a y axis from 0 to `max` with 4 gridlines. */
+function frame(max, fmt, title) {
+  const W = 560, H = 220, m = { l: 48, r: 12, t: 12, b: 36 };
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title, class: 'chart' });
+  const y = (v) => m.t + (H - m.t - m.b) * (1 - v / (max || 1));
+  for (let i = 0; i <= 4; i += 1) {
+    const v = (max * i) / 4;
+    root.append(svg('line', { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), class: 'grid' }));
+    root.append(svg('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, fmt(v)));
+  }
+  return { root, W, H, m, y };
+}
+
+function empty(container) {
+  container.replaceChildren(el('p', { class: 'muted' }, t('chart.empty')));
+}
+
+/** Bars: one per label. */
+function barChart(container, labels, values, title, fmt = (v) => String(Math.round(v))) {
+  if (!labels.length) return empty(container);
+  const max = Math.max(1, ...values);
+  const f = frame(max, fmt, title);
+  const band = (f.W - f.m.l - f.m.r) / labels.length;
+  labels.forEach((label, i) => {
+    const x = f.m.l + i * band;
+    const h = f.y(0) - f.y(values[i]);
+    const bar = svg('rect', { x: x + band * 0.15, width: band * 0.7, y: f.y(values[i]), height: Math.max(0, h), class: 'bar' });
+    bar.append(svg('title', {}, `${label}: ${fmt(values[i])}`));
+    f.root.append(bar);
+    if (labels.length <= 24 || i % Math.ceil(labels.length / 12) === 0) {
+      f.root.append(svg('text', { x: x + band / 2, y: f.H - f.m.b + 14, 'text-anchor': 'middle', class: 'tick' }, label));
+    }
+  });
+  container.replaceChildren(f.root);
+}
+
+/** Lines: several series over the same labels; `null` values leave a gap. */
+function lineChart(container, labels, series, max, fmt, title) {
+  if (!labels.length) return empty(container);
+  const f = frame(max, fmt, title);
+  const step = labels.length > 1 ? (f.W - f.m.l - f.m.r) / (labels.length - 1) : 0;
+  const x = (i) => f.m.l + (labels.length > 1 ? i * step : (f.W - f.m.l - f.m.r) / 2);
+  series.forEach((s, k) => {
+    let d = '';
+    s.values.forEach((v, i) => {
+      if (v == null) return;
+      d += `${d && s.values[i - 1] != null ? 'L' : 'M'}${x(i).toFixed(1)},${f.y(v).toFixed(1)} `;
+      const dot = svg('circle', { cx: x(i), cy: f.y(v), r: 3, class: `dot s${k}` });
+      dot.append(svg('title', {}, `${labels[i]} ${s.name}: ${fmt(v)}`));
+      f.root.append(dot);
+    });
+    f.root.append(svg('path', { d, class: `line s${k}` }));
+    f.root.append(svg('text', { x: f.m.l + 8 + k * 160, y: f.H - 4, class: `legend s${k}` }, `■ ${s.name}`));
+  });
+  const every = Math.ceil(labels.length / 8);
+  labels.forEach((label, i) => {
+    if (i % every === 0) f.root.append(svg('text', { x: x(i), y: f.H - f.m.b + 14, 'text-anchor': 'middle', class: 'tick' }, label.slice(5)));
+  });
+  container.replaceChildren(f.root);
+}
+
+function kpiQuery(group) {
+  const p = new URLSearchParams();
+  for (const [k, v] of new FormData($('#kpi-filter'))) if (v && k !== 'group') p.set(k, v);
+  if (group) p.set('group', group);
+  return p;
+}
+
+async function fetchKpis(group) {
+  const r = await fetch(`/api/kpis?${kpiQuery(group)}`, { credentials: 'same-origin' });
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.message);
+  return body;
+}
+
+async function loadKpis() {
+  const group = new FormData($('#kpi-filter')).get('group') || 'day';
+  $('#kpi-csv').href = `/api/kpis.csv?${kpiQuery(group)}`;
+  try {
+    const [table, hours, days] = await Promise.all([fetchKpis(group), fetchKpis('hour'), fetchKpis('day')]);
+    $('#kpi-error').textContent = '';
+    const row = (r, key) => el('tr', {}, el('th', { scope: 'row' }, key), ...[r.calls, r.self_service, r.queued, r.answered, r.abandoned].map((n) => el('td', { class: 'num' }, String(n))),
+      el('td', { class: 'num' }, fmtPct(r.service_level)), el('td', { class: 'num' }, r.asa_secs == null ? '—' : r.asa_secs.toFixed(1)),
+      el('td', { class: 'num' }, fmtPct(r.abandonment_rate)), el('td', { class: 'num' }, fmtPct(r.self_service_rate)));
+    $('#kpi-table tbody').replaceChildren(...table.rows.map((r) => row(r, r.key)), row(table.total, t('kpi.total')));
+    const byHour = new Map(hours.rows.map((r) => [r.key, r.calls]));
+    const hourLabels = Array.from({ length: 24 }, (_, h) => String(h).padStart(2, '0'));
+    if (hours.rows.length) barChart($('#chart-hours'), hourLabels, hourLabels.map((h) => byHour.get(h) ?? 0), t('chart.per_hour'));
+    else empty($('#chart-hours'));
+    const labels = days.rows.map((r) => r.key);
+    lineChart($('#chart-sl'), labels, [
+      { name: t('chart.sl_line'), values: days.rows.map((r) => r.service_level) },
+      { name: t('chart.abandon_line'), values: days.rows.map((r) => r.abandonment_rate) },
+    ], 1, (v) => `${Math.round(v * 100)}%`, t('chart.sl'));
+    const maxWait = Math.max(1, ...days.rows.map((r) => r.max_wait_secs));
+    lineChart($('#chart-waits'), labels, [
+      { name: t('chart.asa'), values: days.rows.map((r) => r.asa_secs) },
+      { name: t('chart.max'), values: days.rows.map((r) => (r.queued ? r.max_wait_secs : null)) },
+    ], maxWait, (v) => `${Math.round(v)}`, t('chart.waits'));
+  } catch (e) {
+    $('#kpi-error').textContent = t('error', { msg: e.message });
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function start(s) {
+  me = s.user;
+  $('#signin').hidden = true;
+  $('#signout').hidden = false;
+  $('#who').textContent = `${me.name} (${me.role})`;
+  const supervisor = me.role === 'supervisor' || me.role === 'admin';
+  $('#tabs').hidden = false;
+  for (const b of document.querySelectorAll('#tabs button')) {
+    if (b.dataset.tab !== 'log' && !supervisor) b.hidden = true;
+  }
+  const wanted = location.hash.slice(1);
+  const tab = supervisor ? (['wallboard', 'log', 'kpis'].includes(wanted) ? wanted : 'wallboard') : 'log';
+  if (supervisor) connectWallboard();
+  showTab(tab);
+}
+
+document.addEventListener('DOMContentLoaded', async () => {
+  applyTexts();
+  $('#lang').addEventListener('click', () => {
+    lang = lang === 'it' ? 'en' : 'it';
+    localStorage.setItem('helpline.lang', lang);
+    applyTexts();
+    renderBoard();
+    if (!$('#log').hidden) loadLog(true);
+    if (!$('#kpis').hidden) loadKpis();
+  });
+  $('#signin-form').addEventListener('submit', signIn);
+  $('#signout').addEventListener('click', signOut);
+  for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => showTab(b.dataset.tab));
+  $('#log-filter').addEventListener('submit', (e) => { e.preventDefault(); $('#call').hidden = true; loadLog(true); });
+  $('#log-more').addEventListener('click', () => loadLog(false));
+  $('#call-close').addEventListener('click', () => { $('#call').hidden = true; });
+  $('#kpi-filter').addEventListener('submit', (e) => { e.preventDefault(); loadKpis(); });
+  setInterval(renderBoard, 1000); // the longest wait ticks between snapshots
+  const s = await session();
+  if (s) start(s); else $('#signin').hidden = false;
+});

@@ -1,0 +1,63 @@
+//! The supervisors' views (issue 8, `docs/supervisors.md`): the call log with keyset paging,
+//! per-call timelines, contact-centre KPIs, CSV exports, the live wallboard, the audit log, and
+//! retention (the purge of per-call detail after `retention_days`, with KPI roll-ups kept).
+//!
+//! - `filter.rs`: query string → validated filter; the opaque keyset cursor.
+//! - `log.rs`: the log's rows and pages (operators see only their own calls).
+//! - `timeline.rs`: one call's steps, offers, notes and referrals in time order.
+//! - `kpi.rs`: the KPI definitions as pure functions over additive counts.
+//! - `store.rs`: the counts out of SQL (per UTC hour × language × area) and the `kpi_hourly` roll-up.
+//! - `export.rs`: streamed CSV of the log, CSV of the KPIs.
+//! - `wallboard.rs`: `GET /ws/wallboard`.
+//! - `audit.rs`: who opened which call, who exported, what each purge removed.
+//! - `retention.rs`: roll up, then purge; scheduled in `serve`, `helpline retention run`.
+//! - `bench.rs`: `helpline supervisors bench` (a million generated calls, query timings).
+//! - `api.rs`: the HTTP handlers.
+
+pub mod api;
+pub mod audit;
+pub mod bench;
+pub mod export;
+pub mod filter;
+pub mod kpi;
+pub mod log;
+pub mod retention;
+pub mod store;
+pub mod timeline;
+pub mod wallboard;
+
+use crate::state::AppState;
+use axum::routing::get;
+use axum::Router;
+
+/// The KPI definitions, as the API, the CSV and the page state them.
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    ("queued", "calls that entered the operator queue (offered)"),
+    ("answered", "queued calls an operator took; their wait runs from entering the queue to being answered"),
+    ("abandoned", "queued calls whose caller hung up while waiting; short abandons hung up within 5 s"),
+    (
+        "service_level",
+        "answered within 20 s of entering the queue ÷ (answered + abandoned after more than 5 s); \
+         abandons within 5 s are left out, longer abandons count against the service level",
+    ),
+    ("asa_secs", "average speed of answer: total queue wait of answered calls ÷ answered calls"),
+    ("abandonment_rate", "abandoned calls (short ones included) ÷ queued calls"),
+    ("self_service_rate", "calls that heard nearby services read back (outcome self_service) ÷ all calls"),
+    ("day_and_hour", "days and hours are Europe/Rome local time; a call counts in the hour it started"),
+];
+
+/// One line for the KPI CSV.
+pub const DEFINITIONS_SHORT: &str = "service_level = answered within 20 s / (answered + abandoned after 5 s); \
+    asa = queue wait of answered / answered; abandonment = abandoned / queued; self_service = self_service / calls; \
+    Europe/Rome days and hours";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/calls", get(api::list_calls))
+        .route("/api/calls.csv", get(api::calls_csv))
+        .route("/api/calls/{id}", get(api::get_call))
+        .route("/api/kpis", get(api::kpis))
+        .route("/api/kpis.csv", get(api::kpis_csv))
+        .route("/api/audit", get(api::audit_log))
+        .route("/ws/wallboard", get(wallboard::handler))
+}

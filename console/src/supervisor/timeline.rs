@@ -1,0 +1,166 @@
+//! One call's timeline: every recorded engine step (the event, the prompts played, the digits
+//! pressed, the log lines, the actions sent), the offers made to operators (and who missed them),
+//! the operators' notes and referrals — in time order, with the offset from the call's start.
+
+use super::log::rfc3339;
+use crate::db::{Db, DbError};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Entry {
+    /// One engine step (one `call_events` row).
+    Step {
+        seq: i64,
+        /// The event's kind: `call_started`, `digits`, `no_input`, `hung_up`, …
+        event_kind: String,
+        event: Value,
+        /// Prompts played and messages said in this step, in order.
+        prompts: Vec<String>,
+        /// Keys the caller pressed (the event's digits), if any.
+        digits: Option<String>,
+        /// The engine's log lines (`node_entered`, `decision`, …).
+        log: Vec<Value>,
+        /// The names of the actions sent to the carrier (`play`, `collect`, `enqueue`, …).
+        actions: Vec<String>,
+    },
+    /// The call was offered to an operator.
+    Offer {
+        offer_id: String,
+        operator: Option<String>,
+        status: String,
+        match_kind: String,
+        resolved_at: Option<String>,
+        /// The operator let it expire or declined it.
+        missed: bool,
+    },
+    Note { operator: Option<String>, text: String },
+    Referral { operator: Option<String>, service_id: String, service_name: String },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Timed {
+    pub at: String,
+    /// Milliseconds since the call started.
+    pub offset_ms: i64,
+    #[serde(flatten)]
+    pub entry: Entry,
+    #[serde(skip)]
+    at_ms: i64,
+    #[serde(skip)]
+    order: i64,
+}
+
+/// The prompts and digits of one step's stored data (`{"event", "log", "actions"}`).
+fn step_entry(seq: i64, kind: String, data: &str) -> Entry {
+    let data: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+    let actions = data["actions"].as_array().cloned().unwrap_or_default();
+    let log = data["log"].as_array().cloned().unwrap_or_default();
+    let mut prompts = Vec::new();
+    let mut names = Vec::new();
+    for a in &actions {
+        let (name, body) = match a {
+            Value::Object(m) => match m.iter().next() {
+                Some((k, v)) => (k.clone(), v.clone()),
+                None => continue,
+            },
+            Value::String(s) => (s.clone(), Value::Null),
+            _ => continue,
+        };
+        match name.as_str() {
+            "play" => prompts.extend(body["prompt"].as_str().map(str::to_owned)),
+            "say" => prompts.extend(body["message"].as_str().map(str::to_owned)),
+            _ => {}
+        }
+        names.push(name);
+    }
+    let digits = log
+        .iter()
+        .filter(|l| l["kind"] == "digits")
+        .filter_map(|l| l["digits"].as_str())
+        .collect::<Vec<_>>();
+    Entry::Step {
+        seq,
+        event_kind: kind,
+        event: data["event"].clone(),
+        prompts,
+        digits: (!digits.is_empty()).then(|| digits.join(" ")),
+        log,
+        actions: names,
+    }
+}
+
+/// The whole timeline of a call that started at `started_ms`.
+pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Timed>, DbError> {
+    let mut out = Vec::new();
+    let mut push = |at_ms: i64, order: i64, entry: Entry| {
+        out.push(Timed { at: rfc3339(at_ms), offset_ms: at_ms - started_ms, entry, at_ms, order })
+    };
+    let steps: Vec<(i64, i64, String, String)> =
+        sqlx::query_as("SELECT seq, at, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq")
+            .bind(call_id)
+            .fetch_all(db.pool())
+            .await?;
+    for (seq, at, kind, data) in steps {
+        push(at, seq, step_entry(seq, kind, &data));
+    }
+    let offers: Vec<(String, i64, String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT CAST(o.id AS TEXT), o.offered_at, o.status, o.match_kind, o.resolved_at, u.name FROM offers o \
+         LEFT JOIN users u ON u.id = o.operator_id WHERE o.call_id = $1 ORDER BY o.offered_at, o.id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (offer_id, at, status, match_kind, resolved, operator) in offers {
+        let missed = matches!(status.as_str(), "expired" | "declined");
+        push(at, i64::MAX - 3, Entry::Offer { offer_id, operator, status, match_kind, resolved_at: resolved.map(rfc3339), missed });
+    }
+    let notes: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT n.text, n.updated_at, u.name FROM call_notes n LEFT JOIN users u ON u.id = n.operator_id \
+         WHERE n.call_id = $1 ORDER BY n.updated_at",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (text, at, operator) in notes {
+        push(at, i64::MAX - 2, Entry::Note { operator, text });
+    }
+    let referrals: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT r.service_id, r.service_name, r.at, u.name FROM referrals r LEFT JOIN users u ON u.id = r.operator_id \
+         WHERE r.call_id = $1 ORDER BY r.at, r.service_id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (service_id, service_name, at, operator) in referrals {
+        push(at, i64::MAX - 1, Entry::Referral { operator, service_id, service_name });
+    }
+    out.sort_by_key(|t| (t.at_ms, t.order));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_names_its_prompts_digits_and_actions() {
+        let data = r#"{"event":{"digits":{"digits":"3"}},
+            "log":[{"kind":"digits","node":"area-menu","digits":"3"},{"kind":"area_chosen","area":"casa"}],
+            "actions":[{"play":{"prompt":"cap-ask","language":"it","pace":"normal"}},{"collect":{"max_digits":5}}]}"#;
+        let Entry::Step { prompts, digits, actions, log, .. } = step_entry(4, "digits".into(), data) else {
+            panic!("a step")
+        };
+        assert_eq!(prompts, ["cap-ask"]);
+        assert_eq!(digits.as_deref(), Some("3"));
+        assert_eq!(actions, ["play", "collect"]);
+        assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn corrupt_step_data_gives_an_empty_step_not_a_panic() {
+        let Entry::Step { prompts, digits, .. } = step_entry(1, "x".into(), "not json") else { panic!() };
+        assert!(prompts.is_empty() && digits.is_none());
+    }
+}

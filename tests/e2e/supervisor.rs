@@ -1,0 +1,577 @@
+//! The supervisors' views against the real server: a day of calls (some driven through the JSON
+//! webhook and TwiML for real, the bulk inserted by a fixture builder) → the log's filters and
+//! pages, timelines, KPIs against hand-computed figures, CSV parsed back, who sees what, the audit
+//! log, retention, the wallboard.
+
+use crate::helpers::{spawn_app, TestApp};
+use chrono::{Duration, TimeZone, Utc};
+use chrono_tz::Europe::Rome;
+use console::clock::Clock;
+use console::db::users::{add_user, NewUser, Password, Role, UserName};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A user of the given role, and a client signed in as them.
+pub async fn signed_in(app: &TestApp, name: &str, role: Role) -> (i64, reqwest::Client) {
+    let user = add_user(
+        &app.state.db,
+        &NewUser {
+            name: UserName::parse(name).unwrap(),
+            role,
+            languages: vec![ivr::domain::Language::It],
+            areas: vec![],
+            password: Password::parse(PASSWORD).unwrap(),
+            sip_target: None,
+        },
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r = client.post(app.url("/api/session")).json(&json!({"name": name, "password": PASSWORD})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    (user.id, client)
+}
+
+/// Rome local time on a day of November 2026, in epoch ms.
+fn rome(day: u32, h: u32, m: u32, s: u32) -> i64 {
+    Rome.with_ymd_and_hms(2026, 11, day, h, m, s).unwrap().timestamp_millis()
+}
+
+/// One call as the fixture builder writes it.
+#[derive(Debug, Clone, Default)]
+pub struct Fx {
+    pub id: String,
+    pub channel: &'static str,
+    pub started: i64,
+    pub ended: Option<i64>,
+    pub language: Option<&'static str>,
+    pub area: Option<&'static str>,
+    pub town: Option<&'static str>,
+    pub outcome: Option<&'static str>,
+    pub queued: Option<i64>,
+    pub answered: Option<i64>,
+    pub abandoned: Option<i64>,
+    pub operator: Option<i64>,
+    pub disposition: Option<&'static str>,
+}
+
+impl Fx {
+    fn new(id: &str, started: i64, ended: i64, outcome: &'static str, language: &'static str, area: Option<&'static str>) -> Fx {
+        Fx {
+            id: id.into(),
+            channel: "sip",
+            started,
+            ended: Some(ended),
+            language: Some(language),
+            area,
+            outcome: Some(outcome),
+            ..Fx::default()
+        }
+    }
+}
+
+/// Writes calls straight into the tables the call runtime and the console write.
+pub async fn insert(app: &TestApp, calls: &[Fx]) {
+    let pool = app.state.db.pool();
+    for c in calls {
+        sqlx::query(
+            "INSERT INTO calls (call_id, channel, started_at, ended_at, caller_hash, caller_masked, language, language_guessed, \
+             area, cap, town, outcome, state, updated_at, operator_id, answered_at, disposition) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, $9, $10, '{}', $3, $11, $12, $13)",
+        )
+        .bind(&c.id)
+        .bind(c.channel)
+        .bind(c.started)
+        .bind(c.ended)
+        .bind(format!("{:064}", c.started))
+        .bind("+39 3** *** **12")
+        .bind(c.language)
+        .bind(c.area)
+        .bind(c.town)
+        .bind(c.outcome)
+        .bind(c.operator)
+        .bind(c.answered)
+        .bind(c.disposition)
+        .execute(pool)
+        .await
+        .unwrap();
+        if let Some(q) = c.queued {
+            let (status, upd) = match (c.answered, c.abandoned) {
+                (Some(a), _) => ("answered", a),
+                (None, Some(a)) => ("abandoned", a),
+                _ => ("waiting", q),
+            };
+            sqlx::query(
+                "INSERT INTO queue_entries (call_id, language, area, priority, entered_at, status, operator, updated_at) \
+                 VALUES ($1, $2, $3, 1, $4, $5, NULL, $6)",
+            )
+            .bind(&c.id)
+            .bind(c.language.unwrap_or("it"))
+            .bind(c.area)
+            .bind(q)
+            .bind(status)
+            .bind(upd)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("INSERT INTO call_events (call_id, seq, at, kind, data) VALUES ($1, 1, $2, 'call_started', $3)")
+            .bind(&c.id)
+            .bind(c.started)
+            .bind(r#"{"event":"call_started","log":[],"actions":[{"play":{"prompt":"welcome","language":"it","pace":"normal"}}]}"#)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// The small day whose KPIs were computed by hand (the same calls as `kpi.rs`'s unit test), on
+/// 2026-11-23.
+pub fn hand_fixture() -> Vec<Fx> {
+    let d = 23;
+    let q = |mut f: Fx, queued: i64, answered: Option<i64>, abandoned: Option<i64>| {
+        f.queued = Some(queued);
+        f.answered = answered;
+        f.abandoned = abandoned;
+        f
+    };
+    vec![
+        q(Fx::new("h1", rome(d, 10, 0, 0), rome(d, 10, 2, 40), "answered", "it", Some("casa")), rome(d, 10, 0, 30), Some(rome(d, 10, 0, 40)), None),
+        q(Fx::new("h2", rome(d, 10, 5, 0), rome(d, 10, 7, 0), "answered", "it", Some("casa")), rome(d, 10, 5, 20), Some(rome(d, 10, 6, 0)), None),
+        q(Fx::new("h3", rome(d, 10, 30, 0), rome(d, 10, 30, 13), "hung_up_in_queue", "fr", Some("lavoro")), rome(d, 10, 30, 10), None, Some(rome(d, 10, 30, 13))),
+        q(Fx::new("h4", rome(d, 11, 10, 0), rome(d, 11, 11, 15), "hung_up_in_queue", "fr", Some("lavoro")), rome(d, 11, 10, 15), None, Some(rome(d, 11, 11, 15))),
+        Fx::new("h5", rome(d, 11, 20, 0), rome(d, 11, 21, 30), "self_service", "en", Some("salute")),
+        Fx::new("h6", rome(d, 11, 40, 0), rome(d, 11, 40, 8), "hung_up_in_menu", "it", None),
+        Fx::new("h7", rome(d, 11, 50, 0), rome(d, 11, 50, 45), "callback", "es", Some("casa")),
+        q(Fx::new("h8", rome(d, 11, 55, 0), rome(d, 11, 57, 5), "answered", "it", Some("casa")), rome(d, 11, 55, 5), Some(rome(d, 11, 55, 25)), None),
+    ]
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.unwrap()
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    (a.as_f64().unwrap_or(f64::NAN) - b).abs() < 1e-9
+}
+
+#[tokio::test]
+async fn kpis_match_the_hand_computed_figures() {
+    let app = spawn_app().await;
+    let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    insert(&app, &hand_fixture()).await;
+
+    let k = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23&group=hour")).await;
+    let hours: Vec<(&str, i64)> = k["rows"].as_array().unwrap().iter().map(|r| (r["key"].as_str().unwrap(), r["calls"].as_i64().unwrap())).collect();
+    assert_eq!(hours, [("10", 3), ("11", 5)], "{k}");
+    let t = &k["total"];
+    assert_eq!((t["calls"].as_i64(), t["queued"].as_i64(), t["answered"].as_i64()), (Some(8), Some(5), Some(3)));
+    assert_eq!((t["answered_in_sl"].as_i64(), t["abandoned"].as_i64(), t["abandoned_short"].as_i64()), (Some(2), Some(2), Some(1)));
+    // SL = 2 within 20 s ÷ (3 answered + 1 abandoned after 5 s); ASA = (10 + 40 + 20) / 3 s.
+    assert!(close(&t["service_level"], 0.5), "{t}");
+    assert!(close(&t["asa_secs"], 70.0 / 3.0), "{t}");
+    assert!(close(&t["abandonment_rate"], 0.4), "{t}");
+    assert!(close(&t["self_service_rate"], 0.125), "{t}");
+    assert!(close(&t["max_wait_secs"], 60.0), "{t}");
+    assert!(k["definitions"]["service_level"].as_str().unwrap().contains("20 s"));
+
+    let k = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23&group=language")).await;
+    let fr = k["rows"].as_array().unwrap().iter().find(|r| r["key"] == "fr").unwrap();
+    assert!(close(&fr["service_level"], 0.0) && fr["asa_secs"].is_null() && close(&fr["abandonment_rate"], 1.0), "{fr}");
+    let k = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23&group=area")).await;
+    let areas: Vec<(&str, i64)> = k["rows"].as_array().unwrap().iter().map(|r| (r["key"].as_str().unwrap(), r["calls"].as_i64().unwrap())).collect();
+    assert_eq!(areas, [("casa", 4), ("lavoro", 2), ("none", 1), ("salute", 1)]);
+
+    // The KPI CSV parses back to the same figures.
+    let csv_text = sup.get(app.url("/api/kpis.csv?from=2026-11-23&to=2026-11-23&group=day")).send().await.unwrap().text().await.unwrap();
+    let mut r = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "one day and the total: {csv_text}");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(&rows[0][col("group")], "2026-11-23");
+    assert_eq!(&rows[1][col("group")], "total");
+    assert_eq!(&rows[1][col("calls")], "8");
+    assert_eq!(&rows[1][col("service_level")], "0.5000");
+    assert_eq!(&rows[1][col("asa_secs")], "23.3");
+
+    let r = sup.get(app.url("/api/kpis?group=week")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("group"));
+    app.stop().await;
+}
+
+/// A day of generated calls: every outcome, channel, language; spread over 2026-11-23.
+fn generated_day(operators: &[i64]) -> Vec<Fx> {
+    let outcomes = ["self_service", "answered", "hung_up_in_queue", "hung_up_in_menu", "callback", "out_of_hours", "answered"];
+    let languages = ["it", "en", "fr", "es", "it"];
+    let areas = [Some("casa"), Some("lavoro"), Some("salute"), None, Some("lingua"), Some("minori")];
+    let towns = [Some("Como"), Some("Roma"), None, Some("Bari")];
+    let channels = ["sip", "webhook", "twiml"];
+    (0..140)
+        .map(|i: usize| {
+            let start = rome(23, 0, 0, 0) + i as i64 * 600_000 + 7_000;
+            let outcome = outcomes[i % outcomes.len()];
+            let mut f = Fx::new(&format!("g{i:03}"), start, start + 60_000, outcome, languages[i % languages.len()], areas[i % areas.len()]);
+            f.channel = channels[i % channels.len()];
+            f.town = towns[i % towns.len()];
+            match outcome {
+                "answered" => {
+                    f.queued = Some(start + 20_000);
+                    f.answered = Some(start + 20_000 + (i as i64 % 4) * 10_000);
+                    f.ended = Some(start + 200_000);
+                    f.operator = Some(operators[i % operators.len()]);
+                    f.disposition = Some(["informato", "inviato_servizio"][i % 2]);
+                }
+                "hung_up_in_queue" => {
+                    f.queued = Some(start + 20_000);
+                    f.abandoned = Some(start + 50_000);
+                }
+                _ => {}
+            }
+            f
+        })
+        .collect()
+}
+
+/// Pages through `/api/calls?<query>` and returns every row.
+async fn all_pages(client: &reqwest::Client, app: &TestApp, query: &str, limit: usize) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut after = String::new();
+    loop {
+        let url = app.url(&format!("/api/calls?{query}&limit={limit}{after}"));
+        let page = get_json(client, &url).await;
+        let calls = page["calls"].as_array().unwrap();
+        assert!(calls.len() <= limit);
+        rows.extend(calls.iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => after = format!("&after={n}"),
+            None => break,
+        }
+        assert_eq!(calls.len(), limit, "only the last page is short");
+    }
+    rows
+}
+
+/// A JSON-webhook call that reaches the queue and hangs up there.
+async fn webhook_call(app: &TestApp, id: &str) {
+    let mut seq = 0;
+    for ev in [
+        json!({"type": "call.started", "from": "+39 333 123 4512", "to": "803001"}),
+        json!({"type": "digits", "digits": "1"}),
+        json!({"type": "digits", "digits": "3"}),
+        json!({"type": "digits", "digits": "22100"}),
+        json!({"type": "digits", "digits": "2"}),
+        json!({"type": "call.ended"}),
+    ] {
+        seq += 1;
+        let mut ev = ev;
+        ev["call_id"] = json!(id);
+        ev["seq"] = json!(seq);
+        app.clock.advance(Duration::seconds(4));
+        let (status, body) = app.voice_event(&ev).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() {
+    let app = spawn_app().await;
+    let (anna, _) = signed_in(&app, "anna", Role::Operator).await;
+    let (bruno, _) = signed_in(&app, "bruno", Role::Operator).await;
+    let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let (_, admin) = signed_in(&app, "amministra", Role::Admin).await;
+    let day = generated_day(&[anna, bruno]);
+    insert(&app, &day).await;
+    // Two calls for real, on 2026-11-24: the JSON webhook (queue, hang-up) and TwiML (menu hang-up).
+    webhook_call(&app, "json-real-1").await;
+    let sid = "CAsupervisorsTwiml";
+    let (s, body) = app
+        .twiml("/twiml/voice", &[("CallSid", sid), ("AccountSid", "AC0"), ("From", "+393331234512"), ("To", "+39803001"), ("CallStatus", "in-progress")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    app.clock.advance(Duration::seconds(3));
+    let (s, body) = app.twiml("/twiml/status", &[("CallSid", sid), ("CallStatus", "completed")]).await;
+    assert_eq!(s, 200, "{body}");
+
+    // The whole log, paged by keyset: every call once, newest first.
+    let all = all_pages(&sup, &app, "from=2026-11-23&to=2026-11-24", 25).await;
+    assert_eq!(all.len(), day.len() + 2);
+    let ids: HashSet<&str> = all.iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), all.len(), "no call twice across pages");
+    let starts: Vec<&str> = all.iter().map(|c| c["started_at"].as_str().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    // Filters, each checked against the generator's own list.
+    for (query, keep) in [
+        ("language=fr", Box::new(|f: &Fx| f.language == Some("fr")) as Box<dyn Fn(&Fx) -> bool>),
+        ("area=casa", Box::new(|f: &Fx| f.area == Some("casa"))),
+        ("outcome=hung_up_in_queue", Box::new(|f: &Fx| f.outcome == Some("hung_up_in_queue"))),
+        ("town=Como&channel=webhook", Box::new(|f: &Fx| f.town == Some("Como") && f.channel == "webhook")),
+        ("operator=bruno", Box::new(move |f: &Fx| f.operator == Some(bruno))),
+        ("disposition=informato&language=it", Box::new(|f: &Fx| f.disposition == Some("informato") && f.language == Some("it"))),
+    ] {
+        let got = all_pages(&sup, &app, &format!("from=2026-11-23&to=2026-11-23&{query}"), 7).await;
+        let mut got_ids: Vec<String> = got.iter().map(|c| c["call_id"].as_str().unwrap().to_owned()).collect();
+        let mut want: Vec<String> = day.iter().filter(|f| keep(f)).map(|f| f.id.clone()).collect();
+        got_ids.sort();
+        want.sort();
+        assert!(!want.is_empty(), "{query} selects something");
+        assert_eq!(got_ids, want, "{query}");
+    }
+    // The real calls carry what the runtime recorded.
+    let real = all_pages(&sup, &app, "from=2026-11-24&channel=webhook", 10).await;
+    assert_eq!(real.len(), 1);
+    let r = &real[0];
+    assert_eq!((r["language"].as_str(), r["area"].as_str(), r["town"].as_str()), (Some("it"), Some("casa"), Some("Como")), "{r}");
+    assert_eq!(r["outcome"], "hung_up_in_queue");
+    assert_eq!(r["masked_number"], "+39 3** *** **12");
+    assert_eq!((r["menu_secs"].as_i64(), r["queue_secs"].as_i64()), (Some(16), Some(4)), "{r}");
+    assert!(!r.to_string().contains("3331234512"));
+    let twiml = all_pages(&sup, &app, "from=2026-11-24&channel=twiml", 10).await;
+    assert_eq!(twiml.len(), 1);
+    assert_eq!(twiml[0]["outcome"], "hung_up_in_menu");
+
+    // Bad filters are 400s naming the parameter.
+    for (q, word) in [("language=xx", "language"), ("limit=0", "limit"), ("after=%21%21", "after"), ("from=ieri", "from")] {
+        let r = sup.get(app.url(&format!("/api/calls?{q}"))).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(r.text().await.unwrap().contains(word), "{q}");
+    }
+
+    // The timeline of the real webhook call: its digits and prompts, in order.
+    let t = get_json(&sup, &app.url("/api/calls/json-real-1")).await;
+    let steps: Vec<&Value> = t["timeline"].as_array().unwrap().iter().filter(|e| e["type"] == "step").collect();
+    let digits: Vec<&str> = steps.iter().filter_map(|s| s["digits"].as_str()).collect();
+    assert_eq!(digits, ["1", "3", "22100", "2"], "{t}");
+    let prompts: Vec<&str> = steps.iter().flat_map(|s| s["prompts"].as_array().unwrap()).filter_map(|p| p.as_str()).collect();
+    for p in ["welcome", "area-menu", "cap-ask", "service-choice"] {
+        assert!(prompts.contains(&p), "{p} in {prompts:?}");
+    }
+    let offsets: Vec<i64> = t["timeline"].as_array().unwrap().iter().map(|e| e["offset_ms"].as_i64().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]) && offsets[0] == 0, "{offsets:?}");
+    assert_eq!(steps.last().unwrap()["event_kind"], "hung_up");
+
+    // A generated answered call with offers (one missed), a note and a referral.
+    let answered = day.iter().find(|f| f.outcome == Some("answered") && f.operator == Some(anna)).unwrap();
+    let pool = app.state.db.pool();
+    for (op, at, status) in [(bruno, answered.queued.unwrap() + 1000, "expired"), (anna, answered.queued.unwrap() + 2000, "accepted")] {
+        sqlx::query("INSERT INTO offers (call_id, operator_id, offered_at, expires_at, status, match_kind, resolved_at) VALUES ($1, $2, $3, $4, $5, 'full', $4)")
+            .bind(&answered.id).bind(op).bind(at).bind(at + 500).bind(status).execute(pool).await.unwrap();
+    }
+    let note = "Ha bisogno di un avvocato, \"urgente\"\nseconda riga, con virgola";
+    sqlx::query("INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4)")
+        .bind(&answered.id).bind(anna).bind(note).bind(answered.ended.unwrap() - 1000).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, 's-1', 'Sportello casa, Como', $2, $3)")
+        .bind(&answered.id).bind(anna).bind(answered.ended.unwrap() - 2000).execute(pool).await.unwrap();
+    let t = get_json(&sup, &app.url(&format!("/api/calls/{}", answered.id))).await;
+    let kinds: Vec<&str> = t["timeline"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["step", "offer", "offer", "referral", "note"], "{t}");
+    let offers: Vec<(&str, bool)> = t["timeline"].as_array().unwrap().iter().filter(|e| e["type"] == "offer")
+        .map(|e| (e["operator"].as_str().unwrap(), e["missed"].as_bool().unwrap())).collect();
+    assert_eq!(offers, [("bruno", true), ("anna", false)], "who missed it");
+    assert_eq!(t["call"]["operator"], "anna");
+    assert_eq!(t["call"]["talk_secs"].as_i64(), Some((answered.ended.unwrap() - answered.answered.unwrap()) / 1000));
+
+    // The CSV of a filter parses back to the JSON rows, quoting and all.
+    let csv_text = sup.get(app.url("/api/calls.csv?from=2026-11-23&to=2026-11-23&operator=anna")).send().await.unwrap().text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap_or_else(|| panic!("{n}"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let json_rows = all_pages(&sup, &app, "from=2026-11-23&to=2026-11-23&operator=anna", 50).await;
+    assert_eq!(records.len(), json_rows.len());
+    for (rec, row) in records.iter().zip(&json_rows) {
+        assert_eq!(&rec[col("call_id")], row["call_id"].as_str().unwrap());
+        assert_eq!(&rec[col("outcome")], row["outcome"].as_str().unwrap());
+        assert_eq!(&rec[col("queue_secs")], row["queue_secs"].to_string());
+    }
+    let rec = records.iter().find(|r| &r[col("call_id")] == answered.id.as_str()).unwrap();
+    assert_eq!(&rec[col("notes")], note);
+    assert_eq!(&rec[col("referrals")], "Sportello casa, Como");
+
+    // The audit log: who opened which call, who exported — admins only.
+    let audit = get_json(&admin, &app.url("/api/audit")).await;
+    let entries: Vec<(&str, &str, Option<&str>)> = audit["entries"].as_array().unwrap().iter()
+        .map(|e| (e["user"].as_str().unwrap(), e["action"].as_str().unwrap(), e["call_id"].as_str())).collect();
+    assert_eq!(entries[0], ("sara", "export_calls", None));
+    assert_eq!(entries[1], ("sara", "open_call", Some(answered.id.as_str())));
+    assert_eq!(entries[2], ("sara", "open_call", Some("json-real-1")));
+    assert_eq!(sup.get(app.url("/api/audit")).send().await.unwrap().status(), 403);
+    let r = sqlx::query("UPDATE audit_log SET user_name = 'nobody'").execute(pool).await;
+    assert!(r.is_err(), "the audit log is append-only");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn operators_see_their_own_calls_and_supervisors_all() {
+    let app = spawn_app().await;
+    let (anna, anna_c) = signed_in(&app, "anna", Role::Operator).await;
+    let (bruno, _) = signed_in(&app, "bruno", Role::Operator).await;
+    let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let day = generated_day(&[anna, bruno]);
+    insert(&app, &day).await;
+    let mine: HashSet<String> = day.iter().filter(|f| f.operator == Some(anna)).map(|f| f.id.clone()).collect();
+    assert!(!mine.is_empty());
+
+    let seen = all_pages(&anna_c, &app, "from=2026-11-23", 10).await;
+    let seen_ids: HashSet<String> = seen.iter().map(|c| c["call_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(seen_ids, mine, "an operator sees exactly their own calls");
+    // Even when asking for someone else's.
+    assert!(all_pages(&anna_c, &app, "operator=bruno", 10).await.is_empty());
+    let brunos = day.iter().find(|f| f.operator == Some(bruno)).unwrap();
+    assert_eq!(anna_c.get(app.url(&format!("/api/calls/{}", brunos.id))).send().await.unwrap().status(), 404);
+    let own = mine.iter().next().unwrap();
+    assert_eq!(anna_c.get(app.url(&format!("/api/calls/{own}"))).send().await.unwrap().status(), 200);
+    let csv_text = anna_c.get(app.url("/api/calls.csv")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(csv_text.lines().count(), mine.len() + 1, "the export is scoped too");
+    assert_eq!(anna_c.get(app.url("/api/kpis")).send().await.unwrap().status(), 403);
+
+    let everything = all_pages(&sup, &app, "from=2026-11-23", 50).await;
+    assert_eq!(everything.len(), day.len(), "a supervisor sees every call");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
+    let app = spawn_app().await;
+    let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let (_, admin) = signed_in(&app, "amministra", Role::Admin).await;
+    // The hand fixture moved 400 days back (before the 365-day retention), and a recent day.
+    let shift = 400 * 86_400_000i64;
+    let old: Vec<Fx> = hand_fixture()
+        .into_iter()
+        .map(|mut f| {
+            f.id = format!("old-{}", f.id);
+            f.started -= shift;
+            f.ended = f.ended.map(|t| t - shift);
+            f.queued = f.queued.map(|t| t - shift);
+            f.answered = f.answered.map(|t| t - shift);
+            f.abandoned = f.abandoned.map(|t| t - shift);
+            f
+        })
+        .collect();
+    insert(&app, &old).await;
+    insert(&app, &hand_fixture()).await;
+    let pool = app.state.db.pool();
+    sqlx::query("INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ('old-h1', 1, 'nota', $1)")
+        .bind(old[0].ended.unwrap()).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ('old-h1', 's', 'S', 1, $1)")
+        .bind(old[0].ended.unwrap()).execute(pool).await.unwrap();
+    let old_day = chrono::DateTime::<Utc>::from_timestamp_millis(old[0].started).unwrap().with_timezone(&Rome).date_naive();
+    let range = format!("from={old_day}&to={old_day}");
+    let before_hour = get_json(&sup, &app.url(&format!("/api/kpis?{range}&group=hour"))).await;
+    let before_lang = get_json(&sup, &app.url(&format!("/api/kpis?{range}&group=language"))).await;
+    assert_eq!(before_hour["total"]["calls"], 8);
+
+    let now = app.clock.now().timestamp_millis();
+    let actor = console::supervisor::audit::Actor::system("test");
+    let report = console::supervisor::retention::purge(&app.state.db, now, 365, &actor).await.unwrap();
+    assert_eq!((report.calls, report.notes, report.referrals), (8, 1, 1), "{report:?}");
+    assert_eq!(report.call_events, 8);
+    assert_eq!(report.queue_entries, 5);
+
+    // Per-call detail is gone; the recent day is untouched; the old KPIs are unchanged.
+    let count = |sql: &'static str| async move { sqlx::query_as::<_, (i64,)>(sql).fetch_one(pool).await.unwrap().0 };
+    assert_eq!(count("SELECT COUNT(*) FROM calls WHERE call_id LIKE 'old-%'").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM call_events WHERE call_id LIKE 'old-%'").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM call_notes").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM calls").await, 8);
+    assert!(all_pages(&sup, &app, &range, 10).await.is_empty());
+    let after_hour = get_json(&sup, &app.url(&format!("/api/kpis?{range}&group=hour"))).await;
+    let after_lang = get_json(&sup, &app.url(&format!("/api/kpis?{range}&group=language"))).await;
+    assert_eq!(after_hour["rows"], before_hour["rows"]);
+    assert_eq!(after_hour["total"], before_hour["total"]);
+    assert_eq!(after_lang["rows"], before_lang["rows"]);
+    let recent = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23")).await;
+    assert_eq!(recent["total"], before_hour["total"], "the same calls, still live, give the same KPIs");
+
+    // A second run purges nothing and is audited too.
+    let again = console::supervisor::retention::purge(&app.state.db, now, 365, &actor).await.unwrap();
+    assert_eq!(again.calls, 0);
+    let audit = get_json(&admin, &app.url("/api/audit")).await;
+    let purges: Vec<&Value> = audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "retention_purge").collect();
+    let users: Vec<&str> = purges.iter().map(|e| e["user"].as_str().unwrap()).collect();
+    assert_eq!(users, ["test", "test", "retention"], "ours, newest first, and the server's own at start");
+    let detail: Value = serde_json::from_str(purges[1]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["calls"], 8);
+    let detail: Value = serde_json::from_str(purges[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["calls"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app().await;
+    signed_in(&app, "sara", Role::Supervisor).await;
+    let (_, op) = signed_in(&app, "anna", Role::Operator).await;
+    // The session cookie, for the websocket client.
+    let login = reqwest::Client::new()
+        .post(app.url("/api/session"))
+        .json(&json!({"name": "sara", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let mut req = format!("ws://{}/ws/wallboard", app.addr).into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("supervisor connects");
+    let first = next_message(&mut ws).await;
+    assert_eq!(first["type"], "wallboard");
+    assert_eq!(first["in_queue"], json!([]));
+
+    // A caller reaches the queue: the next message shows them waiting, in their language and area.
+    webhook_call_until_queue(&app, "wb-1").await;
+    // (It may pass through the menu on an earlier snapshot.)
+    let mut second = next_message(&mut ws).await;
+    while second["in_queue"].as_array().unwrap().is_empty() {
+        second = next_message(&mut ws).await;
+    }
+    assert_eq!(second["in_queue"][0]["language"], "it", "{second}");
+    assert_eq!(second["in_queue"][0]["area"], "casa");
+    assert_eq!(second["in_queue"][0]["count"], 1);
+    assert!(second["longest_wait_since"].is_string());
+    assert_eq!(second["today"]["calls"], 1);
+
+    // An operator may not open it; a page from another origin may not either.
+    let r = op.get(app.url("/ws/wallboard")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let mut req = format!("ws://{}/ws/wallboard", app.addr).into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    req.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    app.stop().await;
+}
+
+async fn webhook_call_until_queue(app: &TestApp, id: &str) {
+    for (seq, ev) in [
+        json!({"type": "call.started", "from": "+39 333 123 4512", "to": "803001"}),
+        json!({"type": "digits", "digits": "1"}),
+        json!({"type": "digits", "digits": "3"}),
+        json!({"type": "digits", "digits": "22100"}),
+        json!({"type": "digits", "digits": "2"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut ev = ev;
+        ev["call_id"] = json!(id);
+        ev["seq"] = json!(seq + 1);
+        let (status, body) = app.voice_event(&ev).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next wallboard message (waits for it, up to 10 s).
+async fn next_message(ws: &mut Socket) -> Value {
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a message").unwrap().unwrap();
+    serde_json::from_str::<Value>(msg.to_text().unwrap()).unwrap()
+}
