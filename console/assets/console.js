@@ -1038,7 +1038,18 @@ function popNodes(pop, full) {
 }
 
 function pathDetail(kind, detail) {
-  return kind === 'lookup_results' ? '' : detail;
+  if (kind === 'lookup_results') return '';
+  if (!detail.startsWith('{')) return detail;
+  // Structured details: only what an operator reads at a glance.
+  try {
+    const v = JSON.parse(detail);
+    if (v.position !== undefined) return `#${v.position}`;
+    if (v.operator !== undefined) return String(v.operator);
+  } catch {
+    // Not JSON after all: shown as it is.
+    return detail;
+  }
+  return '';
 }
 
 // ---- the one-second ticker ----------------------------------------------------------------------

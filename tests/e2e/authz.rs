@@ -30,6 +30,10 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/metrics", "/metrics", Public, false),
     ("GET", "/openapi.json", "/openapi.json", Public, false),
     ("GET", "/prompts/{lang}/{file}", "/prompts/it/welcome.wav", Public, false),
+    ("GET", "/", "/", Public, false),
+    ("GET", "/console", "/console", Public, false),
+    ("GET", "/supervisor", "/supervisor", Public, false),
+    ("GET", "/assets/{*path}", "/assets/console.js", Public, false),
     ("POST", "/api/session", "/api/session", Public, false),
     ("GET", "/api/session", "/api/session", Role(Role::Operator), false),
     // Signing out without a session is a harmless no-op (204); with one, it needs the token.
