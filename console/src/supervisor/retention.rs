@@ -64,6 +64,11 @@ pub async fn purge(db: &Db, now_ms: i64, days: u32, actor: &Actor) -> Result<Pur
     let cutoff = cutoff(now_ms, days);
     let mut report = PurgeReport { cutoff: super::log::rfc3339(cutoff), ..PurgeReport::default() };
     let mut tx = db.pool().begin().await?;
+    // A write first: on SQLite it takes the write lock now (a read-then-write transaction would
+    // fail at once with SQLITE_BUSY if another writer committed in between). Screen-pops and
+    // notes pushed to pages also carry personal data.
+    report.console_messages =
+        sqlx::query("DELETE FROM console_messages WHERE at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
     // The counts first: the purge must not change the KPIs of any period.
     let buckets = store::live_buckets(&mut *tx, i64::MIN / 2, cutoff).await?;
     store::add_to_rollup(&mut tx, &buckets).await?;
@@ -84,9 +89,6 @@ pub async fn purge(db: &Db, now_ms: i64, days: u32, actor: &Actor) -> Result<Pur
             .await?
             .rows_affected();
     }
-    // Screen-pops and notes pushed to pages also carry personal data.
-    report.console_messages =
-        sqlx::query("DELETE FROM console_messages WHERE at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
     report.calls = sqlx::query("DELETE FROM calls WHERE started_at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
     let detail = serde_json::to_string(&report).unwrap_or_default();
     audit::record(&mut *tx, now_ms, actor, AuditAction::RetentionPurge, None, &detail).await?;
