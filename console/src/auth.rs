@@ -63,6 +63,22 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether a websocket upgrade comes from our own pages: browsers send no custom headers on the
+/// upgrade, so the `Origin` is what stands in for the CSRF token. It must be the configured public
+/// URL, or (none configured) `http(s)://<Host>`. No `Origin` at all means not a browser: allowed,
+/// the session cookie still decides.
+pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else { return true };
+    let origin = origin.trim_end_matches('/');
+    let public = public_url.trim_end_matches('/');
+    if !public.is_empty() {
+        return origin.eq_ignore_ascii_case(public);
+    }
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    !host.is_empty()
+        && ["http://", "https://"].iter().any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}{host}")))
+}
+
 /// Resolves the session cookie into [`Authenticated`] (in the request's extensions) and enforces
 /// CSRF on state-changing requests made with it.
 pub async fn resolve_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -246,6 +262,22 @@ mod tests {
         assert!(csrf_exempt(&Method::POST, "/voice/events"));
         assert!(csrf_exempt(&Method::POST, "/twiml/voice"));
         assert!(!csrf_exempt(&Method::POST, "/api/callbacks/1/claim"));
+    }
+
+    #[test]
+    fn websocket_origins_must_be_our_own() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&h, ""), "no Origin: not a browser");
+        h.insert("origin", "http://127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&h, ""));
+        assert!(!same_origin(&h, "https://helpline.example.org"), "a public URL replaces the Host");
+        h.insert("origin", "ftp://127.0.0.1:8080".parse().unwrap());
+        assert!(!same_origin(&h, ""));
+        h.insert("origin", "http://evil.example".parse().unwrap());
+        assert!(!same_origin(&h, ""));
+        h.insert("origin", "https://helpline.example.org".parse().unwrap());
+        assert!(same_origin(&h, "https://helpline.example.org/"));
     }
 
     #[test]

@@ -52,21 +52,12 @@ async fn upgrade(
 /// websocket hijacking). Clients that are not browsers send none and are let through (the
 /// session cookie still decides).
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else { return Ok(()) };
-    let public = state.settings.public_url.trim_end_matches('/');
-    let ok = if !public.is_empty() {
-        origin.eq_ignore_ascii_case(public)
-    } else {
-        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
-        !host.is_empty()
-            && (origin.eq_ignore_ascii_case(&format!("http://{host}")) || origin.eq_ignore_ascii_case(&format!("https://{host}")))
-    };
-    if ok {
-        Ok(())
-    } else {
-        tracing::warn!(origin, "websocket from a foreign origin refused");
-        Err(AppError::Forbidden(format!("websocket origin {origin} is not this server")))
+    if crate::auth::same_origin(headers, &state.settings.public_url) {
+        return Ok(());
     }
+    let origin = headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::warn!(origin, "websocket from a foreign origin refused");
+    Err(AppError::Forbidden(format!("websocket origin {origin} is not this server")))
 }
 
 /// What the send task writes, in order.
