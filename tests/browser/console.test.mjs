@@ -1,15 +1,16 @@
 // The operator console in real headless Chromium against the real `helpline serve`:
 // sign-in, presence, a call placed through the signed JSON webhook offered with its screen-pop,
 // accept, search as you type, a referral, an autosaved note that survives reloads, a disposition,
-// end of call and wrap-up; a second operator sees the queue change; a reconnect replays what the
-// page missed. Screenshots of each step go to tests/browser/screenshots/.
+// end of call and wrap-up; a second operator, signed in on a second node sharing the PostgreSQL
+// database (HELPLINE_TEST_DATABASE_URL; without it one SQLite node), sees the queue change; a
+// reconnect replays what the page missed. Screenshots of each step go to tests/browser/screenshots/.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Frames } from './lib/frames.mjs';
-import { REPO, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+import { REPO, freshPostgresDatabase, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
 
 const CALL = 'browser-call-1';
 const NUMBER = '+39 333 765 4321';
@@ -18,6 +19,7 @@ const NOTE_2 = ' Richiamare lunedì.';
 
 describe('the operator console', () => {
   let server;
+  let server2; // the second operator's node: another process on the same PostgreSQL, or `server`
   let browser;
   let giulia; // the operator who takes the call (Italian, housing)
   let marco; // a second operator (English, work), who only watches the queue
@@ -30,7 +32,14 @@ describe('the operator console', () => {
   const pageErrors = [];
 
   before(async () => {
-    server = await startServer();
+    const shared = freshPostgresDatabase();
+    server = await startServer({ databaseUrl: shared ?? undefined });
+    if (shared) {
+      server2 = await startServer({ databaseUrl: shared });
+    } else {
+      console.log('# HELPLINE_TEST_DATABASE_URL is unset: both operators on one SQLite node');
+      server2 = server;
+    }
     giulia = server.addUser({ name: 'giulia', languages: ['it', 'en'], areas: ['casa', 'lavoro'], sipTarget: 'sip:giulia@pbx.example.org' });
     marco = server.addUser({ name: 'marco', languages: ['en'], areas: ['lavoro'] });
     browser = await launchBrowser();
@@ -48,6 +57,7 @@ describe('the operator console', () => {
 
   after(async () => {
     await browser?.close();
+    if (server2 !== server) await server2?.stop();
     await server?.stop();
   });
 
@@ -69,7 +79,7 @@ describe('the operator console', () => {
 
   test('both operators sign in and connect', async () => {
     await signIn(page, server, giulia);
-    await signIn(page2, server, marco);
+    await signIn(page2, server2, marco);
     const hello = await frames.sentMessage('hello');
     assert.equal(hello.last_seq, 0, 'a fresh tab has seen nothing');
     const welcome = await frames.gotMessage('welcome');

@@ -48,14 +48,31 @@ function alwaysOpenFlow(dir) {
 }
 
 /**
- * Starts `helpline serve` on port 0 (the OS picks a free port) with a fresh SQLite database in a
- * temp dir and waits for its "HTTP server listening" log line.
+ * A fresh, empty PostgreSQL database on the server named by `HELPLINE_TEST_DATABASE_URL` (as the
+ * Rust e2e tests use it; `scripts/test` sets it), created with `psql`; `null` when the variable is
+ * unset (the tests then run on SQLite, one node).
  */
-export async function startServer({ env = {} } = {}) {
+export function freshPostgresDatabase() {
+  const server = process.env.HELPLINE_TEST_DATABASE_URL;
+  if (!server) return null;
+  const name = `helpline_browser_${process.pid}_${Date.now()}`;
+  const r = spawnSync('psql', [server, '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot create database ${name} on ${server}: ${r.stderr}${r.stdout}`);
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * Starts `helpline serve` on port 0 (the OS picks a free port) and waits for its "HTTP server
+ * listening" log line: on `databaseUrl` when given (several nodes can share one PostgreSQL
+ * database), otherwise on a fresh SQLite database in its temp dir.
+ */
+export async function startServer({ env = {}, databaseUrl: shared } = {}) {
   const bin = helplineBin();
   if (!existsSync(bin)) throw new Error(`no helpline binary at ${bin}: build it (cargo build -p console) or set HELPLINE_BIN`);
   const dir = mkdtempSync(join(tmpdir(), 'helpline-browser-'));
-  const databaseUrl = `sqlite://${dir}/helpline.db`;
+  const databaseUrl = shared ?? `sqlite://${dir}/helpline.db`;
   const settings = {
     HELPLINE_HTTP_ADDR: '127.0.0.1:0',
     HELPLINE_SIP_ADDR: '127.0.0.1:0',
