@@ -49,6 +49,15 @@ async fn hello_gets_a_welcome_and_a_reconnect_replays_what_was_missed() {
         kinds.push(m["type"].as_str().unwrap().to_owned());
     }
     assert!(kinds.contains(&"queue".to_owned()), "{kinds:?}");
+
+    // A fresh page (last_seq 0) gets the state in its welcome and no replay of the history: the
+    // reply to a ping sent after hello is the very next frame.
+    let mut fresh = connect(app.addr, &s).await;
+    let w = fresh.hello(0).await;
+    assert_eq!(w["queue"][0]["call_id"], "replay-1", "{w}");
+    fresh.send(json!({"type": "ping", "ref": 7})).await;
+    let next = fresh.next().await.unwrap();
+    assert_eq!(next["type"], "pong", "no replayed message before the pong: {next}");
     app.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! `GET /ws`: the operator console's socket. The first message is `hello{last_seq}`; the answer
-//! is `welcome` (a snapshot), then every stored message after `last_seq` for this user (replay),
+//! is `welcome` (a snapshot), then every stored message after `last_seq` for this user (replay;
+//! none for a fresh page, `last_seq` 0, whose state is the welcome),
 //! then live messages as the hub pumps them. Each socket is a send task (the only writer) and a
 //! receive task; a bad message gets an `error` frame and the socket stays open. The session is
 //! re-checked every 30 s and at once when the user signs out everywhere on this node.
@@ -474,7 +475,8 @@ async fn greet(state: &AppState, auth: &Authenticated, out: &mpsc::Sender<Out>, 
         } else {
             Value::Null
         };
-        let replay = replay(state, uid, role, last_seq.max(0)).await?;
+        // A fresh page (`last_seq` 0) has nothing to catch up on: the welcome is its state.
+        let replay = if last_seq > 0 { replay(state, uid, role, last_seq).await? } else { Vec::new() };
         Ok::<_, crate::db::DbError>((newest, queue, me, offer, call, operators, replay))
     }
     .await;
@@ -497,7 +499,8 @@ async fn greet(state: &AppState, auth: &Authenticated, out: &mpsc::Sender<Out>, 
         "config": http::config_json(state),
     });
     out.send(frame(welcome)).await?;
-    let mut last = last_seq.max(0);
+    // Live messages resume after what the page has (a fresh page: everything up to `newest`).
+    let mut last = if last_seq > 0 { last_seq } else { newest };
     for m in replayed {
         last = m.seq;
         out.send(Out::Frame(m.frame.clone())).await?;
