@@ -2,7 +2,9 @@
 //! call's state, run the engine, resolve the engine's lookups (nearest services, queue position)
 //! and feed the answers back, then write the new state, the call log and the answer in one
 //! transaction — and only then hand the actions back to the adapter. The transactions are run by
-//! writer tasks that commit the requests arriving together as one group (`writer.rs`).
+//! writers that commit the requests arriving together as one group (`writer.rs`): tasks on the
+//! sqlx pool for PostgreSQL (`store.rs`), one thread with its own connection for a SQLite file
+//! (`sqlite.rs`).
 //!
 //! Architecture invariant: nothing an adapter sends out has not been durably recorded first. A
 //! node that dies after the commit loses nothing; one that dies before it never answered, so the
@@ -10,6 +12,8 @@
 
 mod lookups;
 mod queue;
+mod sqlite;
+mod store;
 mod writer;
 
 pub use lookups::{NearbyServices, NoDirectory};
@@ -124,13 +128,21 @@ pub(crate) struct Runtime {
 }
 
 impl CallRuntime {
-    /// Starts the writer tasks: call within a tokio runtime. They stop when the last clone of
-    /// the runtime is dropped.
+    /// Starts the writers: call within a tokio runtime. They stop when the last clone of the
+    /// runtime is dropped.
     pub fn new(db: Db, flow: Arc<Flow>, directory: Arc<dyn NearbyServices>, metrics: Arc<Metrics>) -> Self {
         let rt = Arc::new(Runtime { db, flow, directory, metrics,
             queue: queue::QueueSettings::default(),
             queue_changed: Arc::new(tokio::sync::Notify::new()),
         });
+        // A SQLite file gets its writer thread; otherwise (PostgreSQL, or the thread could not
+        // start) writer tasks on the pool.
+        if let Some(file) = rt.db.sqlite_file() {
+            match sqlite::spawn(rt.clone(), file) {
+                Ok(tx) => return CallRuntime { rt, writers: Arc::new(vec![tx]) },
+                Err(e) => tracing::warn!(error = %e, "no SQLite writer thread: the calls are written through the pool"),
+            }
+        }
         let writers = (0..writer::writers_for(rt.db.backend()))
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();

@@ -17,6 +17,7 @@
 //! never waits for the lock; batching makes the per-transaction statements (begin, lock, writes,
 //! commit, PostgreSQL's WAL flush) shared by every request of the batch.
 
+use super::store::{CallRow, EventRow, Loaded, NewCall, ResponseRow, SqlxStore, Store, Writes};
 use super::{
     channel_name, enum_name, event_kind, queue, to_json, Answer, CallError, CallRequest, Handled, Origin, Runtime,
     MAX_STEPS_PER_REQUEST,
@@ -25,7 +26,7 @@ use crate::db::{Backend, DbError};
 use crate::metrics::{ChannelLabels, OutcomeLabels};
 use ivr::engine::{self, Action, CallState, Event, LogEntry, Lookup};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,7 +59,67 @@ pub fn shard(call_id: &str, writers: usize) -> usize {
     (h % writers.max(1) as u64) as usize
 }
 
-/// Runs until every sender is gone: takes batches off the queue and applies them.
+/// Moves what arrived meanwhile from the queue to `waiting` (a bounded look-ahead).
+pub(crate) fn gather(waiting: &mut VecDeque<Job>, rx: &mut mpsc::UnboundedReceiver<Job>) {
+    while waiting.len() < 4 * BATCH_MAX {
+        match rx.try_recv() {
+            Ok(job) => waiting.push_back(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The next batch: at most one request per call (a call's later requests wait for the next
+/// batch, in order), at most [`BATCH_MAX`].
+pub(crate) fn next_batch(waiting: &mut VecDeque<Job>) -> Vec<Job> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut take = vec![false; waiting.len()];
+    let mut n = 0;
+    for (i, job) in waiting.iter().enumerate() {
+        if n == BATCH_MAX {
+            break;
+        }
+        if seen.insert(job.req.call_id.as_str()) {
+            take[i] = true;
+            n += 1;
+        }
+    }
+    let mut batch = Vec::with_capacity(n);
+    let mut rest = VecDeque::with_capacity(waiting.len() - n);
+    for (job, take) in waiting.drain(..).zip(take) {
+        if take {
+            batch.push(job);
+        } else {
+            rest.push_back(job);
+        }
+    }
+    *waiting = rest;
+    batch
+}
+
+/// Runs one batch's transaction: begin, [`batch`] on the transaction's store, commit.
+pub(crate) trait Transactor {
+    async fn transaction(&mut self, rt: &Runtime, reqs: &[&CallRequest]) -> Result<Vec<Planned>, CallError>;
+}
+
+/// Transactions on the sqlx pool (PostgreSQL; SQLite without a file).
+struct SqlxTransactor;
+
+impl Transactor for SqlxTransactor {
+    async fn transaction(&mut self, rt: &Runtime, reqs: &[&CallRequest]) -> Result<Vec<Planned>, CallError> {
+        let backend = rt.db.backend();
+        let mut tx = match backend {
+            // Take the write lock now, not at the first write: no upgrade that could meet SQLITE_BUSY.
+            Backend::Sqlite => rt.db.pool().begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => rt.db.pool().begin().await?,
+        };
+        let planned = batch(rt, &mut SqlxStore { tx: &mut tx, backend }, reqs).await?;
+        tx.commit().await?;
+        Ok(planned)
+    }
+}
+
+/// A writer task on the sqlx pool: runs until every sender is gone.
 pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
@@ -68,33 +129,16 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Job>) {
                 None => return,
             }
         }
-        while waiting.len() < 4 * BATCH_MAX {
-            match rx.try_recv() {
-                Ok(job) => waiting.push_back(job),
-                Err(_) => break,
-            }
-        }
-        // At most one request per call (a call's later requests wait for the next batch, in order).
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut batch: Vec<Job> = Vec::new();
-        let mut rest: VecDeque<Job> = VecDeque::new();
-        for job in waiting.drain(..) {
-            let fresh = seen.insert(job.req.call_id.as_str().to_owned());
-            if fresh && batch.len() < BATCH_MAX {
-                batch.push(job);
-            } else {
-                rest.push_back(job);
-            }
-        }
-        waiting = rest;
-        apply(&rt, batch).await;
+        gather(&mut waiting, &mut rx);
+        let batch = next_batch(&mut waiting);
+        apply(&rt, &mut SqlxTransactor, batch).await;
     }
 }
 
 /// Applies a batch and answers each request; on a database error, each request alone.
-async fn apply(rt: &Runtime, batch: Vec<Job>) {
+pub(crate) async fn apply<T: Transactor>(rt: &Runtime, t: &mut T, batch: Vec<Job>) {
     let reqs: Vec<&CallRequest> = batch.iter().map(|j| &j.req).collect();
-    let outcome = transaction(rt, &reqs).await;
+    let outcome = t.transaction(rt, &reqs).await;
     drop(reqs);
     match outcome {
         Ok(planned) => {
@@ -110,7 +154,7 @@ async fn apply(rt: &Runtime, batch: Vec<Job>) {
         Err(e) => {
             tracing::warn!(error = %e, requests = batch.len(), "batch rolled back; applying its requests one by one");
             for job in batch {
-                let result = match transaction(rt, &[&job.req]).await {
+                let result = match t.transaction(rt, &[&job.req]).await {
                     Ok(planned) => match planned.into_iter().next() {
                         Some(p) => p.committed(rt),
                         None => Err(CallError::Db(DbError::Query(sqlx::Error::WorkerCrashed))),
@@ -124,7 +168,7 @@ async fn apply(rt: &Runtime, batch: Vec<Job>) {
 }
 
 /// What one request did inside a transaction, to be reported once it commits.
-struct Planned {
+pub(crate) struct Planned {
     result: Result<Handled, CallError>,
     /// The call started here (its channel), for the metrics.
     started: Option<&'static str>,
@@ -161,50 +205,6 @@ impl Planned {
     }
 }
 
-/// A call's row as the batch found (and locked) it.
-struct Loaded {
-    state: String,
-    last_seq: i64,
-    carrier_seq: i64,
-    pending: Option<String>,
-    channel: String,
-    started_at: i64,
-}
-
-/// A call's row as the batch leaves it.
-struct CallRow {
-    call_id: String,
-    channel: String,
-    started_at: i64,
-    state: String,
-    last_seq: i64,
-    carrier_seq: i64,
-    language: Option<String>,
-    language_guessed: i64,
-    area: Option<String>,
-    town: Option<String>,
-    outcome: Option<String>,
-    ended_at: Option<i64>,
-    updated_at: i64,
-    pending: Option<String>,
-}
-
-struct EventRow {
-    call_id: String,
-    seq: i64,
-    at: i64,
-    kind: String,
-    data: String,
-}
-
-struct ResponseRow {
-    call_id: String,
-    key: String,
-    fingerprint: String,
-    response: String,
-    created_at: i64,
-}
-
 /// The call log's `data` of one step.
 #[derive(Serialize)]
 struct StepRecord<'a> {
@@ -213,110 +213,27 @@ struct StepRecord<'a> {
     log: &'a [LogEntry],
 }
 
-#[derive(Default)]
-struct Writes {
-    calls: Vec<CallRow>,
-    events: Vec<EventRow>,
-    responses: Vec<ResponseRow>,
-}
-
-/// One transaction for the requests (one per call): `Ok` holds each request's outcome (refusals
-/// included, which wrote nothing); `Err` is a database error that rolled everything back.
-async fn transaction(rt: &Runtime, reqs: &[&CallRequest]) -> Result<Vec<Planned>, CallError> {
-    let backend = rt.db.backend();
-    let mut tx = match backend {
-        // Take the write lock now, not at the first write: no upgrade that could meet SQLITE_BUSY.
-        Backend::Sqlite => rt.db.pool().begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => rt.db.pool().begin().await?,
-    };
+/// The body of one transaction for the requests (one per call): `Ok` holds each request's
+/// outcome (refusals included, which wrote nothing); `Err` is a database error, and the caller
+/// rolls everything back.
+pub(crate) async fn batch<S: Store>(rt: &Runtime, store: &mut S, reqs: &[&CallRequest]) -> Result<Vec<Planned>, CallError> {
     let ids: Vec<&str> = reqs.iter().map(|r| r.call_id.as_str()).collect();
-    let mut loaded = load(&mut tx, backend, &ids).await?;
+    let mut loaded = store.load(&ids).await?;
     let mut writes = Writes::default();
     let mut planned = Vec::with_capacity(reqs.len());
     for req in reqs {
         let row = loaded.remove(req.call_id.as_str());
-        planned.push(plan(rt, &mut tx, req, row, &mut writes).await?);
+        planned.push(plan(rt, store, req, row, &mut writes).await?);
     }
-    write_calls(&mut tx, &writes.calls).await?;
-    write_events(&mut tx, &writes.events).await?;
-    write_responses(&mut tx, &writes.responses).await?;
-    tx.commit().await?;
+    store.write(&writes).await?;
     Ok(planned)
-}
-
-/// Locks and reads the calls of the batch in one statement (PostgreSQL: row locks taken in
-/// call-id order, so two nodes' batches cannot deadlock each other; SQLite: the writer already
-/// holds the database's write lock).
-async fn load(tx: &mut super::Tx<'_>, backend: Backend, ids: &[&str]) -> Result<HashMap<String, Loaded>, CallError> {
-    // The list is padded to a power of two (repeating the last id) so that few distinct
-    // statement texts exist and each stays in the connection's prepared-statement cache.
-    let n = ids.len().next_power_of_two();
-    let mut sql = String::from(
-        "SELECT call_id, state, last_seq, carrier_seq, pending_actions, channel, started_at FROM calls WHERE call_id IN (",
-    );
-    push_params(&mut sql, 1, n);
-    sql.push(')');
-    if backend == Backend::Postgres {
-        sql.push_str(" ORDER BY call_id FOR UPDATE");
-    }
-    let mut q = sqlx::query_as::<_, (String, String, i64, i64, Option<String>, String, i64)>(&sql);
-    for i in 0..n {
-        q = q.bind(ids[i.min(ids.len() - 1)]);
-    }
-    let rows = q.fetch_all(&mut **tx).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, state, last_seq, carrier_seq, pending, channel, started_at)| {
-            (id, Loaded { state, last_seq, carrier_seq, pending, channel, started_at })
-        })
-        .collect())
-}
-
-/// `$from, $from+1, …` (`count` of them).
-fn push_params(sql: &mut String, from: usize, count: usize) {
-    use std::fmt::Write as _;
-    for i in 0..count {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(sql, "${}", from + i);
-    }
-}
-
-/// `($1, …, $k), ($k+1, …)` for `rows` rows of `k` columns.
-fn values_list(rows: usize, k: usize) -> String {
-    let mut sql = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        push_params(&mut sql, 1 + r * k, k);
-        sql.push(')');
-    }
-    sql
-}
-
-/// Sizes that cover `len` rows in power-of-two statements of at most `max` rows (few distinct
-/// statement texts, each cached).
-fn chunk_sizes(mut len: usize, max: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    while len > 0 {
-        let mut s = max;
-        while s > len {
-            s /= 2;
-        }
-        sizes.push(s);
-        len -= s;
-    }
-    sizes
 }
 
 /// Runs the engine for one request on its loaded row. Refusals are returned in the plan (nothing
 /// written for them); database errors abort the batch.
-async fn plan(
+async fn plan<S: Store>(
     rt: &Runtime,
-    tx: &mut super::Tx<'_>,
+    store: &mut S,
     req: &CallRequest,
     row: Option<Loaded>,
     writes: &mut Writes,
@@ -329,13 +246,7 @@ async fn plan(
     if let (Some(row), Some(key)) = (&row, &req.key) {
         let may_be_retry = req.carrier_seq.is_none_or(|got| got <= row.carrier_seq);
         if may_be_retry {
-            let stored: Option<(String, String)> =
-                sqlx::query_as("SELECT fingerprint, response FROM call_responses WHERE call_id = $1 AND key = $2")
-                    .bind(&id)
-                    .bind(&key.key)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if let Some((fingerprint, response)) = stored {
+            if let Some((fingerprint, response)) = store.stored_response(&id, &key.key).await? {
                 if fingerprint != key.fingerprint {
                     return Ok(Planned::refused(CallError::KeyReused { call: id, key: key.key.clone() }));
                 }
@@ -389,19 +300,17 @@ async fn plan(
     if let Some(caller) = new_call {
         // Inserted now (not with the batch's calls) because the queue and callback rows the
         // engine's steps may write refer to it.
-        sqlx::query(
-            "INSERT INTO calls (call_id, channel, started_at, caller_hash, caller_masked, state, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&id)
-        .bind(&channel)
-        .bind(now_ms)
-        .bind(caller.as_ref().map(|c| c.hash().as_str().to_owned()))
-        .bind(caller.as_ref().map(|c| c.masked().to_owned()))
-        .bind(to_json(&state)?)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+        let state_json = to_json(&state)?;
+        store
+            .insert_call(&NewCall {
+                call_id: &id,
+                channel: &channel,
+                started_at: now_ms,
+                caller_hash: caller.as_ref().map(|c| c.hash().as_str()),
+                caller_masked: caller.as_ref().map(|c| c.masked()),
+                state: &state_json,
+            })
+            .await?;
     }
 
     let was_ended = state.ended();
@@ -443,16 +352,17 @@ async fn plan(
                 }
                 Action::Lookup(Lookup::QueueState) => {
                     // The call's own queue row was written above in this transaction.
-                    let (position, estimated_wait_secs) = queue::position(tx, &id, &rt.queue).await?;
+                    let ahead = store.calls_ahead(&id).await?;
+                    let (position, estimated_wait_secs) = queue::estimate(ahead, &rt.queue);
                     pending.push_back(Event::QueueUpdate { position, estimated_wait_secs });
                 }
                 Action::Enqueue { language, area, priority } => {
-                    queue::enqueue(tx, &id, language, area, priority, now_ms).await?;
+                    store.enqueue(&id, language, area, priority, now_ms).await?;
                     touched_queue = true;
                     outward.push(action);
                 }
                 Action::RecordCallback { language, area } => {
-                    queue::record_callback(tx, &id, language, area, now_ms).await?;
+                    store.record_callback(&id, language, area, now_ms).await?;
                     touched_queue = true;
                     outward.push(action);
                 }
@@ -462,7 +372,7 @@ async fn plan(
     }
     let ended = state.ended();
     if ended {
-        queue::leave(tx, &id, matches!(req.event, Event::HungUp), now_ms).await?;
+        store.leave(&id, matches!(req.event, Event::HungUp), now_ms).await?;
         touched_queue = true;
     }
 
@@ -519,104 +429,9 @@ async fn plan(
     })
 }
 
-/// The calls' new state: an upsert on rows that all exist (locked, or inserted by this
-/// transaction), so it is a multi-row update in one statement on both backends.
-async fn write_calls(tx: &mut super::Tx<'_>, rows: &[CallRow]) -> Result<(), CallError> {
-    const K: usize = 14;
-    let mut rows = rows;
-    for size in chunk_sizes(rows.len(), 32) {
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        let sql = format!(
-            "INSERT INTO calls (call_id, channel, started_at, state, last_seq, carrier_seq, language, \
-             language_guessed, area, town, outcome, ended_at, updated_at, pending_actions) VALUES {} \
-             ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, last_seq = excluded.last_seq, \
-             carrier_seq = excluded.carrier_seq, language = excluded.language, \
-             language_guessed = excluded.language_guessed, area = excluded.area, town = excluded.town, \
-             outcome = excluded.outcome, ended_at = excluded.ended_at, updated_at = excluded.updated_at, \
-             pending_actions = excluded.pending_actions",
-            values_list(size, K)
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(&r.call_id)
-                .bind(&r.channel)
-                .bind(r.started_at)
-                .bind(&r.state)
-                .bind(r.last_seq)
-                .bind(r.carrier_seq)
-                .bind(&r.language)
-                .bind(r.language_guessed)
-                .bind(&r.area)
-                .bind(&r.town)
-                .bind(&r.outcome)
-                .bind(r.ended_at)
-                .bind(r.updated_at)
-                .bind(&r.pending);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-async fn write_events(tx: &mut super::Tx<'_>, rows: &[EventRow]) -> Result<(), CallError> {
-    let mut rows = rows;
-    for size in chunk_sizes(rows.len(), 64) {
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        let sql = format!("INSERT INTO call_events (call_id, seq, at, kind, data) VALUES {}", values_list(size, 5));
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q.bind(&r.call_id).bind(r.seq).bind(r.at).bind(&r.kind).bind(&r.data);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-async fn write_responses(tx: &mut super::Tx<'_>, rows: &[ResponseRow]) -> Result<(), CallError> {
-    let mut rows = rows;
-    for size in chunk_sizes(rows.len(), 32) {
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        let sql = format!(
-            "INSERT INTO call_responses (call_id, key, fingerprint, response, created_at) VALUES {}",
-            values_list(size, 5)
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q.bind(&r.call_id).bind(&r.key).bind(&r.fingerprint).bind(&r.response).bind(r.created_at);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_are_powers_of_two_covering_the_rows() {
-        assert_eq!(chunk_sizes(0, 32), Vec::<usize>::new());
-        assert_eq!(chunk_sizes(1, 32), vec![1]);
-        assert_eq!(chunk_sizes(13, 32), vec![8, 4, 1]);
-        assert_eq!(chunk_sizes(70, 32), vec![32, 32, 4, 2]);
-        for n in 0..200 {
-            let sizes = chunk_sizes(n, 64);
-            assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 64));
-        }
-    }
-
-    #[test]
-    fn placeholders_number_rows_in_order() {
-        assert_eq!(values_list(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        let mut s = String::new();
-        push_params(&mut s, 1, 4);
-        assert_eq!(s, "$1, $2, $3, $4");
-    }
 
     #[test]
     fn a_call_always_goes_to_the_same_writer() {

@@ -22,7 +22,14 @@ use std::collections::HashMap;
 /// An operator with no open socket for this long goes offline.
 pub const OFFLINE_AFTER_MS: i64 = 30_000;
 
-/// Runs until the pool closes: a pass on every wake-up and every second.
+/// Passes woken by queue changes are at least this far apart. Under load every call's enqueue and
+/// hang-up wakes the ACD; one pass then covers all the changes since the last one, so operators'
+/// pages still see the queue within this delay, and the pass's write transaction (which holds
+/// SQLite's one write lock) does not run hundreds of times a second beside the calls' writer.
+pub const MIN_PASS_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs until the pool closes: a pass on every wake-up (at most one per [`MIN_PASS_SPACING`])
+/// and every second.
 pub async fn run(state: AppState) {
     let wake = state.console.wake();
     let remote = state.console.hub().remote_change();
@@ -37,9 +44,11 @@ pub async fn run(state: AppState) {
         if state.db.pool().is_closed() {
             return;
         }
+        let started = tokio::time::Instant::now();
         if let Err(e) = pass(&state).await {
             tracing::warn!(error = %e, "queue service pass failed");
         }
+        tokio::time::sleep_until(started + MIN_PASS_SPACING).await;
     }
 }
 

@@ -46,6 +46,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// From the calls' SQLite writer thread, which talks to SQLite directly (`calls::sqlite`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Conflict(String),
     #[error("stored data is invalid: {0}")]
@@ -57,6 +60,8 @@ pub enum DbError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite database file (none for PostgreSQL or an in-memory SQLite database).
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -71,9 +76,9 @@ impl Db {
         } else {
             return Err(DbError::UnsupportedUrl(redact(url)));
         };
-        let url = match backend {
+        let (url, sqlite_file) = match backend {
             Backend::Sqlite => sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
+            Backend::Postgres => (url.to_owned(), None),
         };
         let connect_err = |e: sqlx::Error| DbError::Connect {
             backend: backend.name(),
@@ -115,7 +120,7 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(connect_err)?;
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, sqlite_file })
     }
 
     /// Applies the pending migrations of this backend.
@@ -142,17 +147,23 @@ impl Db {
         self.backend
     }
 
+    /// The SQLite database file, when the database is one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-/// `sqlite://data/helpline.db` → the same URL with `mode=rwc`, after creating `data/`.
-fn sqlite_url(url: &str) -> Result<String, DbError> {
+/// `sqlite://data/helpline.db` → the same URL with `mode=rwc`, after creating `data/`, and the
+/// database file.
+fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), DbError> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
-        return Ok(url.to_owned());
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory") {
+        return Ok((url.to_owned(), None));
     }
     if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -162,7 +173,7 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     if !query.split('&').any(|kv| kv.starts_with("mode=")) {
         query = if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
     }
-    Ok(format!("sqlite://{path}?{query}"))
+    Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
 }
 
 /// The URL with any password replaced, for messages and logs.
@@ -199,9 +210,11 @@ mod tests {
     fn sqlite_urls_get_create_mode() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/x.db");
-        let url = sqlite_url(&format!("sqlite://{}", p.display())).unwrap();
+        let (url, file) = sqlite_url(&format!("sqlite://{}", p.display())).unwrap();
         assert!(url.ends_with("?mode=rwc"), "{url}");
+        assert_eq!(file.as_deref(), Some(p.as_path()));
         assert!(p.parent().unwrap().is_dir());
-        assert_eq!(sqlite_url("sqlite://a.db?mode=ro").unwrap(), "sqlite://a.db?mode=ro");
+        assert_eq!(sqlite_url("sqlite://a.db?mode=ro").unwrap().0, "sqlite://a.db?mode=ro");
+        assert_eq!(sqlite_url("sqlite::memory:").unwrap().1, None);
     }
 }

@@ -1,0 +1,295 @@
+//! The calls' writer for a SQLite file: one OS thread with its own connection (rusqlite), which
+//! runs the same batches as the sqlx writers ([`super::writer::batch`]) with statements that
+//! execute on the spot.
+//!
+//! Why its own thread and driver: sqlx's SQLite driver hands every statement to a worker thread
+//! and back (two thread wake-ups per statement; a batch has a dozen statements plus a few per
+//! request), so the one writer spent its time waiting for hand-offs while the CPU idled. Here a
+//! statement is a function call on prepared, cached statements. The thread is the only writer of
+//! the calls (SQLite has one write lock anyway); the rest of the server keeps using the pool.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an fsync) run on a second thread
+//! with its own connection, every [`CHECKPOINT_EVERY`], instead of inside whichever commit crosses
+//! SQLite's 1,000-page mark: that commit's requests used to wait for the copy. A passive
+//! checkpoint never blocks the writer. (Other connections keep SQLite's automatic checkpoints; it
+//! is only switched off on the writer's.)
+//!
+//! When another connection holds the write lock (the console's ACD, a CLI command), SQLite's own
+//! busy handler would sleep 1, 2, 5, 10… ms between tries; this connection polls every 100 µs
+//! instead (for about 5 s, then `SQLITE_BUSY` fails the batch), so a short foreign transaction
+//! costs the calls its own length, not a sleep.
+
+use super::store::{
+    chunk_sizes, insert_events, insert_responses, load_calls, upsert_calls, Loaded, NewCall, Store, Writes, CALLS_PER_STATEMENT,
+    EVENTS_PER_STATEMENT, INSERT_CALL, STORED_RESPONSE,
+};
+use super::writer::{self, Job, Planned, Transactor};
+use super::{queue, CallError, CallRequest, Runtime};
+use crate::db::{Backend, DbError};
+use ivr::domain::{Language, ServiceArea};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Prepared statements kept per connection (the batch sizes' power-of-two variants included).
+const STATEMENT_CACHE: usize = 128;
+/// Between two tries for a write lock another connection holds.
+const BUSY_POLL: Duration = Duration::from_micros(100);
+/// Tries before giving up with `SQLITE_BUSY` (≈ 5 s).
+const BUSY_TRIES: i32 = 50_000;
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Opens the writer's connection and starts its thread; returns its queue. The thread ends when
+/// every sender is gone.
+pub(crate) fn spawn(rt: Arc<Runtime>, file: &Path) -> Result<mpsc::UnboundedSender<Job>, DbError> {
+    let conn = open(file)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let checkpoints = open(file)?;
+    // The checkpointer stops when the writer does (it holds this sender).
+    let (alive, writer_gone) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread_err = |e: std::io::Error| DbError::Corrupt(format!("cannot start the call writer's threads: {e}"));
+    std::thread::Builder::new()
+        .name("call-checkpoint".into())
+        .spawn(move || checkpoint_until(checkpoints, writer_gone))
+        .map_err(thread_err)?;
+    std::thread::Builder::new()
+        .name("call-writer".into())
+        .spawn(move || {
+            run(&rt, conn, rx);
+            drop(alive);
+        })
+        .map_err(thread_err)?;
+    Ok(tx)
+}
+
+/// Passive checkpoints every [`CHECKPOINT_EVERY`] until the writer is gone, then a last one.
+fn checkpoint_until(conn: Connection, writer_gone: std::sync::mpsc::Receiver<()>) {
+    loop {
+        let last = !matches!(writer_gone.recv_timeout(CHECKPOINT_EVERY), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn open(file: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    // The pool's connections set the same (WAL is a property of the file, set by them first).
+    // A larger page cache and memory-mapped reads: the calls' pages are read without a copy.
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
+    )?;
+    conn.busy_handler(Some(|tries: i32| {
+        if tries >= BUSY_TRIES {
+            return false;
+        }
+        std::thread::sleep(BUSY_POLL);
+        true
+    }))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn run(rt: &Runtime, mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.blocking_recv() {
+                Some(job) => waiting.push_back(job),
+                None => return,
+            }
+        }
+        writer::gather(&mut waiting, &mut rx);
+        let batch = writer::next_batch(&mut waiting);
+        ready(writer::apply(rt, &mut SqliteTransactor { conn: &mut conn }, batch));
+    }
+}
+
+/// Runs a future whose every `await` is already complete (this module's store never waits).
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        // Not reached: nothing in a batch waits on anything but this store. Should a future
+        // change add a real wait, this degrades to polling rather than stalling the thread.
+        std::thread::yield_now();
+    }
+}
+
+struct SqliteTransactor<'c> {
+    conn: &'c mut Connection,
+}
+
+impl Transactor for SqliteTransactor<'_> {
+    async fn transaction(&mut self, rt: &Runtime, reqs: &[&CallRequest]) -> Result<Vec<Planned>, CallError> {
+        // IMMEDIATE: the write lock now, not at the first write (no upgrade that could fail).
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
+        let planned = writer::batch(rt, &mut SqliteStore { tx: &tx }, reqs).await?;
+        tx.commit().map_err(DbError::from)?;
+        Ok(planned)
+    }
+}
+
+struct SqliteStore<'a, 'c> {
+    tx: &'a rusqlite::Transaction<'c>,
+}
+
+fn db(e: rusqlite::Error) -> CallError {
+    CallError::Db(DbError::Sqlite(e))
+}
+
+impl Store for SqliteStore<'_, '_> {
+    async fn load(&mut self, ids: &[&str]) -> Result<HashMap<String, Loaded>, CallError> {
+        let n = ids.len().next_power_of_two();
+        let mut stmt = self.tx.prepare_cached(&load_calls(Backend::Sqlite, n)).map_err(db)?;
+        for i in 0..n {
+            stmt.raw_bind_parameter(i + 1, ids[i.min(ids.len() - 1)]).map_err(db)?;
+        }
+        let mut rows = stmt.raw_query();
+        let mut loaded = HashMap::with_capacity(ids.len());
+        while let Some(r) = rows.next().map_err(db)? {
+            loaded.insert(
+                r.get(0).map_err(db)?,
+                Loaded {
+                    state: r.get(1).map_err(db)?,
+                    last_seq: r.get(2).map_err(db)?,
+                    carrier_seq: r.get(3).map_err(db)?,
+                    pending: r.get(4).map_err(db)?,
+                    channel: r.get(5).map_err(db)?,
+                    started_at: r.get(6).map_err(db)?,
+                },
+            );
+        }
+        Ok(loaded)
+    }
+
+    async fn stored_response(&mut self, call_id: &str, key: &str) -> Result<Option<(String, String)>, CallError> {
+        let mut stmt = self.tx.prepare_cached(STORED_RESPONSE).map_err(db)?;
+        stmt.query_row(params![call_id, key], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(db)
+    }
+
+    async fn insert_call(&mut self, c: &NewCall<'_>) -> Result<(), CallError> {
+        let mut stmt = self.tx.prepare_cached(INSERT_CALL).map_err(db)?;
+        stmt.execute(params![c.call_id, c.channel, c.started_at, c.caller_hash, c.caller_masked, c.state]).map_err(db)?;
+        Ok(())
+    }
+
+    async fn enqueue(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, priority: u8, now_ms: i64)
+        -> Result<(), CallError> {
+        let mut stmt = self.tx.prepare_cached(queue::ENQUEUE).map_err(db)?;
+        stmt.execute(params![call_id, language.as_str(), area.map(|a| a.as_str()), i64::from(priority), now_ms])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn calls_ahead(&mut self, call_id: &str) -> Result<Option<i64>, CallError> {
+        let mine: Option<(String, i64, i64)> = self
+            .tx
+            .prepare_cached(queue::OWN_ENTRY)
+            .map_err(db)?
+            .query_row(params![call_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(db)?;
+        let Some((language, priority, entered_at)) = mine else { return Ok(None) };
+        let mut stmt = self.tx.prepare_cached(queue::AHEAD).map_err(db)?;
+        let ahead: i64 = stmt.query_row(params![language, priority, entered_at, call_id], |r| r.get(0)).map_err(db)?;
+        Ok(Some(ahead))
+    }
+
+    async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
+        -> Result<(), CallError> {
+        let mut stmt = self.tx.prepare_cached(queue::RECORD_CALLBACK).map_err(db)?;
+        stmt.execute(params![language.as_str(), area.map(|a| a.as_str()), now_ms, call_id]).map_err(db)?;
+        Ok(())
+    }
+
+    async fn leave(&mut self, call_id: &str, hung_up: bool, now_ms: i64) -> Result<(), CallError> {
+        let mut stmt = self.tx.prepare_cached(queue::LEAVE).map_err(db)?;
+        stmt.execute(params![queue::leave_status(hung_up), now_ms, call_id]).map_err(db)?;
+        Ok(())
+    }
+
+    async fn write(&mut self, w: &Writes) -> Result<(), CallError> {
+        let mut rows = &w.calls[..];
+        for size in chunk_sizes(rows.len(), CALLS_PER_STATEMENT) {
+            let (chunk, rest) = rows.split_at(size);
+            rows = rest;
+            let mut stmt = self.tx.prepare_cached(&upsert_calls(size)).map_err(db)?;
+            let mut i = 0;
+            let mut bind = |v: &dyn rusqlite::ToSql| {
+                i += 1;
+                stmt.raw_bind_parameter(i, v)
+            };
+            for r in chunk {
+                bind(&r.call_id).map_err(db)?;
+                bind(&r.channel).map_err(db)?;
+                bind(&r.started_at).map_err(db)?;
+                bind(&r.state).map_err(db)?;
+                bind(&r.last_seq).map_err(db)?;
+                bind(&r.carrier_seq).map_err(db)?;
+                bind(&r.language).map_err(db)?;
+                bind(&r.language_guessed).map_err(db)?;
+                bind(&r.area).map_err(db)?;
+                bind(&r.town).map_err(db)?;
+                bind(&r.outcome).map_err(db)?;
+                bind(&r.ended_at).map_err(db)?;
+                bind(&r.updated_at).map_err(db)?;
+                bind(&r.pending).map_err(db)?;
+            }
+            stmt.raw_execute().map_err(db)?;
+        }
+        let mut rows = &w.events[..];
+        for size in chunk_sizes(rows.len(), EVENTS_PER_STATEMENT) {
+            let (chunk, rest) = rows.split_at(size);
+            rows = rest;
+            let mut stmt = self.tx.prepare_cached(&insert_events(size)).map_err(db)?;
+            let mut i = 0;
+            let mut bind = |v: &dyn rusqlite::ToSql| {
+                i += 1;
+                stmt.raw_bind_parameter(i, v)
+            };
+            for r in chunk {
+                bind(&r.call_id).map_err(db)?;
+                bind(&r.seq).map_err(db)?;
+                bind(&r.at).map_err(db)?;
+                bind(&r.kind).map_err(db)?;
+                bind(&r.data).map_err(db)?;
+            }
+            stmt.raw_execute().map_err(db)?;
+        }
+        let mut rows = &w.responses[..];
+        for size in chunk_sizes(rows.len(), CALLS_PER_STATEMENT) {
+            let (chunk, rest) = rows.split_at(size);
+            rows = rest;
+            let mut stmt = self.tx.prepare_cached(&insert_responses(size)).map_err(db)?;
+            let mut i = 0;
+            let mut bind = |v: &dyn rusqlite::ToSql| {
+                i += 1;
+                stmt.raw_bind_parameter(i, v)
+            };
+            for r in chunk {
+                bind(&r.call_id).map_err(db)?;
+                bind(&r.key).map_err(db)?;
+                bind(&r.fingerprint).map_err(db)?;
+                bind(&r.response).map_err(db)?;
+                bind(&r.created_at).map_err(db)?;
+            }
+            stmt.raw_execute().map_err(db)?;
+        }
+        Ok(())
+    }
+}
