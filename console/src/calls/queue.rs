@@ -26,15 +26,12 @@ pub const ENQUEUE: &str = "INSERT INTO queue_entries (call_id, language, area, p
      ON CONFLICT (call_id) DO UPDATE SET language = excluded.language, area = excluded.area, \
      priority = excluded.priority, status = 'waiting', operator = NULL, target = NULL, updated_at = excluded.updated_at";
 
-/// The call's own waiting entry. Binds: call id.
-pub const OWN_ENTRY: &str =
-    "SELECT language, priority, entered_at FROM queue_entries WHERE call_id = $1 AND status = 'waiting'";
-
-/// How many calls wait ahead of it for the same language (higher priority first, then first
-/// come). Binds: language, priority, entered_at, call id.
-pub const AHEAD: &str = "SELECT COUNT(*) FROM queue_entries WHERE status = 'waiting' AND language = $1 \
-     AND (priority > $2 OR (priority = $2 AND (entered_at < $3 OR (entered_at = $3 AND call_id < $4)))) \
-     AND call_id <> $4";
+/// How many calls wait ahead of the call for the same language (higher priority first, then
+/// first come); no row when the call itself is not waiting. Binds: call id.
+pub const AHEAD: &str = "SELECT (SELECT COUNT(*) FROM queue_entries q WHERE q.status = 'waiting' AND q.language = m.language \
+     AND (q.priority > m.priority OR (q.priority = m.priority AND (q.entered_at < m.entered_at \
+     OR (q.entered_at = m.entered_at AND q.call_id < m.call_id)))) AND q.call_id <> m.call_id) \
+     FROM queue_entries m WHERE m.call_id = $1 AND m.status = 'waiting'";
 
 /// A callback request, with the caller's (hashed and masked) number. Binds: language, area, now,
 /// call id.

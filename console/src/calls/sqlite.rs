@@ -197,17 +197,8 @@ impl Store for SqliteStore<'_, '_> {
     }
 
     async fn calls_ahead(&mut self, call_id: &str) -> Result<Option<i64>, CallError> {
-        let mine: Option<(String, i64, i64)> = self
-            .tx
-            .prepare_cached(queue::OWN_ENTRY)
-            .map_err(db)?
-            .query_row(params![call_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-            .map_err(db)?;
-        let Some((language, priority, entered_at)) = mine else { return Ok(None) };
         let mut stmt = self.tx.prepare_cached(queue::AHEAD).map_err(db)?;
-        let ahead: i64 = stmt.query_row(params![language, priority, entered_at, call_id], |r| r.get(0)).map_err(db)?;
-        Ok(Some(ahead))
+        stmt.query_row(params![call_id], |r| r.get(0)).optional().map_err(db)
     }
 
     async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)

@@ -3,9 +3,10 @@
 //! SQLite file's writer thread has its own, over rusqlite (`super::sqlite`). Both bind the same
 //! statement texts, written here and in [`super::queue`].
 
-use super::{queue, CallError, Tx};
+use super::{queue, to_json, CallError, Tx};
 use crate::db::Backend;
 use ivr::domain::{Language, ServiceArea};
+use serde::Serialize;
 use std::collections::HashMap;
 
 /// The database side of one batch, inside its transaction. The methods are `async` for sqlx; the
@@ -49,6 +50,7 @@ pub(crate) struct NewCall<'a> {
 }
 
 /// A call's row as the batch leaves it.
+#[derive(Serialize)]
 pub(crate) struct CallRow {
     pub call_id: String,
     pub channel: String,
@@ -67,6 +69,7 @@ pub(crate) struct CallRow {
 }
 
 /// One step of the call log.
+#[derive(Serialize)]
 pub(crate) struct EventRow {
     pub call_id: String,
     pub seq: i64,
@@ -76,6 +79,7 @@ pub(crate) struct EventRow {
 }
 
 /// An answer kept for the carrier's retries.
+#[derive(Serialize)]
 pub(crate) struct ResponseRow {
     pub call_id: String,
     pub key: String,
@@ -107,6 +111,26 @@ pub(crate) const RESPONSE_COLUMNS: usize = 5;
 /// Rows per multi-row statement, at most.
 pub(crate) const CALLS_PER_STATEMENT: usize = 32;
 pub(crate) const EVENTS_PER_STATEMENT: usize = 64;
+
+/// PostgreSQL: the whole batch's writes in one statement (one round trip instead of three), its
+/// rows passed as three JSON arrays (one statement text whatever the batch's size).
+pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
+     INSERT INTO calls (call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, \
+     town, outcome, ended_at, updated_at, pending_actions) \
+     SELECT call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, town, outcome, \
+     ended_at, updated_at, pending FROM json_to_recordset($1::json) AS r(call_id text, channel text, started_at bigint, \
+     state text, last_seq bigint, carrier_seq bigint, language text, language_guessed integer, area text, town text, \
+     outcome text, ended_at bigint, updated_at bigint, pending text) \
+     ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, last_seq = excluded.last_seq, \
+     carrier_seq = excluded.carrier_seq, language = excluded.language, language_guessed = excluded.language_guessed, \
+     area = excluded.area, town = excluded.town, outcome = excluded.outcome, ended_at = excluded.ended_at, \
+     updated_at = excluded.updated_at, pending_actions = excluded.pending_actions), \
+     e AS (INSERT INTO call_events (call_id, seq, at, kind, data) \
+     SELECT call_id, seq, at, kind, data FROM json_to_recordset($2::json) AS r(call_id text, seq bigint, at bigint, \
+     kind text, data text)) \
+     INSERT INTO call_responses (call_id, key, fingerprint, response, created_at) \
+     SELECT call_id, key, fingerprint, response, created_at FROM json_to_recordset($3::json) AS r(call_id text, \
+     key text, fingerprint text, response text, created_at bigint)";
 
 /// Reads `n` calls (`$1`…`$n`); PostgreSQL locks them in call-id order, so two nodes' batches
 /// cannot deadlock each other (SQLite's writer already holds the database's write lock).
@@ -246,17 +270,8 @@ impl Store for SqlxStore<'_, '_> {
     }
 
     async fn calls_ahead(&mut self, call_id: &str) -> Result<Option<i64>, CallError> {
-        let mine: Option<(String, i64, i64)> =
-            sqlx::query_as(queue::OWN_ENTRY).bind(call_id).fetch_optional(&mut **self.tx).await?;
-        let Some((language, priority, entered_at)) = mine else { return Ok(None) };
-        let (ahead,): (i64,) = sqlx::query_as(queue::AHEAD)
-            .bind(&language)
-            .bind(priority)
-            .bind(entered_at)
-            .bind(call_id)
-            .fetch_one(&mut **self.tx)
-            .await?;
-        Ok(Some(ahead))
+        let ahead: Option<(i64,)> = sqlx::query_as(queue::AHEAD).bind(call_id).fetch_optional(&mut **self.tx).await?;
+        Ok(ahead.map(|(n,)| n))
     }
 
     async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
@@ -282,6 +297,15 @@ impl Store for SqlxStore<'_, '_> {
     }
 
     async fn write(&mut self, w: &Writes) -> Result<(), CallError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query(PG_WRITE_BATCH)
+                .bind(to_json(&w.calls)?)
+                .bind(to_json(&w.events)?)
+                .bind(to_json(&w.responses)?)
+                .execute(&mut **self.tx)
+                .await?;
+            return Ok(());
+        }
         let mut rows = &w.calls[..];
         for size in chunk_sizes(rows.len(), CALLS_PER_STATEMENT) {
             let (chunk, rest) = rows.split_at(size);
@@ -366,11 +390,11 @@ mod tests {
             STORED_RESPONSE.to_owned(),
             INSERT_CALL.to_owned(),
             queue::ENQUEUE.to_owned(),
-            queue::OWN_ENTRY.to_owned(),
             queue::AHEAD.to_owned(),
             queue::RECORD_CALLBACK.to_owned(),
             queue::LEAVE.to_owned(),
             load_calls(Backend::Sqlite, 8),
+            PG_WRITE_BATCH.to_owned(),
             upsert_calls(3),
             insert_events(4),
             insert_responses(2),

@@ -26,7 +26,7 @@ pub const OFFLINE_AFTER_MS: i64 = 30_000;
 /// hang-up wakes the ACD; one pass then covers all the changes since the last one, so operators'
 /// pages still see the queue within this delay, and the pass's write transaction (which holds
 /// SQLite's one write lock) does not run hundreds of times a second beside the calls' writer.
-pub const MIN_PASS_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
+pub const MIN_PASS_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Runs until the pool closes: a pass on every wake-up (at most one per [`MIN_PASS_SPACING`])
 /// and every second.

@@ -108,8 +108,12 @@ impl Db {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
+                        // page_size applies only to a new, empty database (before WAL): 2 KiB
+                        // pages halve what a commit of a few scattered rows writes to the WAL
+                        // (BENCHMARKS.md, webhook decisions), and still hold a call's row and a
+                        // stored answer without overflow pages.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                            "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
                         )
                         .await?;
