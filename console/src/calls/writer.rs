@@ -1,11 +1,13 @@
 //! The call runtime's write path: **group commit**.
 //!
-//! Every [`CallRequest`] goes to a writer task (one for SQLite, a few for PostgreSQL, chosen by the
-//! call id so one call's events stay in order). A writer takes all the requests that arrived while
-//! its previous transaction ran — at most one per call, at most [`BATCH_MAX`] — and applies them in
-//! **one** transaction: one statement locks and reads every call of the batch, the engine runs in
-//! memory, then one multi-row statement each writes the calls, the call log and the stored
-//! answers, and the transaction commits. Only after the commit does each request get its answer.
+//! Every [`CallRequest`] goes to a writer (chosen by the call id, so one call's events stay in
+//! order): four tasks on the sqlx pool for PostgreSQL ([`run`]), or the one `call-writer` thread of
+//! a SQLite file (`super::sqlite`). A writer takes all the requests that arrived while its
+//! previous transaction ran — at most one per call, at most [`BATCH_MAX`] ([`next_batch`]) — and
+//! applies them in **one** transaction ([`batch`], over the [`Store`] of either writer): one
+//! statement locks and reads every call of the batch, the engine runs in memory, then the calls,
+//! the call log and the stored answers are written together, and the transaction commits. Only
+//! after the commit does each request get its answer ([`apply`]).
 //!
 //! A request the runtime refuses (unknown call, out of sequence…) writes nothing and does not
 //! disturb the others. A database error rolls the whole batch back; its requests are then applied
@@ -39,8 +41,9 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Handled, CallError>>,
 }
 
-/// How many writer tasks a backend gets. SQLite has one write lock: one writer, which then never
-/// waits for it. PostgreSQL locks rows: a few writers overlap their round trips.
+/// How many writer tasks on the pool a backend gets. SQLite has one write lock: one writer, which
+/// then never waits for it (a SQLite file gets the `call-writer` thread instead, `super::sqlite`).
+/// PostgreSQL locks rows: a few writers overlap their round trips.
 pub fn writers_for(backend: Backend) -> usize {
     match backend {
         Backend::Sqlite => 1,
