@@ -20,14 +20,14 @@
 //! costs the calls its own length, not a sleep.
 
 use super::store::{
-    chunk_sizes, insert_events, insert_responses, load_calls, upsert_calls, Loaded, NewCall, Store, Writes, CALLS_PER_STATEMENT,
-    EVENTS_PER_STATEMENT, INSERT_CALL, STORED_RESPONSE,
+    chunk_sizes, insert_events, insert_responses, load_calls, upsert_calls, CallRow, EventRow, Loaded, NewCall, ResponseRow,
+    Store, Writes, CALLS_PER_STATEMENT, EVENTS_PER_STATEMENT, INSERT_CALL, STORED_RESPONSE,
 };
 use super::writer::{self, Job, Planned, Transactor};
 use super::{queue, CallError, CallRequest, Runtime};
 use crate::db::{Backend, DbError};
 use ivr::domain::{Language, ServiceArea};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::Path;
@@ -215,72 +215,87 @@ impl Store for SqliteStore<'_, '_> {
     }
 
     async fn write(&mut self, w: &Writes) -> Result<(), CallError> {
-        let mut rows = &w.calls[..];
-        for size in chunk_sizes(rows.len(), CALLS_PER_STATEMENT) {
-            let (chunk, rest) = rows.split_at(size);
-            rows = rest;
-            let mut stmt = self.tx.prepare_cached(&upsert_calls(size)).map_err(db)?;
-            let mut i = 0;
-            let mut bind = |v: &dyn rusqlite::ToSql| {
+        write_chunks(self.tx, &w.calls, CALLS_PER_STATEMENT, upsert_calls, call_values)?;
+        write_chunks(self.tx, &w.events, EVENTS_PER_STATEMENT, insert_events, event_values)?;
+        write_chunks(self.tx, &w.responses, CALLS_PER_STATEMENT, insert_responses, response_values)
+    }
+}
+
+/// Writes `rows` with the multi-row statement `sql(n)`, in power-of-two chunks of at most `max`
+/// rows, each row binding `values(row)` in order.
+fn write_chunks<T>(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[T],
+    max: usize,
+    sql: fn(usize) -> String,
+    values: fn(&T) -> Vec<&dyn ToSql>,
+) -> Result<(), CallError> {
+    let mut rows = rows;
+    for size in chunk_sizes(rows.len(), max) {
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        let mut stmt = tx.prepare_cached(&sql(size)).map_err(db)?;
+        let mut i = 0;
+        for row in chunk {
+            for value in values(row) {
                 i += 1;
-                stmt.raw_bind_parameter(i, v)
-            };
-            for r in chunk {
-                bind(&r.call_id).map_err(db)?;
-                bind(&r.channel).map_err(db)?;
-                bind(&r.started_at).map_err(db)?;
-                bind(&r.state).map_err(db)?;
-                bind(&r.last_seq).map_err(db)?;
-                bind(&r.carrier_seq).map_err(db)?;
-                bind(&r.language).map_err(db)?;
-                bind(&r.language_guessed).map_err(db)?;
-                bind(&r.area).map_err(db)?;
-                bind(&r.town).map_err(db)?;
-                bind(&r.outcome).map_err(db)?;
-                bind(&r.ended_at).map_err(db)?;
-                bind(&r.updated_at).map_err(db)?;
-                bind(&r.pending).map_err(db)?;
+                stmt.raw_bind_parameter(i, value).map_err(db)?;
             }
-            stmt.raw_execute().map_err(db)?;
         }
-        let mut rows = &w.events[..];
-        for size in chunk_sizes(rows.len(), EVENTS_PER_STATEMENT) {
-            let (chunk, rest) = rows.split_at(size);
-            rows = rest;
-            let mut stmt = self.tx.prepare_cached(&insert_events(size)).map_err(db)?;
-            let mut i = 0;
-            let mut bind = |v: &dyn rusqlite::ToSql| {
-                i += 1;
-                stmt.raw_bind_parameter(i, v)
-            };
-            for r in chunk {
-                bind(&r.call_id).map_err(db)?;
-                bind(&r.seq).map_err(db)?;
-                bind(&r.at).map_err(db)?;
-                bind(&r.kind).map_err(db)?;
-                bind(&r.data).map_err(db)?;
-            }
-            stmt.raw_execute().map_err(db)?;
-        }
-        let mut rows = &w.responses[..];
-        for size in chunk_sizes(rows.len(), CALLS_PER_STATEMENT) {
-            let (chunk, rest) = rows.split_at(size);
-            rows = rest;
-            let mut stmt = self.tx.prepare_cached(&insert_responses(size)).map_err(db)?;
-            let mut i = 0;
-            let mut bind = |v: &dyn rusqlite::ToSql| {
-                i += 1;
-                stmt.raw_bind_parameter(i, v)
-            };
-            for r in chunk {
-                bind(&r.call_id).map_err(db)?;
-                bind(&r.key).map_err(db)?;
-                bind(&r.fingerprint).map_err(db)?;
-                bind(&r.response).map_err(db)?;
-                bind(&r.created_at).map_err(db)?;
-            }
-            stmt.raw_execute().map_err(db)?;
-        }
-        Ok(())
+        stmt.raw_execute().map_err(db)?;
+    }
+    Ok(())
+}
+
+fn call_values(r: &CallRow) -> Vec<&dyn ToSql> {
+    vec![
+        &r.call_id, &r.channel, &r.started_at, &r.state, &r.last_seq, &r.carrier_seq, &r.language, &r.language_guessed,
+        &r.area, &r.town, &r.outcome, &r.ended_at, &r.updated_at, &r.pending,
+    ]
+}
+
+fn event_values(r: &EventRow) -> Vec<&dyn ToSql> {
+    vec![&r.call_id, &r.seq, &r.at, &r.kind, &r.data]
+}
+
+fn response_values(r: &ResponseRow) -> Vec<&dyn ToSql> {
+    vec![&r.call_id, &r.key, &r.fingerprint, &r.response, &r.created_at]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::store::{CALL_COLUMNS, EVENT_COLUMNS, RESPONSE_COLUMNS};
+
+    /// Each row binds as many values as its statement has columns.
+    #[test]
+    fn rows_bind_one_value_per_column() {
+        let call = CallRow {
+            call_id: "c".into(),
+            channel: "webhook".into(),
+            started_at: 1,
+            state: "{}".into(),
+            last_seq: 1,
+            carrier_seq: 1,
+            language: None,
+            language_guessed: 0,
+            area: None,
+            town: None,
+            outcome: None,
+            ended_at: None,
+            updated_at: 1,
+            pending: None,
+        };
+        let event = EventRow { call_id: "c".into(), seq: 1, at: 1, kind: "k".into(), data: "{}".into() };
+        let response = ResponseRow {
+            call_id: "c".into(),
+            key: "json:1".into(),
+            fingerprint: "f".into(),
+            response: "{}".into(),
+            created_at: 1,
+        };
+        assert_eq!(call_values(&call).len(), CALL_COLUMNS);
+        assert_eq!(event_values(&event).len(), EVENT_COLUMNS);
+        assert_eq!(response_values(&response).len(), RESPONSE_COLUMNS);
     }
 }
