@@ -63,3 +63,64 @@ async fn helpline_migrate_applies_migrations_from_the_cli() {
     let users: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(conn.pool()).await.unwrap();
     assert_eq!(users.0, 0, "migrate creates no users");
 }
+
+/// Migration 0008 moves the answers kept for retries into the call log: a database written before
+/// it keeps every stored answer, on the last step of the request it answered.
+#[tokio::test]
+async fn stored_answers_move_into_the_call_log() {
+    let db = fresh_database().await;
+    let conn = Db::connect(&db.url).await.unwrap();
+    let folder = if db.is_postgres() { "postgres" } else { "sqlite" };
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations")).join(folder);
+    let mut before = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    before.migrations = before.migrations.iter().filter(|m| m.version <= 7).cloned().collect::<Vec<_>>().into();
+    before.run(conn.pool()).await.unwrap();
+
+    let pool = conn.pool();
+    sqlx::query("INSERT INTO calls (call_id, channel, started_at, state, updated_at) VALUES ('c1', 'webhook', 1, '{}', 1)")
+        .execute(pool)
+        .await
+        .unwrap();
+    for seq in 1..=4i64 {
+        sqlx::query("INSERT INTO call_events (call_id, seq, at, kind, data) VALUES ('c1', $1, $1, 'digits', '{}')")
+            .bind(seq)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    // The first request made steps 1 and 2 (a lookup), the second step 3; step 4 was the server's.
+    for (key, fingerprint, step) in [("json:1", "f1", 2i64), ("json:2", "f2", 3)] {
+        sqlx::query(
+            "INSERT INTO call_responses (call_id, key, fingerprint, response, created_at) VALUES ('c1', $1, $2, $3, 1)",
+        )
+        .bind(key)
+        .bind(fingerprint)
+        .bind(format!(r#"{{"step":{step},"actions":[],"ended":false}}"#))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    conn.migrate().await.unwrap();
+    let rows: Vec<(i64, Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT seq, request_key, fingerprint, answer FROM call_events WHERE call_id = 'c1' ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let answer = |step: i64| Some(format!(r#"{{"step":{step},"actions":[],"ended":false}}"#));
+    assert_eq!(
+        rows,
+        vec![
+            (1, None, None, None),
+            (2, Some("json:1".into()), Some("f1".into()), answer(2)),
+            (3, Some("json:2".into()), Some("f2".into()), answer(3)),
+            (4, None, None, None),
+        ]
+    );
+    assert!(sqlx::query("SELECT 1 FROM call_responses").fetch_all(pool).await.is_err(), "the old table is gone");
+    let err = sqlx::query("UPDATE call_events SET answer = 'forged' WHERE call_id = 'c1'")
+        .execute(pool)
+        .await
+        .expect_err("the call log is still append-only");
+    assert!(err.to_string().contains("append-only"), "{err}");
+}

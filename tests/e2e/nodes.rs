@@ -220,7 +220,7 @@ async fn a_process_killed_under_load_keeps_every_acknowledged_event_of_every_bat
             "SELECT carrier_seq, last_seq, \
              (SELECT COUNT(*) FROM call_events e WHERE e.call_id = c.call_id), \
              (SELECT MAX(seq) FROM call_events e WHERE e.call_id = c.call_id), \
-             (SELECT COUNT(*) FROM call_responses r WHERE r.call_id = c.call_id) \
+             (SELECT COUNT(*) FROM call_events r WHERE r.call_id = c.call_id AND r.request_key IS NOT NULL) \
              FROM calls c WHERE call_id = $1",
         )
         .bind(call)

@@ -20,8 +20,8 @@
 //! costs the calls its own length, not a sleep.
 
 use super::store::{
-    chunk_sizes, insert_events, insert_responses, load_calls, EventRow, Loaded, NewCall, ResponseRow, Store, Writes,
-    CALLS_PER_STATEMENT, EVENTS_PER_STATEMENT, INSERT_CALL, STORED_RESPONSE,
+    chunk_sizes, insert_events, load_calls, EventRow, Loaded, NewCall, Store, Writes, EVENTS_PER_STATEMENT, INSERT_CALL,
+    STORED_RESPONSE,
 };
 use super::writer::{self, Job, Planned, Transactor};
 use super::{queue, CallError, CallRequest, Runtime};
@@ -236,8 +236,7 @@ impl Store for SqliteStore<'_, '_> {
                 .execute(params![r.language, r.language_guessed, r.area, r.town, r.outcome, r.ended_at, r.call_id])
                 .map_err(db)?;
         }
-        write_chunks(self.tx, &w.events, EVENTS_PER_STATEMENT, insert_events, event_values)?;
-        write_chunks(self.tx, &w.responses, CALLS_PER_STATEMENT, insert_responses, response_values)
+        write_chunks(self.tx, &w.events, EVENTS_PER_STATEMENT, insert_events, event_values)
     }
 }
 
@@ -268,31 +267,28 @@ fn write_chunks<T>(
 }
 
 fn event_values(r: &EventRow) -> Vec<&dyn ToSql> {
-    vec![&r.call_id, &r.seq, &r.at, &r.kind, &r.data]
-}
-
-fn response_values(r: &ResponseRow) -> Vec<&dyn ToSql> {
-    vec![&r.call_id, &r.key, &r.fingerprint, &r.response, &r.created_at]
+    vec![&r.call_id, &r.seq, &r.at, &r.kind, &r.data, &r.request_key, &r.fingerprint, &r.answer]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::store::{EVENT_COLUMNS, RESPONSE_COLUMNS};
+    use crate::calls::store::EVENT_COLUMNS;
 
     /// Each row binds as many values as its statement has columns.
     #[test]
     fn rows_bind_one_value_per_column() {
-        let event = EventRow { call_id: "c".into(), seq: 1, at: 1, kind: "k".into(), data: "{}".into() };
-        let response = ResponseRow {
+        let event = EventRow {
             call_id: "c".into(),
-            key: "json:1".into(),
-            fingerprint: "f".into(),
-            response: "{}".into(),
-            created_at: 1,
+            seq: 1,
+            at: 1,
+            kind: "k".into(),
+            data: "{}".into(),
+            request_key: Some("json:1".into()),
+            fingerprint: Some("f".into()),
+            answer: Some("{}".into()),
         };
         assert_eq!(event_values(&event).len(), EVENT_COLUMNS);
-        assert_eq!(response_values(&response).len(), RESPONSE_COLUMNS);
     }
 
     /// The calls' two updates together write what the upsert of the other store writes, and the

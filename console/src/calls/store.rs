@@ -25,7 +25,7 @@ pub(crate) trait Store {
     async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
         -> Result<(), CallError>;
     async fn leave(&mut self, call_id: &str, hung_up: bool, now_ms: i64) -> Result<(), CallError>;
-    /// The batch's new call rows, call-log steps and stored answers.
+    /// The batch's new call rows and call-log steps (with the answers kept for retries).
     async fn write(&mut self, writes: &Writes) -> Result<(), CallError>;
 }
 
@@ -68,7 +68,8 @@ pub(crate) struct CallRow {
     pub pending: Option<String>,
 }
 
-/// One step of the call log.
+/// One step of the call log. The last step of a carrier request that carries a request key also
+/// keeps the answer, for the carrier's retries (the key, the request's fingerprint, the answer).
 #[derive(Serialize)]
 pub(crate) struct EventRow {
     pub call_id: String,
@@ -76,16 +77,9 @@ pub(crate) struct EventRow {
     pub at: i64,
     pub kind: String,
     pub data: String,
-}
-
-/// An answer kept for the carrier's retries.
-#[derive(Serialize)]
-pub(crate) struct ResponseRow {
-    pub call_id: String,
-    pub key: String,
-    pub fingerprint: String,
-    pub response: String,
-    pub created_at: i64,
+    pub request_key: Option<String>,
+    pub fingerprint: Option<String>,
+    pub answer: Option<String>,
 }
 
 /// What a batch writes at its end.
@@ -93,27 +87,28 @@ pub(crate) struct ResponseRow {
 pub(crate) struct Writes {
     pub calls: Vec<CallRow>,
     pub events: Vec<EventRow>,
-    pub responses: Vec<ResponseRow>,
 }
 
 // --- The statements -------------------------------------------------------------------------------
 
-pub(crate) const STORED_RESPONSE: &str = "SELECT fingerprint, response FROM call_responses WHERE call_id = $1 AND key = $2";
+/// The answer kept for a request key: on one of the call's steps, found through the call log's
+/// (call_id, seq) key (a call has a few dozen steps at most).
+pub(crate) const STORED_RESPONSE: &str =
+    "SELECT fingerprint, answer FROM call_events WHERE call_id = $1 AND request_key = $2";
 
 pub(crate) const INSERT_CALL: &str = "INSERT INTO calls (call_id, channel, started_at, caller_hash, caller_masked, state, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $3)";
 
 /// Columns of one [`CallRow`] in [`upsert_calls`].
 pub(crate) const CALL_COLUMNS: usize = 14;
-/// Columns of one [`EventRow`] / [`ResponseRow`].
-pub(crate) const EVENT_COLUMNS: usize = 5;
-pub(crate) const RESPONSE_COLUMNS: usize = 5;
+/// Columns of one [`EventRow`].
+pub(crate) const EVENT_COLUMNS: usize = 8;
 /// Rows per multi-row statement, at most.
 pub(crate) const CALLS_PER_STATEMENT: usize = 32;
 pub(crate) const EVENTS_PER_STATEMENT: usize = 64;
 
-/// PostgreSQL: the whole batch's writes in one statement (one round trip instead of three), its
-/// rows passed as three JSON arrays (one statement text whatever the batch's size).
+/// PostgreSQL: the whole batch's writes in one statement (one round trip instead of two), its
+/// rows passed as two JSON arrays (one statement text whatever the batch's size).
 pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
      INSERT INTO calls (call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, \
      town, outcome, ended_at, updated_at, pending_actions) \
@@ -124,13 +119,10 @@ pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
      ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, last_seq = excluded.last_seq, \
      carrier_seq = excluded.carrier_seq, language = excluded.language, language_guessed = excluded.language_guessed, \
      area = excluded.area, town = excluded.town, outcome = excluded.outcome, ended_at = excluded.ended_at, \
-     updated_at = excluded.updated_at, pending_actions = excluded.pending_actions), \
-     e AS (INSERT INTO call_events (call_id, seq, at, kind, data) \
-     SELECT call_id, seq, at, kind, data FROM json_to_recordset($2::json) AS r(call_id text, seq bigint, at bigint, \
-     kind text, data text)) \
-     INSERT INTO call_responses (call_id, key, fingerprint, response, created_at) \
-     SELECT call_id, key, fingerprint, response, created_at FROM json_to_recordset($3::json) AS r(call_id text, \
-     key text, fingerprint text, response text, created_at bigint)";
+     updated_at = excluded.updated_at, pending_actions = excluded.pending_actions) \
+     INSERT INTO call_events (call_id, seq, at, kind, data, request_key, fingerprint, answer) \
+     SELECT call_id, seq, at, kind, data, request_key, fingerprint, answer FROM json_to_recordset($2::json) \
+     AS r(call_id text, seq bigint, at bigint, kind text, data text, request_key text, fingerprint text, answer text)";
 
 /// Reads `n` calls (`$1`…`$n`); PostgreSQL locks them in call-id order, so two nodes' batches
 /// cannot deadlock each other (SQLite's writer already holds the database's write lock).
@@ -162,13 +154,9 @@ pub(crate) fn upsert_calls(rows: usize) -> String {
 }
 
 pub(crate) fn insert_events(rows: usize) -> String {
-    format!("INSERT INTO call_events (call_id, seq, at, kind, data) VALUES {}", values_list(rows, EVENT_COLUMNS))
-}
-
-pub(crate) fn insert_responses(rows: usize) -> String {
     format!(
-        "INSERT INTO call_responses (call_id, key, fingerprint, response, created_at) VALUES {}",
-        values_list(rows, RESPONSE_COLUMNS)
+        "INSERT INTO call_events (call_id, seq, at, kind, data, request_key, fingerprint, answer) VALUES {}",
+        values_list(rows, EVENT_COLUMNS)
     )
 }
 
@@ -301,7 +289,6 @@ impl Store for SqlxStore<'_, '_> {
             sqlx::query(PG_WRITE_BATCH)
                 .bind(to_json(&w.calls)?)
                 .bind(to_json(&w.events)?)
-                .bind(to_json(&w.responses)?)
                 .execute(&mut **self.tx)
                 .await?;
             return Ok(());
@@ -338,18 +325,15 @@ impl Store for SqlxStore<'_, '_> {
             let sql = insert_events(size);
             let mut q = sqlx::query(&sql);
             for r in chunk {
-                q = q.bind(&r.call_id).bind(r.seq).bind(r.at).bind(&r.kind).bind(&r.data);
-            }
-            q.execute(&mut **self.tx).await?;
-        }
-        let mut rows = &w.responses[..];
-        for size in chunk_sizes(rows.len(), CALLS_PER_STATEMENT) {
-            let (chunk, rest) = rows.split_at(size);
-            rows = rest;
-            let sql = insert_responses(size);
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q.bind(&r.call_id).bind(&r.key).bind(&r.fingerprint).bind(&r.response).bind(r.created_at);
+                q = q
+                    .bind(&r.call_id)
+                    .bind(r.seq)
+                    .bind(r.at)
+                    .bind(&r.kind)
+                    .bind(&r.data)
+                    .bind(&r.request_key)
+                    .bind(&r.fingerprint)
+                    .bind(&r.answer);
             }
             q.execute(&mut **self.tx).await?;
         }
@@ -397,7 +381,6 @@ mod tests {
             PG_WRITE_BATCH.to_owned(),
             upsert_calls(3),
             insert_events(4),
-            insert_responses(2),
         ];
         for sql in &statements {
             let order = first_appearances(sql);
@@ -405,6 +388,7 @@ mod tests {
             assert_eq!(order, expected, "{sql}");
         }
         assert_eq!(first_appearances(&upsert_calls(3)).len(), 3 * CALL_COLUMNS);
+        assert_eq!(first_appearances(&insert_events(4)).len(), 4 * EVENT_COLUMNS);
     }
 
     #[test]

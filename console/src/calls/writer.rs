@@ -19,7 +19,7 @@
 //! never waits for the lock; batching makes the per-transaction statements (begin, lock, writes,
 //! commit, PostgreSQL's WAL flush) shared by every request of the batch.
 
-use super::store::{CallRow, EventRow, Loaded, NewCall, ResponseRow, SqlxStore, Store, Writes};
+use super::store::{CallRow, EventRow, Loaded, NewCall, SqlxStore, Store, Writes};
 use super::{
     channel_name, enum_name, event_kind, queue, to_json, Answer, CallError, CallRequest, Handled, Origin, Runtime,
     MAX_STEPS_PER_REQUEST,
@@ -323,6 +323,7 @@ async fn plan<S: Store>(
     }
     let mut pending = VecDeque::from([req.event.clone()]);
     let mut steps = 0u64;
+    let first_row = writes.events.len();
     while let Some(event) = pending.pop_front() {
         if steps as usize >= MAX_STEPS_PER_REQUEST {
             tracing::error!(call_id = %id, "more than {MAX_STEPS_PER_REQUEST} engine steps for one request");
@@ -345,6 +346,9 @@ async fn plan<S: Store>(
             at: now_ms,
             kind: event_kind(&event),
             data: to_json(&StepRecord { actions: &actions, event: &event, log: &log })?,
+            request_key: None,
+            fingerprint: None,
+            answer: None,
         });
         state = step.state;
         for action in actions {
@@ -406,13 +410,14 @@ async fn plan<S: Store>(
 
     let answer = Answer { step: seq, actions: outward, ended };
     if let Some(key) = &req.key {
-        writes.responses.push(ResponseRow {
-            call_id: id.clone(),
-            key: key.key.clone(),
-            fingerprint: key.fingerprint.clone(),
-            response: to_json(&answer)?,
-            created_at: now_ms,
-        });
+        // Kept on the request's last step (the answer's `step`), for the carrier's retries. An
+        // accepted request always has a step: the loop above ran at least once.
+        let last = writes.events[first_row..]
+            .last_mut()
+            .ok_or_else(|| DbError::Corrupt(format!("request of call {id} answered without a step")))?;
+        last.request_key = Some(key.key.clone());
+        last.fingerprint = Some(key.fingerprint.clone());
+        last.answer = Some(to_json(&answer)?);
     }
     let ended_now = (ended && !was_ended).then(|| {
         let channel = state.channel.map(channel_name).unwrap_or("unknown").to_owned();

@@ -1,9 +1,9 @@
 //! Retention: calls older than `retention_days` (counted in whole Rome days) lose everything
-//! personal — notes, referrals, offers, the call log, the caller's hash and masked number, the
-//! queue and callback rows, the call itself — and only their KPI counts remain, rolled up into
-//! `kpi_hourly` first, in the same transaction, so the KPIs of old days are the same after the
-//! purge as before. Every run writes an audit row. Run hourly inside `serve` and by
-//! `helpline retention run`.
+//! personal — notes, referrals, offers, the call log (and the answers it keeps for retries), the
+//! caller's hash and masked number, the queue and callback rows, the call itself — and only their
+//! KPI counts remain, rolled up into `kpi_hourly` first, in the same transaction, so the KPIs of
+//! old days are the same after the purge as before. Every run writes an audit row. Run hourly
+//! inside `serve` and by `helpline retention run`.
 
 use super::audit::{self, Actor, AuditAction};
 use super::kpi::{rome_date, rome_midnight_ms};
@@ -27,7 +27,6 @@ pub struct PurgeReport {
     pub offers: u64,
     pub callbacks: u64,
     pub queue_entries: u64,
-    pub call_responses: u64,
     pub console_messages: u64,
     /// `kpi_hourly` rows written or added to.
     pub kpi_rows: u64,
@@ -38,7 +37,7 @@ impl std::fmt::Display for PurgeReport {
         write!(
             f,
             "purged calls started before {}: {} calls, {} call-log events, {} notes, {} referrals, {} offers, \
-             {} callbacks, {} queue entries, {} stored answers, {} console messages; {} KPI rows rolled up",
+             {} callbacks, {} queue entries, {} console messages; {} KPI rows rolled up",
             self.cutoff,
             self.calls,
             self.call_events,
@@ -47,7 +46,6 @@ impl std::fmt::Display for PurgeReport {
             self.offers,
             self.callbacks,
             self.queue_entries,
-            self.call_responses,
             self.console_messages,
             self.kpi_rows
         )
@@ -81,7 +79,6 @@ pub async fn purge(db: &Db, now_ms: i64, days: u32, actor: &Actor) -> Result<Pur
         ("call_events", &mut report.call_events),
         ("callbacks", &mut report.callbacks),
         ("queue_entries", &mut report.queue_entries),
-        ("call_responses", &mut report.call_responses),
     ] {
         *count = sqlx::query(&format!("DELETE FROM {table} WHERE call_id IN ({old})"))
             .bind(cutoff)
