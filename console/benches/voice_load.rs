@@ -41,6 +41,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The allocator `helpline` runs with (`src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRET: &str = "voice-load-webhook-secret-0123456789abcdef";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
