@@ -5,9 +5,9 @@
 //! a SQLite file (`super::sqlite`). A writer takes all the requests that arrived while its
 //! previous transaction ran — at most one per call, at most [`BATCH_MAX`] ([`next_batch`]) — and
 //! applies them in **one** transaction ([`batch`], over the [`Store`] of either writer): one
-//! statement locks and reads every call of the batch, the engine runs in memory, then the calls,
-//! the call log and the stored answers are written together, and the transaction commits. Only
-//! after the commit does each request get its answer ([`apply`]).
+//! statement locks and reads every call of the batch, the engine runs in memory, then the calls
+//! and the call log (whose last row of each request keeps its answer) are written together, and
+//! the transaction commits. Only after the commit does each request get its answer ([`apply`]).
 //!
 //! A request the runtime refuses (unknown call, out of sequence…) writes nothing and does not
 //! disturb the others. A database error rolls the whole batch back; its requests are then applied

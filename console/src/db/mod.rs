@@ -111,7 +111,7 @@ impl Db {
                         // page_size applies only to a new, empty database (before WAL): 2 KiB
                         // pages halve what a commit of a few scattered rows writes to the WAL
                         // (BENCHMARKS.md, webhook decisions), and still hold a call's row and a
-                        // stored answer without overflow pages.
+                        // call-log step with its answer without overflow pages.
                         conn.execute(
                             "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
