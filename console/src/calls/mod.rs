@@ -11,6 +11,7 @@
 //! carrier's retry is processed afresh (on any node: the state lives in the database).
 
 mod lookups;
+mod pg;
 mod queue;
 mod sqlite;
 mod store;
@@ -135,12 +136,18 @@ impl CallRuntime {
             queue: queue::QueueSettings::default(),
             queue_changed: Arc::new(tokio::sync::Notify::new()),
         });
-        // A SQLite file gets its writer thread; otherwise (PostgreSQL, or the thread could not
-        // start) writer tasks on the pool.
+        // A SQLite file gets its writer thread, PostgreSQL writer tasks with connections of their
+        // own; otherwise (SQLite in memory, or they could not start) writer tasks on the pool.
         if let Some(file) = rt.db.sqlite_file() {
             match sqlite::spawn(rt.clone(), file) {
                 Ok(tx) => return CallRuntime { rt, writers: Arc::new(vec![tx]) },
                 Err(e) => tracing::warn!(error = %e, "no SQLite writer thread: the calls are written through the pool"),
+            }
+        }
+        if let Some(url) = rt.db.postgres_url() {
+            match pg::spawn(rt.clone(), url, writer::writers_for(rt.db.backend())) {
+                Ok(writers) => return CallRuntime { rt, writers: Arc::new(writers) },
+                Err(e) => tracing::warn!(error = %e, "no PostgreSQL writers of their own: the calls are written through the pool"),
             }
         }
         let writers = (0..writer::writers_for(rt.db.backend()))

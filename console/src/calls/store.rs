@@ -113,7 +113,7 @@ pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
      INSERT INTO calls (call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, \
      town, outcome, ended_at, updated_at, pending_actions) \
      SELECT call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, town, outcome, \
-     ended_at, updated_at, pending FROM json_to_recordset($1::json) AS r(call_id text, channel text, started_at bigint, \
+     ended_at, updated_at, pending FROM json_to_recordset($1::text::json) AS r(call_id text, channel text, started_at bigint, \
      state text, last_seq bigint, carrier_seq bigint, language text, language_guessed integer, area text, town text, \
      outcome text, ended_at bigint, updated_at bigint, pending text) \
      ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, last_seq = excluded.last_seq, \
@@ -121,8 +121,13 @@ pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
      area = excluded.area, town = excluded.town, outcome = excluded.outcome, ended_at = excluded.ended_at, \
      updated_at = excluded.updated_at, pending_actions = excluded.pending_actions) \
      INSERT INTO call_events (call_id, seq, at, kind, data, request_key, fingerprint, answer) \
-     SELECT call_id, seq, at, kind, data, request_key, fingerprint, answer FROM json_to_recordset($2::json) \
+     SELECT call_id, seq, at, kind, data, request_key, fingerprint, answer FROM json_to_recordset($2::text::json) \
      AS r(call_id text, seq bigint, at bigint, kind text, data text, request_key text, fingerprint text, answer text)";
+
+/// PostgreSQL's writers (`super::pg`): the calls of a batch (`$1`, an array of ids), locked in
+/// call-id order so that two nodes' batches cannot deadlock each other, and read.
+pub(crate) const PG_LOAD_CALLS: &str = "SELECT call_id, state, last_seq, carrier_seq, pending_actions, channel, started_at \
+     FROM calls WHERE call_id = ANY($1) ORDER BY call_id FOR UPDATE";
 
 /// Reads `n` calls (`$1`…`$n`); PostgreSQL locks them in call-id order, so two nodes' batches
 /// cannot deadlock each other (SQLite's writer already holds the database's write lock).

@@ -49,6 +49,9 @@ pub enum DbError {
     /// From the calls' SQLite writer thread, which talks to SQLite directly (`calls::sqlite`).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// From the calls' PostgreSQL writers, which have connections of their own (`calls::pg`).
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("{0}")]
     Conflict(String),
     #[error("stored data is invalid: {0}")]
@@ -62,6 +65,8 @@ pub struct Db {
     backend: Backend,
     /// The SQLite database file (none for PostgreSQL or an in-memory SQLite database).
     sqlite_file: Option<std::path::PathBuf>,
+    /// The PostgreSQL URL (none for SQLite): the calls' writers open their own connections.
+    postgres_url: Option<String>,
 }
 
 impl Db {
@@ -124,7 +129,8 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(connect_err)?;
-        Ok(Db { pool, backend, sqlite_file })
+        let postgres_url = (backend == Backend::Postgres).then_some(url);
+        Ok(Db { pool, backend, sqlite_file, postgres_url })
     }
 
     /// Applies the pending migrations of this backend.
@@ -154,6 +160,11 @@ impl Db {
     /// The SQLite database file, when the database is one.
     pub fn sqlite_file(&self) -> Option<&Path> {
         self.sqlite_file.as_deref()
+    }
+
+    /// The PostgreSQL URL, for connections outside the pool (none for SQLite).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
     }
 
     pub async fn close(&self) {
