@@ -304,6 +304,44 @@ async fn one_call_alternates_between_two_servers_on_one_database() {
     b.stop().await;
 }
 
+/// On PostgreSQL the calls are written by writers with connections of their own
+/// (`calls::pg`); a URL their driver cannot read (an option only sqlx knows) leaves the calls to
+/// the pool's writers, and a whole call still goes through either way.
+#[tokio::test]
+async fn postgres_calls_use_the_writers_own_connections_or_fall_back_to_the_pool() {
+    let probe = fresh_database().await;
+    if !probe.is_postgres() {
+        return; // SQLite has its own writer thread (calls::sqlite), covered by every other test.
+    }
+    for (suffix, own_writers) in [("", true), ("?statement-cache-capacity=64", false)] {
+        let db = fresh_database().await;
+        let url = format!("{}{suffix}", db.url);
+        let app = spawn_app_on(TestDb { url, dir: db.dir }).await;
+        let id = format!("writer-{own_writers}");
+        let mut call = Call { apps: vec![&app], id: id.clone(), seq: 0 };
+        call.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+        call.send(json!({"type": "digits", "digits": "1"})).await;
+        call.send(json!({"type": "digits", "digits": "5"})).await;
+        call.send(json!({"type": "digits", "digits": "22100"})).await;
+        let last = call.send(json!({"type": "digits", "digits": "2"})).await;
+        assert_eq!(action(&last, "enqueue")["queue"], "it.minori");
+        let (language, area, town, outcome, _) = call_row(&app, &id).await;
+        assert_eq!(
+            (language.as_deref(), area.as_deref(), town.as_deref(), outcome.as_deref()),
+            (Some("it"), Some("minori"), Some("Como"), Some("queued"))
+        );
+        let (writers,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+        )
+        .bind(console::calls::POSTGRES_WRITER_NAME)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(writers > 0, own_writers, "{suffix:?}: {writers} writer connections");
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_the_event_api() {
     let app = spawn_app().await;

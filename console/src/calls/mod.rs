@@ -2,9 +2,9 @@
 //! call's state, run the engine, resolve the engine's lookups (nearest services, queue position)
 //! and feed the answers back, then write the new state, the call log and the answer in one
 //! transaction — and only then hand the actions back to the adapter. The transactions are run by
-//! writers that commit the requests arriving together as one group (`writer.rs`): tasks on the
-//! sqlx pool for PostgreSQL (`store.rs`), one thread with its own connection for a SQLite file
-//! (`sqlite.rs`).
+//! writers that commit the requests arriving together as one group (`writer.rs`): tasks with
+//! connections of their own for PostgreSQL (`pg.rs`), one thread with its own connection for a
+//! SQLite file (`sqlite.rs`), and tasks on the sqlx pool otherwise (`store.rs`).
 //!
 //! Architecture invariant: nothing an adapter sends out has not been durably recorded first. A
 //! node that dies after the commit loses nothing; one that dies before it never answered, so the
@@ -18,6 +18,7 @@ mod store;
 mod writer;
 
 pub use lookups::{NearbyServices, NoDirectory};
+pub use pg::APPLICATION_NAME as POSTGRES_WRITER_NAME;
 
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;

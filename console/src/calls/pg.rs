@@ -20,13 +20,18 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls, Statement};
 
+/// The writers' connections' `application_name` (as `pg_stat_activity` shows them).
+pub const APPLICATION_NAME: &str = "helpline-call-writer";
+
 /// How long opening a writer's connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts `n` writer tasks for the database at `url`; returns their queues. Call within a tokio
 /// runtime. The connections are opened by the tasks (and again after a failure).
 pub(crate) fn spawn(rt: Arc<Runtime>, url: &str, n: usize) -> Result<Vec<mpsc::UnboundedSender<Job>>, DbError> {
-    let target = Arc::new(Target { config: url.parse()?, url: redact(url) });
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.application_name(APPLICATION_NAME);
+    let target = Arc::new(Target { config, url: redact(url) });
     Ok((0..n)
         .map(|_| {
             let (tx, rx) = mpsc::unbounded_channel();

@@ -1,8 +1,9 @@
 //! The call runtime's write path: **group commit**.
 //!
 //! Every [`CallRequest`] goes to a writer (chosen by the call id, so one call's events stay in
-//! order): four tasks on the sqlx pool for PostgreSQL ([`run`]), or the one `call-writer` thread of
-//! a SQLite file (`super::sqlite`). A writer takes all the requests that arrived while its
+//! order): four tasks with connections of their own for PostgreSQL (`super::pg`), the one
+//! `call-writer` thread of a SQLite file (`super::sqlite`), or tasks on the sqlx pool ([`run`]:
+//! SQLite in memory, or a PostgreSQL URL only sqlx can read). A writer takes all the requests that arrived while its
 //! previous transaction ran — at most one per call, at most [`BATCH_MAX`] ([`next_batch`]) — and
 //! applies them in **one** transaction ([`batch`], over the [`Store`] of either writer): one
 //! statement locks and reads every call of the batch, the engine runs in memory, then the calls
