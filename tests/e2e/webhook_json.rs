@@ -338,6 +338,28 @@ async fn postgres_calls_use_the_writers_own_connections_or_fall_back_to_the_pool
         .await
         .unwrap();
         assert_eq!(writers > 0, own_writers, "{suffix:?}: {writers} writer connections");
+        if own_writers {
+            // A writer whose connection is cut (PostgreSQL restarted, a proxy dropped it) fails at
+            // most the batch it was running and connects again: the carrier's retry goes through.
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1",
+            )
+            .bind(console::calls::POSTGRES_WRITER_NAME)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+            let ended = json!({"type": "call.ended", "call_id": id, "seq": call.seq + 1});
+            let (mut status, mut body) = app.voice_event(&ended).await;
+            for _ in 0..3 {
+                if status == 200 {
+                    break;
+                }
+                (status, body) = app.voice_event(&ended).await;
+            }
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["ended"], true, "{body}");
+        }
         app.stop().await;
     }
 }
