@@ -79,6 +79,7 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     assert_eq!(pop["language"], "it");
     assert_eq!(pop["area"], "casa");
     assert_eq!(pop["town"], "Como");
+    assert_eq!(pop["cap"], "22100", "the CAP the caller keyed in");
     assert!(pop["masked_number"].as_str().unwrap().contains('•') || pop["masked_number"].as_str().unwrap().contains('*'), "{pop}");
     assert!(!pop.to_string().contains("3331234512"), "no raw number in the pop");
     assert!(pop["path"].as_array().unwrap().len() >= 4, "{pop}");

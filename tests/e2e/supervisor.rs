@@ -329,6 +329,7 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
     assert_eq!(real.len(), 1);
     let r = &real[0];
     assert_eq!((r["language"].as_str(), r["area"].as_str(), r["town"].as_str()), (Some("it"), Some("casa"), Some("Como")), "{r}");
+    assert_eq!(r["cap"], "22100", "the CAP the caller keyed in: {r}");
     assert_eq!(r["outcome"], "hung_up_in_queue");
     assert_eq!(r["masked_number"], "+39 3** *** **12");
     assert_eq!((r["menu_secs"].as_i64(), r["queue_secs"].as_i64()), (Some(16), Some(4)), "{r}");

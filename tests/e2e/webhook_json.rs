@@ -98,6 +98,11 @@ async fn an_italian_caller_chooses_housing_in_como_and_reaches_the_queue() {
     assert_eq!(language.as_deref(), Some("it"));
     assert_eq!(area.as_deref(), Some("casa"));
     assert_eq!(town.as_deref(), Some("Como"));
+    let (cap,): (Option<String>,) = sqlx::query_as("SELECT cap FROM calls WHERE call_id = 'json-it-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(cap.as_deref(), Some("22100"), "the CAP the caller keyed in");
     assert_eq!(outcome.as_deref(), Some("queued"));
     assert_eq!(guessed, 1, "the guessed language was accepted");
     let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'json-it-1'")

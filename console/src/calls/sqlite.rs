@@ -53,10 +53,11 @@ const UPDATE_CALL_STEP: &str =
 /// What the call's steps established (language, area, place, outcome…), written only when one of
 /// them changed. These columns are indexed for the supervisors' log, and SQLite rewrites an
 /// index entry whenever its column is assigned, changed or not: assigning them on every event
-/// (as a single upsert did) dirtied five index pages per call per event for nothing.
+/// (as a single upsert did) dirtied five index pages per call per event for nothing. (SQLite
+/// numbers `$N` parameters by first appearance, so they appear here in order.)
 const UPDATE_CALL_FACTS: &str = "UPDATE calls SET language = $1, language_guessed = $2, area = $3, town = $4, \
-     outcome = $5, ended_at = $6 WHERE call_id = $7 AND (language IS NOT $1 OR language_guessed IS NOT $2 \
-     OR area IS NOT $3 OR town IS NOT $4 OR outcome IS NOT $5 OR ended_at IS NOT $6)";
+     outcome = $5, ended_at = $6, cap = $7 WHERE call_id = $8 AND (language IS NOT $1 OR language_guessed IS NOT $2 \
+     OR area IS NOT $3 OR town IS NOT $4 OR outcome IS NOT $5 OR ended_at IS NOT $6 OR cap IS NOT $7)";
 
 /// Prepared statements kept per connection (the batch sizes' power-of-two variants included).
 const STATEMENT_CACHE: usize = 128;
@@ -314,7 +315,7 @@ impl Store for SqliteStore<'_, '_> {
         for r in &w.calls {
             step.execute(params![r.state, r.last_seq, r.carrier_seq, r.updated_at, r.pending, r.call_id]).map_err(db)?;
             facts
-                .execute(params![r.language, r.language_guessed, r.area, r.town, r.outcome, r.ended_at, r.call_id])
+                .execute(params![r.language, r.language_guessed, r.area, r.town, r.outcome, r.ended_at, r.cap, r.call_id])
                 .map_err(db)?;
         }
         write_chunks(self.tx, &w.events, EVENTS_PER_STATEMENT, insert_events, event_values)
@@ -380,19 +381,23 @@ mod tests {
         conn.execute_batch(
             "CREATE TABLE calls (call_id TEXT PRIMARY KEY, state TEXT, last_seq INTEGER, carrier_seq INTEGER, \
              updated_at INTEGER, pending_actions TEXT, language TEXT, language_guessed INTEGER, area TEXT, town TEXT, \
-             outcome TEXT, ended_at INTEGER); INSERT INTO calls (call_id, language_guessed) VALUES ('c', 0);",
+             outcome TEXT, ended_at INTEGER, cap TEXT); INSERT INTO calls (call_id, language_guessed) VALUES ('c', 0);",
         )
         .unwrap();
         let step = |seq: i64| conn.execute(UPDATE_CALL_STEP, params!["{}", seq, seq, seq, None::<String>, "c"]).unwrap();
-        let facts = |language: Option<&str>, ended: Option<i64>| {
-            conn.execute(UPDATE_CALL_FACTS, params![language, 0, None::<String>, None::<String>, None::<String>, ended, "c"])
+        let facts_cap = |language: Option<&str>, ended: Option<i64>, cap: Option<&str>| {
+            conn.execute(UPDATE_CALL_FACTS, params![language, 0, None::<String>, None::<String>, None::<String>, ended, cap, "c"])
                 .unwrap()
         };
+        let facts = |language: Option<&str>, ended: Option<i64>| facts_cap(language, ended, None);
         assert_eq!(step(1), 1);
         assert_eq!(facts(None, None), 0, "nothing changed: the row is not rewritten");
         assert_eq!(facts(Some("it"), None), 1);
         assert_eq!(facts(Some("it"), None), 0);
         assert_eq!(facts(Some("it"), Some(9)), 1);
+        assert_eq!(facts_cap(Some("it"), Some(9), Some("22100")), 1, "a CAP is a fact");
+        assert_eq!(facts_cap(Some("it"), Some(9), Some("22100")), 0);
+        assert_eq!(facts(Some("it"), Some(9)), 1, "and so is its absence");
         let row: (i64, Option<String>, Option<i64>) = conn
             .query_row("SELECT last_seq, language, ended_at FROM calls WHERE call_id = 'c'", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -61,6 +61,7 @@ pub(crate) struct CallRow {
     pub language: Option<String>,
     pub language_guessed: i64,
     pub area: Option<String>,
+    pub cap: Option<String>,
     pub town: Option<String>,
     pub outcome: Option<String>,
     pub ended_at: Option<i64>,
@@ -100,7 +101,7 @@ pub(crate) const INSERT_CALL: &str = "INSERT INTO calls (call_id, channel, start
      VALUES ($1, $2, $3, $4, $5, $6, $3)";
 
 /// Columns of one [`CallRow`] in [`upsert_calls`].
-pub(crate) const CALL_COLUMNS: usize = 14;
+pub(crate) const CALL_COLUMNS: usize = 15;
 /// Columns of one [`EventRow`].
 pub(crate) const EVENT_COLUMNS: usize = 8;
 /// Rows per multi-row statement, at most.
@@ -111,14 +112,14 @@ pub(crate) const EVENTS_PER_STATEMENT: usize = 64;
 /// rows passed as two JSON arrays (one statement text whatever the batch's size).
 pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
      INSERT INTO calls (call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, \
-     town, outcome, ended_at, updated_at, pending_actions) \
-     SELECT call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, town, outcome, \
+     cap, town, outcome, ended_at, updated_at, pending_actions) \
+     SELECT call_id, channel, started_at, state, last_seq, carrier_seq, language, language_guessed, area, cap, town, outcome, \
      ended_at, updated_at, pending FROM json_to_recordset($1::text::json) AS r(call_id text, channel text, started_at bigint, \
-     state text, last_seq bigint, carrier_seq bigint, language text, language_guessed integer, area text, town text, \
-     outcome text, ended_at bigint, updated_at bigint, pending text) \
+     state text, last_seq bigint, carrier_seq bigint, language text, language_guessed integer, area text, cap text, \
+     town text, outcome text, ended_at bigint, updated_at bigint, pending text) \
      ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, last_seq = excluded.last_seq, \
      carrier_seq = excluded.carrier_seq, language = excluded.language, language_guessed = excluded.language_guessed, \
-     area = excluded.area, town = excluded.town, outcome = excluded.outcome, ended_at = excluded.ended_at, \
+     area = excluded.area, cap = excluded.cap, town = excluded.town, outcome = excluded.outcome, ended_at = excluded.ended_at, \
      updated_at = excluded.updated_at, pending_actions = excluded.pending_actions) \
      INSERT INTO call_events (call_id, seq, at, kind, data, request_key, fingerprint, answer) \
      SELECT call_id, seq, at, kind, data, request_key, fingerprint, answer FROM json_to_recordset($2::text::json) \
@@ -148,10 +149,10 @@ pub(crate) fn load_calls(backend: Backend, n: usize) -> String {
 pub(crate) fn upsert_calls(rows: usize) -> String {
     format!(
         "INSERT INTO calls (call_id, channel, started_at, state, last_seq, carrier_seq, language, \
-         language_guessed, area, town, outcome, ended_at, updated_at, pending_actions) VALUES {} \
+         language_guessed, area, cap, town, outcome, ended_at, updated_at, pending_actions) VALUES {} \
          ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, last_seq = excluded.last_seq, \
          carrier_seq = excluded.carrier_seq, language = excluded.language, \
-         language_guessed = excluded.language_guessed, area = excluded.area, town = excluded.town, \
+         language_guessed = excluded.language_guessed, area = excluded.area, cap = excluded.cap, town = excluded.town, \
          outcome = excluded.outcome, ended_at = excluded.ended_at, updated_at = excluded.updated_at, \
          pending_actions = excluded.pending_actions",
         values_list(rows, CALL_COLUMNS)
@@ -315,6 +316,7 @@ impl Store for SqlxStore<'_, '_> {
                     .bind(&r.language)
                     .bind(r.language_guessed)
                     .bind(&r.area)
+                    .bind(&r.cap)
                     .bind(&r.town)
                     .bind(&r.outcome)
                     .bind(r.ended_at)

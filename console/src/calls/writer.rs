@@ -402,6 +402,7 @@ async fn plan<S: Store>(
         language: state.language.map(|l| l.as_str().to_owned()),
         language_guessed: i64::from(state.language.is_some() && state.language == state.guessed_language),
         area: state.area.map(|a| a.as_str().to_owned()),
+        cap: state.place.as_ref().and_then(|p| p.cap).map(|c| c.as_str().to_owned()),
         town: state.place.as_ref().map(|p| p.label.clone()),
         outcome: state.outcome.map(|o| enum_name(&o)),
         ended_at: ended.then_some(now_ms),

@@ -2,7 +2,7 @@
 
 use super::action::Outcome;
 use super::event::Channel;
-use crate::domain::{CallId, Language, ServiceArea};
+use crate::domain::{CallId, Cap, Language, ServiceArea};
 use crate::geo::GeoPoint;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,10 @@ pub enum Wait {
 pub struct Place {
     pub label: String,
     pub point: GeoPoint,
+    /// The postal code the caller keyed in (none when the place is a landline's province). States
+    /// stored before it was kept have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<Cap>,
 }
 
 /// The caller's stay in the operator queue.

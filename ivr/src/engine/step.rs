@@ -687,6 +687,7 @@ impl<'f> Cx<'f> {
                 guess.map(|g| Place {
                     label: g.province.nome.clone(),
                     point: g.centroid,
+                    cap: None,
                 })
             }
             ("2", Some(_)) => {
@@ -699,12 +700,14 @@ impl<'f> Cx<'f> {
                     CapLocation::Exact { comuni } => comuni.first().map(|c| Place {
                         label: c.name.clone(),
                         point: c.point,
+                        cap: Some(cap),
                     }),
                     CapLocation::PrefixArea {
                         label, centroid, ..
                     } => Some(Place {
                         label: label.to_owned(),
                         point: centroid,
+                        cap: Some(cap),
                     }),
                     CapLocation::Unknown => None,
                 },

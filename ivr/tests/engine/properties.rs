@@ -228,6 +228,7 @@ proptest! {
         state.place = placed.then(|| ivr::engine::Place {
             label: "Como".into(),
             point: ivr::geo::GeoPoint::new(45.8, 9.08),
+            cap: ivr::domain::Cap::parse("22100").ok(),
         });
         state.queue = queued.then_some(ivr::engine::QueueStatus {
             entered_at: now,

@@ -155,6 +155,11 @@ fn portal_information_then_back_to_the_area_menu() {
     }
 }
 
+/// The CAP the call's place was found by.
+fn place_cap(call: &Call) -> Option<&str> {
+    call.state.place.as_ref().and_then(|p| p.cap.as_ref()).map(|c| c.as_str())
+}
+
 #[test]
 fn cap_exact_prefix_area_invalid_and_skip() {
     // Exact: 22100 Como.
@@ -163,6 +168,7 @@ fn cap_exact_prefix_area_invalid_and_skip() {
             call.state.place.as_ref().map(|p| p.label.as_str()),
             Some("Como")
         );
+        assert_eq!(place_cap(&call), Some("22100"), "the CAP keyed in is kept");
         assert_eq!(
             call.say_args("cap-placed")["place"],
             SayArg::Text("Como".into())
@@ -182,6 +188,7 @@ fn cap_exact_prefix_area_invalid_and_skip() {
                 call.state.place.as_ref().map(|p| p.label.as_str()),
                 Some(label)
             );
+            assert_eq!(place_cap(&call), Some(cap.trim_end_matches('#')));
         }
     }
     // Unknown area, malformed, too short: asked again; a good one then works.
@@ -257,6 +264,7 @@ fn landline_area_accepted() {
             call.state.place.as_ref().map(|p| p.label.as_str()),
             Some("Como")
         );
+        assert_eq!(place_cap(&call), None, "a province has no CAP");
     }
     let mut call = Call::new(OPEN);
     for (input, _) in landline_start() {
