@@ -132,6 +132,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 
+    let mut console_waits: Vec<(String, ConsoleWaits)> = Vec::new();
     for backend in &opts.backends {
         let (addr, stop) = match backend.as_str() {
             "trivial" => server_rt.block_on(start_trivial())?,
@@ -159,11 +160,12 @@ fn main() -> anyhow::Result<()> {
                 server_rt.block_on(async move {
                     let app = Application::build_with_clock(settings, clock).await?;
                     let addr = app.local_addr();
+                    let db = app.state().db.clone();
                     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                     let task = tokio::spawn(app.run_until(async {
                         let _ = rx.await;
                     }));
-                    anyhow::Ok((addr, Stop { tx, task }))
+                    anyhow::Ok((addr, Stop { tx, task, db: Some(db) }))
                 })?
             }
             other => anyhow::bail!("unknown backend {other:?}: trivial, sqlite or postgres"),
@@ -178,18 +180,88 @@ fn main() -> anyhow::Result<()> {
             let r = gen_rt.block_on(open_loop(&target, rate, opts.secs, &next_prefix()));
             println!("{}", r.row(backend, &rate.to_string()));
         }
+        let probe = stop.db.clone().map(|db| server_rt.spawn(probe_console_writes(db, Duration::from_secs(opts.sat_secs))));
         let r = gen_rt.block_on(closed_loop(&target, opts.conns, opts.sat_secs, &next_prefix()));
         println!("{}", r.row(backend, &format!("saturation ({} conns)", opts.conns)));
+        if let Some(probe) = probe {
+            console_waits.push((backend.clone(), server_rt.block_on(probe)??));
+        }
         server_rt.block_on(stop.stop())?;
     }
     drop(server_rt);
+    if !console_waits.is_empty() {
+        println!();
+        println!("Console writes during saturation (ms to hold the write lock; one every {PROBE_EVERY:?}):");
+        println!();
+        println!("| backend | with a lock turn: p50 | p99 | max | without: p50 | p99 | max | probes |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        for (backend, w) in &console_waits {
+            println!("{}", w.row(backend));
+        }
+    }
     Ok(())
+}
+
+/// How often the console-write probe runs during saturation.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+/// What a console write waits for the write lock while the calls saturate the server: the
+/// console's own begin (`hub::begin`, with a lock turn) alternated with the same transaction
+/// begun without one (the baseline, as every pool writer was before the turns).
+struct ConsoleWaits {
+    with_turn: Vec<f64>,
+    without: Vec<f64>,
+}
+
+impl ConsoleWaits {
+    fn row(&self, backend: &str) -> String {
+        let q = |v: &[f64], p: f64| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
+        };
+        format!(
+            "| {backend} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            q(&self.with_turn, 0.5),
+            q(&self.with_turn, 0.99),
+            q(&self.with_turn, 1.0),
+            q(&self.without, 0.5),
+            q(&self.without, 0.99),
+            q(&self.without, 1.0),
+            self.with_turn.len() + self.without.len()
+        )
+    }
+}
+
+async fn probe_console_writes(db: console::db::Db, secs: Duration) -> anyhow::Result<ConsoleWaits> {
+    let mut waits = ConsoleWaits { with_turn: Vec::new(), without: Vec::new() };
+    let end = Instant::now() + secs;
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut turn = true;
+    while Instant::now() < end {
+        tick.tick().await;
+        let t0 = Instant::now();
+        let tx = if turn {
+            console::console::hub::begin(&db).await?
+        } else {
+            let mut tx = db.pool().begin().await?;
+            sqlx::query("UPDATE console_lock SET n = n + 1 WHERE id = 1").execute(&mut *tx).await?;
+            tx
+        };
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        tx.rollback().await?;
+        if turn { &mut waits.with_turn } else { &mut waits.without }.push(ms);
+        turn = !turn;
+    }
+    Ok(waits)
 }
 
 /// A server to stop after its runs.
 struct Stop {
     tx: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The server's database (none for the trivial handler), for the console-write probe.
+    db: Option<console::db::Db>,
 }
 
 impl Stop {
@@ -216,7 +288,7 @@ async fn start_trivial() -> anyhow::Result<(SocketAddr, Stop)> {
             .await?;
         anyhow::Ok(())
     });
-    Ok((addr, Stop { tx, task }))
+    Ok((addr, Stop { tx, task, db: None }))
 }
 
 /// A new, empty database on the PostgreSQL server of `admin_url`.

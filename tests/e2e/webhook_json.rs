@@ -489,3 +489,28 @@ async fn self_service_reads_back_the_nearest_services_of_the_directory() {
     assert_eq!((area.as_deref(), town.as_deref(), outcome.as_deref()), (Some("casa"), Some("Torino"), Some("self_service")));
     app.stop().await;
 }
+
+/// While a write through the pool holds a lock turn (the console's ACD, an operator's note), the
+/// SQLite calls' writer starts no batch (for at most `GIVE_WAY_FOR`); then the call goes on.
+#[tokio::test]
+async fn the_calls_writer_gives_way_to_a_lock_turn() {
+    use console::db::{turns::GIVE_WAY_FOR, Backend};
+    let app = spawn_app().await;
+    let db = app.state.db.clone();
+    let turn = db.lock_turn().await;
+    let started = std::time::Instant::now();
+    let (status, answer) = app
+        .voice_event(&json!({"type": "call.started", "call_id": "turn-1", "seq": 1, "from": "+39 333 123 4512", "to": "803001"}))
+        .await;
+    let waited = started.elapsed();
+    drop(turn);
+    assert_eq!(status, 200, "answered while the turn is still held: {answer}");
+    if db.backend() == Backend::Sqlite {
+        assert!(waited >= GIVE_WAY_FOR, "the batch waited for the turn: answered after {waited:?}");
+    }
+    // With the turn gone, the next event is not held back.
+    let mut call = Call { apps: vec![&app], id: "turn-1".into(), seq: 1 };
+    let a = call.send(json!({"type": "digits", "digits": "1"})).await;
+    assert_eq!(played(&a), ["area-menu"], "{a}");
+    app.stop().await;
+}

@@ -25,7 +25,9 @@
 //! When another connection holds the write lock (the console's ACD, a CLI command), SQLite's own
 //! busy handler would sleep 1, 2, 5, 10… ms between tries; this connection polls every 100 µs
 //! instead (for about 5 s, then `SQLITE_BUSY` fails the batch), so a short foreign transaction
-//! costs the calls its own length, not a sleep.
+//! costs the calls its own length, not a sleep. The other way round, the pool's writers of this
+//! process take a turn (`crate::db::turns`) and the writer starts no batch while one is waiting,
+//! so they do not sleep behind batch after batch.
 
 use super::store::{
     chunk_sizes, insert_events, load_calls, EventRow, Loaded, NewCall, Store, Writes, EVENTS_PER_STATEMENT, INSERT_CALL,
@@ -196,6 +198,7 @@ fn open(file: &Path) -> Result<Connection, DbError> {
 
 fn run(rt: &Runtime, mut conn: Connection, shared: &Checkpoints, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
+    let turns = rt.db.turns();
     loop {
         restart_if_wanted(&conn, shared);
         if waiting.is_empty() {
@@ -206,7 +209,10 @@ fn run(rt: &Runtime, mut conn: Connection, shared: &Checkpoints, mut rx: mpsc::U
         }
         writer::gather(&mut waiting, &mut rx);
         let batch = writer::next_batch(&mut waiting);
+        // The pool's writers waiting for the lock go first (`crate::db::turns`).
+        turns.start_batch();
         ready(writer::apply(rt, &mut SqliteTransactor { conn: &mut conn }, batch));
+        turns.end_batch();
     }
 }
 

@@ -70,14 +70,14 @@ async fn callbacks(_: AsOperator, State(state): State<AppState>) -> Result<Json<
 /// Takes an open callback that nobody (or I) claimed.
 async fn claim(AsOperator(auth): AsOperator, State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
-    let n = sqlx::query(
+    let n = state.db.with_lock_turn(sqlx::query(
         "UPDATE callbacks SET claimed_by = $2, claimed_at = $3 WHERE id = $1 AND status = 'open' \
          AND (claimed_by IS NULL OR claimed_by = $2)",
     )
     .bind(id)
     .bind(auth.user.id)
     .bind(now)
-    .execute(state.db.pool())
+    .execute(state.db.pool()))
     .await
     .map_err(db_error)?
     .rows_affected();
@@ -90,11 +90,11 @@ async fn claim(AsOperator(auth): AsOperator, State(state): State<AppState>, Path
 /// Marks my claimed callback done.
 async fn done(AsOperator(auth): AsOperator, State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
-    let n = sqlx::query("UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2")
+    let n = state.db.with_lock_turn(sqlx::query("UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2")
         .bind(id)
         .bind(auth.user.id)
         .bind(now)
-        .execute(state.db.pool())
+        .execute(state.db.pool()))
         .await
         .map_err(db_error)?
         .rows_affected();

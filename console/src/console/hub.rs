@@ -198,10 +198,15 @@ impl Hub {
     }
 }
 
-/// Begins a transaction that may write messages, taking the console's write turn first.
+/// Begins a transaction that may write messages: it updates the `console_lock` row first (one
+/// console writer at a time, across nodes).
 pub async fn begin(db: &Db) -> Result<Tx, DbError> {
+    // A turn at SQLite's write lock: under call load the console does not sleep behind the
+    // calls' writer (`crate::db::turns`).
+    let turn = db.lock_turn().await;
     let mut tx = db.pool().begin().await?;
     sqlx::query("UPDATE console_lock SET n = n + 1 WHERE id = 1").execute(&mut *tx).await?;
+    drop(turn);
     Ok(tx)
 }
 

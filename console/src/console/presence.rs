@@ -187,9 +187,9 @@ pub async fn seen(db: &crate::db::Db, users: &[i64], now_ms: i64) -> Result<(), 
     for chunk in users.chunks(500) {
         let list = chunk.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",");
         // The ids are integers from our own table: safe to inline.
-        sqlx::query(&format!("UPDATE operator_state SET seen_at = $1 WHERE user_id IN ({list})"))
+        db.with_lock_turn(sqlx::query(&format!("UPDATE operator_state SET seen_at = $1 WHERE user_id IN ({list})"))
             .bind(now_ms)
-            .execute(db.pool())
+            .execute(db.pool()))
             .await?;
     }
     Ok(())
@@ -197,23 +197,23 @@ pub async fn seen(db: &crate::db::Db, users: &[i64], now_ms: i64) -> Result<(), 
 
 /// Makes sure the user has a presence row (offline at first) and marks them seen now.
 pub async fn ensure(db: &crate::db::Db, user_id: i64, now_ms: i64) -> Result<(), DbError> {
-    sqlx::query(
+    db.with_lock_turn(sqlx::query(
         "INSERT INTO operator_state (user_id, presence, since, idle_since, seen_at, updated_at) VALUES ($1, 'offline', $2, $2, $2, $2) \
          ON CONFLICT (user_id) DO UPDATE SET seen_at = excluded.seen_at",
     )
     .bind(user_id)
     .bind(now_ms)
-    .execute(db.pool())
+    .execute(db.pool()))
     .await?;
     Ok(())
 }
 
 /// Flags a user as trained for intercultural mediation (the ACD's fallback).
 pub async fn set_mediator(db: &crate::db::Db, user_id: i64, mediator: bool) -> Result<(), DbError> {
-    sqlx::query("UPDATE users SET mediator = $2 WHERE id = $1")
+    db.with_lock_turn(sqlx::query("UPDATE users SET mediator = $2 WHERE id = $1")
         .bind(user_id)
         .bind(i64::from(mediator))
-        .execute(db.pool())
+        .execute(db.pool()))
         .await?;
     Ok(())
 }

@@ -28,7 +28,7 @@ pub async fn save_note(state: &AppState, user: &User, call_id: &str, text: &str)
     }
     check_call(state, user, call_id).await?;
     let now_ms = state.clock.now().timestamp_millis();
-    sqlx::query(
+    state.db.with_lock_turn(sqlx::query(
         "INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (call_id, operator_id) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
     )
@@ -36,7 +36,7 @@ pub async fn save_note(state: &AppState, user: &User, call_id: &str, text: &str)
     .bind(user.id)
     .bind(text)
     .bind(now_ms)
-    .execute(state.db.pool())
+    .execute(state.db.pool()))
     .await?;
     Ok(now_ms)
 }
@@ -52,7 +52,7 @@ pub async fn referral(state: &AppState, user: &User, call_id: &str, service_id: 
         let Some(name) = rows.first().map(|r| r.get(name_ix).unwrap_or_default().to_owned()) else {
             return Err(ConsoleError::UnknownService(service_id.to_owned()));
         };
-        sqlx::query(
+        state.db.with_lock_turn(sqlx::query(
             "INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (call_id, service_id) DO NOTHING",
         )
@@ -61,13 +61,13 @@ pub async fn referral(state: &AppState, user: &User, call_id: &str, service_id: 
         .bind(name)
         .bind(user.id)
         .bind(now_ms)
-        .execute(state.db.pool())
+        .execute(state.db.pool()))
         .await?;
     } else {
-        sqlx::query("DELETE FROM referrals WHERE call_id = $1 AND service_id = $2")
+        state.db.with_lock_turn(sqlx::query("DELETE FROM referrals WHERE call_id = $1 AND service_id = $2")
             .bind(call_id)
             .bind(service_id)
-            .execute(state.db.pool())
+            .execute(state.db.pool()))
             .await?;
     }
     Ok(now_ms)
@@ -79,10 +79,10 @@ pub async fn disposition(state: &AppState, user: &User, call_id: &str, code: &st
     }
     check_call(state, user, call_id).await?;
     let now_ms = state.clock.now().timestamp_millis();
-    sqlx::query("UPDATE calls SET disposition = $2 WHERE call_id = $1")
+    state.db.with_lock_turn(sqlx::query("UPDATE calls SET disposition = $2 WHERE call_id = $1")
         .bind(call_id)
         .bind(code)
-        .execute(state.db.pool())
+        .execute(state.db.pool()))
         .await?;
     Ok(now_ms)
 }

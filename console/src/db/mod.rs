@@ -5,6 +5,7 @@
 
 pub mod secrets;
 pub mod sessions;
+pub mod turns;
 pub mod users;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -12,7 +13,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use turns::{LockTurns, Turn};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -67,6 +70,8 @@ pub struct Db {
     sqlite_file: Option<std::path::PathBuf>,
     /// The PostgreSQL URL (none for SQLite): the calls' writers open their own connections.
     postgres_url: Option<String>,
+    /// Turns at SQLite's write lock between the pool's writers and the calls' writer thread.
+    turns: Arc<LockTurns>,
 }
 
 impl Db {
@@ -130,7 +135,7 @@ impl Db {
             .await
             .map_err(connect_err)?;
         let postgres_url = (backend == Backend::Postgres).then_some(url);
-        Ok(Db { pool, backend, sqlite_file, postgres_url })
+        Ok(Db { pool, backend, sqlite_file, postgres_url, turns: Arc::default() })
     }
 
     /// Applies the pending migrations of this backend.
@@ -151,6 +156,24 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A turn at the write lock, for a write through the pool that must not wait behind the
+    /// calls' writer under load: keep it until the statement (or the transaction's first write)
+    /// has run. See [`turns`].
+    pub async fn lock_turn(&self) -> Turn<'_> {
+        self.turns.take().await
+    }
+
+    /// Runs one write statement through the pool in a [lock turn](Db::lock_turn).
+    pub async fn with_lock_turn<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let _turn = self.lock_turn().await;
+        write.await
+    }
+
+    /// The turns, for the calls' SQLite writer thread.
+    pub(crate) fn turns(&self) -> Arc<LockTurns> {
+        self.turns.clone()
     }
 
     pub fn backend(&self) -> Backend {

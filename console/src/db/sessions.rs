@@ -28,7 +28,7 @@ pub fn token_hash(token: &str) -> String {
 
 pub async fn create_session(db: &Db, user_id: i64, now_ms: i64) -> Result<NewSession, DbError> {
     let session = NewSession { token: random_token(), csrf_token: random_token(), expires_at: now_ms + SESSION_TTL_MS };
-    sqlx::query(
+    db.with_lock_turn(sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash(&session.token))
@@ -36,7 +36,7 @@ pub async fn create_session(db: &Db, user_id: i64, now_ms: i64) -> Result<NewSes
     .bind(&session.csrf_token)
     .bind(now_ms)
     .bind(session.expires_at)
-    .execute(db.pool())
+    .execute(db.pool()))
     .await?;
     Ok(session)
 }
@@ -54,13 +54,13 @@ pub async fn session_user(db: &Db, token: &str, now_ms: i64) -> Result<Option<(U
 }
 
 pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(db.pool()).await?;
+    db.with_lock_turn(sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(db.pool())).await?;
     Ok(())
 }
 
 /// Signs a user out everywhere: every session of theirs ends. Returns how many there were.
 pub async fn delete_user_sessions(db: &Db, user_id: i64) -> Result<u64, DbError> {
-    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(db.pool()).await?;
+    let done = db.with_lock_turn(sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(db.pool())).await?;
     Ok(done.rows_affected())
 }
 

@@ -139,7 +139,7 @@ fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
 pub async fn add_user(db: &Db, user: &NewUser) -> Result<User, DbError> {
     let hash = user.password.hash()?;
     let now = chrono::Utc::now().timestamp_millis();
-    let result = sqlx::query(
+    let result = db.with_lock_turn(sqlx::query(
         "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
     )
@@ -150,7 +150,7 @@ pub async fn add_user(db: &Db, user: &NewUser) -> Result<User, DbError> {
     .bind(hash)
     .bind(user.sip_target.clone())
     .bind(now)
-    .execute(db.pool())
+    .execute(db.pool()))
     .await?;
     if result.rows_affected() == 0 {
         return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));

@@ -607,12 +607,12 @@ async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, s
         for (call_id, operator, target) in rows {
             let ours = local.lock().map(|l| l.contains(&call_id)).unwrap_or(false);
             let (Some(operator), Some(target), true) = (operator, target, ours) else { continue };
-            let claimed = sqlx::query(
+            let claimed = state.db.with_lock_turn(sqlx::query(
                 "UPDATE queue_entries SET status = 'answered', updated_at = $2 WHERE call_id = $1 AND status = 'assigned'",
             )
             .bind(&call_id)
             .bind(state.clock.now().timestamp_millis())
-            .execute(state.db.pool())
+            .execute(state.db.pool()))
             .await
             .map(|r| r.rows_affected() == 1)
             .unwrap_or(false);
