@@ -70,8 +70,6 @@ impl Application {
             console,
         };
         crate::console::Console::start(&state).await?;
-        // Calls past retention are purged before serving (then hourly: `run_until`).
-        crate::supervisor::retention::run_once(&state).await;
         Ok(Application { listener, sip, state, first_admin })
     }
 

@@ -443,6 +443,8 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     let app = spawn_app().await;
     let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
     let (_, admin) = signed_in(&app, "amministra", Role::Admin).await;
+    // The server purges at start, beside serving: its audit row comes without any request.
+    server_purge_audited(&app, &admin).await;
     // The hand fixture moved 400 days back (before the 365-day retention), and a recent day.
     let shift = 400 * 86_400_000i64;
     let old: Vec<Fx> = hand_fixture()
@@ -472,7 +474,8 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
 
     let now = app.clock.now().timestamp_millis();
     let actor = console::supervisor::audit::Actor::system("test");
-    let report = console::supervisor::retention::purge(&app.state.db, now, 365, &actor).await.unwrap();
+    // Three calls per transaction: three chunks, each rolling up what it deletes.
+    let report = console::supervisor::retention::purge_in_chunks(&app.state.db, now, 365, &actor, 3).await.unwrap();
     assert_eq!((report.calls, report.notes, report.referrals), (8, 1, 1), "{report:?}");
     assert_eq!(report.call_events, 8);
     assert_eq!(report.queue_entries, 5);
@@ -503,6 +506,45 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     assert_eq!(detail["calls"], 8);
     let detail: Value = serde_json::from_str(purges[0]["detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["calls"], 0);
+    app.stop().await;
+}
+
+/// Waits for the audit row of the purge `serve` runs at start.
+async fn server_purge_audited(app: &TestApp, admin: &reqwest::Client) {
+    for _ in 0..200 {
+        let audit = get_json(admin, &app.url("/api/audit")).await;
+        if audit["entries"].as_array().unwrap().iter().any(|e| e["action"] == "retention_purge" && e["user"] == "retention") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the server's purge at start was not audited");
+}
+
+/// Calls that started in the same millisecond go in one chunk, however small the chunks: none is
+/// left behind, and their KPIs stay the same.
+#[tokio::test]
+async fn a_purge_in_chunks_takes_calls_of_one_instant_together() {
+    let app = spawn_app().await;
+    let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let started = rome(23, 10, 0, 0) - 400 * 86_400_000;
+    let calls: Vec<Fx> = (0..5)
+        .map(|i| Fx::new(&format!("tie-{i}"), started, started + 60_000, "hung_up_in_menu", "it", Some("casa")))
+        .chain([Fx::new("later", started + 1, started + 60_000, "self_service", "fr", None)])
+        .collect();
+    insert(&app, &calls).await;
+    let day = chrono::DateTime::<Utc>::from_timestamp_millis(started).unwrap().with_timezone(&Rome).date_naive();
+    let kpis = format!("/api/kpis?from={day}&to={day}&group=hour");
+    let before = get_json(&sup, &app.url(&kpis)).await;
+    assert_eq!(before["total"]["calls"], 6);
+    let now = app.clock.now().timestamp_millis();
+    let actor = console::supervisor::audit::Actor::system("test");
+    let report = console::supervisor::retention::purge_in_chunks(&app.state.db, now, 365, &actor, 2).await.unwrap();
+    assert_eq!((report.calls, report.call_events), (6, 6), "{report:?}");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(left, 0);
+    let after = get_json(&sup, &app.url(&kpis)).await;
+    assert_eq!((&after["rows"], &after["total"]), (&before["rows"], &before["total"]));
     app.stop().await;
 }
 

@@ -2,18 +2,27 @@
 //! personal — notes, referrals, offers, the call log (and the answers it keeps for retries), the
 //! caller's hash and masked number, the queue and callback rows, the call itself — and only their
 //! KPI counts remain, rolled up into `kpi_hourly` first, in the same transaction, so the KPIs of
-//! old days are the same after the purge as before. Every run writes an audit row. Run hourly
-//! inside `serve` and by `helpline retention run`.
+//! old days are the same after the purge as before. Every run writes an audit row. Run by `serve`
+//! in the background (at start, then hourly) and by `helpline retention run`.
+//!
+//! The calls go oldest first, [`CHUNK_CALLS`] per transaction: on SQLite a transaction holds the
+//! one write lock, and one purge of 100,000 calls held it for 6 s (live calls' webhooks waited
+//! that long; a carrier gives up after 15). A chunk is a few tens of milliseconds, and the calls'
+//! writer gets the lock between two. Each chunk rolls up exactly the calls it deletes, so the KPIs
+//! are the same at every moment of a purge.
 
 use super::audit::{self, Actor, AuditAction};
 use super::kpi::{rome_date, rome_midnight_ms};
 use super::store;
-use crate::db::{Db, DbError};
+use crate::db::{Backend, Db, DbError};
 use serde::Serialize;
 use std::time::Duration;
 
 /// How often `serve` runs the purge.
 pub const INTERVAL: Duration = Duration::from_secs(3600);
+/// Calls purged (and rolled up) per transaction, at most (more only when that many started in
+/// the same millisecond).
+pub const CHUNK_CALLS: i64 = 500;
 
 /// What one purge removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -28,7 +37,8 @@ pub struct PurgeReport {
     pub callbacks: u64,
     pub queue_entries: u64,
     pub console_messages: u64,
-    /// `kpi_hourly` rows written or added to.
+    /// Writes into `kpi_hourly` (a row written or added to; an hour split between two chunks
+    /// counts twice).
     pub kpi_rows: u64,
 }
 
@@ -57,20 +67,55 @@ pub fn cutoff(now_ms: i64, days: u32) -> i64 {
     rome_midnight_ms(rome_date(now_ms) - chrono::Days::new(u64::from(days)))
 }
 
-/// Rolls up and purges every call that started before the cutoff; writes an audit row.
+/// Rolls up and purges every call that started before the cutoff, [`CHUNK_CALLS`] per
+/// transaction; writes an audit row.
 pub async fn purge(db: &Db, now_ms: i64, days: u32, actor: &Actor) -> Result<PurgeReport, DbError> {
+    purge_in_chunks(db, now_ms, days, actor, CHUNK_CALLS).await
+}
+
+/// [`purge`] with `chunk` calls per transaction.
+pub async fn purge_in_chunks(db: &Db, now_ms: i64, days: u32, actor: &Actor, chunk: i64) -> Result<PurgeReport, DbError> {
     let cutoff = cutoff(now_ms, days);
     let mut report = PurgeReport { cutoff: super::log::rfc3339(cutoff), ..PurgeReport::default() };
-    let mut tx = db.pool().begin().await?;
-    // A write first: on SQLite it takes the write lock now (a read-then-write transaction would
-    // fail at once with SQLITE_BUSY if another writer committed in between). Screen-pops and
-    // notes pushed to pages also carry personal data.
+    while let Some(end) = next_chunk_end(db, cutoff, chunk.max(1)).await? {
+        purge_chunk(db, end, &mut report).await?;
+    }
+    let mut tx = begin_write(db).await?;
+    // Screen-pops and notes pushed to pages also carry personal data.
     report.console_messages =
         sqlx::query("DELETE FROM console_messages WHERE at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
+    let detail = serde_json::to_string(&report).unwrap_or_default();
+    audit::record(&mut *tx, now_ms, actor, AuditAction::RetentionPurge, None, &detail).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// The end of the next chunk: the calls that started before it are the oldest `chunk` of those
+/// before the cutoff (or all of them, or more when the `chunk + 1`-th shares its millisecond with
+/// the first). `None` when nothing is left to purge.
+async fn next_chunk_end(db: &Db, cutoff: i64, chunk: i64) -> Result<Option<i64>, DbError> {
+    let nth = |offset: i64| {
+        sqlx::query_as::<_, (i64,)>("SELECT started_at FROM calls WHERE started_at < $1 ORDER BY started_at LIMIT 1 OFFSET $2")
+            .bind(cutoff)
+            .bind(offset)
+            .fetch_optional(db.pool())
+    };
+    let Some((first,)) = nth(0).await? else { return Ok(None) };
+    Ok(Some(match nth(chunk).await? {
+        Some((t,)) if t > first => t,
+        // The first `chunk + 1` calls started in one millisecond: take them all.
+        Some((t,)) => t + 1,
+        None => cutoff,
+    }))
+}
+
+/// One transaction: rolls up and deletes the calls that started before `end`.
+async fn purge_chunk(db: &Db, end: i64, report: &mut PurgeReport) -> Result<(), DbError> {
+    let mut tx = begin_write(db).await?;
     // The counts first: the purge must not change the KPIs of any period.
-    let buckets = store::live_buckets(&mut *tx, i64::MIN / 2, cutoff).await?;
+    let buckets = store::live_buckets(&mut *tx, i64::MIN / 2, end).await?;
     store::add_to_rollup(&mut tx, &buckets).await?;
-    report.kpi_rows = buckets.len() as u64;
+    report.kpi_rows += buckets.len() as u64;
     let old = "SELECT call_id FROM calls WHERE started_at < $1";
     for (table, count) in [
         ("call_notes", &mut report.notes),
@@ -80,27 +125,40 @@ pub async fn purge(db: &Db, now_ms: i64, days: u32, actor: &Actor) -> Result<Pur
         ("callbacks", &mut report.callbacks),
         ("queue_entries", &mut report.queue_entries),
     ] {
-        *count = sqlx::query(&format!("DELETE FROM {table} WHERE call_id IN ({old})"))
-            .bind(cutoff)
+        *count += sqlx::query(&format!("DELETE FROM {table} WHERE call_id IN ({old})"))
+            .bind(end)
             .execute(&mut *tx)
             .await?
             .rows_affected();
     }
-    report.calls = sqlx::query("DELETE FROM calls WHERE started_at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
-    let detail = serde_json::to_string(&report).unwrap_or_default();
-    audit::record(&mut *tx, now_ms, actor, AuditAction::RetentionPurge, None, &detail).await?;
+    report.calls += sqlx::query("DELETE FROM calls WHERE started_at < $1").bind(end).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
-    Ok(report)
+    Ok(())
 }
 
-/// Runs the purge every [`INTERVAL`] until `stop` fires (the first run one interval after start:
-/// `serve` purges once at start itself).
+/// A transaction that writes. On SQLite it takes the write lock at `BEGIN` (a transaction that
+/// reads first and writes later would fail at once with `SQLITE_BUSY` if another writer committed
+/// in between); it takes no lock turn: the purge may wait, the calls should not.
+async fn begin_write(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+    Ok(match db.backend() {
+        Backend::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => db.pool().begin().await?,
+    })
+}
+
+/// Runs the purge at once, then every [`INTERVAL`], until `stop` fires. It runs beside serving:
+/// a long first purge (retention shortened, say) does not keep the helpline from answering. A
+/// stop during a purge rolls back the chunk in progress; the chunks before it stay purged.
 pub async fn run_scheduled(state: crate::state::AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + INTERVAL, INTERVAL);
+    let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => run_once(&state).await,
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = run_once(&state) => {}
             _ = stop.changed() => return,
         }
     }
