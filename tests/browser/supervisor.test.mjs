@@ -61,6 +61,8 @@ describe('the supervisors page', () => {
 
     await page.locator('#log-filter select[name=outcome]').selectOption('hung_up_in_queue');
     await page.getByRole('button', { name: 'Filtra' }).first().click();
+    // The unfiltered table already has that row: wait for the filtered answer to replace it.
+    await page.waitForFunction(() => document.querySelectorAll('#log-table tbody tr').length === 1);
     await page.locator('#log-table tbody tr').filter({ hasText: 'abbandonata in coda' }).waitFor();
     assert.equal(await page.locator('#log-table tbody tr').count(), 1);
     assert.match(await page.locator('#log-csv').getAttribute('href'), /outcome=hung_up_in_queue/);

@@ -339,6 +339,39 @@ async fn signing_out_everywhere_ends_both_sessions_and_closes_the_socket() {
     app.stop().await;
 }
 
+/// Two nodes on one PostgreSQL: signing out everywhere through one closes the socket open on the
+/// other at once, not at that node's periodic session check (`SESSION_CHECK`, 30 s).
+#[tokio::test]
+async fn signing_out_everywhere_closes_the_socket_on_another_node() {
+    let db = fresh_database().await;
+    if !db.is_postgres() {
+        eprintln!("HELPLINE_TEST_DATABASE_URL is unset: the two-node case needs PostgreSQL");
+        return;
+    }
+    let url = db.url.clone();
+    let a = spawn_app_on(db).await;
+    let b = spawn_app_on(crate::helpers::TestDb { url, dir: tempfile::tempdir().unwrap() }).await;
+    add_user(&a, "pia", Role::Operator, &[It], &[], false).await;
+    let on_b = sign_in(&b, "pia").await;
+    let on_a = sign_in(&a, "pia").await;
+    let mut ws = connect(b.addr, &on_b).await;
+    ws.hello(0).await;
+    let r = a
+        .client
+        .post(a.url("/api/session/everywhere"))
+        .header("cookie", &on_a.cookie)
+        .header("x-csrf-token", &on_a.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let check = console::console::socket::SESSION_CHECK;
+    let closed = tokio::time::timeout(check / 3, ws.closed()).await;
+    assert_eq!(closed.ok(), Some(true), "node B closed the socket well before its {check:?} session check");
+    b.stop().await;
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn sign_in_is_rate_limited_with_retry_after() {
     let app = spawn_app().await;

@@ -17,6 +17,9 @@ use tokio::sync::{broadcast, Notify};
 
 /// The PostgreSQL channel nodes announce new messages on.
 pub const CHANNEL: &str = "helpline_console";
+/// A notification on [`CHANNEL`] with this payload prefix and a user id: every session of that
+/// user was deleted (on any node); the others carry no payload (messages were written).
+const REVOKED: &str = "sessions_revoked:";
 
 /// A transaction that may write console messages.
 pub type Tx = sqlx::Transaction<'static, Any>;
@@ -108,6 +111,21 @@ impl Hub {
         let _ = self.0.control.send(c);
     }
 
+    /// Every session of this user was deleted: their sockets close on this node at once, and on
+    /// PostgreSQL on the other nodes too (a notification they listen for), not at their next
+    /// periodic session check.
+    pub async fn revoke_sessions(&self, user_id: i64) -> Result<(), DbError> {
+        self.send_control(Control::SessionsRevoked { user_id });
+        if self.0.db.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{REVOKED}{user_id}"))
+                .execute(self.0.db.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Notified when another node wrote messages.
     pub fn remote_change(&self) -> Arc<Notify> {
         self.0.remote_change.clone()
@@ -164,7 +182,8 @@ impl Hub {
     }
 
     /// PostgreSQL: LISTEN on its own connection (the app's pool is an `AnyPool`), reconnecting
-    /// after a failure; every notification wakes the pump and the ACD.
+    /// after a failure; a notification wakes the pump and the ACD, or tells the sockets that a
+    /// user's sessions were revoked.
     async fn listen(self, url: String) {
         loop {
             match sqlx::postgres::PgListener::connect(&url).await {
@@ -176,10 +195,15 @@ impl Hub {
                         self.0.wake.notify_one();
                         loop {
                             match listener.recv().await {
-                                Ok(_) => {
-                                    self.0.wake.notify_one();
-                                    self.0.remote_change.notify_one();
-                                }
+                                Ok(n) => match n.payload().strip_prefix(REVOKED).map(str::parse::<i64>) {
+                                    // (This node's own arrives too: its sockets check again.)
+                                    Some(Ok(user_id)) => self.send_control(Control::SessionsRevoked { user_id }),
+                                    Some(Err(_)) => tracing::warn!(payload = n.payload(), "unreadable console notification"),
+                                    None => {
+                                        self.0.wake.notify_one();
+                                        self.0.remote_change.notify_one();
+                                    }
+                                },
                                 Err(e) => {
                                     tracing::warn!(error = %e, "console listener lost its connection");
                                     break;

@@ -121,10 +121,9 @@ impl Console {
         self.0.wake.notify_one();
     }
 
-    /// Every session of this user was deleted: close their sockets on this node (other nodes
-    /// notice within their periodic session check).
-    pub fn sessions_revoked(&self, user_id: i64) {
-        self.0.hub.send_control(hub::Control::SessionsRevoked { user_id });
+    /// Every session of this user was deleted: close their sockets, on every node.
+    pub async fn sessions_revoked(&self, user_id: i64) -> Result<(), DbError> {
+        self.0.hub.revoke_sessions(user_id).await
     }
 
     /// Whether the open sockets' `seen_at` should be refreshed now (every 5 s of clock time; a

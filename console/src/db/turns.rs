@@ -41,8 +41,9 @@ pub struct LockTurns {
     in_batch: AtomicBool,
     /// Signalled when a batch ends (or does not start because a turn is waiting).
     batch_ended: Notify,
-    /// [`GIVE_WAY_FOR`] (longer in a test).
+    /// [`GIVE_WAY_FOR`] and [`WAIT_FOR_BATCH`] (longer in tests).
     give_way_for: Duration,
+    wait_for_batch: Duration,
 }
 
 impl Default for LockTurns {
@@ -52,6 +53,7 @@ impl Default for LockTurns {
             in_batch: AtomicBool::new(false),
             batch_ended: Notify::new(),
             give_way_for: GIVE_WAY_FOR,
+            wait_for_batch: WAIT_FOR_BATCH,
         }
     }
 }
@@ -78,7 +80,7 @@ impl LockTurns {
         // Registered before the look at `in_batch`: a batch ending in between still wakes it.
         ended.as_mut().enable();
         if self.in_batch.load(SeqCst) {
-            let _ = tokio::time::timeout(WAIT_FOR_BATCH, ended).await;
+            let _ = tokio::time::timeout(self.wait_for_batch, ended).await;
         }
         turn
     }
@@ -123,24 +125,25 @@ mod tests {
     /// is dropped.
     #[tokio::test]
     async fn a_turn_holds_the_next_batch_back_until_it_is_dropped() {
-        let turns = Arc::new(LockTurns::default());
+        // Not the time bound: a busy machine may take long between the steps below.
+        let turns = Arc::new(LockTurns { give_way_for: Duration::from_secs(60), ..LockTurns::default() });
         let turn = turns.take().await;
         assert_eq!(turns.waiting(), 1);
         let (started, batch_started) = mpsc::channel();
         let writer = {
             let turns = turns.clone();
             std::thread::spawn(move || {
-                let t0 = Instant::now();
                 turns.start_batch();
-                started.send(t0.elapsed()).unwrap();
+                started.send(Instant::now()).unwrap();
                 turns.end_batch();
             })
         };
         // The writer gives way: no batch while the turn lives.
-        assert!(batch_started.recv_timeout(Duration::from_millis(5)).is_err(), "the batch waited for the turn");
+        assert!(batch_started.recv_timeout(Duration::from_millis(20)).is_err(), "the batch waited for the turn");
+        let dropped = Instant::now();
         drop(turn);
-        let waited = batch_started.recv_timeout(Duration::from_secs(5)).expect("the batch starts once the turn ends");
-        assert!(waited >= Duration::from_millis(5), "{waited:?}");
+        let at = batch_started.recv_timeout(Duration::from_secs(5)).expect("the batch starts once the turn ends");
+        assert!(at >= dropped, "the batch started {:?} before the turn ended", dropped - at);
         writer.join().unwrap();
         assert_eq!(turns.waiting(), 0);
     }
@@ -148,7 +151,7 @@ mod tests {
     /// A turn taken during a batch is had when the batch ends, not before.
     #[tokio::test]
     async fn a_turn_waits_for_the_running_batch_to_end() {
-        let turns = Arc::new(LockTurns::default());
+        let turns = Arc::new(LockTurns { wait_for_batch: Duration::from_secs(60), ..LockTurns::default() });
         turns.start_batch();
         let taker = {
             let turns = turns.clone();

@@ -99,6 +99,6 @@ async fn sign_out_everywhere(
 ) -> Result<(CookieJar, Json<Value>), AppError> {
     let ended = sessions::delete_user_sessions(&state.db, auth.user.id).await?;
     tracing::info!(user = %auth.user.name, sessions = ended, "signed out everywhere");
-    state.console.sessions_revoked(auth.user.id);
+    state.console.sessions_revoked(auth.user.id).await?;
     Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Json(json!({ "sessions_ended": ended }))))
 }
