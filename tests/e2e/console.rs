@@ -372,6 +372,38 @@ async fn signing_out_everywhere_closes_the_socket_on_another_node() {
     a.stop().await;
 }
 
+/// An available operator with no phone target is passed over: the call goes to one who can take
+/// it, even one who became available later.
+#[tokio::test]
+async fn an_operator_without_a_phone_target_is_not_offered_calls() {
+    use console::db::users::{self, NewUser, Password, UserName};
+    let app = spawn_app().await;
+    users::add_user(
+        &app.state.db,
+        &NewUser {
+            name: UserName::parse("nina").unwrap(),
+            role: Role::Operator,
+            languages: vec![It],
+            areas: vec![],
+            password: Password::parse(PASSWORD).unwrap(),
+            sip_target: None,
+        },
+    )
+    .await
+    .unwrap();
+    let _nina = operator_online(&app, "nina", true).await;
+    app.clock.advance(Duration::seconds(5));
+    let _call = Call::to_queue(&app, "no-target-1", "+39 333 000 5555", &["0"]).await;
+    console::console::queue_service::pass(&app.state).await.unwrap();
+    let (offers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(offers, 0, "nobody to put the call through to");
+    add_user(&app, "olga", Role::Operator, &[It], &[], false).await;
+    let mut olga = operator_online(&app, "olga", true).await;
+    let offer = olga.until("offer", |_| true).await;
+    assert_eq!(offer["call_id"], "no-target-1");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn sign_in_is_rate_limited_with_retry_after() {
     let app = spawn_app().await;

@@ -204,9 +204,11 @@ async fn make_offers(state: &AppState, tx: &mut Tx, now: DateTime<Utc>) -> Resul
             })
         })
         .collect();
+    // An operator without a phone target could not accept (`no_target`): offering them a call
+    // would only keep the caller waiting for the offer to expire.
     let ops: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
         "SELECT u.id, u.languages, u.areas, u.mediator, s.idle_since FROM operator_state s JOIN users u ON u.id = s.user_id \
-         WHERE s.presence = 'available'",
+         WHERE s.presence = 'available' AND u.sip_target IS NOT NULL AND u.sip_target <> ''",
     )
     .fetch_all(&mut **tx)
     .await?;
