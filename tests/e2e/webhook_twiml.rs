@@ -195,3 +195,61 @@ async fn an_operator_taking_the_call_leaves_the_queue_and_is_dialled() {
     assert!(doc.contains("<Enqueue"), "{doc}");
     app.stop().await;
 }
+
+/// A caller silent twice hears the rest slowly: recorded prompts as their slow renderings, and a
+/// runtime text (the place read back) as `<Play>` of the server's own slow rendering of it, at a
+/// signed URL (Twilio's basic voices have one speed).
+#[tokio::test]
+async fn a_slow_caller_hears_runtime_texts_played_slowly() {
+    let app = spawn_app().await;
+    let sid = "CAslow0123456789abcdef0123456789ab";
+    // Silent at the guessed language (→ the full language menu), then twice there.
+    let mut doc = post(&app, "/twiml/voice", sid, &[]).await;
+    for _ in 0..3 {
+        let parsed = check(&doc);
+        let redirect = parsed.descendants().find(|n| n.has_tag_name("Redirect")).and_then(|n| n.text()).unwrap().to_owned();
+        doc = post(&app, &redirect, sid, &[]).await;
+    }
+    assert!(doc.contains("language-option.wav?pace=slow"), "slow from the second silence in a menu: {doc}");
+    let mut action = attr_of(&check(&doc), "Gather", "action").unwrap();
+    for digits in ["1", "3"] {
+        doc = post(&app, &action, sid, &[("Digits", digits)]).await;
+        action = attr_of(&check(&doc), "Gather", "action").unwrap();
+    }
+    let doc = post(&app, &action, sid, &[("Digits", "22100")]).await;
+    let parsed = check(&doc);
+    assert!(!doc.contains("<Say"), "no <Say> at a slow pace: {doc}");
+    let speech = parsed
+        .descendants()
+        .filter(|n| n.has_tag_name("Play"))
+        .filter_map(|n| n.text())
+        .find(|u| u.contains("/speech/"))
+        .unwrap_or_else(|| panic!("the place read back is played: {doc}"))
+        .to_owned();
+    let path = &speech[speech.find("/speech/").unwrap()..];
+    let r = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let wav = r.bytes().await.unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, 8000, 16));
+    assert!(reader.duration() > 8000, "a second of speech or more: {} samples", reader.duration());
+    let r = app.client.get(app.url(path)).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+
+    // Another text of the same answer, a changed signature, none: refused, and said why.
+    let (base, sig) = path.split_once("?sig=").unwrap();
+    let n = base.rsplit('/').next().unwrap();
+    let other = format!("{}/{}", &base[..base.len() - n.len() - 1], if n == "0.wav" { "1.wav" } else { "0.wav" });
+    let mut forged = sig.to_owned();
+    forged.replace_range(..1, if sig.starts_with('0') { "1" } else { "0" });
+    for bad in [format!("{other}?sig={sig}"), format!("{base}?sig={forged}"), base.to_owned()] {
+        let r = app.client.get(app.url(&bad)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{bad}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "forbidden", "{body}");
+    }
+    app.stop().await;
+}

@@ -74,6 +74,20 @@ pub struct Db {
     turns: Arc<LockTurns>,
 }
 
+impl DbError {
+    /// SQLite's "database is locked" (`SQLITE_BUSY` and its extended codes): another connection
+    /// held the write lock past the busy timeout. Trying again later may succeed.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            DbError::Query(sqlx::Error::Database(e)) => {
+                e.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5)
+            }
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DatabaseBusy,
+            _ => false,
+        }
+    }
+}
+
 impl Db {
     /// Connects (creating the SQLite file and its folder when needed). Fails within a few seconds
     /// when the server does not answer.
@@ -254,5 +268,25 @@ mod tests {
         assert!(p.parent().unwrap().is_dir());
         assert_eq!(sqlite_url("sqlite://a.db?mode=ro").unwrap().0, "sqlite://a.db?mode=ro");
         assert_eq!(sqlite_url("sqlite::memory:").unwrap().1, None);
+    }
+
+    /// A write while another connection holds SQLite's write lock fails as busy; other errors
+    /// are not.
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let mut a = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let mut b = sqlx::AnyConnection::connect(&url).await.unwrap();
+        a.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").await.unwrap();
+        b.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        a.execute("BEGIN IMMEDIATE").await.unwrap();
+        let e = DbError::from(b.execute("INSERT INTO t VALUES (1)").await.unwrap_err());
+        assert!(e.is_busy(), "{e}");
+        a.execute("ROLLBACK").await.unwrap();
+        b.execute("INSERT INTO t VALUES (1)").await.unwrap();
+        let e = DbError::from(b.execute("INSERT INTO nowhere VALUES (1)").await.unwrap_err());
+        assert!(!e.is_busy(), "{e}");
     }
 }

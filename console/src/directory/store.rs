@@ -26,9 +26,27 @@ fn is_float(kind: Kind) -> bool {
     matches!(kind, Kind::Float { .. })
 }
 
+/// How many times an import meets SQLite's write lock held past the busy timeout before it gives up.
+const BUSY_TRIES: u32 = 4;
+
 /// Replaces the whole directory with `data` in one transaction and bumps the version, returning
 /// the new version. `data` must have been validated: a row the database rejects aborts everything.
+/// On SQLite, a write lock another connection held past the busy timeout (a running server's
+/// writers, on a loaded machine) is waited for again, up to [`BUSY_TRIES`] times.
 pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
+    let mut tries = 1;
+    loop {
+        match replace_once(db, data).await {
+            Err(e) if e.is_busy() && tries < BUSY_TRIES => {
+                tracing::warn!(error = %e, tries, "the directory import waited for the database's write lock; trying again");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn replace_once(db: &Db, data: &Dataset) -> Result<i64, DbError> {
     // SQLite looks a numbered parameter's name up by walking the statement's list of names,
     // once per parameter: 2,000 `$N` cost 2,000² steps per statement. Anonymous `?` cost none.
     let numbered = db.backend() == Backend::Postgres;

@@ -2,7 +2,8 @@
 
 mod assets;
 mod health;
-mod prompts;
+pub mod prompts;
+pub mod speech;
 pub mod session;
 
 use crate::error::AppError;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(session::routes())
         .merge(prompts::routes())
+        .merge(speech::routes())
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
         .merge(crate::supervisor::routes())

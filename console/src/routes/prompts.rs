@@ -55,6 +55,12 @@ async fn prompt(
         let path = wav_path(&state.settings.prompts_dir, language, &id);
         tokio::fs::read(&path).await.map_err(|_| AppError::NotFound(format!("no prompt {id} in {language}")))?
     };
+    Ok(wav_response(bytes, &headers))
+}
+
+/// A WAV file's answer: a strong ETag (its content's hash), `304` when the client has it, and
+/// an hour of caching.
+pub fn wav_response(bytes: Vec<u8>, headers: &HeaderMap) -> Response {
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -67,5 +73,5 @@ async fn prompt(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    Ok(response)
+    response
 }

@@ -49,6 +49,19 @@ pub fn queue_name(language: Language, area: Option<ServiceArea>) -> String {
     }
 }
 
+/// A `say`'s arguments as the prompt catalog formats them.
+pub fn prompt_args(args: &std::collections::BTreeMap<String, SayArg>) -> Vec<(&str, PromptArg)> {
+    args.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                SayArg::Text(t) => PromptArg::Text(t.clone()),
+                SayArg::Number(n) => PromptArg::Number(*n),
+            };
+            (k.as_str(), v)
+        })
+        .collect()
+}
+
 /// Translates outward engine actions; internal ones (a callback request) are dropped.
 pub fn to_carrier(actions: &[Action], base_url: &str, catalog: &Catalog) -> Result<Vec<CarrierAction>, AppError> {
     let mut out = Vec::with_capacity(actions.len());
@@ -63,18 +76,8 @@ pub fn to_carrier(actions: &[Action], base_url: &str, catalog: &Catalog) -> Resu
                 });
             }
             Action::Say { message, language, args, pace } => {
-                let args: Vec<(&str, PromptArg)> = args
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            SayArg::Text(t) => PromptArg::Text(t.clone()),
-                            SayArg::Number(n) => PromptArg::Number(*n),
-                        };
-                        (k.as_str(), v)
-                    })
-                    .collect();
                 let text = catalog
-                    .format(*language, message, &args)
+                    .format(*language, message, &prompt_args(args))
                     .map_err(|e| AppError::Internal(anyhow::anyhow!("prompt {message} in {language}: {e}")))?;
                 out.push(CarrierAction::Say { text, language: language.locale().to_owned(), pace: *pace });
             }

@@ -16,7 +16,8 @@
 use super::actions::{queue_name, to_carrier, CarrierAction};
 use super::signature::verify_twilio;
 use super::{base_url, digest};
-use crate::calls::{CallRequest, Origin, RequestKey};
+use crate::calls::{Answer, CallRequest, Origin, RequestKey};
+use crate::routes::speech::speech_url;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -24,8 +25,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use ivr::domain::{CallId, Caller, DtmfDigits, Language, PhoneNumber};
-use ivr::engine::{Channel, Event, Wait};
+use ivr::domain::{CallId, Caller, DtmfDigits, Language, PhoneNumber, ServerSecret};
+use ivr::engine::{Action, Channel, Event, Pace, Wait};
 use std::fmt::Write as _;
 
 pub fn routes() -> Router<AppState> {
@@ -181,6 +182,7 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
     let mut sorted = req.params.clone();
     sorted.sort();
     let fingerprint = digest(&sorted.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect::<Vec<_>>());
+    let sid = call_id.as_str().to_owned();
     let handled = state
         .calls
         .handle(CallRequest {
@@ -197,7 +199,10 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
         Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
     };
     match to_carrier(&answer.actions, &req.base, &state.voice.catalog) {
-        Ok(actions) => twiml(document(&actions, &req.base, answer.step, stage)),
+        Ok(mut actions) => {
+            slow_speech(&mut actions, &answer, &req.base, &state.secret, &sid);
+            twiml(document(&actions, &req.base, answer.step, stage))
+        }
         Err(e) => twiml(apology(&req.base, language, &e.to_string())),
     }
 }
@@ -233,6 +238,26 @@ async fn status(State(state): State<AppState>, OriginalUri(uri): OriginalUri, he
         }
     }
     twiml("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".to_owned())
+}
+
+/// A slow `say` becomes `<Play>` of the server's own slow rendering of the text
+/// (`routes::speech`): Twilio's basic voices have one speed, and SSML `<prosody>` fails with them.
+/// The answer's slow says and the carrier's, in order, are the same texts.
+fn slow_speech(actions: &mut [CarrierAction], answer: &Answer, base: &str, secret: &ServerSecret, call_id: &str) {
+    let mut slow = answer
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Action::Say { pace: Pace::Slow, .. }))
+        .map(|(n, _)| n);
+    for action in actions.iter_mut() {
+        if let CarrierAction::Say { pace: Pace::Slow, language, .. } = action {
+            if let Some(n) = slow.next() {
+                let url = speech_url(base, secret, call_id, answer.step, n);
+                *action = CarrierAction::Play { url, prompt: "speech".into(), language: language.clone() };
+            }
+        }
+    }
 }
 
 /// Writes the actions as one TwiML document. Prompts before a gather go inside it (so keys
