@@ -102,7 +102,8 @@ async fn stored_answers_move_into_the_call_log() {
     }
 
     conn.migrate().await.unwrap();
-    let rows: Vec<(i64, Option<String>, Option<String>, Option<String>)> =
+    type KeyedEvent = (i64, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<KeyedEvent> =
         sqlx::query_as("SELECT seq, request_key, fingerprint, answer FROM call_events WHERE call_id = 'c1' ORDER BY seq")
             .fetch_all(pool)
             .await

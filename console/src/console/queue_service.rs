@@ -264,9 +264,12 @@ async fn make_offers(state: &AppState, tx: &mut Tx, now: DateTime<Utc>) -> Resul
     Ok(wrote)
 }
 
+/// A waiting call as the page lists it: call_id, language, area, town, priority, entered_at, open offers.
+type WaitingRow = (String, String, Option<String>, Option<String>, i64, i64, i64);
+
 /// The waiting list as the page shows it.
 pub async fn queue_snapshot(tx: &mut Tx) -> Result<Value, DbError> {
-    let rows: Vec<(String, String, Option<String>, Option<String>, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<WaitingRow> = sqlx::query_as(
         "SELECT q.call_id, q.language, q.area, c.town, q.priority, q.entered_at, \
          (SELECT COUNT(*) FROM offers o WHERE o.call_id = q.call_id AND o.status = 'open') \
          FROM queue_entries q JOIN calls c ON c.call_id = q.call_id WHERE q.status = 'waiting' \

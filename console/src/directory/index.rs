@@ -112,7 +112,7 @@ impl SegmentData {
     /// more: the exact distance is checked on each), ascending and disjoint.
     pub(crate) fn ranges_within(&self, center: &GeoPoint, radius_km: f64) -> Vec<(DocId, DocId)> {
         let delta = radius_km / GeoPoint::EARTH_RADIUS_KM;
-        if !(delta < std::f64::consts::PI) {
+        if delta.is_nan() || delta >= std::f64::consts::PI {
             return vec![(0, self.max_doc)];
         }
         // Exact bounds of a spherical cap: |Δlat| ≤ δ; |Δlng| ≤ asin(sin δ / cos lat) unless a
@@ -121,7 +121,7 @@ impl SegmentData {
         let dlat = delta.to_degrees();
         let (lat_lo, lat_hi) = (center.lat - dlat - MARGIN, center.lat + dlat + MARGIN);
         let s = delta.sin() / center.lat.to_radians().cos();
-        let lngs: Vec<(f64, f64)> = if lat_hi >= 90.0 || lat_lo <= -90.0 || !(s < 1.0) {
+        let lngs: Vec<(f64, f64)> = if lat_hi >= 90.0 || lat_lo <= -90.0 || s.is_nan() || s >= 1.0 {
             vec![(-181.0, 181.0)]
         } else {
             let dlng = s.asin().to_degrees() + MARGIN;

@@ -559,7 +559,9 @@ impl Plan {
     }
 }
 
-/// A word's alternative in one segment.
+/// A word's alternative in one segment. (A query holds a few of these; boxing the large variant
+/// would cost an allocation per term and segment for no memory that matters.)
+#[allow(clippy::large_enum_variant)]
 enum Cursor<'a> {
     /// One term: score = weight · tf / (tf + norm of the field's length).
     Scored { postings: SegmentPostings, weight: f32, norms: &'a [f32; 256], fieldnorms: &'a FieldNormReader },

@@ -80,9 +80,12 @@ pub struct AuditPage {
     pub next: Option<i64>,
 }
 
+/// An `audit_log` row: id, at, user_id, user_name, action, call_id, detail.
+type AuditRow = (i64, i64, Option<i64>, String, String, Option<String>, String);
+
 /// Newest first, `limit` entries older than `before` (an entry id).
 pub async fn list(db: &Db, before: Option<i64>, limit: usize, call_id: Option<&str>) -> Result<AuditPage, DbError> {
-    let rows: Vec<(i64, i64, Option<i64>, String, String, Option<String>, String)> = sqlx::query_as(
+    let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT id, at, user_id, user_name, action, call_id, detail FROM audit_log \
          WHERE id < $1 AND ($2 = '' OR call_id = $2) ORDER BY id DESC LIMIT $3",
     )

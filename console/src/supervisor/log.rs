@@ -61,7 +61,7 @@ pub fn call_row(row: &AnyRow, now_ms: i64) -> Result<CallRow, sqlx::Error> {
     let q_status: Option<String> = row.try_get(15)?;
     let q_updated: Option<i64> = row.try_get(16)?;
     let answered: Option<i64> = row.try_get(17)?;
-    let answered = answered.or_else(|| match q_status.as_deref() {
+    let answered = answered.or(match q_status.as_deref() {
         Some("assigned" | "answered") => q_updated,
         _ => None,
     });
@@ -69,7 +69,7 @@ pub fn call_row(row: &AnyRow, now_ms: i64) -> Result<CallRow, sqlx::Error> {
     let menu_end = queued.or(ended).unwrap_or(now_ms);
     let queue_secs = queued.map(|q| {
         let end = answered
-            .or_else(|| match q_status.as_deref() {
+            .or(match q_status.as_deref() {
                 Some("abandoned" | "left") => q_updated,
                 _ => None,
             })

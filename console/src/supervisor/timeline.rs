@@ -91,6 +91,9 @@ fn step_entry(seq: i64, kind: String, data: &str) -> Entry {
     }
 }
 
+/// An offer of the call: id, offered_at, status, match_kind, resolved_at, the operator's name.
+type OfferRow = (String, i64, String, String, Option<i64>, Option<String>);
+
 /// The whole timeline of a call that started at `started_ms`.
 pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Timed>, DbError> {
     let mut out = Vec::new();
@@ -105,7 +108,7 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     for (seq, at, kind, data) in steps {
         push(at, seq, step_entry(seq, kind, &data));
     }
-    let offers: Vec<(String, i64, String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+    let offers: Vec<OfferRow> = sqlx::query_as(
         "SELECT CAST(o.id AS TEXT), o.offered_at, o.status, o.match_kind, o.resolved_at, u.name FROM offers o \
          LEFT JOIN users u ON u.id = o.operator_id WHERE o.call_id = $1 ORDER BY o.offered_at, o.id",
     )
