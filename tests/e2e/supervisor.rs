@@ -73,10 +73,12 @@ impl Fx {
     }
 }
 
-/// Writes calls straight into the tables the call runtime and the console write.
+/// Writes calls straight into the tables the call runtime and the console write, a call and its
+/// rows in one transaction as the call runtime writes them (the server settles ended calls' KPIs
+/// in the background: it must not see a call without its queue entry).
 pub async fn insert(app: &TestApp, calls: &[Fx]) {
-    let pool = app.state.db.pool();
     for c in calls {
+        let mut tx = app.state.db.pool().begin().await.unwrap();
         sqlx::query(
             "INSERT INTO calls (call_id, channel, started_at, ended_at, caller_hash, caller_masked, language, language_guessed, \
              area, cap, town, outcome, state, updated_at, operator_id, answered_at, disposition) \
@@ -95,7 +97,7 @@ pub async fn insert(app: &TestApp, calls: &[Fx]) {
         .bind(c.operator)
         .bind(c.answered)
         .bind(c.disposition)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .unwrap();
         if let Some(q) = c.queued {
@@ -114,7 +116,7 @@ pub async fn insert(app: &TestApp, calls: &[Fx]) {
             .bind(q)
             .bind(status)
             .bind(upd)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .unwrap();
         }
@@ -122,9 +124,10 @@ pub async fn insert(app: &TestApp, calls: &[Fx]) {
             .bind(&c.id)
             .bind(c.started)
             .bind(r#"{"event":"call_started","log":[],"actions":[{"play":{"prompt":"welcome","language":"it","pace":"normal"}}]}"#)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .unwrap();
+        tx.commit().await.unwrap();
     }
 }
 
@@ -545,6 +548,63 @@ async fn a_purge_in_chunks_takes_calls_of_one_instant_together() {
     assert_eq!(left, 0);
     let after = get_json(&sup, &app.url(&kpis)).await;
     assert_eq!((&after["rows"], &after["total"]), (&before["rows"], &before["total"]));
+    app.stop().await;
+}
+
+/// The KPIs of a day read the same before and after its calls are settled (their counts moved
+/// into the roll-up), only ended calls are settled, each once, and a purge after the settle does
+/// not count them again.
+#[tokio::test]
+async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis() {
+    use console::supervisor::{retention, settle};
+    let app = spawn_app().await;
+    let (_, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let now = app.clock.now().timestamp_millis();
+    let mut calls = hand_fixture();
+    // Still in the menu, and hung up a minute ago: neither is settled yet.
+    calls.push(Fx { id: "open".into(), channel: "webhook", started: now - 120_000, language: Some("it"), ..Fx::default() });
+    calls.push(Fx::new("just-ended", now - 120_000, now - 60_000, "hung_up_in_menu", "es", None));
+    insert(&app, &calls).await;
+    let day = chrono::DateTime::<Utc>::from_timestamp_millis(now).unwrap().with_timezone(&Rome).date_naive();
+    let queries = [
+        "/api/kpis?from=2026-11-23&to=2026-11-23&group=hour".to_owned(),
+        "/api/kpis?from=2026-11-23&to=2026-11-23&group=language".to_owned(),
+        format!("/api/kpis?from=2026-11-22&to={day}&group=area"),
+    ];
+    let mut before = Vec::new();
+    for q in &queries {
+        before.push(get_json(&sup, &app.url(q)).await);
+    }
+    assert_eq!(before[2]["total"]["calls"], 10, "{}", before[2]);
+
+    // Two settles at once (as two nodes would run them), in chunks of 3: the eight calls of the
+    // hand fixture are settled, each by one of them (or by the server's own settle at start,
+    // should it run this late).
+    let db = &app.state.db;
+    let (a, b) = tokio::join!(settle::settle_in_chunks(db, now, 3), settle::settle_in_chunks(db, now, 3));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.calls + b.calls <= 8, "{a:?} {b:?}");
+    let pool = db.pool();
+    let unsettled: Vec<(String,)> =
+        sqlx::query_as("SELECT call_id FROM calls WHERE kpi_settled = 0 ORDER BY call_id").fetch_all(pool).await.unwrap();
+    assert_eq!(unsettled, [("just-ended".to_owned(),), ("open".to_owned(),)]);
+    let (rolled,): (i64,) = sqlx::query_as("SELECT CAST(SUM(calls) AS BIGINT) FROM kpi_hourly").fetch_one(pool).await.unwrap();
+    assert_eq!(rolled, 8, "each settled call counted once in the roll-up");
+    for (q, b) in queries.iter().zip(&before) {
+        let after = get_json(&sup, &app.url(q)).await;
+        assert_eq!((&after["rows"], &after["total"]), (&b["rows"], &b["total"]), "{q}");
+    }
+
+    // Settling again finds nothing; ten minutes on, the call that had just ended is settled too.
+    assert_eq!(settle::settle(db, now).await.unwrap().calls, 0);
+    assert_eq!(settle::settle(db, now + 600_000).await.unwrap().calls, 1);
+
+    // A purge of the settled day keeps its KPIs and rolls up nothing more.
+    let actor = console::supervisor::audit::Actor::system("test");
+    let report = retention::purge(db, rome(23, 23, 0, 0) + 86_400_000, 0, &actor).await.unwrap();
+    assert_eq!((report.calls, report.kpi_rows), (8, 0), "{report:?}");
+    let after = get_json(&sup, &app.url(&queries[0])).await;
+    assert_eq!((&after["rows"], &after["total"]), (&before[0]["rows"], &before[0]["total"]));
     app.stop().await;
 }
 

@@ -10,6 +10,7 @@
 //! - `export.rs`: streamed CSV of the log, CSV of the KPIs.
 //! - `wallboard.rs`: `GET /ws/wallboard`.
 //! - `audit.rs`: who opened which call, who exported, what each purge removed.
+//! - `settle.rs`: the KPI counts of ended calls into the roll-up, once; scheduled in `serve`.
 //! - `retention.rs`: roll up, then purge; scheduled in `serve`, `helpline retention run`.
 //! - `bench.rs`: `helpline supervisors bench` (a million generated calls, query timings).
 //! - `api.rs`: the HTTP handlers.
@@ -22,6 +23,7 @@ pub mod filter;
 pub mod kpi;
 pub mod log;
 pub mod retention;
+pub mod settle;
 pub mod store;
 pub mod timeline;
 pub mod wallboard;
@@ -29,6 +31,8 @@ pub mod wallboard;
 use crate::state::AppState;
 use axum::routing::get;
 use axum::Router;
+use std::future::Future;
+use std::time::Duration;
 
 /// The KPI definitions, as the API, the CSV and the page state them.
 pub const DEFINITIONS: &[(&str, &str)] = &[
@@ -50,6 +54,27 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
 pub const DEFINITIONS_SHORT: &str = "service_level = answered within 20 s / (answered + abandoned after 5 s); \
     asa = queue wait of answered / answered; abandonment = abandoned / queued; self_service = self_service / calls; \
     Europe/Rome days and hours";
+
+/// Runs `job` at once, then every `interval`, until `stop` fires (a stop during a run drops it:
+/// the jobs here commit in chunks, and the chunk in progress rolls back).
+async fn run_every<F, Fut>(interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = job() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -1,8 +1,9 @@
 //! Retention: calls older than `retention_days` (counted in whole Rome days) lose everything
 //! personal — notes, referrals, offers, the call log (and the answers it keeps for retries), the
 //! caller's hash and masked number, the queue and callback rows, the call itself — and only their
-//! KPI counts remain, rolled up into `kpi_hourly` first, in the same transaction, so the KPIs of
-//! old days are the same after the purge as before. Every run writes an audit row. Run by `serve`
+//! KPI counts remain, rolled up into `kpi_hourly` first, in the same transaction (unless the call
+//! was settled, `settle.rs`: then its counts are there already), so the KPIs of old days are the
+//! same after the purge as before. Every run writes an audit row. Run by `serve`
 //! in the background (at start, then hourly) and by `helpline retention run`.
 //!
 //! The calls go oldest first, [`CHUNK_CALLS`] per transaction: on SQLite a transaction holds the
@@ -14,7 +15,7 @@
 use super::audit::{self, Actor, AuditAction};
 use super::kpi::{rome_date, rome_midnight_ms};
 use super::store;
-use crate::db::{Backend, Db, DbError};
+use crate::db::{Db, DbError};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -37,8 +38,8 @@ pub struct PurgeReport {
     pub callbacks: u64,
     pub queue_entries: u64,
     pub console_messages: u64,
-    /// Writes into `kpi_hourly` (a row written or added to; an hour split between two chunks
-    /// counts twice).
+    /// Writes into `kpi_hourly` for calls not settled before (a row written or added to; an hour
+    /// split between two chunks counts twice).
     pub kpi_rows: u64,
 }
 
@@ -80,7 +81,7 @@ pub async fn purge_in_chunks(db: &Db, now_ms: i64, days: u32, actor: &Actor, chu
     while let Some(end) = next_chunk_end(db, cutoff, chunk.max(1)).await? {
         purge_chunk(db, end, &mut report).await?;
     }
-    let mut tx = begin_write(db).await?;
+    let mut tx = store::begin_rollup(db).await?;
     // Screen-pops and notes pushed to pages also carry personal data.
     report.console_messages =
         sqlx::query("DELETE FROM console_messages WHERE at < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
@@ -111,9 +112,10 @@ async fn next_chunk_end(db: &Db, cutoff: i64, chunk: i64) -> Result<Option<i64>,
 
 /// One transaction: rolls up and deletes the calls that started before `end`.
 async fn purge_chunk(db: &Db, end: i64, report: &mut PurgeReport) -> Result<(), DbError> {
-    let mut tx = begin_write(db).await?;
-    // The counts first: the purge must not change the KPIs of any period.
-    let buckets = store::live_buckets(&mut *tx, i64::MIN / 2, end).await?;
+    let mut tx = store::begin_rollup(db).await?;
+    // The counts first (of the calls not settled yet: the others are in the roll-up already): the
+    // purge must not change the KPIs of any period.
+    let buckets = store::live_buckets(&mut *tx, db.backend(), i64::MIN / 2, end).await?;
     store::add_to_rollup(&mut tx, &buckets).await?;
     report.kpi_rows += buckets.len() as u64;
     let old = "SELECT call_id FROM calls WHERE started_at < $1";
@@ -136,32 +138,11 @@ async fn purge_chunk(db: &Db, end: i64, report: &mut PurgeReport) -> Result<(), 
     Ok(())
 }
 
-/// A transaction that writes. On SQLite it takes the write lock at `BEGIN` (a transaction that
-/// reads first and writes later would fail at once with `SQLITE_BUSY` if another writer committed
-/// in between); it takes no lock turn: the purge may wait, the calls should not.
-async fn begin_write(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
-    Ok(match db.backend() {
-        Backend::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => db.pool().begin().await?,
-    })
-}
-
 /// Runs the purge at once, then every [`INTERVAL`], until `stop` fires. It runs beside serving:
 /// a long first purge (retention shortened, say) does not keep the helpline from answering. A
 /// stop during a purge rolls back the chunk in progress; the chunks before it stay purged.
-pub async fn run_scheduled(state: crate::state::AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        tokio::select! {
-            _ = run_once(&state) => {}
-            _ = stop.changed() => return,
-        }
-    }
+pub async fn run_scheduled(state: crate::state::AppState, stop: tokio::sync::watch::Receiver<bool>) {
+    super::run_every(INTERVAL, stop, || run_once(&state)).await
 }
 
 /// One purge with the server's settings and clock, logged.

@@ -102,7 +102,7 @@ pub async fn snapshot(db: &Db, now_ms: i64) -> Result<Snapshot, DbError> {
     }
     let day = rome_date(now_ms);
     let start = rome_midnight_ms(day);
-    let buckets = store::buckets(db, start, rome_midnight_ms(day.succ_opt().unwrap_or(day))).await?;
+    let buckets = store::buckets(db, start, rome_midnight_ms(day.succ_opt().unwrap_or(day)), Grouping::Day).await?;
     let (_, total) = kpi::group(&buckets, Grouping::Day);
     let c = total.counts;
     Ok(Snapshot {
