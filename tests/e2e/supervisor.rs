@@ -570,6 +570,7 @@ async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis()
         "/api/kpis?from=2026-11-23&to=2026-11-23&group=hour".to_owned(),
         "/api/kpis?from=2026-11-23&to=2026-11-23&group=language".to_owned(),
         format!("/api/kpis?from=2026-11-22&to={day}&group=area"),
+        format!("/api/kpis?from=2026-11-22&to={day}&group=day"),
     ];
     let mut before = Vec::new();
     for q in &queries {
