@@ -609,6 +609,23 @@ async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis()
     app.stop().await;
 }
 
+/// The roll-up's writers (settles and purge chunks, on any node) take turns: a second one waits
+/// until the first commits, so no call is counted by two of them.
+#[tokio::test]
+async fn the_roll_up_writers_take_one_lock() {
+    use console::supervisor::store::begin_rollup;
+    let app = spawn_app().await;
+    let db = app.state.db.clone();
+    let first = begin_rollup(&db).await.unwrap();
+    let second = tokio::spawn(async move { begin_rollup(&db).await.map(|tx| tx.rollback()) });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "a second writer of the roll-up went ahead while the first held the lock");
+    first.commit().await.unwrap();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(5), second).await.expect("it follows the first");
+    second.unwrap().unwrap().await.unwrap();
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
