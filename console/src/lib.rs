@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod routes;
+pub mod schedule;
 pub mod sip;
 pub mod startup;
 pub mod state;

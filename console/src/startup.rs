@@ -98,13 +98,16 @@ impl Application {
         let (housekeeping_stop, housekeeping_stopped) = tokio::sync::watch::channel(false);
         let retention =
             tokio::spawn(crate::supervisor::retention::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
-        let settle = tokio::spawn(crate::supervisor::settle::run_scheduled(self.state.clone(), housekeeping_stopped));
+        let settle =
+            tokio::spawn(crate::supervisor::settle::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
+        let quiet = tokio::spawn(crate::calls::quiet::run_scheduled(self.state.clone(), housekeeping_stopped));
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
         let _ = housekeeping_stop.send(true);
         let _ = retention.await;
         let _ = settle.await;
+        let _ = quiet.await;
         let _ = sip_stop.send(());
         let _ = sip.await;
         self.state.db.close().await;

@@ -514,3 +514,52 @@ async fn the_calls_writer_gives_way_to_a_lock_turn() {
     assert_eq!(played(&a), ["area-menu"], "{a}");
     app.stop().await;
 }
+
+/// A carrier that goes quiet (it never sends the end) does not leave the call in the menu or the
+/// queue for ever: after ten minutes without an event the server ends it as a hang-up; a call an
+/// operator took is left alone until twelve hours have passed.
+#[tokio::test]
+async fn calls_whose_carrier_went_quiet_are_ended_by_the_server() {
+    use console::calls::quiet::end_quiet_calls;
+    let app = spawn_app().await;
+    let mut menu = Call::new(&app, "quiet-menu");
+    menu.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    let mut queued = Call::new(&app, "quiet-queue");
+    queued.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    queued.send(json!({"type": "digits", "digits": "0"})).await;
+    let mut talking = Call::new(&app, "quiet-operator");
+    talking.send(json!({"type": "call.started", "from": "+39 333 123 4512"})).await;
+    talking.send(json!({"type": "digits", "digits": "0"})).await;
+    assign_operator(&app, "quiet-operator", "giulia", "sip:giulia@pbx.example.org").await;
+    talking.send(json!({"type": "no_input"})).await;
+    // What the console's accept leaves for a webhook call the operator took.
+    let pool = app.state.db.pool();
+    let now_ms = console::clock::Clock::now(&*app.clock).timestamp_millis();
+    sqlx::query("UPDATE queue_entries SET status = 'answered', updated_at = $1 WHERE call_id = 'quiet-operator'")
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE calls SET answered_at = $1 WHERE call_id = 'quiet-operator'").bind(now_ms).execute(pool).await.unwrap();
+
+    let at = |minutes: i64| console::clock::Clock::now(&*app.clock) + chrono::Duration::minutes(minutes);
+    let db = &app.state.db;
+    assert!(end_quiet_calls(db, &app.state.calls, at(9)).await.unwrap().is_empty(), "nine minutes is not quiet yet");
+    let mut ended = end_quiet_calls(db, &app.state.calls, at(11)).await.unwrap();
+    ended.sort();
+    assert_eq!(ended, ["quiet-menu", "quiet-queue"]);
+    assert_eq!(call_row(&app, "quiet-menu").await.3.as_deref(), Some("hung_up_in_menu"));
+    assert_eq!(call_row(&app, "quiet-queue").await.3.as_deref(), Some("hung_up_in_queue"));
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'quiet-queue'").fetch_one(pool).await.unwrap();
+    assert_eq!(status, "abandoned", "it no longer waits for an operator");
+    let open: Vec<(String,)> = sqlx::query_as("SELECT call_id FROM calls WHERE ended_at IS NULL").fetch_all(pool).await.unwrap();
+    assert_eq!(open, [("quiet-operator".to_owned(),)]);
+    assert!(end_quiet_calls(db, &app.state.calls, at(11)).await.unwrap().is_empty(), "an ended call is ended once");
+
+    // The carrier of the menu call speaks up after all: the call is over.
+    let a = menu.send(json!({"type": "no_input"})).await;
+    assert_eq!(a["ended"], true, "{a}");
+    assert_eq!(end_quiet_calls(db, &app.state.calls, at(12 * 60 + 1)).await.unwrap(), ["quiet-operator"]);
+    app.stop().await;
+}

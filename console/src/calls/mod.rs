@@ -13,6 +13,7 @@
 mod lookups;
 mod pg;
 mod queue;
+pub mod quiet;
 mod sqlite;
 mod store;
 mod writer;

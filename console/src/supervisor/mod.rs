@@ -31,8 +31,6 @@ pub mod wallboard;
 use crate::state::AppState;
 use axum::routing::get;
 use axum::Router;
-use std::future::Future;
-use std::time::Duration;
 
 /// The KPI definitions, as the API, the CSV and the page state them.
 pub const DEFINITIONS: &[(&str, &str)] = &[
@@ -54,27 +52,6 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
 pub const DEFINITIONS_SHORT: &str = "service_level = answered within 20 s / (answered + abandoned after 5 s); \
     asa = queue wait of answered / answered; abandonment = abandoned / queued; self_service = self_service / calls; \
     Europe/Rome days and hours";
-
-/// Runs `job` at once, then every `interval`, until `stop` fires (a stop during a run drops it:
-/// the jobs here commit in chunks, and the chunk in progress rolls back).
-async fn run_every<F, Fut>(interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut job: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        tokio::select! {
-            _ = job() => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -142,7 +142,7 @@ async fn purge_chunk(db: &Db, end: i64, report: &mut PurgeReport) -> Result<(), 
 /// a long first purge (retention shortened, say) does not keep the helpline from answering. A
 /// stop during a purge rolls back the chunk in progress; the chunks before it stay purged.
 pub async fn run_scheduled(state: crate::state::AppState, stop: tokio::sync::watch::Receiver<bool>) {
-    super::run_every(INTERVAL, stop, || run_once(&state)).await
+    crate::schedule::run_every(INTERVAL, stop, || run_once(&state)).await
 }
 
 /// One purge with the server's settings and clock, logged.

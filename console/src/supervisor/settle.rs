@@ -120,7 +120,7 @@ async fn settle_chunks(db: &Db, now_ms: i64, chunk: i64) -> Result<SettleReport,
 /// Settles at once, then every [`INTERVAL`], until `stop` fires (a stop during a settle rolls
 /// back the chunk in progress; the chunks before it stay settled).
 pub async fn run_scheduled(state: crate::state::AppState, stop: tokio::sync::watch::Receiver<bool>) {
-    super::run_every(INTERVAL, stop, || run_once(&state)).await
+    crate::schedule::run_every(INTERVAL, stop, || run_once(&state)).await
 }
 
 /// One settle with the server's clock, logged.
