@@ -85,10 +85,17 @@ async fn settle_chunks(db: &Db, now_ms: i64, chunk: i64) -> Result<SettleReport,
         .bind(chunk.max(1))
         .fetch_one(&mut *tx)
         .await?;
-        let (Some(first), Some(last)) = (first, last) else { return Ok(report) };
+        let (Some(first), Some(last)) = (first, last) else {
+            // Ended here, not by a drop: a dropped sqlx transaction is rolled back only when its
+            // connection is next used, and until then an idle connection in the pool would hold
+            // SQLite's write lock (a CLI import beside the server waited 20 s and failed).
+            tx.rollback().await?;
+            return Ok(report);
+        };
         let range = [first, last.saturating_add(1), ended_by];
         let buckets = store::counts_where(&mut tx, db.backend(), SETTLEABLE, &range).await?;
         if buckets.is_empty() {
+            tx.rollback().await?;
             return Ok(report);
         }
         store::add_to_rollup(&mut tx, &buckets).await?;
