@@ -557,6 +557,18 @@ async fn calls_whose_carrier_went_quiet_are_ended_by_the_server() {
     assert_eq!(open, [("quiet-operator".to_owned(),)]);
     assert!(end_quiet_calls(db, &app.state.calls, at(11)).await.unwrap().is_empty(), "an ended call is ended once");
 
+    // The supervisors' timeline tells the server's hang-up from the carrier's events.
+    let (_, sup) = crate::supervisor::signed_in(&app, "sara", console::db::users::Role::Supervisor).await;
+    let call: Value = sup.get(app.url("/api/calls/quiet-menu")).send().await.unwrap().json().await.unwrap();
+    let steps: Vec<(&str, Option<&str>)> = call["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "step")
+        .map(|e| (e["event_kind"].as_str().unwrap(), e["raised_by"].as_str()))
+        .collect();
+    assert_eq!(steps, [("call_started", None), ("hung_up", Some("server"))], "{call}");
+
     // The carrier of the menu call speaks up after all: the call is over.
     let a = menu.send(json!({"type": "no_input"})).await;
     assert_eq!(a["ended"], true, "{a}");

@@ -215,6 +215,10 @@ struct StepRecord<'a> {
     actions: &'a [Action],
     event: &'a Event,
     log: &'a [LogEntry],
+    /// `"server"` on the step of an event the server raised itself (an operator assigned, a
+    /// quiet call ended): the supervisors' timeline tells it from the carrier's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raised_by: Option<&'static str>,
 }
 
 /// The body of one transaction for the requests (one per call): `Ok` holds each request's
@@ -346,7 +350,12 @@ async fn plan<S: Store>(
             seq,
             at: now_ms,
             kind: event_kind(&event),
-            data: to_json(&StepRecord { actions: &actions, event: &event, log: &log })?,
+            data: to_json(&StepRecord {
+                actions: &actions,
+                event: &event,
+                log: &log,
+                raised_by: (req.origin == Origin::Server && steps == 1).then_some("server"),
+            })?,
             request_key: None,
             fingerprint: None,
             answer: None,

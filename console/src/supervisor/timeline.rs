@@ -24,6 +24,10 @@ pub enum Entry {
         log: Vec<Value>,
         /// The names of the actions sent to the carrier (`play`, `collect`, `enqueue`, …).
         actions: Vec<String>,
+        /// `"server"` when the server raised the event itself (an operator assigned, a call whose
+        /// carrier went quiet ended); absent for the carrier's events.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        raised_by: Option<String>,
     },
     /// The call was offered to an operator.
     Offer {
@@ -88,6 +92,7 @@ fn step_entry(seq: i64, kind: String, data: &str) -> Entry {
         digits: (!digits.is_empty()).then(|| digits.join(" ")),
         log,
         actions: names,
+        raised_by: data["raised_by"].as_str().map(str::to_owned),
     }
 }
 
