@@ -56,7 +56,7 @@ impl Application {
             .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?;
         let console_config = crate::console::config::ConsoleConfig::load(&settings.console_file)?;
         let console = crate::console::Console::new(db.clone(), console_config, calls.queue_changed());
-        let state = AppState {
+        let state = AppState::new(crate::state::Handles {
             db,
             settings: Arc::new(settings),
             secret: Arc::new(secret),
@@ -68,7 +68,7 @@ impl Application {
             directory,
             sign_in_limiter: Arc::new(crate::auth::SignInLimiter::default()),
             console,
-        };
+        });
         crate::console::Console::start(&state).await?;
         Ok(Application { listener, sip, state, first_admin })
     }
