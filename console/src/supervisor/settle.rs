@@ -86,9 +86,8 @@ async fn settle_chunks(db: &Db, now_ms: i64, chunk: i64) -> Result<SettleReport,
         .fetch_one(&mut *tx)
         .await?;
         let (Some(first), Some(last)) = (first, last) else {
-            // Ended here, not by a drop: a dropped sqlx transaction is rolled back only when its
-            // connection is next used, and until then an idle connection in the pool would hold
-            // SQLite's write lock (a CLI import beside the server waited 20 s and failed).
+            // Ended here, not by a drop: a dropped sqlx transaction's rollback is only queued on
+            // its connection, and the roll-up's lock is not to outlive the settle.
             tx.rollback().await?;
             return Ok(report);
         };
