@@ -15,9 +15,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn directory_cmd(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    run_helpline(&mut directory_command(db, args), "")
+}
+
+fn directory_command(db: &TestDb, args: &[&str]) -> std::process::Command {
     let mut cmd = helpline(db.dir.path());
     cmd.env("HELPLINE_DATABASE_URL", &db.url).arg("directory").args(args);
-    run_helpline(&mut cmd, "")
+    cmd
 }
 
 fn read(path: &Path) -> Dataset {
@@ -251,8 +255,7 @@ async fn the_index_follows_an_import_made_by_another_process() {
     // the server mid-transaction whenever the CLI came during its start-up writes (the retention
     // purge, the KPI settle): the CLI then waited its whole patience for a lock that could not be
     // released.
-    let mut cmd = helpline(app.db.dir.path());
-    cmd.env("HELPLINE_DATABASE_URL", &app.db.url).args(["directory", "import"]).arg(fixture("flat_good.csv"));
+    let mut cmd = directory_command(&app.db, &["import", fixture("flat_good.csv").to_str().unwrap()]);
     let (code, _, err) = tokio::task::spawn_blocking(move || run_helpline(&mut cmd, "")).await.unwrap();
     assert_eq!(code, 0, "{err}");
     let deadline = Instant::now() + Duration::from_secs(20);
