@@ -63,6 +63,9 @@ pub struct Metrics {
     /// How far each packet's send landed after its grid slot, seconds.
     pub rtp_send_deviation: Histogram,
     pub dtmf_received: Family<DtmfLabels, Counter>,
+    /// Wallboard snapshots read from the database (one per second while any wallboard is open,
+    /// however many are open; plus one when a wallboard opens).
+    pub wallboard_snapshots: Counter,
 }
 
 impl Metrics {
@@ -104,6 +107,12 @@ impl Metrics {
         );
         let dtmf_received = Family::<DtmfLabels, Counter>::default();
         registry.register("dtmf_received", "DTMF keys received, by source (rfc4733, info)", dtmf_received.clone());
+        let wallboard_snapshots = Counter::default();
+        registry.register(
+            "wallboard_snapshots",
+            "Wallboard snapshots read from the database (shared by every open wallboard)",
+            wallboard_snapshots.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())])
@@ -123,6 +132,7 @@ impl Metrics {
             rtp_late_packets,
             rtp_send_deviation,
             dtmf_received,
+            wallboard_snapshots,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Background jobs of `serve` on a fixed period (retention, settling the KPIs, ending quiet calls).
+//! Background jobs of `serve` on a fixed period (retention, settling the KPIs, ending quiet calls,
+//! the wallboards' snapshot).
 
 use std::future::Future;
 use std::time::Duration;

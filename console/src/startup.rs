@@ -68,6 +68,7 @@ impl Application {
             directory,
             sign_in_limiter: Arc::new(crate::auth::SignInLimiter::default()),
             console,
+            wallboard: Default::default(),
         });
         crate::console::Console::start(&state).await?;
         Ok(Application { listener, sip, state, first_admin })
@@ -100,7 +101,8 @@ impl Application {
             tokio::spawn(crate::supervisor::retention::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
         let settle =
             tokio::spawn(crate::supervisor::settle::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
-        let quiet = tokio::spawn(crate::calls::quiet::run_scheduled(self.state.clone(), housekeeping_stopped));
+        let quiet = tokio::spawn(crate::calls::quiet::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
+        let wallboard = tokio::spawn(crate::supervisor::wallboard::run_feed(self.state.clone(), housekeeping_stopped));
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
@@ -108,6 +110,7 @@ impl Application {
         let _ = retention.await;
         let _ = settle.await;
         let _ = quiet.await;
+        let _ = wallboard.await;
         let _ = sip_stop.send(());
         let _ = sip.await;
         self.state.db.close().await;

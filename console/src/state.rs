@@ -48,4 +48,6 @@ pub struct Handles {
     pub sign_in_limiter: Arc<crate::auth::SignInLimiter>,
     /// The operator console: its message hub, settings and sockets (issue 7).
     pub console: crate::console::Console,
+    /// The wallboards' shared snapshot (one database read a second, however many are open).
+    pub wallboard: crate::supervisor::wallboard::Feed,
 }

@@ -640,9 +640,7 @@ async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
         .await
         .unwrap();
     let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let mut req = format!("ws://{}/ws/wallboard", app.addr).into_client_request().unwrap();
-    req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("supervisor connects");
+    let mut ws = open_wallboard(&app, &cookie).await;
     let first = next_message(&mut ws).await;
     assert_eq!(first["type"], "wallboard");
     assert_eq!(first["in_queue"], json!([]));
@@ -668,6 +666,57 @@ async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
     req.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
     app.stop().await;
+}
+
+/// Many wallboards open (a supervisors' room and its screens) cost the database one snapshot a
+/// second, not one per wallboard, and each of them still gets every change.
+#[tokio::test]
+async fn open_wallboards_share_one_snapshot_a_second() {
+    let app = spawn_app().await;
+    signed_in(&app, "sara", Role::Supervisor).await;
+    let login = reqwest::Client::new()
+        .post(app.url("/api/session"))
+        .json(&json!({"name": "sara", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    const BOARDS: usize = 6;
+    let mut boards = Vec::new();
+    for _ in 0..BOARDS {
+        let mut ws = open_wallboard(&app, &cookie).await;
+        assert_eq!(next_message(&mut ws).await["in_queue"], json!([]));
+        boards.push(ws);
+    }
+    let reads = || app.state.metrics.wallboard_snapshots.get();
+    let (before, since) = (reads(), std::time::Instant::now());
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (after, secs) = (reads(), since.elapsed().as_secs_f64());
+    // One read per second for all of them (and a tick's boundary): a read per wallboard would be
+    // six times as many.
+    let shared = after - before;
+    assert!(shared as f64 <= secs + 2.0, "{shared} snapshots read in {secs:.1} s for {BOARDS} wallboards");
+    assert!(shared >= 1, "nobody read the snapshot in {secs:.1} s");
+
+    // A caller reaches the queue: every wallboard shows them.
+    webhook_call_until_queue(&app, "wb-shared").await;
+    for ws in &mut boards {
+        let mut m = next_message(ws).await;
+        while m["in_queue"].as_array().unwrap().is_empty() {
+            m = next_message(ws).await;
+        }
+        assert_eq!(m["in_queue"][0]["count"], 1, "{m}");
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("helpline_wallboard_snapshots_total"), "{metrics}");
+    app.stop().await;
+}
+
+async fn open_wallboard(app: &TestApp, cookie: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws/wallboard", app.addr).into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.expect("supervisor connects").0
 }
 
 async fn webhook_call_until_queue(app: &TestApp, id: &str) {

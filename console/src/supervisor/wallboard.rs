@@ -1,9 +1,11 @@
 //! The live wallboard (`GET /ws/wallboard`): calls in the menu and in the queue per language and
 //! area, the longest wait, operators by presence, and today's service level, abandonment and ASA.
 //!
-//! Each socket recomputes the snapshot every second and sends it only when it changed (the
-//! snapshot holds instants, not ages, so a quiet helpline sends nothing). When the console's hub
-//! lands, a change notification can replace the tick without changing the messages.
+//! One task per node ([`run_feed`], started by `serve`) reads the snapshot every second while any
+//! wallboard is open and publishes it in a [`Feed`]; each socket sends it when it differs from what
+//! that socket sent last (the snapshot holds instants, not ages, so a quiet helpline sends
+//! nothing). So the database answers one snapshot a second however many wallboards are open (a
+//! supervisors' room and its screens), plus one when a wallboard opens: its first message, at once.
 
 use super::kpi::{self, rome_date, rome_midnight_ms, Grouping, Kpis};
 use super::store;
@@ -15,7 +17,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the open wallboards' snapshot is read.
+const EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Group {
@@ -144,26 +151,33 @@ pub async fn handler(
 }
 
 async fn run(mut socket: WebSocket, state: AppState) {
-    let mut last: Option<Snapshot> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut feed = state.wallboard.subscribe();
+    // The first message at once, read for this socket (the feed's may be a second old, or absent
+    // while no wallboard was open).
+    let mut last: Option<Arc<str>> = match read(&state).await {
+        Ok(text) => {
+            if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                return;
+            }
+            Some(text)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "wallboard snapshot failed");
+            None
+        }
+    };
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                let now = state.clock.now().timestamp_millis();
-                match snapshot(&state.db, now).await {
-                    Ok(s) if last.as_ref() != Some(&s) => {
-                        let text = match serde_json::to_string(&s) {
-                            Ok(t) => t,
-                            Err(_) => continue,
-                        };
-                        if socket.send(Message::Text(text.into())).await.is_err() {
-                            return;
-                        }
-                        last = Some(s);
+            changed = feed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let Some(text) = feed.borrow_and_update().clone() else { continue };
+                if last.as_deref() != Some(&*text) {
+                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        return;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "wallboard snapshot failed"),
+                    last = Some(text);
                 }
             }
             msg = socket.recv() => match msg {
@@ -172,4 +186,58 @@ async fn run(mut socket: WebSocket, state: AppState) {
             },
         }
     }
+}
+
+/// The latest snapshot for the open wallboards, as the JSON text they are sent (serialised once).
+/// `None` while no wallboard is open.
+pub struct Feed {
+    latest: watch::Sender<Option<Arc<str>>>,
+}
+
+impl Default for Feed {
+    fn default() -> Feed {
+        Feed { latest: watch::Sender::new(None) }
+    }
+}
+
+impl Feed {
+    fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
+        self.latest.subscribe()
+    }
+
+    /// Publishes `text` if it differs from the latest (no socket is woken for an unchanged one).
+    fn publish(&self, text: Arc<str>) {
+        self.latest.send_if_modified(|latest| {
+            if latest.as_deref() == Some(&*text) {
+                return false;
+            }
+            *latest = Some(text);
+            true
+        });
+    }
+}
+
+/// Reads the snapshot as JSON text, counted in `helpline_wallboard_snapshots_total`.
+async fn read(state: &AppState) -> Result<Arc<str>, DbError> {
+    state.metrics.wallboard_snapshots.inc();
+    let s = snapshot(&state.db, state.clock.now().timestamp_millis()).await?;
+    serde_json::to_string(&s).map(Arc::from).map_err(|e| DbError::Corrupt(format!("wallboard snapshot: {e}")))
+}
+
+/// The node's wallboard task: every second, while any wallboard is open, reads the snapshot and
+/// publishes it. With none open it reads nothing, and forgets the last one (a wallboard opening
+/// later reads its own first message).
+pub async fn run_feed(state: AppState, stop: watch::Receiver<bool>) {
+    crate::schedule::run_every(EVERY, stop, || async {
+        let feed = &state.wallboard;
+        if feed.latest.receiver_count() == 0 {
+            feed.latest.send_if_modified(|latest| latest.take().is_some());
+            return;
+        }
+        match read(&state).await {
+            Ok(text) => feed.publish(text),
+            Err(e) => tracing::warn!(error = %e, "wallboard snapshot failed"),
+        }
+    })
+    .await
 }
