@@ -404,6 +404,35 @@ async fn an_operator_without_a_phone_target_is_not_offered_calls() {
     app.stop().await;
 }
 
+/// The queue service's pass runs every second on every node: with nothing to do it commits
+/// nothing (the `console_lock` row it bumps first is left as it was), and with something to do
+/// it commits as before.
+#[tokio::test]
+async fn a_pass_with_nothing_to_do_commits_nothing() {
+    let app = spawn_app().await;
+    let bumps = || async {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT n FROM console_lock WHERE id = 1").fetch_one(app.state.db.pool()).await.unwrap();
+        n
+    };
+    let before = bumps().await;
+    for _ in 0..3 {
+        console::console::queue_service::pass(&app.state).await.unwrap();
+    }
+    // The server's own passes too (one a second).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(bumps().await, before, "idle passes committed");
+    let _call = Call::to_queue(&app, "idle-pass-1", "+39 333 000 5556", &["0"]).await;
+    console::console::queue_service::pass(&app.state).await.unwrap();
+    assert!(bumps().await > before, "the queue changed: a pass writes its message");
+    let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM console_messages WHERE kind = 'queue'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(queued >= 1);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn sign_in_is_rate_limited_with_retry_after() {
     let app = spawn_app().await;

@@ -52,7 +52,8 @@ pub async fn run(state: AppState) {
     }
 }
 
-/// One pass of the queue service.
+/// One pass of the queue service. Each step says whether it wrote anything; a pass in which none
+/// did ends its transaction without a commit.
 pub async fn pass(state: &AppState) -> Result<(), DbError> {
     let now = state.clock.now();
     let now_ms = now.timestamp_millis();
@@ -74,6 +75,12 @@ pub async fn pass(state: &AppState) -> Result<(), DbError> {
     wrote |= lapse_to_offline(&mut tx, now_ms).await?;
     wrote |= make_offers(state, &mut tx, now).await?;
     wrote |= publish_queue(&mut tx, now_ms).await?;
+    if !wrote {
+        // Nothing changed (the usual pass of a quiet helpline, once a second on every node): no
+        // commit, so no WAL write and, on PostgreSQL, no WAL flush for the `console_lock` bump.
+        tx.rollback().await?;
+        return Ok(());
+    }
     hub::commit(hub, tx, wrote).await
 }
 
