@@ -26,6 +26,12 @@
 //! `scripts/bench-voice` starts a throwaway PostgreSQL and runs this with `--pg-url`.
 //!
 //! Threads: the servers run on a 2-worker tokio runtime, the generator on its own single thread.
+//!
+//! **On two machines** (so that the generator does not take the server's cores): on the server's,
+//! `--serve ADDR --backends sqlite` (or `postgres` with `--pg-url`) runs that server on `ADDR` and
+//! the trivial handler on the next port, until Ctrl-C; on the other, `--remote ADDR` drives both
+//! (rows `trivial` and `remote`; the CPU columns are then the generator's alone). Both processes
+//! run the same shifted clock (open hours, below), so the signatures' timestamps agree.
 
 use axum::routing::post;
 use axum::{Json, Router};
@@ -48,16 +54,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SECRET: &str = "voice-load-webhook-secret-0123456789abcdef";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server's clock: real time, shifted so the run starts on a Tuesday at 10:00 in Rome (open
-/// hours, so `2` reaches the operator queue whatever the day the benchmark runs).
-struct OpenHoursClock {
-    base: DateTime<Utc>,
-    started: Instant,
-}
+/// The server's clock: real time, shifted into a Tuesday between 10:00 and 14:00 in Rome (open
+/// hours, so `2` reaches the operator queue whatever the day the benchmark runs): Tuesday 10:00
+/// plus the real time modulo 4 hours. It depends on nothing but the real time, so a generator and a
+/// server in two processes (`--serve`, `--remote`) read the same instant. (It steps back 4 hours
+/// once every 4 hours; a run across that instant sees its calls' clock jump.)
+struct OpenHoursClock;
 
 impl Clock for OpenHoursClock {
     fn now(&self) -> DateTime<Utc> {
-        self.base + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+        const WINDOW_MS: i64 = 4 * 3600 * 1000;
+        let base = Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).single().expect("valid instant");
+        base + chrono::Duration::milliseconds(Utc::now().timestamp_millis().rem_euclid(WINDOW_MS))
     }
 }
 
@@ -70,6 +78,10 @@ struct Options {
     backends: Vec<String>,
     pg_url: Option<String>,
     max_in_flight: u64,
+    /// Serve a backend on this address (and the trivial handler on the next port) until Ctrl-C.
+    serve: Option<SocketAddr>,
+    /// Drive a `--serve` process at this address instead of servers of this process.
+    remote: Option<SocketAddr>,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -81,6 +93,8 @@ fn parse_args() -> anyhow::Result<Options> {
         backends: vec!["trivial".into(), "sqlite".into(), "postgres".into()],
         pg_url: std::env::var("VOICE_LOAD_PG_URL").ok().filter(|s| !s.is_empty()),
         max_in_flight: 512,
+        serve: None,
+        remote: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -95,10 +109,12 @@ fn parse_args() -> anyhow::Result<Options> {
             "--backends" => o.backends = value()?.split(',').map(|s| s.trim().to_owned()).collect(),
             "--pg-url" => o.pg_url = Some(value()?),
             "--max-in-flight" => o.max_in_flight = value()?.parse()?,
+            "--serve" => o.serve = Some(value()?.parse()?),
+            "--remote" => o.remote = Some(value()?.parse()?),
             other => anyhow::bail!("unknown argument {other:?} (see the comment at the top of voice_load.rs)"),
         }
     }
-    if o.backends.iter().any(|b| b == "postgres") && o.pg_url.is_none() {
+    if o.remote.is_none() && o.backends.iter().any(|b| b == "postgres") && o.pg_url.is_none() {
         eprintln!("voice-load: no --pg-url (or VOICE_LOAD_PG_URL): skipping PostgreSQL");
         o.backends.retain(|b| b != "postgres");
     }
@@ -111,20 +127,24 @@ fn main() -> anyhow::Result<()> {
     console::telemetry::init(LogFormat::Json);
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let gen_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let clock = Arc::new(OpenHoursClock {
-        base: Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).single().expect("valid instant"),
-        started: Instant::now(),
-    });
+    let clock = Arc::new(OpenHoursClock);
     let tmp = tempfile::tempdir()?;
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let servers = Servers { rt: &server_rt, clock: clock.clone(), tmp: tmp.path().to_owned(), pg_url: opts.pg_url.clone() };
+    if let Some(addr) = opts.serve {
+        return serve(&servers, &opts, addr);
+    }
 
     println!(
-        "voice-load: {} CPUs, rates {:?} events/s × {} s, saturation {} connections × {} s",
+        "voice-load: {} CPUs, rates {:?} events/s × {} s, saturation {} connections × {} s{}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         opts.rates,
         opts.secs,
         opts.conns,
-        opts.sat_secs
+        opts.sat_secs,
+        match opts.remote {
+            Some(addr) => format!(", against {addr} (CPU columns: this generator only)"),
+            None => String::new(),
+        }
     );
     println!();
     println!(
@@ -132,61 +152,42 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 
+    let backends = match opts.remote {
+        Some(_) => vec!["trivial".to_owned(), "remote".to_owned()],
+        None => opts.backends.clone(),
+    };
     let mut console_waits: Vec<(String, ConsoleWaits)> = Vec::new();
-    for backend in &opts.backends {
-        let (addr, stop) = match backend.as_str() {
-            "trivial" => server_rt.block_on(start_trivial())?,
-            "sqlite" | "postgres" => {
-                let url = if backend == "sqlite" {
-                    format!("sqlite://{}/helpline.db", tmp.path().display())
-                } else {
-                    server_rt.block_on(fresh_pg_database(opts.pg_url.as_deref().unwrap_or_default()))?
-                };
-                let settings = Settings {
-                    http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                    sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                    database_url: url,
-                    data_dir: tmp.path().join(format!("data-{backend}")),
-                    secret: SecretString::default(),
-                    log_format: LogFormat::Json,
-                    flow_file: repo.join("config/ivr.toml"),
-                    prompts_dir: repo.join("prompts"),
-                    public_url: String::new(),
-                    twilio_auth_token: SecretString::default(),
-                    webhook_secret: SecretString::new(SECRET),
-                    ..Settings::default()
-                };
-                let clock = clock.clone();
-                server_rt.block_on(async move {
-                    let app = Application::build_with_clock(settings, clock).await?;
-                    let addr = app.local_addr();
-                    let db = app.state().db.clone();
-                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                    let task = tokio::spawn(app.run_until(async {
-                        let _ = rx.await;
-                    }));
-                    anyhow::Ok((addr, Stop { tx, task, db: Some(db) }))
-                })?
+    for backend in &backends {
+        let (addr, stop) = match opts.remote {
+            Some(addr) if backend == "remote" => (addr, None),
+            Some(addr) => (next_port(addr)?, None),
+            None => {
+                let (addr, stop) = servers.start(backend, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                (addr, Some(stop))
             }
-            other => anyhow::bail!("unknown backend {other:?}: trivial, sqlite or postgres"),
         };
         let target =
             Target { addr, clock: clock.clone(), check: backend != "trivial", max_in_flight: opts.max_in_flight };
         let run_id = AtomicU64::new(0);
-        let next_prefix = || format!("{}{}", &backend[..1], run_id.fetch_add(1, Ordering::Relaxed));
+        // Call ids unique to this process too (several generators may drive one `--serve`).
+        let pid = std::process::id();
+        let next_prefix = || format!("{}{}p{pid}", &backend[..1], run_id.fetch_add(1, Ordering::Relaxed));
         // Warm-up (not reported): connections, the pool, the database's first pages.
         gen_rt.block_on(open_loop(&target, 500, 2, &next_prefix()));
         for &rate in &opts.rates {
             let r = gen_rt.block_on(open_loop(&target, rate, opts.secs, &next_prefix()));
             println!("{}", r.row(backend, &rate.to_string()));
         }
-        let probe = stop.db.clone().map(|db| server_rt.spawn(probe_console_writes(db, Duration::from_secs(opts.sat_secs))));
+        let db = stop.as_ref().and_then(|s| s.db.clone());
+        let probe = db.map(|db| server_rt.spawn(probe_console_writes(db, Duration::from_secs(opts.sat_secs))));
         let r = gen_rt.block_on(closed_loop(&target, opts.conns, opts.sat_secs, &next_prefix()));
         println!("{}", r.row(backend, &format!("saturation ({} conns)", opts.conns)));
         if let Some(probe) = probe {
             console_waits.push((backend.clone(), server_rt.block_on(probe)??));
         }
-        server_rt.block_on(stop.stop())?;
+        if let Some(stop) = stop {
+            server_rt.block_on(stop.stop())?;
+        }
     }
     drop(server_rt);
     if !console_waits.is_empty() {
@@ -200,6 +201,76 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What starting a server of this process needs.
+struct Servers<'r> {
+    rt: &'r tokio::runtime::Runtime,
+    clock: Arc<OpenHoursClock>,
+    tmp: PathBuf,
+    pg_url: Option<String>,
+}
+
+impl Servers<'_> {
+    /// Starts `backend` (`trivial`, `sqlite` or `postgres`, on a fresh database) on `addr`.
+    fn start(&self, backend: &str, addr: SocketAddr) -> anyhow::Result<(SocketAddr, Stop)> {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let url = match backend {
+            "trivial" => return self.rt.block_on(start_trivial(addr)),
+            "sqlite" => format!("sqlite://{}/helpline.db", self.tmp.display()),
+            "postgres" => self.rt.block_on(fresh_pg_database(self.pg_url.as_deref().unwrap_or_default()))?,
+            other => anyhow::bail!("unknown backend {other:?}: trivial, sqlite or postgres"),
+        };
+        let settings = Settings {
+            http_addr: addr,
+            sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: url,
+            data_dir: self.tmp.join(format!("data-{backend}")),
+            secret: SecretString::default(),
+            log_format: LogFormat::Json,
+            flow_file: repo.join("config/ivr.toml"),
+            prompts_dir: repo.join("prompts"),
+            public_url: String::new(),
+            twilio_auth_token: SecretString::default(),
+            webhook_secret: SecretString::new(SECRET),
+            ..Settings::default()
+        };
+        let clock = self.clock.clone();
+        self.rt.block_on(async move {
+            let app = Application::build_with_clock(settings, clock).await?;
+            let addr = app.local_addr();
+            let db = app.state().db.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(app.run_until(async {
+                let _ = rx.await;
+            }));
+            anyhow::Ok((addr, Stop { tx, task, db: Some(db) }))
+        })
+    }
+}
+
+/// `--serve`: the first database backend on `addr` and the trivial handler on the next port, until
+/// Ctrl-C.
+fn serve(servers: &Servers<'_>, opts: &Options, addr: SocketAddr) -> anyhow::Result<()> {
+    let backend = opts
+        .backends
+        .iter()
+        .find(|b| *b != "trivial")
+        .ok_or_else(|| anyhow::anyhow!("--serve needs a database backend: --backends sqlite or postgres"))?;
+    let (addr, server) = servers.start(backend, addr)?;
+    let (trivial_addr, trivial) = servers.start("trivial", next_port(addr)?)?;
+    println!("voice-load: {backend} on {addr}, the trivial handler on {trivial_addr}; Ctrl-C stops them");
+    println!("voice-load: on the generator's machine: --remote {addr}");
+    servers.rt.block_on(tokio::signal::ctrl_c())?;
+    servers.rt.block_on(trivial.stop())?;
+    servers.rt.block_on(server.stop())
+}
+
+/// The port after `addr`'s: where `--serve` puts the trivial handler.
+fn next_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let port = addr.port().checked_add(1).filter(|p| addr.port() != 0 && *p != 0);
+    let port = port.ok_or_else(|| anyhow::anyhow!("{addr}: give a port below 65535 (the trivial handler takes the next)"))?;
+    Ok(SocketAddr::new(addr.ip(), port))
 }
 
 /// How often the console-write probe runs during saturation.
@@ -272,12 +343,12 @@ impl Stop {
 }
 
 /// The machine's limit: axum answering a small JSON, nothing else.
-async fn start_trivial() -> anyhow::Result<(SocketAddr, Stop)> {
+async fn start_trivial(addr: SocketAddr) -> anyhow::Result<(SocketAddr, Stop)> {
     async fn answer() -> Json<serde_json::Value> {
         Json(serde_json::json!({ "call_id": "x", "seq": 1, "actions": [], "ended": false }))
     }
     let router = Router::new().route("/voice/events", post(answer));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
