@@ -51,7 +51,9 @@ impl Clock for OpenHoursClock {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -256,27 +258,41 @@ fn client(args: &[String]) -> anyhow::Result<()> {
         let mut slowest = Vec::new();
         for e in 0..events {
             let id = format!("fanout-{e}");
-            post(serde_json::json!({"type": "call.started", "call_id": id, "seq": 1, "from": "+39 333 000 0000"})).await?;
+            post(serde_json::json!({"type": "call.started", "call_id": id, "seq": 1, "from": "+39 333 000 0000"}))
+                .await?;
             arrived.store(0, Ordering::SeqCst);
             let sent = Instant::now();
             *target.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (format!("\"{id}\""), sent);
             let wait = done.notified();
             post(serde_json::json!({"type": "digits", "call_id": id, "seq": 2, "digits": "0"})).await?;
-            tokio::time::timeout(Duration::from_secs(30), wait).await.map_err(|_| anyhow::anyhow!("event {e}: not every socket got the queue"))?;
+            tokio::time::timeout(Duration::from_secs(30), wait)
+                .await
+                .map_err(|_| anyhow::anyhow!("event {e}: not every socket got the queue"))?;
             slowest.push(sent.elapsed());
             // End the call; wait for the empty queue everywhere before the next event.
             arrived.store(0, Ordering::SeqCst);
             *target.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (String::new(), Instant::now());
             let wait = done.notified();
             post(serde_json::json!({"type": "call.ended", "call_id": id, "seq": 3})).await?;
-            tokio::time::timeout(Duration::from_secs(30), wait).await.map_err(|_| anyhow::anyhow!("event {e}: the empty queue did not reach every socket"))?;
+            tokio::time::timeout(Duration::from_secs(30), wait)
+                .await
+                .map_err(|_| anyhow::anyhow!("event {e}: the empty queue did not reach every socket"))?;
         }
         let mut all = latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
         all.sort();
         slowest.sort();
         println!("{n} sockets, {events} events, {} deliveries", all.len());
-        println!("per delivery (event → one socket): p50 {}, p99 {}, max {}", ms(percentile(&all, 0.5)), ms(percentile(&all, 0.99)), ms(percentile(&all, 1.0)));
-        println!("per event (event → the last of {n} sockets): p50 {}, p99 {}", ms(percentile(&slowest, 0.5)), ms(percentile(&slowest, 0.99)));
+        println!(
+            "per delivery (event → one socket): p50 {}, p99 {}, max {}",
+            ms(percentile(&all, 0.5)),
+            ms(percentile(&all, 0.99)),
+            ms(percentile(&all, 1.0))
+        );
+        println!(
+            "per event (event → the last of {n} sockets): p50 {}, p99 {}",
+            ms(percentile(&slowest, 0.5)),
+            ms(percentile(&slowest, 0.99))
+        );
         anyhow::Ok(())
     })
 }

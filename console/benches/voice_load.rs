@@ -129,7 +129,8 @@ fn main() -> anyhow::Result<()> {
     let gen_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let clock = Arc::new(OpenHoursClock);
     let tmp = tempfile::tempdir()?;
-    let servers = Servers { rt: &server_rt, clock: clock.clone(), tmp: tmp.path().to_owned(), pg_url: opts.pg_url.clone() };
+    let servers =
+        Servers { rt: &server_rt, clock: clock.clone(), tmp: tmp.path().to_owned(), pg_url: opts.pg_url.clone() };
     if let Some(addr) = opts.serve {
         return serve(&servers, &opts, addr);
     }
@@ -269,7 +270,8 @@ fn serve(servers: &Servers<'_>, opts: &Options, addr: SocketAddr) -> anyhow::Res
 /// The port after `addr`'s: where `--serve` puts the trivial handler.
 fn next_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     let port = addr.port().checked_add(1).filter(|p| addr.port() != 0 && *p != 0);
-    let port = port.ok_or_else(|| anyhow::anyhow!("{addr}: give a port below 65535 (the trivial handler takes the next)"))?;
+    let port =
+        port.ok_or_else(|| anyhow::anyhow!("{addr}: give a port below 65535 (the trivial handler takes the next)"))?;
     Ok(SocketAddr::new(addr.ip(), port))
 }
 
@@ -313,7 +315,7 @@ async fn probe_console_writes(db: console::db::Db, secs: Duration) -> anyhow::Re
         tick.tick().await;
         let t0 = Instant::now();
         let tx = if turn {
-            console::console::hub::begin(&db).await?
+            console::operators::hub::begin(&db).await?
         } else {
             let mut tx = db.pool().begin().await?;
             sqlx::query("UPDATE console_lock SET n = n + 1 WHERE id = 1").execute(&mut *tx).await?;
@@ -495,7 +497,11 @@ async fn send_event(target: &Target, conn: &mut Conn, call_id: &str, index: usiz
     if target.check {
         if let Some(needle) = expected_in_answer(index) {
             if !text.contains(needle) {
-                return Err(format!("event {} answered without {needle}: {}", index + 1, text.chars().take(300).collect::<String>()));
+                return Err(format!(
+                    "event {} answered without {needle}: {}",
+                    index + 1,
+                    text.chars().take(300).collect::<String>()
+                ));
             }
         }
     }

@@ -94,7 +94,9 @@ pub struct Offer {
 /// The offers to make now. Each call and each operator appears at most once.
 pub fn assign(calls: &[WaitingCall], operators: &[Operator], now: DateTime<Utc>, cfg: &AcdConfig) -> Vec<Offer> {
     let mut order: Vec<&WaitingCall> = calls.iter().collect();
-    order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.entered_at.cmp(&b.entered_at)).then(a.call_id.cmp(&b.call_id)));
+    order.sort_by(|a, b| {
+        b.priority.cmp(&a.priority).then(a.entered_at.cmp(&b.entered_at)).then(a.call_id.cmp(&b.call_id))
+    });
     let mut free: Vec<&Operator> = operators.iter().filter(|o| o.presence == Presence::Available).collect();
     free.sort_by(|a, b| a.idle_since.cmp(&b.idle_since).then(a.id.cmp(&b.id)));
     let mut taken: HashSet<i64> = HashSet::new();

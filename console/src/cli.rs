@@ -139,10 +139,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(e) => return Ok(config_error(&e)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(loaded.settings).await,
@@ -161,7 +159,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 db.migrate().await?;
                 let now = chrono::Utc::now().timestamp_millis();
                 let actor = crate::supervisor::audit::Actor::system("helpline retention run");
-                let report = crate::supervisor::retention::purge(&db, now, loaded.settings.retention_days, &actor).await?;
+                let report =
+                    crate::supervisor::retention::purge(&db, now, loaded.settings.retention_days, &actor).await?;
                 println!("{report}");
                 Ok(ExitCode::SUCCESS)
             }
@@ -192,7 +191,10 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         println!(" First start: an admin account was created. Shown only this once.");
         println!("   user:     {name}");
         println!("   password: {password}");
-        println!(" Sign in with it (POST http://{}/api/session); add users with `helpline user add`.", app.local_addr());
+        println!(
+            " Sign in with it (POST http://{}/api/session); add users with `helpline user add`.",
+            app.local_addr()
+        );
         println!("================================================================");
     }
     app.run_until(shutdown_signal()).await?;
@@ -223,8 +225,12 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {
-                crate::voice::FlowSource::File(f) => println!("menus: {} ({} nodes) ok", f.display(), voice.flow.nodes().len()),
-                crate::voice::FlowSource::BuiltIn => println!("menus: built-in default flow ({} nodes) ok", voice.flow.nodes().len()),
+                crate::voice::FlowSource::File(f) => {
+                    println!("menus: {} ({} nodes) ok", f.display(), voice.flow.nodes().len())
+                }
+                crate::voice::FlowSource::BuiltIn => {
+                    println!("menus: built-in default flow ({} nodes) ok", voice.flow.nodes().len())
+                }
             }
             println!("ok");
             ExitCode::SUCCESS
@@ -256,9 +262,15 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
             match users::add_user(&db, &new).await {
                 Ok(u) => {
                     if mediator {
-                        crate::console::presence::set_mediator(&db, u.id, true).await?;
+                        crate::operators::presence::set_mediator(&db, u.id, true).await?;
                     }
-                    println!("created {} {} (id {}){}", u.role.as_str(), u.name, u.id, if mediator { ", mediator" } else { "" });
+                    println!(
+                        "created {} {} (id {}){}",
+                        u.role.as_str(),
+                        u.name,
+                        u.id,
+                        if mediator { ", mediator" } else { "" }
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(crate::db::DbError::Conflict(m)) => Ok(usage_error(&m)),

@@ -153,9 +153,7 @@ impl Settings {
                 let table = parse_file(&path, &src)?;
                 (table, Some(path))
             }
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                (toml::Table::new(), None)
-            }
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => (toml::Table::new(), None),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
 
@@ -163,8 +161,7 @@ impl Settings {
         let mut overrides = Vec::new();
         for (var, key_path, template) in leaf_keys(&defaults) {
             let Some(raw) = get(&var) else { continue };
-            let value = env_value(&raw, &template)
-                .map_err(|reason| ConfigError::Env { var: var.clone(), reason })?;
+            let value = env_value(&raw, &template).map_err(|reason| ConfigError::Env { var: var.clone(), reason })?;
             // Check the variable on its own so an error names it, not the file.
             let mut probe = defaults.clone();
             set_path(&mut probe, &key_path, value.clone());
@@ -197,9 +194,8 @@ fn parse_file(path: &Path, src: &str) -> Result<toml::Table, ConfigError> {
         let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
         ConfigError::File { path: path.to_owned(), line, column, key, reason }
     };
-    let table: toml::Table = toml::from_str(src).map_err(|e: toml::de::Error| {
-        file_error(e.span(), "(syntax)".into(), e.message().trim().to_owned())
-    })?;
+    let table: toml::Table = toml::from_str(src)
+        .map_err(|e: toml::de::Error| file_error(e.span(), "(syntax)".into(), e.message().trim().to_owned()))?;
     let de = toml::Deserializer::new(src);
     let checked: Result<Settings, _> = serde_path_to_error::deserialize(de);
     if let Err(e) = checked {
@@ -212,11 +208,7 @@ fn parse_file(path: &Path, src: &str) -> Result<toml::Table, ConfigError> {
 
 /// Every leaf of the defaults table: (variable name, key path, default value as type template).
 fn leaf_keys(table: &toml::Table) -> Vec<(String, Vec<String>, toml::Value)> {
-    fn walk(
-        t: &toml::Table,
-        prefix: &mut Vec<String>,
-        out: &mut Vec<(String, Vec<String>, toml::Value)>,
-    ) {
+    fn walk(t: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<(String, Vec<String>, toml::Value)>) {
         for (k, v) in t {
             prefix.push(k.clone());
             match v {
@@ -242,11 +234,9 @@ fn env_value(raw: &str, template: &toml::Value) -> Result<toml::Value, String> {
             .parse::<i64>()
             .map(toml::Value::Integer)
             .map_err(|_| format!("expected a whole number, got {raw:?}")),
-        toml::Value::Float(_) => raw
-            .trim()
-            .parse::<f64>()
-            .map(toml::Value::Float)
-            .map_err(|_| format!("expected a number, got {raw:?}")),
+        toml::Value::Float(_) => {
+            raw.trim().parse::<f64>().map(toml::Value::Float).map_err(|_| format!("expected a number, got {raw:?}"))
+        }
         toml::Value::Boolean(_) => match raw.trim() {
             "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
             "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
@@ -295,11 +285,8 @@ mod tests {
     #[test]
     fn env_overrides_file_and_defaults() {
         let (_d, path) = with_file("http_addr = \"127.0.0.1:9000\"\nlog_format = \"json\"\n");
-        let loaded = Settings::load_from(&vars(&[
-            ("HELPLINE_CONFIG", &path),
-            ("HELPLINE_SIP_ADDR", "0.0.0.0:5999"),
-        ]))
-        .unwrap();
+        let loaded =
+            Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path), ("HELPLINE_SIP_ADDR", "0.0.0.0:5999")])).unwrap();
         assert_eq!(loaded.settings.http_addr.port(), 9000);
         assert_eq!(loaded.settings.sip_addr.port(), 5999);
         assert_eq!(loaded.settings.log_format, LogFormat::Json);
@@ -326,17 +313,11 @@ mod tests {
 
     #[test]
     fn env_errors_name_the_variable() {
-        let err = Settings::load_from(&vars(&[
-            ("HELPLINE_CONFIG", "/nonexistent/none.toml"),
-        ]))
-        .unwrap_err();
+        let err = Settings::load_from(&vars(&[("HELPLINE_CONFIG", "/nonexistent/none.toml")])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/none.toml"), "{err}");
         let (_d, path) = with_file("");
-        let err = Settings::load_from(&vars(&[
-            ("HELPLINE_CONFIG", &path),
-            ("HELPLINE_HTTP_ADDR", "localhost"),
-        ]))
-        .unwrap_err();
+        let err =
+            Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path), ("HELPLINE_HTTP_ADDR", "localhost")])).unwrap_err();
         assert!(err.to_string().starts_with("environment variable HELPLINE_HTTP_ADDR:"), "{err}");
     }
 

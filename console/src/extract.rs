@@ -18,11 +18,15 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType(
-                "expected a JSON body with Content-Type: application/json".into(),
-            )),
-            Err(JsonRejection::JsonDataError(e)) => Err(AppError::BadRequest(format!("invalid JSON body: {}", e.body_text()))),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(AppError::BadRequest(format!("malformed JSON: {}", e.body_text()))),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(AppError::UnsupportedMediaType("expected a JSON body with Content-Type: application/json".into()))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(AppError::BadRequest(format!("invalid JSON body: {}", e.body_text())))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(AppError::BadRequest(format!("malformed JSON: {}", e.body_text())))
+            }
             Err(other) => Err(AppError::BadRequest(other.body_text())),
         }
     }

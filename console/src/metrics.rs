@@ -97,9 +97,8 @@ impl Metrics {
             "RTP packets sent more than 5 ms after their slot on the 20 ms grid",
             rtp_late_packets.clone(),
         );
-        let rtp_send_deviation = Histogram::new(
-            [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05],
-        );
+        let rtp_send_deviation =
+            Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05]);
         registry.register(
             "rtp_send_deviation_seconds",
             "How late each RTP packet was sent after its slot on the 20 ms grid",
@@ -114,9 +113,7 @@ impl Metrics {
             wallboard_snapshots.clone(),
         );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
-        build_info
-            .get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())])
-            .set(1);
+        build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
         Metrics {
             registry,

@@ -5,12 +5,12 @@
 use crate::calls::CallRuntime;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use ivr::prompts::{Tts, TtsOptions};
 use crate::db::{secrets, users, Db};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
 use anyhow::Context;
+use ivr::prompts::{Tts, TtsOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,8 +54,8 @@ impl Application {
         let tts_dir = settings.data_dir.join("tts-cache");
         let tts = Tts::new(tts_dir.clone(), TtsOptions::default())
             .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?;
-        let console_config = crate::console::config::ConsoleConfig::load(&settings.console_file)?;
-        let console = crate::console::Console::new(db.clone(), console_config, calls.queue_changed());
+        let console_config = crate::operators::config::ConsoleConfig::load(&settings.console_file)?;
+        let console = crate::operators::Console::new(db.clone(), console_config, calls.queue_changed());
         let state = AppState::new(crate::state::Handles {
             db,
             settings: Arc::new(settings),
@@ -70,7 +70,7 @@ impl Application {
             console,
             wallboard: Default::default(),
         });
-        crate::console::Console::start(&state).await?;
+        crate::operators::Console::start(&state).await?;
         Ok(Application { listener, sip, state, first_admin })
     }
 

@@ -6,9 +6,9 @@
 use crate::calls::CallRuntime;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::voice::Voice;
 use crate::db::Db;
 use crate::metrics::Metrics;
+use crate::voice::Voice;
 use ivr::domain::ServerSecret;
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ pub struct Handles {
     /// Failed sign-ins per name and address (in memory, per node).
     pub sign_in_limiter: Arc<crate::auth::SignInLimiter>,
     /// The operator console: its message hub, settings and sockets (issue 7).
-    pub console: crate::console::Console,
+    pub console: crate::operators::Console,
     /// The wallboards' shared snapshot (one database read a second, however many are open).
     pub wallboard: crate::supervisor::wallboard::Feed,
 }

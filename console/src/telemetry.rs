@@ -7,8 +7,7 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 /// Installs the global subscriber once; later calls are no-ops (tests start many servers).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -17,13 +17,8 @@ fn keys(s: &str) -> Event {
 
 fn start(number: Option<&str>) -> Event {
     let secret = ServerSecret::new(vec![1u8; 32]).expect("secret");
-    let caller =
-        number.map(|n| Caller::from_number(&PhoneNumber::parse(n).expect("number"), &secret));
-    Event::CallStarted {
-        channel: Channel::Sip,
-        caller,
-        called: None,
-    }
+    let caller = number.map(|n| Caller::from_number(&PhoneNumber::parse(n).expect("number"), &secret));
+    Event::CallStarted { channel: Channel::Sip, caller, called: None }
 }
 
 fn results(n: usize, has_more: bool) -> Event {
@@ -41,10 +36,7 @@ fn results(n: usize, has_more: bool) -> Event {
 }
 
 fn queue(position: u32, wait: u32) -> Event {
-    Event::QueueUpdate {
-        position,
-        estimated_wait_secs: wait,
-    }
+    Event::QueueUpdate { position, estimated_wait_secs: wait }
 }
 
 /// Four typical calls: French caller using the directory then an operator; Como landline using
@@ -68,10 +60,7 @@ fn scripts() -> Vec<(DateTime<Utc>, Vec<Event>)> {
                 queue(3, 200),
                 Event::NoInput,
                 queue(2, 120),
-                Event::OperatorAssigned {
-                    operator: "op".into(),
-                    target: "sip:op@pbx".into(),
-                },
+                Event::OperatorAssigned { operator: "op".into(), target: "sip:op@pbx".into() },
                 Event::HungUp,
             ],
         ),
@@ -89,16 +78,7 @@ fn scripts() -> Vec<(DateTime<Utc>, Vec<Event>)> {
                 Event::HungUp,
             ],
         ),
-        (
-            monday_20,
-            vec![
-                start(None),
-                keys("3"),
-                Event::NoInput,
-                Event::NoInput,
-                keys("1"),
-            ],
-        ),
+        (monday_20, vec![start(None), keys("3"), Event::NoInput, Event::NoInput, keys("1")]),
         (
             monday_10,
             vec![
@@ -109,13 +89,8 @@ fn scripts() -> Vec<(DateTime<Utc>, Vec<Event>)> {
                 Event::NoInput,
                 keys("9"),
                 queue(5, 400),
-                Event::OperatorAssigned {
-                    operator: "op".into(),
-                    target: "sip:op@pbx".into(),
-                },
-                Event::TransferFailed {
-                    reason: "busy".into(),
-                },
+                Event::OperatorAssigned { operator: "op".into(), target: "sip:op@pbx".into() },
+                Event::TransferFailed { reason: "busy".into() },
                 queue(1, 20),
                 Event::PromptFinished,
                 Event::NoInput,
@@ -145,12 +120,7 @@ fn decisions(flow: &Flow) -> Vec<(CallState, Event, DateTime<Utc>)> {
 fn bench(c: &mut Criterion) {
     let flow = Flow::default_flow().expect("default flow");
     let decisions = decisions(&flow);
-    let names: HashMap<String, usize> = flow
-        .nodes()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let names: HashMap<String, usize> = flow.nodes().iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
 
     let mut group = c.benchmark_group("decisions");
     group.throughput(Throughput::Elements(decisions.len() as u64));

@@ -26,13 +26,9 @@ async fn the_console_page_is_served_with_a_strict_policy() {
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["cache-control"], "no-cache");
     let csp = h["content-security-policy"].to_str().unwrap();
-    for directive in [
-        "default-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "style-src 'self'",
-        "script-src 'self'",
-    ] {
+    for directive in
+        ["default-src 'self'", "connect-src 'self'", "img-src 'self' data:", "style-src 'self'", "script-src 'self'"]
+    {
         assert!(csp.contains(directive), "{directive} missing from {csp}");
     }
     assert!(!csp.contains("unsafe-inline"), "{csp}");

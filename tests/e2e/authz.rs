@@ -122,7 +122,9 @@ async fn every_route_refuses_whoever_it_should_and_only_them() {
             let (status, body) = request(&app, method, path, Some(session), true).await;
             match need {
                 Public => assert!(status != 401 && status != 403, "{method} {path} as {}: {status} {body}", c.name),
-                Signed => assert!(status == 401 || status == 403, "{method} {path} as {} unsigned: {status} {body}", c.name),
+                Signed => {
+                    assert!(status == 401 || status == 403, "{method} {path} as {} unsigned: {status} {body}", c.name)
+                }
                 Role(min) if c.role >= min => {
                     assert!(status != 401 && status != 403, "{method} {path} as {}: {status} {body}", c.name)
                 }

@@ -18,8 +18,7 @@ fn check_config_prints_defaults_without_a_file() {
 fn check_config_names_file_line_and_key_of_a_bad_value() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "http_addr = \"127.0.0.1:8080\"\nsip_addr = 5080\n");
-    let (code, _out, err) =
-        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_CONFIG", &path), "");
+    let (code, _out, err) = run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_CONFIG", &path), "");
     assert_eq!(code, 2, "{err}");
     let expected = format!("error: {}: line 2, column 12: key `sip_addr`", path.display());
     assert!(err.starts_with(&expected), "{err}");
@@ -42,8 +41,10 @@ fn check_config_validates_the_menus() {
     assert!(err.contains(&flow.display().to_string()) && err.contains("nowhere"), "{err}");
 
     // Without a flow file the built-in default runs.
-    let (code, out, _) =
-        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_FLOW_FILE", dir.path().join("none.toml")), "");
+    let (code, out, _) = run_helpline(
+        helpline(dir.path()).arg("check-config").env("HELPLINE_FLOW_FILE", dir.path().join("none.toml")),
+        "",
+    );
     assert_eq!(code, 0);
     assert!(out.contains("built-in default flow"), "{out}");
 }
@@ -51,15 +52,12 @@ fn check_config_validates_the_menus() {
 #[test]
 fn check_config_rejects_a_missing_file_and_a_bad_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) = run_helpline(
-        helpline(dir.path()).arg("check-config").env("HELPLINE_CONFIG", dir.path().join("nope.toml")),
-        "",
-    );
+    let (code, _, err) =
+        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_CONFIG", dir.path().join("nope.toml")), "");
     assert_eq!(code, 2);
     assert!(err.contains("nope.toml: cannot read the settings file"), "{err}");
 
-    let (code, _, err) =
-        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_LOG_FORMAT", "xml"), "");
+    let (code, _, err) = run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_LOG_FORMAT", "xml"), "");
     assert_eq!(code, 2);
     assert!(err.starts_with("error: environment variable HELPLINE_LOG_FORMAT:"), "{err}");
 }
@@ -91,7 +89,17 @@ async fn user_add_and_list() {
         run_helpline(&mut cmd, password)
     };
     let (code, out, err) = add(
-        &["--name", "giulia", "--role", "operator", "--languages", "it,fr", "--areas", "casa,lavoro", "--password-stdin"],
+        &[
+            "--name",
+            "giulia",
+            "--role",
+            "operator",
+            "--languages",
+            "it,fr",
+            "--areas",
+            "casa,lavoro",
+            "--password-stdin",
+        ],
         "correct horse battery\n",
     );
     assert_eq!(code, 0, "{err}");
@@ -144,7 +152,9 @@ async fn user_add_and_list() {
 fn a_database_that_does_not_answer_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = run_helpline(
-        helpline(dir.path()).args(["user", "list"]).env("HELPLINE_DATABASE_URL", "postgres://nobody:pw@127.0.0.1:1/none"),
+        helpline(dir.path())
+            .args(["user", "list"])
+            .env("HELPLINE_DATABASE_URL", "postgres://nobody:pw@127.0.0.1:1/none"),
         "",
     );
     assert_eq!(code, 1);
@@ -162,8 +172,7 @@ fn a_database_that_does_not_answer_is_a_clear_error() {
 fn the_committed_prompts_pass_the_check() {
     let dir = tempfile::tempdir().unwrap();
     let prompts = crate::helpers::repo_path("prompts");
-    let (code, out, err) =
-        run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&prompts), "");
+    let (code, out, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&prompts), "");
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("prompts ok:"), "{out}");
 }

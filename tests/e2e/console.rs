@@ -80,7 +80,10 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     assert_eq!(pop["area"], "casa");
     assert_eq!(pop["town"], "Como");
     assert_eq!(pop["cap"], "22100", "the CAP the caller keyed in");
-    assert!(pop["masked_number"].as_str().unwrap().contains('•') || pop["masked_number"].as_str().unwrap().contains('*'), "{pop}");
+    assert!(
+        pop["masked_number"].as_str().unwrap().contains('•') || pop["masked_number"].as_str().unwrap().contains('*'),
+        "{pop}"
+    );
     assert!(!pop.to_string().contains("3331234512"), "no raw number in the pop");
     assert!(pop["path"].as_array().unwrap().len() >= 4, "{pop}");
     assert_eq!(pop["previous"]["calls"], 0);
@@ -91,12 +94,16 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     let connected = carla.until("call", |v| v["state"] == "connected").await;
     assert_eq!(connected["call_id"], "skills-1");
     let (op, answered): (Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT operator_id, answered_at FROM calls WHERE call_id = 'skills-1'").fetch_one(app.state.db.pool()).await.unwrap();
+        sqlx::query_as("SELECT operator_id, answered_at FROM calls WHERE call_id = 'skills-1'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
     assert!(op.is_some() && answered.is_some());
 
     // The carrier's next request carries the transfer to Carla.
     let a = call.send(json!({"type": "no_input"})).await;
-    let transfer = a["actions"].as_array().unwrap().iter().find(|x| x["type"] == "transfer").unwrap_or_else(|| panic!("{a}"));
+    let transfer =
+        a["actions"].as_array().unwrap().iter().find(|x| x["type"] == "transfer").unwrap_or_else(|| panic!("{a}"));
     assert_eq!(transfer["to"], "sip:carla@pbx.example.org");
     assert_eq!(transfer["operator"], "carla");
 
@@ -137,7 +144,10 @@ async fn a_missed_offer_goes_to_the_next_operator_and_pauses_the_first() {
     enzo.send(json!({"type": "decline", "offer_id": second["offer_id"]})).await;
     let w = enzo.until("offer_withdrawn", |_| true).await;
     assert_eq!(w["reason"], "declined");
-    let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'missed-1'").fetch_one(app.state.db.pool()).await.unwrap();
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'missed-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(status, "waiting");
     app.stop().await;
 }
@@ -163,7 +173,10 @@ async fn the_area_is_dropped_then_a_mediator_takes_the_call() {
     // Nobody speaks French: not even the area-free match helps; a mediator only after 180 s.
     gina.send(json!({"type": "ping", "ref": "before"})).await;
     gina.until("pong", |_| true).await;
-    let (open,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers WHERE call_id = 'fallback-1'").fetch_one(app.state.db.pool()).await.unwrap();
+    let (open,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers WHERE call_id = 'fallback-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(open, 0, "no offer before fallback_after");
     app.clock.advance(Duration::seconds(1));
     let offer = gina.until("offer", |v| v["call_id"] == "fallback-1").await;
@@ -184,7 +197,10 @@ async fn a_caller_who_hangs_up_while_offered_withdraws_the_offer() {
     assert_eq!(w["reason"], "abandoned");
     ivo.until("presence", |v| v["operator"]["state"] == "available").await;
     let (status, entered, updated): (String, i64, i64) =
-        sqlx::query_as("SELECT status, entered_at, updated_at FROM queue_entries WHERE call_id = 'gone-1'").fetch_one(app.state.db.pool()).await.unwrap();
+        sqlx::query_as("SELECT status, entered_at, updated_at FROM queue_entries WHERE call_id = 'gone-1'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
     assert_eq!(status, "abandoned");
     assert_eq!(updated - entered, 7000, "the time waited is recorded");
     app.stop().await;
@@ -224,7 +240,10 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_operator_on_another() {
     marta.send(json!({"type": "accept", "offer_id": offer["offer_id"]})).await;
     marta.until("call", |v| v["state"] == "connected").await;
     let r = call.send(json!({"type": "no_input"})).await;
-    assert!(r["actions"].as_array().unwrap().iter().any(|x| x["type"] == "transfer" && x["operator"] == "marta"), "{r}");
+    assert!(
+        r["actions"].as_array().unwrap().iter().any(|x| x["type"] == "transfer" && x["operator"] == "marta"),
+        "{r}"
+    );
     if let Some(b) = b {
         b.stop().await;
     }
@@ -282,21 +301,35 @@ async fn notes_referrals_and_the_disposition_are_saved_then_wrap_up_ends() {
     assert_eq!(olga.until("saved", |_| true).await["what"], "note");
     olga.send(json!({"type": "note", "ref": "n2", "call_id": "work-1", "text": "cerca casa a Como"})).await;
     assert_eq!(olga.until("saved", |_| true).await["ref"], "n2");
-    olga.send(json!({"type": "referral", "ref": "r1", "call_id": "work-1", "service_id": service["id"], "add": true})).await;
+    olga.send(json!({"type": "referral", "ref": "r1", "call_id": "work-1", "service_id": service["id"], "add": true}))
+        .await;
     assert_eq!(olga.until("saved", |_| true).await["what"], "referral");
-    olga.send(json!({"type": "referral", "ref": "r2", "call_id": "work-1", "service_id": "no-such-service", "add": true})).await;
+    olga.send(
+        json!({"type": "referral", "ref": "r2", "call_id": "work-1", "service_id": "no-such-service", "add": true}),
+    )
+    .await;
     assert_eq!(olga.until("error", |_| true).await["code"], "unknown_service");
     olga.send(json!({"type": "disposition", "ref": "d0", "call_id": "work-1", "code": "nonsense"})).await;
     assert_eq!(olga.until("error", |_| true).await["code"], "unknown_disposition");
     olga.send(json!({"type": "disposition", "ref": "d1", "call_id": "work-1", "code": "referral"})).await;
     assert_eq!(olga.until("saved", |_| true).await["what"], "disposition");
 
-    let (text,): (String,) = sqlx::query_as("SELECT text FROM call_notes WHERE call_id = 'work-1'").fetch_one(app.state.db.pool()).await.unwrap();
+    let (text,): (String,) = sqlx::query_as("SELECT text FROM call_notes WHERE call_id = 'work-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(text, "cerca casa a Como", "last write wins");
-    let (n, name): (i64, String) = sqlx::query_as("SELECT COUNT(*), MAX(service_name) FROM referrals WHERE call_id = 'work-1'").fetch_one(app.state.db.pool()).await.unwrap();
+    let (n, name): (i64, String) =
+        sqlx::query_as("SELECT COUNT(*), MAX(service_name) FROM referrals WHERE call_id = 'work-1'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
     assert_eq!(n, 1);
     assert_eq!(Some(name.as_str()), service["name"].as_str());
-    let (disp,): (Option<String>,) = sqlx::query_as("SELECT disposition FROM calls WHERE call_id = 'work-1'").fetch_one(app.state.db.pool()).await.unwrap();
+    let (disp,): (Option<String>,) = sqlx::query_as("SELECT disposition FROM calls WHERE call_id = 'work-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(disp.as_deref(), Some("referral"));
 
     olga.send(json!({"type": "end_call", "call_id": "work-1"})).await;
@@ -365,7 +398,7 @@ async fn signing_out_everywhere_closes_the_socket_on_another_node() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let check = console::console::socket::SESSION_CHECK;
+    let check = console::operators::socket::SESSION_CHECK;
     let closed = tokio::time::timeout(check / 3, ws.closed()).await;
     assert_eq!(closed.ok(), Some(true), "node B closed the socket well before its {check:?} session check");
     b.stop().await;
@@ -394,7 +427,7 @@ async fn an_operator_without_a_phone_target_is_not_offered_calls() {
     let _nina = operator_online(&app, "nina", true).await;
     app.clock.advance(Duration::seconds(5));
     let _call = Call::to_queue(&app, "no-target-1", "+39 333 000 5555", &["0"]).await;
-    console::console::queue_service::pass(&app.state).await.unwrap();
+    console::operators::queue_service::pass(&app.state).await.unwrap();
     let (offers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(offers, 0, "nobody to put the call through to");
     add_user(&app, "olga", Role::Operator, &[It], &[], false).await;
@@ -417,13 +450,13 @@ async fn a_pass_with_nothing_to_do_commits_nothing() {
     };
     let before = bumps().await;
     for _ in 0..3 {
-        console::console::queue_service::pass(&app.state).await.unwrap();
+        console::operators::queue_service::pass(&app.state).await.unwrap();
     }
     // The server's own passes too (one a second).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(bumps().await, before, "idle passes committed");
     let _call = Call::to_queue(&app, "idle-pass-1", "+39 333 000 5556", &["0"]).await;
-    console::console::queue_service::pass(&app.state).await.unwrap();
+    console::operators::queue_service::pass(&app.state).await.unwrap();
     assert!(bumps().await > before, "the queue changed: a pass writes its message");
     let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM console_messages WHERE kind = 'queue'")
         .fetch_one(app.state.db.pool())
@@ -438,10 +471,22 @@ async fn sign_in_is_rate_limited_with_retry_after() {
     let app = spawn_app().await;
     add_user(&app, "rita", Role::Operator, &[It], &[], false).await;
     for _ in 0..5 {
-        let r = app.client.post(app.url("/api/session")).json(&json!({"name": "rita", "password": "wrong wrong wrong"})).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url("/api/session"))
+            .json(&json!({"name": "rita", "password": "wrong wrong wrong"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let r = app.client.post(app.url("/api/session")).json(&json!({"name": "rita", "password": PASSWORD})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/session"))
+        .json(&json!({"name": "rita", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429, "even the right password waits");
     let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=300).contains(&retry), "{retry}");

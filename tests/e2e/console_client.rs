@@ -13,7 +13,14 @@ use tokio_tungstenite::tungstenite::Message;
 pub const PASSWORD: &str = "correct horse battery";
 
 /// Creates a user; returns its id.
-pub async fn add_user(app: &TestApp, name: &str, role: Role, languages: &[Language], areas: &[ServiceArea], mediator: bool) -> i64 {
+pub async fn add_user(
+    app: &TestApp,
+    name: &str,
+    role: Role,
+    languages: &[Language],
+    areas: &[ServiceArea],
+    mediator: bool,
+) -> i64 {
     let u = users::add_user(
         &app.state.db,
         &NewUser {
@@ -28,7 +35,7 @@ pub async fn add_user(app: &TestApp, name: &str, role: Role, languages: &[Langua
     .await
     .unwrap();
     if mediator {
-        console::console::presence::set_mediator(&app.state.db, u.id, true).await.unwrap();
+        console::operators::presence::set_mediator(&app.state.db, u.id, true).await.unwrap();
     }
     u.id
 }
@@ -44,7 +51,13 @@ pub async fn sign_in(app: &TestApp, name: &str) -> Session {
 }
 
 pub async fn sign_in_with(app: &TestApp, name: &str, password: &str) -> Session {
-    let r = app.client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/session"))
+        .json(&json!({"name": name, "password": password}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "sign-in of {name}");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
@@ -77,7 +90,8 @@ impl Ws {
     /// The next JSON message (10 s at most), or `None` when the socket closed.
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("a message within 10 s");
+            let m =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("a message within 10 s");
             match m {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
@@ -170,7 +184,10 @@ impl<'a> Call<'a> {
         for d in digits {
             last = call.send(json!({"type": "digits", "digits": d})).await;
         }
-        assert!(last["actions"].as_array().unwrap().iter().any(|a| a["type"] == "enqueue"), "{id} reaches the queue: {last}");
+        assert!(
+            last["actions"].as_array().unwrap().iter().any(|a| a["type"] == "enqueue"),
+            "{id} reaches the queue: {last}"
+        );
         call
     }
 }

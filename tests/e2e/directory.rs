@@ -275,9 +275,15 @@ async fn the_index_follows_an_import_made_by_another_process() {
 async fn serve_loads_the_demo_directory_on_first_start() {
     let db = fresh_database().await;
     let (code, _, err) = crate::helpers::run_helpline(
-        crate::helpers::helpline(db.dir.path())
-            .env("HELPLINE_DATABASE_URL", &db.url)
-            .args(["user", "add", "--name", "dirtest", "--role", "operator", "--password-stdin"]),
+        crate::helpers::helpline(db.dir.path()).env("HELPLINE_DATABASE_URL", &db.url).args([
+            "user",
+            "add",
+            "--name",
+            "dirtest",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ]),
         "directory test password\n",
     );
     assert_eq!(code, 0, "{err}");
@@ -290,7 +296,8 @@ async fn serve_loads_the_demo_directory_on_first_start() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let body: Value = client.get(server.url("/api/services/search?area=salute")).send().await.unwrap().json().await.unwrap();
+    let body: Value =
+        client.get(server.url("/api/services/search?area=salute")).send().await.unwrap().json().await.unwrap();
     let total: u64 = body["area_counts"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
     assert!(total >= 8000, "{body}");
     assert!(body["total_items"].as_u64().unwrap() >= 8000 / 6, "{body}");

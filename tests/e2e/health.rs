@@ -49,4 +49,3 @@ async fn readyz_reports_a_database_that_went_away() {
     // /healthz is about the process, not the database.
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
 }
-

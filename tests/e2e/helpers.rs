@@ -139,14 +139,7 @@ impl TestApp {
         let url = if path_and_query.starts_with("http") { path_and_query.to_owned() } else { self.url(path_and_query) };
         let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let sig = console::webhook::signature::twilio_signature(TEST_TWILIO_TOKEN, &url, &owned);
-        let r = self
-            .client
-            .post(&url)
-            .header("x-twilio-signature", sig)
-            .form(&owned)
-            .send()
-            .await
-            .expect("request");
+        let r = self.client.post(&url).header("x-twilio-signature", sig).form(&owned).send().await.expect("request");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
@@ -218,12 +211,8 @@ pub fn helpline(cwd: &Path) -> Command {
 /// Runs the binary with `stdin` fed in, returning (exit code, stdout, stderr).
 pub fn run_helpline(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
     use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn helpline");
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn helpline");
     // The program may exit before reading its input (a usage error): a broken pipe is fine.
     let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
     let out = child.wait_with_output().expect("wait helpline");
@@ -300,7 +289,6 @@ impl ServeProcess {
         self.stdout = out.clone();
         (status.code().unwrap_or(-1), out)
     }
-
 }
 
 impl Drop for ServeProcess {

@@ -52,10 +52,8 @@ async fn call_events_are_append_only() {
 #[tokio::test]
 async fn helpline_migrate_applies_migrations_from_the_cli() {
     let db = fresh_database().await;
-    let (code, out, err) = run_helpline(
-        helpline(db.dir.path()).arg("migrate").env("HELPLINE_DATABASE_URL", &db.url),
-        "",
-    );
+    let (code, out, err) =
+        run_helpline(helpline(db.dir.path()).arg("migrate").env("HELPLINE_DATABASE_URL", &db.url), "");
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let backend = if db.is_postgres() { "postgres" } else { "sqlite" };
     assert!(out.contains(&format!("migrations applied ({backend})")), "{out}");
@@ -77,10 +75,12 @@ async fn stored_answers_move_into_the_call_log() {
     before.run(conn.pool()).await.unwrap();
 
     let pool = conn.pool();
-    sqlx::query("INSERT INTO calls (call_id, channel, started_at, state, updated_at) VALUES ('c1', 'webhook', 1, '{}', 1)")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO calls (call_id, channel, started_at, state, updated_at) VALUES ('c1', 'webhook', 1, '{}', 1)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     for seq in 1..=4i64 {
         sqlx::query("INSERT INTO call_events (call_id, seq, at, kind, data) VALUES ('c1', $1, $1, 'digits', '{}')")
             .bind(seq)
@@ -103,11 +103,12 @@ async fn stored_answers_move_into_the_call_log() {
 
     conn.migrate().await.unwrap();
     type KeyedEvent = (i64, Option<String>, Option<String>, Option<String>);
-    let rows: Vec<KeyedEvent> =
-        sqlx::query_as("SELECT seq, request_key, fingerprint, answer FROM call_events WHERE call_id = 'c1' ORDER BY seq")
-            .fetch_all(pool)
-            .await
-            .unwrap();
+    let rows: Vec<KeyedEvent> = sqlx::query_as(
+        "SELECT seq, request_key, fingerprint, answer FROM call_events WHERE call_id = 'c1' ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
     let answer = |step: i64| Some(format!(r#"{{"step":{step},"actions":[],"ended":false}}"#));
     assert_eq!(
         rows,

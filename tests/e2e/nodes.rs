@@ -29,7 +29,17 @@ async fn two_nodes_on_one_database_share_users_and_the_first_admin_is_printed_on
     // A user added through the CLI can sign in on both nodes; a wrong password on neither.
     let (code, _, err) = run_helpline(
         helpline(db.dir.path())
-            .args(["user", "add", "--name", "amina", "--role", "supervisor", "--languages", "fr,it", "--password-stdin"])
+            .args([
+                "user",
+                "add",
+                "--name",
+                "amina",
+                "--role",
+                "supervisor",
+                "--languages",
+                "fr,it",
+                "--password-stdin",
+            ])
             .env("HELPLINE_DATABASE_URL", &db.url),
         "a long enough password\n",
     );
@@ -90,8 +100,14 @@ async fn serve_with_an_unreachable_database_exits_with_a_message() {
 /// Posts a signed JSON call event to a `helpline serve` process (which runs on the real clock).
 async fn event(client: &reqwest::Client, node: &ServeProcess, body: Value) -> Value {
     let body = serde_json::to_vec(&body).unwrap();
-    let r = crate::helpers::post_signed_event(client, &node.url("/voice/events"), "application/json", body, chrono::Utc::now())
-        .await;
+    let r = crate::helpers::post_signed_event(
+        client,
+        &node.url("/voice/events"),
+        "application/json",
+        body,
+        chrono::Utc::now(),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -102,10 +118,12 @@ async fn a_killed_process_loses_no_acknowledged_event() {
     let client = reqwest::Client::new();
     let node = ServeProcess::start(db.dir.path(), &db.url);
     // One finished call, one call in the middle of the menu.
-    event(&client, &node, json!({"type": "call.started", "call_id": "done-1", "seq": 1, "from": "+39 333 123 4512"})).await;
+    event(&client, &node, json!({"type": "call.started", "call_id": "done-1", "seq": 1, "from": "+39 333 123 4512"}))
+        .await;
     event(&client, &node, json!({"type": "digits", "call_id": "done-1", "seq": 2, "digits": "0"})).await;
     event(&client, &node, json!({"type": "call.ended", "call_id": "done-1", "seq": 3})).await;
-    event(&client, &node, json!({"type": "call.started", "call_id": "live-1", "seq": 1, "from": "+34 612 345 678"})).await;
+    event(&client, &node, json!({"type": "call.started", "call_id": "live-1", "seq": 1, "from": "+34 612 345 678"}))
+        .await;
     event(&client, &node, json!({"type": "digits", "call_id": "live-1", "seq": 2, "digits": "1"})).await;
     node.kill_hard();
 

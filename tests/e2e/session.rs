@@ -11,7 +11,8 @@ async fn the_first_admin_signs_in_and_out() {
 
     assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 401);
 
-    let r = client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send().await.unwrap();
+    let r =
+        client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("helpline_session="), "{cookie}");
@@ -43,11 +44,21 @@ async fn the_first_admin_signs_in_and_out() {
 async fn bad_sign_in_requests_get_clear_errors() {
     let app = spawn_app().await;
     let c = &app.client;
-    let r = c.post(app.url("/api/session")).json(&json!({"name": "admin", "password": "nope nope nope"})).send().await.unwrap();
+    let r = c
+        .post(app.url("/api/session"))
+        .json(&json!({"name": "admin", "password": "nope nope nope"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_credentials");
 
-    let r = c.post(app.url("/api/session")).json(&json!({"name": "ghost", "password": "nope nope nope"})).send().await.unwrap();
+    let r = c
+        .post(app.url("/api/session"))
+        .json(&json!({"name": "ghost", "password": "nope nope nope"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "an unknown user gets the same answer as a wrong password");
 
     let r = c.post(app.url("/api/session")).body("name=admin").send().await.unwrap();

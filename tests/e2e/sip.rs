@@ -18,7 +18,10 @@ use tokio::sync::mpsc;
 pub fn sipp_available() -> bool {
     let found = std::process::Command::new("sipp").arg("-v").output().is_ok();
     if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "sipp is required when CI=true (apt-get install sip-tester)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "sipp is required when CI=true (apt-get install sip-tester)"
+        );
         eprintln!("SKIPPED (sipp not installed)");
     }
     found
@@ -120,10 +123,11 @@ type CallRow = (Option<String>, Option<String>, Option<String>, Option<String>, 
 async fn only_call(state: &AppState) -> (Option<String>, Option<String>, Option<String>, Option<String>, bool) {
     let n = wait_count(state, "SELECT COUNT(*) FROM calls WHERE ended_at IS NOT NULL", 1).await;
     assert_eq!(n, 1, "the call ended in the call log");
-    let (language, area, town, outcome, channel, ended): CallRow = sqlx::query_as("SELECT language, area, town, outcome, channel, ended_at FROM calls")
-        .fetch_one(state.db.pool())
-        .await
-        .expect("one call");
+    let (language, area, town, outcome, channel, ended): CallRow =
+        sqlx::query_as("SELECT language, area, town, outcome, channel, ended_at FROM calls")
+            .fetch_one(state.db.pool())
+            .await
+            .expect("one call");
     assert_eq!(channel, "sip");
     (language, area, town, outcome, ended.is_some())
 }
@@ -151,7 +155,14 @@ fn decode_all(packets: &[(Instant, Vec<u8>)]) -> Vec<(bool, u8, u16, u32, u32, V
         .iter()
         .map(|(_, bytes)| {
             let p = RtpPacket::decode(bytes).expect("valid RTP from the server");
-            (p.header.marker, p.header.payload_type, p.header.sequence, p.header.timestamp, p.header.ssrc, p.payload.to_vec())
+            (
+                p.header.marker,
+                p.header.payload_type,
+                p.header.sequence,
+                p.header.timestamp,
+                p.header.ssrc,
+                p.payload.to_vec(),
+            )
         })
         .collect()
 }
@@ -223,8 +234,12 @@ async fn sip_rfc4733_zero_during_the_welcome_goes_to_the_operator_queue() {
     let sink = RtpSink::bind().await;
     let port = sink.port.to_string();
     let pcap = pcap.display().to_string();
-    let run = sipp(app.sip_addr, "operator_rfc4733.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port, "-key", "pcap", &pcap])
-        .await;
+    let run = sipp(
+        app.sip_addr,
+        "operator_rfc4733.xml",
+        &["-m", "1", "-l", "1", "-key", "rtp_port", &port, "-key", "pcap", &pcap],
+    )
+    .await;
     assert!(run.success, "sipp failed:\n{}", run.report);
     let (_, _, _, outcome, _) = only_call(&app.state).await;
     assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
@@ -301,7 +316,8 @@ async fn sip_options_gets_200_and_a_malformed_invite_gets_400_with_the_reason() 
     assert_eq!(metric(&app.state, "helpline_sip_requests_total{method=\"OPTIONS\"}"), 1.0);
     assert_eq!(metric(&app.state, "helpline_sip_requests_total{method=\"malformed\"}"), 1.0);
     assert_eq!(metric(&app.state, "helpline_sip_responses_total{status=\"400\"}"), 1.0);
-    let (calls,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.expect("count");
+    let (calls,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.expect("count");
     assert_eq!(calls, 0, "neither started a call");
     app.stop().await;
 }
@@ -323,10 +339,11 @@ async fn sip_fifty_calls_at_once_are_all_answered_and_ended() {
     assert!(run.success, "sipp failed:\n{}", run.report);
     let ended = wait_count(&app.state, "SELECT COUNT(*) FROM calls WHERE ended_at IS NOT NULL", 50).await;
     assert_eq!(ended, 50);
-    let (menu,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls WHERE channel = 'sip' AND outcome = 'hung_up_in_menu'")
-        .fetch_one(app.state.db.pool())
-        .await
-        .expect("count");
+    let (menu,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM calls WHERE channel = 'sip' AND outcome = 'hung_up_in_menu'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .expect("count");
     assert_eq!(menu, 50);
     // Each call heard about two seconds of welcome.
     assert!(metric(&app.state, "helpline_rtp_packets_sent_total") >= 50.0 * 80.0);
@@ -343,7 +360,9 @@ async fn sip_assigned_operator_gets_the_call_by_refer() {
     let sink = RtpSink::bind().await;
     let port = sink.port.to_string();
     let sip = app.sip_addr;
-    let run = tokio::spawn(async move { sipp(sip, "transfer_refer.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await });
+    let run = tokio::spawn(async move {
+        sipp(sip, "transfer_refer.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await
+    });
     // The ACD's part: once the call waits, assign it to an operator.
     let waiting = wait_count(&app.state, "SELECT COUNT(*) FROM queue_entries WHERE status = 'waiting'", 1).await;
     assert_eq!(waiting, 1, "the caller reached the queue");

@@ -30,7 +30,8 @@ pub async fn signed_in(app: &TestApp, name: &str, role: Role) -> (i64, reqwest::
     .await
     .unwrap();
     let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    let r = client.post(app.url("/api/session")).json(&json!({"name": name, "password": PASSWORD})).send().await.unwrap();
+    let r =
+        client.post(app.url("/api/session")).json(&json!({"name": name, "password": PASSWORD})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     (user.id, client)
 }
@@ -59,7 +60,14 @@ pub struct Fx {
 }
 
 impl Fx {
-    fn new(id: &str, started: i64, ended: i64, outcome: &'static str, language: &'static str, area: Option<&'static str>) -> Fx {
+    fn new(
+        id: &str,
+        started: i64,
+        ended: i64,
+        outcome: &'static str,
+        language: &'static str,
+        area: Option<&'static str>,
+    ) -> Fx {
         Fx {
             id: id.into(),
             channel: "sip",
@@ -142,14 +150,39 @@ pub fn hand_fixture() -> Vec<Fx> {
         f
     };
     vec![
-        q(Fx::new("h1", rome(d, 10, 0, 0), rome(d, 10, 2, 40), "answered", "it", Some("casa")), rome(d, 10, 0, 30), Some(rome(d, 10, 0, 40)), None),
-        q(Fx::new("h2", rome(d, 10, 5, 0), rome(d, 10, 7, 0), "answered", "it", Some("casa")), rome(d, 10, 5, 20), Some(rome(d, 10, 6, 0)), None),
-        q(Fx::new("h3", rome(d, 10, 30, 0), rome(d, 10, 30, 13), "hung_up_in_queue", "fr", Some("lavoro")), rome(d, 10, 30, 10), None, Some(rome(d, 10, 30, 13))),
-        q(Fx::new("h4", rome(d, 11, 10, 0), rome(d, 11, 11, 15), "hung_up_in_queue", "fr", Some("lavoro")), rome(d, 11, 10, 15), None, Some(rome(d, 11, 11, 15))),
+        q(
+            Fx::new("h1", rome(d, 10, 0, 0), rome(d, 10, 2, 40), "answered", "it", Some("casa")),
+            rome(d, 10, 0, 30),
+            Some(rome(d, 10, 0, 40)),
+            None,
+        ),
+        q(
+            Fx::new("h2", rome(d, 10, 5, 0), rome(d, 10, 7, 0), "answered", "it", Some("casa")),
+            rome(d, 10, 5, 20),
+            Some(rome(d, 10, 6, 0)),
+            None,
+        ),
+        q(
+            Fx::new("h3", rome(d, 10, 30, 0), rome(d, 10, 30, 13), "hung_up_in_queue", "fr", Some("lavoro")),
+            rome(d, 10, 30, 10),
+            None,
+            Some(rome(d, 10, 30, 13)),
+        ),
+        q(
+            Fx::new("h4", rome(d, 11, 10, 0), rome(d, 11, 11, 15), "hung_up_in_queue", "fr", Some("lavoro")),
+            rome(d, 11, 10, 15),
+            None,
+            Some(rome(d, 11, 11, 15)),
+        ),
         Fx::new("h5", rome(d, 11, 20, 0), rome(d, 11, 21, 30), "self_service", "en", Some("salute")),
         Fx::new("h6", rome(d, 11, 40, 0), rome(d, 11, 40, 8), "hung_up_in_menu", "it", None),
         Fx::new("h7", rome(d, 11, 50, 0), rome(d, 11, 50, 45), "callback", "es", Some("casa")),
-        q(Fx::new("h8", rome(d, 11, 55, 0), rome(d, 11, 57, 5), "answered", "it", Some("casa")), rome(d, 11, 55, 5), Some(rome(d, 11, 55, 25)), None),
+        q(
+            Fx::new("h8", rome(d, 11, 55, 0), rome(d, 11, 57, 5), "answered", "it", Some("casa")),
+            rome(d, 11, 55, 5),
+            Some(rome(d, 11, 55, 25)),
+            None,
+        ),
     ]
 }
 
@@ -170,11 +203,19 @@ async fn kpis_match_the_hand_computed_figures() {
     insert(&app, &hand_fixture()).await;
 
     let k = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23&group=hour")).await;
-    let hours: Vec<(&str, i64)> = k["rows"].as_array().unwrap().iter().map(|r| (r["key"].as_str().unwrap(), r["calls"].as_i64().unwrap())).collect();
+    let hours: Vec<(&str, i64)> = k["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap(), r["calls"].as_i64().unwrap()))
+        .collect();
     assert_eq!(hours, [("10", 3), ("11", 5)], "{k}");
     let t = &k["total"];
     assert_eq!((t["calls"].as_i64(), t["queued"].as_i64(), t["answered"].as_i64()), (Some(8), Some(5), Some(3)));
-    assert_eq!((t["answered_in_sl"].as_i64(), t["abandoned"].as_i64(), t["abandoned_short"].as_i64()), (Some(2), Some(2), Some(1)));
+    assert_eq!(
+        (t["answered_in_sl"].as_i64(), t["abandoned"].as_i64(), t["abandoned_short"].as_i64()),
+        (Some(2), Some(2), Some(1))
+    );
     // SL = 2 within 20 s ÷ (3 answered + 1 abandoned after 5 s); ASA = (10 + 40 + 20) / 3 s.
     assert!(close(&t["service_level"], 0.5), "{t}");
     assert!(close(&t["asa_secs"], 70.0 / 3.0), "{t}");
@@ -185,13 +226,28 @@ async fn kpis_match_the_hand_computed_figures() {
 
     let k = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23&group=language")).await;
     let fr = k["rows"].as_array().unwrap().iter().find(|r| r["key"] == "fr").unwrap();
-    assert!(close(&fr["service_level"], 0.0) && fr["asa_secs"].is_null() && close(&fr["abandonment_rate"], 1.0), "{fr}");
+    assert!(
+        close(&fr["service_level"], 0.0) && fr["asa_secs"].is_null() && close(&fr["abandonment_rate"], 1.0),
+        "{fr}"
+    );
     let k = get_json(&sup, &app.url("/api/kpis?from=2026-11-23&to=2026-11-23&group=area")).await;
-    let areas: Vec<(&str, i64)> = k["rows"].as_array().unwrap().iter().map(|r| (r["key"].as_str().unwrap(), r["calls"].as_i64().unwrap())).collect();
+    let areas: Vec<(&str, i64)> = k["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap(), r["calls"].as_i64().unwrap()))
+        .collect();
     assert_eq!(areas, [("casa", 4), ("lavoro", 2), ("none", 1), ("salute", 1)]);
 
     // The KPI CSV parses back to the same figures.
-    let csv_text = sup.get(app.url("/api/kpis.csv?from=2026-11-23&to=2026-11-23&group=day")).send().await.unwrap().text().await.unwrap();
+    let csv_text = sup
+        .get(app.url("/api/kpis.csv?from=2026-11-23&to=2026-11-23&group=day"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let mut r = csv::Reader::from_reader(csv_text.as_bytes());
     let header: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -211,7 +267,8 @@ async fn kpis_match_the_hand_computed_figures() {
 
 /// A day of generated calls: every outcome, channel, language; spread over 2026-11-23.
 fn generated_day(operators: &[i64]) -> Vec<Fx> {
-    let outcomes = ["self_service", "answered", "hung_up_in_queue", "hung_up_in_menu", "callback", "out_of_hours", "answered"];
+    let outcomes =
+        ["self_service", "answered", "hung_up_in_queue", "hung_up_in_menu", "callback", "out_of_hours", "answered"];
     let languages = ["it", "en", "fr", "es", "it"];
     let areas = [Some("casa"), Some("lavoro"), Some("salute"), None, Some("lingua"), Some("minori")];
     let towns = [Some("Como"), Some("Roma"), None, Some("Bari")];
@@ -220,7 +277,14 @@ fn generated_day(operators: &[i64]) -> Vec<Fx> {
         .map(|i: usize| {
             let start = rome(23, 0, 0, 0) + i as i64 * 600_000 + 7_000;
             let outcome = outcomes[i % outcomes.len()];
-            let mut f = Fx::new(&format!("g{i:03}"), start, start + 60_000, outcome, languages[i % languages.len()], areas[i % areas.len()]);
+            let mut f = Fx::new(
+                &format!("g{i:03}"),
+                start,
+                start + 60_000,
+                outcome,
+                languages[i % languages.len()],
+                areas[i % areas.len()],
+            );
             f.channel = channels[i % channels.len()];
             f.town = towns[i % towns.len()];
             match outcome {
@@ -295,7 +359,16 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
     webhook_call(&app, "json-real-1").await;
     let sid = "CAsupervisorsTwiml";
     let (s, body) = app
-        .twiml("/twiml/voice", &[("CallSid", sid), ("AccountSid", "AC0"), ("From", "+393331234512"), ("To", "+39803001"), ("CallStatus", "in-progress")])
+        .twiml(
+            "/twiml/voice",
+            &[
+                ("CallSid", sid),
+                ("AccountSid", "AC0"),
+                ("From", "+393331234512"),
+                ("To", "+39803001"),
+                ("CallStatus", "in-progress"),
+            ],
+        )
         .await;
     assert_eq!(s, 200, "{body}");
     app.clock.advance(Duration::seconds(3));
@@ -317,7 +390,10 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
         ("outcome=hung_up_in_queue", Box::new(|f: &Fx| f.outcome == Some("hung_up_in_queue"))),
         ("town=Como&channel=webhook", Box::new(|f: &Fx| f.town == Some("Como") && f.channel == "webhook")),
         ("operator=bruno", Box::new(move |f: &Fx| f.operator == Some(bruno))),
-        ("disposition=informato&language=it", Box::new(|f: &Fx| f.disposition == Some("informato") && f.language == Some("it"))),
+        (
+            "disposition=informato&language=it",
+            Box::new(|f: &Fx| f.disposition == Some("informato") && f.language == Some("it")),
+        ),
     ] {
         let got = all_pages(&sup, &app, &format!("from=2026-11-23&to=2026-11-23&{query}"), 7).await;
         let mut got_ids: Vec<String> = got.iter().map(|c| c["call_id"].as_str().unwrap().to_owned()).collect();
@@ -331,7 +407,11 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
     let real = all_pages(&sup, &app, "from=2026-11-24&channel=webhook", 10).await;
     assert_eq!(real.len(), 1);
     let r = &real[0];
-    assert_eq!((r["language"].as_str(), r["area"].as_str(), r["town"].as_str()), (Some("it"), Some("casa"), Some("Como")), "{r}");
+    assert_eq!(
+        (r["language"].as_str(), r["area"].as_str(), r["town"].as_str()),
+        (Some("it"), Some("casa"), Some("Como")),
+        "{r}"
+    );
     assert_eq!(r["cap"], "22100", "the CAP the caller keyed in: {r}");
     assert_eq!(r["outcome"], "hung_up_in_queue");
     assert_eq!(r["masked_number"], "+39 3** *** **12");
@@ -342,7 +422,9 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
     assert_eq!(twiml[0]["outcome"], "hung_up_in_menu");
 
     // Bad filters are 400s naming the parameter.
-    for (q, word) in [("language=xx", "language"), ("limit=0", "limit"), ("after=%21%21", "after"), ("from=ieri", "from")] {
+    for (q, word) in
+        [("language=xx", "language"), ("limit=0", "limit"), ("after=%21%21", "after"), ("from=ieri", "from")]
+    {
         let r = sup.get(app.url(&format!("/api/calls?{q}"))).send().await.unwrap();
         assert_eq!(r.status(), 400, "{q}");
         assert!(r.text().await.unwrap().contains(word), "{q}");
@@ -353,37 +435,59 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
     let steps: Vec<&Value> = t["timeline"].as_array().unwrap().iter().filter(|e| e["type"] == "step").collect();
     let digits: Vec<&str> = steps.iter().filter_map(|s| s["digits"].as_str()).collect();
     assert_eq!(digits, ["1", "3", "22100", "2"], "{t}");
-    let prompts: Vec<&str> = steps.iter().flat_map(|s| s["prompts"].as_array().unwrap()).filter_map(|p| p.as_str()).collect();
+    let prompts: Vec<&str> =
+        steps.iter().flat_map(|s| s["prompts"].as_array().unwrap()).filter_map(|p| p.as_str()).collect();
     for p in ["welcome", "area-menu", "cap-ask", "service-choice"] {
         assert!(prompts.contains(&p), "{p} in {prompts:?}");
     }
-    let offsets: Vec<i64> = t["timeline"].as_array().unwrap().iter().map(|e| e["offset_ms"].as_i64().unwrap()).collect();
+    let offsets: Vec<i64> =
+        t["timeline"].as_array().unwrap().iter().map(|e| e["offset_ms"].as_i64().unwrap()).collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]) && offsets[0] == 0, "{offsets:?}");
     assert_eq!(steps.last().unwrap()["event_kind"], "hung_up");
 
     // A generated answered call with offers (one missed), a note and a referral.
     let answered = day.iter().find(|f| f.outcome == Some("answered") && f.operator == Some(anna)).unwrap();
     let pool = app.state.db.pool();
-    for (op, at, status) in [(bruno, answered.queued.unwrap() + 1000, "expired"), (anna, answered.queued.unwrap() + 2000, "accepted")] {
+    for (op, at, status) in
+        [(bruno, answered.queued.unwrap() + 1000, "expired"), (anna, answered.queued.unwrap() + 2000, "accepted")]
+    {
         sqlx::query("INSERT INTO offers (call_id, operator_id, offered_at, expires_at, status, match_kind, resolved_at) VALUES ($1, $2, $3, $4, $5, 'full', $4)")
             .bind(&answered.id).bind(op).bind(at).bind(at + 500).bind(status).execute(pool).await.unwrap();
     }
     let note = "Ha bisogno di un avvocato, \"urgente\"\nseconda riga, con virgola";
     sqlx::query("INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4)")
-        .bind(&answered.id).bind(anna).bind(note).bind(answered.ended.unwrap() - 1000).execute(pool).await.unwrap();
+        .bind(&answered.id)
+        .bind(anna)
+        .bind(note)
+        .bind(answered.ended.unwrap() - 1000)
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, 's-1', 'Sportello casa, Como', $2, $3)")
         .bind(&answered.id).bind(anna).bind(answered.ended.unwrap() - 2000).execute(pool).await.unwrap();
     let t = get_json(&sup, &app.url(&format!("/api/calls/{}", answered.id))).await;
     let kinds: Vec<&str> = t["timeline"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["step", "offer", "offer", "referral", "note"], "{t}");
-    let offers: Vec<(&str, bool)> = t["timeline"].as_array().unwrap().iter().filter(|e| e["type"] == "offer")
-        .map(|e| (e["operator"].as_str().unwrap(), e["missed"].as_bool().unwrap())).collect();
+    let offers: Vec<(&str, bool)> = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "offer")
+        .map(|e| (e["operator"].as_str().unwrap(), e["missed"].as_bool().unwrap()))
+        .collect();
     assert_eq!(offers, [("bruno", true), ("anna", false)], "who missed it");
     assert_eq!(t["call"]["operator"], "anna");
     assert_eq!(t["call"]["talk_secs"].as_i64(), Some((answered.ended.unwrap() - answered.answered.unwrap()) / 1000));
 
     // The CSV of a filter parses back to the JSON rows, quoting and all.
-    let csv_text = sup.get(app.url("/api/calls.csv?from=2026-11-23&to=2026-11-23&operator=anna")).send().await.unwrap().text().await.unwrap();
+    let csv_text = sup
+        .get(app.url("/api/calls.csv?from=2026-11-23&to=2026-11-23&operator=anna"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
     let col = |n: &str| header.iter().position(|h| h == n).unwrap_or_else(|| panic!("{n}"));
@@ -401,8 +505,12 @@ async fn a_day_of_calls_through_the_log_filters_pages_timelines_csv_and_audit() 
 
     // The audit log: who opened which call, who exported — admins only.
     let audit = get_json(&admin, &app.url("/api/audit")).await;
-    let entries: Vec<(&str, &str, Option<&str>)> = audit["entries"].as_array().unwrap().iter()
-        .map(|e| (e["user"].as_str().unwrap(), e["action"].as_str().unwrap(), e["call_id"].as_str())).collect();
+    let entries: Vec<(&str, &str, Option<&str>)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["user"].as_str().unwrap(), e["action"].as_str().unwrap(), e["call_id"].as_str()))
+        .collect();
     assert_eq!(entries[0], ("sara", "export_calls", None));
     assert_eq!(entries[1], ("sara", "open_call", Some(answered.id.as_str())));
     assert_eq!(entries[2], ("sara", "open_call", Some("json-real-1")));
@@ -466,10 +574,19 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     insert(&app, &hand_fixture()).await;
     let pool = app.state.db.pool();
     sqlx::query("INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ('old-h1', 1, 'nota', $1)")
-        .bind(old[0].ended.unwrap()).execute(pool).await.unwrap();
-    sqlx::query("INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ('old-h1', 's', 'S', 1, $1)")
-        .bind(old[0].ended.unwrap()).execute(pool).await.unwrap();
-    let old_day = chrono::DateTime::<Utc>::from_timestamp_millis(old[0].started).unwrap().with_timezone(&Rome).date_naive();
+        .bind(old[0].ended.unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ('old-h1', 's', 'S', 1, $1)",
+    )
+    .bind(old[0].ended.unwrap())
+    .execute(pool)
+    .await
+    .unwrap();
+    let old_day =
+        chrono::DateTime::<Utc>::from_timestamp_millis(old[0].started).unwrap().with_timezone(&Rome).date_naive();
     let range = format!("from={old_day}&to={old_day}");
     let before_hour = get_json(&sup, &app.url(&format!("/api/kpis?{range}&group=hour"))).await;
     let before_lang = get_json(&sup, &app.url(&format!("/api/kpis?{range}&group=language"))).await;
@@ -502,7 +619,8 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     let again = console::supervisor::retention::purge(&app.state.db, now, 365, &actor).await.unwrap();
     assert_eq!(again.calls, 0);
     let audit = get_json(&admin, &app.url("/api/audit")).await;
-    let purges: Vec<&Value> = audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "retention_purge").collect();
+    let purges: Vec<&Value> =
+        audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "retention_purge").collect();
     let users: Vec<&str> = purges.iter().map(|e| e["user"].as_str().unwrap()).collect();
     assert_eq!(users, ["test", "test", "retention"], "ours, newest first, and the server's own at start");
     let detail: Value = serde_json::from_str(purges[1]["detail"].as_str().unwrap()).unwrap();
@@ -516,7 +634,12 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
 async fn server_purge_audited(app: &TestApp, admin: &reqwest::Client) {
     for _ in 0..200 {
         let audit = get_json(admin, &app.url("/api/audit")).await;
-        if audit["entries"].as_array().unwrap().iter().any(|e| e["action"] == "retention_purge" && e["user"] == "retention") {
+        if audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "retention_purge" && e["user"] == "retention")
+        {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -562,7 +685,13 @@ async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis()
     let now = app.clock.now().timestamp_millis();
     let mut calls = hand_fixture();
     // Still in the menu, and hung up a minute ago: neither is settled yet.
-    calls.push(Fx { id: "open".into(), channel: "webhook", started: now - 120_000, language: Some("it"), ..Fx::default() });
+    calls.push(Fx {
+        id: "open".into(),
+        channel: "webhook",
+        started: now - 120_000,
+        language: Some("it"),
+        ..Fx::default()
+    });
     calls.push(Fx::new("just-ended", now - 120_000, now - 60_000, "hung_up_in_menu", "es", None));
     insert(&app, &calls).await;
     let day = chrono::DateTime::<Utc>::from_timestamp_millis(now).unwrap().with_timezone(&Rome).date_naive();
@@ -586,10 +715,13 @@ async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis()
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a.calls + b.calls <= 8, "{a:?} {b:?}");
     let pool = db.pool();
-    let unsettled: Vec<(String,)> =
-        sqlx::query_as("SELECT call_id FROM calls WHERE kpi_settled = 0 ORDER BY call_id").fetch_all(pool).await.unwrap();
+    let unsettled: Vec<(String,)> = sqlx::query_as("SELECT call_id FROM calls WHERE kpi_settled = 0 ORDER BY call_id")
+        .fetch_all(pool)
+        .await
+        .unwrap();
     assert_eq!(unsettled, [("just-ended".to_owned(),), ("open".to_owned(),)]);
-    let (rolled,): (i64,) = sqlx::query_as("SELECT CAST(SUM(calls) AS BIGINT) FROM kpi_hourly").fetch_one(pool).await.unwrap();
+    let (rolled,): (i64,) =
+        sqlx::query_as("SELECT CAST(SUM(calls) AS BIGINT) FROM kpi_hourly").fetch_one(pool).await.unwrap();
     assert_eq!(rolled, 8, "each settled call counted once in the roll-up");
     for (q, b) in queries.iter().zip(&before) {
         let after = get_json(&sup, &app.url(q)).await;
@@ -742,6 +874,7 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// The next wallboard message (waits for it, up to 10 s).
 async fn next_message(ws: &mut Socket) -> Value {
-    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a message").unwrap().unwrap();
+    let msg =
+        tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a message").unwrap().unwrap();
     serde_json::from_str::<Value>(msg.to_text().unwrap()).unwrap()
 }

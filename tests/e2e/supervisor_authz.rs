@@ -27,7 +27,10 @@ async fn supervisor_routes_by_role() {
         ("/ws/wallboard", [401, 403, 400, 400]),
     ];
     for (route, expected) in table {
-        for (who, (client, want)) in ["anonymous", "operator", "supervisor", "admin"].iter().zip([&anonymous, &operator, &supervisor, &admin].into_iter().zip(expected)) {
+        for (who, (client, want)) in ["anonymous", "operator", "supervisor", "admin"]
+            .iter()
+            .zip([&anonymous, &operator, &supervisor, &admin].into_iter().zip(expected))
+        {
             let got = client.get(app.url(route)).send().await.unwrap().status().as_u16();
             assert_eq!(got, *want, "{who} GET {route}");
         }

@@ -44,7 +44,12 @@ fn last_type(answer: &Value) -> String {
 }
 
 fn action<'v>(answer: &'v Value, kind: &str) -> &'v Value {
-    answer["actions"].as_array().unwrap().iter().find(|a| a["type"] == kind).unwrap_or_else(|| panic!("no {kind} in {answer}"))
+    answer["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {answer}"))
 }
 
 async fn call_row(app: &TestApp, id: &str) -> (Option<String>, Option<String>, Option<String>, Option<String>, i64) {
@@ -142,7 +147,13 @@ async fn a_french_caller_gets_french_offered_first_and_can_refuse_it() {
 
     // Refused (9): the full language menu, each option in its own language.
     let a = call.send(json!({"type": "digits", "digits": "9"})).await;
-    let langs: Vec<&str> = a["actions"].as_array().unwrap().iter().filter(|x| x["type"] == "play").map(|x| x["language"].as_str().unwrap()).collect();
+    let langs: Vec<&str> = a["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["type"] == "play")
+        .map(|x| x["language"].as_str().unwrap())
+        .collect();
     for l in ["it-IT", "en-GB", "fr-FR", "es-ES"] {
         assert!(langs.contains(&l), "{l} missing from the language menu: {a}");
     }
@@ -175,10 +186,11 @@ async fn zero_reaches_an_operator_and_out_of_hours_offers_a_callback() {
     assert!(played(&a).contains(&"callback-confirmed".to_owned()), "{a}");
     assert_eq!(action(&a, "hangup")["outcome"], "callback");
     assert_eq!(a["ended"], true);
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM callbacks WHERE call_id = 'json-closed' AND language = 'it'")
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM callbacks WHERE call_id = 'json-closed' AND language = 'it'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
     assert_eq!(n, 1, "the callback request is recorded");
     app.stop().await;
 }
@@ -201,12 +213,16 @@ async fn signatures_are_required_and_replays_refused() {
     assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("missing X-Helpline-Timestamp"));
     // Signed with another key.
     let bad = console::webhook::json::sign("another-key-another-key-another-key", ts, &body);
-    let r = post(vec![("x-helpline-timestamp", ts.to_string()), ("x-helpline-signature", bad)], body.clone()).await.unwrap();
+    let r = post(vec![("x-helpline-timestamp", ts.to_string()), ("x-helpline-signature", bad)], body.clone())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // A correctly signed request replayed ten minutes later.
     let old = ts - 600;
     let sig = console::webhook::json::sign(TEST_WEBHOOK_SECRET, old, &body);
-    let r = post(vec![("x-helpline-timestamp", old.to_string()), ("x-helpline-signature", sig)], body.clone()).await.unwrap();
+    let r = post(vec![("x-helpline-timestamp", old.to_string()), ("x-helpline-signature", sig)], body.clone())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("away from the server clock"));
     // A body changed after signing.
@@ -250,7 +266,8 @@ async fn retries_get_the_same_answer_and_the_call_advances_once() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let app = spawn_app().await;
-    let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "nobody", "seq": 1, "digits": "1"})).await;
+    let (status, body) =
+        app.voice_event(&json!({"type": "digits", "call_id": "nobody", "seq": 1, "digits": "1"})).await;
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("unknown call nobody"), "{body}");
 
@@ -265,7 +282,8 @@ async fn bad_requests_get_clear_errors() {
     let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "bad-1", "seq": 2})).await;
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().contains("missing field `digits`"), "{body}");
-    let (status, body) = app.voice_event(&json!({"type": "digits", "call_id": "bad-1", "seq": 2, "digits": "12x"})).await;
+    let (status, body) =
+        app.voice_event(&json!({"type": "digits", "call_id": "bad-1", "seq": 2, "digits": "12x"})).await;
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().starts_with("digits:"), "{body}");
     let (status, body) = app.voice_event(&json!({"type": "dance", "call_id": "bad-1", "seq": 2})).await;
@@ -378,7 +396,8 @@ async fn the_openapi_document_describes_the_event_api() {
     for status in ["200", "400", "403", "404", "409", "415"] {
         assert!(post["responses"][status].is_object(), "response {status} documented: {post}");
     }
-    let params: Vec<&str> = post["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let params: Vec<&str> =
+        post["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(params.contains(&"X-Helpline-Signature") && params.contains(&"X-Helpline-Timestamp"), "{params:?}");
     let request = doc["components"]["schemas"]["EventRequest"].to_string();
     for event in ["call.started", "digits", "no_input", "prompt.finished", "transfer.failed", "call.ended"] {
@@ -459,8 +478,9 @@ async fn an_assigned_operator_is_dialled_and_a_failed_transfer_goes_back_to_the_
 #[tokio::test]
 async fn self_service_reads_back_the_nearest_services_of_the_directory() {
     let app = spawn_app().await;
-    let (_, data) = console::directory::import::read_path(&crate::helpers::repo_path("tests/fixtures/directory/flat_good.csv"))
-        .expect("the fixture imports");
+    let (_, data) =
+        console::directory::import::read_path(&crate::helpers::repo_path("tests/fixtures/directory/flat_good.csv"))
+            .expect("the fixture imports");
     app.state.directory.replace(&data).await.unwrap();
 
     let mut call = Call::new(&app, "self-1");
@@ -486,7 +506,10 @@ async fn self_service_reads_back_the_nearest_services_of_the_directory() {
     let a = call.send(json!({"type": "call.ended"})).await;
     assert_eq!(a["ended"], true);
     let (_, area, town, outcome, _) = call_row(&app, "self-1").await;
-    assert_eq!((area.as_deref(), town.as_deref(), outcome.as_deref()), (Some("casa"), Some("Torino"), Some("self_service")));
+    assert_eq!(
+        (area.as_deref(), town.as_deref(), outcome.as_deref()),
+        (Some("casa"), Some("Torino"), Some("self_service"))
+    );
     app.stop().await;
 }
 
@@ -500,7 +523,9 @@ async fn the_calls_writer_gives_way_to_a_lock_turn() {
     let turn = db.lock_turn().await;
     let started = std::time::Instant::now();
     let (status, answer) = app
-        .voice_event(&json!({"type": "call.started", "call_id": "turn-1", "seq": 1, "from": "+39 333 123 4512", "to": "803001"}))
+        .voice_event(
+            &json!({"type": "call.started", "call_id": "turn-1", "seq": 1, "from": "+39 333 123 4512", "to": "803001"}),
+        )
         .await;
     let waited = started.elapsed();
     drop(turn);
@@ -540,7 +565,11 @@ async fn calls_whose_carrier_went_quiet_are_ended_by_the_server() {
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE calls SET answered_at = $1 WHERE call_id = 'quiet-operator'").bind(now_ms).execute(pool).await.unwrap();
+    sqlx::query("UPDATE calls SET answered_at = $1 WHERE call_id = 'quiet-operator'")
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .unwrap();
 
     let at = |minutes: i64| console::clock::Clock::now(&*app.clock) + chrono::Duration::minutes(minutes);
     let db = &app.state.db;
@@ -553,7 +582,8 @@ async fn calls_whose_carrier_went_quiet_are_ended_by_the_server() {
     let (status,): (String,) =
         sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'quiet-queue'").fetch_one(pool).await.unwrap();
     assert_eq!(status, "abandoned", "it no longer waits for an operator");
-    let open: Vec<(String,)> = sqlx::query_as("SELECT call_id FROM calls WHERE ended_at IS NULL").fetch_all(pool).await.unwrap();
+    let open: Vec<(String,)> =
+        sqlx::query_as("SELECT call_id FROM calls WHERE ended_at IS NULL").fetch_all(pool).await.unwrap();
     assert_eq!(open, [("quiet-operator".to_owned(),)]);
     assert!(end_quiet_calls(db, &app.state.calls, at(11)).await.unwrap().is_empty(), "an ended call is ended once");
 

@@ -11,7 +11,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("Say", &["voice", "loop", "language"]),
     ("Play", &["loop", "digits"]),
     ("Pause", &["length"]),
-    ("Gather", &["action", "finishOnKey", "input", "method", "numDigits", "timeout", "actionOnEmptyResult", "language"]),
+    (
+        "Gather",
+        &["action", "finishOnKey", "input", "method", "numDigits", "timeout", "actionOnEmptyResult", "language"],
+    ),
     ("Redirect", &["method"]),
     ("Enqueue", &["action", "method", "waitUrl", "waitUrlMethod", "workflowSid"]),
     ("Leave", &[]),
@@ -28,14 +31,18 @@ fn check(doc: &str) -> roxmltree::Document<'_> {
     assert_eq!(root.tag_name().name(), "Response", "{doc}");
     for node in parsed.descendants().filter(|n| n.is_element()) {
         let name = node.tag_name().name();
-        let allowed = ALLOWED.iter().find(|(v, _)| *v == name).unwrap_or_else(|| panic!("<{name}> is not TwiML: {doc}")).1;
+        let allowed =
+            ALLOWED.iter().find(|(v, _)| *v == name).unwrap_or_else(|| panic!("<{name}> is not TwiML: {doc}")).1;
         for attr in node.attributes() {
             assert!(allowed.contains(&attr.name()), "<{name} {}> is not a documented attribute: {doc}", attr.name());
         }
         if name == "Gather" {
             assert_eq!(node.attribute("input"), Some("dtmf"));
             for child in node.children().filter(|c| c.is_element()) {
-                assert!(["Say", "Play", "Pause"].contains(&child.tag_name().name()), "<Gather> may only nest Say, Play, Pause: {doc}");
+                assert!(
+                    ["Say", "Play", "Pause"].contains(&child.tag_name().name()),
+                    "<Gather> may only nest Say, Play, Pause: {doc}"
+                );
             }
         }
     }
@@ -55,7 +62,13 @@ fn plays(doc: &roxmltree::Document<'_>) -> Vec<String> {
 }
 
 async fn post(app: &TestApp, url: &str, sid: &str, extra: &[(&str, &str)]) -> String {
-    let mut params = vec![("CallSid", sid), ("AccountSid", "AC0000"), ("From", "+393331234512"), ("To", "+39803001"), ("CallStatus", "in-progress")];
+    let mut params = vec![
+        ("CallSid", sid),
+        ("AccountSid", "AC0000"),
+        ("From", "+393331234512"),
+        ("To", "+39803001"),
+        ("CallStatus", "in-progress"),
+    ];
     params.extend_from_slice(extra);
     let (status, body) = app.twiml(url, &params).await;
     assert_eq!(status, 200, "{url}: {body}");
@@ -84,8 +97,15 @@ async fn a_whole_call_through_twiml_reaches_the_queue_and_asks_for_a_callback() 
     }
     let doc = post(&app, &action, sid, &[("Digits", "2")]).await;
     let parsed = check(&doc);
-    assert_eq!(parsed.descendants().find(|n| n.has_tag_name("Enqueue")).and_then(|n| n.text()), Some("it.casa"), "{doc}");
-    assert!(parsed.descendants().any(|n| n.has_tag_name("Say") && n.attribute("language") == Some("it-IT")), "position said: {doc}");
+    assert_eq!(
+        parsed.descendants().find(|n| n.has_tag_name("Enqueue")).and_then(|n| n.text()),
+        Some("it.casa"),
+        "{doc}"
+    );
+    assert!(
+        parsed.descendants().any(|n| n.has_tag_name("Say") && n.attribute("language") == Some("it-IT")),
+        "position said: {doc}"
+    );
     let wait_url = attr_of(&parsed, "Enqueue", "waitUrl").unwrap();
 
     // Twilio polls the wait document while the caller waits.
@@ -106,7 +126,11 @@ async fn a_whole_call_through_twiml_reaches_the_queue_and_asks_for_a_callback() 
     assert!(doc.contains("<Hangup/>"), "{doc}");
 
     let (outcome, channel): (Option<String>, String) =
-        sqlx::query_as("SELECT outcome, channel FROM calls WHERE call_id = $1").bind(sid).fetch_one(app.state.db.pool()).await.unwrap();
+        sqlx::query_as("SELECT outcome, channel FROM calls WHERE call_id = $1")
+            .bind(sid)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
     assert_eq!((outcome.as_deref(), channel.as_str()), (Some("callback"), "twiml"));
     app.stop().await;
 }
@@ -140,7 +164,11 @@ async fn signatures_unknown_calls_and_status_callbacks() {
     assert_eq!(status, 200, "{body}");
     check(&body);
     let (outcome, ended): (Option<String>, Option<i64>) =
-        sqlx::query_as("SELECT outcome, ended_at FROM calls WHERE call_id = $1").bind(sid).fetch_one(app.state.db.pool()).await.unwrap();
+        sqlx::query_as("SELECT outcome, ended_at FROM calls WHERE call_id = $1")
+            .bind(sid)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
     assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));
     assert!(ended.is_some());
     app.stop().await;
@@ -159,7 +187,9 @@ async fn prompts_are_served_with_etags() {
     assert_eq!(&bytes[8..12], b"WAVE");
     let r = app.client.get(app.url("/prompts/fr/welcome.wav")).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), 304);
-    for missing in ["/prompts/de/welcome.wav", "/prompts/fr/nothing.wav", "/prompts/fr/welcome.mp3", "/prompts/fr/..%2Fsecret.wav"] {
+    for missing in
+        ["/prompts/de/welcome.wav", "/prompts/fr/nothing.wav", "/prompts/fr/welcome.mp3", "/prompts/fr/..%2Fsecret.wav"]
+    {
         let r = app.client.get(app.url(missing)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{missing}");
     }
@@ -187,7 +217,10 @@ async fn an_operator_taking_the_call_leaves_the_queue_and_is_dialled() {
     // …and the <Enqueue> action dials the operator.
     let doc = post(&app, &queue_left, sid, &[("QueueResult", "leave")]).await;
     let parsed = check(&doc);
-    assert_eq!(parsed.descendants().find(|n| n.has_tag_name("Sip")).and_then(|n| n.text()), Some("sip:giulia@pbx.example.org"));
+    assert_eq!(
+        parsed.descendants().find(|n| n.has_tag_name("Sip")).and_then(|n| n.text()),
+        Some("sip:giulia@pbx.example.org")
+    );
     let dial_action = attr_of(&parsed, "Dial", "action").unwrap();
     // No answer: back into the queue.
     let doc = post(&app, &dial_action, sid, &[("DialCallStatus", "no-answer")]).await;
@@ -207,7 +240,8 @@ async fn a_slow_caller_hears_runtime_texts_played_slowly() {
     let mut doc = post(&app, "/twiml/voice", sid, &[]).await;
     for _ in 0..3 {
         let parsed = check(&doc);
-        let redirect = parsed.descendants().find(|n| n.has_tag_name("Redirect")).and_then(|n| n.text()).unwrap().to_owned();
+        let redirect =
+            parsed.descendants().find(|n| n.has_tag_name("Redirect")).and_then(|n| n.text()).unwrap().to_owned();
         doc = post(&app, &redirect, sid, &[]).await;
     }
     assert!(doc.contains("language-option.wav?pace=slow"), "slow from the second silence in a menu: {doc}");

@@ -134,7 +134,11 @@ impl CallRuntime {
     /// Starts the writers: call within a tokio runtime. They stop when the last clone of the
     /// runtime is dropped.
     pub fn new(db: Db, flow: Arc<Flow>, directory: Arc<dyn NearbyServices>, metrics: Arc<Metrics>) -> Self {
-        let rt = Arc::new(Runtime { db, flow, directory, metrics,
+        let rt = Arc::new(Runtime {
+            db,
+            flow,
+            directory,
+            metrics,
             queue: queue::QueueSettings::default(),
             queue_changed: Arc::new(tokio::sync::Notify::new()),
         });
@@ -149,7 +153,9 @@ impl CallRuntime {
         if let Some(url) = rt.db.postgres_url() {
             match pg::spawn(rt.clone(), url, writer::writers_for(rt.db.backend())) {
                 Ok(writers) => return CallRuntime { rt, writers: Arc::new(writers) },
-                Err(e) => tracing::warn!(error = %e, "no PostgreSQL writers of their own: the calls are written through the pool"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no PostgreSQL writers of their own: the calls are written through the pool")
+                }
             }
         }
         let writers = (0..writer::writers_for(rt.db.backend()))
@@ -200,7 +206,8 @@ impl CallRuntime {
                     event: Event,
                 }
                 let row: Row = serde_json::from_str(&data).map_err(|e| DbError::Corrupt(format!("call log: {e}")))?;
-                let at = DateTime::from_timestamp_millis(at).ok_or_else(|| DbError::Corrupt("call log instant".into()))?;
+                let at =
+                    DateTime::from_timestamp_millis(at).ok_or_else(|| DbError::Corrupt("call log instant".into()))?;
                 Ok((row.event, at))
             })
             .collect()

@@ -196,8 +196,14 @@ impl Store for PgStore<'_> {
         Ok(())
     }
 
-    async fn enqueue(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, priority: u8, now_ms: i64)
-        -> Result<(), CallError> {
+    async fn enqueue(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        priority: u8,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
         let area = area.map(|a| a.as_str());
         self.conn
             .client
@@ -212,8 +218,13 @@ impl Store for PgStore<'_> {
         row.map(|r| r.try_get(0).map_err(db)).transpose()
     }
 
-    async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
-        -> Result<(), CallError> {
+    async fn record_callback(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
         let area = area.map(|a| a.as_str());
         self.conn
             .client

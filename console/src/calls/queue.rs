@@ -28,19 +28,22 @@ pub const ENQUEUE: &str = "INSERT INTO queue_entries (call_id, language, area, p
 
 /// How many calls wait ahead of the call for the same language (higher priority first, then
 /// first come); no row when the call itself is not waiting. Binds: call id.
-pub const AHEAD: &str = "SELECT (SELECT COUNT(*) FROM queue_entries q WHERE q.status = 'waiting' AND q.language = m.language \
+pub const AHEAD: &str =
+    "SELECT (SELECT COUNT(*) FROM queue_entries q WHERE q.status = 'waiting' AND q.language = m.language \
      AND (q.priority > m.priority OR (q.priority = m.priority AND (q.entered_at < m.entered_at \
      OR (q.entered_at = m.entered_at AND q.call_id < m.call_id)))) AND q.call_id <> m.call_id) \
      FROM queue_entries m WHERE m.call_id = $1 AND m.status = 'waiting'";
 
 /// A callback request, with the caller's (hashed and masked) number. Binds: language, area, now,
 /// call id.
-pub const RECORD_CALLBACK: &str = "INSERT INTO callbacks (call_id, caller_hash, caller_masked, language, area, requested_at) \
+pub const RECORD_CALLBACK: &str =
+    "INSERT INTO callbacks (call_id, caller_hash, caller_masked, language, area, requested_at) \
      SELECT call_id, caller_hash, caller_masked, $1, $2, $3 FROM calls WHERE call_id = $4";
 
 /// The call ended: a caller still waiting abandoned (when they hung up) or left the queue.
 /// Binds: status, now, call id.
-pub const LEAVE: &str = "UPDATE queue_entries SET status = $1, updated_at = $2 WHERE call_id = $3 AND status = 'waiting'";
+pub const LEAVE: &str =
+    "UPDATE queue_entries SET status = $1, updated_at = $2 WHERE call_id = $3 AND status = 'waiting'";
 
 /// The status a waiting entry takes when its call ends.
 pub fn leave_status(hung_up: bool) -> &'static str {

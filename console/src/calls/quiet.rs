@@ -46,7 +46,14 @@ pub async fn end_quiet_calls(db: &Db, calls: &CallRuntime, now: DateTime<Utc>) -
             tracing::warn!(call_id, "a quiet call has an id the runtime cannot take: left open");
             continue;
         };
-        let req = CallRequest { call_id: id, event: Event::HungUp, now, key: None, carrier_seq: None, origin: Origin::Server };
+        let req = CallRequest {
+            call_id: id,
+            event: Event::HungUp,
+            now,
+            key: None,
+            carrier_seq: None,
+            origin: Origin::Server,
+        };
         let quiet_mins = (now_ms - updated_at) / 60_000;
         match calls.handle(req).await {
             Ok(_) => {

@@ -30,8 +30,8 @@
 //! so they do not sleep behind batch after batch.
 
 use super::store::{
-    chunk_sizes, insert_events, load_calls, EventRow, Loaded, NewCall, Store, Writes, EVENTS_PER_STATEMENT, INSERT_CALL,
-    STORED_RESPONSE,
+    chunk_sizes, insert_events, load_calls, EventRow, Loaded, NewCall, Store, Writes, EVENTS_PER_STATEMENT,
+    INSERT_CALL, STORED_RESPONSE,
 };
 use super::writer::{self, Job, Planned, Transactor};
 use super::{queue, CallError, CallRequest, Runtime};
@@ -88,7 +88,11 @@ struct Checkpoints {
 
 impl Checkpoints {
     fn new() -> Checkpoints {
-        Checkpoints { restart_wanted: AtomicBool::new(false), every: CHECKPOINT_EVERY, restart_frames: WAL_RESTART_FRAMES }
+        Checkpoints {
+            restart_wanted: AtomicBool::new(false),
+            every: CHECKPOINT_EVERY,
+            restart_frames: WAL_RESTART_FRAMES,
+        }
     }
 }
 
@@ -284,12 +288,19 @@ impl Store for SqliteStore<'_, '_> {
 
     async fn insert_call(&mut self, c: &NewCall<'_>) -> Result<(), CallError> {
         let mut stmt = self.tx.prepare_cached(INSERT_CALL).map_err(db)?;
-        stmt.execute(params![c.call_id, c.channel, c.started_at, c.caller_hash, c.caller_masked, c.state]).map_err(db)?;
+        stmt.execute(params![c.call_id, c.channel, c.started_at, c.caller_hash, c.caller_masked, c.state])
+            .map_err(db)?;
         Ok(())
     }
 
-    async fn enqueue(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, priority: u8, now_ms: i64)
-        -> Result<(), CallError> {
+    async fn enqueue(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        priority: u8,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
         let mut stmt = self.tx.prepare_cached(queue::ENQUEUE).map_err(db)?;
         stmt.execute(params![call_id, language.as_str(), area.map(|a| a.as_str()), i64::from(priority), now_ms])
             .map_err(db)?;
@@ -301,8 +312,13 @@ impl Store for SqliteStore<'_, '_> {
         stmt.query_row(params![call_id], |r| r.get(0)).optional().map_err(db)
     }
 
-    async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
-        -> Result<(), CallError> {
+    async fn record_callback(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
         let mut stmt = self.tx.prepare_cached(queue::RECORD_CALLBACK).map_err(db)?;
         stmt.execute(params![language.as_str(), area.map(|a| a.as_str()), now_ms, call_id]).map_err(db)?;
         Ok(())
@@ -319,9 +335,19 @@ impl Store for SqliteStore<'_, '_> {
         let mut step = self.tx.prepare_cached(UPDATE_CALL_STEP).map_err(db)?;
         let mut facts = self.tx.prepare_cached(UPDATE_CALL_FACTS).map_err(db)?;
         for r in &w.calls {
-            step.execute(params![r.state, r.last_seq, r.carrier_seq, r.updated_at, r.pending, r.call_id]).map_err(db)?;
+            step.execute(params![r.state, r.last_seq, r.carrier_seq, r.updated_at, r.pending, r.call_id])
+                .map_err(db)?;
             facts
-                .execute(params![r.language, r.language_guessed, r.area, r.town, r.outcome, r.ended_at, r.cap, r.call_id])
+                .execute(params![
+                    r.language,
+                    r.language_guessed,
+                    r.area,
+                    r.town,
+                    r.outcome,
+                    r.ended_at,
+                    r.cap,
+                    r.call_id
+                ])
                 .map_err(db)?;
         }
         write_chunks(self.tx, &w.events, EVENTS_PER_STATEMENT, insert_events, event_values)
@@ -390,10 +416,14 @@ mod tests {
              outcome TEXT, ended_at INTEGER, cap TEXT); INSERT INTO calls (call_id, language_guessed) VALUES ('c', 0);",
         )
         .unwrap();
-        let step = |seq: i64| conn.execute(UPDATE_CALL_STEP, params!["{}", seq, seq, seq, None::<String>, "c"]).unwrap();
+        let step =
+            |seq: i64| conn.execute(UPDATE_CALL_STEP, params!["{}", seq, seq, seq, None::<String>, "c"]).unwrap();
         let facts_cap = |language: Option<&str>, ended: Option<i64>, cap: Option<&str>| {
-            conn.execute(UPDATE_CALL_FACTS, params![language, 0, None::<String>, None::<String>, None::<String>, ended, cap, "c"])
-                .unwrap()
+            conn.execute(
+                UPDATE_CALL_FACTS,
+                params![language, 0, None::<String>, None::<String>, None::<String>, ended, cap, "c"],
+            )
+            .unwrap()
         };
         let facts = |language: Option<&str>, ended: Option<i64>| facts_cap(language, ended, None);
         assert_eq!(step(1), 1);

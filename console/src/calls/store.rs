@@ -18,12 +18,23 @@ pub(crate) trait Store {
     async fn stored_response(&mut self, call_id: &str, key: &str) -> Result<Option<(String, String)>, CallError>;
     /// A new call's row, written at once (the queue and callback rows refer to it).
     async fn insert_call(&mut self, call: &NewCall<'_>) -> Result<(), CallError>;
-    async fn enqueue(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, priority: u8, now_ms: i64)
-        -> Result<(), CallError>;
+    async fn enqueue(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        priority: u8,
+        now_ms: i64,
+    ) -> Result<(), CallError>;
     /// How many calls wait ahead of this one (none: it is not waiting).
     async fn calls_ahead(&mut self, call_id: &str) -> Result<Option<i64>, CallError>;
-    async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
-        -> Result<(), CallError>;
+    async fn record_callback(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        now_ms: i64,
+    ) -> Result<(), CallError>;
     async fn leave(&mut self, call_id: &str, hung_up: bool, now_ms: i64) -> Result<(), CallError>;
     /// The batch's new call rows and call-log steps (with the answers kept for retries).
     async fn write(&mut self, writes: &Writes) -> Result<(), CallError>;
@@ -97,7 +108,8 @@ pub(crate) struct Writes {
 pub(crate) const STORED_RESPONSE: &str =
     "SELECT fingerprint, answer FROM call_events WHERE call_id = $1 AND request_key = $2";
 
-pub(crate) const INSERT_CALL: &str = "INSERT INTO calls (call_id, channel, started_at, caller_hash, caller_masked, state, updated_at) \
+pub(crate) const INSERT_CALL: &str =
+    "INSERT INTO calls (call_id, channel, started_at, caller_hash, caller_masked, state, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $3)";
 
 /// Columns of one [`CallRow`] in [`upsert_calls`].
@@ -127,7 +139,8 @@ pub(crate) const PG_WRITE_BATCH: &str = "WITH c AS (\
 
 /// PostgreSQL's writers (`super::pg`): the calls of a batch (`$1`, an array of ids), locked in
 /// call-id order so that two nodes' batches cannot deadlock each other, and read.
-pub(crate) const PG_LOAD_CALLS: &str = "SELECT call_id, state, last_seq, carrier_seq, pending_actions, channel, started_at \
+pub(crate) const PG_LOAD_CALLS: &str =
+    "SELECT call_id, state, last_seq, carrier_seq, pending_actions, channel, started_at \
      FROM calls WHERE call_id = ANY($1) ORDER BY call_id FOR UPDATE";
 
 /// Reads `n` calls (`$1`…`$n`); PostgreSQL locks them in call-id order, so two nodes' batches
@@ -250,8 +263,14 @@ impl Store for SqlxStore<'_, '_> {
         Ok(())
     }
 
-    async fn enqueue(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, priority: u8, now_ms: i64)
-        -> Result<(), CallError> {
+    async fn enqueue(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        priority: u8,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
         sqlx::query(queue::ENQUEUE)
             .bind(call_id)
             .bind(language.as_str())
@@ -268,8 +287,13 @@ impl Store for SqlxStore<'_, '_> {
         Ok(ahead.map(|(n,)| n))
     }
 
-    async fn record_callback(&mut self, call_id: &str, language: Language, area: Option<ServiceArea>, now_ms: i64)
-        -> Result<(), CallError> {
+    async fn record_callback(
+        &mut self,
+        call_id: &str,
+        language: Language,
+        area: Option<ServiceArea>,
+        now_ms: i64,
+    ) -> Result<(), CallError> {
         sqlx::query(queue::RECORD_CALLBACK)
             .bind(language.as_str())
             .bind(area.map(|a| a.as_str()))

@@ -224,7 +224,11 @@ struct StepRecord<'a> {
 /// The body of one transaction for the requests (one per call): `Ok` holds each request's
 /// outcome (refusals included, which wrote nothing); `Err` is a database error, and the caller
 /// rolls everything back.
-pub(crate) async fn batch<S: Store>(rt: &Runtime, store: &mut S, reqs: &[&CallRequest]) -> Result<Vec<Planned>, CallError> {
+pub(crate) async fn batch<S: Store>(
+    rt: &Runtime,
+    store: &mut S,
+    reqs: &[&CallRequest],
+) -> Result<Vec<Planned>, CallError> {
     let ids: Vec<&str> = reqs.iter().map(|r| r.call_id.as_str()).collect();
     let mut loaded = store.load(&ids).await?;
     let mut writes = Writes::default();

@@ -104,11 +104,8 @@ impl Db {
             Backend::Sqlite => sqlite_url(url)?,
             Backend::Postgres => (url.to_owned(), None),
         };
-        let connect_err = |e: sqlx::Error| DbError::Connect {
-            backend: backend.name(),
-            url: redact(&url),
-            reason: e.to_string(),
-        };
+        let connect_err =
+            |e: sqlx::Error| DbError::Connect { backend: backend.name(), url: redact(&url), reason: e.to_string() };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(connect_err)?
             .log_statements(tracing::log::LevelFilter::Trace)

@@ -17,10 +17,7 @@ pub enum SecretSource {
 }
 
 /// The configured key, or the stored one, or a new one stored now (the first node to store wins).
-pub async fn server_secret(
-    db: &Db,
-    configured: &SecretString,
-) -> Result<(ServerSecret, SecretSource), DbError> {
+pub async fn server_secret(db: &Db, configured: &SecretString) -> Result<(ServerSecret, SecretSource), DbError> {
     if !configured.is_empty() {
         let secret = ServerSecret::new(configured.expose().as_bytes().to_vec())
             .map_err(|e| DbError::Conflict(format!("HELPLINE_SECRET: {e}")))?;
@@ -47,10 +44,7 @@ pub async fn server_secret(
 
 async fn stored(db: &Db) -> Result<Option<ServerSecret>, DbError> {
     let row: Option<(String,)> =
-        sqlx::query_as("SELECT value FROM server_settings WHERE key = $1")
-            .bind(KEY)
-            .fetch_optional(db.pool())
-            .await?;
+        sqlx::query_as("SELECT value FROM server_settings WHERE key = $1").bind(KEY).fetch_optional(db.pool()).await?;
     row.map(|(hex_value,)| {
         hex::decode(&hex_value)
             .ok()

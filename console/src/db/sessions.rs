@@ -54,13 +54,18 @@ pub async fn session_user(db: &Db, token: &str, now_ms: i64) -> Result<Option<(U
 }
 
 pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
-    db.with_lock_turn(sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(db.pool())).await?;
+    db.with_lock_turn(
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash(token)).execute(db.pool()),
+    )
+    .await?;
     Ok(())
 }
 
 /// Signs a user out everywhere: every session of theirs ends. Returns how many there were.
 pub async fn delete_user_sessions(db: &Db, user_id: i64) -> Result<u64, DbError> {
-    let done = db.with_lock_turn(sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(db.pool())).await?;
+    let done = db
+        .with_lock_turn(sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(db.pool()))
+        .await?;
     Ok(done.rows_affected())
 }
 

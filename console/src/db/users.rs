@@ -41,9 +41,8 @@ pub struct UserName(String);
 
 impl UserName {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let ok =
+            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if ok {
             Ok(UserName(s.to_owned()))
         } else {
@@ -112,23 +111,15 @@ type UserRow = (i64, String, String, String, String, Option<String>, i64);
 fn user_from_row(row: UserRow) -> Result<User, DbError> {
     let (id, name, role, languages, areas, sip_target, created_at) = row;
     let role = Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("user {name}: role {role:?}")))?;
-    let languages = split_codes(&languages, Language::parse)
-        .map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
-    let areas =
-        split_codes(&areas, ServiceArea::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
+    let languages =
+        split_codes(&languages, Language::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
+    let areas = split_codes(&areas, ServiceArea::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
     Ok(User { id, name, role, languages, areas, sip_target, created_at })
 }
 
 /// Parses a comma-separated list of codes with the given parser.
-pub fn split_codes<T, E: std::fmt::Display>(
-    s: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> Result<Vec<T>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(|c| parse(c).map_err(|e| e.to_string()))
-        .collect()
+pub fn split_codes<T, E: std::fmt::Display>(s: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<Vec<T>, String> {
+    s.split(',').map(str::trim).filter(|c| !c.is_empty()).map(|c| parse(c).map_err(|e| e.to_string())).collect()
 }
 
 fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
@@ -139,51 +130,49 @@ fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
 pub async fn add_user(db: &Db, user: &NewUser) -> Result<User, DbError> {
     let hash = user.password.hash()?;
     let now = chrono::Utc::now().timestamp_millis();
-    let result = db.with_lock_turn(sqlx::query(
-        "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
+    let result = db
+        .with_lock_turn(
+            sqlx::query(
+                "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(user.name.as_str())
-    .bind(user.role.as_str())
-    .bind(join_codes(&user.languages))
-    .bind(join_codes(&user.areas))
-    .bind(hash)
-    .bind(user.sip_target.clone())
-    .bind(now)
-    .execute(db.pool()))
-    .await?;
+            )
+            .bind(user.name.as_str())
+            .bind(user.role.as_str())
+            .bind(join_codes(&user.languages))
+            .bind(join_codes(&user.areas))
+            .bind(hash)
+            .bind(user.sip_target.clone())
+            .bind(now)
+            .execute(db.pool()),
+        )
+        .await?;
     if result.rows_affected() == 0 {
         return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));
     }
-    find_user(db, user.name.as_str())
-        .await?
-        .ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
+    find_user(db, user.name.as_str()).await?.ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
 }
 
 const USER_COLUMNS: &str = "id, name, role, languages, areas, sip_target, created_at";
 
 pub async fn find_user(db: &Db, name: &str) -> Result<Option<User>, DbError> {
-    let row: Option<UserRow> =
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
     row.map(user_from_row).transpose()
 }
 
 pub async fn find_user_by_id(db: &Db, id: i64) -> Result<Option<User>, DbError> {
-    let row: Option<UserRow> =
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     row.map(user_from_row).transpose()
 }
 
 pub async fn list_users(db: &Db) -> Result<Vec<User>, DbError> {
-    let rows: Vec<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
-        .fetch_all(db.pool())
-        .await?;
+    let rows: Vec<UserRow> =
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name")).fetch_all(db.pool()).await?;
     rows.into_iter().map(user_from_row).collect()
 }
 
@@ -195,15 +184,11 @@ pub async fn count_users(db: &Db) -> Result<i64, DbError> {
 /// Checks a password; `None` for an unknown user or a wrong password (the same answer for both,
 /// and the same work: an unknown user still costs one hash verification).
 pub async fn verify_password(db: &Db, name: &str, password: &str) -> Result<Option<User>, DbError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT password_hash FROM users WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT password_hash FROM users WHERE name = $1").bind(name).fetch_optional(db.pool()).await?;
     // An unknown user is verified against a throwaway hash, so both answers cost the same.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| {
-        Password(random_password()).hash().unwrap_or_default()
-    });
+    let dummy = DUMMY.get_or_init(|| Password(random_password()).hash().unwrap_or_default());
     let stored = row.as_ref().map(|(h,)| h.as_str()).unwrap_or(dummy);
     let ok = PasswordHash::new(stored)
         .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

@@ -59,7 +59,10 @@ pub fn resolve_near(text: &str, gazetteer: &Gazetteer) -> Result<(GeoPoint, Stri
 }
 
 /// Turns the query string into a search, or a 400 naming the parameter.
-pub fn parse_query(params: &HashMap<String, String>, now: chrono::DateTime<chrono::Utc>) -> Result<SearchQuery, AppError> {
+pub fn parse_query(
+    params: &HashMap<String, String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<SearchQuery, AppError> {
     let mut q = SearchQuery::new(now);
     let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     if let Some(text) = params.get("q") {
@@ -70,8 +73,9 @@ pub fn parse_query(params: &HashMap<String, String>, now: chrono::DateTime<chron
     }
     if let Some(areas) = get("area") {
         for a in areas.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            let area = ServiceArea::parse(a)
-                .map_err(|_| bad("area", format!("{a:?} is not one of lingua, lavoro, casa, salute, minori, mediazione")))?;
+            let area = ServiceArea::parse(a).map_err(|_| {
+                bad("area", format!("{a:?} is not one of lingua, lavoro, casa, salute, minori, mediazione"))
+            })?;
             q.areas.push(area);
         }
     }
@@ -103,7 +107,11 @@ pub fn parse_query(params: &HashMap<String, String>, now: chrono::DateTime<chron
         };
     }
     if let Some(p) = get("page") {
-        q.page = p.parse::<usize>().ok().filter(|&p| p >= 1).ok_or_else(|| bad("page", format!("{p:?} is not a page number (1, 2, …)")))?;
+        q.page = p
+            .parse::<usize>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| bad("page", format!("{p:?} is not a page number (1, 2, …)")))?;
     }
     q.size = DEFAULT_PAGE_SIZE;
     if let Some(s) = get("per_page").or_else(|| get("size")) {
@@ -151,7 +159,11 @@ async fn search(
 }
 
 /// A search as `GET /api/services/search` answers it (also the console socket's `search`).
-pub fn search_json(state: &AppState, params: &HashMap<String, String>, now: chrono::DateTime<chrono::Utc>) -> Result<Value, AppError> {
+pub fn search_json(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Value, AppError> {
     let q = parse_query(params, now)?;
     let r = state.directory.search(&q);
     let total_pages = r.total.div_ceil(r.size);
@@ -184,7 +196,11 @@ fn row_json(table: &Table, row: &super::dataset::Row) -> Map<String, Value> {
     m
 }
 
-async fn service(_: crate::auth::AsOperator, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+async fn service(
+    _: crate::auth::AsOperator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
     let db = state.directory.db();
     let rows = store::rows_where(db, &schema::SERVICE, "id", &id).await?;
     let Some(row) = rows.first() else {
@@ -196,7 +212,8 @@ async fn service(_: crate::auth::AsOperator, State(state): State<AppState>, Path
             out.insert("organization".into(), Value::Object(row_json(&schema::ORGANIZATION, org)));
         }
     }
-    for (key, table) in [("phones", &schema::PHONE), ("schedules", &schema::SCHEDULE), ("languages", &schema::LANGUAGE)] {
+    for (key, table) in [("phones", &schema::PHONE), ("schedules", &schema::SCHEDULE), ("languages", &schema::LANGUAGE)]
+    {
         let list = store::rows_where(db, table, "service_id", &id).await?;
         out.insert(key.into(), Value::Array(list.iter().map(|r| Value::Object(row_json(table, r))).collect()));
     }

@@ -46,9 +46,26 @@ const REPEAT: usize = 5;
 
 /// The texts typed by operators: whole words, a typo, accents, prefixes.
 const TEXTS: &[&str] = &[
-    "centro impiego", "consultorio", "corsi di italiano", "mediazione", "sportello casa", "mediatori",
-    "ambulatorio", "doposcuola", "lavoro", "affitto", "consultorio familliare", "medi", "orientamento",
-    "italiano per stranieri", "salute donne", "citta", "casa", "accoglienza", "job search", "cours",
+    "centro impiego",
+    "consultorio",
+    "corsi di italiano",
+    "mediazione",
+    "sportello casa",
+    "mediatori",
+    "ambulatorio",
+    "doposcuola",
+    "lavoro",
+    "affitto",
+    "consultorio familliare",
+    "medi",
+    "orientamento",
+    "italiano per stranieri",
+    "salute donne",
+    "citta",
+    "casa",
+    "accoglienza",
+    "job search",
+    "cours",
 ];
 
 struct Probe {
@@ -209,13 +226,19 @@ async fn measure_import(data: &super::Dataset, n: usize, pg: Option<&Db>) -> any
     let t = Instant::now();
     store::replace_all(&sqlite, &read).await?;
     let s = t.elapsed().as_secs_f64() + read_s;
-    out.push(format!("| datapackage → SQLite (read, validate, store) | {n} | {rows} | {s:.2} | {:.0} |", rows as f64 / s));
+    out.push(format!(
+        "| datapackage → SQLite (read, validate, store) | {n} | {rows} | {s:.2} | {:.0} |",
+        rows as f64 / s
+    ));
     sqlite.close().await;
     if let Some(pg) = pg {
         let t = Instant::now();
         store::replace_all(pg, &read).await?;
         let s = t.elapsed().as_secs_f64() + read_s;
-        out.push(format!("| datapackage → PostgreSQL (read, validate, store) | {n} | {rows} | {s:.2} | {:.0} |", rows as f64 / s));
+        out.push(format!(
+            "| datapackage → PostgreSQL (read, validate, store) | {n} | {rows} | {s:.2} | {:.0} |",
+            rows as f64 / s
+        ));
     }
     Ok(out)
 }
@@ -257,7 +280,16 @@ impl PgBaseline {
                     sql.push(',');
                 }
                 let b = i * 7;
-                sql.push_str(&format!("(${},${},${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7));
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
             }
             let mut q = sqlx::query(&sql);
             for d in chunk {

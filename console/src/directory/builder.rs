@@ -166,7 +166,8 @@ impl<'a> Builder<'a> {
         for code in &s.languages {
             let id = (self.new_id)();
             let name = language_name(code);
-            self.data.push(&schema::LANGUAGE, &[("id", &id), ("service_id", &service_id), ("code", code), ("name", name)]);
+            self.data
+                .push(&schema::LANGUAGE, &[("id", &id), ("service_id", &service_id), ("code", code), ("name", name)]);
         }
         for area in &s.areas {
             let id = (self.new_id)();

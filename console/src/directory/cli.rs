@@ -56,7 +56,11 @@ pub async fn run(cmd: DirectoryCommand, settings: &Settings) -> anyhow::Result<E
                     for e in &errors {
                         eprintln!("{e}");
                     }
-                    eprintln!("import rejected: {} problem(s) in {}; nothing was imported", errors.len(), path.display());
+                    eprintln!(
+                        "import rejected: {} problem(s) in {}; nothing was imported",
+                        errors.len(),
+                        path.display()
+                    );
                     return Ok(ExitCode::from(EXIT_REJECTED));
                 }
             };
@@ -76,7 +80,12 @@ pub async fn run(cmd: DirectoryCommand, settings: &Settings) -> anyhow::Result<E
             let db = connect(settings).await?;
             let data = store::load_all(&db).await?;
             datapackage::write(&data, &path)?;
-            println!("exported {} services ({} rows) to {}", data.rows("service").len(), data.total_rows(), path.display());
+            println!(
+                "exported {} services ({} rows) to {}",
+                data.rows("service").len(),
+                data.total_rows(),
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -87,4 +96,3 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
     db.migrate().await?;
     Ok(db)
 }
-

@@ -76,7 +76,12 @@ pub(crate) fn read_table(path: &Path, file: &str, t: usize, errors: &mut Vec<Row
     let mut missing = false;
     for (c, column) in table.columns.iter().enumerate() {
         if column.required && !map.contains(&Some(c)) {
-            errors.push(RowError { file: file.into(), row: 1, column: column.name.into(), reason: "required column is missing".into() });
+            errors.push(RowError {
+                file: file.into(),
+                row: 1,
+                column: column.name.into(),
+                reason: "required column is missing".into(),
+            });
             missing = true;
         }
     }
@@ -155,7 +160,9 @@ pub fn write(dataset: &Dataset, dir: &Path) -> Result<(), WriteError> {
             .columns
             .iter()
             .filter_map(|c| match c.kind {
-                Kind::Ref(target) => Some(json!({ "fields": c.name, "reference": { "resource": target, "fields": "id" } })),
+                Kind::Ref(target) => {
+                    Some(json!({ "fields": c.name, "reference": { "resource": target, "fields": "id" } }))
+                }
                 _ => None,
             })
             .collect();

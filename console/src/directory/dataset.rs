@@ -134,7 +134,12 @@ impl Dataset {
             for row in &self.tables[attr_t] {
                 if let (Some(link), Some(entity)) = (row.get(link_c), row.get(entity_c)) {
                     if ids.get(entity).is_some_and(|s| !s.contains(link)) {
-                        errors.push(RowError::new("attribute", row.line, "link_id", format!("no {entity} has id {link:?}")));
+                        errors.push(RowError::new(
+                            "attribute",
+                            row.line,
+                            "link_id",
+                            format!("no {entity} has id {link:?}"),
+                        ));
                     }
                 }
             }
@@ -180,9 +185,7 @@ pub fn check_cell(kind: Kind, required: bool, value: Option<&str>) -> Option<Str
         Kind::Int => v.parse::<i64>().err().map(|_| format!("{v:?} is not a whole number")),
         Kind::Time => parse_time(v).is_none().then(|| format!("{v:?} is not a time HH:MM")),
         Kind::Date => NaiveDate::parse_from_str(v, "%Y-%m-%d").err().map(|_| format!("{v:?} is not a date YYYY-MM-DD")),
-        Kind::Enum(allowed) => {
-            (!allowed.contains(&v)).then(|| format!("{v:?} is not one of {}", allowed.join(", ")))
-        }
+        Kind::Enum(allowed) => (!allowed.contains(&v)).then(|| format!("{v:?} is not one of {}", allowed.join(", "))),
         Kind::ByDay => v
             .split(',')
             .find(|d| parse_byday(d.trim()).is_none())

@@ -59,11 +59,8 @@ pub fn service_docs(data: &Dataset, gazetteer: &Gazetteer) -> Vec<ServiceDoc> {
     let term = Cols(&schema::TAXONOMY_TERM);
     let attr = Cols(&schema::ATTRIBUTE);
 
-    let orgs: HashMap<&str, &str> = data
-        .rows("organization")
-        .iter()
-        .filter_map(|r| Some((r.get(0)?, r.get(org.ix("name"))?)))
-        .collect();
+    let orgs: HashMap<&str, &str> =
+        data.rows("organization").iter().filter_map(|r| Some((r.get(0)?, r.get(org.ix("name"))?))).collect();
     let locations: HashMap<&str, &super::dataset::Row> =
         data.rows("location").iter().filter_map(|r| Some((r.get(0)?, r))).collect();
     let mut address_of: HashMap<&str, &super::dataset::Row> = HashMap::new();
@@ -100,10 +97,9 @@ pub fn service_docs(data: &Dataset, gazetteer: &Gazetteer) -> Vec<ServiceDoc> {
     let mut hours_of: HashMap<String, WeeklyHours> = HashMap::new();
     for r in data.rows("schedule") {
         let Some(s) = service_of(r, &sch) else { continue };
-        let (Some(open), Some(close)) = (
-            r.get(sch.ix("opens_at")).and_then(time_minutes),
-            r.get(sch.ix("closes_at")).and_then(time_minutes),
-        ) else {
+        let (Some(open), Some(close)) =
+            (r.get(sch.ix("opens_at")).and_then(time_minutes), r.get(sch.ix("closes_at")).and_then(time_minutes))
+        else {
             continue;
         };
         let h = hours_of.entry(s).or_default();
@@ -177,7 +173,12 @@ pub fn service_docs(data: &Dataset, gazetteer: &Gazetteer) -> Vec<ServiceDoc> {
             Some(ServiceDoc {
                 id: id.to_owned(),
                 name: r.get(svc.ix("name")).unwrap_or("").to_owned(),
-                organization: r.get(svc.ix("organization_id")).and_then(|o| orgs.get(o)).copied().unwrap_or("").to_owned(),
+                organization: r
+                    .get(svc.ix("organization_id"))
+                    .and_then(|o| orgs.get(o))
+                    .copied()
+                    .unwrap_or("")
+                    .to_owned(),
                 description: r.get(svc.ix("description")).unwrap_or("").to_owned(),
                 town,
                 postal_code,

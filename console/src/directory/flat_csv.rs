@@ -43,7 +43,8 @@ fn fnv(text: &str) -> u64 {
 /// Reads a flat CSV into a dataset, or every problem found.
 pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>> {
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "input.csv".into());
-    let err = |row: usize, column: &str, reason: String| RowError { file: file.clone(), row, column: column.into(), reason };
+    let err =
+        |row: usize, column: &str, reason: String| RowError { file: file.clone(), row, column: column.into(), reason };
     let mut reader = match csv::ReaderBuilder::new().flexible(true).from_path(path) {
         Ok(r) => r,
         Err(e) => return Err(vec![err(0, "", format!("cannot read: {e}"))]),
@@ -55,7 +56,9 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
     let position: Vec<Option<usize>> = COLUMNS
         .iter()
         .map(|(_, aliases)| {
-            header.iter().position(|h| aliases.contains(&h.trim().trim_start_matches('\u{feff}').to_lowercase().as_str()))
+            header
+                .iter()
+                .position(|h| aliases.contains(&h.trim().trim_start_matches('\u{feff}').to_lowercase().as_str()))
         })
         .collect();
     let mut errors = Vec::new();
@@ -137,7 +140,8 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
         if comune.is_none() && !town.is_empty() {
             errors.push(err(line, "town", format!("{town:?} is not an Italian comune")));
         }
-        let postal_code = cap.map(|c| c.as_str().to_owned()).or(comune.and_then(|c| c.cap).map(|c| c.as_str().to_owned()));
+        let postal_code =
+            cap.map(|c| c.as_str().to_owned()).or(comune.and_then(|c| c.cap).map(|c| c.as_str().to_owned()));
         if comune.is_some() && postal_code.is_none() {
             errors.push(err(line, "cap", "required here: the comune's CAP is not known".into()));
         }
@@ -165,7 +169,11 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
         }
         let key = (get("organization").to_lowercase(), get("name").to_lowercase(), town.to_lowercase());
         if !seen.insert(key) {
-            errors.push(err(line, "name", "the same service of the same organization in the same town is listed twice".into()));
+            errors.push(err(
+                line,
+                "name",
+                "the same service of the same organization in the same town is listed twice".into(),
+            ));
         }
         if errors.len() > before {
             continue;
@@ -213,10 +221,11 @@ fn find_comune<'g>(g: &'g Gazetteer, town: &str, cap: Option<&Cap>) -> Option<&'
         _ => Vec::new(),
     };
     let by_name = g.comune_by_name(town);
-    by_name
-        .iter()
-        .find(|c| by_cap.iter().any(|b| b.code == c.code))
-        .or(by_name.first())
-        .copied()
-        .or_else(|| if town.is_empty() { by_cap.first().copied() } else { None })
+    by_name.iter().find(|c| by_cap.iter().any(|b| b.code == c.code)).or(by_name.first()).copied().or_else(|| {
+        if town.is_empty() {
+            by_cap.first().copied()
+        } else {
+            None
+        }
+    })
 }

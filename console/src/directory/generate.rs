@@ -18,22 +18,75 @@ pub const DEFAULT_COUNT: usize = 8_000;
 pub const DEFAULT_SEED: u64 = 2026;
 
 const STREETS: &[&str] = &[
-    "Via Roma", "Via Garibaldi", "Via Mazzini", "Via Dante Alighieri", "Via Giuseppe Verdi", "Via Cavour",
-    "Via Matteotti", "Via Marconi", "Via XX Settembre", "Via della Repubblica", "Via San Francesco",
-    "Via Vittorio Emanuele II", "Via Aldo Moro", "Via Gramsci", "Via dei Mille", "Via Manzoni",
-    "Viale Europa", "Viale della Libertà", "Corso Italia", "Corso Umberto I", "Piazza Municipio",
-    "Piazza del Popolo", "Piazza della Libertà", "Piazza Garibaldi", "Largo Santa Chiara", "Via Nazionale",
+    "Via Roma",
+    "Via Garibaldi",
+    "Via Mazzini",
+    "Via Dante Alighieri",
+    "Via Giuseppe Verdi",
+    "Via Cavour",
+    "Via Matteotti",
+    "Via Marconi",
+    "Via XX Settembre",
+    "Via della Repubblica",
+    "Via San Francesco",
+    "Via Vittorio Emanuele II",
+    "Via Aldo Moro",
+    "Via Gramsci",
+    "Via dei Mille",
+    "Via Manzoni",
+    "Viale Europa",
+    "Viale della Libertà",
+    "Corso Italia",
+    "Corso Umberto I",
+    "Piazza Municipio",
+    "Piazza del Popolo",
+    "Piazza della Libertà",
+    "Piazza Garibaldi",
+    "Largo Santa Chiara",
+    "Via Nazionale",
 ];
 
 const ASSOCIATION_WORDS: &[&str] = &[
-    "Arcobaleno", "Ponti", "Insieme", "Porte Aperte", "Il Mosaico", "Nuovi Orizzonti", "Babele",
-    "Mondo Unito", "Terra Comune", "La Rete", "Il Girasole", "Passaparola", "Approdi", "Radici e Ali",
-    "L'Incontro", "Mille Lingue", "Casa dei Popoli", "Il Faro", "Crocevia", "Solidarietà",
+    "Arcobaleno",
+    "Ponti",
+    "Insieme",
+    "Porte Aperte",
+    "Il Mosaico",
+    "Nuovi Orizzonti",
+    "Babele",
+    "Mondo Unito",
+    "Terra Comune",
+    "La Rete",
+    "Il Girasole",
+    "Passaparola",
+    "Approdi",
+    "Radici e Ali",
+    "L'Incontro",
+    "Mille Lingue",
+    "Casa dei Popoli",
+    "Il Faro",
+    "Crocevia",
+    "Solidarietà",
 ];
 
 const EXTRA_LANGUAGES: &[(&str, u32)] = &[
-    ("en", 40), ("fr", 25), ("ar", 25), ("es", 15), ("ro", 12), ("zh", 8), ("sq", 8), ("uk", 8),
-    ("bn", 5), ("ur", 5), ("pa", 4), ("ti", 3), ("wo", 3), ("pt", 4), ("ru", 5), ("tl", 3), ("fa", 2),
+    ("en", 40),
+    ("fr", 25),
+    ("ar", 25),
+    ("es", 15),
+    ("ro", 12),
+    ("zh", 8),
+    ("sq", 8),
+    ("uk", 8),
+    ("bn", 5),
+    ("ur", 5),
+    ("pa", 4),
+    ("ti", 3),
+    ("wo", 3),
+    ("pt", 4),
+    ("ru", 5),
+    ("tl", 3),
+    ("fa", 2),
 ];
 
 const HOURS: &[(&str, u32)] = &[
@@ -100,12 +153,32 @@ fn templates(area: ServiceArea) -> (&'static [&'static str], &'static [&'static 
 fn organization(rng: &mut StdRng, area: ServiceArea, c: &Comune, assoc: &str) -> String {
     let p = &c.province.nome;
     let choices: Vec<String> = match area {
-        ServiceArea::Lingua => vec![format!("CPIA di {p}"), format!("Associazione {assoc}"), format!("Comune di {}", c.name)],
-        ServiceArea::Lavoro => vec![format!("Regione {}", c.province.regione), format!("Comune di {}", c.name), format!("Cooperativa sociale {assoc}")],
-        ServiceArea::Casa => vec![format!("Comune di {}", c.name), format!("Caritas diocesana di {p}"), format!("Cooperativa sociale {assoc}")],
-        ServiceArea::Salute => vec![format!("ASL {p}"), format!("Azienda sanitaria di {p}"), format!("Associazione {assoc}")],
-        ServiceArea::Minori => vec![format!("Comune di {}", c.name), format!("Cooperativa sociale {assoc}"), format!("Associazione {assoc}")],
-        ServiceArea::Mediazione => vec![format!("Associazione {assoc}"), format!("Cooperativa sociale {assoc}"), format!("Comune di {}", c.name)],
+        ServiceArea::Lingua => {
+            vec![format!("CPIA di {p}"), format!("Associazione {assoc}"), format!("Comune di {}", c.name)]
+        }
+        ServiceArea::Lavoro => vec![
+            format!("Regione {}", c.province.regione),
+            format!("Comune di {}", c.name),
+            format!("Cooperativa sociale {assoc}"),
+        ],
+        ServiceArea::Casa => vec![
+            format!("Comune di {}", c.name),
+            format!("Caritas diocesana di {p}"),
+            format!("Cooperativa sociale {assoc}"),
+        ],
+        ServiceArea::Salute => {
+            vec![format!("ASL {p}"), format!("Azienda sanitaria di {p}"), format!("Associazione {assoc}")]
+        }
+        ServiceArea::Minori => vec![
+            format!("Comune di {}", c.name),
+            format!("Cooperativa sociale {assoc}"),
+            format!("Associazione {assoc}"),
+        ],
+        ServiceArea::Mediazione => vec![
+            format!("Associazione {assoc}"),
+            format!("Cooperativa sociale {assoc}"),
+            format!("Comune di {}", c.name),
+        ],
     };
     choices.choose(rng).cloned().unwrap_or_default()
 }

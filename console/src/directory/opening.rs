@@ -21,7 +21,12 @@ impl LocalNow {
     pub fn new(now: DateTime<Utc>, tz: Tz) -> LocalNow {
         let local = now.with_timezone(&tz);
         let date = local.date_naive();
-        LocalNow { tz, date, yesterday: date.checked_sub_days(Days::new(1)), minute: (local.hour() * 60 + local.minute()) as u16 }
+        LocalNow {
+            tz,
+            date,
+            yesterday: date.checked_sub_days(Days::new(1)),
+            minute: (local.hour() * 60 + local.minute()) as u16,
+        }
     }
 }
 

@@ -185,10 +185,8 @@ pub const LANGUAGE: Table = Table {
     ],
 };
 
-pub const TAXONOMY: Table = Table {
-    name: "taxonomy",
-    columns: &[ID, req("name", T), req("description", T), col("uri", T), col("version", T)],
-};
+pub const TAXONOMY: Table =
+    Table { name: "taxonomy", columns: &[ID, req("name", T), req("description", T), col("uri", T), col("version", T)] };
 
 pub const TAXONOMY_TERM: Table = Table {
     name: "taxonomy_term",

@@ -262,9 +262,8 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
     let total = found.matches.len();
     let end = (page.saturating_mul(size)).min(total);
     let start = ((page - 1).saturating_mul(size)).min(end);
-    let cmp = |a: &(u32, f32, Option<f64>), b: &(u32, f32, Option<f64>)| {
-        ranked(b).total_cmp(&ranked(a)).then(a.0.cmp(&b.0))
-    };
+    let cmp =
+        |a: &(u32, f32, Option<f64>), b: &(u32, f32, Option<f64>)| ranked(b).total_cmp(&ranked(a)).then(a.0.cmp(&b.0));
     if end > 0 && end < total {
         found.matches.select_nth_unstable_by(end - 1, cmp);
         found.matches.truncate(end);
@@ -285,7 +284,14 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
 }
 
 /// One answer; `near` is the query's point when the service has a distance.
-fn hit(index: &DirectoryIndex, ord: u32, score: f32, near: Option<GeoPoint>, now: DateTime<Utc>, local: &LocalNow) -> SearchHit {
+fn hit(
+    index: &DirectoryIndex,
+    ord: u32,
+    score: f32,
+    near: Option<GeoPoint>,
+    now: DateTime<Utc>,
+    local: &LocalNow,
+) -> SearchHit {
     let d = &index.docs[ord as usize];
     let distance = near.zip(d.point).map(|(c, p)| c.distance_km(&p));
     let (open_now, hours_today) = if d.hours.tz == local.tz {
@@ -431,23 +437,26 @@ impl Alternative {
         for seg in &index.segments {
             let dict = seg.inverted[slot].terms();
             let mut found = Vec::new();
-            let streamed = |found: &mut Vec<TermInfo>, stream: std::io::Result<tantivy::termdict::TermStreamer<'_, _>>| {
-                match stream {
-                    Ok(mut s) => {
-                        while s.advance() {
-                            found.push(s.value().clone());
+            let streamed =
+                |found: &mut Vec<TermInfo>, stream: std::io::Result<tantivy::termdict::TermStreamer<'_, _>>| {
+                    match stream {
+                        Ok(mut s) => {
+                            while s.advance() {
+                                found.push(s.value().clone());
+                            }
                         }
+                        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
-                }
-            };
+                };
             match lookup {
                 Lookup::Term(t) => match dict.get(t.as_bytes()) {
                     Ok(Some(info)) => found.push(info),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
                 },
-                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => streamed(&mut found, dict.search(Lev(dfa)).into_stream()),
+                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => {
+                    streamed(&mut found, dict.search(Lev(dfa)).into_stream())
+                }
                 Lookup::Prefix(p) => {
                     let builder = dict.range().ge(p.as_bytes());
                     let builder = match prefix_end(p.as_bytes()) {
@@ -505,8 +514,11 @@ impl Plan {
             }
             let is_prefix = prefix_last && i + 1 == words.len();
             if is_prefix {
-                let prefix =
-                    if long { Lookup::TypoPrefix(one_typo().build_prefix_dfa(word)) } else { Lookup::Prefix(word.clone()) };
+                let prefix = if long {
+                    Lookup::TypoPrefix(one_typo().build_prefix_dfa(word))
+                } else {
+                    Lookup::Prefix(word.clone())
+                };
                 alternatives.push(Alternative::resolve(index, RAW, BOOST_PREFIX, &prefix));
             }
             alternatives.retain(|a| a.doc_freq > 0);

@@ -19,7 +19,15 @@ fn north(p: GeoPoint, km: f64) -> GeoPoint {
     GeoPoint::new(p.lat + (km / GeoPoint::EARTH_RADIUS_KM).to_degrees(), p.lng)
 }
 
-fn service(name: &str, org: &str, town: &str, point: GeoPoint, areas: &[ServiceArea], langs: &[&str], hours: &str) -> FlatService {
+fn service(
+    name: &str,
+    org: &str,
+    town: &str,
+    point: GeoPoint,
+    areas: &[ServiceArea],
+    langs: &[&str],
+    hours: &str,
+) -> FlatService {
     FlatService {
         organization: org.into(),
         name: name.into(),
@@ -44,12 +52,60 @@ fn index() -> Arc<DirectoryIndex> {
     });
     let castello = GeoPoint::new(43.4576, 12.2400);
     let roma = GeoPoint::new(41.8931, 12.4828);
-    b.add(&service("Sportello mediazione interculturale", "Comune di Milano", "Milano", MILANO, &[Mediazione], &["it", "ar"], "lun-ven 09:00-13:00"));
-    b.add(&service("Mediatore culturale di strada", "Associazione Ponti", "Milano", north(MILANO, 2.0), &[Mediazione, Minori], &["it", "fr"], "ven,sab 22:00-02:00"));
-    b.add(&service("Centro per l'impiego", "Regione Umbria", "Città di Castello", castello, &[Lavoro], &["it"], "lun-ven 09:00-13:00"));
-    b.add(&service("Consultorio familiare", "ASL Roma 1", "Roma", roma, &[Salute], &["it", "fr"], "lun-ven 08:00-18:00"));
-    b.add(&service("Sportello Casa Nord", "Comune di Milano", "Milano", north(MILANO, 9.95), &[Casa], &["it"], "lun-ven 09:00-13:00"));
-    b.add(&service("Sportello Casa Lontano", "Comune di Milano", "Milano", north(MILANO, 10.05), &[Casa], &["it"], "lun-ven 09:00-13:00"));
+    b.add(&service(
+        "Sportello mediazione interculturale",
+        "Comune di Milano",
+        "Milano",
+        MILANO,
+        &[Mediazione],
+        &["it", "ar"],
+        "lun-ven 09:00-13:00",
+    ));
+    b.add(&service(
+        "Mediatore culturale di strada",
+        "Associazione Ponti",
+        "Milano",
+        north(MILANO, 2.0),
+        &[Mediazione, Minori],
+        &["it", "fr"],
+        "ven,sab 22:00-02:00",
+    ));
+    b.add(&service(
+        "Centro per l'impiego",
+        "Regione Umbria",
+        "Città di Castello",
+        castello,
+        &[Lavoro],
+        &["it"],
+        "lun-ven 09:00-13:00",
+    ));
+    b.add(&service(
+        "Consultorio familiare",
+        "ASL Roma 1",
+        "Roma",
+        roma,
+        &[Salute],
+        &["it", "fr"],
+        "lun-ven 08:00-18:00",
+    ));
+    b.add(&service(
+        "Sportello Casa Nord",
+        "Comune di Milano",
+        "Milano",
+        north(MILANO, 9.95),
+        &[Casa],
+        &["it"],
+        "lun-ven 09:00-13:00",
+    ));
+    b.add(&service(
+        "Sportello Casa Lontano",
+        "Comune di Milano",
+        "Milano",
+        north(MILANO, 10.05),
+        &[Casa],
+        &["it"],
+        "lun-ven 09:00-13:00",
+    ));
     Arc::new(DirectoryIndex::build(service_docs(&b.data, Gazetteer::embedded())).unwrap())
 }
 
@@ -79,7 +135,11 @@ fn a_typo_in_a_long_word_still_finds() {
     let idx = index();
     assert_eq!(names(&idx, &text("cosultorio ")), vec!["Consultorio familiare"]);
     assert_eq!(names(&idx, &text("mediazine ")), vec!["Sportello mediazione interculturale"]);
-    assert_eq!(names(&idx, &text("mediaizone ")), vec!["Sportello mediazione interculturale"], "a transposition is one typo");
+    assert_eq!(
+        names(&idx, &text("mediaizone ")),
+        vec!["Sportello mediazione interculturale"],
+        "a transposition is one typo"
+    );
     // Short words must match exactly.
     assert!(names(&idx, &text("casx ")).is_empty());
 }
@@ -94,7 +154,10 @@ fn accents_and_case_do_not_matter() {
 #[test]
 fn the_last_word_matches_as_a_prefix() {
     let idx = index();
-    assert_eq!(names(&idx, &text("medi")), vec!["Mediatore culturale di strada", "Sportello mediazione interculturale"]);
+    assert_eq!(
+        names(&idx, &text("medi")),
+        vec!["Mediatore culturale di strada", "Sportello mediazione interculturale"]
+    );
     // With a trailing space the word is complete: no prefix.
     assert!(names(&idx, &text("medi ")).is_empty());
     assert_eq!(names(&idx, &text("sportello ca")), vec!["Sportello Casa Lontano", "Sportello Casa Nord"]);
@@ -208,14 +271,16 @@ fn nearest_services_for_the_ivr() {
     let idx = index();
     let now = tuesday_10();
     let near = nearest_services(&idx, ServiceArea::Casa, MILANO, 0, 5, now);
-    assert_eq!(near.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["Sportello Casa Nord", "Sportello Casa Lontano"]);
+    assert_eq!(
+        near.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec!["Sportello Casa Nord", "Sportello Casa Lontano"]
+    );
     assert_eq!(near[0].hours_today, "09:00-13:00");
     assert!((near[0].distance_km - 9.95).abs() < 0.01);
     let next = nearest_services(&idx, ServiceArea::Casa, MILANO, 1, 5, now);
     assert_eq!(next.len(), 1);
     assert!(nearest_services(&idx, ServiceArea::Lingua, MILANO, 0, 5, now).is_empty());
 }
-
 
 /// A generated directory, big enough for many segments' worth of layout runs and dense cities.
 fn generated(n: usize) -> Arc<DirectoryIndex> {
@@ -280,8 +345,20 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
     let idx = generated(3000);
     let roma = GeoPoint::new(41.8931, 12.4828);
     let texts = [
-        "centro impiego", "consultorio familliare", "medi", "mediazione ", "sportello casa", "corsi di italiano",
-        "job search", "cours", "lavoro", "citta", "di", "xyzzy", "accoglienza ", "salute donne",
+        "centro impiego",
+        "consultorio familliare",
+        "medi",
+        "mediazione ",
+        "sportello casa",
+        "corsi di italiano",
+        "job search",
+        "cours",
+        "lavoro",
+        "citta",
+        "di",
+        "xyzzy",
+        "accoglienza ",
+        "salute donne",
     ];
     let mut nearby_matches = 0;
     for t in texts {
@@ -306,7 +383,12 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
             for h in &r.hits {
                 let ord = idx.by_id[&h.id];
                 let score = expected[&ord];
-                assert!((score - h.score).abs() <= 1e-4 * score.abs().max(1.0), "{t:?}: {} scored {} not {score}", h.name, h.score);
+                assert!(
+                    (score - h.score).abs() <= 1e-4 * score.abs().max(1.0),
+                    "{t:?}: {} scored {} not {score}",
+                    h.name,
+                    h.score
+                );
             }
             // The page holds the best: nothing left out ranks above its last hit.
             if let (Some(last), true) = (r.hits.last(), r.total > r.hits.len()) {

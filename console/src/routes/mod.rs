@@ -3,8 +3,8 @@
 mod assets;
 mod health;
 pub mod prompts;
-pub mod speech;
 pub mod session;
+pub mod speech;
 
 use crate::error::AppError;
 use crate::metrics::HttpLabels;
@@ -26,7 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
         .merge(crate::supervisor::routes())
-        .merge(crate::console::routes())
+        .merge(crate::operators::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::resolve_session))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))

@@ -17,6 +17,7 @@ use crate::calls::Answer;
 use crate::error::AppError;
 use crate::routes::prompts::wav_response;
 use crate::state::AppState;
+use crate::webhook::actions::prompt_args;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -24,7 +25,6 @@ use axum::routing::get;
 use axum::Router;
 use hmac::{Hmac, Mac};
 use ivr::domain::ServerSecret;
-use crate::webhook::actions::prompt_args;
 use ivr::engine::Action;
 use ivr::prompts::{wav_bytes, Pace};
 use serde::Deserialize;
@@ -70,12 +70,13 @@ async fn speech(
         tracing::warn!(call_id, step, n, "speech URL with a missing or bad signature");
         return Err(AppError::Forbidden("speech: missing or bad sig".into()));
     }
-    let stored: Option<(Option<String>,)> = sqlx::query_as("SELECT answer FROM call_events WHERE call_id = $1 AND seq = $2")
-        .bind(&call_id)
-        .bind(step)
-        .fetch_optional(state.db.pool())
-        .await
-        .map_err(crate::db::DbError::from)?;
+    let stored: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT answer FROM call_events WHERE call_id = $1 AND seq = $2")
+            .bind(&call_id)
+            .bind(step)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(crate::db::DbError::from)?;
     let answer: Answer = stored
         .and_then(|(a,)| a)
         .and_then(|a| serde_json::from_str(&a).ok())

@@ -8,7 +8,7 @@ use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
 use crate::calls::{CallRequest, CallRuntime, Origin};
 use crate::clock::Clock;
-use ivr::domain::{Caller, CallId, DtmfDigit, DtmfDigits};
+use ivr::domain::{CallId, Caller, DtmfDigit, DtmfDigits};
 use ivr::engine::{Action, Channel, Event};
 use ivr::sip::ReferProgress;
 use std::sync::Arc;
@@ -198,7 +198,8 @@ impl Call {
                     }
                 }
                 Action::Collect { max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key } => {
-                    self.collector = Some(Collector::new(max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
+                    self.collector =
+                        Some(Collector::new(max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
                 }
                 Action::Enqueue { .. } => {
                     let _ = self.media.send(MediaCmd::Hold(true));

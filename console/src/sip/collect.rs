@@ -29,7 +29,12 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(max_digits: u8, first_timeout_ms: u32, inter_digit_timeout_ms: u32, finish_key: Option<DtmfDigit>) -> Self {
+    pub fn new(
+        max_digits: u8,
+        first_timeout_ms: u32,
+        inter_digit_timeout_ms: u32,
+        finish_key: Option<DtmfDigit>,
+    ) -> Self {
         Collector {
             max_digits: usize::from(max_digits.max(1)),
             first_timeout: Duration::from_millis(u64::from(first_timeout_ms)),

@@ -269,7 +269,8 @@ impl Stream {
 /// The clock thread: commands in, packets out on the 1 ms wheel.
 fn run_clock(rx: std_mpsc::Receiver<Msg>) {
     let origin = Instant::now();
-    let ticks_at = |t: Instant| u64::try_from(t.saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX) / TICK_MICROS;
+    let ticks_at =
+        |t: Instant| u64::try_from(t.saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX) / TICK_MICROS;
     let mut streams: HashMap<u64, Stream> = HashMap::new();
     let mut wheel: Vec<Vec<u64>> = vec![Vec::new(); SLOTS as usize];
     let mut started = 0usize;

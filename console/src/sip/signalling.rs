@@ -10,14 +10,14 @@ use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
 use super::{PromptAudio, RtpPorts};
 use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
 use crate::state::AppState;
-use ivr::domain::{Caller, CallId, PhoneNumber};
+use ivr::domain::{CallId, Caller, PhoneNumber};
 use ivr::rtp::parse_info_dtmf;
 use ivr::sdp::{negotiate_body, LocalMedia};
 use ivr::sip::{
     engine_call_id, invite_ok, options_response, parse, policy_response, refer_progress, reject_unparseable,
-    require_response, response_to, response_with_reason, stamp_received, uri_host_port, ClientOutput, Dialog,
-    IdGen, LocalVia, Message, Method, NameAddr, NonInviteClientTransaction, ParseError, Request, Response,
-    ServerOutput, ServerTransactions, Timers, TxKey,
+    require_response, response_to, response_with_reason, stamp_received, uri_host_port, ClientOutput, Dialog, IdGen,
+    LocalVia, Message, Method, NameAddr, NonInviteClientTransaction, ParseError, Request, Response, ServerOutput,
+    ServerTransactions, Timers, TxKey,
 };
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -432,7 +432,9 @@ impl Signalling {
             if let ClientKind::Refer { sip_call_id } = kind {
                 if let Some(entry) = self.calls.get(&sip_call_id) {
                     let accepted = r.is_success();
-                    let _ = entry.control.send(CallMsg::ReferAnswered { accepted, reason: format!("SIP {} {}", r.status, r.reason) });
+                    let _ = entry
+                        .control
+                        .send(CallMsg::ReferAnswered { accepted, reason: format!("SIP {} {}", r.status, r.reason) });
                 }
             }
         }
@@ -463,7 +465,8 @@ impl Signalling {
         self.clients.retain(|c| !c.tx.is_terminated());
         for id in failed_refers {
             if let Some(entry) = self.calls.get(&id) {
-                let _ = entry.control.send(CallMsg::ReferAnswered { accepted: false, reason: "REFER timed out".into() });
+                let _ =
+                    entry.control.send(CallMsg::ReferAnswered { accepted: false, reason: "REFER timed out".into() });
             }
         }
     }
@@ -564,7 +567,11 @@ fn entry_id(calls: &HashMap<String, CallEntry>, sip_call_id: &str) -> String {
 
 /// The user part of a SIP URI (`sip:+393331234567@host` → `+393331234567`).
 fn uri_user(addr: &NameAddr) -> Option<String> {
-    let rest = addr.uri.strip_prefix("sip:").or_else(|| addr.uri.strip_prefix("sips:")).or_else(|| addr.uri.strip_prefix("tel:"))?;
+    let rest = addr
+        .uri
+        .strip_prefix("sip:")
+        .or_else(|| addr.uri.strip_prefix("sips:"))
+        .or_else(|| addr.uri.strip_prefix("tel:"))?;
     let user = rest.split(['@', ';']).next()?;
     (!user.is_empty()).then(|| user.to_owned())
 }
@@ -592,18 +599,17 @@ async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, s
         if local.lock().map(|l| l.is_empty()).unwrap_or(true) {
             continue;
         }
-        let rows: Vec<(String, Option<String>, Option<String>)> = match sqlx::query_as(
-            "SELECT call_id, operator, target FROM queue_entries WHERE status = 'assigned'",
-        )
-        .fetch_all(state.db.pool())
-        .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::debug!(error = %e, "queue poll failed");
-                continue;
-            }
-        };
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            match sqlx::query_as("SELECT call_id, operator, target FROM queue_entries WHERE status = 'assigned'")
+                .fetch_all(state.db.pool())
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::debug!(error = %e, "queue poll failed");
+                    continue;
+                }
+            };
         for (call_id, operator, target) in rows {
             let ours = local.lock().map(|l| l.contains(&call_id)).unwrap_or(false);
             let (Some(operator), Some(target), true) = (operator, target, ours) else { continue };
@@ -616,7 +622,11 @@ async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, s
             .await
             .map(|r| r.rows_affected() == 1)
             .unwrap_or(false);
-            if claimed && sig.send(SigCmd::Deliver { call_id, event: ivr::engine::Event::OperatorAssigned { operator, target } }).is_err() {
+            if claimed
+                && sig
+                    .send(SigCmd::Deliver { call_id, event: ivr::engine::Event::OperatorAssigned { operator, target } })
+                    .is_err()
+            {
                 return;
             }
         }

@@ -90,10 +90,14 @@ pub struct KpiQuery {
     pub group: Option<String>,
 }
 
-async fn kpi_rows(state: &AppState, q: KpiQuery) -> Result<(i64, i64, Grouping, Vec<kpi::KpiRow>, kpi::KpiRow), AppError> {
+async fn kpi_rows(
+    state: &AppState,
+    q: KpiQuery,
+) -> Result<(i64, i64, Grouping, Vec<kpi::KpiRow>, kpi::KpiRow), AppError> {
     let now = state.clock.now().timestamp_millis();
     let (from, to) = day_range(q.from.as_deref(), q.to.as_deref(), now).map_err(AppError::BadRequest)?;
-    let group = Grouping::parse(q.group.as_deref().filter(|g| !g.is_empty()).unwrap_or("day")).map_err(AppError::BadRequest)?;
+    let group =
+        Grouping::parse(q.group.as_deref().filter(|g| !g.is_empty()).unwrap_or("day")).map_err(AppError::BadRequest)?;
     let buckets = store::buckets(&state.db, from, to, group).await?;
     let (rows, total) = kpi::group(&buckets, group);
     Ok((from, to, group, rows, total))

@@ -50,15 +50,17 @@ pub async fn record<'e, E>(
 where
     E: Executor<'e, Database = Any>,
 {
-    sqlx::query("INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(at)
-        .bind(actor.user_id)
-        .bind(&actor.name)
-        .bind(action.as_str())
-        .bind(call_id)
-        .bind(detail)
-        .execute(exec)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(at)
+    .bind(actor.user_id)
+    .bind(&actor.name)
+    .bind(action.as_str())
+    .bind(call_id)
+    .bind(detail)
+    .execute(exec)
+    .await?;
     Ok(())
 }
 

@@ -49,7 +49,8 @@ pub async fn generate(db: &Db, n: u64, seed: u64, now_ms: i64) -> anyhow::Result
         .execute(db.pool())
         .await?;
     }
-    let ids: Vec<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE name LIKE 'bench-op-%' ORDER BY id").fetch_all(db.pool()).await?;
+    let ids: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM users WHERE name LIKE 'bench-op-%' ORDER BY id").fetch_all(db.pool()).await?;
     let year_ms = 365 * 86_400_000i64;
     let span = year_ms / i64::try_from(n.max(1))?;
     let started = Instant::now();
@@ -153,21 +154,42 @@ pub async fn run(args: BenchArgs, db: Db, now_ms: i64) -> anyhow::Result<ExitCod
     let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(db.pool()).await?;
     println!("backend {}: {total} calls", db.backend().name());
     let month_ago = now_ms - 30 * 86_400_000;
-    let (op,): (i64,) = sqlx::query_as("SELECT MIN(id) FROM users WHERE name LIKE 'bench-op-%'").fetch_one(db.pool()).await?;
+    let (op,): (i64,) =
+        sqlx::query_as("SELECT MIN(id) FROM users WHERE name LIKE 'bench-op-%'").fetch_one(db.pool()).await?;
     let base = LogFilter { limit: 50, ..LogFilter::default() };
     let cases: Vec<(&str, LogFilter, Scope, usize)> = vec![
         ("newest page, no filter", base.clone(), Scope::All, 1),
         ("language=fr", LogFilter { language: Some(Language::Fr), ..base.clone() }, Scope::All, 1),
         (
             "last 30 days, language=es, area=casa",
-            LogFilter { from: Some(month_ago), language: Some(Language::Es), area: Some(ServiceArea::Casa), ..base.clone() },
+            LogFilter {
+                from: Some(month_ago),
+                language: Some(Language::Es),
+                area: Some(ServiceArea::Casa),
+                ..base.clone()
+            },
             Scope::All,
             1,
         ),
-        ("outcome=hung_up_in_queue, page 20", LogFilter { outcome: Some("hung_up_in_queue"), ..base.clone() }, Scope::All, 20),
-        ("town=Aosta, channel=twiml", LogFilter { town: Some("Aosta".into()), channel: Some("twiml"), ..base.clone() }, Scope::All, 1),
+        (
+            "outcome=hung_up_in_queue, page 20",
+            LogFilter { outcome: Some("hung_up_in_queue"), ..base.clone() },
+            Scope::All,
+            20,
+        ),
+        (
+            "town=Aosta, channel=twiml",
+            LogFilter { town: Some("Aosta".into()), channel: Some("twiml"), ..base.clone() },
+            Scope::All,
+            1,
+        ),
         ("an operator's own calls", base.clone(), Scope::Operator(op), 1),
-        ("operator filter + disposition", LogFilter { operator: Some(OperatorRef::Id(op)), disposition: Some("richiamare".into()), ..base.clone() }, Scope::All, 1),
+        (
+            "operator filter + disposition",
+            LogFilter { operator: Some(OperatorRef::Id(op)), disposition: Some("richiamare".into()), ..base.clone() },
+            Scope::All,
+            1,
+        ),
     ];
     println!("{:<45} {:>10} {:>10} {:>10}", "log page (50 rows)", "p50", "p99", "max");
     for (name, filter, scope, pages) in cases {
@@ -187,12 +209,18 @@ pub async fn run(args: BenchArgs, db: Db, now_ms: i64) -> anyhow::Result<ExitCod
             times.push(last);
         }
         times.sort();
-        println!("{name:<45} {:>10} {:>10} {:>10}", ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99)), ms(percentile(&times, 1.0)));
+        println!(
+            "{name:<45} {:>10} {:>10} {:>10}",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+            ms(percentile(&times, 1.0))
+        );
     }
     // The export: a month of calls, every column, streamed.
     let t = Instant::now();
-    let mut body = export::calls_csv(db.clone(), LogFilter { from: Some(month_ago), ..base.clone() }, Scope::All, now_ms)
-        .into_data_stream();
+    let mut body =
+        export::calls_csv(db.clone(), LogFilter { from: Some(month_ago), ..base.clone() }, Scope::All, now_ms)
+            .into_data_stream();
     let (mut bytes, mut lines) = (0usize, 0usize);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -218,7 +246,8 @@ pub async fn run(args: BenchArgs, db: Db, now_ms: i64) -> anyhow::Result<ExitCod
 
 /// Times the KPIs of the year before `now_ms`, grouped by day.
 async fn year_kpis(db: &Db, now_ms: i64) -> anyhow::Result<()> {
-    let (live,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls WHERE kpi_settled = 0").fetch_one(db.pool()).await?;
+    let (live,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM calls WHERE kpi_settled = 0").fetch_one(db.pool()).await?;
     let t = Instant::now();
     let buckets = store::buckets(db, now_ms - 365 * 86_400_000, now_ms + 1, Grouping::Day).await?;
     let (rows, total) = kpi::group(&buckets, Grouping::Day);

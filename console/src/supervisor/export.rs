@@ -78,7 +78,10 @@ where
 }
 
 /// The notes and referrals of a page of calls, joined as one text per call.
-async fn extras(db: &Db, ids: &[String]) -> Result<std::collections::HashMap<String, (String, String)>, crate::db::DbError> {
+async fn extras(
+    db: &Db,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, (String, String)>, crate::db::DbError> {
     let mut out: std::collections::HashMap<String, (String, String)> = std::collections::HashMap::new();
     if ids.is_empty() {
         return Ok(out);

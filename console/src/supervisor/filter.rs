@@ -150,7 +150,9 @@ impl LogQuery {
             language: present(&self.language)
                 .map(|s| Language::parse(&s).map_err(|e| format!("`language`: {e}")))
                 .transpose()?,
-            area: present(&self.area).map(|s| ServiceArea::parse(&s).map_err(|e| format!("`area`: {e}"))).transpose()?,
+            area: present(&self.area)
+                .map(|s| ServiceArea::parse(&s).map_err(|e| format!("`area`: {e}")))
+                .transpose()?,
             outcome: present(&self.outcome).map(|s| pick("outcome", &s, &OUTCOMES)).transpose()?,
             operator: present(&self.operator)
                 .map(|s| match s.parse::<i64>() {
@@ -203,7 +205,10 @@ mod tests {
             (LogQuery { limit: Some("0".into()), ..LogQuery::default() }, "limit"),
             (LogQuery { limit: Some("9999".into()), ..LogQuery::default() }, "limit"),
             (LogQuery { from: Some("yesterday".into()), ..LogQuery::default() }, "from"),
-            (LogQuery { from: Some("2026-11-26".into()), to: Some("2026-11-24".into()), ..LogQuery::default() }, "before"),
+            (
+                LogQuery { from: Some("2026-11-26".into()), to: Some("2026-11-24".into()), ..LogQuery::default() },
+                "before",
+            ),
             (LogQuery { after: Some("zz".into()), ..LogQuery::default() }, "after"),
         ] {
             let e = q.parse().unwrap_err();

@@ -190,7 +190,10 @@ fn rome_time(hour_utc: i64) -> Option<DateTime<chrono_tz::Tz>> {
 pub fn rome_midnight_ms(day: NaiveDate) -> i64 {
     let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default();
     // Midnight always exists in Rome (DST switches at 02:00/03:00).
-    Rome.from_local_datetime(&naive).earliest().map(|t| t.timestamp_millis()).unwrap_or_else(|| naive.and_utc().timestamp_millis())
+    Rome.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| naive.and_utc().timestamp_millis())
 }
 
 /// The Rome calendar day of an instant.
@@ -217,8 +220,20 @@ pub fn group(buckets: &[Bucket], by: Grouping) -> (Vec<KpiRow>, KpiRow) {
         let key = match by {
             Grouping::Day => rome_day(b.hour_utc),
             Grouping::Hour => rome_time(b.hour_utc).map(|t| format!("{:02}", t.hour())).unwrap_or_default(),
-            Grouping::Language => if b.language.is_empty() { "none".to_owned() } else { b.language.clone() },
-            Grouping::Area => if b.area.is_empty() { "none".to_owned() } else { b.area.clone() },
+            Grouping::Language => {
+                if b.language.is_empty() {
+                    "none".to_owned()
+                } else {
+                    b.language.clone()
+                }
+            }
+            Grouping::Area => {
+                if b.area.is_empty() {
+                    "none".to_owned()
+                } else {
+                    b.area.clone()
+                }
+            }
         };
         groups.entry(key).or_default().add(&b.counts);
         total.add(&b.counts);
@@ -257,13 +272,45 @@ mod tests {
         };
         vec![
             // 1. it/casa 10:00: queued 30 s in menu, answered after 10 s, talked 120 s.
-            (CallFacts { queued_at: Some(at(10, 0, 30)), answered_at: Some(at(10, 0, 40)), ..call(at(10, 0, 0), at(10, 2, 40), "answered") }, "it", "casa"),
+            (
+                CallFacts {
+                    queued_at: Some(at(10, 0, 30)),
+                    answered_at: Some(at(10, 0, 40)),
+                    ..call(at(10, 0, 0), at(10, 2, 40), "answered")
+                },
+                "it",
+                "casa",
+            ),
             // 2. it/casa 10:05: queued after 20 s, answered after 40 s, talked 60 s.
-            (CallFacts { queued_at: Some(at(10, 5, 20)), answered_at: Some(at(10, 6, 0)), ..call(at(10, 5, 0), at(10, 7, 0), "answered") }, "it", "casa"),
+            (
+                CallFacts {
+                    queued_at: Some(at(10, 5, 20)),
+                    answered_at: Some(at(10, 6, 0)),
+                    ..call(at(10, 5, 0), at(10, 7, 0), "answered")
+                },
+                "it",
+                "casa",
+            ),
             // 3. fr/lavoro 10:30: queued after 10 s, abandoned after 3 s (short).
-            (CallFacts { queued_at: Some(at(10, 30, 10)), abandoned_at: Some(at(10, 30, 13)), ..call(at(10, 30, 0), at(10, 30, 13), "hung_up_in_queue") }, "fr", "lavoro"),
+            (
+                CallFacts {
+                    queued_at: Some(at(10, 30, 10)),
+                    abandoned_at: Some(at(10, 30, 13)),
+                    ..call(at(10, 30, 0), at(10, 30, 13), "hung_up_in_queue")
+                },
+                "fr",
+                "lavoro",
+            ),
             // 4. fr/lavoro 11:10: queued after 15 s, abandoned after 60 s.
-            (CallFacts { queued_at: Some(at(11, 10, 15)), abandoned_at: Some(at(11, 11, 15)), ..call(at(11, 10, 0), at(11, 11, 15), "hung_up_in_queue") }, "fr", "lavoro"),
+            (
+                CallFacts {
+                    queued_at: Some(at(11, 10, 15)),
+                    abandoned_at: Some(at(11, 11, 15)),
+                    ..call(at(11, 10, 0), at(11, 11, 15), "hung_up_in_queue")
+                },
+                "fr",
+                "lavoro",
+            ),
             // 5. en/salute 11:20: self-service, 90 s in the menu.
             (call(at(11, 20, 0), at(11, 21, 30), "self_service"), "en", "salute"),
             // 6. it/none 11:40: hung up in the menu after 8 s.
@@ -271,7 +318,15 @@ mod tests {
             // 7. es/casa 11:50: callback request after 45 s.
             (call(at(11, 50, 0), at(11, 50, 45), "callback"), "es", "casa"),
             // 8. it/casa 11:55: queued after 5 s, answered after exactly 20 s, talked 100 s.
-            (CallFacts { queued_at: Some(at(11, 55, 5)), answered_at: Some(at(11, 55, 25)), ..call(at(11, 55, 0), at(11, 57, 5), "answered") }, "it", "casa"),
+            (
+                CallFacts {
+                    queued_at: Some(at(11, 55, 5)),
+                    answered_at: Some(at(11, 55, 25)),
+                    ..call(at(11, 55, 0), at(11, 57, 5), "answered")
+                },
+                "it",
+                "casa",
+            ),
         ]
     }
 

@@ -75,7 +75,13 @@ pub async fn purge(db: &Db, now_ms: i64, days: u32, actor: &Actor) -> Result<Pur
 }
 
 /// [`purge`] with `chunk` calls per transaction.
-pub async fn purge_in_chunks(db: &Db, now_ms: i64, days: u32, actor: &Actor, chunk: i64) -> Result<PurgeReport, DbError> {
+pub async fn purge_in_chunks(
+    db: &Db,
+    now_ms: i64,
+    days: u32,
+    actor: &Actor,
+    chunk: i64,
+) -> Result<PurgeReport, DbError> {
     let cutoff = cutoff(now_ms, days);
     let mut report = PurgeReport { cutoff: super::log::rfc3339(cutoff), ..PurgeReport::default() };
     while let Some(end) = next_chunk_end(db, cutoff, chunk.max(1)).await? {
@@ -96,10 +102,12 @@ pub async fn purge_in_chunks(db: &Db, now_ms: i64, days: u32, actor: &Actor, chu
 /// the first). `None` when nothing is left to purge.
 async fn next_chunk_end(db: &Db, cutoff: i64, chunk: i64) -> Result<Option<i64>, DbError> {
     let nth = |offset: i64| {
-        sqlx::query_as::<_, (i64,)>("SELECT started_at FROM calls WHERE started_at < $1 ORDER BY started_at LIMIT 1 OFFSET $2")
-            .bind(cutoff)
-            .bind(offset)
-            .fetch_optional(db.pool())
+        sqlx::query_as::<_, (i64,)>(
+            "SELECT started_at FROM calls WHERE started_at < $1 ORDER BY started_at LIMIT 1 OFFSET $2",
+        )
+        .bind(cutoff)
+        .bind(offset)
+        .fetch_optional(db.pool())
     };
     let Some((first,)) = nth(0).await? else { return Ok(None) };
     Ok(Some(match nth(chunk).await? {
@@ -133,7 +141,8 @@ async fn purge_chunk(db: &Db, end: i64, report: &mut PurgeReport) -> Result<(), 
             .await?
             .rows_affected();
     }
-    report.calls += sqlx::query("DELETE FROM calls WHERE started_at < $1").bind(end).execute(&mut *tx).await?.rows_affected();
+    report.calls +=
+        sqlx::query("DELETE FROM calls WHERE started_at < $1").bind(end).execute(&mut *tx).await?.rows_affected();
     tx.commit().await?;
     Ok(())
 }
@@ -166,6 +175,9 @@ mod tests {
         let c = cutoff(now, 365);
         let expect = chrono_tz::Europe::Rome.with_ymd_and_hms(2025, 11, 24, 0, 0, 0).unwrap().timestamp_millis();
         assert_eq!(c, expect);
-        assert_eq!(cutoff(now, 0), chrono_tz::Europe::Rome.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap().timestamp_millis());
+        assert_eq!(
+            cutoff(now, 0),
+            chrono_tz::Europe::Rome.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap().timestamp_millis()
+        );
     }
 }

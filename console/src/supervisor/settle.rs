@@ -98,13 +98,16 @@ async fn settle_chunks(db: &Db, now_ms: i64, chunk: i64) -> Result<SettleReport,
             return Ok(report);
         }
         store::add_to_rollup(&mut tx, &buckets).await?;
-        let settled = sqlx::query(&format!("UPDATE {} SET kpi_settled = 1 WHERE {SETTLEABLE}", store::unsettled_calls(db.backend())))
-            .bind(range[0])
-            .bind(range[1])
-            .bind(range[2])
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let settled = sqlx::query(&format!(
+            "UPDATE {} SET kpi_settled = 1 WHERE {SETTLEABLE}",
+            store::unsettled_calls(db.backend())
+        ))
+        .bind(range[0])
+        .bind(range[1])
+        .bind(range[2])
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let counted: i64 = buckets.iter().map(|b| b.counts.calls).sum();
         if i64::try_from(settled).ok() != Some(counted) {
             // On PostgreSQL each statement reads the latest commits: a call written meanwhile

@@ -137,7 +137,8 @@ where
         .map(|c| if c == "max_wait_ms" { format!("MAX({c})") } else { format!("CAST(SUM({c}) AS BIGINT)") })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("SELECT {keys}, {sums} FROM kpi_hourly WHERE hour_utc >= $1 AND hour_utc < $2 GROUP BY {group_by}");
+    let sql =
+        format!("SELECT {keys}, {sums} FROM kpi_hourly WHERE hour_utc >= $1 AND hour_utc < $2 GROUP BY {group_by}");
     let rows = sqlx::query(&sql)
         .bind(from.div_euclid(3_600_000))
         .bind(to.div_euclid(3_600_000) + i64::from(to.rem_euclid(3_600_000) != 0))

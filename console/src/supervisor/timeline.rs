@@ -39,8 +39,15 @@ pub enum Entry {
         /// The operator let it expire or declined it.
         missed: bool,
     },
-    Note { operator: Option<String>, text: String },
-    Referral { operator: Option<String>, service_id: String, service_name: String },
+    Note {
+        operator: Option<String>,
+        text: String,
+    },
+    Referral {
+        operator: Option<String>,
+        service_id: String,
+        service_name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -79,11 +86,7 @@ fn step_entry(seq: i64, kind: String, data: &str) -> Entry {
         }
         names.push(name);
     }
-    let digits = log
-        .iter()
-        .filter(|l| l["kind"] == "digits")
-        .filter_map(|l| l["digits"].as_str())
-        .collect::<Vec<_>>();
+    let digits = log.iter().filter(|l| l["kind"] == "digits").filter_map(|l| l["digits"].as_str()).collect::<Vec<_>>();
     Entry::Step {
         seq,
         event_kind: kind,
@@ -122,7 +125,11 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     .await?;
     for (offer_id, at, status, match_kind, resolved, operator) in offers {
         let missed = matches!(status.as_str(), "expired" | "declined");
-        push(at, i64::MAX - 3, Entry::Offer { offer_id, operator, status, match_kind, resolved_at: resolved.map(rfc3339), missed });
+        push(
+            at,
+            i64::MAX - 3,
+            Entry::Offer { offer_id, operator, status, match_kind, resolved_at: resolved.map(rfc3339), missed },
+        );
     }
     let notes: Vec<(String, i64, Option<String>)> = sqlx::query_as(
         "SELECT n.text, n.updated_at, u.name FROM call_notes n LEFT JOIN users u ON u.id = n.operator_id \

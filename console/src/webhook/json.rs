@@ -129,13 +129,9 @@ pub async fn voice_event(
         return Err(AppError::Forbidden("the JSON webhook is disabled: HELPLINE_WEBHOOK_SECRET is not set".into()));
     }
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = verify_json(
-        key.as_bytes(),
-        header_str(TIMESTAMP_HEADER),
-        header_str(SIGNATURE_HEADER),
-        &body,
-        now.timestamp(),
-    ) {
+    if let Err(e) =
+        verify_json(key.as_bytes(), header_str(TIMESTAMP_HEADER), header_str(SIGNATURE_HEADER), &body, now.timestamp())
+    {
         tracing::warn!(reason = %e, "JSON webhook request refused");
         return Err(AppError::Forbidden(format!("bad request signature: {e}")));
     }
@@ -148,8 +144,8 @@ pub async fn voice_event(
             content_type
         )));
     }
-    let request: EventRequest = serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("invalid call event: {e}")))?;
+    let request: EventRequest =
+        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("invalid call event: {e}")))?;
     let (raw_call_id, seq) = request.ids();
     let call_id = CallId::parse(raw_call_id).map_err(|e| AppError::BadRequest(format!("call_id: {e}")))?;
     if seq < 1 {

@@ -21,10 +21,7 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if !state.settings.public_url.is_empty() {
         return state.settings.public_url.trim_end_matches('/').to_owned();
     }
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     format!("http://{host}")
 }
 

@@ -122,10 +122,19 @@ mod tests {
         assert_eq!(verify_twilio("12345", url, &shuffled, Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")), Ok(()));
         let mut tampered = params.clone();
         tampered[2].1 = "9999".into();
-        assert_eq!(verify_twilio("12345", url, &tampered, Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")), Err(SignatureError::Mismatch));
-        assert_eq!(verify_twilio("12345", "https://other.example/", &params, Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_twilio("12345", url, &tampered, Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_twilio("12345", "https://other.example/", &params, Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(verify_twilio("12345", url, &params, None), Err(SignatureError::Missing("X-Twilio-Signature")));
-        assert_eq!(verify_twilio("12345", url, &params, Some("***")), Err(SignatureError::Malformed("X-Twilio-Signature")));
+        assert_eq!(
+            verify_twilio("12345", url, &params, Some("***")),
+            Err(SignatureError::Malformed("X-Twilio-Signature"))
+        );
     }
 
     #[test]
@@ -134,11 +143,20 @@ mod tests {
         let body = br#"{"call_id":"c1","seq":1,"type":"no_input"}"#;
         let sig = json_signature(&key, 1_000_000, body);
         assert_eq!(verify_json(&key, Some("1000000"), Some(&sig), body, 1_000_010), Ok(()));
-        assert_eq!(verify_json(&key, Some("1000000"), Some(&sig), body, 1_000_000 + 301), Err(SignatureError::Stale { age_secs: 301 }));
+        assert_eq!(
+            verify_json(&key, Some("1000000"), Some(&sig), body, 1_000_000 + 301),
+            Err(SignatureError::Stale { age_secs: 301 })
+        );
         assert_eq!(verify_json(&key, Some("1000000"), Some(&sig), b"{}", 1_000_000), Err(SignatureError::Mismatch));
         assert_eq!(verify_json(&key, Some("1000001"), Some(&sig), body, 1_000_000), Err(SignatureError::Mismatch));
         assert_eq!(verify_json(&key, None, Some(&sig), body, 0), Err(SignatureError::Missing("X-Helpline-Timestamp")));
-        assert_eq!(verify_json(&key, Some("x"), Some(&sig), body, 0), Err(SignatureError::Malformed("X-Helpline-Timestamp")));
-        assert_eq!(verify_json(&key, Some("1000000"), Some("abc"), body, 1_000_000), Err(SignatureError::Malformed("X-Helpline-Signature")));
+        assert_eq!(
+            verify_json(&key, Some("x"), Some(&sig), body, 0),
+            Err(SignatureError::Malformed("X-Helpline-Timestamp"))
+        );
+        assert_eq!(
+            verify_json(&key, Some("1000000"), Some("abc"), body, 1_000_000),
+            Err(SignatureError::Malformed("X-Helpline-Signature"))
+        );
     }
 }

@@ -92,7 +92,10 @@ fn inbound(state: &AppState, uri: &axum::http::Uri, headers: &HeaderMap, body: &
     let token = state.settings.twilio_auth_token.expose();
     if token.is_empty() {
         tracing::warn!("TwiML request refused: HELPLINE_TWILIO_AUTH_TOKEN is not set");
-        return Err(plain(StatusCode::FORBIDDEN, "the TwiML endpoints are disabled: HELPLINE_TWILIO_AUTH_TOKEN is not set"));
+        return Err(plain(
+            StatusCode::FORBIDDEN,
+            "the TwiML endpoints are disabled: HELPLINE_TWILIO_AUTH_TOKEN is not set",
+        ));
     }
     let base = base_url(state, headers);
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
@@ -115,7 +118,12 @@ fn twiml(doc: String) -> Response {
     ([(header::CONTENT_TYPE, TWIML_TYPE)], doc).into_response()
 }
 
-async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+async fn voice(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req = match inbound(&state, &uri, &headers, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -141,7 +149,10 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
     let event = match stage {
         Stage::Start => Event::CallStarted {
             channel: Channel::Twiml,
-            caller: req.param("From").and_then(|f| PhoneNumber::parse(f).ok()).map(|n| Caller::from_number(&n, &state.secret)),
+            caller: req
+                .param("From")
+                .and_then(|f| PhoneNumber::parse(f).ok())
+                .map(|n| Caller::from_number(&n, &state.secret)),
             called: req.param("To").map(str::to_owned),
         },
         Stage::Gather | Stage::WaitGather => match req.param("Digits").filter(|d| !d.is_empty()) {
@@ -158,8 +169,14 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
             // We sent <Leave/>: an operator is waiting for this caller.
             Some("leave") => {
                 let waiting = current.as_ref().is_some_and(|s| s.wait == Wait::Transfer);
-                if let (true, Ok(Some((operator, target, step)))) = (waiting, state.calls.last_transfer(&call_id).await) {
-                    return twiml(document(&[CarrierAction::Transfer { to: target, operator }], &req.base, step, stage));
+                if let (true, Ok(Some((operator, target, step)))) = (waiting, state.calls.last_transfer(&call_id).await)
+                {
+                    return twiml(document(
+                        &[CarrierAction::Transfer { to: target, operator }],
+                        &req.base,
+                        step,
+                        stage,
+                    ));
                 }
                 Event::NoInput
             }
@@ -208,7 +225,12 @@ async fn voice(State(state): State<AppState>, OriginalUri(uri): OriginalUri, hea
 }
 
 /// Status callbacks: a call that ended on the carrier's side ends here too.
-async fn status(State(state): State<AppState>, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+async fn status(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req = match inbound(&state, &uri, &headers, &body) {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -310,7 +332,8 @@ fn document(actions: &[CarrierAction], base: &str, step: i64, stage: Stage) -> S
                 for a in rest {
                     match a {
                         CarrierAction::Say { text, language, .. } => {
-                            let _ = write!(out, "<Say language=\"{}\">{}</Say>", xml_escape(language), xml_escape(text));
+                            let _ =
+                                write!(out, "<Say language=\"{}\">{}</Say>", xml_escape(language), xml_escape(text));
                         }
                         CarrierAction::Play { url, .. } => {
                             let _ = write!(out, "<Play>{}</Play>", xml_escape(url));
@@ -318,7 +341,8 @@ fn document(actions: &[CarrierAction], base: &str, step: i64, stage: Stage) -> S
                         _ => {}
                     }
                 }
-                let queue = Language::parse(language).map(|l| queue_name(l, *area)).unwrap_or_else(|_| language.clone());
+                let queue =
+                    Language::parse(language).map(|l| queue_name(l, *area)).unwrap_or_else(|_| language.clone());
                 let _ = write!(
                     out,
                     "<Enqueue waitUrl=\"{}\" waitUrlMethod=\"POST\" action=\"{}\" method=\"POST\">{}</Enqueue>",
@@ -372,7 +396,8 @@ fn apology(base: &str, language: Option<Language>, why: &str) -> String {
     };
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>");
     for l in &langs {
-        let _ = write!(out, "<Play>{}</Play>", xml_escape(&format!("{base}/prompts/{}/technical-problem.wav", l.as_str())));
+        let _ =
+            write!(out, "<Play>{}</Play>", xml_escape(&format!("{base}/prompts/{}/technical-problem.wav", l.as_str())));
     }
     let _ = write!(out, "<Enqueue>{}</Enqueue></Response>", langs[0].as_str());
     out

@@ -92,9 +92,6 @@ mod tests {
             assert!(!text.contains("0315551234"), "{text}");
         }
         assert_eq!(serde_json::from_str::<Caller>(&json).unwrap(), c);
-        assert_eq!(
-            c.hash(),
-            &PhoneNumber::parse("+390315551234").unwrap().hash(&secret())
-        );
+        assert_eq!(c.hash(), &PhoneNumber::parse("+390315551234").unwrap().hash(&secret()));
     }
 }

@@ -44,8 +44,8 @@ pub struct PhoneNumber {
 /// ITU-T E.164 country calling codes of two digits; codes starting with 1 or 7 have one digit,
 /// every other code has three (the codes are prefix-free, so this decides the split).
 const TWO_DIGIT_CODES: [u16; 44] = [
-    20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54, 55, 56,
-    57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98,
+    20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54, 55, 56, 57, 58, 60, 61, 62,
+    63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98,
 ];
 
 impl PhoneNumber {
@@ -53,11 +53,8 @@ impl PhoneNumber {
     /// parentheses are dropped, a leading `00` becomes `+`.
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let err = || DomainError::PhoneNumber(s.chars().count());
-        let compact: String = s
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')' | '\u{a0}'))
-            .collect();
+        let compact: String =
+            s.trim().chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')' | '\u{a0}')).collect();
         let digits = if let Some(rest) = compact.strip_prefix('+') {
             rest
         } else if let Some(rest) = compact.strip_prefix("00") {
@@ -65,10 +62,7 @@ impl PhoneNumber {
         } else {
             return Err(err());
         };
-        if !(8..=15).contains(&digits.len())
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.starts_with('0')
-        {
+        if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
             return Err(err());
         }
         let country_code_len = match digits.as_bytes()[0] {
@@ -105,11 +99,8 @@ impl PhoneNumber {
     pub fn masked(&self) -> String {
         let national: Vec<char> = self.national_number().chars().collect();
         let n = national.len();
-        let shown: String = national
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i == 0 || i + 2 >= n { *c } else { '*' })
-            .collect();
+        let shown: String =
+            national.iter().enumerate().map(|(i, c)| if i == 0 || i + 2 >= n { *c } else { '*' }).collect();
         let mut out = format!("+{} ", self.country_code());
         for (i, c) in shown.chars().enumerate() {
             if i == 3 || i == 6 {
@@ -122,8 +113,7 @@ impl PhoneNumber {
 
     /// The keyed hash stored in place of the number.
     pub fn hash(&self, secret: &ServerSecret) -> PhoneHash {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose())
-            .expect("HMAC accepts keys of any length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
         mac.update(self.e164.as_bytes());
         PhoneHash(hex::encode(mac.finalize().into_bytes()))
     }

@@ -27,13 +27,7 @@ pub enum SayArg {
 #[serde(rename_all = "snake_case")]
 pub enum Lookup {
     /// The nearest services of an area; answered by `Event::LookupResults`.
-    NearestServices {
-        area: ServiceArea,
-        near: GeoPoint,
-        place_label: String,
-        offset: u32,
-        limit: u32,
-    },
+    NearestServices { area: ServiceArea, near: GeoPoint, place_label: String, offset: u32, limit: u32 },
     /// The caller's place in the queue; answered by `Event::QueueUpdate`.
     QueueState,
 }
@@ -121,8 +115,6 @@ mod finish_key {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DtmfDigit>, D::Error> {
-        Option::<char>::deserialize(d)?
-            .map(|c| DtmfDigit::new(c).map_err(serde::de::Error::custom))
-            .transpose()
+        Option::<char>::deserialize(d)?.map(|c| DtmfDigit::new(c).map_err(serde::de::Error::custom)).transpose()
     }
 }

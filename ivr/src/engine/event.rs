@@ -29,11 +29,7 @@ pub struct ServiceSummary {
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     /// The call was answered. `caller` is absent for withheld numbers.
-    CallStarted {
-        channel: Channel,
-        caller: Option<Caller>,
-        called: Option<String>,
-    },
+    CallStarted { channel: Channel, caller: Option<Caller>, called: Option<String> },
     /// Keys collected by the last `Collect` (a finish key, if pressed, is included).
     Digits(DtmfDigits),
     /// The last `Collect` timed out with no key (or a lookup did not answer in time).
@@ -41,15 +37,9 @@ pub enum Event {
     /// The prompts played so far have finished (informational: the engine never waits for it).
     PromptFinished,
     /// Answer to `Lookup::NearestServices`.
-    LookupResults {
-        services: Vec<ServiceSummary>,
-        has_more: bool,
-    },
+    LookupResults { services: Vec<ServiceSummary>, has_more: bool },
     /// Answer to `Lookup::QueueState`.
-    QueueUpdate {
-        position: u32,
-        estimated_wait_secs: u32,
-    },
+    QueueUpdate { position: u32, estimated_wait_secs: u32 },
     /// An operator accepted the call.
     OperatorAssigned { operator: String, target: String },
     /// The transfer to the operator did not connect.

@@ -21,20 +21,12 @@ pub struct Step {
 /// Decides what a call does next. Pure and total: any event in any state gives a state and at
 /// least one action (a log line).
 pub fn step(flow: &Flow, state: &CallState, event: &Event, now: DateTime<Utc>) -> Step {
-    let mut cx = Cx {
-        flow,
-        st: state.clone(),
-        out: Vec::with_capacity(8),
-        now,
-    };
+    let mut cx = Cx { flow, st: state.clone(), out: Vec::with_capacity(8), now };
     cx.handle(event);
     if cx.out.is_empty() {
         cx.ignored(event);
     }
-    Step {
-        state: cx.st,
-        actions: cx.out,
-    }
+    Step { state: cx.st, actions: cx.out }
 }
 
 /// Folds a recorded call through [`step`]: the state the call ended in.
@@ -43,11 +35,7 @@ pub fn replay<'a>(
     call_id: CallId,
     events: impl IntoIterator<Item = &'a (Event, DateTime<Utc>)>,
 ) -> CallState {
-    events
-        .into_iter()
-        .fold(CallState::initial(call_id), |st, (ev, now)| {
-            step(flow, &st, ev, *now).state
-        })
+    events.into_iter().fold(CallState::initial(call_id), |st, (ev, now)| step(flow, &st, ev, *now).state)
 }
 
 struct Cx<'f> {
@@ -92,19 +80,12 @@ impl<'f> Cx<'f> {
 
     fn decision(&mut self, decision: &str, value: impl Into<String>) {
         let node = self.st.node.clone();
-        self.log(LogEntry::Decision {
-            node,
-            decision: decision.to_owned(),
-            value: value.into(),
-        });
+        self.log(LogEntry::Decision { node, decision: decision.to_owned(), value: value.into() });
     }
 
     fn ignored(&mut self, event: &Event) {
         let node = self.st.node.clone();
-        self.log(LogEntry::Ignored {
-            node,
-            event: event_name(event).to_owned(),
-        });
+        self.log(LogEntry::Ignored { node, event: event_name(event).to_owned() });
     }
 
     fn lang(&self) -> Language {
@@ -121,21 +102,13 @@ impl<'f> Cx<'f> {
 
     fn play_in(&mut self, prompt: &PromptId, language: Language) {
         let pace = self.pace();
-        self.out.push(Action::Play {
-            prompt: prompt.clone(),
-            language,
-            pace,
-        });
+        self.out.push(Action::Play { prompt: prompt.clone(), language, pace });
         self.log_prompt(prompt, language);
     }
 
     fn log_prompt(&mut self, prompt: &PromptId, language: Language) {
         let node = self.st.node.clone();
-        self.log(LogEntry::Prompt {
-            node,
-            prompt: prompt.clone(),
-            language,
-        });
+        self.log(LogEntry::Prompt { node, prompt: prompt.clone(), language });
     }
 
     fn play(&mut self, prompt: &PromptId) {
@@ -144,23 +117,13 @@ impl<'f> Cx<'f> {
 
     fn say(&mut self, message: &PromptId, args: BTreeMap<String, SayArg>) {
         let (language, pace) = (self.lang(), self.pace());
-        self.out.push(Action::Say {
-            message: message.clone(),
-            language,
-            args,
-            pace,
-        });
+        self.out.push(Action::Say { message: message.clone(), language, args, pace });
         self.log_prompt(message, language);
     }
 
     fn collect(&mut self, max_digits: u8, first_timeout_ms: u32, finish_key: Option<DtmfDigit>) {
         let inter_digit_timeout_ms = self.flow.timeouts().inter_digit_ms;
-        self.out.push(Action::Collect {
-            max_digits,
-            first_timeout_ms,
-            inter_digit_timeout_ms,
-            finish_key,
-        });
+        self.out.push(Action::Collect { max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key });
     }
 
     fn collect_key(&mut self) {
@@ -193,9 +156,7 @@ impl<'f> Cx<'f> {
         }
         match event {
             Event::HungUp => self.caller_hung_up(),
-            Event::CallStarted {
-                channel, caller, ..
-            } if self.st.wait == Wait::CallStart => {
+            Event::CallStarted { channel, caller, .. } if self.st.wait == Wait::CallStart => {
                 self.st.channel = Some(*channel);
                 self.st.started_at = Some(self.now);
                 if let Some(c) = caller {
@@ -222,22 +183,14 @@ impl<'f> Cx<'f> {
                 Wait::Services { offset } => self.on_services(offset, services, *has_more),
                 _ => self.ignored(event),
             },
-            Event::QueueUpdate {
-                position,
-                estimated_wait_secs,
-            } => match self.st.wait {
-                Wait::QueueState | Wait::Hold => {
-                    self.on_queue_update(*position, *estimated_wait_secs)
-                }
+            Event::QueueUpdate { position, estimated_wait_secs } => match self.st.wait {
+                Wait::QueueState | Wait::Hold => self.on_queue_update(*position, *estimated_wait_secs),
                 _ => self.ignored(event),
             },
             Event::OperatorAssigned { operator, target } => match self.st.wait {
                 Wait::QueueState | Wait::Hold => {
                     self.decision("transfer", operator.clone());
-                    self.out.push(Action::Transfer {
-                        operator: operator.clone(),
-                        target: target.clone(),
-                    });
+                    self.out.push(Action::Transfer { operator: operator.clone(), target: target.clone() });
                     self.st.outcome = Some(Outcome::Answered);
                     self.st.wait = Wait::Transfer;
                 }
@@ -279,9 +232,7 @@ impl<'f> Cx<'f> {
             self.st.node = node.name.clone();
             self.st.tries = 0;
             self.st.no_inputs = 0;
-            self.log(LogEntry::NodeEntered {
-                node: node.name.clone(),
-            });
+            self.log(LogEntry::NodeEntered { node: node.name.clone() });
             match self.enter(ix) {
                 Some(next) => ix = next,
                 None => return,
@@ -322,9 +273,7 @@ impl<'f> Cx<'f> {
                 self.decision("hours", if is_open { "open" } else { "closed" });
                 Some(if is_open { *open } else { *closed })
             }
-            NodeKind::LanguageGuess {
-                prompt, fallback, ..
-            } => match (self.st.language, self.st.guessed_language) {
+            NodeKind::LanguageGuess { prompt, fallback, .. } => match (self.st.language, self.st.guessed_language) {
                 (None, Some(guess)) => {
                     self.play_in(prompt, guess);
                     self.collect_key();
@@ -344,15 +293,10 @@ impl<'f> Cx<'f> {
                 self.collect_key();
                 None
             }
-            NodeKind::CapEntry {
-                prompt,
-                landline_prompt,
-                ..
-            } => {
+            NodeKind::CapEntry { prompt, landline_prompt, .. } => {
                 match self.landline_offer() {
                     Some(province) => {
-                        let args =
-                            BTreeMap::from([("province".to_owned(), SayArg::Text(province))]);
+                        let args = BTreeMap::from([("province".to_owned(), SayArg::Text(province))]);
                         self.say(landline_prompt, args);
                     }
                     None => self.play(prompt),
@@ -362,11 +306,7 @@ impl<'f> Cx<'f> {
                 self.st.wait = Wait::Digits;
                 None
             }
-            NodeKind::SelfService {
-                page_size,
-                operator,
-                ..
-            } => {
+            NodeKind::SelfService { page_size, operator, .. } => {
                 if self.lookup_services(0, *page_size) {
                     None
                 } else {
@@ -374,12 +314,7 @@ impl<'f> Cx<'f> {
                     Some(*operator)
                 }
             }
-            NodeKind::Queue {
-                enter_prompt,
-                priority,
-                closed,
-                ..
-            } => {
+            NodeKind::Queue { enter_prompt, priority, closed, .. } => {
                 if !flow.schedule().is_open(self.now) {
                     self.decision("hours", "closed");
                     return Some(*closed);
@@ -394,22 +329,12 @@ impl<'f> Cx<'f> {
                 });
                 self.st.outcome = Some(Outcome::Queued);
                 self.play(enter_prompt);
-                self.out.push(Action::Enqueue {
-                    language,
-                    area: self.st.area,
-                    priority: *priority,
-                });
+                self.out.push(Action::Enqueue { language, area: self.st.area, priority: *priority });
                 self.out.push(Action::Lookup(Lookup::QueueState));
                 self.st.wait = Wait::QueueState;
                 None
             }
-            NodeKind::OutOfHours {
-                closed_prompt,
-                next_opening_prompt,
-                portal_prompt,
-                options_prompt,
-                ..
-            } => {
+            NodeKind::OutOfHours { closed_prompt, next_opening_prompt, portal_prompt, options_prompt, .. } => {
                 if self.st.outcome.is_none() {
                     self.st.outcome = Some(Outcome::OutOfHours);
                 }
@@ -424,10 +349,7 @@ impl<'f> Cx<'f> {
             }
             NodeKind::Callback { prompt } => {
                 let language = self.lang();
-                self.out.push(Action::RecordCallback {
-                    language,
-                    area: self.st.area,
-                });
+                self.out.push(Action::RecordCallback { language, area: self.st.area });
                 self.play(prompt);
                 self.goodbye(Outcome::Callback);
                 None
@@ -470,13 +392,7 @@ impl<'f> Cx<'f> {
         });
         match target {
             Some(t) => {
-                self.decision(
-                    "back",
-                    self.flow
-                        .node(t)
-                        .map(|n| n.name.clone())
-                        .unwrap_or_default(),
-                );
+                self.decision("back", self.flow.node(t).map(|n| n.name.clone()).unwrap_or_default());
                 self.goto(t);
             }
             None => self.reprompt(ix),
@@ -502,11 +418,7 @@ impl<'f> Cx<'f> {
         self.st.tries = self.st.tries.saturating_add(1);
         self.st.no_inputs = 0;
         let node = self.st.node.clone();
-        self.log(LogEntry::Invalid {
-            node,
-            digits: digits.as_str().to_owned(),
-            tries: self.st.tries,
-        });
+        self.log(LogEntry::Invalid { node, digits: digits.as_str().to_owned(), tries: self.st.tries });
         let prompt = prompt.unwrap_or_else(|| self.flow.common_prompts().invalid.clone());
         self.failed_try(ix, Some(prompt));
     }
@@ -515,10 +427,7 @@ impl<'f> Cx<'f> {
 
     fn on_digits(&mut self, digits: &DtmfDigits, event: &Event) {
         let node = self.st.node.clone();
-        self.log(LogEntry::Digits {
-            node,
-            digits: digits.as_str().to_owned(),
-        });
+        self.log(LogEntry::Digits { node, digits: digits.as_str().to_owned() });
         let Some(ix) = self.current() else {
             return self.route_to_operator("unknown_node");
         };
@@ -586,17 +495,11 @@ impl<'f> Cx<'f> {
                     self.invalid(ix, digits, None);
                 }
             }
-            NodeKind::Menu { options, .. } => {
-                match options.iter().find(|o| o.digit.starts_with(key)) {
-                    Some(o) => self.goto(o.goto),
-                    None => self.invalid(ix, digits, None),
-                }
-            }
-            NodeKind::OutOfHours {
-                callback,
-                self_service,
-                ..
-            } => match key {
+            NodeKind::Menu { options, .. } => match options.iter().find(|o| o.digit.starts_with(key)) {
+                Some(o) => self.goto(o.goto),
+                None => self.invalid(ix, digits, None),
+            },
+            NodeKind::OutOfHours { callback, self_service, .. } => match key {
                 '1' => self.goto(*callback),
                 '2' => {
                     self.decision("self_service", "out_of_hours");
@@ -604,13 +507,7 @@ impl<'f> Cx<'f> {
                 }
                 _ => self.invalid(ix, digits, None),
             },
-            NodeKind::SelfService {
-                page_size,
-                no_more_prompt,
-                options_prompt,
-                operator,
-                ..
-            } => {
+            NodeKind::SelfService { page_size, no_more_prompt, options_prompt, operator, .. } => {
                 let Wait::ServicesMenu { offset, has_more } = self.st.wait else {
                     return self.ignored(event);
                 };
@@ -644,29 +541,17 @@ impl<'f> Cx<'f> {
             return None;
         }
         let area = self.st.landline_area.as_deref()?;
-        Gazetteer::embedded()
-            .landline_province(area)
-            .map(|g| g.province.nome.clone())
+        Gazetteer::embedded().landline_province(area).map(|g| g.province.nome.clone())
     }
 
     fn cap_digits(&mut self, ix: NodeIx, digits: &DtmfDigits) {
         let flow = self.flow;
-        let Some(NodeKind::CapEntry {
-            invalid_prompt,
-            placed_prompt,
-            next,
-            skip,
-            ..
-        }) = flow.node(ix).map(|n| &n.kind)
+        let Some(NodeKind::CapEntry { invalid_prompt, placed_prompt, next, skip, .. }) = flow.node(ix).map(|n| &n.kind)
         else {
             return;
         };
         let raw = digits.as_str();
-        let entry = if raw.len() > 1 {
-            raw.strip_suffix('#').unwrap_or(raw)
-        } else {
-            raw
-        };
+        let entry = if raw.len() > 1 { raw.strip_suffix('#').unwrap_or(raw) } else { raw };
         match entry {
             "#" => {
                 self.decision("cap_skipped", "#");
@@ -679,16 +564,8 @@ impl<'f> Cx<'f> {
         let landline = self.landline_offer();
         let place = match (entry, landline) {
             ("1", Some(_)) => {
-                let guess = self
-                    .st
-                    .landline_area
-                    .as_deref()
-                    .and_then(|a| Gazetteer::embedded().landline_province(a));
-                guess.map(|g| Place {
-                    label: g.province.nome.clone(),
-                    point: g.centroid,
-                    cap: None,
-                })
+                let guess = self.st.landline_area.as_deref().and_then(|a| Gazetteer::embedded().landline_province(a));
+                guess.map(|g| Place { label: g.province.nome.clone(), point: g.centroid, cap: None })
             }
             ("2", Some(_)) => {
                 self.st.landline_declined = true;
@@ -697,18 +574,12 @@ impl<'f> Cx<'f> {
             }
             _ => match Cap::parse(entry) {
                 Ok(cap) => match Gazetteer::embedded().locate_cap(&cap) {
-                    CapLocation::Exact { comuni } => comuni.first().map(|c| Place {
-                        label: c.name.clone(),
-                        point: c.point,
-                        cap: Some(cap),
-                    }),
-                    CapLocation::PrefixArea {
-                        label, centroid, ..
-                    } => Some(Place {
-                        label: label.to_owned(),
-                        point: centroid,
-                        cap: Some(cap),
-                    }),
+                    CapLocation::Exact { comuni } => {
+                        comuni.first().map(|c| Place { label: c.name.clone(), point: c.point, cap: Some(cap) })
+                    }
+                    CapLocation::PrefixArea { label, centroid, .. } => {
+                        Some(Place { label: label.to_owned(), point: centroid, cap: Some(cap) })
+                    }
                     CapLocation::Unknown => None,
                 },
                 Err(_) => None,
@@ -717,8 +588,7 @@ impl<'f> Cx<'f> {
         match place {
             Some(place) => {
                 self.decision("place", place.label.clone());
-                let args =
-                    BTreeMap::from([("place".to_owned(), SayArg::Text(place.label.clone()))]);
+                let args = BTreeMap::from([("place".to_owned(), SayArg::Text(place.label.clone()))]);
                 self.st.place = Some(place);
                 self.say(placed_prompt, args);
                 self.goto(*next);
@@ -732,26 +602,17 @@ impl<'f> Cx<'f> {
     fn on_no_input(&mut self, event: &Event) {
         match self.st.wait {
             Wait::Hold | Wait::QueueState => {
-                self.decision(
-                    "queue_poll",
-                    if self.st.wait == Wait::Hold {
-                        "hold_timeout"
-                    } else {
-                        "no_answer"
-                    },
-                );
+                self.decision("queue_poll", if self.st.wait == Wait::Hold { "hold_timeout" } else { "no_answer" });
                 self.out.push(Action::Lookup(Lookup::QueueState));
                 self.st.wait = Wait::QueueState;
                 return;
             }
             Wait::Services { .. } => {
                 self.decision("lookup_timeout", "operator");
-                let op = self
-                    .current()
-                    .and_then(|ix| match self.flow.node(ix).map(|n| &n.kind) {
-                        Some(NodeKind::SelfService { operator, .. }) => Some(*operator),
-                        _ => None,
-                    });
+                let op = self.current().and_then(|ix| match self.flow.node(ix).map(|n| &n.kind) {
+                    Some(NodeKind::SelfService { operator, .. }) => Some(*operator),
+                    _ => None,
+                });
                 return match op {
                     Some(op) => self.goto(op),
                     None => self.route_to_operator("lookup_timeout"),
@@ -763,8 +624,7 @@ impl<'f> Cx<'f> {
         let Some(ix) = self.current() else {
             return self.route_to_operator("unknown_node");
         };
-        if let Some(NodeKind::LanguageGuess { fallback, .. }) = self.flow.node(ix).map(|n| &n.kind)
-        {
+        if let Some(NodeKind::LanguageGuess { fallback, .. }) = self.flow.node(ix).map(|n| &n.kind) {
             self.decision("guess_unanswered", "menu");
             return self.goto(*fallback);
         }
@@ -774,10 +634,7 @@ impl<'f> Cx<'f> {
             self.st.slow = true;
         }
         let node = self.st.node.clone();
-        self.log(LogEntry::NoInput {
-            node,
-            tries: self.st.tries,
-        });
+        self.log(LogEntry::NoInput { node, tries: self.st.tries });
         self.failed_try(ix, None);
     }
 
@@ -820,12 +677,7 @@ impl<'f> Cx<'f> {
         };
         let node = self.st.node.clone();
         let shown = services.len().min(*page_size as usize);
-        self.log(LogEntry::ServicesRead {
-            node,
-            offset,
-            count: shown as u32,
-            has_more,
-        });
+        self.log(LogEntry::ServicesRead { node, offset, count: shown as u32, has_more });
         if services.is_empty() {
             if offset == 0 {
                 self.play(none_prompt);
@@ -833,10 +685,7 @@ impl<'f> Cx<'f> {
                 return self.goto(*operator);
             }
             self.play(no_more_prompt);
-            self.st.wait = Wait::ServicesMenu {
-                offset: offset.saturating_sub(*page_size),
-                has_more: false,
-            };
+            self.st.wait = Wait::ServicesMenu { offset: offset.saturating_sub(*page_size), has_more: false };
         } else {
             self.play(intro_prompt);
             for (i, s) in services.iter().take(shown).enumerate() {
@@ -845,14 +694,8 @@ impl<'f> Cx<'f> {
                     ("name".to_owned(), SayArg::Text(s.name.clone())),
                     ("town".to_owned(), SayArg::Text(s.town.clone())),
                     ("phone".to_owned(), SayArg::Text(spaced_digits(&s.phone))),
-                    (
-                        "hours".to_owned(),
-                        SayArg::Text(s.hours_today.clone().unwrap_or_else(|| "none".to_owned())),
-                    ),
-                    (
-                        "distance".to_owned(),
-                        SayArg::Number((s.distance_km * 10.0).round() / 10.0),
-                    ),
+                    ("hours".to_owned(), SayArg::Text(s.hours_today.clone().unwrap_or_else(|| "none".to_owned()))),
+                    ("distance".to_owned(), SayArg::Number((s.distance_km * 10.0).round() / 10.0)),
                 ]);
                 self.say(item_prompt, args);
             }
@@ -891,14 +734,8 @@ impl<'f> Cx<'f> {
         };
         let mut q = self.queue_status();
         let interval = i64::from(*announce_interval_secs);
-        let due = q
-            .last_announced_at
-            .is_none_or(|t| (self.now - t).num_seconds() >= interval);
-        self.log(LogEntry::QueueUpdate {
-            position,
-            estimated_wait_secs,
-            announced: due,
-        });
+        let due = q.last_announced_at.is_none_or(|t| (self.now - t).num_seconds() >= interval);
+        self.log(LogEntry::QueueUpdate { position, estimated_wait_secs, announced: due });
         if due {
             let minutes = estimated_wait_secs.div_ceil(60);
             let args = BTreeMap::from([
@@ -928,12 +765,7 @@ impl<'f> Cx<'f> {
 
     fn hold_digits(&mut self, ix: NodeIx, digits: &DtmfDigits) {
         let flow = self.flow;
-        let Some(NodeKind::Queue {
-            callback,
-            announce_interval_secs,
-            ..
-        }) = flow.node(ix).map(|n| &n.kind)
-        else {
+        let Some(NodeKind::Queue { callback, announce_interval_secs, .. }) = flow.node(ix).map(|n| &n.kind) else {
             return self.route_to_operator("unknown_node");
         };
         let q = self.queue_status();
@@ -945,10 +777,7 @@ impl<'f> Cx<'f> {
             }
             '#' => {
                 self.decision("repeat", "queue_position");
-                self.st.queue = Some(QueueStatus {
-                    last_announced_at: None,
-                    ..q
-                });
+                self.st.queue = Some(QueueStatus { last_announced_at: None, ..q });
                 self.out.push(Action::Lookup(Lookup::QueueState));
                 self.st.wait = Wait::QueueState;
             }
@@ -963,35 +792,21 @@ impl<'f> Cx<'f> {
 
     fn transfer_failed(&mut self, reason: &str) {
         let flow = self.flow;
-        self.log(LogEntry::TransferFailed {
-            reason: reason.to_owned(),
-        });
+        self.log(LogEntry::TransferFailed { reason: reason.to_owned() });
         let Some(ix) = self.current() else {
             return self.route_to_operator("unknown_node");
         };
-        let Some(NodeKind::Queue {
-            transfer_failed_prompt,
-            retry_priority_step,
-            ..
-        }) = flow.node(ix).map(|n| &n.kind)
+        let Some(NodeKind::Queue { transfer_failed_prompt, retry_priority_step, .. }) = flow.node(ix).map(|n| &n.kind)
         else {
             return self.route_to_operator("transfer_failed");
         };
         let q = self.queue_status();
         let priority = q.priority.saturating_add(*retry_priority_step);
-        self.st.queue = Some(QueueStatus {
-            priority,
-            last_announced_at: None,
-            ..q
-        });
+        self.st.queue = Some(QueueStatus { priority, last_announced_at: None, ..q });
         self.st.outcome = Some(Outcome::Queued);
         self.play(transfer_failed_prompt);
         let language = self.lang();
-        self.out.push(Action::Enqueue {
-            language,
-            area: self.st.area,
-            priority,
-        });
+        self.out.push(Action::Enqueue { language, area: self.st.area, priority });
         self.out.push(Action::Lookup(Lookup::QueueState));
         self.st.wait = Wait::QueueState;
     }
@@ -1012,14 +827,8 @@ impl<'f> Cx<'f> {
             "later"
         };
         Some(BTreeMap::from([
-            (
-                "weekday".to_owned(),
-                SayArg::Number(f64::from(at.weekday().number_from_monday())),
-            ),
-            (
-                "time".to_owned(),
-                SayArg::Text(at.format("%H:%M").to_string()),
-            ),
+            ("weekday".to_owned(), SayArg::Number(f64::from(at.weekday().number_from_monday()))),
+            ("time".to_owned(), SayArg::Text(at.format("%H:%M").to_string())),
             ("day".to_owned(), SayArg::Text(day.to_owned())),
         ]))
     }

@@ -4,18 +4,9 @@
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FlowError {
     #[error("{file}:{line}:{column}: invalid flow TOML: {message}")]
-    Toml {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Toml { file: String, line: usize, column: usize, message: String },
     #[error("{file}: node `{node}`: {problem}")]
-    Node {
-        file: String,
-        node: String,
-        problem: NodeProblem,
-    },
+    Node { file: String, node: String, problem: NodeProblem },
     #[error("{file}: {reason}")]
     Flow { file: String, reason: String },
 }
@@ -23,9 +14,7 @@ pub enum FlowError {
 /// What is wrong with one node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeProblem {
-    #[error(
-        "`{field}` names unknown prompt id `{prompt}` (not defined in every language's .ftl files)"
-    )]
+    #[error("`{field}` names unknown prompt id `{prompt}` (not defined in every language's .ftl files)")]
     UnknownPrompt { field: &'static str, prompt: String },
     #[error("`{field}` points to `{target}`, which is not a node")]
     UnknownTarget { field: &'static str, target: String },
@@ -34,11 +23,7 @@ pub enum NodeProblem {
     #[error("no way out: {0}")]
     NoWayOut(String),
     #[error("digit {digit} is mapped twice ({first} and {second})")]
-    DigitMappedTwice {
-        digit: String,
-        first: String,
-        second: String,
-    },
+    DigitMappedTwice { digit: String, first: String, second: String },
     #[error("digit {digit:?} cannot be used here: {why}")]
     BadDigit { digit: String, why: &'static str },
     #[error("{0}")]

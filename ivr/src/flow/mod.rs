@@ -51,11 +51,7 @@ pub struct Flow {
 impl Flow {
     /// Parses and validates a flow. `file` names the source in error messages; `known_prompts`
     /// are the prompt ids that exist (in every language) — see [`embedded_prompt_ids`].
-    pub fn from_toml(
-        source: &str,
-        file: &str,
-        known_prompts: &BTreeSet<PromptId>,
-    ) -> Result<Flow, FlowError> {
+    pub fn from_toml(source: &str, file: &str, known_prompts: &BTreeSet<PromptId>) -> Result<Flow, FlowError> {
         validate::build(source, file, known_prompts)
     }
 
@@ -113,10 +109,7 @@ impl Flow {
     /// The language suggested for a country calling code (`33` → French): the longest configured
     /// prefix of the code wins.
     pub fn guess_language(&self, country_code: &str) -> Option<Language> {
-        self.language_guess
-            .iter()
-            .find(|(prefix, _)| country_code.starts_with(prefix.as_str()))
-            .map(|(_, l)| *l)
+        self.language_guess.iter().find(|(prefix, _)| country_code.starts_with(prefix.as_str())).map(|(_, l)| *l)
     }
 }
 
@@ -128,10 +121,7 @@ mod tests {
     fn the_default_flow_is_valid() {
         let flow = Flow::default_flow().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(flow.nodes()[flow.start()].name, "welcome");
-        assert!(flow
-            .prompt_ids()
-            .iter()
-            .any(|p| p.as_str() == "language-option"));
+        assert!(flow.prompt_ids().iter().any(|p| p.as_str() == "language-option"));
         assert!(flow.prompt_ids().is_subset(&embedded_prompt_ids()));
     }
 

@@ -69,11 +69,7 @@ pub enum NodeKind<T> {
     },
     /// Offers the language guessed from the caller's country code ("press 1 to continue in
     /// French", spoken in French). 1 → `next`; any other key, silence, or no guess → `fallback`.
-    LanguageGuess {
-        prompt: PromptId,
-        next: T,
-        fallback: T,
-    },
+    LanguageGuess { prompt: PromptId, next: T, fallback: T },
     /// Plays `prompt` once per language, each in its own language; digits 1-4 choose.
     LanguageMenu {
         prompt: PromptId,
@@ -146,11 +142,8 @@ pub enum NodeKind<T> {
 }
 
 /// Menu kinds wait for keys and accept 0 (operator), `*` (back) and `#` (repeat).
-pub(crate) const RESERVED_DIGITS: [(&str, &str); 3] = [
-    ("0", "0 always means operator"),
-    ("*", "* always means back"),
-    ("#", "# always means repeat"),
-];
+pub(crate) const RESERVED_DIGITS: [(&str, &str); 3] =
+    [("0", "0 always means operator"), ("*", "* always means back"), ("#", "# always means repeat")];
 
 impl<T> NodeKind<T> {
     /// The kind's name as written in TOML.
@@ -179,14 +172,8 @@ impl<T> NodeKind<T> {
         }
         match self {
             NodeKind::Message { next, .. } => out.push((f("next"), next)),
-            NodeKind::Menu {
-                options, back: b, ..
-            } => {
-                out.extend(
-                    options
-                        .iter()
-                        .map(|o| (format!("options {}", o.digit), &o.goto)),
-                );
+            NodeKind::Menu { options, back: b, .. } => {
+                out.extend(options.iter().map(|o| (format!("options {}", o.digit), &o.goto)));
                 out.extend(back(b));
             }
             NodeKind::LanguageGuess { next, fallback, .. } => {
@@ -201,47 +188,25 @@ impl<T> NodeKind<T> {
                 out.push((f("open"), open));
                 out.push((f("closed"), closed));
             }
-            NodeKind::AreaMenu {
-                next,
-                options,
-                back: b,
-                ..
-            } => {
+            NodeKind::AreaMenu { next, options, back: b, .. } => {
                 out.push((f("next"), next));
-                out.extend(
-                    options
-                        .iter()
-                        .map(|o| (format!("options {}", o.digit), &o.goto)),
-                );
+                out.extend(options.iter().map(|o| (format!("options {}", o.digit), &o.goto)));
                 out.extend(back(b));
             }
-            NodeKind::CapEntry {
-                next,
-                skip,
-                back: b,
-                ..
-            } => {
+            NodeKind::CapEntry { next, skip, back: b, .. } => {
                 out.push((f("next"), next));
                 out.push((f("skip"), skip));
                 out.extend(back(b));
             }
-            NodeKind::SelfService {
-                operator, back: b, ..
-            } => {
+            NodeKind::SelfService { operator, back: b, .. } => {
                 out.push((f("operator"), operator));
                 out.extend(back(b));
             }
-            NodeKind::Queue {
-                closed, callback, ..
-            } => {
+            NodeKind::Queue { closed, callback, .. } => {
                 out.push((f("closed"), closed));
                 out.push((f("callback"), callback));
             }
-            NodeKind::OutOfHours {
-                callback,
-                self_service,
-                ..
-            } => {
+            NodeKind::OutOfHours { callback, self_service, .. } => {
                 out.push((f("callback"), callback));
                 out.push((f("self_service"), self_service));
             }
@@ -271,25 +236,14 @@ impl<T> NodeKind<T> {
             | NodeKind::AreaMenu { prompt, .. }
             | NodeKind::Callback { prompt } => vec![("prompt", prompt)],
             NodeKind::HoursCheck { .. } => vec![],
-            NodeKind::CapEntry {
-                prompt,
-                landline_prompt,
-                invalid_prompt,
-                placed_prompt,
-                ..
-            } => vec![
+            NodeKind::CapEntry { prompt, landline_prompt, invalid_prompt, placed_prompt, .. } => vec![
                 ("prompt", prompt),
                 ("landline_prompt", landline_prompt),
                 ("invalid_prompt", invalid_prompt),
                 ("placed_prompt", placed_prompt),
             ],
             NodeKind::SelfService {
-                intro_prompt,
-                item_prompt,
-                options_prompt,
-                none_prompt,
-                no_more_prompt,
-                ..
+                intro_prompt, item_prompt, options_prompt, none_prompt, no_more_prompt, ..
             } => {
                 vec![
                     ("intro_prompt", intro_prompt),
@@ -300,24 +254,14 @@ impl<T> NodeKind<T> {
                 ]
             }
             NodeKind::Queue {
-                enter_prompt,
-                position_prompt,
-                callback_offer_prompt,
-                transfer_failed_prompt,
-                ..
+                enter_prompt, position_prompt, callback_offer_prompt, transfer_failed_prompt, ..
             } => vec![
                 ("enter_prompt", enter_prompt),
                 ("position_prompt", position_prompt),
                 ("callback_offer_prompt", callback_offer_prompt),
                 ("transfer_failed_prompt", transfer_failed_prompt),
             ],
-            NodeKind::OutOfHours {
-                closed_prompt,
-                next_opening_prompt,
-                portal_prompt,
-                options_prompt,
-                ..
-            } => vec![
+            NodeKind::OutOfHours { closed_prompt, next_opening_prompt, portal_prompt, options_prompt, .. } => vec![
                 ("closed_prompt", closed_prompt),
                 ("next_opening_prompt", next_opening_prompt),
                 ("portal_prompt", portal_prompt),
@@ -327,82 +271,46 @@ impl<T> NodeKind<T> {
     }
 
     /// The same node with every target converted by `f` (name → index at load).
-    pub fn try_map<U, E>(
-        self,
-        mut f: impl FnMut(&'static str, T) -> Result<U, E>,
-    ) -> Result<NodeKind<U>, E> {
-        let opts = |options: Vec<MenuOption<T>>,
-                    f: &mut dyn FnMut(&'static str, T) -> Result<U, E>| {
+    pub fn try_map<U, E>(self, mut f: impl FnMut(&'static str, T) -> Result<U, E>) -> Result<NodeKind<U>, E> {
+        let opts = |options: Vec<MenuOption<T>>, f: &mut dyn FnMut(&'static str, T) -> Result<U, E>| {
             options
                 .into_iter()
-                .map(|o| {
-                    Ok(MenuOption {
-                        goto: f("options", o.goto)?,
-                        digit: o.digit,
-                    })
-                })
+                .map(|o| Ok(MenuOption { goto: f("options", o.goto)?, digit: o.digit }))
                 .collect::<Result<Vec<_>, E>>()
         };
         Ok(match self {
-            NodeKind::Message { prompt, next } => NodeKind::Message {
-                prompt,
-                next: f("next", next)?,
-            },
-            NodeKind::Menu {
-                prompt,
-                options,
-                back,
-            } => NodeKind::Menu {
+            NodeKind::Message { prompt, next } => NodeKind::Message { prompt, next: f("next", next)? },
+            NodeKind::Menu { prompt, options, back } => NodeKind::Menu {
                 prompt,
                 options: opts(options, &mut f)?,
                 back: back.map(|b| f("back", b)).transpose()?,
             },
-            NodeKind::LanguageGuess {
-                prompt,
-                next,
-                fallback,
-            } => NodeKind::LanguageGuess {
-                prompt,
-                next: f("next", next)?,
-                fallback: f("fallback", fallback)?,
-            },
-            NodeKind::LanguageMenu { prompt, next, back } => NodeKind::LanguageMenu {
-                prompt,
-                next: f("next", next)?,
-                back: back.map(|b| f("back", b)).transpose()?,
-            },
-            NodeKind::HoursCheck { open, closed } => NodeKind::HoursCheck {
-                open: f("open", open)?,
-                closed: f("closed", closed)?,
-            },
-            NodeKind::AreaMenu {
-                prompt,
-                next,
-                options,
-                back,
-            } => NodeKind::AreaMenu {
+            NodeKind::LanguageGuess { prompt, next, fallback } => {
+                NodeKind::LanguageGuess { prompt, next: f("next", next)?, fallback: f("fallback", fallback)? }
+            }
+            NodeKind::LanguageMenu { prompt, next, back } => {
+                NodeKind::LanguageMenu { prompt, next: f("next", next)?, back: back.map(|b| f("back", b)).transpose()? }
+            }
+            NodeKind::HoursCheck { open, closed } => {
+                NodeKind::HoursCheck { open: f("open", open)?, closed: f("closed", closed)? }
+            }
+            NodeKind::AreaMenu { prompt, next, options, back } => NodeKind::AreaMenu {
                 prompt,
                 next: f("next", next)?,
                 options: opts(options, &mut f)?,
                 back: back.map(|b| f("back", b)).transpose()?,
             },
-            NodeKind::CapEntry {
-                prompt,
-                landline_prompt,
-                invalid_prompt,
-                placed_prompt,
-                next,
-                skip,
-                back,
-            } => NodeKind::CapEntry {
-                prompt,
-                landline_prompt,
-                invalid_prompt,
-                placed_prompt,
-                next: f("next", next)?,
-                skip: f("skip", skip)?,
-                back: back.map(|b| f("back", b)).transpose()?,
-            },
+            NodeKind::CapEntry { prompt, landline_prompt, invalid_prompt, placed_prompt, next, skip, back } => {
+                NodeKind::CapEntry {
+                    prompt,
+                    landline_prompt,
+                    invalid_prompt,
+                    placed_prompt,
+                    next: f("next", next)?,
+                    skip: f("skip", skip)?,
+                    back: back.map(|b| f("back", b)).transpose()?,
+                }
+            }
             NodeKind::SelfService {
                 page_size,
                 intro_prompt,

@@ -8,105 +8,66 @@ use crate::hours::Schedule;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn node_err(file: &str, node: &str, problem: NodeProblem) -> FlowError {
-    FlowError::Node {
-        file: file.to_owned(),
-        node: node.to_owned(),
-        problem,
-    }
+    FlowError::Node { file: file.to_owned(), node: node.to_owned(), problem }
 }
 
 fn flow_err(file: &str, reason: impl Into<String>) -> FlowError {
-    FlowError::Flow {
-        file: file.to_owned(),
-        reason: reason.into(),
-    }
+    FlowError::Flow { file: file.to_owned(), reason: reason.into() }
 }
 
 /// 1-based line and column of a byte offset.
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = source.get(..offset.min(source.len())).unwrap_or(source);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
 
-pub(super) fn build(
-    source: &str,
-    file: &str,
-    known: &BTreeSet<PromptId>,
-) -> Result<Flow, FlowError> {
+pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Result<Flow, FlowError> {
     let parsed: FlowFile = toml::from_str(source).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(source, s.start))
-            .unwrap_or((0, 0));
-        FlowError::Toml {
-            file: file.to_owned(),
-            line,
-            column,
-            message: e.message().trim().to_owned(),
-        }
+        let (line, column) = e.span().map(|s| line_col(source, s.start)).unwrap_or((0, 0));
+        FlowError::Toml { file: file.to_owned(), line, column, message: e.message().trim().to_owned() }
     })?;
 
-    let schedule = Schedule::from_config(&parsed.hours)
-        .map_err(|e| flow_err(file, format!("[hours]: {e}")))?;
+    let schedule = Schedule::from_config(&parsed.hours).map_err(|e| flow_err(file, format!("[hours]: {e}")))?;
     if parsed.timeouts.max_tries == 0 {
         return Err(flow_err(file, "[timeouts]: max_tries must be at least 1"));
     }
     let mut language_guess: Vec<(String, Language)> = Vec::new();
     for (prefix, lang) in &parsed.language_guess {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(flow_err(file, format!("[language_guess]: {prefix:?} is not a country calling code (digits only, no +)")));
+            return Err(flow_err(
+                file,
+                format!("[language_guess]: {prefix:?} is not a country calling code (digits only, no +)"),
+            ));
         }
         language_guess.push((prefix.clone(), *lang));
     }
     language_guess.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
 
     // Names → indexes, in file order of the BTreeMap (sorted by name: stable).
-    let index: HashMap<String, NodeIx> = parsed
-        .nodes
-        .keys()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), i))
-        .collect();
+    let index: HashMap<String, NodeIx> = parsed.nodes.keys().enumerate().map(|(i, n)| (n.clone(), i)).collect();
     let resolve_root = |what: &str, name: &str| {
-        index.get(name).copied().ok_or_else(|| {
-            flow_err(
-                file,
-                format!("`{what}` names `{name}`, which is not a node"),
-            )
-        })
+        index.get(name).copied().ok_or_else(|| flow_err(file, format!("`{what}` names `{name}`, which is not a node")))
     };
     let start = resolve_root("start", &parsed.start)?;
     let operator = resolve_root("operator", &parsed.operator)?;
 
     // Prompt ids.
     let mut prompt_ids = BTreeSet::new();
-    for (field, id) in [
-        ("prompts.invalid", &parsed.prompts.invalid),
-        ("prompts.goodbye", &parsed.prompts.goodbye),
-    ] {
+    for (field, id) in [("prompts.invalid", &parsed.prompts.invalid), ("prompts.goodbye", &parsed.prompts.goodbye)] {
         if !known.contains(id) {
-            return Err(flow_err(file, format!("`{field}` names unknown prompt id `{id}` (not defined in every language's .ftl files)")));
+            return Err(flow_err(
+                file,
+                format!("`{field}` names unknown prompt id `{id}` (not defined in every language's .ftl files)"),
+            ));
         }
         prompt_ids.insert(id.clone());
     }
     for (name, kind) in &parsed.nodes {
         for (field, id) in kind.prompts() {
             if !known.contains(id) {
-                return Err(node_err(
-                    file,
-                    name,
-                    NodeProblem::UnknownPrompt {
-                        field,
-                        prompt: id.to_string(),
-                    },
-                ));
+                return Err(node_err(file, name, NodeProblem::UnknownPrompt { field, prompt: id.to_string() }));
             }
             prompt_ids.insert(id.clone());
         }
@@ -121,21 +82,12 @@ pub(super) fn build(
     let mut nodes = Vec::with_capacity(parsed.nodes.len());
     for (name, kind) in parsed.nodes {
         let resolved = kind.try_map(|field, target: String| {
-            index.get(&target).copied().ok_or_else(|| {
-                node_err(
-                    file,
-                    &name,
-                    NodeProblem::UnknownTarget {
-                        field,
-                        target: target.clone(),
-                    },
-                )
-            })
+            index
+                .get(&target)
+                .copied()
+                .ok_or_else(|| node_err(file, &name, NodeProblem::UnknownTarget { field, target: target.clone() }))
         })?;
-        nodes.push(Node {
-            name,
-            kind: resolved,
-        });
+        nodes.push(Node { name, kind: resolved });
     }
 
     match &nodes[operator].kind {
@@ -161,11 +113,7 @@ pub(super) fn build(
                 ));
             }
         }
-        if let NodeKind::Queue {
-            announce_interval_secs,
-            ..
-        } = node.kind
-        {
+        if let NodeKind::Queue { announce_interval_secs, .. } = node.kind {
             if announce_interval_secs == 0 {
                 return Err(node_err(
                     file,
@@ -199,10 +147,7 @@ fn check_digits(file: &str, name: &str, kind: &NodeKind<String>) -> Result<(), F
         NodeKind::Menu { options, .. } => (options, vec![]),
         NodeKind::AreaMenu { options, .. } => (
             options,
-            crate::domain::ServiceArea::ALL
-                .iter()
-                .map(|a| (a.menu_digit().to_string(), format!("area {a}")))
-                .collect(),
+            crate::domain::ServiceArea::ALL.iter().map(|a| (a.menu_digit().to_string(), format!("area {a}"))).collect(),
         ),
         _ => return Ok(()),
     };
@@ -210,26 +155,14 @@ fn check_digits(file: &str, name: &str, kind: &NodeKind<String>) -> Result<(), F
     for o in options {
         let d = o.digit.as_str();
         if let Some((_, why)) = RESERVED_DIGITS.iter().find(|(r, _)| *r == d) {
-            return Err(node_err(
-                file,
-                name,
-                NodeProblem::BadDigit {
-                    digit: d.to_owned(),
-                    why,
-                },
-            ));
+            return Err(node_err(file, name, NodeProblem::BadDigit { digit: d.to_owned(), why }));
         }
-        let valid = d.len() == 1
-            && d.bytes()
-                .all(|b| b.is_ascii_digit() || (b'A'..=b'D').contains(&b));
+        let valid = d.len() == 1 && d.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'D').contains(&b));
         if !valid {
             return Err(node_err(
                 file,
                 name,
-                NodeProblem::BadDigit {
-                    digit: d.to_owned(),
-                    why: "a menu option is one key: 1-9 or A-D",
-                },
+                NodeProblem::BadDigit { digit: d.to_owned(), why: "a menu option is one key: 1-9 or A-D" },
             ));
         }
         let this = format!("goto {}", o.goto);
@@ -237,32 +170,19 @@ fn check_digits(file: &str, name: &str, kind: &NodeKind<String>) -> Result<(), F
             return Err(node_err(
                 file,
                 name,
-                NodeProblem::DigitMappedTwice {
-                    digit: d.to_owned(),
-                    first,
-                    second: this,
-                },
+                NodeProblem::DigitMappedTwice { digit: d.to_owned(), first, second: this },
             ));
         }
     }
     if let NodeKind::Menu { options, back, .. } = kind {
         if options.is_empty() && back.is_none() {
-            return Err(node_err(
-                file,
-                name,
-                NodeProblem::NoWayOut("a menu with no options and no `back`".into()),
-            ));
+            return Err(node_err(file, name, NodeProblem::NoWayOut("a menu with no options and no `back`".into())));
         }
     }
     Ok(())
 }
 
-fn check_reachable(
-    file: &str,
-    nodes: &[Node],
-    start: NodeIx,
-    operator: NodeIx,
-) -> Result<(), FlowError> {
+fn check_reachable(file: &str, nodes: &[Node], start: NodeIx, operator: NodeIx) -> Result<(), FlowError> {
     let mut seen = vec![false; nodes.len()];
     let mut stack = vec![start, operator];
     while let Some(ix) = stack.pop() {
@@ -272,23 +192,14 @@ fn check_reachable(
         stack.extend(nodes[ix].kind.edges().into_iter().map(|(_, t)| *t));
     }
     match seen.iter().position(|s| !s) {
-        Some(ix) => Err(node_err(
-            file,
-            &nodes[ix].name,
-            NodeProblem::Unreachable {
-                start: nodes[start].name.clone(),
-            },
-        )),
+        Some(ix) => Err(node_err(file, &nodes[ix].name, NodeProblem::Unreachable { start: nodes[start].name.clone() })),
         None => Ok(()),
     }
 }
 
 /// Exits: nodes where the call leaves the menus (queue, callback, out-of-hours handling).
 fn is_exit(kind: &NodeKind<NodeIx>) -> bool {
-    matches!(
-        kind,
-        NodeKind::Queue { .. } | NodeKind::Callback { .. } | NodeKind::OutOfHours { .. }
-    )
+    matches!(kind, NodeKind::Queue { .. } | NodeKind::Callback { .. } | NodeKind::OutOfHours { .. })
 }
 
 /// Every node must lead, through the edges a caller can choose, to an exit: otherwise callers go
@@ -313,14 +224,8 @@ fn check_ways_out(file: &str, nodes: &[Node]) -> Result<(), FlowError> {
             let why = if edges.is_empty() {
                 "it leads nowhere".to_owned()
             } else {
-                let targets: Vec<String> = edges
-                    .iter()
-                    .map(|(f, t)| format!("{f} → {}", nodes[**t].name))
-                    .collect();
-                format!(
-                    "none of its ways ({}) ever reaches a queue, callback or out-of-hours node",
-                    targets.join(", ")
-                )
+                let targets: Vec<String> = edges.iter().map(|(f, t)| format!("{f} → {}", nodes[**t].name)).collect();
+                format!("none of its ways ({}) ever reaches a queue, callback or out-of-hours node", targets.join(", "))
             };
             Err(node_err(file, &nodes[ix].name, NodeProblem::NoWayOut(why)))
         }
@@ -332,12 +237,7 @@ fn check_ways_out(file: &str, nodes: &[Node]) -> Result<(), FlowError> {
 fn check_pass_through_loops(file: &str, nodes: &[Node]) -> Result<(), FlowError> {
     // 0 = unvisited, 1 = on the current path, 2 = done.
     let mut mark = vec![0u8; nodes.len()];
-    fn visit(
-        ix: NodeIx,
-        nodes: &[Node],
-        mark: &mut [u8],
-        path: &mut Vec<NodeIx>,
-    ) -> Option<Vec<NodeIx>> {
+    fn visit(ix: NodeIx, nodes: &[Node], mark: &mut [u8], path: &mut Vec<NodeIx>) -> Option<Vec<NodeIx>> {
         match mark[ix] {
             1 => {
                 let from = path.iter().position(|&p| p == ix).unwrap_or(0);
@@ -365,10 +265,7 @@ fn check_pass_through_loops(file: &str, nodes: &[Node]) -> Result<(), FlowError>
             return Err(node_err(
                 file,
                 &nodes[cycle[0]].name,
-                NodeProblem::NoWayOut(format!(
-                    "it loops without ever waiting for the caller: {}",
-                    names.join(" → ")
-                )),
+                NodeProblem::NoWayOut(format!("it loops without ever waiting for the caller: {}", names.join(" → "))),
             ));
         }
     }

@@ -50,11 +50,7 @@ pub enum CapLocation<'a> {
     Exact { comuni: Vec<&'a Comune> },
     /// The CAP is not listed but its first three digits are: the CAP area, named after its most
     /// populous municipality, with its population-weighted centroid.
-    PrefixArea {
-        label: &'a str,
-        centroid: GeoPoint,
-        province: &'a Province,
-    },
+    PrefixArea { label: &'a str, centroid: GeoPoint, province: &'a Province },
     /// Neither the CAP nor its area exists in the data.
     Unknown,
 }
@@ -116,11 +112,7 @@ fn centroid<'a>(items: impl Iterator<Item = &'a Comune> + Clone) -> GeoPoint {
     let total: f64 = items.clone().map(|c| f64::from(c.population)).sum();
     let (mut lat, mut lng, mut n) = (0.0, 0.0, 0.0);
     for c in items {
-        let w = if total > 0.0 {
-            f64::from(c.population)
-        } else {
-            1.0
-        };
+        let w = if total > 0.0 { f64::from(c.population) } else { 1.0 };
         lat += c.point.lat * w;
         lng += c.point.lng * w;
         n += w;
@@ -168,10 +160,7 @@ impl Gazetteer {
         // Most populous first everywhere, so "the first" is always the best label.
         let mut order: Vec<usize> = (0..comuni.len()).collect();
         order.sort_by(|&a, &b| {
-            comuni[b]
-                .population
-                .cmp(&comuni[a].population)
-                .then(comuni[a].code.cmp(&comuni[b].code))
+            comuni[b].population.cmp(&comuni[a].population).then(comuni[a].code.cmp(&comuni[b].code))
         });
 
         let mut by_cap: HashMap<Cap, Vec<usize>> = HashMap::new();
@@ -183,26 +172,17 @@ impl Gazetteer {
             by_name.entry(name_key(&c.name)).or_default().push(i);
             if let Some(cap) = c.cap {
                 by_cap.entry(cap).or_default().push(i);
-                area_members
-                    .entry(cap.prefix3().to_owned())
-                    .or_default()
-                    .push(i);
+                area_members.entry(cap.prefix3().to_owned()).or_default().push(i);
             }
             if !c.prefisso.is_empty() {
-                prefisso_members
-                    .entry(c.prefisso.clone())
-                    .or_default()
-                    .push(i);
+                prefisso_members.entry(c.prefisso.clone()).or_default().push(i);
             }
         }
 
         let by_cap_area = area_members
             .into_iter()
             .map(|(prefix, members)| {
-                let area = PrefixArea {
-                    label_ix: members[0],
-                    centroid: centroid(members.iter().map(|&i| &comuni[i])),
-                };
+                let area = PrefixArea { label_ix: members[0], centroid: centroid(members.iter().map(|&i| &comuni[i])) };
                 (prefix, area)
             })
             .collect();
@@ -221,11 +201,8 @@ impl Gazetteer {
                 }
                 provinces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
                 let winner = provinces[0].0.clone();
-                let in_winner: Vec<&Comune> = members
-                    .iter()
-                    .map(|&i| &comuni[i])
-                    .filter(|c| c.province.sigla == winner)
-                    .collect();
+                let in_winner: Vec<&Comune> =
+                    members.iter().map(|&i| &comuni[i]).filter(|c| c.province.sigla == winner).collect();
                 let guess = ProvinceGuess {
                     prefisso: prefisso.clone(),
                     province: in_winner[0].province.clone(),
@@ -237,13 +214,7 @@ impl Gazetteer {
             })
             .collect();
 
-        Gazetteer {
-            comuni,
-            by_cap,
-            by_cap_area,
-            by_prefisso,
-            by_name,
-        }
+        Gazetteer { comuni, by_cap, by_cap_area, by_prefisso, by_name }
     }
 
     /// All municipalities, in data order.
@@ -254,18 +225,12 @@ impl Gazetteer {
     /// Places a CAP: listed exactly, else by its three-digit area, else unknown.
     pub fn locate_cap(&self, cap: &Cap) -> CapLocation<'_> {
         if let Some(ixs) = self.by_cap.get(cap) {
-            return CapLocation::Exact {
-                comuni: ixs.iter().map(|&i| &self.comuni[i]).collect(),
-            };
+            return CapLocation::Exact { comuni: ixs.iter().map(|&i| &self.comuni[i]).collect() };
         }
         match self.by_cap_area.get(cap.prefix3()) {
             Some(area) => {
                 let c = &self.comuni[area.label_ix];
-                CapLocation::PrefixArea {
-                    label: &c.name,
-                    centroid: area.centroid,
-                    province: &c.province,
-                }
+                CapLocation::PrefixArea { label: &c.name, centroid: area.centroid, province: &c.province }
             }
             None => CapLocation::Unknown,
         }
@@ -279,18 +244,13 @@ impl Gazetteer {
         if !area_digits.starts_with('0') || !area_digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        (2..=area_digits.len().min(4))
-            .rev()
-            .find_map(|n| self.by_prefisso.get(&area_digits[..n]))
+        (2..=area_digits.len().min(4)).rev().find_map(|n| self.by_prefisso.get(&area_digits[..n]))
     }
 
     /// Municipalities with this name (case-insensitive, surrounding spaces ignored), most populous
     /// first. Several comuni can share a name (Samone, Castro, Livo…).
     pub fn comune_by_name(&self, name: &str) -> Vec<&Comune> {
-        self.by_name
-            .get(&name_key(name))
-            .map(|ixs| ixs.iter().map(|&i| &self.comuni[i]).collect())
-            .unwrap_or_default()
+        self.by_name.get(&name_key(name)).map(|ixs| ixs.iter().map(|&i| &self.comuni[i]).collect()).unwrap_or_default()
     }
 }
 
@@ -327,32 +287,20 @@ mod tests {
 
     #[test]
     fn shared_cap_lists_most_populous_first() {
-        let shared =
-            g().comuni()
-                .iter()
-                .filter_map(|c| c.cap)
-                .find_map(|cap| match g().locate_cap(&cap) {
-                    CapLocation::Exact { comuni } if comuni.len() > 1 => Some(comuni),
-                    _ => None,
-                });
+        let shared = g().comuni().iter().filter_map(|c| c.cap).find_map(|cap| match g().locate_cap(&cap) {
+            CapLocation::Exact { comuni } if comuni.len() > 1 => Some(comuni),
+            _ => None,
+        });
         let comuni = shared.expect("547 CAPs are shared");
-        assert!(comuni
-            .windows(2)
-            .all(|w| w[0].population >= w[1].population));
-        assert!(comuni
-            .iter()
-            .all(|c| c.cap.is_some() && c.cap == comuni[0].cap));
+        assert!(comuni.windows(2).all(|w| w[0].population >= w[1].population));
+        assert!(comuni.iter().all(|c| c.cap.is_some() && c.cap == comuni[0].cap));
     }
 
     #[test]
     fn unlisted_big_city_caps_fall_back_to_their_area() {
         // Roma is listed with 00186 only; 00118 is a real Roma CAP in area 001.
         match g().locate_cap(&cap("00118")) {
-            CapLocation::PrefixArea {
-                label,
-                province,
-                centroid,
-            } => {
+            CapLocation::PrefixArea { label, province, centroid } => {
                 assert_eq!(label, "Roma");
                 assert_eq!(province.sigla, "RM");
                 assert!(centroid.distance_km(&GeoPoint::new(41.8931, 12.4828)) < 1.0);
@@ -361,9 +309,7 @@ mod tests {
         }
         // Milano is listed with 20126 only; 20121 (Brera) is in area 201.
         match g().locate_cap(&cap("20121")) {
-            CapLocation::PrefixArea {
-                label, province, ..
-            } => {
+            CapLocation::PrefixArea { label, province, .. } => {
                 assert_eq!((label, province.sigla.as_str()), ("Milano", "MI"));
             }
             other => panic!("20121: {other:?}"),
@@ -375,11 +321,8 @@ mod tests {
         // Area 200 has 132 comuni around Milano; the weighted centroid is pulled to the big ones.
         match g().locate_cap(&cap("20099")) {
             CapLocation::PrefixArea { centroid, .. } => {
-                let members: Vec<&Comune> = g()
-                    .comuni()
-                    .iter()
-                    .filter(|c| c.cap.is_some_and(|k| k.prefix3() == "200"))
-                    .collect();
+                let members: Vec<&Comune> =
+                    g().comuni().iter().filter(|c| c.cap.is_some_and(|k| k.prefix3() == "200")).collect();
                 assert!(members.len() > 100);
                 let expected = centroid_of(&members);
                 assert!(centroid.distance_km(&expected) < 1e-6);
@@ -391,16 +334,8 @@ mod tests {
 
     fn centroid_of(members: &[&Comune]) -> GeoPoint {
         let total: f64 = members.iter().map(|c| f64::from(c.population)).sum();
-        let lat = members
-            .iter()
-            .map(|c| c.point.lat * f64::from(c.population))
-            .sum::<f64>()
-            / total;
-        let lng = members
-            .iter()
-            .map(|c| c.point.lng * f64::from(c.population))
-            .sum::<f64>()
-            / total;
+        let lat = members.iter().map(|c| c.point.lat * f64::from(c.population)).sum::<f64>() / total;
+        let lng = members.iter().map(|c| c.point.lng * f64::from(c.population)).sum::<f64>() / total;
         GeoPoint::new(lat, lng)
     }
 
@@ -413,25 +348,16 @@ mod tests {
     #[test]
     fn landline_codes_pick_the_longest_match_and_the_biggest_province() {
         let como = g().landline_province("0312").expect("031");
-        assert_eq!(
-            (como.prefisso.as_str(), como.province.sigla.as_str()),
-            ("031", "CO")
-        );
+        assert_eq!((como.prefisso.as_str(), como.province.sigla.as_str()), ("031", "CO"));
         assert_eq!(como.main_comune, "Como");
         assert_eq!(como.shared_with, vec!["LC".to_owned()]);
 
         let lecco = g().landline_province("0341").expect("0341");
-        assert_eq!(
-            (lecco.prefisso.as_str(), lecco.province.sigla.as_str()),
-            ("0341", "LC")
-        );
+        assert_eq!((lecco.prefisso.as_str(), lecco.province.sigla.as_str()), ("0341", "LC"));
         assert!(lecco.shared_with.is_empty());
 
         let milano = g().landline_province("0212").expect("02");
-        assert_eq!(
-            (milano.prefisso.as_str(), milano.main_comune.as_str()),
-            ("02", "Milano")
-        );
+        assert_eq!((milano.prefisso.as_str(), milano.main_comune.as_str()), ("02", "Milano"));
         assert!(milano.shared_with.contains(&"MB".to_owned()));
 
         let roma = g().landline_province("06").expect("06");
@@ -448,10 +374,7 @@ mod tests {
         assert_eq!(como.len(), 1);
         assert_eq!(como[0].cap, Some(cap("22100")));
         let ozzano = g().comune_by_name("Ozzano dell'Emilia");
-        assert_eq!(
-            ozzano[0].cap, None,
-            "the data's CAP 8604 is invalid and dropped"
-        );
+        assert_eq!(ozzano[0].cap, None, "the data's CAP 8604 is invalid and dropped");
         assert!(g().comune_by_name("Atlantide").is_empty());
     }
 
@@ -462,9 +385,6 @@ mod tests {
         let bad_cap = r#"[{"codice":"1","nome":"X","cap":"1","prefisso":"01","provincia":{"nome":"P","sigla":"PP","codice":"1","regione":"R"},"popolazione":1,"coordinate":{"lat":1,"lng":1}}]"#;
         let g = Gazetteer::from_json(bad_cap).unwrap();
         assert_eq!(g.comuni()[0].cap, None);
-        assert_eq!(
-            g.landline_province("01").map(|p| p.province.sigla.as_str()),
-            Some("PP")
-        );
+        assert_eq!(g.landline_province("01").map(|p| p.province.sigla.as_str()), Some("PP"));
     }
 }

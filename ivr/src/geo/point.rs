@@ -40,9 +40,6 @@ mod tests {
         assert!((d - milano.distance_km(&roma)).abs() < 1e-9);
         assert_eq!(roma.distance_km(&roma), 0.0);
         let antipode = GeoPoint::new(-41.8931, 12.4828 - 180.0);
-        assert!(
-            (roma.distance_km(&antipode) - std::f64::consts::PI * GeoPoint::EARTH_RADIUS_KM).abs()
-                < 1.0
-        );
+        assert!((roma.distance_km(&antipode) - std::f64::consts::PI * GeoPoint::EARTH_RADIUS_KM).abs() < 1.0);
     }
 }

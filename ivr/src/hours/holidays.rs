@@ -39,10 +39,7 @@ const FIXED: [(u32, u32); 10] = [
 
 /// The national holidays of a year, sorted: the ten fixed dates plus Easter Sunday and Monday.
 pub fn national_holidays(year: i32) -> Vec<NaiveDate> {
-    let mut days: Vec<NaiveDate> = FIXED
-        .iter()
-        .filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d))
-        .collect();
+    let mut days: Vec<NaiveDate> = FIXED.iter().filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d)).collect();
     if let Some(easter) = easter_sunday(year) {
         days.push(easter);
         days.extend(easter.checked_add_days(Days::new(1)));
@@ -107,12 +104,7 @@ mod tests {
         for (m, day) in FIXED {
             assert!(is_national_holiday(d(2026, m, day)));
         }
-        for date in [
-            d(2026, 3, 19),
-            d(2026, 11, 2),
-            d(2026, 12, 24),
-            d(2026, 6, 3),
-        ] {
+        for date in [d(2026, 3, 19), d(2026, 11, 2), d(2026, 12, 24), d(2026, 6, 3)] {
             assert!(!is_national_holiday(date), "{date}");
         }
     }

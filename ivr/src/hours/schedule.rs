@@ -50,9 +50,7 @@ fn yes() -> bool {
 pub enum HoursError {
     #[error("unknown time zone {0:?} (expected an IANA name such as Europe/Rome)")]
     Timezone(String),
-    #[error(
-        "{day}: invalid opening range {range:?} (expected \"HH:MM-HH:MM\", e.g. \"09:00-13:00\")"
-    )]
+    #[error("{day}: invalid opening range {range:?} (expected \"HH:MM-HH:MM\", e.g. \"09:00-13:00\")")]
     Range { day: &'static str, range: String },
     #[error("invalid extra holiday {0:?} (expected YYYY-MM-DD)")]
     Holiday(String),
@@ -76,10 +74,7 @@ impl OpeningRange {
         if open_min >= 24 * 60 || open_min == close_min {
             return None;
         }
-        Some(OpeningRange {
-            open_min,
-            close_min,
-        })
+        Some(OpeningRange { open_min, close_min })
     }
 
     fn overnight(self) -> bool {
@@ -115,38 +110,17 @@ pub struct Schedule {
     extra_holidays: BTreeSet<NaiveDate>,
 }
 
-const DAY_NAMES: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
+const DAY_NAMES: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 
 impl Schedule {
     pub fn from_config(cfg: &HoursConfig) -> Result<Schedule, HoursError> {
-        let tz: Tz = cfg
-            .timezone
-            .parse()
-            .map_err(|_| HoursError::Timezone(cfg.timezone.clone()))?;
-        let days = [
-            &cfg.monday,
-            &cfg.tuesday,
-            &cfg.wednesday,
-            &cfg.thursday,
-            &cfg.friday,
-            &cfg.saturday,
-            &cfg.sunday,
-        ];
+        let tz: Tz = cfg.timezone.parse().map_err(|_| HoursError::Timezone(cfg.timezone.clone()))?;
+        let days = [&cfg.monday, &cfg.tuesday, &cfg.wednesday, &cfg.thursday, &cfg.friday, &cfg.saturday, &cfg.sunday];
         let mut weekly: [Vec<OpeningRange>; 7] = Default::default();
         for (i, ranges) in days.iter().enumerate() {
             for r in ranges.iter() {
-                let range = OpeningRange::parse(r).ok_or_else(|| HoursError::Range {
-                    day: DAY_NAMES[i],
-                    range: r.clone(),
-                })?;
+                let range =
+                    OpeningRange::parse(r).ok_or_else(|| HoursError::Range { day: DAY_NAMES[i], range: r.clone() })?;
                 weekly[i].push(range);
             }
             weekly[i].sort_by_key(|r| r.open_min);
@@ -157,17 +131,9 @@ impl Schedule {
         let extra_holidays = cfg
             .extra_holidays
             .iter()
-            .map(|s| {
-                NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                    .map_err(|_| HoursError::Holiday(s.clone()))
-            })
+            .map(|s| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| HoursError::Holiday(s.clone())))
             .collect::<Result<_, _>>()?;
-        Ok(Schedule {
-            tz,
-            weekly,
-            national_holidays: cfg.national_holidays,
-            extra_holidays,
-        })
+        Ok(Schedule { tz, weekly, national_holidays: cfg.national_holidays, extra_holidays })
     }
 
     /// Whether the helpline is closed all day (a national or configured holiday).
@@ -200,10 +166,7 @@ impl Schedule {
             return true;
         }
         match date.checked_sub_days(Days::new(1)) {
-            Some(yesterday) => self
-                .ranges_of(yesterday)
-                .iter()
-                .any(|r| r.overnight() && t < r.close_min),
+            Some(yesterday) => self.ranges_of(yesterday).iter().any(|r| r.overnight() && t < r.close_min),
             None => false,
         }
     }
@@ -215,11 +178,7 @@ impl Schedule {
         let mut date = local_now.date_naive();
         for _ in 0..=31 {
             for r in self.ranges_of(date) {
-                let time = NaiveTime::from_hms_opt(
-                    u32::from(r.open_min / 60),
-                    u32::from(r.open_min % 60),
-                    0,
-                )?;
+                let time = NaiveTime::from_hms_opt(u32::from(r.open_min / 60), u32::from(r.open_min % 60), 0)?;
                 if let Some(at) = self.tz.from_local_datetime(&date.and_time(time)).earliest() {
                     if at > local_now {
                         return Some(at);
@@ -270,17 +229,11 @@ mod tests {
     /// A Rome wall-clock time, converted to UTC (earliest if ambiguous).
     fn rome(s: &str) -> DateTime<Utc> {
         let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-        chrono_tz::Europe::Rome
-            .from_local_datetime(&naive)
-            .earliest()
-            .unwrap()
-            .with_timezone(&Utc)
+        chrono_tz::Europe::Rome.from_local_datetime(&naive).earliest().unwrap().with_timezone(&Utc)
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
-            .unwrap()
-            .and_utc()
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc()
     }
 
     #[test]
@@ -365,12 +318,7 @@ mod tests {
         ] {
             assert!(!s.is_open(rome(t)), "{t}");
         }
-        for t in [
-            "2024-04-02 10:00",
-            "2025-04-22 10:00",
-            "2026-04-07 10:00",
-            "2026-12-23 10:00",
-        ] {
+        for t in ["2024-04-02 10:00", "2025-04-22 10:00", "2026-04-07 10:00", "2026-12-23 10:00"] {
             assert!(s.is_open(rome(t)), "{t}");
         }
         let mut c = cfg();
@@ -383,50 +331,21 @@ mod tests {
     #[test]
     fn next_opening_skips_nights_weekends_and_holidays() {
         let s = schedule();
-        let next = |t: &str| {
-            s.next_opening(rome(t))
-                .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
-        };
-        assert_eq!(
-            next("2026-03-02 07:00").as_deref(),
-            Some("2026-03-02 09:00")
-        );
-        assert_eq!(
-            next("2026-03-02 13:10").as_deref(),
-            Some("2026-03-02 14:00")
-        );
-        assert_eq!(
-            next("2026-03-07 13:30").as_deref(),
-            Some("2026-03-09 09:00")
-        ); // Sat → Mon
-        assert_eq!(
-            next("2026-04-05 10:00").as_deref(),
-            Some("2026-04-07 09:00")
-        ); // Easter → Tue
-        assert_eq!(
-            next("2026-12-23 19:00").as_deref(),
-            Some("2026-12-28 09:00")
-        ); // 24, 25, 26, 27 closed
+        let next = |t: &str| s.next_opening(rome(t)).map(|d| d.format("%Y-%m-%d %H:%M").to_string());
+        assert_eq!(next("2026-03-02 07:00").as_deref(), Some("2026-03-02 09:00"));
+        assert_eq!(next("2026-03-02 13:10").as_deref(), Some("2026-03-02 14:00"));
+        assert_eq!(next("2026-03-07 13:30").as_deref(), Some("2026-03-09 09:00")); // Sat → Mon
+        assert_eq!(next("2026-04-05 10:00").as_deref(), Some("2026-04-07 09:00")); // Easter → Tue
+        assert_eq!(next("2026-12-23 19:00").as_deref(), Some("2026-12-28 09:00"));
+        // 24, 25, 26, 27 closed
     }
 
     #[test]
     fn bad_config_is_refused_with_the_reason() {
         let mut c = cfg();
         c.tuesday = vec!["9-18".into()];
-        assert_eq!(
-            Schedule::from_config(&c),
-            Err(HoursError::Range {
-                day: "tuesday",
-                range: "9-18".into()
-            })
-        );
-        for bad in [
-            "25:00-26:00",
-            "09:00-09:00",
-            "09:60-10:00",
-            "09:00",
-            "24:00-02:00",
-        ] {
+        assert_eq!(Schedule::from_config(&c), Err(HoursError::Range { day: "tuesday", range: "9-18".into() }));
+        for bad in ["25:00-26:00", "09:00-09:00", "09:60-10:00", "09:00", "24:00-02:00"] {
             c.tuesday = vec![bad.into()];
             assert!(Schedule::from_config(&c).is_err(), "{bad}");
         }
@@ -434,16 +353,10 @@ mod tests {
         assert!(Schedule::from_config(&c).is_ok());
         let mut c = cfg();
         c.timezone = "Mars/Olympus".into();
-        assert!(matches!(
-            Schedule::from_config(&c),
-            Err(HoursError::Timezone(_))
-        ));
+        assert!(matches!(Schedule::from_config(&c), Err(HoursError::Timezone(_))));
         let mut c = cfg();
         c.extra_holidays = vec!["24/12/2026".into()];
-        assert!(matches!(
-            Schedule::from_config(&c),
-            Err(HoursError::Holiday(_))
-        ));
+        assert!(matches!(Schedule::from_config(&c), Err(HoursError::Holiday(_))));
         let never = HoursConfig {
             monday: vec![],
             tuesday: vec![],

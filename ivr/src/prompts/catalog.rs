@@ -111,23 +111,11 @@ impl Catalog {
 
     /// Formats a message with its arguments. Any resolver error (unknown variable, unknown
     /// referenced message or term) is an error, never silently spoken text.
-    pub fn format(
-        &self,
-        lang: Language,
-        id: &PromptId,
-        args: &[(&str, PromptArg)],
-    ) -> Result<String, PromptError> {
-        let unknown = || PromptError::UnknownMessage {
-            lang,
-            id: id.clone(),
-        };
+    pub fn format(&self, lang: Language, id: &PromptId, args: &[(&str, PromptArg)]) -> Result<String, PromptError> {
+        let unknown = || PromptError::UnknownMessage { lang, id: id.clone() };
         let lc = self.lang(lang).ok_or_else(unknown)?;
         let info = lc.messages.get(id).ok_or_else(unknown)?;
-        let pattern = lc
-            .bundle
-            .get_message(id.as_str())
-            .and_then(|m| m.value())
-            .ok_or_else(unknown)?;
+        let pattern = lc.bundle.get_message(id.as_str()).and_then(|m| m.value()).ok_or_else(unknown)?;
         let mut fargs = FluentArgs::new();
         for (name, value) in args {
             match value {
@@ -147,21 +135,13 @@ impl Catalog {
                 }
                 let _ = write!(msg, "{e}");
             }
-            Err(PromptError::Format {
-                lang,
-                id: id.clone(),
-                path: info.path.clone(),
-                line: info.line,
-                errors: msg,
-            })
+            Err(PromptError::Format { lang, id: id.clone(), path: info.path.clone(), line: info.line, errors: msg })
         }
     }
 
     /// The message ids of one language.
     pub fn ids(&self, lang: Language) -> BTreeSet<PromptId> {
-        self.lang(lang)
-            .map(|lc| lc.messages.keys().cloned().collect())
-            .unwrap_or_default()
+        self.lang(lang).map(|lc| lc.messages.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Every (language, id) such that `id` exists in some other language but not in this one.
@@ -178,16 +158,12 @@ impl Catalog {
     /// Whether the message (or a message it references) has a `{ $variable }`: such a message
     /// cannot be pre-rendered and is synthesised on demand. `false` for an unknown message.
     pub fn has_variables(&self, lang: Language, id: &PromptId) -> bool {
-        self.lang(lang)
-            .and_then(|lc| lc.messages.get(id))
-            .is_some_and(|m| m.has_variables)
+        self.lang(lang).and_then(|lc| lc.messages.get(id)).is_some_and(|m| m.has_variables)
     }
 
     /// The file and line where a message is defined.
     pub fn source(&self, lang: Language, id: &PromptId) -> Option<(&Path, usize)> {
-        self.lang(lang)
-            .and_then(|lc| lc.messages.get(id))
-            .map(|m| (m.path.as_path(), m.line))
+        self.lang(lang).and_then(|lc| lc.messages.get(id)).map(|m| (m.path.as_path(), m.line))
     }
 }
 
@@ -205,10 +181,7 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
     }
     files.sort();
 
-    let locale: LanguageIdentifier = lang
-        .locale()
-        .parse()
-        .unwrap_or_else(|_| LanguageIdentifier::default());
+    let locale: LanguageIdentifier = lang.locale().parse().unwrap_or_else(|_| LanguageIdentifier::default());
     let mut bundle = FluentBundle::new_concurrent(vec![locale]);
     bundle.set_use_isolating(false);
     if lang != Language::En {
@@ -218,8 +191,7 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
     let mut messages: BTreeMap<PromptId, MessageInfo> = BTreeMap::new();
     for path in files {
         let bytes = std::fs::read(&path).map_err(PromptError::io(&path))?;
-        let mut source =
-            String::from_utf8(bytes).map_err(|_| PromptError::NotUtf8 { path: path.clone() })?;
+        let mut source = String::from_utf8(bytes).map_err(|_| PromptError::NotUtf8 { path: path.clone() })?;
         if source.starts_with('\u{feff}') {
             source.drain(..'\u{feff}'.len_utf8());
         }
@@ -231,19 +203,11 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
                 let (offset, message) = first
                     .map(|e| {
                         let entry_start = e.slice.as_ref().map_or(0, |s| s.start);
-                        (
-                            error_offset(&source, e.pos.start, entry_start),
-                            e.to_string(),
-                        )
+                        (error_offset(&source, e.pos.start, entry_start), e.to_string())
                     })
                     .unwrap_or((0, "unknown error".to_owned()));
                 let (line, column) = line_column(&source, offset);
-                return Err(PromptError::Parse {
-                    path,
-                    line,
-                    column,
-                    message,
-                });
+                return Err(PromptError::Parse { path, line, column, message });
             }
         };
         // Message ids in the order the parser saw them, matched with their lines in the text.
@@ -254,12 +218,7 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
             };
             let name = msg.id.name;
             let nth = occurrences.entry(name).or_insert(0);
-            let line = entry_lines
-                .iter()
-                .filter(|(id, _)| *id == name)
-                .nth(*nth)
-                .map(|(_, l)| *l)
-                .unwrap_or(1);
+            let line = entry_lines.iter().filter(|(id, _)| *id == name).nth(*nth).map(|(_, l)| *l).unwrap_or(1);
             *nth += 1;
             let id = PromptId::parse(name).map_err(|_| PromptError::InvalidId {
                 id: name.to_owned(),
@@ -278,22 +237,11 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
                     first_line: first.line,
                 });
             }
-            messages.insert(
-                id,
-                MessageInfo {
-                    path: path.clone(),
-                    line,
-                    has_variables: false,
-                },
-            );
+            messages.insert(id, MessageInfo { path: path.clone(), line, has_variables: false });
         }
         if let Err(errors) = bundle.add_resource(resource) {
             // Duplicate messages were caught above; what is left is a duplicate term.
-            let message = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let message = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
             let line = errors
                 .iter()
                 .find_map(|e| match e {
@@ -308,12 +256,7 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
                     _ => None,
                 })
                 .unwrap_or(1);
-            return Err(PromptError::Parse {
-                path,
-                line,
-                column: 1,
-                message,
-            });
+            return Err(PromptError::Parse { path, line, column: 1, message });
         }
     }
 
@@ -342,9 +285,7 @@ fn entry_lines(source: &str) -> Vec<(&str, usize)> {
         if !line.starts_with(|c: char| c.is_ascii_alphabetic()) {
             continue;
         }
-        let end = line
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(line.len());
+        let end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).unwrap_or(line.len());
         if line[end..].trim_start().starts_with('=') {
             out.push((&line[..end], i + 1));
         }
@@ -362,9 +303,7 @@ fn error_offset(source: &str, offset: usize, entry_start: usize) -> usize {
         return offset;
     }
     let start = entry_start.min(offset);
-    source
-        .get(start..offset)
-        .map_or(offset, |before| start + before.trim_end().len())
+    source.get(start..offset).map_or(offset, |before| start + before.trim_end().len())
 }
 
 /// The 1-based line and column (in characters) of a byte offset.
@@ -383,33 +322,21 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
 /// Deep enough for any real prompt; guards against reference cycles (`a = { b }`, `b = { a }`).
 const MAX_REFERENCE_DEPTH: usize = 16;
 
-fn pattern_has_variables(
-    bundle: &FluentBundle<FluentResource>,
-    pattern: &ast::Pattern<&str>,
-    depth: usize,
-) -> bool {
+fn pattern_has_variables(bundle: &FluentBundle<FluentResource>, pattern: &ast::Pattern<&str>, depth: usize) -> bool {
     if depth > MAX_REFERENCE_DEPTH {
         return false;
     }
     pattern.elements.iter().any(|el| match el {
         ast::PatternElement::TextElement { .. } => false,
-        ast::PatternElement::Placeable { expression } => {
-            expression_has_variables(bundle, expression, depth)
-        }
+        ast::PatternElement::Placeable { expression } => expression_has_variables(bundle, expression, depth),
     })
 }
 
-fn expression_has_variables(
-    bundle: &FluentBundle<FluentResource>,
-    expr: &ast::Expression<&str>,
-    depth: usize,
-) -> bool {
+fn expression_has_variables(bundle: &FluentBundle<FluentResource>, expr: &ast::Expression<&str>, depth: usize) -> bool {
     match expr {
         ast::Expression::Select { selector, variants } => {
             inline_has_variables(bundle, selector, depth)
-                || variants
-                    .iter()
-                    .any(|v| pattern_has_variables(bundle, &v.value, depth))
+                || variants.iter().any(|v| pattern_has_variables(bundle, &v.value, depth))
         }
         ast::Expression::Inline(inline) => inline_has_variables(bundle, inline, depth),
     }
@@ -422,11 +349,8 @@ fn inline_has_variables(
 ) -> bool {
     match inline {
         ast::InlineExpression::VariableReference { .. } => true,
-        ast::InlineExpression::StringLiteral { .. }
-        | ast::InlineExpression::NumberLiteral { .. } => false,
-        ast::InlineExpression::FunctionReference { arguments, .. } => {
-            args_have_variables(bundle, arguments, depth)
-        }
+        ast::InlineExpression::StringLiteral { .. } | ast::InlineExpression::NumberLiteral { .. } => false,
+        ast::InlineExpression::FunctionReference { arguments, .. } => args_have_variables(bundle, arguments, depth),
         ast::InlineExpression::MessageReference { id, attribute } => {
             let Some(msg) = bundle.get_message(id.name) else {
                 return false;
@@ -438,27 +362,16 @@ fn inline_has_variables(
             pattern.is_some_and(|p| pattern_has_variables(bundle, p, depth + 1))
         }
         // A term's variables are its call arguments, not the caller's data.
-        ast::InlineExpression::TermReference { arguments, .. } => arguments
-            .as_ref()
-            .is_some_and(|a| args_have_variables(bundle, a, depth)),
-        ast::InlineExpression::Placeable { expression } => {
-            expression_has_variables(bundle, expression, depth)
+        ast::InlineExpression::TermReference { arguments, .. } => {
+            arguments.as_ref().is_some_and(|a| args_have_variables(bundle, a, depth))
         }
+        ast::InlineExpression::Placeable { expression } => expression_has_variables(bundle, expression, depth),
     }
 }
 
-fn args_have_variables(
-    bundle: &FluentBundle<FluentResource>,
-    args: &ast::CallArguments<&str>,
-    depth: usize,
-) -> bool {
-    args.positional
-        .iter()
-        .any(|a| inline_has_variables(bundle, a, depth))
-        || args
-            .named
-            .iter()
-            .any(|a| inline_has_variables(bundle, &a.value, depth))
+fn args_have_variables(bundle: &FluentBundle<FluentResource>, args: &ast::CallArguments<&str>, depth: usize) -> bool {
+    args.positional.iter().any(|a| inline_has_variables(bundle, a, depth))
+        || args.named.iter().any(|a| inline_has_variables(bundle, &a.value, depth))
 }
 
 #[cfg(test)]

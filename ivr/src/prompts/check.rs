@@ -53,20 +53,15 @@ impl fmt::Display for ProblemKind {
             ProblemKind::MissingWav => write!(f, "WAV file missing (run `helpline prompts render`)"),
             ProblemKind::Unreadable(e) => write!(f, "not a readable WAV file: {e}"),
             ProblemKind::WrongFormat(e) => write!(f, "{e}"),
-            ProblemKind::Truncated { declared, read } => write!(
-                f,
-                "truncated: header declares {declared} samples, only {read} could be read"
-            ),
+            ProblemKind::Truncated { declared, read } => {
+                write!(f, "truncated: header declares {declared} samples, only {read} could be read")
+            }
             ProblemKind::Silent { rms_dbfs } => {
                 write!(f, "silent: RMS {rms_dbfs:.1} dBFS (threshold {SILENCE_DBFS} dBFS)")
             }
-            ProblemKind::TooShort {
-                duration_ms,
-                min_ms,
-            } => write!(
-                f,
-                "too short for its text: {duration_ms} ms, expected at least {min_ms} ms"
-            ),
+            ProblemKind::TooShort { duration_ms, min_ms } => {
+                write!(f, "too short for its text: {duration_ms} ms, expected at least {min_ms} ms")
+            }
             ProblemKind::AbruptEnd { tail_dbfs } => write!(
                 f,
                 "ends abruptly: last {TAIL_MS} ms at {tail_dbfs:.1} dBFS (must be below {TAIL_MAX_DBFS} dBFS)"
@@ -112,12 +107,7 @@ impl CheckReport {
 pub fn check_all(dir: &Path, catalog: &Catalog) -> CheckReport {
     let mut report = CheckReport::default();
     for (lang, id) in catalog.missing() {
-        report.problems.push(Problem {
-            lang,
-            id,
-            path: None,
-            kind: ProblemKind::MissingMessage,
-        });
+        report.problems.push(Problem { lang, id, path: None, kind: ProblemKind::MissingMessage });
     }
     for lang in Language::ALL {
         for id in catalog.ids(lang) {
@@ -139,12 +129,7 @@ pub fn check_all(dir: &Path, catalog: &Catalog) -> CheckReport {
             let path = wav_path(dir, lang, &id);
             report.files_checked += usize::from(path.exists());
             for kind in check_file(&path, &text) {
-                report.problems.push(Problem {
-                    lang,
-                    id: id.clone(),
-                    path: Some(path.clone()),
-                    kind,
-                });
+                report.problems.push(Problem { lang, id: id.clone(), path: Some(path.clone()), kind });
             }
         }
     }
@@ -153,12 +138,7 @@ pub fn check_all(dir: &Path, catalog: &Catalog) -> CheckReport {
 
 /// The shortest plausible duration of a prompt speaking `text`.
 pub fn min_duration_ms(text: &str) -> u64 {
-    let chars = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .count() as u64;
+    let chars = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().count() as u64;
     (chars * MIN_MS_PER_CHAR).max(MIN_DURATION_MS)
 }
 
@@ -186,10 +166,7 @@ pub fn check_file(path: &Path, text: &str) -> Vec<ProblemKind> {
         }
     }
     if samples.len() != declared {
-        problems.push(ProblemKind::Truncated {
-            declared,
-            read: samples.len(),
-        });
+        problems.push(ProblemKind::Truncated { declared, read: samples.len() });
     }
     let rms = rms_dbfs(&samples);
     if rms < SILENCE_DBFS {
@@ -200,10 +177,7 @@ pub fn check_file(path: &Path, text: &str) -> Vec<ProblemKind> {
     let duration_ms = samples.len() as u64 * 1000 / u64::from(spec.sample_rate);
     let min_ms = min_duration_ms(text);
     if duration_ms < min_ms {
-        problems.push(ProblemKind::TooShort {
-            duration_ms,
-            min_ms,
-        });
+        problems.push(ProblemKind::TooShort { duration_ms, min_ms });
     }
     let tail_len = (spec.sample_rate * TAIL_MS / 1000) as usize;
     let tail = &samples[samples.len().saturating_sub(tail_len)..];

@@ -118,20 +118,9 @@ fn limit_peaks(x: &mut [f32], ceiling: f32) {
     if n == 0 || x.iter().all(|s| s.abs() <= ceiling) {
         return;
     }
-    let needed: Vec<f32> = x
-        .iter()
-        .map(|s| {
-            if s.abs() > ceiling {
-                ceiling / s.abs()
-            } else {
-                1.0
-            }
-        })
-        .collect();
+    let needed: Vec<f32> = x.iter().map(|s| if s.abs() > ceiling { ceiling / s.abs() } else { 1.0 }).collect();
     let window = |i: usize| i.saturating_sub(w)..(i + w + 1).min(n);
-    let min_env: Vec<f32> = (0..n)
-        .map(|i| needed[window(i)].iter().cloned().fold(1.0, f32::min))
-        .collect();
+    let min_env: Vec<f32> = (0..n).map(|i| needed[window(i)].iter().cloned().fold(1.0, f32::min)).collect();
     for (i, s) in x.iter_mut().enumerate() {
         let r = window(i);
         let len = r.len() as f32;
@@ -148,10 +137,7 @@ pub fn to_f32(samples: &[i16]) -> Vec<f32> {
 
 /// Converts floats to PCM samples, rounding and clamping.
 pub fn to_i16(samples: &[f32]) -> Vec<i16> {
-    samples
-        .iter()
-        .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect()
+    samples.iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16).collect()
 }
 
 fn db_to_gain(db: f64) -> f64 {
@@ -193,21 +179,13 @@ pub fn telephone_prompt(samples: &[i16], rate: u32) -> Option<Vec<i16>> {
     // Level: RMS over the 20 ms frames within 30 dB of the loudest frame (the speech, not the
     // pauses between words), capped so the peak stays under the ceiling.
     let frame = (TELEPHONE_RATE / 50) as usize;
-    let frame_ms: Vec<f64> = speech
-        .chunks(frame)
-        .map(|c| c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / c.len() as f64)
-        .collect();
+    let frame_ms: Vec<f64> =
+        speech.chunks(frame).map(|c| c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / c.len() as f64).collect();
     let loudest = frame_ms.iter().cloned().fold(0.0, f64::max);
     let gate = loudest * db_to_gain(-30.0).powi(2);
-    let (sum, count) = speech
-        .chunks(frame)
-        .zip(&frame_ms)
-        .filter(|(_, &ms)| ms >= gate)
-        .fold((0.0, 0usize), |(s, n), (c, _)| {
-            (
-                s + c.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>(),
-                n + c.len(),
-            )
+    let (sum, count) =
+        speech.chunks(frame).zip(&frame_ms).filter(|(_, &ms)| ms >= gate).fold((0.0, 0usize), |(s, n), (c, _)| {
+            (s + c.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>(), n + c.len())
         });
     let active_rms = (sum / count.max(1) as f64).sqrt();
     let ceiling = db_to_gain(PEAK_CEILING_DBFS);
@@ -241,9 +219,7 @@ mod tests {
 
     fn sine(freq: f64, rate: u32, secs: f64, amp: f64) -> Vec<f32> {
         let n = (f64::from(rate) * secs) as usize;
-        (0..n)
-            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
+        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
     }
 
     /// Amplitude of `freq` in `x` by correlation with a sine and a cosine (a one-bin DFT).
@@ -294,10 +270,7 @@ mod tests {
     fn resampler_attenuates_tones_near_nyquist() {
         let y = resample(&sine(3000.0, 22050, 1.0, 0.5), 22050, 8000);
         let a = amplitude_at(steady(&y), 3000.0, 8000);
-        assert!(
-            (a - 0.5).abs() < 0.01,
-            "3 kHz is in the telephone band: {a}"
-        );
+        assert!((a - 0.5).abs() < 0.01, "3 kHz is in the telephone band: {a}");
         let y = resample(&sine(4500.0, 22050, 1.0, 0.5), 22050, 8000);
         let alias = amplitude_at(steady(&y), 3500.0, 8000);
         assert!(alias < 0.001, "4.5 kHz folds to 3.5 kHz: {alias}");

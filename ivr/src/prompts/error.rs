@@ -19,42 +19,17 @@ pub enum PromptError {
     #[error("{}: not valid UTF-8 text", path.display())]
     NotUtf8 { path: PathBuf },
     #[error("{}:{line}:{column}: fluent syntax error: {message}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{}:{line}: message id {id:?} is not a valid prompt id (1 to 64 of a-z 0-9 -, starting with a letter)", path.display())]
-    InvalidId {
-        id: String,
-        path: PathBuf,
-        line: usize,
-    },
+    InvalidId { id: String, path: PathBuf, line: usize },
     #[error("{}:{line}: message {id} has no value (attribute-only messages cannot be spoken)", path.display())]
-    NoValue {
-        id: PromptId,
-        path: PathBuf,
-        line: usize,
-    },
+    NoValue { id: PromptId, path: PathBuf, line: usize },
     #[error("{}:{line}: duplicate message id {id} (first defined at {}:{first_line})", path.display(), first_path.display())]
-    DuplicateId {
-        id: PromptId,
-        path: PathBuf,
-        line: usize,
-        first_path: PathBuf,
-        first_line: usize,
-    },
+    DuplicateId { id: PromptId, path: PathBuf, line: usize, first_path: PathBuf, first_line: usize },
     #[error("no message {id} in language {lang}")]
     UnknownMessage { lang: Language, id: PromptId },
     #[error("{}:{line}: cannot format message {id} ({lang}): {errors}", path.display())]
-    Format {
-        lang: Language,
-        id: PromptId,
-        path: PathBuf,
-        line: usize,
-        errors: String,
-    },
+    Format { lang: Language, id: PromptId, path: PathBuf, line: usize, errors: String },
     #[error("{}:{line}: cannot render message {id} ({lang}): {source}", path.display())]
     Render {
         lang: Language,
@@ -71,12 +46,7 @@ pub enum PromptError {
     #[error("speech engine {program:?} not found: install the Debian package `espeak-ng` (apt-get install espeak-ng)")]
     EspeakNotFound { program: PathBuf },
     #[error("speech engine {program:?} failed for voice {voice} ({status}): {stderr}")]
-    Espeak {
-        program: PathBuf,
-        voice: &'static str,
-        status: String,
-        stderr: String,
-    },
+    Espeak { program: PathBuf, voice: &'static str, status: String, stderr: String },
     #[error("{}: {source}", path.display())]
     Wav {
         path: PathBuf,

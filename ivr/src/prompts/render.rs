@@ -28,10 +28,7 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions {
-            espeak_program: PathBuf::from("espeak-ng"),
-            pace: Pace::Normal,
-        }
+        RenderOptions { espeak_program: PathBuf::from("espeak-ng"), pace: Pace::Normal }
     }
 }
 
@@ -90,13 +87,7 @@ fn read_manifest(path: &Path) -> BTreeMap<String, ManifestEntry> {
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
             let (id, key, wav) = (parts.next()?, parts.next()?, parts.next()?);
-            Some((
-                id.to_owned(),
-                ManifestEntry {
-                    key: key.to_owned(),
-                    wav: wav.to_owned(),
-                },
-            ))
+            Some((id.to_owned(), ManifestEntry { key: key.to_owned(), wav: wav.to_owned() }))
         })
         .collect()
 }
@@ -119,19 +110,14 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Prompt
     let parent = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(PromptError::io(parent))?;
     std::io::Write::write_all(&mut tmp, bytes).map_err(PromptError::io(tmp.path()))?;
-    tmp.persist(path)
-        .map_err(|e| PromptError::io(path)(e.error))?;
+    tmp.persist(path).map_err(|e| PromptError::io(path)(e.error))?;
     Ok(true)
 }
 
 /// Renders every static message (one without variables) of every language to
 /// `dir/<lang>/wav/<id>.wav`, 8 kHz mono 16-bit PCM, skipping those already up to date.
 /// Stops at the first failure (after saving the manifest of what was done).
-pub fn render_all(
-    dir: &Path,
-    catalog: &Catalog,
-    opts: &RenderOptions,
-) -> Result<RenderReport, PromptError> {
+pub fn render_all(dir: &Path, catalog: &Catalog, opts: &RenderOptions) -> Result<RenderReport, PromptError> {
     let espeak = Espeak::new(&opts.espeak_program);
     // Fails early, with the install hint, if the engine is missing.
     let engine = espeak.version()?;
@@ -175,17 +161,8 @@ fn render_language(
                 new.insert(id.to_string(), entry);
             }
             Err(e) => {
-                let (path, line) = catalog
-                    .source(lang, id)
-                    .map(|(p, l)| (p.to_owned(), l))
-                    .unwrap_or_default();
-                result = Err(PromptError::Render {
-                    lang,
-                    id: id.clone(),
-                    path,
-                    line,
-                    source: Box::new(e),
-                });
+                let (path, line) = catalog.source(lang, id).map(|(p, l)| (p.to_owned(), l)).unwrap_or_default();
+                result = Err(PromptError::Render { lang, id: id.clone(), path, line, source: Box::new(e) });
                 break;
             }
         }
@@ -237,12 +214,7 @@ fn render_one(
 ) -> Result<(ManifestEntry, Outcome), PromptError> {
     let text = catalog.format(lang, id, &[])?;
     let key = sha256_hex(
-        format!(
-            "{PIPELINE_VERSION}|{engine}|{}|{}|{text}",
-            voice(lang),
-            opts.pace.words_per_minute()
-        )
-        .as_bytes(),
+        format!("{PIPELINE_VERSION}|{engine}|{}|{}|{text}", voice(lang), opts.pace.words_per_minute()).as_bytes(),
     );
     let path = wav_path(dir, lang, id);
     if let Some(entry) = old.get(id.as_str()) {
@@ -257,16 +229,6 @@ fn render_one(
     let samples = espeak.synthesize(lang, &text, opts.pace)?;
     let bytes = wav_bytes(&samples).map_err(PromptError::wav(&path))?;
     let written = write_if_changed(&path, &bytes)?;
-    let entry = ManifestEntry {
-        key,
-        wav: sha256_hex(&bytes),
-    };
-    Ok((
-        entry,
-        if written {
-            Outcome::Written
-        } else {
-            Outcome::Identical
-        },
-    ))
+    let entry = ManifestEntry { key, wav: sha256_hex(&bytes) };
+    Ok((entry, if written { Outcome::Written } else { Outcome::Identical }))
 }

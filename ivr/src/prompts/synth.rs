@@ -68,10 +68,7 @@ impl Default for Espeak {
 impl Espeak {
     /// `program` is a path or a name looked up in `PATH`.
     pub fn new(program: impl Into<PathBuf>) -> Self {
-        Espeak {
-            program: program.into(),
-            invocations: AtomicU64::new(0),
-        }
+        Espeak { program: program.into(), invocations: AtomicU64::new(0) }
     }
 
     pub fn program(&self) -> &Path {
@@ -89,26 +86,16 @@ impl Espeak {
 
     fn not_found(&self, e: std::io::Error) -> PromptError {
         if e.kind() == std::io::ErrorKind::NotFound {
-            PromptError::EspeakNotFound {
-                program: self.program.clone(),
-            }
+            PromptError::EspeakNotFound { program: self.program.clone() }
         } else {
-            PromptError::Io {
-                path: self.program.clone(),
-                source: e,
-            }
+            PromptError::Io { path: self.program.clone(), source: e }
         }
     }
 
     /// The first line of `espeak-ng --version`; part of the render key, since another engine
     /// version speaks differently.
     pub fn version(&self) -> Result<String, PromptError> {
-        let out = self
-            .command()
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.not_found(e))?;
+        let out = self.command().arg("--version").stdin(Stdio::null()).output().map_err(|e| self.not_found(e))?;
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text
             .lines()
@@ -128,12 +115,7 @@ impl Espeak {
     }
 
     /// Speaks `text` in the language's voice and returns an 8 kHz telephone prompt.
-    pub fn synthesize(
-        &self,
-        lang: Language,
-        text: &str,
-        pace: Pace,
-    ) -> Result<Vec<i16>, PromptError> {
+    pub fn synthesize(&self, lang: Language, text: &str, pace: Pace) -> Result<Vec<i16>, PromptError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(PromptError::EmptyText);
@@ -168,9 +150,7 @@ impl Espeak {
                 }
             }
         }
-        let out = child
-            .wait_with_output()
-            .map_err(PromptError::io(&self.program))?;
+        let out = child.wait_with_output().map_err(PromptError::io(&self.program))?;
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         let failed = |status: String| PromptError::Espeak {
             program: self.program.clone(),
@@ -181,23 +161,15 @@ impl Espeak {
         if !out.status.success() || stderr.contains("Error") {
             return Err(failed(out.status.to_string()));
         }
-        let mut reader =
-            hound::WavReader::open(tmp.path()).map_err(PromptError::wav(tmp.path()))?;
+        let mut reader = hound::WavReader::open(tmp.path()).map_err(PromptError::wav(tmp.path()))?;
         let spec = reader.spec();
-        if spec.channels != 1
-            || spec.bits_per_sample != 16
-            || spec.sample_format != hound::SampleFormat::Int
-        {
+        if spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
             return Err(PromptError::WavFormat {
                 path: tmp.path().to_owned(),
                 reason: format!("unexpected espeak-ng output format {spec:?}"),
             });
         }
-        let samples = reader
-            .samples::<i16>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(PromptError::wav(tmp.path()))?;
-        dsp::telephone_prompt(&samples, spec.sample_rate)
-            .ok_or_else(|| failed("produced no sound".to_owned()))
+        let samples = reader.samples::<i16>().collect::<Result<Vec<_>, _>>().map_err(PromptError::wav(tmp.path()))?;
+        dsp::telephone_prompt(&samples, spec.sample_rate).ok_or_else(|| failed("produced no sound".to_owned()))
     }
 }

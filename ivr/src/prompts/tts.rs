@@ -26,10 +26,7 @@ pub struct TtsOptions {
 
 impl Default for TtsOptions {
     fn default() -> Self {
-        TtsOptions {
-            espeak_program: PathBuf::from("espeak-ng"),
-            memory_entries: 256,
-        }
+        TtsOptions { espeak_program: PathBuf::from("espeak-ng"), memory_entries: 256 }
     }
 }
 
@@ -53,11 +50,7 @@ impl Memory {
         self.tick += 1;
         self.entries.insert(key, (samples, self.tick));
         while self.entries.len() > self.capacity {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
+            let oldest = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => self.entries.remove(&k),
                 None => break,
@@ -75,10 +68,7 @@ pub struct Tts {
 
 impl std::fmt::Debug for Tts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tts")
-            .field("cache_dir", &self.cache_dir)
-            .field("espeak", &self.espeak)
-            .finish_non_exhaustive()
+        f.debug_struct("Tts").field("cache_dir", &self.cache_dir).field("espeak", &self.espeak).finish_non_exhaustive()
     }
 }
 
@@ -93,11 +83,7 @@ impl Tts {
         Ok(Tts {
             cache_dir,
             espeak: Espeak::new(options.espeak_program),
-            memory: Mutex::new(Memory {
-                entries: HashMap::new(),
-                tick: 0,
-                capacity: options.memory_entries.max(1),
-            }),
+            memory: Mutex::new(Memory { entries: HashMap::new(), tick: 0, capacity: options.memory_entries.max(1) }),
         })
     }
 
@@ -117,8 +103,7 @@ impl Tts {
 
     /// The on-disk cache file of a text.
     pub fn cache_path(&self, lang: Language, text: &str, pace: Pace) -> PathBuf {
-        self.cache_dir
-            .join(format!("{}.wav", Tts::cache_key(lang, text, pace)))
+        self.cache_dir.join(format!("{}.wav", Tts::cache_key(lang, text, pace)))
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -132,22 +117,14 @@ impl Tts {
 
     /// The 8 kHz mono samples of `text` spoken in `lang`: from memory, else from the disk cache,
     /// else synthesised (and then stored in both). A damaged cache file is synthesised again.
-    pub fn render(
-        &self,
-        lang: Language,
-        text: &str,
-        pace: Pace,
-    ) -> Result<Arc<Vec<i16>>, PromptError> {
+    pub fn render(&self, lang: Language, text: &str, pace: Pace) -> Result<Arc<Vec<i16>>, PromptError> {
         let text = normalize(text);
         if text.is_empty() {
             return Err(PromptError::EmptyText);
         }
         let chars = text.chars().count();
         if chars > Tts::MAX_TEXT_CHARS {
-            return Err(PromptError::TextTooLong {
-                chars,
-                max: Tts::MAX_TEXT_CHARS,
-            });
+            return Err(PromptError::TextTooLong { chars, max: Tts::MAX_TEXT_CHARS });
         }
         let key = Tts::cache_key(lang, &text, pace);
         if let Some(samples) = self.lock().get(&key) {

@@ -50,27 +50,19 @@ pub fn format_problem(spec: &hound::WavSpec) -> Option<String> {
 pub fn load_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
     let reader = hound::WavReader::open(path).map_err(PromptError::wav(path))?;
     if let Some(reason) = format_problem(&reader.spec()) {
-        return Err(PromptError::WavFormat {
-            path: path.to_owned(),
-            reason,
-        });
+        return Err(PromptError::WavFormat { path: path.to_owned(), reason });
     }
     let declared = reader.len() as usize;
     let samples = read_samples(reader).map_err(PromptError::wav(path))?;
     if samples.len() != declared {
         return Err(PromptError::WavFormat {
             path: path.to_owned(),
-            reason: format!(
-                "truncated: header declares {declared} samples, file holds {}",
-                samples.len()
-            ),
+            reason: format!("truncated: header declares {declared} samples, file holds {}", samples.len()),
         });
     }
     Ok(samples)
 }
 
-pub(crate) fn read_samples<R: std::io::Read>(
-    mut reader: hound::WavReader<R>,
-) -> Result<Vec<i16>, hound::Error> {
+pub(crate) fn read_samples<R: std::io::Read>(mut reader: hound::WavReader<R>) -> Result<Vec<i16>, hound::Error> {
     reader.samples::<i16>().collect()
 }

@@ -51,12 +51,7 @@ impl TelephoneEvent {
 
     pub fn encode(&self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
-        [
-            self.event,
-            if self.end { 0x80 } else { 0 } | (self.volume & 0x3F),
-            d[0],
-            d[1],
-        ]
+        [self.event, if self.end { 0x80 } else { 0 } | (self.volume & 0x3F), d[0], d[1]]
     }
 
     /// The keypad key, for events 0-15.
@@ -85,22 +80,12 @@ pub struct DtmfReceiver {
 impl DtmfReceiver {
     /// `payload_type` is the telephone-event type negotiated in SDP.
     pub fn new(payload_type: u8, timeout: Duration) -> DtmfReceiver {
-        DtmfReceiver {
-            payload_type,
-            timeout,
-            held: None,
-            seen: VecDeque::with_capacity(HISTORY),
-        }
+        DtmfReceiver { payload_type, timeout, held: None, seen: VecDeque::with_capacity(HISTORY) }
     }
 
     /// Feeds one received RTP packet (any payload type: audio packets are ignored). Returns the
     /// key when this packet starts a new DTMF event.
-    pub fn on_packet(
-        &mut self,
-        header: &RtpHeader,
-        payload: &[u8],
-        now: Instant,
-    ) -> Option<DtmfDigit> {
+    pub fn on_packet(&mut self, header: &RtpHeader, payload: &[u8], now: Instant) -> Option<DtmfDigit> {
         if header.payload_type != self.payload_type {
             return None;
         }
@@ -125,19 +110,13 @@ impl DtmfReceiver {
             self.seen.pop_front();
         }
         self.seen.push_back(key);
-        self.held = (!ev.end).then_some(Held {
-            timestamp: header.timestamp,
-            event: ev.event,
-            last_packet: now,
-        });
+        self.held = (!ev.end).then_some(Held { timestamp: header.timestamp, event: ev.event, last_packet: now });
         ev.digit()
     }
 
     /// The key currently held down, if any.
     pub fn held(&self) -> Option<DtmfDigit> {
-        self.held
-            .as_ref()
-            .and_then(|h| DtmfDigit::from_event_code(h.event))
+        self.held.as_ref().and_then(|h| DtmfDigit::from_event_code(h.event))
     }
 
     /// When [`Self::on_timeout`] should be called.
@@ -170,45 +149,23 @@ pub struct DtmfSender;
 impl DtmfSender {
     /// Packets for `digit` held for `duration` samples (at 8 kHz; 800 = 100 ms), starting at RTP
     /// timestamp `timestamp`.
-    pub fn packets(
-        digit: DtmfDigit,
-        timestamp: u32,
-        duration: u16,
-        volume: u8,
-    ) -> Vec<TelephoneEventPacket> {
+    pub fn packets(digit: DtmfDigit, timestamp: u32, duration: u16, volume: u8) -> Vec<TelephoneEventPacket> {
         let step = 160u16;
         let mut out = Vec::new();
         let mut d = step.min(duration);
-        let mut ev = TelephoneEvent {
-            event: digit.event_code(),
-            end: false,
-            volume,
-            duration: d,
-        };
-        out.push(TelephoneEventPacket {
-            marker: true,
-            timestamp,
-            payload: ev.encode(),
-        });
+        let mut ev = TelephoneEvent { event: digit.event_code(), end: false, volume, duration: d };
+        out.push(TelephoneEventPacket { marker: true, timestamp, payload: ev.encode() });
         while d < duration {
             d = d.saturating_add(step).min(duration);
             ev.duration = d;
             if d < duration {
-                out.push(TelephoneEventPacket {
-                    marker: false,
-                    timestamp,
-                    payload: ev.encode(),
-                });
+                out.push(TelephoneEventPacket { marker: false, timestamp, payload: ev.encode() });
             }
         }
         ev.end = true;
         ev.duration = duration;
         for _ in 0..3 {
-            out.push(TelephoneEventPacket {
-                marker: false,
-                timestamp,
-                payload: ev.encode(),
-            });
+            out.push(TelephoneEventPacket { marker: false, timestamp, payload: ev.encode() });
         }
         out
     }
@@ -258,14 +215,7 @@ mod tests {
     const PT: u8 = 101;
 
     fn header(marker: bool, timestamp: u32, seq: u16) -> RtpHeader {
-        RtpHeader {
-            marker,
-            payload_type: PT,
-            sequence: seq,
-            timestamp,
-            ssrc: 1,
-            csrcs: Vec::new(),
-        }
+        RtpHeader { marker, payload_type: PT, sequence: seq, timestamp, ssrc: 1, csrcs: Vec::new() }
     }
 
     fn digit(c: char) -> DtmfDigit {
@@ -287,15 +237,7 @@ mod tests {
     #[test]
     fn payload_codec() {
         let ev = TelephoneEvent::decode(&[11, 0x8A, 0x03, 0x20]).unwrap();
-        assert_eq!(
-            ev,
-            TelephoneEvent {
-                event: 11,
-                end: true,
-                volume: 10,
-                duration: 800
-            }
-        );
+        assert_eq!(ev, TelephoneEvent { event: 11, end: true, volume: 10, duration: 800 });
         assert_eq!(ev.encode(), [11, 0x8A, 0x03, 0x20]);
         assert_eq!(ev.digit(), Some(digit('#')));
         assert_eq!(TelephoneEvent::decode(&[1, 2]), Err(TelephoneEventError(2)));
@@ -329,10 +271,7 @@ mod tests {
         let mut rx = DtmfReceiver::new(PT, DEFAULT_EVENT_TIMEOUT);
         let pkts = DtmfSender::packets(digit('1'), 0, 800, 10);
         let now = Instant::now();
-        assert_eq!(
-            rx.on_packet(&header(true, 0, 0), &pkts[0].payload, now),
-            Some(digit('1'))
-        );
+        assert_eq!(rx.on_packet(&header(true, 0, 0), &pkts[0].payload, now), Some(digit('1')));
         assert_eq!(rx.held(), Some(digit('1')));
     }
 
@@ -340,10 +279,7 @@ mod tests {
     fn lost_end_packets_then_new_event() {
         let t0 = Instant::now();
         let mut rx = DtmfReceiver::new(PT, DEFAULT_EVENT_TIMEOUT);
-        let first: Vec<_> = DtmfSender::packets(digit('2'), 1000, 800, 10)
-            .into_iter()
-            .take(3)
-            .collect();
+        let first: Vec<_> = DtmfSender::packets(digit('2'), 1000, 800, 10).into_iter().take(3).collect();
         assert_eq!(feed(&mut rx, &first, t0), ['2']);
         assert_eq!(rx.held(), Some(digit('2')));
         let second = DtmfSender::packets(digit('2'), 2600, 800, 10);
@@ -354,10 +290,7 @@ mod tests {
     fn lost_end_packets_timeout_releases_the_key() {
         let t0 = Instant::now();
         let mut rx = DtmfReceiver::new(PT, DEFAULT_EVENT_TIMEOUT);
-        let first: Vec<_> = DtmfSender::packets(digit('9'), 1000, 800, 10)
-            .into_iter()
-            .take(2)
-            .collect();
+        let first: Vec<_> = DtmfSender::packets(digit('9'), 1000, 800, 10).into_iter().take(2).collect();
         feed(&mut rx, &first, t0);
         let deadline = rx.deadline().unwrap();
         rx.on_timeout(deadline - Duration::from_millis(1));
@@ -375,62 +308,31 @@ mod tests {
         let mut rx = DtmfReceiver::new(PT, DEFAULT_EVENT_TIMEOUT);
         let mut pkts = DtmfSender::packets(digit('#'), 500, 480, 10);
         pkts[0].marker = false;
-        assert_eq!(
-            feed(&mut rx, &pkts[1..], t0),
-            ['#'],
-            "start packet lost too"
-        );
+        assert_eq!(feed(&mut rx, &pkts[1..], t0), ['#'], "start packet lost too");
     }
 
     #[test]
     fn ignores_non_dtmf_events_and_other_payload_types() {
         let now = Instant::now();
         let mut rx = DtmfReceiver::new(PT, DEFAULT_EVENT_TIMEOUT);
-        assert_eq!(
-            rx.on_packet(&header(true, 10, 0), &[16, 0, 0, 160], now),
-            None
-        );
-        assert_eq!(
-            rx.on_packet(&header(true, 20, 1), &[32, 0, 0, 160], now),
-            None
-        );
+        assert_eq!(rx.on_packet(&header(true, 10, 0), &[16, 0, 0, 160], now), None);
+        assert_eq!(rx.on_packet(&header(true, 20, 1), &[32, 0, 0, 160], now), None);
         let mut audio = header(false, 30, 2);
         audio.payload_type = 0;
         assert_eq!(rx.on_packet(&audio, &[5, 0, 0, 160], now), None);
         assert_eq!(rx.on_packet(&header(true, 40, 3), &[5, 0], now), None);
-        assert_eq!(
-            rx.on_packet(&header(true, 50, 4), &[5, 0, 0, 160], now),
-            Some(digit('5'))
-        );
+        assert_eq!(rx.on_packet(&header(true, 50, 4), &[5, 0, 0, 160], now), Some(digit('5')));
     }
 
     #[test]
     fn sip_info_bodies() {
-        assert_eq!(
-            parse_info_dtmf("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
-            Ok(digit('5'))
-        );
-        assert_eq!(
-            parse_info_dtmf("application/dtmf-relay", b"Signal= #\nDuration= 250"),
-            Ok(digit('#'))
-        );
-        assert_eq!(
-            parse_info_dtmf("Application/DTMF-Relay", b"signal=11\r\n"),
-            Ok(digit('#'))
-        );
+        assert_eq!(parse_info_dtmf("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Ok(digit('5')));
+        assert_eq!(parse_info_dtmf("application/dtmf-relay", b"Signal= #\nDuration= 250"), Ok(digit('#')));
+        assert_eq!(parse_info_dtmf("Application/DTMF-Relay", b"signal=11\r\n"), Ok(digit('#')));
         assert_eq!(parse_info_dtmf("application/dtmf", b"5"), Ok(digit('5')));
-        assert_eq!(
-            parse_info_dtmf("application/dtmf", b"*\r\n"),
-            Ok(digit('*'))
-        );
-        assert_eq!(
-            parse_info_dtmf("application/dtmf-relay", b"Duration=160"),
-            Err(InfoDtmfError::NoSignal)
-        );
-        assert_eq!(
-            parse_info_dtmf("application/dtmf", b"E"),
-            Err(InfoDtmfError::NoSignal)
-        );
+        assert_eq!(parse_info_dtmf("application/dtmf", b"*\r\n"), Ok(digit('*')));
+        assert_eq!(parse_info_dtmf("application/dtmf-relay", b"Duration=160"), Err(InfoDtmfError::NoSignal));
+        assert_eq!(parse_info_dtmf("application/dtmf", b"E"), Err(InfoDtmfError::NoSignal));
         assert_eq!(
             parse_info_dtmf("text/plain", b"5"),
             Err(InfoDtmfError::UnsupportedContentType("text/plain".into()))

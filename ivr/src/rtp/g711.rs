@@ -47,11 +47,7 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
         return 0x7F ^ mask;
     }
     let mut aval = seg << 4;
-    aval |= if seg < 2 {
-        (pcm >> 1) & 0x0F
-    } else {
-        (pcm >> seg) & 0x0F
-    };
+    aval |= if seg < 2 { (pcm >> 1) & 0x0F } else { (pcm >> seg) & 0x0F };
     (aval as u8) ^ mask
 }
 
@@ -125,18 +121,10 @@ mod tests {
     #[test]
     fn every_code_survives_decode_then_encode() {
         for code in 0..=255u8 {
-            assert_eq!(
-                linear_to_alaw(alaw_to_linear(code)),
-                code,
-                "A-law {code:#04x}"
-            );
+            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law {code:#04x}");
             if code != 0x7F {
                 // 0x7F is μ-law's negative zero; it decodes to 0, which encodes as 0xFF.
-                assert_eq!(
-                    linear_to_ulaw(ulaw_to_linear(code)),
-                    code,
-                    "μ-law {code:#04x}"
-                );
+                assert_eq!(linear_to_ulaw(ulaw_to_linear(code)), code, "μ-law {code:#04x}");
             }
         }
     }
@@ -156,9 +144,7 @@ mod tests {
     fn decoding_is_monotonic() {
         let mu: Vec<i16> = (0..128u8).rev().map(|c| ulaw_to_linear(c | 0x80)).collect();
         assert!(mu.windows(2).all(|w| w[0] < w[1]));
-        let a: Vec<i16> = (0..128u8)
-            .map(|c| alaw_to_linear((c | 0x80) ^ 0x55))
-            .collect();
+        let a: Vec<i16> = (0..128u8).map(|c| alaw_to_linear((c | 0x80) ^ 0x55)).collect();
         assert!(a.windows(2).all(|w| w[0] < w[1]), "{a:?}");
     }
 }

@@ -131,10 +131,7 @@ mod tests {
         b.extend_from_slice(&[0xFF, 0xFF, 0, 0, 3]); // payload + 3 bytes of padding
         let p = RtpPacket::decode(&b).unwrap();
         assert_eq!(p.payload, &[0xFF, 0xFF]);
-        assert_eq!(
-            (p.header.sequence, p.header.timestamp, p.header.ssrc),
-            (1, 160, 9)
-        );
+        assert_eq!((p.header.sequence, p.header.timestamp, p.header.ssrc), (1, 160, 9));
     }
 
     proptest::proptest! {
@@ -158,10 +155,7 @@ mod tests {
         assert_eq!(RtpPacket::decode(&b), Err(RtpError::BadPadding));
         b[12] = 0;
         assert_eq!(RtpPacket::decode(&b), Err(RtpError::BadPadding));
-        assert_eq!(
-            RtpPacket::decode(&[0x8F, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]),
-            Err(RtpError::TooShort(12))
-        );
+        assert_eq!(RtpPacket::decode(&[0x8F, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]), Err(RtpError::TooShort(12)));
         assert_eq!(
             RtpPacket::decode(&[0x90, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]),
             Err(RtpError::TooShort(16))

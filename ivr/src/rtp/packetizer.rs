@@ -32,13 +32,7 @@ pub struct Packetizer {
 impl Packetizer {
     /// `ssrc`, `initial_sequence` and `initial_timestamp` should be random (RFC 3550 §5.1); the
     /// server draws them, so this code stays deterministic.
-    pub fn new(
-        codec: Codec,
-        payload_type: u8,
-        ssrc: u32,
-        initial_sequence: u16,
-        initial_timestamp: u32,
-    ) -> Self {
+    pub fn new(codec: Codec, payload_type: u8, ssrc: u32, initial_sequence: u16, initial_timestamp: u32) -> Self {
         Packetizer {
             codec,
             payload_type,
@@ -146,10 +140,7 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(start: Instant) -> Pacer {
-        Pacer {
-            start,
-            interval: PACKET_INTERVAL,
-        }
+        Pacer { start, interval: PACKET_INTERVAL }
     }
 
     /// When packet `n` (0-based) is due.
@@ -187,47 +178,19 @@ mod tests {
         let pkts = p.push(&[0i16; 400]);
         assert_eq!(pkts.len(), 2);
         let last = p.flush().unwrap();
-        let decoded: Vec<_> = pkts
-            .iter()
-            .chain([&last])
-            .map(|b| RtpPacket::decode(b).unwrap())
-            .collect();
-        let fields: Vec<_> = decoded
-            .iter()
-            .map(|d| {
-                (
-                    d.header.marker,
-                    d.header.sequence,
-                    d.header.timestamp,
-                    d.payload.len(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            fields,
-            [
-                (true, 65534, 1000, 160),
-                (false, 65535, 1160, 160),
-                (false, 0, 1320, 160)
-            ]
-        );
-        assert!(decoded
-            .iter()
-            .all(|d| d.header.ssrc == 0x1234 && d.header.payload_type == 0));
-        assert!(
-            decoded[2].payload[80..].iter().all(|b| *b == 0xFF),
-            "padded with μ-law silence"
-        );
+        let decoded: Vec<_> = pkts.iter().chain([&last]).map(|b| RtpPacket::decode(b).unwrap()).collect();
+        let fields: Vec<_> =
+            decoded.iter().map(|d| (d.header.marker, d.header.sequence, d.header.timestamp, d.payload.len())).collect();
+        assert_eq!(fields, [(true, 65534, 1000, 160), (false, 65535, 1160, 160), (false, 0, 1320, 160)]);
+        assert!(decoded.iter().all(|d| d.header.ssrc == 0x1234 && d.header.payload_type == 0));
+        assert!(decoded[2].payload[80..].iter().all(|b| *b == 0xFF), "padded with μ-law silence");
         assert_eq!(p.flush(), None);
 
         p.skip_silence(800);
         p.start_talkspurt();
         let next = p.push(&[0i16; 160]);
         let d = RtpPacket::decode(&next[0]).unwrap();
-        assert_eq!(
-            (d.header.marker, d.header.sequence, d.header.timestamp),
-            (true, 1, 1480 + 800)
-        );
+        assert_eq!((d.header.marker, d.header.sequence, d.header.timestamp), (true, 1, 1480 + 800));
     }
 
     #[test]
@@ -269,14 +232,8 @@ mod tests {
         let pacer = Pacer::new(t0);
         assert_eq!(pacer.send_at(0), t0);
         assert_eq!(pacer.send_at(50), t0 + Duration::from_secs(1));
-        assert_eq!(
-            pacer.deviation_micros(1, t0 + Duration::from_micros(20_300)),
-            300
-        );
-        assert_eq!(
-            pacer.deviation_micros(1, t0 + Duration::from_micros(19_000)),
-            -1000
-        );
+        assert_eq!(pacer.deviation_micros(1, t0 + Duration::from_micros(20_300)), 300);
+        assert_eq!(pacer.deviation_micros(1, t0 + Duration::from_micros(19_000)), -1000);
         assert_eq!(pacer.packets_due(t0), 1);
         assert_eq!(pacer.packets_due(t0 + Duration::from_millis(39)), 2);
         assert_eq!(pacer.packets_due(t0 + Duration::from_millis(40)), 3);

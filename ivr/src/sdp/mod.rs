@@ -5,9 +5,5 @@
 mod negotiate;
 mod session;
 
-pub use negotiate::{
-    negotiate, negotiate_body, Codec, LocalMedia, NegotiatedAudio, NegotiationError,
-};
-pub use session::{
-    Connection, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription,
-};
+pub use negotiate::{negotiate, negotiate_body, Codec, LocalMedia, NegotiatedAudio, NegotiationError};
+pub use session::{Connection, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription};

@@ -3,9 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::session::{
-    Connection, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription,
-};
+use super::session::{Connection, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription};
 
 /// The two codecs we speak (ITU-T G.711).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +71,7 @@ pub struct LocalMedia {
 
 impl LocalMedia {
     pub fn new(address: IpAddr, rtp_port: u16, session_id: u64) -> LocalMedia {
-        LocalMedia {
-            address,
-            rtp_port,
-            session_id,
-            session_version: session_id,
-        }
+        LocalMedia { address, rtp_port, session_id, session_version: session_id }
     }
 
     /// Call before answering a re-INVITE: the new answer is a new version (RFC 3264 §8).
@@ -112,23 +105,14 @@ impl NegotiatedAudio {
 
     /// Whether we should be sending audio now (not on hold).
     pub fn we_send(&self) -> bool {
-        matches!(self.direction, Direction::SendRecv | Direction::SendOnly)
-            && self.remote_rtp.is_some()
+        matches!(self.direction, Direction::SendRecv | Direction::SendOnly) && self.remote_rtp.is_some()
     }
 }
 
 fn codec_of(m: &MediaDescription, pt: u8) -> Option<Codec> {
     match m.rtpmap(pt) {
-        Some(RtpMap {
-            encoding,
-            clock_rate: 8000,
-            ..
-        }) if encoding.eq_ignore_ascii_case("PCMU") => Some(Codec::Pcmu),
-        Some(RtpMap {
-            encoding,
-            clock_rate: 8000,
-            ..
-        }) if encoding.eq_ignore_ascii_case("PCMA") => Some(Codec::Pcma),
+        Some(RtpMap { encoding, clock_rate: 8000, .. }) if encoding.eq_ignore_ascii_case("PCMU") => Some(Codec::Pcmu),
+        Some(RtpMap { encoding, clock_rate: 8000, .. }) if encoding.eq_ignore_ascii_case("PCMA") => Some(Codec::Pcma),
         Some(_) => None,
         None => match pt {
             0 => Some(Codec::Pcmu),
@@ -139,61 +123,31 @@ fn codec_of(m: &MediaDescription, pt: u8) -> Option<Codec> {
 }
 
 /// Parses an SDP body and answers it: [`negotiate`] for the bytes of an INVITE body.
-pub fn negotiate_body(
-    body: &[u8],
-    local: &LocalMedia,
-) -> Result<NegotiatedAudio, NegotiationError> {
+pub fn negotiate_body(body: &[u8], local: &LocalMedia) -> Result<NegotiatedAudio, NegotiationError> {
     negotiate(&SessionDescription::parse(body)?, local)
 }
 
 /// Answers `offer` from `local` (RFC 3264 §6.1). The first active `m=audio … RTP/AVP` stream is
 /// accepted; any other stream is declined with port 0.
-pub fn negotiate(
-    offer: &SessionDescription,
-    local: &LocalMedia,
-) -> Result<NegotiatedAudio, NegotiationError> {
+pub fn negotiate(offer: &SessionDescription, local: &LocalMedia) -> Result<NegotiatedAudio, NegotiationError> {
     let audio_index = offer
         .media
         .iter()
-        .position(|m| {
-            m.media == "audio" && m.port != 0 && m.protocol.eq_ignore_ascii_case("RTP/AVP")
-        })
+        .position(|m| m.media == "audio" && m.port != 0 && m.protocol.eq_ignore_ascii_case("RTP/AVP"))
         .ok_or(NegotiationError::NoAudio)?;
     let m = &offer.media[audio_index];
-    let pts: Vec<u8> = m
-        .formats
-        .iter()
-        .filter_map(|f| f.parse().ok())
-        .filter(|pt| *pt < 128)
-        .collect();
-    let (codec_pt, codec) = pts
-        .iter()
-        .find_map(|pt| codec_of(m, *pt).map(|c| (*pt, c)))
-        .ok_or(NegotiationError::NoCommonCodec)?;
+    let pts: Vec<u8> = m.formats.iter().filter_map(|f| f.parse().ok()).filter(|pt| *pt < 128).collect();
+    let (codec_pt, codec) =
+        pts.iter().find_map(|pt| codec_of(m, *pt).map(|c| (*pt, c))).ok_or(NegotiationError::NoCommonCodec)?;
     let te = pts.iter().copied().find(|pt| {
-        m.rtpmap(*pt).is_some_and(|r| {
-            r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == 8000
-        })
+        m.rtpmap(*pt).is_some_and(|r| r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == 8000)
     });
-    let offered_direction = m
-        .direction
-        .or(offer.direction)
-        .unwrap_or(Direction::SendRecv);
+    let offered_direction = m.direction.or(offer.direction).unwrap_or(Direction::SendRecv);
     let direction = offered_direction.mirrored();
-    let remote_ip = m
-        .connection
-        .as_ref()
-        .or(offer.connection.as_ref())
-        .and_then(|c| c.address);
-    let remote_rtp = remote_ip
-        .filter(|ip| !ip.is_unspecified())
-        .map(|ip| SocketAddr::new(ip, m.port));
+    let remote_ip = m.connection.as_ref().or(offer.connection.as_ref()).and_then(|c| c.address);
+    let remote_rtp = remote_ip.filter(|ip| !ip.is_unspecified()).map(|ip| SocketAddr::new(ip, m.port));
 
-    let addr_type = if local.address.is_ipv4() {
-        "IP4"
-    } else {
-        "IP6"
-    };
+    let addr_type = if local.address.is_ipv4() { "IP4" } else { "IP6" };
     let mut formats = vec![codec_pt.to_string()];
     let mut rtpmaps = vec![RtpMap {
         payload_type: codec_pt,
@@ -256,10 +210,7 @@ pub fn negotiate(
             address: local.address.to_string(),
         },
         session_name: "helpline".into(),
-        connection: Some(Connection {
-            address_type: addr_type.into(),
-            address: Some(local.address),
-        }),
+        connection: Some(Connection { address_type: addr_type.into(), address: Some(local.address) }),
         direction: None,
         media,
     };
@@ -291,19 +242,8 @@ mod tests {
 
     #[test]
     fn sipp_offer_gets_pcmu() {
-        let n = negotiate(
-            &offer("m=audio 6000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000\r\n"),
-            &local(),
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                n.codec,
-                n.codec_payload_type,
-                n.telephone_event_payload_type
-            ),
-            (Codec::Pcmu, 0, None)
-        );
+        let n = negotiate(&offer("m=audio 6000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000\r\n"), &local()).unwrap();
+        assert_eq!((n.codec, n.codec_payload_type, n.telephone_event_payload_type), (Codec::Pcmu, 0, None));
         assert_eq!(n.remote_rtp, Some("127.0.0.1:6000".parse().unwrap()));
         assert_eq!(
             n.answer_sdp(),
@@ -323,55 +263,26 @@ m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
             &local(),
         )
         .unwrap();
-        assert_eq!(
-            (
-                n.codec,
-                n.codec_payload_type,
-                n.telephone_event_payload_type
-            ),
-            (Codec::Pcma, 8, Some(96))
-        );
+        assert_eq!((n.codec, n.codec_payload_type, n.telephone_event_payload_type), (Codec::Pcma, 8, Some(96)));
         let sdp = n.answer_sdp();
         assert!(sdp.contains("m=audio 20000 RTP/AVP 8 96\r\n"), "{sdp}");
-        assert!(
-            sdp.contains("a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n"),
-            "{sdp}"
-        );
+        assert!(sdp.contains("a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n"), "{sdp}");
         assert!(!sdp.contains("101"));
     }
 
     #[test]
     fn caller_preference_order_and_static_types_without_rtpmap() {
-        let n = negotiate(
-            &offer(
-                "m=audio 4000 RTP/AVP 18 0 8 101",
-                "a=rtpmap:101 telephone-event/8000\r\n",
-            ),
-            &local(),
-        )
-        .unwrap();
-        assert_eq!(
-            (n.codec, n.telephone_event_payload_type),
-            (Codec::Pcmu, Some(101))
-        );
+        let n = negotiate(&offer("m=audio 4000 RTP/AVP 18 0 8 101", "a=rtpmap:101 telephone-event/8000\r\n"), &local())
+            .unwrap();
+        assert_eq!((n.codec, n.telephone_event_payload_type), (Codec::Pcmu, Some(101)));
     }
 
     #[test]
     fn no_g711_is_488() {
-        let err = negotiate(
-            &offer("m=audio 4000 RTP/AVP 18 9", "a=rtpmap:9 G722/8000\r\n"),
-            &local(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            (err.clone(), err.status_code()),
-            (NegotiationError::NoCommonCodec, 488)
-        );
+        let err = negotiate(&offer("m=audio 4000 RTP/AVP 18 9", "a=rtpmap:9 G722/8000\r\n"), &local()).unwrap_err();
+        assert_eq!((err.clone(), err.status_code()), (NegotiationError::NoCommonCodec, 488));
         let err = negotiate(&offer("m=video 4000 RTP/AVP 31", ""), &local()).unwrap_err();
-        assert_eq!(
-            (err.clone(), err.status_code()),
-            (NegotiationError::NoAudio, 488)
-        );
+        assert_eq!((err.clone(), err.status_code()), (NegotiationError::NoAudio, 488));
         let err = negotiate(&offer("m=audio 4000 RTP/SAVP 0", ""), &local()).unwrap_err();
         assert_eq!(err, NegotiationError::NoAudio);
     }
@@ -397,10 +308,7 @@ m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
     #[test]
     fn bad_sdp_body_is_400() {
         let err = negotiate_body(b"hello", &local()).unwrap_err();
-        assert_eq!(
-            (err.status_code(), err.reason_phrase()),
-            (400, "Malformed SDP")
-        );
+        assert_eq!((err.status_code(), err.reason_phrase()), (400, "Malformed SDP"));
     }
 
     proptest::proptest! {
@@ -423,15 +331,8 @@ m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
     fn extra_streams_declined_with_port_zero() {
         let text = "v=0\r\no=- 1 2 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
 m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio 6000 RTP/AVP 0\r\n";
-        let n = negotiate(
-            &SessionDescription::parse(text.as_bytes()).unwrap(),
-            &local(),
-        )
-        .unwrap();
+        let n = negotiate(&SessionDescription::parse(text.as_bytes()).unwrap(), &local()).unwrap();
         let sdp = n.answer_sdp();
-        assert!(
-            sdp.contains("m=video 0 RTP/AVP 96\r\nm=audio 20000 RTP/AVP 0\r\n"),
-            "{sdp}"
-        );
+        assert!(sdp.contains("m=video 0 RTP/AVP 96\r\nm=audio 20000 RTP/AVP 0\r\n"), "{sdp}");
     }
 }

@@ -130,10 +130,7 @@ fn parse_connection(v: &str) -> Result<Connection, SdpError> {
     match (net, addr_type, addr) {
         (Some("IN"), Some(t), Some(a)) => {
             let a = a.split('/').next().unwrap_or_default();
-            Ok(Connection {
-                address_type: t.to_owned(),
-                address: a.parse().ok(),
-            })
+            Ok(Connection { address_type: t.to_owned(), address: a.parse().ok() })
         }
         _ => Err(SdpError::Malformed("c=")),
     }
@@ -223,17 +220,10 @@ impl SessionDescription {
             o.session_version,
             o.address_type,
             o.address,
-            if self.session_name.is_empty() {
-                "-"
-            } else {
-                &self.session_name
-            }
+            if self.session_name.is_empty() { "-" } else { &self.session_name }
         );
         let write_c = |s: &mut String, c: &Connection| {
-            let addr = c
-                .address
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "0.0.0.0".into());
+            let addr = c.address.map(|a| a.to_string()).unwrap_or_else(|| "0.0.0.0".into());
             let _ = write!(s, "c=IN {} {addr}\r\n", c.address_type);
         };
         if let Some(c) = &self.connection {
@@ -253,11 +243,7 @@ impl SessionDescription {
                 write_c(&mut s, c);
             }
             for r in &m.rtpmaps {
-                let _ = write!(
-                    s,
-                    "a=rtpmap:{} {}/{}",
-                    r.payload_type, r.encoding, r.clock_rate
-                );
+                let _ = write!(s, "a=rtpmap:{} {}/{}", r.payload_type, r.encoding, r.clock_rate);
                 if let Some(ch) = r.channels {
                     let _ = write!(s, "/{ch}");
                 }
@@ -291,20 +277,13 @@ fn parse_media_attribute(m: &mut MediaDescription, value: &str) -> Result<(), Sd
         let channels = parts.next().and_then(|c| c.parse().ok());
         match (pt.parse::<u8>(), clock_rate) {
             (Ok(pt), Some(clock_rate)) if pt < 128 && !encoding.is_empty() => {
-                m.rtpmaps.push(RtpMap {
-                    payload_type: pt,
-                    encoding: encoding.to_owned(),
-                    clock_rate,
-                    channels,
-                })
+                m.rtpmaps.push(RtpMap { payload_type: pt, encoding: encoding.to_owned(), clock_rate, channels })
             }
             _ => return Err(SdpError::Malformed("a=rtpmap")),
         }
     } else if let Some(v) = value.strip_prefix("fmtp:") {
         let (pt, params) = v.split_once(' ').unwrap_or((v, ""));
-        let pt = pt
-            .parse::<u8>()
-            .map_err(|_| SdpError::Malformed("a=fmtp"))?;
+        let pt = pt.parse::<u8>().map_err(|_| SdpError::Malformed("a=fmtp"))?;
         m.fmtps.push((pt, params.trim().to_owned()));
     } else if let Some(v) = value.strip_prefix("ptime:") {
         m.ptime = v.trim().parse().ok();
@@ -318,8 +297,7 @@ fn parse_media_attribute(m: &mut MediaDescription, value: &str) -> Result<(), Sd
 mod tests {
     use super::*;
 
-    pub(crate) const OFFER: &str =
-        "v=0\r\no=- 3917 3917 IN IP4 192.0.2.10\r\ns=call\r\nc=IN IP4 192.0.2.10\r\n\
+    pub(crate) const OFFER: &str = "v=0\r\no=- 3917 3917 IN IP4 192.0.2.10\r\ns=call\r\nc=IN IP4 192.0.2.10\r\n\
 t=0 0\r\nm=audio 40000 RTP/AVP 8 0 96\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
 a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\na=ptime:20\r\na=sendrecv\r\na=rtcp:40001\r\n";
 
@@ -327,22 +305,13 @@ a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\na=ptime:20\r\na=sendrecv\r
     fn parses_offer() {
         let sd = SessionDescription::parse(OFFER.as_bytes()).unwrap();
         assert_eq!(sd.origin.session_id, 3917);
-        assert_eq!(
-            sd.connection.as_ref().unwrap().address,
-            Some("192.0.2.10".parse().unwrap())
-        );
+        assert_eq!(sd.connection.as_ref().unwrap().address, Some("192.0.2.10".parse().unwrap()));
         let m = &sd.media[0];
-        assert_eq!(
-            (m.media.as_str(), m.port, m.protocol.as_str()),
-            ("audio", 40000, "RTP/AVP")
-        );
+        assert_eq!((m.media.as_str(), m.port, m.protocol.as_str()), ("audio", 40000, "RTP/AVP"));
         assert_eq!(m.formats, ["8", "0", "96"]);
         assert_eq!(m.rtpmap(96).unwrap().encoding, "telephone-event");
         assert_eq!(m.fmtps, [(96, "0-16".to_owned())]);
-        assert_eq!(
-            (m.ptime, m.direction),
-            (Some(20), Some(Direction::SendRecv))
-        );
+        assert_eq!((m.ptime, m.direction), (Some(20), Some(Direction::SendRecv)));
         assert_eq!(m.other_attributes, ["rtcp:40001"]);
         let again = SessionDescription::parse(sd.to_sdp().as_bytes()).unwrap();
         assert_eq!(again, sd);
@@ -350,18 +319,9 @@ a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\na=ptime:20\r\na=sendrecv\r
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(
-            SessionDescription::parse(b"v=1\r\n"),
-            Err(SdpError::BadVersion)
-        );
-        assert_eq!(
-            SessionDescription::parse(b"v=0\r\ns=x\r\n"),
-            Err(SdpError::MissingOrigin)
-        );
-        assert_eq!(
-            SessionDescription::parse(b"v=0\r\nhello\r\n"),
-            Err(SdpError::BadLine("hello".into()))
-        );
+        assert_eq!(SessionDescription::parse(b"v=1\r\n"), Err(SdpError::BadVersion));
+        assert_eq!(SessionDescription::parse(b"v=0\r\ns=x\r\n"), Err(SdpError::MissingOrigin));
+        assert_eq!(SessionDescription::parse(b"v=0\r\nhello\r\n"), Err(SdpError::BadLine("hello".into())));
         assert_eq!(
             SessionDescription::parse(b"v=0\r\no=a 1 1 IN IP4 h\r\nm=audio x RTP/AVP 0\r\n"),
             Err(SdpError::Malformed("m="))

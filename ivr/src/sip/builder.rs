@@ -55,12 +55,8 @@ pub fn response_to(req: &Request, status: u16, local_tag: &str) -> Response {
 
 /// Like [`response_to`] with a chosen reason phrase (CR/LF are replaced by spaces).
 pub fn response_with_reason(req: &Request, status: u16, reason: &str, local_tag: &str) -> Response {
-    let mut resp = Response {
-        status,
-        reason: reason.replace(['\r', '\n'], " "),
-        headers: Default::default(),
-        body: Vec::new(),
-    };
+    let mut resp =
+        Response { status, reason: reason.replace(['\r', '\n'], " "), headers: Default::default(), body: Vec::new() };
     for v in req.headers.get_all("Via") {
         resp.headers.push("Via", v);
     }
@@ -68,11 +64,7 @@ pub fn response_with_reason(req: &Request, status: u16, reason: &str, local_tag:
         resp.headers.push("From", v);
     }
     if let Some(v) = req.headers.get("To") {
-        let v = if status == 100 || local_tag.is_empty() {
-            v.to_owned()
-        } else {
-            with_tag(v, local_tag)
-        };
+        let v = if status == 100 || local_tag.is_empty() { v.to_owned() } else { with_tag(v, local_tag) };
         resp.headers.push("To", v);
     }
     for name in ["Call-ID", "CSeq"] {
@@ -115,12 +107,7 @@ impl Request {
 
 /// The `200 OK` accepting an INVITE (or re-INVITE): Contact (required in a 2xx to INVITE,
 /// RFC 3261 §13.3.1.4), Allow, and the SDP answer.
-pub fn invite_ok(
-    invite: &Request,
-    local_tag: &str,
-    contact_uri: &str,
-    sdp_answer: &str,
-) -> Response {
+pub fn invite_ok(invite: &Request, local_tag: &str, contact_uri: &str, sdp_answer: &str) -> Response {
     let contact_uri = contact_uri.replace(['<', '>'], "");
     response_to(invite, 200, local_tag)
         .with_header("Contact", format!("<{contact_uri}>"))
@@ -140,9 +127,7 @@ pub fn options_response(req: &Request, local_tag: &str) -> Response {
 pub fn policy_response(req: &Request, local_tag: &str) -> Option<Response> {
     match policy(&req.method) {
         MethodPolicy::Supported => None,
-        MethodPolicy::NotAllowed => {
-            Some(response_to(req, 405, local_tag).with_header("Allow", allow_header_value()))
-        }
+        MethodPolicy::NotAllowed => Some(response_to(req, 405, local_tag).with_header("Allow", allow_header_value())),
         MethodPolicy::NotImplemented => Some(response_to(req, 501, local_tag)),
     }
 }
@@ -187,38 +172,25 @@ To: \"S\" <sip:s@h>\r\nCall-ID: k\r\nCSeq: 9 INVITE\r\nSubject: x\r\n\r\n";
         let trying = response_to(&invite(), 100, "ourtag");
         assert_eq!(trying.headers.to_addr().unwrap().tag(), None);
         let bytes = r.to_bytes();
-        assert!(
-            bytes.starts_with(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP p1;branch=z9hG4bKa\r\n")
-        );
+        assert!(bytes.starts_with(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP p1;branch=z9hG4bKa\r\n"));
         assert!(matches!(parse(&bytes), Ok(Message::Response(_))));
     }
 
     #[test]
     fn invite_ok_has_contact_allow_and_sdp() {
         let ok = invite_ok(&invite(), "t", "sip:helpline@10.0.0.2:5060", "v=0\r\n");
-        assert_eq!(
-            ok.headers.get("Contact"),
-            Some("<sip:helpline@10.0.0.2:5060>")
-        );
-        assert_eq!(
-            ok.headers.content_type().as_deref(),
-            Some("application/sdp")
-        );
+        assert_eq!(ok.headers.get("Contact"), Some("<sip:helpline@10.0.0.2:5060>"));
+        assert_eq!(ok.headers.content_type().as_deref(), Some("application/sdp"));
         assert!(ok.headers.get("Allow").is_some());
         assert_eq!(ok.body, b"v=0\r\n");
-        assert!(String::from_utf8(ok.to_bytes())
-            .unwrap()
-            .contains("Content-Length: 5\r\n\r\nv=0"));
+        assert!(String::from_utf8(ok.to_bytes()).unwrap().contains("Content-Length: 5\r\n\r\nv=0"));
     }
 
     #[test]
     fn existing_to_tag_is_kept() {
         let mut req = invite();
         req.headers.set("To", "<sip:s@h>;tag=dialog");
-        assert_eq!(
-            response_to(&req, 200, "other").headers.get("To"),
-            Some("<sip:s@h>;tag=dialog")
-        );
+        assert_eq!(response_to(&req, 200, "other").headers.get("To"), Some("<sip:s@h>;tag=dialog"));
     }
 
     #[test]
@@ -228,20 +200,13 @@ To: \"S\" <sip:s@h>\r\nCall-ID: k\r\nCSeq: 9 INVITE\r\nSubject: x\r\n\r\n";
         let ok = options_response(&req, "t");
         assert_eq!(ok.status, 200);
         assert!(ok.headers.get("Allow").unwrap().contains("REFER"));
-        assert!(ok
-            .headers
-            .get("Accept")
-            .unwrap()
-            .contains("application/sdp"));
+        assert!(ok.headers.get("Accept").unwrap().contains("application/sdp"));
         assert!(policy_response(&req, "t").is_none());
         req.method = Method::Subscribe;
         let r = policy_response(&req, "t").unwrap();
         assert_eq!((r.status, r.headers.get("Allow").is_some()), (405, true));
         req.method = Method::Other("FOO".into());
         assert_eq!(policy_response(&req, "t").unwrap().status, 501);
-        assert_eq!(
-            response_with_reason(&req, 400, "Bad\r\nX", "t").reason,
-            "Bad  X"
-        );
+        assert_eq!(response_with_reason(&req, 400, "Bad\r\nX", "t").reason, "Bad  X");
     }
 }

@@ -23,18 +23,9 @@ pub enum ClientOutput {
 
 #[derive(Debug, Clone)]
 enum State {
-    Trying {
-        next: Instant,
-        interval: Duration,
-        end: Instant,
-    },
-    Proceeding {
-        next: Instant,
-        end: Instant,
-    },
-    Completed {
-        end: Instant,
-    },
+    Trying { next: Instant, interval: Duration, end: Instant },
+    Proceeding { next: Instant, end: Instant },
+    Completed { end: Instant },
     Terminated,
 }
 
@@ -51,12 +42,7 @@ pub struct NonInviteClientTransaction {
 impl NonInviteClientTransaction {
     /// Starts the transaction; the returned [`ClientOutput::Send`] is the first transmission.
     pub fn start(request: &Request, timers: Timers, now: Instant) -> (Self, ClientOutput) {
-        let branch = request
-            .headers
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().map(str::to_owned))
-            .unwrap_or_default();
+        let branch = request.headers.top_via().ok().and_then(|v| v.branch().map(str::to_owned)).unwrap_or_default();
         let bytes = request.to_bytes();
         let tx = NonInviteClientTransaction {
             timers,
@@ -75,18 +61,9 @@ impl NonInviteClientTransaction {
     /// Whether `response` belongs to this transaction (RFC 3261 §17.1.3: top Via branch and CSeq
     /// method).
     pub fn matches(&self, response: &Response) -> bool {
-        let branch = response
-            .headers
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().map(str::to_owned));
-        let method = response
-            .headers
-            .cseq()
-            .ok()
-            .map(|c| c.method.as_str().to_owned());
-        branch.as_deref() == Some(self.branch.as_str())
-            && method.as_deref() == Some(self.method.as_str())
+        let branch = response.headers.top_via().ok().and_then(|v| v.branch().map(str::to_owned));
+        let method = response.headers.cseq().ok().map(|c| c.method.as_str().to_owned());
+        branch.as_deref() == Some(self.branch.as_str()) && method.as_deref() == Some(self.method.as_str())
     }
 
     /// A response for this transaction arrived.
@@ -94,15 +71,10 @@ impl NonInviteClientTransaction {
         match self.state {
             State::Trying { end, .. } | State::Proceeding { end, .. } => {
                 if response.is_provisional() {
-                    self.state = State::Proceeding {
-                        next: now + self.timers.t2,
-                        end,
-                    };
+                    self.state = State::Proceeding { next: now + self.timers.t2, end };
                     Some(ClientOutput::Provisional(response))
                 } else {
-                    self.state = State::Completed {
-                        end: now + self.timers.t4,
-                    };
+                    self.state = State::Completed { end: now + self.timers.t4 };
                     Some(ClientOutput::Final(response))
                 }
             }
@@ -113,9 +85,7 @@ impl NonInviteClientTransaction {
     /// When [`Self::on_timeout`] next has work; `None` once terminated.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Trying { next, end, .. } | State::Proceeding { next, end } => {
-                Some(next.min(end))
-            }
+            State::Trying { next, end, .. } | State::Proceeding { next, end } => Some(next.min(end)),
             State::Completed { end } => Some(end),
             State::Terminated => None,
         }
@@ -194,10 +164,7 @@ mod tests {
         let (mut tx, _) = NonInviteClientTransaction::start(&bye(), Timers::default(), t0);
         let ok = response_to(&bye(), 200, "r");
         assert!(tx.matches(&ok));
-        assert!(matches!(
-            tx.on_response(ok.clone(), t0),
-            Some(ClientOutput::Final(_))
-        ));
+        assert!(matches!(tx.on_response(ok.clone(), t0), Some(ClientOutput::Final(_))));
         assert_eq!(tx.on_response(ok, t0), None);
         assert!(tx.on_timeout(t0 + Duration::from_secs(5)).is_empty());
         assert!(tx.is_terminated());

@@ -80,21 +80,13 @@ impl Dialog {
     /// The dialog an INVITE creates when we answer it with a 2xx carrying `local_tag`
     /// (RFC 3261 §12.1.1): route set from Record-Route, remote target from Contact.
     /// `local_contact` is our Contact URI (`sip:helpline@203.0.113.5:5060`).
-    pub fn new_uas(
-        invite: &Request,
-        local_tag: &str,
-        local_contact: &str,
-    ) -> Result<Dialog, DialogError> {
+    pub fn new_uas(invite: &Request, local_tag: &str, local_contact: &str) -> Result<Dialog, DialogError> {
         let h = &invite.headers;
         let remote_tag = h.from_addr()?.tag().unwrap_or_default().to_owned();
         let remote_target = h.contact()?.ok_or(DialogError::MissingContact)?.uri;
         let route_set = h.get_all("Record-Route").map(str::to_owned).collect();
         Ok(Dialog {
-            id: DialogId {
-                call_id: h.call_id()?.to_owned(),
-                local_tag: local_tag.to_owned(),
-                remote_tag,
-            },
+            id: DialogId { call_id: h.call_id()?.to_owned(), local_tag: local_tag.to_owned(), remote_tag },
             local_addr: with_tag(h.get("To").unwrap_or_default(), local_tag),
             remote_addr: h.get("From").unwrap_or_default().to_owned(),
             local_seq: 0,
@@ -133,15 +125,8 @@ impl Dialog {
     pub fn matches(&self, req: &Request) -> bool {
         let h = &req.headers;
         h.call_id().ok() == Some(self.id.call_id.as_str())
-            && h.to_addr()
-                .ok()
-                .and_then(|t| t.tag().map(str::to_owned))
-                .as_deref()
-                == Some(self.id.local_tag.as_str())
-            && h.from_addr()
-                .ok()
-                .map(|f| f.tag().unwrap_or_default().to_owned())
-                .as_deref()
+            && h.to_addr().ok().and_then(|t| t.tag().map(str::to_owned)).as_deref() == Some(self.id.local_tag.as_str())
+            && h.from_addr().ok().map(|f| f.tag().unwrap_or_default().to_owned()).as_deref()
                 == Some(self.id.remote_tag.as_str())
     }
 
@@ -154,10 +139,7 @@ impl Dialog {
         let seq = req.headers.cseq()?.seq;
         if !matches!(req.method, Method::Ack | Method::Cancel) {
             if seq <= self.remote_seq {
-                return Err(DialogError::CSeqOutOfOrder {
-                    got: seq,
-                    last: self.remote_seq,
-                });
+                return Err(DialogError::CSeqOutOfOrder { got: seq, last: self.remote_seq });
             }
             self.remote_seq = seq;
         }
@@ -174,10 +156,7 @@ impl Dialog {
     pub fn request(&mut self, method: Method, via: &LocalVia, branch: &str) -> Request {
         self.local_seq = self.local_seq.wrapping_add(1) % (1 << 31);
         let mut r = Request::new(method.clone(), self.remote_target.clone())
-            .with_header(
-                "Via",
-                format!("SIP/2.0/UDP {};branch={branch};rport", via.sent_by),
-            )
+            .with_header("Via", format!("SIP/2.0/UDP {};branch={branch};rport", via.sent_by))
             .with_header("Max-Forwards", "70");
         for route in &self.route_set {
             r.headers.push("Route", route.as_str());
@@ -230,27 +209,16 @@ pub fn refer_progress(notify: &Request) -> Option<ReferProgress> {
         return None;
     }
     let event = notify.headers.get("Event")?;
-    if !event
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .eq_ignore_ascii_case("refer")
-    {
+    if !event.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("refer") {
         return None;
     }
     let body = std::str::from_utf8(&notify.body).ok()?;
     let status_line = body.lines().next()?.trim();
-    let status = status_line
-        .strip_prefix("SIP/2.0 ")?
-        .get(..3)?
-        .parse()
-        .ok()?;
-    let terminated = notify.headers.get("Subscription-State").is_some_and(|s| {
-        s.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("terminated")
-    });
+    let status = status_line.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
+    let terminated = notify
+        .headers
+        .get("Subscription-State")
+        .is_some_and(|s| s.trim_start().to_ascii_lowercase().starts_with("terminated"));
     Some(ReferProgress { status, terminated })
 }
 
@@ -279,39 +247,21 @@ Call-ID: dlg-1\r\nCSeq: 10 INVITE\r\nContact: <sip:+391234@10.0.0.1:5061>\r\n\r\
     #[test]
     fn builds_from_invite() {
         let d = dialog();
-        assert_eq!(
-            d.id(),
-            &DialogId {
-                call_id: "dlg-1".into(),
-                local_tag: "lt".into(),
-                remote_tag: "rt".into()
-            }
-        );
+        assert_eq!(d.id(), &DialogId { call_id: "dlg-1".into(), local_tag: "lt".into(), remote_tag: "rt".into() });
         assert_eq!(d.remote_target(), "sip:+391234@10.0.0.1:5061");
-        assert_eq!(
-            d.route_set(),
-            ["<sip:10.0.0.9;lr>", "<sip:edge.example;lr>"]
-        );
+        assert_eq!(d.route_set(), ["<sip:10.0.0.9;lr>", "<sip:edge.example;lr>"]);
         assert_eq!(d.next_hop_uri(), "sip:10.0.0.9;lr");
         let no_contact = INVITE.replace("Contact: <sip:+391234@10.0.0.1:5061>\r\n", "");
-        assert_eq!(
-            Dialog::new_uas(&req(&no_contact), "lt", "sip:h@x"),
-            Err(DialogError::MissingContact)
-        );
+        assert_eq!(Dialog::new_uas(&req(&no_contact), "lt", "sip:h@x"), Err(DialogError::MissingContact));
     }
 
     #[test]
     fn bye_and_refer_are_in_dialog() {
         let mut d = dialog();
-        let via = LocalVia {
-            sent_by: "10.0.0.2:5060".into(),
-        };
+        let via = LocalVia { sent_by: "10.0.0.2:5060".into() };
         let bye = d.bye(&via, "z9hG4bKbye");
         let text = String::from_utf8(bye.to_bytes()).unwrap();
-        assert!(
-            text.starts_with("BYE sip:+391234@10.0.0.1:5061 SIP/2.0\r\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("BYE sip:+391234@10.0.0.1:5061 SIP/2.0\r\n"), "{text}");
         let parsed = match parse(text.as_bytes()).unwrap() {
             Message::Request(r) => r,
             Message::Response(_) => panic!(),
@@ -319,54 +269,29 @@ Call-ID: dlg-1\r\nCSeq: 10 INVITE\r\nContact: <sip:+391234@10.0.0.1:5061>\r\n\r\
         assert_eq!(parsed.headers.from_addr().unwrap().tag(), Some("lt"));
         assert_eq!(parsed.headers.to_addr().unwrap().tag(), Some("rt"));
         assert_eq!(parsed.headers.cseq().unwrap().seq, 1);
-        assert_eq!(
-            parsed.headers.get_all("Route").collect::<Vec<_>>(),
-            d.route_set()
-        );
-        assert_eq!(
-            parsed.headers.top_via().unwrap().branch(),
-            Some("z9hG4bKbye")
-        );
+        assert_eq!(parsed.headers.get_all("Route").collect::<Vec<_>>(), d.route_set());
+        assert_eq!(parsed.headers.top_via().unwrap().branch(), Some("z9hG4bKbye"));
         let refer = d.refer(&via, "z9hG4bKref", "sip:operator@10.0.0.50");
         assert_eq!(refer.headers.cseq().unwrap().seq, 2);
-        assert_eq!(
-            refer.headers.refer_to().unwrap().unwrap().uri,
-            "sip:operator@10.0.0.50"
-        );
+        assert_eq!(refer.headers.refer_to().unwrap().unwrap().uri, "sip:operator@10.0.0.50");
     }
 
     #[test]
     fn remote_cseq_must_grow_and_reinvite_refreshes_target() {
         let mut d = dialog();
-        let in_dialog = INVITE.replace(
-            "To: <sip:service@10.0.0.2>",
-            "To: <sip:service@10.0.0.2>;tag=lt",
-        );
-        let reinvite = in_dialog
-            .replace("10 INVITE", "11 INVITE")
-            .replace("10.0.0.1:5061>", "10.0.0.7:5061>");
+        let in_dialog = INVITE.replace("To: <sip:service@10.0.0.2>", "To: <sip:service@10.0.0.2>;tag=lt");
+        let reinvite = in_dialog.replace("10 INVITE", "11 INVITE").replace("10.0.0.1:5061>", "10.0.0.7:5061>");
         assert_eq!(d.on_remote_request(&req(&reinvite)), Ok(()));
         assert_eq!(d.remote_target(), "sip:+391234@10.0.0.7:5061");
-        assert_eq!(
-            d.on_remote_request(&req(&reinvite)),
-            Err(DialogError::CSeqOutOfOrder { got: 11, last: 11 })
-        );
-        let ack = in_dialog
-            .replace("INVITE sip", "ACK sip")
-            .replace("10 INVITE", "11 ACK");
+        assert_eq!(d.on_remote_request(&req(&reinvite)), Err(DialogError::CSeqOutOfOrder { got: 11, last: 11 }));
+        let ack = in_dialog.replace("INVITE sip", "ACK sip").replace("10 INVITE", "11 ACK");
         assert_eq!(d.on_remote_request(&req(&ack)), Ok(()));
-        assert_eq!(
-            d.on_remote_request(&req(INVITE)),
-            Err(DialogError::NotInDialog)
-        );
+        assert_eq!(d.on_remote_request(&req(INVITE)), Err(DialogError::NotInDialog));
     }
 
     #[test]
     fn engine_call_ids() {
-        assert_eq!(
-            engine_call_id("1-4242@127.0.0.1").unwrap().as_str(),
-            "1-4242@127.0.0.1"
-        );
+        assert_eq!(engine_call_id("1-4242@127.0.0.1").unwrap().as_str(), "1-4242@127.0.0.1");
         let odd = engine_call_id("a/b+c%d").unwrap();
         assert!(odd.as_str().starts_with("sip-") && odd.as_str().len() == 36);
         assert_eq!(engine_call_id("a/b+c%d").unwrap(), odd);
@@ -374,31 +299,13 @@ Call-ID: dlg-1\r\nCSeq: 10 INVITE\r\nContact: <sip:+391234@10.0.0.1:5061>\r\n\r\
 
     #[test]
     fn reads_refer_notify() {
-        let notify =
-            "NOTIFY sip:helpline@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKn\r\n\
+        let notify = "NOTIFY sip:helpline@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKn\r\n\
 From: <sip:+391234@carrier>;tag=rt\r\nTo: <sip:service@10.0.0.2>;tag=lt\r\nCall-ID: dlg-1\r\n\
 CSeq: 11 NOTIFY\r\nEvent: refer;id=2\r\nSubscription-State: terminated;reason=noresource\r\n\
 Content-Type: message/sipfrag;version=2.0\r\n\r\nSIP/2.0 200 OK\r\n";
-        assert_eq!(
-            refer_progress(&req(notify)),
-            Some(ReferProgress {
-                status: 200,
-                terminated: true
-            })
-        );
-        let trying = notify
-            .replace("terminated;reason=noresource", "active")
-            .replace("200 OK", "100 Trying");
-        assert_eq!(
-            refer_progress(&req(&trying)),
-            Some(ReferProgress {
-                status: 100,
-                terminated: false
-            })
-        );
-        assert_eq!(
-            refer_progress(&req(&notify.replace("Event: refer", "Event: dialog"))),
-            None
-        );
+        assert_eq!(refer_progress(&req(notify)), Some(ReferProgress { status: 200, terminated: true }));
+        let trying = notify.replace("terminated;reason=noresource", "active").replace("200 OK", "100 Trying");
+        assert_eq!(refer_progress(&req(&trying)), Some(ReferProgress { status: 100, terminated: false }));
+        assert_eq!(refer_progress(&req(&notify.replace("Event: refer", "Event: dialog"))), None);
     }
 }

@@ -28,10 +28,7 @@ impl Params {
 
     /// `Some(Some(v))` for `;name=v`, `Some(None)` for a bare `;name`, `None` if absent.
     pub fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
     }
 
     /// The value of `;name=value`, if present with a value.
@@ -89,9 +86,7 @@ impl Via {
         if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
             return Err(bad());
         }
-        let split = rest
-            .find(|c: char| c.is_ascii_whitespace())
-            .ok_or_else(bad)?;
+        let split = rest.find(|c: char| c.is_ascii_whitespace()).ok_or_else(bad)?;
         let (transport, rest) = rest.split_at(split);
         let rest = rest.trim();
         let (sent_by, params) = match rest.find(';') {
@@ -123,9 +118,7 @@ impl Via {
     /// The `rport` parameter (RFC 3581): `Some(None)` when the client asks for it (bare
     /// `;rport`), `Some(Some(port))` once filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get("rport")
-            .map(|v| v.and_then(|p| p.parse().ok()))
+        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
     }
 
     /// `host:port` as written in sent-by (port omitted when absent).
@@ -165,9 +158,7 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
 /// The host and port of a `sip:`/`sips:` URI (`sip:user@host:port;params?headers`), for the
 /// server to resolve where an in-dialog request goes. `None` for other schemes or a bad host.
 pub fn uri_host_port(uri: &str) -> Option<(&str, Option<u16>)> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
     let rest = rest.split(['?']).next().unwrap_or_default();
     let hostport = rest.rsplit('@').next().unwrap_or_default();
     // Parameters follow the host part; an IPv6 reference contains no ';'.
@@ -241,11 +232,7 @@ impl NameAddr {
         if uri != "*" && !uri.contains(':') {
             return Err(bad());
         }
-        Ok(NameAddr {
-            display_name,
-            uri: uri.to_owned(),
-            params: Params::parse(params),
-        })
+        Ok(NameAddr { display_name, uri: uri.to_owned(), params: Params::parse(params) })
     }
 
     /// The `tag` parameter (dialog identity, RFC 3261 §19.3).
@@ -274,10 +261,7 @@ impl CSeq {
         if seq >= 1 << 31 {
             return Err(bad());
         }
-        Ok(CSeq {
-            seq,
-            method: Method::from_token(method).ok_or_else(bad)?,
-        })
+        Ok(CSeq { seq, method: Method::from_token(method).ok_or_else(bad)? })
     }
 }
 
@@ -288,44 +272,27 @@ mod tests {
     #[test]
     fn via_with_rport_and_ipv6() {
         let v = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1;rport").unwrap();
-        assert_eq!(
-            (v.transport.as_str(), v.host.as_str(), v.port),
-            ("UDP", "10.0.0.1", Some(5060))
-        );
+        assert_eq!((v.transport.as_str(), v.host.as_str(), v.port), ("UDP", "10.0.0.1", Some(5060)));
         assert_eq!(v.branch(), Some("z9hG4bK-1"));
         assert_eq!(v.rport(), Some(None));
-        let v =
-            Via::parse("SIP / 2.0 / udp [2001:db8::1]:5070 ;received=1.2.3.4;rport=4000").unwrap();
+        let v = Via::parse("SIP / 2.0 / udp [2001:db8::1]:5070 ;received=1.2.3.4;rport=4000").unwrap();
         assert_eq!((v.host.as_str(), v.port), ("[2001:db8::1]", Some(5070)));
         assert_eq!(v.rport(), Some(Some(4000)));
         assert_eq!(v.received(), Some("1.2.3.4"));
         assert_eq!(v.sent_by(), "[2001:db8::1]:5070");
-        for bad in [
-            "",
-            "SIP/2.0/UDP",
-            "SIP/3.0/UDP a",
-            "SIP/2.0/UDP a:99999",
-            "SIP/2.0/UDP :5",
-        ] {
+        for bad in ["", "SIP/2.0/UDP", "SIP/3.0/UDP a", "SIP/2.0/UDP a:99999", "SIP/2.0/UDP :5"] {
             assert!(Via::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn name_addr_forms() {
-        let n = NameAddr::parse(
-            r#""Rossi \"Mario\"" <sip:mario@example.it>;tag=abc"#,
-            "From",
-        )
-        .unwrap();
+        let n = NameAddr::parse(r#""Rossi \"Mario\"" <sip:mario@example.it>;tag=abc"#, "From").unwrap();
         assert_eq!(n.display_name.as_deref(), Some(r#"Rossi "Mario""#));
         assert_eq!(n.uri, "sip:mario@example.it");
         assert_eq!(n.tag(), Some("abc"));
         let n = NameAddr::parse("sip:service@127.0.0.1:5080;tag=7", "To").unwrap();
-        assert_eq!(
-            (n.uri.as_str(), n.tag()),
-            ("sip:service@127.0.0.1:5080", Some("7"))
-        );
+        assert_eq!((n.uri.as_str(), n.tag()), ("sip:service@127.0.0.1:5080", Some("7")));
         let n = NameAddr::parse("Anonymous <sip:anon@x;user=phone>", "From").unwrap();
         assert_eq!(n.display_name.as_deref(), Some("Anonymous"));
         assert_eq!(n.uri, "sip:anon@x;user=phone");
@@ -337,38 +304,16 @@ mod tests {
 
     #[test]
     fn uri_host_and_port() {
-        assert_eq!(
-            uri_host_port("sip:sipp@127.0.0.1:5061"),
-            Some(("127.0.0.1", Some(5061)))
-        );
-        assert_eq!(
-            uri_host_port("sip:h.example;transport=udp"),
-            Some(("h.example", None))
-        );
-        assert_eq!(
-            uri_host_port("sips:a@[::1]:5061;lr?x=y"),
-            Some(("[::1]", Some(5061)))
-        );
+        assert_eq!(uri_host_port("sip:sipp@127.0.0.1:5061"), Some(("127.0.0.1", Some(5061))));
+        assert_eq!(uri_host_port("sip:h.example;transport=udp"), Some(("h.example", None)));
+        assert_eq!(uri_host_port("sips:a@[::1]:5061;lr?x=y"), Some(("[::1]", Some(5061))));
         assert_eq!(uri_host_port("tel:+39061234"), None);
     }
 
     #[test]
     fn cseq() {
-        assert_eq!(
-            CSeq::parse("314159 INVITE").unwrap(),
-            CSeq {
-                seq: 314159,
-                method: Method::Invite
-            }
-        );
-        for bad in [
-            "",
-            "1",
-            "x INVITE",
-            "1 INVITE extra",
-            "4294967296 BYE",
-            "2147483648 BYE",
-        ] {
+        assert_eq!(CSeq::parse("314159 INVITE").unwrap(), CSeq { seq: 314159, method: Method::Invite });
+        for bad in ["", "1", "x INVITE", "1 INVITE extra", "4294967296 BYE", "2147483648 BYE"] {
             assert!(CSeq::parse(bad).is_err(), "{bad}");
         }
     }

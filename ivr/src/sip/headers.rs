@@ -92,11 +92,7 @@ const LIST_HEADERS: &[&str] = &[
 /// unknown names as written.
 pub fn canonical_name(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
-    KNOWN
-        .iter()
-        .find(|(k, _)| *k == lower)
-        .map(|(_, v)| (*v).to_owned())
-        .unwrap_or_else(|| name.to_owned())
+    KNOWN.iter().find(|(k, _)| *k == lower).map(|(_, v)| (*v).to_owned()).unwrap_or_else(|| name.to_owned())
 }
 
 /// Whether values of the (canonical) header `name` may be split on commas.
@@ -161,25 +157,15 @@ impl Headers {
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         let name = canonical_name(name);
-        self.0
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(&name))
-            .map(|h| h.value.as_str())
+        self.0.iter().filter(move |h| h.name.eq_ignore_ascii_case(&name)).map(|h| h.value.as_str())
     }
 
     /// Appends a header line. The name is canonicalised; the value is kept as given, except that
     /// CR and LF are replaced by spaces so a value can never inject a header line.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         let value: String = value.into();
-        let value = if value.contains(['\r', '\n']) {
-            value.replace(['\r', '\n'], " ")
-        } else {
-            value
-        };
-        self.0.push(Header {
-            name: canonical_name(name),
-            value,
-        });
+        let value = if value.contains(['\r', '\n']) { value.replace(['\r', '\n'], " ") } else { value };
+        self.0.push(Header { name: canonical_name(name), value });
     }
 
     /// Removes every value of `name`.
@@ -193,11 +179,7 @@ impl Headers {
         let canonical = canonical_name(name);
         let mut tmp = Headers::new();
         tmp.push(name, value);
-        match self
-            .0
-            .iter_mut()
-            .find(|h| h.name.eq_ignore_ascii_case(&canonical))
-        {
+        match self.0.iter_mut().find(|h| h.name.eq_ignore_ascii_case(&canonical)) {
             Some(h) => *h = tmp.0.remove(0),
             None => self.0.append(&mut tmp.0),
         }
@@ -206,11 +188,7 @@ impl Headers {
     /// Replaces every value of `name` by one value, placed where the first one was (or at the end).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let canonical = canonical_name(name);
-        match self
-            .0
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case(&canonical))
-        {
+        match self.0.iter().position(|h| h.name.eq_ignore_ascii_case(&canonical)) {
             Some(pos) => {
                 self.remove(name);
                 let mut tmp = Headers::new();
@@ -246,10 +224,7 @@ mod tests {
             split_commas(r#""Rossi, Mario" <sip:a@b;x=1,2>;q=1, <sip:c@d>"#),
             vec![r#""Rossi, Mario" <sip:a@b;x=1,2>;q=1"#, "<sip:c@d>"]
         );
-        assert_eq!(
-            split_commas("INVITE, ACK,BYE"),
-            vec!["INVITE", "ACK", "BYE"]
-        );
+        assert_eq!(split_commas("INVITE, ACK,BYE"), vec!["INVITE", "ACK", "BYE"]);
         assert_eq!(split_commas(" , "), Vec::<&str>::new());
     }
 

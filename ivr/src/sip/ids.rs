@@ -36,11 +36,7 @@ impl IdGen {
 
     /// A Call-ID `<hex>@<host>` for calls we originate.
     pub fn call_id(&mut self, host: &str) -> String {
-        format!(
-            "{:016x}{:08x}@{host}",
-            self.next_u64(),
-            self.next_u64() as u32
-        )
+        format!("{:016x}{:08x}@{host}", self.next_u64(), self.next_u64() as u32)
     }
 }
 

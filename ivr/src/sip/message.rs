@@ -118,19 +118,11 @@ pub fn parse(datagram: &[u8]) -> Result<Message, ParseError> {
             if cseq.method != method {
                 return Err(ParseError::CSeqMethodMismatch);
             }
-            Message::Request(Request {
-                method,
-                uri,
-                headers: raw.headers,
-                body: raw.body,
-            })
+            Message::Request(Request { method, uri, headers: raw.headers, body: raw.body })
         }
-        StartLine::Response(status, reason) => Message::Response(Response {
-            status,
-            reason,
-            headers: raw.headers,
-            body: raw.body,
-        }),
+        StartLine::Response(status, reason) => {
+            Message::Response(Response { status, reason, headers: raw.headers, body: raw.body })
+        }
     })
 }
 
@@ -146,9 +138,7 @@ fn validate(h: &Headers) -> Result<(), ParseError> {
         let v = h.get(name).ok_or(ParseError::MissingHeader(name))?;
         NameAddr::parse(v, name)?;
     }
-    let call_id = h
-        .get("Call-ID")
-        .ok_or(ParseError::MissingHeader("Call-ID"))?;
+    let call_id = h.get("Call-ID").ok_or(ParseError::MissingHeader("Call-ID"))?;
     if call_id.is_empty() || call_id.contains(char::is_whitespace) {
         return Err(ParseError::MalformedHeader("Call-ID"));
     }
@@ -172,10 +162,7 @@ enum Mode {
 fn parse_raw(datagram: &[u8], mode: Mode) -> Result<Raw, ParseError> {
     let salvage = mode == Mode::Salvage;
     // RFC 3261 §7.5: CRLFs before the start line are ignored (they are keep-alives on their own).
-    let start = datagram
-        .iter()
-        .position(|b| *b != b'\r' && *b != b'\n')
-        .ok_or(ParseError::Empty)?;
+    let start = datagram.iter().position(|b| *b != b'\r' && *b != b'\n').ok_or(ParseError::Empty)?;
     let data = &datagram[start..];
     let (head, body_start) = split_head(data);
     let head = std::str::from_utf8(head).map_err(|_| ParseError::NotUtf8)?;
@@ -222,11 +209,7 @@ fn parse_raw(datagram: &[u8], mode: Mode) -> Result<Raw, ParseError> {
     }
     if salvage {
         headers.remove("Content-Length");
-        return Ok(Raw {
-            start,
-            headers,
-            body: Vec::new(),
-        });
+        return Ok(Raw { start, headers, body: Vec::new() });
     }
 
     let rest = &data[body_start.min(data.len())..];
@@ -237,10 +220,7 @@ fn parse_raw(datagram: &[u8], mode: Mode) -> Result<Raw, ParseError> {
             }
             let expected: usize = cl.parse().map_err(|_| ParseError::BadContentLength)?;
             if rest.len() < expected {
-                return Err(ParseError::BodyTooShort {
-                    expected,
-                    actual: rest.len(),
-                });
+                return Err(ParseError::BodyTooShort { expected, actual: rest.len() });
             }
             rest[..expected].to_vec()
         }
@@ -251,26 +231,13 @@ fn parse_raw(datagram: &[u8], mode: Mode) -> Result<Raw, ParseError> {
         return Err(ParseError::BadContentLength);
     }
     headers.remove("Content-Length");
-    Ok(Raw {
-        start,
-        headers,
-        body,
-    })
+    Ok(Raw { start, headers, body })
 }
 
-fn push_header(
-    h: &mut Headers,
-    name: &str,
-    value: &str,
-    count: &mut usize,
-) -> Result<(), ParseError> {
+fn push_header(h: &mut Headers, name: &str, value: &str, count: &mut usize) -> Result<(), ParseError> {
     let name = canonical_name(name);
     let value = value.trim();
-    let values = if is_list_header(&name) {
-        split_commas(value)
-    } else {
-        vec![value]
-    };
+    let values = if is_list_header(&name) { split_commas(value) } else { vec![value] };
     for v in values {
         *count += 1;
         if *count > MAX_HEADERS {
@@ -358,12 +325,7 @@ pub fn reject_unparseable(datagram: &[u8], err: &ParseError) -> Option<Response>
             headers.push(name, v);
         }
     }
-    Some(Response {
-        status: err.status_code(),
-        reason: err.reason_phrase(),
-        headers,
-        body: Vec::new(),
-    })
+    Some(Response { status: err.status_code(), reason: err.reason_phrase(), headers, body: Vec::new() })
 }
 
 fn write_headers(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
@@ -380,12 +342,7 @@ fn write_headers(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
 impl Request {
     /// A request with no headers yet.
     pub fn new(method: Method, uri: impl Into<String>) -> Request {
-        Request {
-            method,
-            uri: uri.into(),
-            headers: Headers::new(),
-            body: Vec::new(),
-        }
+        Request { method, uri: uri.into(), headers: Headers::new(), body: Vec::new() }
     }
 
     /// The wire form, with `Content-Length` computed from the body.
@@ -445,10 +402,7 @@ impl Headers {
     }
 
     pub fn from_addr(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(
-            self.get("From").ok_or(ParseError::MissingHeader("From"))?,
-            "From",
-        )
+        NameAddr::parse(self.get("From").ok_or(ParseError::MissingHeader("From"))?, "From")
     }
 
     pub fn to_addr(&self) -> Result<NameAddr, ParseError> {
@@ -456,8 +410,7 @@ impl Headers {
     }
 
     pub fn call_id(&self) -> Result<&str, ParseError> {
-        self.get("Call-ID")
-            .ok_or(ParseError::MissingHeader("Call-ID"))
+        self.get("Call-ID").ok_or(ParseError::MissingHeader("Call-ID"))
     }
 
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
@@ -466,44 +419,27 @@ impl Headers {
 
     /// The first Contact (`Ok(None)` when absent).
     pub fn contact(&self) -> Result<Option<NameAddr>, ParseError> {
-        self.get("Contact")
-            .map(|v| NameAddr::parse(v, "Contact"))
-            .transpose()
+        self.get("Contact").map(|v| NameAddr::parse(v, "Contact")).transpose()
     }
 
     /// `Max-Forwards` (`Ok(None)` when absent).
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        self.get("Max-Forwards")
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| ParseError::MalformedHeader("Max-Forwards"))
-            })
-            .transpose()
+        self.get("Max-Forwards").map(|v| v.parse().map_err(|_| ParseError::MalformedHeader("Max-Forwards"))).transpose()
     }
 
     /// The media type of the body, lower-cased and without parameters (`application/sdp`).
     pub fn content_type(&self) -> Option<String> {
-        self.get("Content-Type").map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+        self.get("Content-Type").map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
     }
 
     /// Every Record-Route entry, in order.
     pub fn record_route(&self) -> Result<Vec<NameAddr>, ParseError> {
-        self.get_all("Record-Route")
-            .map(|v| NameAddr::parse(v, "Record-Route"))
-            .collect()
+        self.get_all("Record-Route").map(|v| NameAddr::parse(v, "Record-Route")).collect()
     }
 
     /// `Refer-To` (`Ok(None)` when absent).
     pub fn refer_to(&self) -> Result<Option<NameAddr>, ParseError> {
-        self.get("Refer-To")
-            .map(|v| NameAddr::parse(v, "Refer-To"))
-            .transpose()
+        self.get("Refer-To").map(|v| NameAddr::parse(v, "Refer-To")).transpose()
     }
 }
 
@@ -541,10 +477,7 @@ a=rtpmap:0 PCMU/8000\r\n";
 
     #[test]
     fn parses_sipp_invite() {
-        assert_eq!(
-            SIPP_INVITE.split("\r\n\r\n").nth(1).map(str::len),
-            Some(129)
-        );
+        assert_eq!(SIPP_INVITE.split("\r\n\r\n").nth(1).map(str::len), Some(129));
         let r = req(SIPP_INVITE);
         assert_eq!(r.method, Method::Invite);
         assert_eq!(r.uri, "sip:service@127.0.0.1:5080");
@@ -552,31 +485,15 @@ a=rtpmap:0 PCMU/8000\r\n";
         assert_eq!(via.branch(), Some("z9hG4bK-12345-1-0"));
         assert_eq!(via.rport(), Some(None));
         assert_eq!(via.sent_by(), "127.0.0.1:5061");
-        assert_eq!(
-            r.headers.from_addr().unwrap().tag(),
-            Some("12345SIPpTag001")
-        );
+        assert_eq!(r.headers.from_addr().unwrap().tag(), Some("12345SIPpTag001"));
         assert_eq!(r.headers.to_addr().unwrap().tag(), None);
         assert_eq!(r.headers.call_id().unwrap(), "1-12345@127.0.0.1");
-        assert_eq!(
-            r.headers.cseq().unwrap(),
-            CSeq {
-                seq: 1,
-                method: Method::Invite
-            }
-        );
-        assert_eq!(
-            r.headers.contact().unwrap().unwrap().uri,
-            "sip:sipp@127.0.0.1:5061"
-        );
+        assert_eq!(r.headers.cseq().unwrap(), CSeq { seq: 1, method: Method::Invite });
+        assert_eq!(r.headers.contact().unwrap().unwrap().uri, "sip:sipp@127.0.0.1:5061");
         assert_eq!(r.headers.max_forwards().unwrap(), Some(70));
         assert_eq!(r.headers.content_type().as_deref(), Some("application/sdp"));
         assert!(r.body.starts_with(b"v=0\r\n") && r.body.ends_with(b"PCMU/8000\r\n"));
-        assert_eq!(
-            r.headers.get("Content-Length"),
-            None,
-            "derived from the body on output"
-        );
+        assert_eq!(r.headers.get("Content-Length"), None, "derived from the body on output");
     }
 
     #[test]
@@ -599,66 +516,21 @@ Subject: first\r\n  second line\r\nl: 0\r\n\r\n";
         let base = SIPP_INVITE.replace("Call-ID: 1-12345@127.0.0.1\r\n", "");
         let err = parse(base.as_bytes()).unwrap_err();
         assert_eq!(err, ParseError::MissingHeader("Call-ID"));
-        assert_eq!(
-            format!("{} {}", err.status_code(), err.reason_phrase()),
-            "400 Missing Call-ID"
-        );
+        assert_eq!(format!("{} {}", err.status_code(), err.reason_phrase()), "400 Missing Call-ID");
         let resp = reject_unparseable(base.as_bytes(), &err).unwrap();
         assert_eq!(resp.reason, "Missing Call-ID");
-        assert_eq!(
-            resp.headers.get("Via"),
-            Some("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-12345-1-0;rport")
-        );
+        assert_eq!(resp.headers.get("Via"), Some("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-12345-1-0;rport"));
 
         let cases = [
-            (
-                "CSeq: 1 INVITE",
-                "CSeq: one INVITE",
-                ParseError::MalformedHeader("CSeq"),
-            ),
-            (
-                "CSeq: 1 INVITE",
-                "CSeq: 1 BYE",
-                ParseError::CSeqMethodMismatch,
-            ),
-            (
-                "Via: SIP/2.0/UDP 127.0.0.1:5061;",
-                "Via: garbage;",
-                ParseError::MalformedHeader("Via"),
-            ),
-            (
-                "Content-Length:   129",
-                "Content-Length: 130",
-                ParseError::BodyTooShort {
-                    expected: 130,
-                    actual: 129,
-                },
-            ),
-            (
-                "Content-Length:   129",
-                "Content-Length: -1",
-                ParseError::BadContentLength,
-            ),
-            (
-                "Max-Forwards: 70",
-                "Max-Forwards: 700",
-                ParseError::MalformedHeader("Max-Forwards"),
-            ),
-            (
-                "SIP/2.0\r\nVia",
-                "SIP/3.0\r\nVia",
-                ParseError::UnsupportedVersion("SIP/3.0".into()),
-            ),
-            (
-                "From: sipp <sip:sipp@127.0.0.1:5061>",
-                "From: sipp <sip:sipp@127",
-                ParseError::MalformedHeader("From"),
-            ),
-            (
-                "Subject: Performance Test",
-                "Subject Performance Test",
-                ParseError::BadHeaderLine(9),
-            ),
+            ("CSeq: 1 INVITE", "CSeq: one INVITE", ParseError::MalformedHeader("CSeq")),
+            ("CSeq: 1 INVITE", "CSeq: 1 BYE", ParseError::CSeqMethodMismatch),
+            ("Via: SIP/2.0/UDP 127.0.0.1:5061;", "Via: garbage;", ParseError::MalformedHeader("Via")),
+            ("Content-Length:   129", "Content-Length: 130", ParseError::BodyTooShort { expected: 130, actual: 129 }),
+            ("Content-Length:   129", "Content-Length: -1", ParseError::BadContentLength),
+            ("Max-Forwards: 70", "Max-Forwards: 700", ParseError::MalformedHeader("Max-Forwards")),
+            ("SIP/2.0\r\nVia", "SIP/3.0\r\nVia", ParseError::UnsupportedVersion("SIP/3.0".into())),
+            ("From: sipp <sip:sipp@127.0.0.1:5061>", "From: sipp <sip:sipp@127", ParseError::MalformedHeader("From")),
+            ("Subject: Performance Test", "Subject Performance Test", ParseError::BadHeaderLine(9)),
         ];
         for (from, to, want) in cases {
             let text = SIPP_INVITE.replacen(from, to, 1);
@@ -672,17 +544,10 @@ Subject: first\r\n  second line\r\nl: 0\r\n\r\n";
                 continue;
             }
             let resp = resp.unwrap();
-            assert_eq!(
-                (resp.status, resp.reason.clone()),
-                (err.status_code(), err.reason_phrase()),
-                "{to}"
-            );
+            assert_eq!((resp.status, resp.reason.clone()), (err.status_code(), err.reason_phrase()), "{to}");
             assert!(resp.headers.top_via().is_ok(), "{to}");
         }
-        assert_eq!(
-            ParseError::UnsupportedVersion("SIP/3.0".into()).status_code(),
-            505
-        );
+        assert_eq!(ParseError::UnsupportedVersion("SIP/3.0".into()).status_code(), 505);
     }
 
     #[test]
@@ -696,23 +561,13 @@ Subject: first\r\n  second line\r\nl: 0\r\n\r\n";
     #[test]
     fn header_line_limits() {
         let fold_first = SIPP_INVITE.replacen("Via:", " Via:", 1);
-        assert_eq!(
-            parse(fold_first.as_bytes()),
-            Err(ParseError::BadHeaderLine(2))
-        );
-        let many = SIPP_INVITE.replacen(
-            "Subject: Performance Test\r\n",
-            &"X-A: 1\r\n".repeat(MAX_HEADERS),
-            1,
-        );
+        assert_eq!(parse(fold_first.as_bytes()), Err(ParseError::BadHeaderLine(2)));
+        let many = SIPP_INVITE.replacen("Subject: Performance Test\r\n", &"X-A: 1\r\n".repeat(MAX_HEADERS), 1);
         assert_eq!(parse(many.as_bytes()), Err(ParseError::TooManyHeaders));
         let twice = SIPP_INVITE.replacen("Subject: Performance Test", "l: 129", 1);
         assert_eq!(parse(twice.as_bytes()), Err(ParseError::BadContentLength));
         let bad_name = SIPP_INVITE.replacen("Subject:", "Sub ject:", 1);
-        assert_eq!(
-            parse(bad_name.as_bytes()),
-            Err(ParseError::BadHeaderLine(9))
-        );
+        assert_eq!(parse(bad_name.as_bytes()), Err(ParseError::BadHeaderLine(9)));
     }
 
     #[test]
@@ -726,8 +581,7 @@ Subject: first\r\n  second line\r\nl: 0\r\n\r\n";
 
     #[test]
     fn parses_response_and_bare_lf() {
-        let text =
-            "SIP/2.0 180 Ringing\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\nFrom: <sip:a@b>;tag=1\n\
+        let text = "SIP/2.0 180 Ringing\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\nFrom: <sip:a@b>;tag=1\n\
 To: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 5 INVITE\n\n";
         match parse(text.as_bytes()).unwrap() {
             Message::Response(r) => {

@@ -109,11 +109,7 @@ pub const SUPPORTED_METHODS: [Method; 8] = [
 
 /// The value of our `Allow` header.
 pub fn allow_header_value() -> String {
-    SUPPORTED_METHODS
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    SUPPORTED_METHODS.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// The body types we accept (`Accept` in OPTIONS answers and `415` responses).
@@ -130,12 +126,9 @@ pub fn policy(method: &Method) -> MethodPolicy {
         | Method::Info
         | Method::Refer
         | Method::Notify => MethodPolicy::Supported,
-        Method::Register
-        | Method::Subscribe
-        | Method::Update
-        | Method::Prack
-        | Method::Message
-        | Method::Publish => MethodPolicy::NotAllowed,
+        Method::Register | Method::Subscribe | Method::Update | Method::Prack | Method::Message | Method::Publish => {
+            MethodPolicy::NotAllowed
+        }
         Method::Other(_) => MethodPolicy::NotImplemented,
     }
 }
@@ -151,19 +144,10 @@ mod tests {
             assert_eq!(policy(&m), MethodPolicy::Supported);
         }
         assert_eq!(policy(&Method::Register), MethodPolicy::NotAllowed);
-        assert_eq!(
-            policy(&Method::from_token("FOO").unwrap()),
-            MethodPolicy::NotImplemented
-        );
-        assert_eq!(
-            Method::from_token("invite"),
-            Some(Method::Other("invite".into()))
-        );
+        assert_eq!(policy(&Method::from_token("FOO").unwrap()), MethodPolicy::NotImplemented);
+        assert_eq!(Method::from_token("invite"), Some(Method::Other("invite".into())));
         assert_eq!(Method::from_token("IN VITE"), None);
         assert_eq!(Method::from_token(""), None);
-        assert_eq!(
-            allow_header_value(),
-            "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY"
-        );
+        assert_eq!(allow_header_value(), "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY");
     }
 }

@@ -22,21 +22,14 @@ mod response_routing;
 mod transaction;
 
 pub use builder::{
-    default_reason, invite_ok, options_response, policy_response, require_response, response_to,
-    response_with_reason,
+    default_reason, invite_ok, options_response, policy_response, require_response, response_to, response_with_reason,
 };
 pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
-pub use dialog::{
-    engine_call_id, refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress,
-};
-pub use header_values::{
-    split_host_port, uri_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE,
-};
+pub use dialog::{engine_call_id, refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress};
+pub use header_values::{split_host_port, uri_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE};
 pub use headers::{canonical_name, Header, Headers};
 pub use ids::IdGen;
 pub use message::{parse, reject_unparseable, Message, ParseError, Request, Response, MAX_HEADERS};
-pub use method::{
-    allow_header_value, policy, Method, MethodPolicy, ACCEPT_HEADER_VALUE, SUPPORTED_METHODS,
-};
+pub use method::{allow_header_value, policy, Method, MethodPolicy, ACCEPT_HEADER_VALUE, SUPPORTED_METHODS};
 pub use response_routing::{response_target, stamp_received};
 pub use transaction::{ServerOutput, ServerTransactions, Timers, TransactionError, TxKey};

@@ -29,20 +29,13 @@ enum Mutation {
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
-    let interesting = prop::sample::select(vec![
-        b'\r', b'\n', b' ', b'\t', b':', b',', b';', b'"', b'<', b'>', b'=', b'0', 0xFF,
-    ]);
+    let interesting =
+        prop::sample::select(vec![b'\r', b'\n', b' ', b'\t', b':', b',', b';', b'"', b'<', b'>', b'=', b'0', 0xFF]);
     prop_oneof![
-        (
-            any::<usize>(),
-            prop_oneof![any::<u8>(), interesting.clone()]
-        )
+        (any::<usize>(), prop_oneof![any::<u8>(), interesting.clone()])
             .prop_map(|(at, byte)| Mutation::Flip { at, byte }),
         (any::<usize>(), 0usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (
-            any::<usize>(),
-            prop::collection::vec(prop_oneof![any::<u8>(), interesting], 1..8)
-        )
+        (any::<usize>(), prop::collection::vec(prop_oneof![any::<u8>(), interesting], 1..8))
             .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
         (any::<usize>(), 0usize..60).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
         any::<usize>().prop_map(|at| Mutation::Truncate { at }),
@@ -83,12 +76,7 @@ fn check(data: &[u8]) -> Result<(), TestCaseError> {
         Ok(msg) => {
             let bytes = msg.to_bytes();
             let again = parse(&bytes);
-            prop_assert_eq!(
-                again.as_ref(),
-                Ok(&msg),
-                "re-parse of {:?}",
-                String::from_utf8_lossy(&bytes)
-            );
+            prop_assert_eq!(again.as_ref(), Ok(&msg), "re-parse of {:?}", String::from_utf8_lossy(&bytes));
             prop_assert_eq!(again.map(|m| m.to_bytes()).ok(), Some(bytes));
         }
         Err(e) => {

@@ -13,12 +13,7 @@ use super::message::{ParseError, Request};
 /// the stamped Via.
 pub fn stamp_received(req: &mut Request, source: SocketAddr) -> Result<(), ParseError> {
     let mut via = req.headers.top_via()?;
-    let sent_by_ip: Option<IpAddr> = via
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok();
+    let sent_by_ip: Option<IpAddr> = via.host.trim_start_matches('[').trim_end_matches(']').parse().ok();
     let wants_rport = via.rport().is_some();
     let mut params: Vec<(String, Option<String>)> = via
         .params
@@ -61,14 +56,7 @@ pub fn response_target(top_via: &Via, source: SocketAddr) -> SocketAddr {
     let ip = top_via
         .received()
         .and_then(|r| r.parse::<IpAddr>().ok())
-        .or_else(|| {
-            top_via
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .ok()
-        })
+        .or_else(|| top_via.host.trim_start_matches('[').trim_end_matches(']').parse().ok())
         .unwrap_or(source.ip());
     SocketAddr::new(ip, top_via.port.unwrap_or(5060))
 }
@@ -114,17 +102,11 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:s@h>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\n\r\n"
         stamp_received(&mut r, src).unwrap();
         let via = r.headers.top_via().unwrap();
         assert_eq!(via.received(), Some("198.51.100.7"));
-        assert_eq!(
-            response_target(&via, src),
-            "198.51.100.7:5070".parse().unwrap()
-        );
+        assert_eq!(response_target(&via, src), "198.51.100.7:5070".parse().unwrap());
         let mut same = req("SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKa");
         stamp_received(&mut same, src).unwrap();
         let via = same.headers.top_via().unwrap();
         assert_eq!(via.received(), None, "sent-by already right");
-        assert_eq!(
-            response_target(&via, src),
-            "198.51.100.7:5060".parse().unwrap()
-        );
+        assert_eq!(response_target(&via, src), "198.51.100.7:5060".parse().unwrap());
     }
 }

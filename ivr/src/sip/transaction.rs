@@ -29,11 +29,7 @@ pub struct Timers {
 
 impl Default for Timers {
     fn default() -> Self {
-        Timers {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        Timers { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
     }
 }
 
@@ -64,25 +60,11 @@ impl TxKey {
         let branch = match via.branch() {
             Some(b) if b.starts_with(BRANCH_MAGIC_COOKIE) => b.to_owned(),
             _ => {
-                let from_tag = req
-                    .headers
-                    .from_addr()?
-                    .tag()
-                    .unwrap_or_default()
-                    .to_owned();
-                format!(
-                    "rfc2543:{}:{}:{}",
-                    req.headers.call_id()?,
-                    req.headers.cseq()?.seq,
-                    from_tag
-                )
+                let from_tag = req.headers.from_addr()?.tag().unwrap_or_default().to_owned();
+                format!("rfc2543:{}:{}:{}", req.headers.call_id()?, req.headers.cseq()?.seq, from_tag)
             }
         };
-        Ok(TxKey {
-            branch,
-            sent_by: via.sent_by().to_ascii_lowercase(),
-            method,
-        })
+        Ok(TxKey { branch, sent_by: via.sent_by().to_ascii_lowercase(), method })
     }
 
     /// The transaction's method (INVITE for an INVITE transaction, also when keyed by its ACK).
@@ -95,10 +77,7 @@ impl TxKey {
     }
 
     fn with_method(&self, method: Method) -> TxKey {
-        TxKey {
-            method,
-            ..self.clone()
-        }
+        TxKey { method, ..self.clone() }
     }
 }
 
@@ -109,11 +88,7 @@ pub enum ServerOutput<P> {
     Send { to: P, response: Response },
     /// A new request for the user agent, which answers through [`ServerTransactions::respond`].
     /// `local_tag` is the To tag to use in the answers (it is also the tag of a 487 after CANCEL).
-    Request {
-        tx: TxKey,
-        request: Request,
-        local_tag: String,
-    },
+    Request { tx: TxKey, request: Request, local_tag: String },
     /// The ACK to our 2xx arrived: the call is established (or the re-INVITE completed).
     Ack { tx: TxKey, ack: Request },
     /// The INVITE was cancelled; `200` to the CANCEL and `487` to the INVITE were sent.
@@ -184,15 +159,8 @@ struct Transaction<P> {
 impl<P> Transaction<P> {
     fn deadline(&self) -> Option<Instant> {
         match &self.state {
-            State::Accepted {
-                next,
-                end,
-                acked: false,
-                ..
-            } => Some((*next).min(*end)),
-            State::Accepted {
-                end, acked: true, ..
-            } => Some(*end),
+            State::Accepted { next, end, acked: false, .. } => Some((*next).min(*end)),
+            State::Accepted { end, acked: true, .. } => Some(*end),
             State::Completed { next, end, .. } => Some((*next).min(*end)),
             State::Confirmed { end } | State::NonInviteCompleted { end, .. } => Some(*end),
             _ => None,
@@ -211,11 +179,7 @@ pub struct ServerTransactions<P> {
 impl<P: Clone> ServerTransactions<P> {
     /// `tag_seed` seeds the To-tag generator (take it from a random source at start-up).
     pub fn new(timers: Timers, tag_seed: u64) -> Self {
-        ServerTransactions {
-            timers,
-            ids: IdGen::new(tag_seed),
-            txs: HashMap::new(),
-        }
+        ServerTransactions { timers, ids: IdGen::new(tag_seed), txs: HashMap::new() }
     }
 
     /// How many transactions are live.
@@ -254,10 +218,7 @@ impl<P: Clone> ServerTransactions<P> {
                 State::Confirmed { .. } | State::Trying | State::Terminated => None,
             };
             return Ok(resend
-                .map(|r| ServerOutput::Send {
-                    to: tx.peer.clone(),
-                    response: r.clone(),
-                })
+                .map(|r| ServerOutput::Send { to: tx.peer.clone(), response: r.clone() })
                 .into_iter()
                 .collect());
         }
@@ -268,28 +229,13 @@ impl<P: Clone> ServerTransactions<P> {
         let mut out = Vec::new();
         let state = if request.method == Method::Invite {
             let trying = response_to(&request, 100, &local_tag);
-            out.push(ServerOutput::Send {
-                to: peer.clone(),
-                response: trying.clone(),
-            });
+            out.push(ServerOutput::Send { to: peer.clone(), response: trying.clone() });
             State::Proceeding { last: trying }
         } else {
             State::Trying
         };
-        out.push(ServerOutput::Request {
-            tx: key.clone(),
-            request: request.clone(),
-            local_tag: local_tag.clone(),
-        });
-        self.txs.insert(
-            key,
-            Transaction {
-                peer,
-                request,
-                local_tag,
-                state,
-            },
-        );
+        out.push(ServerOutput::Request { tx: key.clone(), request: request.clone(), local_tag: local_tag.clone() });
+        self.txs.insert(key, Transaction { peer, request, local_tag, state });
         Ok(out)
     }
 
@@ -302,11 +248,7 @@ impl<P: Clone> ServerTransactions<P> {
         } else {
             let call_id = ack.headers.call_id().ok();
             let seq = ack.headers.cseq().ok().map(|c| c.seq);
-            let from_tag = ack
-                .headers
-                .from_addr()
-                .ok()
-                .and_then(|f| f.tag().map(str::to_owned));
+            let from_tag = ack.headers.from_addr().ok().and_then(|f| f.tag().map(str::to_owned));
             self.txs
                 .iter()
                 .find(|(k, tx)| {
@@ -314,13 +256,7 @@ impl<P: Clone> ServerTransactions<P> {
                         && matches!(tx.state, State::Accepted { .. })
                         && tx.request.headers.call_id().ok() == call_id
                         && tx.request.headers.cseq().ok().map(|c| c.seq) == seq
-                        && tx
-                            .request
-                            .headers
-                            .from_addr()
-                            .ok()
-                            .and_then(|f| f.tag().map(str::to_owned))
-                            == from_tag
+                        && tx.request.headers.from_addr().ok().and_then(|f| f.tag().map(str::to_owned)) == from_tag
                 })
                 .map(|(k, _)| k.clone())
         };
@@ -343,13 +279,7 @@ impl<P: Clone> ServerTransactions<P> {
         }
     }
 
-    fn on_cancel(
-        &mut self,
-        key: TxKey,
-        cancel: Request,
-        peer: P,
-        now: Instant,
-    ) -> Vec<ServerOutput<P>> {
+    fn on_cancel(&mut self, key: TxKey, cancel: Request, peer: P, now: Instant) -> Vec<ServerOutput<P>> {
         let end = now + self.timers.transaction_timeout();
         let invite_key = key.with_method(Method::Invite);
         let mut out = Vec::new();
@@ -361,16 +291,10 @@ impl<P: Clone> ServerTransactions<P> {
             Some(invite) => {
                 let tag = invite.local_tag.clone();
                 let ok = response_to(&cancel, 200, &tag);
-                out.push(ServerOutput::Send {
-                    to: peer.clone(),
-                    response: ok.clone(),
-                });
+                out.push(ServerOutput::Send { to: peer.clone(), response: ok.clone() });
                 if let State::Proceeding { .. } = invite.state {
                     let terminated = response_to(&invite.request, 487, &tag);
-                    out.push(ServerOutput::Send {
-                        to: invite.peer.clone(),
-                        response: terminated.clone(),
-                    });
+                    out.push(ServerOutput::Send { to: invite.peer.clone(), response: terminated.clone() });
                     invite.state = State::Completed {
                         response: terminated,
                         next: now + self.timers.t1,
@@ -383,10 +307,7 @@ impl<P: Clone> ServerTransactions<P> {
             }
         };
         if cancel_response.status == 481 {
-            out.push(ServerOutput::Send {
-                to: peer.clone(),
-                response: cancel_response.clone(),
-            });
+            out.push(ServerOutput::Send { to: peer.clone(), response: cancel_response.clone() });
         }
         self.txs.insert(
             key,
@@ -394,10 +315,7 @@ impl<P: Clone> ServerTransactions<P> {
                 peer,
                 request: cancel,
                 local_tag,
-                state: State::NonInviteCompleted {
-                    response: cancel_response,
-                    end,
-                },
+                state: State::NonInviteCompleted { response: cancel_response, end },
             },
         );
         out
@@ -411,23 +329,14 @@ impl<P: Clone> ServerTransactions<P> {
         now: Instant,
     ) -> Result<Vec<ServerOutput<P>>, TransactionError> {
         let timers = self.timers;
-        let t = self
-            .txs
-            .get_mut(tx)
-            .ok_or(TransactionError::UnknownTransaction)?;
-        if let Ok(Some(tag)) = response
-            .headers
-            .to_addr()
-            .map(|to| to.tag().map(str::to_owned))
-        {
+        let t = self.txs.get_mut(tx).ok_or(TransactionError::UnknownTransaction)?;
+        if let Ok(Some(tag)) = response.headers.to_addr().map(|to| to.tag().map(str::to_owned)) {
             t.local_tag = tag;
         }
         let end = now + timers.transaction_timeout();
         let provisional = response.is_provisional();
         t.state = match (&t.state, provisional) {
-            (State::Proceeding { .. }, true) => State::Proceeding {
-                last: response.clone(),
-            },
+            (State::Proceeding { .. }, true) => State::Proceeding { last: response.clone() },
             (State::Proceeding { .. }, false) if response.is_success() => State::Accepted {
                 response: response.clone(),
                 next: now + timers.t1,
@@ -435,29 +344,18 @@ impl<P: Clone> ServerTransactions<P> {
                 end,
                 acked: false,
             },
-            (State::Proceeding { .. }, false) => State::Completed {
-                response: response.clone(),
-                next: now + timers.t1,
-                interval: timers.t1,
-                end,
-            },
+            (State::Proceeding { .. }, false) => {
+                State::Completed { response: response.clone(), next: now + timers.t1, interval: timers.t1, end }
+            }
             (State::Trying | State::NonInviteProceeding { .. }, true) => {
-                State::NonInviteProceeding {
-                    last: response.clone(),
-                }
+                State::NonInviteProceeding { last: response.clone() }
             }
             (State::Trying | State::NonInviteProceeding { .. }, false) => {
-                State::NonInviteCompleted {
-                    response: response.clone(),
-                    end,
-                }
+                State::NonInviteCompleted { response: response.clone(), end }
             }
             _ => return Err(TransactionError::AlreadyFinal),
         };
-        Ok(vec![ServerOutput::Send {
-            to: t.peer.clone(),
-            response,
-        }])
+        Ok(vec![ServerOutput::Send { to: t.peer.clone(), response }])
     }
 
     /// Fires every timer due at `now`: retransmissions (2xx, Timer G), give-ups (64·T1, Timer H)
@@ -471,10 +369,7 @@ impl<P: Clone> ServerTransactions<P> {
             // One send per call even when called late (no bursts); the schedule stays on its grid.
             let mut resend = |response: &Response, next: &mut Instant, interval: &mut Duration| {
                 if *next <= now {
-                    out.push(ServerOutput::Send {
-                        to: peer.clone(),
-                        response: response.clone(),
-                    });
+                    out.push(ServerOutput::Send { to: peer.clone(), response: response.clone() });
                 }
                 while *next <= now {
                     *interval = (*interval * 2).min(t2);
@@ -482,52 +377,32 @@ impl<P: Clone> ServerTransactions<P> {
                 }
             };
             match &mut tx.state {
-                State::Accepted {
-                    response,
-                    next,
-                    interval,
-                    end,
-                    acked,
-                } => {
+                State::Accepted { response, next, interval, end, acked } => {
                     if now >= *end {
                         if !*acked {
-                            out.push(ServerOutput::NoAck {
-                                tx: key.clone(),
-                                status: response.status,
-                            });
+                            out.push(ServerOutput::NoAck { tx: key.clone(), status: response.status });
                         }
                         terminate = true;
                     } else if !*acked {
                         resend(response, next, interval);
                     }
                 }
-                State::Completed {
-                    response,
-                    next,
-                    interval,
-                    end,
-                } => {
+                State::Completed { response, next, interval, end } => {
                     if now >= *end {
-                        out.push(ServerOutput::NoAck {
-                            tx: key.clone(),
-                            status: response.status,
-                        });
+                        out.push(ServerOutput::NoAck { tx: key.clone(), status: response.status });
                         terminate = true;
                     } else {
                         resend(response, next, interval);
                     }
                 }
-                State::Confirmed { end } | State::NonInviteCompleted { end, .. } => {
-                    terminate = now >= *end
-                }
+                State::Confirmed { end } | State::NonInviteCompleted { end, .. } => terminate = now >= *end,
                 _ => {}
             }
             if terminate {
                 tx.state = State::Terminated;
             }
         }
-        self.txs
-            .retain(|_, tx| !matches!(tx.state, State::Terminated));
+        self.txs.retain(|_, tx| !matches!(tx.state, State::Terminated));
         out
     }
 }
@@ -593,21 +468,12 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let ok = response_to(&req(INVITE), 200, &tag);
         assert_eq!(sent(&layer.respond(&tx, ok, t0).unwrap()), vec![200]);
         let log = run_until(&mut layer, t0, Duration::from_secs(40));
-        let sends: Vec<u128> = log
-            .iter()
-            .filter(|(_, o)| matches!(o, ServerOutput::Send { .. }))
-            .map(|(t, _)| *t)
-            .collect();
-        assert_eq!(
-            sends,
-            vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-        );
+        let sends: Vec<u128> =
+            log.iter().filter(|(_, o)| matches!(o, ServerOutput::Send { .. })).map(|(t, _)| *t).collect();
+        assert_eq!(sends, vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
         let gaps: Vec<u128> = sends.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(&gaps[..4], &[1000, 2000, 4000, 4000]);
-        assert_eq!(
-            log.last().map(|(t, o)| (*t, o.clone())),
-            Some((32000, ServerOutput::NoAck { tx, status: 200 }))
-        );
+        assert_eq!(log.last().map(|(t, o)| (*t, o.clone())), Some((32000, ServerOutput::NoAck { tx, status: 200 })));
         assert!(layer.is_empty());
     }
 
@@ -616,41 +482,18 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let t0 = Instant::now();
         let mut layer = ServerTransactions::new(Timers::default(), 1);
         let (tx, tag) = new_invite(&mut layer, t0);
-        layer
-            .respond(&tx, response_to(&req(INVITE), 200, &tag), t0)
-            .unwrap();
-        assert_eq!(
-            sent(&layer.on_timeout(t0 + Duration::from_millis(500))),
-            vec![200]
-        );
+        layer.respond(&tx, response_to(&req(INVITE), 200, &tag), t0).unwrap();
+        assert_eq!(sent(&layer.on_timeout(t0 + Duration::from_millis(500))), vec![200]);
         let ack_text = INVITE
-            .replace(
-                "INVITE sip:service@127.0.0.1:5080",
-                "ACK sip:sipp@127.0.0.1:5061",
-            )
+            .replace("INVITE sip:service@127.0.0.1:5080", "ACK sip:sipp@127.0.0.1:5061")
             .replace("z9hG4bK-1", "z9hG4bK-ack")
             .replace("1 INVITE", "1 ACK")
-            .replace(
-                "To: <sip:service@127.0.0.1:5080>",
-                &format!("To: <sip:service@127.0.0.1:5080>;tag={tag}"),
-            );
-        let out = layer
-            .on_request(req(&ack_text), "peer", t0 + Duration::from_millis(600))
-            .unwrap();
+            .replace("To: <sip:service@127.0.0.1:5080>", &format!("To: <sip:service@127.0.0.1:5080>;tag={tag}"));
+        let out = layer.on_request(req(&ack_text), "peer", t0 + Duration::from_millis(600)).unwrap();
         assert!(matches!(&out[..], [ServerOutput::Ack { .. }]), "{out:?}");
-        assert!(layer
-            .on_request(req(&ack_text), "peer", t0 + Duration::from_millis(700))
-            .unwrap()
-            .is_empty());
+        assert!(layer.on_request(req(&ack_text), "peer", t0 + Duration::from_millis(700)).unwrap().is_empty());
         // A late INVITE retransmission is absorbed with the 200, not passed up again.
-        assert_eq!(
-            sent(
-                &layer
-                    .on_request(req(INVITE), "peer", t0 + Duration::from_secs(1))
-                    .unwrap()
-            ),
-            vec![200]
-        );
+        assert_eq!(sent(&layer.on_request(req(INVITE), "peer", t0 + Duration::from_secs(1)).unwrap()), vec![200]);
         let log = run_until(&mut layer, t0, Duration::from_secs(40));
         assert!(log.is_empty(), "{log:?}");
         assert!(layer.is_empty());
@@ -661,17 +504,9 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let t0 = Instant::now();
         let mut layer = ServerTransactions::new(Timers::default(), 1);
         let (tx, tag) = new_invite(&mut layer, t0);
-        layer
-            .respond(&tx, response_to(&req(INVITE), 200, &tag), t0)
-            .unwrap();
-        assert_eq!(
-            sent(&layer.on_timeout(t0 + Duration::from_secs(10))),
-            vec![200]
-        );
-        assert_eq!(
-            layer.next_deadline(),
-            Some(t0 + Duration::from_millis(11500))
-        );
+        layer.respond(&tx, response_to(&req(INVITE), 200, &tag), t0).unwrap();
+        assert_eq!(sent(&layer.on_timeout(t0 + Duration::from_secs(10))), vec![200]);
+        assert_eq!(layer.next_deadline(), Some(t0 + Duration::from_millis(11500)));
     }
 
     #[test]
@@ -679,18 +514,11 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let t0 = Instant::now();
         let mut layer = ServerTransactions::new(Timers::default(), 1);
         let (tx, tag) = new_invite(&mut layer, t0);
-        assert_eq!(
-            sent(&layer.on_request(req(INVITE), "peer", t0).unwrap()),
-            vec![100]
-        );
-        layer
-            .respond(&tx, response_to(&req(INVITE), 180, &tag), t0)
-            .unwrap();
+        assert_eq!(sent(&layer.on_request(req(INVITE), "peer", t0).unwrap()), vec![100]);
+        layer.respond(&tx, response_to(&req(INVITE), 180, &tag), t0).unwrap();
         let out = layer.on_request(req(INVITE), "peer", t0).unwrap();
         assert_eq!(sent(&out), vec![180]);
-        assert!(!out
-            .iter()
-            .any(|o| matches!(o, ServerOutput::Request { .. })));
+        assert!(!out.iter().any(|o| matches!(o, ServerOutput::Request { .. })));
     }
 
     #[test]
@@ -698,51 +526,23 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let t0 = Instant::now();
         let mut layer = ServerTransactions::new(Timers::default(), 1);
         let (tx, tag) = new_invite(&mut layer, t0);
-        layer
-            .respond(&tx, response_to(&req(INVITE), 180, &tag), t0)
-            .unwrap();
-        let cancel = INVITE
-            .replace("INVITE sip:", "CANCEL sip:")
-            .replace("1 INVITE", "1 CANCEL");
-        let out = layer
-            .on_request(req(&cancel), "peer", t0 + Duration::from_secs(1))
-            .unwrap();
+        layer.respond(&tx, response_to(&req(INVITE), 180, &tag), t0).unwrap();
+        let cancel = INVITE.replace("INVITE sip:", "CANCEL sip:").replace("1 INVITE", "1 CANCEL");
+        let out = layer.on_request(req(&cancel), "peer", t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(sent(&out), vec![200, 487]);
         assert!(out.contains(&ServerOutput::Cancelled { tx: tx.clone() }));
         if let ServerOutput::Send { response, .. } = &out[1] {
             assert_eq!(response.headers.cseq().unwrap().method, Method::Invite);
-            assert_eq!(
-                response.headers.to_addr().unwrap().tag(),
-                Some(tag.as_str())
-            );
+            assert_eq!(response.headers.to_addr().unwrap().tag(), Some(tag.as_str()));
         }
         // CANCEL retransmitted: same 200 again. The UA can no longer answer the INVITE.
-        assert_eq!(
-            sent(
-                &layer
-                    .on_request(req(&cancel), "peer", t0 + Duration::from_secs(1))
-                    .unwrap()
-            ),
-            vec![200]
-        );
-        let late = layer.respond(
-            &tx,
-            response_to(&req(INVITE), 200, &tag),
-            t0 + Duration::from_secs(1),
-        );
+        assert_eq!(sent(&layer.on_request(req(&cancel), "peer", t0 + Duration::from_secs(1)).unwrap()), vec![200]);
+        let late = layer.respond(&tx, response_to(&req(INVITE), 200, &tag), t0 + Duration::from_secs(1));
         assert_eq!(late, Err(TransactionError::AlreadyFinal));
         // 487 retransmitted by Timer G until the ACK (same branch) arrives.
-        assert_eq!(
-            sent(&layer.on_timeout(t0 + Duration::from_millis(1500))),
-            vec![487]
-        );
-        let ack = INVITE
-            .replace("INVITE sip:", "ACK sip:")
-            .replace("1 INVITE", "1 ACK");
-        assert!(layer
-            .on_request(req(&ack), "peer", t0 + Duration::from_millis(1600))
-            .unwrap()
-            .is_empty());
+        assert_eq!(sent(&layer.on_timeout(t0 + Duration::from_millis(1500))), vec![487]);
+        let ack = INVITE.replace("INVITE sip:", "ACK sip:").replace("1 INVITE", "1 ACK");
+        assert!(layer.on_request(req(&ack), "peer", t0 + Duration::from_millis(1600)).unwrap().is_empty());
         let log = run_until(&mut layer, t0, Duration::from_secs(60));
         assert!(log.is_empty(), "{log:?}");
         assert!(layer.is_empty());
@@ -751,12 +551,8 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
     #[test]
     fn cancel_without_invite_is_481() {
         let mut layer = ServerTransactions::new(Timers::default(), 1);
-        let cancel = INVITE
-            .replace("INVITE sip:", "CANCEL sip:")
-            .replace("1 INVITE", "1 CANCEL");
-        let out = layer
-            .on_request(req(&cancel), "peer", Instant::now())
-            .unwrap();
+        let cancel = INVITE.replace("INVITE sip:", "CANCEL sip:").replace("1 INVITE", "1 CANCEL");
+        let out = layer.on_request(req(&cancel), "peer", Instant::now()).unwrap();
         assert_eq!(sent(&out), vec![481]);
     }
 
@@ -765,55 +561,24 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
         let t0 = Instant::now();
         let mut layer = ServerTransactions::new(Timers::default(), 1);
         let (tx, tag) = new_invite(&mut layer, t0);
-        layer
-            .respond(&tx, response_to(&req(INVITE), 486, &tag), t0)
-            .unwrap();
+        layer.respond(&tx, response_to(&req(INVITE), 486, &tag), t0).unwrap();
         let log = run_until(&mut layer, t0, Duration::from_secs(40));
-        assert_eq!(
-            log.iter()
-                .filter(|(_, o)| matches!(o, ServerOutput::Send { .. }))
-                .count(),
-            10
-        );
+        assert_eq!(log.iter().filter(|(_, o)| matches!(o, ServerOutput::Send { .. })).count(), 10);
         assert_eq!(log.last().map(|(t, _)| *t), Some(32000));
-        assert!(matches!(
-            log.last(),
-            Some((_, ServerOutput::NoAck { status: 486, .. }))
-        ));
+        assert!(matches!(log.last(), Some((_, ServerOutput::NoAck { status: 486, .. }))));
     }
 
     #[test]
     fn non_invite_absorbs_retransmissions_until_timer_j() {
         let t0 = Instant::now();
         let mut layer = ServerTransactions::new(Timers::default(), 1);
-        let bye = INVITE
-            .replace("INVITE sip:", "BYE sip:")
-            .replace("1 INVITE", "2 BYE");
+        let bye = INVITE.replace("INVITE sip:", "BYE sip:").replace("1 INVITE", "2 BYE");
         let out = layer.on_request(req(&bye), "peer", t0).unwrap();
-        let ServerOutput::Request {
-            tx,
-            request,
-            local_tag,
-        } = &out[0]
-        else {
-            panic!("{out:?}")
-        };
+        let ServerOutput::Request { tx, request, local_tag } = &out[0] else { panic!("{out:?}") };
         assert_eq!(out.len(), 1, "no 100 for non-INVITE");
-        assert!(
-            layer.on_request(req(&bye), "peer", t0).unwrap().is_empty(),
-            "absorbed while Trying"
-        );
-        layer
-            .respond(tx, response_to(request, 200, local_tag), t0)
-            .unwrap();
-        assert_eq!(
-            sent(
-                &layer
-                    .on_request(req(&bye), "peer", t0 + Duration::from_secs(5))
-                    .unwrap()
-            ),
-            vec![200]
-        );
+        assert!(layer.on_request(req(&bye), "peer", t0).unwrap().is_empty(), "absorbed while Trying");
+        layer.respond(tx, response_to(request, 200, local_tag), t0).unwrap();
+        assert_eq!(sent(&layer.on_request(req(&bye), "peer", t0 + Duration::from_secs(5)).unwrap()), vec![200]);
         assert!(layer.on_timeout(t0 + Duration::from_secs(31)).is_empty());
         assert_eq!(layer.len(), 1);
         assert!(layer.on_timeout(t0 + Duration::from_secs(32)).is_empty());

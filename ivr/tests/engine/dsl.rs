@@ -12,9 +12,7 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use ivr::domain::{CallId, Caller, DtmfDigits, Language, PhoneNumber, ServerSecret};
-use ivr::engine::{
-    step, Action, CallState, Channel, Event, Lookup, Outcome, Pace, SayArg, ServiceSummary,
-};
+use ivr::engine::{step, Action, CallState, Channel, Event, Lookup, Outcome, Pace, SayArg, ServiceSummary};
 use ivr::flow::Flow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -35,11 +33,7 @@ pub fn caller(number: &str) -> Caller {
 /// A Rome wall-clock time (`2026-03-02 10:00`) as a UTC instant.
 pub fn rome(s: &str) -> DateTime<Utc> {
     let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-    chrono_tz::Europe::Rome
-        .from_local_datetime(&naive)
-        .earliest()
-        .unwrap()
-        .with_timezone(&Utc)
+    chrono_tz::Europe::Rome.from_local_datetime(&naive).earliest().unwrap().with_timezone(&Utc)
 }
 
 /// A Monday morning, open.
@@ -54,11 +48,7 @@ pub fn services(n: usize, offset: usize) -> Vec<ServiceSummary> {
             name: format!("Sportello {}", offset + i + 1),
             town: "Como".into(),
             phone: format!("031 55500{}", offset + i),
-            hours_today: if i % 2 == 0 {
-                Some("9:00-13:00".into())
-            } else {
-                None
-            },
+            hours_today: if i % 2 == 0 { Some("9:00-13:00".into()) } else { None },
             distance_km: 1.25 * (i + 1) as f64,
         })
         .collect()
@@ -95,26 +85,11 @@ pub fn tokens(actions: &[Action]) -> Vec<String> {
         .iter()
         .filter_map(|a| {
             Some(match a {
-                Action::Play {
-                    prompt,
-                    language,
-                    pace,
-                } => {
-                    format!(
-                        "{prompt}@{language}{}",
-                        if *pace == Pace::Slow { "~" } else { "" }
-                    )
+                Action::Play { prompt, language, pace } => {
+                    format!("{prompt}@{language}{}", if *pace == Pace::Slow { "~" } else { "" })
                 }
-                Action::Say {
-                    message,
-                    language,
-                    pace,
-                    ..
-                } => {
-                    format!(
-                        "{message}@{language}{}",
-                        if *pace == Pace::Slow { "~" } else { "" }
-                    )
+                Action::Say { message, language, pace, .. } => {
+                    format!("{message}@{language}{}", if *pace == Pace::Slow { "~" } else { "" })
                 }
                 Action::Collect { max_digits: 1, .. } => "collect".to_owned(),
                 Action::Collect { max_digits, .. } => format!("collect{max_digits}"),
@@ -122,22 +97,12 @@ pub fn tokens(actions: &[Action]) -> Vec<String> {
                     format!("services+{offset}")
                 }
                 Action::Lookup(Lookup::QueueState) => "queue?".to_owned(),
-                Action::Enqueue {
-                    language,
-                    area,
-                    priority,
-                } => {
-                    format!(
-                        "enqueue:{language}:{}:{priority}",
-                        area.map(|a| a.to_string()).unwrap_or("-".into())
-                    )
+                Action::Enqueue { language, area, priority } => {
+                    format!("enqueue:{language}:{}:{priority}", area.map(|a| a.to_string()).unwrap_or("-".into()))
                 }
                 Action::Transfer { operator, .. } => format!("transfer:{operator}"),
                 Action::RecordCallback { language, area } => {
-                    format!(
-                        "record-callback:{language}:{}",
-                        area.map(|a| a.to_string()).unwrap_or("-".into())
-                    )
+                    format!("record-callback:{language}:{}", area.map(|a| a.to_string()).unwrap_or("-".into()))
                 }
                 Action::Hangup { outcome } => format!("hangup:{outcome:?}"),
                 Action::Log(_) => return None,
@@ -187,31 +152,20 @@ impl Call {
 
     pub fn input(&mut self, input: &In, lang: Language) -> Option<&[Action]> {
         let event = match input {
-            In::Start(number) => Event::CallStarted {
-                channel: Channel::Sip,
-                caller: number.map(caller),
-                called: Some("803001".into()),
-            },
+            In::Start(number) => {
+                Event::CallStarted { channel: Channel::Sip, caller: number.map(caller), called: Some("803001".into()) }
+            }
             In::Press(keys) => {
                 let keys = keys.replace("{d}", &lang.menu_digit().to_string());
                 Event::Digits(DtmfDigits::parse(&keys).unwrap())
             }
             In::Silence => Event::NoInput,
-            In::Results(n, has_more) => Event::LookupResults {
-                services: services(*n, self.services_offset),
-                has_more: *has_more,
-            },
-            In::Queue(position, wait) => Event::QueueUpdate {
-                position: *position,
-                estimated_wait_secs: *wait,
-            },
-            In::Assigned => Event::OperatorAssigned {
-                operator: "op-7".into(),
-                target: "sip:op7@pbx.local".into(),
-            },
-            In::Failed => Event::TransferFailed {
-                reason: "busy".into(),
-            },
+            In::Results(n, has_more) => {
+                Event::LookupResults { services: services(*n, self.services_offset), has_more: *has_more }
+            }
+            In::Queue(position, wait) => Event::QueueUpdate { position: *position, estimated_wait_secs: *wait },
+            In::Assigned => Event::OperatorAssigned { operator: "op-7".into(), target: "sip:op7@pbx.local".into() },
+            In::Failed => Event::TransferFailed { reason: "busy".into() },
             In::HangUp => Event::HungUp,
             In::PromptDone => Event::PromptFinished,
             In::Wait(secs) => {
@@ -227,9 +181,7 @@ impl Call {
         self.last
             .iter()
             .find_map(|a| match a {
-                Action::Say {
-                    message: m, args, ..
-                } if m.as_str() == message => Some(args.clone()),
+                Action::Say { message: m, args, .. } if m.as_str() == message => Some(args.clone()),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no Say {message} in {:?}", self.last))
@@ -249,33 +201,21 @@ pub fn run(name: &str, at: &str, steps: &[Step], lang: Language) -> Call {
             continue;
         };
         let got = tokens(actions);
-        let want: Vec<String> = expected
-            .iter()
-            .map(|t| t.replace("{l}", lang.as_str()))
-            .collect();
+        let want: Vec<String> = expected.iter().map(|t| t.replace("{l}", lang.as_str())).collect();
         assert_eq!(got, want, "script `{name}` in {lang}, step {i} ({input:?})");
     }
     let json = serde_json::to_string(&call.events).unwrap();
     let events: Vec<(Event, DateTime<Utc>)> = serde_json::from_str(&json).unwrap();
     let replayed = ivr::engine::replay(flow(), CallId::parse("test-call").unwrap(), &events);
-    assert_eq!(
-        replayed, call.state,
-        "script `{name}` in {lang}: replay differs"
-    );
+    assert_eq!(replayed, call.state, "script `{name}` in {lang}: replay differs");
     let state_json = serde_json::to_string(&call.state).unwrap();
-    assert_eq!(
-        serde_json::from_str::<CallState>(&state_json).unwrap(),
-        call.state
-    );
+    assert_eq!(serde_json::from_str::<CallState>(&state_json).unwrap(), call.state);
     call
 }
 
 /// Runs a script in all four languages.
 pub fn run_all(name: &str, at: &str, steps: &[Step]) -> Vec<Call> {
-    Language::ALL
-        .iter()
-        .map(|&l| run(name, at, steps, l))
-        .collect()
+    Language::ALL.iter().map(|&l| run(name, at, steps, l)).collect()
 }
 
 /// Withheld number, language menu, language chosen: the area menu in `{l}`.
@@ -306,10 +246,7 @@ pub fn to_cap(digit: &'static str) -> Vec<Step> {
 /// …then CAP 22100 (Como): the choice between services and an operator.
 pub fn to_choice(digit: &'static str) -> Vec<Step> {
     let mut v = to_cap(digit);
-    v.push(s(
-        In::Press("22100"),
-        &["cap-placed@{l}", "service-choice@{l}", "collect"],
-    ));
+    v.push(s(In::Press("22100"), &["cap-placed@{l}", "service-choice@{l}", "collect"]));
     v
 }
 

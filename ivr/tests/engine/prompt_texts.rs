@@ -52,10 +52,7 @@ fn every_prompt_the_flow_uses_exists_in_every_language() {
     for lang in Language::ALL {
         let ids = ids_of(lang);
         for id in flow().prompt_ids() {
-            assert!(
-                ids.contains_key(id.as_str()),
-                "{id} missing in prompts/{lang}"
-            );
+            assert!(ids.contains_key(id.as_str()), "{id} missing in prompts/{lang}");
         }
     }
     // And the flow uses every text (no orphan prompt to translate for nothing), but for the ones
@@ -65,10 +62,7 @@ fn every_prompt_the_flow_uses_exists_in_every_language() {
     used.extend(ADAPTER_PROMPTS);
     let defined: BTreeSet<String> = ids_of(Language::It).into_keys().collect();
     for id in &defined {
-        assert!(
-            used.contains(id.as_str()),
-            "{id} is written but never used by the flow"
-        );
+        assert!(used.contains(id.as_str()), "{id} is written but never used by the flow");
     }
 }
 
@@ -77,8 +71,7 @@ fn bundle(lang: Language) -> FluentBundle<FluentResource> {
     bundle.set_use_isolating(false);
     for (l, file, text) in EMBEDDED_FTL {
         if l == lang {
-            let resource = FluentResource::try_new(text.to_owned())
-                .unwrap_or_else(|_| panic!("{lang}/{file}"));
+            let resource = FluentResource::try_new(text.to_owned()).unwrap_or_else(|_| panic!("{lang}/{file}"));
             bundle.add_resource(resource).unwrap();
         }
     }
@@ -86,26 +79,14 @@ fn bundle(lang: Language) -> FluentBundle<FluentResource> {
 }
 
 /// Renders a Play or Say action; panics on any Fluent error (missing message or variable).
-fn render(
-    bundles: &BTreeMap<Language, FluentBundle<FluentResource>>,
-    action: &Action,
-) -> Option<String> {
+fn render(bundles: &BTreeMap<Language, FluentBundle<FluentResource>>, action: &Action) -> Option<String> {
     let (id, lang, args) = match action {
-        Action::Play {
-            prompt, language, ..
-        } => (prompt, *language, BTreeMap::new()),
-        Action::Say {
-            message,
-            language,
-            args,
-            ..
-        } => (message, *language, args.clone()),
+        Action::Play { prompt, language, .. } => (prompt, *language, BTreeMap::new()),
+        Action::Say { message, language, args, .. } => (message, *language, args.clone()),
         _ => return None,
     };
     let bundle = &bundles[&lang];
-    let message = bundle
-        .get_message(id.as_str())
-        .unwrap_or_else(|| panic!("{id} missing in {lang}"));
+    let message = bundle.get_message(id.as_str()).unwrap_or_else(|| panic!("{id} missing in {lang}"));
     let mut fargs = FluentArgs::new();
     for (k, v) in &args {
         match v {
@@ -114,17 +95,9 @@ fn render(
         }
     }
     let mut errors = Vec::new();
-    let text = bundle
-        .format_pattern(message.value()?, Some(&fargs), &mut errors)
-        .into_owned();
-    assert!(
-        errors.is_empty(),
-        "{id} in {lang} with {args:?}: {errors:?}"
-    );
-    assert!(
-        !text.trim().is_empty() && !text.contains('{'),
-        "{id} in {lang}: {text:?}"
-    );
+    let text = bundle.format_pattern(message.value()?, Some(&fargs), &mut errors).into_owned();
+    assert!(errors.is_empty(), "{id} in {lang} with {args:?}: {errors:?}");
+    assert!(!text.trim().is_empty() && !text.contains('{'), "{id} in {lang}: {text:?}");
     Some(text)
 }
 
@@ -132,13 +105,7 @@ fn render(
 fn everything_the_engine_says_renders_in_every_language() {
     let bundles: BTreeMap<Language, _> = Language::ALL.iter().map(|&l| (l, bundle(l))).collect();
     let scripts: Vec<(&str, Vec<Step>)> = vec![
-        (
-            "services",
-            concat(vec![
-                to_services("1"),
-                vec![s(In::Press("9"), &[]), s(In::Results(0, false), &[])],
-            ]),
-        ),
+        ("services", concat(vec![to_services("1"), vec![s(In::Press("9"), &[]), s(In::Results(0, false), &[])]])),
         (
             "queue",
             concat(vec![
@@ -204,83 +171,35 @@ fn plural_and_choice_variants_are_used() {
                 fa.set(*k, v.clone());
             }
             let mut errors = vec![];
-            let text = b
-                .format_pattern(
-                    b.get_message(id).unwrap().value().unwrap(),
-                    Some(&fa),
-                    &mut errors,
-                )
-                .into_owned();
+            let text =
+                b.format_pattern(b.get_message(id).unwrap().value().unwrap(), Some(&fa), &mut errors).into_owned();
             assert!(errors.is_empty(), "{id} {lang}: {errors:?}");
             text
         };
         let n = |x: f64| FluentValue::from(x);
-        let first = fmt(
-            "queue-position",
-            &[("position", n(1.0)), ("minutes", n(1.0))],
-        );
-        let third = fmt(
-            "queue-position",
-            &[("position", n(3.0)), ("minutes", n(5.0))],
-        );
-        let soon = fmt(
-            "queue-position",
-            &[("position", n(2.0)), ("minutes", n(0.0))],
-        );
-        let second = fmt(
-            "queue-position",
-            &[("position", n(2.0)), ("minutes", n(1.0))],
-        );
+        let first = fmt("queue-position", &[("position", n(1.0)), ("minutes", n(1.0))]);
+        let third = fmt("queue-position", &[("position", n(3.0)), ("minutes", n(5.0))]);
+        let soon = fmt("queue-position", &[("position", n(2.0)), ("minutes", n(0.0))]);
+        let second = fmt("queue-position", &[("position", n(2.0)), ("minutes", n(1.0))]);
         assert!(
             second.contains('2') && !first.contains('1'),
             "{lang}: the next in line is told so: {first} / {second}"
         );
-        assert!(
-            third.contains('3') && third.contains('5'),
-            "{lang}: {third}"
-        );
+        assert!(third.contains('3') && third.contains('5'), "{lang}: {third}");
         assert_ne!(soon, third);
         let open = fmt(
             "services-item",
-            &[
-                ("name", "A".into()),
-                ("town", "B".into()),
-                ("phone", "0 2".into()),
-                ("hours", "9-13".into()),
-            ],
+            &[("name", "A".into()), ("town", "B".into()), ("phone", "0 2".into()), ("hours", "9-13".into())],
         );
         let closed = fmt(
             "services-item",
-            &[
-                ("name", "A".into()),
-                ("town", "B".into()),
-                ("phone", "0 2".into()),
-                ("hours", "none".into()),
-            ],
+            &[("name", "A".into()), ("town", "B".into()), ("phone", "0 2".into()), ("hours", "none".into())],
         );
-        assert!(
-            open.contains("9-13") && !closed.contains("none"),
-            "{lang}: {open} / {closed}"
-        );
-        let monday = fmt(
-            "hours-next-opening",
-            &[
-                ("day", "later".into()),
-                ("weekday", n(1.0)),
-                ("time", "09:00".into()),
-            ],
-        );
-        let tomorrow = fmt(
-            "hours-next-opening",
-            &[
-                ("day", "tomorrow".into()),
-                ("weekday", n(1.0)),
-                ("time", "09:00".into()),
-            ],
-        );
-        assert!(
-            monday.contains("09:00") && monday != tomorrow,
-            "{lang}: {monday}"
-        );
+        assert!(open.contains("9-13") && !closed.contains("none"), "{lang}: {open} / {closed}");
+        let monday =
+            fmt("hours-next-opening", &[("day", "later".into()), ("weekday", n(1.0)), ("time", "09:00".into())]);
+        let tomorrow =
+            fmt("hours-next-opening", &[("day", "tomorrow".into()), ("weekday", n(1.0)), ("time", "09:00".into())]);
+        assert!(monday.contains("09:00") && monday != tomorrow, "{lang}: {monday}");
     }
 }

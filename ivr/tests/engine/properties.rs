@@ -10,8 +10,8 @@ use ivr::engine::{replay, step, Action, CallState, Channel, Event, Lookup, Outco
 use proptest::prelude::*;
 
 const KEYS: [&str; 20] = [
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "22100", "00118", "20121#",
-    "99001", "123", "1#", "A", "0341",
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "22100", "00118", "20121#", "99001", "123", "1#", "A",
+    "0341",
 ];
 
 const CALLERS: [Option<&str>; 7] = [
@@ -61,15 +61,8 @@ impl Run {
     fn send(&mut self, event: Event) -> Result<(), TestCaseError> {
         let was_ended = self.state.ended();
         let out = step(flow(), &self.state, &event, self.now);
-        prop_assert!(
-            out.actions.iter().any(|a| matches!(a, Action::Log(_))),
-            "no log for {event:?}"
-        );
-        let hangups = out
-            .actions
-            .iter()
-            .filter(|a| matches!(a, Action::Hangup { .. }))
-            .count();
+        prop_assert!(out.actions.iter().any(|a| matches!(a, Action::Log(_))), "no log for {event:?}");
+        let hangups = out.actions.iter().filter(|a| matches!(a, Action::Hangup { .. })).count();
         prop_assert!(hangups <= 1);
         if hangups == 1 {
             prop_assert!(out.state.ended());
@@ -102,17 +95,9 @@ fn patient_reply(last: &[Action]) -> Event {
     for a in last {
         match a {
             Action::Lookup(Lookup::NearestServices { .. }) => {
-                return Event::LookupResults {
-                    services: services(2, 0),
-                    has_more: false,
-                }
+                return Event::LookupResults { services: services(2, 0), has_more: false }
             }
-            Action::Lookup(Lookup::QueueState) => {
-                return Event::QueueUpdate {
-                    position: 3,
-                    estimated_wait_secs: 120,
-                }
-            }
+            Action::Lookup(Lookup::QueueState) => return Event::QueueUpdate { position: 3, estimated_wait_secs: 120 },
             _ => {}
         }
     }
@@ -189,8 +174,7 @@ fn wait() -> impl Strategy<Value = Wait> {
         Just(Wait::CallStart),
         Just(Wait::Digits),
         (0u32..12).prop_map(|offset| Wait::Services { offset }),
-        (0u32..12, any::<bool>())
-            .prop_map(|(offset, has_more)| Wait::ServicesMenu { offset, has_more }),
+        (0u32..12, any::<bool>()).prop_map(|(offset, has_more)| Wait::ServicesMenu { offset, has_more }),
         Just(Wait::QueueState),
         Just(Wait::Hold),
         Just(Wait::Transfer),

@@ -4,13 +4,8 @@ use crate::dsl::*;
 use ivr::domain::{Language, ServiceArea};
 use ivr::engine::{Action, Event, Lookup, Outcome, SayArg, Wait};
 
-const LANG_MENU: [&str; 5] = [
-    "language-option@it",
-    "language-option@en",
-    "language-option@fr",
-    "language-option@es",
-    "collect",
-];
+const LANG_MENU: [&str; 5] =
+    ["language-option@it", "language-option@en", "language-option@fr", "language-option@es", "collect"];
 
 fn lang_menu() -> Vec<&'static str> {
     LANG_MENU.to_vec()
@@ -32,9 +27,7 @@ fn language_menu_speaks_each_option_in_its_own_language() {
         .last
         .iter()
         .filter_map(|a| match a {
-            Action::Play {
-                prompt, language, ..
-            } => Some((prompt.to_string(), *language)),
+            Action::Play { prompt, language, .. } => Some((prompt.to_string(), *language)),
             _ => None,
         })
         .collect();
@@ -64,10 +57,7 @@ fn number_of(lang: Language) -> &'static str {
 fn guessed_language_accepted() {
     for lang in Language::ALL {
         let steps = vec![
-            s(
-                In::Start(Some(number_of(lang))),
-                &["welcome@it", "language-guess@{l}", "collect"],
-            ),
+            s(In::Start(Some(number_of(lang))), &["welcome@it", "language-guess@{l}", "collect"]),
             s(In::Press("1"), &["area-menu@{l}", "collect"]),
         ];
         let call = run("guess accepted", OPEN, &steps, lang);
@@ -85,10 +75,7 @@ fn guessed_language_from_other_countries() {
         ("+212 612 345678", Language::Fr),  // Morocco
         ("+234 803 123 4567", Language::En),
     ] {
-        let steps = vec![s(
-            In::Start(Some(number)),
-            &["welcome@it", "language-guess@{l}", "collect"],
-        )];
+        let steps = vec![s(In::Start(Some(number)), &["welcome@it", "language-guess@{l}", "collect"])];
         let call = run("guess table", OPEN, &steps, lang);
         assert_eq!(call.state.guessed_language, Some(lang), "{number}");
     }
@@ -100,19 +87,10 @@ fn guessed_language_from_other_countries() {
 
 #[test]
 fn guessed_language_refused_by_a_key_or_silence() {
-    for refusal in [
-        In::Press("2"),
-        In::Press("9"),
-        In::Press("#"),
-        In::Press("*"),
-        In::Silence,
-    ] {
+    for refusal in [In::Press("2"), In::Press("9"), In::Press("#"), In::Press("*"), In::Silence] {
         for lang in Language::ALL {
             let steps = vec![
-                s(
-                    In::Start(Some("+33 6 12 34 56 78")),
-                    &["welcome@it", "language-guess@fr", "collect"],
-                ),
+                s(In::Start(Some("+33 6 12 34 56 78")), &["welcome@it", "language-guess@fr", "collect"]),
                 (refusal.clone(), lang_menu()),
                 s(In::Press("{d}"), &["area-menu@{l}", "collect"]),
             ];
@@ -125,12 +103,8 @@ fn guessed_language_refused_by_a_key_or_silence() {
 #[test]
 fn each_area_is_chosen_by_its_digit() {
     for area in ServiceArea::ALL {
-        let digit: &'static str =
-            ["1", "2", "3", "4", "5", "6"][area.menu_digit() as usize - '1' as usize];
-        let steps = concat(vec![
-            to_cap(digit),
-            vec![(In::Press("#"), queue_tokens(area.as_str()))],
-        ]);
+        let digit: &'static str = ["1", "2", "3", "4", "5", "6"][area.menu_digit() as usize - '1' as usize];
+        let steps = concat(vec![to_cap(digit), vec![(In::Press("#"), queue_tokens(area.as_str()))]]);
         for call in run_all("area choice", OPEN, &steps) {
             assert_eq!(call.state.area, Some(area));
             assert_eq!(call.outcome(), Some(Outcome::Queued));
@@ -143,10 +117,7 @@ fn portal_information_then_back_to_the_area_menu() {
     let steps = concat(vec![
         to_area_menu(),
         vec![
-            s(
-                In::Press("7"),
-                &["portal-info@{l}", "area-menu@{l}", "collect"],
-            ),
+            s(In::Press("7"), &["portal-info@{l}", "area-menu@{l}", "collect"]),
             s(In::Press("4"), &["cap-ask@{l}", "collect5"]),
         ],
     ]);
@@ -164,30 +135,16 @@ fn place_cap(call: &Call) -> Option<&str> {
 fn cap_exact_prefix_area_invalid_and_skip() {
     // Exact: 22100 Como.
     for call in run_all("cap exact", OPEN, &to_choice("1")) {
-        assert_eq!(
-            call.state.place.as_ref().map(|p| p.label.as_str()),
-            Some("Como")
-        );
+        assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Como"));
         assert_eq!(place_cap(&call), Some("22100"), "the CAP keyed in is kept");
-        assert_eq!(
-            call.say_args("cap-placed")["place"],
-            SayArg::Text("Como".into())
-        );
+        assert_eq!(call.say_args("cap-placed")["place"], SayArg::Text("Como".into()));
     }
     // Unknown CAP in a known area: 00118 is Rome (area 001), 20121 is Milan (area 201).
     for (cap, label) in [("00118", "Roma"), ("20121", "Milano"), ("20121#", "Milano")] {
-        let steps = concat(vec![
-            to_cap("2"),
-            vec![s(
-                In::Press(cap),
-                &["cap-placed@{l}", "service-choice@{l}", "collect"],
-            )],
-        ]);
+        let steps =
+            concat(vec![to_cap("2"), vec![s(In::Press(cap), &["cap-placed@{l}", "service-choice@{l}", "collect"])]]);
         for call in run_all("cap prefix area", OPEN, &steps) {
-            assert_eq!(
-                call.state.place.as_ref().map(|p| p.label.as_str()),
-                Some(label)
-            );
+            assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some(label));
             assert_eq!(place_cap(&call), Some(cap.trim_end_matches('#')));
         }
     }
@@ -196,23 +153,14 @@ fn cap_exact_prefix_area_invalid_and_skip() {
         let steps = concat(vec![
             to_cap("2"),
             vec![
-                s(
-                    In::Press(bad),
-                    &["cap-invalid@{l}", "cap-ask@{l}", "collect5"],
-                ),
-                s(
-                    In::Press("22100"),
-                    &["cap-placed@{l}", "service-choice@{l}", "collect"],
-                ),
+                s(In::Press(bad), &["cap-invalid@{l}", "cap-ask@{l}", "collect5"]),
+                s(In::Press("22100"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
             ],
         ]);
         run_all("cap invalid", OPEN, &steps);
     }
     // Skip with #: no place, straight to the queue.
-    let steps = concat(vec![
-        to_cap("3"),
-        vec![(In::Press("#"), queue_tokens("casa"))],
-    ]);
+    let steps = concat(vec![to_cap("3"), vec![(In::Press("#"), queue_tokens("casa"))]]);
     for call in run_all("cap skipped", OPEN, &steps) {
         assert_eq!(call.state.place, None);
     }
@@ -223,14 +171,8 @@ fn three_invalid_caps_reach_an_operator() {
     let steps = concat(vec![
         to_cap("5"),
         vec![
-            s(
-                In::Press("99001"),
-                &["cap-invalid@{l}", "cap-ask@{l}", "collect5"],
-            ),
-            s(
-                In::Press("1"),
-                &["cap-invalid@{l}", "cap-ask@{l}", "collect5"],
-            ),
+            s(In::Press("99001"), &["cap-invalid@{l}", "cap-ask@{l}", "collect5"]),
+            s(In::Press("1"), &["cap-invalid@{l}", "cap-ask@{l}", "collect5"]),
             (In::Press("99999"), queue_tokens("minori")),
         ],
     ]);
@@ -240,10 +182,7 @@ fn three_invalid_caps_reach_an_operator() {
 /// An Italian landline from Como, Italian offered first; other languages refuse the guess.
 fn landline_start() -> Vec<Step> {
     vec![
-        s(
-            In::Start(Some("+39 031 555 1234")),
-            &["welcome@it", "language-guess@it", "collect"],
-        ),
+        s(In::Start(Some("+39 031 555 1234")), &["welcome@it", "language-guess@it", "collect"]),
         (In::Press("8"), lang_menu()),
         s(In::Press("{d}"), &["area-menu@{l}", "collect"]),
         s(In::Press("6"), &["cap-landline@{l}", "collect5"]),
@@ -252,28 +191,17 @@ fn landline_start() -> Vec<Step> {
 
 #[test]
 fn landline_area_accepted() {
-    let steps = concat(vec![
-        landline_start(),
-        vec![s(
-            In::Press("1"),
-            &["cap-placed@{l}", "service-choice@{l}", "collect"],
-        )],
-    ]);
+    let steps =
+        concat(vec![landline_start(), vec![s(In::Press("1"), &["cap-placed@{l}", "service-choice@{l}", "collect"])]]);
     for call in run_all("landline accepted", OPEN, &steps) {
-        assert_eq!(
-            call.state.place.as_ref().map(|p| p.label.as_str()),
-            Some("Como")
-        );
+        assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Como"));
         assert_eq!(place_cap(&call), None, "a province has no CAP");
     }
     let mut call = Call::new(OPEN);
     for (input, _) in landline_start() {
         call.input(&input, Language::Fr);
     }
-    assert_eq!(
-        call.say_args("cap-landline")["province"],
-        SayArg::Text("Como".into())
-    );
+    assert_eq!(call.say_args("cap-landline")["province"], SayArg::Text("Como".into()));
 }
 
 #[test]
@@ -282,31 +210,19 @@ fn landline_area_refused_with_2_or_by_typing_a_cap() {
         landline_start(),
         vec![
             s(In::Press("2"), &["cap-ask@{l}", "collect5"]),
-            s(
-                In::Press("00118"),
-                &["cap-placed@{l}", "service-choice@{l}", "collect"],
-            ),
+            s(In::Press("00118"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
         ],
     ]);
     for call in run_all("landline refused", OPEN, &steps) {
         assert!(call.state.landline_declined);
-        assert_eq!(
-            call.state.place.as_ref().map(|p| p.label.as_str()),
-            Some("Roma")
-        );
+        assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Roma"));
     }
     let steps = concat(vec![
         landline_start(),
-        vec![s(
-            In::Press("23900#"),
-            &["cap-placed@{l}", "service-choice@{l}", "collect"],
-        )],
+        vec![s(In::Press("23900#"), &["cap-placed@{l}", "service-choice@{l}", "collect"])],
     ]);
     for call in run_all("landline replaced by a cap", OPEN, &steps) {
-        assert_eq!(
-            call.state.place.as_ref().map(|p| p.label.as_str()),
-            Some("Lecco")
-        );
+        assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Lecco"));
     }
 }
 
@@ -330,28 +246,13 @@ fn self_service_repeat_next_page_no_more_then_operator() {
             s(In::Press("9"), &["services+3"]),
             s(
                 In::Results(2, false),
-                &[
-                    "services-intro@{l}",
-                    "services-item@{l}",
-                    "services-item@{l}",
-                    "services-options@{l}",
-                    "collect",
-                ],
+                &["services-intro@{l}", "services-item@{l}", "services-item@{l}", "services-options@{l}", "collect"],
             ),
-            s(
-                In::Press("9"),
-                &["services-no-more@{l}", "services-options@{l}", "collect"],
-            ),
+            s(In::Press("9"), &["services-no-more@{l}", "services-options@{l}", "collect"]),
             s(In::Press("#"), &["services+3"]),
             s(
                 In::Results(2, false),
-                &[
-                    "services-intro@{l}",
-                    "services-item@{l}",
-                    "services-item@{l}",
-                    "services-options@{l}",
-                    "collect",
-                ],
+                &["services-intro@{l}", "services-item@{l}", "services-item@{l}", "services-options@{l}", "collect"],
             ),
             (In::Press("2"), queue_tokens("lingua")),
         ],
@@ -369,17 +270,8 @@ fn self_service_lookup_and_readback_carry_the_data() {
     }
     call.input(&In::Press("1"), Language::Es);
     match &call.last[..] {
-        [.., Action::Lookup(Lookup::NearestServices {
-            area,
-            place_label,
-            offset,
-            limit,
-            near,
-        })] => {
-            assert_eq!(
-                (*area, place_label.as_str(), *offset, *limit),
-                (ServiceArea::Casa, "Como", 0, 3)
-            );
+        [.., Action::Lookup(Lookup::NearestServices { area, place_label, offset, limit, near })] => {
+            assert_eq!((*area, place_label.as_str(), *offset, *limit), (ServiceArea::Casa, "Como", 0, 3));
             assert!((near.lat - 45.81).abs() < 0.01 && (near.lng - 9.086).abs() < 0.01);
         }
         other => panic!("{other:?}"),
@@ -389,12 +281,7 @@ fn self_service_lookup_and_readback_carry_the_data() {
         .last
         .iter()
         .filter_map(|a| match a {
-            Action::Say {
-                message,
-                args,
-                language,
-                ..
-            } if message.as_str() == "services-item" => {
+            Action::Say { message, args, language, .. } if message.as_str() == "services-item" => {
                 assert_eq!(*language, Language::Es);
                 Some(args.clone())
             }
@@ -409,19 +296,10 @@ fn self_service_lookup_and_readback_carry_the_data() {
     assert_eq!(items[1]["hours"], SayArg::Text("none".into()));
     assert_eq!(items[2]["index"], SayArg::Number(3.0));
     assert_eq!(call.outcome(), Some(Outcome::SelfService));
-    assert_eq!(
-        call.state.wait,
-        Wait::ServicesMenu {
-            offset: 0,
-            has_more: false
-        }
-    );
+    assert_eq!(call.state.wait, Wait::ServicesMenu { offset: 0, has_more: false });
     // 9 with no more pages does not look up again.
     call.input(&In::Press("9"), Language::Es);
-    assert_eq!(
-        tokens(&call.last),
-        vec!["services-no-more@es", "services-options@es", "collect"]
-    );
+    assert_eq!(tokens(&call.last), vec!["services-no-more@es", "services-options@es", "collect"]);
     // Hanging up after hearing services is a self-service call.
     call.input(&In::HangUp, Language::Es);
     assert_eq!(call.outcome(), Some(Outcome::SelfService));
@@ -443,10 +321,7 @@ fn self_service_with_no_results_goes_to_an_operator() {
         to_services("2"),
         vec![
             s(In::Press("9"), &["services+3"]),
-            s(
-                In::Results(0, false),
-                &["services-no-more@{l}", "services-options@{l}", "collect"],
-            ),
+            s(In::Results(0, false), &["services-no-more@{l}", "services-options@{l}", "collect"]),
             s(In::Press("1"), &["services+0"]),
         ],
     ]);
@@ -455,21 +330,13 @@ fn self_service_with_no_results_goes_to_an_operator() {
 
 #[test]
 fn directory_silence_goes_to_an_operator() {
-    let steps = concat(vec![
-        to_choice("2"),
-        vec![
-            s(In::Press("1"), &["services+0"]),
-            (In::Silence, queue_tokens("lavoro")),
-        ],
-    ]);
+    let steps =
+        concat(vec![to_choice("2"), vec![s(In::Press("1"), &["services+0"]), (In::Silence, queue_tokens("lavoro"))]]);
     run_all("lookup timeout", OPEN, &steps);
 }
 
 fn queue_steps() -> Vec<Step> {
-    concat(vec![
-        to_choice("4"),
-        vec![(In::Press("2"), queue_tokens("salute"))],
-    ])
+    concat(vec![to_choice("4"), vec![(In::Press("2"), queue_tokens("salute"))]])
 }
 
 #[test]
@@ -487,18 +354,10 @@ fn queue_announcements_then_callback_offer_past_the_threshold() {
             s(In::Press("1"), &["collect"]), // no callback offered yet: 1 means nothing
             s(In::Wait(240), &[]),
             s(In::Silence, &["queue?"]),
-            s(
-                In::Queue(1, 60),
-                &["queue-position@{l}", "queue-callback-offer@{l}", "collect"],
-            ),
+            s(In::Queue(1, 60), &["queue-position@{l}", "queue-callback-offer@{l}", "collect"]),
             s(
                 In::Press("1"),
-                &[
-                    "record-callback:{l}:salute",
-                    "callback-confirmed@{l}",
-                    "goodbye@{l}",
-                    "hangup:Callback",
-                ],
+                &["record-callback:{l}:salute", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
             ),
         ],
     ]);
@@ -512,10 +371,7 @@ fn queue_announcements_then_callback_offer_past_the_threshold() {
 fn long_estimated_wait_offers_a_callback_at_once() {
     let steps = concat(vec![
         queue_steps(),
-        vec![s(
-            In::Queue(12, 900),
-            &["queue-position@{l}", "queue-callback-offer@{l}", "collect"],
-        )],
+        vec![s(In::Queue(12, 900), &["queue-position@{l}", "queue-callback-offer@{l}", "collect"])],
     ]);
     for call in run_all("long wait", OPEN, &steps) {
         let args = call.say_args("queue-position");
@@ -549,25 +405,11 @@ fn operator_assigned_transfer_failed_requeued_with_priority_then_answered() {
         vec![
             s(In::Queue(1, 30), &["queue-position@{l}", "collect"]),
             s(In::Assigned, &["transfer:op-7"]),
-            s(
-                In::Failed,
-                &[
-                    "queue-transfer-failed@{l}",
-                    "enqueue:{l}:salute:7",
-                    "queue?",
-                ],
-            ),
+            s(In::Failed, &["queue-transfer-failed@{l}", "enqueue:{l}:salute:7", "queue?"]),
             s(In::Queue(1, 10), &["queue-position@{l}", "collect"]),
             s(In::Silence, &["queue?"]),
             s(In::Assigned, &["transfer:op-7"]),
-            s(
-                In::Failed,
-                &[
-                    "queue-transfer-failed@{l}",
-                    "enqueue:{l}:salute:9",
-                    "queue?",
-                ],
-            ),
+            s(In::Failed, &["queue-transfer-failed@{l}", "enqueue:{l}:salute:9", "queue?"]),
             s(In::Assigned, &["transfer:op-7"]),
             s(In::HangUp, &[]),
         ],
@@ -593,51 +435,17 @@ fn zero_means_operator_from_every_menu() {
         "0 at the guess",
         OPEN,
         &[
-            s(
-                In::Start(Some("+33 6 12 34 56 78")),
-                &["welcome@it", "language-guess@fr", "collect"],
-            ),
+            s(In::Start(Some("+33 6 12 34 56 78")), &["welcome@it", "language-guess@fr", "collect"]),
             // The caller heard French offered: a French-speaking operator serves them.
-            s(
-                In::Press("0"),
-                &["queue-enter@fr", "enqueue:fr:-:5", "queue?"],
-            ),
+            s(In::Press("0"), &["queue-enter@fr", "enqueue:fr:-:5", "queue?"]),
         ],
         Language::Fr,
     );
     // In the chosen language from every later menu.
-    run_all(
-        "0 in area menu",
-        OPEN,
-        &concat(vec![
-            to_area_menu(),
-            vec![(In::Press("0"), queue_tokens("-"))],
-        ]),
-    );
-    run_all(
-        "0 in cap entry",
-        OPEN,
-        &concat(vec![
-            to_cap("2"),
-            vec![(In::Press("0"), queue_tokens("lavoro"))],
-        ]),
-    );
-    run_all(
-        "0 in choice",
-        OPEN,
-        &concat(vec![
-            to_choice("3"),
-            vec![(In::Press("0"), queue_tokens("casa"))],
-        ]),
-    );
-    run_all(
-        "0 in services",
-        OPEN,
-        &concat(vec![
-            to_services("6"),
-            vec![(In::Press("0"), queue_tokens("mediazione"))],
-        ]),
-    );
+    run_all("0 in area menu", OPEN, &concat(vec![to_area_menu(), vec![(In::Press("0"), queue_tokens("-"))]]));
+    run_all("0 in cap entry", OPEN, &concat(vec![to_cap("2"), vec![(In::Press("0"), queue_tokens("lavoro"))]]));
+    run_all("0 in choice", OPEN, &concat(vec![to_choice("3"), vec![(In::Press("0"), queue_tokens("casa"))]]));
+    run_all("0 in services", OPEN, &concat(vec![to_services("6"), vec![(In::Press("0"), queue_tokens("mediazione"))]]));
 }
 
 #[test]
@@ -665,21 +473,10 @@ fn hash_repeats_the_current_menu() {
         vec![
             s(In::Press("#"), &["area-menu@{l}", "collect"]),
             s(In::Press("2"), &["cap-ask@{l}", "collect5"]),
-            s(
-                In::Press("22100"),
-                &["cap-placed@{l}", "service-choice@{l}", "collect"],
-            ),
+            s(In::Press("22100"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
             s(In::Press("#"), &["service-choice@{l}", "collect"]),
             s(In::Press("1"), &["services+0"]),
-            s(
-                In::Results(1, false),
-                &[
-                    "services-intro@{l}",
-                    "services-item@{l}",
-                    "services-options@{l}",
-                    "collect",
-                ],
-            ),
+            s(In::Results(1, false), &["services-intro@{l}", "services-item@{l}", "services-options@{l}", "collect"]),
             s(In::Press("#"), &["services+0"]),
         ],
     ]);
@@ -693,10 +490,7 @@ fn silence_repeats_then_slows_down_then_operator() {
         vec![
             s(In::Silence, &["area-menu@{l}", "collect"]),
             s(In::Silence, &["area-menu@{l}~", "collect"]),
-            s(
-                In::Silence,
-                &["queue-enter@{l}~", "enqueue:{l}:-:5", "queue?"],
-            ),
+            s(In::Silence, &["queue-enter@{l}~", "enqueue:{l}:-:5", "queue?"]),
         ],
     ]);
     for call in run_all("silence", OPEN, &steps) {
@@ -705,28 +499,17 @@ fn silence_repeats_then_slows_down_then_operator() {
     // Silence once, then a key: the next menu is at normal pace.
     let steps = concat(vec![
         to_area_menu(),
-        vec![
-            s(In::Silence, &["area-menu@{l}", "collect"]),
-            s(In::Press("1"), &["cap-ask@{l}", "collect5"]),
-        ],
+        vec![s(In::Silence, &["area-menu@{l}", "collect"]), s(In::Press("1"), &["cap-ask@{l}", "collect5"])],
     ]);
     run_all("silence once", OPEN, &steps);
     // In the language menu: slow from the second silence, Italian operator on the third.
-    let slow_menu = vec![
-        "language-option@it~",
-        "language-option@en~",
-        "language-option@fr~",
-        "language-option@es~",
-        "collect",
-    ];
+    let slow_menu =
+        vec!["language-option@it~", "language-option@en~", "language-option@fr~", "language-option@es~", "collect"];
     let steps = vec![
         to_area_menu()[0].clone(),
         (In::Silence, lang_menu()),
         (In::Silence, slow_menu),
-        s(
-            In::Silence,
-            &["queue-enter@it~", "enqueue:it:-:5", "queue?"],
-        ),
+        s(In::Silence, &["queue-enter@it~", "enqueue:it:-:5", "queue?"]),
     ];
     run("silent in language menu", OPEN, &steps, Language::It);
 }
@@ -736,14 +519,8 @@ fn three_invalid_keys_reach_an_operator() {
     let steps = concat(vec![
         to_area_menu(),
         vec![
-            s(
-                In::Press("8"),
-                &["invalid-choice@{l}", "area-menu@{l}", "collect"],
-            ),
-            s(
-                In::Press("9"),
-                &["invalid-choice@{l}", "area-menu@{l}", "collect"],
-            ),
+            s(In::Press("8"), &["invalid-choice@{l}", "area-menu@{l}", "collect"]),
+            s(In::Press("9"), &["invalid-choice@{l}", "area-menu@{l}", "collect"]),
             (In::Press("D"), queue_tokens("-")),
         ],
     ]);
@@ -752,10 +529,7 @@ fn three_invalid_keys_reach_an_operator() {
     let steps = concat(vec![
         to_choice("1"),
         vec![
-            s(
-                In::Press("5"),
-                &["invalid-choice@{l}", "service-choice@{l}", "collect"],
-            ),
+            s(In::Press("5"), &["invalid-choice@{l}", "service-choice@{l}", "collect"]),
             s(In::Silence, &["service-choice@{l}", "collect"]),
             (In::Press("7"), queue_tokens("lingua")),
         ],
@@ -764,15 +538,9 @@ fn three_invalid_keys_reach_an_operator() {
     let steps = concat(vec![
         to_services("1"),
         vec![
-            s(
-                In::Press("4"),
-                &["invalid-choice@{l}", "services-options@{l}", "collect"],
-            ),
+            s(In::Press("4"), &["invalid-choice@{l}", "services-options@{l}", "collect"]),
             s(In::Silence, &["services-options@{l}", "collect"]),
-            s(
-                In::Silence,
-                &["queue-enter@{l}~", "enqueue:{l}:lingua:5", "queue?"],
-            ),
+            s(In::Silence, &["queue-enter@{l}~", "enqueue:{l}:lingua:5", "queue?"]),
         ],
     ]);
     run_all("services menu failures", OPEN, &steps);
@@ -780,21 +548,12 @@ fn three_invalid_keys_reach_an_operator() {
 
 #[test]
 fn hang_up_in_menu_in_queue_and_after_self_service() {
-    for call in run_all(
-        "hang up in menu",
-        OPEN,
-        &concat(vec![to_cap("1"), vec![s(In::HangUp, &[])]]),
-    ) {
+    for call in run_all("hang up in menu", OPEN, &concat(vec![to_cap("1"), vec![s(In::HangUp, &[])]])) {
         assert_eq!(call.outcome(), Some(Outcome::HungUpInMenu));
         assert!(call.state.ended());
     }
-    let steps = concat(vec![
-        queue_steps(),
-        vec![
-            s(In::Queue(4, 200), &["queue-position@{l}", "collect"]),
-            s(In::HangUp, &[]),
-        ],
-    ]);
+    let steps =
+        concat(vec![queue_steps(), vec![s(In::Queue(4, 200), &["queue-position@{l}", "collect"]), s(In::HangUp, &[])]]);
     for call in run_all("hang up in queue", OPEN, &steps) {
         assert_eq!(call.outcome(), Some(Outcome::HungUpInQueue));
     }
@@ -803,25 +562,12 @@ fn hang_up_in_menu_in_queue_and_after_self_service() {
         assert_eq!(call.outcome(), Some(Outcome::SelfService));
     }
     // Anything after the end is ignored.
-    let steps = concat(vec![
-        to_cap("1"),
-        vec![
-            s(In::HangUp, &[]),
-            s(In::Press("1"), &[]),
-            s(In::Assigned, &[]),
-        ],
-    ]);
+    let steps = concat(vec![to_cap("1"), vec![s(In::HangUp, &[]), s(In::Press("1"), &[]), s(In::Assigned, &[])]]);
     run_all("after the end", OPEN, &steps);
 }
 
 fn out_of_hours_prompts() -> Vec<&'static str> {
-    vec![
-        "hours-closed@{l}",
-        "hours-next-opening@{l}",
-        "hours-portal@{l}",
-        "hours-options@{l}",
-        "collect",
-    ]
+    vec!["hours-closed@{l}", "hours-next-opening@{l}", "hours-portal@{l}", "hours-options@{l}", "collect"]
 }
 
 fn to_out_of_hours() -> Vec<Step> {
@@ -834,15 +580,7 @@ fn to_out_of_hours() -> Vec<Step> {
 fn out_of_hours_callback() {
     let steps = concat(vec![
         to_out_of_hours(),
-        vec![s(
-            In::Press("1"),
-            &[
-                "record-callback:{l}:-",
-                "callback-confirmed@{l}",
-                "goodbye@{l}",
-                "hangup:Callback",
-            ],
-        )],
+        vec![s(In::Press("1"), &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"])],
     ]);
     for call in run_all("out of hours callback", EVENING, &steps) {
         assert_eq!(call.outcome(), Some(Outcome::Callback));
@@ -864,20 +602,9 @@ fn out_of_hours_self_service_works_and_operator_requests_come_back_here() {
         vec![
             s(In::Press("2"), &["area-menu@{l}", "collect"]),
             s(In::Press("1"), &["cap-ask@{l}", "collect5"]),
-            s(
-                In::Press("22100"),
-                &["cap-placed@{l}", "service-choice@{l}", "collect"],
-            ),
+            s(In::Press("22100"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
             s(In::Press("1"), &["services+0"]),
-            s(
-                In::Results(1, false),
-                &[
-                    "services-intro@{l}",
-                    "services-item@{l}",
-                    "services-options@{l}",
-                    "collect",
-                ],
-            ),
+            s(In::Results(1, false), &["services-intro@{l}", "services-item@{l}", "services-options@{l}", "collect"]),
             (In::Press("2"), out_of_hours_prompts()),
             (In::Press("0"), out_of_hours_prompts()), // no operator to reach: repeated
             s(In::HangUp, &[]),
@@ -889,23 +616,15 @@ fn out_of_hours_self_service_works_and_operator_requests_come_back_here() {
     // 0 from a menu out of hours also lands here.
     let steps = concat(vec![
         to_out_of_hours(),
-        vec![
-            s(In::Press("2"), &["area-menu@{l}", "collect"]),
-            (In::Press("0"), out_of_hours_prompts()),
-        ],
+        vec![s(In::Press("2"), &["area-menu@{l}", "collect"]), (In::Press("0"), out_of_hours_prompts())],
     ]);
     run_all("0 out of hours", EVENING, &steps);
 }
 
 #[test]
 fn out_of_hours_silence_repeats_twice_then_goodbye() {
-    let slow: Vec<&str> = vec![
-        "hours-closed@{l}~",
-        "hours-next-opening@{l}~",
-        "hours-portal@{l}~",
-        "hours-options@{l}~",
-        "collect",
-    ];
+    let slow: Vec<&str> =
+        vec!["hours-closed@{l}~", "hours-next-opening@{l}~", "hours-portal@{l}~", "hours-options@{l}~", "collect"];
     let steps = concat(vec![
         to_out_of_hours(),
         vec![
@@ -942,10 +661,10 @@ fn holidays_sundays_and_nights_are_out_of_hours() {
         ("2026-04-06 10:00", "tomorrow", 2.0), // Easter Monday 2026
         ("2025-04-21 11:00", "tomorrow", 2.0), // Easter Monday 2025
         ("2024-04-01 09:30", "tomorrow", 2.0), // Easter Monday 2024
-        ("2026-12-25 10:00", "later", 1.0), // Christmas (Friday): 26 Saturday is St Stephen, next Monday
+        ("2026-12-25 10:00", "later", 1.0),    // Christmas (Friday): 26 Saturday is St Stephen, next Monday
         ("2026-03-08 10:00", "tomorrow", 1.0), // a Sunday
-        ("2026-03-02 07:30", "today", 1.0), // Monday before opening
-        ("2026-03-07 14:00", "later", 1.0), // Saturday afternoon
+        ("2026-03-02 07:30", "today", 1.0),    // Monday before opening
+        ("2026-03-07 14:00", "later", 1.0),    // Saturday afternoon
     ] {
         let calls = run_all("holiday", at, &to_out_of_hours());
         for mut call in calls {
@@ -963,23 +682,13 @@ fn holidays_sundays_and_nights_are_out_of_hours() {
 #[test]
 fn the_queue_closing_during_the_menus_sends_callers_out_of_hours() {
     // Saturday 12:58: open when the call starts, closed by the time the caller asks for an operator.
-    let steps = concat(vec![
-        to_choice("1"),
-        vec![
-            s(In::Wait(180), &[]),
-            (In::Press("2"), out_of_hours_prompts()),
-        ],
-    ]);
+    let steps = concat(vec![to_choice("1"), vec![s(In::Wait(180), &[]), (In::Press("2"), out_of_hours_prompts())]]);
     run_all("closing time", "2026-03-07 12:58", &steps);
 }
 
 #[test]
 fn stale_and_unexpected_events_are_logged_and_ignored() {
-    let steps = concat(vec![vec![
-        s(In::Press("1"), &[]),
-        s(In::Silence, &[]),
-        s(In::HangUp, &[]),
-    ]]);
+    let steps = concat(vec![vec![s(In::Press("1"), &[]), s(In::Silence, &[]), s(In::HangUp, &[])]]);
     let call = run("events before the start", OPEN, &steps, Language::It);
     assert_eq!(call.outcome(), Some(Outcome::HungUpInMenu));
     let steps = concat(vec![
@@ -996,10 +705,7 @@ fn stale_and_unexpected_events_are_logged_and_ignored() {
     ]);
     run_all("stale events", OPEN, &steps);
     // Keys while the directory is being asked are ignored too.
-    let steps = concat(vec![
-        to_choice("1"),
-        vec![s(In::Press("1"), &["services+0"]), s(In::Press("5"), &[])],
-    ]);
+    let steps = concat(vec![to_choice("1"), vec![s(In::Press("1"), &["services+0"]), s(In::Press("5"), &[])]]);
     for call in run_all("keys during lookup", OPEN, &steps) {
         assert_eq!(call.state.wait, Wait::Services { offset: 0 });
     }
@@ -1011,10 +717,7 @@ fn logs_trace_the_path_without_the_number() {
     call.input(&In::Start(Some("+39 031 555 1234")), Language::It);
     call.input(&In::Press("1"), Language::It);
     let json = serde_json::to_string(&call.events).unwrap();
-    assert!(
-        !json.contains("5551234") && !json.contains("0315551234"),
-        "{json}"
-    );
+    assert!(!json.contains("5551234") && !json.contains("0315551234"), "{json}");
     let logs: Vec<String> = call
         .last
         .iter()
@@ -1023,25 +726,11 @@ fn logs_trace_the_path_without_the_number() {
             _ => None,
         })
         .collect();
+    assert!(logs.iter().any(|l| l.contains(r#""kind":"node_left","node":"language-guess""#)), "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains(r#""kind":"node_entered","node":"area-menu""#)), "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains(r#""kind":"language_chosen""#)), "{logs:?}");
     assert!(
-        logs.iter()
-            .any(|l| l.contains(r#""kind":"node_left","node":"language-guess""#)),
-        "{logs:?}"
-    );
-    assert!(
-        logs.iter()
-            .any(|l| l.contains(r#""kind":"node_entered","node":"area-menu""#)),
-        "{logs:?}"
-    );
-    assert!(
-        logs.iter()
-            .any(|l| l.contains(r#""kind":"language_chosen""#)),
-        "{logs:?}"
-    );
-    assert!(
-        logs.iter().any(|l| l.contains(
-            r#""kind":"prompt","node":"area-menu","prompt":"area-menu","language":"it""#
-        )),
+        logs.iter().any(|l| l.contains(r#""kind":"prompt","node":"area-menu","prompt":"area-menu","language":"it""#)),
         "{logs:?}"
     );
     assert!(logs.iter().all(|l| !l.contains("5551234")));
@@ -1055,10 +744,7 @@ fn a_state_from_an_older_flow_is_recovered_not_a_panic() {
     }
     call.state.node = "renamed-node".into();
     call.send(Event::Digits(ivr::domain::DtmfDigits::parse("1").unwrap()));
-    assert_eq!(
-        tokens(&call.last),
-        vec!["queue-enter@fr", "enqueue:fr:-:5", "queue?"]
-    );
+    assert_eq!(tokens(&call.last), vec!["queue-enter@fr", "enqueue:fr:-:5", "queue?"]);
 }
 
 #[test]
@@ -1068,10 +754,7 @@ fn out_of_hours_star_and_hash_repeat_the_message() {
         vec![
             (In::Press("#"), out_of_hours_prompts()),
             (In::Press("*"), out_of_hours_prompts()),
-            s(
-                In::Press("1"),
-                &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
-            ),
+            s(In::Press("1"), &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"]),
         ],
     ]);
     run_all("out of hours # and *", EVENING, &steps);

@@ -10,10 +10,7 @@ fn load(toml: &str) -> Result<Flow, FlowError> {
 
 /// The default flow with `from` replaced by `to` (which must occur).
 fn edited(from: &str, to: &str) -> String {
-    assert!(
-        DEFAULT_FLOW_TOML.contains(from),
-        "the default flow has no {from:?}"
-    );
+    assert!(DEFAULT_FLOW_TOML.contains(from), "the default flow has no {from:?}");
     DEFAULT_FLOW_TOML.replacen(from, to, 1)
 }
 
@@ -21,14 +18,7 @@ fn node_error(toml: &str) -> (String, NodeProblem, String) {
     match load(toml) {
         Err(e @ FlowError::Node { .. }) => {
             let message = e.to_string();
-            let FlowError::Node {
-                node,
-                problem,
-                file,
-            } = e
-            else {
-                unreachable!()
-            };
+            let FlowError::Node { node, problem, file } = e else { unreachable!() };
             assert_eq!(file, "config/test.toml");
             (node, problem, message)
         }
@@ -59,51 +49,27 @@ fn the_default_flow_loads_and_lists_its_prompts() {
 
 #[test]
 fn unknown_prompt_id() {
-    let (node, problem, message) = node_error(&edited(
-        r#"prompt = "portal-info""#,
-        r#"prompt = "portal-infos""#,
-    ));
+    let (node, problem, message) = node_error(&edited(r#"prompt = "portal-info""#, r#"prompt = "portal-infos""#));
     assert_eq!(node, "portal-info");
-    assert_eq!(
-        problem,
-        NodeProblem::UnknownPrompt {
-            field: "prompt",
-            prompt: "portal-infos".into()
-        }
-    );
-    assert!(
-        message.contains("config/test.toml: node `portal-info`")
-            && message.contains("portal-infos"),
-        "{message}"
-    );
+    assert_eq!(problem, NodeProblem::UnknownPrompt { field: "prompt", prompt: "portal-infos".into() });
+    assert!(message.contains("config/test.toml: node `portal-info`") && message.contains("portal-infos"), "{message}");
     // A prompt defined in some languages only is unknown too.
     let mut known = embedded_prompt_ids();
     known.retain(|p| p.as_str() != "welcome");
     let err = Flow::from_toml(DEFAULT_FLOW_TOML, "config/ivr.toml", &known).unwrap_err();
     assert!(err.to_string().contains("node `welcome`"), "{err}");
     // Common prompts are checked as well.
-    let err = load(&edited(
-        r#"invalid = "invalid-choice""#,
-        r#"invalid = "nope""#,
-    ))
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("prompts.invalid") && err.to_string().contains("nope"),
-        "{err}"
-    );
+    let err = load(&edited(r#"invalid = "invalid-choice""#, r#"invalid = "nope""#)).unwrap_err();
+    assert!(err.to_string().contains("prompts.invalid") && err.to_string().contains("nope"), "{err}");
 }
 
 #[test]
 fn unreachable_node() {
-    let toml = format!("{DEFAULT_FLOW_TOML}\n[nodes.orphan]\nkind = \"message\"\nprompt = \"goodbye\"\nnext = \"queue\"\n");
+    let toml =
+        format!("{DEFAULT_FLOW_TOML}\n[nodes.orphan]\nkind = \"message\"\nprompt = \"goodbye\"\nnext = \"queue\"\n");
     let (node, problem, message) = node_error(&toml);
     assert_eq!(node, "orphan");
-    assert_eq!(
-        problem,
-        NodeProblem::Unreachable {
-            start: "welcome".into()
-        }
-    );
+    assert_eq!(problem, NodeProblem::Unreachable { start: "welcome".into() });
     assert!(message.contains("unreachable"), "{message}");
 }
 
@@ -118,10 +84,7 @@ fn node_with_no_way_out() {
     let (node, problem, message) = node_error(&toml);
     assert_eq!(node, "loop-a");
     assert!(matches!(problem, NodeProblem::NoWayOut(_)));
-    assert!(
-        message.contains("no way out") && message.contains("loop-b"),
-        "{message}"
-    );
+    assert!(message.contains("no way out") && message.contains("loop-b"), "{message}");
 
     // A menu with no options and no back.
     let toml = edited(
@@ -139,10 +102,7 @@ fn node_with_no_way_out() {
          [nodes.portal-more]\nkind = \"message\"\nprompt = \"portal-info\"\nnext = \"portal-info\"",
     );
     let err = load(&toml).unwrap_err().to_string();
-    assert!(
-        err.contains("no way out") && err.contains("portal-more"),
-        "{err}"
-    );
+    assert!(err.contains("no way out") && err.contains("portal-more"), "{err}");
 
     // A loop of nodes that never wait, even with an exit on the way, would spin while open.
     let toml = edited(
@@ -152,8 +112,7 @@ fn node_with_no_way_out() {
     );
     let err = load(&toml).unwrap_err().to_string();
     assert!(
-        err.contains("loops without ever waiting")
-            && err.contains("portal-check → portal-info → portal-check"),
+        err.contains("loops without ever waiting") && err.contains("portal-check → portal-info → portal-check"),
         "{err}"
     );
 }
@@ -176,22 +135,12 @@ fn digit_mapped_twice() {
     );
     assert!(message.contains("digit 1 is mapped twice"), "{message}");
     // An extra area-menu option on an area's digit.
-    let (node, problem, _) = node_error(&edited(
-        r#"{ digit = "7", goto = "portal-info" }"#,
-        r#"{ digit = "3", goto = "portal-info" }"#,
-    ));
+    let (node, problem, _) =
+        node_error(&edited(r#"{ digit = "7", goto = "portal-info" }"#, r#"{ digit = "3", goto = "portal-info" }"#));
     assert_eq!(node, "area-menu");
-    assert!(
-        matches!(problem, NodeProblem::DigitMappedTwice { ref first, .. } if first == "area casa"),
-        "{problem:?}"
-    );
+    assert!(matches!(problem, NodeProblem::DigitMappedTwice { ref first, .. } if first == "area casa"), "{problem:?}");
     // Reserved and malformed keys.
-    for (digit, why) in [
-        ("0", "operator"),
-        ("*", "back"),
-        ("#", "repeat"),
-        ("12", "one key"),
-    ] {
+    for (digit, why) in [("0", "operator"), ("*", "back"), ("#", "repeat"), ("12", "one key")] {
         let toml = edited(
             r#"{ digit = "7", goto = "portal-info" }"#,
             &format!(r#"{{ digit = "{digit}", goto = "portal-info" }}"#),
@@ -207,105 +156,55 @@ fn digit_mapped_twice() {
 fn unknown_target() {
     let (node, problem, message) = node_error(&edited(r#"skip = "queue""#, r#"skip = "queu""#));
     assert_eq!(node, "cap-entry");
-    assert_eq!(
-        problem,
-        NodeProblem::UnknownTarget {
-            field: "skip",
-            target: "queu".into()
-        }
-    );
+    assert_eq!(problem, NodeProblem::UnknownTarget { field: "skip", target: "queu".into() });
     assert!(message.contains("`skip` points to `queu`"), "{message}");
     let err = load(&edited(r#"start = "welcome""#, r#"start = "hello""#)).unwrap_err();
     assert!(err.to_string().contains("`start` names `hello`"), "{err}");
-    let err = load(&edited(
-        r#"operator = "queue""#,
-        r#"operator = "area-menu""#,
-    ))
-    .unwrap_err();
+    let err = load(&edited(r#"operator = "queue""#, r#"operator = "area-menu""#)).unwrap_err();
     assert!(err.to_string().contains("must be a queue node"), "{err}");
 }
 
 #[test]
 fn bad_toml_reports_the_line() {
-    let toml = edited(
-        "[nodes.portal-info]\n",
-        "[nodes.portal-info]\nthis is not toml\n",
-    );
+    let toml = edited("[nodes.portal-info]\n", "[nodes.portal-info]\nthis is not toml\n");
     let line = toml.lines().position(|l| l == "this is not toml").unwrap() + 1;
     match load(&toml) {
-        Err(FlowError::Toml {
-            file,
-            line: l,
-            message,
-            ..
-        }) => {
+        Err(FlowError::Toml { file, line: l, message, .. }) => {
             assert_eq!(file, "config/test.toml");
             assert_eq!(l, line, "{message}");
         }
         other => panic!("{other:?}"),
     }
     // Schema errors (an unknown field, a bad kind) are reported with their line too.
-    let toml = edited(
-        "next = \"area-menu\"\n",
-        "next = \"area-menu\"\nnxet = \"typo\"\n",
-    );
+    let toml = edited("next = \"area-menu\"\n", "next = \"area-menu\"\nnxet = \"typo\"\n");
     let err = load(&toml).unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.contains("config/test.toml:") && text.contains("nxet"),
-        "{text}"
-    );
+    assert!(text.contains("config/test.toml:") && text.contains("nxet"), "{text}");
     let toml = edited(r#"kind = "menu""#, r#"kind = "menuu""#);
     let text = load(&toml).unwrap_err().to_string();
     assert!(text.contains("menuu"), "{text}");
-    let FlowError::Toml { line, .. } = load(&toml).unwrap_err() else {
-        panic!()
-    };
+    let FlowError::Toml { line, .. } = load(&toml).unwrap_err() else { panic!() };
     assert!(line > 0, "{text}");
     // Values of domain types are validated at load.
-    let text = load(&edited(r#""33" = "fr""#, r#""33" = "de""#))
-        .unwrap_err()
-        .to_string();
+    let text = load(&edited(r#""33" = "fr""#, r#""33" = "de""#)).unwrap_err().to_string();
     assert!(text.contains("unsupported language"), "{text}");
-    let text = load(&edited(r#"prompt = "welcome""#, r#"prompt = "Welcome!""#))
-        .unwrap_err()
-        .to_string();
+    let text = load(&edited(r#"prompt = "welcome""#, r#"prompt = "Welcome!""#)).unwrap_err().to_string();
     assert!(text.contains("invalid prompt id"), "{text}");
 }
 
 #[test]
 fn bad_hours_and_settings() {
-    let text = load(&edited(
-        r#"monday = ["09:00-18:00"]"#,
-        r#"monday = ["9-18"]"#,
-    ))
-    .unwrap_err()
-    .to_string();
-    assert!(
-        text.contains("[hours]") && text.contains("monday"),
-        "{text}"
-    );
-    let text = load(&edited(
-        r#"extra_holidays = ["2026-12-24""#,
-        r#"extra_holidays = ["24/12/2026""#,
-    ))
-    .unwrap_err()
-    .to_string();
+    let text = load(&edited(r#"monday = ["09:00-18:00"]"#, r#"monday = ["9-18"]"#)).unwrap_err().to_string();
+    assert!(text.contains("[hours]") && text.contains("monday"), "{text}");
+    let text = load(&edited(r#"extra_holidays = ["2026-12-24""#, r#"extra_holidays = ["24/12/2026""#))
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("24/12/2026"), "{text}");
-    let text = load(&edited("max_tries = 3", "max_tries = 0"))
-        .unwrap_err()
-        .to_string();
+    let text = load(&edited("max_tries = 3", "max_tries = 0")).unwrap_err().to_string();
     assert!(text.contains("max_tries"), "{text}");
-    let text = load(&edited("page_size = 3", "page_size = 0"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.contains("node `self-service`") && text.contains("page_size"),
-        "{text}"
-    );
-    let text = load(&edited(r#""33" = "fr""#, r#""+33" = "fr""#))
-        .unwrap_err()
-        .to_string();
+    let text = load(&edited("page_size = 3", "page_size = 0")).unwrap_err().to_string();
+    assert!(text.contains("node `self-service`") && text.contains("page_size"), "{text}");
+    let text = load(&edited(r#""33" = "fr""#, r#""+33" = "fr""#)).unwrap_err().to_string();
     assert!(text.contains("+33"), "{text}");
 }
 
@@ -323,11 +222,7 @@ fn an_admin_menu_can_be_added() {
     let mut state = CallState::initial(CallId::parse("admin").unwrap());
     let mut last = Vec::new();
     for event in [
-        Event::CallStarted {
-            channel: Channel::Twiml,
-            caller: None,
-            called: None,
-        },
+        Event::CallStarted { channel: Channel::Twiml, caller: None, called: None },
         keys("2"),
         keys("1"),
         keys("22100"),
@@ -337,16 +232,7 @@ fn an_admin_menu_can_be_added() {
         state = out.state;
         last = out.actions;
     }
-    assert!(
-        last.iter().any(|a| matches!(
-            a,
-            Action::Enqueue {
-                area: Some(ServiceArea::Lingua),
-                ..
-            }
-        )),
-        "{last:?}"
-    );
+    assert!(last.iter().any(|a| matches!(a, Action::Enqueue { area: Some(ServiceArea::Lingua), .. })), "{last:?}");
     assert_eq!(state.node, "queue");
 }
 

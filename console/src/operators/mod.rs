@@ -94,7 +94,13 @@ pub struct Console(Arc<Inner>);
 
 impl Console {
     pub fn new(db: Db, config: ConsoleConfig, wake: Arc<Notify>) -> Console {
-        Console(Arc::new(Inner { hub: hub::Hub::new(db), config, wake, connected: Mutex::new(HashMap::new()), seen_refreshed: Mutex::new(i64::MIN) }))
+        Console(Arc::new(Inner {
+            hub: hub::Hub::new(db),
+            config,
+            wake,
+            connected: Mutex::new(HashMap::new()),
+            seen_refreshed: Mutex::new(i64::MIN),
+        }))
     }
 
     /// Starts the hub's pump (and LISTEN on PostgreSQL) and the queue service.
@@ -170,7 +176,5 @@ pub fn routes() -> axum::Router<AppState> {
 
 /// Epoch milliseconds as RFC 3339 UTC.
 pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -7,7 +7,18 @@ use serde_json::{json, Value};
 
 /// The pop of one call (`None` for an unknown call).
 pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<Value>, DbError> {
-    type CallRow = (String, Option<String>, i64, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<i64>);
+    type CallRow = (
+        String,
+        Option<String>,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<i64>,
+    );
     let row: Option<CallRow> = sqlx::query_as(
         "SELECT c.channel, c.language, c.language_guessed, c.area, c.cap, c.town, c.caller_hash, c.caller_masked, \
          c.started_at, q.entered_at FROM calls c LEFT JOIN queue_entries q ON q.call_id = c.call_id WHERE c.call_id = $1",
@@ -18,9 +29,8 @@ pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<Va
     let Some((channel, language, guessed, area, cap, town, hash, masked, started_at, entered_at)) = row else {
         return Ok(None);
     };
-    let point = town
-        .as_deref()
-        .and_then(|t| ivr::geo::Gazetteer::embedded().comune_by_name(t).first().map(|c| c.point));
+    let point =
+        town.as_deref().and_then(|t| ivr::geo::Gazetteer::embedded().comune_by_name(t).first().map(|c| c.point));
     let events: Vec<(i64, String, String)> =
         sqlx::query_as("SELECT at, kind, data FROM call_events WHERE call_id = $1 ORDER BY seq")
             .bind(call_id)
@@ -80,13 +90,17 @@ fn detail(kind: &str, data: &str) -> Value {
     }
     let Ok(v) = serde_json::from_str::<Value>(data) else { return Value::Null };
     match v.get("event") {
-        Some(Value::Object(m)) => m.values().next().map(|inner| {
-            let s = match inner {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            Value::String(s.chars().take(120).collect())
-        }).unwrap_or(Value::Null),
+        Some(Value::Object(m)) => m
+            .values()
+            .next()
+            .map(|inner| {
+                let s = match inner {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Value::String(s.chars().take(120).collect())
+            })
+            .unwrap_or(Value::Null),
         _ => Value::Null,
     }
 }

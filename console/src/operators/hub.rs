@@ -7,8 +7,8 @@
 //! `NOTIFY helpline_console`, delivered at commit; every node LISTENs and pumps what other nodes
 //! wrote. Architecture invariant: nothing reaches a socket that is not in the table first.
 
-use crate::db::{Backend, Db, DbError};
 use crate::db::users::Role;
+use crate::db::{Backend, Db, DbError};
 use serde_json::{Map, Value};
 use sqlx::Any;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -198,7 +198,9 @@ impl Hub {
                                 Ok(n) => match n.payload().strip_prefix(REVOKED).map(str::parse::<i64>) {
                                     // (This node's own arrives too: its sockets check again.)
                                     Some(Ok(user_id)) => self.send_control(Control::SessionsRevoked { user_id }),
-                                    Some(Err(_)) => tracing::warn!(payload = n.payload(), "unreadable console notification"),
+                                    Some(Err(_)) => {
+                                        tracing::warn!(payload = n.payload(), "unreadable console notification")
+                                    }
                                     None => {
                                         self.0.wake.notify_one();
                                         self.0.remote_change.notify_one();
@@ -237,15 +239,14 @@ pub async fn begin(db: &Db) -> Result<Tx, DbError> {
 /// Stores a message in the transaction; returns its seq. `body` is an object without `type`.
 pub async fn write(tx: &mut Tx, audience: &str, kind: &str, body: Value, now_ms: i64) -> Result<i64, DbError> {
     let text = serde_json::to_string(&body).map_err(|e| DbError::Corrupt(e.to_string()))?;
-    let (seq,): (i64,) = sqlx::query_as(
-        "INSERT INTO console_messages (audience, kind, body, at) VALUES ($1, $2, $3, $4) RETURNING seq",
-    )
-    .bind(audience)
-    .bind(kind)
-    .bind(text)
-    .bind(now_ms)
-    .fetch_one(&mut **tx)
-    .await?;
+    let (seq,): (i64,) =
+        sqlx::query_as("INSERT INTO console_messages (audience, kind, body, at) VALUES ($1, $2, $3, $4) RETURNING seq")
+            .bind(audience)
+            .bind(kind)
+            .bind(text)
+            .bind(now_ms)
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(seq)
 }
 
@@ -273,13 +274,12 @@ fn frame(seq: i64, kind: &str, body: &str) -> Result<axum::extract::ws::Utf8Byte
 
 /// Messages after `after`, in order (at most `limit`).
 pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Message>, DbError> {
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT seq, audience, kind, body FROM console_messages WHERE seq > $1 ORDER BY seq LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
+    let rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT seq, audience, kind, body FROM console_messages WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?;
     rows.into_iter()
         .map(|(seq, audience, kind, body)| Ok(Message { seq, frame: frame(seq, &kind, &body)?, audience }))
         .collect()

@@ -28,20 +28,30 @@ pub async fn save_note(state: &AppState, user: &User, call_id: &str, text: &str)
     }
     check_call(state, user, call_id).await?;
     let now_ms = state.clock.now().timestamp_millis();
-    state.db.with_lock_turn(sqlx::query(
-        "INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4) \
+    state
+        .db
+        .with_lock_turn(
+            sqlx::query(
+                "INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (call_id, operator_id) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
-    )
-    .bind(call_id)
-    .bind(user.id)
-    .bind(text)
-    .bind(now_ms)
-    .execute(state.db.pool()))
-    .await?;
+            )
+            .bind(call_id)
+            .bind(user.id)
+            .bind(text)
+            .bind(now_ms)
+            .execute(state.db.pool()),
+        )
+        .await?;
     Ok(now_ms)
 }
 
-pub async fn referral(state: &AppState, user: &User, call_id: &str, service_id: &str, add: bool) -> Result<i64, ConsoleError> {
+pub async fn referral(
+    state: &AppState,
+    user: &User,
+    call_id: &str,
+    service_id: &str,
+    add: bool,
+) -> Result<i64, ConsoleError> {
     check_call(state, user, call_id).await?;
     let now_ms = state.clock.now().timestamp_millis();
     if add {
@@ -64,10 +74,14 @@ pub async fn referral(state: &AppState, user: &User, call_id: &str, service_id: 
         .execute(state.db.pool()))
         .await?;
     } else {
-        state.db.with_lock_turn(sqlx::query("DELETE FROM referrals WHERE call_id = $1 AND service_id = $2")
-            .bind(call_id)
-            .bind(service_id)
-            .execute(state.db.pool()))
+        state
+            .db
+            .with_lock_turn(
+                sqlx::query("DELETE FROM referrals WHERE call_id = $1 AND service_id = $2")
+                    .bind(call_id)
+                    .bind(service_id)
+                    .execute(state.db.pool()),
+            )
             .await?;
     }
     Ok(now_ms)
@@ -79,10 +93,14 @@ pub async fn disposition(state: &AppState, user: &User, call_id: &str, code: &st
     }
     check_call(state, user, call_id).await?;
     let now_ms = state.clock.now().timestamp_millis();
-    state.db.with_lock_turn(sqlx::query("UPDATE calls SET disposition = $2 WHERE call_id = $1")
-        .bind(call_id)
-        .bind(code)
-        .execute(state.db.pool()))
+    state
+        .db
+        .with_lock_turn(
+            sqlx::query("UPDATE calls SET disposition = $2 WHERE call_id = $1")
+                .bind(call_id)
+                .bind(code)
+                .execute(state.db.pool()),
+        )
         .await?;
     Ok(now_ms)
 }

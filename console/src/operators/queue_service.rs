@@ -97,7 +97,14 @@ async fn expire_offers(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
             .execute(&mut **tx)
             .await?;
         tracing::info!(call_id, operator, offer = id, "offer expired: operator paused");
-        hub::write(tx, &hub::user(*operator), "offer_withdrawn", json!({"offer_id": id, "call_id": call_id, "reason": "expired"}), now_ms).await?;
+        hub::write(
+            tx,
+            &hub::user(*operator),
+            "offer_withdrawn",
+            json!({"offer_id": id, "call_id": call_id, "reason": "expired"}),
+            now_ms,
+        )
+        .await?;
         let change = Change { reason: Some("missed offer".into()), ..Change::to(PresenceState::Paused) };
         presence::set(tx, *operator, &change, Some(&[PresenceState::Offered]), now_ms).await?;
     }
@@ -119,8 +126,16 @@ async fn withdraw_stale_offers(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError
             .execute(&mut **tx)
             .await?;
         let reason = if matches!(status.as_deref(), Some("abandoned") | Some("left")) { "abandoned" } else { "taken" };
-        hub::write(tx, &hub::user(*operator), "offer_withdrawn", json!({"offer_id": id, "call_id": call_id, "reason": reason}), now_ms).await?;
-        presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::Offered]), now_ms).await?;
+        hub::write(
+            tx,
+            &hub::user(*operator),
+            "offer_withdrawn",
+            json!({"offer_id": id, "call_id": call_id, "reason": reason}),
+            now_ms,
+        )
+        .await?;
+        presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::Offered]), now_ms)
+            .await?;
     }
     Ok(!stale.is_empty())
 }
@@ -142,8 +157,16 @@ async fn transfers_failed(state: &AppState, tx: &mut Tx, now_ms: i64) -> Result<
             .execute(&mut **tx)
             .await?;
         let pop = pop::screen_pop(&state.db, call_id, now_ms).await?;
-        hub::write(tx, &hub::user(*operator), "call", json!({"call_id": call_id, "state": "transfer_failed", "pop": pop}), now_ms).await?;
-        presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::OnCall]), now_ms).await?;
+        hub::write(
+            tx,
+            &hub::user(*operator),
+            "call",
+            json!({"call_id": call_id, "state": "transfer_failed", "pop": pop}),
+            now_ms,
+        )
+        .await?;
+        presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::OnCall]), now_ms)
+            .await?;
     }
     Ok(!failed.is_empty())
 }
@@ -171,7 +194,14 @@ async fn lapse_to_offline(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
     .await?;
     for (operator,) in &gone {
         let change = Change { reason: Some("disconnected".into()), ..Change::to(PresenceState::Offline) };
-        presence::set(tx, *operator, &change, Some(&[PresenceState::Available, PresenceState::Paused, PresenceState::WrapUp]), now_ms).await?;
+        presence::set(
+            tx,
+            *operator,
+            &change,
+            Some(&[PresenceState::Available, PresenceState::Paused, PresenceState::WrapUp]),
+            now_ms,
+        )
+        .await?;
     }
     Ok(!gone.is_empty())
 }
@@ -348,13 +378,18 @@ pub async fn accept(state: &AppState, user: &User, offer_id: i64) -> Result<(), 
     if taken == 0 {
         return Err(ConsoleError::OfferGone);
     }
-    sqlx::query("UPDATE offers SET status = 'accepted', resolved_at = $2 WHERE id = $1").bind(offer_id).bind(now_ms).execute(&mut *tx).await?;
-    let (channel,): (String,) = sqlx::query_as("UPDATE calls SET operator_id = $2, answered_at = $3 WHERE call_id = $1 RETURNING channel")
-        .bind(&call_id)
-        .bind(user.id)
+    sqlx::query("UPDATE offers SET status = 'accepted', resolved_at = $2 WHERE id = $1")
+        .bind(offer_id)
         .bind(now_ms)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
+    let (channel,): (String,) =
+        sqlx::query_as("UPDATE calls SET operator_id = $2, answered_at = $3 WHERE call_id = $1 RETURNING channel")
+            .bind(&call_id)
+            .bind(user.id)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
     let change = Change { call_id: Some(call_id.clone()), ..Change::to(PresenceState::OnCall) };
     if !presence::set(&mut tx, user.id, &change, Some(&[PresenceState::Offered]), now_ms).await? {
         return Err(ConsoleError::OfferGone);
@@ -382,14 +417,23 @@ pub async fn accept(state: &AppState, user: &User, offer_id: i64) -> Result<(), 
     }
     let mut tx = hub::begin(&state.db).await?;
     if channel != "sip" {
-        sqlx::query("UPDATE queue_entries SET status = 'answered', updated_at = $2 WHERE call_id = $1 AND status = 'assigned'")
-            .bind(&call_id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE queue_entries SET status = 'answered', updated_at = $2 WHERE call_id = $1 AND status = 'assigned'",
+        )
+        .bind(&call_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
     }
     let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
-    hub::write(&mut tx, &hub::user(user.id), "call", json!({"call_id": call_id, "state": "connected", "offer_id": offer_id, "pop": pop}), now_ms).await?;
+    hub::write(
+        &mut tx,
+        &hub::user(user.id),
+        "call",
+        json!({"call_id": call_id, "state": "connected", "offer_id": offer_id, "pop": pop}),
+        now_ms,
+    )
+    .await?;
     hub::commit(hub, tx, true).await?;
     state.console.kick();
     Ok(())
@@ -400,17 +444,29 @@ pub async fn decline(state: &AppState, user: &User, offer_id: i64) -> Result<(),
     let now_ms = state.clock.now().timestamp_millis();
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
-    let row: Option<(String, String)> = sqlx::query_as("SELECT call_id, status FROM offers WHERE id = $1 AND operator_id = $2")
-        .bind(offer_id)
-        .bind(user.id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT call_id, status FROM offers WHERE id = $1 AND operator_id = $2")
+            .bind(offer_id)
+            .bind(user.id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some((call_id, status)) = row else { return Err(ConsoleError::NotYourOffer) };
     if status != "open" {
         return Err(ConsoleError::OfferGone);
     }
-    sqlx::query("UPDATE offers SET status = 'declined', resolved_at = $2 WHERE id = $1").bind(offer_id).bind(now_ms).execute(&mut *tx).await?;
-    hub::write(&mut tx, &hub::user(user.id), "offer_withdrawn", json!({"offer_id": offer_id, "call_id": call_id, "reason": "declined"}), now_ms).await?;
+    sqlx::query("UPDATE offers SET status = 'declined', resolved_at = $2 WHERE id = $1")
+        .bind(offer_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    hub::write(
+        &mut tx,
+        &hub::user(user.id),
+        "offer_withdrawn",
+        json!({"offer_id": offer_id, "call_id": call_id, "reason": "declined"}),
+        now_ms,
+    )
+    .await?;
     let change = Change { reason: Some("declined offer".into()), ..Change::to(PresenceState::Paused) };
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::Offered]), now_ms).await?;
     hub::commit(hub, tx, true).await?;
@@ -428,10 +484,23 @@ pub async fn end_call(state: &AppState, user: &User, call_id: &str) -> Result<()
         return Err(ConsoleError::NotYourCall);
     }
     let until = now_ms + i64::from(state.console.config().wrap_up_secs) * 1000;
-    sqlx::query("UPDATE calls SET wrap_up_at = $2 WHERE call_id = $1").bind(call_id).bind(now_ms).execute(&mut *tx).await?;
-    hub::write(&mut tx, &hub::user(user.id), "call", json!({"call_id": call_id, "state": "ended", "pop": null}), now_ms).await?;
-    hub::write(&mut tx, &hub::user(user.id), "wrap_up", json!({"call_id": call_id, "until": rfc3339(until)}), now_ms).await?;
-    let change = Change { call_id: Some(call_id.to_owned()), wrap_up_until: Some(until), ..Change::to(PresenceState::WrapUp) };
+    sqlx::query("UPDATE calls SET wrap_up_at = $2 WHERE call_id = $1")
+        .bind(call_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    hub::write(
+        &mut tx,
+        &hub::user(user.id),
+        "call",
+        json!({"call_id": call_id, "state": "ended", "pop": null}),
+        now_ms,
+    )
+    .await?;
+    hub::write(&mut tx, &hub::user(user.id), "wrap_up", json!({"call_id": call_id, "until": rfc3339(until)}), now_ms)
+        .await?;
+    let change =
+        Change { call_id: Some(call_id.to_owned()), wrap_up_until: Some(until), ..Change::to(PresenceState::WrapUp) };
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::OnCall]), now_ms).await?;
     hub::commit(hub, tx, true).await?;
     Ok(())
@@ -439,7 +508,12 @@ pub async fn end_call(state: &AppState, user: &User, call_id: &str) -> Result<()
 
 /// A presence change asked for by the operator (`available`, `paused` with a reason, `offline`;
 /// `ready` ends a wrap-up early).
-pub async fn set_presence(state: &AppState, user: &User, to: PresenceState, reason: Option<String>) -> Result<(), ConsoleError> {
+pub async fn set_presence(
+    state: &AppState,
+    user: &User,
+    to: PresenceState,
+    reason: Option<String>,
+) -> Result<(), ConsoleError> {
     use PresenceState::*;
     let now_ms = state.clock.now().timestamp_millis();
     let hub = state.console.hub();

@@ -68,19 +68,27 @@ async fn callbacks(_: AsOperator, State(state): State<AppState>) -> Result<Json<
 }
 
 /// Takes an open callback that nobody (or I) claimed.
-async fn claim(AsOperator(auth): AsOperator, State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+async fn claim(
+    AsOperator(auth): AsOperator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
-    let n = state.db.with_lock_turn(sqlx::query(
-        "UPDATE callbacks SET claimed_by = $2, claimed_at = $3 WHERE id = $1 AND status = 'open' \
+    let n = state
+        .db
+        .with_lock_turn(
+            sqlx::query(
+                "UPDATE callbacks SET claimed_by = $2, claimed_at = $3 WHERE id = $1 AND status = 'open' \
          AND (claimed_by IS NULL OR claimed_by = $2)",
-    )
-    .bind(id)
-    .bind(auth.user.id)
-    .bind(now)
-    .execute(state.db.pool()))
-    .await
-    .map_err(db_error)?
-    .rows_affected();
+            )
+            .bind(id)
+            .bind(auth.user.id)
+            .bind(now)
+            .execute(state.db.pool()),
+        )
+        .await
+        .map_err(db_error)?
+        .rows_affected();
     if n == 0 {
         return Err(claim_refusal(&state, id).await);
     }
@@ -88,7 +96,11 @@ async fn claim(AsOperator(auth): AsOperator, State(state): State<AppState>, Path
 }
 
 /// Marks my claimed callback done.
-async fn done(AsOperator(auth): AsOperator, State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, AppError> {
+async fn done(
+    AsOperator(auth): AsOperator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
     let n = state.db.with_lock_turn(sqlx::query("UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2")
         .bind(id)
@@ -109,7 +121,11 @@ fn db_error(e: sqlx::Error) -> AppError {
 }
 
 async fn claim_refusal(state: &AppState, id: i64) -> AppError {
-    match sqlx::query_as::<_, (String,)>("SELECT status FROM callbacks WHERE id = $1").bind(id).fetch_optional(state.db.pool()).await {
+    match sqlx::query_as::<_, (String,)>("SELECT status FROM callbacks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(state.db.pool())
+        .await
+    {
         Ok(None) => ConsoleError::NoSuchCallback.into(),
         Ok(Some(_)) => AppError::Conflict("this callback is done or claimed by someone else".into()),
         Err(e) => AppError::from(crate::db::DbError::Query(e)),

@@ -82,7 +82,9 @@ impl ConsoleConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for d in &cfg.dispositions {
-            let ok = !d.code.is_empty() && d.code.len() <= 32 && d.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+            let ok = !d.code.is_empty()
+                && d.code.len() <= 32
+                && d.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
             if !ok {
                 return Err(format!("disposition code {:?}: use 1 to 32 of a-z, 0-9, _", d.code));
             }

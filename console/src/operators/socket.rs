@@ -332,10 +332,16 @@ async fn handle(
         "ping" => Ok(Some(frame(json!({"type": "pong", "ref": r#ref.clone()})))),
         "presence" => match parse::<PresenceMsg>(value) {
             Ok(p) => match (p.state.as_str(), p.reason) {
-                ("available", _) => queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None),
-                ("offline", _) => queue_service::set_presence(state, user, PresenceState::Offline, None).await.map(|_| None),
+                ("available", _) => {
+                    queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None)
+                }
+                ("offline", _) => {
+                    queue_service::set_presence(state, user, PresenceState::Offline, None).await.map(|_| None)
+                }
                 ("paused", Some(r)) if !r.trim().is_empty() && r.chars().count() <= 100 => {
-                    queue_service::set_presence(state, user, PresenceState::Paused, Some(r.trim().to_owned())).await.map(|_| None)
+                    queue_service::set_presence(state, user, PresenceState::Paused, Some(r.trim().to_owned()))
+                        .await
+                        .map(|_| None)
                 }
                 ("paused", _) => Ok(Some(bad("paused needs a reason (1 to 100 characters)".into()))),
                 (other, _) => Ok(Some(bad(format!("state {other:?} is not available, paused or offline")))),
@@ -356,15 +362,21 @@ async fn handle(
             Err(e) => Ok(Some(bad(e))),
         },
         "note" => match parse::<Note>(value) {
-            Ok(n) => work::save_note(state, user, &n.call_id, &n.text).await.map(|at| Some(saved(&n.r#ref, "note", at))),
+            Ok(n) => {
+                work::save_note(state, user, &n.call_id, &n.text).await.map(|at| Some(saved(&n.r#ref, "note", at)))
+            }
             Err(e) => Ok(Some(bad(e))),
         },
         "referral" => match parse::<Referral>(value) {
-            Ok(r) => work::referral(state, user, &r.call_id, &r.service_id, r.add).await.map(|at| Some(saved(&r.r#ref, "referral", at))),
+            Ok(r) => work::referral(state, user, &r.call_id, &r.service_id, r.add)
+                .await
+                .map(|at| Some(saved(&r.r#ref, "referral", at))),
             Err(e) => Ok(Some(bad(e))),
         },
         "disposition" => match parse::<Disposition>(value) {
-            Ok(d) => work::disposition(state, user, &d.call_id, &d.code).await.map(|at| Some(saved(&d.r#ref, "disposition", at))),
+            Ok(d) => work::disposition(state, user, &d.call_id, &d.code)
+                .await
+                .map(|at| Some(saved(&d.r#ref, "disposition", at))),
             Err(e) => Ok(Some(bad(e))),
         },
         "search" => match parse::<Search>(value) {

@@ -90,10 +90,8 @@ const SELECT: &str = "SELECT u.id, u.name, s.presence, s.reason, s.since, s.call
 
 /// One user's presence (offline when they never connected).
 pub async fn get(tx: &mut Tx, user_id: i64) -> Result<Option<OperatorPresence>, DbError> {
-    let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE u.id = $1"))
-        .bind(user_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<Row> =
+        sqlx::query_as(&format!("{SELECT} WHERE u.id = $1")).bind(user_id).fetch_optional(&mut **tx).await?;
     Ok(row.map(from_row))
 }
 
@@ -187,10 +185,12 @@ pub async fn seen(db: &crate::db::Db, users: &[i64], now_ms: i64) -> Result<(), 
     for chunk in users.chunks(500) {
         let list = chunk.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",");
         // The ids are integers from our own table: safe to inline.
-        db.with_lock_turn(sqlx::query(&format!("UPDATE operator_state SET seen_at = $1 WHERE user_id IN ({list})"))
-            .bind(now_ms)
-            .execute(db.pool()))
-            .await?;
+        db.with_lock_turn(
+            sqlx::query(&format!("UPDATE operator_state SET seen_at = $1 WHERE user_id IN ({list})"))
+                .bind(now_ms)
+                .execute(db.pool()),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -210,10 +210,12 @@ pub async fn ensure(db: &crate::db::Db, user_id: i64, now_ms: i64) -> Result<(),
 
 /// Flags a user as trained for intercultural mediation (the ACD's fallback).
 pub async fn set_mediator(db: &crate::db::Db, user_id: i64, mediator: bool) -> Result<(), DbError> {
-    db.with_lock_turn(sqlx::query("UPDATE users SET mediator = $2 WHERE id = $1")
-        .bind(user_id)
-        .bind(i64::from(mediator))
-        .execute(db.pool()))
-        .await?;
+    db.with_lock_turn(
+        sqlx::query("UPDATE users SET mediator = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(i64::from(mediator))
+            .execute(db.pool()),
+    )
+    .await?;
     Ok(())
 }
