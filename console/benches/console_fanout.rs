@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
                 password: Password::parse("fan-out benchmark password").map_err(anyhow::Error::msg)?,
                 sip_target: Some("sip:op@pbx.example.org".into()),
             },
+        chrono::Utc::now().timestamp_millis(),
         )
         .await?;
         let now = chrono::Utc::now().timestamp_millis();

@@ -1,6 +1,7 @@
 //! The `helpline` command line: raw arguments → validated ones (clap, then domain types) → one
 //! async task. Errors end the process with a message and a non-zero exit code, never a panic.
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
 use crate::db::users::{self, NewUser, Password, Role, UserName};
 use crate::db::Db;
@@ -157,7 +158,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Retention(RetentionCommand::Run) => {
                 let db = connect(&loaded.settings).await?;
                 db.migrate().await?;
-                let now = chrono::Utc::now().timestamp_millis();
+                let now = SystemClock.now().timestamp_millis();
                 let actor = crate::supervisor::audit::Actor::system("helpline retention run");
                 let report =
                     crate::supervisor::retention::purge(&db, now, loaded.settings.retention_days, &actor).await?;
@@ -167,7 +168,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Supervisors(SupervisorsCommand::Bench(args)) => {
                 let db = connect(&loaded.settings).await?;
                 db.migrate().await?;
-                crate::supervisor::bench::run(args, db, chrono::Utc::now().timestamp_millis()).await
+                crate::supervisor::bench::run(args, db, SystemClock.now().timestamp_millis()).await
             }
         }
     })
@@ -259,7 +260,7 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
                 Err(e) => return Ok(usage_error(&format!("password from standard input: {e}"))),
             };
             let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
-            match users::add_user(&db, &new).await {
+            match users::add_user(&db, &new, SystemClock.now().timestamp_millis()).await {
                 Ok(u) => {
                     if mediator {
                         crate::operators::presence::set_mediator(&db, u.id, true).await?;

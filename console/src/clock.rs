@@ -17,6 +17,12 @@ impl Clock for SystemClock {
     }
 }
 
+/// Epoch milliseconds (how the database keeps time) as RFC 3339 UTC with milliseconds, as every
+/// page and export shows them.
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// A clock that stands still until moved (tests).
 pub struct ManualClock(Mutex<DateTime<Utc>>);
 

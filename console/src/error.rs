@@ -72,3 +72,8 @@ impl From<crate::db::DbError> for AppError {
         }
     }
 }
+
+/// The answer to a path no route matches.
+pub async fn not_found(req: axum::extract::Request) -> AppError {
+    AppError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+}

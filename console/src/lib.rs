@@ -1,24 +1,33 @@
-//! `console` — the helpline's server: health and metrics, (next) the webhook endpoints, the
-//! operator console and supervisors' views; and the `helpline` command line.
+//! `console` — the helpline's server: the telephony adapters (SIP, the JSON and TwiML webhooks),
+//! the operator console, the supervisors' views, the services directory, health and metrics; and
+//! the `helpline` command line.
+//!
+//! Dependencies point one way (ARCHITECTURE.md, checked by `tests/e2e/layers.rs`): `cli` →
+//! `startup` → the features → the infrastructure.
 
-pub mod acd;
-pub mod auth;
-pub mod calls;
-pub mod cli;
+// Infrastructure: knows no feature.
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod metrics;
-pub mod operators;
-pub mod routes;
-pub mod schedule;
-pub mod sip;
-pub mod startup;
-pub mod state;
-pub mod supervisor;
+pub mod tasks;
 pub mod telemetry;
+
+// Features, and the services they share.
+pub mod acd;
+pub mod auth;
+pub mod calls;
+pub mod directory;
+pub mod health;
+pub mod operators;
+pub mod pages;
+pub mod sip;
+pub mod supervisor;
 pub mod voice;
 pub mod webhook;
+
+// Assembly.
+pub mod cli;
+pub mod startup;

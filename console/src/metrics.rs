@@ -1,12 +1,17 @@
 //! Prometheus metrics (`GET /metrics`, text exposition format) with the `prometheus-client` crate,
 //! the Prometheus project's own Rust client. One registry per server.
 
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -146,4 +151,21 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// The route a request matched (`/api/services/{id}`), or `(unmatched)`: bounded cardinality.
+pub fn matched_route(req: &Request) -> String {
+    req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "(unmatched)".to_owned())
+}
+
+/// Middleware: counts every request by method, matched route and status, and times it.
+pub async fn record_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = matched_route(&req);
+    let response = next.run(req).await;
+    let labels = HttpLabels { method, route, status: response.status().as_u16() };
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
 }

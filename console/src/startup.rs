@@ -1,26 +1,124 @@
 //! Building and running the server: connect and migrate the database, settle the server key,
-//! create the first admin on an empty database, bind the listener (port 0 allowed), serve until
-//! SIGINT or SIGTERM.
+//! create the first admin on an empty database, bind the listeners (port 0 allowed), then serve
+//! until SIGINT or SIGTERM.
+//!
+//! This is the one place that knows every feature: it assembles [`AppState`] from the features'
+//! own states, and each feature's handlers take only their own (axum's `FromRef`), so no feature
+//! imports another's state or this module. [`Application::build`] starts nothing;
+//! [`Application::run_until`] starts every background task under one [`Tasks`] and joins them
+//! all on shutdown.
 
+use crate::auth::{AuthState, SignInLimiter};
 use crate::calls::CallRuntime;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::db::{secrets, users, Db};
+use crate::directory::{Directory, DirectoryState};
+use crate::health::HealthState;
 use crate::metrics::Metrics;
-use crate::routes;
-use crate::state::AppState;
+use crate::operators::{Console, OperatorsState};
+use crate::sip::{SipServer, SipState};
+use crate::supervisor::SupervisorState;
+use crate::tasks::Tasks;
+use crate::voice::PromptsState;
+use crate::webhook::WebhookState;
 use anyhow::Context;
+use axum::extract::{FromRef, Request};
+use axum::{middleware, Router};
+use ivr::domain::ServerSecret;
 use ivr::prompts::{Tts, TtsOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+/// Every handle of the running server, behind one `Arc` (a `State` extractor clones it once per
+/// request). Handlers never see it: each takes its feature's state through `FromRef`.
+#[derive(Clone)]
+pub struct AppState(Arc<Handles>);
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds: the shared infrastructure (for tests and start-up) and each
+/// feature's state.
+pub struct Handles {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub secret: Arc<ServerSecret>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Runs calls for every telephony adapter.
+    pub calls: CallRuntime,
+    /// The services directory and its search index.
+    pub directory: Directory,
+    pub auth: Arc<AuthState>,
+    pub operators: Arc<OperatorsState>,
+    pub supervisor: Arc<SupervisorState>,
+    pub webhook: Arc<WebhookState>,
+    pub directory_api: Arc<DirectoryState>,
+    pub prompts: Arc<PromptsState>,
+    pub health: Arc<HealthState>,
+    pub sip: Arc<SipState>,
+}
+
+macro_rules! feature_states {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for Arc<$ty> {
+            fn from_ref(app: &AppState) -> Arc<$ty> {
+                app.$field.clone()
+            }
+        })*
+    };
+}
+
+feature_states! {
+    auth: AuthState,
+    operators: OperatorsState,
+    supervisor: SupervisorState,
+    webhook: WebhookState,
+    directory_api: DirectoryState,
+    prompts: PromptsState,
+    health: HealthState,
+    sip: SipState,
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(app: &AppState) -> Arc<Metrics> {
+        app.metrics.clone()
+    }
+}
+
+/// Every route of the server, with the session middleware, metrics and request tracing.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::pages::routes())
+        .merge(crate::health::routes())
+        .merge(crate::auth::http::routes())
+        .merge(crate::voice::routes())
+        .merge(crate::webhook::routes())
+        .merge(crate::directory::routes())
+        .merge(crate::supervisor::routes())
+        .merge(crate::operators::routes())
+        .fallback(crate::error::not_found)
+        .layer(middleware::from_fn_with_state(state.auth.clone(), crate::auth::resolve_session))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::record_http))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = crate::metrics::matched_route(req);
+            tracing::info_span!("http", method = %req.method(), route)
+        }))
+        .with_state(state)
+}
 
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
-    /// The SIP user agent's socket (issue 6).
-    sip: crate::sip::SipServer,
+    sip: SipServer,
     state: AppState,
     /// Name and password of the admin created on this start, to be shown once.
     pub first_admin: Option<(String, String)>,
@@ -40,38 +138,78 @@ impl Application {
         tracing::debug!(comuni, "gazetteer loaded");
         let db = Db::connect(&settings.database_url).await?;
         db.migrate().await?;
-        let (secret, source) = secrets::server_secret(&db, &settings.secret).await?;
+        let (secret, source) = secrets::server_secret(&db, &settings.secret, clock.now()).await?;
         tracing::info!(?source, backend = db.backend().name(), "database ready");
-        let first_admin = users::ensure_first_admin(&db).await?;
-        let directory = crate::directory::Directory::open(db.clone()).await?;
-        directory.spawn_watcher();
+        let first_admin = users::ensure_first_admin(&db, clock.now()).await?;
+        let directory = Directory::open(db.clone()).await?;
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
-        let sip = crate::sip::SipServer::bind(&settings).await?;
+        let sip = SipServer::bind(&settings).await?;
         let metrics = Arc::new(Metrics::new());
         let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(directory.clone()), metrics.clone());
         let tts_dir = settings.data_dir.join("tts-cache");
-        let tts = Tts::new(tts_dir.clone(), TtsOptions::default())
-            .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?;
+        let tts = Arc::new(
+            Tts::new(tts_dir.clone(), TtsOptions::default())
+                .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?,
+        );
         let console_config = crate::operators::config::ConsoleConfig::load(&settings.console_file)?;
-        let console = crate::operators::Console::new(db.clone(), console_config, calls.queue_changed());
-        let state = AppState::new(crate::state::Handles {
+        let console = Console::new(db.clone(), console_config, calls.queue_changed());
+        let (settings, secret) = (Arc::new(settings), Arc::new(secret));
+        let handles = Handles {
+            auth: Arc::new(AuthState {
+                db: db.clone(),
+                settings: settings.clone(),
+                clock: clock.clone(),
+                sign_in_limiter: SignInLimiter::default(),
+                revoker: Arc::new(console.clone()),
+            }),
+            operators: Arc::new(OperatorsState {
+                db: db.clone(),
+                settings: settings.clone(),
+                clock: clock.clone(),
+                console,
+                directory: directory.clone(),
+                calls: calls.clone(),
+            }),
+            supervisor: Arc::new(SupervisorState {
+                db: db.clone(),
+                settings: settings.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                wallboard: Default::default(),
+            }),
+            webhook: Arc::new(WebhookState {
+                db: db.clone(),
+                settings: settings.clone(),
+                secret: secret.clone(),
+                clock: clock.clone(),
+                calls: calls.clone(),
+                voice: voice.clone(),
+                tts: tts.clone(),
+            }),
+            directory_api: Arc::new(DirectoryState { directory: directory.clone(), clock: clock.clone() }),
+            prompts: Arc::new(PromptsState { settings: settings.clone(), voice: voice.clone(), tts: tts.clone() }),
+            health: Arc::new(HealthState { db: db.clone(), metrics: metrics.clone() }),
+            sip: Arc::new(SipState {
+                db: db.clone(),
+                settings: settings.clone(),
+                secret: secret.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                calls: calls.clone(),
+                voice,
+                tts,
+            }),
             db,
-            settings: Arc::new(settings),
-            secret: Arc::new(secret),
+            settings,
+            secret,
             metrics,
-            calls,
-            voice,
-            tts: Arc::new(tts),
             clock,
+            calls,
             directory,
-            sign_in_limiter: Arc::new(crate::auth::SignInLimiter::default()),
-            console,
-            wallboard: Default::default(),
-        });
-        crate::operators::Console::start(&state).await?;
-        Ok(Application { listener, sip, state, first_admin })
+        };
+        Ok(Application { listener, sip, state: AppState(Arc::new(handles)), first_admin })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -87,35 +225,30 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight and closes the pool.
+    /// Starts the background tasks, serves until `shutdown` completes, then finishes the requests
+    /// in flight, stops and joins every task (SIP hangs up its calls) and closes the pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let router = routes::router(self.state.clone());
-        tracing::info!(addr = %self.local_addr(), "HTTP server listening");
-        // SIP stops with the HTTP server: calls in progress get a BYE before the pool closes.
-        let (sip_stop, sip_stopped) = tokio::sync::oneshot::channel::<()>();
-        let sip = tokio::spawn(self.sip.run(self.state.clone(), async {
-            let _ = sip_stopped.await;
-        }));
-        let (housekeeping_stop, housekeeping_stopped) = tokio::sync::watch::channel(false);
-        let retention =
-            tokio::spawn(crate::supervisor::retention::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
-        let settle =
-            tokio::spawn(crate::supervisor::settle::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
-        let quiet = tokio::spawn(crate::calls::quiet::run_scheduled(self.state.clone(), housekeeping_stopped.clone()));
-        let wallboard = tokio::spawn(crate::supervisor::wallboard::run_feed(self.state.clone(), housekeeping_stopped));
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        let _ = housekeeping_stop.send(true);
-        let _ = retention.await;
-        let _ = settle.await;
-        let _ = quiet.await;
-        let _ = wallboard.await;
-        let _ = sip_stop.send(());
-        let _ = sip.await;
-        self.state.db.close().await;
+        let state = self.state;
+        let tasks = Tasks::new();
+        state.directory.start_following(&tasks);
+        crate::operators::Console::start(&state.operators, &tasks).await?;
+        crate::supervisor::retention::start(state.supervisor.clone(), &tasks);
+        crate::supervisor::settle::start(state.supervisor.clone(), &tasks);
+        crate::supervisor::wallboard::start_feed(state.supervisor.clone(), &tasks);
+        crate::calls::quiet::start(state.db.clone(), state.calls.clone(), state.clock.clone(), &tasks);
+        let stopping = tasks.token();
+        tasks.spawn("sip", self.sip.run(state.sip.clone(), async move { stopping.cancelled().await }));
+
+        let addr = self.listener.local_addr().unwrap_or(state.settings.http_addr);
+        tracing::info!(%addr, "HTTP server listening");
+        let served =
+            axum::serve(self.listener, router(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await;
+        tasks.shutdown().await;
+        state.db.close().await;
         tracing::info!("server stopped");
-        Ok(())
+        Ok(served?)
     }
 }
 

@@ -30,7 +30,7 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/metrics", "/metrics", Public, false),
     ("GET", "/openapi.json", "/openapi.json", Public, false),
     ("GET", "/prompts/{lang}/{file}", "/prompts/it/welcome.wav", Public, false),
-    // A URL the server signed into a TwiML answer (`routes::speech`).
+    // A URL the server signed into a TwiML answer (`webhook::speech`).
     ("GET", "/speech/{call_id}/{step}/{file}", "/speech/CA0/1/0.wav?sig=00", Signed, false),
     ("GET", "/", "/", Public, false),
     ("GET", "/console", "/console", Public, false),

@@ -421,13 +421,14 @@ async fn an_operator_without_a_phone_target_is_not_offered_calls() {
             password: Password::parse(PASSWORD).unwrap(),
             sip_target: None,
         },
+        app.state.clock.now().timestamp_millis(),
     )
     .await
     .unwrap();
     let _nina = operator_online(&app, "nina", true).await;
     app.clock.advance(Duration::seconds(5));
     let _call = Call::to_queue(&app, "no-target-1", "+39 333 000 5555", &["0"]).await;
-    console::operators::queue_service::pass(&app.state).await.unwrap();
+    console::operators::queue_service::pass(&app.state.operators).await.unwrap();
     let (offers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(offers, 0, "nobody to put the call through to");
     add_user(&app, "olga", Role::Operator, &[It], &[], false).await;
@@ -450,13 +451,13 @@ async fn a_pass_with_nothing_to_do_commits_nothing() {
     };
     let before = bumps().await;
     for _ in 0..3 {
-        console::operators::queue_service::pass(&app.state).await.unwrap();
+        console::operators::queue_service::pass(&app.state.operators).await.unwrap();
     }
     // The server's own passes too (one a second).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(bumps().await, before, "idle passes committed");
     let _call = Call::to_queue(&app, "idle-pass-1", "+39 333 000 5556", &["0"]).await;
-    console::operators::queue_service::pass(&app.state).await.unwrap();
+    console::operators::queue_service::pass(&app.state.operators).await.unwrap();
     assert!(bumps().await > before, "the queue changed: a pass writes its message");
     let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM console_messages WHERE kind = 'queue'")
         .fetch_one(app.state.db.pool())

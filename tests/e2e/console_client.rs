@@ -31,6 +31,7 @@ pub async fn add_user(
             password: Password::parse(PASSWORD).unwrap(),
             sip_target: Some(format!("sip:{name}@pbx.example.org")),
         },
+        app.state.clock.now().timestamp_millis(),
     )
     .await
     .unwrap();

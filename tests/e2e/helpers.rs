@@ -110,7 +110,7 @@ pub struct TestApp {
     pub first_admin: Option<(String, String)>,
     pub client: reqwest::Client,
     /// The server's shared state (its pool, metrics, settings).
-    pub state: console::state::AppState,
+    pub state: console::startup::AppState,
     /// The server's clock: stands still at [`OPEN_HOURS`] until a test moves it.
     pub clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,

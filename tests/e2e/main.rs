@@ -11,6 +11,7 @@ mod console;
 mod console_client;
 mod directory;
 mod health;
+mod layers;
 mod migrations;
 mod nodes;
 mod session;

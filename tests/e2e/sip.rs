@@ -7,7 +7,7 @@
 
 use crate::helpers::{repo_path, spawn_app};
 use console::db::Backend;
-use console::state::AppState;
+use console::startup::AppState;
 use ivr::rtp::{linear_to_ulaw, RtpPacket};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -26,6 +26,7 @@ pub async fn signed_in(app: &TestApp, name: &str, role: Role) -> (i64, reqwest::
             password: Password::parse(PASSWORD).unwrap(),
             sip_target: None,
         },
+        app.state.clock.now().timestamp_millis(),
     )
     .await
     .unwrap();

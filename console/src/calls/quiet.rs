@@ -15,10 +15,12 @@
 //! ended once (a second `hung_up` for it changes nothing).
 
 use super::{CallError, CallRequest, CallRuntime, Origin};
+use crate::clock::Clock;
 use crate::db::{Db, DbError};
 use chrono::{DateTime, Utc};
 use ivr::domain::CallId;
 use ivr::engine::Event;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A call no operator has taken, without any event for this long, is ended (ms).
@@ -67,12 +69,14 @@ pub async fn end_quiet_calls(db: &Db, calls: &CallRuntime, now: DateTime<Utc>) -
     Ok(ended)
 }
 
-/// Ends quiet calls at once, then every [`EVERY`], until `stop` fires.
-pub async fn run_scheduled(state: crate::state::AppState, stop: tokio::sync::watch::Receiver<bool>) {
-    crate::schedule::run_every(EVERY, stop, || async {
-        if let Err(e) = end_quiet_calls(&state.db, &state.calls, state.clock.now()).await {
-            tracing::error!(error = %e, "ending quiet calls failed");
+/// Ends quiet calls at once, then every [`EVERY`], until shutdown.
+pub fn start(db: Db, calls: CallRuntime, clock: Arc<dyn Clock>, tasks: &crate::tasks::Tasks) {
+    tasks.spawn_every("quiet calls", EVERY, move || {
+        let (db, calls, clock) = (db.clone(), calls.clone(), clock.clone());
+        async move {
+            if let Err(e) = end_quiet_calls(&db, &calls, clock.now()).await {
+                tracing::error!(error = %e, "ending quiet calls failed");
+            }
         }
-    })
-    .await
+    });
 }

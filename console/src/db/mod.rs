@@ -239,11 +239,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch of a clock reading.
-pub fn epoch_ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

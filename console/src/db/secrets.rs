@@ -17,7 +17,11 @@ pub enum SecretSource {
 }
 
 /// The configured key, or the stored one, or a new one stored now (the first node to store wins).
-pub async fn server_secret(db: &Db, configured: &SecretString) -> Result<(ServerSecret, SecretSource), DbError> {
+pub async fn server_secret(
+    db: &Db,
+    configured: &SecretString,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(ServerSecret, SecretSource), DbError> {
     if !configured.is_empty() {
         let secret = ServerSecret::new(configured.expose().as_bytes().to_vec())
             .map_err(|e| DbError::Conflict(format!("HELPLINE_SECRET: {e}")))?;
@@ -34,7 +38,7 @@ pub async fn server_secret(db: &Db, configured: &SecretString) -> Result<(Server
     )
     .bind(KEY)
     .bind(hex::encode(bytes))
-    .bind(chrono::Utc::now().timestamp_millis())
+    .bind(now.timestamp_millis())
     .execute(db.pool())
     .await?
     .rows_affected();

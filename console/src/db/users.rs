@@ -126,10 +126,9 @@ fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// Creates a user. A taken name is a [`DbError::Conflict`].
-pub async fn add_user(db: &Db, user: &NewUser) -> Result<User, DbError> {
+/// Creates a user at `now` (epoch ms). A taken name is a [`DbError::Conflict`].
+pub async fn add_user(db: &Db, user: &NewUser, now: i64) -> Result<User, DbError> {
     let hash = user.password.hash()?;
-    let now = chrono::Utc::now().timestamp_millis();
     let result = db
         .with_lock_turn(
             sqlx::query(
@@ -202,7 +201,10 @@ pub async fn verify_password(db: &Db, name: &str, password: &str) -> Result<Opti
 
 /// On a database with no users, creates `admin` with a random password and returns the password
 /// (to be shown once). `None` when users exist or another node created the first admin first.
-pub async fn ensure_first_admin(db: &Db) -> Result<Option<(String, String)>, DbError> {
+pub async fn ensure_first_admin(
+    db: &Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(String, String)>, DbError> {
     if count_users(db).await? > 0 {
         return Ok(None);
     }
@@ -215,7 +217,7 @@ pub async fn ensure_first_admin(db: &Db) -> Result<Option<(String, String)>, DbE
         password: Password::parse(&password).map_err(DbError::Corrupt)?,
         sip_target: None,
     };
-    match add_user(db, &user).await {
+    match add_user(db, &user, now.timestamp_millis()).await {
         Ok(_) => Ok(Some(("admin".to_owned(), password))),
         Err(DbError::Conflict(_)) => Ok(None),
         Err(e) => Err(e),

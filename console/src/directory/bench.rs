@@ -3,7 +3,7 @@
 //! typos and a distance filter, on the same generated data in the same run; and import speed of
 //! a generated datapackage. Prints Markdown for BENCHMARKS.md.
 
-use super::docs::{service_docs, ServiceDoc};
+use super::documents::{service_docs, ServiceDoc};
 use super::index::DirectoryIndex;
 use super::search::{search, SearchQuery};
 use super::{datapackage, generate, import, store};

@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(a.rows("service").len(), 300);
         assert!(a.check_references().is_empty(), "{:?}", a.check_references().first());
         assert!(a.check_cells().is_empty(), "{:?}", a.check_cells().first());
-        let docs = super::super::docs::service_docs(&a, g);
+        let docs = super::super::documents::service_docs(&a, g);
         for area in ServiceArea::ALL {
             assert!(docs.iter().filter(|d| d.area_list().contains(&area)).count() >= 50, "{area:?}");
         }

@@ -10,7 +10,7 @@
 //! (see [`super::search`]); the filters read small arrays indexed by document id, in the same
 //! order, rather than the service records.
 
-use super::docs::ServiceDoc;
+use super::documents::ServiceDoc;
 use ivr::geo::GeoPoint;
 use rstar::primitives::GeomWithData;
 use rstar::RTree;

@@ -6,19 +6,19 @@
 //! swapped whole; every write bumps `dir_meta.version`, and each server polls that version, so an
 //! import made by the CLI or by another node reaches every index without a restart.
 //!
-//! Entry points: [`Directory`] (shared in `AppState`), [`search::search`] and
+//! Entry points: [`Directory`] (a cheap handle; the HTTP API's state is [`DirectoryState`]), [`search::search`] and
 //! [`search::nearest_services`] (synchronous, for the console's websocket and the IVR),
 //! [`routes`] (HTTP), [`cli`] (`helpline directory …`).
 
-pub mod api;
 pub mod bench;
 pub mod builder;
 pub mod cli;
 pub mod datapackage;
 pub mod dataset;
-pub mod docs;
+pub mod documents;
 pub mod flat_csv;
 pub mod generate;
+pub mod http;
 pub mod import;
 pub mod index;
 pub mod opening;
@@ -26,11 +26,12 @@ pub mod schema;
 pub mod search;
 pub mod store;
 
-pub use api::routes;
 pub use dataset::{Dataset, RowError};
+pub use http::routes;
 pub use index::DirectoryIndex;
 pub use search::{nearest_services, search, SearchHit, SearchQuery, SearchResults, ServiceSummary};
 
+use crate::clock::Clock;
 use crate::db::{Db, DbError};
 use chrono::{DateTime, Utc};
 use ivr::domain::ServiceArea;
@@ -38,6 +39,13 @@ use ivr::geo::{Gazetteer, GeoPoint};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// What the directory's HTTP API needs.
+pub struct DirectoryState {
+    pub directory: Directory,
+    /// "Open now" is decided at this clock's time.
+    pub clock: Arc<dyn Clock>,
+}
 
 /// How often a server checks whether the directory changed elsewhere.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -100,7 +108,7 @@ impl Directory {
     async fn install(&self, data: Dataset, version: i64) -> Result<(), DirectoryError> {
         let started = std::time::Instant::now();
         let index = tokio::task::spawn_blocking(move || {
-            DirectoryIndex::build(docs::service_docs(&data, Gazetteer::embedded()))
+            DirectoryIndex::build(documents::service_docs(&data, Gazetteer::embedded()))
         })
         .await??;
         let services = index.len();
@@ -139,23 +147,18 @@ impl Directory {
         Ok(true)
     }
 
-    /// Polls the stored version every [`WATCH_INTERVAL`] and rebuilds on change, until the pool
-    /// closes.
-    pub fn spawn_watcher(&self) -> tokio::task::JoinHandle<()> {
+    /// Follows the stored version: polls it every [`WATCH_INTERVAL`] and rebuilds on change,
+    /// until shutdown.
+    pub fn start_following(&self, tasks: &crate::tasks::Tasks) {
         let dir = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(WATCH_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if dir.db.pool().is_closed() {
-                    break;
-                }
+        tasks.spawn_every("directory follower", WATCH_INTERVAL, move || {
+            let dir = dir.clone();
+            async move {
                 if let Err(e) = dir.refresh().await {
                     tracing::warn!(error = %e, "directory refresh failed");
                 }
             }
-        })
+        });
     }
 
     /// Runs a search on the current index.

@@ -15,7 +15,7 @@
 //! document id), is counted for its areas, and joins the matches. The matches are ranked by
 //! relevance damped by distance and only the requested page is turned into answers.
 
-use super::docs::area_bit;
+use super::documents::area_bit;
 use super::index::{arc_km, chord_km, to_xyz, DirectoryIndex, SegmentData, FIRST_STEMMED, NAME, RAW};
 use super::opening::LocalNow;
 use chrono::{DateTime, Utc};

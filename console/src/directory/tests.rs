@@ -3,7 +3,7 @@
 //! the IVR's nearest services.
 
 use super::builder::{Builder, FlatService};
-use super::docs::service_docs;
+use super::documents::service_docs;
 use super::index::DirectoryIndex;
 use super::opening::parse_readable;
 use super::search::{nearest_services, search, SearchQuery};

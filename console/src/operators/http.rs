@@ -7,17 +7,22 @@
 //! call id, and marking it done; the masked number only helps recognise the caller.
 
 use super::presence;
+use super::OperatorsState;
 use super::{rfc3339, ConsoleError};
 use crate::auth::{AsOperator, AsSupervisor};
 use crate::error::AppError;
-use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ivr::domain::{Language, ServiceArea};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<OperatorsState>: FromRef<S>,
+{
     Router::new()
         .route("/api/console/config", get(config))
         .route("/api/operators", get(operators))
@@ -27,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// What the page needs to draw itself (also in `welcome.config`).
-pub fn config_json(state: &AppState) -> Value {
+pub fn config_json(state: &OperatorsState) -> Value {
     let c = state.console.config();
     json!({
         "dispositions": c.dispositions,
@@ -38,16 +43,16 @@ pub fn config_json(state: &AppState) -> Value {
     })
 }
 
-async fn config(_: AsOperator, State(state): State<AppState>) -> Json<Value> {
+async fn config(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> Json<Value> {
     Json(config_json(&state))
 }
 
-async fn operators(_: AsSupervisor, State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+async fn operators(_: AsSupervisor, State(state): State<Arc<OperatorsState>>) -> Result<Json<Value>, AppError> {
     let all = presence::all(&state.db).await?;
     Ok(Json(json!({ "operators": all.iter().map(|o| o.json()).collect::<Vec<_>>() })))
 }
 
-async fn callbacks(_: AsOperator, State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+async fn callbacks(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> Result<Json<Value>, AppError> {
     type Row = (i64, String, Option<String>, String, Option<String>, i64, String, Option<String>, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT b.id, b.call_id, b.caller_masked, b.language, b.area, b.requested_at, b.status, u.name, b.claimed_at \
@@ -70,7 +75,7 @@ async fn callbacks(_: AsOperator, State(state): State<AppState>) -> Result<Json<
 /// Takes an open callback that nobody (or I) claimed.
 async fn claim(
     AsOperator(auth): AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<OperatorsState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
@@ -98,7 +103,7 @@ async fn claim(
 /// Marks my claimed callback done.
 async fn done(
     AsOperator(auth): AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<OperatorsState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
@@ -120,7 +125,7 @@ fn db_error(e: sqlx::Error) -> AppError {
     AppError::from(crate::db::DbError::Query(e))
 }
 
-async fn claim_refusal(state: &AppState, id: i64) -> AppError {
+async fn claim_refusal(state: &OperatorsState, id: i64) -> AppError {
     match sqlx::query_as::<_, (String,)>("SELECT status FROM callbacks WHERE id = $1")
         .bind(id)
         .fetch_optional(state.db.pool())

@@ -9,6 +9,7 @@
 
 use crate::db::users::Role;
 use crate::db::{Backend, Db, DbError};
+use crate::tasks::Tasks;
 use serde_json::{Map, Value};
 use sqlx::Any;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -138,16 +139,14 @@ impl Hub {
 
     /// Starts the pump (and on PostgreSQL the listener). The pump starts after the newest message
     /// already stored: older ones reach pages only by replay.
-    pub async fn start(&self, database_url: &str) -> Result<(), DbError> {
+    pub async fn start(&self, database_url: &str, tasks: &Tasks) -> Result<(), DbError> {
         let (newest,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(seq) FROM console_messages").fetch_one(self.0.db.pool()).await?;
         self.0.pumped.store(newest.unwrap_or(0), Ordering::SeqCst);
         let hub = self.clone();
-        tokio::spawn(async move { hub.pump().await });
+        tasks.spawn_until_stopped("console hub pump", hub.pump());
         if self.0.db.backend() == Backend::Postgres {
-            let hub = self.clone();
-            let url = database_url.to_owned();
-            tokio::spawn(async move { hub.listen(url).await });
+            tasks.spawn_until_stopped("console hub listener", self.clone().listen(database_url.to_owned()));
         }
         Ok(())
     }
@@ -156,9 +155,6 @@ impl Hub {
         loop {
             // A missed wake-up costs at most this long.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.0.wake.notified()).await;
-            if self.0.db.pool().is_closed() {
-                return;
-            }
             if let Err(e) = self.pump_once().await {
                 tracing::warn!(error = %e, "console message pump failed");
             }
@@ -215,9 +211,6 @@ impl Hub {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "console listener cannot connect"),
-            }
-            if self.0.db.pool().is_closed() {
-                return;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }

@@ -11,13 +11,33 @@ pub mod queue_service;
 pub mod socket;
 pub mod work;
 
+use crate::auth::SessionRevoker;
+use crate::calls::CallRuntime;
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::db::{Db, DbError};
+use crate::directory::Directory;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::tasks::Tasks;
 use config::ConsoleConfig;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+/// What the console's handlers, sockets and queue service need.
+pub struct OperatorsState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    /// The message hub, the console's settings and this node's open sockets.
+    pub console: Console,
+    /// Searched from the sockets.
+    pub directory: Directory,
+    /// The calls the console offers and ends.
+    pub calls: CallRuntime,
+}
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +108,7 @@ struct Inner {
     seen_refreshed: Mutex<i64>,
 }
 
-/// The console's shared handle (in `AppState`). Cheap to clone.
+/// The console's shared handle (in `OperatorsState`). Cheap to clone.
 #[derive(Clone)]
 pub struct Console(Arc<Inner>);
 
@@ -104,9 +124,9 @@ impl Console {
     }
 
     /// Starts the hub's pump (and LISTEN on PostgreSQL) and the queue service.
-    pub async fn start(state: &AppState) -> Result<(), DbError> {
-        state.console.hub().start(&state.settings.database_url).await?;
-        tokio::spawn(queue_service::run(state.clone()));
+    pub async fn start(state: &Arc<OperatorsState>, tasks: &Tasks) -> Result<(), DbError> {
+        state.console.hub().start(&state.settings.database_url, tasks).await?;
+        tasks.spawn_until_stopped("queue service", queue_service::run(state.clone()));
         Ok(())
     }
 
@@ -166,11 +186,21 @@ impl Console {
     }
 }
 
+impl SessionRevoker for Console {
+    fn sessions_revoked(&self, user_id: i64) -> Pin<Box<dyn Future<Output = Result<(), DbError>> + Send + '_>> {
+        Box::pin(Console::sessions_revoked(self, user_id))
+    }
+}
+
 /// How often (clock time) open sockets refresh their users' `seen_at`; well under the 30 s lapse.
 const SEEN_REFRESH_MS: i64 = 5_000;
 
 /// The console's routes: `/ws`, `/api/console/config`, `/api/operators`, `/api/callbacks…`.
-pub fn routes() -> axum::Router<AppState> {
+pub fn routes<S>() -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<OperatorsState>: axum::extract::FromRef<S>,
+{
     http::routes().merge(socket::routes())
 }
 

@@ -7,17 +7,18 @@
 
 use super::hub::{self, Tx};
 use super::presence::{self, Change, PresenceState};
+use super::OperatorsState;
 use super::{pop, rfc3339, ConsoleError};
 use crate::acd::{self, Match, Operator, Presence, WaitingCall};
 use crate::calls::{CallRequest, Origin};
 use crate::db::users::{split_codes, User};
 use crate::db::DbError;
-use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use ivr::domain::{CallId, Language, ServiceArea};
 use ivr::engine::Event;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// An operator with no open socket for this long goes offline.
 pub const OFFLINE_AFTER_MS: i64 = 30_000;
@@ -28,9 +29,9 @@ pub const OFFLINE_AFTER_MS: i64 = 30_000;
 /// SQLite's one write lock) does not run hundreds of times a second beside the calls' writer.
 pub const MIN_PASS_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Runs until the pool closes: a pass on every wake-up (at most one per [`MIN_PASS_SPACING`])
+/// Runs until shutdown drops it: a pass on every wake-up (at most one per [`MIN_PASS_SPACING`])
 /// and every second.
-pub async fn run(state: AppState) {
+pub async fn run(state: Arc<OperatorsState>) {
     let wake = state.console.wake();
     let remote = state.console.hub().remote_change();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -40,9 +41,6 @@ pub async fn run(state: AppState) {
             _ = tick.tick() => {}
             _ = wake.notified() => {}
             _ = remote.notified() => {}
-        }
-        if state.db.pool().is_closed() {
-            return;
         }
         let started = tokio::time::Instant::now();
         if let Err(e) = pass(&state).await {
@@ -54,7 +52,7 @@ pub async fn run(state: AppState) {
 
 /// One pass of the queue service. Each step says whether it wrote anything; a pass in which none
 /// did ends its transaction without a commit.
-pub async fn pass(state: &AppState) -> Result<(), DbError> {
+pub async fn pass(state: &OperatorsState) -> Result<(), DbError> {
     let now = state.clock.now();
     let now_ms = now.timestamp_millis();
     // Open sockets keep their users from lapsing offline; refreshed every few seconds (clock
@@ -142,7 +140,7 @@ async fn withdraw_stale_offers(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError
 
 /// An operator on a call whose queue entry is waiting again: the transfer failed (the engine put
 /// the call back in the queue with a higher priority). The operator is free again.
-async fn transfers_failed(state: &AppState, tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
+async fn transfers_failed(state: &OperatorsState, tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
     let failed: Vec<(i64, String)> = sqlx::query_as(
         "SELECT s.user_id, s.call_id FROM operator_state s JOIN queue_entries q ON q.call_id = s.call_id \
          WHERE s.presence = 'on_call' AND q.status = 'waiting'",
@@ -206,7 +204,7 @@ async fn lapse_to_offline(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
     Ok(!gone.is_empty())
 }
 
-async fn make_offers(state: &AppState, tx: &mut Tx, now: DateTime<Utc>) -> Result<bool, DbError> {
+async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) -> Result<bool, DbError> {
     let now_ms = now.timestamp_millis();
     let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
         "SELECT q.call_id, q.language, q.area, q.priority, q.entered_at FROM queue_entries q WHERE q.status = 'waiting' \
@@ -349,7 +347,7 @@ async fn has_queue_message(tx: &mut Tx) -> Result<bool, DbError> {
 }
 
 /// The operator takes the offered call.
-pub async fn accept(state: &AppState, user: &User, offer_id: i64) -> Result<(), ConsoleError> {
+pub async fn accept(state: &OperatorsState, user: &User, offer_id: i64) -> Result<(), ConsoleError> {
     let now = state.clock.now();
     let now_ms = now.timestamp_millis();
     let hub = state.console.hub();
@@ -440,7 +438,7 @@ pub async fn accept(state: &AppState, user: &User, offer_id: i64) -> Result<(), 
 }
 
 /// The operator refuses the offer: it counts as missed (next operator; they are paused).
-pub async fn decline(state: &AppState, user: &User, offer_id: i64) -> Result<(), ConsoleError> {
+pub async fn decline(state: &OperatorsState, user: &User, offer_id: i64) -> Result<(), ConsoleError> {
     let now_ms = state.clock.now().timestamp_millis();
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
@@ -475,7 +473,7 @@ pub async fn decline(state: &AppState, user: &User, offer_id: i64) -> Result<(),
 }
 
 /// The conversation is over: wrap-up for `wrap_up_secs`, then available.
-pub async fn end_call(state: &AppState, user: &User, call_id: &str) -> Result<(), ConsoleError> {
+pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Result<(), ConsoleError> {
     let now_ms = state.clock.now().timestamp_millis();
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
@@ -509,7 +507,7 @@ pub async fn end_call(state: &AppState, user: &User, call_id: &str) -> Result<()
 /// A presence change asked for by the operator (`available`, `paused` with a reason, `offline`;
 /// `ready` ends a wrap-up early).
 pub async fn set_presence(
-    state: &AppState,
+    state: &OperatorsState,
     user: &User,
     to: PresenceState,
     reason: Option<String>,

@@ -7,14 +7,14 @@
 
 use super::hub::{self, Control, Message};
 use super::presence::PresenceState;
+use super::OperatorsState;
 use super::{http, pop, presence, queue_service, work, ConsoleError};
 use crate::auth::{AsOperator, Authenticated};
 use crate::db::sessions;
 use crate::db::users::Role;
 use crate::error::AppError;
-use crate::state::AppState;
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -35,13 +35,17 @@ const REPLAY_LIMIT: i64 = 5000;
 /// The largest frame accepted from a page.
 const MAX_FRAME: usize = 64 * 1024;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<OperatorsState>: FromRef<S>,
+{
     Router::new().route("/ws", get(upgrade))
 }
 
 async fn upgrade(
     AsOperator(auth): AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<OperatorsState>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
@@ -52,7 +56,7 @@ async fn upgrade(
 /// Browsers send `Origin` on every websocket upgrade: it must be this server (cross-site
 /// websocket hijacking). Clients that are not browsers send none and are let through (the
 /// session cookie still decides).
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+fn check_origin(state: &OperatorsState, headers: &HeaderMap) -> Result<(), AppError> {
     if crate::auth::same_origin(headers, &state.settings.public_url) {
         return Ok(());
     }
@@ -69,7 +73,7 @@ enum Out {
     Close(u16, &'static str),
 }
 
-async fn run(state: AppState, auth: Authenticated, socket: WebSocket) {
+async fn run(state: Arc<OperatorsState>, auth: Authenticated, socket: WebSocket) {
     let user_id = auth.user.id;
     state.console.socket_opened(user_id);
     let _ = presence::ensure(&state.db, user_id, state.clock.now().timestamp_millis()).await;
@@ -90,7 +94,7 @@ async fn run(state: AppState, auth: Authenticated, socket: WebSocket) {
 }
 
 async fn send_loop(
-    state: AppState,
+    state: Arc<OperatorsState>,
     auth: Authenticated,
     mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
     mut out: mpsc::Receiver<Out>,
@@ -160,7 +164,12 @@ async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
     let _ = sink.send(WsMessage::Close(Some(axum::extract::ws::CloseFrame { code, reason: reason.into() }))).await;
 }
 
-async fn replay(state: &AppState, uid: i64, role: Role, after: i64) -> Result<Vec<Arc<Message>>, crate::db::DbError> {
+async fn replay(
+    state: &OperatorsState,
+    uid: i64,
+    role: Role,
+    after: i64,
+) -> Result<Vec<Arc<Message>>, crate::db::DbError> {
     let msgs = hub::read_after(&state.db, after, REPLAY_LIMIT).await?;
     Ok(msgs.into_iter().filter(|m| m.for_user(uid, role)).map(Arc::new).collect())
 }
@@ -174,7 +183,7 @@ fn error_frame(code: &str, message: impl std::fmt::Display, r#ref: Option<&Value
 }
 
 async fn recv_loop(
-    state: AppState,
+    state: Arc<OperatorsState>,
     auth: Authenticated,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     out: mpsc::Sender<Out>,
@@ -221,8 +230,8 @@ async fn recv_loop(
     }
 }
 
-async fn session_alive(state: &AppState, auth: &Authenticated) -> bool {
-    match sessions::session_live(&state.db, &auth.token_hash, chrono::Utc::now().timestamp_millis()).await {
+async fn session_alive(state: &OperatorsState, auth: &Authenticated) -> bool {
+    match sessions::session_live(&state.db, &auth.token_hash, state.clock.now().timestamp_millis()).await {
         Ok(live) => live,
         Err(e) => {
             tracing::debug!(error = %e, "session check failed; keeping the socket");
@@ -299,7 +308,7 @@ type SendResult = Result<(), mpsc::error::SendError<Out>>;
 
 /// One frame from the page. Only a failure to queue the answer ends the socket.
 async fn handle(
-    state: &AppState,
+    state: &Arc<OperatorsState>,
     auth: &Authenticated,
     out: &mpsc::Sender<Out>,
     greeted: &mut bool,
@@ -406,7 +415,7 @@ fn saved(r#ref: &Value, what: &str, at: i64) -> Out {
 }
 
 /// Runs a search off the async threads; results older than the newest `qseq` are dropped.
-fn spawn_search(state: AppState, s: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
+fn spawn_search(state: Arc<OperatorsState>, s: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
     tokio::spawn(async move {
         let qseq = s.qseq;
         let mut params: HashMap<String, String> = HashMap::new();
@@ -427,7 +436,8 @@ fn spawn_search(state: AppState, s: Search, latest: Arc<AtomicU64>, out: mpsc::S
         }
         let now = state.clock.now();
         let st = state.clone();
-        let result = tokio::task::spawn_blocking(move || crate::directory::api::search_json(&st, &params, now)).await;
+        let result =
+            tokio::task::spawn_blocking(move || crate::directory::http::search_json(&st.directory, &params, now)).await;
         if latest.load(Ordering::SeqCst) != qseq {
             return; // a newer search superseded this one
         }
@@ -449,7 +459,7 @@ fn spawn_search(state: AppState, s: Search, latest: Arc<AtomicU64>, out: mpsc::S
 }
 
 /// `welcome` (a snapshot), the replay after `last_seq`, then live messages.
-async fn greet(state: &AppState, auth: &Authenticated, out: &mpsc::Sender<Out>, last_seq: i64) -> SendResult {
+async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<Out>, last_seq: i64) -> SendResult {
     let (uid, role) = (auth.user.id, auth.user.role);
     // Subscribe first, so nothing committed from now on is missed; the send task skips what the
     // replay already sent.

@@ -3,14 +3,14 @@
 //! took; supervisors on any call.
 
 use super::ConsoleError;
+use super::OperatorsState;
 use crate::db::users::{Role, User};
 use crate::directory::{schema, store};
-use crate::state::AppState;
 
 /// Notes are kept short enough to read on a screen-pop.
 pub const MAX_NOTE_CHARS: usize = 10_000;
 
-async fn check_call(state: &AppState, user: &User, call_id: &str) -> Result<(), ConsoleError> {
+async fn check_call(state: &OperatorsState, user: &User, call_id: &str) -> Result<(), ConsoleError> {
     let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT operator_id FROM calls WHERE call_id = $1")
         .bind(call_id)
         .fetch_optional(state.db.pool())
@@ -22,7 +22,7 @@ async fn check_call(state: &AppState, user: &User, call_id: &str) -> Result<(), 
     }
 }
 
-pub async fn save_note(state: &AppState, user: &User, call_id: &str, text: &str) -> Result<i64, ConsoleError> {
+pub async fn save_note(state: &OperatorsState, user: &User, call_id: &str, text: &str) -> Result<i64, ConsoleError> {
     if text.chars().count() > MAX_NOTE_CHARS {
         return Err(ConsoleError::BadRequest(format!("a note has at most {MAX_NOTE_CHARS} characters")));
     }
@@ -46,7 +46,7 @@ pub async fn save_note(state: &AppState, user: &User, call_id: &str, text: &str)
 }
 
 pub async fn referral(
-    state: &AppState,
+    state: &OperatorsState,
     user: &User,
     call_id: &str,
     service_id: &str,
@@ -87,7 +87,7 @@ pub async fn referral(
     Ok(now_ms)
 }
 
-pub async fn disposition(state: &AppState, user: &User, call_id: &str, code: &str) -> Result<i64, ConsoleError> {
+pub async fn disposition(state: &OperatorsState, user: &User, call_id: &str, code: &str) -> Result<i64, ConsoleError> {
     if !state.console.config().has_disposition(code) {
         return Err(ConsoleError::UnknownDisposition(code.to_owned()));
     }

@@ -52,11 +52,6 @@ impl Collector {
         }
     }
 
-    /// Whether any key has been pressed (a key during a prompt interrupts it).
-    pub fn has_digits(&self) -> bool {
-        !self.digits.is_empty()
-    }
-
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

@@ -26,8 +26,14 @@ mod signalling;
 pub use audio::PromptAudio;
 pub use collect::{Collected, Collector};
 
+use crate::calls::CallRuntime;
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::state::AppState;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::voice::Voice;
+use ivr::domain::ServerSecret;
+use ivr::prompts::Tts;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +85,18 @@ impl RtpPorts {
     }
 }
 
+/// What the SIP adapter needs while it runs.
+pub struct SipState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub secret: Arc<ServerSecret>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub calls: CallRuntime,
+    pub voice: Voice,
+    pub tts: Arc<Tts>,
+}
+
 /// A bound, not yet running SIP server.
 pub struct SipServer {
     socket: Arc<UdpSocket>,
@@ -104,7 +122,7 @@ impl SipServer {
     }
 
     /// Answers calls until `shutdown` completes; calls in progress are then hung up (BYE).
-    pub async fn run(self, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+    pub async fn run(self, state: Arc<SipState>, shutdown: impl Future<Output = ()> + Send + 'static) {
         signalling::run(self.socket, self.local, self.ports, self.clock, state, shutdown).await;
     }
 }

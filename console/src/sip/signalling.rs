@@ -7,9 +7,9 @@
 
 use super::call::{self, CallMsg, CallSetup, SigCmd};
 use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
+use super::SipState;
 use super::{PromptAudio, RtpPorts};
 use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
-use crate::state::AppState;
 use ivr::domain::{CallId, Caller, PhoneNumber};
 use ivr::rtp::parse_info_dtmf;
 use ivr::sdp::{negotiate_body, LocalMedia};
@@ -69,7 +69,7 @@ struct Signalling {
     advertised: IpAddr,
     ports: RtpPorts,
     clock: MediaClock,
-    state: AppState,
+    state: Arc<SipState>,
     audio: Arc<PromptAudio>,
     sig_tx: mpsc::UnboundedSender<SigCmd>,
     layer: ServerTransactions<SocketAddr>,
@@ -85,7 +85,7 @@ pub(super) async fn run(
     local: SocketAddr,
     ports: RtpPorts,
     clock: MediaClock,
-    state: AppState,
+    state: Arc<SipState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let audio = Arc::new(PromptAudio::new(
@@ -591,7 +591,11 @@ fn next_hop(dialog: &Dialog, source: SocketAddr) -> SocketAddr {
 /// Hands operators assigned to our waiting calls (`queue_entries.status = 'assigned'`, set by the
 /// ACD on any node) to those calls as `OperatorAssigned`, marking the entry `answered` first so
 /// that exactly one node delivers it.
-async fn poll_assignments(state: AppState, local: Arc<Mutex<HashSet<String>>>, sig: mpsc::UnboundedSender<SigCmd>) {
+async fn poll_assignments(
+    state: Arc<SipState>,
+    local: Arc<Mutex<HashSet<String>>>,
+    sig: mpsc::UnboundedSender<SigCmd>,
+) {
     let mut tick = tokio::time::interval(ASSIGNMENT_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -100,7 +100,7 @@ pub async fn list(db: &Db, before: Option<i64>, limit: usize, call_id: Option<&s
         .into_iter()
         .map(|(id, at, user_id, user, action, call_id, detail)| AuditEntry {
             id,
-            at: super::log::rfc3339(at),
+            at: crate::clock::rfc3339(at),
             user_id,
             user,
             action,

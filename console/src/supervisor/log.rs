@@ -2,8 +2,8 @@
 //! keyset (newest first, on `(started_at, call_id)`), so page 10 000 costs what page 1 costs.
 
 use super::filter::{Cursor, LogFilter, OperatorRef};
+use crate::clock::rfc3339;
 use crate::db::{Db, DbError};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -49,10 +49,6 @@ pub const CALL_FROM: &str =
 /// when it says assigned/answered (calls the SIP adapter transferred before the console existed).
 pub const ANSWER_AT_SQL: &str =
     "COALESCE(c.answered_at, CASE WHEN q.status IN ('assigned', 'answered') THEN q.updated_at END)";
-
-pub fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
 
 pub fn call_row(row: &AnyRow, now_ms: i64) -> Result<CallRow, sqlx::Error> {
     let started: i64 = row.try_get(1)?;

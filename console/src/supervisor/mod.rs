@@ -13,13 +13,13 @@
 //! - `settle.rs`: the KPI counts of ended calls into the roll-up, once; scheduled in `serve`.
 //! - `retention.rs`: roll up, then purge; scheduled in `serve`, `helpline retention run`.
 //! - `bench.rs`: `helpline supervisors bench` (a million generated calls, query timings).
-//! - `api.rs`: the HTTP handlers.
+//! - `http.rs`: the routes and their handlers.
 
-pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod export;
 pub mod filter;
+pub mod http;
 pub mod kpi;
 pub mod log;
 pub mod retention;
@@ -28,9 +28,23 @@ pub mod store;
 pub mod timeline;
 pub mod wallboard;
 
-use crate::state::AppState;
-use axum::routing::get;
-use axum::Router;
+pub use http::routes;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+
+/// What the supervisors' views and their background jobs need.
+pub struct SupervisorState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// The wallboards' shared snapshot (one database read a second, however many are open).
+    pub wallboard: wallboard::Feed,
+}
 
 /// The KPI definitions, as the API, the CSV and the page state them.
 pub const DEFINITIONS: &[(&str, &str)] = &[
@@ -52,14 +66,3 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
 pub const DEFINITIONS_SHORT: &str = "service_level = answered within 20 s / (answered + abandoned after 5 s); \
     asa = queue wait of answered / answered; abandonment = abandoned / queued; self_service = self_service / calls; \
     Europe/Rome days and hours";
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/calls", get(api::list_calls))
-        .route("/api/calls.csv", get(api::calls_csv))
-        .route("/api/calls/{id}", get(api::get_call))
-        .route("/api/kpis", get(api::kpis))
-        .route("/api/kpis.csv", get(api::kpis_csv))
-        .route("/api/audit", get(api::audit_log))
-        .route("/ws/wallboard", get(wallboard::handler))
-}

@@ -15,8 +15,10 @@
 use super::audit::{self, Actor, AuditAction};
 use super::kpi::{rome_date, rome_midnight_ms};
 use super::store;
+use super::SupervisorState;
 use crate::db::{Db, DbError};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often `serve` runs the purge.
@@ -83,7 +85,7 @@ pub async fn purge_in_chunks(
     chunk: i64,
 ) -> Result<PurgeReport, DbError> {
     let cutoff = cutoff(now_ms, days);
-    let mut report = PurgeReport { cutoff: super::log::rfc3339(cutoff), ..PurgeReport::default() };
+    let mut report = PurgeReport { cutoff: crate::clock::rfc3339(cutoff), ..PurgeReport::default() };
     while let Some(end) = next_chunk_end(db, cutoff, chunk.max(1)).await? {
         purge_chunk(db, end, &mut report).await?;
     }
@@ -147,15 +149,18 @@ async fn purge_chunk(db: &Db, end: i64, report: &mut PurgeReport) -> Result<(), 
     Ok(())
 }
 
-/// Runs the purge at once, then every [`INTERVAL`], until `stop` fires. It runs beside serving:
-/// a long first purge (retention shortened, say) does not keep the helpline from answering. A
-/// stop during a purge rolls back the chunk in progress; the chunks before it stay purged.
-pub async fn run_scheduled(state: crate::state::AppState, stop: tokio::sync::watch::Receiver<bool>) {
-    crate::schedule::run_every(INTERVAL, stop, || run_once(&state)).await
+/// Runs the purge at once, then every [`INTERVAL`], until shutdown. It runs beside serving: a
+/// long first purge (retention shortened, say) does not keep the helpline from answering. A stop
+/// during a purge rolls back the chunk in progress; the chunks before it stay purged.
+pub fn start(state: Arc<SupervisorState>, tasks: &crate::tasks::Tasks) {
+    tasks.spawn_every("retention", INTERVAL, move || {
+        let state = state.clone();
+        async move { run_once(&state).await }
+    });
 }
 
 /// One purge with the server's settings and clock, logged.
-pub async fn run_once(state: &crate::state::AppState) {
+pub async fn run_once(state: &SupervisorState) {
     let now = state.clock.now().timestamp_millis();
     match purge(&state.db, now, state.settings.retention_days, &Actor::system("retention")).await {
         Ok(r) if r.calls > 0 => tracing::info!(calls = r.calls, cutoff = %r.cutoff, "retention: {r}"),

@@ -17,8 +17,10 @@
 //! ever kept), then every [`INTERVAL`].
 
 use super::store;
+use super::SupervisorState;
 use crate::db::{Backend, Db, DbError};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often `serve` settles.
@@ -126,14 +128,17 @@ async fn settle_chunks(db: &Db, now_ms: i64, chunk: i64) -> Result<SettleReport,
     }
 }
 
-/// Settles at once, then every [`INTERVAL`], until `stop` fires (a stop during a settle rolls
-/// back the chunk in progress; the chunks before it stay settled).
-pub async fn run_scheduled(state: crate::state::AppState, stop: tokio::sync::watch::Receiver<bool>) {
-    crate::schedule::run_every(INTERVAL, stop, || run_once(&state)).await
+/// Settles at once, then every [`INTERVAL`], until shutdown (a stop during a settle rolls back the
+/// chunk in progress; the chunks before it stay settled).
+pub fn start(state: Arc<SupervisorState>, tasks: &crate::tasks::Tasks) {
+    tasks.spawn_every("settle KPIs", INTERVAL, move || {
+        let state = state.clone();
+        async move { run_once(&state).await }
+    });
 }
 
 /// One settle with the server's clock, logged.
-pub async fn run_once(state: &crate::state::AppState) {
+pub async fn run_once(state: &SupervisorState) {
     let now = state.clock.now().timestamp_millis();
     match settle(&state.db, now).await {
         Ok(r) if r.calls > 0 => tracing::info!(calls = r.calls, kpi_rows = r.kpi_rows, "KPIs of ended calls settled"),

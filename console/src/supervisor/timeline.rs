@@ -2,7 +2,7 @@
 //! pressed, the log lines, the actions sent), the offers made to operators (and who missed them),
 //! the operators' notes and referrals — in time order, with the offset from the call's start.
 
-use super::log::rfc3339;
+use crate::clock::rfc3339;
 use crate::db::{Db, DbError};
 use serde::Serialize;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The live wallboard (`GET /ws/wallboard`): calls in the menu and in the queue per language and
 //! area, the longest wait, operators by presence, and today's service level, abandonment and ASA.
 //!
-//! One task per node ([`run_feed`], started by `serve`) reads the snapshot every second while any
+//! One task per node ([`start_feed`], started by `serve`) reads the snapshot every second while any
 //! wallboard is open and publishes it in a [`Feed`]; each socket sends it when it differs from what
 //! that socket sent last (the snapshot holds instants, not ages, so a quiet helpline sends
 //! nothing). So the database answers one snapshot a second however many wallboards are open (a
@@ -9,9 +9,9 @@
 
 use super::kpi::{self, rome_date, rome_midnight_ms, Grouping, Kpis};
 use super::store;
+use super::SupervisorState;
 use crate::db::{Db, DbError};
 use crate::error::AppError;
-use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -76,7 +76,7 @@ pub struct Snapshot {
 }
 
 pub async fn snapshot(db: &Db, now_ms: i64) -> Result<Snapshot, DbError> {
-    use super::log::rfc3339;
+    use crate::clock::rfc3339;
     let in_menu: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT COALESCE(c.language, ''), COALESCE(c.area, ''), COUNT(*) FROM calls c \
          LEFT JOIN queue_entries q ON q.call_id = c.call_id \
@@ -139,7 +139,7 @@ pub async fn snapshot(db: &Db, now_ms: i64) -> Result<Snapshot, DbError> {
 
 pub async fn handler(
     crate::auth::AsSupervisor(auth): crate::auth::AsSupervisor,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
@@ -150,7 +150,7 @@ pub async fn handler(
     Ok(ws.on_upgrade(move |socket| run(socket, state)))
 }
 
-async fn run(mut socket: WebSocket, state: AppState) {
+async fn run(mut socket: WebSocket, state: Arc<SupervisorState>) {
     let mut feed = state.wallboard.subscribe();
     // The first message at once, read for this socket (the feed's may be a second old, or absent
     // while no wallboard was open).
@@ -218,7 +218,7 @@ impl Feed {
 }
 
 /// Reads the snapshot as JSON text, counted in `helpline_wallboard_snapshots_total`.
-async fn read(state: &AppState) -> Result<Arc<str>, DbError> {
+async fn read(state: &SupervisorState) -> Result<Arc<str>, DbError> {
     state.metrics.wallboard_snapshots.inc();
     let s = snapshot(&state.db, state.clock.now().timestamp_millis()).await?;
     serde_json::to_string(&s).map(Arc::from).map_err(|e| DbError::Corrupt(format!("wallboard snapshot: {e}")))
@@ -227,17 +227,19 @@ async fn read(state: &AppState) -> Result<Arc<str>, DbError> {
 /// The node's wallboard task: every second, while any wallboard is open, reads the snapshot and
 /// publishes it. With none open it reads nothing, and forgets the last one (a wallboard opening
 /// later reads its own first message).
-pub async fn run_feed(state: AppState, stop: watch::Receiver<bool>) {
-    crate::schedule::run_every(EVERY, stop, || async {
-        let feed = &state.wallboard;
-        if feed.latest.receiver_count() == 0 {
-            feed.latest.send_if_modified(|latest| latest.take().is_some());
-            return;
+pub fn start_feed(state: Arc<SupervisorState>, tasks: &crate::tasks::Tasks) {
+    tasks.spawn_every("wallboard feed", EVERY, move || {
+        let state = state.clone();
+        async move {
+            let feed = &state.wallboard;
+            if feed.latest.receiver_count() == 0 {
+                feed.latest.send_if_modified(|latest| latest.take().is_some());
+                return;
+            }
+            match read(&state).await {
+                Ok(text) => feed.publish(text),
+                Err(e) => tracing::warn!(error = %e, "wallboard snapshot failed"),
+            }
         }
-        match read(&state).await {
-            Ok(text) => feed.publish(text),
-            Err(e) => tracing::warn!(error = %e, "wallboard snapshot failed"),
-        }
-    })
-    .await
+    });
 }

@@ -5,23 +5,28 @@
 
 use super::actions::{to_carrier, CarrierAction};
 use super::signature::{self, verify_json};
+use super::WebhookState;
 use super::{base_url, digest};
 use crate::calls::{CallError, CallRequest, Origin, RequestKey};
 use crate::error::AppError;
-use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::post;
 use axum::{Json, Router};
 use ivr::domain::{CallId, Caller, DtmfDigits, PhoneNumber};
 use ivr::engine::{Channel, Event};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub const TIMESTAMP_HEADER: &str = "x-helpline-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-helpline-signature";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<WebhookState>: FromRef<S>,
+{
     Router::new().route("/voice/events", post(voice_event)).route("/openapi.json", axum::routing::get(openapi))
 }
 
@@ -117,7 +122,7 @@ pub struct EventResponse {
     )
 )]
 pub async fn voice_event(
-    State(state): State<AppState>,
+    State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<EventResponse>, AppError> {

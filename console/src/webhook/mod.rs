@@ -6,18 +6,43 @@
 pub mod actions;
 pub mod json;
 pub mod signature;
+pub mod speech;
 pub mod twiml;
 
-use crate::state::AppState;
+use crate::calls::CallRuntime;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::voice::Voice;
+use axum::extract::FromRef;
 use axum::http::HeaderMap;
 use axum::Router;
+use ivr::domain::ServerSecret;
+use ivr::prompts::Tts;
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
-    json::routes().merge(twiml::routes())
+/// What the carriers' webhooks (and the slow speech they link to) need.
+pub struct WebhookState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub secret: Arc<ServerSecret>,
+    pub clock: Arc<dyn Clock>,
+    pub calls: CallRuntime,
+    pub voice: Voice,
+    /// Runtime texts spoken slowly for TwiML's `<Play>`.
+    pub tts: Arc<Tts>,
+}
+
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<WebhookState>: FromRef<S>,
+{
+    json::routes().merge(twiml::routes()).merge(speech::routes())
 }
 
 /// The public base URL of this server: the configured `public_url`, else `http://<Host>`.
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+pub fn base_url(state: &WebhookState, headers: &HeaderMap) -> String {
     if !state.settings.public_url.is_empty() {
         return state.settings.public_url.trim_end_matches('/').to_owned();
     }

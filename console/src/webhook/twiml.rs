@@ -15,12 +15,12 @@
 
 use super::actions::{queue_name, to_carrier, CarrierAction};
 use super::signature::verify_twilio;
+use super::speech::speech_url;
+use super::WebhookState;
 use super::{base_url, digest};
 use crate::calls::{Answer, CallRequest, Origin, RequestKey};
-use crate::routes::speech::speech_url;
-use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{FromRef, OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -28,8 +28,13 @@ use axum::Router;
 use ivr::domain::{CallId, Caller, DtmfDigits, Language, PhoneNumber, ServerSecret};
 use ivr::engine::{Action, Channel, Event, Pace, Wait};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<WebhookState>: FromRef<S>,
+{
     Router::new().route("/twiml/voice", post(voice)).route("/twiml/status", post(status))
 }
 
@@ -88,7 +93,7 @@ impl Inbound {
 /// Checks the signature over the URL the carrier requested and the form parameters. (The refusal
 /// is a whole response; it is built once per refused request, so its size does not matter.)
 #[allow(clippy::result_large_err)]
-fn inbound(state: &AppState, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Result<Inbound, Response> {
+fn inbound(state: &WebhookState, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Result<Inbound, Response> {
     let token = state.settings.twilio_auth_token.expose();
     if token.is_empty() {
         tracing::warn!("TwiML request refused: HELPLINE_TWILIO_AUTH_TOKEN is not set");
@@ -119,7 +124,7 @@ fn twiml(doc: String) -> Response {
 }
 
 async fn voice(
-    State(state): State<AppState>,
+    State(state): State<Arc<WebhookState>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
@@ -226,7 +231,7 @@ async fn voice(
 
 /// Status callbacks: a call that ended on the carrier's side ends here too.
 async fn status(
-    State(state): State<AppState>,
+    State(state): State<Arc<WebhookState>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
@@ -263,7 +268,7 @@ async fn status(
 }
 
 /// A slow `say` becomes `<Play>` of the server's own slow rendering of the text
-/// (`routes::speech`): Twilio's basic voices have one speed, and SSML `<prosody>` fails with them.
+/// (`webhook::speech`): Twilio's basic voices have one speed, and SSML `<prosody>` fails with them.
 /// The answer's slow says and the carrier's, in order, are the same texts.
 fn slow_speech(actions: &mut [CarrierAction], answer: &Answer, base: &str, secret: &ServerSecret, call_id: &str) {
     let mut slow = answer

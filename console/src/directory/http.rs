@@ -6,17 +6,22 @@
 use super::schema::{self, Kind, Table};
 use super::search::{SearchHit, SearchQuery, MAX_PAGE_SIZE};
 use super::store;
+use super::DirectoryState;
 use crate::error::AppError;
-use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use ivr::domain::{Cap, ServiceArea};
 use ivr::geo::{CapLocation, Gazetteer, GeoPoint};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<DirectoryState>: FromRef<S>,
+{
     Router::new().route("/api/services/search", get(search)).route("/api/services/{id}", get(service))
 }
 
@@ -152,20 +157,20 @@ fn hit_json(h: &SearchHit) -> Value {
 
 async fn search(
     _: crate::auth::AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<DirectoryState>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, AppError> {
-    Ok(Json(search_json(&state, &params, chrono::Utc::now())?))
+    Ok(Json(search_json(&state.directory, &params, state.clock.now())?))
 }
 
 /// A search as `GET /api/services/search` answers it (also the console socket's `search`).
 pub fn search_json(
-    state: &AppState,
+    directory: &super::Directory,
     params: &HashMap<String, String>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Value, AppError> {
     let q = parse_query(params, now)?;
-    let r = state.directory.search(&q);
+    let r = directory.search(&q);
     let total_pages = r.total.div_ceil(r.size);
     let counts: Map<String, Value> = r.area_counts.iter().map(|(a, n)| (a.as_str().to_owned(), json!(n))).collect();
     Ok(json!({
@@ -198,7 +203,7 @@ fn row_json(table: &Table, row: &super::dataset::Row) -> Map<String, Value> {
 
 async fn service(
     _: crate::auth::AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<DirectoryState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let db = state.directory.db();

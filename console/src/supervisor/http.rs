@@ -6,18 +6,35 @@ use super::export;
 use super::filter::{day_range, LogQuery};
 use super::kpi::{self, Grouping};
 use super::log::{self, Scope};
+use super::SupervisorState;
 use super::{store, timeline, DEFINITIONS};
 use crate::auth::{AsAdmin, AsOperator, AsSupervisor, Authenticated};
 use crate::db::users::Role;
 use crate::error::AppError;
-use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<SupervisorState>: FromRef<S>,
+{
+    Router::new()
+        .route("/api/calls", get(list_calls))
+        .route("/api/calls.csv", get(calls_csv))
+        .route("/api/calls/{id}", get(get_call))
+        .route("/api/kpis", get(kpis))
+        .route("/api/kpis.csv", get(kpis_csv))
+        .route("/api/audit", get(audit_log))
+        .route("/ws/wallboard", get(super::wallboard::handler))
+}
 
 fn scope_of(auth: &Authenticated) -> Scope {
     if auth.user.role >= Role::Supervisor {
@@ -38,7 +55,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AppError> {
 /// `GET /api/calls`
 pub async fn list_calls(
     AsOperator(auth): AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<log::Page>, AppError> {
     let filter = query(q)?.parse().map_err(AppError::BadRequest)?;
@@ -49,7 +66,7 @@ pub async fn list_calls(
 /// `GET /api/calls/{id}`: the call and its timeline; writes an audit row.
 pub async fn get_call(
     AsOperator(auth): AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
@@ -64,7 +81,7 @@ pub async fn get_call(
 /// `GET /api/calls.csv`: the filtered log, streamed; writes an audit row.
 pub async fn calls_csv(
     AsOperator(auth): AsOperator,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     q: Result<Query<LogQuery>, QueryRejection>,
     uri: axum::http::Uri,
 ) -> Result<Response, AppError> {
@@ -91,7 +108,7 @@ pub struct KpiQuery {
 }
 
 async fn kpi_rows(
-    state: &AppState,
+    state: &SupervisorState,
     q: KpiQuery,
 ) -> Result<(i64, i64, Grouping, Vec<kpi::KpiRow>, kpi::KpiRow), AppError> {
     let now = state.clock.now().timestamp_millis();
@@ -106,13 +123,13 @@ async fn kpi_rows(
 /// `GET /api/kpis`
 pub async fn kpis(
     AsSupervisor(_): AsSupervisor,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     q: Result<Query<KpiQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let (from, to, group, rows, total) = kpi_rows(&state, query(q)?).await?;
     Ok(Json(json!({
-        "from": log::rfc3339(from),
-        "to": log::rfc3339(to),
+        "from": crate::clock::rfc3339(from),
+        "to": crate::clock::rfc3339(to),
         "group": group,
         "rows": rows,
         "total": total,
@@ -123,7 +140,7 @@ pub async fn kpis(
 /// `GET /api/kpis.csv`
 pub async fn kpis_csv(
     AsSupervisor(_): AsSupervisor,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     q: Result<Query<KpiQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let (_, _, _, rows, total) = kpi_rows(&state, query(q)?).await?;
@@ -148,7 +165,7 @@ pub struct AuditQuery {
 /// `GET /api/audit` (admins)
 pub async fn audit_log(
     AsAdmin(_): AsAdmin,
-    State(state): State<AppState>,
+    State(state): State<Arc<SupervisorState>>,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<audit::AuditPage>, AppError> {
     let q = query(q)?;

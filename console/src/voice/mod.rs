@@ -1,6 +1,10 @@
 //! Loading what callers hear: the menus (`flow_file`, or the built-in default flow when the file
 //! is absent) checked against the prompt texts (`prompts_dir`), and the texts themselves.
 
+pub mod http;
+
+pub use http::{routes, wav_response, PromptsState};
+
 use crate::config::Settings;
 use anyhow::Context;
 use ivr::domain::{Language, PromptId};

@@ -2,20 +2,35 @@
 //! PCM WAV), with a strong ETag and cache headers. `?pace=slow` renders the same text slower on
 //! demand (for callers who did not answer twice), cached.
 
+use super::Voice;
+use crate::config::Settings;
 use crate::error::AppError;
-use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use ivr::domain::{Language, PromptId};
+use ivr::prompts::Tts;
 use ivr::prompts::{wav_bytes, wav_path, Pace};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<PromptsState>: FromRef<S>,
+{
     Router::new().route("/prompts/{lang}/{file}", get(prompt))
+}
+
+/// What serving the prompts needs.
+pub struct PromptsState {
+    pub settings: Arc<Settings>,
+    pub voice: Voice,
+    /// Slow renderings on demand.
+    pub tts: Arc<Tts>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +39,7 @@ struct PromptQuery {
 }
 
 async fn prompt(
-    State(state): State<AppState>,
+    State(state): State<Arc<PromptsState>>,
     Path((lang, file)): Path<(String, String)>,
     Query(q): Query<PromptQuery>,
     headers: HeaderMap,

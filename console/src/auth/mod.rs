@@ -8,20 +8,47 @@
 //! extractor: [`AsOperator`], [`AsSupervisor`], [`AsAdmin`] (401 without a session, 403 with too
 //! low a role). Architecture invariant: a handler that touches personal data or changes anything
 //! takes one of these extractors (the authz table test in `tests/e2e/authz.rs` walks every route).
+//!
+//! `http.rs` signs in and out. Closing the sockets of a user whose sessions were all revoked is
+//! the console's business: it reaches it through [`SessionRevoker`], so this module imports no
+//! feature.
 
-use crate::db::sessions;
+pub mod http;
+
+pub use http::SESSION_COOKIE;
+
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::db::users::{Role, User};
+use crate::db::{sessions, Db, DbError};
 use crate::error::AppError;
-use crate::routes::session::SESSION_COOKIE;
-use crate::state::AppState;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What resolving sessions and signing in need.
+pub struct AuthState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    /// Failed sign-ins per name and address (in memory, per node).
+    pub sign_in_limiter: SignInLimiter,
+    /// Closes a user's open sockets on every node when all their sessions end.
+    pub revoker: Arc<dyn SessionRevoker>,
+}
+
+/// Told when every session of a user was deleted (sign out everywhere), so that whoever holds
+/// long-lived connections for that user closes them, on every node.
+pub trait SessionRevoker: Send + Sync {
+    fn sessions_revoked(&self, user_id: i64) -> Pin<Box<dyn Future<Output = Result<(), DbError>> + Send + '_>>;
+}
 
 /// The header a page sends its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -81,9 +108,9 @@ pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
 
 /// Resolves the session cookie into [`Authenticated`] (in the request's extensions) and enforces
 /// CSRF on state-changing requests made with it.
-pub async fn resolve_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn resolve_session(State(state): State<Arc<AuthState>>, mut req: Request, next: Next) -> Response {
     if let Some(token) = session_token(req.headers()) {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = state.clock.now().timestamp_millis();
         match sessions::session_user(&state.db, &token, now).await {
             Ok(Some((user, csrf_token))) => {
                 let auth = Authenticated { user, token_hash: sessions::token_hash(&token), csrf_token };

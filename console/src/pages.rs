@@ -8,7 +8,6 @@
 //! no inline code.
 
 use crate::error::AppError;
-use crate::state::AppState;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,7 +25,7 @@ pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(|headers: HeaderMap| async move { page("console.html", &headers) }))

@@ -4,12 +4,11 @@
 //! ([`crate::auth::SignInLimiter`]); the cookie is HttpOnly, SameSite=Strict, `Secure` when the
 //! server's public URL is https, and lasts one session TTL.
 
-use crate::auth::{AsOperator, Authenticated};
+use super::{AsOperator, AuthState, Authenticated};
 use crate::db::{sessions, users};
 use crate::error::AppError;
 use crate::extract::JsonBody;
-use crate::state::AppState;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRef, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -17,11 +16,16 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "helpline_session";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<AuthState>: FromRef<S>,
+{
     Router::new()
         .route("/api/session", post(sign_in).get(whoami).delete(sign_out))
         .route("/api/session/everywhere", post(sign_out_everywhere))
@@ -40,7 +44,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
-fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
+fn session_cookie(state: &AuthState, token: String) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -58,7 +62,7 @@ struct Credentials {
 }
 
 async fn sign_in(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     JsonBody(creds): JsonBody<Credentials>,
@@ -74,7 +78,7 @@ async fn sign_in(
         return Err(AppError::BadCredentials);
     };
     limiter.record_success(&creds.name);
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = state.clock.now().timestamp_millis();
     let session = sessions::create_session(&state.db, user.id, now).await?;
     let cookie = session_cookie(&state, session.token);
     tracing::info!(user = %user.name, role = user.role.as_str(), "signed in");
@@ -85,7 +89,7 @@ async fn whoami(auth: Authenticated) -> Json<Value> {
     Json(json!({ "user": auth.user, "csrf_token": auth.csrf_token }))
 }
 
-async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> Result<(CookieJar, StatusCode), AppError> {
+async fn sign_out(State(state): State<Arc<AuthState>>, jar: CookieJar) -> Result<(CookieJar, StatusCode), AppError> {
     if let Some(c) = jar.get(SESSION_COOKIE) {
         sessions::delete_session(&state.db, c.value()).await?;
     }
@@ -93,12 +97,12 @@ async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> Result<(Cook
 }
 
 async fn sign_out_everywhere(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     AsOperator(auth): AsOperator,
     jar: CookieJar,
 ) -> Result<(CookieJar, Json<Value>), AppError> {
     let ended = sessions::delete_user_sessions(&state.db, auth.user.id).await?;
     tracing::info!(user = %auth.user.name, sessions = ended, "signed out everywhere");
-    state.console.sessions_revoked(auth.user.id).await?;
+    state.revoker.sessions_revoked(auth.user.id).await?;
     Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Json(json!({ "sessions_ended": ended }))))
 }

@@ -13,12 +13,12 @@
 //! HMAC of those three under the server secret, so nobody can make the server render texts it
 //! did not answer.
 
+use super::actions::prompt_args;
+use super::WebhookState;
 use crate::calls::Answer;
 use crate::error::AppError;
-use crate::routes::prompts::wav_response;
-use crate::state::AppState;
-use crate::webhook::actions::prompt_args;
-use axum::extract::{Path, Query, State};
+use crate::voice::wav_response;
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -29,8 +29,13 @@ use ivr::engine::Action;
 use ivr::prompts::{wav_bytes, Pace};
 use serde::Deserialize;
 use sha2::Sha256;
+use std::sync::Arc;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<WebhookState>: FromRef<S>,
+{
     Router::new().route("/speech/{call_id}/{step}/{file}", get(speech))
 }
 
@@ -56,7 +61,7 @@ struct SpeechQuery {
 }
 
 async fn speech(
-    State(state): State<AppState>,
+    State(state): State<Arc<WebhookState>>,
     Path((call_id, step, file)): Path<(String, i64, String)>,
     Query(q): Query<SpeechQuery>,
     headers: HeaderMap,
