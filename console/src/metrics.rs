@@ -71,6 +71,8 @@ pub struct Metrics {
     /// Wallboard snapshots read from the database (one per second while any wallboard is open,
     /// however many are open; plus one when a wallboard opens).
     pub wallboard_snapshots: Counter,
+    /// Passes of this node's queue service (ACD): one a second, and one on each queue change.
+    pub acd_passes: Counter,
 }
 
 impl Metrics {
@@ -117,6 +119,12 @@ impl Metrics {
             "Wallboard snapshots read from the database (shared by every open wallboard)",
             wallboard_snapshots.clone(),
         );
+        let acd_passes = Counter::default();
+        registry.register(
+            "acd_passes",
+            "Passes of the queue service (ACD) on this node, whether or not they changed anything",
+            acd_passes.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -135,6 +143,7 @@ impl Metrics {
             rtp_send_deviation,
             dtmf_received,
             wallboard_snapshots,
+            acd_passes,
         }
     }
 

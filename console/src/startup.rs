@@ -171,6 +171,7 @@ impl Application {
                 console,
                 directory: directory.clone(),
                 calls: calls.clone(),
+                metrics: metrics.clone(),
             }),
             supervisor: Arc::new(SupervisorState {
                 db: db.clone(),

@@ -453,9 +453,17 @@ async fn a_pass_with_nothing_to_do_commits_nothing() {
     for _ in 0..3 {
         console::operators::queue_service::pass(&app.state.operators).await.unwrap();
     }
-    // The server's own passes too (one a second).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(bumps().await, before, "idle passes committed");
+    assert_eq!(bumps().await, before, "an idle pass committed");
+    // The server's own passes too (one a second), counted in `helpline_acd_passes_total` once
+    // each has committed or rolled back: three more, so at least two began after this point.
+    let passes = || app.state.metrics.acd_passes.get();
+    let (start, deadline) = (passes(), std::time::Instant::now() + std::time::Duration::from_secs(20));
+    while passes() < start + 3 {
+        assert!(std::time::Instant::now() < deadline, "the server ran {} passes in 20 s", passes() - start);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(bumps().await, before, "the server's idle passes committed");
+    assert!(app.state.metrics.encode().contains("helpline_acd_passes_total"));
     let _call = Call::to_queue(&app, "idle-pass-1", "+39 333 000 5556", &["0"]).await;
     console::operators::queue_service::pass(&app.state.operators).await.unwrap();
     assert!(bumps().await > before, "the queue changed: a pass writes its message");

@@ -266,6 +266,7 @@ async fn the_index_follows_an_import_made_by_another_process() {
             break;
         }
         assert!(Instant::now() < deadline, "the index did not follow the import: {body}");
+        // Polls until the deadline: the server notices the other process's import on its watcher's tick.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.stop().await;

@@ -112,6 +112,7 @@ async fn wait_count(state: &AppState, sql: &str, want: i64) -> i64 {
         if n >= want || Instant::now() > deadline {
             return n;
         }
+        // Polls the count until its deadline (the callers assert on what it returns).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

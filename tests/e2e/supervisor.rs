@@ -643,6 +643,7 @@ async fn server_purge_audited(app: &TestApp, admin: &reqwest::Client) {
         {
             return;
         }
+        // Polls for the audit row, up to 200 times (then fails below).
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("the server's purge at start was not audited");
@@ -746,12 +747,53 @@ async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis()
 /// until the first commits, so no call is counted by two of them.
 #[tokio::test]
 async fn the_roll_up_writers_take_one_lock() {
+    use console::db::DbError;
     use console::supervisor::store::begin_rollup;
     let app = spawn_app().await;
     let db = app.state.db.clone();
-    let first = begin_rollup(&db).await.unwrap();
-    let second = tokio::spawn(async move { begin_rollup(&db).await.map(|tx| tx.rollback()) });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut first = begin_rollup(&db).await.unwrap();
+    let second = tokio::spawn({
+        let db = db.clone();
+        async move { begin_rollup(&db).await.map(|tx| tx.rollback()) }
+    });
+    if app.db.is_postgres() {
+        // PostgreSQL lists a writer waiting for the first's lock, ungranted, in pg_locks (ours, or
+        // the server's own settle or purge: any roll-up writer but the first must wait).
+        let (first_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()").fetch_one(&mut *first).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(first_pid)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline && !second.is_finished(),
+                "no second writer of the roll-up waited for the first's lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    } else {
+        // SQLite: the first holds the write lock from its BEGIN, so another writer's `BEGIN
+        // IMMEDIATE` is refused ("database is locked") when it may not wait (busy timeout 0) and
+        // waits when it may (the pool's connections, the second's among them).
+        use sqlx::{sqlite::SqliteConnectOptions, Connection};
+        let file = db.sqlite_file().expect("a SQLite file");
+        let options = SqliteConnectOptions::new().filename(file).busy_timeout(std::time::Duration::ZERO);
+        let mut probe = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+        let refused = sqlx::query("BEGIN IMMEDIATE").execute(&mut probe).await.map(drop).map_err(DbError::from);
+        assert!(
+            refused.as_ref().is_err_and(DbError::is_busy),
+            "a second writer of the roll-up could begin while the first held the lock: {refused:?}"
+        );
+        probe.close().await.unwrap();
+    }
     assert!(!second.is_finished(), "a second writer of the roll-up went ahead while the first held the lock");
     first.commit().await.unwrap();
     let second = tokio::time::timeout(std::time::Duration::from_secs(5), second).await.expect("it follows the first");
@@ -821,15 +863,13 @@ async fn open_wallboards_share_one_snapshot_a_second() {
         assert_eq!(next_message(&mut ws).await["in_queue"], json!([]));
         boards.push(ws);
     }
+    // Counted over the node's feed ticks, each of which reads the snapshot once for every open
+    // wallboard. Each count starts at the end of a tick, when the next read is a tick away.
     let reads = || app.state.metrics.wallboard_snapshots.get();
-    let (before, since) = (reads(), std::time::Instant::now());
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let (after, secs) = (reads(), since.elapsed().as_secs_f64());
-    // One read per second for all of them (and a tick's boundary): a read per wallboard would be
-    // six times as many.
-    let shared = after - before;
-    assert!(shared as f64 <= secs + 2.0, "{shared} snapshots read in {secs:.1} s for {BOARDS} wallboards");
-    assert!(shared >= 1, "nobody read the snapshot in {secs:.1} s");
+    let mut ticks = app.state.supervisor.wallboard.ticks();
+    let tick = std::time::Duration::from_secs(10);
+    tokio::time::timeout(tick, ticks.changed()).await.expect("the feed ticks").unwrap();
+    let (reads_before, ticks_before) = (reads(), *ticks.borrow_and_update());
 
     // A caller reaches the queue: every wallboard shows them.
     webhook_call_until_queue(&app, "wb-shared").await;
@@ -840,6 +880,13 @@ async fn open_wallboards_share_one_snapshot_a_second() {
         }
         assert_eq!(m["in_queue"][0]["count"], 1, "{m}");
     }
+    // And three ticks at least, however quickly that went.
+    tokio::time::timeout(tick * 3, ticks.wait_for(|&n| n >= ticks_before + 3)).await.expect("the feed ticks").unwrap();
+    let (reads_after, ticks_after) = (reads(), *ticks.borrow_and_update());
+    // One read per tick for all six: a read per wallboard would be six times as many. (± 1: a
+    // tick's read is counted when it begins, the tick when it ends.)
+    let (shared, elapsed) = (reads_after - reads_before, ticks_after - ticks_before);
+    assert!(shared.abs_diff(elapsed) <= 1, "{shared} snapshots read in {elapsed} feed ticks for {BOARDS} wallboards");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("helpline_wallboard_snapshots_total"), "{metrics}");
     app.stop().await;

@@ -455,13 +455,97 @@ async fn plan<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ivr::domain::CallId;
+
+    /// A request of `call`, tagged with `n` (its carrier sequence number) to follow it through.
+    fn job(call: &str, n: i64) -> Job {
+        let req = CallRequest {
+            call_id: CallId::parse(call).unwrap(),
+            event: Event::NoInput,
+            now: chrono::DateTime::UNIX_EPOCH,
+            key: None,
+            carrier_seq: Some(n),
+            origin: Origin::Carrier,
+        };
+        // The receiving half is dropped: these jobs are only sorted, never answered.
+        Job { req, reply: oneshot::channel().0 }
+    }
+
+    fn queue(jobs: &[(&str, i64)]) -> VecDeque<Job> {
+        jobs.iter().map(|&(call, n)| job(call, n)).collect()
+    }
+
+    /// The (call, tag) of each job, in order.
+    fn tags<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<(String, i64)> {
+        jobs.into_iter().map(|j| (j.req.call_id.as_str().to_owned(), j.req.carrier_seq.unwrap())).collect()
+    }
+
+    fn owned(jobs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        jobs.iter().map(|&(call, n)| (call.to_owned(), n)).collect()
+    }
 
     #[test]
-    fn a_call_always_goes_to_the_same_writer() {
-        for id in ["a", "call-1", "CA0123456789abcdef"] {
-            assert_eq!(shard(id, 4), shard(id, 4));
-            assert!(shard(id, 4) < 4);
+    fn a_calls_later_requests_wait_for_the_next_batches_in_order() {
+        let mut waiting = queue(&[("a", 1), ("a", 2), ("a", 3)]);
+        for n in 1..=3 {
+            let batch = next_batch(&mut waiting);
+            assert_eq!(tags(&batch), owned(&[("a", n)]));
+        }
+        assert!(waiting.is_empty());
+        assert!(next_batch(&mut waiting).is_empty());
+    }
+
+    #[test]
+    fn different_calls_go_in_one_batch_in_arrival_order() {
+        let mut waiting = queue(&[("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2), ("a", 3)]);
+        let batch = next_batch(&mut waiting);
+        assert_eq!(tags(&batch), owned(&[("a", 1), ("b", 1), ("c", 1)]));
+        assert_eq!(tags(&waiting), owned(&[("a", 2), ("b", 2), ("a", 3)]), "the rest keeps its order");
+        let batch = next_batch(&mut waiting);
+        assert_eq!(tags(&batch), owned(&[("a", 2), ("b", 2)]));
+        assert_eq!(tags(&next_batch(&mut waiting)), owned(&[("a", 3)]));
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_batch_max_requests_and_the_rest_keeps_its_order() {
+        // BATCH_MAX + 8 calls, one request each, with a second request of call 0 among them.
+        let ids: Vec<String> = (0..BATCH_MAX + 8).map(|i| format!("call-{i}")).collect();
+        let mut jobs: Vec<(&str, i64)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+        jobs.insert(3, (ids[0].as_str(), 2));
+        let mut waiting = queue(&jobs);
+
+        let batch = next_batch(&mut waiting);
+        assert_eq!(batch.len(), BATCH_MAX);
+        let first: Vec<(&str, i64)> = ids[..BATCH_MAX].iter().map(|id| (id.as_str(), 1)).collect();
+        assert_eq!(tags(&batch), owned(&first), "the first BATCH_MAX calls, in order");
+        // Left: call 0's second request (skipped, not dropped), then the calls past the cap.
+        let rest: Vec<(&str, i64)> =
+            std::iter::once((ids[0].as_str(), 2)).chain(ids[BATCH_MAX..].iter().map(|id| (id.as_str(), 1))).collect();
+        assert_eq!(tags(&waiting), owned(&rest));
+
+        let batch = next_batch(&mut waiting);
+        assert_eq!(tags(&batch), owned(&rest), "the rest fits in the next batch, in its order");
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn the_writer_of_a_call_depends_on_its_id_alone_and_ids_spread_over_the_writers() {
+        const WRITERS: usize = 4;
+        let ids: Vec<String> = (0..1000).map(|i| format!("CA{i:032x}")).collect();
+        let mut per_writer = [0usize; WRITERS];
+        for id in &ids {
+            // The same id in another allocation (as each request of a call brings its own).
+            let again: String = id.chars().collect();
+            assert_ne!(id.as_ptr(), again.as_ptr());
+            let w = shard(id, WRITERS);
+            assert_eq!(shard(&again, WRITERS), w, "{id}");
+            assert!(w < WRITERS);
             assert_eq!(shard(id, 1), 0);
+            per_writer[w] += 1;
+        }
+        for (w, n) in per_writer.iter().enumerate() {
+            assert!((1..=400).contains(n), "writer {w} got {n} of 1000 calls: {per_writer:?}");
         }
     }
 }

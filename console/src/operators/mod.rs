@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::directory::Directory;
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::tasks::Tasks;
 use config::ConsoleConfig;
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub struct OperatorsState {
     pub directory: Directory,
     /// The calls the console offers and ends.
     pub calls: CallRuntime,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.

@@ -30,7 +30,7 @@ pub const OFFLINE_AFTER_MS: i64 = 30_000;
 pub const MIN_PASS_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Runs until shutdown drops it: a pass on every wake-up (at most one per [`MIN_PASS_SPACING`])
-/// and every second.
+/// and every second, each counted in `helpline_acd_passes_total`.
 pub async fn run(state: Arc<OperatorsState>) {
     let wake = state.console.wake();
     let remote = state.console.hub().remote_change();
@@ -46,6 +46,8 @@ pub async fn run(state: Arc<OperatorsState>) {
         if let Err(e) = pass(&state).await {
             tracing::warn!(error = %e, "queue service pass failed");
         }
+        // Counted once the pass is over (committed or rolled back): what it wrote is visible.
+        state.metrics.acd_passes.inc();
         tokio::time::sleep_until(started + MIN_PASS_SPACING).await;
     }
 }

@@ -192,17 +192,25 @@ async fn run(mut socket: WebSocket, state: Arc<SupervisorState>) {
 /// `None` while no wallboard is open.
 pub struct Feed {
     latest: watch::Sender<Option<Arc<str>>>,
+    /// How many of the node task's ticks have read the snapshot (ticks with a wallboard open).
+    ticks: watch::Sender<u64>,
 }
 
 impl Default for Feed {
     fn default() -> Feed {
-        Feed { latest: watch::Sender::new(None) }
+        Feed { latest: watch::Sender::new(None), ticks: watch::Sender::new(0) }
     }
 }
 
 impl Feed {
     fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
         self.latest.subscribe()
+    }
+
+    /// The count of the node task's ticks that read the snapshot, updated once each such tick
+    /// has published what it read (tests measure the reads per tick with it).
+    pub fn ticks(&self) -> watch::Receiver<u64> {
+        self.ticks.subscribe()
     }
 
     /// Publishes `text` if it differs from the latest (no socket is woken for an unchanged one).
@@ -240,6 +248,7 @@ pub fn start_feed(state: Arc<SupervisorState>, tasks: &crate::tasks::Tasks) {
                 Ok(text) => feed.publish(text),
                 Err(e) => tracing::warn!(error = %e, "wallboard snapshot failed"),
             }
+            feed.ticks.send_modify(|n| *n += 1);
         }
     });
 }
