@@ -56,12 +56,16 @@ async fn two_nodes_on_one_database_share_users_and_the_first_admin_is_printed_on
     assert_eq!(me["user"]["name"], "amina");
     assert_eq!(me["user"]["role"], "supervisor");
 
+    let (addr_a, addr_b) = (a.addr, b.addr);
     let (code_a, out_a) = a.terminate();
     let (code_b, out_b) = b.terminate();
     assert_eq!((code_a, code_b), (0, 0), "both nodes stop cleanly on SIGTERM");
     let printed = [&out_a, &out_b].iter().filter(|o| o.contains("an admin account was created")).count();
     assert_eq!(printed, 1, "exactly one node creates and prints the first admin:\nA: {out_a}\nB: {out_b}");
-    let out = if out_a.contains("password:") { &out_a } else { &out_b };
+    let (out, addr) = if out_a.contains("password:") { (&out_a, addr_a) } else { (&out_b, addr_b) };
+    // The banner sends the admin to the console in a browser, not to an API endpoint.
+    assert!(out.contains(&format!("Open http://{addr}/console in a browser")), "{out}");
+    assert!(!out.contains("POST") && !out.contains("/api/session"), "{out}");
     let password = out.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap().trim().to_owned();
 
     // The printed admin password works, on a node started afterwards too; nothing is printed again.
