@@ -248,6 +248,7 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
                     println!("menus: built-in default flow ({} nodes) ok", voice.flow.nodes().len())
                 }
             }
+            println!("prompts: {} ok", voice.prompts);
             println!("ok");
             ExitCode::SUCCESS
         }

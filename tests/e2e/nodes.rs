@@ -89,6 +89,45 @@ async fn serve_on_a_fresh_machine_creates_the_sqlite_file_and_stops_on_sigterm()
     assert_eq!(code, 0);
 }
 
+/// A newcomer's first run: `helpline serve` started in an empty folder (no `prompts/`, no
+/// `config/`) runs on the menus, settings and prompts built into the binary.
+#[tokio::test]
+async fn serve_in_an_empty_folder_runs_on_the_built_in_prompts_and_menus() {
+    let dir = tempfile::tempdir().unwrap();
+    let without_the_repository = || {
+        let mut cmd = helpline(dir.path());
+        cmd.env_remove("HELPLINE_PROMPTS_DIR").env_remove("HELPLINE_FLOW_FILE");
+        cmd
+    };
+    let (code, out, err) = run_helpline(without_the_repository().arg("check-config"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("menus: built-in default flow"), "{out}");
+    assert!(out.contains("prompts: the prompts built into the program ok"), "{out}");
+
+    let database_url = format!("sqlite://{}/helpline.db", dir.path().display());
+    let node = ServeProcess::start_command(without_the_repository(), &database_url);
+    let client = reqwest::Client::new();
+    let ready = client.get(node.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let wav = client.get(node.url("/prompts/it/welcome.wav")).send().await.unwrap();
+    assert_eq!(wav.status(), 200);
+    assert_eq!(wav.headers()["content-type"], "audio/wav");
+    let bytes = wav.bytes().await.unwrap();
+    let expected = std::fs::read(crate::helpers::repo_path("prompts/it/wav/welcome.wav")).unwrap();
+    assert!(bytes[..] == expected[..], "the built-in welcome.wav is the repository's");
+    let missing = client.get(node.url("/prompts/it/no-such-prompt.wav")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+
+    // A prompts folder named explicitly must exist: the error names it.
+    let named = dir.path().join("my-prompts");
+    let (code, _, err) =
+        run_helpline(without_the_repository().arg("check-config").env("HELPLINE_PROMPTS_DIR", &named), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&named.display().to_string()) && err.contains("missing language folder"), "{err}");
+}
+
 #[tokio::test]
 async fn serve_with_an_unreachable_database_exits_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
