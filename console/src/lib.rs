@@ -1,5 +1,6 @@
-//! `console` — the helpline's server: health and metrics, (next) the webhook endpoints, the
-//! operator console and supervisors' views; and the `helpline` command line.
+//! `console` — the helpline's server: health and metrics, the carriers' webhooks and the SIP
+//! adapter, the operator console, the services directory and the supervisors' views; and the
+//! `helpline` command line.
 
 pub mod acd;
 pub mod auth;
