@@ -268,15 +268,34 @@ function svg(tag, attrs = {}, text) {
   return e;
 }
 
-/** A chart frame: width × height with margins, a y axis from 0 to `max` with 4 gridlines. */
-function frame(max, fmt, title) {
+/**
+ * A y axis from 0 to at least `max` with "nice" steps (1, 2 or 5 × 10^k, at most five of them), so
+ * every tick label differs: `integer` data (counts) never gets a step below 1 (a tiny range gets
+ * fewer ticks), other data shows as many decimals as the step needs.
+ */
+function niceAxis(max, { integer = false } = {}) {
+  const top = Number.isFinite(max) && max > 0 ? max : 1;
+  const raw = top / 5;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  let step = [1, 2, 5, 10].map((k) => k * mag).find((s) => s >= raw * (1 - 1e-9));
+  if (integer) step = Math.max(1, step);
+  const decimals = step < 1 ? Math.ceil(-Math.log10(step) - 1e-9) : 0;
+  const n = Math.max(1, Math.ceil(top / step - 1e-9));
+  const ticks = Array.from({ length: n + 1 }, (_, i) => Number((i * step).toFixed(decimals)));
+  return { ticks, max: ticks[n], label: (v) => v.toFixed(decimals) };
+}
+
+/** The service-level chart's axis: shares from 0 % to 100 %. */
+const SHARE_AXIS = { ticks: [0, 0.25, 0.5, 0.75, 1], max: 1, label: (v) => `${Math.round(v * 100)}%` };
+
+/** A chart frame: width × height with margins, a y axis with a gridline at each of `axis.ticks`. */
+function frame(axis, title) {
   const W = 560, H = 220, m = { l: 48, r: 12, t: 12, b: 36 };
   const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title, class: 'chart' });
-  const y = (v) => m.t + (H - m.t - m.b) * (1 - v / (max || 1));
-  for (let i = 0; i <= 4; i += 1) {
-    const v = (max * i) / 4;
+  const y = (v) => m.t + (H - m.t - m.b) * (1 - v / (axis.max || 1));
+  for (const v of axis.ticks) {
     root.append(svg('line', { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), class: 'grid' }));
-    root.append(svg('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, fmt(v)));
+    root.append(svg('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick y' }, axis.label(v)));
   }
   return { root, W, H, m, y };
 }
@@ -285,11 +304,10 @@ function empty(container) {
   container.replaceChildren(el('p', { class: 'muted' }, t('chart.empty')));
 }
 
-/** Bars: one per label. */
+/** Bars: one per label (counts). */
 function barChart(container, labels, values, title, fmt = (v) => String(Math.round(v))) {
   if (!labels.length) return empty(container);
-  const max = Math.max(1, ...values);
-  const f = frame(max, fmt, title);
+  const f = frame(niceAxis(Math.max(0, ...values), { integer: true }), title);
   const band = (f.W - f.m.l - f.m.r) / labels.length;
   labels.forEach((label, i) => {
     const x = f.m.l + i * band;
@@ -298,16 +316,16 @@ function barChart(container, labels, values, title, fmt = (v) => String(Math.rou
     bar.append(svg('title', {}, `${label}: ${fmt(values[i])}`));
     f.root.append(bar);
     if (labels.length <= 24 || i % Math.ceil(labels.length / 12) === 0) {
-      f.root.append(svg('text', { x: x + band / 2, y: f.H - f.m.b + 14, 'text-anchor': 'middle', class: 'tick' }, label));
+      f.root.append(svg('text', { x: x + band / 2, y: f.H - f.m.b + 14, 'text-anchor': 'middle', class: 'tick x' }, label));
     }
   });
   container.replaceChildren(f.root);
 }
 
-/** Lines: several series over the same labels; `null` values leave a gap. */
-function lineChart(container, labels, series, max, fmt, title) {
+/** Lines: several series over the same labels, on `axis`; `null` values leave a gap. */
+function lineChart(container, labels, series, axis, fmt, title) {
   if (!labels.length) return empty(container);
-  const f = frame(max, fmt, title);
+  const f = frame(axis, title);
   const step = labels.length > 1 ? (f.W - f.m.l - f.m.r) / (labels.length - 1) : 0;
   const x = (i) => f.m.l + (labels.length > 1 ? i * step : (f.W - f.m.l - f.m.r) / 2);
   series.forEach((s, k) => {
@@ -324,7 +342,7 @@ function lineChart(container, labels, series, max, fmt, title) {
   });
   const every = Math.ceil(labels.length / 8);
   labels.forEach((label, i) => {
-    if (i % every === 0) f.root.append(svg('text', { x: x(i), y: f.H - f.m.b + 14, 'text-anchor': 'middle', class: 'tick' }, label.slice(5)));
+    if (i % every === 0) f.root.append(svg('text', { x: x(i), y: f.H - f.m.b + 14, 'text-anchor': 'middle', class: 'tick x' }, label.slice(5)));
   });
   container.replaceChildren(f.root);
 }
@@ -361,12 +379,12 @@ async function loadKpis() {
     lineChart($('#chart-sl'), labels, [
       { name: t('chart.sl_line'), values: days.rows.map((r) => r.service_level) },
       { name: t('chart.abandon_line'), values: days.rows.map((r) => r.abandonment_rate) },
-    ], 1, (v) => `${Math.round(v * 100)}%`, t('chart.sl'));
-    const maxWait = Math.max(1, ...days.rows.map((r) => r.max_wait_secs));
+    ], SHARE_AXIS, SHARE_AXIS.label, t('chart.sl'));
+    const maxWait = Math.max(1, ...days.rows.map((r) => r.max_wait_secs), ...days.rows.map((r) => r.asa_secs ?? 0));
     lineChart($('#chart-waits'), labels, [
       { name: t('chart.asa'), values: days.rows.map((r) => r.asa_secs) },
       { name: t('chart.max'), values: days.rows.map((r) => (r.queued ? r.max_wait_secs : null)) },
-    ], maxWait, (v) => `${Math.round(v)}`, t('chart.waits'));
+    ], niceAxis(maxWait), (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)), t('chart.waits'));
   } catch (e) {
     $('#kpi-error').textContent = t('error', { msg: e.message });
   }

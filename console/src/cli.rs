@@ -185,6 +185,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     telemetry::init(settings.log_format);
+    let public_url = settings.public_url.clone();
     let app = Application::build(settings).await?;
     app.state().directory.seed_demo_if_empty().await?;
     if let Some((name, password)) = &app.first_admin {
@@ -192,14 +193,29 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         println!(" First start: an admin account was created. Shown only this once.");
         println!("   user:     {name}");
         println!("   password: {password}");
-        println!(
-            " Sign in with it (POST http://{}/api/session); add users with `helpline user add`.",
-            app.local_addr()
-        );
+        println!(" Open {} in a browser and sign in with it;", console_url(&public_url, app.local_addr()));
+        println!(" add users with `helpline user add`.");
         println!("================================================================");
     }
     app.run_until(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The operator console's address for a browser: under `public_url` when one is set, else on the
+/// address the server listens on (a wildcard address is reached on the loopback one).
+pub fn console_url(public_url: &str, listening: std::net::SocketAddr) -> String {
+    let public_url = public_url.trim_end_matches('/');
+    if !public_url.is_empty() {
+        return format!("{public_url}/console");
+    }
+    let mut addr = listening;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/console")
 }
 
 fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
@@ -233,6 +249,7 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
                     println!("menus: built-in default flow ({} nodes) ok", voice.flow.nodes().len())
                 }
             }
+            println!("prompts: {} ok", voice.prompts);
             println!("ok");
             ExitCode::SUCCESS
         }
@@ -351,4 +368,22 @@ fn prompts(cmd: &PromptsCommand) -> ExitCode {
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_url;
+
+    #[test]
+    fn the_console_url_is_for_a_browser() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(console_url("", at("127.0.0.1:8080")), "http://127.0.0.1:8080/console");
+        assert_eq!(console_url("", at("0.0.0.0:8080")), "http://127.0.0.1:8080/console");
+        assert_eq!(console_url("", at("[::]:9000")), "http://[::1]:9000/console");
+        assert_eq!(console_url("", at("192.0.2.7:80")), "http://192.0.2.7:80/console");
+        assert_eq!(
+            console_url("https://helpline.example.org/", at("0.0.0.0:8080")),
+            "https://helpline.example.org/console"
+        );
+    }
 }

@@ -190,7 +190,7 @@ impl Application {
                 tts: tts.clone(),
             }),
             directory_api: Arc::new(DirectoryState { directory: directory.clone(), clock: clock.clone() }),
-            prompts: Arc::new(PromptsState { settings: settings.clone(), voice: voice.clone(), tts: tts.clone() }),
+            prompts: Arc::new(PromptsState { voice: voice.clone(), tts: tts.clone() }),
             health: Arc::new(HealthState { db: db.clone(), metrics: metrics.clone() }),
             sip: Arc::new(SipState {
                 db: db.clone(),

@@ -84,6 +84,15 @@ describe('the supervisors page', () => {
     const drawn = await page.locator('#chart-hours svg rect.bar').evaluateAll((bars) => bars.filter((b) => Number(b.getAttribute('height')) > 0).length);
     assert.ok(drawn >= 1, 'the hours with calls have bars');
     assert.ok(await page.locator('#chart-sl svg').count(), 'service-level chart drawn');
+    // Every axis reads as distinct values (a quiet day's waits once read "1, 1, 1, 0, 0").
+    for (const chart of ['#chart-hours', '#chart-sl', '#chart-waits']) {
+      await page.locator(`${chart} svg`).waitFor();
+      for (const axis of ['x', 'y']) {
+        const ticks = await page.locator(`${chart} svg text.tick.${axis}`).allTextContents();
+        assert.ok(ticks.length >= (axis === 'y' ? 2 : 1), `${chart}: the ${axis} axis has tick labels: ${ticks}`);
+        assert.equal(new Set(ticks).size, ticks.length, `${chart}: the ${axis} axis's tick labels differ: ${ticks}`);
+      }
+    }
     await screenshot(page, 'supervisor-04-kpis');
 
     await page.getByRole('button', { name: 'English' }).click();

@@ -235,7 +235,13 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `helpline serve` on port 0 with JSON logs and waits for its "listening" line.
     pub fn start(cwd: &Path, database_url: &str) -> ServeProcess {
-        let mut child = helpline(cwd)
+        ServeProcess::start_command(helpline(cwd), database_url)
+    }
+
+    /// Like [`ServeProcess::start`], from a `helpline` command made by the caller (e.g. one
+    /// without the repository's prompts and menus).
+    pub fn start_command(mut cmd: Command, database_url: &str) -> ServeProcess {
+        let mut child = cmd
             .arg("serve")
             .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")
             .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")

@@ -56,12 +56,16 @@ async fn two_nodes_on_one_database_share_users_and_the_first_admin_is_printed_on
     assert_eq!(me["user"]["name"], "amina");
     assert_eq!(me["user"]["role"], "supervisor");
 
+    let (addr_a, addr_b) = (a.addr, b.addr);
     let (code_a, out_a) = a.terminate();
     let (code_b, out_b) = b.terminate();
     assert_eq!((code_a, code_b), (0, 0), "both nodes stop cleanly on SIGTERM");
     let printed = [&out_a, &out_b].iter().filter(|o| o.contains("an admin account was created")).count();
     assert_eq!(printed, 1, "exactly one node creates and prints the first admin:\nA: {out_a}\nB: {out_b}");
-    let out = if out_a.contains("password:") { &out_a } else { &out_b };
+    let (out, addr) = if out_a.contains("password:") { (&out_a, addr_a) } else { (&out_b, addr_b) };
+    // The banner sends the admin to the console in a browser, not to an API endpoint.
+    assert!(out.contains(&format!("Open http://{addr}/console in a browser")), "{out}");
+    assert!(!out.contains("POST") && !out.contains("/api/session"), "{out}");
     let password = out.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap().trim().to_owned();
 
     // The printed admin password works, on a node started afterwards too; nothing is printed again.
@@ -83,6 +87,45 @@ async fn serve_on_a_fresh_machine_creates_the_sqlite_file_and_stops_on_sigterm()
     assert_eq!(ready["database"], "sqlite");
     let (code, _) = node.terminate();
     assert_eq!(code, 0);
+}
+
+/// A newcomer's first run: `helpline serve` started in an empty folder (no `prompts/`, no
+/// `config/`) runs on the menus, settings and prompts built into the binary.
+#[tokio::test]
+async fn serve_in_an_empty_folder_runs_on_the_built_in_prompts_and_menus() {
+    let dir = tempfile::tempdir().unwrap();
+    let without_the_repository = || {
+        let mut cmd = helpline(dir.path());
+        cmd.env_remove("HELPLINE_PROMPTS_DIR").env_remove("HELPLINE_FLOW_FILE");
+        cmd
+    };
+    let (code, out, err) = run_helpline(without_the_repository().arg("check-config"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("menus: built-in default flow"), "{out}");
+    assert!(out.contains("prompts: the prompts built into the program ok"), "{out}");
+
+    let database_url = format!("sqlite://{}/helpline.db", dir.path().display());
+    let node = ServeProcess::start_command(without_the_repository(), &database_url);
+    let client = reqwest::Client::new();
+    let ready = client.get(node.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let wav = client.get(node.url("/prompts/it/welcome.wav")).send().await.unwrap();
+    assert_eq!(wav.status(), 200);
+    assert_eq!(wav.headers()["content-type"], "audio/wav");
+    let bytes = wav.bytes().await.unwrap();
+    let expected = std::fs::read(crate::helpers::repo_path("prompts/it/wav/welcome.wav")).unwrap();
+    assert!(bytes[..] == expected[..], "the built-in welcome.wav is the repository's");
+    let missing = client.get(node.url("/prompts/it/no-such-prompt.wav")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+
+    // A prompts folder named explicitly must exist: the error names it.
+    let named = dir.path().join("my-prompts");
+    let (code, _, err) =
+        run_helpline(without_the_repository().arg("check-config").env("HELPLINE_PROMPTS_DIR", &named), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&named.display().to_string()) && err.contains("missing language folder"), "{err}");
 }
 
 #[tokio::test]

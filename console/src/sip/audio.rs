@@ -1,16 +1,17 @@
-//! What SIP callers hear, as 8 kHz samples: the rendered WAV prompts (`prompts/<lang>/wav/<id>.wav`,
-//! loaded once and kept in memory), texts with variables spoken on demand (`Catalog::format` →
-//! `Tts::render` on a blocking thread, cached by `Tts`), and the hold tone played in the queue.
+//! What SIP callers hear, as 8 kHz samples: the rendered WAV prompts (`<lang>/wav/<id>.wav` of
+//! `PromptFiles`: the prompts folder or the copy built into the binary; loaded once and kept in
+//! memory), texts with variables spoken on demand (`Catalog::format` → `Tts::render` on a
+//! blocking thread, cached by `Tts`), and the hold tone played in the queue.
 //!
 //! A `Clip` also carries its G.711 encodings, made once per clip on first use by a call of that
 //! codec (off the media clock's thread), so the clock only copies 160 bytes per packet.
 
+use crate::voice::PromptFiles;
 use ivr::domain::{Language, PromptId};
 use ivr::engine::{Pace, SayArg};
-use ivr::prompts::{load_wav, Catalog, PromptArg, PromptError, Tts};
+use ivr::prompts::{Catalog, PromptArg, PromptError, Tts};
 use ivr::sdp::Codec;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Why a prompt could not be made audible.
@@ -66,7 +67,7 @@ impl std::fmt::Debug for Clip {
 
 /// The prompts of every language, loaded on first use and kept.
 pub struct PromptAudio {
-    prompts_dir: PathBuf,
+    files: PromptFiles,
     catalog: Arc<Catalog>,
     tts: Option<Arc<Tts>>,
     wavs: Mutex<HashMap<(Language, PromptId), Clip>>,
@@ -74,8 +75,8 @@ pub struct PromptAudio {
 
 impl PromptAudio {
     /// `tts` is the server's on-demand speech (shared with the other adapters and its cache).
-    pub fn new(prompts_dir: PathBuf, catalog: Arc<Catalog>, tts: Option<Arc<Tts>>) -> PromptAudio {
-        PromptAudio { prompts_dir, catalog, tts, wavs: Mutex::new(HashMap::new()) }
+    pub fn new(files: PromptFiles, catalog: Arc<Catalog>, tts: Option<Arc<Tts>>) -> PromptAudio {
+        PromptAudio { files, catalog, tts, wavs: Mutex::new(HashMap::new()) }
     }
 
     /// A prompt without variables. Normal pace is the rendered WAV; slow pace is spoken from the
@@ -98,8 +99,8 @@ impl PromptAudio {
         if let Some(clip) = self.lock().get(&key) {
             return Ok(clip.clone());
         }
-        let path = self.prompts_dir.join(lang.as_str()).join("wav").join(format!("{}.wav", id.as_str()));
-        let samples = tokio::task::spawn_blocking(move || load_wav(&path))
+        let (files, wav_id) = (self.files.clone(), id.clone());
+        let samples = tokio::task::spawn_blocking(move || files.wav_samples(lang, &wav_id))
             .await
             .map_err(|e| AudioError::Task(e.to_string()))??;
         let clip = Clip::new(Arc::new(samples));

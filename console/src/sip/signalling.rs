@@ -88,11 +88,8 @@ pub(super) async fn run(
     state: Arc<SipState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let audio = Arc::new(PromptAudio::new(
-        state.settings.prompts_dir.clone(),
-        state.voice.catalog.clone(),
-        Some(state.tts.clone()),
-    ));
+    let audio =
+        Arc::new(PromptAudio::new(state.voice.prompts.clone(), state.voice.catalog.clone(), Some(state.tts.clone())));
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
     let advertised = if local.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
     let local_ids = Arc::new(Mutex::new(HashSet::new()));

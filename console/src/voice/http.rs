@@ -3,7 +3,6 @@
 //! demand (for callers who did not answer twice), cached.
 
 use super::Voice;
-use crate::config::Settings;
 use crate::error::AppError;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -11,8 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use ivr::domain::{Language, PromptId};
-use ivr::prompts::Tts;
-use ivr::prompts::{wav_bytes, wav_path, Pace};
+use ivr::prompts::{wav_bytes, Pace, Tts};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -27,7 +25,6 @@ where
 
 /// What serving the prompts needs.
 pub struct PromptsState {
-    pub settings: Arc<Settings>,
     pub voice: Voice,
     /// Slow renderings on demand.
     pub tts: Arc<Tts>,
@@ -67,8 +64,13 @@ async fn prompt(
             .map_err(|e| AppError::Internal(e.into()))?;
         wav_bytes(&samples).map_err(|e| AppError::Internal(e.into()))?
     } else {
-        let path = wav_path(&state.settings.prompts_dir, language, &id);
-        tokio::fs::read(&path).await.map_err(|_| AppError::NotFound(format!("no prompt {id} in {language}")))?
+        // The `prompts_dir` folder, or the copy built into the binary (`crate::voice::PromptFiles`).
+        state
+            .voice
+            .prompts
+            .wav_bytes(language, &id)
+            .await
+            .ok_or_else(|| AppError::NotFound(format!("no prompt {id} in {language}")))?
     };
     Ok(wav_response(bytes, &headers))
 }

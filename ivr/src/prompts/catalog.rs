@@ -100,7 +100,25 @@ impl Catalog {
     pub fn load(dir: &Path) -> Result<Catalog, PromptError> {
         let mut langs = HashMap::new();
         for lang in Language::ALL {
-            langs.insert(lang, load_language(dir, lang)?);
+            langs.insert(lang, build_language(lang, read_language(dir, lang)?)?);
+        }
+        Ok(Catalog { langs })
+    }
+
+    /// Builds the catalog from texts held in memory, e.g. a copy of `prompts/` compiled into a
+    /// program: `(language, path, contents)`, where the path only names the text in messages.
+    /// A language's texts are read in path order, like a folder's files, and checked as
+    /// [`Catalog::load`] checks them; a language without texts has no messages.
+    pub fn from_texts(texts: impl IntoIterator<Item = (Language, PathBuf, Vec<u8>)>) -> Result<Catalog, PromptError> {
+        let mut by_lang: HashMap<Language, Vec<(PathBuf, Vec<u8>)>> = HashMap::new();
+        for (lang, path, bytes) in texts {
+            by_lang.entry(lang).or_default().push((path, bytes));
+        }
+        let mut langs = HashMap::new();
+        for lang in Language::ALL {
+            let mut files = by_lang.remove(&lang).unwrap_or_default();
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            langs.insert(lang, build_language(lang, files)?);
         }
         Ok(Catalog { langs })
     }
@@ -167,20 +185,31 @@ impl Catalog {
     }
 }
 
-fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError> {
+/// The `*.ftl` files of `dir/<lang>/`, in name order, with their bytes.
+fn read_language(dir: &Path, lang: Language) -> Result<Vec<(PathBuf, Vec<u8>)>, PromptError> {
     let lang_dir = dir.join(lang.as_str());
     if !lang_dir.is_dir() {
         return Err(PromptError::MissingLanguageDir { path: lang_dir });
     }
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for entry in std::fs::read_dir(&lang_dir).map_err(PromptError::io(&lang_dir))? {
         let path = entry.map_err(PromptError::io(&lang_dir))?.path();
         if path.extension().is_some_and(|e| e == "ftl") && path.is_file() {
-            files.push(path);
+            paths.push(path);
         }
     }
-    files.sort();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).map_err(PromptError::io(&path))?;
+            Ok((path, bytes))
+        })
+        .collect()
+}
 
+/// One language's bundle from its texts, in the order given.
+fn build_language(lang: Language, files: Vec<(PathBuf, Vec<u8>)>) -> Result<LangCatalog, PromptError> {
     let locale: LanguageIdentifier = lang.locale().parse().unwrap_or_else(|_| LanguageIdentifier::default());
     let mut bundle = FluentBundle::new_concurrent(vec![locale]);
     bundle.set_use_isolating(false);
@@ -189,8 +218,7 @@ fn load_language(dir: &Path, lang: Language) -> Result<LangCatalog, PromptError>
     }
 
     let mut messages: BTreeMap<PromptId, MessageInfo> = BTreeMap::new();
-    for path in files {
-        let bytes = std::fs::read(&path).map_err(PromptError::io(&path))?;
+    for (path, bytes) in files {
         let mut source = String::from_utf8(bytes).map_err(|_| PromptError::NotUtf8 { path: path.clone() })?;
         if source.starts_with('\u{feff}') {
             source.drain(..'\u{feff}'.len_utf8());

@@ -26,4 +26,4 @@ pub use error::PromptError;
 pub use render::{render_all, wav_dir, wav_path, RenderOptions, RenderReport, MANIFEST_NAME};
 pub use synth::{voice, Espeak, Pace};
 pub use tts::{Tts, TtsOptions};
-pub use wav::{load_wav, wav_bytes, PROMPT_SPEC};
+pub use wav::{decode_wav, load_wav, wav_bytes, PROMPT_SPEC};

@@ -77,6 +77,40 @@ fn loads_the_fixture_set() {
 }
 
 #[test]
+fn texts_in_memory_make_the_same_catalog_as_the_folder() {
+    let from_disk = Catalog::load(&fixtures()).expect("fixtures load");
+    // Given in any order: each language's texts are read in path order, like a folder's files.
+    let mut texts = Vec::new();
+    for lang in Language::ALL {
+        for entry in std::fs::read_dir(fixtures().join(lang.as_str())).expect("fixture dir") {
+            let path = entry.expect("entry").path();
+            let name = PathBuf::from(format!("built-in/{lang}/{}", path.file_name().unwrap().to_string_lossy()));
+            texts.push((lang, name, std::fs::read(&path).expect("read")));
+        }
+    }
+    texts.reverse();
+    let in_memory = Catalog::from_texts(texts.clone()).expect("texts load");
+    for lang in Language::ALL {
+        assert_eq!(in_memory.ids(lang), from_disk.ids(lang), "{lang}");
+    }
+    let minutes = args(&[("minutes", PromptArg::from(3))]);
+    assert_eq!(
+        in_memory.format(Language::En, &id("wait-minutes"), &minutes).unwrap(),
+        from_disk.format(Language::En, &id("wait-minutes"), &minutes).unwrap()
+    );
+    let (path, line) = in_memory.source(Language::Es, &id("goodbye")).unwrap();
+    assert_eq!((path, line), (Path::new("built-in/es/main.ftl"), 5));
+
+    // The same checks: a broken text is reported with the name it was given.
+    texts.push((Language::It, PathBuf::from("built-in/it/zz.ftl"), b"welcome = again\n".to_vec()));
+    let err = Catalog::from_texts(texts).unwrap_err();
+    assert!(
+        matches!(err, PromptError::DuplicateId { ref path, .. } if path == Path::new("built-in/it/zz.ftl")),
+        "{err}"
+    );
+}
+
+#[test]
 fn plural_rules_follow_each_locale() {
     let cat = Catalog::load(&fixtures()).unwrap();
     let fmt = |lang, n: i64| cat.format(lang, &id("callers-waiting"), &args(&[("count", n.into())])).unwrap();
@@ -371,6 +405,24 @@ fn check_file_reports_each_kind_of_damage() {
 
     std::fs::write(p("junk.wav"), b"RIFF....not a wave").unwrap();
     assert!(matches!(check_file(&p("junk.wav"), text)[..], [ProblemKind::Unreadable(_)]));
+}
+
+#[test]
+fn a_prompt_in_memory_is_decoded_and_checked_like_a_file() {
+    let samples = tone_prompt(1.0, 8000);
+    let bytes = wav_bytes(&samples).unwrap();
+    assert_eq!(decode_wav(&bytes, Path::new("it/wav/x.wav")).unwrap(), samples);
+
+    let cut = &bytes[..bytes.len() - 1001];
+    let err = decode_wav(cut, Path::new("it/wav/x.wav")).unwrap_err();
+    assert!(err.to_string().starts_with("it/wav/x.wav: "), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let wide = tmp.path().join("16k.wav");
+    write_wav(&wide, hound::WavSpec { sample_rate: 16000, ..PROMPT_SPEC }, &tone_prompt(1.0, 16000));
+    let err = decode_wav(&std::fs::read(&wide).unwrap(), Path::new("16k.wav")).unwrap_err();
+    assert!(matches!(err, PromptError::WavFormat { .. }), "{err}");
+    assert!(decode_wav(b"RIFF....not a wave", Path::new("junk.wav")).is_err());
 }
 
 // ---------------------------------------------------------------- rendering, with espeak

@@ -49,6 +49,17 @@ pub fn format_problem(spec: &hound::WavSpec) -> Option<String> {
 /// there (a file cut short is an error, not a shorter prompt).
 pub fn load_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
     let reader = hound::WavReader::open(path).map_err(PromptError::wav(path))?;
+    checked_samples(reader, path)
+}
+
+/// Like [`load_wav`] for a prompt file already in memory (e.g. compiled into a program); `path`
+/// names it in errors.
+pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Vec<i16>, PromptError> {
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(PromptError::wav(path))?;
+    checked_samples(reader, path)
+}
+
+fn checked_samples<R: std::io::Read>(reader: hound::WavReader<R>, path: &Path) -> Result<Vec<i16>, PromptError> {
     if let Some(reason) = format_problem(&reader.spec()) {
         return Err(PromptError::WavFormat { path: path.to_owned(), reason });
     }
