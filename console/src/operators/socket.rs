@@ -22,7 +22,6 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -405,42 +404,41 @@ fn saved(r#ref: &Value, what: &str, at: i64) -> Out {
     frame(json!({"type": "saved", "ref": r#ref, "what": what, "at": super::rfc3339(at)}))
 }
 
-/// Runs a search off the async threads; results older than the newest `qseq` are dropped.
+/// Runs a search off the async threads — the same search as `GET /api/services/search`, at the
+/// injected clock's time; results older than the newest `qseq` are dropped.
 fn spawn_search(state: AppState, s: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
     tokio::spawn(async move {
         let qseq = s.qseq;
-        let mut params: HashMap<String, String> = HashMap::new();
-        params.insert("q".into(), s.q);
-        for (k, v) in [("area", s.area), ("lang", s.lang), ("near", s.near)] {
-            if let Some(v) = v {
-                params.insert(k.into(), v);
-            }
-        }
-        if let Some(r) = s.radius_km {
-            params.insert("radius_km".into(), r.to_string());
-        }
-        if let Some(o) = s.open_now {
-            params.insert("open_now".into(), o.to_string());
-        }
-        if let Some(p) = s.page {
-            params.insert("page".into(), p.to_string());
-        }
+        let params = crate::directory::SearchParams {
+            q: s.q,
+            area: s.area,
+            lang: s.lang,
+            near: s.near,
+            radius_km: s.radius_km,
+            open_now: s.open_now.unwrap_or(false),
+            page: s.page.map(u64::from),
+            per_page: None,
+        };
         let now = state.clock.now();
         let st = state.clone();
-        let result = tokio::task::spawn_blocking(move || crate::directory::api::search_json(&st, &params, now)).await;
+        let result = tokio::task::spawn_blocking(move || params.query().map(|q| st.directory.search(&q, now))).await;
         if latest.load(Ordering::SeqCst) != qseq {
             return; // a newer search superseded this one
         }
         let reply = match result {
-            Ok(Ok(v)) => frame(json!({
-                "type": "search_results",
-                "qseq": qseq,
-                "total": v["total_items"],
-                "counts": v["area_counts"],
-                "results": v["contents"],
-                "page": v["page_number"],
-                "total_pages": v["total_pages"],
-            })),
+            // The HTTP search's page, renamed: built from the same `SearchResponse`.
+            Ok(Ok(r)) => {
+                let page = crate::directory::api::SearchPage::new(&r);
+                frame(json!({
+                    "type": "search_results",
+                    "qseq": qseq,
+                    "total": page.total_items,
+                    "counts": page.area_counts,
+                    "results": page.contents,
+                    "page": page.page_number,
+                    "total_pages": page.total_pages,
+                }))
+            }
             Ok(Err(e)) => frame(json!({"type": "error", "code": "bad_search", "message": e.to_string(), "qseq": qseq})),
             Err(_) => frame(json!({"type": "error", "code": "internal", "message": "search failed", "qseq": qseq})),
         };
