@@ -343,3 +343,39 @@ async fn the_http_search_judges_open_now_by_the_injected_clock() {
     }
     app.stop().await;
 }
+
+/// The console socket's `search` and `GET /api/services/search` are one search: the same
+/// query at the same (injected) time gives the same services, counts and pages.
+#[tokio::test]
+async fn the_socket_search_answers_as_the_http_search() {
+    use crate::console_client::{connect, sign_in_with, until, ClientMessage, Search, ServerMessage};
+    use chrono::TimeZone;
+    let app = spawn_app().await;
+    load_good(&app).await;
+    // Tuesday 19:00 in Rome: only the evening course is open.
+    app.clock.set(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 18, 0, 0).single().unwrap());
+    let (status, body) = get(&app, "/api/services/search?q=medi&near=Milano&open_now=false").await;
+    assert_eq!(status, 200, "{body}");
+    let http: SearchPage = serde_json::from_value(body).unwrap();
+    let (_, body) = get(&app, "/api/services/search?open_now=true").await;
+    let http_open: SearchPage = serde_json::from_value(body).unwrap();
+
+    let (name, password) = app.first_admin.clone().expect("a first admin");
+    let mut ws = connect(app.addr, &sign_in_with(&app, &name, &password).await).await;
+    ws.hello(0).await;
+    let search = Search { qseq: 1, q: "medi".into(), near: Some("Milano".into()), ..Search::default() };
+    ws.send(ClientMessage::Search(search)).await;
+    let socket = until!(ws, ServerMessage::SearchResults(r) => r);
+    assert_eq!(socket.qseq, 1);
+    assert_eq!(socket.total, http.total_items);
+    assert_eq!((socket.page, socket.total_pages), (http.page_number, http.total_pages));
+    assert_eq!(socket.counts, http.area_counts);
+    assert_eq!(socket.results, http.contents, "the same services, in the same HSDS shape");
+    assert!(socket.results.iter().all(|s| s.distance_km.is_some()), "{socket:?}");
+
+    ws.send(ClientMessage::Search(Search { qseq: 2, open_now: Some(true), ..Search::default() })).await;
+    let socket = until!(ws, ServerMessage::SearchResults(r) => r);
+    assert_eq!(socket.results, http_open.contents);
+    assert_eq!(socket.results.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["Corsi di italiano per adulti"]);
+    app.stop().await;
+}

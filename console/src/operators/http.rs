@@ -14,7 +14,6 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ivr::domain::{Language, ServiceArea};
 use serde_json::{json, Value};
 
 pub fn routes() -> Router<AppState> {
@@ -26,16 +25,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/callbacks/{id}/done", post(done))
 }
 
-/// What the page needs to draw itself (also in `welcome.config`).
+/// What the page needs to draw itself (also in `welcome.config`): [`super::protocol::PageConfig`].
 pub fn config_json(state: &AppState) -> Value {
-    let c = state.console.config();
-    json!({
-        "dispositions": c.dispositions,
-        "wrap_up_secs": c.wrap_up_secs,
-        "offer_timeout_secs": c.acd.offer_timeout_secs,
-        "areas": ServiceArea::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-        "languages": Language::ALL.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(super::protocol::PageConfig::new(state.console.config())).unwrap_or_default()
 }
 
 async fn config(_: AsOperator, State(state): State<AppState>) -> Json<Value> {
