@@ -5,9 +5,15 @@ use crate::console_client::*;
 use crate::helpers::{fresh_database, spawn_app, spawn_app_on};
 use chrono::Duration;
 use console::db::users::Role;
+use console::operators::presence::PresenceState;
 use ivr::domain::Language::*;
 use ivr::domain::ServiceArea::*;
 use serde_json::json;
+
+/// A request tag.
+fn tag(t: &str) -> Ref {
+    json!(t)
+}
 
 #[tokio::test]
 async fn hello_gets_a_welcome_and_a_reconnect_replays_what_was_missed() {
@@ -16,37 +22,37 @@ async fn hello_gets_a_welcome_and_a_reconnect_replays_what_was_missed() {
     let s = sign_in(&app, "anna").await;
     let mut ws = connect(app.addr, &s).await;
     let w = ws.hello(0).await;
-    assert_eq!(w["user"]["name"], "anna");
-    assert_eq!(w["presence"]["state"], "offline", "{w}");
-    assert!(w["config"]["dispositions"].as_array().unwrap().len() >= 3, "{w}");
-    assert_eq!(w["operators"], serde_json::Value::Null, "operators see no one else's presence");
-    let p = ws.presence("available").await;
-    let seen = p["seq"].as_i64().unwrap();
+    assert_eq!(w.user.name, "anna");
+    assert_eq!(w.presence.as_ref().map(|p| p.state), Some(PresenceState::Offline), "{w:?}");
+    assert!(w.config.dispositions.len() >= 3, "{w:?}");
+    assert_eq!(w.operators, None, "operators see no one else's presence");
+    ws.presence(PresenceChoice::Available, None).await;
+    let seen = ws.last_seq;
+    assert!(seen > 0, "a presence message carries its seq");
     drop(ws);
 
     // While the page is away: a pause (from a second tab) and a call reaching the queue.
     let mut other = connect(app.addr, &s).await;
     other.hello(seen).await;
-    other.send(json!({"type": "presence", "state": "paused", "reason": "coffee"})).await;
-    other.until("presence", |v| v["operator"]["state"] == "paused").await;
+    other.presence(PresenceChoice::Paused, Some("coffee")).await;
     let _call = italian_housing_call(&app, "replay-1").await;
-    other.until("queue", |v| v["calls"][0]["call_id"] == "replay-1").await;
+    until!(other, ServerMessage::Queue { calls } if calls.first().is_some_and(|c| c.call_id == "replay-1") => ());
 
     let mut back = connect(app.addr, &s).await;
     back.last_seq = seen;
     let w = back.hello(seen).await;
-    assert_eq!(w["presence"]["state"], "paused");
-    let newest = w["last_seq"].as_i64().unwrap();
+    assert_eq!(w.presence.as_ref().map(|p| p.state), Some(PresenceState::Paused));
+    let newest = w.last_seq;
     // Replayed in order, the pause first, up to the newest seq at welcome.
     let first = back.next().await.unwrap();
-    assert_eq!(first["type"], "presence", "{first}");
-    assert_eq!(first["operator"]["reason"], "coffee");
-    let mut last = first["seq"].as_i64().unwrap();
+    let ServerMessage::Presence { operator } = &first.message else { panic!("presence first: {first:?}") };
+    assert_eq!(operator.reason.as_deref(), Some("coffee"));
+    let mut last = first.seq.unwrap();
     let mut kinds = vec!["presence".to_owned()];
     while last < newest {
         let m = back.next().await.unwrap();
-        last = m["seq"].as_i64().unwrap();
-        kinds.push(m["type"].as_str().unwrap().to_owned());
+        last = m.seq.expect("a replayed message has its seq");
+        kinds.push(type_of(&m.message));
     }
     assert!(kinds.contains(&"queue".to_owned()), "{kinds:?}");
 
@@ -54,10 +60,10 @@ async fn hello_gets_a_welcome_and_a_reconnect_replays_what_was_missed() {
     // reply to a ping sent after hello is the very next frame.
     let mut fresh = connect(app.addr, &s).await;
     let w = fresh.hello(0).await;
-    assert_eq!(w["queue"][0]["call_id"], "replay-1", "{w}");
-    fresh.send(json!({"type": "ping", "ref": 7})).await;
+    assert_eq!(w.queue[0].call_id, "replay-1", "{w:?}");
+    fresh.send(ClientMessage::Ping { r#ref: Some(json!(7)) }).await;
     let next = fresh.next().await.unwrap();
-    assert_eq!(next["type"], "pong", "no replayed message before the pong: {next}");
+    assert_eq!(next.message, ServerMessage::Pong { r#ref: Some(json!(7)) }, "no replayed message before the pong");
     app.stop().await;
 }
 
@@ -72,27 +78,26 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     app.clock.advance(Duration::seconds(1));
 
     let mut call = italian_housing_call(&app, "skills-1").await;
-    let offer = carla.until("offer", |_| true).await;
-    assert_eq!(offer["call_id"], "skills-1");
-    assert_eq!(offer["match"], "full");
-    let pop = &offer["pop"];
-    assert_eq!(pop["language"], "it");
-    assert_eq!(pop["area"], "casa");
-    assert_eq!(pop["town"], "Como");
-    assert_eq!(pop["cap"], "22100", "the CAP the caller keyed in");
-    assert!(
-        pop["masked_number"].as_str().unwrap().contains('•') || pop["masked_number"].as_str().unwrap().contains('*'),
-        "{pop}"
-    );
-    assert!(!pop.to_string().contains("3331234512"), "no raw number in the pop");
-    assert!(pop["path"].as_array().unwrap().len() >= 4, "{pop}");
-    assert_eq!(pop["previous"]["calls"], 0);
+    let offer = until!(carla, ServerMessage::Offer(o) => o);
+    assert_eq!(offer.call_id, "skills-1");
+    assert_eq!(offer.matched, OfferMatch::Full);
+    let pop = offer.pop.as_ref().expect("a screen-pop");
+    assert_eq!(pop.language.as_deref(), Some("it"));
+    assert_eq!(pop.area.as_deref(), Some("casa"));
+    assert_eq!(pop.town.as_deref(), Some("Como"));
+    assert_eq!(pop.cap.as_deref(), Some("22100"), "the CAP the caller keyed in");
+    let masked = pop.masked_number.as_deref().unwrap();
+    assert!(masked.contains('•') || masked.contains('*'), "{pop:?}");
+    assert!(!serde_json::to_string(pop).unwrap().contains("3331234512"), "no raw number in the pop");
+    assert!(pop.path.len() >= 4, "{pop:?}");
+    assert_eq!(pop.previous.calls, 0);
 
-    carla.send(json!({"type": "accept", "offer_id": offer["offer_id"]})).await;
+    carla.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
     // Presence first (the assignment's transaction), then `connected` once the transfer is stored.
-    carla.until("presence", |v| v["operator"]["state"] == "on_call").await;
-    let connected = carla.until("call", |v| v["state"] == "connected").await;
-    assert_eq!(connected["call_id"], "skills-1");
+    until!(carla, ServerMessage::Presence { operator } if operator.state == PresenceState::OnCall => ());
+    let connected = until!(carla, ServerMessage::Call(c) if c.state == CallState::Connected => c);
+    assert_eq!(connected.call_id, "skills-1");
+    assert_eq!(connected.offer_id, Some(offer.offer_id));
     let (op, answered): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT operator_id, answered_at FROM calls WHERE call_id = 'skills-1'")
             .fetch_one(app.state.db.pool())
@@ -108,16 +113,8 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     assert_eq!(transfer["operator"], "carla");
 
     // Bruno never got an offer: the queue is all he saw.
-    bruno.send(json!({"type": "ping", "ref": 1})).await;
-    let mut kinds = Vec::new();
-    loop {
-        let m = bruno.next().await.unwrap();
-        if m["type"] == "pong" {
-            break;
-        }
-        kinds.push(m["type"].as_str().unwrap().to_owned());
-    }
-    assert!(!kinds.contains(&"offer".to_owned()), "{kinds:?}");
+    let seen = bruno.ping("after").await;
+    assert!(!seen.iter().any(|m| matches!(m, ServerMessage::Offer(_))), "{seen:?}");
     app.stop().await;
 }
 
@@ -130,20 +127,20 @@ async fn a_missed_offer_goes_to_the_next_operator_and_pauses_the_first() {
     app.clock.advance(Duration::seconds(5));
     let mut enzo = operator_online(&app, "enzo", true).await;
     let _call = Call::to_queue(&app, "missed-1", "+39 333 000 1111", &["0"]).await;
-    let first = dora.until("offer", |_| true).await;
+    let first = until!(dora, ServerMessage::Offer(o) => o);
     app.clock.advance(Duration::seconds(21));
-    let gone = dora.until("offer_withdrawn", |_| true).await;
-    assert_eq!(gone["reason"], "expired");
-    assert_eq!(gone["offer_id"], first["offer_id"]);
-    let p = dora.until("presence", |v| v["operator"]["state"] == "paused").await;
-    assert_eq!(p["operator"]["reason"], "missed offer");
-    let second = enzo.until("offer", |_| true).await;
-    assert_eq!(second["call_id"], "missed-1");
+    let (gone, reason) = until!(dora, ServerMessage::OfferWithdrawn { offer_id, reason, .. } => (offer_id, reason));
+    assert_eq!(reason, WithdrawReason::Expired);
+    assert_eq!(gone, first.offer_id);
+    let p = until!(dora, ServerMessage::Presence { operator } if operator.state == PresenceState::Paused => operator);
+    assert_eq!(p.reason.as_deref(), Some("missed offer"));
+    let second = until!(enzo, ServerMessage::Offer(o) => o);
+    assert_eq!(second.call_id, "missed-1");
 
     // Declining counts as missed too: with nobody left, the call waits.
-    enzo.send(json!({"type": "decline", "offer_id": second["offer_id"]})).await;
-    let w = enzo.until("offer_withdrawn", |_| true).await;
-    assert_eq!(w["reason"], "declined");
+    enzo.send(ClientMessage::Decline { offer_id: second.offer_id }).await;
+    let reason = until!(enzo, ServerMessage::OfferWithdrawn { reason, .. } => reason);
+    assert_eq!(reason, WithdrawReason::Declined);
     let (status,): (String,) = sqlx::query_as("SELECT status FROM queue_entries WHERE call_id = 'missed-1'")
         .fetch_one(app.state.db.pool())
         .await
@@ -158,29 +155,28 @@ async fn the_area_is_dropped_then_a_mediator_takes_the_call() {
     add_user(&app, "fabio", Role::Operator, &[It], &[Lavoro], false).await;
     let mut fabio = operator_online(&app, "fabio", true).await;
     let _call = italian_housing_call(&app, "drop-1").await;
-    fabio.until("queue", |v| v["calls"][0]["call_id"] == "drop-1").await;
+    until!(fabio, ServerMessage::Queue { calls } if calls.first().is_some_and(|c| c.call_id == "drop-1") => ());
     app.clock.advance(Duration::seconds(61));
-    let offer = fabio.until("offer", |_| true).await;
-    assert_eq!(offer["match"], "language");
-    fabio.send(json!({"type": "accept", "offer_id": offer["offer_id"]})).await;
-    fabio.until("call", |v| v["state"] == "connected").await;
+    let offer = until!(fabio, ServerMessage::Offer(o) => o);
+    assert_eq!(offer.matched, OfferMatch::Language);
+    fabio.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    until!(fabio, ServerMessage::Call(c) if c.state == CallState::Connected => ());
 
     add_user(&app, "gina", Role::Operator, &[En], &[Mediazione], true).await;
     let mut gina = operator_online(&app, "gina", true).await;
     let _fr = french_housing_call(&app, "fallback-1").await;
-    gina.until("queue", |v| v["calls"].as_array().unwrap().iter().any(|c| c["call_id"] == "fallback-1")).await;
+    until!(gina, ServerMessage::Queue { calls } if calls.iter().any(|c| c.call_id == "fallback-1") => ());
     app.clock.advance(Duration::seconds(179));
     // Nobody speaks French: not even the area-free match helps; a mediator only after 180 s.
-    gina.send(json!({"type": "ping", "ref": "before"})).await;
-    gina.until("pong", |_| true).await;
+    gina.ping("before").await;
     let (open,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers WHERE call_id = 'fallback-1'")
         .fetch_one(app.state.db.pool())
         .await
         .unwrap();
     assert_eq!(open, 0, "no offer before fallback_after");
     app.clock.advance(Duration::seconds(1));
-    let offer = gina.until("offer", |v| v["call_id"] == "fallback-1").await;
-    assert_eq!(offer["match"], "fallback", "a mediator after fallback_after");
+    let offer = until!(gina, ServerMessage::Offer(o) if o.call_id == "fallback-1" => o);
+    assert_eq!(offer.matched, OfferMatch::Fallback, "a mediator after fallback_after");
     app.stop().await;
 }
 
@@ -190,12 +186,12 @@ async fn a_caller_who_hangs_up_while_offered_withdraws_the_offer() {
     add_user(&app, "ivo", Role::Operator, &[It], &[], false).await;
     let mut ivo = operator_online(&app, "ivo", true).await;
     let mut call = Call::to_queue(&app, "gone-1", "+39 333 000 2222", &["0"]).await;
-    ivo.until("offer", |_| true).await;
+    until!(ivo, ServerMessage::Offer(_) => ());
     app.clock.advance(Duration::seconds(7));
     call.send(json!({"type": "call.ended"})).await;
-    let w = ivo.until("offer_withdrawn", |_| true).await;
-    assert_eq!(w["reason"], "abandoned");
-    ivo.until("presence", |v| v["operator"]["state"] == "available").await;
+    let reason = until!(ivo, ServerMessage::OfferWithdrawn { reason, .. } => reason);
+    assert_eq!(reason, WithdrawReason::Abandoned);
+    until!(ivo, ServerMessage::Presence { operator } if operator.state == PresenceState::Available => ());
     let (status, entered, updated): (String, i64, i64) =
         sqlx::query_as("SELECT status, entered_at, updated_at FROM queue_entries WHERE call_id = 'gone-1'")
             .fetch_one(app.state.db.pool())
@@ -214,8 +210,8 @@ async fn calls_waiting_survive_a_restart_and_are_offered_after_it() {
     let db = app.stop().await;
     let app = spawn_app_on(db).await;
     let mut luca = operator_online(&app, "luca", true).await;
-    let offer = luca.until("offer", |_| true).await;
-    assert_eq!(offer["call_id"], "restart-1");
+    let offer = until!(luca, ServerMessage::Offer(o) => o);
+    assert_eq!(offer.call_id, "restart-1");
     app.stop().await;
 }
 
@@ -236,9 +232,9 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_operator_on_another() {
     add_user(&a, "marta", Role::Operator, &[It], &[], false).await;
     let mut marta = operator_online(op_node, "marta", true).await;
     let mut call = Call::to_queue(&a, "nodes-1", "+39 333 000 4444", &["0"]).await;
-    let offer = marta.until("offer", |_| true).await;
-    marta.send(json!({"type": "accept", "offer_id": offer["offer_id"]})).await;
-    marta.until("call", |v| v["state"] == "connected").await;
+    let offer = until!(marta, ServerMessage::Offer(o) => o);
+    marta.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    until!(marta, ServerMessage::Call(c) if c.state == CallState::Connected => ());
     let r = call.send(json!({"type": "no_input"})).await;
     assert!(
         r["actions"].as_array().unwrap().iter().any(|x| x["type"] == "transfer" && x["operator"] == "marta"),
@@ -256,27 +252,47 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
     add_user(&app, "nora", Role::Operator, &[It], &[], false).await;
     let s = sign_in(&app, "nora").await;
     let mut ws = connect(app.addr, &s).await;
-    ws.send(json!({"type": "presence", "state": "available"})).await;
-    assert_eq!(ws.next().await.unwrap()["code"], "hello_first");
+    ws.send(ClientMessage::Presence { state: PresenceChoice::Available, reason: None }).await;
+    let first = ws.next().await.unwrap().message;
+    let ServerMessage::Error(e) = first else { panic!("an error before hello: {first:?}") };
+    assert_eq!(e.code, ErrorCode::HelloFirst);
+    ws.send_raw(r#"{"type": "dance", "ref": "d0"}"#).await;
+    let e = until!(ws, ServerMessage::Error(e) => e);
+    assert_eq!((e.code, e.r#ref), (ErrorCode::HelloFirst, Some(tag("d0"))), "hello first, whatever the type");
     ws.hello(0).await;
+    // Frames the page would never send are written by hand; valid messages are the protocol's own.
     for (text, code) in [
-        ("not json", "bad_message"),
-        ("[1,2]", "bad_message"),
-        ("{\"no\": \"type\"}", "bad_message"),
-        ("{\"type\": \"dance\", \"ref\": 5}", "unknown_type"),
-        ("{\"type\": \"presence\", \"state\": \"paused\"}", "bad_message"),
-        ("{\"type\": \"presence\", \"state\": \"asleep\"}", "bad_message"),
-        ("{\"type\": \"accept\", \"offer_id\": \"x\"}", "bad_message"),
-        ("{\"type\": \"accept\", \"offer_id\": 999}", "not_your_offer"),
-        ("{\"type\": \"note\", \"ref\": 1, \"call_id\": \"nope\", \"text\": \"hi\"}", "not_your_call"),
-        ("{\"type\": \"end_call\", \"call_id\": \"nope\"}", "not_your_call"),
+        ("not json", ErrorCode::BadMessage),
+        ("[1,2]", ErrorCode::BadMessage),
+        (r#"{"no": "type"}"#, ErrorCode::BadMessage),
+        (r#"{"type": "dance", "ref": 5}"#, ErrorCode::UnknownType),
+        (r#"{"type": "presence", "state": "paused"}"#, ErrorCode::BadMessage),
+        (r#"{"type": "presence", "state": "asleep"}"#, ErrorCode::BadMessage),
+        (r#"{"type": "accept", "offer_id": "x"}"#, ErrorCode::BadMessage),
+        (r#"{"type": "note", "call_id": "c", "text": "no ref"}"#, ErrorCode::BadMessage),
+        (r#"{"type": "hello", "last_seq": 0}"#, ErrorCode::BadMessage),
     ] {
         ws.send_raw(text).await;
-        let e = ws.until("error", |_| true).await;
-        assert_eq!(e["code"], code, "{text} → {e}");
+        let e = until!(ws, ServerMessage::Error(e) => e);
+        assert_eq!(e.code, code, "{text} → {e:?}");
+        assert!(!e.message.is_empty(), "{text} → {e:?}");
     }
-    ws.send(json!({"type": "ping", "ref": "still-here"})).await;
-    assert_eq!(ws.until("pong", |_| true).await["ref"], "still-here");
+    ws.send_raw(r#"{"type": "dance", "ref": 5}"#).await;
+    let e = until!(ws, ServerMessage::Error(e) => e);
+    assert_eq!(e.r#ref, Some(json!(5)), "the ref comes back as it was sent");
+    assert!(e.message.contains("dance"), "{e:?}");
+    for (message, code) in [
+        (ClientMessage::Accept { offer_id: 999 }, ErrorCode::NotYourOffer),
+        (ClientMessage::Note { r#ref: json!(1), call_id: "nope".into(), text: "hi".into() }, ErrorCode::NotYourCall),
+        (ClientMessage::EndCall { call_id: "nope".into() }, ErrorCode::NotYourCall),
+    ] {
+        ws.send(message.clone()).await;
+        let e = until!(ws, ServerMessage::Error(e) => e);
+        assert_eq!(e.code, code, "{message:?} → {e:?}");
+    }
+    ws.send(ClientMessage::Ping { r#ref: Some(tag("still-here")) }).await;
+    let pong = until!(ws, ServerMessage::Pong { r#ref } => r#ref);
+    assert_eq!(pong, Some(tag("still-here")));
     app.stop().await;
 }
 
@@ -287,32 +303,44 @@ async fn notes_referrals_and_the_disposition_are_saved_then_wrap_up_ends() {
     add_user(&app, "olga", Role::Operator, &[It], &[], false).await;
     let mut olga = operator_online(&app, "olga", true).await;
     let _call = Call::to_queue(&app, "work-1", "+39 333 000 5555", &["0"]).await;
-    let offer = olga.until("offer", |_| true).await;
-    olga.send(json!({"type": "accept", "offer_id": offer["offer_id"]})).await;
-    olga.until("call", |v| v["state"] == "connected").await;
+    let offer = until!(olga, ServerMessage::Offer(o) => o);
+    olga.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    until!(olga, ServerMessage::Call(c) if c.state == CallState::Connected => ());
 
-    olga.send(json!({"type": "search", "qseq": 1, "q": "casa"})).await;
-    let results = olga.until("search_results", |_| true).await;
-    assert_eq!(results["qseq"], 1);
-    let service = results["results"][0].clone();
-    assert!(service["id"].is_string(), "{results}");
+    olga.send(ClientMessage::Search(Search { qseq: 1, q: "casa".into(), ..Search::default() })).await;
+    let results = until!(olga, ServerMessage::SearchResults(r) => r);
+    assert_eq!(results.qseq, 1);
+    assert!(results.total >= results.results.len() && !results.results.is_empty(), "{results:?}");
+    let service = results.results[0].clone();
+    assert!(!service.id.is_empty(), "{results:?}");
+    // A place the directory does not know: `bad_search` with the search's qseq.
+    olga.send(ClientMessage::Search(Search { qseq: 2, near: Some("Atlantide".into()), ..Search::default() })).await;
+    let e = until!(olga, ServerMessage::Error(e) => e);
+    assert_eq!((e.code, e.qseq), (ErrorCode::BadSearch, Some(2)), "{e:?}");
+    assert!(e.message.contains("parameter near"), "{e:?}");
 
-    olga.send(json!({"type": "note", "ref": "n1", "call_id": "work-1", "text": "first"})).await;
-    assert_eq!(olga.until("saved", |_| true).await["what"], "note");
-    olga.send(json!({"type": "note", "ref": "n2", "call_id": "work-1", "text": "cerca casa a Como"})).await;
-    assert_eq!(olga.until("saved", |_| true).await["ref"], "n2");
-    olga.send(json!({"type": "referral", "ref": "r1", "call_id": "work-1", "service_id": service["id"], "add": true}))
-        .await;
-    assert_eq!(olga.until("saved", |_| true).await["what"], "referral");
-    olga.send(
-        json!({"type": "referral", "ref": "r2", "call_id": "work-1", "service_id": "no-such-service", "add": true}),
-    )
-    .await;
-    assert_eq!(olga.until("error", |_| true).await["code"], "unknown_service");
-    olga.send(json!({"type": "disposition", "ref": "d0", "call_id": "work-1", "code": "nonsense"})).await;
-    assert_eq!(olga.until("error", |_| true).await["code"], "unknown_disposition");
-    olga.send(json!({"type": "disposition", "ref": "d1", "call_id": "work-1", "code": "referral"})).await;
-    assert_eq!(olga.until("saved", |_| true).await["what"], "disposition");
+    let note = |r: &str, text: &str| ClientMessage::Note { r#ref: tag(r), call_id: "work-1".into(), text: text.into() };
+    olga.send(note("n1", "first")).await;
+    assert_eq!(until!(olga, ServerMessage::Saved { what, .. } => what), SavedWhat::Note);
+    olga.send(note("n2", "cerca casa a Como")).await;
+    assert_eq!(until!(olga, ServerMessage::Saved { r#ref, .. } => r#ref), tag("n2"));
+    let referral = |r: &str, service_id: &str| ClientMessage::Referral {
+        r#ref: tag(r),
+        call_id: "work-1".into(),
+        service_id: service_id.into(),
+        add: true,
+    };
+    olga.send(referral("r1", &service.id)).await;
+    assert_eq!(until!(olga, ServerMessage::Saved { what, .. } => what), SavedWhat::Referral);
+    olga.send(referral("r2", "no-such-service")).await;
+    let e = until!(olga, ServerMessage::Error(e) => e);
+    assert_eq!((e.code, e.r#ref), (ErrorCode::UnknownService, Some(tag("r2"))));
+    let disposition =
+        |r: &str, code: &str| ClientMessage::Disposition { r#ref: tag(r), call_id: "work-1".into(), code: code.into() };
+    olga.send(disposition("d0", "nonsense")).await;
+    assert_eq!(until!(olga, ServerMessage::Error(e) => e.code), ErrorCode::UnknownDisposition);
+    olga.send(disposition("d1", "referral")).await;
+    assert_eq!(until!(olga, ServerMessage::Saved { what, .. } => what), SavedWhat::Disposition);
 
     let (text,): (String,) = sqlx::query_as("SELECT text FROM call_notes WHERE call_id = 'work-1'")
         .fetch_one(app.state.db.pool())
@@ -325,25 +353,28 @@ async fn notes_referrals_and_the_disposition_are_saved_then_wrap_up_ends() {
             .await
             .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(Some(name.as_str()), service["name"].as_str());
+    assert_eq!(name, service.name);
     let (disp,): (Option<String>,) = sqlx::query_as("SELECT disposition FROM calls WHERE call_id = 'work-1'")
         .fetch_one(app.state.db.pool())
         .await
         .unwrap();
     assert_eq!(disp.as_deref(), Some("referral"));
 
-    olga.send(json!({"type": "end_call", "call_id": "work-1"})).await;
-    let wrap = olga.until("wrap_up", |_| true).await;
-    assert_eq!(wrap["call_id"], "work-1");
-    olga.until("presence", |v| v["operator"]["state"] == "wrap_up").await;
+    olga.send(ClientMessage::EndCall { call_id: "work-1".into() }).await;
+    let ended = until!(olga, ServerMessage::Call(c) => c);
+    assert_eq!((ended.call_id.as_str(), ended.state, ended.pop), ("work-1", CallState::Ended, None));
+    let wrapped = until!(olga, ServerMessage::WrapUp { call_id, .. } => call_id);
+    assert_eq!(wrapped, "work-1");
+    until!(olga, ServerMessage::Presence { operator } if operator.state == PresenceState::WrapUp => ());
     app.clock.advance(Duration::seconds(61));
-    olga.until("presence", |v| v["operator"]["state"] == "available").await;
+    until!(olga, ServerMessage::Presence { operator } if operator.state == PresenceState::Available => ());
 
     // The same number calls again: the pop shows the earlier call and its note.
     let _again = Call::to_queue(&app, "work-2", "+39 333 000 5555", &["0"]).await;
-    let offer = olga.until("offer", |_| true).await;
-    assert_eq!(offer["pop"]["previous"]["calls"], 1, "{offer}");
-    assert_eq!(offer["pop"]["previous"]["notes"][0]["text"], "cerca casa a Como");
+    let offer = until!(olga, ServerMessage::Offer(o) => o);
+    let previous = offer.pop.expect("a screen-pop").previous;
+    assert_eq!(previous.calls, 1, "{previous:?}");
+    assert_eq!(previous.notes[0].text, "cerca casa a Como");
     app.stop().await;
 }
 
@@ -433,8 +464,8 @@ async fn an_operator_without_a_phone_target_is_not_offered_calls() {
     assert_eq!(offers, 0, "nobody to put the call through to");
     add_user(&app, "olga", Role::Operator, &[It], &[], false).await;
     let mut olga = operator_online(&app, "olga", true).await;
-    let offer = olga.until("offer", |_| true).await;
-    assert_eq!(offer["call_id"], "no-target-1");
+    let offer = until!(olga, ServerMessage::Offer(o) => o);
+    assert_eq!(offer.call_id, "no-target-1");
     app.stop().await;
 }
 

@@ -1,8 +1,10 @@
-//! A real websocket client for the operator console (tokio-tungstenite), and the users and calls
-//! the console tests need.
+//! A real websocket client for the operator console (tokio-tungstenite) that sends and reads the
+//! server's own protocol types, and the users and calls the console tests need.
 
 use crate::helpers::TestApp;
 use console::db::users::{self, NewUser, Password, Role, UserName};
+use console::operators::presence::PresenceState;
+pub use console::operators::protocol::*;
 use futures_util::{SinkExt, StreamExt};
 use ivr::domain::{Language, ServiceArea};
 use serde_json::{json, Value};
@@ -65,7 +67,7 @@ pub async fn sign_in_with(app: &TestApp, name: &str, password: &str) -> Session 
     Session { cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned() }
 }
 
-/// One console socket.
+/// One console socket, speaking `console::operators::protocol`.
 pub struct Ws {
     stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     pub last_seq: i64,
@@ -79,28 +81,47 @@ pub async fn connect(addr: std::net::SocketAddr, session: &Session) -> Ws {
     Ws { stream, last_seq: 0 }
 }
 
+/// A message's `type` (for failure messages).
+pub fn type_of(m: &ServerMessage) -> String {
+    serde_json::to_value(m).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Waits on `$ws` for the first message matching the pattern (and the guard, if any), skipping
+/// the others; evaluates to the expression (`ServerMessage` and its types are in scope).
+macro_rules! until {
+    ($ws:expr, $pat:pat $(if $guard:expr)? => $out:expr) => {
+        $ws.until(stringify!($pat), |m| match m {
+            $pat $(if $guard)? => Some($out),
+            _ => None,
+        })
+        .await
+    };
+}
+pub(crate) use until;
+
 impl Ws {
-    pub async fn send(&mut self, v: Value) {
-        self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+    pub async fn send(&mut self, m: ClientMessage) {
+        self.send_raw(&serde_json::to_string(&m).unwrap()).await;
     }
 
+    /// Any text: for frames that are not valid messages.
     pub async fn send_raw(&mut self, text: &str) {
         self.stream.send(Message::Text(text.to_owned().into())).await.unwrap();
     }
 
-    /// The next JSON message (10 s at most), or `None` when the socket closed.
-    pub async fn next(&mut self) -> Option<Value> {
+    /// The next frame (10 s at most), or `None` when the socket closed.
+    pub async fn next(&mut self) -> Option<Frame> {
         loop {
             let m =
                 tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("a message within 10 s");
             match m {
                 Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if let Some(s) = v["seq"].as_i64() {
-                        assert!(s > self.last_seq, "seq increases: {s} after {} in {v}", self.last_seq);
+                    let f: Frame = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{t} is no server message: {e}"));
+                    if let Some(s) = f.seq {
+                        assert!(s > self.last_seq, "seq increases: {s} after {} in {t}", self.last_seq);
                         self.last_seq = s;
                     }
-                    return Some(v);
+                    return Some(f);
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
@@ -108,29 +129,45 @@ impl Ws {
         }
     }
 
-    /// Skips messages until one of type `kind` (that also satisfies `pred`).
-    pub async fn until(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    /// Skips messages until `pick` takes one (see [`until!`]); `what` names it if none comes.
+    pub async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(ServerMessage) -> Option<T>) -> T {
         let mut seen = Vec::new();
         loop {
-            match self.next().await {
-                Some(v) if v["type"] == kind && pred(&v) => return v,
-                Some(v) => seen.push(v["type"].as_str().unwrap_or("?").to_owned()),
-                None => panic!("socket closed waiting for {kind}; saw {seen:?}"),
+            let Some(f) = self.next().await else { panic!("socket closed waiting for {what}; saw {seen:?}") };
+            let kind = type_of(&f.message);
+            match pick(f.message) {
+                Some(t) => return t,
+                None => seen.push(kind),
             }
         }
     }
 
-    pub async fn hello(&mut self, last_seq: i64) -> Value {
-        self.send(json!({"type": "hello", "last_seq": last_seq})).await;
-        let w = self.until("welcome", |_| true).await;
-        w
+    pub async fn hello(&mut self, last_seq: i64) -> Welcome {
+        self.send(ClientMessage::Hello { last_seq }).await;
+        until!(self, ServerMessage::Welcome(w) => *w)
     }
 
-    /// Sets presence and waits for my presence message.
-    pub async fn presence(&mut self, state: &str) -> Value {
-        self.send(json!({"type": "presence", "state": state})).await;
-        let s = state.to_owned();
-        self.until("presence", move |v| v["operator"]["state"] == s.as_str()).await
+    /// Sets presence (`paused` with a reason) and waits for my presence message.
+    pub async fn presence(&mut self, state: PresenceChoice, reason: Option<&str>) -> OperatorStatus {
+        self.send(ClientMessage::Presence { state, reason: reason.map(str::to_owned) }).await;
+        let want = match state {
+            PresenceChoice::Available => PresenceState::Available,
+            PresenceChoice::Paused => PresenceState::Paused,
+            PresenceChoice::Offline => PresenceState::Offline,
+        };
+        until!(self, ServerMessage::Presence { operator } if operator.state == want => operator)
+    }
+
+    /// Sends a ping and returns the messages that came before its pong.
+    pub async fn ping(&mut self, tag: &str) -> Vec<ServerMessage> {
+        self.send(ClientMessage::Ping { r#ref: Some(json!(tag)) }).await;
+        let mut before = Vec::new();
+        loop {
+            match self.next().await.expect("a pong").message {
+                ServerMessage::Pong { r#ref: Some(r) } if r == tag => return before,
+                m => before.push(m),
+            }
+        }
     }
 
     /// Waits until the socket is closed by the server.
@@ -151,7 +188,7 @@ pub async fn operator_online(app: &TestApp, name: &str, available: bool) -> Ws {
     let mut ws = connect(app.addr, &s).await;
     ws.hello(0).await;
     if available {
-        ws.presence("available").await;
+        ws.presence(PresenceChoice::Available, None).await;
     }
     ws
 }

@@ -4,6 +4,7 @@
 //! another process, and `serve` loading the demo on first start.
 
 use crate::helpers::{fresh_database, helpline, run_helpline, spawn_app, ServeProcess, TestDb};
+use console::directory::http::SearchPage;
 use console::directory::import::read_path;
 use console::directory::Dataset;
 use serde_json::Value;
@@ -304,4 +305,78 @@ async fn serve_loads_the_demo_directory_on_first_start() {
     assert!(body["total_items"].as_u64().unwrap() >= 8000 / 6, "{body}");
     let (code, _) = server.terminate();
     assert_eq!(code, 0);
+}
+
+/// The HTTP search judges "open now" (the filter and each service's `open_now`) at the server's
+/// injected clock — here the test's `ManualClock` — not at the machine's time.
+#[tokio::test]
+async fn the_http_search_judges_open_now_by_the_injected_clock() {
+    use chrono::TimeZone;
+    let app = spawn_app().await;
+    load_good(&app).await;
+    // November: Rome is UTC+1.
+    let utc = |day, hour| chrono::Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).single().unwrap();
+    for (at, open) in [
+        // Tuesday 10:00 in Rome: the weekday mornings.
+        (utc(24, 9), vec!["Sportello mediazione interculturale"]),
+        // Tuesday 19:00: the Tuesday and Thursday evenings.
+        (utc(24, 18), vec!["Corsi di italiano per adulti"]),
+        // Wednesday 03:00: nothing.
+        (utc(25, 2), vec![]),
+        // Saturday 23:00: the Friday and Saturday nights.
+        (utc(28, 22), vec!["Mediatore culturale di strada"]),
+    ] {
+        app.clock.set(at);
+        let names = |page: &SearchPage| {
+            let mut n: Vec<String> = page.contents.iter().map(|s| s.name.clone()).collect();
+            n.sort();
+            n
+        };
+        let (status, body) = get(&app, "/api/services/search?open_now=true").await;
+        assert_eq!(status, 200, "{body}");
+        let filtered: SearchPage = serde_json::from_value(body).unwrap();
+        assert_eq!(names(&filtered), open, "open now at {at}");
+        let (_, body) = get(&app, "/api/services/search").await;
+        let all: SearchPage = serde_json::from_value(body).unwrap();
+        assert_eq!(all.total_items, 3);
+        let flagged: Vec<&str> = all.contents.iter().filter(|s| s.open_now).map(|s| s.name.as_str()).collect();
+        assert_eq!(flagged, open, "each service's open_now at {at}");
+    }
+    app.stop().await;
+}
+
+/// The console socket's `search` and `GET /api/services/search` are one search: the same
+/// query at the same (injected) time gives the same services, counts and pages.
+#[tokio::test]
+async fn the_socket_search_answers_as_the_http_search() {
+    use crate::console_client::{connect, sign_in_with, until, ClientMessage, Search, ServerMessage};
+    use chrono::TimeZone;
+    let app = spawn_app().await;
+    load_good(&app).await;
+    // Tuesday 19:00 in Rome: only the evening course is open.
+    app.clock.set(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 18, 0, 0).single().unwrap());
+    let (status, body) = get(&app, "/api/services/search?q=medi&near=Milano&open_now=false").await;
+    assert_eq!(status, 200, "{body}");
+    let http: SearchPage = serde_json::from_value(body).unwrap();
+    let (_, body) = get(&app, "/api/services/search?open_now=true").await;
+    let http_open: SearchPage = serde_json::from_value(body).unwrap();
+
+    let (name, password) = app.first_admin.clone().expect("a first admin");
+    let mut ws = connect(app.addr, &sign_in_with(&app, &name, &password).await).await;
+    ws.hello(0).await;
+    let search = Search { qseq: 1, q: "medi".into(), near: Some("Milano".into()), ..Search::default() };
+    ws.send(ClientMessage::Search(search)).await;
+    let socket = until!(ws, ServerMessage::SearchResults(r) => r);
+    assert_eq!(socket.qseq, 1);
+    assert_eq!(socket.total, http.total_items);
+    assert_eq!((socket.page, socket.total_pages), (http.page_number, http.total_pages));
+    assert_eq!(socket.counts, http.area_counts);
+    assert_eq!(socket.results, http.contents, "the same services, in the same HSDS shape");
+    assert!(socket.results.iter().all(|s| s.distance_km.is_some()), "{socket:?}");
+
+    ws.send(ClientMessage::Search(Search { qseq: 2, open_now: Some(true), ..Search::default() })).await;
+    let socket = until!(ws, ServerMessage::SearchResults(r) => r);
+    assert_eq!(socket.results, http_open.contents);
+    assert_eq!(socket.results.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["Corsi di italiano per adulti"]);
+    app.stop().await;
 }

@@ -5,10 +5,10 @@ use super::{Db, DbError};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use ivr::domain::{Language, ServiceArea};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a user may do. Supervisors can do all operators can; admins all supervisors can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Operator,

@@ -151,13 +151,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{n}: index built in {build_s:.1} s, RSS +{mem:.0} MiB, {} layout runs", index.layout_runs());
         let mut found = 0usize;
         let run_once = |p: &Probe| {
-            let mut q = SearchQuery::new(now);
+            let mut q = SearchQuery::new();
             q.text = p.text.into();
             q.areas = vec![p.area];
             q.near = Some(p.point);
             q.radius_km = Some(args.radius_km);
             let t = Instant::now();
-            let r = search(&index, &q);
+            let r = search(&index, &q, now);
             (t.elapsed(), r.total)
         };
         for p in probes.iter().take(50) {

@@ -6,8 +6,10 @@
 //! swapped whole; every write bumps `dir_meta.version`, and each server polls that version, so an
 //! import made by the CLI or by another node reaches every index without a restart.
 //!
-//! Entry points: [`Directory`] (a cheap handle; the HTTP API's state is [`DirectoryState`]), [`search::search`] and
-//! [`search::nearest_services`] (synchronous, for the console's websocket and the IVR),
+//! Entry points: [`Directory`] (a cheap handle; the HTTP API's state is [`DirectoryState`]): [`Directory::search`] (`SearchQuery` +
+//! the injected clock's `now` → `SearchResponse`; synchronous, the one search behind both
+//! `GET /api/services/search` and the console socket's `search`, whose parameters both become a
+//! `SearchQuery` through [`SearchParams`]) and [`Directory::nearest_services`] (the IVR);
 //! [`routes`] (HTTP), [`cli`] (`helpline directory …`).
 
 pub mod bench;
@@ -28,8 +30,9 @@ pub mod store;
 
 pub use dataset::{Dataset, RowError};
 pub use http::routes;
+pub use http::{SearchError, SearchParams};
 pub use index::DirectoryIndex;
-pub use search::{nearest_services, search, SearchHit, SearchQuery, SearchResults, ServiceSummary};
+pub use search::{nearest_services, search, SearchHit, SearchQuery, SearchResponse, ServiceSummary};
 
 use crate::clock::Clock;
 use crate::db::{Db, DbError};
@@ -161,9 +164,10 @@ impl Directory {
         });
     }
 
-    /// Runs a search on the current index.
-    pub fn search(&self, q: &SearchQuery) -> SearchResults {
-        search::search(&self.index(), q)
+    /// Runs a search on the current index, "open now" and today's hours judged at `now` (from
+    /// the injected clock, `state.clock.now()`).
+    pub fn search(&self, q: &SearchQuery, now: DateTime<Utc>) -> SearchResponse {
+        search::search(&self.index(), q, now)
     }
 
     /// The IVR's lookup: the nearest services of `area` to `point`, nearest first.

@@ -32,7 +32,9 @@ use tantivy::{DocId, DocSet};
 /// The largest page size the search returns.
 pub const MAX_PAGE_SIZE: usize = 100;
 
-/// What to look for. Built valid by the HTTP layer or by Rust callers.
+/// What to look for, valid: built from a page's [`super::SearchParams`] (the HTTP query string
+/// or the console socket's `search`) or by Rust callers. The time the search is judged at ("open
+/// now", today's hours) is not part of it: [`search`] takes it from the caller's injected clock.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
     pub text: String,
@@ -44,15 +46,14 @@ pub struct SearchQuery {
     /// Only services within this distance of `near`.
     pub radius_km: Option<f64>,
     pub open_now: bool,
-    /// The clock: "open now" and today's hours are judged at this instant.
-    pub now: DateTime<Utc>,
     /// 1-based.
     pub page: usize,
     pub size: usize,
 }
 
 impl SearchQuery {
-    pub fn new(now: DateTime<Utc>) -> SearchQuery {
+    /// Everything, first page of 20.
+    pub fn new() -> SearchQuery {
         SearchQuery {
             text: String::new(),
             areas: Vec::new(),
@@ -60,10 +61,15 @@ impl SearchQuery {
             near: None,
             radius_km: None,
             open_now: false,
-            now,
             page: 1,
             size: 20,
         }
+    }
+}
+
+impl Default for SearchQuery {
+    fn default() -> Self {
+        SearchQuery::new()
     }
 }
 
@@ -88,12 +94,17 @@ pub struct SearchHit {
     pub score: f32,
 }
 
-/// One page of results.
+/// One page of results: what the HTTP search (`directory::http`) and the console socket's
+/// `search_results` are both built from.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SearchResults {
+pub struct SearchResponse {
+    /// Services matching every filter.
     pub total: usize,
+    /// 1-based.
     pub page: usize,
     pub size: usize,
+    /// `total / size`, rounded up (0 when nothing matched).
+    pub total_pages: usize,
     pub hits: Vec<SearchHit>,
     /// For each area, how many services match every other filter (the filter chips).
     pub area_counts: Vec<(ServiceArea, usize)>,
@@ -138,7 +149,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(index: &DirectoryIndex, q: &SearchQuery) -> Filter {
+    fn new(index: &DirectoryIndex, q: &SearchQuery, now: DateTime<Utc>) -> Filter {
         Filter {
             area_mask: q.areas.iter().fold(0, |m, a| m | area_bit(*a)),
             // A language nobody speaks matches nothing (mask 0).
@@ -151,8 +162,8 @@ impl Filter {
                     Radius { km, inner: chord - EDGE_KM, outer: chord + EDGE_KM }
                 }),
             }),
-            open: q.open_now.then(|| LocalNow::new(q.now, chrono_tz::Europe::Rome)),
-            now: q.now,
+            open: q.open_now.then(|| LocalNow::new(now, chrono_tz::Europe::Rome)),
+            now,
         }
     }
 
@@ -224,9 +235,10 @@ impl Found {
     }
 }
 
-/// Runs a search. Never fails: a query that cannot match finds nothing.
-pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
-    let filter = Filter::new(index, q);
+/// Runs a search, judging "open now" and today's hours at `now` (the caller's injected clock).
+/// Never fails: a query that cannot match finds nothing.
+pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery, now: DateTime<Utc>) -> SearchResponse {
+    let filter = Filter::new(index, q, now);
     let plan = Plan::build(index, &q.text);
     let mut found = Found::default();
     let mut scratch = Scratch::default();
@@ -269,15 +281,16 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery) -> SearchResults {
         found.matches.truncate(end);
     }
     found.matches.sort_unstable_by(cmp);
-    let local = LocalNow::new(q.now, chrono_tz::Europe::Rome);
+    let local = LocalNow::new(now, chrono_tz::Europe::Rome);
     let hits = found.matches[start..end]
         .iter()
-        .map(|&(ord, score, distance)| hit(index, ord, score, distance.and(q.near), q.now, &local))
+        .map(|&(ord, score, distance)| hit(index, ord, score, distance.and(q.near), now, &local))
         .collect();
-    SearchResults {
+    SearchResponse {
         total,
         page,
         size,
+        total_pages: total.div_ceil(size),
         hits,
         area_counts: ServiceArea::ALL.iter().enumerate().map(|(i, a)| (*a, found.area_counts[i])).collect(),
     }

@@ -119,13 +119,17 @@ fn rome(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 }
 
 fn names(idx: &Arc<DirectoryIndex>, q: &SearchQuery) -> Vec<String> {
-    let mut v: Vec<String> = search(idx, q).hits.into_iter().map(|h| h.name).collect();
+    names_at(idx, q, tuesday_10())
+}
+
+fn names_at(idx: &Arc<DirectoryIndex>, q: &SearchQuery, now: DateTime<Utc>) -> Vec<String> {
+    let mut v: Vec<String> = search(idx, q, now).hits.into_iter().map(|h| h.name).collect();
     v.sort();
     v
 }
 
 fn text(t: &str) -> SearchQuery {
-    let mut q = SearchQuery::new(tuesday_10());
+    let mut q = SearchQuery::new();
     q.text = t.into();
     q
 }
@@ -174,9 +178,9 @@ fn words_are_stemmed() {
 #[test]
 fn filters_by_area_and_language_and_counts_areas() {
     let idx = index();
-    let mut q = SearchQuery::new(tuesday_10());
+    let mut q = SearchQuery::new();
     q.areas = vec![ServiceArea::Mediazione];
-    let r = search(&idx, &q);
+    let r = search(&idx, &q, tuesday_10());
     assert_eq!(r.total, 2);
     let count = |a| r.area_counts.iter().find(|(x, _)| *x == a).map(|(_, n)| *n).unwrap();
     // Counts ignore the area filter itself, so every chip shows what it would give.
@@ -187,7 +191,7 @@ fn filters_by_area_and_language_and_counts_areas() {
     q.language = Some("ar".into());
     assert_eq!(names(&idx, &q), vec!["Sportello mediazione interculturale"]);
     q.language = Some("zz".into());
-    assert_eq!(search(&idx, &q).total, 0);
+    assert_eq!(search(&idx, &q, tuesday_10()).total, 0);
     let mut q = text("sportello");
     q.language = Some("fr".into());
     assert!(names(&idx, &q).is_empty());
@@ -197,9 +201,9 @@ fn filters_by_area_and_language_and_counts_areas() {
 fn open_now_follows_the_injected_clock() {
     let idx = index();
     let at = |now| {
-        let mut q = SearchQuery::new(now);
+        let mut q = SearchQuery::new();
         q.open_now = true;
-        names(&idx, &q)
+        names_at(&idx, &q, now)
     };
     assert_eq!(at(tuesday_10()).len(), 5, "all but the night service on a Tuesday at 10");
     // Friday 7 March 2025 at 23:30 and Saturday 01:30: only the night service.
@@ -218,7 +222,7 @@ fn open_now_follows_the_injected_clock() {
 fn radius_edges_are_exact() {
     let idx = index();
     assert!((MILANO.distance_km(&north(MILANO, 9.95)) - 9.95).abs() < 1e-6);
-    let mut q = SearchQuery::new(tuesday_10());
+    let mut q = SearchQuery::new();
     q.areas = vec![ServiceArea::Casa];
     q.near = Some(MILANO);
     q.radius_km = Some(10.0);
@@ -234,9 +238,9 @@ fn radius_edges_are_exact() {
 #[test]
 fn distance_ranks_and_is_reported() {
     let idx = index();
-    let mut q = SearchQuery::new(tuesday_10());
+    let mut q = SearchQuery::new();
     q.near = Some(MILANO);
-    let r = search(&idx, &q);
+    let r = search(&idx, &q, tuesday_10());
     assert_eq!(r.total, 6);
     let d: Vec<f64> = r.hits.iter().map(|h| h.distance_km.unwrap()).collect();
     assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
@@ -244,20 +248,20 @@ fn distance_ranks_and_is_reported() {
     // Text + position: the nearer of two equal matches first.
     let mut q = text("sportello casa");
     q.near = Some(north(MILANO, 20.0));
-    let r = search(&idx, &q);
+    let r = search(&idx, &q, tuesday_10());
     assert_eq!(r.hits[0].name, "Sportello Casa Lontano");
 }
 
 #[test]
 fn pages_split_the_results() {
     let idx = index();
-    let mut q = SearchQuery::new(tuesday_10());
+    let mut q = SearchQuery::new();
     q.size = 4;
-    let first = search(&idx, &q);
+    let first = search(&idx, &q, tuesday_10());
     q.page = 2;
-    let second = search(&idx, &q);
+    let second = search(&idx, &q, tuesday_10());
     q.page = 3;
-    let third = search(&idx, &q);
+    let third = search(&idx, &q, tuesday_10());
     assert_eq!((first.hits.len(), second.hits.len(), third.hits.len()), (4, 2, 0));
     assert_eq!(first.total, 6);
     let mut all: Vec<_> = first.hits.iter().chain(&second.hits).map(|h| h.id.clone()).collect();
@@ -368,7 +372,7 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
             q.near = near;
             q.radius_km = radius;
             q.size = super::search::MAX_PAGE_SIZE;
-            let r = search(&idx, &q);
+            let r = search(&idx, &q, tuesday_10());
             let within: Vec<(&u32, &f32)> = expected
                 .iter()
                 .filter(|(o, _)| match (near, radius) {
@@ -414,11 +418,11 @@ fn a_radius_finds_exactly_the_services_within_it() {
     let centers = [MILANO, GeoPoint::new(41.8931, 12.4828), GeoPoint::new(45.05, 7.65), GeoPoint::new(37.5, 15.09)];
     for c in centers {
         for r in [0.5, 3.0, 12.5, 40.0, 300.0, 5000.0] {
-            let mut q = SearchQuery::new(tuesday_10());
+            let mut q = SearchQuery::new();
             q.near = Some(c);
             q.radius_km = Some(r);
             let expected = idx.docs.iter().filter(|d| d.point.is_some_and(|p| c.distance_km(&p) <= r)).count();
-            assert_eq!(search(&idx, &q).total, expected, "within {r} km of {c:?}");
+            assert_eq!(search(&idx, &q, tuesday_10()).total, expected, "within {r} km of {c:?}");
         }
     }
 }

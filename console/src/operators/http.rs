@@ -7,14 +7,14 @@
 //! call id, and marking it done; the masked number only helps recognise the caller.
 
 use super::presence;
+use super::ConsoleError;
 use super::OperatorsState;
-use super::{rfc3339, ConsoleError};
 use crate::auth::{AsOperator, AsSupervisor};
+use crate::clock::rfc3339;
 use crate::error::AppError;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ivr::domain::{Language, ServiceArea};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -31,16 +31,9 @@ where
         .route("/api/callbacks/{id}/done", post(done))
 }
 
-/// What the page needs to draw itself (also in `welcome.config`).
+/// What the page needs to draw itself (also in `welcome.config`): [`super::protocol::PageConfig`].
 pub fn config_json(state: &OperatorsState) -> Value {
-    let c = state.console.config();
-    json!({
-        "dispositions": c.dispositions,
-        "wrap_up_secs": c.wrap_up_secs,
-        "offer_timeout_secs": c.acd.offer_timeout_secs,
-        "areas": ServiceArea::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-        "languages": Language::ALL.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(super::protocol::PageConfig::new(state.console.config())).unwrap_or_default()
 }
 
 async fn config(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> Json<Value> {

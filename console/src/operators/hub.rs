@@ -7,6 +7,7 @@
 //! `NOTIFY helpline_console`, delivered at commit; every node LISTENs and pumps what other nodes
 //! wrote. Architecture invariant: nothing reaches a socket that is not in the table first.
 
+use super::protocol::{Frame, ServerMessage, STORED};
 use crate::db::users::Role;
 use crate::db::{Backend, Db, DbError};
 use crate::tasks::Tasks;
@@ -229,9 +230,24 @@ pub async fn begin(db: &Db) -> Result<Tx, DbError> {
     Ok(tx)
 }
 
-/// Stores a message in the transaction; returns its seq. `body` is an object without `type`.
-pub async fn write(tx: &mut Tx, audience: &str, kind: &str, body: Value, now_ms: i64) -> Result<i64, DbError> {
-    let text = serde_json::to_string(&body).map_err(|e| DbError::Corrupt(e.to_string()))?;
+/// A message as stored: its `type` (the `kind` column) and the rest of it (the `body`, an
+/// object). Only the [`STORED`] types are stored.
+pub fn split(message: &ServerMessage) -> Result<(String, Value), DbError> {
+    let unstorable = |why: String| DbError::Corrupt(format!("console message: {why}"));
+    let Value::Object(mut body) = serde_json::to_value(message).map_err(|e| unstorable(e.to_string()))? else {
+        return Err(unstorable("not an object".into()));
+    };
+    let kind = match body.remove("type") {
+        Some(Value::String(kind)) if STORED.contains(&kind.as_str()) => kind,
+        other => return Err(unstorable(format!("type {other:?} is not one the hub stores"))),
+    };
+    Ok((kind, Value::Object(body)))
+}
+
+/// Stores a message in the transaction; returns its seq.
+pub async fn write(tx: &mut Tx, audience: &str, message: &ServerMessage, now_ms: i64) -> Result<i64, DbError> {
+    let (kind, body) = split(message)?;
+    let text = body.to_string();
     let (seq,): (i64,) =
         sqlx::query_as("INSERT INTO console_messages (audience, kind, body, at) VALUES ($1, $2, $3, $4) RETURNING seq")
             .bind(audience)
@@ -256,13 +272,13 @@ pub async fn commit(hub: &Hub, mut tx: Tx, wrote: bool) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Builds the frame: the stored body with `type` and `seq`.
+/// Builds the frame: the stored message, read back as the protocol's type, with its `seq`.
 fn frame(seq: i64, kind: &str, body: &str) -> Result<axum::extract::ws::Utf8Bytes, DbError> {
-    let mut obj: Map<String, Value> =
-        serde_json::from_str(body).map_err(|e| DbError::Corrupt(format!("console message {seq}: {e}")))?;
+    let corrupt = |e: serde_json::Error| DbError::Corrupt(format!("console message {seq}: {e}"));
+    let mut obj: Map<String, Value> = serde_json::from_str(body).map_err(corrupt)?;
     obj.insert("type".into(), Value::String(kind.to_owned()));
-    obj.insert("seq".into(), Value::from(seq));
-    Ok(Value::Object(obj).to_string().into())
+    let message: ServerMessage = serde_json::from_value(Value::Object(obj)).map_err(corrupt)?;
+    Ok(Frame { seq: Some(seq), message }.to_text().into())
 }
 
 /// Messages after `after`, in order (at most `limit`).
@@ -287,6 +303,18 @@ pub async fn newest(db: &Db) -> Result<i64, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_message_is_sent_as_it_was_written_with_its_seq() {
+        use crate::operators::protocol::WithdrawReason;
+        let m = ServerMessage::OfferWithdrawn { offer_id: 3, call_id: "c1".into(), reason: WithdrawReason::Expired };
+        let (kind, body) = split(&m).unwrap();
+        assert_eq!(kind, "offer_withdrawn");
+        assert_eq!(body, serde_json::json!({"offer_id": 3, "call_id": "c1", "reason": "expired"}), "no type stored");
+        let text = frame(12, &kind, &body.to_string()).unwrap();
+        assert_eq!(serde_json::from_str::<Frame>(text.as_str()).unwrap(), Frame { seq: Some(12), message: m });
+        assert!(split(&ServerMessage::Pong { r#ref: None }).is_err(), "replies are not stored");
+    }
 
     #[test]
     fn audiences() {

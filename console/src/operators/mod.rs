@@ -1,12 +1,14 @@
 //! The operator console's server side (issue 7): the durable message hub and `/ws`, presence,
 //! the queue service (ACD), the screen-pop, notes, referrals, dispositions, callbacks, and the
-//! console's HTTP endpoints. The contract with the page is `docs/console-protocol.md`.
+//! console's HTTP endpoints. The contract with the page is `docs/console-protocol.md`; the
+//! websocket's messages are the types of [`protocol`].
 
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod pop;
 pub mod presence;
+pub mod protocol;
 pub mod queue_service;
 pub mod socket;
 pub mod work;
@@ -21,6 +23,7 @@ use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::tasks::Tasks;
 use config::ConsoleConfig;
+use protocol::ErrorCode;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -73,18 +76,20 @@ impl From<sqlx::Error> for ConsoleError {
 }
 
 impl ConsoleError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ConsoleError::OfferGone => "offer_gone",
-            ConsoleError::NotYourOffer => "not_your_offer",
-            ConsoleError::NoTarget => "no_target",
-            ConsoleError::Busy => "busy",
-            ConsoleError::NotYourCall => "not_your_call",
-            ConsoleError::UnknownDisposition(_) => "unknown_disposition",
-            ConsoleError::UnknownService(_) => "unknown_service",
-            ConsoleError::BadRequest(_) => "bad_message",
-            ConsoleError::NoSuchCallback => "not_found",
-            ConsoleError::Db(_) => "internal",
+            ConsoleError::OfferGone => ErrorCode::OfferGone,
+            ConsoleError::NotYourOffer => ErrorCode::NotYourOffer,
+            ConsoleError::NoTarget => ErrorCode::NoTarget,
+            ConsoleError::Busy => ErrorCode::Busy,
+            ConsoleError::NotYourCall => ErrorCode::NotYourCall,
+            ConsoleError::UnknownDisposition(_) => ErrorCode::UnknownDisposition,
+            ConsoleError::UnknownService(_) => ErrorCode::UnknownService,
+            ConsoleError::BadRequest(_) => ErrorCode::BadMessage,
+            // Callbacks are HTTP only (a 404 there, see `From<ConsoleError> for AppError`); the
+            // socket never refuses with it.
+            ConsoleError::NoSuchCallback => ErrorCode::Internal,
+            ConsoleError::Db(_) => ErrorCode::Internal,
         }
     }
 }
@@ -204,9 +209,4 @@ where
     Arc<OperatorsState>: axum::extract::FromRef<S>,
 {
     http::routes().merge(socket::routes())
-}
-
-/// Epoch milliseconds as RFC 3339 UTC.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -2,11 +2,12 @@
 //! town, the caller's path through the menus with timings, the masked number, and earlier calls
 //! from the same number (by its keyed hash) with their notes.
 
+use super::protocol::{PathStep, PreviousCalls, PreviousNote, ScreenPop};
 use crate::db::{Db, DbError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The pop of one call (`None` for an unknown call).
-pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<Value>, DbError> {
+pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<ScreenPop>, DbError> {
     type CallRow = (
         String,
         Option<String>,
@@ -36,11 +37,15 @@ pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<Va
             .bind(call_id)
             .fetch_all(db.pool())
             .await?;
-    let path: Vec<Value> = events
+    let path = events
         .iter()
-        .map(|(at, kind, data)| json!({ "at": super::rfc3339(*at), "kind": kind, "detail": detail(kind, data) }))
+        .map(|(at, kind, data)| PathStep {
+            at: crate::clock::rfc3339(*at),
+            kind: kind.clone(),
+            detail: detail(kind, data),
+        })
         .collect();
-    let mut previous = json!({ "calls": 0, "last_at": null, "notes": [] });
+    let mut previous = PreviousCalls::default();
     if let Some(hash) = &hash {
         let (n, last): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MAX(started_at) FROM calls WHERE caller_hash = $1 AND call_id <> $2 AND started_at <= $3",
@@ -59,48 +64,47 @@ pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<Va
         .bind(call_id)
         .fetch_all(db.pool())
         .await?;
-        previous = json!({
-            "calls": n,
-            "last_at": last.map(super::rfc3339),
-            "notes": notes.into_iter().map(|(at, op, text)| json!({"at": super::rfc3339(at), "operator": op, "text": text})).collect::<Vec<_>>(),
-        });
+        previous = PreviousCalls {
+            calls: n,
+            last_at: last.map(crate::clock::rfc3339),
+            notes: notes
+                .into_iter()
+                .map(|(at, operator, text)| PreviousNote { at: crate::clock::rfc3339(at), operator, text })
+                .collect(),
+        };
     }
-    Ok(Some(json!({
-        "call_id": call_id,
-        "channel": channel,
-        "language": language,
-        "language_guessed": guessed != 0,
-        "area": area,
-        "cap": cap,
-        "town": town,
-        "lat": point.map(|p| p.lat),
-        "lon": point.map(|p| p.lng),
-        "masked_number": masked,
-        "waited_secs": entered_at.map(|e| ((now_ms - e) / 1000).max(0)),
-        "entered_queue_at": entered_at.map(super::rfc3339),
-        "path": path,
-        "previous": previous,
-    })))
+    Ok(Some(ScreenPop {
+        call_id: call_id.to_owned(),
+        channel,
+        language,
+        language_guessed: guessed != 0,
+        area,
+        cap,
+        town,
+        lat: point.map(|p| p.lat),
+        lon: point.map(|p| p.lng),
+        masked_number: masked,
+        waited_secs: entered_at.map(|e| ((now_ms - e) / 1000).max(0)),
+        entered_queue_at: entered_at.map(crate::clock::rfc3339),
+        path,
+        previous,
+    }))
 }
 
 /// A short, number-free description of a call-log event.
-fn detail(kind: &str, data: &str) -> Value {
+fn detail(kind: &str, data: &str) -> Option<String> {
     if kind == "call_started" {
-        return Value::Null; // carries the caller: never shown raw
+        return None; // carries the caller: never shown raw
     }
-    let Ok(v) = serde_json::from_str::<Value>(data) else { return Value::Null };
+    let v = serde_json::from_str::<Value>(data).ok()?;
     match v.get("event") {
-        Some(Value::Object(m)) => m
-            .values()
-            .next()
-            .map(|inner| {
-                let s = match inner {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                Value::String(s.chars().take(120).collect())
-            })
-            .unwrap_or(Value::Null),
-        _ => Value::Null,
+        Some(Value::Object(m)) => m.values().next().map(|inner| {
+            let s = match inner {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            s.chars().take(120).collect()
+        }),
+        _ => None,
     }
 }

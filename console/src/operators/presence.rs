@@ -3,12 +3,13 @@
 //! the supervisors in the same transaction.
 
 use super::hub::{self, Tx};
+use super::protocol::{OperatorStatus, ServerMessage};
 use crate::db::DbError;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Presence as stored and sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceState {
     Available,
@@ -57,16 +58,22 @@ pub struct OperatorPresence {
 }
 
 impl OperatorPresence {
+    /// As the page gets it (`presence.operator`).
+    pub fn status(&self) -> OperatorStatus {
+        OperatorStatus {
+            id: self.id,
+            name: self.name.clone(),
+            state: self.state,
+            reason: self.reason.clone(),
+            since: crate::clock::rfc3339(self.since),
+            call_id: self.call_id.clone(),
+            wrap_up_until: self.wrap_up_until.map(crate::clock::rfc3339),
+        }
+    }
+
+    /// [`Self::status`] as JSON (`GET /api/operators`).
     pub fn json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "state": self.state.as_str(),
-            "reason": self.reason,
-            "since": super::rfc3339(self.since),
-            "call_id": self.call_id,
-            "wrap_up_until": self.wrap_up_until.map(super::rfc3339),
-        })
+        serde_json::to_value(self.status()).unwrap_or_default()
     }
 }
 
@@ -174,8 +181,8 @@ pub async fn set(
         after.reason = change.reason.clone();
         after.call_id = change.call_id.clone();
         after.wrap_up_until = change.wrap_up_until;
-        hub::write(tx, &hub::user_and_supervisors(user_id), "presence", json!({ "operator": after.json() }), now_ms)
-            .await?;
+        let message = ServerMessage::Presence { operator: after.status() };
+        hub::write(tx, &hub::user_and_supervisors(user_id), &message, now_ms).await?;
     }
     Ok(true)
 }

@@ -7,16 +7,20 @@
 
 use super::hub::{self, Tx};
 use super::presence::{self, Change, PresenceState};
+use super::protocol::{
+    CallState, CallUpdate, Offer, OfferMatch, QueueStatus, QueuedCall, ServerMessage, WithdrawReason,
+};
 use super::OperatorsState;
-use super::{pop, rfc3339, ConsoleError};
+use super::{pop, ConsoleError};
 use crate::acd::{self, Match, Operator, Presence, WaitingCall};
 use crate::calls::{CallRequest, Origin};
+use crate::clock::rfc3339;
 use crate::db::users::{split_codes, User};
 use crate::db::DbError;
 use chrono::{DateTime, Utc};
 use ivr::domain::{CallId, Language, ServiceArea};
 use ivr::engine::Event;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -97,14 +101,9 @@ async fn expire_offers(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
             .execute(&mut **tx)
             .await?;
         tracing::info!(call_id, operator, offer = id, "offer expired: operator paused");
-        hub::write(
-            tx,
-            &hub::user(*operator),
-            "offer_withdrawn",
-            json!({"offer_id": id, "call_id": call_id, "reason": "expired"}),
-            now_ms,
-        )
-        .await?;
+        let withdrawn =
+            ServerMessage::OfferWithdrawn { offer_id: *id, call_id: call_id.clone(), reason: WithdrawReason::Expired };
+        hub::write(tx, &hub::user(*operator), &withdrawn, now_ms).await?;
         let change = Change { reason: Some("missed offer".into()), ..Change::to(PresenceState::Paused) };
         presence::set(tx, *operator, &change, Some(&[PresenceState::Offered]), now_ms).await?;
     }
@@ -125,15 +124,13 @@ async fn withdraw_stale_offers(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError
             .bind(now_ms)
             .execute(&mut **tx)
             .await?;
-        let reason = if matches!(status.as_deref(), Some("abandoned") | Some("left")) { "abandoned" } else { "taken" };
-        hub::write(
-            tx,
-            &hub::user(*operator),
-            "offer_withdrawn",
-            json!({"offer_id": id, "call_id": call_id, "reason": reason}),
-            now_ms,
-        )
-        .await?;
+        let reason = if matches!(status.as_deref(), Some("abandoned") | Some("left")) {
+            WithdrawReason::Abandoned
+        } else {
+            WithdrawReason::Taken
+        };
+        let withdrawn = ServerMessage::OfferWithdrawn { offer_id: *id, call_id: call_id.clone(), reason };
+        hub::write(tx, &hub::user(*operator), &withdrawn, now_ms).await?;
         presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::Offered]), now_ms)
             .await?;
     }
@@ -157,14 +154,13 @@ async fn transfers_failed(state: &OperatorsState, tx: &mut Tx, now_ms: i64) -> R
             .execute(&mut **tx)
             .await?;
         let pop = pop::screen_pop(&state.db, call_id, now_ms).await?;
-        hub::write(
-            tx,
-            &hub::user(*operator),
-            "call",
-            json!({"call_id": call_id, "state": "transfer_failed", "pop": pop}),
-            now_ms,
-        )
-        .await?;
+        let failed = ServerMessage::Call(CallUpdate {
+            call_id: call_id.clone(),
+            state: CallState::TransferFailed,
+            offer_id: None,
+            pop,
+        });
+        hub::write(tx, &hub::user(*operator), &failed, now_ms).await?;
         presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::OnCall]), now_ms)
             .await?;
     }
@@ -263,11 +259,12 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
     let offers = acd::assign(&calls, &operators, now, &state.console.config().acd());
     let mut wrote = false;
     for offer in offers {
-        let kind = match offer.matched {
-            Match::Full => "full",
-            Match::Language => "language",
-            Match::Mediation => "fallback",
+        let matched = match offer.matched {
+            Match::Full => OfferMatch::Full,
+            Match::Language => OfferMatch::Language,
+            Match::Mediation => OfferMatch::Fallback,
         };
+        let kind = matched.as_str();
         let id: Option<(i64,)> = sqlx::query_as(
             "INSERT INTO offers (call_id, operator_id, offered_at, expires_at, status, match_kind) \
              SELECT $1, $2, $3, $4, 'open', $5 WHERE EXISTS (SELECT 1 FROM queue_entries WHERE call_id = $1 AND status = 'waiting') \
@@ -288,14 +285,14 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
         }
         tracing::info!(call_id = %offer.call_id, operator = offer.operator, offer = id, kind, "call offered");
         let pop = pop::screen_pop(&state.db, &offer.call_id, now_ms).await?;
-        hub::write(
-            tx,
-            &hub::user(offer.operator),
-            "offer",
-            json!({"offer_id": id, "call_id": offer.call_id, "match": kind, "expires_at": offer.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "pop": pop}),
-            now_ms,
-        )
-        .await?;
+        let message = ServerMessage::Offer(Offer {
+            offer_id: id,
+            call_id: offer.call_id.clone(),
+            matched,
+            expires_at: rfc3339(offer.expires_at.timestamp_millis()),
+            pop,
+        });
+        hub::write(tx, &hub::user(offer.operator), &message, now_ms).await?;
         wrote = true;
     }
     Ok(wrote)
@@ -305,7 +302,7 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
 type WaitingRow = (String, String, Option<String>, Option<String>, i64, i64, i64);
 
 /// The waiting list as the page shows it.
-pub async fn queue_snapshot(tx: &mut Tx) -> Result<Value, DbError> {
+pub async fn queue_snapshot(tx: &mut Tx) -> Result<Vec<QueuedCall>, DbError> {
     let rows: Vec<WaitingRow> = sqlx::query_as(
         "SELECT q.call_id, q.language, q.area, c.town, q.priority, q.entered_at, \
          (SELECT COUNT(*) FROM offers o WHERE o.call_id = q.call_id AND o.status = 'open') \
@@ -314,30 +311,36 @@ pub async fn queue_snapshot(tx: &mut Tx) -> Result<Value, DbError> {
     )
     .fetch_all(&mut **tx)
     .await?;
-    Ok(Value::Array(
-        rows.into_iter()
-            .map(|(call_id, language, area, town, priority, entered_at, offered)| {
-                json!({"call_id": call_id, "language": language, "area": area, "town": town, "priority": priority,
-                       "entered_at": rfc3339(entered_at), "status": if offered > 0 { "offered" } else { "waiting" }})
-            })
-            .collect(),
-    ))
+    Ok(rows
+        .into_iter()
+        .map(|(call_id, language, area, town, priority, entered_at, offered)| QueuedCall {
+            call_id,
+            language,
+            area,
+            town,
+            priority,
+            entered_at: rfc3339(entered_at),
+            status: if offered > 0 { QueueStatus::Offered } else { QueueStatus::Waiting },
+        })
+        .collect())
 }
 
 /// Writes a `queue` message when the waiting list differs from the last one sent (by any node).
 pub async fn publish_queue(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
     let calls = queue_snapshot(tx).await?;
-    let body = json!({ "calls": calls });
+    let empty = calls.is_empty();
+    let message = ServerMessage::Queue { calls };
+    let (_, body) = hub::split(&message)?;
     let last: Option<(String,)> =
         sqlx::query_as("SELECT body FROM console_messages WHERE kind = 'queue' ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;
     let unchanged = last.and_then(|(b,)| serde_json::from_str::<Value>(&b).ok()).is_some_and(|b| b == body)
-        || (calls.as_array().is_some_and(|a| a.is_empty()) && !has_queue_message(tx).await?);
+        || (empty && !has_queue_message(tx).await?);
     if unchanged {
         return Ok(false);
     }
-    hub::write(tx, "all", "queue", body, now_ms).await?;
+    hub::write(tx, "all", &message, now_ms).await?;
     Ok(true)
 }
 
@@ -426,14 +429,9 @@ pub async fn accept(state: &OperatorsState, user: &User, offer_id: i64) -> Resul
         .await?;
     }
     let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
-    hub::write(
-        &mut tx,
-        &hub::user(user.id),
-        "call",
-        json!({"call_id": call_id, "state": "connected", "offer_id": offer_id, "pop": pop}),
-        now_ms,
-    )
-    .await?;
+    let connected =
+        ServerMessage::Call(CallUpdate { call_id, state: CallState::Connected, offer_id: Some(offer_id), pop });
+    hub::write(&mut tx, &hub::user(user.id), &connected, now_ms).await?;
     hub::commit(hub, tx, true).await?;
     state.console.kick();
     Ok(())
@@ -459,14 +457,8 @@ pub async fn decline(state: &OperatorsState, user: &User, offer_id: i64) -> Resu
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-    hub::write(
-        &mut tx,
-        &hub::user(user.id),
-        "offer_withdrawn",
-        json!({"offer_id": offer_id, "call_id": call_id, "reason": "declined"}),
-        now_ms,
-    )
-    .await?;
+    let withdrawn = ServerMessage::OfferWithdrawn { offer_id, call_id, reason: WithdrawReason::Declined };
+    hub::write(&mut tx, &hub::user(user.id), &withdrawn, now_ms).await?;
     let change = Change { reason: Some("declined offer".into()), ..Change::to(PresenceState::Paused) };
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::Offered]), now_ms).await?;
     hub::commit(hub, tx, true).await?;
@@ -489,16 +481,15 @@ pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Res
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-    hub::write(
-        &mut tx,
-        &hub::user(user.id),
-        "call",
-        json!({"call_id": call_id, "state": "ended", "pop": null}),
-        now_ms,
-    )
-    .await?;
-    hub::write(&mut tx, &hub::user(user.id), "wrap_up", json!({"call_id": call_id, "until": rfc3339(until)}), now_ms)
-        .await?;
+    let ended = ServerMessage::Call(CallUpdate {
+        call_id: call_id.to_owned(),
+        state: CallState::Ended,
+        offer_id: None,
+        pop: None,
+    });
+    hub::write(&mut tx, &hub::user(user.id), &ended, now_ms).await?;
+    let wrap_up = ServerMessage::WrapUp { call_id: call_id.to_owned(), until: rfc3339(until) };
+    hub::write(&mut tx, &hub::user(user.id), &wrap_up, now_ms).await?;
     let change =
         Change { call_id: Some(call_id.to_owned()), wrap_up_until: Some(until), ..Change::to(PresenceState::WrapUp) };
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::OnCall]), now_ms).await?;

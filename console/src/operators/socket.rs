@@ -3,12 +3,18 @@
 //! none for a fresh page, `last_seq` 0, whose state is the welcome),
 //! then live messages as the hub pumps them. Each socket is a send task (the only writer) and a
 //! receive task; a bad message gets an `error` frame and the socket stays open. The session is
-//! re-checked every 30 s and at once when the user signs out everywhere on this node.
+//! re-checked every 30 s and at once when the user signs out everywhere on this node. The
+//! messages are the types of [`super::protocol`]: a frame from the page reads as a
+//! `ClientMessage` (dispatched by a match on it), and every frame sent is a `ServerMessage`.
 
 use super::hub::{self, Control, Message};
 use super::presence::PresenceState;
+use super::protocol::{
+    CallState, CallUpdate, ClientMessage, ErrorCode, ErrorMessage, Offer, OfferMatch, PageConfig, PresenceChoice, Ref,
+    SavedWhat, Search, SearchResults, ServerMessage, Welcome, WelcomeUser,
+};
 use super::OperatorsState;
-use super::{http, pop, presence, queue_service, work, ConsoleError};
+use super::{pop, presence, queue_service, work, ConsoleError};
 use crate::auth::{AsOperator, Authenticated};
 use crate::db::sessions;
 use crate::db::users::Role;
@@ -20,9 +26,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,12 +178,12 @@ async fn replay(
     Ok(msgs.into_iter().filter(|m| m.for_user(uid, role)).map(Arc::new).collect())
 }
 
-fn frame(v: Value) -> Out {
-    Out::Frame(Utf8Bytes::from(v.to_string()))
+fn frame(message: &ServerMessage) -> Out {
+    Out::Frame(Utf8Bytes::from(message.to_text()))
 }
 
-fn error_frame(code: &str, message: impl std::fmt::Display, r#ref: Option<&Value>) -> Out {
-    frame(json!({"type": "error", "code": code, "message": message.to_string(), "ref": r#ref}))
+fn error_frame(code: ErrorCode, message: impl std::fmt::Display, r#ref: Option<&Ref>) -> Out {
+    frame(&ServerMessage::error(code, message, r#ref.cloned()))
 }
 
 async fn recv_loop(
@@ -199,7 +203,7 @@ async fn recv_loop(
                 let text = match frame_in {
                     Some(Ok(WsMessage::Text(t))) => t,
                     Some(Ok(WsMessage::Binary(_))) => {
-                        let _ = out.send(error_frame("bad_message", "send JSON text frames", None)).await;
+                        let _ = out.send(error_frame(ErrorCode::BadMessage, "send JSON text frames", None)).await;
                         continue;
                     }
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
@@ -240,71 +244,21 @@ async fn session_alive(state: &OperatorsState, auth: &Authenticated) -> bool {
     }
 }
 
-#[derive(Deserialize)]
-struct Hello {
-    #[serde(default)]
-    last_seq: i64,
-}
-
-#[derive(Deserialize)]
-struct PresenceMsg {
-    state: String,
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct OfferMsg {
-    offer_id: i64,
-}
-
-#[derive(Deserialize)]
-struct Search {
-    qseq: u64,
-    #[serde(default)]
-    q: String,
-    area: Option<String>,
-    lang: Option<String>,
-    near: Option<String>,
-    radius_km: Option<f64>,
-    open_now: Option<bool>,
-    page: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct Note {
-    r#ref: Value,
-    call_id: String,
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct Referral {
-    r#ref: Value,
-    call_id: String,
-    service_id: String,
-    add: bool,
-}
-
-#[derive(Deserialize)]
-struct Disposition {
-    r#ref: Value,
-    call_id: String,
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct EndCall {
-    call_id: String,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(mut v: Value) -> Result<T, String> {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("type");
-    }
-    serde_json::from_value(v).map_err(|e| e.to_string())
-}
-
 type SendResult = Result<(), mpsc::error::SendError<Out>>;
+
+/// Why a frame that did not read as a [`ClientMessage`] is refused, as today's page expects:
+/// `hello_first` for anything but `hello`/`ping` before `hello`, `unknown_type`, else
+/// `bad_message` naming the type and what is wrong.
+fn refusal(kind: &str, greeted: bool, error: &serde_json::Error) -> (ErrorCode, String) {
+    let before_hello = ["hello", "ping"];
+    if !greeted && !before_hello.contains(&kind) {
+        (ErrorCode::HelloFirst, "send hello first".into())
+    } else if !ClientMessage::types().contains(&kind) {
+        (ErrorCode::UnknownType, format!("unknown message type {kind:?}"))
+    } else {
+        (ErrorCode::BadMessage, format!("{kind}: {error}"))
+    }
+}
 
 /// One frame from the page. Only a failure to queue the answer ends the socket.
 async fn handle(
@@ -317,89 +271,76 @@ async fn handle(
 ) -> SendResult {
     let value: Value = match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return out.send(error_frame("bad_message", "a message is a JSON object with a type", None)).await,
-        Err(e) => return out.send(error_frame("bad_message", format!("malformed JSON: {e}"), None)).await,
+        Ok(_) => {
+            return out.send(error_frame(ErrorCode::BadMessage, "a message is a JSON object with a type", None)).await
+        }
+        Err(e) => return out.send(error_frame(ErrorCode::BadMessage, format!("malformed JSON: {e}"), None)).await,
     };
+    // Errors answer with the request's `ref`, whatever the request.
     let r#ref = value.get("ref").cloned();
     let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
-        return out.send(error_frame("bad_message", "missing type", r#ref.as_ref())).await;
+        return out.send(error_frame(ErrorCode::BadMessage, "missing type", r#ref.as_ref())).await;
     };
-    let bad = |e: String| error_frame("bad_message", format!("{kind}: {e}"), r#ref.as_ref());
-    if kind != "hello" && kind != "ping" && !*greeted {
-        return out.send(error_frame("hello_first", "send hello first", r#ref.as_ref())).await;
+    let message = match serde_json::from_value::<ClientMessage>(value) {
+        Ok(m) => m,
+        Err(e) => {
+            let (code, why) = refusal(&kind, *greeted, &e);
+            return out.send(error_frame(code, why, r#ref.as_ref())).await;
+        }
+    };
+    if !*greeted && !matches!(message, ClientMessage::Hello { .. } | ClientMessage::Ping { .. }) {
+        return out.send(error_frame(ErrorCode::HelloFirst, "send hello first", r#ref.as_ref())).await;
     }
+    let bad = |why: &str| ServerMessage::error(ErrorCode::BadMessage, format!("{kind}: {why}"), r#ref.clone());
     let user = &auth.user;
-    let outcome: Result<Option<Out>, ConsoleError> = match kind.as_str() {
-        "hello" => match parse::<Hello>(value) {
-            Ok(h) if !*greeted => {
-                *greeted = true;
-                return greet(state, auth, out, h.last_seq).await;
+    let outcome: Result<Option<ServerMessage>, ConsoleError> = match message {
+        ClientMessage::Hello { last_seq } if !*greeted => {
+            *greeted = true;
+            return greet(state, auth, out, last_seq).await;
+        }
+        ClientMessage::Hello { .. } => {
+            Ok(Some(ServerMessage::error(ErrorCode::BadMessage, "hello was already sent", None)))
+        }
+        ClientMessage::Ping { r#ref } => Ok(Some(ServerMessage::Pong { r#ref })),
+        ClientMessage::Presence { state: choice, reason } => match (choice, reason) {
+            (PresenceChoice::Available, _) => {
+                queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None)
             }
-            Ok(_) => Ok(Some(error_frame("bad_message", "hello was already sent", None))),
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "ping" => Ok(Some(frame(json!({"type": "pong", "ref": r#ref.clone()})))),
-        "presence" => match parse::<PresenceMsg>(value) {
-            Ok(p) => match (p.state.as_str(), p.reason) {
-                ("available", _) => {
-                    queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None)
-                }
-                ("offline", _) => {
-                    queue_service::set_presence(state, user, PresenceState::Offline, None).await.map(|_| None)
-                }
-                ("paused", Some(r)) if !r.trim().is_empty() && r.chars().count() <= 100 => {
-                    queue_service::set_presence(state, user, PresenceState::Paused, Some(r.trim().to_owned()))
-                        .await
-                        .map(|_| None)
-                }
-                ("paused", _) => Ok(Some(bad("paused needs a reason (1 to 100 characters)".into()))),
-                (other, _) => Ok(Some(bad(format!("state {other:?} is not available, paused or offline")))),
-            },
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "ready" => queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None),
-        "accept" => match parse::<OfferMsg>(value) {
-            Ok(o) => queue_service::accept(state, user, o.offer_id).await.map(|_| None),
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "decline" => match parse::<OfferMsg>(value) {
-            Ok(o) => queue_service::decline(state, user, o.offer_id).await.map(|_| None),
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "end_call" => match parse::<EndCall>(value) {
-            Ok(c) => queue_service::end_call(state, user, &c.call_id).await.map(|_| None),
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "note" => match parse::<Note>(value) {
-            Ok(n) => {
-                work::save_note(state, user, &n.call_id, &n.text).await.map(|at| Some(saved(&n.r#ref, "note", at)))
+            (PresenceChoice::Offline, _) => {
+                queue_service::set_presence(state, user, PresenceState::Offline, None).await.map(|_| None)
             }
-            Err(e) => Ok(Some(bad(e))),
+            (PresenceChoice::Paused, Some(r)) if !r.trim().is_empty() && r.chars().count() <= 100 => {
+                queue_service::set_presence(state, user, PresenceState::Paused, Some(r.trim().to_owned()))
+                    .await
+                    .map(|_| None)
+            }
+            (PresenceChoice::Paused, _) => Ok(Some(bad("paused needs a reason (1 to 100 characters)"))),
         },
-        "referral" => match parse::<Referral>(value) {
-            Ok(r) => work::referral(state, user, &r.call_id, &r.service_id, r.add)
+        ClientMessage::Ready => {
+            queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None)
+        }
+        ClientMessage::Accept { offer_id } => queue_service::accept(state, user, offer_id).await.map(|_| None),
+        ClientMessage::Decline { offer_id } => queue_service::decline(state, user, offer_id).await.map(|_| None),
+        ClientMessage::EndCall { call_id } => queue_service::end_call(state, user, &call_id).await.map(|_| None),
+        ClientMessage::Note { r#ref, call_id, text } => {
+            work::save_note(state, user, &call_id, &text).await.map(|at| Some(saved(r#ref, SavedWhat::Note, at)))
+        }
+        ClientMessage::Referral { r#ref, call_id, service_id, add } => {
+            work::referral(state, user, &call_id, &service_id, add)
                 .await
-                .map(|at| Some(saved(&r.r#ref, "referral", at))),
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "disposition" => match parse::<Disposition>(value) {
-            Ok(d) => work::disposition(state, user, &d.call_id, &d.code)
-                .await
-                .map(|at| Some(saved(&d.r#ref, "disposition", at))),
-            Err(e) => Ok(Some(bad(e))),
-        },
-        "search" => match parse::<Search>(value) {
-            Ok(s) => {
-                latest_qseq.fetch_max(s.qseq, Ordering::SeqCst);
-                spawn_search(state.clone(), s, latest_qseq.clone(), out.clone());
-                Ok(None)
-            }
-            Err(e) => Ok(Some(bad(e))),
-        },
-        other => Ok(Some(error_frame("unknown_type", format!("unknown message type {other:?}"), r#ref.as_ref()))),
+                .map(|at| Some(saved(r#ref, SavedWhat::Referral, at)))
+        }
+        ClientMessage::Disposition { r#ref, call_id, code } => work::disposition(state, user, &call_id, &code)
+            .await
+            .map(|at| Some(saved(r#ref, SavedWhat::Disposition, at))),
+        ClientMessage::Search(search) => {
+            latest_qseq.fetch_max(search.qseq, Ordering::SeqCst);
+            spawn_search(state.clone(), search, latest_qseq.clone(), out.clone());
+            Ok(None)
+        }
     };
     match outcome {
-        Ok(Some(reply)) => out.send(reply).await,
+        Ok(Some(reply)) => out.send(frame(&reply)).await,
         Ok(None) => Ok(()),
         Err(e) => {
             if let ConsoleError::Db(db) = &e {
@@ -410,51 +351,30 @@ async fn handle(
     }
 }
 
-fn saved(r#ref: &Value, what: &str, at: i64) -> Out {
-    frame(json!({"type": "saved", "ref": r#ref, "what": what, "at": super::rfc3339(at)}))
+fn saved(r#ref: Ref, what: SavedWhat, at: i64) -> ServerMessage {
+    ServerMessage::Saved { r#ref, what, at: crate::clock::rfc3339(at) }
 }
 
-/// Runs a search off the async threads; results older than the newest `qseq` are dropped.
-fn spawn_search(state: Arc<OperatorsState>, s: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
+/// Runs a search off the async threads — the same search as `GET /api/services/search`, at the
+/// injected clock's time; results older than the newest `qseq` are dropped.
+fn spawn_search(state: Arc<OperatorsState>, search: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
     tokio::spawn(async move {
-        let qseq = s.qseq;
-        let mut params: HashMap<String, String> = HashMap::new();
-        params.insert("q".into(), s.q);
-        for (k, v) in [("area", s.area), ("lang", s.lang), ("near", s.near)] {
-            if let Some(v) = v {
-                params.insert(k.into(), v);
-            }
-        }
-        if let Some(r) = s.radius_km {
-            params.insert("radius_km".into(), r.to_string());
-        }
-        if let Some(o) = s.open_now {
-            params.insert("open_now".into(), o.to_string());
-        }
-        if let Some(p) = s.page {
-            params.insert("page".into(), p.to_string());
-        }
+        let qseq = search.qseq;
         let now = state.clock.now();
         let st = state.clone();
         let result =
-            tokio::task::spawn_blocking(move || crate::directory::http::search_json(&st.directory, &params, now)).await;
+            tokio::task::spawn_blocking(move || search.params().query().map(|q| st.directory.search(&q, now))).await;
         if latest.load(Ordering::SeqCst) != qseq {
             return; // a newer search superseded this one
         }
+        let search_error =
+            |code, message: String| ServerMessage::Error(ErrorMessage { code, message, r#ref: None, qseq: Some(qseq) });
         let reply = match result {
-            Ok(Ok(v)) => frame(json!({
-                "type": "search_results",
-                "qseq": qseq,
-                "total": v["total_items"],
-                "counts": v["area_counts"],
-                "results": v["contents"],
-                "page": v["page_number"],
-                "total_pages": v["total_pages"],
-            })),
-            Ok(Err(e)) => frame(json!({"type": "error", "code": "bad_search", "message": e.to_string(), "qseq": qseq})),
-            Err(_) => frame(json!({"type": "error", "code": "internal", "message": "search failed", "qseq": qseq})),
+            Ok(Ok(response)) => ServerMessage::SearchResults(SearchResults::new(qseq, &response)),
+            Ok(Err(e)) => search_error(ErrorCode::BadSearch, e.to_string()),
+            Err(_) => search_error(ErrorCode::Internal, "search failed".into()),
         };
-        let _ = out.send(reply).await;
+        let _ = out.send(frame(&reply)).await;
     });
 }
 
@@ -479,23 +399,30 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
         .await?;
         let offer = match offer {
             Some((id, call_id, expires_at, kind)) => {
+                let matched = OfferMatch::parse(&kind)
+                    .ok_or_else(|| crate::db::DbError::Corrupt(format!("offer {id}: match_kind {kind:?}")))?;
                 let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
-                json!({"offer_id": id, "call_id": call_id, "match": kind, "expires_at": super::rfc3339(expires_at), "pop": pop})
+                Some(Offer { offer_id: id, call_id, matched, expires_at: crate::clock::rfc3339(expires_at), pop })
             }
-            None => Value::Null,
+            None => None,
         };
-        let call = match me.as_ref().filter(|p| matches!(p.state, PresenceState::OnCall | PresenceState::WrapUp)).and_then(|p| p.call_id.clone()) {
+        let call = match me
+            .as_ref()
+            .filter(|p| matches!(p.state, PresenceState::OnCall | PresenceState::WrapUp))
+            .and_then(|p| p.call_id.clone())
+        {
             Some(call_id) => {
                 let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
-                let st = if me.as_ref().is_some_and(|p| p.state == PresenceState::OnCall) { "connected" } else { "ended" };
-                json!({"call_id": call_id, "state": st, "pop": pop})
+                let on_call = me.as_ref().is_some_and(|p| p.state == PresenceState::OnCall);
+                let st = if on_call { CallState::Connected } else { CallState::Ended };
+                Some(CallUpdate { call_id, state: st, offer_id: None, pop })
             }
-            None => Value::Null,
+            None => None,
         };
         let operators = if role >= Role::Supervisor {
-            Value::Array(presence::all(&state.db).await?.iter().map(|o| o.json()).collect())
+            Some(presence::all(&state.db).await?.iter().map(|o| o.status()).collect())
         } else {
-            Value::Null
+            None
         };
         // A fresh page (`last_seq` 0) has nothing to catch up on: the welcome is its state.
         let replay = if last_seq > 0 { replay(state, uid, role, last_seq).await? } else { Vec::new() };
@@ -506,21 +433,26 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "console welcome failed");
-            return out.send(error_frame("internal", "cannot load the console state; reconnect", None)).await;
+            return out.send(error_frame(ErrorCode::Internal, "cannot load the console state; reconnect", None)).await;
         }
     };
-    let welcome = json!({
-        "type": "welcome",
-        "user": {"id": uid, "name": auth.user.name, "role": role, "languages": auth.user.languages, "areas": auth.user.areas},
-        "presence": me.map(|p| p.json()),
-        "last_seq": newest,
-        "queue": queue,
-        "operators": operators,
-        "offer": offer,
-        "call": call,
-        "config": http::config_json(state),
-    });
-    out.send(frame(welcome)).await?;
+    let welcome = ServerMessage::Welcome(Box::new(Welcome {
+        user: WelcomeUser {
+            id: uid,
+            name: auth.user.name.clone(),
+            role,
+            languages: auth.user.languages.clone(),
+            areas: auth.user.areas.clone(),
+        },
+        presence: me.map(|p| p.status()),
+        last_seq: newest,
+        queue,
+        operators,
+        offer,
+        call,
+        config: PageConfig::new(state.console.config()),
+    }));
+    out.send(frame(&welcome)).await?;
     // Live messages resume after what the page has (a fresh page: everything up to `newest`).
     let mut last = if last_seq > 0 { last_seq } else { newest };
     for m in replayed {
