@@ -1,4 +1,4 @@
-// The operator console (issue 7): sign-in, the websocket `/ws` (docs/console-protocol.md),
+// The operator console: sign-in, the websocket `/ws` (docs/console-protocol.md),
 // presence, the queue, offers with their screen-pop, the call view (search as you type, notes,
 // referrals, disposition), wrap-up and callbacks. Plain JavaScript, no build step; every text
 // goes through i18n.js and every value from the server reaches the page as text, never as HTML.

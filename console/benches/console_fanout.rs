@@ -1,4 +1,4 @@
-//! `console-fanout`: issue 7's benchmark. The time from a call event to its arrival on 1,000
+//! `console-fanout`: the console's fan-out benchmark. The time from a call event to its arrival on 1,000
 //! connected operator sockets, and the server's memory with those sockets open.
 //!
 //! The server runs in this process (`Application::build_with_clock`, port 0, a fresh SQLite file,

@@ -1,4 +1,4 @@
-//! `voice-load`: an open-loop load generator for `POST /voice/events` (issue 4's benchmark).
+//! `voice-load`: an open-loop load generator for `POST /voice/events`.
 //!
 //! It starts the real server in this process (`Application::build_with_clock`, port 0, a fresh
 //! SQLite file in a temp dir or a fresh database on the PostgreSQL named by `--pg-url`) and, as a

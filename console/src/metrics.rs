@@ -59,7 +59,7 @@ pub struct Metrics {
     pub calls_started: Family<ChannelLabels, Counter>,
     pub calls_ended: Family<OutcomeLabels, Counter>,
     pub engine_decisions: Counter,
-    // --- SIP (issue 6) ---
+    // --- SIP ---
     pub sip_requests: Family<SipMethodLabels, Counter>,
     pub sip_responses: Family<SipStatusLabels, Counter>,
     pub rtp_packets_sent: Counter,

@@ -57,7 +57,7 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/console", "/console", Public, false),
     ("GET", "/supervisor", "/supervisor", Public, false),
     ("GET", "/assets/{*path}", "/assets/supervisor.js", Public, false),
-    // The supervisors' views (issue 8): operators see only their own calls.
+    // The supervisors' views: operators see only their own calls.
     ("GET", "/api/calls", "/api/calls", Role(Role::Operator), false),
     ("GET", "/api/calls.csv", "/api/calls.csv", Role(Role::Operator), false),
     ("GET", "/api/calls/{id}", "/api/calls/none", Role(Role::Operator), false),

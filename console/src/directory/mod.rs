@@ -1,4 +1,4 @@
-//! The services directory (issue 5): the services foreign citizens are referred to, kept in the
+//! The services directory: the services foreign citizens are referred to, kept in the
 //! database as Open Referral HSDS 3.0 tables and searched from an in-memory index that follows
 //! every change.
 //!

@@ -1,4 +1,4 @@
-//! The operator console's server side (issue 7): the durable message hub and `/ws`, presence,
+//! The operator console's server side: the durable message hub and `/ws`, presence,
 //! the queue service (ACD), the screen-pop, notes, referrals, dispositions, callbacks, and the
 //! console's HTTP endpoints. The contract with the page is `docs/console-protocol.md`; the
 //! websocket's messages are the types of [`protocol`].

@@ -1,4 +1,4 @@
-//! The supervisors' views (issue 8, `docs/supervisors.md`): the call log with keyset paging,
+//! The supervisors' views (`docs/supervisors.md`): the call log with keyset paging,
 //! per-call timelines, contact-centre KPIs, CSV exports, the live wallboard, the audit log, and
 //! retention (the purge of per-call detail after `retention_days`, with KPI roll-ups kept).
 //!
