@@ -155,6 +155,7 @@ impl Application {
         );
         let console_config = crate::operators::config::ConsoleConfig::load(&settings.console_file)?;
         let console = Console::new(db.clone(), console_config, calls.queue_changed());
+        console.hub().skip_stored().await?;
         let (settings, secret) = (Arc::new(settings), Arc::new(secret));
         let handles = Handles {
             auth: Arc::new(AuthState {
@@ -232,7 +233,7 @@ impl Application {
         let state = self.state;
         let tasks = Tasks::new();
         state.directory.start_following(&tasks);
-        crate::operators::Console::start(&state.operators, &tasks).await?;
+        Console::start(&state.operators, &tasks);
         crate::supervisor::retention::start(state.supervisor.clone(), &tasks);
         crate::supervisor::settle::start(state.supervisor.clone(), &tasks);
         crate::supervisor::wallboard::start_feed(state.supervisor.clone(), &tasks);

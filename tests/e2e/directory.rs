@@ -332,11 +332,21 @@ async fn the_http_search_judges_open_now_by_the_injected_clock() {
             n.sort();
             n
         };
-        let (status, body) = get(&app, "/api/services/search?open_now=true").await;
+        // Sessions age by the same clock: sign in again at each instant (days apart).
+        let (name, password) = app.first_admin.clone().expect("a first admin");
+        let cookie = crate::console_client::sign_in_with(&app, &name, &password).await.cookie;
+        let get = |path: &'static str| {
+            let request = app.client.get(app.url(path)).header("cookie", cookie.clone());
+            async move {
+                let r = request.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, body) = get("/api/services/search?open_now=true").await;
         assert_eq!(status, 200, "{body}");
         let filtered: SearchPage = serde_json::from_value(body).unwrap();
         assert_eq!(names(&filtered), open, "open now at {at}");
-        let (_, body) = get(&app, "/api/services/search").await;
+        let (_, body) = get("/api/services/search").await;
         let all: SearchPage = serde_json::from_value(body).unwrap();
         assert_eq!(all.total_items, 3);
         let flagged: Vec<&str> = all.contents.iter().filter(|s| s.open_now).map(|s| s.name.as_str()).collect();

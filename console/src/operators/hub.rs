@@ -138,18 +138,22 @@ impl Hub {
         self.0.wake.notify_one();
     }
 
-    /// Starts the pump (and on PostgreSQL the listener). The pump starts after the newest message
-    /// already stored: older ones reach pages only by replay.
-    pub async fn start(&self, database_url: &str, tasks: &Tasks) -> Result<(), DbError> {
+    /// Makes the pump start after the newest message already stored (older ones reach pages only
+    /// by replay). Called while the server is built, before anything can write messages.
+    pub async fn skip_stored(&self) -> Result<(), DbError> {
         let (newest,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(seq) FROM console_messages").fetch_one(self.0.db.pool()).await?;
         self.0.pumped.store(newest.unwrap_or(0), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Starts the pump (and on PostgreSQL the listener).
+    pub fn start(&self, database_url: &str, tasks: &Tasks) {
         let hub = self.clone();
         tasks.spawn_until_stopped("console hub pump", hub.pump());
         if self.0.db.backend() == Backend::Postgres {
             tasks.spawn_until_stopped("console hub listener", self.clone().listen(database_url.to_owned()));
         }
-        Ok(())
     }
 
     async fn pump(self) {

@@ -131,10 +131,9 @@ impl Console {
     }
 
     /// Starts the hub's pump (and LISTEN on PostgreSQL) and the queue service.
-    pub async fn start(state: &Arc<OperatorsState>, tasks: &Tasks) -> Result<(), DbError> {
-        state.console.hub().start(&state.settings.database_url, tasks).await?;
+    pub fn start(state: &Arc<OperatorsState>, tasks: &Tasks) {
+        state.console.hub().start(&state.settings.database_url, tasks);
         tasks.spawn_until_stopped("queue service", queue_service::run(state.clone()));
-        Ok(())
     }
 
     pub fn hub(&self) -> &hub::Hub {
