@@ -167,10 +167,28 @@ pub fn matched_route(req: &Request) -> String {
     req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "(unmatched)".to_owned())
 }
 
+/// A request method as a label: the standard ones by name, anything else `other` (a stranger can
+/// send any token as a method, and each would otherwise become a time series of its own).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(m, _)| m == method).map_or("other", |(_, name)| name)
+}
+
 /// Middleware: counts every request by method, matched route and status, and times it.
 pub async fn record_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let route = matched_route(&req);
     let response = next.run(req).await;
     let labels = HttpLabels { method, route, status: response.status().as_u16() };

@@ -163,6 +163,9 @@ impl Application {
                 settings: settings.clone(),
                 clock: clock.clone(),
                 sign_in_limiter: SignInLimiter::default(),
+                verifications: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+                ),
                 revoker: Arc::new(console.clone()),
             }),
             operators: Arc::new(OperatorsState {

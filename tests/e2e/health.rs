@@ -49,3 +49,22 @@ async fn readyz_reports_a_database_that_went_away() {
     // /healthz is about the process, not the database.
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
 }
+
+/// A stranger's made-up methods are one `other` label, not a time series each.
+#[tokio::test]
+async fn unknown_methods_are_counted_as_other() {
+    let app = spawn_app().await;
+    for name in ["SCAN1", "SCAN2", "SCAN3"] {
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let r = app.client.request(method, app.url("/healthz")).send().await.unwrap();
+        assert!(r.status().is_client_error(), "{name}: {}", r.status());
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("SCAN"), "made-up methods became labels");
+    let others: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("helpline_http_requests_total{") && l.contains("method=\"other\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(others, 3.0, "{metrics}");
+}

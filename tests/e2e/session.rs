@@ -82,3 +82,23 @@ async fn bad_sign_in_requests_get_clear_errors() {
     assert!(msg.contains("missing field `password`"), "{msg}");
     app.stop().await;
 }
+
+/// A hundred wrong passwords for one name sent at once: attempts count from when they begin, so
+/// at most the name's limit (5) are verified and the rest are refused with 429 at once.
+#[tokio::test]
+async fn concurrent_guesses_are_limited_while_in_flight() {
+    let app = spawn_app().await;
+    let guesses = (0..100).map(|i| {
+        let (client, url) = (app.client.clone(), app.url("/api/session"));
+        async move {
+            let body = json!({"name": "admin", "password": format!("wrong password {i}")});
+            client.post(url).json(&body).send().await.unwrap().status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(verified + refused, 100, "{statuses:?}");
+    assert_eq!(verified, 5, "exactly the name's limit were verified: {statuses:?}");
+    app.stop().await;
+}

@@ -1,7 +1,8 @@
 //! Signing in and out: `POST /api/session` (name and password → session cookie and CSRF token),
 //! `GET /api/session` (who am I), `DELETE /api/session` (sign out), `POST /api/session/everywhere`
-//! (sign out on every device). Failed sign-ins are rate-limited per name and per client address
-//! ([`crate::auth::SignInLimiter`]); the cookie is HttpOnly, SameSite=Strict, `Secure` when the
+//! (sign out on every device). Sign-in attempts are rate-limited per name and per client address
+//! ([`crate::auth::SignInLimiter`], counted from when they begin), and passwords are verified on
+//! blocking threads, a few at a time; the cookie is HttpOnly, SameSite=Strict, `Secure` when the
 //! server's public URL is https, and lasts one session TTL.
 
 use super::{AsOperator, AuthState, Authenticated};
@@ -68,16 +69,22 @@ async fn sign_in(
     JsonBody(creds): JsonBody<Credentials>,
 ) -> Result<(CookieJar, Json<Value>), AppError> {
     let limiter = &state.sign_in_limiter;
-    if let Some(wait) = limiter.check(&creds.name, &addr, std::time::Instant::now()) {
-        tracing::warn!(name = %creds.name, %addr, "sign-in refused: too many failures");
-        return Err(AppError::RateLimited(wait));
-    }
-    let Some(user) = users::verify_password(&state.db, &creds.name, &creds.password).await? else {
-        limiter.record_failure(&creds.name, &addr, std::time::Instant::now());
+    let attempt = match limiter.begin(&creds.name, &addr, std::time::Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!(name = %creds.name, %addr, "sign-in refused: too many attempts");
+            return Err(AppError::RateLimited(wait));
+        }
+    };
+    let verified = {
+        let _turn = state.verifications.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        users::verify_password(&state.db, &creds.name, &creds.password).await?
+    };
+    let Some(user) = verified else {
         tracing::warn!(name = %creds.name, %addr, "failed sign-in");
         return Err(AppError::BadCredentials);
     };
-    limiter.record_success(&creds.name);
+    limiter.succeeded(attempt);
     let now = state.clock.now().timestamp_millis();
     let session = sessions::create_session(&state.db, user.id, now).await?;
     let cookie = session_cookie(&state, session.token);

@@ -38,8 +38,11 @@ pub struct AuthState {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
-    /// Failed sign-ins per name and address (in memory, per node).
+    /// Sign-in attempts per name and address (in memory, per node).
     pub sign_in_limiter: SignInLimiter,
+    /// Password verifications running at once (argon2 on blocking threads, never on the threads
+    /// that answer webhooks and SIP).
+    pub verifications: tokio::sync::Semaphore,
     /// Closes a user's open sockets on every node when all their sessions end.
     pub revoker: Arc<dyn SessionRevoker>,
 }
@@ -179,14 +182,26 @@ role_extractor!(
     Role::Admin
 );
 
-/// Sign-in rate limiting: failures counted per user name and per client address within a window.
-/// Kept in memory per node (a node that restarts forgets; each node limits on its own).
+/// Sign-in rate limiting: attempts counted per user name and per client address within a window.
+/// An attempt counts from the moment it begins, before its password is verified, so a hundred
+/// guesses sent at once are refused past the limit instead of all passing a check that ran before
+/// any of them failed. A success takes its own attempt back and clears the name's failures. Kept
+/// in memory per node (a node that restarts forgets; each node limits on its own).
 #[derive(Debug)]
 pub struct SignInLimiter {
     window: Duration,
     per_name: usize,
     per_addr: usize,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// An attempt that [`SignInLimiter::begin`] let through: a failure unless [`SignInLimiter::succeeded`]
+/// says otherwise.
+#[derive(Debug)]
+pub struct Attempt {
+    name_key: String,
+    addr_key: String,
+    at: Instant,
 }
 
 impl Default for SignInLimiter {
@@ -197,21 +212,26 @@ impl Default for SignInLimiter {
 
 impl SignInLimiter {
     pub fn new(window: Duration, per_name: usize, per_addr: usize) -> Self {
-        SignInLimiter { window, per_name, per_addr, failures: Mutex::new(HashMap::new()) }
+        SignInLimiter { window, per_name, per_addr, attempts: Mutex::new(HashMap::new()) }
     }
 
     fn keys(name: &str, addr: &str) -> [String; 2] {
         [format!("name:{}", name.to_lowercase()), format!("addr:{addr}")]
     }
 
-    /// `Some(seconds to wait)` when this name or address has failed too often lately.
-    pub fn check(&self, name: &str, addr: &str, now: Instant) -> Option<u64> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let [by_name, by_addr] = Self::keys(name, addr);
-        [(by_name, self.per_name), (by_addr, self.per_addr)]
+    /// Registers an attempt, or `Err(seconds to wait)` when this name or address has made too
+    /// many lately (attempts in flight included).
+    pub fn begin(&self, name: &str, addr: &str, now: Instant) -> Result<Attempt, u64> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if attempts.len() > 100_000 {
+            // Bounded memory under a flood of made-up names: forget the quiet keys.
+            attempts.retain(|_, t| t.back().is_some_and(|last| now.duration_since(*last) < self.window));
+        }
+        let [name_key, addr_key] = Self::keys(name, addr);
+        let wait = [(&name_key, self.per_name), (&addr_key, self.per_addr)]
             .into_iter()
             .filter_map(|(key, limit)| {
-                let times = failures.get_mut(&key)?;
+                let times = attempts.get_mut(key)?;
                 while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
                     times.pop_front();
                 }
@@ -220,24 +240,26 @@ impl SignInLimiter {
                     (self.window.saturating_sub(now.duration_since(oldest))).as_secs().max(1)
                 })
             })
-            .max()
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        for key in [&name_key, &addr_key] {
+            attempts.entry(key.clone()).or_default().push_back(now);
+        }
+        Ok(Attempt { name_key, addr_key, at: now })
     }
 
-    pub fn record_failure(&self, name: &str, addr: &str, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > 100_000 {
-            // Bounded memory under a flood of made-up names: forget the quiet keys.
-            failures.retain(|_, t| t.back().is_some_and(|last| now.duration_since(*last) < self.window));
+    /// The attempt's password was right: it does not count against the address, and the name's
+    /// failures are forgotten.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        attempts.remove(&attempt.name_key);
+        if let Some(times) = attempts.get_mut(&attempt.addr_key) {
+            if let Some(i) = times.iter().position(|t| *t == attempt.at) {
+                times.remove(i);
+            }
         }
-        for key in Self::keys(name, addr) {
-            failures.entry(key).or_default().push_back(now);
-        }
-    }
-
-    /// A successful sign-in clears the name's failures (not the address's).
-    pub fn record_success(&self, name: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("name:{}", name.to_lowercase()));
     }
 }
 
@@ -250,13 +272,21 @@ mod tests {
         let limiter = SignInLimiter::new(Duration::from_secs(60), 3, 10);
         let t0 = Instant::now();
         for i in 0..3 {
-            assert_eq!(limiter.check("anna", "1.2.3.4", t0), None, "attempt {i}");
-            limiter.record_failure("anna", "1.2.3.4", t0);
+            limiter.begin("anna", "1.2.3.4", t0).unwrap_or_else(|w| panic!("attempt {i} refused for {w} s"));
         }
-        let wait = limiter.check("ANNA", "5.6.7.8", t0).expect("blocked by name, any address");
+        let wait = limiter.begin("ANNA", "5.6.7.8", t0).expect_err("blocked by name, any address");
         assert!((1..=60).contains(&wait), "{wait}");
-        assert_eq!(limiter.check("bruno", "1.2.3.4", t0), None, "address limit not reached");
-        assert_eq!(limiter.check("anna", "1.2.3.4", t0 + Duration::from_secs(61)), None);
+        assert!(limiter.begin("bruno", "1.2.3.4", t0).is_ok(), "address limit not reached");
+        assert!(limiter.begin("anna", "1.2.3.4", t0 + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_they_fail() {
+        // A hundred guesses begun at once, none verified yet: only the name's limit get through.
+        let limiter = SignInLimiter::new(Duration::from_secs(60), 5, 1000);
+        let t0 = Instant::now();
+        let through = (0..100).filter(|i| limiter.begin("admin", &format!("10.0.0.{i}"), t0).is_ok()).count();
+        assert_eq!(through, 5);
     }
 
     #[test]
@@ -264,21 +294,22 @@ mod tests {
         let limiter = SignInLimiter::new(Duration::from_secs(60), 100, 4);
         let t0 = Instant::now();
         for name in ["a", "b", "c", "d"] {
-            limiter.record_failure(name, "9.9.9.9", t0);
+            limiter.begin(name, "9.9.9.9", t0).unwrap();
         }
-        assert!(limiter.check("e", "9.9.9.9", t0).is_some());
-        assert!(limiter.check("e", "8.8.8.8", t0).is_none());
+        assert!(limiter.begin("e", "9.9.9.9", t0).is_err());
+        assert!(limiter.begin("e", "8.8.8.8", t0).is_ok());
     }
 
     #[test]
-    fn success_clears_the_names_failures() {
-        let limiter = SignInLimiter::new(Duration::from_secs(60), 2, 100);
+    fn success_clears_the_names_failures_and_takes_its_attempt_back() {
+        let limiter = SignInLimiter::new(Duration::from_secs(60), 2, 2);
         let t0 = Instant::now();
-        limiter.record_failure("anna", "1.1.1.1", t0);
-        limiter.record_failure("anna", "1.1.1.1", t0);
-        assert!(limiter.check("anna", "1.1.1.1", t0).is_some());
-        limiter.record_success("anna");
-        assert!(limiter.check("anna", "1.1.1.1", t0).is_none());
+        limiter.begin("anna", "1.1.1.1", t0).unwrap();
+        let attempt = limiter.begin("anna", "1.1.1.1", t0 + Duration::from_millis(1)).unwrap();
+        limiter.succeeded(attempt);
+        let again = limiter.begin("anna", "1.1.1.1", t0 + Duration::from_millis(2));
+        assert!(again.is_ok(), "the name's failures are cleared and the success does not count");
+        assert!(limiter.begin("bruno", "1.1.1.1", t0 + Duration::from_millis(3)).is_err(), "the failures stay");
     }
 
     #[test]

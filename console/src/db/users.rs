@@ -188,10 +188,17 @@ pub async fn verify_password(db: &Db, name: &str, password: &str) -> Result<Opti
     // An unknown user is verified against a throwaway hash, so both answers cost the same.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| Password(random_password()).hash().unwrap_or_default());
-    let stored = row.as_ref().map(|(h,)| h.as_str()).unwrap_or(dummy);
-    let ok = PasswordHash::new(stored)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-        .unwrap_or(false);
+    let stored = row.as_ref().map(|(h,)| h.clone()).unwrap_or_else(|| dummy.clone());
+    let password = password.to_owned();
+    // Argon2 takes tens of milliseconds of CPU by design: on a blocking thread, not on the
+    // runtime's workers that answer webhooks and SIP.
+    let ok = tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| DbError::Corrupt(format!("password verification failed: {e}")))?;
     if ok && row.is_some() {
         find_user(db, name).await
     } else {

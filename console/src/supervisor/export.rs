@@ -1,6 +1,8 @@
 //! CSV exports: the filtered call log, streamed page by page (keyset pages of [`EXPORT_PAGE`]
 //! rows, so a year of calls never sits in memory), and the KPI table. UTF-8, a header row, fields
-//! quoted as RFC 4180 says (the `csv` crate's writer).
+//! quoted as RFC 4180 says (the `csv` crate's writer). A field that a spreadsheet would run as a
+//! formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return: an operator's note, a
+//! masked `+39…` number) is written with a leading `'`, as OWASP's CSV-injection advice says.
 
 use super::filter::{Cursor, LogFilter};
 use super::kpi::KpiRow;
@@ -72,9 +74,25 @@ where
 {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in records {
-        w.write_record(r).map_err(std::io::Error::other)?;
+        for field in r {
+            w.write_field(inert(field.as_ref())).map_err(std::io::Error::other)?;
+        }
+        w.write_record(None::<&[u8]>).map_err(std::io::Error::other)?;
     }
     w.into_inner().map(Bytes::from).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// A field as a spreadsheet will show it, never run it: `'` before a leading formula character.
+fn inert(field: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match field.first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => {
+            let mut quoted = Vec::with_capacity(field.len() + 1);
+            quoted.push(b'\'');
+            quoted.extend_from_slice(field);
+            std::borrow::Cow::Owned(quoted)
+        }
+        _ => std::borrow::Cow::Borrowed(field),
+    }
 }
 
 /// The notes and referrals of a page of calls, joined as one text per call.
@@ -237,6 +255,16 @@ pub fn kpis_csv(rows: &[KpiRow], total: &KpiRow) -> Result<Bytes, std::io::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_a_spreadsheet_would_run_are_made_inert() {
+        let b = to_csv([["=HYPERLINK(\"http://evil\")", "+39 3** *** **12", "-2+3", "@SUM(A1)", "\tx", "a=b", "12"]])
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            "\"'=HYPERLINK(\"\"http://evil\"\")\",'+39 3** *** **12,'-2+3,'@SUM(A1),'\tx,a=b,12\n"
+        );
+    }
 
     #[test]
     fn fields_are_quoted_as_rfc_4180_says() {
