@@ -3,7 +3,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
-use crate::db::users::{self, NewUser, Password, Role, UserName};
+use crate::db::users::{self, NewUser, Password, Role, UserChange, UserName};
 use crate::db::Db;
 use crate::startup::{shutdown_signal, Application};
 use crate::telemetry;
@@ -106,6 +106,48 @@ pub enum UserCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Disable a user: they cannot sign in, and their sessions end (on every node at once on
+    /// PostgreSQL; on SQLite their open pages find out within 30 s).
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Set a user's password, read from standard input (first line); their sessions end. The user
+    /// must change it at their next sign-in unless `--keep` says they chose it themselves.
+    Passwd {
+        name: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The user chose this password: do not ask them to change it.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Change a user's role; their sessions end.
+    Role {
+        name: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Set the languages a user speaks (comma-separated: it,en,fr,es).
+    Languages {
+        name: String,
+        #[arg(value_delimiter = ',', value_parser = Language::parse)]
+        languages: Vec<Language>,
+    },
+    /// Set the service areas a user knows (comma-separated: lingua,lavoro,casa,salute,minori,mediazione).
+    Areas {
+        name: String,
+        #[arg(value_delimiter = ',', value_parser = ServiceArea::parse)]
+        areas: Vec<ServiceArea>,
+    },
+    /// Set where a user's calls are transferred (a SIP URI or number), or `--clear` it.
+    SipTarget {
+        name: String,
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        target: Option<String>,
+        #[arg(long)]
+        clear: bool,
     },
 }
 
@@ -269,12 +311,9 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
                 Ok(n) => n,
                 Err(e) => return Ok(usage_error(&e)),
             };
-            let mut input = String::new();
-            std::io::stdin().read_to_string(&mut input).context("cannot read the password from standard input")?;
-            let line = input.lines().next().unwrap_or("");
-            let password = match Password::parse(line) {
+            let password = match read_password() {
                 Ok(p) => p,
-                Err(e) => return Ok(usage_error(&format!("password from standard input: {e}"))),
+                Err(code) => return Ok(code),
             };
             let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
             match users::add_user(&db, &new, SystemClock.now().timestamp_millis()).await {
@@ -294,6 +333,21 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
                 Err(crate::db::DbError::Conflict(m)) => Ok(usage_error(&m)),
                 Err(e) => Err(e.into()),
             }
+        }
+        UserCommand::Disable { name } => change_user(&db, &name, UserChange::Disabled(true)).await,
+        UserCommand::Enable { name } => change_user(&db, &name, UserChange::Disabled(false)).await,
+        UserCommand::Passwd { name, password_stdin: _, keep } => {
+            let password = match read_password() {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            change_user(&db, &name, UserChange::Password { password, must_change: !keep }).await
+        }
+        UserCommand::Role { name, role } => change_user(&db, &name, UserChange::Role(role.into())).await,
+        UserCommand::Languages { name, languages } => change_user(&db, &name, UserChange::Languages(languages)).await,
+        UserCommand::Areas { name, areas } => change_user(&db, &name, UserChange::Areas(areas)).await,
+        UserCommand::SipTarget { name, target, clear: _ } => {
+            change_user(&db, &name, UserChange::SipTarget(target.filter(|t| !t.trim().is_empty()))).await
         }
         UserCommand::List { json } => {
             let list = users::list_users(&db).await?;
@@ -363,6 +417,33 @@ fn prompts(cmd: &PromptsCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// The first line of standard input as a password, or the usage error to exit with.
+fn read_password() -> Result<Password, ExitCode> {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        return Err(usage_error(&format!("cannot read the password from standard input: {e}")));
+    }
+    Password::parse(input.lines().next().unwrap_or(""))
+        .map_err(|e| usage_error(&format!("password from standard input: {e}")))
+}
+
+/// `helpline user disable|enable|passwd|role|languages|areas|sip-target`: applies the change, ends
+/// the user's sessions when it calls for it (and tells every node), prints what was done.
+async fn change_user(db: &Db, name: &str, change: UserChange) -> anyhow::Result<ExitCode> {
+    let now = SystemClock.now().timestamp_millis();
+    let Some(user) = users::change_user(db, name, &change, now).await? else {
+        return Ok(usage_error(&format!("no user named {name:?}")));
+    };
+    let mut done = format!("{}: {}", user.name, change.describe());
+    if change.ends_sessions() {
+        let ended = crate::db::sessions::delete_user_sessions(db, user.id).await?;
+        crate::db::sessions::announce_revoked(db, user.id).await?;
+        done.push_str(&format!("; {ended} session(s) ended"));
+    }
+    println!("{done}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn usage_error(msg: &str) -> ExitCode {

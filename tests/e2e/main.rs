@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod accounts;
 mod assets;
 mod authz;
 mod cli;

@@ -100,5 +100,16 @@ async fn concurrent_guesses_are_limited_while_in_flight() {
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(verified + refused, 100, "{statuses:?}");
     assert_eq!(verified, 5, "exactly the name's limit were verified: {statuses:?}");
+    // Nobody is locked out: once the guessing stops, the owner's right password works after the
+    // longest delay.
+    let (name, password) = app.first_admin.clone().expect("a first admin");
+    let sign_in = || {
+        let body = json!({"name": name, "password": password});
+        let request = app.client.post(app.url("/api/session")).json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(sign_in().await, 429, "still within the delay");
+    app.clock.advance(chrono::Duration::milliseconds(console::auth::MAX_DELAY_MS));
+    assert_eq!(sign_in().await, 200);
     app.stop().await;
 }

@@ -69,7 +69,7 @@ async fn sign_in(
     JsonBody(creds): JsonBody<Credentials>,
 ) -> Result<(CookieJar, Json<Value>), AppError> {
     let limiter = &state.sign_in_limiter;
-    let attempt = match limiter.begin(&creds.name, &addr, std::time::Instant::now()) {
+    let attempt = match limiter.begin(&creds.name, &addr, state.clock.now().timestamp_millis()) {
         Ok(attempt) => attempt,
         Err(wait) => {
             tracing::warn!(name = %creds.name, %addr, "sign-in refused: too many attempts");

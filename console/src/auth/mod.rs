@@ -31,7 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What resolving sessions and signing in need.
 pub struct AuthState {
@@ -182,26 +182,37 @@ role_extractor!(
     Role::Admin
 );
 
-/// Sign-in rate limiting: attempts counted per user name and per client address within a window.
+/// Sign-in rate limiting per user name and per client address, by a **growing delay** rather than
+/// a lockout: a name (or address) has a few free attempts within the window; past them, each
+/// attempt must wait longer after the one before (1 s, 2 s, 4 s … at most [`MAX_DELAY_MS`]). So a
+/// guesser gets a handful of guesses a minute, and cannot lock "admin" out: once the guessing
+/// stops, the right password works after at most the longest delay.
+///
 /// An attempt counts from the moment it begins, before its password is verified, so a hundred
-/// guesses sent at once are refused past the limit instead of all passing a check that ran before
-/// any of them failed. A success takes its own attempt back and clears the name's failures. Kept
-/// in memory per node (a node that restarts forgets; each node limits on its own).
+/// guesses sent at once are refused past the free ones instead of all passing a check that ran
+/// before any of them failed. A success takes its own attempt back and clears the name's. Times
+/// are the injected clock's (epoch ms). Kept in memory per node (a node that restarts forgets;
+/// each node limits on its own).
 #[derive(Debug)]
 pub struct SignInLimiter {
-    window: Duration,
+    window_ms: i64,
     per_name: usize,
     per_addr: usize,
-    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<String, VecDeque<i64>>>,
 }
 
-/// An attempt that [`SignInLimiter::begin`] let through: a failure unless [`SignInLimiter::succeeded`]
-/// says otherwise.
+/// The first delay past the free attempts; each further attempt doubles it.
+pub const FIRST_DELAY_MS: i64 = 1_000;
+/// The longest a name or address is made to wait between attempts.
+pub const MAX_DELAY_MS: i64 = 30_000;
+
+/// An attempt that [`SignInLimiter::begin`] let through: a failure unless
+/// [`SignInLimiter::succeeded`] says otherwise.
 #[derive(Debug)]
 pub struct Attempt {
     name_key: String,
     addr_key: String,
-    at: Instant,
+    at: i64,
 }
 
 impl Default for SignInLimiter {
@@ -212,46 +223,47 @@ impl Default for SignInLimiter {
 
 impl SignInLimiter {
     pub fn new(window: Duration, per_name: usize, per_addr: usize) -> Self {
-        SignInLimiter { window, per_name, per_addr, attempts: Mutex::new(HashMap::new()) }
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        SignInLimiter { window_ms, per_name, per_addr, attempts: Mutex::new(HashMap::new()) }
     }
 
     fn keys(name: &str, addr: &str) -> [String; 2] {
         [format!("name:{}", name.to_lowercase()), format!("addr:{addr}")]
     }
 
-    /// Registers an attempt, or `Err(seconds to wait)` when this name or address has made too
-    /// many lately (attempts in flight included).
-    pub fn begin(&self, name: &str, addr: &str, now: Instant) -> Result<Attempt, u64> {
+    /// Registers an attempt at `now_ms`, or `Err(seconds to wait)` when this name or address must
+    /// wait longer after its previous attempts (attempts in flight included).
+    pub fn begin(&self, name: &str, addr: &str, now_ms: i64) -> Result<Attempt, u64> {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if attempts.len() > 100_000 {
             // Bounded memory under a flood of made-up names: forget the quiet keys.
-            attempts.retain(|_, t| t.back().is_some_and(|last| now.duration_since(*last) < self.window));
+            attempts.retain(|_, t| t.back().is_some_and(|last| now_ms - last < self.window_ms));
         }
         let [name_key, addr_key] = Self::keys(name, addr);
-        let wait = [(&name_key, self.per_name), (&addr_key, self.per_addr)]
+        let wait_ms = [(&name_key, self.per_name), (&addr_key, self.per_addr)]
             .into_iter()
-            .filter_map(|(key, limit)| {
+            .filter_map(|(key, free)| {
                 let times = attempts.get_mut(key)?;
-                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+                while times.front().is_some_and(|t| now_ms - t >= self.window_ms) {
                     times.pop_front();
                 }
-                (times.len() >= limit).then(|| {
-                    let oldest = times.front().copied().unwrap_or(now);
-                    (self.window.saturating_sub(now.duration_since(oldest))).as_secs().max(1)
-                })
+                let over = times.len().checked_sub(free)?;
+                let delay = FIRST_DELAY_MS.saturating_mul(1 << over.min(16)).min(MAX_DELAY_MS);
+                let ready = times.back()? + delay;
+                (now_ms < ready).then_some(ready - now_ms)
             })
             .max();
-        if let Some(wait) = wait {
-            return Err(wait);
+        if let Some(wait_ms) = wait_ms {
+            return Err(u64::try_from(wait_ms).unwrap_or(1).div_ceil(1000).max(1));
         }
         for key in [&name_key, &addr_key] {
-            attempts.entry(key.clone()).or_default().push_back(now);
+            attempts.entry(key.clone()).or_default().push_back(now_ms);
         }
-        Ok(Attempt { name_key, addr_key, at: now })
+        Ok(Attempt { name_key, addr_key, at: now_ms })
     }
 
     /// The attempt's password was right: it does not count against the address, and the name's
-    /// failures are forgotten.
+    /// attempts are forgotten.
     pub fn succeeded(&self, attempt: Attempt) {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         attempts.remove(&attempt.name_key);
@@ -268,48 +280,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_blocks_after_the_limit_and_forgets_after_the_window() {
-        let limiter = SignInLimiter::new(Duration::from_secs(60), 3, 10);
-        let t0 = Instant::now();
+    fn past_the_free_attempts_each_waits_longer_up_to_the_cap() {
+        let limiter = SignInLimiter::new(Duration::from_secs(300), 3, 1000);
+        let mut now = 1_000_000;
         for i in 0..3 {
-            limiter.begin("anna", "1.2.3.4", t0).unwrap_or_else(|w| panic!("attempt {i} refused for {w} s"));
+            limiter.begin("anna", "1.2.3.4", now).unwrap_or_else(|w| panic!("free attempt {i} refused for {w} s"));
         }
-        let wait = limiter.begin("ANNA", "5.6.7.8", t0).expect_err("blocked by name, any address");
-        assert!((1..=60).contains(&wait), "{wait}");
-        assert!(limiter.begin("bruno", "1.2.3.4", t0).is_ok(), "address limit not reached");
-        assert!(limiter.begin("anna", "1.2.3.4", t0 + Duration::from_secs(61)).is_ok());
+        // The fourth waits 1 s after the third, the fifth 2 s after the fourth, then 4, 8, 16, 30, 30 s.
+        for (i, delay) in [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000].into_iter().enumerate() {
+            let wait = limiter.begin("ANNA", "5.6.7.8", now + 1).expect_err("too early, by name");
+            assert!(limiter.begin("anna", "5.6.7.8", now + delay - 1).is_err(), "still too early");
+            assert_eq!(wait, u64::try_from(delay / 1000).unwrap().max(1), "attempt {}", i + 4);
+            now += delay;
+            limiter.begin("anna", "5.6.7.8", now).unwrap_or_else(|w| panic!("attempt {} refused for {w} s", i + 4));
+        }
+        assert!(limiter.begin("bruno", "1.2.3.4", now).is_ok(), "another name is not delayed");
     }
 
     #[test]
     fn attempts_in_flight_count_before_they_fail() {
-        // A hundred guesses begun at once, none verified yet: only the name's limit get through.
+        // A hundred guesses begun at once, none verified yet: only the name's free ones get through.
         let limiter = SignInLimiter::new(Duration::from_secs(60), 5, 1000);
-        let t0 = Instant::now();
-        let through = (0..100).filter(|i| limiter.begin("admin", &format!("10.0.0.{i}"), t0).is_ok()).count();
+        let through = (0..100).filter(|i| limiter.begin("admin", &format!("10.0.0.{i}"), 0).is_ok()).count();
         assert_eq!(through, 5);
+    }
+
+    #[test]
+    fn the_right_password_works_once_the_guessing_stops() {
+        let limiter = SignInLimiter::new(Duration::from_secs(300), 5, 20);
+        let mut now = 0;
+        // An hour of guessing as fast as the limiter allows, from many addresses.
+        let mut guesses = 0;
+        while now < 3_600_000 {
+            if limiter.begin("admin", &format!("10.0.{}.{}", guesses / 250, guesses % 250), now).is_ok() {
+                guesses += 1;
+            }
+            now += 500;
+        }
+        assert!(guesses < 5 + 3_600 / 30 + 10, "{guesses} guesses in an hour");
+        // The owner, after the longest delay.
+        let attempt = limiter.begin("admin", "192.0.2.1", now + MAX_DELAY_MS).expect("not locked out");
+        limiter.succeeded(attempt);
     }
 
     #[test]
     fn limiter_counts_per_address_across_names() {
         let limiter = SignInLimiter::new(Duration::from_secs(60), 100, 4);
-        let t0 = Instant::now();
         for name in ["a", "b", "c", "d"] {
-            limiter.begin(name, "9.9.9.9", t0).unwrap();
+            limiter.begin(name, "9.9.9.9", 0).unwrap();
         }
-        assert!(limiter.begin("e", "9.9.9.9", t0).is_err());
-        assert!(limiter.begin("e", "8.8.8.8", t0).is_ok());
+        assert!(limiter.begin("e", "9.9.9.9", 0).is_err());
+        assert!(limiter.begin("e", "8.8.8.8", 0).is_ok());
+        assert!(limiter.begin("e", "9.9.9.9", FIRST_DELAY_MS).is_ok(), "after the delay");
     }
 
     #[test]
-    fn success_clears_the_names_failures_and_takes_its_attempt_back() {
+    fn success_clears_the_names_attempts_and_takes_its_own_back() {
         let limiter = SignInLimiter::new(Duration::from_secs(60), 2, 2);
-        let t0 = Instant::now();
-        limiter.begin("anna", "1.1.1.1", t0).unwrap();
-        let attempt = limiter.begin("anna", "1.1.1.1", t0 + Duration::from_millis(1)).unwrap();
+        limiter.begin("anna", "1.1.1.1", 0).unwrap();
+        let attempt = limiter.begin("anna", "1.1.1.1", 1).unwrap();
         limiter.succeeded(attempt);
-        let again = limiter.begin("anna", "1.1.1.1", t0 + Duration::from_millis(2));
-        assert!(again.is_ok(), "the name's failures are cleared and the success does not count");
-        assert!(limiter.begin("bruno", "1.1.1.1", t0 + Duration::from_millis(3)).is_err(), "the failures stay");
+        assert!(limiter.begin("anna", "1.1.1.1", 2).is_ok(), "the name's attempts are cleared");
+        assert!(limiter.begin("bruno", "1.1.1.1", 3).is_err(), "the address keeps its failures");
     }
 
     #[test]

@@ -6,6 +6,12 @@ use super::{Db, DbError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// The PostgreSQL channel the nodes listen on (the console hub's).
+pub const NOTIFY_CHANNEL: &str = "helpline_console";
+/// A notification on [`NOTIFY_CHANNEL`] with this payload prefix and a user id: every session of
+/// that user was deleted, so every node closes that user's sockets at once.
+pub const REVOKED_PREFIX: &str = "sessions_revoked:";
+
 /// How long a session lasts without signing in again: one long shift.
 pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
 
@@ -41,7 +47,7 @@ pub async fn create_session(db: &Db, user_id: i64, now_ms: i64) -> Result<NewSes
     Ok(session)
 }
 
-/// The user and CSRF token of a live session.
+/// The user and CSRF token of a live session (none for a disabled user).
 pub async fn session_user(db: &Db, token: &str, now_ms: i64) -> Result<Option<(User, String)>, DbError> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT user_id, csrf_token FROM sessions WHERE token_hash = $1 AND expires_at > $2")
@@ -50,7 +56,7 @@ pub async fn session_user(db: &Db, token: &str, now_ms: i64) -> Result<Option<(U
             .fetch_optional(db.pool())
             .await?;
     let Some((user_id, csrf)) = row else { return Ok(None) };
-    Ok(find_user_by_id(db, user_id).await?.map(|u| (u, csrf)))
+    Ok(find_user_by_id(db, user_id).await?.filter(|u| !u.disabled).map(|u| (u, csrf)))
 }
 
 pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
@@ -67,6 +73,19 @@ pub async fn delete_user_sessions(db: &Db, user_id: i64) -> Result<u64, DbError>
         .with_lock_turn(sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(db.pool()))
         .await?;
     Ok(done.rows_affected())
+}
+
+/// Tells every node that `user_id`'s sessions are gone (PostgreSQL `NOTIFY`; a single SQLite node
+/// has no one else to tell, and its open sockets find out at their next session check).
+pub async fn announce_revoked(db: &Db, user_id: i64) -> Result<(), DbError> {
+    if db.backend() == super::Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(format!("{REVOKED_PREFIX}{user_id}"))
+            .execute(db.pool())
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether the session with this token hash is still live (a socket re-checks it).

@@ -104,17 +104,32 @@ pub struct User {
     pub areas: Vec<ServiceArea>,
     pub sip_target: Option<String>,
     pub created_at: i64,
+    /// Disabled users cannot sign in; their calls and notes keep their name.
+    pub disabled: bool,
+    /// Their password was chosen by someone else (the first admin's, an admin's reset): the page
+    /// asks for a new one before anything else.
+    pub must_change_password: bool,
 }
 
-type UserRow = (i64, String, String, String, String, Option<String>, i64);
+type UserRow = (i64, String, String, String, String, Option<String>, i64, Option<i64>, i64);
 
 fn user_from_row(row: UserRow) -> Result<User, DbError> {
-    let (id, name, role, languages, areas, sip_target, created_at) = row;
+    let (id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change) = row;
     let role = Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("user {name}: role {role:?}")))?;
     let languages =
         split_codes(&languages, Language::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
     let areas = split_codes(&areas, ServiceArea::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
-    Ok(User { id, name, role, languages, areas, sip_target, created_at })
+    Ok(User {
+        id,
+        name,
+        role,
+        languages,
+        areas,
+        sip_target,
+        created_at,
+        disabled: disabled_at.is_some(),
+        must_change_password: must_change != 0,
+    })
 }
 
 /// Parses a comma-separated list of codes with the given parser.
@@ -151,7 +166,8 @@ pub async fn add_user(db: &Db, user: &NewUser, now: i64) -> Result<User, DbError
     find_user(db, user.name.as_str()).await?.ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
 }
 
-const USER_COLUMNS: &str = "id, name, role, languages, areas, sip_target, created_at";
+const USER_COLUMNS: &str =
+    "id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change_password";
 
 pub async fn find_user(db: &Db, name: &str) -> Result<Option<User>, DbError> {
     let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
@@ -183,15 +199,19 @@ pub async fn count_users(db: &Db) -> Result<i64, DbError> {
 /// Checks a password; `None` for an unknown user or a wrong password (the same answer for both,
 /// and the same work: an unknown user still costs one hash verification).
 pub async fn verify_password(db: &Db, name: &str, password: &str) -> Result<Option<User>, DbError> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT password_hash FROM users WHERE name = $1").bind(name).fetch_optional(db.pool()).await?;
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT password_hash, disabled_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
     // An unknown user is verified against a throwaway hash, so both answers cost the same.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| Password(random_password()).hash().unwrap_or_default());
-    let stored = row.as_ref().map(|(h,)| h.clone()).unwrap_or_else(|| dummy.clone());
+    let stored = row.as_ref().map(|(h, _)| h.clone()).unwrap_or_else(|| dummy.clone());
     let password = password.to_owned();
     // Argon2 takes tens of milliseconds of CPU by design: on a blocking thread, not on the
     // runtime's workers that answer webhooks and SIP.
+    let enabled = row.as_ref().is_some_and(|(_, disabled_at)| disabled_at.is_none());
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored)
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
@@ -199,11 +219,88 @@ pub async fn verify_password(db: &Db, name: &str, password: &str) -> Result<Opti
     })
     .await
     .map_err(|e| DbError::Corrupt(format!("password verification failed: {e}")))?;
-    if ok && row.is_some() {
+    if ok && enabled {
         find_user(db, name).await
     } else {
         Ok(None)
     }
+}
+
+/// One change an admin makes to an account.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    /// Disable (`true`: cannot sign in) or enable again.
+    Disabled(bool),
+    /// A new password; `must_change` when someone other than the user chose it.
+    Password {
+        password: Password,
+        must_change: bool,
+    },
+    Role(Role),
+    Languages(Vec<Language>),
+    Areas(Vec<ServiceArea>),
+    SipTarget(Option<String>),
+}
+
+impl UserChange {
+    /// Whether the user's sessions must end with this change (they can no longer, or no longer
+    /// should, act with what they signed in with).
+    pub fn ends_sessions(&self) -> bool {
+        matches!(self, UserChange::Disabled(true) | UserChange::Password { .. } | UserChange::Role(_))
+    }
+
+    /// What changed, for the audit log (never a password).
+    pub fn describe(&self) -> String {
+        match self {
+            UserChange::Disabled(true) => "disabled".into(),
+            UserChange::Disabled(false) => "enabled".into(),
+            UserChange::Password { must_change: true, .. } => "password reset (to be changed at sign-in)".into(),
+            UserChange::Password { must_change: false, .. } => "password changed".into(),
+            UserChange::Role(r) => format!("role {}", r.as_str()),
+            UserChange::Languages(l) => format!("languages {}", join_codes(l)),
+            UserChange::Areas(a) => format!("areas {}", join_codes(a)),
+            UserChange::SipTarget(t) => format!("sip_target {}", t.as_deref().unwrap_or("(none)")),
+        }
+    }
+}
+
+/// Applies `change` to the user named `name` at `now` (epoch ms) and returns the user as they are
+/// now; `Ok(None)` when there is no such user. The caller ends their sessions when
+/// [`UserChange::ends_sessions`] says so.
+pub async fn change_user(db: &Db, name: &str, change: &UserChange, now: i64) -> Result<Option<User>, DbError> {
+    let query = match change {
+        UserChange::Disabled(true) => {
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE name = $1").bind(name).bind(now)
+        }
+        UserChange::Disabled(false) => sqlx::query("UPDATE users SET disabled_at = NULL WHERE name = $1").bind(name),
+        UserChange::Password { password, must_change } => {
+            let password = password.clone();
+            let hash = tokio::task::spawn_blocking(move || password.hash())
+                .await
+                .map_err(|e| DbError::Corrupt(format!("password hashing failed: {e}")))??;
+            sqlx::query("UPDATE users SET password_hash = $2, must_change_password = $3 WHERE name = $1")
+                .bind(name)
+                .bind(hash)
+                .bind(i64::from(*must_change))
+        }
+        UserChange::Role(role) => {
+            sqlx::query("UPDATE users SET role = $2 WHERE name = $1").bind(name).bind(role.as_str())
+        }
+        UserChange::Languages(l) => {
+            sqlx::query("UPDATE users SET languages = $2 WHERE name = $1").bind(name).bind(join_codes(l))
+        }
+        UserChange::Areas(a) => {
+            sqlx::query("UPDATE users SET areas = $2 WHERE name = $1").bind(name).bind(join_codes(a))
+        }
+        UserChange::SipTarget(t) => {
+            sqlx::query("UPDATE users SET sip_target = $2 WHERE name = $1").bind(name).bind(t.clone())
+        }
+    };
+    let done = db.with_lock_turn(query.execute(db.pool())).await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    find_user(db, name).await
 }
 
 /// On a database with no users, creates `admin` with a random password and returns the password

@@ -17,11 +17,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 
-/// The PostgreSQL channel nodes announce new messages on.
-pub const CHANNEL: &str = "helpline_console";
-/// A notification on [`CHANNEL`] with this payload prefix and a user id: every session of that
-/// user was deleted (on any node); the others carry no payload (messages were written).
-const REVOKED: &str = "sessions_revoked:";
+/// The PostgreSQL channel nodes announce new messages on (an empty payload), and revoked
+/// sessions ([`sessions::REVOKED_PREFIX`] and a user id, from a node or from the CLI).
+pub use crate::db::sessions::NOTIFY_CHANNEL as CHANNEL;
+use crate::db::sessions::{self, REVOKED_PREFIX as REVOKED};
 
 /// A transaction that may write console messages.
 pub type Tx = sqlx::Transaction<'static, Any>;
@@ -118,14 +117,7 @@ impl Hub {
     /// periodic session check.
     pub async fn revoke_sessions(&self, user_id: i64) -> Result<(), DbError> {
         self.send_control(Control::SessionsRevoked { user_id });
-        if self.0.db.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(format!("{REVOKED}{user_id}"))
-                .execute(self.0.db.pool())
-                .await?;
-        }
-        Ok(())
+        sessions::announce_revoked(&self.0.db, user_id).await
     }
 
     /// Notified when another node wrote messages.
