@@ -195,6 +195,7 @@ async function boot() {
 
 function showSignin(message = '') {
   S.signedIn = false;
+  show('password', false);
   show('signin', true);
   show('workspace', false);
   show('presence', false);
@@ -227,7 +228,50 @@ async function submitSignin(event) {
   $('signin-password').select();
 }
 
+/** A password someone else chose (the first admin's, an admin's reset): the user chooses their own
+ * before anything else; the server refuses everything else until then. */
+function showPasswordForm(data) {
+  S.pendingSession = data;
+  show('signin', false);
+  show('password', true);
+  $('me').textContent = data.user.name;
+  $('password-error').textContent = '';
+  $('password-current').focus();
+}
+
+async function submitPassword(event) {
+  event.preventDefault();
+  const current = $('password-current').value;
+  const fresh = $('password-new').value;
+  const error = (key) => { $('password-error').textContent = t(key); };
+  if ([...fresh].length < 12) return error('password.too_short');
+  if (fresh !== $('password-repeat').value) return error('password.mismatch');
+  const data = S.pendingSession;
+  const response = await fetch('/api/session/password', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': data.csrf_token },
+    body: JSON.stringify({ current_password: current, new_password: fresh }),
+  });
+  if (response.status === 204) {
+    for (const id of ['password-current', 'password-new', 'password-repeat']) $(id).value = '';
+    show('password', false);
+    S.pendingSession = null;
+    announce(t('password.saved'));
+    startSession({ ...data, user: { ...data.user, must_change_password: false } });
+    return;
+  }
+  const body = await response.json().catch(() => null);
+  if (response.status === 401) error('password.wrong_current');
+  else if (response.status === 429) $('password-error').textContent = t('signin.rate_limited', { secs: response.headers.get('retry-after') ?? '60' });
+  else $('password-error').textContent = body?.message ?? t('signin.failed', { status: response.status });
+}
+
 function startSession(data) {
+  if (data.user.must_change_password) {
+    showPasswordForm(data);
+    return;
+  }
   S.user = data.user;
   S.csrf = data.csrf_token;
   S.signedIn = true;
@@ -1158,6 +1202,7 @@ function onKeyDown(e) {
 
 function bindUi() {
   $('signin-form').addEventListener('submit', submitSignin);
+  $('password-form').addEventListener('submit', submitPassword);
   $('signout').addEventListener('click', signOut);
   $('signout-everywhere').addEventListener('click', signOutEverywhere);
   $('lang-switch').addEventListener('click', toggleLanguage);

@@ -8,7 +8,7 @@ const TEXTS = {
     'app.title': 'Helpline — supervisione', 'app.name': 'Helpline — supervisione', 'lang.switch': 'English', 'signout': 'Esci',
     'tab.wallboard': 'Pannello', 'tab.log': 'Registro chiamate', 'tab.kpis': 'Indicatori',
     'signin.title': 'Accesso', 'signin.name': 'Nome utente', 'signin.password': 'Password', 'signin.submit': 'Accedi',
-    'signin.bad': 'Nome utente o password errati.', 'signin.role': 'Questa pagina è per supervisori; come operatore vedi solo le tue chiamate.',
+    'signin.bad': 'Nome utente o password errati.', 'signin.choose_password': 'Prima scegli la tua password nella console operatore (/console), poi torna qui.', 'signin.role': 'Questa pagina è per supervisori; come operatore vedi solo le tue chiamate.',
     'wb.title': 'Pannello in tempo reale', 'wb.connecting': 'Connessione…', 'wb.live': 'Aggiornato {time}', 'wb.offline': 'Disconnesso — nuovo tentativo tra {secs} s',
     'wb.in_menu': 'Nel menu', 'wb.in_queue': 'In coda', 'wb.talking': 'In conversazione', 'wb.longest': 'Attesa più lunga',
     'wb.sl': 'Livello di servizio oggi', 'wb.abandon': 'Abbandoni oggi', 'wb.asa': 'Tempo medio di risposta oggi', 'wb.calls': 'Chiamate oggi',
@@ -42,7 +42,7 @@ const TEXTS = {
     'app.title': 'Helpline — supervision', 'app.name': 'Helpline — supervision', 'lang.switch': 'Italiano', 'signout': 'Sign out',
     'tab.wallboard': 'Wallboard', 'tab.log': 'Call log', 'tab.kpis': 'KPIs',
     'signin.title': 'Sign in', 'signin.name': 'User name', 'signin.password': 'Password', 'signin.submit': 'Sign in',
-    'signin.bad': 'Wrong user name or password.', 'signin.role': 'This page is for supervisors; as an operator you see only your own calls.',
+    'signin.bad': 'Wrong user name or password.', 'signin.choose_password': 'First choose your own password in the operator console (/console), then come back.', 'signin.role': 'This page is for supervisors; as an operator you see only your own calls.',
     'wb.title': 'Live wallboard', 'wb.connecting': 'Connecting…', 'wb.live': 'Updated {time}', 'wb.offline': 'Disconnected — retrying in {secs} s',
     'wb.in_menu': 'In the menu', 'wb.in_queue': 'In queue', 'wb.talking': 'Talking', 'wb.longest': 'Longest wait',
     'wb.sl': 'Service level today', 'wb.abandon': 'Abandoned today', 'wb.asa': 'Average speed of answer today', 'wb.calls': 'Calls today',
@@ -393,6 +393,12 @@ async function loadKpis() {
 // ---------------------------------------------------------------- start
 
 function start(s) {
+  if (s.user.must_change_password) {
+    // The server refuses everything else until then; the console page has the form.
+    $('#signin').hidden = false;
+    $('#signin-error').textContent = t('signin.choose_password');
+    return;
+  }
   me = s.user;
   $('#signin').hidden = true;
   $('#signout').hidden = false;

@@ -227,20 +227,65 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     telemetry::init(settings.log_format);
-    let public_url = settings.public_url.clone();
+    let (public_url, data_dir) = (settings.public_url.clone(), settings.data_dir.clone());
     let app = Application::build(settings).await?;
     app.state().directory.seed_demo_if_empty().await?;
     if let Some((name, password)) = &app.first_admin {
-        println!("================================================================");
-        println!(" First start: an admin account was created. Shown only this once.");
-        println!("   user:     {name}");
-        println!("   password: {password}");
-        println!(" Open {} in a browser and sign in with it;", console_url(&public_url, app.local_addr()));
-        println!(" add users with `helpline user add`.");
-        println!("================================================================");
+        let url = console_url(&public_url, app.local_addr());
+        show_first_admin(name, password, &url, &data_dir)?;
     }
     app.run_until(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the first admin's password is written when nobody is at a terminal to read it.
+pub const FIRST_ADMIN_FILE: &str = "first-admin-password";
+
+/// Shows the first admin's password once: on standard error when it is a terminal (a person is
+/// there), otherwise in `<data_dir>/first-admin-password`, readable by this user only, whose path is
+/// logged — never on standard output or in the log, which end up in journald or a container's log.
+/// Either way the password must be changed at the first sign-in.
+fn show_first_admin(name: &str, password: &str, url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("================================================================");
+        eprintln!(" First start: an admin account was created. Shown only this once.");
+        eprintln!("   user:     {name}");
+        eprintln!("   password: {password}");
+        eprintln!(" Open {url} in a browser, sign in with it and choose your own");
+        eprintln!(" password; add users with `helpline user add`.");
+        eprintln!("================================================================");
+        return Ok(());
+    }
+    let path = data_dir.join(FIRST_ADMIN_FILE);
+    write_private(&path, &format!("user: {name}\npassword: {password}\nconsole: {url}\n"))
+        .with_context(|| format!("cannot write the first admin's password to {}", path.display()))?;
+    tracing::warn!(file = %path.display(), "first start: an admin account was created; its password is in the file");
+    println!("================================================================");
+    println!(" First start: an admin account was created. Its password is in");
+    println!("   {}", path.display());
+    println!(" (readable by this user only). Open {url} in a browser,");
+    println!(" sign in as {name}, choose your own password, then delete the file.");
+    println!("================================================================");
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable and writable by the owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        // An older file keeps its mode on open: narrow it first.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// The operator console's address for a browser: under `public_url` when one is set, else on the

@@ -18,6 +18,8 @@ pub enum AppError {
     Forbidden(String),
     #[error("missing or wrong X-CSRF-Token header: send the csrf_token from POST /api/session")]
     Csrf,
+    #[error("choose your own password first: POST /api/session/password")]
+    PasswordChangeRequired,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     RateLimited(u64),
     #[error("{0}")]
@@ -40,6 +42,7 @@ impl AppError {
             AppError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+            AppError::PasswordChangeRequired => (StatusCode::FORBIDDEN, "password_change_required"),
             AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

@@ -70,7 +70,7 @@ describe('the operator console', () => {
     await screenshot(page, '01-sign-in');
 
     await page.getByLabel('Nome utente').fill(giulia.name);
-    await page.getByLabel('Password').fill('not the password');
+    await page.getByLabel('Password', { exact: true }).fill('not the password');
     await page.getByRole('button', { name: 'Accedi' }).click();
     await page.getByText('Nome utente o password errati.').waitFor();
     assert.ok(await page.locator('#signin').isVisible(), 'still on the form');

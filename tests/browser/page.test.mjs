@@ -5,6 +5,8 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
 
 describe('the operator page', () => {
@@ -47,7 +49,7 @@ describe('the operator page', () => {
 
   test('a wrong password is refused with a clear message', async () => {
     await page.getByLabel('Nome utente').fill('anna');
-    await page.getByLabel('Password').fill('not the password');
+    await page.getByLabel('Password', { exact: true }).fill('not the password');
     await page.getByRole('button', { name: 'Accedi' }).click();
     await page.getByText('Nome utente o password errati.').waitFor();
     assert.equal(await page.getByRole('alert').filter({ hasText: 'errati' }).count(), 1, 'said in an alert region');
@@ -59,7 +61,7 @@ describe('the operator page', () => {
     let message = '';
     for (let i = 0; i < 7 && !/Troppi tentativi/.test(message); i++) {
       await page.getByLabel('Nome utente').fill('bruno');
-      await page.getByLabel('Password').fill(`wrong-${i}`);
+      await page.getByLabel('Password', { exact: true }).fill(`wrong-${i}`);
       const answer = page.waitForResponse((r) => r.url().endsWith('/api/session') && r.request().method() === 'POST');
       await page.getByRole('button', { name: 'Accedi' }).click();
       await answer;
@@ -114,6 +116,32 @@ describe('the operator page', () => {
     await page.locator('#signin').waitFor({ state: 'visible' });
     assert.equal(await page.evaluate(async () => (await fetch('/api/session')).status), 401);
     await page.reload();
+    await page.locator('#signin').waitFor({ state: 'visible' });
+  });
+
+  test('the first admin chooses their own password before anything else', async () => {
+    // Nobody was at a terminal when the server started: the password is in a file only its
+    // owner can read.
+    const file = join(server.dir, 'data', 'first-admin-password');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const password = readFileSync(file, 'utf8').match(/^password: (.+)$/m)[1];
+    await page.getByLabel('Nome utente').fill('admin');
+    await page.getByLabel('Password', { exact: true }).fill(password);
+    await page.getByRole('button', { name: 'Accedi' }).click();
+    await page.getByRole('heading', { name: 'Scegli la tua password' }).waitFor();
+    assert.ok(!(await page.locator('#workspace').isVisible()), 'no workspace before a password of their own');
+    await screenshot(page, 'page-08-choose-password');
+    await page.getByLabel('Password attuale').fill(password);
+    await page.getByLabel('Nuova password', { exact: true }).fill('the admin chose this one');
+    await page.getByLabel('Ripeti la nuova password').fill('the admin chose this two');
+    await page.getByRole('button', { name: 'Salva la password' }).click();
+    await page.getByText('Le due nuove password non coincidono.').waitFor();
+    await page.getByLabel('Ripeti la nuova password').fill('the admin chose this one');
+    await page.getByRole('button', { name: 'Salva la password' }).click();
+    await page.locator('#workspace').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#me').textContent(), 'admin');
+    assert.equal(await page.evaluate(async () => (await fetch('/api/calls')).status), 200, 'the API answers now');
+    await page.getByRole('button', { name: 'Esci', exact: true }).click();
     await page.locator('#signin').waitFor({ state: 'visible' });
   });
 

@@ -42,7 +42,7 @@ describe('the supervisors page', () => {
     await page.locator('#signin').waitFor({ state: 'visible' });
     assert.equal(await page.locator('html').getAttribute('lang'), 'it', 'Italian by default');
     await page.getByLabel('Nome utente').fill(sara.name);
-    await page.getByLabel('Password').fill(sara.password);
+    await page.getByLabel('Password', { exact: true }).fill(sara.password);
     await page.getByRole('button', { name: 'Accedi' }).click();
     await page.locator('#wallboard').waitFor({ state: 'visible' });
     // The wallboard's first message arrives over the websocket.

@@ -41,6 +41,7 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     // Signing out without a session is a harmless no-op (204); with one, it needs the token.
     ("DELETE", "/api/session", "/api/session", Public, true),
     ("POST", "/api/session/everywhere", "/api/session/everywhere", Role(Role::Operator), true),
+    ("POST", "/api/session/password", "/api/session/password", Role(Role::Operator), true),
     ("POST", "/voice/events", "/voice/events", Signed, false),
     ("POST", "/twiml/voice", "/twiml/voice", Signed, false),
     ("POST", "/twiml/status", "/twiml/status", Signed, false),

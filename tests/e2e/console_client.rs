@@ -67,6 +67,35 @@ pub async fn sign_in_with(app: &TestApp, name: &str, password: &str) -> Session 
     Session { cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned() }
 }
 
+/// The password the tests' first admin chooses for themselves.
+pub const ADMIN_PASSWORD: &str = "the admin's own password";
+
+/// The first admin, signed in, having chosen their own password (the server asks for that before
+/// anything else), as a browser would.
+pub async fn first_admin(app: &TestApp) -> Session {
+    let (name, password) = app.first_admin.clone().expect("a first admin");
+    let body = json!({"name": name, "password": password});
+    let r = app.client.post(app.url("/api/session")).json(&body).send().await.unwrap();
+    if r.status() == 401 {
+        return sign_in_with(app, &name, ADMIN_PASSWORD).await;
+    }
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["must_change_password"], true, "the first admin must choose a password: {body}");
+    let session = Session { cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned() };
+    let r = app
+        .client
+        .post(app.url("/api/session/password"))
+        .header("cookie", &session.cookie)
+        .header("x-csrf-token", &session.csrf)
+        .json(&json!({"current_password": password, "new_password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    session
+}
+
 /// One console socket, speaking `console::operators::protocol`.
 pub struct Ws {
     stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,

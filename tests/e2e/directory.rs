@@ -148,8 +148,7 @@ async fn get(app: &crate::helpers::TestApp, path: &str) -> (u16, Value) {
     let cookie = match known {
         Some(c) => c,
         None => {
-            let (name, password) = app.first_admin.clone().expect("a first admin");
-            let s = crate::console_client::sign_in_with(app, &name, &password).await;
+            let s = crate::console_client::first_admin(app).await;
             COOKIES.lock().unwrap().push((app.addr, s.cookie.clone()));
             s.cookie
         }
@@ -333,8 +332,7 @@ async fn the_http_search_judges_open_now_by_the_injected_clock() {
             n
         };
         // Sessions age by the same clock: sign in again at each instant (days apart).
-        let (name, password) = app.first_admin.clone().expect("a first admin");
-        let cookie = crate::console_client::sign_in_with(&app, &name, &password).await.cookie;
+        let cookie = crate::console_client::first_admin(&app).await.cookie;
         let get = |path: &'static str| {
             let request = app.client.get(app.url(path)).header("cookie", cookie.clone());
             async move {
@@ -359,7 +357,7 @@ async fn the_http_search_judges_open_now_by_the_injected_clock() {
 /// query at the same (injected) time gives the same services, counts and pages.
 #[tokio::test]
 async fn the_socket_search_answers_as_the_http_search() {
-    use crate::console_client::{connect, sign_in_with, until, ClientMessage, Search, ServerMessage};
+    use crate::console_client::{connect, until, ClientMessage, Search, ServerMessage};
     use chrono::TimeZone;
     let app = spawn_app().await;
     load_good(&app).await;
@@ -371,8 +369,7 @@ async fn the_socket_search_answers_as_the_http_search() {
     let (_, body) = get(&app, "/api/services/search?open_now=true").await;
     let http_open: SearchPage = serde_json::from_value(body).unwrap();
 
-    let (name, password) = app.first_admin.clone().expect("a first admin");
-    let mut ws = connect(app.addr, &sign_in_with(&app, &name, &password).await).await;
+    let mut ws = connect(app.addr, &crate::console_client::first_admin(&app).await).await;
     ws.hello(0).await;
     let search = Search { qseq: 1, q: "medi".into(), near: Some("Milano".into()), ..Search::default() };
     ws.send(ClientMessage::Search(search)).await;

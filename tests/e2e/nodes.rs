@@ -61,19 +61,31 @@ async fn two_nodes_on_one_database_share_users_and_the_first_admin_is_printed_on
     let (code_b, out_b) = b.terminate();
     assert_eq!((code_a, code_b), (0, 0), "both nodes stop cleanly on SIGTERM");
     let printed = [&out_a, &out_b].iter().filter(|o| o.contains("an admin account was created")).count();
-    assert_eq!(printed, 1, "exactly one node creates and prints the first admin:\nA: {out_a}\nB: {out_b}");
-    let (out, addr) = if out_a.contains("password:") { (&out_a, addr_a) } else { (&out_b, addr_b) };
+    assert_eq!(printed, 1, "exactly one node creates the first admin:\nA: {out_a}\nB: {out_b}");
+    let (out, addr) = if out_a.contains("admin account") { (&out_a, addr_a) } else { (&out_b, addr_b) };
     // The banner sends the admin to the console in a browser, not to an API endpoint.
     assert!(out.contains(&format!("Open http://{addr}/console in a browser")), "{out}");
     assert!(!out.contains("POST") && !out.contains("/api/session"), "{out}");
-    let password = out.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap().trim().to_owned();
+    // Nobody at a terminal: the password is in a file only its owner can read, never in the output
+    // (which ends up in journald or a container's log).
+    let file = db.dir.path().join("data").join(console::cli::FIRST_ADMIN_FILE);
+    assert!(out.contains(&file.display().to_string()) || out.contains("data/first-admin-password"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "readable by the owner only");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let password = text.lines().find_map(|l| l.strip_prefix("password: ")).unwrap().trim().to_owned();
+    assert!(!out_a.contains(&password) && !out_b.contains(&password), "the password is not in the output");
 
     // The printed admin password works, on a node started afterwards too; nothing is printed again.
     let c = ServeProcess::start(db.dir.path(), &db.url);
     assert_eq!(sign_in(&client, &c, "admin", &password).await, 200);
     let (code, out) = c.terminate();
     assert_eq!(code, 0);
-    assert!(!out.contains("password"), "the first admin is shown only once: {out}");
+    assert!(!out.contains("admin account was created"), "the first admin is created only once: {out}");
 }
 
 #[tokio::test]

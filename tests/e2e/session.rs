@@ -113,3 +113,43 @@ async fn concurrent_guesses_are_limited_while_in_flight() {
     assert_eq!(sign_in().await, 200);
     app.stop().await;
 }
+
+/// The first admin's password was chosen by the server: until they choose their own, they can
+/// only read and end their session, and change the password.
+#[tokio::test]
+async fn the_first_admin_must_choose_a_password_before_anything_else() {
+    let app = spawn_app().await;
+    let (name, password) = app.first_admin.clone().expect("a first admin");
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r =
+        client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["must_change_password"], true);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let r = client.get(app.url("/api/calls")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "password_change_required");
+    assert_eq!(client.get(app.url("/api/session")).send().await.unwrap().status(), 200);
+
+    let change = |current: &str, new: &str| {
+        let request = client
+            .post(app.url("/api/session/password"))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"current_password": current, "new_password": new}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(change("not the password", "my own long password").await, 401);
+    assert_eq!(change(&password, "short").await, 400);
+    assert_eq!(change(&password, &password).await, 400, "the same password again");
+    assert_eq!(change(&password, "my own long password").await, 204);
+
+    assert_eq!(client.get(app.url("/api/calls")).send().await.unwrap().status(), 200, "this session lives on");
+    let sign_in = |password: &str| {
+        let request = app.client.post(app.url("/api/session")).json(&json!({"name": "admin", "password": password}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(sign_in(&password).await, 401);
+    assert_eq!(sign_in("my own long password").await, 200);
+    app.stop().await;
+}

@@ -30,6 +30,7 @@ where
     Router::new()
         .route("/api/session", post(sign_in).get(whoami).delete(sign_out))
         .route("/api/session/everywhere", post(sign_out_everywhere))
+        .route("/api/session/password", post(change_password))
 }
 
 /// The client's address as the socket saw it (behind a reverse proxy, the proxy's: the limit per
@@ -112,4 +113,46 @@ async fn sign_out_everywhere(
     tracing::info!(user = %auth.user.name, sessions = ended, "signed out everywhere");
     state.revoker.sessions_revoked(auth.user.id).await?;
     Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Json(json!({ "sessions_ended": ended }))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/session/password {current_password, new_password}`: a signed-in user chooses their
+/// own password (the only thing a user whose password someone else chose may do, besides reading
+/// and ending their session). The current password is checked like a sign-in (rate-limited); the
+/// user's other sessions end, this one lives on.
+async fn change_password(
+    State(state): State<Arc<AuthState>>,
+    ClientAddr(addr): ClientAddr,
+    auth: Authenticated,
+    JsonBody(change): JsonBody<PasswordChange>,
+) -> Result<StatusCode, AppError> {
+    let new = users::Password::parse(&change.new_password).map_err(AppError::BadRequest)?;
+    if change.new_password == change.current_password {
+        return Err(AppError::BadRequest("the new password must differ from the current one".into()));
+    }
+    let attempt = state
+        .sign_in_limiter
+        .begin(&auth.user.name, &addr, state.clock.now().timestamp_millis())
+        .map_err(AppError::RateLimited)?;
+    let verified = {
+        let _turn = state.verifications.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        users::verify_password(&state.db, &auth.user.name, &change.current_password).await?
+    };
+    if verified.is_none() {
+        tracing::warn!(user = %auth.user.name, %addr, "password change with a wrong current password");
+        return Err(AppError::BadCredentials);
+    }
+    state.sign_in_limiter.succeeded(attempt);
+    let now = state.clock.now().timestamp_millis();
+    let change = users::UserChange::Password { password: new, must_change: false };
+    users::change_user(&state.db, &auth.user.name, &change, now).await?;
+    sessions::delete_other_sessions(&state.db, auth.user.id, &auth.token_hash).await?;
+    tracing::info!(user = %auth.user.name, "password changed by its user");
+    Ok(StatusCode::NO_CONTENT)
 }

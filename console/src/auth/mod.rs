@@ -6,7 +6,8 @@
 //! extensions, and refuses a state-changing request (POST, PUT, PATCH, DELETE) made with a session
 //! cookie unless it carries the session's `X-CSRF-Token`. Handlers then ask for a role with an
 //! extractor: [`AsOperator`], [`AsSupervisor`], [`AsAdmin`] (401 without a session, 403 with too
-//! low a role). Architecture invariant: a handler that touches personal data or changes anything
+//! low a role; 403 `password_change_required` until a user whose password someone else chose has
+//! chosen their own, `POST /api/session/password`). Architecture invariant: a handler that touches personal data or changes anything
 //! takes one of these extractors (the authz table test in `tests/e2e/authz.rs` walks every route).
 //!
 //! `http.rs` signs in and out. Closing the sockets of a user whose sessions were all revoked is
@@ -152,6 +153,9 @@ macro_rules! role_extractor {
 
             async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
                 let auth = Authenticated::from_request_parts(parts, state).await?;
+                if auth.user.must_change_password {
+                    return Err(AppError::PasswordChangeRequired);
+                }
                 if auth.user.role < $role {
                     return Err(AppError::Forbidden(format!(
                         "this needs the {} role; {} is {}",

@@ -75,6 +75,19 @@ pub async fn delete_user_sessions(db: &Db, user_id: i64) -> Result<u64, DbError>
     Ok(done.rows_affected())
 }
 
+/// Ends every session of a user but the one with `keep_hash` (a password changed by its user).
+pub async fn delete_other_sessions(db: &Db, user_id: i64, keep_hash: &str) -> Result<u64, DbError> {
+    let done = db
+        .with_lock_turn(
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                .bind(user_id)
+                .bind(keep_hash)
+                .execute(db.pool()),
+        )
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Tells every node that `user_id`'s sessions are gone (PostgreSQL `NOTIFY`; a single SQLite node
 /// has no one else to tell, and its open sockets find out at their next session check).
 pub async fn announce_revoked(db: &Db, user_id: i64) -> Result<(), DbError> {

@@ -322,7 +322,11 @@ pub async fn ensure_first_admin(
         sip_target: None,
     };
     match add_user(db, &user, now.timestamp_millis()).await {
-        Ok(_) => Ok(Some(("admin".to_owned(), password))),
+        Ok(_) => {
+            // Shown once, outside the database: its user must choose their own.
+            sqlx::query("UPDATE users SET must_change_password = 1 WHERE name = 'admin'").execute(db.pool()).await?;
+            Ok(Some(("admin".to_owned(), password)))
+        }
         Err(DbError::Conflict(_)) => Ok(None),
         Err(e) => Err(e),
     }

@@ -232,7 +232,7 @@ export async function screenshot(page, name) {
 export async function signIn(page, server, user) {
   await page.goto(`${server.url}/console`);
   await page.getByLabel(/Nome utente|User name/).fill(user.name);
-  await page.getByLabel('Password').fill(user.password);
+  await page.getByLabel('Password', { exact: true }).fill(user.password);
   await page.getByRole('button', { name: /Accedi|Sign in/ }).click();
   await page.locator('#workspace').waitFor({ state: 'visible' });
 }
