@@ -16,6 +16,7 @@ pub mod tasks;
 pub mod telemetry;
 
 // Features, and the services they share.
+pub mod accounts;
 pub mod acd;
 pub mod auth;
 pub mod calls;

@@ -8,6 +8,7 @@
 //! [`Application::run_until`] starts every background task under one [`Tasks`] and joins them
 //! all on shutdown.
 
+use crate::accounts::AccountsState;
 use crate::auth::{AuthState, SignInLimiter};
 use crate::calls::CallRuntime;
 use crate::clock::{Clock, SystemClock};
@@ -58,6 +59,7 @@ pub struct Handles {
     /// The services directory and its search index.
     pub directory: Directory,
     pub auth: Arc<AuthState>,
+    pub accounts: Arc<AccountsState>,
     pub operators: Arc<OperatorsState>,
     pub supervisor: Arc<SupervisorState>,
     pub webhook: Arc<WebhookState>,
@@ -79,6 +81,7 @@ macro_rules! feature_states {
 
 feature_states! {
     auth: AuthState,
+    accounts: AccountsState,
     operators: OperatorsState,
     supervisor: SupervisorState,
     webhook: WebhookState,
@@ -100,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::pages::routes())
         .merge(crate::health::routes())
         .merge(crate::auth::http::routes())
+        .merge(crate::accounts::routes())
         .merge(crate::voice::routes())
         .merge(crate::webhook::routes())
         .merge(crate::directory::routes())
@@ -166,6 +170,11 @@ impl Application {
                 verifications: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
                 ),
+                revoker: Arc::new(console.clone()),
+            }),
+            accounts: Arc::new(AccountsState {
+                db: db.clone(),
+                clock: clock.clone(),
                 revoker: Arc::new(console.clone()),
             }),
             operators: Arc::new(OperatorsState {

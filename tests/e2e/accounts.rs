@@ -2,7 +2,7 @@
 //! enable, a new password, a role, languages, areas, a SIP target. Disabling or a new password ends
 //! the user's sessions (on PostgreSQL every node closes their sockets at once).
 
-use crate::console_client::{add_user, connect, sign_in_with, Session};
+use crate::console_client::{add_user, connect, first_admin, sign_in_with, Session};
 use crate::helpers::{helpline, run_helpline, spawn_app, TestApp};
 use console::db::users::Role;
 use ivr::domain::{Language, ServiceArea};
@@ -95,5 +95,67 @@ async fn an_admin_disables_enables_and_resets_a_user_from_the_command_line() {
     let (code, _, err) = user_cli(&app, &["languages", "anna", "xx"], "");
     assert_eq!(code, 2, "{err}");
     assert_eq!(sign_in_status(&app, "anna", "a brand new password").await, 200, "still the last good state");
+    app.stop().await;
+}
+
+/// `PATCH /api/users/{name}` as an admin: the same changes over HTTP; a disabled user's open page
+/// is closed at once, on this node and (PostgreSQL) every other.
+#[tokio::test]
+async fn an_admin_changes_accounts_over_http() {
+    let app = spawn_app().await;
+    add_user(&app, "bruna", Role::Operator, &[Language::It], &[], false).await;
+    let bruna = sign_in_with(&app, "bruna", PASSWORD).await;
+    let mut socket = connect(app.addr, &bruna).await;
+    socket.hello(0).await;
+    let admin = first_admin(&app).await;
+    let patch = |name: &str, body: Value| {
+        let request = app
+            .client
+            .patch(app.url(&format!("/api/users/{name}")))
+            .header("cookie", &admin.cookie)
+            .header("x-csrf-token", &admin.csrf)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Bad input changes nothing, and says which field is wrong.
+    let (status, body) = patch("bruna", json!({"disabled": true, "languages": ["xx"]})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("languages:"), "{body}");
+    assert_eq!(whoami(&app, &bruna).await, 200, "nothing was applied");
+    assert_eq!(patch("bruna", json!({})).await.0, 400);
+    assert_eq!(patch("bruna", json!({"colour": "red"})).await.0, 400);
+    assert_eq!(patch("nobody", json!({"disabled": true})).await.0, 404);
+    let (status, body) = patch("admin", json!({"role": "operator"})).await;
+    assert_eq!(status, 409, "an admin cannot demote themselves: {body}");
+
+    let (status, body) = patch("bruna", json!({"disabled": true, "languages": ["it", "ar"]})).await;
+    assert_eq!(status, 400, "ar is not a caller language yet: {body}");
+    let (status, body) = patch("bruna", json!({"disabled": true, "languages": ["it", "en"], "sip_target": null})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["disabled"].clone(), body["languages"].clone()), (json!(true), json!(["it", "en"])));
+    assert!(socket.closed().await, "her page is closed at once");
+    assert_eq!(whoami(&app, &bruna).await, 401);
+    assert_eq!(sign_in_status(&app, "bruna", PASSWORD).await, 401);
+
+    let (status, body) = patch("bruna", json!({"disabled": false, "password": "chosen by the admin"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["must_change_password"], true);
+    assert_eq!(sign_in_status(&app, "bruna", "chosen by the admin").await, 200);
+    let list: Vec<Value> = app
+        .client
+        .get(app.url("/api/users"))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.iter().any(|u| u["name"] == "bruna" && u["disabled"] == false), "{list:?}");
+    assert!(!serde_json::to_string(&list).unwrap().contains("argon2"), "no hashes");
     app.stop().await;
 }
