@@ -55,6 +55,14 @@ pub struct Settings {
     /// The operator console's settings: dispositions, wrap-up, ACD timings
     /// (`HELPLINE_CONSOLE_FILE`); when the file is absent the built-in defaults apply.
     pub console_file: PathBuf,
+    /// Seconds a connection may take to send a request's headers, and may sit idle between
+    /// requests (`HELPLINE_HTTP_HEADER_TIMEOUT_SECS`): slow-header connections are closed.
+    pub http_header_timeout_secs: u64,
+    /// Seconds a request may take to send its body (`HELPLINE_HTTP_BODY_TIMEOUT_SECS`).
+    pub http_body_timeout_secs: u64,
+    /// HTTP connections served at once (`HELPLINE_HTTP_MAX_CONNECTIONS`); past it new ones wait
+    /// in the kernel's backlog.
+    pub http_max_connections: usize,
 }
 
 impl Default for Settings {
@@ -74,6 +82,9 @@ impl Default for Settings {
             twilio_auth_token: SecretString::default(),
             webhook_secret: SecretString::default(),
             retention_days: 365,
+            http_header_timeout_secs: 10,
+            http_body_timeout_secs: 30,
+            http_max_connections: 1024,
             console_file: PathBuf::from("config/console.toml"),
         }
     }

@@ -18,6 +18,8 @@ pub enum AppError {
     Forbidden(String),
     #[error("missing or wrong X-CSRF-Token header: send the csrf_token from POST /api/session")]
     Csrf,
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("choose your own password first: POST /api/session/password")]
     PasswordChangeRequired,
     #[error("too many failed sign-ins; try again in {0} seconds")]
@@ -42,6 +44,7 @@ impl AppError {
             AppError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+            AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::PasswordChangeRequired => (StatusCode::FORBIDDEN, "password_change_required"),
             AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -79,4 +82,22 @@ impl From<crate::db::DbError> for AppError {
 /// The answer to a path no route matches.
 pub async fn not_found(req: axum::extract::Request) -> AppError {
     AppError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+/// The largest request body accepted (axum's default limit), in bytes.
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Middleware: the answers axum's extractors give on their own (a body over the limit: plain
+/// text) become the same JSON error as everything else.
+pub async fn json_rejections(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return AppError::PayloadTooLarge(format!("the request body is larger than {BODY_LIMIT} bytes"))
+            .into_response();
+    }
+    response
 }

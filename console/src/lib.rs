@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod metrics;
 pub mod tasks;
 pub mod telemetry;

@@ -31,6 +31,7 @@ use ivr::prompts::{Tts, TtsOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -111,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::operators::routes())
         .fallback(crate::error::not_found)
         .layer(middleware::from_fn_with_state(state.auth.clone(), crate::auth::resolve_session))
+        .layer(middleware::from_fn(crate::error::json_rejections))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(
+            state.settings.http_body_timeout_secs.max(1),
+        )))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::record_http))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = crate::metrics::matched_route(req);
@@ -255,10 +260,11 @@ impl Application {
 
         let addr = self.listener.local_addr().unwrap_or(state.settings.http_addr);
         tracing::info!(%addr, "HTTP server listening");
-        let served =
-            axum::serve(self.listener, router(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await;
+        let limits = crate::listener::Limits {
+            header_timeout: Duration::from_secs(state.settings.http_header_timeout_secs.max(1)),
+            max_connections: state.settings.http_max_connections,
+        };
+        let served = crate::listener::serve(self.listener, router(state.clone()), limits, shutdown).await;
         tasks.shutdown().await;
         state.db.close().await;
         tracing::info!("server stopped");

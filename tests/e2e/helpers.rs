@@ -68,6 +68,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
         webhook_secret: SecretString::new(TEST_WEBHOOK_SECRET),
         retention_days: 365,
         console_file: repo_path("config/console.toml"),
+        ..Settings::default()
     }
 }
 
@@ -165,11 +166,18 @@ pub fn open_hours() -> DateTime<Utc> {
 }
 
 pub async fn spawn_app_on(db: TestDb) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// [`spawn_app_on`] with the test settings changed by `edit` first.
+pub async fn spawn_app_with(db: TestDb, edit: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         console::telemetry::init(LogFormat::Pretty);
     }
     let clock = Arc::new(ManualClock::new(open_hours()));
-    let app = Application::build_with_clock(test_settings(&db), clock.clone()).await.expect("app builds");
+    let mut settings = test_settings(&db);
+    edit(&mut settings);
+    let app = Application::build_with_clock(settings, clock.clone()).await.expect("app builds");
     let addr = app.local_addr();
     let sip_addr = app.sip_addr();
     let first_admin = app.first_admin.clone();
