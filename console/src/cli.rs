@@ -160,8 +160,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 db.migrate().await?;
                 let now = SystemClock.now().timestamp_millis();
                 let actor = crate::supervisor::audit::Actor::system("helpline retention run");
-                let report =
-                    crate::supervisor::retention::purge(&db, now, loaded.settings.retention_days, &actor).await?;
+                let report = crate::supervisor::retention::purge(
+                    &db,
+                    now,
+                    &crate::supervisor::retention::Policy::of(&loaded.settings),
+                    &actor,
+                )
+                .await?;
                 println!("{report}");
                 Ok(ExitCode::SUCCESS)
             }
@@ -184,6 +189,9 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    if let Err(e) = settings.check_for_serve() {
+        return Ok(config_error(&e));
+    }
     telemetry::init(settings.log_format);
     let public_url = settings.public_url.clone();
     let app = Application::build(settings).await?;
@@ -239,6 +247,10 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     println!("twilio_auth_token = {:?}", s.twilio_auth_token);
     println!("webhook_secret    = {:?}", s.webhook_secret);
     println!("retention_days    = {}", s.retention_days);
+    println!("audit_retention_days = {}", s.audit_retention_days);
+    if let Err(e) = s.check_for_serve() {
+        return config_error(&e);
+    }
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {
@@ -277,7 +289,8 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
                 Err(e) => return Ok(usage_error(&format!("password from standard input: {e}"))),
             };
             let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
-            match users::add_user(&db, &new, SystemClock.now().timestamp_millis()).await {
+            let actor = crate::db::audit::Actor::system("helpline user add");
+            match users::add_user(&db, &new, SystemClock.now().timestamp_millis(), &actor).await {
                 Ok(u) => {
                     if mediator {
                         crate::operators::presence::set_mediator(&db, u.id, true).await?;

@@ -6,6 +6,7 @@
 //! server's public URL is https, and lasts one session TTL.
 
 use super::{AsOperator, AuthState, Authenticated};
+use crate::db::audit::{self, Actor};
 use crate::db::{sessions, users};
 use crate::error::AppError;
 use crate::extract::JsonBody;
@@ -82,6 +83,7 @@ async fn sign_in(
     };
     let Some(user) = verified else {
         tracing::warn!(name = %creds.name, %addr, "failed sign-in");
+        audit::sign_in_failed(&state.db, state.clock.now(), &creds.name, &addr).await?;
         return Err(AppError::BadCredentials);
     };
     limiter.succeeded(attempt);
@@ -89,6 +91,7 @@ async fn sign_in(
     let session = sessions::create_session(&state.db, user.id, now).await?;
     let cookie = session_cookie(&state, session.token);
     tracing::info!(user = %user.name, role = user.role.as_str(), "signed in");
+    audit::signed_in(&state.db, state.clock.now(), &Actor::user(user.id, &user.name), &addr).await?;
     Ok((jar.add(cookie), Json(json!({ "user": user, "csrf_token": session.csrf_token }))))
 }
 

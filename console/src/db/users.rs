@@ -1,6 +1,7 @@
 //! Operators, supervisors and admins: who may sign in, with which role and skills. Passwords are
 //! stored only as argon2id hashes.
 
+use super::audit::{Actor, AuditAction};
 use super::{Db, DbError};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -126,28 +127,41 @@ fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// Creates a user at `now` (epoch ms). A taken name is a [`DbError::Conflict`].
-pub async fn add_user(db: &Db, user: &NewUser, now: i64) -> Result<User, DbError> {
+/// Creates a user at `now` (epoch ms), and its audit row (`create_user`, by `actor`) in the same
+/// transaction. A taken name is a [`DbError::Conflict`].
+pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Result<User, DbError> {
     let hash = user.password.hash()?;
-    let result = db
-        .with_lock_turn(
-            sqlx::query(
-                "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(user.name.as_str())
-            .bind(user.role.as_str())
-            .bind(join_codes(&user.languages))
-            .bind(join_codes(&user.areas))
-            .bind(hash)
-            .bind(user.sip_target.clone())
-            .bind(now)
-            .execute(db.pool()),
+    let mut tx = {
+        let _turn = db.lock_turn().await;
+        let mut tx = db.pool().begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
         )
+        .bind(user.name.as_str())
+        .bind(user.role.as_str())
+        .bind(join_codes(&user.languages))
+        .bind(join_codes(&user.areas))
+        .bind(hash)
+        .bind(user.sip_target.clone())
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
-    if result.rows_affected() == 0 {
-        return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));
-    }
+        if result.rows_affected() == 0 {
+            // Ended here, not by a drop, which only queues the rollback.
+            tx.rollback().await?;
+            return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));
+        }
+        tx
+    };
+    let detail = serde_json::json!({
+        "name": user.name.as_str(),
+        "role": user.role.as_str(),
+        "languages": join_codes(&user.languages),
+        "areas": join_codes(&user.areas),
+    });
+    super::audit::record(&mut *tx, now, actor, AuditAction::CreateUser, None, &detail.to_string()).await?;
+    tx.commit().await?;
     find_user(db, user.name.as_str()).await?.ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
 }
 
@@ -224,7 +238,7 @@ pub async fn ensure_first_admin(
         password: Password::parse(&password).map_err(DbError::Corrupt)?,
         sip_target: None,
     };
-    match add_user(db, &user, now.timestamp_millis()).await {
+    match add_user(db, &user, now.timestamp_millis(), &Actor::system("first start")).await {
         Ok(_) => Ok(Some(("admin".to_owned(), password))),
         Err(DbError::Conflict(_)) => Ok(None),
         Err(e) => Err(e),
