@@ -270,14 +270,18 @@ async fn sign_ins_screen_pops_notes_users_and_callbacks_are_audited() {
     assert_eq!((created[1].1.as_str(), detail(&created[1])["name"].as_str()), ("test", Some("olga")));
     assert_eq!(detail(&created[1])["role"], "operator");
 
-    // Sign-ins: a wrong password, then the right one.
+    // Sign-ins: a wrong password, a password typed into the name field, then the right one.
     let wrong = "not olga's password at all";
-    let r = app.client.post(app.url("/api/session")).json(&json!({"name": "olga", "password": wrong})).send().await;
-    assert_eq!(r.unwrap().status(), 401);
+    let sign_in = |name: &str, password: &str| {
+        app.client.post(app.url("/api/session")).json(&json!({"name": name, "password": password})).send()
+    };
+    assert_eq!(sign_in("olga", wrong).await.unwrap().status(), 401);
+    assert_eq!(sign_in(cc::PASSWORD, "").await.unwrap().status(), 401);
     let failed = audit_rows(&app, "sign_in_failed").await;
-    assert_eq!(failed.len(), 1);
+    assert_eq!(failed.len(), 2);
     assert_eq!((failed[0].0, failed[0].1.as_str()), (None, "olga"), "a failed sign-in proves no user: {failed:?}");
     assert_eq!(detail(&failed[0])["addr"], "127.0.0.1");
+    assert_eq!(failed[1].1, console::db::audit::UNKNOWN_NAME, "a name nobody has is not kept: {failed:?}");
     let mut ws = cc::operator_online(&app, "olga", true).await;
     let signed = audit_rows(&app, "sign_in").await;
     assert_eq!((signed[0].0, signed[0].1.as_str()), (Some(olga), "olga"));

@@ -23,7 +23,7 @@ pub enum AuditAction {
     RetentionPurge,
     /// Signed in (the client address is the detail).
     SignIn,
-    /// A sign-in with a wrong name or password (the actor is the name given, without a user id;
+    /// A sign-in with a wrong name or password (no user id; the name given when it is a user's;
     /// the client address is the detail).
     SignInFailed,
     /// A screen-pop was sent to an operator: the call's facts and the notes of earlier calls
@@ -88,17 +88,11 @@ impl Actor {
     pub fn user(id: i64, name: &str) -> Actor {
         Actor { user_id: Some(id), name: name.to_owned() }
     }
-
-    /// Someone who claimed a name but did not prove it (a failed sign-in): no user id, and the
-    /// name cut to what a real one can be, so a password typed into the name field by mistake
-    /// is not kept whole.
-    pub fn unverified(name: &str) -> Actor {
-        Actor { user_id: None, name: name.chars().take(MAX_UNVERIFIED_NAME).collect() }
-    }
 }
 
-/// Characters of an unverified name kept (a user name has at most 64).
-const MAX_UNVERIFIED_NAME: usize = 64;
+/// What a failed sign-in under a name nobody has records as its name: the text typed may be a
+/// password typed into the wrong field.
+pub const UNKNOWN_NAME: &str = "(unknown name)";
 
 /// Appends one row.
 pub async fn record<'e, E>(
@@ -155,15 +149,25 @@ where
 
 /// A successful sign-in by `user` from the client address `addr`.
 pub async fn signed_in(db: &Db, at: DateTime<Utc>, user: &Actor, addr: &str) -> Result<(), DbError> {
-    sign_in(db, at, user, AuditAction::SignIn, addr).await
-}
-
-/// A failed sign-in under the name `name` from the client address `addr` (never the password).
-pub async fn sign_in_failed(db: &Db, at: DateTime<Utc>, name: &str, addr: &str) -> Result<(), DbError> {
-    sign_in(db, at, &Actor::unverified(name), AuditAction::SignInFailed, addr).await
-}
-
-async fn sign_in(db: &Db, at: DateTime<Utc>, actor: &Actor, action: AuditAction, addr: &str) -> Result<(), DbError> {
     let detail = serde_json::json!({ "addr": addr }).to_string();
-    db.with_lock_turn(record(db.pool(), at.timestamp_millis(), actor, action, None, &detail)).await
+    db.with_lock_turn(record(db.pool(), at.timestamp_millis(), user, AuditAction::SignIn, None, &detail)).await
+}
+
+/// A failed sign-in under the name `name` from the client address `addr`. The row has no user id
+/// (nothing was proved) and keeps the name only when it is a user's, else [`UNKNOWN_NAME`]; never
+/// the password.
+pub async fn sign_in_failed(db: &Db, at: DateTime<Utc>, name: &str, addr: &str) -> Result<(), DbError> {
+    let detail = serde_json::json!({ "addr": addr }).to_string();
+    let insert = sqlx::query(
+        "INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) \
+         SELECT $1, NULL, COALESCE((SELECT name FROM users WHERE name = $2), $3), $4, NULL, $5",
+    )
+    .bind(at.timestamp_millis())
+    .bind(name)
+    .bind(UNKNOWN_NAME)
+    .bind(AuditAction::SignInFailed.as_str())
+    .bind(detail)
+    .execute(db.pool());
+    db.with_lock_turn(insert).await?;
+    Ok(())
 }
