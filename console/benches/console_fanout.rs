@@ -105,6 +105,7 @@ fn main() -> anyhow::Result<()> {
                 sip_target: Some("sip:op@pbx.example.org".into()),
             },
         chrono::Utc::now().timestamp_millis(),
+        &console::db::audit::Actor::system("bench"),
         )
         .await?;
         let now = chrono::Utc::now().timestamp_millis();

@@ -52,6 +52,9 @@ use tokio::net::TcpStream;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &str = "voice-load-webhook-secret-0123456789abcdef";
+/// The server key (`HELPLINE_SECRET`) of the PostgreSQL server, which must have one from outside
+/// the database.
+const SERVER_SECRET: &str = "voice-load-server-secret-0123456789abcdef";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's clock: real time, shifted into a Tuesday between 10:00 and 14:00 in Rome (open
@@ -227,7 +230,8 @@ impl Servers<'_> {
             sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: url,
             data_dir: self.tmp.join(format!("data-{backend}")),
-            secret: SecretString::default(),
+            // PostgreSQL needs a server key from outside the database; SQLite stores its own.
+            secret: if backend == "postgres" { SecretString::new(SERVER_SECRET) } else { SecretString::default() },
             log_format: LogFormat::Json,
             flow_file: repo.join("config/ivr.toml"),
             prompts_dir: repo.join("prompts"),

@@ -6,6 +6,7 @@
 
 use crate::auth::{AsAdmin, SessionRevoker};
 use crate::clock::Clock;
+use crate::db::audit::Actor;
 use crate::db::users::{self, Password, Role, User, UserChange};
 use crate::db::{sessions, Db};
 use crate::error::AppError;
@@ -123,7 +124,8 @@ async fn change(
     let mut sessions_end = false;
     for change in &changes {
         let now = state.clock.now().timestamp_millis();
-        user = users::change_user(&state.db, &name, change, now).await?.ok_or_else(|| no_such_user(&name))?;
+        let actor = Actor::user(admin.user.id, &admin.user.name);
+        user = users::change_user(&state.db, &name, change, now, &actor).await?.ok_or_else(|| no_such_user(&name))?;
         tracing::info!(admin = %admin.user.name, user = %name, change = %change.describe(), "account changed");
         sessions_end |= change.ends_sessions();
     }

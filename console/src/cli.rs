@@ -202,8 +202,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 db.migrate().await?;
                 let now = SystemClock.now().timestamp_millis();
                 let actor = crate::supervisor::audit::Actor::system("helpline retention run");
-                let report =
-                    crate::supervisor::retention::purge(&db, now, loaded.settings.retention_days, &actor).await?;
+                let report = crate::supervisor::retention::purge(
+                    &db,
+                    now,
+                    &crate::supervisor::retention::Policy::of(&loaded.settings),
+                    &actor,
+                )
+                .await?;
                 println!("{report}");
                 Ok(ExitCode::SUCCESS)
             }
@@ -226,6 +231,9 @@ async fn connect(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    if let Err(e) = settings.check_for_serve() {
+        return Ok(config_error(&e));
+    }
     telemetry::init(settings.log_format);
     let (public_url, data_dir) = (settings.public_url.clone(), settings.data_dir.clone());
     let app = Application::build(settings).await?;
@@ -326,6 +334,10 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     println!("twilio_auth_token = {:?}", s.twilio_auth_token);
     println!("webhook_secret    = {:?}", s.webhook_secret);
     println!("retention_days    = {}", s.retention_days);
+    println!("audit_retention_days = {}", s.audit_retention_days);
+    if let Err(e) = s.check_for_serve() {
+        return config_error(&e);
+    }
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {
@@ -361,7 +373,8 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
                 Err(code) => return Ok(code),
             };
             let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
-            match users::add_user(&db, &new, SystemClock.now().timestamp_millis()).await {
+            let actor = crate::db::audit::Actor::system("helpline user add");
+            match users::add_user(&db, &new, SystemClock.now().timestamp_millis(), &actor).await {
                 Ok(u) => {
                     if mediator {
                         crate::operators::presence::set_mediator(&db, u.id, true).await?;
@@ -478,7 +491,8 @@ fn read_password() -> Result<Password, ExitCode> {
 /// the user's sessions when it calls for it (and tells every node), prints what was done.
 async fn change_user(db: &Db, name: &str, change: UserChange) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now().timestamp_millis();
-    let Some(user) = users::change_user(db, name, &change, now).await? else {
+    let actor = crate::db::audit::Actor::system(&format!("helpline user {}", change.audit_action().as_str()));
+    let Some(user) = users::change_user(db, name, &change, now, &actor).await? else {
         return Ok(usage_error(&format!("no user named {name:?}")));
     };
     let mut done = format!("{}: {}", user.name, change.describe());

@@ -31,8 +31,9 @@ pub struct Settings {
     pub database_url: String,
     /// Folder for the server's own files (`HELPLINE_DATA_DIR`).
     pub data_dir: PathBuf,
-    /// The server key; empty means "generate on first start and keep it in the database"
-    /// (`HELPLINE_SECRET`).
+    /// The server key (`HELPLINE_SECRET`): at least 32 characters. Required with PostgreSQL
+    /// ([`Settings::check_for_serve`]); with SQLite, empty means "generate on first start and keep
+    /// it in the database".
     pub secret: SecretString,
     /// `auto`, `pretty` or `json` (`HELPLINE_LOG_FORMAT`).
     pub log_format: LogFormat,
@@ -52,6 +53,9 @@ pub struct Settings {
     pub webhook_secret: SecretString,
     /// Days a call's detail is kept before only its KPI counts remain (`HELPLINE_RETENTION_DAYS`).
     pub retention_days: u32,
+    /// Days an audit-log row is kept (`HELPLINE_AUDIT_RETENTION_DAYS`): longer than the calls, so
+    /// who read a record can be answered for the record's whole life and a while after.
+    pub audit_retention_days: u32,
     /// The operator console's settings: dispositions, wrap-up, ACD timings
     /// (`HELPLINE_CONSOLE_FILE`); when the file is absent the built-in defaults apply.
     pub console_file: PathBuf,
@@ -85,6 +89,7 @@ impl Default for Settings {
             http_header_timeout_secs: 10,
             http_body_timeout_secs: 30,
             http_max_connections: 1024,
+            audit_retention_days: 730,
             console_file: PathBuf::from("config/console.toml"),
         }
     }
@@ -187,6 +192,37 @@ impl Settings {
             reason: e.message().trim().to_owned(),
         })?;
         Ok(Loaded { settings, file, overrides })
+    }
+
+    /// What `serve` needs beyond well-typed settings: a server key of at least 32 characters
+    /// when one is given, and one given from outside the database when the database is
+    /// PostgreSQL — there the generated key would sit in the database whose phone hashes (and
+    /// retry fingerprints) it protects, so a dump would carry its own key.
+    pub fn check_for_serve(&self) -> Result<(), ConfigError> {
+        let err = |reason: String| ConfigError::Env { var: "HELPLINE_SECRET".into(), reason };
+        let postgres = self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://");
+        if self.secret.is_empty() && postgres {
+            return Err(err(
+                "required with a PostgreSQL database (the `secret` key of the settings file also does): the \
+                 server key must not be stored in the database it protects. Set it to at least 32 random \
+                 characters, the same on every node (e.g. `openssl rand -hex 32`), and keep it with the \
+                 deployment's other secrets"
+                    .into(),
+            ));
+        }
+        let len = self.secret.expose().len();
+        if !self.secret.is_empty() && len < ivr::domain::ServerSecret::MIN_LEN {
+            return Err(err(format!(
+                "must be at least {} characters long, got {len}",
+                ivr::domain::ServerSecret::MIN_LEN
+            )));
+        }
+        Ok(())
+    }
+
+    /// The folder of the speech synthesised on demand (`<data_dir>/tts-cache`).
+    pub fn speech_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("tts-cache")
     }
 
     /// Every environment variable that overrides a key, with the key it sets.
@@ -348,6 +384,21 @@ mod tests {
         for name in &names {
             assert!(readme.contains(name.as_str()), "README does not document {name}");
         }
+    }
+
+    #[test]
+    fn postgres_needs_a_server_key_from_outside_the_database() {
+        let pg = Settings { database_url: "postgres://u@h/db".into(), ..Settings::default() };
+        let err = pg.check_for_serve().unwrap_err().to_string();
+        assert!(err.starts_with("environment variable HELPLINE_SECRET: required with a PostgreSQL database"), "{err}");
+        let short = Settings { secret: SecretString::new("too short"), ..pg.clone() };
+        let err = short.check_for_serve().unwrap_err().to_string();
+        assert!(err.contains("HELPLINE_SECRET") && err.contains("at least 32"), "{err}");
+        assert!(!err.contains("too short"), "the secret is not echoed: {err}");
+        let keyed = Settings { secret: SecretString::new("k".repeat(32)), ..pg };
+        keyed.check_for_serve().unwrap();
+        // SQLite may generate and store its own (recommended: give one anyway).
+        Settings::default().check_for_serve().unwrap();
     }
 
     #[test]

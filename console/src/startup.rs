@@ -140,6 +140,7 @@ impl Application {
 
     /// Like [`Application::build`] with a clock of the caller's choosing (tests).
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        settings.check_for_serve()?;
         let (voice, flow_source) = crate::voice::load(&settings)?;
         tracing::info!(?flow_source, "menus loaded");
         // Parse the municipalities once now rather than on the first call.
@@ -157,7 +158,7 @@ impl Application {
         let sip = SipServer::bind(&settings).await?;
         let metrics = Arc::new(Metrics::new());
         let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(directory.clone()), metrics.clone());
-        let tts_dir = settings.data_dir.join("tts-cache");
+        let tts_dir = settings.speech_cache_dir();
         let tts = Arc::new(
             Tts::new(tts_dir.clone(), TtsOptions::default())
                 .with_context(|| format!("cannot create the speech cache in {}", tts_dir.display()))?,

@@ -95,6 +95,31 @@ async fn an_admin_disables_enables_and_resets_a_user_from_the_command_line() {
     let (code, _, err) = user_cli(&app, &["languages", "anna", "xx"], "");
     assert_eq!(code, 2, "{err}");
     assert_eq!(sign_in_status(&app, "anna", "a brand new password").await, 200, "still the last good state");
+
+    // Every change is in the audit log, by the command, never with the password.
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT action, user_name, detail FROM audit_log WHERE action IN \
+         ('disable_user', 'enable_user', 'set_password', 'change_role', 'change_user') ORDER BY id",
+    )
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    let actions: Vec<&str> = rows.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "disable_user",
+            "enable_user",
+            "set_password",
+            "change_role",
+            "change_user",
+            "change_user",
+            "change_user",
+            "change_user"
+        ]
+    );
+    assert!(rows.iter().all(|(_, by, detail)| by.starts_with("helpline user") && detail.contains("anna")), "{rows:?}");
+    assert!(!rows.iter().any(|(_, _, d)| d.contains("brand new")), "no password in the log");
     app.stop().await;
 }
 
@@ -157,5 +182,11 @@ async fn an_admin_changes_accounts_over_http() {
         .unwrap();
     assert!(list.iter().any(|u| u["name"] == "bruna" && u["disabled"] == false), "{list:?}");
     assert!(!serde_json::to_string(&list).unwrap().contains("argon2"), "no hashes");
+    let (by,): (String,) =
+        sqlx::query_as("SELECT user_name FROM audit_log WHERE action = 'disable_user' ORDER BY id DESC LIMIT 1")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(by, "admin", "the admin is named in the audit log");
     app.stop().await;
 }

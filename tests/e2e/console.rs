@@ -453,6 +453,7 @@ async fn an_operator_without_a_phone_target_is_not_offered_calls() {
             sip_target: None,
         },
         app.state.clock.now().timestamp_millis(),
+        &console::db::audit::Actor::system("test"),
     )
     .await
     .unwrap();

@@ -34,6 +34,7 @@ pub async fn add_user(
             sip_target: Some(format!("sip:{name}@pbx.example.org")),
         },
         app.state.clock.now().timestamp_millis(),
+        &console::db::audit::Actor::system("test"),
     )
     .await
     .unwrap();

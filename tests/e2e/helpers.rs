@@ -59,7 +59,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
         rtp_port_max: 0,
         database_url: db.url.clone(),
         data_dir: db.dir.path().join("data"),
-        secret: SecretString::default(),
+        // PostgreSQL needs a server key from outside the database; SQLite generates and stores one.
+        secret: if db.is_postgres() { SecretString::new(TEST_SERVER_SECRET) } else { SecretString::default() },
         log_format: LogFormat::Pretty,
         flow_file: repo_path("config/ivr.toml"),
         prompts_dir: repo_path("prompts"),
@@ -67,11 +68,14 @@ pub fn test_settings(db: &TestDb) -> Settings {
         twilio_auth_token: SecretString::new(TEST_TWILIO_TOKEN),
         webhook_secret: SecretString::new(TEST_WEBHOOK_SECRET),
         retention_days: 365,
+        audit_retention_days: 730,
         console_file: repo_path("config/console.toml"),
         ..Settings::default()
     }
 }
 
+/// The server key of test servers on PostgreSQL (`HELPLINE_SECRET`), the same for every node.
+pub const TEST_SERVER_SECRET: &str = "test-server-secret-0123456789abcdef0123456789";
 /// The auth token test servers verify TwiML signatures with.
 pub const TEST_TWILIO_TOKEN: &str = "test-twilio-auth-token-0123456789";
 /// The key test servers verify JSON webhook signatures with.
@@ -249,6 +253,9 @@ impl ServeProcess {
     /// Like [`ServeProcess::start`], from a `helpline` command made by the caller (e.g. one
     /// without the repository's prompts and menus).
     pub fn start_command(mut cmd: Command, database_url: &str) -> ServeProcess {
+        if database_url.starts_with("postgres") {
+            cmd.env("HELPLINE_SECRET", TEST_SERVER_SECRET);
+        }
         let mut child = cmd
             .arg("serve")
             .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")

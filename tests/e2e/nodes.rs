@@ -144,7 +144,10 @@ async fn serve_in_an_empty_folder_runs_on_the_built_in_prompts_and_menus() {
 async fn serve_with_an_unreachable_database_exits_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = run_helpline(
-        helpline(dir.path()).arg("serve").env("HELPLINE_DATABASE_URL", "postgres://x@127.0.0.1:1/none"),
+        helpline(dir.path())
+            .arg("serve")
+            .env("HELPLINE_DATABASE_URL", "postgres://x@127.0.0.1:1/none")
+            .env("HELPLINE_SECRET", crate::helpers::TEST_SERVER_SECRET),
         "",
     );
     assert_eq!(code, 1);

@@ -8,6 +8,7 @@ use chrono::{Duration, TimeZone, Utc};
 use chrono_tz::Europe::Rome;
 use console::clock::Clock;
 use console::db::users::{add_user, NewUser, Password, Role, UserName};
+use console::supervisor::retention::Policy;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -27,6 +28,7 @@ pub async fn signed_in(app: &TestApp, name: &str, role: Role) -> (i64, reqwest::
             sip_target: None,
         },
         app.state.clock.now().timestamp_millis(),
+        &console::db::audit::Actor::system("test"),
     )
     .await
     .unwrap();
@@ -596,7 +598,9 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     let now = app.clock.now().timestamp_millis();
     let actor = console::supervisor::audit::Actor::system("test");
     // Three calls per transaction: three chunks, each rolling up what it deletes.
-    let report = console::supervisor::retention::purge_in_chunks(&app.state.db, now, 365, &actor, 3).await.unwrap();
+    let report = console::supervisor::retention::purge_in_chunks(&app.state.db, now, &Policy::calls(365), &actor, 3)
+        .await
+        .unwrap();
     assert_eq!((report.calls, report.notes, report.referrals), (8, 1, 1), "{report:?}");
     assert_eq!(report.call_events, 8);
     assert_eq!(report.queue_entries, 5);
@@ -617,7 +621,7 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     assert_eq!(recent["total"], before_hour["total"], "the same calls, still live, give the same KPIs");
 
     // A second run purges nothing and is audited too.
-    let again = console::supervisor::retention::purge(&app.state.db, now, 365, &actor).await.unwrap();
+    let again = console::supervisor::retention::purge(&app.state.db, now, &Policy::calls(365), &actor).await.unwrap();
     assert_eq!(again.calls, 0);
     let audit = get_json(&admin, &app.url("/api/audit")).await;
     let purges: Vec<&Value> =
@@ -628,6 +632,91 @@ async fn retention_purges_old_calls_keeps_their_kpis_and_audits_each_purge() {
     assert_eq!(detail["calls"], 8);
     let detail: Value = serde_json::from_str(purges[0]["detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["calls"], 0);
+    app.stop().await;
+}
+
+/// Retention with `retention_days = 0` just after midnight: yesterday's ended call goes, a call
+/// still live stays (its log and queue entry too) and is still counted, live; the same run deletes
+/// the expired sessions (a live one stays), the audit rows past `audit_retention_days`, and the
+/// speech synthesised before the calls' cutoff.
+#[tokio::test]
+async fn retention_never_purges_a_live_call_and_purges_sessions_old_audit_rows_and_old_speech() {
+    use console::db::audit::{self, Actor, AuditAction};
+    let app = spawn_app().await;
+    let now = rome(24, 0, 3, 0);
+    app.clock.set(Utc.timestamp_millis_opt(now).unwrap());
+    let live = Fx {
+        id: "live".into(),
+        channel: "webhook",
+        started: rome(23, 23, 55, 0),
+        language: Some("it"),
+        queued: Some(rome(23, 23, 56, 0)),
+        ..Fx::default()
+    };
+    let ended = Fx::new("ended", rome(23, 23, 50, 0), rome(23, 23, 52, 0), "hung_up_in_menu", "it", None);
+    insert(&app, &[live, ended]).await;
+    let (sara, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let kpis = "/api/kpis?from=2026-11-23&to=2026-11-24&group=day";
+    let before = get_json(&sup, &app.url(kpis)).await;
+    assert_eq!(before["total"]["calls"], 2, "{before}");
+
+    let db = &app.state.db;
+    let pool = db.pool();
+    // A session that expired an hour ago, beside sara's live one.
+    console::db::sessions::create_session(db, sara, now - 13 * 3_600_000).await.unwrap();
+    // Audit rows of 800 and of 100 days ago.
+    for days in [800i64, 100] {
+        let at = now - days * 86_400_000;
+        audit::record(pool, at, &Actor::system("old"), AuditAction::OpenCall, Some(&format!("d{days}")), "")
+            .await
+            .unwrap();
+    }
+    // Speech of yesterday evening and of today.
+    let speech = app.state.settings.speech_cache_dir();
+    for (name, at) in [("yesterday.wav", rome(23, 22, 0, 0)), ("today.wav", rome(24, 0, 1, 0))] {
+        let path = speech.join(name);
+        std::fs::write(&path, b"RIFF").unwrap();
+        let modified = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at as u64);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    }
+
+    let policy = Policy { call_days: 0, audit_days: 730, speech_cache: Some(speech.clone()) };
+    let report = console::supervisor::retention::purge(db, now, &policy, &Actor::system("test")).await.unwrap();
+    assert_eq!((report.calls, report.call_events, report.live_calls_kept), (1, 1, 1), "{report:?}");
+    assert_eq!((report.sessions, report.audit_rows, report.speech_files), (1, 1, 1), "{report:?}");
+
+    let count = |sql: &'static str| async move { sqlx::query_as::<_, (i64,)>(sql).fetch_one(pool).await.unwrap().0 };
+    assert_eq!(count("SELECT COUNT(*) FROM calls WHERE call_id = 'live' AND ended_at IS NULL").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM call_events WHERE call_id = 'live'").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM queue_entries WHERE call_id = 'live'").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM calls WHERE call_id = 'ended'").await, 0);
+    let after = get_json(&sup, &app.url(kpis)).await;
+    assert_eq!(
+        (&after["rows"], &after["total"]),
+        (&before["rows"], &before["total"]),
+        "the live call is still counted"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM sessions").await, 1, "sara's live session stays");
+    assert_eq!(count("SELECT COUNT(*) FROM audit_log WHERE call_id = 'd800'").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM audit_log WHERE call_id = 'd100'").await, 1);
+    assert!(!speech.join("yesterday.wav").exists() && speech.join("today.wav").exists());
+    let (detail,): (String,) =
+        sqlx::query_as("SELECT detail FROM audit_log WHERE action = 'retention_purge' AND user_name = 'test'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let detail: Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!((detail["sessions"].clone(), detail["live_calls_kept"].clone()), (json!(1), json!(1)), "{detail}");
+
+    // Once the call has ended (and the settle's margin passed), the next run purges it.
+    sqlx::query("UPDATE calls SET ended_at = $1, outcome = 'hung_up_in_queue' WHERE call_id = 'live'")
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+    let later = now + 10 * 60_000;
+    let report = console::supervisor::retention::purge(db, later, &policy, &Actor::system("test")).await.unwrap();
+    assert_eq!((report.calls, report.live_calls_kept), (1, 0), "{report:?}");
     app.stop().await;
 }
 
@@ -667,7 +756,9 @@ async fn a_purge_in_chunks_takes_calls_of_one_instant_together() {
     assert_eq!(before["total"]["calls"], 6);
     let now = app.clock.now().timestamp_millis();
     let actor = console::supervisor::audit::Actor::system("test");
-    let report = console::supervisor::retention::purge_in_chunks(&app.state.db, now, 365, &actor, 2).await.unwrap();
+    let report = console::supervisor::retention::purge_in_chunks(&app.state.db, now, &Policy::calls(365), &actor, 2)
+        .await
+        .unwrap();
     assert_eq!((report.calls, report.call_events), (6, 6), "{report:?}");
     let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(left, 0);
@@ -736,7 +827,9 @@ async fn settling_moves_ended_calls_into_the_roll_up_without_changing_the_kpis()
 
     // A purge of the settled day keeps its KPIs and rolls up nothing more.
     let actor = console::supervisor::audit::Actor::system("test");
-    let report = retention::purge(db, rome(23, 23, 0, 0) + 86_400_000, 0, &actor).await.unwrap();
+    // Any instant of the 24th cuts at its midnight: the server's own, at which sara's session is
+    // still live (the purge deletes expired sessions).
+    let report = retention::purge(db, now, &retention::Policy::calls(0), &actor).await.unwrap();
     assert_eq!((report.calls, report.kpi_rows), (8, 0), "{report:?}");
     let after = get_json(&sup, &app.url(&queries[0])).await;
     assert_eq!((&after["rows"], &after["total"]), (&before[0]["rows"], &before[0]["total"]));

@@ -321,7 +321,8 @@ async fn one_call_alternates_between_two_servers_on_one_database() {
         (language.as_deref(), area.as_deref(), town.as_deref(), outcome.as_deref()),
         (Some("it"), Some("minori"), Some("Como"), Some("queued"))
     );
-    // Both nodes agree on the caller's hash: they share the server key through the database.
+    // Both nodes agree on the caller's hash: they share the server key (through the database on
+    // SQLite, as HELPLINE_SECRET on PostgreSQL).
     assert_eq!(a.state.secret, b.state.secret);
     a.stop().await;
     b.stop().await;

@@ -6,6 +6,7 @@
 //! server's public URL is https, and lasts one session TTL.
 
 use super::{AsOperator, AuthState, Authenticated};
+use crate::db::audit::{self, Actor};
 use crate::db::{sessions, users};
 use crate::error::AppError;
 use crate::extract::JsonBody;
@@ -83,6 +84,7 @@ async fn sign_in(
     };
     let Some(user) = verified else {
         tracing::warn!(name = %creds.name, %addr, "failed sign-in");
+        audit::sign_in_failed(&state.db, state.clock.now(), &creds.name, &addr).await?;
         return Err(AppError::BadCredentials);
     };
     limiter.succeeded(attempt);
@@ -90,6 +92,7 @@ async fn sign_in(
     let session = sessions::create_session(&state.db, user.id, now).await?;
     let cookie = session_cookie(&state, session.token);
     tracing::info!(user = %user.name, role = user.role.as_str(), "signed in");
+    audit::signed_in(&state.db, state.clock.now(), &Actor::user(user.id, &user.name), &addr).await?;
     Ok((jar.add(cookie), Json(json!({ "user": user, "csrf_token": session.csrf_token }))))
 }
 
@@ -151,7 +154,8 @@ async fn change_password(
     state.sign_in_limiter.succeeded(attempt);
     let now = state.clock.now().timestamp_millis();
     let change = users::UserChange::Password { password: new, must_change: false };
-    users::change_user(&state.db, &auth.user.name, &change, now).await?;
+    let actor = crate::db::audit::Actor::user(auth.user.id, &auth.user.name);
+    users::change_user(&state.db, &auth.user.name, &change, now, &actor).await?;
     sessions::delete_other_sessions(&state.db, auth.user.id, &auth.token_hash).await?;
     tracing::info!(user = %auth.user.name, "password changed by its user");
     Ok(StatusCode::NO_CONTENT)

@@ -57,6 +57,9 @@ impl From<sqlx::Error> for CallError {
     }
 }
 
+/// What migration 0011 left in place of the fingerprints written before they were keyed.
+pub const ERASED_FINGERPRINT: &str = "erased";
+
 /// An idempotency key: a retried request carries the same key and fingerprint and gets the
 /// stored answer; the same key with another fingerprint is a conflict.
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 //! (`$1` placeholders, BIGINT epoch milliseconds, TEXT ids); the schema lives in
 //! `migrations/<backend>/` because DDL differs.
 
+pub mod audit;
 pub mod secrets;
 pub mod sessions;
 pub mod turns;
@@ -132,10 +133,13 @@ impl Db {
                         // page_size applies only to a new, empty database (before WAL): 2 KiB
                         // pages halve what a commit of a few scattered rows writes to the WAL
                         // (BENCHMARKS.md, webhook decisions), and still hold a call's row and a
-                        // call-log step with its answer without overflow pages.
+                        // call-log step with its answer without overflow pages. secure_delete:
+                        // what the pool deletes (the retention purge's notes and call logs,
+                        // sessions) is overwritten in the file, not left in free space for a copy
+                        // of the file to show.
                         conn.execute(
                             "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
                         )
                         .await?;
                     }

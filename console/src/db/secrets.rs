@@ -1,5 +1,9 @@
 //! The server key (`HELPLINE_SECRET`): taken from the settings when given, otherwise generated once
-//! and kept in the database, so every node sharing the database hashes phone numbers alike.
+//! and kept in the database, so every node sharing the database hashes phone numbers alike. The
+//! settings must give it with PostgreSQL (`Settings::check_for_serve`): a key kept in the database
+//! travels with every dump of it, and with the masked numbers beside the hashes a dump and its key
+//! give the callers' numbers back. When a key is given, a key stored earlier is deleted, for the
+//! same reason: nothing uses it any more, and it would still unlock the hashes made with it.
 
 use super::{Db, DbError};
 use crate::config::SecretString;
@@ -25,6 +29,16 @@ pub async fn server_secret(
     if !configured.is_empty() {
         let secret = ServerSecret::new(configured.expose().as_bytes().to_vec())
             .map_err(|e| DbError::Conflict(format!("HELPLINE_SECRET: {e}")))?;
+        let deleted = db
+            .with_lock_turn(sqlx::query("DELETE FROM server_settings WHERE key = $1").bind(KEY).execute(db.pool()))
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            tracing::warn!(
+                "the server key stored in the database was deleted: HELPLINE_SECRET is in use. Calls hashed \
+                 with the old key are no longer linked to new calls from the same number"
+            );
+        }
         return Ok((secret, SecretSource::Settings));
     }
     if let Some(stored) = stored(db).await? {

@@ -1,6 +1,7 @@
 //! Operators, supervisors and admins: who may sign in, with which role and skills. Passwords are
 //! stored only as argon2id hashes.
 
+use super::audit::{Actor, AuditAction};
 use super::{Db, DbError};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -141,28 +142,41 @@ fn join_codes<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// Creates a user at `now` (epoch ms). A taken name is a [`DbError::Conflict`].
-pub async fn add_user(db: &Db, user: &NewUser, now: i64) -> Result<User, DbError> {
+/// Creates a user at `now` (epoch ms), and its audit row (`create_user`, by `actor`) in the same
+/// transaction. A taken name is a [`DbError::Conflict`].
+pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Result<User, DbError> {
     let hash = user.password.hash()?;
-    let result = db
-        .with_lock_turn(
-            sqlx::query(
-                "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(user.name.as_str())
-            .bind(user.role.as_str())
-            .bind(join_codes(&user.languages))
-            .bind(join_codes(&user.areas))
-            .bind(hash)
-            .bind(user.sip_target.clone())
-            .bind(now)
-            .execute(db.pool()),
+    let mut tx = {
+        let _turn = db.lock_turn().await;
+        let mut tx = db.pool().begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
         )
+        .bind(user.name.as_str())
+        .bind(user.role.as_str())
+        .bind(join_codes(&user.languages))
+        .bind(join_codes(&user.areas))
+        .bind(hash)
+        .bind(user.sip_target.clone())
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
-    if result.rows_affected() == 0 {
-        return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));
-    }
+        if result.rows_affected() == 0 {
+            // Ended here, not by a drop, which only queues the rollback.
+            tx.rollback().await?;
+            return Err(DbError::Conflict(format!("a user named {:?} already exists", user.name.as_str())));
+        }
+        tx
+    };
+    let detail = serde_json::json!({
+        "name": user.name.as_str(),
+        "role": user.role.as_str(),
+        "languages": join_codes(&user.languages),
+        "areas": join_codes(&user.areas),
+    });
+    super::audit::record(&mut *tx, now, actor, AuditAction::CreateUser, None, &detail.to_string()).await?;
+    tx.commit().await?;
     find_user(db, user.name.as_str()).await?.ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
 }
 
@@ -249,6 +263,17 @@ impl UserChange {
         matches!(self, UserChange::Disabled(true) | UserChange::Password { .. } | UserChange::Role(_))
     }
 
+    /// How the audit log names this change.
+    pub fn audit_action(&self) -> AuditAction {
+        match self {
+            UserChange::Disabled(true) => AuditAction::DisableUser,
+            UserChange::Disabled(false) => AuditAction::EnableUser,
+            UserChange::Password { .. } => AuditAction::SetPassword,
+            UserChange::Role(_) => AuditAction::ChangeRole,
+            UserChange::Languages(_) | UserChange::Areas(_) | UserChange::SipTarget(_) => AuditAction::ChangeUser,
+        }
+    }
+
     /// What changed, for the audit log (never a password).
     pub fn describe(&self) -> String {
         match self {
@@ -264,10 +289,16 @@ impl UserChange {
     }
 }
 
-/// Applies `change` to the user named `name` at `now` (epoch ms) and returns the user as they are
-/// now; `Ok(None)` when there is no such user. The caller ends their sessions when
-/// [`UserChange::ends_sessions`] says so.
-pub async fn change_user(db: &Db, name: &str, change: &UserChange, now: i64) -> Result<Option<User>, DbError> {
+/// Applies `change` to the user named `name` at `now` (epoch ms), written to the audit log as done
+/// by `actor` in the same transaction, and returns the user as they are now; `Ok(None)` when
+/// there is no such user. The caller ends their sessions when [`UserChange::ends_sessions`] says so.
+pub async fn change_user(
+    db: &Db,
+    name: &str,
+    change: &UserChange,
+    now: i64,
+    actor: &Actor,
+) -> Result<Option<User>, DbError> {
     let query = match change {
         UserChange::Disabled(true) => {
             sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE name = $1").bind(name).bind(now)
@@ -296,10 +327,18 @@ pub async fn change_user(db: &Db, name: &str, change: &UserChange, now: i64) -> 
             sqlx::query("UPDATE users SET sip_target = $2 WHERE name = $1").bind(name).bind(t.clone())
         }
     };
-    let done = db.with_lock_turn(query.execute(db.pool())).await?;
-    if done.rows_affected() == 0 {
-        return Ok(None);
-    }
+    let mut tx = {
+        let _turn = db.lock_turn().await;
+        let mut tx = db.pool().begin().await?;
+        if query.execute(&mut *tx).await?.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx
+    };
+    let detail = serde_json::json!({ "name": name, "change": change.describe() });
+    super::audit::record(&mut *tx, now, actor, change.audit_action(), None, &detail.to_string()).await?;
+    tx.commit().await?;
     find_user(db, name).await
 }
 
@@ -321,7 +360,7 @@ pub async fn ensure_first_admin(
         password: Password::parse(&password).map_err(DbError::Corrupt)?,
         sip_target: None,
     };
-    match add_user(db, &user, now.timestamp_millis()).await {
+    match add_user(db, &user, now.timestamp_millis(), &Actor::system("first start")).await {
         Ok(_) => {
             // Shown once, outside the database: its user must choose their own.
             sqlx::query("UPDATE users SET must_change_password = 1 WHERE name = 'admin'").execute(db.pool()).await?;

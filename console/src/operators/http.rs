@@ -9,8 +9,9 @@
 use super::presence;
 use super::ConsoleError;
 use super::OperatorsState;
-use crate::auth::{AsOperator, AsSupervisor};
+use crate::auth::{AsOperator, AsSupervisor, Authenticated};
 use crate::clock::rfc3339;
+use crate::db::audit::{self, Actor, AuditAction};
 use crate::error::AppError;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
@@ -72,22 +73,9 @@ async fn claim(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
-    let n = state
-        .db
-        .with_lock_turn(
-            sqlx::query(
-                "UPDATE callbacks SET claimed_by = $2, claimed_at = $3 WHERE id = $1 AND status = 'open' \
-         AND (claimed_by IS NULL OR claimed_by = $2)",
-            )
-            .bind(id)
-            .bind(auth.user.id)
-            .bind(now)
-            .execute(state.db.pool()),
-        )
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-    if n == 0 {
+    let claim = "UPDATE callbacks SET claimed_by = $2, claimed_at = $3 WHERE id = $1 AND status = 'open' \
+                 AND (claimed_by IS NULL OR claimed_by = $2)";
+    if !audited_update(&state, &auth, claim, id, now, AuditAction::ClaimCallback).await? {
         return Err(claim_refusal(&state, id).await);
     }
     Ok(Json(json!({"id": id, "claimed_by": auth.user.name, "claimed_at": rfc3339(now)})))
@@ -100,18 +88,53 @@ async fn done(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
-    let n = state.db.with_lock_turn(sqlx::query("UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2")
-        .bind(id)
-        .bind(auth.user.id)
-        .bind(now)
-        .execute(state.db.pool()))
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-    if n == 0 {
+    let done =
+        "UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2";
+    if !audited_update(&state, &auth, done, id, now, AuditAction::CallbackDone).await? {
         return Err(claim_refusal(&state, id).await);
     }
     Ok(Json(json!({"id": id, "status": "done", "done_at": rfc3339(now)})))
+}
+
+/// Runs `update` (`$1` the callback, `$2` the user, `$3` now) and, when it changed the callback,
+/// writes its audit row (the call and the callback's id) in the same transaction. Whether it did.
+async fn audited_update(
+    state: &OperatorsState,
+    auth: &Authenticated,
+    update: &str,
+    id: i64,
+    now: i64,
+    action: AuditAction,
+) -> Result<bool, AppError> {
+    let mut tx = {
+        let _turn = state.db.lock_turn().await;
+        let mut tx = state.db.pool().begin().await.map_err(db_error)?;
+        let n = sqlx::query(update)
+            .bind(id)
+            .bind(auth.user.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        if n == 0 {
+            // Ended here, not by a drop, which only queues the rollback (and SQLite's write lock
+            // would wait for it).
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        tx
+    };
+    let (call_id,): (String,) = sqlx::query_as("SELECT call_id FROM callbacks WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let actor = Actor::user(auth.user.id, &auth.user.name);
+    let detail = json!({ "callback": id }).to_string();
+    audit::record(&mut *tx, now, &actor, action, Some(&call_id), &detail).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(true)
 }
 
 fn db_error(e: sqlx::Error) -> AppError {

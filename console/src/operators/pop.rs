@@ -3,8 +3,50 @@
 //! from the same number (by its keyed hash) with their notes.
 
 use super::protocol::{PathStep, PreviousCalls, PreviousNote, ScreenPop};
+use crate::db::audit::{self, AuditAction};
 use crate::db::{Db, DbError};
 use serde_json::Value;
+use sqlx::{Any, Executor};
+
+/// When a screen-pop reached an operator (the audit row's detail says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// With an offer of the call.
+    Offer,
+    /// When the operator took the call.
+    Connected,
+    /// The transfer to the operator failed.
+    TransferFailed,
+    /// Again, on the page's reconnection (its offer or the call it is on).
+    Reconnected,
+}
+
+impl Shown {
+    fn as_str(self) -> &'static str {
+        match self {
+            Shown::Offer => "offer",
+            Shown::Connected => "connected",
+            Shown::TransferFailed => "transfer_failed",
+            Shown::Reconnected => "reconnected",
+        }
+    }
+}
+
+/// The audit row of a screen-pop sent to `operator` (`screen_pop`): the call, when it was shown,
+/// and how many earlier calls and notes of the same caller it showed. Written in the transaction
+/// that sends it, when there is one. Nothing for a call that has no pop.
+pub async fn audit<'e, E>(exec: E, at: i64, operator: i64, pop: Option<&ScreenPop>, shown: Shown) -> Result<(), DbError>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let Some(pop) = pop else { return Ok(()) };
+    let detail = serde_json::json!({
+        "shown": shown.as_str(),
+        "earlier_calls": pop.previous.calls,
+        "earlier_notes": pop.previous.notes.len(),
+    });
+    audit::record_by_id(exec, at, operator, AuditAction::ScreenPop, Some(&pop.call_id), &detail.to_string()).await
+}
 
 /// The pop of one call (`None` for an unknown call).
 pub async fn screen_pop(db: &Db, call_id: &str, now_ms: i64) -> Result<Option<ScreenPop>, DbError> {

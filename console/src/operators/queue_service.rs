@@ -154,6 +154,7 @@ async fn transfers_failed(state: &OperatorsState, tx: &mut Tx, now_ms: i64) -> R
             .execute(&mut **tx)
             .await?;
         let pop = pop::screen_pop(&state.db, call_id, now_ms).await?;
+        pop::audit(&mut **tx, now_ms, *operator, pop.as_ref(), pop::Shown::TransferFailed).await?;
         let failed = ServerMessage::Call(CallUpdate {
             call_id: call_id.clone(),
             state: CallState::TransferFailed,
@@ -285,6 +286,7 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
         }
         tracing::info!(call_id = %offer.call_id, operator = offer.operator, offer = id, kind, "call offered");
         let pop = pop::screen_pop(&state.db, &offer.call_id, now_ms).await?;
+        pop::audit(&mut **tx, now_ms, offer.operator, pop.as_ref(), pop::Shown::Offer).await?;
         let message = ServerMessage::Offer(Offer {
             offer_id: id,
             call_id: offer.call_id.clone(),
@@ -429,6 +431,7 @@ pub async fn accept(state: &OperatorsState, user: &User, offer_id: i64) -> Resul
         .await?;
     }
     let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
+    pop::audit(&mut *tx, now_ms, user.id, pop.as_ref(), pop::Shown::Connected).await?;
     let connected =
         ServerMessage::Call(CallUpdate { call_id, state: CallState::Connected, offer_id: Some(offer_id), pop });
     hub::write(&mut tx, &hub::user(user.id), &connected, now_ms).await?;

@@ -402,6 +402,8 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
                 let matched = OfferMatch::parse(&kind)
                     .ok_or_else(|| crate::db::DbError::Corrupt(format!("offer {id}: match_kind {kind:?}")))?;
                 let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
+                let shown = pop::audit(state.db.pool(), now_ms, uid, pop.as_ref(), pop::Shown::Reconnected);
+                state.db.with_lock_turn(shown).await?;
                 Some(Offer { offer_id: id, call_id, matched, expires_at: crate::clock::rfc3339(expires_at), pop })
             }
             None => None,
@@ -413,6 +415,8 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
         {
             Some(call_id) => {
                 let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
+                let shown = pop::audit(state.db.pool(), now_ms, uid, pop.as_ref(), pop::Shown::Reconnected);
+                state.db.with_lock_turn(shown).await?;
                 let on_call = me.as_ref().is_some_and(|p| p.state == PresenceState::OnCall);
                 let st = if on_call { CallState::Connected } else { CallState::Ended };
                 Some(CallUpdate { call_id, state: st, offer_id: None, pop })

@@ -4,6 +4,7 @@
 
 use super::ConsoleError;
 use super::OperatorsState;
+use crate::db::audit::{self, Actor, AuditAction};
 use crate::db::users::{Role, User};
 use crate::directory::{schema, store};
 
@@ -28,20 +29,26 @@ pub async fn save_note(state: &OperatorsState, user: &User, call_id: &str, text:
     }
     check_call(state, user, call_id).await?;
     let now_ms = state.clock.now().timestamp_millis();
-    state
-        .db
-        .with_lock_turn(
-            sqlx::query(
-                "INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (call_id, operator_id) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
-            )
-            .bind(call_id)
-            .bind(user.id)
-            .bind(text)
-            .bind(now_ms)
-            .execute(state.db.pool()),
+    let mut tx = {
+        let _turn = state.db.lock_turn().await;
+        let mut tx = state.db.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO call_notes (call_id, operator_id, text, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (call_id, operator_id) DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
         )
+        .bind(call_id)
+        .bind(user.id)
+        .bind(text)
+        .bind(now_ms)
+        .execute(&mut *tx)
         .await?;
+        tx
+    };
+    // Who wrote on which call, and how much: never the text, which retention purges with the call.
+    let detail = serde_json::json!({ "chars": text.chars().count() }).to_string();
+    let actor = Actor::user(user.id, &user.name);
+    audit::record(&mut *tx, now_ms, &actor, AuditAction::EditNote, Some(call_id), &detail).await?;
+    tx.commit().await?;
     Ok(now_ms)
 }
 

@@ -1,68 +1,10 @@
-//! The audit log: who opened which call record, who exported the log, what each retention purge
-//! removed. Append-only (a trigger refuses updates); admins read it.
+//! The audit log as admins read it: who opened which call record, who exported the log, what each
+//! retention purge removed, sign-ins, screen-pops, note edits, user changes, callback claims.
+//! The writing side, which every feature uses, is `db::audit`; this is the reading side.
 
+pub use crate::db::audit::{record, Actor, AuditAction};
 use crate::db::{Db, DbError};
 use serde::Serialize;
-use sqlx::{Any, Executor};
-
-/// What was done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditAction {
-    /// Opened one call's record and timeline.
-    OpenCall,
-    /// Exported the call log as CSV (the filter is the detail).
-    ExportCalls,
-    /// The retention purge ran (the counts are the detail).
-    RetentionPurge,
-}
-
-impl AuditAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditAction::OpenCall => "open_call",
-            AuditAction::ExportCalls => "export_calls",
-            AuditAction::RetentionPurge => "retention_purge",
-        }
-    }
-}
-
-/// Who did it: a signed-in user, or the server itself (the scheduled purge, the CLI).
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub user_id: Option<i64>,
-    pub name: String,
-}
-
-impl Actor {
-    pub fn system(name: &str) -> Actor {
-        Actor { user_id: None, name: name.to_owned() }
-    }
-}
-
-pub async fn record<'e, E>(
-    exec: E,
-    at: i64,
-    actor: &Actor,
-    action: AuditAction,
-    call_id: Option<&str>,
-    detail: &str,
-) -> Result<(), DbError>
-where
-    E: Executor<'e, Database = Any>,
-{
-    sqlx::query(
-        "INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(at)
-    .bind(actor.user_id)
-    .bind(&actor.name)
-    .bind(action.as_str())
-    .bind(call_id)
-    .bind(detail)
-    .execute(exec)
-    .await?;
-    Ok(())
-}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AuditEntry {

@@ -9,9 +9,10 @@
 //! - `store.rs`: the counts out of SQL (per UTC hour × language × area) and the `kpi_hourly` roll-up.
 //! - `export.rs`: streamed CSV of the log, CSV of the KPIs.
 //! - `wallboard.rs`: `GET /ws/wallboard`.
-//! - `audit.rs`: who opened which call, who exported, what each purge removed.
+//! - `audit.rs`: the audit log as admins read it (every feature writes it through `db::audit`).
 //! - `settle.rs`: the KPI counts of ended calls into the roll-up, once; scheduled in `serve`.
-//! - `retention.rs`: roll up, then purge; scheduled in `serve`, `helpline retention run`.
+//! - `retention.rs`: roll up, then purge (ended calls, expired sessions, old audit rows, old
+//!   speech); scheduled in `serve`, `helpline retention run`.
 //! - `bench.rs`: `helpline supervisors bench` (a million generated calls, query timings).
 //! - `http.rs`: the routes and their handlers.
 

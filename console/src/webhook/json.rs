@@ -6,7 +6,7 @@
 use super::actions::{to_carrier, CarrierAction};
 use super::signature::{self, verify_json};
 use super::WebhookState;
-use super::{base_url, digest};
+use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::{CallError, CallRequest, Origin, RequestKey};
 use crate::error::AppError;
 use axum::body::Bytes;
@@ -177,14 +177,22 @@ pub async fn voice_event(
     };
 
     // 3. Run it (durably), then answer.
-    let canonical = serde_json::to_vec(&request).map_err(|e| AppError::Internal(e.into()))?;
+    // The fingerprint covers the request with the caller's number replaced by its keyed hash.
+    let mut keyed = request.clone();
+    if let EventRequest::CallStarted { from: Some(from), .. } = &mut keyed {
+        *from = caller_stand_in(&state.secret, from);
+    }
+    let canonical = serde_json::to_vec(&keyed).map_err(|e| AppError::Internal(e.into()))?;
     let handled = state
         .calls
         .handle(CallRequest {
             call_id: call_id.clone(),
             event,
             now,
-            key: Some(RequestKey { key: format!("json:{seq}"), fingerprint: digest(&[&canonical]) }),
+            key: Some(RequestKey {
+                key: format!("json:{seq}"),
+                fingerprint: fingerprint(&state.secret, &[&canonical]),
+            }),
             carrier_seq: Some(seq),
             origin: Origin::Carrier,
         })

@@ -17,7 +17,7 @@ use crate::voice::Voice;
 use axum::extract::FromRef;
 use axum::http::HeaderMap;
 use axum::Router;
-use ivr::domain::ServerSecret;
+use ivr::domain::{PhoneNumber, ServerSecret};
 use ivr::prompts::Tts;
 use std::sync::Arc;
 
@@ -50,13 +50,46 @@ pub fn base_url(state: &WebhookState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// A SHA-256 digest, hex, of what identifies a request (for idempotent retries).
-pub fn digest(parts: &[&[u8]]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
+/// The retry fingerprint of a request: HMAC-SHA256 under the server key over its parts (each
+/// length-prefixed), hex. Keyed, so the stored fingerprint cannot be recomputed from a guessed
+/// request; and the adapters pass the caller's number only as its [`caller_stand_in`], so even
+/// the key does not make it cover the raw number.
+pub fn fingerprint(secret: &ServerSecret, parts: &[&[u8]]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+    mac.update(b"helpline retry fingerprint v2");
     for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
+        mac.update(&(p.len() as u64).to_le_bytes());
+        mac.update(p);
     }
-    hex::encode(h.finalize())
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// What stands for a caller's number (as the carrier sent it) in a request's fingerprint: its
+/// keyed [`ivr::domain::PhoneHash`] when it parses as a number, else a keyed hash of the text
+/// itself (a number in a form we do not read is still a number).
+pub fn caller_stand_in(secret: &ServerSecret, raw: &str) -> String {
+    match PhoneNumber::parse(raw) {
+        Ok(number) => number.hash(secret).as_str().to_owned(),
+        Err(_) => fingerprint(secret, &[b"unparsed caller", raw.as_bytes()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_keyed_and_hold_no_number() {
+        let a = ServerSecret::new(vec![1u8; 32]).unwrap();
+        let b = ServerSecret::new(vec![2u8; 32]).unwrap();
+        assert_ne!(fingerprint(&a, &[b"x"]), fingerprint(&b, &[b"x"]), "another key, another fingerprint");
+        assert_ne!(fingerprint(&a, &[b"ab", b"c"]), fingerprint(&a, &[b"a", b"bc"]), "parts are delimited");
+        let number = PhoneNumber::parse("+393331234567").unwrap();
+        assert_eq!(caller_stand_in(&a, "+39 333 123 4567"), number.hash(&a).as_str());
+        let odd = caller_stand_in(&a, "3331234567");
+        assert!(!odd.contains("3331234567") && odd.len() == 64, "{odd}");
+        assert_ne!(odd, caller_stand_in(&b, "3331234567"));
+    }
 }

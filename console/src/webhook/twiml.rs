@@ -17,7 +17,7 @@ use super::actions::{queue_name, to_carrier, CarrierAction};
 use super::signature::verify_twilio;
 use super::speech::speech_url;
 use super::WebhookState;
-use super::{base_url, digest};
+use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::{Answer, CallRequest, Origin, RequestKey};
 use axum::body::Bytes;
 use axum::extract::{FromRef, OriginalUri, State};
@@ -201,9 +201,7 @@ async fn voice(
         Stage::Wait => format!("twiml:wait:{}", req.param("QueueTime").unwrap_or("")),
         _ => format!("twiml:{}:{}", req.query("step").unwrap_or(""), req.query("ev").unwrap_or("")),
     };
-    let mut sorted = req.params.clone();
-    sorted.sort();
-    let fingerprint = digest(&sorted.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect::<Vec<_>>());
+    let fingerprint = request_fingerprint(&state.secret, &req.params);
     let sid = call_id.as_str().to_owned();
     let handled = state
         .calls
@@ -227,6 +225,26 @@ async fn voice(
         }
         Err(e) => twiml(apology(&req.base, language, &e.to_string())),
     }
+}
+
+/// Twilio's parameters that carry the caller's number (`From`, `Caller`, and the number a call
+/// was forwarded from).
+const CALLER_PARAMS: [&str; 3] = ["From", "Caller", "ForwardedFrom"];
+
+/// The retry fingerprint of a TwiML request: its form parameters, sorted, under the server key,
+/// with the caller's number (and any other value that reads as a phone number) replaced by its
+/// keyed hash.
+fn request_fingerprint(secret: &ServerSecret, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<(&str, std::borrow::Cow<'_, str>)> = params
+        .iter()
+        .map(|(k, v)| {
+            let number_like = CALLER_PARAMS.contains(&k.as_str()) || PhoneNumber::parse(v).is_ok();
+            let v = if number_like && !v.is_empty() { caller_stand_in(secret, v).into() } else { v.as_str().into() };
+            (k.as_str(), v)
+        })
+        .collect();
+    sorted.sort();
+    fingerprint(secret, &sorted.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect::<Vec<_>>())
 }
 
 /// Status callbacks: a call that ended on the carrier's side ends here too.

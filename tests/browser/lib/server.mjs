@@ -17,6 +17,8 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const SCREENSHOTS = join(REPO, 'tests/browser/screenshots');
 /** The key the test servers verify JSON webhook signatures with. */
 export const WEBHOOK_SECRET = 'browser-test-webhook-secret-0123456789';
+/** The server key (`HELPLINE_SECRET`, required with PostgreSQL), the same for every node. */
+export const SERVER_SECRET = 'browser-test-server-secret-0123456789abcdef';
 
 export function helplineBin() {
   if (process.env.HELPLINE_BIN) return process.env.HELPLINE_BIN;
@@ -80,6 +82,7 @@ export async function startServer({ env = {}, databaseUrl: shared } = {}) {
     HELPLINE_DATA_DIR: join(dir, 'data'),
     HELPLINE_LOG_FORMAT: 'json',
     HELPLINE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    HELPLINE_SECRET: SERVER_SECRET,
     HELPLINE_PROMPTS_DIR: join(REPO, 'prompts'),
     HELPLINE_FLOW_FILE: alwaysOpenFlow(dir),
     ...env,

@@ -1,0 +1,173 @@
+//! Writing the audit log: who did what to personal data or to the accounts, and when. Every feature
+//! that must leave a trace calls [`record`] (or [`record_by_id`] when it has only the user's id),
+//! inside the transaction of the change when there is one, so the change and its trace commit
+//! together. The table is append-only (a trigger refuses updates); only the retention purge
+//! deletes rows, after `audit_retention_days`. Admins read it (`supervisor::audit`).
+//!
+//! A detail never holds a password, a note's text or a caller's number: only what identifies the
+//! act (a call id, a user name, a client address, counts).
+
+use super::{Db, DbError};
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Executor};
+
+/// What was done. The stored names ([`AuditAction::as_str`]) are a public contract: admins filter
+/// and read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// Opened one call's record and timeline.
+    OpenCall,
+    /// Exported the call log as CSV (the filter is the detail).
+    ExportCalls,
+    /// The retention purge ran (the counts are the detail).
+    RetentionPurge,
+    /// Signed in (the client address is the detail).
+    SignIn,
+    /// A sign-in with a wrong name or password (no user id; the name given when it is a user's;
+    /// the client address is the detail).
+    SignInFailed,
+    /// A screen-pop was sent to an operator: the call's facts and the notes of earlier calls
+    /// from the same number (the detail: when it was shown, and how many earlier calls and notes).
+    ScreenPop,
+    /// Saved a call's note (the detail: its length, never its text).
+    EditNote,
+    /// Created a user (the detail: name, role, languages, areas).
+    CreateUser,
+    /// Disabled a user (their sessions end).
+    DisableUser,
+    /// Enabled a disabled user again.
+    EnableUser,
+    /// Set a user's password.
+    SetPassword,
+    /// Changed a user's role (the detail: from and to).
+    ChangeRole,
+    /// Changed a user's languages, areas or SIP target (the detail says which).
+    ChangeUser,
+    /// Claimed a callback request (the callback's id is the detail).
+    ClaimCallback,
+    /// Marked a claimed callback done.
+    CallbackDone,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::OpenCall => "open_call",
+            AuditAction::ExportCalls => "export_calls",
+            AuditAction::RetentionPurge => "retention_purge",
+            AuditAction::SignIn => "sign_in",
+            AuditAction::SignInFailed => "sign_in_failed",
+            AuditAction::ScreenPop => "screen_pop",
+            AuditAction::EditNote => "edit_note",
+            AuditAction::CreateUser => "create_user",
+            AuditAction::DisableUser => "disable_user",
+            AuditAction::EnableUser => "enable_user",
+            AuditAction::SetPassword => "set_password",
+            AuditAction::ChangeRole => "change_role",
+            AuditAction::ChangeUser => "change_user",
+            AuditAction::ClaimCallback => "claim_callback",
+            AuditAction::CallbackDone => "callback_done",
+        }
+    }
+}
+
+/// Who did it: a signed-in user, or the server itself (the scheduled purge, the CLI).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: Option<i64>,
+    pub name: String,
+}
+
+impl Actor {
+    /// The server or one of its commands (`helpline user add`, the scheduled purge…).
+    pub fn system(name: &str) -> Actor {
+        Actor { user_id: None, name: name.to_owned() }
+    }
+
+    /// A signed-in user.
+    pub fn user(id: i64, name: &str) -> Actor {
+        Actor { user_id: Some(id), name: name.to_owned() }
+    }
+}
+
+/// What a failed sign-in under a name nobody has records as its name: the text typed may be a
+/// password typed into the wrong field.
+pub const UNKNOWN_NAME: &str = "(unknown name)";
+
+/// Appends one row.
+pub async fn record<'e, E>(
+    exec: E,
+    at: i64,
+    actor: &Actor,
+    action: AuditAction,
+    call_id: Option<&str>,
+    detail: &str,
+) -> Result<(), DbError>
+where
+    E: Executor<'e, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(at)
+    .bind(actor.user_id)
+    .bind(&actor.name)
+    .bind(action.as_str())
+    .bind(call_id)
+    .bind(detail)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Appends one row for the user with this id, their name read from `users` in the same statement
+/// (for code that holds only the id, such as the ACD offering a call).
+pub async fn record_by_id<'e, E>(
+    exec: E,
+    at: i64,
+    user_id: i64,
+    action: AuditAction,
+    call_id: Option<&str>,
+    detail: &str,
+) -> Result<(), DbError>
+where
+    E: Executor<'e, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) \
+         SELECT $1, $2, COALESCE((SELECT name FROM users WHERE id = $2), ''), $3, $4, $5",
+    )
+    .bind(at)
+    .bind(user_id)
+    .bind(action.as_str())
+    .bind(call_id)
+    .bind(detail)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// A successful sign-in by `user` from the client address `addr`.
+pub async fn signed_in(db: &Db, at: DateTime<Utc>, user: &Actor, addr: &str) -> Result<(), DbError> {
+    let detail = serde_json::json!({ "addr": addr }).to_string();
+    db.with_lock_turn(record(db.pool(), at.timestamp_millis(), user, AuditAction::SignIn, None, &detail)).await
+}
+
+/// A failed sign-in under the name `name` from the client address `addr`. The row has no user id
+/// (nothing was proved) and keeps the name only when it is a user's, else [`UNKNOWN_NAME`]; never
+/// the password.
+pub async fn sign_in_failed(db: &Db, at: DateTime<Utc>, name: &str, addr: &str) -> Result<(), DbError> {
+    let detail = serde_json::json!({ "addr": addr }).to_string();
+    let insert = sqlx::query(
+        "INSERT INTO audit_log (at, user_id, user_name, action, call_id, detail) \
+         SELECT $1, NULL, COALESCE((SELECT name FROM users WHERE name = $2), $3), $4, NULL, $5",
+    )
+    .bind(at.timestamp_millis())
+    .bind(name)
+    .bind(UNKNOWN_NAME)
+    .bind(AuditAction::SignInFailed.as_str())
+    .bind(detail)
+    .execute(db.pool());
+    db.with_lock_turn(insert).await?;
+    Ok(())
+}
