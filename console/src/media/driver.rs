@@ -209,7 +209,7 @@ impl Driver {
             }
             Command::Send(id, packet, payload) => {
                 if let Some(entry) = self.legs.get_mut(&id) {
-                    entry.leg.send_rtp(now, &packet, &payload);
+                    entry.leg.send_rtp(now, &packet, payload);
                     self.flush(id);
                 }
             }

@@ -240,6 +240,8 @@ struct Lab {
     passes: fn(&[u8]) -> bool,
     /// (when, state) of every state the leg reported.
     states: Vec<(Instant, MediaState)>,
+    /// RTP packets the client received.
+    client_rtp: usize,
 }
 
 const STEP: Duration = Duration::from_millis(5);
@@ -277,6 +279,7 @@ impl Lab {
             to_client: VecDeque::new(),
             passes: everything,
             states: Vec::new(),
+            client_rtp: 0,
         }
     }
 
@@ -289,6 +292,7 @@ impl Lab {
                         self.to_leg.push_back((self.client_addr, t.contents.to_vec()));
                     }
                 }
+                Output::Event(Event::RtpPacket(_)) => self.client_rtp += 1,
                 Output::Event(_) => {}
             }
         }
@@ -390,8 +394,11 @@ fn a_browser_that_goes_away_is_reconnecting_then_lost() {
     let mut lab = Lab::new(Duration::from_secs(10), Duration::from_secs(3));
     let connected = lab.until(MediaState::Connected, Duration::from_secs(5)).expect("connects in memory");
     assert!(connected.duration_since(lab.states[0].0) < Duration::from_secs(1));
-    // Connected: a packet to the browser goes out as one datagram.
-    assert!(lab.leg.send_rtp(lab.now, &probe(), &[0xFF; 160]));
+    // Connected: a packet to the browser reaches it (SRTP, in memory).
+    assert!(lab.leg.send_rtp(lab.now, &probe(), vec![0xFF; 160]));
+    lab.drain_leg();
+    lab.step();
+    assert_eq!(lab.client_rtp, 1);
     // The tab is closed: nothing comes back any more.
     lab.passes = nothing;
     let gone = lab.now;
@@ -400,7 +407,7 @@ fn a_browser_that_goes_away_is_reconnecting_then_lost() {
     // browser checks consent every few seconds).
     let noticed = reconnecting.duration_since(gone);
     assert!((Duration::from_secs(14)..Duration::from_secs(16)).contains(&noticed), "after {noticed:?}");
-    assert!(!lab.leg.send_rtp(lab.now, &probe(), &[0xFF; 160]), "nothing is sent while reconnecting");
+    assert!(!lab.leg.send_rtp(lab.now, &probe(), vec![0xFF; 160]), "nothing is sent while reconnecting");
     let lost = lab.until(MediaState::Failed(Failure::ConnectionLost), Duration::from_secs(10)).expect("gives up");
     let waited = lost.duration_since(reconnecting);
     assert!((Duration::from_secs(3)..Duration::from_secs(3) + STEP).contains(&waited), "gave up after {waited:?}");

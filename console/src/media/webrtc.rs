@@ -281,7 +281,7 @@ impl WebRtcLeg {
     /// Sends one packet the bridge forwarded (its sequence number, timestamp, marker and payload
     /// type; the SSRC is the leg's own). `false` when the leg is not connected: the packet is
     /// dropped, as it would be on the wire.
-    pub fn send_rtp(&mut self, now: Instant, packet: &Forward, payload: &[u8]) -> bool {
+    pub fn send_rtp(&mut self, now: Instant, packet: &Forward, payload: impl Into<Arc<[u8]>>) -> bool {
         if self.state != MediaState::Connected {
             return false;
         }
