@@ -72,6 +72,8 @@ pub enum WebRtcError {
     NoCommonCodec(Codec),
     #[error("the media address {0} cannot be an ICE candidate")]
     Candidate(SocketAddr),
+    #[error("the leg has ended")]
+    Ended,
 }
 
 /// Why a leg failed.
@@ -219,6 +221,28 @@ impl WebRtcLeg {
             pending,
         };
         Ok((leg, answer.to_sdp_string()))
+    }
+
+    /// A new offer from the same browser — an ICE restart after the page's connection came
+    /// back, a direction change — answered on the same leg: DTLS, SRTP and the streams go on, so
+    /// the bridge sees no discontinuity. A reconnect deadline still runs: the restart must
+    /// complete before it. The offer must still carry the call's law.
+    pub fn accept_reoffer(&mut self, offer: &str, now: Instant) -> Result<String, WebRtcError> {
+        if self.state.is_over() {
+            return Err(WebRtcError::Ended);
+        }
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        let answer = match self.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.after(Ok(()), now);
+                return Err(e.into());
+            }
+        };
+        self.after(Ok(()), now);
+        let payloads = negotiated(&self.rtc, self.mid, self.config.codec);
+        self.payloads = payloads.ok_or(WebRtcError::NoCommonCodec(self.config.codec))?;
+        Ok(answer.to_sdp_string())
     }
 
     /// What was negotiated: the law, the audio and telephone-event payload types, as the
