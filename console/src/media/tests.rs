@@ -232,6 +232,8 @@ async fn a_browser_leg_carries_audio_both_ways_over_udp() {
 struct Lab {
     now: Instant,
     client: Rtc,
+    /// The audio stream's mid (the same on both sides).
+    mid: Mid,
     client_addr: SocketAddr,
     leg: WebRtcLeg,
     leg_addr: SocketAddr,
@@ -242,6 +244,9 @@ struct Lab {
     states: Vec<(Instant, MediaState)>,
     /// RTP packets the client received.
     client_rtp: usize,
+    /// (payload type, payload) of the RTP packets the client received, and those the leg did.
+    client_got: Vec<(u8, Vec<u8>)>,
+    leg_got: Vec<ReceivedRtp>,
 }
 
 const STEP: Duration = Duration::from_millis(5);
@@ -265,13 +270,14 @@ impl Lab {
         let client_addr: SocketAddr = "10.0.0.2:40000".parse().unwrap();
         let leg_addr: SocketAddr = "10.0.0.1:3478".parse().unwrap();
         let mut client = client_rtc(now, &[RtcCodec::PCMU]);
-        let (_, offer_sdp, pending) = offer(&mut client, client_addr);
+        let (mid, offer_sdp, pending) = offer(&mut client, client_addr);
         let config = LegConfig { connect_timeout, reconnect_timeout, ..LegConfig::new(Codec::Pcmu, leg_addr) };
         let (leg, answer) = WebRtcLeg::accept_offer(&offer_sdp, config, now).unwrap();
         client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
         Lab {
             now,
             client,
+            mid,
             client_addr,
             leg,
             leg_addr,
@@ -280,6 +286,8 @@ impl Lab {
             passes: everything,
             states: Vec::new(),
             client_rtp: 0,
+            client_got: Vec::new(),
+            leg_got: Vec::new(),
         }
     }
 
@@ -292,7 +300,10 @@ impl Lab {
                         self.to_leg.push_back((self.client_addr, t.contents.to_vec()));
                     }
                 }
-                Output::Event(Event::RtpPacket(_)) => self.client_rtp += 1,
+                Output::Event(Event::RtpPacket(p)) => {
+                    self.client_rtp += 1;
+                    self.client_got.push((*p.header.payload_type, p.payload.to_vec()));
+                }
                 Output::Event(_) => {}
             }
         }
@@ -309,7 +320,7 @@ impl Lab {
                     }
                 }
                 LegOutput::Event(LegEvent::State(s)) => self.states.push((self.now, s)),
-                LegOutput::Event(LegEvent::Rtp(_)) => {}
+                LegOutput::Event(LegEvent::Rtp(rtp)) => self.leg_got.push(rtp),
             }
         }
     }
@@ -499,4 +510,31 @@ fn an_ice_restart_restores_the_media_on_the_same_leg() {
     lab.until(MediaState::Connected, Duration::from_secs(10)).expect("connected again");
     assert!(lab.packet_reaches_the_client(3));
     assert_eq!(lab.leg.payloads(), LegPayloads::new(Codec::Pcmu).with_telephone_event(126));
+}
+
+#[test]
+fn telephone_events_cross_the_leg_at_the_browsers_payload_type() {
+    let mut lab = Lab::new(Duration::from_secs(10), Duration::from_secs(10));
+    lab.until(MediaState::Connected, Duration::from_secs(5)).expect("connects");
+    let event = ivr::rtp::TelephoneEvent { event: 5, end: false, volume: 10, duration: 160 }.encode();
+    // The browser presses 5 (its telephone-event type is 126).
+    let write = RtpWrite::new(126.into(), 10.into(), 8000, lab.now, event.to_vec()).marker(true);
+    lab.client.direct_api().stream_tx_by_mid(lab.mid, None).unwrap().write_rtp(write);
+    lab.drain_client();
+    lab.step();
+    let got = lab.leg_got.pop().expect("the leg received the event");
+    assert_eq!((got.header.payload_type, got.header.marker, &got.payload[..]), (126, true, &event[..]));
+    // Through the bridge towards a SIP leg it becomes 101; from the SIP leg, 126 again.
+    let sip = LegPayloads::new(Codec::Pcmu).with_telephone_event(101);
+    let start = StreamStart { ssrc: 1, sequence: 1, timestamp: 1 };
+    let mut to_sip = Forwarder::new(lab.leg.payloads(), sip, start).unwrap();
+    let Verdict::Forward(out) = to_sip.forward(&got.header, &got.payload, got.arrival) else { panic!("dropped") };
+    assert_eq!(out.payload_type, 101);
+    let mut to_browser =
+        Forwarder::new(sip, lab.leg.payloads(), StreamStart { ssrc: lab.leg.tx_ssrc(), ..start }).unwrap();
+    let Verdict::Forward(back) = to_browser.forward(&out.header(), &event, lab.now) else { panic!("dropped") };
+    assert!(lab.leg.send_rtp(lab.now, &back, event.to_vec()));
+    lab.drain_leg();
+    lab.step();
+    assert_eq!(lab.client_got.last(), Some(&(126, event.to_vec())));
 }
