@@ -23,6 +23,7 @@ pub mod auth;
 pub mod calls;
 pub mod directory;
 pub mod health;
+pub mod media;
 pub mod operators;
 pub mod pages;
 pub mod sip;
