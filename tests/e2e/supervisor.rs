@@ -933,6 +933,22 @@ async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     req.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
+
+    // A wallboard has nothing to say: a frame over its small limit closes it.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let too_big = "x".repeat(console::supervisor::wallboard::MAX_FRAME + 1);
+    ws.send(Message::Text(too_big.into())).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed.ok(), Some(true), "an oversized frame closes the wallboard");
     app.stop().await;
 }
 

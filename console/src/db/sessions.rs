@@ -12,6 +12,10 @@ pub const NOTIFY_CHANNEL: &str = "helpline_console";
 /// that user was deleted, so every node closes that user's sockets at once.
 pub const REVOKED_PREFIX: &str = "sessions_revoked:";
 
+/// How often a long-lived socket (the console's, the wallboard's) checks that its session still
+/// exists, besides being told at once when the user signs out everywhere.
+pub const SOCKET_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a session lasts without signing in again: one long shift.
 pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
 

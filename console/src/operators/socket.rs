@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 /// How often a socket checks that its session still exists.
-pub const SESSION_CHECK: Duration = Duration::from_secs(30);
+pub const SESSION_CHECK: Duration = sessions::SOCKET_SESSION_CHECK;
 /// Messages replayed on reconnect, at most (older state is in `welcome`).
 const REPLAY_LIMIT: i64 = 5000;
 /// The largest frame accepted from a page.

@@ -147,11 +147,16 @@ pub async fn handler(
         return Err(AppError::Forbidden("websocket from another origin".into()));
     }
     tracing::debug!(user = %auth.user.name, "wallboard opened");
-    Ok(ws.on_upgrade(move |socket| run(socket, state)))
+    Ok(ws.max_message_size(MAX_FRAME).on_upgrade(move |socket| run(socket, state, auth.token_hash)))
 }
 
-async fn run(mut socket: WebSocket, state: Arc<SupervisorState>) {
+/// The largest frame accepted from a wallboard, which has nothing to say (a larger one closes it).
+pub const MAX_FRAME: usize = 4 * 1024;
+
+async fn run(mut socket: WebSocket, state: Arc<SupervisorState>, token_hash: String) {
     let mut feed = state.wallboard.subscribe();
+    let mut check = tokio::time::interval(crate::db::sessions::SOCKET_SESSION_CHECK);
+    check.tick().await;
     // The first message at once, read for this socket (the feed's may be a second old, or absent
     // while no wallboard was open).
     let mut last: Option<Arc<str>> = match read(&state).await {
@@ -184,6 +189,19 @@ async fn run(mut socket: WebSocket, state: Arc<SupervisorState>) {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
             },
+            _ = check.tick() => {
+                let now = state.clock.now().timestamp_millis();
+                match crate::db::sessions::session_live(&state.db, &token_hash, now).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!("wallboard closed: its session ended");
+                        let frame = axum::extract::ws::CloseFrame { code: 4001, reason: "session ended".into() };
+                        let _ = socket.send(Message::Close(Some(frame))).await;
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "wallboard session check failed"),
+                }
+            }
         }
     }
 }
