@@ -41,18 +41,22 @@ pub(crate) const STEMMED: [(&str, StemLanguage); 4] = [
 
 pub(crate) type IndexedPoint = GeomWithData<[f64; 3], u32>;
 
-/// The text fields, by slot: raw, name, then the four stemmed ones.
-pub(crate) const TEXT_FIELDS: usize = 6;
+/// The text fields, by slot: raw, names, title, then the four stemmed ones.
+pub(crate) const TEXT_FIELDS: usize = 7;
 pub(crate) const RAW: usize = 0;
-pub(crate) const NAME: usize = 1;
-pub(crate) const FIRST_STEMMED: usize = 2;
+pub(crate) const NAMES: usize = 1;
+pub(crate) const TITLE: usize = 2;
+pub(crate) const FIRST_STEMMED: usize = 3;
 
 /// The tantivy fields.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
-    /// By slot ([`RAW`], [`NAME`], [`FIRST_STEMMED`]…): raw is name, organization, description
-    /// and town, folded, not stemmed (typos and prefixes); name is the service and organization
-    /// name, folded (a name match ranks higher); then the stemmed texts.
+    /// By slot ([`RAW`], [`NAMES`], [`TITLE`], [`FIRST_STEMMED`]…): raw is everything searched
+    /// ([`ServiceDoc::search_text`]: name, organization, description, town, languages), folded,
+    /// not stemmed (typos and prefixes); names is the service's, its organization's and its
+    /// town's names, folded (a match there ranks higher); title is the service's own name; then
+    /// the stemmed texts. Names and title are parts of raw, so what matches in them matches in
+    /// raw: they tell where a word matched, for the ranking.
     pub text: [Field; TEXT_FIELDS],
 }
 
@@ -226,14 +230,15 @@ impl DirectoryIndex {
         };
         let ord = sb.add_u64_field("ord", FAST);
         let raw = sb.add_text_field("text_raw", text("folded"));
-        let name = sb.add_text_field("name", text("folded"));
+        let names = sb.add_text_field("names", text("folded"));
+        let title = sb.add_text_field("title", text("folded"));
         let stemmed = STEMMED.map(|(f, _)| sb.add_text_field(f, text(f)));
         let index = Index::create_in_ram(sb.build());
         index.tokenizers().register("folded", analyzer(None));
         for (f, lang) in STEMMED {
             index.tokenizers().register(f, analyzer(Some(lang)));
         }
-        let fields = Fields { text: [raw, name, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
+        let fields = Fields { text: [raw, names, title, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, 50_000_000 * threads)?;
         let mut language_bits: HashMap<String, u64> = HashMap::new();
@@ -246,9 +251,10 @@ impl DirectoryIndex {
             let d = &docs[i as usize];
             let mut doc = TantivyDocument::default();
             doc.add_u64(ord, u64::from(i));
-            let all = format!("{} {} {} {}", d.name, d.organization, d.description, d.town);
+            let all = d.search_text();
             doc.add_text(raw, &all);
-            doc.add_text(name, format!("{} {}", d.name, d.organization));
+            doc.add_text(names, d.names_text());
+            doc.add_text(title, &d.name);
             for f in stemmed {
                 doc.add_text(f, &all);
             }
