@@ -20,7 +20,7 @@
 //! page is turned into answers.
 
 use super::documents::area_bit;
-use super::index::{arc_km, chord_km, to_xyz, DirectoryIndex, SegmentData, FIRST_STEMMED, NAMES, RAW, TITLE};
+use super::index::{arc_km, chord_km, to_xyz, DirectoryIndex, SegmentData, FIRST_STEMMED, NAMES, RAW};
 use super::opening::LocalNow;
 use chrono::{DateTime, Utc};
 use ivr::domain::ServiceArea;
@@ -126,18 +126,9 @@ pub enum MatchPlace {
 }
 
 impl TextRank {
-    /// From a document's tally (see [`Tally`]).
-    fn of(tally: u32) -> TextRank {
-        let [matched, exact, names, title] = tally.to_le_bytes();
-        let place = if matched == 0 {
-            MatchPlace::Description
-        } else if title == matched {
-            MatchPlace::Name
-        } else if names == matched {
-            MatchPlace::Names
-        } else {
-            MatchPlace::Description
-        };
+    /// The rank of a document whose required words matched `exact` times exactly, found at
+    /// `place`.
+    fn new(exact: u8, place: MatchPlace) -> TextRank {
         TextRank { exact_words: exact, place }
     }
 }
@@ -280,20 +271,30 @@ struct Found {
     matches: Vec<Match>,
     area_counts: [usize; 6],
     /// Required words the kept matches have.
-    level: u8,
+    level: u32,
 }
 
 impl Found {
+    /// Document `doc` of segment `s`, yielded by the walk of `plan` (none: no text).
     #[inline]
-    fn consider(&mut self, index: &DirectoryIndex, filter: &Filter, seg: &SegmentData, doc: DocId, hit: Hit) {
-        let matched = hit.tally.to_le_bytes()[0];
-        if matched < self.level {
+    fn consider(
+        &mut self,
+        index: &DirectoryIndex,
+        filter: &Filter,
+        plan: Option<&Plan>,
+        s: usize,
+        doc: DocId,
+        hit: Hit,
+    ) {
+        let seg = &index.segments[s];
+        let level = hit.matched.count_ones();
+        if level < self.level {
             return;
         }
         let doc = doc as usize;
         let Some(distance) = filter.check(index, seg, doc) else { return };
-        if matched > self.level {
-            self.level = matched;
+        if level > self.level {
+            self.level = level;
             self.matches.clear();
             self.area_counts = [0; 6];
         }
@@ -302,7 +303,13 @@ impl Found {
             *count += usize::from((areas >> i) & 1);
         }
         if filter.area_mask == 0 || areas & filter.area_mask != 0 {
-            self.matches.push(Match { ord: seg.ords[doc], score: hit.score, distance, rank: TextRank::of(hit.tally) });
+            let place = plan.map_or(MatchPlace::Description, |p| p.place(seg, s, doc, hit.matched));
+            self.matches.push(Match {
+                ord: seg.ords[doc],
+                score: hit.score,
+                distance,
+                rank: TextRank::new(hit.exact, place),
+            });
         }
     }
 }
@@ -320,12 +327,14 @@ fn walk(index: &DirectoryIndex, q: &SearchQuery, filter: &Filter, plan: Option<&
         match plan {
             Some(plan) => {
                 let mut clauses = plan.cursors(index, s);
-                scratch.run(&mut clauses, &ranges, mode, |doc, hit| found.consider(index, filter, seg, doc, hit));
+                scratch.run(&mut clauses, &ranges, mode, |doc, hit| {
+                    found.consider(index, filter, Some(plan), s, doc, hit)
+                });
             }
             None => {
                 for &(a, b) in &ranges {
                     for doc in a..b {
-                        found.consider(index, filter, seg, doc, Hit { score: 0.0, tally: 0 });
+                        found.consider(index, filter, None, s, doc, Hit { score: 0.0, matched: 0, exact: 0 });
                     }
                 }
             }
@@ -449,18 +458,12 @@ const MIN_FUZZY_PREFIX: usize = 4;
 const MAX_WORDS: usize = 32;
 
 /// Boosts of the alternatives of a word (BM25 ones multiply the term's BM25; the others are
-/// constant scores). Alternatives that only tell where a word matched score nothing.
+/// constant scores).
 const BOOST_NAMES: f32 = 2.0;
 const BOOST_STEM: f32 = 0.5;
 const BOOST_TYPO: f32 = 0.5;
 const BOOST_PREFIX: f32 = 0.7;
 const BOOST_TYPO_PREFIX: f32 = 0.3;
-
-/// What a match of an alternative says about the word: matched exactly, in the service's names
-/// (its own, its organization's, its town's), in its own name.
-const EXACT: u8 = 1;
-const IN_NAMES: u8 = 2;
-const IN_TITLE: u8 = 4;
 
 /// The one-typo automata (a transposition counts as one typo).
 fn one_typo() -> &'static LevenshteinAutomatonBuilder {
@@ -517,10 +520,10 @@ enum Weight {
 struct Alternative {
     slot: usize,
     weight: Weight,
-    /// [`EXACT`], [`IN_NAMES`], [`IN_TITLE`].
-    flags: u8,
-    /// By segment.
-    terms: Vec<Vec<TermInfo>>,
+    /// Whether its matches are exact (the word, its stem, a completion) or fuzzy.
+    exact: bool,
+    /// By segment: the terms, and their ordinals in the segment's dictionary.
+    terms: Vec<Vec<(TermInfo, u64)>>,
     /// Over the whole index (for BM25).
     doc_freq: u64,
 }
@@ -528,6 +531,9 @@ struct Alternative {
 struct Clause {
     required: bool,
     alternatives: Vec<Alternative>,
+    /// By segment, a bit per raw term: the raw terms the word matched (the words of a
+    /// service's names are looked up in it).
+    raw_terms: Vec<Vec<u64>>,
 }
 
 /// The text part of a search.
@@ -546,62 +552,57 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The terms of a dictionary stream, with their ordinals.
+fn drain<A: tantivy_fst::Automaton>(
+    found: &mut Vec<(TermInfo, u64)>,
+    stream: std::io::Result<tantivy::termdict::TermStreamer<'_, A>>,
+) {
+    match stream {
+        Ok(mut s) => {
+            while s.advance() {
+                found.push((s.value().clone(), s.term_ord()));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+    }
+}
+
 impl Alternative {
-    fn resolve(index: &DirectoryIndex, slot: usize, weight: Weight, flags: u8, lookup: Lookup<'_>) -> Alternative {
+    fn resolve(index: &DirectoryIndex, slot: usize, weight: Weight, exact: bool, lookup: Lookup<'_>) -> Alternative {
         let mut terms = Vec::with_capacity(index.segments.len());
         for seg in &index.segments {
             let dict = seg.inverted[slot].terms();
             let mut found = Vec::new();
-            let collect = |found: &mut Vec<TermInfo>,
-                           stream: std::io::Result<tantivy::termdict::TermStreamer<'_, _>>| {
-                match stream {
-                    Ok(mut s) => {
-                        while s.advance() {
-                            found.push(s.value().clone());
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
-                }
-            };
             match lookup {
-                Lookup::Term(t) => match dict.get(t.as_bytes()) {
-                    Ok(Some(info)) => found.push(info),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+                Lookup::Term(t) => match (dict.term_ord(t.as_bytes()), dict.get(t.as_bytes())) {
+                    (Ok(Some(ord)), Ok(Some(info))) => found.push((info, ord)),
+                    (Ok(_), Ok(_)) => {}
+                    (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
                 },
-                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => collect(&mut found, dict.search(Lev(dfa)).into_stream()),
+                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => drain(&mut found, dict.search(Lev(dfa)).into_stream()),
                 Lookup::Prefix(p) => {
                     let builder = dict.range().ge(p.as_bytes());
                     let builder = match prefix_end(p.as_bytes()) {
                         Some(end) => builder.lt(end),
                         None => builder,
                     };
-                    match builder.into_stream() {
-                        Ok(mut s) => {
-                            while s.advance() {
-                                found.push(s.value().clone());
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
-                    }
+                    drain(&mut found, builder.into_stream());
                 }
             }
             terms.push(found);
         }
-        let doc_freq = terms.iter().flatten().map(|t| u64::from(t.doc_freq)).sum();
-        Alternative { slot, weight, flags, terms, doc_freq }
+        let doc_freq = terms.iter().flatten().map(|(t, _)| u64::from(t.doc_freq)).sum();
+        Alternative { slot, weight, exact, terms, doc_freq }
     }
 }
 
 impl Plan {
     /// The plan of `text`, `None` when it has no words.
     ///
-    /// Each word's alternatives: the word itself in all the text (BM25), in the names (BM25 ×2)
-    /// and in the title; its stems (BM25 ×0.5; exact only when the word is complete); from five
-    /// letters, the words within one typo; and for the word being typed (the last, unless the
-    /// text ends with a space) its completions, and from four letters the completions within one
-    /// typo. Typos and completions are looked up in the names and the title too, to tell where
-    /// the word matched.
+    /// Each word's alternatives: the word itself in all the text (BM25) and in the names (BM25
+    /// ×2); its stems (BM25 ×0.5; exact only when the word is complete); from five letters, the
+    /// words within one typo; and for the word being typed (the last, unless the text ends
+    /// with a space) its completions, and from four letters its completions within one typo.
     fn build(index: &DirectoryIndex, text: &str) -> Option<Plan> {
         let mut words = index.tokens(RAW, text);
         if words.is_empty() {
@@ -611,67 +612,57 @@ impl Plan {
         words.truncate(MAX_WORDS);
         let all_short = words.iter().all(|w| w.chars().count() < MIN_REQUIRED_WORD);
         let stems: Vec<Vec<String>> = (0..4).map(|s| index.tokens(FIRST_STEMMED + s, text)).collect();
-        // Where a typo or a completion is looked up: (field, weight, flags).
-        let places = |weight: f32, flags: u8| {
-            [
-                (RAW, Weight::Constant(weight), flags),
-                (NAMES, Weight::Constant(0.0), flags | IN_NAMES),
-                (TITLE, Weight::Constant(0.0), flags | IN_NAMES | IN_TITLE),
-            ]
-        };
         let mut clauses = Vec::with_capacity(words.len());
         for (i, word) in words.iter().enumerate() {
             let typed = prefix_last && i + 1 == words.len();
             let len = word.chars().count();
             let mut alternatives = vec![
-                Alternative::resolve(index, RAW, Weight::Bm25(1.0), EXACT, Lookup::Term(word)),
-                Alternative::resolve(index, NAMES, Weight::Bm25(BOOST_NAMES), EXACT | IN_NAMES, Lookup::Term(word)),
-                Alternative::resolve(
-                    index,
-                    TITLE,
-                    Weight::Constant(0.0),
-                    EXACT | IN_NAMES | IN_TITLE,
-                    Lookup::Term(word),
-                ),
+                Alternative::resolve(index, RAW, Weight::Bm25(1.0), true, Lookup::Term(word)),
+                Alternative::resolve(index, NAMES, Weight::Bm25(BOOST_NAMES), true, Lookup::Term(word)),
             ];
-            // The stem of a word not finished yet says little ("coma" is not "Como").
-            let stem_flags = if typed { 0 } else { EXACT };
             let mut seen: Vec<(usize, &str)> = Vec::new();
             for (s, stemmed) in stems.iter().enumerate() {
                 if let Some(stem) = stemmed.get(i) {
                     let slot = FIRST_STEMMED + s;
                     if !seen.contains(&(slot, stem.as_str())) {
                         seen.push((slot, stem.as_str()));
-                        alternatives.push(Alternative::resolve(
-                            index,
-                            slot,
-                            Weight::Bm25(BOOST_STEM),
-                            stem_flags,
-                            Lookup::Term(stem),
-                        ));
+                        // The stem of a word not finished yet says little ("coma" is not "Como").
+                        let weight = Weight::Bm25(BOOST_STEM);
+                        alternatives.push(Alternative::resolve(index, slot, weight, !typed, Lookup::Term(stem)));
                     }
                 }
             }
             if len >= MIN_FUZZY_WORD {
                 let dfa = one_typo().build_dfa(word);
-                for (slot, weight, flags) in places(BOOST_TYPO, 0) {
-                    alternatives.push(Alternative::resolve(index, slot, weight, flags, Lookup::Typo(&dfa)));
-                }
+                let weight = Weight::Constant(BOOST_TYPO);
+                alternatives.push(Alternative::resolve(index, RAW, weight, false, Lookup::Typo(&dfa)));
             }
             if typed {
-                for (slot, weight, flags) in places(BOOST_PREFIX, EXACT) {
-                    alternatives.push(Alternative::resolve(index, slot, weight, flags, Lookup::Prefix(word)));
-                }
+                let weight = Weight::Constant(BOOST_PREFIX);
+                alternatives.push(Alternative::resolve(index, RAW, weight, true, Lookup::Prefix(word)));
                 if len >= MIN_FUZZY_PREFIX {
                     let dfa = one_typo().build_prefix_dfa(word);
-                    for (slot, weight, flags) in places(BOOST_TYPO_PREFIX, 0) {
-                        alternatives.push(Alternative::resolve(index, slot, weight, flags, Lookup::TypoPrefix(&dfa)));
-                    }
+                    let weight = Weight::Constant(BOOST_TYPO_PREFIX);
+                    alternatives.push(Alternative::resolve(index, RAW, weight, false, Lookup::TypoPrefix(&dfa)));
                 }
             }
             alternatives.retain(|a| a.doc_freq > 0);
+            let raw_terms = index
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(s, seg)| {
+                    let mut bits = vec![0u64; seg.inverted[RAW].terms().num_terms().div_ceil(64)];
+                    for a in alternatives.iter().filter(|a| a.slot == RAW) {
+                        for &(_, ord) in &a.terms[s] {
+                            bits[(ord >> 6) as usize] |= 1 << (ord & 63);
+                        }
+                    }
+                    bits
+                })
+                .collect();
             let required = all_short || typed || len >= MIN_REQUIRED_WORD;
-            clauses.push(Clause { required, alternatives });
+            clauses.push(Clause { required, alternatives, raw_terms });
         }
         Some(Plan { clauses })
     }
@@ -679,6 +670,30 @@ impl Plan {
     /// How many words are required.
     fn required(&self) -> usize {
         self.clauses.iter().filter(|c| c.required).count()
+    }
+
+    /// Where the required words of `matched` (a bit per clause) are in document `doc` of
+    /// segment `s`: each (the word, a completion or a typo of it) among its own name's words,
+    /// else among its names' words, else neither (its description, its languages, or a stem).
+    fn place(&self, seg: &SegmentData, s: usize, doc: usize, matched: u32) -> MatchPlace {
+        let (own, other) = seg.names.of(doc);
+        let has = |bits: &[u64], words: &[u32]| {
+            words.iter().any(|&o| bits.get((o >> 6) as usize).is_some_and(|w| (w >> (o & 63)) & 1 == 1))
+        };
+        let mut place = MatchPlace::Name;
+        let mut m = matched;
+        while m != 0 {
+            let bits = &self.clauses[m.trailing_zeros() as usize].raw_terms[s];
+            m &= m - 1;
+            if has(bits, own) {
+                continue;
+            }
+            if !has(bits, other) {
+                return MatchPlace::Description;
+            }
+            place = MatchPlace::Names;
+        }
+        place
     }
 
     /// The plan's posting lists in segment `s`.
@@ -699,7 +714,7 @@ impl Plan {
                         };
                         let postings: Vec<SegmentPostings> = a.terms[s]
                             .iter()
-                            .filter_map(|t| match inverted.read_postings_from_terminfo(t, option) {
+                            .filter_map(|(t, _)| match inverted.read_postings_from_terminfo(t, option) {
                                 Ok(p) => Some(p),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "directory postings unreadable");
@@ -719,7 +734,7 @@ impl Plan {
                             },
                             Weight::Constant(score) => CursorKind::Constant { postings, score },
                         };
-                        Some(Cursor { kind, flags: a.flags })
+                        Some(Cursor { kind, exact: a.exact })
                     })
                     .collect(),
             })
@@ -727,10 +742,10 @@ impl Plan {
     }
 }
 
-/// A word's alternative in one segment, with what its matches say ([`EXACT`], …).
+/// A word's alternative in one segment, and whether its matches are exact.
 struct Cursor<'a> {
     kind: CursorKind<'a>,
-    flags: u8,
+    exact: bool,
 }
 
 /// (A query holds a few of these; boxing the large variant would cost an allocation per term and
@@ -753,19 +768,17 @@ struct ClauseCursors<'a> {
 enum Walk {
     /// Those with every required word.
     Strict,
-    /// Those with at least one required word (with how many: [`Found`] keeps the most).
+    /// Those with at least one required word (and which: [`Found`] keeps those with the most).
     Relaxed,
 }
 
-/// Per document, four counts of its required words, one byte each (little end first): matched,
-/// matched exactly, matched in the names, matched in the title.
-type Tally = u32;
-
-/// A document the walk yields: its BM25 score and its tally.
+/// A document the walk yields: its BM25 score, its required words (a bit per clause) and how
+/// many of them matched exactly.
 #[derive(Debug, Clone, Copy)]
 struct Hit {
     score: f32,
-    tally: Tally,
+    matched: u32,
+    exact: u8,
 }
 
 /// Documents handled at once.
@@ -775,9 +788,11 @@ const WINDOW_WORDS: usize = WINDOW as usize / 64;
 /// Per-window buffers, reused across windows.
 struct Scratch {
     score: Vec<f32>,
-    tally: Vec<Tally>,
-    /// This clause's documents: any alternative, exact ones, in names, in the title.
-    clause: [Vec<u64>; 4],
+    matched: Vec<u32>,
+    exact: Vec<u8>,
+    /// This clause's documents matched fuzzily, and exactly.
+    clause: Vec<u64>,
+    clause_exact: Vec<u64>,
     /// One alternative's documents.
     hits: Vec<u64>,
 }
@@ -786,8 +801,10 @@ impl Default for Scratch {
     fn default() -> Self {
         Scratch {
             score: vec![0.0; WINDOW as usize],
-            tally: vec![0; WINDOW as usize],
-            clause: std::array::from_fn(|_| vec![0; WINDOW_WORDS]),
+            matched: vec![0; WINDOW as usize],
+            exact: vec![0; WINDOW as usize],
+            clause: vec![0; WINDOW_WORDS],
+            clause_exact: vec![0; WINDOW_WORDS],
             hits: vec![0; WINDOW_WORDS],
         }
     }
@@ -809,7 +826,7 @@ fn mark(postings: &mut SegmentPostings, a: DocId, b: DocId, bits: &mut [u64]) {
 
 impl Scratch {
     /// Walks `ranges` (ascending) window by window; calls `emit` for each document having every
-    /// required word (`Walk::Strict`) or some (`Walk::Relaxed`), with its score and tally.
+    /// required word (`Walk::Strict`) or some (`Walk::Relaxed`), with its score and words.
     fn run(
         &mut self,
         clauses: &mut [ClauseCursors<'_>],
@@ -817,7 +834,7 @@ impl Scratch {
         mode: Walk,
         mut emit: impl FnMut(DocId, Hit),
     ) {
-        let needed = clauses.iter().filter(|c| c.required).count() as u32;
+        let all: u32 = clauses.iter().enumerate().filter(|(_, c)| c.required).fold(0, |m, (i, _)| m | 1 << i);
         // A required word with no term in the index: nothing has every word.
         if mode == Walk::Strict && clauses.iter().any(|c| c.required && c.cursors.is_empty()) {
             return;
@@ -829,12 +846,12 @@ impl Scratch {
                 let len = (b - a) as usize;
                 let words = len.div_ceil(64);
                 self.score[..len].fill(0.0);
-                self.tally[..len].fill(0);
+                self.matched[..len].fill(0);
+                self.exact[..len].fill(0);
                 let mut possible = true;
-                for clause in clauses.iter_mut() {
-                    for bits in self.clause.iter_mut() {
-                        bits[..words].fill(0);
-                    }
+                for (c, clause) in clauses.iter_mut().enumerate() {
+                    self.clause[..words].fill(0);
+                    self.clause_exact[..words].fill(0);
                     for cursor in clause.cursors.iter_mut() {
                         self.hits[..words].fill(0);
                         match &mut cursor.kind {
@@ -856,39 +873,30 @@ impl Scratch {
                                 for p in postings.iter_mut() {
                                     mark(p, a, b, &mut self.hits);
                                 }
-                                if *score != 0.0 {
-                                    for (w, &word) in self.hits[..words].iter().enumerate() {
-                                        let mut m = word;
-                                        while m != 0 {
-                                            self.score[w * 64 + m.trailing_zeros() as usize] += *score;
-                                            m &= m - 1;
-                                        }
+                                for (w, &word) in self.hits[..words].iter().enumerate() {
+                                    let mut m = word;
+                                    while m != 0 {
+                                        self.score[w * 64 + m.trailing_zeros() as usize] += *score;
+                                        m &= m - 1;
                                     }
                                 }
                             }
                         }
-                        let [any, exact, names, title] = &mut self.clause;
-                        let hits = &self.hits[..words];
-                        let flagged = [(0, any), (EXACT, exact), (IN_NAMES, names), (IN_TITLE, title)];
-                        for (flag, bits) in flagged {
-                            if cursor.flags & flag == flag {
-                                for (b, h) in bits[..words].iter_mut().zip(hits) {
-                                    *b |= h;
-                                }
-                            }
+                        let bits = if cursor.exact { &mut self.clause_exact } else { &mut self.clause };
+                        for (b, h) in bits[..words].iter_mut().zip(&self.hits[..words]) {
+                            *b |= h;
                         }
                     }
                     if clause.required {
-                        let [any, exact, names, title] = &self.clause;
                         let mut some = false;
-                        for w in 0..words {
-                            let mut m = any[w];
+                        for (w, (&fuzzy, &exact)) in self.clause[..words].iter().zip(&self.clause_exact).enumerate() {
+                            let mut m = fuzzy | exact;
                             some |= m != 0;
                             while m != 0 {
                                 let bit = m.trailing_zeros();
-                                let one = |bits: &[u64]| ((bits[w] >> bit) & 1) as u32;
-                                self.tally[w * 64 + bit as usize] +=
-                                    1 | one(exact) << 8 | one(names) << 16 | one(title) << 24;
+                                let i = w * 64 + bit as usize;
+                                self.matched[i] |= 1 << c;
+                                self.exact[i] += ((exact >> bit) & 1) as u8;
                                 m &= m - 1;
                             }
                         }
@@ -900,13 +908,13 @@ impl Scratch {
                 }
                 if possible {
                     for i in 0..len {
-                        let matched = self.tally[i] & 0xff;
+                        let matched = self.matched[i];
                         let yield_it = match mode {
-                            Walk::Strict => matched == needed,
-                            Walk::Relaxed => matched > 0,
+                            Walk::Strict => matched == all,
+                            Walk::Relaxed => matched != 0,
                         };
                         if yield_it {
-                            emit(a + i as DocId, Hit { score: self.score[i], tally: self.tally[i] });
+                            emit(a + i as DocId, Hit { score: self.score[i], matched, exact: self.exact[i] });
                         }
                     }
                 }
