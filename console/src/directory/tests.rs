@@ -168,6 +168,115 @@ fn the_last_word_matches_as_a_prefix() {
 }
 
 #[test]
+fn the_word_being_typed_matches_with_one_typo_from_four_letters() {
+    let idx = index();
+    let both = vec!["Mediatore culturale di strada", "Sportello mediazione interculturale"];
+    // "mediz": one letter off "media…".
+    assert_eq!(names(&idx, &text("mediz")), both);
+    // Four letters with a slip: "cnsu" for "consu…".
+    assert_eq!(names(&idx, &text("cnsu")), vec!["Consultorio familiare"]);
+    // Under four letters the prefix must be exact; a complete word of four letters too.
+    assert!(names(&idx, &text("cns")).is_empty());
+    assert!(names(&idx, &text("cnsu ")).is_empty());
+}
+
+/// A directory for the ranking: which service comes first for what was typed.
+fn ranking_index() -> Arc<DirectoryIndex> {
+    use ServiceArea::*;
+    let mut n = 0;
+    let mut b = Builder::new(|| {
+        n += 1;
+        format!("id-{n:04}")
+    });
+    let como = GeoPoint::new(45.8081, 9.0852);
+    let comacchio = GeoPoint::new(44.6941, 12.1822);
+    let ancona = GeoPoint::new(43.6158, 13.5189);
+    let jesi = GeoPoint::new(43.5227, 13.2439);
+    let with = |name: &str, org: &str, town: &str, point, description: &str, langs: &[&str]| FlatService {
+        description: description.into(),
+        ..service(name, org, town, point, &[Lingua], langs, "lun-ven 09:00-13:00")
+    };
+    // "Como" is within one typo of "coma", and in the organization's name.
+    b.add(&with("CPIA Como", "CPIA di Como", "Como", como, "", &["it"]));
+    b.add(&with("CPIA Comacchio", "Comune di Comacchio", "Comacchio", comacchio, "", &["it"]));
+    // "Ancona" in the organization, not the name.
+    b.add(&with("CPIA Jesi", "CPIA di Ancona", "Jesi", jesi, "", &["it"]));
+    b.add(&with("CPIA Ancona", "CPIA di Ancona", "Ancona", ancona, "", &["it"]));
+    // The words in the name, or only in the description; Arabic spoken or not.
+    b.add(&with("Corso di italiano per donne", "Comune di Jesi", "Jesi", jesi, "", &["it"]));
+    b.add(&with("Scuola serale", "Comune di Jesi", "Jesi", jesi, "Corso di italiano per donne.", &["it", "ar"]));
+    Arc::new(DirectoryIndex::build(service_docs(&b.data, Gazetteer::embedded())).unwrap())
+}
+
+fn ranked(idx: &Arc<DirectoryIndex>, q: &SearchQuery) -> Vec<String> {
+    search(idx, q, tuesday_10()).hits.into_iter().map(|h| h.name).collect()
+}
+
+#[test]
+fn exact_outranks_fuzzy_and_names_outrank_descriptions() {
+    use super::search::{MatchPlace, TextRank};
+    let idx = ranking_index();
+    // An exact prefix before a word within one typo (and a stem of the half-typed word).
+    let r = search(&idx, &text("cpia coma"), tuesday_10());
+    assert_eq!(r.hits[0].name, "CPIA Comacchio");
+    assert_eq!(r.hits[0].rank, TextRank { exact_words: 2, place: MatchPlace::Name });
+    assert_eq!(r.hits[1].name, "CPIA Como");
+    assert_eq!(r.hits[1].rank.exact_words, 1);
+    // The service's own name before its organization's, even far away.
+    let mut q = text("cpia ance");
+    q.near = Some(GeoPoint::new(43.5227, 13.2439));
+    let r = search(&idx, &q, tuesday_10());
+    assert_eq!(r.hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["CPIA Ancona", "CPIA Jesi"]);
+    assert_eq!(r.hits[0].rank.place, MatchPlace::Name);
+    assert_eq!(r.hits[1].rank.place, MatchPlace::Names);
+    // Every word in the name before a match through the description.
+    let r = search(&idx, &text("corso italiano donne"), tuesday_10());
+    assert_eq!(
+        r.hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        ["Corso di italiano per donne", "Scuola serale"]
+    );
+    assert_eq!(r.hits[1].rank.place, MatchPlace::Description);
+}
+
+#[test]
+fn equal_matches_are_ranked_by_distance_from_the_place() {
+    let idx = ranking_index();
+    let mut q = text("cpia");
+    q.near = Some(GeoPoint::new(45.8, 9.1));
+    assert_eq!(ranked(&idx, &q)[0], "CPIA Como");
+    q.near = Some(GeoPoint::new(44.7, 12.2));
+    assert_eq!(ranked(&idx, &q)[0], "CPIA Comacchio");
+}
+
+#[test]
+fn the_languages_spoken_are_searched_in_words_but_italian() {
+    let idx = ranking_index();
+    assert_eq!(ranked(&idx, &text("arabo")), ["Scuola serale"]);
+    // Every service speaks Italian: "italiano" finds what says it, not everything.
+    assert_eq!(search(&idx, &text("italiano"), tuesday_10()).total, 2);
+}
+
+#[test]
+fn when_no_service_has_every_word_those_with_the_most_are_found() {
+    let idx = ranking_index();
+    // No service says "avvocato": the services with the other words, counted as such.
+    let r = search(&idx, &text("avvocato corso donne"), tuesday_10());
+    assert_eq!(r.total, 2);
+    assert_eq!(r.hits[0].name, "Corso di italiano per donne");
+    let lingua = r.area_counts.iter().find(|(a, _)| *a == ServiceArea::Lingua).map(|(_, n)| *n);
+    assert_eq!(lingua, Some(2));
+    // A word alone that nothing has still finds nothing.
+    assert_eq!(search(&idx, &text("avvocato"), tuesday_10()).total, 0);
+    // With a filter that leaves full matches in another area only, nothing is relaxed: the
+    // area's chip says where they are.
+    let mut q = text("corso donne");
+    q.areas = vec![ServiceArea::Casa];
+    let r = search(&idx, &q, tuesday_10());
+    assert_eq!(r.total, 0);
+    assert_eq!(r.area_counts.iter().find(|(a, _)| *a == ServiceArea::Lingua).map(|(_, n)| *n), Some(2));
+}
+
+#[test]
 fn words_are_stemmed() {
     let idx = index();
     // Italian plural → singular.
