@@ -26,6 +26,7 @@ fn results(n: usize, has_more: bool) -> Event {
         .map(|i| ServiceSummary {
             id: format!("s{i}"),
             name: format!("Sportello {i}"),
+            address: Some("Via Gramsci 17".into()),
             town: "Como".into(),
             phone: "031 555 0000".into(),
             hours_today: Some("9:00-13:00".into()),

@@ -1,9 +1,13 @@
 # Self-service: the nearest services of the chosen area, read back three at a time.
-# $phone arrives already spaced digit by digit; $hours is "none" when closed today.
+# $phone arrives already spaced digit by digit; $hours is "none" when closed today; $address (the
+# street, "Via Gramsci 17") is "none" when the directory has none.
 
 services-intro = Here are the nearest services.
 services-item =
-    { $name }, in { $town }. Phone: { $phone }. { $hours ->
+    { $name }, { $address ->
+        [none] in { $town }.
+       *[other] at { $address }, { $town }.
+    } Phone: { $phone }. { $hours ->
         [none] Closed today.
        *[other] Open today: { $hours }.
     }

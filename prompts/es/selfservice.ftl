@@ -1,9 +1,13 @@
 # Autoservicio: los servicios más cercanos, leídos de tres en tres.
-# $phone llega ya separado cifra por cifra; $hours vale "none" si hoy está cerrado.
+# $phone llega ya separado cifra por cifra; $hours vale "none" si hoy está cerrado; $address (la
+# calle, "Via Gramsci 17") vale "none" cuando el directorio no la tiene.
 
 services-intro = Estos son los servicios más cercanos.
 services-item =
-    { $name }, en { $town }. Teléfono: { $phone }. { $hours ->
+    { $name }, { $address ->
+        [none] en { $town }.
+       *[other] en { $address }, { $town }.
+    } Teléfono: { $phone }. { $hours ->
         [none] Hoy está cerrado.
        *[other] Hoy abre: { $hours }.
     }

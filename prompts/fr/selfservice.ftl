@@ -1,9 +1,13 @@
 # Libre-service : les services les plus proches, lus trois par trois.
-# $phone arrive déjà chiffre par chiffre ; $hours vaut "none" si fermé aujourd'hui.
+# $phone arrive déjà chiffre par chiffre ; $hours vaut "none" si fermé aujourd'hui ; $address (la
+# rue, "Via Gramsci 17") vaut "none" quand l'annuaire n'en a pas.
 
 services-intro = Voici les services les plus proches.
 services-item =
-    { $name }, à { $town }. Téléphone : { $phone }. { $hours ->
+    { $name }, { $address ->
+        [none] à { $town }.
+       *[other] { $address }, à { $town }.
+    } Téléphone : { $phone }. { $hours ->
         [none] Fermé aujourd'hui.
        *[other] Ouvert aujourd'hui : { $hours }.
     }

@@ -1,9 +1,13 @@
 # Self-service: the nearest services of the chosen area, read back three at a time.
-# $phone arrives already spaced digit by digit; $hours is "none" when closed today.
+# $phone arrives already spaced digit by digit; $hours is "none" when closed today; $address (the
+# street, "Via Gramsci 17") is "none" when the directory has none.
 
 services-intro = Ecco i servizi più vicini.
 services-item =
-    { $name }, a { $town }. Telefono: { $phone }. { $hours ->
+    { $name }, { $address ->
+        [none] a { $town }.
+       *[other] in { $address }, a { $town }.
+    } Telefono: { $phone }. { $hours ->
         [none] Oggi è chiuso.
        *[other] Oggi è aperto: { $hours }.
     }

@@ -141,9 +141,17 @@ async fn load_good(app: &crate::helpers::TestApp) {
     app.state.directory.replace(&data).await.unwrap();
 }
 
+/// The first admin's session cookie of each app (one sign-in per app).
+static COOKIES: std::sync::Mutex<Vec<(std::net::SocketAddr, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Forgets the app's session: the next [`get`] signs in again (at the app's clock now; a session
+/// lives 12 hours of that clock).
+fn sign_in_again(app: &crate::helpers::TestApp) {
+    COOKIES.lock().unwrap().retain(|(a, _)| *a != app.addr);
+}
+
 /// A GET as the first admin (the directory's API needs a signed-in user; one sign-in per app).
 async fn get(app: &crate::helpers::TestApp, path: &str) -> (u16, Value) {
-    static COOKIES: std::sync::Mutex<Vec<(std::net::SocketAddr, String)>> = std::sync::Mutex::new(Vec::new());
     let known = COOKIES.lock().unwrap().iter().find(|(a, _)| *a == app.addr).map(|(_, c)| c.clone());
     let cookie = match known {
         Some(c) => c,
@@ -326,6 +334,7 @@ async fn the_http_search_judges_open_now_by_the_injected_clock() {
         (utc(28, 22), vec!["Mediatore culturale di strada"]),
     ] {
         app.clock.set(at);
+        sign_in_again(&app);
         let names = |page: &SearchPage| {
             let mut n: Vec<String> = page.contents.iter().map(|s| s.name.clone()).collect();
             n.sort();

@@ -495,6 +495,9 @@ async fn self_service_reads_back_the_nearest_services_of_the_directory() {
     let item = said.iter().find(|t| t.contains("Sportello Casa Torino")).unwrap_or_else(|| panic!("read back: {a}"));
     assert!(item.contains("Torino"), "{item}");
     assert!(item.contains("0 1 1 4 4 2 1 1 1 1"), "the phone is read digit by digit: {item}");
+    // The street address of the directory, in the caller's language, before the phone number.
+    let (street, phone) = (item.find("in Via Roma 1, a Torino"), item.find("Telefono"));
+    assert!(street.is_some_and(|s| phone.is_some_and(|p| s < p)), "the address before the phone: {item}");
     // Only the housing service of the directory is read (the others are health, mediation).
     assert!(!said.iter().any(|t| t.contains("Consultorio")), "{said:?}");
     assert!(played(&a).contains(&"services-options".to_owned()), "{a}");

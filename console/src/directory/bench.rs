@@ -1,9 +1,12 @@
 //! `helpline directory bench`: p50/p99 search latency (text + area + radius) and index memory at
 //! several directory sizes, next to PostgreSQL's own full-text search (tsvector) with pg_trgm for
-//! typos and a distance filter, on the same generated data in the same run; and import speed of
-//! a generated datapackage. Prints Markdown for BENCHMARKS.md.
+//! typos and a distance filter, on the same generated data in the same run; the search's
+//! evaluation ([`super::eval`]: recall@1, recall@5 and MRR per kind of query on the demo
+//! directory and the HSDS example) next to PostgreSQL's answers to the same queries; and import
+//! speed of a generated datapackage. Prints Markdown for BENCHMARKS.md.
 
 use super::documents::{service_docs, ServiceDoc};
+use super::eval::{self, fold, LabelledQuery};
 use super::index::DirectoryIndex;
 use super::search::{search, SearchQuery};
 use super::{datapackage, generate, import, store};
@@ -37,6 +40,12 @@ pub struct BenchArgs {
     /// Measure import speed (datapackage → SQLite and PostgreSQL) for sizes up to this.
     #[arg(long, default_value_t = 100_000)]
     pub import_max: usize,
+    /// Evaluation queries per kind, on the demo directory and the HSDS example (0: none).
+    #[arg(long, default_value_t = 300)]
+    pub eval_queries: usize,
+    /// The HSDS example datapackage the evaluation adds to the demo directory.
+    #[arg(long, default_value = "tests/fixtures/directory/good")]
+    pub example: std::path::PathBuf,
 }
 
 /// Each query runs this many times; its latency is the fastest run (the others measure the
@@ -44,7 +53,8 @@ pub struct BenchArgs {
 /// The p99 over every run is printed too.
 const REPEAT: usize = 5;
 
-/// The texts typed by operators: whole words, a typo, accents, prefixes.
+/// The texts typed by operators: whole words, a typo, accents, prefixes, a slip in the word
+/// being typed, needs.
 const TEXTS: &[&str] = &[
     "centro impiego",
     "consultorio",
@@ -66,6 +76,12 @@ const TEXTS: &[&str] = &[
     "accoglienza",
     "job search",
     "cours",
+    "cpia coma",
+    "cpia ance",
+    "spazio famiglie e minori pont",
+    "centro per l'impiego di",
+    "mediatrice arabo",
+    "avvocato permesso soggiorno",
 ];
 
 struct Probe {
@@ -101,23 +117,6 @@ fn rss_bytes() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .map(|pages| pages * 4096)
         .unwrap_or(0)
-}
-
-/// Lower-case without accents, as the index folds.
-fn fold(s: &str) -> String {
-    s.to_lowercase()
-        .chars()
-        .map(|c| match c {
-            'à' | 'á' | 'â' | 'ä' => 'a',
-            'è' | 'é' | 'ê' | 'ë' => 'e',
-            'ì' | 'í' | 'î' | 'ï' => 'i',
-            'ò' | 'ó' | 'ô' | 'ö' => 'o',
-            'ù' | 'ú' | 'û' | 'ü' => 'u',
-            'ç' => 'c',
-            'ñ' => 'n',
-            other => other,
-        })
-        .collect()
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -165,6 +164,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         let mut raw = Vec::with_capacity(probes.len() * REPEAT);
         let mut best = Vec::with_capacity(probes.len());
+        let mut by_text: std::collections::BTreeMap<&str, Vec<Duration>> = Default::default();
         for p in &probes {
             let mut min = Duration::MAX;
             for _ in 0..REPEAT {
@@ -174,9 +174,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 found += total;
             }
             best.push(min);
+            by_text.entry(p.text).or_default().push(min);
         }
         raw.sort();
         best.sort();
+        // The slowest texts (p99 of their fastest runs), for the lab notebook.
+        let mut slowest: Vec<(f64, &str)> = by_text
+            .iter_mut()
+            .map(|(t, d)| {
+                d.sort();
+                (percentile(d, 0.99), *t)
+            })
+            .collect();
+        slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let slowest: Vec<String> = slowest.iter().take(6).map(|(ms, t)| format!("{t:?} {ms:.3} ms")).collect();
+        eprintln!("{n}: slowest texts (p99): {}", slowest.join(", "));
         let (p50, p99, raw99) = (percentile(&best, 0.5), percentile(&best, 0.99), percentile(&raw, 0.99));
         eprintln!("{n}: mean hits {:.1}", found as f64 / (REPEAT * probes.len()).max(1) as f64);
         let (pg50, pg99, pgraw99) = match &pg {
@@ -199,6 +211,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             pg.drop_database().await?;
         }
     }
+    if args.eval_queries > 0 {
+        evaluate(&args, now).await?;
+    }
     if !imports.is_empty() {
         println!();
         println!("| import | services | rows | seconds | rows/s |");
@@ -208,6 +223,74 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The evaluation: our answers and PostgreSQL's to the same labelled queries, on the demo
+/// directory and the HSDS example; a table of recall@1, recall@5 and MRR per kind, and the
+/// latency of those queries.
+async fn evaluate(args: &BenchArgs, now: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+    let (docs, example) = eval::eval_docs(&args.example)
+        .map_err(|e| anyhow::anyhow!("the HSDS example {} does not import: {}", args.example.display(), e[0]))?;
+    let index = Arc::new(DirectoryIndex::build(docs)?);
+    let queries = eval::queries(&index.docs, &example, args.eval_queries, eval::SEED);
+    eprintln!("evaluation: {} services, {} queries", index.len(), queries.len());
+    let mut ours = Vec::with_capacity(queries.len());
+    let mut latency = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let mut min = Duration::MAX;
+        let mut rank = None;
+        for _ in 0..REPEAT {
+            let t = Instant::now();
+            rank = eval::run(&index, std::slice::from_ref(q), now)[0];
+            min = min.min(t.elapsed());
+        }
+        ours.push(rank);
+        latency.push(min);
+    }
+    latency.sort();
+    let mut theirs = None;
+    if let Some(admin) = &args.postgres {
+        let pg = PgBaseline::create(admin).await?;
+        pg.load(&index.docs).await?;
+        let (ranks, mut lat) = pg.answer(&queries).await?;
+        lat.sort();
+        pg.drop_database().await?;
+        theirs = Some((eval::scores(&queries, &ranks), lat));
+    }
+    let ours_scores = eval::scores(&queries, &ours);
+    println!();
+    println!(
+        "| kind of query | queries | e.g. | recall@1 | recall@5 | MRR | PostgreSQL recall@1 | PostgreSQL recall@5 | PostgreSQL MRR |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    for (i, (kind, s)) in ours_scores.iter().enumerate() {
+        let example = queries.iter().find(|q| q.kind == *kind).map(|q| q.text.as_str()).unwrap_or("");
+        let pg = theirs
+            .as_ref()
+            .and_then(|(t, _)| t.get(i))
+            .map(|(_, p)| format!("{:.3} | {:.3} | {:.3}", p.recall_1, p.recall_5, p.mrr))
+            .unwrap_or("– | – | –".into());
+        println!(
+            "| {} | {} | `{example}` | {:.3} | {:.3} | {:.3} | {pg} |",
+            kind.label(),
+            s.queries,
+            s.recall_1,
+            s.recall_5,
+            s.mrr
+        );
+    }
+    let pg_latency = theirs
+        .as_ref()
+        .map(|(_, l)| format!("; PostgreSQL p50 {:.2} ms, p99 {:.2} ms", percentile(l, 0.5), percentile(l, 0.99)))
+        .unwrap_or_default();
+    println!();
+    println!(
+        "Evaluation queries ({} services): p50 {:.3} ms, p99 {:.3} ms{pg_latency}.",
+        index.len(),
+        percentile(&latency, 0.5),
+        percentile(&latency, 0.99)
+    );
+    Ok(())
 }
 
 /// Writes the datapackage, then times reading + validating it and storing it (SQLite, PostgreSQL).
@@ -302,7 +385,7 @@ impl PgBaseline {
                     .bind(format!(",{},", areas.join(",")))
                     .bind(p.lat)
                     .bind(p.lng)
-                    .bind(fold(&format!("{} {} {} {}", d.name, d.organization, d.description, d.town)));
+                    .bind(fold(&d.search_text()));
             }
             q.execute(pool).await?;
         }
@@ -361,6 +444,43 @@ impl PgBaseline {
         raw.sort();
         best.sort();
         Ok((best, raw))
+    }
+
+    /// The evaluation's queries, answered as [`PgBaseline::run`] answers (full text OR trigram
+    /// word similarity, ranked by both, damped by distance when the query has a place), without
+    /// area or radius, first page of 20: where each query's first relevant service is, and the
+    /// fastest of its runs.
+    async fn answer(&self, queries: &[LabelledQuery]) -> anyhow::Result<(Vec<Option<usize>>, Vec<Duration>)> {
+        let near = "SELECT id FROM ( \
+             SELECT id, \
+               6371.0088 * 2 * asin(sqrt(power(sin(radians(lat - $2) / 2), 2) + cos(radians($2)) * cos(radians(lat)) * power(sin(radians(lng - $3) / 2), 2))) AS dist, \
+               ts_rank(tsv, plainto_tsquery('italian', $1)) + word_similarity($1, doc) AS rank \
+             FROM bench_services \
+             WHERE tsv @@ plainto_tsquery('italian', $1) OR $1 <% doc \
+           ) s ORDER BY rank / (1 + dist / 10) DESC, id LIMIT 20";
+        let anywhere = "SELECT id FROM bench_services \
+             WHERE tsv @@ plainto_tsquery('italian', $1) OR $1 <% doc \
+             ORDER BY ts_rank(tsv, plainto_tsquery('italian', $1)) + word_similarity($1, doc) DESC, id LIMIT 20";
+        let mut ranks = Vec::with_capacity(queries.len());
+        let mut best = Vec::with_capacity(queries.len());
+        for q in queries {
+            let mut min = Duration::MAX;
+            let mut rank = None;
+            for _ in 0..REPEAT {
+                let t = Instant::now();
+                let rows: Vec<(String,)> = match q.near {
+                    Some(p) => {
+                        sqlx::query_as(near).bind(&q.text).bind(p.lat).bind(p.lng).fetch_all(self.db.pool()).await?
+                    }
+                    None => sqlx::query_as(anywhere).bind(&q.text).fetch_all(self.db.pool()).await?,
+                };
+                min = min.min(t.elapsed());
+                rank = eval::first_relevant(rows.iter().map(|r| r.0.as_str()), q);
+            }
+            ranks.push(rank);
+            best.push(min);
+        }
+        Ok((ranks, best))
     }
 
     async fn drop_database(self) -> anyhow::Result<()> {

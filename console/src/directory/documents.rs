@@ -1,7 +1,9 @@
 //! From the HSDS tables to one flat record per service, the shape the search needs: name,
-//! organization, description, town, position, areas, languages, first phone and weekly hours.
-//! Positions missing from the data are taken from the gazetteer (postal code, then town).
+//! organization, description, street address and town, position, areas, languages (codes, and
+//! the names and notes an operator may type), first phone and weekly hours. Positions missing
+//! from the data are taken from the gazetteer (postal code, then town).
 
+use super::builder::language_name;
 use super::dataset::{parse_byday, time_minutes, Dataset};
 use super::opening::{Range, WeeklyHours};
 use super::schema::{self, Table};
@@ -16,6 +18,8 @@ pub struct ServiceDoc {
     pub name: String,
     pub organization: String,
     pub description: String,
+    /// The street address (`Via Gramsci 17`), empty when the data has none.
+    pub address: String,
     pub town: String,
     pub postal_code: String,
     pub point: Option<GeoPoint>,
@@ -23,11 +27,26 @@ pub struct ServiceDoc {
     pub areas: u8,
     /// Language codes spoken (`it`, `ar`, …).
     pub languages: Vec<String>,
+    /// What the language rows say in words: the names of the languages spoken besides Italian
+    /// (`arabo`; the code's Italian name when the row has none) and every note (`mediatrice il
+    /// martedì`). Italian is left out: every service speaks it, so the word `italiano` would
+    /// match them all instead of the Italian courses.
+    pub language_text: String,
     pub phone: String,
     pub hours: WeeklyHours,
 }
 
 impl ServiceDoc {
+    /// Everything the text search reads: name, organization, description, town and languages.
+    pub fn search_text(&self) -> String {
+        format!("{} {} {} {} {}", self.name, self.organization, self.description, self.town, self.language_text)
+    }
+
+    /// The service's names: its own, its organization's and its town's.
+    pub fn names_text(&self) -> String {
+        format!("{} {} {}", self.name, self.organization, self.town)
+    }
+
     pub fn area_list(&self) -> Vec<ServiceArea> {
         ServiceArea::ALL.iter().enumerate().filter(|(i, _)| self.areas & (1 << i) != 0).map(|(_, a)| *a).collect()
     }
@@ -122,9 +141,16 @@ pub fn service_docs(data: &Dataset, gazetteer: &Gazetteer) -> Vec<ServiceDoc> {
         }
     }
     let mut languages_of: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut language_text_of: HashMap<&str, Vec<&str>> = HashMap::new();
     for r in data.rows("language") {
         if let (Some(s), Some(code)) = (r.get(lang.ix("service_id")), r.get(lang.ix("code"))) {
-            languages_of.entry(s).or_default().push(code.to_ascii_lowercase());
+            let code = code.to_ascii_lowercase();
+            let words = language_text_of.entry(s).or_default();
+            if code != "it" {
+                words.push(r.get(lang.ix("name")).unwrap_or_else(|| language_name(&code)));
+            }
+            words.extend(r.get(lang.ix("note")));
+            languages_of.entry(s).or_default().push(code);
         }
     }
     let area_terms: HashMap<&str, u8> = data
@@ -157,6 +183,7 @@ pub fn service_docs(data: &Dataset, gazetteer: &Gazetteer) -> Vec<ServiceDoc> {
             let location = location_id.and_then(|l| locations.get(l));
             let address = location_id.and_then(|l| address_of.get(l));
             let town = address.and_then(|a| a.get(adr.ix("city"))).unwrap_or("").to_owned();
+            let street = address.and_then(|a| a.get(adr.ix("address_1"))).unwrap_or("").to_owned();
             let postal_code = address.and_then(|a| a.get(adr.ix("postal_code"))).unwrap_or("").to_owned();
             let stored = location.and_then(|l| {
                 let lat = l.get(loc.ix("latitude"))?.parse().ok()?;
@@ -180,11 +207,13 @@ pub fn service_docs(data: &Dataset, gazetteer: &Gazetteer) -> Vec<ServiceDoc> {
                     .unwrap_or("")
                     .to_owned(),
                 description: r.get(svc.ix("description")).unwrap_or("").to_owned(),
+                address: street,
                 town,
                 postal_code,
                 point,
                 areas: areas_of.get(id).copied().unwrap_or(0),
                 languages: languages_of.remove(id).unwrap_or_default(),
+                language_text: language_text_of.remove(id).unwrap_or_default().join(" "),
                 phone,
                 hours: hours_of.remove(id).unwrap_or_default(),
             })

@@ -29,6 +29,8 @@ use tantivy::{DocId, Index, ReloadPolicy, TantivyDocument};
 pub enum IndexError {
     #[error("search index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    #[error("search index: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// The four stemmed text fields, one per language the helpline speaks.
@@ -41,18 +43,19 @@ pub(crate) const STEMMED: [(&str, StemLanguage); 4] = [
 
 pub(crate) type IndexedPoint = GeomWithData<[f64; 3], u32>;
 
-/// The text fields, by slot: raw, name, then the four stemmed ones.
+/// The text fields, by slot: raw, names, then the four stemmed ones.
 pub(crate) const TEXT_FIELDS: usize = 6;
 pub(crate) const RAW: usize = 0;
-pub(crate) const NAME: usize = 1;
+pub(crate) const NAMES: usize = 1;
 pub(crate) const FIRST_STEMMED: usize = 2;
 
 /// The tantivy fields.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
-    /// By slot ([`RAW`], [`NAME`], [`FIRST_STEMMED`]…): raw is name, organization, description
-    /// and town, folded, not stemmed (typos and prefixes); name is the service and organization
-    /// name, folded (a name match ranks higher); then the stemmed texts.
+    /// By slot ([`RAW`], [`NAMES`], [`FIRST_STEMMED`]…): raw is everything searched
+    /// ([`ServiceDoc::search_text`]: name, organization, description, town, languages), folded,
+    /// not stemmed (typos and prefixes); names is the service's, its organization's and its
+    /// town's names, folded (a match there scores ×2); then the stemmed texts.
     pub text: [Field; TEXT_FIELDS],
 }
 
@@ -101,10 +104,33 @@ pub(crate) struct SegmentData {
     pub languages: Vec<u64>,
     /// Position on the sphere ([`to_xyz`]), NaN when the service has none.
     pub xyz: Vec<[f32; 3]>,
+    /// The words of each service's names, as ordinals of the raw field's terms.
+    pub names: NameTerms,
     keys: Vec<u64>,
     /// Maximal runs of document ids whose keys ascend (one per segment tantivy's writer threads
     /// made before the merge).
     runs: Vec<(DocId, DocId)>,
+}
+
+/// The words of each document's names, as ordinals of its segment's raw terms: its own name's
+/// words first, then its organization's and its town's. A search tells where a query word matched
+/// from them (the ordinals of the terms the word matched), for the documents it shows.
+#[derive(Default)]
+pub(crate) struct NameTerms {
+    /// Document id → start in `ords` (one more entry: the end).
+    starts: Vec<u32>,
+    /// Document id → how many of its words are its own name's.
+    own_lens: Vec<u8>,
+    ords: Vec<u32>,
+}
+
+impl NameTerms {
+    /// Document `doc`'s own name's words, and its organization's and town's.
+    #[inline]
+    pub(crate) fn of(&self, doc: usize) -> (&[u32], &[u32]) {
+        let words = &self.ords[self.starts[doc] as usize..self.starts[doc + 1] as usize];
+        words.split_at(usize::from(self.own_lens[doc]).min(words.len()))
+    }
 }
 
 impl SegmentData {
@@ -226,14 +252,14 @@ impl DirectoryIndex {
         };
         let ord = sb.add_u64_field("ord", FAST);
         let raw = sb.add_text_field("text_raw", text("folded"));
-        let name = sb.add_text_field("name", text("folded"));
+        let names = sb.add_text_field("names", text("folded"));
         let stemmed = STEMMED.map(|(f, _)| sb.add_text_field(f, text(f)));
         let index = Index::create_in_ram(sb.build());
         index.tokenizers().register("folded", analyzer(None));
         for (f, lang) in STEMMED {
             index.tokenizers().register(f, analyzer(Some(lang)));
         }
-        let fields = Fields { text: [raw, name, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
+        let fields = Fields { text: [raw, names, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, 50_000_000 * threads)?;
         let mut language_bits: HashMap<String, u64> = HashMap::new();
@@ -246,9 +272,9 @@ impl DirectoryIndex {
             let d = &docs[i as usize];
             let mut doc = TantivyDocument::default();
             doc.add_u64(ord, u64::from(i));
-            let all = format!("{} {} {} {}", d.name, d.organization, d.description, d.town);
+            let all = d.search_text();
             doc.add_text(raw, &all);
-            doc.add_text(name, format!("{} {}", d.name, d.organization));
+            doc.add_text(names, d.names_text());
             for f in stemmed {
                 doc.add_text(f, &all);
             }
@@ -295,6 +321,7 @@ impl DirectoryIndex {
                 areas: Vec::with_capacity(max_doc as usize),
                 languages: Vec::with_capacity(max_doc as usize),
                 xyz: Vec::with_capacity(max_doc as usize),
+                names: NameTerms::default(),
                 keys: Vec::with_capacity(max_doc as usize),
                 runs: Vec::new(),
             };
@@ -302,9 +329,34 @@ impl DirectoryIndex {
                 tokens[slot] += inverted.total_num_tokens();
             }
             total_docs += u64::from(max_doc);
+            // The raw terms' ordinals, by term.
+            let mut ord_of: HashMap<String, u32> = HashMap::new();
+            {
+                let mut terms = data.inverted[RAW].terms().stream()?;
+                while terms.advance() {
+                    if let Ok(t) = std::str::from_utf8(terms.key()) {
+                        ord_of.insert(t.to_owned(), terms.term_ord() as u32);
+                    }
+                }
+            }
+            let mut folded = index.tokenizer_for_field(raw)?;
+            let mut words = |text: &str, out: &mut Vec<u32>| {
+                let mut stream = folded.token_stream(text);
+                while stream.advance() {
+                    out.extend(ord_of.get(&stream.token().text));
+                }
+            };
+            data.names.starts.push(0);
             for doc in 0..max_doc {
                 let o = column.first(doc).unwrap_or(0) as u32;
                 let d = &docs[o as usize];
+                let names = &mut data.names;
+                words(&d.name, &mut names.ords);
+                let own_len = names.ords.len() - *names.starts.last().unwrap_or(&0) as usize;
+                names.own_lens.push(own_len.min(255) as u8);
+                words(&d.organization, &mut names.ords);
+                words(&d.town, &mut names.ords);
+                names.starts.push(names.ords.len() as u32);
                 data.ords.push(o);
                 data.areas.push(d.areas);
                 data.languages.push(doc_languages[o as usize]);

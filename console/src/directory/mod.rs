@@ -18,6 +18,7 @@ pub mod cli;
 pub mod datapackage;
 pub mod dataset;
 pub mod documents;
+pub mod eval;
 pub mod flat_csv;
 pub mod generate;
 pub mod http;
@@ -209,6 +210,7 @@ impl crate::calls::NearbyServices for Directory {
             .map(|s| ivr::engine::ServiceSummary {
                 id: s.id,
                 name: s.name,
+                address: (!s.address.is_empty()).then_some(s.address),
                 town: s.town,
                 phone: s.phone,
                 hours_today: (!s.hours_today.is_empty()).then_some(s.hours_today),

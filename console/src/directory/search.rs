@@ -1,22 +1,26 @@
 //! Searching the index: free text (folded, stemmed in four languages, one typo allowed in words of
-//! five letters or more, the last word matched as a prefix), filters (area, language spoken, open
-//! now, within R km), ranking by relevance and distance, counts per area for the filter chips;
-//! and the IVR's "nearest services in this area".
+//! five letters or more, the word being typed matched as a prefix, with one typo from four
+//! letters), filters (area, language spoken, open now, within R km), ranking (exact before fuzzy,
+//! the service's name before its description, then distance), counts per area for the filter
+//! chips; and the IVR's "nearest services in this area".
 //!
 //! Everything here is synchronous and takes the clock as a parameter: a websocket handler or the
 //! IVR calls it directly on a shared `Arc<DirectoryIndex>`.
 //!
 //! How a search runs: the text becomes one clause per word, each a set of alternatives (the
 //! folded word, the word in names, its four stems, its one-typo and prefix expansions over the
-//! term dictionary); a radius becomes runs of document ids ([`SegmentData::ranges_within`]).
-//! The posting lists are walked over those runs only, a window of document ids at a time,
-//! adding BM25 scores (tantivy's formula and statistics) and counting the required words each
-//! document has; a document with all of them goes through the other filters (arrays by
-//! document id), is counted for its areas, and joins the matches. The matches are ranked by
-//! relevance damped by distance and only the requested page is turned into answers.
+//! term dictionary), each alternative saying what its match means: exact or fuzzy, in the
+//! service's names, in its own name; a radius becomes runs of document ids
+//! ([`SegmentData::ranges_within`]). The posting lists are walked over those runs only, a window
+//! of document ids at a time, adding BM25 scores (tantivy's formula and statistics) and counting,
+//! per document, the required words it has and how each matched; a document with all of them
+//! goes through the other filters (arrays by document id), is counted for its areas, and joins
+//! the matches. When no service has every word, the walk runs again and keeps those with the
+//! most. The matches are ranked ([`TextRank`], then distance, then BM25) and only the requested
+//! page is turned into answers.
 
 use super::documents::area_bit;
-use super::index::{arc_km, chord_km, to_xyz, DirectoryIndex, SegmentData, FIRST_STEMMED, NAME, RAW};
+use super::index::{arc_km, chord_km, to_xyz, DirectoryIndex, SegmentData, FIRST_STEMMED, NAMES, RAW};
 use super::opening::LocalNow;
 use chrono::{DateTime, Utc};
 use ivr::domain::ServiceArea;
@@ -79,6 +83,8 @@ pub struct SearchHit {
     pub id: String,
     pub name: String,
     pub organization: String,
+    /// The street address, empty when unknown.
+    pub address: String,
     pub town: String,
     pub postal_code: String,
     pub areas: Vec<ServiceArea>,
@@ -91,7 +97,40 @@ pub struct SearchHit {
     pub open_now: bool,
     /// Today's opening hours, `09:00-13:00, 14:30-17:00`; empty when closed today.
     pub hours_today: String,
+    /// How well the text matched (the first key of the ranking).
+    pub rank: TextRank,
+    /// BM25 relevance (the last key of the ranking).
     pub score: f32,
+}
+
+/// How well a service matched the text, compared field by field, greater first: the words it
+/// matched exactly (the word itself, its stem when the word is complete, or a completion of
+/// the word being typed — not a word within one typo), then where they all are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct TextRank {
+    pub exact_words: u8,
+    pub place: MatchPlace,
+}
+
+/// Where every matched word of the query was found, best last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchPlace {
+    /// Some word only in the description (or the languages).
+    #[default]
+    Description,
+    /// Every word in the service's name, its organization's or its town's.
+    Names,
+    /// Every word in the service's own name.
+    Name,
+}
+
+impl TextRank {
+    /// The rank of a document whose required words matched `exact` times exactly, found at
+    /// `place`.
+    fn new(exact: u8, place: MatchPlace) -> TextRank {
+        TextRank { exact_words: exact, place }
+    }
 }
 
 /// One page of results: what the HTTP search (`directory::http`) and the console socket's
@@ -115,6 +154,8 @@ pub struct SearchResponse {
 pub struct ServiceSummary {
     pub id: String,
     pub name: String,
+    /// The street address, empty when unknown.
+    pub address: String,
     pub town: String,
     pub phone: String,
     /// Today's opening hours, `09:00-13:00`; empty when closed today.
@@ -213,33 +254,69 @@ impl Filter {
     }
 }
 
-/// Matches found: (service ordinal, text score, distance), and the per-area counts.
+/// One service found: its ordinal, text score, distance and text rank.
+#[derive(Debug, Clone, Copy)]
+struct Match {
+    ord: u32,
+    score: f32,
+    distance: Option<f64>,
+    rank: TextRank,
+}
+
+/// Matches found and the per-area counts. Only the matches of the most required words seen so
+/// far are kept: a strict walk sees only documents with all of them; a relaxed one (no service
+/// had them all) keeps the best level.
 #[derive(Default)]
 struct Found {
-    matches: Vec<(u32, f32, Option<f64>)>,
+    matches: Vec<Match>,
     area_counts: [usize; 6],
+    /// Required words the kept matches have.
+    level: u32,
 }
 
 impl Found {
+    /// Document `doc` of segment `s`, yielded by the walk of `plan` (none: no text).
     #[inline]
-    fn consider(&mut self, index: &DirectoryIndex, filter: &Filter, seg: &SegmentData, doc: DocId, score: f32) {
+    fn consider(
+        &mut self,
+        index: &DirectoryIndex,
+        filter: &Filter,
+        plan: Option<&Plan>,
+        s: usize,
+        doc: DocId,
+        hit: Hit,
+    ) {
+        let seg = &index.segments[s];
+        let level = hit.matched.count_ones();
+        if level < self.level {
+            return;
+        }
         let doc = doc as usize;
         let Some(distance) = filter.check(index, seg, doc) else { return };
+        if level > self.level {
+            self.level = level;
+            self.matches.clear();
+            self.area_counts = [0; 6];
+        }
         let areas = seg.areas[doc];
         for (i, count) in self.area_counts.iter_mut().enumerate() {
             *count += usize::from((areas >> i) & 1);
         }
         if filter.area_mask == 0 || areas & filter.area_mask != 0 {
-            self.matches.push((seg.ords[doc], score, distance));
+            let place = plan.map_or(MatchPlace::Description, |p| p.place(seg, s, doc, hit.matched));
+            self.matches.push(Match {
+                ord: seg.ords[doc],
+                score: hit.score,
+                distance,
+                rank: TextRank::new(hit.exact, place),
+            });
         }
     }
 }
 
-/// Runs a search, judging "open now" and today's hours at `now` (the caller's injected clock).
-/// Never fails: a query that cannot match finds nothing.
-pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery, now: DateTime<Utc>) -> SearchResponse {
-    let filter = Filter::new(index, q, now);
-    let plan = Plan::build(index, &q.text);
+/// Walks every segment over the query's radius: the text plan's documents (`Walk::Strict`:
+/// those with every required word; `Walk::Relaxed`: those with the most), or every document.
+fn walk(index: &DirectoryIndex, q: &SearchQuery, filter: &Filter, plan: Option<&Plan>, mode: Walk) -> Found {
     let mut found = Found::default();
     let mut scratch = Scratch::default();
     for (s, seg) in index.segments.iter().enumerate() {
@@ -247,45 +324,62 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery, now: DateTime<Utc>) 
             (Some(c), Some(r)) => seg.ranges_within(&c, r),
             _ => vec![(0, seg.max_doc)],
         };
-        match &plan {
+        match plan {
             Some(plan) => {
                 let mut clauses = plan.cursors(index, s);
-                scratch.run(&mut clauses, &ranges, |doc, score| found.consider(index, &filter, seg, doc, score));
+                scratch.run(&mut clauses, &ranges, mode, |doc, hit| {
+                    found.consider(index, filter, Some(plan), s, doc, hit)
+                });
             }
             None => {
                 for &(a, b) in &ranges {
                     for doc in a..b {
-                        found.consider(index, &filter, seg, doc, 0.0);
+                        found.consider(index, filter, None, s, doc, Hit { score: 0.0, matched: 0, exact: 0 });
                     }
                 }
             }
         }
     }
-    let ranked = |m: &(u32, f32, Option<f64>)| -> f64 {
-        match m.2 {
-            // Relevance, damped by distance: 10 km halves the text score.
-            Some(d) if !q.text.trim().is_empty() => f64::from(m.1) / (1.0 + d / 10.0),
-            Some(d) => -d,
-            None => f64::from(m.1),
+    found
+}
+
+/// Runs a search, judging "open now" and today's hours at `now` (the caller's injected clock).
+/// Never fails: a query that cannot match finds nothing.
+///
+/// The order: [`TextRank`] (words matched exactly, then where they all are), then — when the
+/// query has a place — distance, then BM25 relevance, then the listing order. Without text:
+/// nearest first, or the listing order.
+pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery, now: DateTime<Utc>) -> SearchResponse {
+    let filter = Filter::new(index, q, now);
+    let plan = Plan::build(index, &q.text);
+    let mut found = walk(index, q, &filter, plan.as_ref(), Walk::Strict);
+    // No service has every word (and passes the other filters): those with the most words.
+    if let Some(plan) = &plan {
+        if found.matches.is_empty() && found.area_counts == [0; 6] && plan.required() > 1 {
+            found = walk(index, q, &filter, Some(plan), Walk::Relaxed);
         }
-    };
+    }
     let size = q.size.clamp(1, MAX_PAGE_SIZE);
     let page = q.page.max(1);
     let total = found.matches.len();
     let end = (page.saturating_mul(size)).min(total);
     let start = ((page - 1).saturating_mul(size)).min(end);
-    let cmp =
-        |a: &(u32, f32, Option<f64>), b: &(u32, f32, Option<f64>)| ranked(b).total_cmp(&ranked(a)).then(a.0.cmp(&b.0));
+    let by_distance = q.near.is_some();
+    let distance = |m: &Match| m.distance.unwrap_or(f64::INFINITY);
+    let cmp = |a: &Match, b: &Match| {
+        b.rank
+            .cmp(&a.rank)
+            .then_with(|| if by_distance { distance(a).total_cmp(&distance(b)) } else { std::cmp::Ordering::Equal })
+            .then_with(|| b.score.total_cmp(&a.score))
+            .then(a.ord.cmp(&b.ord))
+    };
     if end > 0 && end < total {
         found.matches.select_nth_unstable_by(end - 1, cmp);
         found.matches.truncate(end);
     }
     found.matches.sort_unstable_by(cmp);
     let local = LocalNow::new(now, chrono_tz::Europe::Rome);
-    let hits = found.matches[start..end]
-        .iter()
-        .map(|&(ord, score, distance)| hit(index, ord, score, distance.and(q.near), now, &local))
-        .collect();
+    let hits = found.matches[start..end].iter().map(|m| hit(index, m, m.distance.and(q.near), now, &local)).collect();
     SearchResponse {
         total,
         page,
@@ -297,15 +391,8 @@ pub fn search(index: &Arc<DirectoryIndex>, q: &SearchQuery, now: DateTime<Utc>) 
 }
 
 /// One answer; `near` is the query's point when the service has a distance.
-fn hit(
-    index: &DirectoryIndex,
-    ord: u32,
-    score: f32,
-    near: Option<GeoPoint>,
-    now: DateTime<Utc>,
-    local: &LocalNow,
-) -> SearchHit {
-    let d = &index.docs[ord as usize];
+fn hit(index: &DirectoryIndex, m: &Match, near: Option<GeoPoint>, now: DateTime<Utc>, local: &LocalNow) -> SearchHit {
+    let d = &index.docs[m.ord as usize];
     let distance = near.zip(d.point).map(|(c, p)| c.distance_km(&p));
     let (open_now, hours_today) = if d.hours.tz == local.tz {
         (d.hours.is_open_local(local), d.hours.today_text_local(local))
@@ -316,6 +403,7 @@ fn hit(
         id: d.id.clone(),
         name: d.name.clone(),
         organization: d.organization.clone(),
+        address: d.address.clone(),
         town: d.town.clone(),
         postal_code: d.postal_code.clone(),
         areas: d.area_list(),
@@ -326,7 +414,8 @@ fn hit(
         distance_km: distance.map(|x| (x * 1000.0).round() / 1000.0),
         open_now,
         hours_today,
-        score,
+        rank: m.rank,
+        score: m.score,
     }
 }
 
@@ -350,6 +439,7 @@ pub fn nearest_services(
         .map(|d| ServiceSummary {
             id: d.id.clone(),
             name: d.name.clone(),
+            address: d.address.clone(),
             town: d.town.clone(),
             phone: d.phone.clone(),
             hours_today: d.hours.today_text(now),
@@ -360,16 +450,20 @@ pub fn nearest_services(
 
 /// Words shorter than this are optional (articles, prepositions) unless they are all there is.
 const MIN_REQUIRED_WORD: usize = 3;
-/// Words this long or longer tolerate one typo.
+/// Whole words this long or longer tolerate one typo.
 const MIN_FUZZY_WORD: usize = 5;
+/// The word being typed, this long or longer, also matches with one typo in it (a fuzzy prefix).
+const MIN_FUZZY_PREFIX: usize = 4;
 /// Words past this many are ignored (a bound on the work one query can ask for).
 const MAX_WORDS: usize = 32;
 
-/// Boosts of the alternatives of a word.
-const BOOST_NAME: f32 = 2.0;
+/// Boosts of the alternatives of a word (BM25 ones multiply the term's BM25; the others are
+/// constant scores).
+const BOOST_NAMES: f32 = 2.0;
 const BOOST_STEM: f32 = 0.5;
 const BOOST_TYPO: f32 = 0.5;
 const BOOST_PREFIX: f32 = 0.7;
+const BOOST_TYPO_PREFIX: f32 = 0.3;
 
 /// The one-typo automata (a transposition counts as one typo).
 fn one_typo() -> &'static LevenshteinAutomatonBuilder {
@@ -401,24 +495,35 @@ impl tantivy_fst::Automaton for Lev<'_> {
 }
 
 /// How one alternative of a word finds its terms.
-enum Lookup {
-    /// The exact term, BM25-scored.
-    Term(String),
-    /// Every term within one typo; a constant score.
-    Typo(DFA),
-    /// Every term starting with the word; a constant score.
-    Prefix(String),
-    /// Every term starting with the word give or take one typo; a constant score.
-    TypoPrefix(DFA),
+#[derive(Clone, Copy)]
+enum Lookup<'a> {
+    /// The exact term.
+    Term(&'a str),
+    /// Every term within one typo.
+    Typo(&'a DFA),
+    /// Every term starting with the word.
+    Prefix(&'a str),
+    /// Every term starting with the word give or take one typo.
+    TypoPrefix(&'a DFA),
+}
+
+/// How an alternative scores a document it matches.
+#[derive(Clone, Copy)]
+enum Weight {
+    /// BM25 of its one term, times this boost.
+    Bm25(f32),
+    /// This, once, for a document having any of its terms.
+    Constant(f32),
 }
 
 /// One alternative of a word, resolved against the index: its terms in each segment.
 struct Alternative {
     slot: usize,
-    boost: f32,
-    scored: bool,
-    /// By segment.
-    terms: Vec<Vec<TermInfo>>,
+    weight: Weight,
+    /// Whether its matches are exact (the word, its stem, a completion) or fuzzy.
+    exact: bool,
+    /// By segment: the terms, and their ordinals in the segment's dictionary.
+    terms: Vec<Vec<(TermInfo, u64)>>,
     /// Over the whole index (for BM25).
     doc_freq: u64,
 }
@@ -426,6 +531,9 @@ struct Alternative {
 struct Clause {
     required: bool,
     alternatives: Vec<Alternative>,
+    /// By segment, a bit per raw term: the raw terms the word matched (the words of a
+    /// service's names are looked up in it).
+    raw_terms: Vec<Vec<u64>>,
 }
 
 /// The text part of a search.
@@ -444,57 +552,57 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The terms of a dictionary stream, with their ordinals.
+fn drain<A: tantivy_fst::Automaton>(
+    found: &mut Vec<(TermInfo, u64)>,
+    stream: std::io::Result<tantivy::termdict::TermStreamer<'_, A>>,
+) {
+    match stream {
+        Ok(mut s) => {
+            while s.advance() {
+                found.push((s.value().clone(), s.term_ord()));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+    }
+}
+
 impl Alternative {
-    fn resolve(index: &DirectoryIndex, slot: usize, boost: f32, lookup: &Lookup) -> Alternative {
+    fn resolve(index: &DirectoryIndex, slot: usize, weight: Weight, exact: bool, lookup: Lookup<'_>) -> Alternative {
         let mut terms = Vec::with_capacity(index.segments.len());
         for seg in &index.segments {
             let dict = seg.inverted[slot].terms();
             let mut found = Vec::new();
-            let streamed =
-                |found: &mut Vec<TermInfo>, stream: std::io::Result<tantivy::termdict::TermStreamer<'_, _>>| {
-                    match stream {
-                        Ok(mut s) => {
-                            while s.advance() {
-                                found.push(s.value().clone());
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
-                    }
-                };
             match lookup {
-                Lookup::Term(t) => match dict.get(t.as_bytes()) {
-                    Ok(Some(info)) => found.push(info),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
+                Lookup::Term(t) => match (dict.term_ord(t.as_bytes()), dict.get(t.as_bytes())) {
+                    (Ok(Some(ord)), Ok(Some(info))) => found.push((info, ord)),
+                    (Ok(_), Ok(_)) => {}
+                    (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
                 },
-                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => {
-                    streamed(&mut found, dict.search(Lev(dfa)).into_stream())
-                }
+                Lookup::Typo(dfa) | Lookup::TypoPrefix(dfa) => drain(&mut found, dict.search(Lev(dfa)).into_stream()),
                 Lookup::Prefix(p) => {
                     let builder = dict.range().ge(p.as_bytes());
                     let builder = match prefix_end(p.as_bytes()) {
                         Some(end) => builder.lt(end),
                         None => builder,
                     };
-                    match builder.into_stream() {
-                        Ok(mut s) => {
-                            while s.advance() {
-                                found.push(s.value().clone());
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "directory term dictionary unreadable"),
-                    }
+                    drain(&mut found, builder.into_stream());
                 }
             }
             terms.push(found);
         }
-        let doc_freq = terms.iter().flatten().map(|t| u64::from(t.doc_freq)).sum();
-        Alternative { slot, boost, scored: matches!(lookup, Lookup::Term(_)), terms, doc_freq }
+        let doc_freq = terms.iter().flatten().map(|(t, _)| u64::from(t.doc_freq)).sum();
+        Alternative { slot, weight, exact, terms, doc_freq }
     }
 }
 
 impl Plan {
     /// The plan of `text`, `None` when it has no words.
+    ///
+    /// Each word's alternatives: the word itself in all the text (BM25) and in the names (BM25
+    /// ×2); its stems (BM25 ×0.5; exact only when the word is complete); from five letters, the
+    /// words within one typo; and for the word being typed (the last, unless the text ends
+    /// with a space) its completions, and from four letters its completions within one typo.
     fn build(index: &DirectoryIndex, text: &str) -> Option<Plan> {
         let mut words = index.tokens(RAW, text);
         if words.is_empty() {
@@ -506,9 +614,11 @@ impl Plan {
         let stems: Vec<Vec<String>> = (0..4).map(|s| index.tokens(FIRST_STEMMED + s, text)).collect();
         let mut clauses = Vec::with_capacity(words.len());
         for (i, word) in words.iter().enumerate() {
+            let typed = prefix_last && i + 1 == words.len();
+            let len = word.chars().count();
             let mut alternatives = vec![
-                Alternative::resolve(index, RAW, 1.0, &Lookup::Term(word.clone())),
-                Alternative::resolve(index, NAME, BOOST_NAME, &Lookup::Term(word.clone())),
+                Alternative::resolve(index, RAW, Weight::Bm25(1.0), true, Lookup::Term(word)),
+                Alternative::resolve(index, NAMES, Weight::Bm25(BOOST_NAMES), true, Lookup::Term(word)),
             ];
             let mut seen: Vec<(usize, &str)> = Vec::new();
             for (s, stemmed) in stems.iter().enumerate() {
@@ -516,29 +626,74 @@ impl Plan {
                     let slot = FIRST_STEMMED + s;
                     if !seen.contains(&(slot, stem.as_str())) {
                         seen.push((slot, stem.as_str()));
-                        alternatives.push(Alternative::resolve(index, slot, BOOST_STEM, &Lookup::Term(stem.clone())));
+                        // The stem of a word not finished yet says little ("coma" is not "Como").
+                        let weight = Weight::Bm25(BOOST_STEM);
+                        alternatives.push(Alternative::resolve(index, slot, weight, !typed, Lookup::Term(stem)));
                     }
                 }
             }
-            let long = word.chars().count() >= MIN_FUZZY_WORD;
-            if long {
-                let typo = Lookup::Typo(one_typo().build_dfa(word));
-                alternatives.push(Alternative::resolve(index, RAW, BOOST_TYPO, &typo));
+            if len >= MIN_FUZZY_WORD {
+                let dfa = one_typo().build_dfa(word);
+                let weight = Weight::Constant(BOOST_TYPO);
+                alternatives.push(Alternative::resolve(index, RAW, weight, false, Lookup::Typo(&dfa)));
             }
-            let is_prefix = prefix_last && i + 1 == words.len();
-            if is_prefix {
-                let prefix = if long {
-                    Lookup::TypoPrefix(one_typo().build_prefix_dfa(word))
-                } else {
-                    Lookup::Prefix(word.clone())
-                };
-                alternatives.push(Alternative::resolve(index, RAW, BOOST_PREFIX, &prefix));
+            if typed {
+                let weight = Weight::Constant(BOOST_PREFIX);
+                alternatives.push(Alternative::resolve(index, RAW, weight, true, Lookup::Prefix(word)));
+                if len >= MIN_FUZZY_PREFIX {
+                    let dfa = one_typo().build_prefix_dfa(word);
+                    let weight = Weight::Constant(BOOST_TYPO_PREFIX);
+                    alternatives.push(Alternative::resolve(index, RAW, weight, false, Lookup::TypoPrefix(&dfa)));
+                }
             }
             alternatives.retain(|a| a.doc_freq > 0);
-            let required = all_short || is_prefix || word.chars().count() >= MIN_REQUIRED_WORD;
-            clauses.push(Clause { required, alternatives });
+            let raw_terms = index
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(s, seg)| {
+                    let mut bits = vec![0u64; seg.inverted[RAW].terms().num_terms().div_ceil(64)];
+                    for a in alternatives.iter().filter(|a| a.slot == RAW) {
+                        for &(_, ord) in &a.terms[s] {
+                            bits[(ord >> 6) as usize] |= 1 << (ord & 63);
+                        }
+                    }
+                    bits
+                })
+                .collect();
+            let required = all_short || typed || len >= MIN_REQUIRED_WORD;
+            clauses.push(Clause { required, alternatives, raw_terms });
         }
         Some(Plan { clauses })
+    }
+
+    /// How many words are required.
+    fn required(&self) -> usize {
+        self.clauses.iter().filter(|c| c.required).count()
+    }
+
+    /// Where the required words of `matched` (a bit per clause) are in document `doc` of
+    /// segment `s`: each (the word, a completion or a typo of it) among its own name's words,
+    /// else among its names' words, else neither (its description, its languages, or a stem).
+    fn place(&self, seg: &SegmentData, s: usize, doc: usize, matched: u32) -> MatchPlace {
+        let (own, other) = seg.names.of(doc);
+        let has = |bits: &[u64], words: &[u32]| {
+            words.iter().any(|&o| bits.get((o >> 6) as usize).is_some_and(|w| (w >> (o & 63)) & 1 == 1))
+        };
+        let mut place = MatchPlace::Name;
+        let mut m = matched;
+        while m != 0 {
+            let bits = &self.clauses[m.trailing_zeros() as usize].raw_terms[s];
+            m &= m - 1;
+            if has(bits, own) {
+                continue;
+            }
+            if !has(bits, other) {
+                return MatchPlace::Description;
+            }
+            place = MatchPlace::Names;
+        }
+        place
     }
 
     /// The plan's posting lists in segment `s`.
@@ -553,10 +708,13 @@ impl Plan {
                     .iter()
                     .filter_map(|a| {
                         let inverted = &seg.inverted[a.slot];
-                        let option = if a.scored { IndexRecordOption::WithFreqs } else { IndexRecordOption::Basic };
+                        let option = match a.weight {
+                            Weight::Bm25(_) => IndexRecordOption::WithFreqs,
+                            Weight::Constant(_) => IndexRecordOption::Basic,
+                        };
                         let postings: Vec<SegmentPostings> = a.terms[s]
                             .iter()
-                            .filter_map(|t| match inverted.read_postings_from_terminfo(t, option) {
+                            .filter_map(|(t, _)| match inverted.read_postings_from_terminfo(t, option) {
                                 Ok(p) => Some(p),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "directory postings unreadable");
@@ -567,16 +725,16 @@ impl Plan {
                         if postings.is_empty() {
                             return None;
                         }
-                        Some(if a.scored {
-                            Cursor::Scored {
+                        let kind = match a.weight {
+                            Weight::Bm25(boost) => CursorKind::Scored {
                                 postings: postings.into_iter().next()?,
-                                weight: index.stats.weight(a.doc_freq, a.boost),
+                                weight: index.stats.weight(a.doc_freq, boost),
                                 norms: &index.stats.norms[a.slot],
                                 fieldnorms: &seg.fieldnorms[a.slot],
-                            }
-                        } else {
-                            Cursor::Constant { postings, score: a.boost }
-                        })
+                            },
+                            Weight::Constant(score) => CursorKind::Constant { postings, score },
+                        };
+                        Some(Cursor { kind, exact: a.exact })
                     })
                     .collect(),
             })
@@ -584,10 +742,16 @@ impl Plan {
     }
 }
 
-/// A word's alternative in one segment. (A query holds a few of these; boxing the large variant
-/// would cost an allocation per term and segment for no memory that matters.)
+/// A word's alternative in one segment, and whether its matches are exact.
+struct Cursor<'a> {
+    kind: CursorKind<'a>,
+    exact: bool,
+}
+
+/// (A query holds a few of these; boxing the large variant would cost an allocation per term and
+/// segment for no memory that matters.)
 #[allow(clippy::large_enum_variant)]
-enum Cursor<'a> {
+enum CursorKind<'a> {
     /// One term: score = weight · tf / (tf + norm of the field's length).
     Scored { postings: SegmentPostings, weight: f32, norms: &'a [f32; 256], fieldnorms: &'a FieldNormReader },
     /// Several terms: `score` once for a document having any of them.
@@ -599,6 +763,24 @@ struct ClauseCursors<'a> {
     cursors: Vec<Cursor<'a>>,
 }
 
+/// Which documents a walk yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Those with every required word.
+    Strict,
+    /// Those with at least one required word (and which: [`Found`] keeps those with the most).
+    Relaxed,
+}
+
+/// A document the walk yields: its BM25 score, its required words (a bit per clause) and how
+/// many of them matched exactly.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    score: f32,
+    matched: u32,
+    exact: u8,
+}
+
 /// Documents handled at once.
 const WINDOW: u32 = 4096;
 const WINDOW_WORDS: usize = WINDOW as usize / 64;
@@ -606,18 +788,24 @@ const WINDOW_WORDS: usize = WINDOW as usize / 64;
 /// Per-window buffers, reused across windows.
 struct Scratch {
     score: Vec<f32>,
-    required: Vec<u16>,
+    matched: Vec<u32>,
+    exact: Vec<u8>,
+    /// This clause's documents matched fuzzily, and exactly.
     clause: Vec<u64>,
-    any: Vec<u64>,
+    clause_exact: Vec<u64>,
+    /// One alternative's documents.
+    hits: Vec<u64>,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
             score: vec![0.0; WINDOW as usize],
-            required: vec![0; WINDOW as usize],
+            matched: vec![0; WINDOW as usize],
+            exact: vec![0; WINDOW as usize],
             clause: vec![0; WINDOW_WORDS],
-            any: vec![0; WINDOW_WORDS],
+            clause_exact: vec![0; WINDOW_WORDS],
+            hits: vec![0; WINDOW_WORDS],
         }
     }
 }
@@ -638,11 +826,17 @@ fn mark(postings: &mut SegmentPostings, a: DocId, b: DocId, bits: &mut [u64]) {
 
 impl Scratch {
     /// Walks `ranges` (ascending) window by window; calls `emit` for each document having every
-    /// required word, with its score.
-    fn run(&mut self, clauses: &mut [ClauseCursors<'_>], ranges: &[(DocId, DocId)], mut emit: impl FnMut(DocId, f32)) {
-        let needed = clauses.iter().filter(|c| c.required).count() as u16;
-        // A required word with no term in the index: nothing can match.
-        if clauses.iter().any(|c| c.required && c.cursors.is_empty()) {
+    /// required word (`Walk::Strict`) or some (`Walk::Relaxed`), with its score and words.
+    fn run(
+        &mut self,
+        clauses: &mut [ClauseCursors<'_>],
+        ranges: &[(DocId, DocId)],
+        mode: Walk,
+        mut emit: impl FnMut(DocId, Hit),
+    ) {
+        let all: u32 = clauses.iter().enumerate().filter(|(_, c)| c.required).fold(0, |m, (i, _)| m | 1 << i);
+        // A required word with no term in the index: nothing has every word.
+        if mode == Walk::Strict && clauses.iter().any(|c| c.required && c.cursors.is_empty()) {
             return;
         }
         for &(start, end) in ranges {
@@ -650,14 +844,18 @@ impl Scratch {
             while a < end {
                 let b = end.min(a.saturating_add(WINDOW));
                 let len = (b - a) as usize;
+                let words = len.div_ceil(64);
                 self.score[..len].fill(0.0);
-                self.required[..len].fill(0);
-                let mut any_required = true;
-                for clause in clauses.iter_mut() {
-                    self.clause.fill(0);
+                self.matched[..len].fill(0);
+                self.exact[..len].fill(0);
+                let mut possible = true;
+                for (c, clause) in clauses.iter_mut().enumerate() {
+                    self.clause[..words].fill(0);
+                    self.clause_exact[..words].fill(0);
                     for cursor in clause.cursors.iter_mut() {
-                        match cursor {
-                            Cursor::Scored { postings, weight, norms, fieldnorms } => {
+                        self.hits[..words].fill(0);
+                        match &mut cursor.kind {
+                            CursorKind::Scored { postings, weight, norms, fieldnorms } => {
                                 let mut d = postings.doc();
                                 if d < a {
                                     d = postings.seek(a);
@@ -667,46 +865,56 @@ impl Scratch {
                                     let tf = postings.term_freq() as f32;
                                     let norm = norms[usize::from(fieldnorms.fieldnorm_id(d))];
                                     self.score[i] += *weight * (tf / (tf + norm));
-                                    self.clause[i >> 6] |= 1 << (i & 63);
+                                    self.hits[i >> 6] |= 1 << (i & 63);
                                     d = postings.advance();
                                 }
                             }
-                            Cursor::Constant { postings, score } => {
-                                self.any.fill(0);
+                            CursorKind::Constant { postings, score } => {
                                 for p in postings.iter_mut() {
-                                    mark(p, a, b, &mut self.any);
+                                    mark(p, a, b, &mut self.hits);
                                 }
-                                for (w, &word) in self.any.iter().enumerate() {
+                                for (w, &word) in self.hits[..words].iter().enumerate() {
                                     let mut m = word;
                                     while m != 0 {
                                         self.score[w * 64 + m.trailing_zeros() as usize] += *score;
                                         m &= m - 1;
                                     }
-                                    self.clause[w] |= word;
                                 }
                             }
+                        }
+                        let bits = if cursor.exact { &mut self.clause_exact } else { &mut self.clause };
+                        for (b, h) in bits[..words].iter_mut().zip(&self.hits[..words]) {
+                            *b |= h;
                         }
                     }
                     if clause.required {
                         let mut some = false;
-                        for (w, &word) in self.clause.iter().enumerate() {
-                            let mut m = word;
+                        for (w, (&fuzzy, &exact)) in self.clause[..words].iter().zip(&self.clause_exact).enumerate() {
+                            let mut m = fuzzy | exact;
                             some |= m != 0;
                             while m != 0 {
-                                self.required[w * 64 + m.trailing_zeros() as usize] += 1;
+                                let bit = m.trailing_zeros();
+                                let i = w * 64 + bit as usize;
+                                self.matched[i] |= 1 << c;
+                                self.exact[i] += ((exact >> bit) & 1) as u8;
                                 m &= m - 1;
                             }
                         }
-                        if !some {
-                            any_required = false;
+                        if !some && mode == Walk::Strict {
+                            possible = false;
                             break;
                         }
                     }
                 }
-                if any_required {
+                if possible {
                     for i in 0..len {
-                        if self.required[i] == needed {
-                            emit(a + i as DocId, self.score[i]);
+                        let matched = self.matched[i];
+                        let yield_it = match mode {
+                            Walk::Strict => matched == all,
+                            Walk::Relaxed => matched != 0,
+                        };
+                        if yield_it {
+                            emit(a + i as DocId, Hit { score: self.score[i], matched, exact: self.exact[i] });
                         }
                     }
                 }

@@ -168,6 +168,115 @@ fn the_last_word_matches_as_a_prefix() {
 }
 
 #[test]
+fn the_word_being_typed_matches_with_one_typo_from_four_letters() {
+    let idx = index();
+    let both = vec!["Mediatore culturale di strada", "Sportello mediazione interculturale"];
+    // "mediz": one letter off "media…".
+    assert_eq!(names(&idx, &text("mediz")), both);
+    // Four letters with a slip: "cnsu" for "consu…".
+    assert_eq!(names(&idx, &text("cnsu")), vec!["Consultorio familiare"]);
+    // Under four letters the prefix must be exact; a complete word of four letters too.
+    assert!(names(&idx, &text("cns")).is_empty());
+    assert!(names(&idx, &text("cnsu ")).is_empty());
+}
+
+/// A directory for the ranking: which service comes first for what was typed.
+fn ranking_index() -> Arc<DirectoryIndex> {
+    use ServiceArea::*;
+    let mut n = 0;
+    let mut b = Builder::new(|| {
+        n += 1;
+        format!("id-{n:04}")
+    });
+    let como = GeoPoint::new(45.8081, 9.0852);
+    let comacchio = GeoPoint::new(44.6941, 12.1822);
+    let ancona = GeoPoint::new(43.6158, 13.5189);
+    let jesi = GeoPoint::new(43.5227, 13.2439);
+    let with = |name: &str, org: &str, town: &str, point, description: &str, langs: &[&str]| FlatService {
+        description: description.into(),
+        ..service(name, org, town, point, &[Lingua], langs, "lun-ven 09:00-13:00")
+    };
+    // "Como" is within one typo of "coma", and in the organization's name.
+    b.add(&with("CPIA Como", "CPIA di Como", "Como", como, "", &["it"]));
+    b.add(&with("CPIA Comacchio", "Comune di Comacchio", "Comacchio", comacchio, "", &["it"]));
+    // "Ancona" in the organization, not the name.
+    b.add(&with("CPIA Jesi", "CPIA di Ancona", "Jesi", jesi, "", &["it"]));
+    b.add(&with("CPIA Ancona", "CPIA di Ancona", "Ancona", ancona, "", &["it"]));
+    // The words in the name, or only in the description; Arabic spoken or not.
+    b.add(&with("Corso di italiano per donne", "Comune di Jesi", "Jesi", jesi, "", &["it"]));
+    b.add(&with("Scuola serale", "Comune di Jesi", "Jesi", jesi, "Corso di italiano per donne.", &["it", "ar"]));
+    Arc::new(DirectoryIndex::build(service_docs(&b.data, Gazetteer::embedded())).unwrap())
+}
+
+fn ranked(idx: &Arc<DirectoryIndex>, q: &SearchQuery) -> Vec<String> {
+    search(idx, q, tuesday_10()).hits.into_iter().map(|h| h.name).collect()
+}
+
+#[test]
+fn exact_outranks_fuzzy_and_names_outrank_descriptions() {
+    use super::search::{MatchPlace, TextRank};
+    let idx = ranking_index();
+    // An exact prefix before a word within one typo (and a stem of the half-typed word).
+    let r = search(&idx, &text("cpia coma"), tuesday_10());
+    assert_eq!(r.hits[0].name, "CPIA Comacchio");
+    assert_eq!(r.hits[0].rank, TextRank { exact_words: 2, place: MatchPlace::Name });
+    assert_eq!(r.hits[1].name, "CPIA Como");
+    assert_eq!(r.hits[1].rank.exact_words, 1);
+    // The service's own name before its organization's, even far away.
+    let mut q = text("cpia ance");
+    q.near = Some(GeoPoint::new(43.5227, 13.2439));
+    let r = search(&idx, &q, tuesday_10());
+    assert_eq!(r.hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["CPIA Ancona", "CPIA Jesi"]);
+    assert_eq!(r.hits[0].rank.place, MatchPlace::Name);
+    assert_eq!(r.hits[1].rank.place, MatchPlace::Names);
+    // Every word in the name before a match through the description.
+    let r = search(&idx, &text("corso italiano donne"), tuesday_10());
+    assert_eq!(
+        r.hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        ["Corso di italiano per donne", "Scuola serale"]
+    );
+    assert_eq!(r.hits[1].rank.place, MatchPlace::Description);
+}
+
+#[test]
+fn equal_matches_are_ranked_by_distance_from_the_place() {
+    let idx = ranking_index();
+    let mut q = text("cpia");
+    q.near = Some(GeoPoint::new(45.8, 9.1));
+    assert_eq!(ranked(&idx, &q)[0], "CPIA Como");
+    q.near = Some(GeoPoint::new(44.7, 12.2));
+    assert_eq!(ranked(&idx, &q)[0], "CPIA Comacchio");
+}
+
+#[test]
+fn the_languages_spoken_are_searched_in_words_but_italian() {
+    let idx = ranking_index();
+    assert_eq!(ranked(&idx, &text("arabo")), ["Scuola serale"]);
+    // Every service speaks Italian: "italiano" finds what says it, not everything.
+    assert_eq!(search(&idx, &text("italiano"), tuesday_10()).total, 2);
+}
+
+#[test]
+fn when_no_service_has_every_word_those_with_the_most_are_found() {
+    let idx = ranking_index();
+    // No service says "avvocato": the services with the other words, counted as such.
+    let r = search(&idx, &text("avvocato corso donne"), tuesday_10());
+    assert_eq!(r.total, 2);
+    assert_eq!(r.hits[0].name, "Corso di italiano per donne");
+    let lingua = r.area_counts.iter().find(|(a, _)| *a == ServiceArea::Lingua).map(|(_, n)| *n);
+    assert_eq!(lingua, Some(2));
+    // A word alone that nothing has still finds nothing.
+    assert_eq!(search(&idx, &text("avvocato"), tuesday_10()).total, 0);
+    // With a filter that leaves full matches in another area only, nothing is relaxed: the
+    // area's chip says where they are.
+    let mut q = text("corso donne");
+    q.areas = vec![ServiceArea::Casa];
+    let r = search(&idx, &q, tuesday_10());
+    assert_eq!(r.total, 0);
+    assert_eq!(r.area_counts.iter().find(|(a, _)| *a == ServiceArea::Lingua).map(|(_, n)| *n), Some(2));
+}
+
+#[test]
 fn words_are_stemmed() {
     let idx = index();
     // Italian plural → singular.
@@ -292,11 +401,12 @@ fn generated(n: usize) -> Arc<DirectoryIndex> {
     Arc::new(DirectoryIndex::build(service_docs(&data, Gazetteer::embedded())).unwrap())
 }
 
-/// tantivy's own evaluation of a text, as a boolean query of the same alternatives (exact word,
-/// word in names, stems, one typo, prefix of the last word): every match's service ordinal and
-/// score.
+/// tantivy's own evaluation of a text, as a boolean query of the same scoring alternatives
+/// (exact word, word in names, stems, one typo, completions of the word being typed, exact and
+/// within one typo): every match's service ordinal and score. (The alternatives that only tell
+/// where a word matched score nothing and match a subset of these.)
 fn tantivy_matches(idx: &DirectoryIndex, text: &str) -> std::collections::HashMap<u32, f32> {
-    use super::index::{FIRST_STEMMED, NAME, RAW};
+    use super::index::{FIRST_STEMMED, NAMES, RAW};
     use tantivy::collector::TopDocs;
     use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
     use tantivy::schema::IndexRecordOption;
@@ -313,7 +423,7 @@ fn tantivy_matches(idx: &DirectoryIndex, text: &str) -> std::collections::HashMa
     for (i, word) in words.iter().enumerate() {
         let mut alts: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Should, term(f[RAW], word)),
-            (Occur::Should, Box::new(BoostQuery::new(term(f[NAME], word), 2.0))),
+            (Occur::Should, Box::new(BoostQuery::new(term(f[NAMES], word), 2.0))),
         ];
         let mut seen = Vec::new();
         for (s, st) in stems.iter().enumerate() {
@@ -323,17 +433,21 @@ fn tantivy_matches(idx: &DirectoryIndex, text: &str) -> std::collections::HashMa
                 alts.push((Occur::Should, Box::new(BoostQuery::new(term(field, &st[i]), 0.5))));
             }
         }
-        let long = word.chars().count() >= 5;
-        if long {
+        let len = word.chars().count();
+        if len >= 5 {
             let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f[RAW], word), 1, true);
             alts.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), 0.5))));
         }
         let is_prefix = prefix_last && i + 1 == words.len();
         if is_prefix {
-            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(f[RAW], word), u8::from(long), true);
+            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(f[RAW], word), 0, true);
             alts.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), 0.7))));
+            if len >= 4 {
+                let fuzzy = FuzzyTermQuery::new_prefix(Term::from_field_text(f[RAW], word), 1, true);
+                alts.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), 0.3))));
+            }
         }
-        let required = all_short || is_prefix || word.chars().count() >= 3;
+        let required = all_short || is_prefix || len >= 3;
         clauses.push((if required { Occur::Must } else { Occur::Should }, Box::new(BooleanQuery::new(alts))));
     }
     let searcher = idx.index.reader().unwrap().searcher();
@@ -342,6 +456,19 @@ fn tantivy_matches(idx: &DirectoryIndex, text: &str) -> std::collections::HashMa
         .into_iter()
         .map(|(score, addr)| (idx.segments[addr.segment_ord as usize].ords[addr.doc_id as usize], score))
         .collect()
+}
+
+/// Whether `a` may come before `b` in one answer: the ranking's keys, in order.
+fn ranked_before(a: &super::search::SearchHit, b: &super::search::SearchHit, by_distance: bool) -> bool {
+    use std::cmp::Ordering::*;
+    let distance = |h: &super::search::SearchHit| h.distance_km.unwrap_or(f64::INFINITY);
+    let order = b
+        .rank
+        .cmp(&a.rank)
+        .then_with(|| if by_distance { distance(a).total_cmp(&distance(b)) } else { Equal })
+        .then_with(|| b.score.total_cmp(&a.score));
+    // Reported distances are rounded to metres: equal ones may be either way.
+    order != Greater || (by_distance && a.rank == b.rank && (distance(a) - distance(b)).abs() < 0.002)
 }
 
 #[test]
@@ -363,6 +490,9 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
         "xyzzy",
         "accoglienza ",
         "salute donne",
+        "cpia coma",
+        "spazio famiglie e minori pont",
+        "mediatrice arabo",
     ];
     let mut nearby_matches = 0;
     for t in texts {
@@ -373,10 +503,11 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
             q.radius_km = radius;
             q.size = super::search::MAX_PAGE_SIZE;
             let r = search(&idx, &q, tuesday_10());
-            let within: Vec<(&u32, &f32)> = expected
-                .iter()
-                .filter(|(o, _)| match (near, radius) {
-                    (Some(c), Some(r)) => idx.docs[**o as usize].point.is_some_and(|p| c.distance_km(&p) <= r),
+            let within: std::collections::HashSet<u32> = expected
+                .keys()
+                .copied()
+                .filter(|o| match (near, radius) {
+                    (Some(c), Some(r)) => idx.docs[*o as usize].point.is_some_and(|p| c.distance_km(&p) <= r),
                     _ => true,
                 })
                 .collect();
@@ -384,8 +515,16 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
             if radius.is_some() {
                 nearby_matches += r.total;
             }
-            for h in &r.hits {
+            // Every page, in order: the same services as tantivy's, its scores, ranked.
+            let mut all = Vec::new();
+            for page in 1..=r.total_pages {
+                q.page = page;
+                all.extend(search(&idx, &q, tuesday_10()).hits);
+            }
+            assert_eq!(all.len(), r.total, "{t:?}");
+            for h in &all {
                 let ord = idx.by_id[&h.id];
+                assert!(within.contains(&ord), "{t:?}: {} is not a match", h.name);
                 let score = expected[&ord];
                 assert!(
                     (score - h.score).abs() <= 1e-4 * score.abs().max(1.0),
@@ -394,18 +533,19 @@ fn the_evaluator_agrees_with_tantivy_on_a_generated_directory() {
                     h.score
                 );
             }
-            // The page holds the best: nothing left out ranks above its last hit.
-            if let (Some(last), true) = (r.hits.last(), r.total > r.hits.len()) {
-                let rank = |score: f32, d: Option<f64>| f64::from(score) / (1.0 + d.unwrap_or(0.0) / 10.0);
-                // Reported distances are rounded to metres: a little slack.
-                let floor = rank(last.score, last.distance_km) * (1.0 + 1e-4);
-                let shown: std::collections::HashSet<u32> = r.hits.iter().map(|h| idx.by_id[&h.id]).collect();
-                for (o, s) in &within {
-                    if !shown.contains(o) {
-                        let d = near.zip(idx.docs[**o as usize].point).map(|(c, p)| c.distance_km(&p));
-                        assert!(rank(**s, d) <= floor, "{t:?}: a better match was left out");
-                    }
-                }
+            for w in all.windows(2) {
+                assert!(
+                    ranked_before(&w[0], &w[1], near.is_some()),
+                    "{t:?} near {near:?}: {} ({:?}, {:?} km, {}) before {} ({:?}, {:?} km, {})",
+                    w[0].name,
+                    w[0].rank,
+                    w[0].distance_km,
+                    w[0].score,
+                    w[1].name,
+                    w[1].rank,
+                    w[1].distance_km,
+                    w[1].score
+                );
             }
         }
     }
@@ -425,4 +565,90 @@ fn a_radius_finds_exactly_the_services_within_it() {
             assert_eq!(search(&idx, &q, tuesday_10()).total, expected, "within {r} km of {c:?}");
         }
     }
+}
+
+/// The demo directory (`helpline directory generate`'s 8,000 services) and the HSDS example,
+/// indexed once for every test that reads it; and the example's service ids.
+fn demo() -> &'static (Arc<DirectoryIndex>, Vec<String>) {
+    static DEMO: std::sync::OnceLock<(Arc<DirectoryIndex>, Vec<String>)> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/directory/good");
+        let (docs, example) = super::eval::eval_docs(&fixture).unwrap();
+        (Arc::new(DirectoryIndex::build(docs).unwrap()), example)
+    })
+}
+
+fn first_names(idx: &Arc<DirectoryIndex>, q: &SearchQuery, n: usize) -> Vec<String> {
+    search(idx, q, tuesday_10()).hits.into_iter().take(n).map(|h| format!("{} ({})", h.name, h.town)).collect()
+}
+
+#[test]
+fn half_typed_names_put_the_intended_service_first() {
+    let (idx, _) = demo();
+    // The word being typed is a prefix, and an exact prefix outranks a fuzzy match ("coma" is
+    // not a typo of "Como").
+    let top = first_names(idx, &text("cpia coma"), 5);
+    assert_eq!(top[0], "CPIA Comacchio (Comacchio)", "{top:?}");
+    // A slip in the first four letters of the word being typed: one typo in a prefix; the
+    // service named so outranks those whose organization is (CPIA di Ancona).
+    let top = first_names(idx, &text("cpia ance"), 5);
+    assert_eq!(top[0], "CPIA Ancona (Ancona)", "{top:?}");
+    // "pont" begins three towns with a "Spazio famiglie e minori": those three first, the names
+    // holding every word before the ones whose organization is "Ponti"…
+    let top = first_names(idx, &text("spazio famiglie e minori pont"), 3);
+    let mut sorted = top.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "Spazio famiglie e minori Ponte (Ponte)",
+            "Spazio famiglie e minori Pontecagnano Faiano (Pontecagnano Faiano)",
+            "Spazio famiglie e minori Pontecurone (Pontecurone)"
+        ],
+        "{top:?}"
+    );
+    // … and with the caller's place (the console fills it in from the call), the nearest.
+    let mut q = text("spazio famiglie e minori pont");
+    q.near = Some(Gazetteer::embedded().comune_by_name("Tortona")[0].point);
+    let top = first_names(idx, &q, 5);
+    assert_eq!(top[0], "Spazio famiglie e minori Pontecurone (Pontecurone)", "{top:?}");
+}
+
+#[test]
+fn the_evaluation_keeps_its_floor() {
+    use super::eval::{queries, run, scores, Kind, SEED};
+    let (idx, example) = demo();
+    let qs = queries(&idx.docs, example, 100, SEED);
+    let ranks = run(idx, &qs, tuesday_10());
+    let table = scores(&qs, &ranks);
+    let mut report = String::new();
+    for (kind, s) in &table {
+        report += &format!(
+            "{:<40} {:>4} queries  recall@1 {:.3}  recall@5 {:.3}  MRR {:.3}\n",
+            kind.label(),
+            s.queries,
+            s.recall_1,
+            s.recall_5,
+            s.mrr
+        );
+    }
+    for (q, r) in qs.iter().zip(&ranks) {
+        if r.is_none_or(|r| r > 5) {
+            let mut sq = text(&q.text);
+            sq.near = q.near;
+            let top = first_names(idx, &sq, 5);
+            let wanted: Vec<&str> =
+                q.relevant.iter().filter_map(|id| idx.get(id)).map(|d| d.name.as_str()).take(3).collect();
+            report += &format!("  missed {:?} {:?} near {:?}: want {wanted:?}, got {top:?}\n", q.kind, q.text, q.near);
+        }
+    }
+    eprintln!("{report}");
+    assert_eq!(table.len(), Kind::ALL.len(), "every kind has queries\n{report}");
+    for (kind, s) in &table {
+        assert!(s.queries >= 50, "{kind:?}: only {} queries", s.queries);
+        assert!(s.recall_5 >= 0.99, "{kind:?}: recall@5 {:.3} under the floor 0.99\n{report}", s.recall_5);
+    }
+    // The example's services are among the targets.
+    let from_example = qs.iter().filter(|q| q.relevant.iter().any(|id| example.contains(id))).count();
+    assert!(from_example >= example.len(), "{from_example}");
 }

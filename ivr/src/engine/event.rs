@@ -17,6 +17,10 @@ pub enum Channel {
 pub struct ServiceSummary {
     pub id: String,
     pub name: String,
+    /// The street address (`Via Gramsci 17`), read before the phone; `None` when unknown (and
+    /// in call logs written before the directory gave it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     pub town: String,
     pub phone: String,
     /// Today's opening hours in words or `09:00-13:00`; `None` when closed or unknown.

@@ -692,6 +692,12 @@ impl<'f> Cx<'f> {
                 let args = BTreeMap::from([
                     ("index".to_owned(), SayArg::Number((i + 1) as f64)),
                     ("name".to_owned(), SayArg::Text(s.name.clone())),
+                    (
+                        "address".to_owned(),
+                        SayArg::Text(
+                            s.address.clone().filter(|a| !a.trim().is_empty()).unwrap_or_else(|| "none".to_owned()),
+                        ),
+                    ),
                     ("town".to_owned(), SayArg::Text(s.town.clone())),
                     ("phone".to_owned(), SayArg::Text(spaced_digits(&s.phone))),
                     ("hours".to_owned(), SayArg::Text(s.hours_today.clone().unwrap_or_else(|| "none".to_owned()))),

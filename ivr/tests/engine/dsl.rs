@@ -46,6 +46,8 @@ pub fn services(n: usize, offset: usize) -> Vec<ServiceSummary> {
         .map(|i| ServiceSummary {
             id: format!("svc-{}", offset + i),
             name: format!("Sportello {}", offset + i + 1),
+            // The first of a page has a street address; the others only their town.
+            address: (i == 0).then(|| format!("Via Gramsci {}", offset + i + 17)),
             town: "Como".into(),
             phone: format!("031 55500{}", offset + i),
             hours_today: if i % 2 == 0 { Some("9:00-13:00".into()) } else { None },

@@ -187,15 +187,26 @@ fn plural_and_choice_variants_are_used() {
         );
         assert!(third.contains('3') && third.contains('5'), "{lang}: {third}");
         assert_ne!(soon, third);
-        let open = fmt(
-            "services-item",
-            &[("name", "A".into()), ("town", "B".into()), ("phone", "0 2".into()), ("hours", "9-13".into())],
-        );
-        let closed = fmt(
-            "services-item",
-            &[("name", "A".into()), ("town", "B".into()), ("phone", "0 2".into()), ("hours", "none".into())],
-        );
+        let item = |address: &str, hours: &str| {
+            fmt(
+                "services-item",
+                &[
+                    ("name", "Sportello".into()),
+                    ("address", FluentValue::from(address.to_owned())),
+                    ("town", "Como".into()),
+                    ("phone", "0 3 1".into()),
+                    ("hours", FluentValue::from(hours.to_owned())),
+                ],
+            )
+        };
+        let open = item("none", "9-13");
+        let closed = item("none", "none");
         assert!(open.contains("9-13") && !closed.contains("none"), "{lang}: {open} / {closed}");
+        // The street, when known, is read with the town and before the phone number.
+        let street = item("Via Gramsci 17", "9-13");
+        let (at, phone) = (street.find("Via Gramsci 17"), street.find("0 3 1"));
+        assert!(at.is_some_and(|a| phone.is_some_and(|p| a < p)) && street.contains("Como"), "{lang}: {street}");
+        assert!(!open.contains("none") && open.contains("Como"), "{lang}: {open}");
         let monday =
             fmt("hours-next-opening", &[("day", "later".into()), ("weekday", n(1.0)), ("time", "09:00".into())]);
         let tomorrow =

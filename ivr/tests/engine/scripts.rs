@@ -291,6 +291,8 @@ fn self_service_lookup_and_readback_carry_the_data() {
     assert_eq!(items.len(), 3);
     assert_eq!(items[0]["name"], SayArg::Text("Sportello 1".into()));
     assert_eq!(items[0]["town"], SayArg::Text("Como".into()));
+    assert_eq!(items[0]["address"], SayArg::Text("Via Gramsci 17".into()));
+    assert_eq!(items[1]["address"], SayArg::Text("none".into()), "no street address: the town only");
     assert_eq!(items[0]["phone"], SayArg::Text("0 3 1 5 5 5 0 0 0".into()));
     assert_eq!(items[0]["hours"], SayArg::Text("9:00-13:00".into()));
     assert_eq!(items[1]["hours"], SayArg::Text("none".into()));
