@@ -66,12 +66,19 @@ pub enum PromptsCommand {
         /// The prompts folder (one sub-folder of .ftl files per language).
         #[arg(long, default_value = "prompts")]
         dir: std::path::PathBuf,
+        /// The flow whose `[[languages]]` are rendered (the built-in one when the default file is
+        /// absent).
+        #[arg(long, default_value = "config/ivr.toml")]
+        flow: std::path::PathBuf,
     },
-    /// Check that every message exists in every language and every WAV exists, has the telephone
-    /// format, is not silent and is not truncated.
+    /// Check that every configured language has every prompt the flow names and every message of
+    /// the others, and that every WAV exists, has the telephone format, is not silent and is not
+    /// truncated.
     Check {
         #[arg(long, default_value = "prompts")]
         dir: std::path::PathBuf,
+        #[arg(long, default_value = "config/ivr.toml")]
+        flow: std::path::PathBuf,
     },
 }
 
@@ -432,9 +439,31 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
 }
 
 fn prompts(cmd: &PromptsCommand) -> ExitCode {
+    use ivr::flow::{Flow, KnownPrompts, DEFAULT_FLOW_TOML};
     use ivr::prompts::{check_all, render_all, Catalog, RenderOptions};
-    let (PromptsCommand::Render { dir } | PromptsCommand::Check { dir }) = cmd;
-    let catalog = match Catalog::load(dir) {
+    let (PromptsCommand::Render { dir, flow } | PromptsCommand::Check { dir, flow }) = cmd;
+    // The languages are the flow's: each must have every prompt the flow names.
+    let (source, file) = match std::fs::read_to_string(flow) {
+        Ok(src) => (src, flow.display().to_string()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && flow.as_path() == std::path::Path::new("config/ivr.toml") =>
+        {
+            (DEFAULT_FLOW_TOML.to_owned(), "the built-in flow".to_owned())
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", flow.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let flow = match Flow::from_toml(&source, &file, &KnownPrompts::scan(dir)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let catalog = match Catalog::load_languages(dir, flow.languages()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

@@ -191,7 +191,7 @@ proptest! {
     fn odd_states_never_panic(
         node in prop_oneof![(0usize..13).prop_map(Some), Just(None)],
         wait in wait(),
-        lang in prop::option::of(0usize..4),
+        lang in prop::option::of(0usize..flow().languages().len()),
         area in prop::option::of(0usize..6),
         placed in any::<bool>(),
         queued in any::<bool>(),
@@ -207,7 +207,7 @@ proptest! {
             None => String::new(),
         };
         state.wait = wait;
-        state.language = lang.map(|i| ivr::domain::Language::ALL[i]);
+        state.language = lang.map(|i| flow().languages()[i]);
         state.area = area.map(|i| ivr::domain::ServiceArea::ALL[i]);
         state.place = placed.then(|| ivr::engine::Place {
             label: "Como".into(),
