@@ -35,7 +35,7 @@ fn check_config_validates_the_menus() {
     // A menu that starts at a node that does not exist is refused, naming the file and the node.
     let good = std::fs::read_to_string(crate::helpers::repo_path("config/ivr.toml")).unwrap();
     let flow = dir.path().join("ivr.toml");
-    std::fs::write(&flow, good.replacen("start = \"welcome\"", "start = \"nowhere\"", 1)).unwrap();
+    std::fs::write(&flow, good.replacen("start = \"language-guess\"", "start = \"nowhere\"", 1)).unwrap();
     let (code, _, err) = run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_FLOW_FILE", &flow), "");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&flow.display().to_string()) && err.contains("nowhere"), "{err}");
@@ -182,7 +182,8 @@ fn prompts_check_reports_a_damaged_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("prompts");
     let src = crate::helpers::repo_path("prompts");
-    for lang in ["it", "en", "fr", "es"] {
+    let langs = ["it", "en", "fr", "es", "ru", "zh", "ar", "ro", "sq", "uk"];
+    for lang in langs {
         std::fs::create_dir_all(copy.join(lang).join("wav")).unwrap();
         for entry in std::fs::read_dir(src.join(lang)).unwrap() {
             let p = entry.unwrap().path();
@@ -202,4 +203,20 @@ fn prompts_check_reports_a_damaged_prompt() {
     let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
     assert_eq!(code, 1);
     assert!(err.contains("fr/wav/goodbye.wav"), "{err}");
+
+    // A language whose texts lack prompts the flow names is refused before any WAV is read,
+    // naming the flow, the folder and the ids.
+    let queue = copy.join("sq/queue.ftl");
+    let text = std::fs::read_to_string(&queue).unwrap();
+    let cut: String = text.lines().filter(|l| !l.starts_with("queue-enter")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&queue, cut).unwrap();
+    let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("language `sq`") && err.contains("sq/") && err.contains("queue-enter"), "{err}");
+    // And a language folder that is missing altogether.
+    std::fs::write(&queue, text).unwrap();
+    std::fs::remove_dir_all(copy.join("uk")).unwrap();
+    let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("language `uk`") && err.contains("missing language folder"), "{err}");
 }

@@ -179,8 +179,10 @@ async fn sip_menus_by_info_reach_the_queue_and_the_welcome_is_heard() {
     let run = sipp(app.sip_addr, "menu_to_queue_info.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
 
+    // No number: Italian offered first; the caller lets it pass (1.5 s after the offer), and 2 is
+    // French in the menu of the others (English 1, French 2, Spanish 3…), then 3 housing.
     let (language, area, town, outcome, _) = only_call(&app.state).await;
-    assert_eq!(language.as_deref(), Some("en"));
+    assert_eq!(language.as_deref(), Some("fr"));
     assert_eq!(area.as_deref(), Some("casa"));
     assert!(town.as_deref().is_some_and(|t| t.contains("Milano")), "{town:?}");
     assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
@@ -189,17 +191,20 @@ async fn sip_menus_by_info_reach_the_queue_and_the_welcome_is_heard() {
             .fetch_one(app.state.db.pool())
             .await
             .expect("queue entry");
-    assert_eq!((status.as_str(), q_language.as_str(), q_area.as_deref()), ("abandoned", "en", Some("casa")));
+    assert_eq!((status.as_str(), q_language.as_str(), q_area.as_deref()), ("abandoned", "fr", Some("casa")));
     let kinds = event_kinds(&app.state).await;
     assert_eq!(kinds.first().map(String::as_str), Some("call_started"));
     assert_eq!(kinds.iter().filter(|k| *k == "digits").count(), 4, "{kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some("hung_up"));
     assert_eq!(metric(&app.state, "helpline_dtmf_received_total{source=\"info\"}"), 8.0);
 
-    // The first talkspurt is the Italian welcome, exactly: μ-law of the WAV, 20 ms packets.
+    // The first talkspurt is Italian offered with its key, exactly: μ-law of the server's own
+    // rendering of the text (the same pipeline, deterministic), 20 ms packets.
     let packets = decode_all(&sink.drain());
     assert!(!packets.is_empty(), "no audio came back");
-    let welcome = ivr::prompts::load_wav(&repo_path("prompts/it/wav/welcome.wav")).expect("welcome.wav");
+    let welcome = ivr::prompts::Espeak::default()
+        .synthesize(ivr::domain::Language::It, "Per l'italiano, premi 1.", ivr::prompts::Pace::Normal)
+        .expect("espeak-ng renders the offer");
     let expected_packets = welcome.len().div_ceil(160);
     let first = &packets[0];
     assert!(first.0, "marker bit on the first packet of a prompt");

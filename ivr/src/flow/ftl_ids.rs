@@ -48,6 +48,8 @@ impl PromptIds for BTreeSet<PromptId> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownPrompts {
     languages: BTreeMap<String, (String, BTreeSet<PromptId>)>,
+    /// The folder scanned, to name a language folder that is not there.
+    root: Option<String>,
 }
 
 impl KnownPrompts {
@@ -69,7 +71,7 @@ impl KnownPrompts {
     /// The texts of a prompts folder: `dir/<tag>/*.ftl` for every subfolder. Unreadable files
     /// count as absent (loading the catalog reports them properly).
     pub fn scan(dir: &Path) -> KnownPrompts {
-        let mut known = KnownPrompts::default();
+        let mut known = KnownPrompts { root: Some(dir.display().to_string()), ..KnownPrompts::default() };
         for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = sub.path();
             if !path.is_dir() {
@@ -98,7 +100,11 @@ impl KnownPrompts {
 
 impl PromptIds for KnownPrompts {
     fn language(&self, tag: &str) -> Option<(String, BTreeSet<PromptId>)> {
-        self.languages.get(tag).cloned()
+        match (self.languages.get(tag), &self.root) {
+            (Some(found), _) => Some(found.clone()),
+            (None, Some(root)) => Some((format!("{root}/{tag}/ (missing language folder)"), BTreeSet::new())),
+            (None, None) => None,
+        }
     }
     fn any_language(&self) -> BTreeSet<PromptId> {
         self.languages.values().flat_map(|(_, ids)| ids.iter().cloned()).collect()

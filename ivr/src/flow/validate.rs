@@ -88,6 +88,8 @@ pub(super) fn build(source: &str, file: &str, known_ids: &impl PromptIds) -> Res
     // Ids unknown in every language are typos in the flow (a node error below); ids some
     // languages lack are missing translations (refused per language, once all are known).
     let known = known_ids.any_language();
+    // No texts at all (a prompts folder that is not there): reported per language below, naming it.
+    let no_texts = known.is_empty();
 
     // Names → indexes, in file order of the BTreeMap (sorted by name: stable).
     let index: HashMap<String, NodeIx> = parsed.nodes.keys().enumerate().map(|(i, n)| (n.clone(), i)).collect();
@@ -100,7 +102,7 @@ pub(super) fn build(source: &str, file: &str, known_ids: &impl PromptIds) -> Res
     // Prompt ids.
     let mut prompt_ids = BTreeSet::new();
     for (field, id) in [("prompts.invalid", &parsed.prompts.invalid), ("prompts.goodbye", &parsed.prompts.goodbye)] {
-        if !known.contains(id) {
+        if !no_texts && !known.contains(id) {
             return Err(flow_err(
                 file,
                 format!("`{field}` names unknown prompt id `{id}` (not defined in every language's .ftl files)"),
@@ -110,7 +112,7 @@ pub(super) fn build(source: &str, file: &str, known_ids: &impl PromptIds) -> Res
     }
     for (name, kind) in &parsed.nodes {
         for (field, id) in kind.prompts() {
-            if !known.contains(id) {
+            if !no_texts && !known.contains(id) {
                 return Err(node_err(file, name, NodeProblem::UnknownPrompt { field, prompt: id.to_string() }));
             }
             prompt_ids.insert(id.clone());
