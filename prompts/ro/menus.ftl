@@ -2,8 +2,8 @@
 # e adesea stresat, pe o linie slabă.
 
 welcome = Bună ziua. Aceasta este linia gratuită pentru cetățenii străini, a Portalului Integrazione Migranti.
-language-guess = Pentru limba română, apăsați { $digit }.
-language-option = Pentru română, apăsați { $digit }.
+language-guess = Română, apăsați { $digit }.
+language-option = Română, apăsați { $digit }.
 language-more = Pentru alte limbi, apăsați { $digit }.
 area-menu = Pentru cursuri de limba italiană, apăsați 1. Pentru muncă, apăsați 2. Pentru locuință, apăsați 3. Pentru sănătate, apăsați 4. Pentru copii și tineri, apăsați 5. Pentru mediere culturală, apăsați 6. Pentru informații despre portal, apăsați 7. Pentru un operator, apăsați 0.
 portal-info = Portalul Integrazione Migranti adună serviciile pentru străini din toată Italia. Îl găsiți la integrazionemigranti punct gov punct it.

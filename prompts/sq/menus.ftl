@@ -1,8 +1,8 @@
 # Menutë: mirëseardhja, gjuha, fusha, kodi postar. Fjali të shkurtra, fjalë të thjeshta.
 
 welcome = Mirë se vini. Kjo është linja falas për shtetasit e huaj, e Portale Integrazione Migranti.
-language-guess = Për shqip, shtypni { $digit }.
-language-option = Për shqip, shtypni { $digit }.
+language-guess = Shqip, shtypni { $digit }.
+language-option = Shqip, shtypni { $digit }.
 language-more = Për gjuhë të tjera, shtypni { $digit }.
 area-menu = Për kurse të gjuhës italiane, shtypni 1. Për punë, shtypni 2. Për banesë, shtypni 3. Për shëndetin, shtypni 4. Për fëmijë dhe të rinj, shtypni 5. Për ndërmjetësim kulturor, shtypni 6. Për informacion mbi portalin, shtypni 7. Për një operator, shtypni 0.
 portal-info = Portali mbledh shërbimet për të huajt në gjithë Italinë. E gjeni në integrazionemigranti pikë gov pikë it.

@@ -203,7 +203,7 @@ async fn sip_menus_by_info_reach_the_queue_and_the_welcome_is_heard() {
     let packets = decode_all(&sink.drain());
     assert!(!packets.is_empty(), "no audio came back");
     let welcome = ivr::prompts::Espeak::default()
-        .synthesize(ivr::domain::Language::It, "Per l'italiano, premi 1.", ivr::prompts::Pace::Normal)
+        .synthesize(ivr::domain::Language::It, "Italiano, premi 1.", ivr::prompts::Pace::Normal)
         .expect("espeak-ng renders the offer");
     let expected_packets = welcome.len().div_ceil(160);
     let first = &packets[0];

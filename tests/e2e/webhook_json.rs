@@ -86,7 +86,7 @@ async fn an_italian_caller_chooses_housing_in_como_and_reaches_the_queue() {
     let mut call = Call::new(&app, "json-it-1");
     let a = call.send(json!({"type": "call.started", "from": "+39 333 123 4512", "to": "803001"})).await;
     // Italian offered first, with its key.
-    assert_eq!(said(&a), [("Per l'italiano, premi 1.".to_owned(), "it-IT".to_owned())], "{a}");
+    assert_eq!(said(&a), [("Italiano, premi 1.".to_owned(), "it-IT".to_owned())], "{a}");
     assert_eq!(last_type(&a), "gather");
     assert!(!a.to_string().contains("3331234512"), "the number never comes back: {a}");
 
@@ -153,14 +153,14 @@ async fn a_french_caller_gets_french_offered_first_and_can_refuse_it() {
     let app = spawn_app().await;
     let mut call = Call::new(&app, "json-fr-1");
     let a = call.send(json!({"type": "call.started", "from": "+33 6 12 34 56 78"})).await;
-    assert_eq!(said(&a), [("Pour le français, appuyez sur 1.".to_owned(), "fr-FR".to_owned())], "{a}");
+    assert_eq!(said(&a), [("Français, tapez 1.".to_owned(), "fr-FR".to_owned())], "{a}");
 
     // Refused (9): the menu of the other languages, each option in its own language and key.
     let a = call.send(json!({"type": "digits", "digits": "9"})).await;
     let langs: Vec<String> = said(&a).into_iter().map(|(_, l)| l).collect();
     assert_eq!(langs, ["it-IT", "en-GB", "es-ES", "ru-RU", "zh-CN", "ar-XA", "ro-RO", "sq", "uk-UA"], "{a}");
-    assert_eq!(said(&a)[2].0, "Para español, pulse 3.");
-    assert_eq!(said(&a)[7].0, "Për shqip, shtypni 8.");
+    assert_eq!(said(&a)[2].0, "Español, pulse 3.");
+    assert_eq!(said(&a)[7].0, "Shqip, shtypni 8.");
     // Spanish, work, then # to skip the CAP: straight to a Spanish-speaking operator.
     let a = call.send(json!({"type": "digits", "digits": "3"})).await;
     assert_eq!(a["actions"][0]["language"], "es-ES");
