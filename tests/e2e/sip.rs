@@ -49,7 +49,9 @@ pub async fn sipp(sip: SocketAddr, scenario: &str, args: &[&str]) -> SippRun {
         .arg("-sf")
         .arg(&scenario_path)
         .args(["-i", "127.0.0.1", "-p", &local_port, "-mp", &media_port])
-        .args(["-timeout", "60s", "-timeout_error", "-trace_err", "-nostdin", "-key", "caller", "sipp"])
+        .args(["-timeout", "60s", "-timeout_error", "-trace_err", "-nostdin"])
+        // The caller's user part is `sipp` (no number) unless the test names one.
+        .args(if args.windows(2).any(|w| w == ["-key", "caller"]) { &[][..] } else { &["-key", "caller", "sipp"][..] })
         .args(args)
         .current_dir(dir.path())
         .output()
@@ -404,5 +406,47 @@ async fn sip_hold_by_re_invite_is_answered_recvonly_and_stops_the_audio() {
     let heard = sink.drain().len();
     assert!((10..45).contains(&heard), "{heard} packets");
     assert_eq!(metric(&app.state, "helpline_sip_requests_total{method=\"INVITE\"}"), 2.0);
+    app.stop().await;
+}
+
+/// A caller from Romania hears Romanian first on the SIP channel: the first talkspurt is the
+/// server's Romanian rendering of the offer, real speech, and not the Italian one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_a_romanian_caller_hears_romanian_first() {
+    if !sipp_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut sink = RtpSink::bind().await;
+    let port = sink.port.to_string();
+    let run = sipp(
+        app.sip_addr,
+        "menu_to_queue_info.xml",
+        &["-m", "1", "-l", "1", "-key", "rtp_port", &port, "-key", "caller", "+40712345678"],
+    )
+    .await;
+    assert!(run.success, "sipp failed:\n{}", run.report);
+    let (_, _, _, _, ended) = only_call(&app.state).await;
+    assert!(ended);
+    let (data,): (String,) = sqlx::query_as("SELECT data FROM call_events WHERE kind = 'call_started'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .expect("call started");
+    assert!(data.contains(r#""country_code":"40""#), "{data}");
+    let packets = decode_all(&sink.drain());
+    let spurt_len = packets.iter().skip(1).position(|p| p.0).map(|i| i + 1).unwrap_or(packets.len());
+    let heard: Vec<u8> = packets[..spurt_len].iter().flat_map(|p| p.5.clone()).collect();
+    let espeak = ivr::prompts::Espeak::default();
+    let romanian = espeak
+        .synthesize(ivr::domain::Language::parse("ro").unwrap(), "Română, apăsați 1.", ivr::prompts::Pace::Normal)
+        .unwrap();
+    let italian =
+        espeak.synthesize(ivr::domain::Language::It, "Italiano, premi 1.", ivr::prompts::Pace::Normal).unwrap();
+    let mut expected: Vec<u8> = romanian.iter().map(|s| linear_to_ulaw(*s)).collect();
+    expected.resize(romanian.len().div_ceil(160) * 160, linear_to_ulaw(0));
+    assert!(heard == expected, "the first audio is the Romanian offer");
+    let italian: Vec<u8> = italian.iter().map(|s| linear_to_ulaw(*s)).collect();
+    assert_ne!(heard[..italian.len().min(heard.len())], italian[..italian.len().min(heard.len())]);
+    assert!(heard.iter().filter(|b| **b != 0xFF && **b != 0x7F).count() > heard.len() / 2, "not silence");
     app.stop().await;
 }
