@@ -91,7 +91,7 @@ pub enum UserCommand {
         name: String,
         #[arg(long, value_enum)]
         role: RoleArg,
-        /// Languages spoken, comma-separated: it,en,fr,es.
+        /// Languages spoken, comma-separated, among the configured ones: it,en,ar,zh…
         #[arg(long, value_delimiter = ',', value_parser = Language::parse)]
         languages: Vec<Language>,
         /// Service areas known, comma-separated: lingua,lavoro,casa,salute,minori,mediazione.
@@ -136,7 +136,7 @@ pub enum UserCommand {
         #[arg(value_enum)]
         role: RoleArg,
     },
-    /// Set the languages a user speaks (comma-separated: it,en,fr,es).
+    /// Set the languages a user speaks (comma-separated, among the configured ones: it,ro,uk).
     Languages {
         name: String,
         #[arg(value_delimiter = ',', value_parser = Language::parse)]
@@ -180,6 +180,13 @@ const EXIT_CONFIG: u8 = 2;
 
 /// Parses the arguments and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
+    // Languages given as arguments (`--languages`) are checked against the configured ones: those
+    // of the flow file too, when it adds some to the built-in ten.
+    if let Ok(loaded) = Settings::load() {
+        if let Ok(source) = std::fs::read_to_string(&loaded.settings.flow_file) {
+            let _ = ivr::flow::Flow::register_languages(&source, &loaded.settings.flow_file.display().to_string());
+        }
+    }
     let cli = Cli::parse();
     if let Command::Prompts(cmd) = &cli.command {
         // Needs neither settings nor a database.

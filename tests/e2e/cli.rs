@@ -146,6 +146,36 @@ async fn user_add_and_list() {
     table.args(["user", "list"]).env("HELPLINE_DATABASE_URL", &db.url);
     let (_, out, _) = run_helpline(&mut table, "");
     assert!(out.lines().any(|l| l.starts_with("giulia") && l.contains("it,fr") && l.contains("casa,lavoro")), "{out}");
+
+    // The communities' languages are skills like the others…
+    let (code, _, err) = add(
+        &["--name", "ana", "--role", "operator", "--languages", "ro,uk,zh-CN", "--password-stdin"],
+        "long enough password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    // …and so is a language the flow file adds (here Portuguese), once that file is configured.
+    let flow = cwd.join("eleven.toml");
+    let good = std::fs::read_to_string(crate::helpers::repo_path("config/ivr.toml")).unwrap();
+    let pt = "[[languages]]\ntag = \"pt\"\nvoice = \"pt-br\"\nname = \"português\"\n\n[language_guess]\n";
+    std::fs::write(&flow, good.replacen("[language_guess]\n", pt, 1)).unwrap();
+    let with_pt = |name: &str, flow_file: Option<&std::path::Path>| {
+        let mut cmd = helpline(cwd);
+        cmd.args(["user", "add", "--name", name, "--role", "operator", "--languages", "pt", "--password-stdin"])
+            .env("HELPLINE_DATABASE_URL", &db.url);
+        if let Some(f) = flow_file {
+            cmd.env("HELPLINE_FLOW_FILE", f);
+        }
+        run_helpline(&mut cmd, "long enough password\n")
+    };
+    let (code, _, err) = with_pt("bia", None);
+    assert_eq!(code, 2, "pt is not configured by default: {err}");
+    let (code, _, err) = with_pt("bia", Some(&flow));
+    assert_eq!(code, 0, "{err}");
+    let mut table = helpline(cwd);
+    table.args(["user", "list"]).env("HELPLINE_DATABASE_URL", &db.url).env("HELPLINE_FLOW_FILE", &flow);
+    let (_, out, _) = run_helpline(&mut table, "");
+    assert!(out.lines().any(|l| l.starts_with("bia") && l.contains(" pt ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ana") && l.contains("ro,uk,zh")), "{out}");
 }
 
 #[test]

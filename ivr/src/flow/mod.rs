@@ -64,6 +64,22 @@ impl Flow {
         Flow::from_toml(DEFAULT_FLOW_TOML, "config/ivr.toml", &KnownPrompts::embedded())
     }
 
+    /// Adds the `[[languages]]` of a flow's TOML to the configured set without validating the
+    /// rest, for commands that take languages as arguments before any flow is loaded (the
+    /// `helpline user` commands). A flow that is used is validated whole by [`Flow::from_toml`].
+    pub fn register_languages(source: &str, file: &str) -> Result<Vec<Language>, FlowError> {
+        #[derive(serde::Deserialize)]
+        struct OnlyLanguages {
+            languages: Vec<crate::domain::LanguageSpec>,
+        }
+        let parsed: OnlyLanguages = toml::from_str(source).map_err(|e| FlowError::Flow {
+            file: file.to_owned(),
+            reason: format!("[[languages]]: {}", e.message().trim()),
+        })?;
+        Language::register(&parsed.languages)
+            .map_err(|e| FlowError::Flow { file: file.to_owned(), reason: format!("[[languages]]: {e}") })
+    }
+
     /// The caller languages, in menu order.
     pub fn languages(&self) -> &[Language] {
         &self.languages
