@@ -27,7 +27,7 @@ const TEXTS = {
     'kpi.title': 'Indicatori di servizio', 'kpi.group': 'Raggruppa per', 'g.day': 'giorno', 'g.hour': 'ora', 'g.language': 'lingua', 'g.area': 'ambito',
     'kpi.key': 'Gruppo', 'kpi.calls': 'Chiamate', 'kpi.self': 'Self-service', 'kpi.queued': 'In coda', 'kpi.answered': 'Risposte', 'kpi.abandoned': 'Abbandonate',
     'kpi.sl': 'Livello di servizio', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Tasso di abbandono', 'kpi.self_rate': 'Tasso self-service', 'kpi.total': 'Totale',
-    'kpi.definitions': 'Definizioni', 'kpi.time': 'Giorni e ore',
+    'kpi.definitions': 'Definizioni', 'kpi.time': 'Giorni e ore', 'kpi.by_language': 'Livello di servizio per lingua (il più basso in alto)',
     'def.sl': 'Chiamate risposte entro 20 secondi dall’ingresso in coda ÷ (chiamate risposte + chiamate abbandonate dopo più di 5 secondi). Gli abbandoni entro 5 secondi non contano; quelli più lunghi contano contro il livello di servizio.',
     'def.asa': 'Tempo medio di risposta: attesa in coda totale delle chiamate risposte ÷ chiamate risposte.',
     'def.abandon': 'Chiamate abbandonate in coda (anche quelle entro 5 secondi) ÷ chiamate entrate in coda.',
@@ -61,7 +61,7 @@ const TEXTS = {
     'kpi.title': 'Service KPIs', 'kpi.group': 'Group by', 'g.day': 'day', 'g.hour': 'hour', 'g.language': 'language', 'g.area': 'area',
     'kpi.key': 'Group', 'kpi.calls': 'Calls', 'kpi.self': 'Self-service', 'kpi.queued': 'Queued', 'kpi.answered': 'Answered', 'kpi.abandoned': 'Abandoned',
     'kpi.sl': 'Service level', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Abandonment rate', 'kpi.self_rate': 'Self-service rate', 'kpi.total': 'Total',
-    'kpi.definitions': 'Definitions', 'kpi.time': 'Days and hours',
+    'kpi.definitions': 'Definitions', 'kpi.time': 'Days and hours', 'kpi.by_language': 'Service level by language (lowest first)',
     'def.sl': 'Calls answered within 20 seconds of entering the queue ÷ (answered calls + calls abandoned after more than 5 seconds). Abandons within 5 seconds are left out; longer ones count against the service level.',
     'def.asa': 'Average speed of answer: total queue wait of answered calls ÷ answered calls.',
     'def.abandon': 'Calls abandoned in the queue (including those within 5 seconds) ÷ calls that entered the queue.',
@@ -365,8 +365,15 @@ async function loadKpis() {
   const group = new FormData($('#kpi-filter')).get('group') || 'day';
   $('#kpi-csv').href = `/api/kpis.csv?${kpiQuery(group)}`;
   try {
-    const [table, hours, days] = await Promise.all([fetchKpis(group), fetchKpis('hour'), fetchKpis('day')]);
+    const [table, hours, days, languages] = await Promise.all([fetchKpis(group), fetchKpis('hour'), fetchKpis('day'), fetchKpis('language')]);
     $('#kpi-error').textContent = '';
+    // Every language side by side, the lowest service level first: callers of a minority
+    // language waiting longer is the first thing a supervisor must see.
+    const bySl = [...languages.rows].sort((a, b) => (a.service_level ?? 2) - (b.service_level ?? 2) || b.queued - a.queued);
+    $('#kpi-languages tbody').replaceChildren(...bySl.map((r) => el('tr', {}, el('th', { scope: 'row' }, r.key),
+      el('td', { class: 'num' }, el('meter', { min: '0', max: '1', value: String(r.service_level ?? 0) }), ' ', fmtPct(r.service_level)),
+      el('td', { class: 'num' }, r.asa_secs == null ? '—' : r.asa_secs.toFixed(1)), el('td', { class: 'num' }, String(r.queued)),
+      el('td', { class: 'num' }, fmtPct(r.abandonment_rate)))));
     const row = (r, key) => el('tr', {}, el('th', { scope: 'row' }, key), ...[r.calls, r.self_service, r.queued, r.answered, r.abandoned].map((n) => el('td', { class: 'num' }, String(n))),
       el('td', { class: 'num' }, fmtPct(r.service_level)), el('td', { class: 'num' }, r.asa_secs == null ? '—' : r.asa_secs.toFixed(1)),
       el('td', { class: 'num' }, fmtPct(r.abandonment_rate)), el('td', { class: 'num' }, fmtPct(r.self_service_rate)));

@@ -156,8 +156,15 @@ pub fn expired(offers: &[Offer], now: DateTime<Utc>) -> Vec<&Offer> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use Language::*;
     use ServiceArea::*;
+    #[allow(non_upper_case_globals)]
+    const It: Language = Language::It;
+    #[allow(non_upper_case_globals)]
+    const En: Language = Language::En;
+    #[allow(non_upper_case_globals)]
+    const Fr: Language = Language::Fr;
+    #[allow(non_upper_case_globals)]
+    const Es: Language = Language::Es;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()

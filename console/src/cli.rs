@@ -66,12 +66,19 @@ pub enum PromptsCommand {
         /// The prompts folder (one sub-folder of .ftl files per language).
         #[arg(long, default_value = "prompts")]
         dir: std::path::PathBuf,
+        /// The flow whose `[[languages]]` are rendered (the built-in one when the default file is
+        /// absent).
+        #[arg(long, default_value = "config/ivr.toml")]
+        flow: std::path::PathBuf,
     },
-    /// Check that every message exists in every language and every WAV exists, has the telephone
-    /// format, is not silent and is not truncated.
+    /// Check that every configured language has every prompt the flow names and every message of
+    /// the others, and that every WAV exists, has the telephone format, is not silent and is not
+    /// truncated.
     Check {
         #[arg(long, default_value = "prompts")]
         dir: std::path::PathBuf,
+        #[arg(long, default_value = "config/ivr.toml")]
+        flow: std::path::PathBuf,
     },
 }
 
@@ -84,7 +91,7 @@ pub enum UserCommand {
         name: String,
         #[arg(long, value_enum)]
         role: RoleArg,
-        /// Languages spoken, comma-separated: it,en,fr,es.
+        /// Languages spoken, comma-separated, among the configured ones: it,en,ar,zh…
         #[arg(long, value_delimiter = ',', value_parser = Language::parse)]
         languages: Vec<Language>,
         /// Service areas known, comma-separated: lingua,lavoro,casa,salute,minori,mediazione.
@@ -129,7 +136,7 @@ pub enum UserCommand {
         #[arg(value_enum)]
         role: RoleArg,
     },
-    /// Set the languages a user speaks (comma-separated: it,en,fr,es).
+    /// Set the languages a user speaks (comma-separated, among the configured ones: it,ro,uk).
     Languages {
         name: String,
         #[arg(value_delimiter = ',', value_parser = Language::parse)]
@@ -173,6 +180,13 @@ const EXIT_CONFIG: u8 = 2;
 
 /// Parses the arguments and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
+    // Languages given as arguments (`--languages`) are checked against the configured ones: those
+    // of the flow file too, when it adds some to the built-in ten.
+    if let Ok(loaded) = Settings::load() {
+        if let Ok(source) = std::fs::read_to_string(&loaded.settings.flow_file) {
+            let _ = ivr::flow::Flow::register_languages(&source, &loaded.settings.flow_file.display().to_string());
+        }
+    }
     let cli = Cli::parse();
     if let Command::Prompts(cmd) = &cli.command {
         // Needs neither settings nor a database.
@@ -432,9 +446,31 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
 }
 
 fn prompts(cmd: &PromptsCommand) -> ExitCode {
+    use ivr::flow::{Flow, KnownPrompts, DEFAULT_FLOW_TOML};
     use ivr::prompts::{check_all, render_all, Catalog, RenderOptions};
-    let (PromptsCommand::Render { dir } | PromptsCommand::Check { dir }) = cmd;
-    let catalog = match Catalog::load(dir) {
+    let (PromptsCommand::Render { dir, flow } | PromptsCommand::Check { dir, flow }) = cmd;
+    // The languages are the flow's: each must have every prompt the flow names.
+    let (source, file) = match std::fs::read_to_string(flow) {
+        Ok(src) => (src, flow.display().to_string()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && flow.as_path() == std::path::Path::new("config/ivr.toml") =>
+        {
+            (DEFAULT_FLOW_TOML.to_owned(), "the built-in flow".to_owned())
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", flow.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let flow = match Flow::from_toml(&source, &file, &KnownPrompts::scan(dir)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let catalog = match Catalog::load_languages(dir, flow.languages()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

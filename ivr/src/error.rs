@@ -4,7 +4,10 @@
 /// (never a raw phone number: that one is reported without its digits).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    #[error("unsupported language {0:?}: expected one of it, en, fr, es (a BCP-47 tag such as fr-FR is fine)")]
+    #[error(
+        "unsupported language {0:?}: expected one of the configured languages, {known} (a BCP-47 tag such as fr-FR is fine)",
+        known = crate::domain::Language::all().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ")
+    )]
     Language(String),
     #[error("unknown service area {0:?}: expected one of lingua, lavoro, casa, salute, minori, mediazione")]
     ServiceArea(String),

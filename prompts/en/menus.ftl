@@ -1,8 +1,9 @@
 # Menus: welcome, language, service area, postal code. Plain words, short sentences.
 
 welcome = Welcome. This is the free helpline for foreign citizens of the Portale Integrazione Migranti.
-language-guess = To continue in English, press 1. For another language, stay on the line.
-language-option = For English, press 2.
+language-guess = English, press { $digit }.
+language-option = English, press { $digit }.
+language-more = For more languages, press { $digit }.
 area-menu = For Italian language courses, press 1. For work, press 2. For housing, press 3. For health, press 4. For children and young people, press 5. For cultural mediation, press 6. For information about the portal, press 7. For an operator, press 0.
 portal-info = The Portale Integrazione Migranti lists services for foreign citizens all over Italy. Find it at integrazionemigranti dot gov dot it.
 cap-ask = Enter your postal code, the five digit CAP. To skip, press the hash key.

@@ -1,8 +1,9 @@
 # Menús: bienvenida, idioma, área de servicio, código postal. Frases cortas y sencillas.
 
 welcome = Bienvenido. Este es el teléfono gratuito para ciudadanos extranjeros del Portale Integrazione Migranti.
-language-guess = Para continuar en español, pulse 1. Para otro idioma, no cuelgue.
-language-option = Para español, pulse 4.
+language-guess = Español, pulse { $digit }.
+language-option = Español, pulse { $digit }.
+language-more = Para otros idiomas, pulse { $digit }.
 area-menu = Para cursos de italiano, pulse 1. Para trabajo, pulse 2. Para vivienda, pulse 3. Para salud, pulse 4. Para menores y jóvenes, pulse 5. Para mediación intercultural, pulse 6. Para información sobre el portal, pulse 7. Para un operador, pulse 0.
 portal-info = El Portale Integrazione Migranti reúne los servicios para ciudadanos extranjeros en toda Italia. La dirección es integrazionemigranti punto gov punto it.
 cap-ask = Marque su código postal italiano, el CAP, de cinco cifras. Para saltar, pulse la tecla almohadilla.

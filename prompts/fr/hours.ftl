@@ -3,8 +3,20 @@
 hours-closed = Nos conseillers ne sont pas disponibles en ce moment.
 hours-next-opening =
     { $day ->
-        [today] Nous rouvrons aujourd'hui à { $time }.
-        [tomorrow] Nous rouvrons demain à { $time }.
+        [today] Nous rouvrons aujourd'hui à { $hour } { $hour ->
+            [one] heure
+           *[other] heures
+        }{ $minute ->
+            [0] {""}
+           *[other] { " " }{ $minute }
+        }.
+        [tomorrow] Nous rouvrons demain à { $hour } { $hour ->
+            [one] heure
+           *[other] heures
+        }{ $minute ->
+            [0] {""}
+           *[other] { " " }{ $minute }
+        }.
        *[other] Nous rouvrons { $weekday ->
             [1] lundi
             [2] mardi
@@ -13,7 +25,13 @@ hours-next-opening =
             [5] vendredi
             [6] samedi
            *[7] dimanche
-        } à { $time }.
+        } à { $hour } { $hour ->
+            [one] heure
+           *[other] heures
+        }{ $minute ->
+            [0] {""}
+           *[other] { " " }{ $minute }
+        }.
     }
 hours-portal = Vous trouverez beaucoup d'informations sur integrazionemigranti point gov point it.
 hours-options = Pour être rappelé, appuyez sur 1. Pour entendre les services près de chez vous, disponibles à toute heure, appuyez sur 2.

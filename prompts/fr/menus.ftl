@@ -1,8 +1,9 @@
 # Menus : accueil, langue, domaine, code postal. Phrases courtes et simples.
 
 welcome = Bienvenue. Vous êtes sur le numéro gratuit pour les citoyens étrangers du Portale Integrazione Migranti.
-language-guess = Pour continuer en français, appuyez sur 1. Pour une autre langue, restez en ligne.
-language-option = Pour le français, appuyez sur 3.
+language-guess = Français, tapez { $digit }.
+language-option = Français, tapez { $digit }.
+language-more = Pour d'autres langues, appuyez sur { $digit }.
 area-menu = Pour les cours d'italien, appuyez sur 1. Pour le travail, appuyez sur 2. Pour le logement, appuyez sur 3. Pour la santé, appuyez sur 4. Pour les mineurs et les jeunes, appuyez sur 5. Pour la médiation interculturelle, appuyez sur 6. Pour des informations sur le portail, appuyez sur 7. Pour un conseiller, appuyez sur 0.
 portal-info = Le Portale Integrazione Migranti présente les services pour les citoyens étrangers dans toute l'Italie. Adresse : integrazionemigranti point gov point it.
 cap-ask = Tapez votre code postal italien, le CAP, à cinq chiffres. Pour passer, appuyez sur dièse.

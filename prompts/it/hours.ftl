@@ -3,8 +3,14 @@
 hours-closed = Ora gli operatori non sono disponibili.
 hours-next-opening =
     { $day ->
-        [today] Riapriamo oggi alle { $time }.
-        [tomorrow] Riapriamo domani alle { $time }.
+        [today] Riapriamo oggi alle { $hour }{ $minute ->
+            [0] {""}
+           *[other] { " e " }{ $minute }
+        }.
+        [tomorrow] Riapriamo domani alle { $hour }{ $minute ->
+            [0] {""}
+           *[other] { " e " }{ $minute }
+        }.
        *[other] Riapriamo { $weekday ->
             [1] lunedì
             [2] martedì
@@ -13,7 +19,10 @@ hours-next-opening =
             [5] venerdì
             [6] sabato
            *[7] domenica
-        } alle { $time }.
+        } alle { $hour }{ $minute ->
+            [0] {""}
+           *[other] { " e " }{ $minute }
+        }.
     }
 hours-portal = Trovi molte informazioni su integrazionemigranti punto gov punto it.
 hours-options = Per essere richiamato, premi 1. Per sentire i servizi vicino a te, sempre disponibili, premi 2.

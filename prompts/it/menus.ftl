@@ -2,8 +2,9 @@
 # stressed, on poor lines, and not fluent in Italian.
 
 welcome = Benvenuto. Questo è il numero verde per i cittadini stranieri del Portale Integrazione Migranti.
-language-guess = Per continuare in italiano, premi 1. Per un'altra lingua, resta in linea.
-language-option = Per l'italiano, premi 1.
+language-guess = Italiano, premi { $digit }.
+language-option = Italiano, premi { $digit }.
+language-more = Per altre lingue, premi { $digit }.
 area-menu = Per i corsi di italiano, premi 1. Per il lavoro, premi 2. Per la casa, premi 3. Per la salute, premi 4. Per minori e seconde generazioni, premi 5. Per la mediazione interculturale, premi 6. Per informazioni sul portale, premi 7. Per un operatore, premi 0.
 portal-info = Il Portale Integrazione Migranti raccoglie i servizi per i cittadini stranieri in tutta Italia. Lo trovi su integrazionemigranti punto gov punto it.
 cap-ask = Digita il tuo CAP, il codice postale di cinque cifre. Per saltare, premi cancelletto.

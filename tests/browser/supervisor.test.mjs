@@ -80,6 +80,11 @@ describe('the supervisors page', () => {
     await page.getByRole('button', { name: 'Indicatori' }).click();
     await page.locator('#kpi-table tbody tr').last().waitFor();
     assert.match(await page.locator('#kpi-definitions').textContent(), /entro 20 secondi/);
+    // The service level of each language side by side, the lowest first.
+    await page.locator('#kpi-languages tbody tr').first().waitFor();
+    const levels = await page.locator('#kpi-languages tbody tr meter').evaluateAll((ms) => ms.map((m) => Number(m.value)));
+    assert.ok(levels.length >= 1, 'a row per language');
+    assert.deepEqual(levels, [...levels].sort((a, b) => a - b), `lowest service level first: ${levels}`);
     await page.locator('#chart-hours svg').waitFor();
     const drawn = await page.locator('#chart-hours svg rect.bar').evaluateAll((bars) => bars.filter((b) => Number(b.getAttribute('height')) > 0).length);
     assert.ok(drawn >= 1, 'the hours with calls have bars');

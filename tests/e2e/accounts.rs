@@ -157,8 +157,15 @@ async fn an_admin_changes_accounts_over_http() {
     let (status, body) = patch("admin", json!({"role": "operator"})).await;
     assert_eq!(status, 409, "an admin cannot demote themselves: {body}");
 
-    let (status, body) = patch("bruna", json!({"disabled": true, "languages": ["it", "ar"]})).await;
-    assert_eq!(status, 400, "ar is not a caller language yet: {body}");
+    let (status, body) = patch("bruna", json!({"disabled": true, "languages": ["it", "de"]})).await;
+    assert_eq!(status, 400, "de is not a configured caller language: {body}");
+    // Any configured language is a skill: the communities' languages too.
+    let (status, body) = patch("bruna", json!({"languages": ["it", "ar", "zh-CN", "uk"]})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut langs: Vec<String> =
+        body["languages"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
+    langs.sort();
+    assert_eq!(langs, ["ar", "it", "uk", "zh"], "{body}");
     let (status, body) = patch("bruna", json!({"disabled": true, "languages": ["it", "en"], "sip_target": null})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["disabled"].clone(), body["languages"].clone()), (json!(true), json!(["it", "en"])));

@@ -35,7 +35,7 @@ fn check_config_validates_the_menus() {
     // A menu that starts at a node that does not exist is refused, naming the file and the node.
     let good = std::fs::read_to_string(crate::helpers::repo_path("config/ivr.toml")).unwrap();
     let flow = dir.path().join("ivr.toml");
-    std::fs::write(&flow, good.replacen("start = \"welcome\"", "start = \"nowhere\"", 1)).unwrap();
+    std::fs::write(&flow, good.replacen("start = \"language-guess\"", "start = \"nowhere\"", 1)).unwrap();
     let (code, _, err) = run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_FLOW_FILE", &flow), "");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&flow.display().to_string()) && err.contains("nowhere"), "{err}");
@@ -146,6 +146,36 @@ async fn user_add_and_list() {
     table.args(["user", "list"]).env("HELPLINE_DATABASE_URL", &db.url);
     let (_, out, _) = run_helpline(&mut table, "");
     assert!(out.lines().any(|l| l.starts_with("giulia") && l.contains("it,fr") && l.contains("casa,lavoro")), "{out}");
+
+    // The communities' languages are skills like the others…
+    let (code, _, err) = add(
+        &["--name", "ana", "--role", "operator", "--languages", "ro,uk,zh-CN", "--password-stdin"],
+        "long enough password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    // …and so is a language the flow file adds (here Portuguese), once that file is configured.
+    let flow = cwd.join("eleven.toml");
+    let good = std::fs::read_to_string(crate::helpers::repo_path("config/ivr.toml")).unwrap();
+    let pt = "[[languages]]\ntag = \"pt\"\nvoice = \"pt-br\"\nname = \"português\"\n\n[language_guess]\n";
+    std::fs::write(&flow, good.replacen("[language_guess]\n", pt, 1)).unwrap();
+    let with_pt = |name: &str, flow_file: Option<&std::path::Path>| {
+        let mut cmd = helpline(cwd);
+        cmd.args(["user", "add", "--name", name, "--role", "operator", "--languages", "pt", "--password-stdin"])
+            .env("HELPLINE_DATABASE_URL", &db.url);
+        if let Some(f) = flow_file {
+            cmd.env("HELPLINE_FLOW_FILE", f);
+        }
+        run_helpline(&mut cmd, "long enough password\n")
+    };
+    let (code, _, err) = with_pt("bia", None);
+    assert_eq!(code, 2, "pt is not configured by default: {err}");
+    let (code, _, err) = with_pt("bia", Some(&flow));
+    assert_eq!(code, 0, "{err}");
+    let mut table = helpline(cwd);
+    table.args(["user", "list"]).env("HELPLINE_DATABASE_URL", &db.url).env("HELPLINE_FLOW_FILE", &flow);
+    let (_, out, _) = run_helpline(&mut table, "");
+    assert!(out.lines().any(|l| l.starts_with("bia") && l.contains(" pt ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ana") && l.contains("ro,uk,zh")), "{out}");
 }
 
 #[test]
@@ -182,7 +212,8 @@ fn prompts_check_reports_a_damaged_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("prompts");
     let src = crate::helpers::repo_path("prompts");
-    for lang in ["it", "en", "fr", "es"] {
+    let langs = ["it", "en", "fr", "es", "ru", "zh", "ar", "ro", "sq", "uk"];
+    for lang in langs {
         std::fs::create_dir_all(copy.join(lang).join("wav")).unwrap();
         for entry in std::fs::read_dir(src.join(lang)).unwrap() {
             let p = entry.unwrap().path();
@@ -202,4 +233,20 @@ fn prompts_check_reports_a_damaged_prompt() {
     let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
     assert_eq!(code, 1);
     assert!(err.contains("fr/wav/goodbye.wav"), "{err}");
+
+    // A language whose texts lack prompts the flow names is refused before any WAV is read,
+    // naming the flow, the folder and the ids.
+    let queue = copy.join("sq/queue.ftl");
+    let text = std::fs::read_to_string(&queue).unwrap();
+    let cut: String = text.lines().filter(|l| !l.starts_with("queue-enter")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&queue, cut).unwrap();
+    let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("language `sq`") && err.contains("sq/") && err.contains("queue-enter"), "{err}");
+    // And a language folder that is missing altogether.
+    std::fs::write(&queue, text).unwrap();
+    std::fs::remove_dir_all(copy.join("uk")).unwrap();
+    let (code, _, err) = run_helpline(helpline(dir.path()).args(["prompts", "check", "--dir"]).arg(&copy), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("language `uk`") && err.contains("missing language folder"), "{err}");
 }

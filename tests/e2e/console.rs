@@ -6,7 +6,15 @@ use crate::helpers::{fresh_database, spawn_app, spawn_app_on};
 use chrono::Duration;
 use console::db::users::Role;
 use console::operators::presence::PresenceState;
-use ivr::domain::Language::*;
+use ivr::domain::Language;
+#[allow(non_upper_case_globals)]
+const It: Language = Language::It;
+#[allow(non_upper_case_globals)]
+const En: Language = Language::En;
+#[allow(non_upper_case_globals)]
+const Fr: Language = Language::Fr;
+#[allow(non_upper_case_globals, dead_code)]
+const Es: Language = Language::Es;
 use ivr::domain::ServiceArea::*;
 use serde_json::json;
 

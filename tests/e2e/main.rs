@@ -13,6 +13,7 @@ mod console_client;
 mod directory;
 mod edge;
 mod health;
+mod languages;
 mod layers;
 mod migrations;
 mod nodes;

@@ -49,7 +49,9 @@ pub async fn sipp(sip: SocketAddr, scenario: &str, args: &[&str]) -> SippRun {
         .arg("-sf")
         .arg(&scenario_path)
         .args(["-i", "127.0.0.1", "-p", &local_port, "-mp", &media_port])
-        .args(["-timeout", "60s", "-timeout_error", "-trace_err", "-nostdin", "-key", "caller", "sipp"])
+        .args(["-timeout", "60s", "-timeout_error", "-trace_err", "-nostdin"])
+        // The caller's user part is `sipp` (no number) unless the test names one.
+        .args(if args.windows(2).any(|w| w == ["-key", "caller"]) { &[][..] } else { &["-key", "caller", "sipp"][..] })
         .args(args)
         .current_dir(dir.path())
         .output()
@@ -179,8 +181,10 @@ async fn sip_menus_by_info_reach_the_queue_and_the_welcome_is_heard() {
     let run = sipp(app.sip_addr, "menu_to_queue_info.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await;
     assert!(run.success, "sipp failed:\n{}", run.report);
 
+    // No number: Italian offered first; the caller lets it pass (1.5 s after the offer), and 2 is
+    // French in the menu of the others (English 1, French 2, Spanish 3…), then 3 housing.
     let (language, area, town, outcome, _) = only_call(&app.state).await;
-    assert_eq!(language.as_deref(), Some("en"));
+    assert_eq!(language.as_deref(), Some("fr"));
     assert_eq!(area.as_deref(), Some("casa"));
     assert!(town.as_deref().is_some_and(|t| t.contains("Milano")), "{town:?}");
     assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
@@ -189,17 +193,20 @@ async fn sip_menus_by_info_reach_the_queue_and_the_welcome_is_heard() {
             .fetch_one(app.state.db.pool())
             .await
             .expect("queue entry");
-    assert_eq!((status.as_str(), q_language.as_str(), q_area.as_deref()), ("abandoned", "en", Some("casa")));
+    assert_eq!((status.as_str(), q_language.as_str(), q_area.as_deref()), ("abandoned", "fr", Some("casa")));
     let kinds = event_kinds(&app.state).await;
     assert_eq!(kinds.first().map(String::as_str), Some("call_started"));
     assert_eq!(kinds.iter().filter(|k| *k == "digits").count(), 4, "{kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some("hung_up"));
     assert_eq!(metric(&app.state, "helpline_dtmf_received_total{source=\"info\"}"), 8.0);
 
-    // The first talkspurt is the Italian welcome, exactly: μ-law of the WAV, 20 ms packets.
+    // The first talkspurt is Italian offered with its key, exactly: μ-law of the server's own
+    // rendering of the text (the same pipeline, deterministic), 20 ms packets.
     let packets = decode_all(&sink.drain());
     assert!(!packets.is_empty(), "no audio came back");
-    let welcome = ivr::prompts::load_wav(&repo_path("prompts/it/wav/welcome.wav")).expect("welcome.wav");
+    let welcome = ivr::prompts::Espeak::default()
+        .synthesize(ivr::domain::Language::It, "Italiano, premi 1.", ivr::prompts::Pace::Normal)
+        .expect("espeak-ng renders the offer");
     let expected_packets = welcome.len().div_ceil(160);
     let first = &packets[0];
     assert!(first.0, "marker bit on the first packet of a prompt");
@@ -399,5 +406,47 @@ async fn sip_hold_by_re_invite_is_answered_recvonly_and_stops_the_audio() {
     let heard = sink.drain().len();
     assert!((10..45).contains(&heard), "{heard} packets");
     assert_eq!(metric(&app.state, "helpline_sip_requests_total{method=\"INVITE\"}"), 2.0);
+    app.stop().await;
+}
+
+/// A caller from Romania hears Romanian first on the SIP channel: the first talkspurt is the
+/// server's Romanian rendering of the offer, real speech, and not the Italian one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_a_romanian_caller_hears_romanian_first() {
+    if !sipp_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let mut sink = RtpSink::bind().await;
+    let port = sink.port.to_string();
+    let run = sipp(
+        app.sip_addr,
+        "menu_to_queue_info.xml",
+        &["-m", "1", "-l", "1", "-key", "rtp_port", &port, "-key", "caller", "+40712345678"],
+    )
+    .await;
+    assert!(run.success, "sipp failed:\n{}", run.report);
+    let (_, _, _, _, ended) = only_call(&app.state).await;
+    assert!(ended);
+    let (data,): (String,) = sqlx::query_as("SELECT data FROM call_events WHERE kind = 'call_started'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .expect("call started");
+    assert!(data.contains(r#""country_code":"40""#), "{data}");
+    let packets = decode_all(&sink.drain());
+    let spurt_len = packets.iter().skip(1).position(|p| p.0).map(|i| i + 1).unwrap_or(packets.len());
+    let heard: Vec<u8> = packets[..spurt_len].iter().flat_map(|p| p.5.clone()).collect();
+    let espeak = ivr::prompts::Espeak::default();
+    let romanian = espeak
+        .synthesize(ivr::domain::Language::parse("ro").unwrap(), "Română, apăsați 1.", ivr::prompts::Pace::Normal)
+        .unwrap();
+    let italian =
+        espeak.synthesize(ivr::domain::Language::It, "Italiano, premi 1.", ivr::prompts::Pace::Normal).unwrap();
+    let mut expected: Vec<u8> = romanian.iter().map(|s| linear_to_ulaw(*s)).collect();
+    expected.resize(romanian.len().div_ceil(160) * 160, linear_to_ulaw(0));
+    assert!(heard == expected, "the first audio is the Romanian offer");
+    let italian: Vec<u8> = italian.iter().map(|s| linear_to_ulaw(*s)).collect();
+    assert_ne!(heard[..italian.len().min(heard.len())], italian[..italian.len().min(heard.len())]);
+    assert!(heard.iter().filter(|b| **b != 0xFF && **b != 0x7F).count() > heard.len() / 2, "not silence");
     app.stop().await;
 }

@@ -39,6 +39,17 @@ fn played(answer: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The texts said in an answer, with their language tags, in order.
+fn said(answer: &Value) -> Vec<(String, String)> {
+    answer["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "say")
+        .map(|a| (a["text"].as_str().unwrap().to_owned(), a["language"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
 fn last_type(answer: &Value) -> String {
     answer["actions"].as_array().unwrap().last().map(|a| a["type"].as_str().unwrap().to_owned()).unwrap_or_default()
 }
@@ -74,15 +85,16 @@ async fn an_italian_caller_chooses_housing_in_como_and_reaches_the_queue() {
     let app = spawn_app().await;
     let mut call = Call::new(&app, "json-it-1");
     let a = call.send(json!({"type": "call.started", "from": "+39 333 123 4512", "to": "803001"})).await;
-    assert_eq!(played(&a), ["welcome", "language-guess"], "{a}");
-    let welcome = &a["actions"][0];
-    assert_eq!(welcome["language"], "it-IT");
-    assert!(welcome["url"].as_str().unwrap().ends_with("/prompts/it/welcome.wav"), "{welcome}");
+    // Italian offered first, with its key.
+    assert_eq!(said(&a), [("Italiano, premi 1.".to_owned(), "it-IT".to_owned())], "{a}");
     assert_eq!(last_type(&a), "gather");
     assert!(!a.to_string().contains("3331234512"), "the number never comes back: {a}");
 
     let a = call.send(json!({"type": "digits", "digits": "1"})).await;
-    assert_eq!(played(&a), ["area-menu"], "{a}");
+    assert_eq!(played(&a), ["welcome", "area-menu"], "{a}");
+    let welcome = &a["actions"][0];
+    assert_eq!(welcome["language"], "it-IT");
+    assert!(welcome["url"].as_str().unwrap().ends_with("/prompts/it/welcome.wav"), "{welcome}");
     let a = call.send(json!({"type": "digits", "digits": "3"})).await;
     assert_eq!(played(&a), ["cap-ask"], "{a}");
     let gather = action(&a, "gather");
@@ -141,24 +153,16 @@ async fn a_french_caller_gets_french_offered_first_and_can_refuse_it() {
     let app = spawn_app().await;
     let mut call = Call::new(&app, "json-fr-1");
     let a = call.send(json!({"type": "call.started", "from": "+33 6 12 34 56 78"})).await;
-    let guess = &a["actions"].as_array().unwrap().iter().filter(|x| x["type"] == "play").nth(1).unwrap().clone();
-    assert_eq!(guess["prompt"], "language-guess");
-    assert_eq!(guess["language"], "fr-FR", "the guess is offered in French: {a}");
+    assert_eq!(said(&a), [("Français, tapez 1.".to_owned(), "fr-FR".to_owned())], "{a}");
 
-    // Refused (9): the full language menu, each option in its own language.
+    // Refused (9): the menu of the other languages, each option in its own language and key.
     let a = call.send(json!({"type": "digits", "digits": "9"})).await;
-    let langs: Vec<&str> = a["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["type"] == "play")
-        .map(|x| x["language"].as_str().unwrap())
-        .collect();
-    for l in ["it-IT", "en-GB", "fr-FR", "es-ES"] {
-        assert!(langs.contains(&l), "{l} missing from the language menu: {a}");
-    }
+    let langs: Vec<String> = said(&a).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(langs, ["it-IT", "en-GB", "es-ES", "ru-RU", "zh-CN", "ar-XA", "ro-RO", "sq", "uk-UA"], "{a}");
+    assert_eq!(said(&a)[2].0, "Español, pulse 3.");
+    assert_eq!(said(&a)[7].0, "Shqip, shtypni 8.");
     // Spanish, work, then # to skip the CAP: straight to a Spanish-speaking operator.
-    let a = call.send(json!({"type": "digits", "digits": "4"})).await;
+    let a = call.send(json!({"type": "digits", "digits": "3"})).await;
     assert_eq!(a["actions"][0]["language"], "es-ES");
     call.send(json!({"type": "digits", "digits": "2"})).await;
     let a = call.send(json!({"type": "digits", "digits": "#"})).await;
@@ -540,7 +544,7 @@ async fn the_calls_writer_gives_way_to_a_lock_turn() {
     // With the turn gone, the next event is not held back.
     let mut call = Call { apps: vec![&app], id: "turn-1".into(), seq: 1 };
     let a = call.send(json!({"type": "digits", "digits": "1"})).await;
-    assert_eq!(played(&a), ["area-menu"], "{a}");
+    assert_eq!(played(&a), ["welcome", "area-menu"], "{a}");
     app.stop().await;
 }
 

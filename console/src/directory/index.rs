@@ -206,9 +206,14 @@ pub struct DirectoryIndex {
     pub(crate) index: Index,
     pub(crate) segments: Vec<SegmentData>,
     pub(crate) stats: TextStats,
-    /// Language codes → bit, for the "language spoken" filter.
+    /// Language codes → bit, for the "language spoken" filter: the first 63 codes met have a bit
+    /// of their own; any other ISO 639 code shares [`OTHER_LANGUAGES`], and the filter then checks
+    /// the service's own list.
     pub(crate) language_bits: HashMap<String, u64>,
 }
+
+/// The bit of every language code past the 63 with a bit of their own.
+pub(crate) const OTHER_LANGUAGES: u64 = 1 << 63;
 
 fn analyzer(stem: Option<StemLanguage>) -> TextAnalyzer {
     let base = TextAnalyzer::builder(SimpleTokenizer::default())
@@ -287,9 +292,11 @@ impl DirectoryIndex {
                 let next = language_bits.len();
                 if let Some(bit) = language_bits.get(code) {
                     mask |= bit;
-                } else if next < 64 {
+                } else if next < 63 {
                     language_bits.insert(code.clone(), 1 << next);
                     mask |= 1 << next;
+                } else {
+                    mask |= OTHER_LANGUAGES;
                 }
             }
             doc_languages.push(mask);

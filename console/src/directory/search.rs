@@ -184,6 +184,8 @@ struct Geo {
 struct Filter {
     area_mask: u8,
     language_mask: Option<u64>,
+    /// A code without a bit of its own: checked against the service's list.
+    language_exact: Option<String>,
     geo: Option<Geo>,
     open: Option<LocalNow>,
     now: DateTime<Utc>,
@@ -193,8 +195,12 @@ impl Filter {
     fn new(index: &DirectoryIndex, q: &SearchQuery, now: DateTime<Utc>) -> Filter {
         Filter {
             area_mask: q.areas.iter().fold(0, |m, a| m | area_bit(*a)),
-            // A language nobody speaks matches nothing (mask 0).
-            language_mask: q.language.as_ref().map(|l| index.language_bits.get(l).copied().unwrap_or(0)),
+            // A language past the first 63 codes shares one bit and is checked exactly.
+            language_mask: q
+                .language
+                .as_ref()
+                .map(|l| index.language_bits.get(l).copied().unwrap_or(super::index::OTHER_LANGUAGES)),
+            language_exact: q.language.clone().filter(|l| !index.language_bits.contains_key(l)),
             geo: q.near.map(|center| Geo {
                 center,
                 xyz: to_xyz(&center),
@@ -214,6 +220,11 @@ impl Filter {
         if let Some(mask) = self.language_mask {
             if seg.languages[doc] & mask == 0 {
                 return None;
+            }
+            if let Some(code) = &self.language_exact {
+                if !index.docs[seg.ords[doc] as usize].languages.contains(code) {
+                    return None;
+                }
             }
         }
         let distance = match &self.geo {

@@ -306,6 +306,33 @@ fn filters_by_area_and_language_and_counts_areas() {
     assert!(names(&idx, &q).is_empty());
 }
 
+/// The "languages spoken" filter takes any ISO 639 code, past the 63 with a bit of their own.
+#[test]
+fn any_iso_639_code_filters_even_past_sixty_three_languages() {
+    let base = generated(60);
+    let codes: Vec<String> =
+        (0..90u8).map(|i| format!("{}{}", (b'a' + i / 26) as char, (b'a' + i % 26) as char)).collect();
+    let mut docs = base.docs.clone();
+    for (i, d) in docs.iter_mut().enumerate() {
+        // Every service speaks three codes; the last service alone speaks `wo` (Wolof), past the 63rd.
+        d.languages = (0..3).map(|k| codes[(i * 3 + k) % 80].clone()).collect();
+    }
+    let last = docs.len() - 1;
+    docs[last].languages.push("wo".into());
+    let idx = Arc::new(DirectoryIndex::build(docs.clone()).unwrap());
+    assert!(idx.language_bits.len() == 63 && !idx.language_bits.contains_key("wo"));
+    let mut q = SearchQuery::new();
+    q.language = Some("wo".into());
+    assert_eq!(names(&idx, &q), vec![docs[last].name.clone()]);
+    for code in &codes[..80] {
+        q.language = Some(code.clone());
+        let expected = docs.iter().filter(|d| d.languages.contains(code)).count();
+        assert_eq!(search(&idx, &q, tuesday_10()).total, expected, "{code}");
+    }
+    q.language = Some("zz".into());
+    assert_eq!(search(&idx, &q, tuesday_10()).total, 0);
+}
+
 #[test]
 fn open_now_follows_the_injected_clock() {
     let idx = index();

@@ -253,7 +253,7 @@ impl PageConfig {
             wrap_up_secs: c.wrap_up_secs,
             offer_timeout_secs: c.acd.offer_timeout_secs,
             areas: ServiceArea::ALL.to_vec(),
-            languages: Language::ALL.to_vec(),
+            languages: Language::all(),
         }
     }
 }

@@ -66,7 +66,7 @@ pub async fn generate(db: &Db, n: u64, seed: u64, now_ms: i64) -> anyhow::Result
             let mut queue = Vec::new();
             for i in done..end {
                 let start = now_ms - year_ms + i64::try_from(i)? * span + rng.gen_range(0..span.max(1));
-                let lang = Language::ALL[[0, 0, 0, 1, 1, 2, 2, 3][rng.gen_range(0..8)]].as_str();
+                let lang = ["it", "it", "it", "en", "en", "fr", "fr", "es"][rng.gen_range(0..8)];
                 let area = ServiceArea::ALL[rng.gen_range(0..ServiceArea::ALL.len())].as_str();
                 let town = TOWNS[rng.gen_range(0..TOWNS.len())];
                 let channel = ["sip", "webhook", "twiml"][rng.gen_range(0..3)];

@@ -1,5 +1,6 @@
 //! `GET /speech/{call_id}/{step}/{n}.wav?sig=…`: a runtime text of a call's answer (a queue
-//! position, the services read back) rendered **slowly**, for TwiML's `<Play>`.
+//! position, the services read back) rendered by the server, for TwiML's `<Play>`: **slowly**, or
+//! at its pace in a language the carrier's voices do not speak (no `say` tag in `[[languages]]`).
 //!
 //! A caller who stayed silent twice gets the rest of the call at a slow pace. Recorded prompts have
 //! slow renderings (`/prompts/{lang}/{id}.wav?pace=slow`), but a runtime text reaches a TwiML
@@ -86,7 +87,7 @@ async fn speech(
         .and_then(|(a,)| a)
         .and_then(|a| serde_json::from_str(&a).ok())
         .ok_or_else(|| AppError::NotFound(format!("no answer kept for call {call_id} at step {step}")))?;
-    let Some(Action::Say { message, language, args, .. }) = answer.actions.get(n) else {
+    let Some(Action::Say { message, language, args, pace }) = answer.actions.get(n) else {
         return Err(AppError::NotFound(format!("action {n} of call {call_id} at step {step} is not a text")));
     };
     let text = state
@@ -95,7 +96,11 @@ async fn speech(
         .format(*language, message, &prompt_args(args))
         .map_err(|e| AppError::Internal(anyhow::anyhow!("text {message} in {language}: {e}")))?;
     let (tts, language) = (state.tts.clone(), *language);
-    let samples = tokio::task::spawn_blocking(move || tts.render(language, &text, Pace::Slow))
+    let pace = match pace {
+        ivr::engine::Pace::Slow => Pace::Slow,
+        ivr::engine::Pace::Normal => Pace::Normal,
+    };
+    let samples = tokio::task::spawn_blocking(move || tts.render(language, &text, pace))
         .await
         .map_err(|e| AppError::Internal(e.into()))?
         .map_err(|e| AppError::Internal(e.into()))?;

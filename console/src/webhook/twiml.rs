@@ -287,19 +287,25 @@ async fn status(
 
 /// A slow `say` becomes `<Play>` of the server's own slow rendering of the text
 /// (`webhook::speech`): Twilio's basic voices have one speed, and SSML `<prosody>` fails with them.
-/// The answer's slow says and the carrier's, in order, are the same texts.
+/// So does a `say` in a language the carrier's voices do not speak (configured without a `say`
+/// tag, e.g. Albanian). The answer's says of these kinds and the carrier's, in order, are the
+/// same texts.
 fn slow_speech(actions: &mut [CarrierAction], answer: &Answer, base: &str, secret: &ServerSecret, call_id: &str) {
-    let mut slow = answer
+    let unspoken = |language: Language| language.twiml_say().is_none();
+    let mut served = answer
         .actions
         .iter()
         .enumerate()
-        .filter(|(_, a)| matches!(a, Action::Say { pace: Pace::Slow, .. }))
+        .filter(|(_, a)| matches!(a, Action::Say { pace, language, .. } if *pace == Pace::Slow || unspoken(*language)))
         .map(|(n, _)| n);
     for action in actions.iter_mut() {
-        if let CarrierAction::Say { pace: Pace::Slow, language, .. } = action {
-            if let Some(n) = slow.next() {
-                let url = speech_url(base, secret, call_id, answer.step, n);
-                *action = CarrierAction::Play { url, prompt: "speech".into(), language: language.clone() };
+        if let CarrierAction::Say { pace, language, .. } = action {
+            let not_spoken = Language::parse(language).is_ok_and(unspoken);
+            if *pace == Pace::Slow || not_spoken {
+                if let Some(n) = served.next() {
+                    let url = speech_url(base, secret, call_id, answer.step, n);
+                    *action = CarrierAction::Play { url, prompt: "speech".into(), language: language.clone() };
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ pub use call_id::CallId;
 pub use caller::Caller;
 pub use cap::Cap;
 pub use dtmf::{DtmfDigit, DtmfDigits};
-pub use language::Language;
+pub use language::{is_iso639, primary_subtag, Language, LanguageInfo, LanguageSpec};
 pub use phone::{PhoneHash, PhoneNumber, ServerSecret};
 pub use prompt_id::PromptId;
 pub use service_area::ServiceArea;

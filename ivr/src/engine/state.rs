@@ -60,6 +60,15 @@ pub struct CallState {
     pub started_at: Option<DateTime<Utc>>,
     pub language: Option<Language>,
     pub guessed_language: Option<Language>,
+    /// The second language guessed from the country code (Arabic, then French), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guessed_second: Option<Language>,
+    /// Whether the guessed languages were offered (the language menu then leaves them out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guess_offered: bool,
+    /// The page of the language menu (past nine languages), from 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub language_page: u8,
     pub area: Option<ServiceArea>,
     /// Leading digits of an Italian landline (`0312`), to offer its province instead of a CAP.
     pub landline_area: Option<String>,
@@ -87,6 +96,9 @@ impl CallState {
             started_at: None,
             language: None,
             guessed_language: None,
+            guessed_second: None,
+            guess_offered: false,
+            language_page: 0,
             area: None,
             landline_area: None,
             landline_declined: false,
@@ -103,4 +115,8 @@ impl CallState {
     pub fn ended(&self) -> bool {
         self.wait == Wait::Ended
     }
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }

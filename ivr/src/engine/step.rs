@@ -7,7 +7,7 @@ use super::state::{CallState, Place, QueueStatus, Wait};
 use crate::domain::{CallId, Cap, DtmfDigit, DtmfDigits, Language, PromptId, ServiceArea};
 use crate::flow::{Flow, NodeIx, NodeKind};
 use crate::geo::{CapLocation, Gazetteer};
-use chrono::{DateTime, Datelike, Days, Utc};
+use chrono::{DateTime, Datelike, Days, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,6 +59,11 @@ fn event_name(e: &Event) -> &'static str {
     }
 }
 
+/// The `$digit` of a language offer.
+fn digit_arg(digit: usize) -> BTreeMap<String, SayArg> {
+    BTreeMap::from([("digit".to_owned(), SayArg::Number(digit as f64))])
+}
+
 /// `+39 031 123` → `+ 3 9 0 3 1 1 2 3`: phone numbers are read digit by digit.
 fn spaced_digits(phone: &str) -> String {
     let mut out = String::with_capacity(phone.len() * 2);
@@ -89,7 +94,7 @@ impl<'f> Cx<'f> {
     }
 
     fn lang(&self) -> Language {
-        self.st.language.unwrap_or(Language::It)
+        self.st.language.unwrap_or(self.flow.default_language())
     }
 
     fn pace(&self) -> Pace {
@@ -116,7 +121,11 @@ impl<'f> Cx<'f> {
     }
 
     fn say(&mut self, message: &PromptId, args: BTreeMap<String, SayArg>) {
-        let (language, pace) = (self.lang(), self.pace());
+        self.say_in(message, args, self.lang());
+    }
+
+    fn say_in(&mut self, message: &PromptId, args: BTreeMap<String, SayArg>, language: Language) {
+        let pace = self.pace();
         self.out.push(Action::Say { message: message.clone(), language, args, pace });
         self.log_prompt(message, language);
     }
@@ -159,8 +168,11 @@ impl<'f> Cx<'f> {
             Event::CallStarted { channel, caller, .. } if self.st.wait == Wait::CallStart => {
                 self.st.channel = Some(*channel);
                 self.st.started_at = Some(self.now);
+                // The likeliest languages from the country code; the helpline's own when unknown.
+                let guesses = caller.as_ref().map_or(&[][..], |c| self.flow.guess_languages(c.country_code()));
+                self.st.guessed_language = Some(guesses.first().copied().unwrap_or(self.flow.default_language()));
+                self.st.guessed_second = guesses.get(1).copied();
                 if let Some(c) = caller {
-                    self.st.guessed_language = self.flow.guess_language(c.country_code());
                     self.st.landline_area = c.landline_area().map(str::to_owned);
                 }
                 self.log(LogEntry::CallStarted {
@@ -232,6 +244,7 @@ impl<'f> Cx<'f> {
             self.st.node = node.name.clone();
             self.st.tries = 0;
             self.st.no_inputs = 0;
+            self.st.language_page = 0;
             self.log(LogEntry::NodeEntered { node: node.name.clone() });
             match self.enter(ix) {
                 Some(next) => ix = next,
@@ -251,7 +264,7 @@ impl<'f> Cx<'f> {
                 .current()
                 .and_then(|ix| self.flow.node(ix))
                 .is_some_and(|n| matches!(n.kind, NodeKind::LanguageGuess { .. }));
-            let language = self.st.guessed_language.filter(|_| at_guess).unwrap_or(Language::It);
+            let language = self.st.guessed_language.filter(|_| at_guess).unwrap_or(self.flow.default_language());
             self.st.language = Some(language);
             self.log(LogEntry::LanguageChosen { language });
         }
@@ -273,17 +286,30 @@ impl<'f> Cx<'f> {
                 self.decision("hours", if is_open { "open" } else { "closed" });
                 Some(if is_open { *open } else { *closed })
             }
-            NodeKind::LanguageGuess { prompt, fallback, .. } => match (self.st.language, self.st.guessed_language) {
-                (None, Some(guess)) => {
-                    self.play_in(prompt, guess);
-                    self.collect_key();
+            // Offered again when the caller comes back to choose another language.
+            NodeKind::LanguageGuess { prompt, fallback, wait_ms, .. } => match self.st.guessed_language {
+                Some(first) => {
+                    self.st.guess_offered = true;
+                    for (digit, lang) in [(1, Some(first)), (2, self.st.guessed_second)] {
+                        if let Some(lang) = lang {
+                            self.say_in(prompt, digit_arg(digit), lang);
+                        }
+                    }
+                    self.collect(1, wait_ms.unwrap_or(self.flow.timeouts().first_digit_ms), None);
+                    self.st.wait = Wait::Digits;
                     None
                 }
-                _ => Some(*fallback),
+                None => Some(*fallback),
             },
-            NodeKind::LanguageMenu { prompt, .. } => {
-                for lang in Language::ALL {
-                    self.play_in(prompt, lang);
+            NodeKind::LanguageMenu { prompt, more_prompt, .. } => {
+                let (page, next_page) = self.language_menu_page();
+                for (i, lang) in page.iter().enumerate() {
+                    self.say_in(prompt, digit_arg(i + 1), *lang);
+                }
+                if let Some(more) = more_prompt {
+                    for lang in &next_page {
+                        self.say_in(more, digit_arg(9), *lang);
+                    }
                 }
                 self.collect_key();
                 None
@@ -444,10 +470,16 @@ impl<'f> Cx<'f> {
             return self.cap_digits(ix, digits);
         }
         let key = digits.first().as_char();
-        // The guessed-language offer: 1 accepts, 0 is the operator, anything else shows the menu.
+        // The guessed-language offer: 1 (or 2) accepts, 0 is the operator, anything else shows
+        // the menu.
         if let NodeKind::LanguageGuess { next, fallback, .. } = node.kind {
-            return match (key, self.st.guessed_language) {
-                ('1', Some(lang)) => {
+            let guess = match key {
+                '1' => self.st.guessed_language,
+                '2' => self.st.guessed_second,
+                _ => None,
+            };
+            return match (key, guess) {
+                (_, Some(lang)) => {
                     self.st.language = Some(lang);
                     self.log(LogEntry::LanguageChosen { language: lang });
                     self.goto(next);
@@ -476,14 +508,24 @@ impl<'f> Cx<'f> {
             _ => {}
         }
         match &node.kind {
-            NodeKind::LanguageMenu { next, .. } => match Language::from_menu_digit(key) {
-                Some(lang) => {
-                    self.st.language = Some(lang);
-                    self.log(LogEntry::LanguageChosen { language: lang });
-                    self.goto(*next);
+            NodeKind::LanguageMenu { next, .. } => {
+                let (page, next_page) = self.language_menu_page();
+                let chosen = key.to_digit(10).and_then(|d| (d as usize).checked_sub(1)).and_then(|i| page.get(i));
+                match chosen {
+                    Some(&lang) => {
+                        self.st.language = Some(lang);
+                        self.st.language_page = 0;
+                        self.log(LogEntry::LanguageChosen { language: lang });
+                        self.goto(*next);
+                    }
+                    None if key == '9' && !next_page.is_empty() => {
+                        self.st.language_page = self.st.language_page.saturating_add(1);
+                        self.decision("language_page", self.st.language_page.to_string());
+                        self.reprompt(ix);
+                    }
+                    None => self.invalid(ix, digits, None),
                 }
-                None => self.invalid(ix, digits, None),
-            },
+            }
             NodeKind::AreaMenu { next, options, .. } => {
                 if let Some(area) = ServiceArea::from_menu_digit(key) {
                     self.st.area = Some(area);
@@ -532,6 +574,38 @@ impl<'f> Cx<'f> {
                 }
             }
             _ => self.ignored(event),
+        }
+    }
+
+    /// The languages of the language menu's current page (keys 1, 2, 3…) and of the next one
+    /// (reached with 9). The menu lists the configured languages but those already offered from
+    /// the country code, nine to a page, or eight and 9 for more.
+    fn language_menu_page(&self) -> (Vec<Language>, Vec<Language>) {
+        let offered = [self.st.guessed_language, self.st.guessed_second];
+        let rest: Vec<Language> = self
+            .flow
+            .languages()
+            .iter()
+            .copied()
+            .filter(|l| !(self.st.guess_offered && offered.contains(&Some(*l))))
+            .collect();
+        let has_more_prompt = self
+            .current()
+            .and_then(|ix| self.flow.node(ix))
+            .is_some_and(|n| matches!(n.kind, NodeKind::LanguageMenu { more_prompt: Some(_), .. }));
+        let mut start = 0;
+        for _ in 0..self.st.language_page {
+            if rest.len() - start <= 9 || !has_more_prompt {
+                break;
+            }
+            start += 8;
+        }
+        let remaining = &rest[start..];
+        if remaining.len() <= 9 || !has_more_prompt {
+            (remaining.iter().take(9).copied().collect(), Vec::new())
+        } else {
+            let next = &remaining[8..];
+            (remaining[..8].to_vec(), next[..next.len().min(if next.len() <= 9 { 9 } else { 8 })].to_vec())
         }
     }
 
@@ -832,9 +906,20 @@ impl<'f> Cx<'f> {
         } else {
             "later"
         };
+        // The time as numbers, so each language says it its own way (`alle 9 e 30`, `9点半`,
+        // `at 2 30 p.m.`); `time` (`09:30`) stays for texts written before.
+        let (hour, minute) = (at.hour(), at.minute());
+        let hour12 = match hour % 12 {
+            0 => 12,
+            h => h,
+        };
         Some(BTreeMap::from([
             ("weekday".to_owned(), SayArg::Number(f64::from(at.weekday().number_from_monday()))),
             ("time".to_owned(), SayArg::Text(at.format("%H:%M").to_string())),
+            ("hour".to_owned(), SayArg::Number(f64::from(hour))),
+            ("minute".to_owned(), SayArg::Number(f64::from(minute))),
+            ("hour12".to_owned(), SayArg::Number(f64::from(hour12))),
+            ("half_day".to_owned(), SayArg::Text(if hour < 12 { "am" } else { "pm" }.to_owned())),
             ("day".to_owned(), SayArg::Text(day.to_owned())),
         ]))
     }

@@ -9,6 +9,8 @@ pub enum FlowError {
     Node { file: String, node: String, problem: NodeProblem },
     #[error("{file}: {reason}")]
     Flow { file: String, reason: String },
+    #[error("{file}: language `{language}`: {texts} lacks prompts the flow names: {}", missing.join(", "))]
+    MissingPrompts { file: String, language: String, texts: String, missing: Vec<String> },
 }
 
 /// What is wrong with one node.

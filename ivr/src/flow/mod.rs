@@ -12,7 +12,7 @@ mod schema;
 mod validate;
 
 pub use error::{FlowError, NodeProblem};
-pub use ftl_ids::{embedded_prompt_ids, ftl_message_ids, EMBEDDED_FTL};
+pub use ftl_ids::{embedded_prompt_ids, ftl_message_ids, KnownPrompts, PromptIds, EMBEDDED_FTL};
 pub use schema::{CommonPrompts, MenuOption, NodeKind, Timeouts};
 
 use crate::domain::{Language, PromptId};
@@ -42,26 +42,56 @@ pub struct Flow {
     operator: NodeIx,
     prompts: CommonPrompts,
     timeouts: Timeouts,
-    /// Country-code prefix → language, longest prefix first.
-    language_guess: Vec<(String, Language)>,
+    /// The caller languages, in menu order; the first is the default.
+    languages: Vec<Language>,
+    /// Country-code prefix → languages offered first, longest prefix first.
+    language_guess: Vec<(String, Vec<Language>)>,
     schedule: Schedule,
     prompt_ids: BTreeSet<PromptId>,
 }
 
 impl Flow {
     /// Parses and validates a flow. `file` names the source in error messages; `known_prompts`
-    /// are the prompt ids that exist (in every language) — see [`embedded_prompt_ids`].
-    pub fn from_toml(source: &str, file: &str, known_prompts: &BTreeSet<PromptId>) -> Result<Flow, FlowError> {
+    /// are the prompt ids that exist in each language ([`KnownPrompts`], or one set for all).
+    /// Every configured language must have every prompt the flow names. A valid flow's languages
+    /// join the configured set ([`Language::register`]).
+    pub fn from_toml(source: &str, file: &str, known_prompts: &impl PromptIds) -> Result<Flow, FlowError> {
         validate::build(source, file, known_prompts)
     }
 
     /// The embedded `config/ivr.toml`, checked against the embedded `prompts/*/*.ftl` ids.
     pub fn default_flow() -> Result<Flow, FlowError> {
-        Flow::from_toml(DEFAULT_FLOW_TOML, "config/ivr.toml", &embedded_prompt_ids())
+        Flow::from_toml(DEFAULT_FLOW_TOML, "config/ivr.toml", &KnownPrompts::embedded())
+    }
+
+    /// Adds the `[[languages]]` of a flow's TOML to the configured set without validating the
+    /// rest, for commands that take languages as arguments before any flow is loaded (the
+    /// `helpline user` commands). A flow that is used is validated whole by [`Flow::from_toml`].
+    pub fn register_languages(source: &str, file: &str) -> Result<Vec<Language>, FlowError> {
+        #[derive(serde::Deserialize)]
+        struct OnlyLanguages {
+            languages: Vec<crate::domain::LanguageSpec>,
+        }
+        let parsed: OnlyLanguages = toml::from_str(source).map_err(|e| FlowError::Flow {
+            file: file.to_owned(),
+            reason: format!("[[languages]]: {}", e.message().trim()),
+        })?;
+        Language::register(&parsed.languages)
+            .map_err(|e| FlowError::Flow { file: file.to_owned(), reason: format!("[[languages]]: {e}") })
+    }
+
+    /// The caller languages, in menu order.
+    pub fn languages(&self) -> &[Language] {
+        &self.languages
+    }
+
+    /// The first configured language: the helpline's own, offered when nothing else is known.
+    pub fn default_language(&self) -> Language {
+        self.languages[0]
     }
 
     /// Every prompt id the flow can play or say, so the prompts tooling can check that each one
-    /// is written and rendered in all four languages.
+    /// is written and rendered in every configured language.
     pub fn prompt_ids(&self) -> &BTreeSet<PromptId> {
         &self.prompt_ids
     }
@@ -109,7 +139,16 @@ impl Flow {
     /// The language suggested for a country calling code (`33` → French): the longest configured
     /// prefix of the code wins.
     pub fn guess_language(&self, country_code: &str) -> Option<Language> {
-        self.language_guess.iter().find(|(prefix, _)| country_code.starts_with(prefix.as_str())).map(|(_, l)| *l)
+        self.guess_languages(country_code).first().copied()
+    }
+
+    /// The languages suggested for a country calling code, likeliest first (`212` → Arabic,
+    /// French); empty when the code is not in the table.
+    pub fn guess_languages(&self, country_code: &str) -> &[Language] {
+        self.language_guess
+            .iter()
+            .find(|(prefix, _)| country_code.starts_with(prefix.as_str()))
+            .map_or(&[], |(_, l)| l.as_slice())
     }
 }
 
@@ -120,7 +159,7 @@ mod tests {
     #[test]
     fn the_default_flow_is_valid() {
         let flow = Flow::default_flow().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(flow.nodes()[flow.start()].name, "welcome");
+        assert_eq!(flow.nodes()[flow.start()].name, "language-guess");
         assert!(flow.prompt_ids().iter().any(|p| p.as_str() == "language-option"));
         assert!(flow.prompt_ids().is_subset(&embedded_prompt_ids()));
     }
@@ -133,6 +172,25 @@ mod tests {
         assert_eq!(flow.guess_language("54"), Some(Language::Es));
         assert_eq!(flow.guess_language("1"), Some(Language::En));
         assert_eq!(flow.guess_language("44"), Some(Language::En));
-        assert_eq!(flow.guess_language("86"), None);
+        assert_eq!(flow.guess_language("49"), None);
+        let lang = |t: &str| Language::parse(t).unwrap();
+        for (cc, first) in [
+            ("40", "ro"),
+            ("373", "ro"),
+            ("355", "sq"),
+            ("383", "sq"),
+            ("380", "uk"),
+            ("7", "ru"),
+            ("375", "ru"),
+            ("86", "zh"),
+        ] {
+            assert_eq!(flow.guess_language(cc), Some(lang(first)), "+{cc}");
+        }
+        for (cc, second) in [("212", "fr"), ("213", "fr"), ("216", "fr"), ("20", "en")] {
+            assert_eq!(flow.guess_languages(cc), [lang("ar"), lang(second)], "+{cc}");
+        }
+        assert_eq!(flow.guess_languages("218"), [lang("ar")]);
+        assert_eq!(flow.default_language(), Language::It);
+        assert_eq!(flow.languages(), Language::shipped());
     }
 }

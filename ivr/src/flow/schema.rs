@@ -1,7 +1,7 @@
 //! The shape of `config/ivr.toml`: what an administrator may write. Targets are node names here
 //! (`NodeKind<String>`) and node indexes once validated (`NodeKind<NodeIx>`).
 
-use crate::domain::{Language, PromptId};
+use crate::domain::{LanguageSpec, PromptId};
 use crate::hours::HoursConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -16,11 +16,30 @@ pub(crate) struct FlowFile {
     pub operator: String,
     pub prompts: CommonPrompts,
     pub timeouts: Timeouts,
-    /// Country calling code prefix → language offered first (`"33" = "fr"`).
+    /// The caller languages, in menu order.
+    pub languages: Vec<LanguageSpec>,
+    /// Country calling code prefix → languages offered first (`"33" = "fr"`, `"212" = ["ar", "fr"]`).
     #[serde(default)]
-    pub language_guess: BTreeMap<String, Language>,
+    pub language_guess: BTreeMap<String, GuessLanguages>,
     pub hours: HoursConfig,
     pub nodes: BTreeMap<String, NodeKind<String>>,
+}
+
+/// One language or a few, likeliest first.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum GuessLanguages {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl GuessLanguages {
+    pub fn tags(&self) -> Vec<&str> {
+        match self {
+            GuessLanguages::One(t) => vec![t.as_str()],
+            GuessLanguages::Many(ts) => ts.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// Prompts every menu may need.
@@ -67,13 +86,25 @@ pub enum NodeKind<T> {
         #[serde(default)]
         back: Option<T>,
     },
-    /// Offers the language guessed from the caller's country code ("press 1 to continue in
-    /// French", spoken in French). 1 → `next`; any other key, silence, or no guess → `fallback`.
-    LanguageGuess { prompt: PromptId, next: T, fallback: T },
-    /// Plays `prompt` once per language, each in its own language; digits 1-4 choose.
+    /// Offers the languages guessed from the caller's country code (the flow's first language
+    /// when none is), each in itself: `prompt` is said with `$digit` 1, then 2. 1 or 2 → `next` in
+    /// that language; any other key, or silence for `wait_ms` (default `first_digit_ms`) →
+    /// `fallback`.
+    LanguageGuess {
+        prompt: PromptId,
+        next: T,
+        fallback: T,
+        #[serde(default)]
+        wait_ms: Option<u32>,
+    },
+    /// Says `prompt` (with `$digit`) once per language not already offered, each in itself, keys
+    /// 1, 2, 3… in the configured order. Past nine, keys 1-8 and `more_prompt` with 9 for the next
+    /// page.
     LanguageMenu {
         prompt: PromptId,
         next: T,
+        #[serde(default)]
+        more_prompt: Option<PromptId>,
         #[serde(default)]
         back: Option<T>,
     },
@@ -229,6 +260,9 @@ impl<T> NodeKind<T> {
     /// Every prompt id with its field name.
     pub fn prompts(&self) -> Vec<(&'static str, &PromptId)> {
         match self {
+            NodeKind::LanguageMenu { prompt, more_prompt: Some(more), .. } => {
+                vec![("prompt", prompt), ("more_prompt", more)]
+            }
             NodeKind::Message { prompt, .. }
             | NodeKind::Menu { prompt, .. }
             | NodeKind::LanguageGuess { prompt, .. }
@@ -285,12 +319,15 @@ impl<T> NodeKind<T> {
                 options: opts(options, &mut f)?,
                 back: back.map(|b| f("back", b)).transpose()?,
             },
-            NodeKind::LanguageGuess { prompt, next, fallback } => {
-                NodeKind::LanguageGuess { prompt, next: f("next", next)?, fallback: f("fallback", fallback)? }
+            NodeKind::LanguageGuess { prompt, next, fallback, wait_ms } => {
+                NodeKind::LanguageGuess { prompt, next: f("next", next)?, fallback: f("fallback", fallback)?, wait_ms }
             }
-            NodeKind::LanguageMenu { prompt, next, back } => {
-                NodeKind::LanguageMenu { prompt, next: f("next", next)?, back: back.map(|b| f("back", b)).transpose()? }
-            }
+            NodeKind::LanguageMenu { prompt, next, more_prompt, back } => NodeKind::LanguageMenu {
+                prompt,
+                next: f("next", next)?,
+                more_prompt,
+                back: back.map(|b| f("back", b)).transpose()?,
+            },
             NodeKind::HoursCheck { open, closed } => {
                 NodeKind::HoursCheck { open: f("open", open)?, closed: f("closed", closed)? }
             }

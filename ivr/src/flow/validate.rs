@@ -2,8 +2,9 @@
 
 use super::error::{FlowError, NodeProblem};
 use super::schema::{FlowFile, NodeKind, RESERVED_DIGITS};
+use super::PromptIds;
 use super::{Flow, Node, NodeIx};
-use crate::domain::{Language, PromptId};
+use crate::domain::{is_iso639, Language};
 use crate::hours::Schedule;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -23,7 +24,7 @@ fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Result<Flow, FlowError> {
+pub(super) fn build(source: &str, file: &str, known_ids: &impl PromptIds) -> Result<Flow, FlowError> {
     let parsed: FlowFile = toml::from_str(source).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(source, s.start)).unwrap_or((0, 0));
         FlowError::Toml { file: file.to_owned(), line, column, message: e.message().trim().to_owned() }
@@ -33,17 +34,62 @@ pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Res
     if parsed.timeouts.max_tries == 0 {
         return Err(flow_err(file, "[timeouts]: max_tries must be at least 1"));
     }
-    let mut language_guess: Vec<(String, Language)> = Vec::new();
-    for (prefix, lang) in &parsed.language_guess {
+    // Languages: well-formed, each once; the guesses name only these.
+    if parsed.languages.is_empty() {
+        return Err(flow_err(file, "[[languages]]: at least one language is needed"));
+    }
+    let mut tags: Vec<&str> = Vec::new();
+    for spec in &parsed.languages {
+        if !is_iso639(&spec.tag) {
+            return Err(flow_err(
+                file,
+                format!("[[languages]]: tag {:?} is not a BCP-47 primary language subtag (2 or 3 lower-case letters, ISO 639)", spec.tag),
+            ));
+        }
+        if tags.contains(&spec.tag.as_str()) {
+            return Err(flow_err(file, format!("[[languages]]: {:?} is listed twice", spec.tag)));
+        }
+        for (field, value) in [("voice", &spec.voice), ("name", &spec.name)] {
+            if value.trim().is_empty() {
+                return Err(flow_err(file, format!("[[languages]] {:?}: `{field}` is empty", spec.tag)));
+            }
+        }
+        if spec.say.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(flow_err(file, format!("[[languages]] {:?}: `say` is empty (leave it out instead)", spec.tag)));
+        }
+        tags.push(spec.tag.as_str());
+    }
+    let mut language_guess: Vec<(String, Vec<&str>)> = Vec::new();
+    for (prefix, langs) in &parsed.language_guess {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(flow_err(
                 file,
                 format!("[language_guess]: {prefix:?} is not a country calling code (digits only, no +)"),
             ));
         }
-        language_guess.push((prefix.clone(), *lang));
+        let langs = langs.tags();
+        if langs.is_empty() || langs.len() > 2 {
+            return Err(flow_err(file, format!("[language_guess] {prefix:?}: name one or two languages")));
+        }
+        for tag in &langs {
+            if !tags.contains(tag) {
+                return Err(flow_err(
+                    file,
+                    format!(
+                        "[language_guess] {prefix:?}: {tag:?} is not one of the [[languages]] ({})",
+                        tags.join(", ")
+                    ),
+                ));
+            }
+        }
+        language_guess.push((prefix.clone(), langs));
     }
     language_guess.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    // Ids unknown in every language are typos in the flow (a node error below); ids some
+    // languages lack are missing translations (refused per language, once all are known).
+    let known = known_ids.any_language();
+    // No texts at all (a prompts folder that is not there): reported per language below, naming it.
+    let no_texts = known.is_empty();
 
     // Names → indexes, in file order of the BTreeMap (sorted by name: stable).
     let index: HashMap<String, NodeIx> = parsed.nodes.keys().enumerate().map(|(i, n)| (n.clone(), i)).collect();
@@ -56,7 +102,7 @@ pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Res
     // Prompt ids.
     let mut prompt_ids = BTreeSet::new();
     for (field, id) in [("prompts.invalid", &parsed.prompts.invalid), ("prompts.goodbye", &parsed.prompts.goodbye)] {
-        if !known.contains(id) {
+        if !no_texts && !known.contains(id) {
             return Err(flow_err(
                 file,
                 format!("`{field}` names unknown prompt id `{id}` (not defined in every language's .ftl files)"),
@@ -66,7 +112,7 @@ pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Res
     }
     for (name, kind) in &parsed.nodes {
         for (field, id) in kind.prompts() {
-            if !known.contains(id) {
+            if !no_texts && !known.contains(id) {
                 return Err(node_err(file, name, NodeProblem::UnknownPrompt { field, prompt: id.to_string() }));
             }
             prompt_ids.insert(id.clone());
@@ -128,6 +174,42 @@ pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Res
     check_ways_out(file, &nodes)?;
     check_pass_through_loops(file, &nodes)?;
 
+    // Every language has every prompt the flow names: a missing one would be silence.
+    for tag in &tags {
+        let (source, ids) = known_ids.language(tag).unwrap_or_else(|| (format!("prompts/{tag}/"), BTreeSet::new()));
+        let missing: Vec<String> = prompt_ids.iter().filter(|id| !ids.contains(*id)).map(|id| id.to_string()).collect();
+        if !missing.is_empty() {
+            return Err(FlowError::MissingPrompts {
+                file: file.to_owned(),
+                language: (*tag).to_owned(),
+                texts: source,
+                missing,
+            });
+        }
+    }
+    // A menu of the languages not guessed: at most nine keys, or pages with `more_prompt`.
+    for node in &nodes {
+        if let NodeKind::LanguageMenu { more_prompt: None, .. } = node.kind {
+            if tags.len() > 10 {
+                return Err(node_err(
+                    file,
+                    &node.name,
+                    NodeProblem::Invalid(format!(
+                        "{} languages do not fit on keys 1-9: give a `more_prompt` (9 for the next page)",
+                        tags.len()
+                    )),
+                ));
+            }
+        }
+    }
+
+    let languages = Language::register(&parsed.languages).map_err(|e| flow_err(file, format!("[[languages]]: {e}")))?;
+    let find = |t: &str| languages.iter().copied().find(|l| l.as_str() == t);
+    let language_guess = language_guess
+        .into_iter()
+        .map(|(prefix, langs)| (prefix, langs.into_iter().filter_map(find).collect()))
+        .collect();
+
     Ok(Flow {
         file: file.to_owned(),
         index,
@@ -136,6 +218,7 @@ pub(super) fn build(source: &str, file: &str, known: &BTreeSet<PromptId>) -> Res
         operator,
         prompts: parsed.prompts,
         timeouts: parsed.timeouts,
+        languages,
         language_guess,
         schedule,
         prompt_ids,

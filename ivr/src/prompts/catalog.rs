@@ -77,7 +77,7 @@ struct LangCatalog {
     messages: BTreeMap<PromptId, MessageInfo>,
 }
 
-/// All prompt texts of the four languages. `Send + Sync`: load once, share behind an `Arc`.
+/// All prompt texts of the configured languages. `Send + Sync`: load once, share behind an `Arc`.
 pub struct Catalog {
     langs: HashMap<Language, LangCatalog>,
 }
@@ -85,7 +85,7 @@ pub struct Catalog {
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Catalog");
-        for lang in Language::ALL {
+        for lang in self.languages() {
             if let Some(lc) = self.langs.get(&lang) {
                 d.field(lang.as_str(), &lc.messages.len());
             }
@@ -95,27 +95,47 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// Reads every `*.ftl` file of `dir/{it,en,fr,es}/` (files in name order). Fails on the first
-    /// syntax error, invalid or duplicate id, or message without a value, naming file and line.
+    /// Reads every `*.ftl` file of `dir/<tag>/` for each configured language that has a folder
+    /// there (files in name order); at least one must. Fails on the first syntax error, invalid
+    /// or duplicate id, or message without a value, naming file and line. Whether every language
+    /// the flow names has all its prompts is the flow's check ([`crate::flow::Flow::from_toml`]).
     pub fn load(dir: &Path) -> Result<Catalog, PromptError> {
+        let present: Vec<Language> = Language::all().into_iter().filter(|l| dir.join(l.as_str()).is_dir()).collect();
+        if present.is_empty() {
+            return Err(PromptError::MissingLanguageDir { path: dir.join(Language::It.as_str()) });
+        }
+        Catalog::load_languages(dir, &present)
+    }
+
+    /// Reads the texts of exactly these languages; a language without a folder is an error.
+    pub fn load_languages(dir: &Path, languages: &[Language]) -> Result<Catalog, PromptError> {
         let mut langs = HashMap::new();
-        for lang in Language::ALL {
+        for &lang in languages {
             langs.insert(lang, build_language(lang, read_language(dir, lang)?)?);
         }
         Ok(Catalog { langs })
     }
 
+    /// The languages of the catalog, in menu order.
+    pub fn languages(&self) -> Vec<Language> {
+        let mut out: Vec<Language> = self.langs.keys().copied().collect();
+        out.sort();
+        out
+    }
+
     /// Builds the catalog from texts held in memory, e.g. a copy of `prompts/` compiled into a
     /// program: `(language, path, contents)`, where the path only names the text in messages.
     /// A language's texts are read in path order, like a folder's files, and checked as
-    /// [`Catalog::load`] checks them; a language without texts has no messages.
+    /// [`Catalog::load`] checks them; a shipped language without texts has no messages.
     pub fn from_texts(texts: impl IntoIterator<Item = (Language, PathBuf, Vec<u8>)>) -> Result<Catalog, PromptError> {
         let mut by_lang: HashMap<Language, Vec<(PathBuf, Vec<u8>)>> = HashMap::new();
         for (lang, path, bytes) in texts {
             by_lang.entry(lang).or_default().push((path, bytes));
         }
         let mut langs = HashMap::new();
-        for lang in Language::ALL {
+        let mut all: Vec<Language> = Language::shipped().to_vec();
+        all.extend(by_lang.keys().copied().filter(|l| !Language::shipped().contains(l)));
+        for lang in all {
             let mut files = by_lang.remove(&lang).unwrap_or_default();
             files.sort_by(|a, b| a.0.cmp(&b.0));
             langs.insert(lang, build_language(lang, files)?);
@@ -164,9 +184,9 @@ impl Catalog {
 
     /// Every (language, id) such that `id` exists in some other language but not in this one.
     pub fn missing(&self) -> Vec<(Language, PromptId)> {
-        let all: BTreeSet<PromptId> = Language::ALL.iter().flat_map(|&l| self.ids(l)).collect();
+        let all: BTreeSet<PromptId> = self.langs.keys().flat_map(|&l| self.ids(l)).collect();
         let mut out = Vec::new();
-        for lang in Language::ALL {
+        for lang in self.languages() {
             let have = self.ids(lang);
             out.extend(all.difference(&have).map(|id| (lang, id.clone())));
         }
@@ -210,10 +230,12 @@ fn read_language(dir: &Path, lang: Language) -> Result<Vec<(PathBuf, Vec<u8>)>, 
 
 /// One language's bundle from its texts, in the order given.
 fn build_language(lang: Language, files: Vec<(PathBuf, Vec<u8>)>) -> Result<LangCatalog, PromptError> {
-    let locale: LanguageIdentifier = lang.locale().parse().unwrap_or_else(|_| LanguageIdentifier::default());
+    // The primary subtag decides the plural rules (Russian and Ukrainian `few`/`many`, Arabic's
+    // six forms, Chinese's one).
+    let locale: LanguageIdentifier = lang.as_str().parse().unwrap_or_else(|_| LanguageIdentifier::default());
     let mut bundle = FluentBundle::new_concurrent(vec![locale]);
     bundle.set_use_isolating(false);
-    if lang != Language::En {
+    if lang.info().decimal_comma {
         bundle.set_formatter(Some(decimal_comma));
     }
 
@@ -297,7 +319,7 @@ fn build_language(lang: Language, files: Vec<(PathBuf, Vec<u8>)>) -> Result<Lang
     Ok(LangCatalog { bundle, messages })
 }
 
-/// Formats numbers with a decimal comma (Italian, French, Spanish), so the speech engine reads
+/// Formats numbers with a decimal comma (the languages configured with `decimal_comma`), so the speech engine reads
 /// "2,5" as "two point five" in the caller's language rather than as two numbers.
 fn decimal_comma<M>(value: &FluentValue, _: &M) -> Option<String> {
     match value {

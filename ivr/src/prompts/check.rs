@@ -109,7 +109,7 @@ pub fn check_all(dir: &Path, catalog: &Catalog) -> CheckReport {
     for (lang, id) in catalog.missing() {
         report.problems.push(Problem { lang, id, path: None, kind: ProblemKind::MissingMessage });
     }
-    for lang in Language::ALL {
+    for lang in catalog.languages() {
         for id in catalog.ids(lang) {
             if catalog.has_variables(lang, &id) {
                 continue;

@@ -122,7 +122,7 @@ pub fn render_all(dir: &Path, catalog: &Catalog, opts: &RenderOptions) -> Result
     // Fails early, with the install hint, if the engine is missing.
     let engine = espeak.version()?;
     let mut report = RenderReport::default();
-    for lang in Language::ALL {
+    for lang in catalog.languages() {
         render_language(dir, catalog, opts, &espeak, &engine, lang, &mut report)?;
     }
     Ok(report)

@@ -40,12 +40,7 @@ impl Pace {
 
 /// The espeak-ng voice of a language (as listed by `espeak-ng --voices`).
 pub fn voice(lang: Language) -> &'static str {
-    match lang {
-        Language::It => "it",
-        Language::En => "en-gb",
-        Language::Fr => "fr-fr",
-        Language::Es => "es",
-    }
+    lang.voice()
 }
 
 /// Bumped whenever the processing of [`dsp::telephone_prompt`] changes, so that rendered files

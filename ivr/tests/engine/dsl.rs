@@ -6,8 +6,9 @@
 //! - `services+3` a directory lookup at offset 3, `queue?` a queue-state lookup;
 //! - `enqueue:fr:casa:5`, `transfer:op-7`, `record-callback:fr:casa`, `hangup:Callback`.
 //!
-//! `{l}` in a token stands for the language under test and `{d}` (in keys) for its menu digit,
-//! so one script runs in all four languages. Log actions are checked separately: every step must
+//! `{l}` in a token stands for the language under test, `{d}` (in keys) for its key in the language
+//! menu as the call stands, and the number `{home}` for a number of its country, so one script
+//! runs in every configured language. Log actions are checked separately: every step must
 //! emit at least one, and the recorded events must replay to the same final state.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -155,10 +156,11 @@ impl Call {
     pub fn input(&mut self, input: &In, lang: Language) -> Option<&[Action]> {
         let event = match input {
             In::Start(number) => {
+                let number = number.map(|n| if n == "{home}" { home_number(lang) } else { n });
                 Event::CallStarted { channel: Channel::Sip, caller: number.map(caller), called: Some("803001".into()) }
             }
             In::Press(keys) => {
-                let keys = keys.replace("{d}", &lang.menu_digit().to_string());
+                let keys = keys.replace("{d}", &menu_key(&self.state, lang).to_string());
                 Event::Digits(DtmfDigits::parse(&keys).unwrap())
             }
             In::Silence => Event::NoInput,
@@ -203,7 +205,16 @@ pub fn run(name: &str, at: &str, steps: &[Step], lang: Language) -> Call {
             continue;
         };
         let got = tokens(actions);
-        let want: Vec<String> = expected.iter().map(|t| t.replace("{l}", lang.as_str())).collect();
+        let want: Vec<String> = expected
+            .iter()
+            .flat_map(|t| {
+                if *t == MENU_WITHOUT_L {
+                    menu_tokens(&[lang]).into_iter().map(str::to_owned).collect()
+                } else {
+                    vec![t.replace("{l}", lang.as_str())]
+                }
+            })
+            .collect();
         assert_eq!(got, want, "script `{name}` in {lang}, step {i} ({input:?})");
     }
     let json = serde_json::to_string(&call.events).unwrap();
@@ -215,26 +226,70 @@ pub fn run(name: &str, at: &str, steps: &[Step], lang: Language) -> Call {
     call
 }
 
-/// Runs a script in all four languages.
+/// Runs a script in every configured language.
 pub fn run_all(name: &str, at: &str, steps: &[Step]) -> Vec<Call> {
-    Language::ALL.iter().map(|&l| run(name, at, steps, l)).collect()
+    flow().languages().iter().map(|&l| run(name, at, steps, l)).collect()
 }
 
-/// Withheld number, language menu, language chosen: the area menu in `{l}`.
+pub fn lang(tag: &str) -> Language {
+    Language::parse(tag).unwrap()
+}
+
+/// A number from a country whose language is offered first and alone: `lang`.
+pub fn home_number(lang: Language) -> &'static str {
+    match lang.as_str() {
+        "it" => "+39 333 1234567",
+        "en" => "+44 20 7946 0958",
+        "fr" => "+33 6 12 34 56 78",
+        "es" => "+34 612 345 678",
+        "ru" => "+7 912 345 6789",
+        "zh" => "+86 139 1234 5678",
+        "ar" => "+218 91 234 5678",
+        "ro" => "+40 712 345 678",
+        "sq" => "+355 67 234 5678",
+        "uk" => "+380 50 123 4567",
+        other => panic!("no home number for {other}"),
+    }
+}
+
+/// The languages the menu lists when the guess offered `offered`, in order (keys 1, 2, 3…).
+pub fn menu_languages(offered: &[Language]) -> Vec<Language> {
+    flow().languages().iter().copied().filter(|l| !offered.contains(l)).collect()
+}
+
+/// The tokens of the language menu after the guess offered `offered` (`language-option@en`, …).
+pub fn menu_tokens(offered: &[Language]) -> Vec<&'static str> {
+    let mut t: Vec<&'static str> =
+        menu_languages(offered).iter().map(|l| &*format!("language-option@{l}").leak()).collect();
+    t.push("collect");
+    t
+}
+
+/// The menu's tokens when the language under test was offered first: `{l}` in them is replaced
+/// by the one listed language each token stands for, so the script runs in every language.
+pub fn menu_without_l() -> Vec<&'static str> {
+    vec![MENU_WITHOUT_L]
+}
+
+/// A token standing for "the language menu without the language under test, then collect".
+pub const MENU_WITHOUT_L: &str = "<language menu without {l}>";
+
+/// `lang`'s key in the language menu of this call.
+pub fn menu_key(state: &CallState, lang: Language) -> usize {
+    let offered: Vec<Language> = if state.guess_offered {
+        [state.guessed_language, state.guessed_second].into_iter().flatten().collect()
+    } else {
+        vec![]
+    };
+    let menu = menu_languages(&offered);
+    menu.iter().position(|l| *l == lang).map(|p| p + 1).unwrap_or(0)
+}
+
+/// A number of `{l}`'s country, its language offered first and accepted: the area menu in `{l}`.
 pub fn to_area_menu() -> Vec<Step> {
     vec![
-        s(
-            In::Start(None),
-            &[
-                "welcome@it",
-                "language-option@it",
-                "language-option@en",
-                "language-option@fr",
-                "language-option@es",
-                "collect",
-            ],
-        ),
-        s(In::Press("{d}"), &["area-menu@{l}", "collect"]),
+        s(In::Start(Some("{home}")), &["language-guess@{l}", "collect"]),
+        s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]),
     ]
 }
 

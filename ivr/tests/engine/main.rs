@@ -2,6 +2,8 @@
 //! random calls (property tests), flow validation and the prompt texts.
 
 mod dsl;
+mod eleventh;
+mod listening;
 mod prompt_texts;
 mod properties;
 mod scripts;

@@ -1,7 +1,9 @@
 //! Property tests: thousands of random calls through the default flow. Whatever the caller and
 //! the server do, the engine never panics, every step logs, a patient silent caller always ends
 //! up somewhere (queue, transfer, callback, self-service, out-of-hours goodbye) within a bounded
-//! number of events, and the recorded events replay to the same final state.
+//! number of events, and the recorded events replay to the same final state. Callers come from
+//! every configured language's countries, and once a language is chosen every prompt and text is
+//! in it.
 
 use crate::dsl::{caller, flow, services};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -14,8 +16,15 @@ const KEYS: [&str; 20] = [
     "0341",
 ];
 
-const CALLERS: [Option<&str>; 7] = [
+/// Callers from every configured language's countries (Morocco and Egypt with a second guess).
+const CALLERS: [Option<&str>; 13] = [
     None,
+    Some("+40 712 345 678"),
+    Some("+355 67 234 5678"),
+    Some("+212 612 345678"),
+    Some("+20 100 123 4567"),
+    Some("+380 50 123 4567"),
+    Some("+7 912 345 6789"),
     Some("+33 6 12 34 56 78"),
     Some("+39 031 555 1234"),
     Some("+39 333 123 4567"),
@@ -62,6 +71,17 @@ impl Run {
         let was_ended = self.state.ended();
         let out = step(flow(), &self.state, &event, self.now);
         prop_assert!(out.actions.iter().any(|a| matches!(a, Action::Log(_))), "no log for {event:?}");
+        // Once a language is chosen, everything the caller hears is in it, but the offers of the
+        // other languages (when they go back to choose again).
+        if let Some(lang) = out.state.language {
+            for a in &out.actions {
+                if let Action::Play { prompt: id, language, .. } | Action::Say { message: id, language, .. } = a {
+                    if !id.as_str().starts_with("language-") {
+                        prop_assert_eq!(*language, lang, "{} after {:?}", id, event);
+                    }
+                }
+            }
+        }
         let hangups = out.actions.iter().filter(|a| matches!(a, Action::Hangup { .. })).count();
         prop_assert!(hangups <= 1);
         if hangups == 1 {
@@ -191,7 +211,7 @@ proptest! {
     fn odd_states_never_panic(
         node in prop_oneof![(0usize..13).prop_map(Some), Just(None)],
         wait in wait(),
-        lang in prop::option::of(0usize..4),
+        lang in prop::option::of(0usize..flow().languages().len()),
         area in prop::option::of(0usize..6),
         placed in any::<bool>(),
         queued in any::<bool>(),
@@ -207,7 +227,7 @@ proptest! {
             None => String::new(),
         };
         state.wait = wait;
-        state.language = lang.map(|i| ivr::domain::Language::ALL[i]);
+        state.language = lang.map(|i| flow().languages()[i]);
         state.area = area.map(|i| ivr::domain::ServiceArea::ALL[i]);
         state.place = placed.then(|| ivr::engine::Place {
             label: "Como".into(),

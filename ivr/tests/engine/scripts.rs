@@ -4,98 +4,138 @@ use crate::dsl::*;
 use ivr::domain::{Language, ServiceArea};
 use ivr::engine::{Action, Event, Lookup, Outcome, SayArg, Wait};
 
-const LANG_MENU: [&str; 5] =
-    ["language-option@it", "language-option@en", "language-option@fr", "language-option@es", "collect"];
-
+/// The language menu after Italian was offered (a withheld or unlisted number).
 fn lang_menu() -> Vec<&'static str> {
-    LANG_MENU.to_vec()
+    menu_tokens(&[Language::It])
 }
 
 #[test]
-fn language_menu_then_each_language() {
-    for call in run_all("language menu", OPEN, &to_area_menu()) {
+fn language_guess_then_each_language() {
+    for call in run_all("language guess", OPEN, &to_area_menu()) {
         assert!(call.state.language.is_some());
         assert_eq!(call.state.node, "area-menu");
     }
 }
 
 #[test]
-fn language_menu_speaks_each_option_in_its_own_language() {
+fn language_menu_then_each_language() {
+    // Withheld: Italian offered first, then every other language on one key.
+    for &l in flow().languages() {
+        let mut steps = vec![s(In::Start(None), &["language-guess@it", "collect"]), (In::Silence, lang_menu())];
+        if l == Language::It {
+            steps.truncate(1);
+            steps.push(s(In::Press("1"), &["welcome@it", "area-menu@it", "collect"]));
+        } else {
+            steps.push(s(In::Press("{d}"), &["welcome@{l}", "area-menu@{l}", "collect"]));
+        }
+        let call = run("language menu", OPEN, &steps, l);
+        assert_eq!(call.state.language, Some(l));
+    }
+}
+
+#[test]
+fn language_menu_speaks_each_option_in_its_own_language_with_its_key() {
     let mut call = Call::new(OPEN);
     call.input(&In::Start(None), Language::It);
-    let plays: Vec<(String, Language)> = call
+    call.input(&In::Silence, Language::It);
+    let says: Vec<(String, Language, SayArg)> = call
         .last
         .iter()
         .filter_map(|a| match a {
-            Action::Play { prompt, language, .. } => Some((prompt.to_string(), *language)),
+            Action::Say { message, language, args, .. } => {
+                Some((message.to_string(), *language, args["digit"].clone()))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(
-        plays,
-        vec![
-            ("welcome".into(), Language::It),
-            ("language-option".into(), Language::It),
-            ("language-option".into(), Language::En),
-            ("language-option".into(), Language::Fr),
-            ("language-option".into(), Language::Es),
-        ]
-    );
-}
-
-/// A number from a country whose language is `lang`.
-fn number_of(lang: Language) -> &'static str {
-    match lang {
-        Language::It => "+39 333 1234567",
-        Language::En => "+44 20 7946 0958",
-        Language::Fr => "+33 6 12 34 56 78",
-        Language::Es => "+34 612 345 678",
-    }
+    let expected: Vec<(String, Language, SayArg)> = ["en", "fr", "es", "ru", "zh", "ar", "ro", "sq", "uk"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ("language-option".to_owned(), lang(t), SayArg::Number((i + 1) as f64)))
+        .collect();
+    assert_eq!(says, expected);
 }
 
 #[test]
 fn guessed_language_accepted() {
-    for lang in Language::ALL {
+    for &l in flow().languages() {
         let steps = vec![
-            s(In::Start(Some(number_of(lang))), &["welcome@it", "language-guess@{l}", "collect"]),
-            s(In::Press("1"), &["area-menu@{l}", "collect"]),
+            s(In::Start(Some(home_number(l))), &["language-guess@{l}", "collect"]),
+            s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]),
         ];
-        let call = run("guess accepted", OPEN, &steps, lang);
-        assert_eq!(call.state.language, Some(lang));
+        let call = run("guess accepted", OPEN, &steps, l);
+        assert_eq!(call.state.language, Some(l));
     }
 }
 
 #[test]
-fn guessed_language_from_other_countries() {
-    for (number, lang) in [
-        ("+52 55 1234 5678", Language::Es), // Mexico
-        ("+54 11 1234 5678", Language::Es), // Argentina
-        ("+57 301 234 5678", Language::Es), // Colombia
-        ("+1 212 555 0100", Language::En),  // USA
-        ("+212 612 345678", Language::Fr),  // Morocco
-        ("+234 803 123 4567", Language::En),
+fn guessed_languages_from_other_countries() {
+    for (number, first, second) in [
+        ("+52 55 1234 5678", "es", None), // Mexico
+        ("+54 11 1234 5678", "es", None), // Argentina
+        ("+57 301 234 5678", "es", None), // Colombia
+        ("+1 212 555 0100", "en", None),  // USA
+        ("+234 803 123 4567", "en", None),
+        ("+40 712 345 678", "ro", None),
+        ("+373 69 123 456", "ro", Some("ru")), // Moldova
+        ("+355 67 234 5678", "sq", None),
+        ("+383 44 123 456", "sq", None),         // Kosovo
+        ("+212 612 345678", "ar", Some("fr")),   // Morocco
+        ("+213 551 23 45 67", "ar", Some("fr")), // Algeria
+        ("+216 20 123 456", "ar", Some("fr")),   // Tunisia
+        ("+20 100 123 4567", "ar", Some("en")),  // Egypt
+        ("+218 91 234 5678", "ar", None),        // Libya
+        ("+380 50 123 4567", "uk", None),
+        ("+7 912 345 6789", "ru", None),
+        ("+375 29 123 4567", "ru", None), // Belarus
+        ("+86 139 1234 5678", "zh", None),
     ] {
-        let steps = vec![s(In::Start(Some(number)), &["welcome@it", "language-guess@{l}", "collect"])];
-        let call = run("guess table", OPEN, &steps, lang);
-        assert_eq!(call.state.guessed_language, Some(lang), "{number}");
+        let mut want = vec!["language-guess@{l}"];
+        if let Some(second) = second {
+            want.push(format!("language-guess@{second}").leak());
+        }
+        want.push("collect");
+        let steps = vec![(In::Start(Some(number)), want)];
+        let call = run("guess table", OPEN, &steps, lang(first));
+        assert_eq!(call.state.guessed_language, Some(lang(first)), "{number}");
+        assert_eq!(call.state.guessed_second, second.map(lang), "{number}");
+        // The second guess is key 2.
+        if let Some(second) = second {
+            let steps = vec![
+                (
+                    In::Start(Some(number)),
+                    vec!["language-guess@{l}", format!("language-guess@{second}").leak(), "collect"],
+                ),
+                (
+                    In::Press("2"),
+                    vec![format!("welcome@{second}").leak(), format!("area-menu@{second}").leak(), "collect"],
+                ),
+            ];
+            let call = run("second guess", OPEN, &steps, lang(first));
+            assert_eq!(call.state.language, Some(lang(second)), "{number}");
+        }
     }
-    // No guess for an unlisted country: straight to the language menu.
-    let mut steps = vec![s(In::Start(Some("+86 139 1234 5678")), &["welcome@it"])];
-    steps[0].1.extend(lang_menu());
+    // An unlisted country: Italian is offered, then the menu of the others.
+    let steps =
+        vec![s(In::Start(Some("+49 30 1234567")), &["language-guess@it", "collect"]), (In::Silence, lang_menu())];
     run("no guess", OPEN, &steps, Language::It);
 }
 
 #[test]
 fn guessed_language_refused_by_a_key_or_silence() {
-    for refusal in [In::Press("2"), In::Press("9"), In::Press("#"), In::Press("*"), In::Silence] {
-        for lang in Language::ALL {
+    let offered = [lang("ar"), lang("fr")];
+    for refusal in [In::Press("3"), In::Press("9"), In::Press("#"), In::Press("*"), In::Silence] {
+        for &l in flow().languages() {
+            if offered.contains(&l) {
+                continue;
+            }
             let steps = vec![
-                s(In::Start(Some("+33 6 12 34 56 78")), &["welcome@it", "language-guess@fr", "collect"]),
-                (refusal.clone(), lang_menu()),
-                s(In::Press("{d}"), &["area-menu@{l}", "collect"]),
+                s(In::Start(Some("+212 612 345678")), &["language-guess@ar", "language-guess@fr", "collect"]),
+                (refusal.clone(), menu_tokens(&offered)),
+                s(In::Press("{d}"), &["welcome@{l}", "area-menu@{l}", "collect"]),
             ];
-            let call = run("guess refused", OPEN, &steps, lang);
-            assert_eq!(call.state.language, Some(lang));
+            let call = run("guess refused", OPEN, &steps, l);
+            assert_eq!(call.state.language, Some(l));
         }
     }
 }
@@ -180,25 +220,36 @@ fn three_invalid_caps_reach_an_operator() {
 }
 
 /// An Italian landline from Como, Italian offered first; other languages refuse the guess.
-fn landline_start() -> Vec<Step> {
-    vec![
-        s(In::Start(Some("+39 031 555 1234")), &["welcome@it", "language-guess@it", "collect"]),
-        (In::Press("8"), lang_menu()),
-        s(In::Press("{d}"), &["area-menu@{l}", "collect"]),
-        s(In::Press("6"), &["cap-landline@{l}", "collect5"]),
-    ]
+/// An Italian landline, Italian offered; then `{l}` (Italian by 1 at the guess, the others from the
+/// menu), area 6: the landline's province offered.
+fn landline_start(l: Language) -> Vec<Step> {
+    let mut v = vec![s(In::Start(Some("+39 031 555 1234")), &["language-guess@it", "collect"])];
+    if l != Language::It {
+        v.push((In::Press("8"), lang_menu()));
+        v.push(s(In::Press("{d}"), &["welcome@{l}", "area-menu@{l}", "collect"]));
+    } else {
+        v.push(s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]));
+    }
+    v.push(s(In::Press("6"), &["cap-landline@{l}", "collect5"]));
+    v
+}
+
+/// Runs `steps(l)` in every configured language.
+fn run_each(name: &str, at: &str, steps: impl Fn(Language) -> Vec<Step>) -> Vec<Call> {
+    flow().languages().iter().map(|&l| run(name, at, &steps(l), l)).collect()
 }
 
 #[test]
 fn landline_area_accepted() {
-    let steps =
-        concat(vec![landline_start(), vec![s(In::Press("1"), &["cap-placed@{l}", "service-choice@{l}", "collect"])]]);
-    for call in run_all("landline accepted", OPEN, &steps) {
+    let steps = |l| {
+        concat(vec![landline_start(l), vec![s(In::Press("1"), &["cap-placed@{l}", "service-choice@{l}", "collect"])]])
+    };
+    for call in run_each("landline accepted", OPEN, steps) {
         assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Como"));
         assert_eq!(place_cap(&call), None, "a province has no CAP");
     }
     let mut call = Call::new(OPEN);
-    for (input, _) in landline_start() {
+    for (input, _) in landline_start(Language::Fr) {
         call.input(&input, Language::Fr);
     }
     assert_eq!(call.say_args("cap-landline")["province"], SayArg::Text("Como".into()));
@@ -206,22 +257,26 @@ fn landline_area_accepted() {
 
 #[test]
 fn landline_area_refused_with_2_or_by_typing_a_cap() {
-    let steps = concat(vec![
-        landline_start(),
-        vec![
-            s(In::Press("2"), &["cap-ask@{l}", "collect5"]),
-            s(In::Press("00118"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
-        ],
-    ]);
-    for call in run_all("landline refused", OPEN, &steps) {
+    let steps = |l| {
+        concat(vec![
+            landline_start(l),
+            vec![
+                s(In::Press("2"), &["cap-ask@{l}", "collect5"]),
+                s(In::Press("00118"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
+            ],
+        ])
+    };
+    for call in run_each("landline refused", OPEN, steps) {
         assert!(call.state.landline_declined);
         assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Roma"));
     }
-    let steps = concat(vec![
-        landline_start(),
-        vec![s(In::Press("23900#"), &["cap-placed@{l}", "service-choice@{l}", "collect"])],
-    ]);
-    for call in run_all("landline replaced by a cap", OPEN, &steps) {
+    let steps = |l| {
+        concat(vec![
+            landline_start(l),
+            vec![s(In::Press("23900#"), &["cap-placed@{l}", "service-choice@{l}", "collect"])],
+        ])
+    };
+    for call in run_each("landline replaced by a cap", OPEN, steps) {
         assert_eq!(call.state.place.as_ref().map(|p| p.label.as_str()), Some("Lecco"));
     }
 }
@@ -427,7 +482,7 @@ fn zero_means_operator_from_every_menu() {
     run(
         "0 in language menu",
         OPEN,
-        &[to_area_menu()[0].clone(), {
+        &[s(In::Start(None), &["language-guess@it", "collect"]), (In::Silence, lang_menu()), {
             let t: Vec<&str> = vec!["queue-enter@it", "enqueue:it:-:5", "queue?"];
             (In::Press("0"), t)
         }],
@@ -437,7 +492,7 @@ fn zero_means_operator_from_every_menu() {
         "0 at the guess",
         OPEN,
         &[
-            s(In::Start(Some("+33 6 12 34 56 78")), &["welcome@it", "language-guess@fr", "collect"]),
+            s(In::Start(Some("+33 6 12 34 56 78")), &["language-guess@fr", "collect"]),
             // The caller heard French offered: a French-speaking operator serves them.
             s(In::Press("0"), &["queue-enter@fr", "enqueue:fr:-:5", "queue?"]),
         ],
@@ -458,9 +513,10 @@ fn star_goes_back_to_the_previous_menu() {
             s(In::Press("*"), &["service-choice@{l}", "collect"]),
             s(In::Press("*"), &["cap-ask@{l}", "collect5"]),
             s(In::Press("*"), &["area-menu@{l}", "collect"]),
-            (In::Press("*"), lang_menu()),
-            (In::Press("*"), lang_menu()), // the first menu has nowhere to go back to: repeated
-            s(In::Press("{d}"), &["area-menu@{l}", "collect"]),
+            // Back to the languages: the menu, then the language offered first.
+            (In::Press("*"), menu_without_l()),
+            s(In::Press("*"), &["language-guess@{l}", "collect"]),
+            s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]),
         ],
     ]);
     run_all("star", OPEN, &steps);
@@ -469,9 +525,13 @@ fn star_goes_back_to_the_previous_menu() {
 #[test]
 fn hash_repeats_the_current_menu() {
     let steps = concat(vec![
-        vec![to_area_menu()[0].clone()],
-        vec![(In::Press("#"), lang_menu())],
-        vec![to_area_menu()[1].clone()],
+        vec![s(In::Start(Some("{home}")), &["language-guess@{l}", "collect"])],
+        // At the guess, any other key is the menu.
+        vec![(In::Press("#"), menu_without_l())],
+        vec![(In::Press("#"), menu_without_l())],
+        // A guess refused by mistake is one key away: * offers it again.
+        vec![s(In::Press("*"), &["language-guess@{l}", "collect"])],
+        vec![s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"])],
         vec![
             s(In::Press("#"), &["area-menu@{l}", "collect"]),
             s(In::Press("2"), &["cap-ask@{l}", "collect5"]),
@@ -505,10 +565,11 @@ fn silence_repeats_then_slows_down_then_operator() {
     ]);
     run_all("silence once", OPEN, &steps);
     // In the language menu: slow from the second silence, Italian operator on the third.
-    let slow_menu =
-        vec!["language-option@it~", "language-option@en~", "language-option@fr~", "language-option@es~", "collect"];
+    let slow_menu: Vec<&'static str> =
+        lang_menu().into_iter().map(|t| if t == "collect" { t } else { &*format!("{t}~").leak() }).collect();
     let steps = vec![
-        to_area_menu()[0].clone(),
+        s(In::Start(None), &["language-guess@it", "collect"]),
+        (In::Silence, lang_menu()),
         (In::Silence, lang_menu()),
         (In::Silence, slow_menu),
         s(In::Silence, &["queue-enter@it~", "enqueue:it:-:5", "queue?"]),
@@ -574,7 +635,7 @@ fn out_of_hours_prompts() -> Vec<&'static str> {
 
 fn to_out_of_hours() -> Vec<Step> {
     let mut v = to_area_menu();
-    v[1].1 = out_of_hours_prompts();
+    v[1].1 = ["welcome@{l}"].into_iter().chain(out_of_hours_prompts()).collect();
     v
 }
 

@@ -69,7 +69,7 @@ fn unreachable_node() {
         format!("{DEFAULT_FLOW_TOML}\n[nodes.orphan]\nkind = \"message\"\nprompt = \"goodbye\"\nnext = \"queue\"\n");
     let (node, problem, message) = node_error(&toml);
     assert_eq!(node, "orphan");
-    assert_eq!(problem, NodeProblem::Unreachable { start: "welcome".into() });
+    assert_eq!(problem, NodeProblem::Unreachable { start: "language-guess".into() });
     assert!(message.contains("unreachable"), "{message}");
 }
 
@@ -158,7 +158,7 @@ fn unknown_target() {
     assert_eq!(node, "cap-entry");
     assert_eq!(problem, NodeProblem::UnknownTarget { field: "skip", target: "queu".into() });
     assert!(message.contains("`skip` points to `queu`"), "{message}");
-    let err = load(&edited(r#"start = "welcome""#, r#"start = "hello""#)).unwrap_err();
+    let err = load(&edited(r#"start = "language-guess""#, r#"start = "hello""#)).unwrap_err();
     assert!(err.to_string().contains("`start` names `hello`"), "{err}");
     let err = load(&edited(r#"operator = "queue""#, r#"operator = "area-menu""#)).unwrap_err();
     assert!(err.to_string().contains("must be a queue node"), "{err}");
@@ -187,7 +187,7 @@ fn bad_toml_reports_the_line() {
     assert!(line > 0, "{text}");
     // Values of domain types are validated at load.
     let text = load(&edited(r#""33" = "fr""#, r#""33" = "de""#)).unwrap_err().to_string();
-    assert!(text.contains("unsupported language"), "{text}");
+    assert!(text.contains(r#""de" is not one of the [[languages]]"#), "{text}");
     let text = load(&edited(r#"prompt = "welcome""#, r#"prompt = "Welcome!""#)).unwrap_err().to_string();
     assert!(text.contains("invalid prompt id"), "{text}");
 }
@@ -223,7 +223,8 @@ fn an_admin_menu_can_be_added() {
     let mut last = Vec::new();
     for event in [
         Event::CallStarted { channel: Channel::Twiml, caller: None, called: None },
-        keys("2"),
+        keys("9"),
+        keys("1"),
         keys("1"),
         keys("22100"),
         keys("5"),
@@ -238,4 +239,58 @@ fn an_admin_menu_can_be_added() {
 
 fn keys(s: &str) -> Event {
     Event::Digits(DtmfDigits::parse(s).unwrap())
+}
+
+#[test]
+fn a_language_without_all_its_prompts_is_refused_naming_the_file_and_the_ids() {
+    use ivr::flow::{KnownPrompts, EMBEDDED_FTL};
+    // Romanian loses two prompts of its queue texts.
+    let mut known = KnownPrompts::default();
+    for (tag, file, text) in EMBEDDED_FTL {
+        let text: String = if tag == "ro" && file == "queue.ftl" {
+            text.lines()
+                .filter(|l| !l.starts_with("queue-enter") && !l.starts_with("callback-confirmed"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        } else {
+            text.to_owned()
+        };
+        known.add_text(tag, &format!("prompts/{tag}/"), &text);
+    }
+    let err = Flow::from_toml(DEFAULT_FLOW_TOML, "config/test.toml", &known).unwrap_err();
+    assert_eq!(
+        err,
+        FlowError::MissingPrompts {
+            file: "config/test.toml".into(),
+            language: "ro".into(),
+            texts: "prompts/ro/".into(),
+            missing: vec!["callback-confirmed".into(), "queue-enter".into()],
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("config/test.toml") && text.contains("prompts/ro/"), "{text}");
+    assert!(text.contains("callback-confirmed, queue-enter"), "{text}");
+
+    // A language with no texts at all lacks every prompt.
+    let german = DEFAULT_FLOW_TOML.replacen(
+        "[[languages]]\n",
+        "[[languages]]\ntag = \"de\"\nvoice = \"de\"\nname = \"Deutsch\"\n\n[[languages]]\n",
+        1,
+    );
+    match Flow::from_toml(&german, "config/test.toml", &KnownPrompts::embedded()) {
+        Err(FlowError::MissingPrompts { language, texts, missing, .. }) => {
+            assert_eq!((language.as_str(), texts.as_str()), ("de", "prompts/de/"));
+            assert!(missing.contains(&"welcome".to_owned()) && missing.len() >= 20, "{missing:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two languages with one tag, a malformed tag, a guess naming no configured language.
+    for (from, to, says) in [
+        ("tag = \"ru\"", "tag = \"uk\"", "listed twice"),
+        ("tag = \"ru\"", "tag = \"Russian\"", "ISO 639"),
+        ("\"40\" = \"ro\"", "\"40\" = [\"ro\", \"ru\", \"en\"]", "one or two languages"),
+    ] {
+        let text = load(&edited(from, to)).unwrap_err().to_string();
+        assert!(text.contains(says), "{text}");
+    }
 }
