@@ -16,6 +16,7 @@ mod health;
 mod layers;
 mod migrations;
 mod nodes;
+mod pg_tls;
 mod privacy;
 mod session;
 mod sip;
