@@ -67,6 +67,12 @@ pub struct Settings {
     /// HTTP connections served at once (`HELPLINE_HTTP_MAX_CONNECTIONS`); past it new ones wait
     /// in the kernel's backlog.
     pub http_max_connections: usize,
+    /// Call events waiting to be written, per writer (`HELPLINE_CALL_QUEUE_LIMIT`); past it a
+    /// carrier's request is answered 503 with `Retry-After` at once.
+    pub call_queue_limit: usize,
+    /// Milliseconds a call event may wait to be written (`HELPLINE_CALL_DEADLINE_MS`); past it
+    /// the request is answered 503 with `Retry-After` rather than waiting for ever.
+    pub call_deadline_ms: u64,
 }
 
 impl Default for Settings {
@@ -89,6 +95,8 @@ impl Default for Settings {
             http_header_timeout_secs: 10,
             http_body_timeout_secs: 30,
             http_max_connections: 1024,
+            call_queue_limit: 1024,
+            call_deadline_ms: 5000,
             audit_retention_days: 730,
             console_file: PathBuf::from("config/console.toml"),
         }

@@ -10,7 +10,7 @@
 
 use crate::accounts::AccountsState;
 use crate::auth::{AuthState, SignInLimiter};
-use crate::calls::CallRuntime;
+use crate::calls::{CallRuntime, WriterLimits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::db::{secrets, users, Db};
@@ -157,7 +157,16 @@ impl Application {
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
         let sip = SipServer::bind(&settings).await?;
         let metrics = Arc::new(Metrics::new());
-        let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(directory.clone()), metrics.clone());
+        let calls = CallRuntime::new(
+            db.clone(),
+            voice.flow.clone(),
+            Arc::new(directory.clone()),
+            metrics.clone(),
+            WriterLimits {
+                queue: settings.call_queue_limit.max(1),
+                deadline: Duration::from_millis(settings.call_deadline_ms.max(1)),
+            },
+        );
         let tts_dir = settings.speech_cache_dir();
         let tts = Arc::new(
             Tts::new(tts_dir.clone(), TtsOptions::default())

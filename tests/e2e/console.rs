@@ -556,3 +556,80 @@ async fn a_foreign_origin_cannot_open_the_socket() {
     assert!(err.to_string().contains("403"), "{err}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_socket_sending_too_fast_is_refused_past_its_rate_and_the_newest_search_is_answered() {
+    use console::operators::socket::{FRAME_BURST, FRAME_RATE};
+    let app = spawn_app().await;
+    app.state.directory.seed_demo_if_empty().await.unwrap();
+    add_user(&app, "rita", Role::Operator, &[It], &[], false).await;
+    let s = sign_in(&app, "rita").await;
+    let mut ws = connect(app.addr, &s).await;
+    ws.hello(0).await;
+
+    // Twice the burst, back to back, as a script would send them.
+    const SENT: u64 = 2 * FRAME_BURST as u64;
+    for qseq in 1..=SENT {
+        ws.send(ClientMessage::Search(Search { qseq, q: "casa".into(), ..Search::default() })).await;
+    }
+    // A ping, again while refused: its pong comes after every answer the searches got from the
+    // receiving side (refusals are sent in order, before the next frame is read).
+    let mut refused = std::collections::BTreeSet::new();
+    let mut answered = std::collections::BTreeSet::new();
+    for attempt in 0.. {
+        let r#ref = tag(&format!("ping-{attempt}"));
+        ws.send(ClientMessage::Ping { r#ref: Some(r#ref.clone()) }).await;
+        let ponged = loop {
+            match ws.next().await.expect("socket open").message {
+                ServerMessage::Pong { r#ref: Some(r) } if r == r#ref => break true,
+                ServerMessage::Error(e) if e.code == ErrorCode::RateLimited && e.r#ref.as_ref() == Some(&r#ref) => {
+                    break false
+                }
+                ServerMessage::Error(e) if e.code == ErrorCode::RateLimited => {
+                    assert!(refused.insert(e.qseq.expect("a refused search carries its qseq")), "{e:?}");
+                }
+                ServerMessage::SearchResults(r) => {
+                    answered.insert(r.qseq);
+                }
+                _ => {}
+            }
+        };
+        if ponged {
+            break;
+        }
+        // Refused: the bucket refills at FRAME_RATE a second.
+        tokio::time::sleep(std::time::Duration::from_secs_f64(1.0 / FRAME_RATE)).await;
+    }
+    // The hello took one token; the refill while sending is small.
+    assert!(refused.len() as u64 >= SENT - FRAME_BURST as u64 - 5, "{} of {SENT} refused", refused.len());
+    let accepted: Vec<u64> = (1..=SENT).filter(|q| !refused.contains(q)).collect();
+    assert!(accepted.len() >= FRAME_BURST as usize - 5, "{accepted:?}");
+    // The newest accepted search is answered (superseded ones may not be).
+    let newest = *accepted.last().unwrap();
+    if !answered.contains(&newest) {
+        let got = until!(ws, ServerMessage::SearchResults(r) if r.qseq == newest => r.qseq);
+        assert_eq!(got, newest);
+    }
+    assert!(answered.iter().all(|q| accepted.contains(q)), "no refused search is answered");
+
+    // The socket is still open and, once the bucket has refilled a little, a later search goes
+    // through (the slot was freed).
+    for qseq in SENT + 1.. {
+        ws.send(ClientMessage::Search(Search { qseq, q: "lavoro".into(), ..Search::default() })).await;
+        let answer = ws
+            .until("its answer", |m| match m {
+                ServerMessage::SearchResults(r) if r.qseq == qseq => Some(Ok(())),
+                ServerMessage::Error(e) if e.qseq == Some(qseq) => Some(Err(e)),
+                _ => None,
+            })
+            .await;
+        match answer {
+            Ok(()) => break,
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(1.0 / FRAME_RATE)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    app.stop().await;
+}

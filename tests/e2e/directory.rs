@@ -396,3 +396,93 @@ async fn the_socket_search_answers_as_the_http_search() {
     assert_eq!(socket.results.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["Corsi di italiano per adulti"]);
     app.stop().await;
 }
+
+/// The file each line of a report names (`organizations.csv` in
+/// `organizations.csv (resource organization): row 2: …`, or after `skipped: `/`cleared: `).
+fn files_named(report: &str) -> Vec<String> {
+    report
+        .lines()
+        .map(|l| l.trim_start_matches("skipped: ").trim_start_matches("cleared: "))
+        .filter_map(|l| l.split([':', ' ']).next())
+        .filter(|f| f.ends_with(".csv") || f.ends_with(".json"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_official_hsds_example_is_refused_naming_its_files_and_imported_with_partial() {
+    let example = fixture("hsds3-example");
+    let db = fresh_database().await;
+    let (code, out, err) = directory_cmd(&db, &["import", example.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("import rejected: 7 problem(s)"), "{err}");
+    for expected in [
+        "organizations.csv (resource organization): row 2: column parent_organization_id: no organization has id",
+        "locations.csv (resource location): row 2: column latitude: \"100\" is out of range",
+        "schedules.csv (resource schedule): row 2: column timezone: \"3\" is not a time zone name",
+        "taxonomy_terms.csv (resource taxonomy_term): row 2: column taxonomy_id: no taxonomy has id",
+        "attributes.csv (resource attribute): row 2: column link_entity:",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let named = files_named(&err);
+    assert_eq!(named.len(), 7, "{err}");
+    for file in &named {
+        assert!(example.join(file).is_file(), "the report names {file}, which is not in the package:\n{err}");
+    }
+    assert_eq!(service_count(&db).await, 0, "all or nothing: nothing imported");
+
+    // --partial: the same report, what was skipped and cleared, and the rest imported.
+    let (code, out, err) = directory_cmd(&db, &["import", "--partial", example.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 1 services") && out.contains("1 row(s) skipped"), "{out}");
+    assert!(
+        err.contains(
+            "skipped: attributes.csv (resource attribute): row 2 (id \"ae58cc39-8b70-4ab1-8aea-786882e5ac8e\")"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("cleared: locations.csv (resource location): row 2: column latitude"), "{err}");
+    for file in files_named(&err) {
+        assert!(example.join(&file).is_file(), "the report names {file}:\n{err}");
+    }
+    assert_eq!(service_count(&db).await, 1);
+
+    // Its valid rows are searchable: the service, by its words and by its organization's.
+    let app = crate::helpers::spawn_app_on(db).await;
+    for q in ["counselling", "example%20organization"] {
+        let (status, body) = get(&app, &format!("/api/services/search?q={q}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["contents"][0]["name"], "Community Counselling", "{q}: {body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_partial_import_skips_the_rows_that_depend_on_skipped_ones() {
+    let db = fresh_database().await;
+    let (code, out, err) = directory_cmd(&db, &["import", "--partial", fixture("bad").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The same complete report as without --partial ...
+    assert!(err.contains("service.csv: row 3: column status: \"open\" is not one of"), "{err}");
+    assert!(err.contains("phone.csv: row 3: column id: duplicate id"), "{err}");
+    // ... then the rows left out: the bad ones, and what hangs on them, down the references.
+    for expected in [
+        "skipped: service.csv: row 3 (id \"9a1f6a52-0002-4c1e-9d6f-000000000002\"): column status",
+        "skipped: service.csv: row 4 (id \"9a1f6a52-0002-4c1e-9d6f-000000000003\"): column name: required value is missing",
+        "skipped: service_at_location.csv: row 3 (id \"9a1f6a52-0004-4c1e-9d6f-000000000002\"): depends on service \"9a1f6a52-0002-4c1e-9d6f-000000000002\"",
+        "skipped: schedule.csv: row 3 (id \"9a1f6a52-0007-4c1e-9d6f-000000000002\"): depends on service",
+        "skipped: attribute.csv: row 3 (id \"9a1f6a52-0009-4c1e-9d6f-000000000002\"): depends on service",
+        "skipped: phone.csv: row 3 (id \"9a1f6a52-0006-4c1e-9d6f-000000000001\"): column id: duplicate id",
+        "cleared: location.csv: row 2: column latitude",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(out.contains("imported 1 services") && out.contains("11 row(s) skipped"), "{out}");
+    assert_eq!(service_count(&db).await, 1);
+
+    // Without --partial the same package is still refused whole, and what is there stays.
+    let (code, _, err) = directory_cmd(&db, &["import", fixture("bad").to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(service_count(&db).await, 1);
+}

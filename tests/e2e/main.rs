@@ -17,6 +17,7 @@ mod languages;
 mod layers;
 mod migrations;
 mod nodes;
+mod pg_tls;
 mod privacy;
 mod session;
 mod sip;

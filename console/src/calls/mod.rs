@@ -30,7 +30,8 @@ use ivr::flow::Flow;
 use serde::{Deserialize, Serialize};
 use sqlx::Any;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// At most this many engine steps per carrier request (the event plus the lookups it triggers),
 /// a guard against a flow that would loop on lookups.
@@ -47,6 +48,14 @@ pub enum CallError {
     OutOfSequence { call: String, expected: i64, got: i64 },
     #[error("request {key} of call {call} was already answered, and this retry differs from it")]
     KeyReused { call: String, key: String },
+    /// The call's writer has [`WriterLimits::queue`] requests waiting already: the request was not
+    /// taken (nothing written); the carrier should retry it later.
+    #[error("the server is busy: {0} requests are waiting to be written; retry later")]
+    QueueFull(usize),
+    /// The request was not answered within [`WriterLimits::deadline`]. It is either not written
+    /// (its writer skips it) or written with its answer kept for the carrier's retry.
+    #[error("the request was not written within {0:?}; retry it")]
+    Deadline(std::time::Duration),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -114,12 +123,38 @@ pub struct Handled {
     pub replayed: bool,
 }
 
+/// How long the writers' queues may grow and how long a request may wait in one
+/// (`call_queue_limit`, `call_deadline_ms`): past either, the request is answered "busy" (the
+/// JSON webhook's 503 with `Retry-After`) instead of piling up in memory or waiting for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterLimits {
+    /// Requests taken and not yet answered, per writer.
+    pub queue: usize,
+    /// How long a request may wait for its answer.
+    pub deadline: Duration,
+}
+
+impl Default for WriterLimits {
+    fn default() -> Self {
+        WriterLimits { queue: 1024, deadline: Duration::from_secs(5) }
+    }
+}
+
 /// Runs calls: cheap to clone, shared by every adapter.
 #[derive(Clone)]
 pub struct CallRuntime {
     rt: Arc<Runtime>,
     /// The writer tasks' queues (see [`writer`]); a call always goes to the same one.
-    writers: Arc<Vec<mpsc::UnboundedSender<writer::Job>>>,
+    writers: Arc<Vec<Writer>>,
+    limits: WriterLimits,
+}
+
+/// One writer's queue and the permits that bound it: a request holds a permit from the moment
+/// it is taken until its writer answers or skips it, wherever it waits meanwhile (the channel,
+/// the writer's look-ahead, a batch).
+struct Writer {
+    tx: mpsc::UnboundedSender<writer::Job>,
+    permits: Arc<Semaphore>,
 }
 
 /// What the writers need: the database, the menus, the lookups' sources, the metrics.
@@ -136,7 +171,13 @@ pub(crate) struct Runtime {
 impl CallRuntime {
     /// Starts the writers: call within a tokio runtime. They stop when the last clone of the
     /// runtime is dropped.
-    pub fn new(db: Db, flow: Arc<Flow>, directory: Arc<dyn NearbyServices>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        db: Db,
+        flow: Arc<Flow>,
+        directory: Arc<dyn NearbyServices>,
+        metrics: Arc<Metrics>,
+        limits: WriterLimits,
+    ) -> Self {
         let rt = Arc::new(Runtime {
             db,
             flow,
@@ -149,13 +190,13 @@ impl CallRuntime {
         // own; otherwise (SQLite in memory, or they could not start) writer tasks on the pool.
         if let Some(file) = rt.db.sqlite_file() {
             match sqlite::spawn(rt.clone(), file) {
-                Ok(tx) => return CallRuntime { rt, writers: Arc::new(vec![tx]) },
+                Ok(tx) => return CallRuntime::with_writers(rt, vec![tx], limits),
                 Err(e) => tracing::warn!(error = %e, "no SQLite writer thread: the calls are written through the pool"),
             }
         }
         if let Some(url) = rt.db.postgres_url() {
             match pg::spawn(rt.clone(), url, writer::writers_for(rt.db.backend())) {
-                Ok(writers) => return CallRuntime { rt, writers: Arc::new(writers) },
+                Ok(writers) => return CallRuntime::with_writers(rt, writers, limits),
                 Err(e) => {
                     tracing::warn!(error = %e, "no PostgreSQL writers of their own: the calls are written through the pool")
                 }
@@ -168,7 +209,13 @@ impl CallRuntime {
                 tx
             })
             .collect();
-        CallRuntime { rt, writers: Arc::new(writers) }
+        CallRuntime::with_writers(rt, writers, limits)
+    }
+
+    fn with_writers(rt: Arc<Runtime>, txs: Vec<mpsc::UnboundedSender<writer::Job>>, limits: WriterLimits) -> Self {
+        let queue = limits.queue.clamp(1, Semaphore::MAX_PERMITS);
+        let writers = txs.into_iter().map(|tx| Writer { tx, permits: Arc::new(Semaphore::new(queue)) }).collect();
+        CallRuntime { rt, writers: Arc::new(writers), limits }
     }
 
     /// Notified after a request changed the waiting queue or callbacks (the console's ACD waits
@@ -187,12 +234,21 @@ impl CallRuntime {
 
     /// Applies one event durably and returns what to do: the answer comes back only once the
     /// transaction that recorded the event (with others, see [`writer`]) has committed.
+    ///
+    /// Bounded ([`WriterLimits`]): with the call's writer's queue full the request is refused at
+    /// once ([`CallError::QueueFull`], nothing written); past the deadline the caller gets
+    /// [`CallError::Deadline`] and stops waiting — the writer then skips the request if it has
+    /// not started it, or commits it with its answer kept for the carrier's retry.
     pub async fn handle(&self, req: CallRequest) -> Result<Handled, CallError> {
         let (reply, answer) = oneshot::channel();
-        let shard = writer::shard(req.call_id.as_str(), self.writers.len());
+        let writer = &self.writers[writer::shard(req.call_id.as_str(), self.writers.len())];
+        let permit = writer.permits.clone().try_acquire_owned().map_err(|_| CallError::QueueFull(self.limits.queue))?;
         let unavailable = || CallError::Db(DbError::Query(sqlx::Error::WorkerCrashed));
-        self.writers[shard].send(writer::Job { req, reply }).map_err(|_| unavailable())?;
-        answer.await.map_err(|_| unavailable())?
+        writer.tx.send(writer::Job { req, reply, _permit: permit }).map_err(|_| unavailable())?;
+        match tokio::time::timeout(self.limits.deadline, answer).await {
+            Ok(answer) => answer.map_err(|_| unavailable())?,
+            Err(_) => Err(CallError::Deadline(self.limits.deadline)),
+        }
     }
 
     /// The recorded events of a call, in order, with their instants: what replays it.

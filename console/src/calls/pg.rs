@@ -12,13 +12,14 @@
 use super::store::{Loaded, NewCall, Store, Writes, INSERT_CALL, PG_LOAD_CALLS, PG_WRITE_BATCH, STORED_RESPONSE};
 use super::writer::{self, Job, Planned, Transactor};
 use super::{queue, to_json, CallError, CallRequest, Runtime};
+use crate::db::pg_tls::MakeRustls;
 use crate::db::{redact, DbError};
 use ivr::domain::{Language, ServiceArea};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 /// The writers' connections' `application_name` (as `pg_stat_activity` shows them).
 pub const APPLICATION_NAME: &str = "helpline-call-writer";
@@ -29,9 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starts `n` writer tasks for the database at `url`; returns their queues. Call within a tokio
 /// runtime. The connections are opened by the tasks (and again after a failure).
 pub(crate) fn spawn(rt: Arc<Runtime>, url: &str, n: usize) -> Result<Vec<mpsc::UnboundedSender<Job>>, DbError> {
-    let mut config: tokio_postgres::Config = url.parse()?;
+    let (mut config, tls) = crate::db::pg_tls::tokio_config(url)?;
     config.application_name(APPLICATION_NAME);
-    let target = Arc::new(Target { config, url: redact(url) });
+    let target = Arc::new(Target { config, tls, url: redact(url) });
     Ok((0..n)
         .map(|_| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -44,6 +45,8 @@ pub(crate) fn spawn(rt: Arc<Runtime>, url: &str, n: usize) -> Result<Vec<mpsc::U
 /// Where the writers connect.
 struct Target {
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` say (`crate::db::pg_tls`).
+    tls: MakeRustls,
     /// The URL without its password, for errors.
     url: String,
 }
@@ -69,7 +72,7 @@ struct Conn {
 
 impl Conn {
     async fn open(target: &Target) -> Result<Conn, DbError> {
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, target.config.connect(NoTls))
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, target.config.connect(target.tls.clone()))
             .await
             .map_err(|_| target.error(format!("no answer within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| target.error(e.to_string()))?;

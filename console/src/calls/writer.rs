@@ -31,7 +31,7 @@ use ivr::engine::{self, Action, CallState, Event, LogEntry, Lookup};
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 /// At most this many requests in one transaction.
 pub const BATCH_MAX: usize = 32;
@@ -40,6 +40,8 @@ pub const BATCH_MAX: usize = 32;
 pub struct Job {
     pub req: CallRequest,
     pub reply: oneshot::Sender<Result<Handled, CallError>>,
+    /// Its place in the writer's bounded queue, given back when the job is answered or skipped.
+    pub _permit: OwnedSemaphorePermit,
 }
 
 /// How many writer tasks on the pool a backend gets. SQLite has one write lock: one writer, which
@@ -139,8 +141,14 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// Applies a batch and answers each request; on a database error, each request alone.
-pub(crate) async fn apply<T: Transactor>(rt: &Runtime, t: &mut T, batch: Vec<Job>) {
+/// Applies a batch and answers each request; on a database error, each request alone. A request
+/// whose caller stopped waiting (its deadline passed, `super::WriterLimits`) is skipped: nobody
+/// would receive its answer, and the carrier's retry is processed afresh.
+pub(crate) async fn apply<T: Transactor>(rt: &Runtime, t: &mut T, mut batch: Vec<Job>) {
+    batch.retain(|job| !job.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
     let reqs: Vec<&CallRequest> = batch.iter().map(|j| &j.req).collect();
     let outcome = t.transaction(rt, &reqs).await;
     drop(reqs);
@@ -470,7 +478,8 @@ mod tests {
             origin: Origin::Carrier,
         };
         // The receiving half is dropped: these jobs are only sorted, never answered.
-        Job { req, reply: oneshot::channel().0 }
+        let permit = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().unwrap();
+        Job { req, reply: oneshot::channel().0, _permit: permit }
     }
 
     fn queue(jobs: &[(&str, i64)]) -> VecDeque<Job> {

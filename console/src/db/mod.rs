@@ -4,6 +4,7 @@
 //! `migrations/<backend>/` because DDL differs.
 
 pub mod audit;
+pub mod pg_tls;
 pub mod secrets;
 pub mod sessions;
 pub mod turns;
@@ -103,7 +104,15 @@ impl Db {
         };
         let (url, sqlite_file) = match backend {
             Backend::Sqlite => sqlite_url(url)?,
-            Backend::Postgres => (url.to_owned(), None),
+            // libpq's sslmode and sslrootcert, as sqlx should read them (`pg_tls`).
+            Backend::Postgres => (
+                pg_tls::sqlx_url(url).map_err(|reason| DbError::Connect {
+                    backend: backend.name(),
+                    url: redact(url),
+                    reason,
+                })?,
+                None,
+            ),
         };
         let connect_err =
             |e: sqlx::Error| DbError::Connect { backend: backend.name(), url: redact(&url), reason: e.to_string() };

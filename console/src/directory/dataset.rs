@@ -148,25 +148,47 @@ impl Dataset {
     }
 }
 
-/// One rejected row: which file, which line, which column and why.
+/// One rejected row: which file (as named on disk), which resource of the package, which line,
+/// which column and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowError {
     pub file: String,
+    /// The datapackage resource (the HSDS table, `organization`) the file holds; empty for a flat
+    /// CSV or the manifest.
+    pub resource: String,
     pub row: usize,
     pub column: String,
     pub reason: String,
 }
 
 impl RowError {
-    /// An error on a table's row; the file is `<table>.csv`.
+    /// An error on a table's row; the file is `<table>.csv` until the reader names the file the
+    /// package gives for it ([`RowError::in_file`]).
     pub fn new(table: &str, row: usize, column: &str, reason: String) -> RowError {
-        RowError { file: format!("{table}.csv"), row, column: column.to_owned(), reason }
+        RowError { file: format!("{table}.csv"), resource: table.to_owned(), row, column: column.to_owned(), reason }
+    }
+
+    /// The same error, in the file `file`.
+    pub fn in_file(mut self, file: &str) -> RowError {
+        file.clone_into(&mut self.file);
+        self
+    }
+
+    /// Where: `FILE: row N` — with `(resource R)` after the file when its name is not `R.csv`
+    /// (`organizations.csv (resource organization)`).
+    pub fn place(&self) -> String {
+        let resource = &self.resource;
+        if resource.is_empty() || self.file == format!("{resource}.csv") {
+            format!("{}: row {}", self.file, self.row)
+        } else {
+            format!("{} (resource {resource}): row {}", self.file, self.row)
+        }
     }
 }
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: row {}: column {}: {}", self.file, self.row, self.column, self.reason)
+        write!(f, "{}: column {}: {}", self.place(), self.column, self.reason)
     }
 }
 

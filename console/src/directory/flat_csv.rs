@@ -42,13 +42,29 @@ fn fnv(text: &str) -> u64 {
 
 /// Reads a flat CSV into a dataset, or every problem found.
 pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>> {
+    match read_valid(path, gazetteer)? {
+        (data, problems) if problems.is_empty() => Ok(data),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Reads a flat CSV: the dataset of its valid rows and every problem of the others (a row with a
+/// problem is left out whole: each row is one service). `Err` when the file cannot be read at all.
+pub fn read_valid(path: &Path, gazetteer: &Gazetteer) -> Result<(Dataset, Vec<RowError>), Vec<RowError>> {
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "input.csv".into());
-    let err =
-        |row: usize, column: &str, reason: String| RowError { file: file.clone(), row, column: column.into(), reason };
-    let mut reader = match csv::ReaderBuilder::new().flexible(true).from_path(path) {
-        Ok(r) => r,
+    let err = |row: usize, column: &str, reason: String| RowError {
+        file: file.clone(),
+        resource: String::new(),
+        row,
+        column: column.into(),
+        reason,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) => return Err(vec![err(0, "", format!("cannot read: {e}"))]),
     };
+    let lines = super::datapackage::LineIndex::new(&bytes);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes.as_slice());
     let header = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(vec![err(1, "", format!("bad header: {e}"))]),
@@ -76,7 +92,7 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
     let mut services = Vec::new();
     let mut seen = HashSet::new();
     for (i, record) in reader.records().enumerate() {
-        let line = record.as_ref().ok().and_then(|r| r.position()).map(|p| p.line() as usize).unwrap_or(i + 2);
+        let line = lines.line_of(record.as_ref().ok().and_then(|r| r.position()), i);
         let record = match record {
             Ok(r) => r,
             Err(e) => {
@@ -198,9 +214,6 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
             hours,
         });
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     let base = fnv(&seed);
     let mut builder = Builder::new(move || {
         counter += 1;
@@ -210,7 +223,7 @@ pub fn read(path: &Path, gazetteer: &Gazetteer) -> Result<Dataset, Vec<RowError>
     for s in &services {
         builder.add(s);
     }
-    Ok(builder.data)
+    Ok((builder.data, errors))
 }
 
 /// The comune named `town`, preferring the one with this CAP; or the comune of the CAP when the

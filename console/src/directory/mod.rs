@@ -25,6 +25,7 @@ pub mod http;
 pub mod import;
 pub mod index;
 pub mod opening;
+pub mod partial;
 pub mod schema;
 pub mod search;
 pub mod store;

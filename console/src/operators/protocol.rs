@@ -469,6 +469,8 @@ pub enum ErrorCode {
     UnknownService,
     /// Carries `qseq`.
     BadSearch,
+    /// More frames than the socket's rate: this one was not processed (a search's carries `qseq`).
+    RateLimited,
     Internal,
 }
 

@@ -2,7 +2,10 @@
 //! is `welcome` (a snapshot), then every stored message after `last_seq` for this user (replay;
 //! none for a fresh page, `last_seq` 0, whose state is the welcome),
 //! then live messages as the hub pumps them. Each socket is a send task (the only writer) and a
-//! receive task; a bad message gets an `error` frame and the socket stays open. The session is
+//! receive task; a bad message gets an `error` frame and the socket stays open. A socket's frames
+//! are rate-limited (a token bucket, [`FRAME_RATE`]), and at most one of its searches runs at a
+//! time: the newest that arrives meanwhile waits for it and supersedes any older one waiting
+//! ([`SearchSlot`]). The session is
 //! re-checked every 30 s and at once when the user signs out everywhere on this node. The
 //! messages are the types of [`super::protocol`]: a frame from the page reads as a
 //! `ClientMessage` (dispatched by a match on it), and every frame sent is a `ServerMessage`.
@@ -29,7 +32,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
 /// How often a socket checks that its session still exists.
@@ -38,6 +41,64 @@ pub const SESSION_CHECK: Duration = sessions::SOCKET_SESSION_CHECK;
 const REPLAY_LIMIT: i64 = 5000;
 /// The largest frame accepted from a page.
 const MAX_FRAME: usize = 64 * 1024;
+/// Frames a page may send per second, on average ...
+pub const FRAME_RATE: f64 = 20.0;
+/// ... and at once (a page's first burst: hello, presence, a search per debounced keystroke).
+pub const FRAME_BURST: f64 = 40.0;
+
+/// A token bucket: [`FRAME_BURST`] tokens, refilled at [`FRAME_RATE`] per second; a frame takes
+/// one or is refused.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(now: Instant) -> Bucket {
+        Bucket { tokens: FRAME_BURST, at: now }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A socket's searches: at most one runs; one more may wait, the newest (an older one waiting is
+/// superseded and gets no answer — the page ignores answers to older `qseq`s anyway). A search is
+/// a blocking task, not cancellable once started: without this, a page (or a script) typing fast
+/// could keep any number of them running at once.
+#[derive(Debug, Default)]
+pub struct SearchSlot {
+    running: bool,
+    waiting: Option<Search>,
+}
+
+impl SearchSlot {
+    /// A search arrived: `Some` to run it now, `None` when it waits for the running one.
+    pub fn offer(&mut self, search: Search) -> Option<Search> {
+        if self.running {
+            self.waiting = Some(search);
+            None
+        } else {
+            self.running = true;
+            Some(search)
+        }
+    }
+
+    /// The running search ended: the one to run next, if one waited.
+    pub fn finished(&mut self) -> Option<Search> {
+        let next = self.waiting.take();
+        self.running = next.is_some();
+        next
+    }
+}
 
 pub fn routes<S>() -> Router<S>
 where
@@ -196,7 +257,7 @@ async fn recv_loop(
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.tick().await;
     let mut greeted = false;
-    let latest_qseq = Arc::new(AtomicU64::new(0));
+    let searches = Searches::new();
     loop {
         tokio::select! {
             frame_in = stream.next() => {
@@ -209,7 +270,7 @@ async fn recv_loop(
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
                 };
-                if let Err(e) = handle(&state, &auth, &out, &mut greeted, &latest_qseq, text.as_str()).await {
+                if let Err(e) = handle(&state, &auth, &out, &mut greeted, &searches, text.as_str()).await {
                     tracing::debug!(error = %e, "console socket send failed");
                     return;
                 }
@@ -266,7 +327,7 @@ async fn handle(
     auth: &Authenticated,
     out: &mpsc::Sender<Out>,
     greeted: &mut bool,
-    latest_qseq: &Arc<AtomicU64>,
+    searches: &Searches,
     text: &str,
 ) -> SendResult {
     let value: Value = match serde_json::from_str(text) {
@@ -281,6 +342,17 @@ async fn handle(
     let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
         return out.send(error_frame(ErrorCode::BadMessage, "missing type", r#ref.as_ref())).await;
     };
+    if !searches.bucket.lock().is_ok_and(|mut b| b.take(Instant::now())) {
+        let qseq = value.get("qseq").and_then(Value::as_u64);
+        return out
+            .send(frame(&ServerMessage::Error(ErrorMessage {
+                code: ErrorCode::RateLimited,
+                message: format!("{kind}: more than {FRAME_RATE} messages a second; this one was not processed"),
+                r#ref,
+                qseq: (kind == "search").then_some(qseq).flatten(),
+            })))
+            .await;
+    }
     let message = match serde_json::from_value::<ClientMessage>(value) {
         Ok(m) => m,
         Err(e) => {
@@ -334,8 +406,11 @@ async fn handle(
             .await
             .map(|at| Some(saved(r#ref, SavedWhat::Disposition, at))),
         ClientMessage::Search(search) => {
-            latest_qseq.fetch_max(search.qseq, Ordering::SeqCst);
-            spawn_search(state.clone(), search, latest_qseq.clone(), out.clone());
+            searches.latest.fetch_max(search.qseq, Ordering::SeqCst);
+            let run = searches.slot.lock().map(|mut slot| slot.offer(search)).ok().flatten();
+            if let Some(search) = run {
+                spawn_searches(state.clone(), search, searches.clone(), out.clone());
+            }
             Ok(None)
         }
     };
@@ -355,27 +430,59 @@ fn saved(r#ref: Ref, what: SavedWhat, at: i64) -> ServerMessage {
     ServerMessage::Saved { r#ref, what, at: crate::clock::rfc3339(at) }
 }
 
+/// A socket's rate and searches, shared by its receive task and its search task.
+#[derive(Clone)]
+struct Searches {
+    /// The newest `qseq` received.
+    latest: Arc<AtomicU64>,
+    slot: Arc<std::sync::Mutex<SearchSlot>>,
+    bucket: Arc<std::sync::Mutex<Bucket>>,
+}
+
+impl Searches {
+    fn new() -> Searches {
+        Searches {
+            latest: Arc::new(AtomicU64::new(0)),
+            slot: Arc::default(),
+            bucket: Arc::new(std::sync::Mutex::new(Bucket::new(Instant::now()))),
+        }
+    }
+}
+
+/// Runs `first`, then whichever search waited meanwhile, until none waits (one at a time, see
+/// [`SearchSlot`]).
+fn spawn_searches(state: Arc<OperatorsState>, first: Search, searches: Searches, out: mpsc::Sender<Out>) {
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        while let Some(search) = next {
+            run_search(&state, search, &searches.latest, &out).await;
+            next = searches.slot.lock().map(|mut slot| slot.finished()).ok().flatten();
+        }
+    });
+}
+
 /// Runs a search off the async threads — the same search as `GET /api/services/search`, at the
 /// injected clock's time; results older than the newest `qseq` are dropped.
-fn spawn_search(state: Arc<OperatorsState>, search: Search, latest: Arc<AtomicU64>, out: mpsc::Sender<Out>) {
-    tokio::spawn(async move {
-        let qseq = search.qseq;
-        let now = state.clock.now();
-        let st = state.clone();
-        let result =
-            tokio::task::spawn_blocking(move || search.params().query().map(|q| st.directory.search(&q, now))).await;
-        if latest.load(Ordering::SeqCst) != qseq {
-            return; // a newer search superseded this one
-        }
-        let search_error =
-            |code, message: String| ServerMessage::Error(ErrorMessage { code, message, r#ref: None, qseq: Some(qseq) });
-        let reply = match result {
-            Ok(Ok(response)) => ServerMessage::SearchResults(SearchResults::new(qseq, &response)),
-            Ok(Err(e)) => search_error(ErrorCode::BadSearch, e.to_string()),
-            Err(_) => search_error(ErrorCode::Internal, "search failed".into()),
-        };
-        let _ = out.send(frame(&reply)).await;
-    });
+async fn run_search(state: &Arc<OperatorsState>, search: Search, latest: &AtomicU64, out: &mpsc::Sender<Out>) {
+    let qseq = search.qseq;
+    if latest.load(Ordering::SeqCst) > qseq {
+        return; // a newer search arrived while this one waited
+    }
+    let now = state.clock.now();
+    let st = state.clone();
+    let result =
+        tokio::task::spawn_blocking(move || search.params().query().map(|q| st.directory.search(&q, now))).await;
+    if latest.load(Ordering::SeqCst) != qseq {
+        return; // a newer search superseded this one
+    }
+    let search_error =
+        |code, message: String| ServerMessage::Error(ErrorMessage { code, message, r#ref: None, qseq: Some(qseq) });
+    let reply = match result {
+        Ok(Ok(response)) => ServerMessage::SearchResults(SearchResults::new(qseq, &response)),
+        Ok(Err(e)) => search_error(ErrorCode::BadSearch, e.to_string()),
+        Err(_) => search_error(ErrorCode::Internal, "search failed".into()),
+    };
+    let _ = out.send(frame(&reply)).await;
 }
 
 /// `welcome` (a snapshot), the replay after `last_seq`, then live messages.
@@ -464,4 +571,39 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
         out.send(Out::Frame(m.frame.clone())).await?;
     }
     out.send(Out::Live(live, last)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(qseq: u64) -> Search {
+        Search { qseq, ..Search::default() }
+    }
+
+    #[test]
+    fn one_search_runs_at_a_time_and_only_the_newest_waits() {
+        let mut slot = SearchSlot::default();
+        assert_eq!(slot.offer(search(1)).map(|s| s.qseq), Some(1), "the first runs at once");
+        for q in 2..=10 {
+            assert!(slot.offer(search(q)).is_none(), "search {q} waits while one runs");
+        }
+        assert_eq!(slot.finished().map(|s| s.qseq), Some(10), "the newest runs next; 2 to 9 are superseded");
+        assert!(slot.offer(search(11)).is_none(), "10 is running");
+        assert_eq!(slot.finished().map(|s| s.qseq), Some(11));
+        assert!(slot.finished().is_none(), "nothing waits: the slot is free");
+        assert_eq!(slot.offer(search(12)).map(|s| s.qseq), Some(12), "a free slot runs at once");
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = Bucket::new(t0);
+        let burst = (0..100).take_while(|_| bucket.take(t0)).count();
+        assert_eq!(burst, FRAME_BURST as usize);
+        assert!(!bucket.take(t0), "empty");
+        let t1 = t0 + Duration::from_secs(1);
+        let refilled = (0..100).take_while(|_| bucket.take(t1)).count();
+        assert_eq!(refilled, FRAME_RATE as usize, "a second later, a second's worth");
+    }
 }

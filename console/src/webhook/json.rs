@@ -119,6 +119,7 @@ pub struct EventResponse {
         (status = 404, description = "Unknown call (a call begins with call.started)", body = ErrorBody),
         (status = 409, description = "Event out of sequence, a call started twice, or a reused sequence number with another event", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 503, description = "Busy: the calls' writers are behind (their queue is full, or the request was not written within `call_deadline_ms`); retry after `Retry-After` seconds with the same body", body = ErrorBody),
     )
 )]
 pub async fn voice_event(
@@ -217,9 +218,16 @@ pub fn call_error(e: CallError) -> AppError {
         CallError::AlreadyStarted(_) | CallError::OutOfSequence { .. } | CallError::KeyReused { .. } => {
             AppError::Conflict(e.to_string())
         }
+        CallError::QueueFull(_) | CallError::Deadline(_) => {
+            AppError::Busy { message: e.to_string(), retry_after_secs: BUSY_RETRY_AFTER_SECS }
+        }
         CallError::Db(db) => db.into(),
     }
 }
+
+/// The `Retry-After` of a request refused because the calls' writers are behind: long enough for
+/// a queue of a thousand requests to drain at the writers' pace, short for a caller on the line.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// Signs a body the way carriers must (used by tests and the load generator).
 pub fn sign(key: &str, timestamp: i64, body: &[u8]) -> String {
