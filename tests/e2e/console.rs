@@ -92,7 +92,7 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     assert!(pop.path.len() >= 4, "{pop:?}");
     assert_eq!(pop.previous.calls, 0);
 
-    carla.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    carla.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     // Presence first (the assignment's transaction), then `connected` once the transfer is stored.
     until!(carla, ServerMessage::Presence { operator } if operator.state == PresenceState::OnCall => ());
     let connected = until!(carla, ServerMessage::Call(c) if c.state == CallState::Connected => c);
@@ -159,7 +159,7 @@ async fn the_area_is_dropped_then_a_mediator_takes_the_call() {
     app.clock.advance(Duration::seconds(61));
     let offer = until!(fabio, ServerMessage::Offer(o) => o);
     assert_eq!(offer.matched, OfferMatch::Language);
-    fabio.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    fabio.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(fabio, ServerMessage::Call(c) if c.state == CallState::Connected => ());
 
     add_user(&app, "gina", Role::Operator, &[En], &[Mediazione], true).await;
@@ -233,7 +233,7 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_operator_on_another() {
     let mut marta = operator_online(op_node, "marta", true).await;
     let mut call = Call::to_queue(&a, "nodes-1", "+39 333 000 4444", &["0"]).await;
     let offer = until!(marta, ServerMessage::Offer(o) => o);
-    marta.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    marta.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(marta, ServerMessage::Call(c) if c.state == CallState::Connected => ());
     let r = call.send(json!({"type": "no_input"})).await;
     assert!(
@@ -282,7 +282,7 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
     assert_eq!(e.r#ref, Some(json!(5)), "the ref comes back as it was sent");
     assert!(e.message.contains("dance"), "{e:?}");
     for (message, code) in [
-        (ClientMessage::Accept { offer_id: 999 }, ErrorCode::NotYourOffer),
+        (ClientMessage::Accept { offer_id: 999, device: None }, ErrorCode::NotYourOffer),
         (ClientMessage::Note { r#ref: json!(1), call_id: "nope".into(), text: "hi".into() }, ErrorCode::NotYourCall),
         (ClientMessage::EndCall { call_id: "nope".into() }, ErrorCode::NotYourCall),
     ] {
@@ -304,7 +304,7 @@ async fn notes_referrals_and_the_disposition_are_saved_then_wrap_up_ends() {
     let mut olga = operator_online(&app, "olga", true).await;
     let _call = Call::to_queue(&app, "work-1", "+39 333 000 5555", &["0"]).await;
     let offer = until!(olga, ServerMessage::Offer(o) => o);
-    olga.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    olga.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(olga, ServerMessage::Call(c) if c.state == CallState::Connected => ());
 
     olga.send(ClientMessage::Search(Search { qseq: 1, q: "casa".into(), ..Search::default() })).await;

@@ -30,6 +30,7 @@ use crate::calls::CallRuntime;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::media::Phone;
 use crate::metrics::Metrics;
 use crate::voice::Voice;
 use ivr::domain::ServerSecret;
@@ -95,6 +96,8 @@ pub struct SipState {
     pub calls: CallRuntime,
     pub voice: Voice,
     pub tts: Arc<Tts>,
+    /// Where operators' browser phones meet this node's calls.
+    pub phone: Phone,
 }
 
 /// A bound, not yet running SIP server.

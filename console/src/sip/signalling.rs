@@ -336,6 +336,7 @@ impl Signalling {
             media: media.clone(),
             media_events: events_rx,
             signalling: self.sig_tx.clone(),
+            phone: self.state.phone.clone(),
         });
         self.lock_ids().insert(call_id.as_str().to_owned());
         self.calls.insert(

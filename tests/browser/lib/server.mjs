@@ -78,6 +78,7 @@ export async function startServer({ env = {}, databaseUrl: shared } = {}) {
   const settings = {
     HELPLINE_HTTP_ADDR: '127.0.0.1:0',
     HELPLINE_SIP_ADDR: '127.0.0.1:0',
+    HELPLINE_WEBRTC_ADDR: '127.0.0.1:0',
     HELPLINE_DATABASE_URL: databaseUrl,
     HELPLINE_DATA_DIR: join(dir, 'data'),
     HELPLINE_LOG_FORMAT: 'json',
