@@ -279,16 +279,16 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
     // An operator without a phone target answers in the browser: offered only the calls this
     // node can bridge to one (its SIP calls); offering them others would only keep the caller
     // waiting for the offer to expire.
-    let ops: Vec<(i64, String, String, i64, i64, bool)> = sqlx::query_as(
+    let ops: Vec<(i64, String, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT u.id, u.languages, u.areas, u.mediator, s.idle_since, \
-         (u.sip_target IS NOT NULL AND u.sip_target <> '') FROM operator_state s JOIN users u ON u.id = s.user_id \
-         WHERE s.presence = 'available'",
+         CAST(CASE WHEN u.sip_target IS NOT NULL AND u.sip_target <> '' THEN 1 ELSE 0 END AS BIGINT) \
+         FROM operator_state s JOIN users u ON u.id = s.user_id WHERE s.presence = 'available'",
     )
     .fetch_all(&mut **tx)
     .await?;
     let (operators, browser_only): (Vec<Operator>, Vec<Operator>) = {
-        let (with_phone, without): (Vec<_>, Vec<_>) = ops.into_iter().partition(|o| o.5);
-        let op = |(id, languages, areas, mediator, idle_since, _): (i64, String, String, i64, i64, bool)| Operator {
+        let (with_phone, without): (Vec<_>, Vec<_>) = ops.into_iter().partition(|o| o.5 != 0);
+        let op = |(id, languages, areas, mediator, idle_since, _): (i64, String, String, i64, i64, i64)| Operator {
             id,
             languages: split_codes(&languages, Language::parse).unwrap_or_default(),
             areas: split_codes(&areas, ServiceArea::parse).unwrap_or_default(),

@@ -286,7 +286,14 @@ impl Call {
                 Action::Enqueue { .. } => {
                     let _ = self.media.send(MediaCmd::Hold(true));
                 }
-                Action::Transfer { target, .. } => self.terminal = Some(Terminal::Transfer(target)),
+                Action::Transfer { target, .. } => {
+                    if is_browser_target(&target) {
+                        // The operator is waiting on the line: the queue's announcements stop now.
+                        let _ = self.media.send(MediaCmd::StopAudio);
+                        self.played = self.queued;
+                    }
+                    self.terminal = Some(Terminal::Transfer(target));
+                }
                 Action::Hangup { .. } => self.terminal = Some(Terminal::Hangup),
                 Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
             }
@@ -428,6 +435,8 @@ impl Call {
                 leg.bridge(side);
                 leg.hold(b.held);
                 b.bridged = true;
+                // Audio flows both ways from now on: what the page calls connected.
+                self.phone.report(self.call_id.as_str(), PhoneStatus::Connected, None);
                 if !b.connected_once {
                     b.connected_once = true;
                     tracing::info!("caller bridged to the operator's browser");
@@ -516,9 +525,14 @@ impl Call {
         match state {
             MediaState::Connecting => {}
             MediaState::Connected => {
+                // Reported to the page once bridged (`maybe_bridge`): until the transfer comes,
+                // the page is still connecting.
                 self.leg_connected = true;
-                self.phone.report(&call_id, PhoneStatus::Connected, None);
-                self.maybe_bridge();
+                if self.browser.as_ref().is_some_and(|b| b.bridged) {
+                    self.phone.report(&call_id, PhoneStatus::Connected, None); // back after a loss
+                } else {
+                    self.maybe_bridge();
+                }
             }
             MediaState::Reconnecting => {
                 tracing::info!("the operator's browser stopped answering: waiting for it");

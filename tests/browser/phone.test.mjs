@@ -1,0 +1,193 @@
+// The browser phone (docs/media.md) with real peers: headless Chromium whose fake microphone plays
+// a 1 kHz WAV written here signs in as an operator without a SIP target; a real SIP caller over
+// UDP (lib/sipcaller.mjs) plays 440 Hz, presses 0 (RFC 4733) and is offered; the page accepts and
+// its phone connects with no second click. A Goertzel check finds 440 Hz on the page's remote
+// track (a WebAudio analyser) and 1 kHz in the RTP the caller receives. Ending the call hangs the
+// caller up (BYE after the goodbye). With the microphone refused, the caller goes back to the
+// queue at its head and the operator is paused with the reason.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SipCaller, goertzel } from './lib/sipcaller.mjs';
+import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+
+/** A mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz. */
+function toneWav(path, hz, secs) {
+  const rate = 48_000;
+  const n = rate * secs;
+  const data = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) data.writeInt16LE(Math.round(12_000 * Math.sin((2 * Math.PI * hz * i) / rate)), i * 2);
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVEfmt ', 8);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(1, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(path, Buffer.concat([header, data]));
+}
+
+/** The SIP address from the server's log ("SIP server listening (UDP)"). */
+function sipAddr(server) {
+  for (const line of server.log) {
+    try {
+      const v = JSON.parse(line);
+      if (v?.fields?.message === 'SIP server listening (UDP)') {
+        const [host, port] = v.fields.addr.split(':');
+        return { host, port: Number(port) };
+      }
+    } catch {
+      // not JSON
+    }
+  }
+  throw new Error('no SIP address in the log');
+}
+
+/** Power of 440 Hz and 1 kHz in 1.5 s of the page's remote audio (a WebAudio analyser). */
+async function remoteTones(page) {
+  return page.evaluate(async () => {
+    const el = document.getElementById('phone-audio');
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 16384;
+    ctx.createMediaStreamSource(el.srcObject).connect(analyser);
+    await new Promise((r) => setTimeout(r, 1500));
+    const data = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(data);
+    const power = (freq) => {
+      const k = (2 * Math.PI * freq) / ctx.sampleRate;
+      const coeff = 2 * Math.cos(k);
+      let s1 = 0;
+      let s2 = 0;
+      let energy = 0;
+      for (const x of data) {
+        const s = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+        energy += x * x;
+      }
+      return energy > 0 ? (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (energy * data.length / 2) : 0;
+    };
+    const result = { p440: power(440), p1000: power(1000) };
+    await ctx.close();
+    return result;
+  });
+}
+
+describe('the browser phone', () => {
+  let server;
+  let browser;
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone-'));
+  const wav = join(dir, 'mic-1khz.wav');
+
+  before(async () => {
+    toneWav(wav, 1000, 10);
+    server = await startServer();
+    browser = await launchBrowser({
+      extraArgs: [
+        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
+        '--autoplay-policy=no-user-gesture-required',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('a SIP caller talks to the operator in the browser: tones both ways, then goodbye', async () => {
+    const anna = server.addUser({ name: 'anna', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    await signIn(page, server, anna);
+    await page.locator('#mic').waitFor({ state: 'visible' });
+    await page.keyboard.press('Alt+1');
+
+    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await screenshot(page, 'phone-1-offer');
+      await page.locator('#offer-accept').click();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await screenshot(page, 'phone-2-connected');
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      if (process.env.TEST_LOG) {
+        const heard0 = caller.audioSince(since);
+        console.log('caller heard', heard0.length, goertzel(heard0.slice(-8000), 8000, 1000), 'received', caller.received.length, 'page', tones);
+      }
+      assert.ok(tones.p440 > 0.3, `the page hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
+      assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000, `the caller received a second of audio (${heard.length} samples)`);
+      const p1000 = goertzel(heard.slice(-8000), 8000, 1000);
+      const p440 = goertzel(heard.slice(-8000), 8000, 440);
+      assert.ok(p1000 > 0.3, `the caller hears the operator's 1 kHz: ${p1000}`);
+      assert.ok(p440 < 0.05, `and not 440 Hz: ${p440}`);
+
+      await page.keyboard.press('Alt+E');
+      await caller.waitForBye(20_000);
+      await page.locator('#wrapup').waitFor({ state: 'visible' });
+      await screenshot(page, 'phone-3-ended');
+    } finally {
+      caller.close();
+      await ctx.close();
+    }
+  });
+
+  test('a refused microphone puts the caller back at the head of the queue and pauses the operator', async () => {
+    const bruno = server.addUser({ name: 'bruno', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT' });
+    const page = await ctx.newPage();
+    // The page's microphone request fails as a refusal does.
+    await page.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('refused', 'NotAllowedError'));
+    });
+    await signIn(page, server, bruno);
+    await page.keyboard.press('Alt+1');
+    const caller = new SipCaller({ server: sipAddr(server), from: '+393337654321' });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      await page.locator('#mic-error').filter({ hasText: /negato|refused/ }).waitFor({ timeout: 10_000 });
+      // Paused with the reason, the caller waiting again.
+      await page.waitForFunction(() => document.getElementById('presence-state')?.textContent?.length > 0, null);
+      const deadline = Date.now() + 15_000;
+      let status;
+      while (Date.now() < deadline) {
+        const r = await server.fetchJson('/healthz');
+        assert.equal(r.status, 200);
+        status = await page.evaluate(() => document.querySelector('input[name="presence"]:checked')?.value);
+        if (status === 'paused') break;
+        await new Promise((r2) => setTimeout(r2, 250));
+      }
+      assert.equal(status, 'paused', 'the operator is paused');
+      await screenshot(page, 'phone-4-mic-refused');
+      assert.ok(!caller.byeReceived, 'the caller was not hung up');
+    } finally {
+      await caller.hangUp();
+      caller.close();
+      await ctx.close();
+    }
+  });
+});
