@@ -12,6 +12,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
+import { Frames } from './lib/frames.mjs';
 import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
 
 /** A mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz. */
@@ -151,43 +152,114 @@ describe('the browser phone', () => {
     }
   });
 
-  test('a refused microphone puts the caller back at the head of the queue and pauses the operator', async () => {
-    const bruno = server.addUser({ name: 'bruno', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT' });
-    const page = await ctx.newPage();
-    // The page's microphone request fails as a refusal does.
-    await page.addInitScript(() => {
-      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('refused', 'NotAllowedError'));
-    });
-    await signIn(page, server, bruno);
+  /**
+   * A browser operator takes a SIP caller and their phone fails as `breakPage` makes it fail
+   * (`before`: page scripts set up before sign-in; `afterAccept`: what happens once accepted).
+   * Checks that the caller is back in the queue at its head with its original entry time, hears
+   * the apology, is not hung up, and that the call log has the failure with its reason; the
+   * operator is paused with it.
+   */
+  async function failureCase(name, { initScript, afterAccept, reason, timeoutMs = 60_000 }) {
+    const op = server.addUser({ name, languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    let page = await ctx.newPage();
+    if (initScript) await page.addInitScript(initScript);
+    const frames = new Frames(page);
+    await signIn(page, server, op);
     await page.keyboard.press('Alt+1');
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393337654321' });
+    const caller = new SipCaller({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
     await caller.start();
     try {
       await caller.call();
       await new Promise((r) => setTimeout(r, 1000));
       caller.press('0');
-      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      const offer = await frames.gotMessage('offer', { timeout: 30_000 });
+      const queued = await frames.gotMessage('queue', { where: (m) => m.calls.some((c) => c.call_id === offer.call_id) });
+      const before = queued.calls.find((c) => c.call_id === offer.call_id);
       await page.locator('#offer-accept').click();
-      await page.locator('#mic-error').filter({ hasText: /negato|refused/ }).waitFor({ timeout: 10_000 });
-      // Paused with the reason, the caller waiting again.
-      await page.waitForFunction(() => document.getElementById('presence-state')?.textContent?.length > 0, null);
-      const deadline = Date.now() + 15_000;
-      let status;
-      while (Date.now() < deadline) {
-        const r = await server.fetchJson('/healthz');
-        assert.equal(r.status, 200);
-        status = await page.evaluate(() => document.querySelector('input[name="presence"]:checked')?.value);
-        if (status === 'paused') break;
-        await new Promise((r2) => setTimeout(r2, 250));
+      await frames.gotMessage('call', { where: (m) => m.state === 'connected' });
+      const acceptedAt = Date.now();
+      if (afterAccept) page = (await afterAccept(page)) ?? page;
+      // Back in the queue: waiting, its original entry time, a higher priority (the head).
+      const deadline = Date.now() + timeoutMs;
+      let back;
+      while (Date.now() < deadline && !back) {
+        const r = await supervisorGet(`/api/calls/${encodeURIComponent(offer.call_id)}`);
+        const failed = r.body?.timeline?.find((e) => e.type === 'step' && e.event_kind === 'transfer_failed');
+        if (failed) back = { failed, timeline: r.body.timeline };
+        else await new Promise((res) => setTimeout(res, 500));
       }
-      assert.equal(status, 'paused', 'the operator is paused');
-      await screenshot(page, 'phone-4-mic-refused');
+      assert.ok(back, `the call's log has the failed transfer within ${timeoutMs} ms`);
+      const why = JSON.stringify(back.failed.event);
+      assert.match(why, reason, 'the failure is in the call log with its reason');
+      assert.ok(JSON.stringify(back.failed.prompts).includes('queue-transfer-failed'), `the apology: ${JSON.stringify(back.failed)}`);
+      const waiting = await supervisorGet('/api/operators');
+      const me = waiting.body.find?.((o) => o.name === name) ?? waiting.body.operators?.find((o) => o.name === name);
+      assert.equal(me?.state, 'paused', `the operator is paused: ${JSON.stringify(me)}`);
+      assert.match(me?.reason ?? '', /browser phone/, 'with the reason');
+      if (!page.isClosed()) {
+        const requeued = await frames.gotMessage('queue', {
+          after: 0,
+          where: (m) => m.calls.some((c) => c.call_id === offer.call_id && c.status === 'waiting' && c.priority > before.priority),
+        });
+        const entry = requeued.calls.find((c) => c.call_id === offer.call_id);
+        assert.equal(entry.entered_at, before.entered_at, 'the original entry time');
+        assert.equal(requeued.calls[0].call_id, offer.call_id, 'at the head of the queue');
+      }
+      // The caller heard the apology (audio after the failure) and is still on the line.
+      const packets = () => caller.received.filter((p) => p.at > acceptedAt && p.pt === 0).length;
+      for (let i = 0; i < 40 && packets() <= 100; i++) await new Promise((res) => setTimeout(res, 100));
+      const heard = packets();
+      assert.ok(heard > 100, `the caller hears the apology and the hold audio (${heard} packets)`);
       assert.ok(!caller.byeReceived, 'the caller was not hung up');
+      if (!page.isClosed()) await screenshot(page, `phone-failed-${name}`);
     } finally {
       await caller.hangUp();
       caller.close();
       await ctx.close();
     }
+  }
+
+  let supervisorCookie;
+  async function supervisorGet(path) {
+    if (!supervisorCookie) {
+      const sup = server.addUser({ name: 'sofia', role: 'supervisor' });
+      const r = await fetch(`${server.url}/api/session`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: sup.name, password: sup.password }),
+      });
+      supervisorCookie = r.headers.get('set-cookie').split(';')[0];
+    }
+    return server.fetchJson(path, { headers: { cookie: supervisorCookie } });
+  }
+
+  test('a refused microphone: the caller is back at the head of the queue, the operator paused', async () => {
+    await failureCase('bruno', {
+      initScript: () => {
+        navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('refused', 'NotAllowedError'));
+      },
+      reason: /microphone refused/,
+    });
+  });
+
+  test('ICE never completing: the caller is back at the head of the queue, the operator paused', async () => {
+    await failureCase('carla', {
+      // The page never applies the server's answer: no connectivity checks ever reach the server.
+      initScript: () => {
+        RTCPeerConnection.prototype.setRemoteDescription = () => Promise.resolve();
+      },
+      reason: /ICE or DTLS did not complete|not connected in time/,
+    });
+  });
+
+  test('the tab closed mid-call: the caller is back at the head of the queue, the operator paused', async () => {
+    await failureCase('dario', {
+      afterAccept: async (page) => {
+        await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+        await page.close();
+        return page;
+      },
+      reason: /closed|lost|no offer|not connected/,
+      timeoutMs: 60_000,
+    });
   });
 });
