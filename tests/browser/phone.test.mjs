@@ -152,6 +152,44 @@ describe('the browser phone', () => {
     }
   });
 
+  test('the socket reconnecting mid-call restores the media by an ICE restart', async () => {
+    const elena = server.addUser({ name: 'elena', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    const frames = new Frames(page);
+    await signIn(page, server, elena);
+    await page.keyboard.press('Alt+1');
+    const caller = new SipCaller({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      // The page's `offline` event drops the socket; `online` reconnects it, and the page offers
+      // again on the same peer connection.
+      await page.evaluate(() => window.dispatchEvent(new Event('offline')));
+      await page.evaluate(() => window.dispatchEvent(new Event('online')));
+      const restart = await frames.sentMessage('phone_offer', { where: (m) => m.restart === true, timeout: 20_000 });
+      assert.match(restart.sdp, /a=ice-ufrag/);
+      await frames.gotMessage('phone_answer', { where: (m) => m.call_id === restart.call_id, timeout: 20_000 });
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 500;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the page still hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
+      assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+      await screenshot(page, 'phone-5-ice-restart');
+    } finally {
+      await caller.hangUp();
+      caller.close();
+      await ctx.close();
+    }
+  });
+
   /**
    * A browser operator takes a SIP caller and their phone fails as `breakPage` makes it fail
    * (`before`: page scripts set up before sign-in; `afterAccept`: what happens once accepted).

@@ -231,7 +231,7 @@ impl Driver {
                     // ICMP port-unreachable from a browser that went away, and the like.
                     Err(e) => tracing::debug!(error = %e, "WebRTC socket read"),
                 },
-                Some((id, source, datagram)) = self.sip_rx.recv() => self.from_caller(Instant::now(), id, source, &datagram),
+                Some((id, source, datagram)) = self.sip_rx.recv() => self.caller_datagram(Instant::now(), id, source, &datagram),
                 command = rx.recv() => match command {
                     Some(Command::Stop) | None => break,
                     Some(command) => self.command(command),
@@ -251,7 +251,7 @@ impl Driver {
     }
 
     /// A packet from a bridged call's caller: across the bridge to the browser.
-    fn from_caller(&mut self, now: Instant, id: u64, source: SocketAddr, datagram: &[u8]) {
+    fn caller_datagram(&mut self, now: Instant, id: u64, source: SocketAddr, datagram: &[u8]) {
         let Some(entry) = self.legs.get_mut(&id) else { return };
         let Some(b) = entry.bridged.as_mut() else { return };
         let Ok(packet) = RtpPacket::decode(datagram) else { return };
