@@ -161,7 +161,7 @@ impl Application {
         let sip = SipServer::bind(&settings).await?;
         let candidate_ip =
             settings.webrtc_candidate_ip().map_err(|reason| anyhow::anyhow!("HELPLINE_WEBRTC_PUBLIC_IP: {reason}"))?;
-        let phone = Phone::bind(settings.webrtc_addr, candidate_ip)
+        let phone = Phone::bind(settings.webrtc_addr, candidate_ip, sip.local_addr())
             .with_context(|| format!("cannot listen for WebRTC media on UDP {}", settings.webrtc_addr))?;
         let metrics = Arc::new(Metrics::new());
         let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(directory.clone()), metrics.clone());

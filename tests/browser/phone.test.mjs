@@ -190,6 +190,58 @@ describe('the browser phone', () => {
     }
   });
 
+  test('a JSON-webhook caller reaches the browser: the carrier dials the transfer target, tones both ways', async () => {
+    const fabio = server.addUser({ name: 'fabio', languages: ['it'], areas: ['casa'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    const frames = new Frames(page);
+    await signIn(page, server, fabio);
+    await page.keyboard.press('Alt+1');
+    const callId = 'webhook-browser-1';
+    await server.placeCall(callId);
+    await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+    await page.locator('#offer-accept').click();
+    await frames.sentMessage('phone_offer', { timeout: 20_000 });
+    // The carrier's next request gets the transfer: to the operator's address with a token.
+    let transfer;
+    for (let i = 0; i < 20 && !transfer; i++) {
+      const answer = await server.callEvent(callId, { type: 'no_input' });
+      transfer = answer.actions?.find((a) => a.type === 'transfer');
+      if (!transfer) await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(transfer, 'the carrier is told to transfer');
+    const sip = sipAddr(server);
+    assert.match(transfer.to, new RegExp(`^sip:op-fabio@${sip.host}:${sip.port};token=[0-9a-f]{32}$`));
+    // Nobody can ring the operator without the token.
+    const intruder = new SipCaller({ server: sip, target: transfer.to.replace(/token=.*/, 'token=0000') });
+    await intruder.start();
+    intruder.request('INVITE', { body: 'v=0\r\n', contentType: 'application/sdp' });
+    const refused = await intruder.waitFor((r) => r.status >= 400, 10_000);
+    assert.equal(refused.status, 404);
+    intruder.close();
+    // The carrier (a real SIP peer) dials the target and carries the caller's 440 Hz.
+    const carrier = new SipCaller({ server: sip, target: transfer.to, toneHz: 440 });
+    await carrier.start();
+    try {
+      await carrier.call();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the page hears the carrier's 440 Hz: ${JSON.stringify(tones)}`);
+      assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
+      const heard = carrier.audioSince(since);
+      assert.ok(heard.length >= 8000, `the carrier received a second of audio (${heard.length} samples)`);
+      assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'the carrier hears the operator\'s 1 kHz');
+      assert.ok(goertzel(heard.slice(-8000), 8000, 440) < 0.05, 'and not 440 Hz');
+      await screenshot(page, 'phone-6-webhook');
+      await page.keyboard.press('Alt+E');
+      await carrier.waitForBye(20_000);
+    } finally {
+      carrier.close();
+      await ctx.close();
+    }
+  });
+
   /**
    * A browser operator takes a SIP caller and their phone fails as `breakPage` makes it fail
    * (`before`: page scripts set up before sign-in; `afterAccept`: what happens once accepted).

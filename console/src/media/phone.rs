@@ -88,7 +88,22 @@ struct Slot {
     operator: Option<i64>,
 }
 
+/// A carrier's call accepted in the browser: its transfer to `sip:op-…;token=…` is expected.
+struct Expected {
+    call_id: String,
+    at: Instant,
+}
+
+/// How long a carrier has to dial the operator's address after the accept.
+const EXPECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 struct Inner {
+    /// Where carriers reach this node's SIP adapter (the host of browser operators' addresses).
+    sip_addr: SocketAddr,
+    /// By token.
+    expected: Mutex<HashMap<String, Expected>>,
+    /// Woken whenever a call registers (an offer may wait for a carrier's transfer to arrive).
+    registered: tokio::sync::Notify,
     /// Bound at build, taken at start.
     socket: Mutex<Option<std::net::UdpSocket>>,
     media: OnceLock<WebRtcMedia>,
@@ -106,11 +121,17 @@ pub struct Phone(Arc<Inner>);
 impl Phone {
     /// Binds the media socket (`addr`, port 0 allowed); the candidate announced is `public_ip`
     /// with the bound port. Starts nothing.
-    pub fn bind(addr: SocketAddr, public_ip: std::net::IpAddr) -> std::io::Result<Phone> {
+    pub fn bind(addr: SocketAddr, public_ip: std::net::IpAddr, sip_addr: SocketAddr) -> std::io::Result<Phone> {
         let socket = std::net::UdpSocket::bind(addr)?;
         let port = socket.local_addr()?.port();
         let (events, _) = broadcast::channel(1024);
+        // A SIP socket on every address is announced at the media's public address.
+        let sip_addr =
+            if sip_addr.ip().is_unspecified() { SocketAddr::new(public_ip, sip_addr.port()) } else { sip_addr };
         Ok(Phone(Arc::new(Inner {
+            sip_addr,
+            expected: Mutex::new(HashMap::new()),
+            registered: tokio::sync::Notify::new(),
             socket: Mutex::new(Some(socket)),
             media: OnceLock::new(),
             candidate: SocketAddr::new(public_ip, port),
@@ -118,6 +139,32 @@ impl Phone {
             events,
             connect_timeout: std::time::Duration::from_secs(10),
         })))
+    }
+
+    /// Where carriers reach this node's SIP adapter.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.0.sip_addr
+    }
+
+    /// A carrier's call was accepted in the browser: its transfer to the operator's address
+    /// with `token` will come (once) as an INVITE ([`Phone::take_transfer`]).
+    pub fn expect_transfer(&self, token: &str, call_id: &str) {
+        let mut expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        expected.retain(|_, e| now.duration_since(e.at) < EXPECT_FOR);
+        expected.insert(token.to_owned(), Expected { call_id: call_id.to_owned(), at: now });
+    }
+
+    /// The call an INVITE to a browser operator's address with `token` belongs to (once).
+    pub fn take_transfer(&self, token: &str) -> Option<String> {
+        let mut expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
+        let e = expected.remove(token)?;
+        (e.at.elapsed() < EXPECT_FOR).then_some(e.call_id)
+    }
+
+    fn expects(&self, call_id: &str) -> bool {
+        let expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
+        expected.values().any(|e| e.call_id == call_id && e.at.elapsed() < EXPECT_FOR)
     }
 
     /// The address browsers send media to (the ICE candidate).
@@ -148,7 +195,9 @@ impl Phone {
     /// comes out of the returned receiver.
     pub fn register(&self, call_id: &str, codec: Codec) -> mpsc::UnboundedReceiver<PhoneMsg> {
         let (to_call, rx) = mpsc::unbounded_channel();
-        self.calls().insert(call_id.to_owned(), Slot { codec, to_call, operator: None });
+        let operator = self.calls().get(call_id).and_then(|s| s.operator);
+        self.calls().insert(call_id.to_owned(), Slot { codec, to_call, operator });
+        self.0.registered.notify_waiters();
         rx
     }
 
@@ -166,6 +215,17 @@ impl Phone {
     /// is the one it had (an ICE restart: the call's leg answers), otherwise a new leg (a new
     /// page, or its first offer). The SDP answer.
     pub async fn offer(&self, call_id: &str, operator: i64, sdp: String, restart: bool) -> Result<String, PhoneError> {
+        // A carrier's call: its transfer to the operator may still be on its way.
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !self.carries(call_id) && self.expects(call_id) {
+            let registered = self.0.registered.notified();
+            if self.carries(call_id) {
+                break;
+            }
+            if tokio::time::timeout_at(until, registered).await.is_err() {
+                break;
+            }
+        }
         let (codec, to_call) = {
             let mut calls = self.calls();
             let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;

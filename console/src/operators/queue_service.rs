@@ -261,9 +261,9 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
         .into_iter()
         .filter_map(|(call_id, language, area, priority, entered_at, channel)| {
             let language = Language::parse(&language).ok()?;
-            // The SIP adapter bridges its calls to a browser; the webhook carriers' transfer
-            // cannot reach one yet.
-            if channel == "sip" && state.phone.carries(&call_id) {
+            // The SIP adapter bridges its own calls to a browser when their media is on this
+            // node; a carrier's call reaches one through its transfer to the operator's address.
+            if channel != "sip" || state.phone.carries(&call_id) {
                 browser_ok.insert(call_id.clone());
             }
             Some(WaitingCall {
@@ -277,8 +277,9 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
         })
         .collect();
     // An operator without a phone target answers in the browser: offered only the calls this
-    // node can bridge to one (its SIP calls); offering them others would only keep the caller
-    // waiting for the offer to expire.
+    // node can bridge to one (the carriers' calls, and its own SIP calls); offering them a SIP
+    // call whose media is on another node would only keep the caller waiting for the offer to
+    // expire.
     let ops: Vec<(i64, String, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT u.id, u.languages, u.areas, u.mediator, s.idle_since, \
          CAST(CASE WHEN u.sip_target IS NOT NULL AND u.sip_target <> '' THEN 1 ELSE 0 END AS BIGINT) \
@@ -434,16 +435,20 @@ pub async fn accept(
     let target = match (device, sip_target) {
         (Device::Phone, Some(t)) => t,
         _ => {
-            // The browser: this node's SIP calls only (their media is here).
+            // The browser: this node's SIP calls (their media is here), or a carrier's call,
+            // which the carrier transfers to the operator's address on this node.
             let (channel,): (String,) = sqlx::query_as("SELECT channel FROM calls WHERE call_id = $1")
                 .bind(&call_id)
                 .fetch_one(&mut *tx)
                 .await?;
-            if channel != "sip" || !state.phone.carries(&call_id) {
+            if channel == "sip" && !state.phone.carries(&call_id) {
                 return Err(ConsoleError::PhoneUnavailable);
             }
-            let token: [u8; 16] = rand::random();
-            browser_target(&user.name, state.settings.sip_addr, &hex::encode(token))
+            let token = hex::encode(rand::random::<[u8; 16]>());
+            if channel != "sip" {
+                state.phone.expect_transfer(&token, &call_id);
+            }
+            browser_target(&user.name, state.phone.sip_addr(), &token)
         }
     };
     let taken = sqlx::query(

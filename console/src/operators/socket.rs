@@ -335,13 +335,22 @@ async fn handle(
             queue_service::accept(state, user, offer_id, device).await.map(|_| None)
         }
         ClientMessage::PhoneOffer { call_id, sdp, restart } => match on_my_call(state, user.id, &call_id).await {
-            Ok(()) => match state.phone.offer(&call_id, user.id, sdp, restart).await {
-                Ok(sdp) => Ok(Some(ServerMessage::PhoneAnswer { call_id, sdp })),
-                Err(e) => {
-                    tracing::info!(call_id, error = %e, "browser phone offer refused");
-                    Ok(Some(ServerMessage::error(ErrorCode::PhoneUnavailable, e, r#ref.clone())))
-                }
-            },
+            Ok(()) => {
+                // Answered from a task: a carrier's transfer may still be on its way.
+                let (phone, out, r#ref) = (state.phone.clone(), out.clone(), r#ref.clone());
+                let user_id = user.id;
+                tokio::spawn(async move {
+                    let reply = match phone.offer(&call_id, user_id, sdp, restart).await {
+                        Ok(sdp) => ServerMessage::PhoneAnswer { call_id, sdp },
+                        Err(e) => {
+                            tracing::info!(call_id, error = %e, "browser phone offer refused");
+                            ServerMessage::error(ErrorCode::PhoneUnavailable, e, r#ref)
+                        }
+                    };
+                    let _ = out.send(frame(&reply)).await;
+                });
+                Ok(None)
+            }
             Err(e) => Err(e),
         },
         ClientMessage::PhoneFailed { call_id, reason } => {

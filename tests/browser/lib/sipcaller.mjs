@@ -53,8 +53,10 @@ function bind(socket) {
 }
 
 export class SipCaller {
-  constructor({ server, from = '+393331234567', toneHz = 440 }) {
+  /** `target`: the Request-URI to dial (default: the helpline's number at `server`). */
+  constructor({ server, from = '+393331234567', toneHz = 440, target }) {
     this.server = server; // { host, port }
+    this.target = target ?? `sip:803001@${server.host}:${server.port}`;
     this.from = from;
     this.toneHz = toneHz;
     this.callId = `${randomBytes(8).toString('hex')}@caller.test`;
@@ -88,9 +90,9 @@ export class SipCaller {
   request(method, { body = '', contentType } = {}) {
     const branch = `z9hG4bK${randomBytes(6).toString('hex')}`;
     const cseq = method === 'ACK' ? this.inviteCseq : this.cseq++;
-    const to = this.toTag ? `<sip:803001@${this.server.host}:${this.server.port}>;tag=${this.toTag}` : `<sip:803001@${this.server.host}:${this.server.port}>`;
+    const to = this.toTag ? `<${this.target}>;tag=${this.toTag}` : `<${this.target}>`;
     const lines = [
-      `${method} sip:803001@${this.server.host}:${this.server.port} SIP/2.0`,
+      `${method} ${this.target} SIP/2.0`,
       `Via: SIP/2.0/UDP 127.0.0.1:${this.sipPort};branch=${branch};rport`,
       'Max-Forwards: 70',
       `From: <sip:${this.from}@127.0.0.1:${this.sipPort}>;tag=${this.tag}`,
