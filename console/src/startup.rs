@@ -159,11 +159,11 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
         let sip = SipServer::bind(&settings).await?;
+        let metrics = Arc::new(Metrics::new());
         let candidate_ip =
             settings.webrtc_candidate_ip().map_err(|reason| anyhow::anyhow!("HELPLINE_WEBRTC_PUBLIC_IP: {reason}"))?;
-        let phone = Phone::bind(settings.webrtc_addr, candidate_ip, sip.local_addr())
+        let phone = Phone::bind(settings.webrtc_addr, candidate_ip, sip.local_addr(), metrics.clone())
             .with_context(|| format!("cannot listen for WebRTC media on UDP {}", settings.webrtc_addr))?;
-        let metrics = Arc::new(Metrics::new());
         let calls = CallRuntime::new(db.clone(), voice.flow.clone(), Arc::new(directory.clone()), metrics.clone());
         let tts_dir = settings.speech_cache_dir();
         let tts = Arc::new(

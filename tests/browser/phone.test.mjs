@@ -85,6 +85,16 @@ async function remoteTones(page) {
   });
 }
 
+/** Ends the page's call, if any, and goes offline, so that later calls go to later operators. */
+async function goOffline(page) {
+  if (page.isClosed()) return;
+  await page.keyboard.press('Alt+E');
+  await new Promise((r) => setTimeout(r, 300));
+  await page.keyboard.press('Alt+3');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'offline', null, { timeout: 5_000 })
+    .catch(() => {});
+}
+
 describe('the browser phone', () => {
   let server;
   let browser;
@@ -141,6 +151,12 @@ describe('the browser phone', () => {
       const p440 = goertzel(heard.slice(-8000), 8000, 440);
       assert.ok(p1000 > 0.3, `the caller hears the operator's 1 kHz: ${p1000}`);
       assert.ok(p440 < 0.05, `and not 440 Hz: ${p440}`);
+      const metrics = (await server.fetchJson('/metrics')).body;
+      const value = (name) => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN);
+      assert.equal(value('helpline_browser_bridges'), 1, 'one call bridged now');
+      assert.ok(value('helpline_bridge_packets_total{direction="to_browser"}') > 50, 'packets forwarded to the browser');
+      assert.ok(value('helpline_bridge_packets_total{direction="to_caller"}') > 50, 'packets forwarded to the caller');
+      assert.equal(value('helpline_browser_connect_seconds_count'), 1, 'the time to audio, observed once');
 
       await page.keyboard.press('Alt+E');
       await caller.waitForBye(20_000);
@@ -148,6 +164,7 @@ describe('the browser phone', () => {
       await screenshot(page, 'phone-3-ended');
     } finally {
       caller.close();
+      await goOffline(page);
       await ctx.close();
     }
   });
@@ -186,6 +203,7 @@ describe('the browser phone', () => {
     } finally {
       await caller.hangUp();
       caller.close();
+      await goOffline(page);
       await ctx.close();
     }
   });
@@ -238,6 +256,7 @@ describe('the browser phone', () => {
       await carrier.waitForBye(20_000);
     } finally {
       carrier.close();
+      await goOffline(page);
       await ctx.close();
     }
   });
@@ -306,6 +325,7 @@ describe('the browser phone', () => {
     } finally {
       await caller.hangUp();
       caller.close();
+      await goOffline(page);
       await ctx.close();
     }
   }

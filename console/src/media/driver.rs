@@ -21,7 +21,10 @@
 //! per datagram does not grow with the number of calls.
 
 use super::webrtc::{LegEvent, LegOutput, ReceivedRtp, WebRtcError, WebRtcLeg};
+use crate::metrics::{DirectionLabels, Metrics};
 use ivr::rtp::{Bridge, Forward, LegPayloads, RtpPacket, Side, StreamStart, Verdict};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -68,7 +71,7 @@ pub struct WebRtcMedia {
 
 impl WebRtcMedia {
     /// Starts the driver on `socket` (bound by the caller, port 0 allowed).
-    pub fn start(socket: std::net::UdpSocket) -> std::io::Result<WebRtcMedia> {
+    pub fn start(socket: std::net::UdpSocket, metrics: Arc<Metrics>) -> std::io::Result<WebRtcMedia> {
         let local = socket.local_addr()?;
         socket.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
@@ -76,7 +79,7 @@ impl WebRtcMedia {
         let thread = std::thread::Builder::new().name("webrtc-media".into()).spawn(move || {
             runtime.block_on(async move {
                 match UdpSocket::from_std(socket) {
-                    Ok(socket) => Driver::new(socket, local).run(rx).await,
+                    Ok(socket) => Driver::new(socket, local, metrics).run(rx).await,
                     Err(e) => tracing::error!(error = %e, "cannot use the WebRTC media socket"),
                 }
             })
@@ -185,11 +188,16 @@ struct Bridged {
     reader: tokio::task::JoinHandle<()>,
     /// Scratch for the packet written to the caller.
     out: Vec<u8>,
+    to_browser: Counter,
+    to_caller: Counter,
+    /// `helpline_browser_bridges`, one less when this bridge ends.
+    up: Gauge,
 }
 
 impl Drop for Bridged {
     fn drop(&mut self) {
         self.reader.abort();
+        self.up.dec();
     }
 }
 
@@ -204,12 +212,14 @@ struct Driver {
     timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
     sip_tx: mpsc::UnboundedSender<SipDatagram>,
     sip_rx: mpsc::UnboundedReceiver<SipDatagram>,
+    metrics: Arc<Metrics>,
 }
 
 impl Driver {
-    fn new(socket: UdpSocket, local: SocketAddr) -> Driver {
+    fn new(socket: UdpSocket, local: SocketAddr, metrics: Arc<Metrics>) -> Driver {
         let (sip_tx, sip_rx) = mpsc::unbounded_channel();
         Driver {
+            metrics,
             socket,
             local,
             legs: HashMap::new(),
@@ -263,6 +273,7 @@ impl Driver {
             return;
         }
         if let Verdict::Forward(f) = b.bridge.forward(Side::A, &packet.header, packet.payload, now) {
+            b.to_browser.inc();
             entry.leg.send_rtp(now, &f, packet.payload);
             self.flush(id);
         }
@@ -344,7 +355,7 @@ impl Driver {
             }
             Command::Bridge(id, sip) => {
                 let Some(entry) = self.legs.get_mut(&id) else { return };
-                match bridged(id, &entry.leg, *sip, self.sip_tx.clone()) {
+                match bridged(id, &entry.leg, *sip, self.sip_tx.clone(), &self.metrics) {
                     Ok(b) => entry.bridged = Some(b),
                     Err(e) => tracing::error!(error = %e, "cannot bridge the call to the browser"),
                 }
@@ -417,6 +428,7 @@ fn to_caller(b: &mut Bridged, rtp: &ReceivedRtp) {
     }
     let Some(remote) = b.remote else { return };
     if let Verdict::Forward(f) = b.bridge.forward(Side::B, &rtp.header, &rtp.payload, rtp.arrival) {
+        b.to_caller.inc();
         f.write(&rtp.payload, &mut b.out);
         if let Err(e) = b.socket.try_send_to(&b.out, remote) {
             tracing::debug!(error = %e, %remote, "RTP to the caller not sent");
@@ -431,6 +443,7 @@ fn bridged(
     leg: &WebRtcLeg,
     sip: SipSide,
     datagrams: mpsc::UnboundedSender<SipDatagram>,
+    metrics: &Metrics,
 ) -> std::io::Result<Bridged> {
     sip.socket.set_nonblocking(true)?;
     let socket = Arc::new(UdpSocket::from_std(sip.socket)?);
@@ -455,7 +468,13 @@ fn bridged(
             }
         }
     });
+    let direction =
+        |d: &str| metrics.bridge_packets.get_or_create(&DirectionLabels { direction: d.to_owned() }).clone();
+    metrics.browser_bridges.inc();
     Ok(Bridged {
+        to_browser: direction("to_browser"),
+        to_caller: direction("to_caller"),
+        up: metrics.browser_bridges.clone(),
         socket,
         remote: sip.remote,
         latched: false,

@@ -14,6 +14,7 @@
 
 use super::driver::{LegHandle, WebRtcMedia};
 use super::webrtc::{LegConfig, WebRtcError, WebRtcLeg};
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::tasks::Tasks;
 use ivr::sdp::Codec;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,7 @@ const EXPECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 struct Inner {
     /// Where carriers reach this node's SIP adapter (the host of browser operators' addresses).
     sip_addr: SocketAddr,
+    metrics: Arc<Metrics>,
     /// By token.
     expected: Mutex<HashMap<String, Expected>>,
     /// Woken whenever a call registers (an offer may wait for a carrier's transfer to arrive).
@@ -121,7 +123,12 @@ pub struct Phone(Arc<Inner>);
 impl Phone {
     /// Binds the media socket (`addr`, port 0 allowed); the candidate announced is `public_ip`
     /// with the bound port. Starts nothing.
-    pub fn bind(addr: SocketAddr, public_ip: std::net::IpAddr, sip_addr: SocketAddr) -> std::io::Result<Phone> {
+    pub fn bind(
+        addr: SocketAddr,
+        public_ip: std::net::IpAddr,
+        sip_addr: SocketAddr,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Phone> {
         let socket = std::net::UdpSocket::bind(addr)?;
         let port = socket.local_addr()?.port();
         let (events, _) = broadcast::channel(1024);
@@ -130,6 +137,7 @@ impl Phone {
             if sip_addr.ip().is_unspecified() { SocketAddr::new(public_ip, sip_addr.port()) } else { sip_addr };
         Ok(Phone(Arc::new(Inner {
             sip_addr,
+            metrics,
             expected: Mutex::new(HashMap::new()),
             registered: tokio::sync::Notify::new(),
             socket: Mutex::new(Some(socket)),
@@ -175,7 +183,7 @@ impl Phone {
     /// Starts the media thread; at shutdown, closes every leg and joins the thread.
     pub fn start(&self, tasks: &Tasks) -> std::io::Result<()> {
         let Some(socket) = self.0.socket.lock().ok().and_then(|mut s| s.take()) else { return Ok(()) };
-        let media = WebRtcMedia::start(socket)?;
+        let media = WebRtcMedia::start(socket, self.0.metrics.clone())?;
         let _ = self.0.media.set(media.clone());
         let stopping = tasks.token();
         tasks.spawn("webrtc media", async move {
@@ -252,6 +260,16 @@ impl Phone {
     /// Sends the call's control task a message; `false` when this node does not carry the call.
     pub fn tell(&self, call_id: &str, msg: PhoneMsg) -> bool {
         self.calls().get(call_id).is_some_and(|slot| slot.to_call.send(msg).is_ok())
+    }
+
+    /// A browser phone did not carry its call (`reason`: a short code for the metric).
+    pub fn failed(&self, reason: &str) {
+        self.0.metrics.browser_phone_failures.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Audio flows both ways, `since` the transfer began.
+    pub fn connected_after(&self, since: Instant) {
+        self.0.metrics.browser_connect.observe(since.elapsed().as_secs_f64());
     }
 
     /// The call's phone news, for the operator's pages.

@@ -133,7 +133,11 @@ fn run_client(
 
 #[tokio::test]
 async fn a_browser_leg_carries_audio_both_ways_over_udp() {
-    let media = WebRtcMedia::start(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    let media = WebRtcMedia::start(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
     let client_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut client = client_rtc(Instant::now(), &[RtcCodec::PCMU, RtcCodec::PCMA]);
     let (mid, offer_sdp, pending) = offer(&mut client, client_socket.local_addr().unwrap());

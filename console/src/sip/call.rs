@@ -102,6 +102,8 @@ struct Browser {
     deadline: Option<Instant>,
     /// Why, when the page already said it cannot be the phone.
     failure: Option<String>,
+    /// When the transfer began (for the time to audio).
+    started: Option<Instant>,
 }
 
 struct Call {
@@ -227,6 +229,23 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
     }
     call.phone.unregister(call.call_id.as_str());
     tracing::debug!("call task done");
+}
+
+/// The metric's reason for a browser phone's failure.
+pub fn failure_code(reason: &str) -> &'static str {
+    if reason.starts_with("microphone") {
+        "microphone"
+    } else if reason.contains("ICE or DTLS") || reason.contains("ConnectTimeout") {
+        "ice_dtls"
+    } else if reason.contains("lost") || reason.contains("ConnectionLost") {
+        "connection_lost"
+    } else if reason.contains("no offer") {
+        "no_offer"
+    } else if reason.contains("refused") || reason.contains("Protocol") {
+        "protocol"
+    } else {
+        "not_connected"
+    }
 }
 
 /// The next event of the leg, if there is one (never, otherwise).
@@ -412,7 +431,7 @@ impl Call {
         let failure = self.page_failure.take();
         // A page that already failed: back to the queue at once (from the call's loop).
         let deadline = if failure.is_some() { now } else { now + BROWSER_CONNECT_TIMEOUT };
-        self.browser = Some(Browser { deadline: Some(deadline), failure, ..Browser::default() });
+        self.browser = Some(Browser { deadline: Some(deadline), failure, started: Some(now), ..Browser::default() });
         self.maybe_bridge();
     }
 
@@ -439,6 +458,9 @@ impl Call {
                 self.phone.report(self.call_id.as_str(), PhoneStatus::Connected, None);
                 if !b.connected_once {
                     b.connected_once = true;
+                    if let Some(since) = b.started {
+                        self.phone.connected_after(since);
+                    }
                     tracing::info!("caller bridged to the operator's browser");
                 }
             }
@@ -572,6 +594,7 @@ impl Call {
         if self.browser.take().is_none() {
             return;
         }
+        self.phone.failed(failure_code(&reason));
         self.leg = None;
         self.leg_connected = false;
         self.media.bridged(false);

@@ -48,7 +48,8 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
     let mut answered = false;
     let mut bridged = false;
     let mut held = false;
-    let mut deadline = Some(Instant::now() + BROWSER_CONNECT_TIMEOUT);
+    let started = Instant::now();
+    let mut deadline = Some(started + BROWSER_CONNECT_TIMEOUT);
     tracing::info!("a carrier's transfer to the operator's browser: ringing until the page's phone connects");
     let failure: Option<String> = loop {
         tokio::select! {
@@ -114,6 +115,7 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
                     }
                     if !answered {
                         answered = true;
+                        phone.connected_after(started);
                         let _ = signalling.send(SigCmd::Answer { sip_call_id: sip_call_id.clone() });
                         tracing::info!("operator leg answered and bridged to the browser");
                     }
@@ -142,6 +144,7 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
     let _ = media.send(MediaCmd::Stop);
     if let Some(reason) = failure {
         tracing::warn!(%reason, "the operator's browser phone failed: the carrier's transfer is refused");
+        phone.failed(super::call::failure_code(&reason));
         phone.report(&call_id, PhoneStatus::Failed, Some(reason));
     }
     let _ = if answered {
