@@ -2,7 +2,8 @@
 // a 1 kHz WAV written here signs in as an operator without a SIP target; a real SIP caller over
 // UDP (lib/sipcaller.mjs) plays 440 Hz, presses 0 (RFC 4733) and is offered; the page accepts and
 // its phone connects with no second click. A Goertzel check finds 440 Hz on the page's remote
-// track (a WebAudio analyser) and 1 kHz in the RTP the caller receives. Ending the call hangs the
+// track (a WebAudio analyser) and 1 kHz in the RTP the caller receives; on hold the caller hears
+// the hold tone and the page nothing. Ending the call hangs the
 // caller up (BYE after the goodbye). With the microphone refused, the caller goes back to the
 // queue at its head and the operator is paused with the reason.
 
@@ -157,6 +158,30 @@ describe('the browser phone', () => {
       assert.ok(value('helpline_bridge_packets_total{direction="to_browser"}') > 50, 'packets forwarded to the browser');
       assert.ok(value('helpline_bridge_packets_total{direction="to_caller"}') > 50, 'packets forwarded to the caller');
       assert.equal(value('helpline_browser_connect_seconds_count'), 1, 'the time to audio, observed once');
+
+      // Hold: the caller hears the hold tone (425 Hz bursts), not the operator; the page hears
+      // nothing of the caller. Then back.
+      const held = Date.now();
+      await page.locator('#phone-hold').click();
+      await new Promise((r) => setTimeout(r, 1500));
+      const onHold = caller.audioSince(held);
+      let burst = 0;
+      for (let i = 0; i + 400 <= onHold.length; i += 200) burst = Math.max(burst, goertzel(onHold.slice(i, i + 400), 8000, 425));
+      assert.ok(burst > 0.3, `the caller hears the hold tone: ${burst}`);
+      assert.ok(goertzel(onHold.slice(-4000), 8000, 1000) < 0.05, 'and not the operator');
+      const quiet = await remoteTones(page);
+      assert.ok(quiet.p440 < 0.05, `the page does not hear the caller on hold: ${JSON.stringify(quiet)}`);
+      const resumed = Date.now();
+      await page.locator('#phone-hold').click();
+      await new Promise((r) => setTimeout(r, 1500));
+      const back = caller.audioSince(resumed + 500);
+      assert.ok(goertzel(back.slice(-4000), 8000, 1000) > 0.3, 'the operator is heard again after hold');
+      // Mute (the page's own): the caller no longer hears the operator.
+      const muted = Date.now();
+      await page.locator('#phone-mute').click();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(goertzel(caller.audioSince(muted + 500).slice(-4000), 8000, 1000) < 0.05, 'muted: the operator is not heard');
+      await page.locator('#phone-mute').click();
 
       await page.keyboard.press('Alt+E');
       await caller.waitForBye(20_000);
