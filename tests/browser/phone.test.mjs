@@ -233,6 +233,41 @@ describe('the browser phone', () => {
     }
   });
 
+  test('a page reloaded mid-call connects a new phone and the caller stays', async () => {
+    const gino = server.addUser({ name: 'gino', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    await signIn(page, server, gino);
+    await page.keyboard.press('Alt+1');
+    const caller = new SipCaller({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const frames = new Frames(page);
+      await page.reload();
+      // The reloaded page has no connection: it offers a new one (not a restart).
+      const fresh = await frames.sentMessage('phone_offer', { timeout: 30_000 });
+      assert.equal(fresh.restart, false);
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the reloaded page hears the caller: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
+      assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+    } finally {
+      await caller.hangUp();
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  });
+
   test('a JSON-webhook caller reaches the browser: the carrier dials the transfer target, tones both ways', async () => {
     const fabio = server.addUser({ name: 'fabio', languages: ['it'], areas: ['casa'] });
     const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
