@@ -694,6 +694,42 @@ mod tests {
         assert_eq!(reply, Frame { seq: None, message: ServerMessage::Pong { r#ref: Some(json!("p")) } });
     }
 
+    /// The page's ICE servers are the TURN settings (none without `turn_urls`), and the browser
+    /// phone's messages keep their shapes.
+    #[test]
+    fn the_phone_config_and_messages() {
+        let console = crate::operators::config::ConsoleConfig::default();
+        let mut settings = crate::config::Settings::default();
+        assert!(PageConfig::new(&console, &settings).ice_servers.is_empty());
+        settings.turn_urls = "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349".into();
+        settings.turn_username = "helpline".into();
+        settings.turn_password = crate::config::SecretString::new("s3cret");
+        let config = serde_json::to_value(PageConfig::new(&console, &settings)).unwrap();
+        assert_eq!(
+            config["ice_servers"],
+            json!([{
+                "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+                "username": "helpline",
+                "credential": "s3cret"
+            }])
+        );
+        let read = |v: Value| serde_json::from_value::<ClientMessage>(v).unwrap();
+        assert_eq!(
+            read(json!({"type": "phone_offer", "call_id": "c", "sdp": "v=0"})),
+            ClientMessage::PhoneOffer { call_id: "c".into(), sdp: "v=0".into(), restart: false }
+        );
+        assert_eq!(
+            read(json!({"type": "accept", "offer_id": 3, "device": "browser"})),
+            ClientMessage::Accept { offer_id: 3, device: Some(Device::Browser) }
+        );
+        assert_eq!(read(json!({"type": "accept", "offer_id": 3})), ClientMessage::Accept { offer_id: 3, device: None });
+        let state = ServerMessage::PhoneState { call_id: "c".into(), state: PhoneStatus::HungUp, reason: None };
+        assert_eq!(
+            serde_json::to_value(&state).unwrap(),
+            json!({"type": "phone_state", "call_id": "c", "state": "hung_up"})
+        );
+    }
+
     /// The rows of the markdown table under `heading`: its cells, trimmed.
     fn table(doc: &str, heading: &str) -> Vec<Vec<String>> {
         let section = doc.split_once(heading).unwrap_or_else(|| panic!("no {heading:?} in the document")).1;
