@@ -86,6 +86,13 @@ async function remoteTones(page) {
   });
 }
 
+/** Goes available once the socket is up (before it, the page cannot send the change). */
+async function goAvailable(page) {
+  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+  await page.keyboard.press('Alt+1');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
+}
+
 /** Ends the page's call, if any, and goes offline, so that later calls go to later operators. */
 async function goOffline(page) {
   if (page.isClosed()) return;
@@ -125,7 +132,7 @@ describe('the browser phone', () => {
     const page = await ctx.newPage();
     await signIn(page, server, anna);
     await page.locator('#mic').waitFor({ state: 'visible' });
-    await page.keyboard.press('Alt+1');
+    await goAvailable(page);
 
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();
@@ -200,7 +207,7 @@ describe('the browser phone', () => {
     const page = await ctx.newPage();
     const frames = new Frames(page);
     await signIn(page, server, elena);
-    await page.keyboard.press('Alt+1');
+    await goAvailable(page);
     const caller = new SipCaller({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
     await caller.start();
     try {
@@ -238,7 +245,7 @@ describe('the browser phone', () => {
     const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const page = await ctx.newPage();
     await signIn(page, server, gino);
-    await page.keyboard.press('Alt+1');
+    await goAvailable(page);
     const caller = new SipCaller({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
     await caller.start();
     try {
@@ -274,7 +281,7 @@ describe('the browser phone', () => {
     const page = await ctx.newPage();
     const frames = new Frames(page);
     await signIn(page, server, fabio);
-    await page.keyboard.press('Alt+1');
+    await goAvailable(page);
     const callId = 'webhook-browser-1';
     await server.placeCall(callId);
     await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
@@ -335,7 +342,7 @@ describe('the browser phone', () => {
     if (initScript) await page.addInitScript(initScript);
     const frames = new Frames(page);
     await signIn(page, server, op);
-    await page.keyboard.press('Alt+1');
+    await goAvailable(page);
     const caller = new SipCaller({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
     await caller.start();
     try {
