@@ -539,6 +539,8 @@ const HANDLERS = {
     }
   },
   error(m) {
+    // A restart of a phone connection the server no longer has: the page connects anew.
+    if (m.code === 'phone_unavailable' && phone.unavailable()) return;
     if (m.qseq !== undefined && m.qseq !== null) {
       // A search the server could not run (a place it does not know…): said where the results go.
       if (m.qseq >= S.search.newest) {

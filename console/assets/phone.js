@@ -118,6 +118,7 @@ export async function restart() {
 }
 
 async function offer(restart) {
+  P.lastRestart = restart;
   const pc = P.pc;
   const callId = P.callId;
   const description = await pc.createOffer(restart ? { iceRestart: true } : {});
@@ -149,6 +150,19 @@ export async function answered(m) {
   } catch {
     setState('failed');
   }
+}
+
+/**
+ * The server refused a phone message (`phone_unavailable`): an ICE restart of a connection the
+ * server no longer has becomes a new connection (once).
+ */
+export function unavailable() {
+  if (!P.callId || !P.lastRestart) return false;
+  const callId = P.callId;
+  P.lastRestart = false;
+  stop(false);
+  start(callId);
+  return true;
 }
 
 /** `phone_state`. */

@@ -369,8 +369,13 @@ describe('the browser phone', () => {
       const why = JSON.stringify(back.failed.event);
       assert.match(why, reason, 'the failure is in the call log with its reason');
       assert.ok(JSON.stringify(back.failed.prompts).includes('queue-transfer-failed'), `the apology: ${JSON.stringify(back.failed)}`);
-      const waiting = await supervisorGet('/api/operators');
-      const me = waiting.body.find?.((o) => o.name === name) ?? waiting.body.operators?.find((o) => o.name === name);
+      // The queue service notices it on its next pass (at most a second later).
+      let me;
+      for (let i = 0; i < 30 && me?.state !== 'paused'; i++) {
+        if (i > 0) await new Promise((res) => setTimeout(res, 200));
+        const operators = await supervisorGet('/api/operators');
+        me = operators.body.operators?.find((o) => o.name === name);
+      }
       assert.equal(me?.state, 'paused', `the operator is paused: ${JSON.stringify(me)}`);
       assert.match(me?.reason ?? '', /browser phone/, 'with the reason');
       if (!page.isClosed()) {
