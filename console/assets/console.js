@@ -4,6 +4,7 @@
 // goes through i18n.js and every value from the server reaches the page as text, never as HTML.
 
 import * as i18n from './i18n.js';
+import * as phone from './phone.js';
 
 const { t, label } = i18n;
 
@@ -23,6 +24,8 @@ const DEFAULT_LANGUAGES = ['it', 'en', 'fr', 'es', 'ar'];
 const PORTAL_SEARCH = 'https://www.integrazionemigranti.gov.it/it-it/Ricerca?q=';
 const TIMEZONE = 'Europe/Rome';
 const PATH_HIDDEN = new Set(['prompt_finished']);
+/** Where an operator with both a SIP target and the browser answers (`browser` | `phone`). */
+const DEVICE_KEY = 'helpline.device';
 
 // ---- state --------------------------------------------------------------------------------------
 
@@ -450,6 +453,9 @@ const HANDLERS = {
     S.offer = m.offer && secsUntil(m.offer.expires_at) > 0 ? m.offer : null;
     const shown = S.call?.call_id;
     if (m.call) openCall(m.call, false);
+    // A browser call in progress: the phone comes back (an ICE restart when this page still has
+    // its connection, a new one after a reload).
+    if (m.call && m.call.state === 'connected' && m.call.device === 'browser') phone.start(m.call.call_id);
     else if (S.call && !S.call.ended && !['on_call', 'wrap_up'].includes(S.presence.state)) S.call = null;
     if (S.presence.state === 'wrap_up') S.wrapUntil = S.presence.wrap_up_until ?? S.presence.until ?? S.wrapUntil;
     renderAll();
@@ -497,6 +503,7 @@ const HANDLERS = {
   call(m) {
     if (m.state === 'connected') {
       openCall(m, true);
+      if (m.device === 'browser') phone.start(m.call_id);
     } else if (S.call && S.call.call_id === m.call_id) {
       S.call.state = m.state;
       if (m.pop) S.call.pop = m.pop;
@@ -505,11 +512,13 @@ const HANDLERS = {
         announce(t('call.ended_by_caller'), true);
       } else if (m.state === 'transfer_failed') {
         alertBox(t('call.transfer_failed'));
+        phone.stop();
       }
     }
     renderAll();
   },
   wrap_up(m) {
+    phone.stop();
     S.wrapUntil = m.until;
     if (S.call && S.call.call_id === m.call_id) S.call.ended = true;
     renderAll();
@@ -530,6 +539,8 @@ const HANDLERS = {
     }
   },
   error(m) {
+    // A restart of a phone connection the server no longer has: the page connects anew.
+    if (m.code === 'phone_unavailable' && phone.unavailable()) return;
     if (m.qseq !== undefined && m.qseq !== null) {
       // A search the server could not run (a place it does not know…): said where the results go.
       if (m.qseq >= S.search.newest) {
@@ -552,6 +563,14 @@ const HANDLERS = {
     alertBox(t('error.generic', { message: m.message ?? m.code }));
   },
   pong() {},
+  phone_answer(m) {
+    phone.answered(m);
+  },
+  phone_state(m) {
+    phone.stateChanged(m);
+    if (m.state === 'failed') alertBox(t('phone.state.failed') + (m.reason ? ` (${m.reason})` : ''));
+    if (m.state === 'hung_up') announce(t('phone.state.hung_up'), true);
+  },
 };
 
 function applyConfig(config) {
@@ -588,8 +607,19 @@ function setPresence(state) {
   renderPresence(state);
 }
 
+/** Where this operator answers: the browser unless they have a SIP phone and chose it. */
+function device() {
+  if (!S.user?.sip_phone) return 'browser';
+  return localStorage.getItem(DEVICE_KEY) === 'browser' ? 'browser' : 'phone';
+}
+
 function acceptOffer() {
-  if (S.offer) send({ type: 'accept', offer_id: S.offer.offer_id });
+  if (!S.offer) return;
+  const where = device();
+  send({ type: 'accept', offer_id: S.offer.offer_id, device: where });
+  // Within the click: the browser may ask for the microphone now, so the audio connects as soon
+  // as the call does, with no second click.
+  if (where === 'browser') phone.microphone();
 }
 
 function declineOffer() {
@@ -638,6 +668,7 @@ function openCall(m, fresh) {
 }
 
 function closeCall() {
+  phone.stop();
   if (S.call) {
     const stored = readNote(S.call.call_id);
     if (!stored || stored.saved) localStorage.removeItem(noteKey(S.call.call_id));
@@ -939,6 +970,7 @@ function renderCallbacks() {
 // ---- rendering ----------------------------------------------------------------------------------
 
 function renderAll() {
+  renderPhone();
   renderPresence();
   renderQueue();
   renderStage();
@@ -1000,6 +1032,33 @@ function renderStage() {
     renderDispositions();
   }
   tickWrapUp();
+}
+
+/** The microphone notice (browser operators) and the call's phone bar. */
+function renderPhone() {
+  const browser = S.signedIn && device() === 'browser';
+  const P = phone.phone;
+  show('mic', browser && (!P.mic || P.micError !== null));
+  if (P.micError) $('mic-error').textContent = t(`mic.${P.micError}`);
+  else $('mic-error').textContent = '';
+  const choice = $('device-choice');
+  choice.hidden = !S.user?.sip_phone;
+  for (const radio of choice.querySelectorAll('input')) radio.checked = radio.value === device();
+  const on = Boolean(P.callId) && Boolean(S.call) && S.call.call_id === P.callId;
+  show('phone', on);
+  if (!on) return;
+  const state = P.state ? t(`phone.state.${P.state}`) : '';
+  const extra = [P.muted ? t('phone.muted') : '', P.held ? t('phone.held') : ''].filter(Boolean).join(' · ');
+  $('phone-state').textContent = extra ? `${state} — ${extra}` : state;
+  $('phone-state').dataset.state = P.state ?? '';
+  $('phone-mute').setAttribute('aria-pressed', String(P.muted));
+  $('phone-hold').setAttribute('aria-pressed', String(P.held));
+  tickPhone();
+}
+
+function tickPhone() {
+  const secs = phone.elapsedSecs();
+  $('phone-timer').textContent = secs === null ? '' : clock(secs);
 }
 
 function renderDispositions() {
@@ -1104,6 +1163,7 @@ function tick() {
   tickQueue();
   tickOffer();
   tickWrapUp();
+  tickPhone();
   for (const dd of document.querySelectorAll('.pop-waited[data-since]:not([data-frozen])')) {
     dd.textContent = duration(secsSince(dd.dataset.since));
   }
@@ -1192,6 +1252,8 @@ function onKeyDown(e) {
     d: declineOffer,
     n: () => { if (S.call) $('notes').focus(); },
     r: ready,
+    m: phone.toggleMute,
+    h: phone.toggleHold,
     '?': openHelp,
   }[e.key];
   if (action) {
@@ -1215,6 +1277,17 @@ function bindUi() {
   $('offer-accept').addEventListener('click', acceptOffer);
   $('offer-decline').addEventListener('click', declineOffer);
   $('call-end').addEventListener('click', endCall);
+  $('phone-mute').addEventListener('click', phone.toggleMute);
+  $('phone-hold').addEventListener('click', phone.toggleHold);
+  $('mic-allow').addEventListener('click', () => phone.microphone());
+  for (const radio of document.querySelectorAll('input[name="device"]')) {
+    radio.addEventListener('change', () => {
+      if (!radio.checked) return;
+      localStorage.setItem(DEVICE_KEY, radio.value);
+      if (radio.value === 'browser') phone.microphone();
+      renderPhone();
+    });
+  }
   $('wrapup-ready').addEventListener('click', ready);
   $('search-q').addEventListener('input', scheduleSearch);
   $('search-near').addEventListener('input', scheduleSearch);
@@ -1242,4 +1315,10 @@ function bindUi() {
   window.addEventListener('beforeunload', flushNote);
 }
 
+phone.init({
+  send,
+  render: () => { if (S.signedIn) renderPhone(); },
+  announce: (state) => announce(t(`phone.state.${state}`), state === 'failed' || state === 'hung_up'),
+  iceServers: () => S.config.ice_servers ?? [],
+});
 boot();

@@ -349,6 +349,13 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     println!("webhook_secret    = {:?}", s.webhook_secret);
     println!("retention_days    = {}", s.retention_days);
     println!("audit_retention_days = {}", s.audit_retention_days);
+    println!("webrtc_addr   = {}", s.webrtc_addr);
+    println!(
+        "webrtc_public_ip = {}",
+        if s.webrtc_public_ip.is_empty() { "(webrtc_addr's)" } else { &s.webrtc_public_ip }
+    );
+    println!("turn_urls     = {}", if s.turn_urls.is_empty() { "(none)" } else { &s.turn_urls });
+    println!("turn_password = {:?}", s.turn_password);
     if let Err(e) = s.check_for_serve() {
         return config_error(&e);
     }

@@ -73,6 +73,19 @@ pub struct Settings {
     /// Milliseconds a call event may wait to be written (`HELPLINE_CALL_DEADLINE_MS`); past it
     /// the request is answered 503 with `Retry-After` rather than waiting for ever.
     pub call_deadline_ms: u64,
+    /// The UDP address of the browser phones' media (`HELPLINE_WEBRTC_ADDR`): one socket, one
+    /// port to open, for every operator's WebRTC leg (docs/media.md).
+    pub webrtc_addr: SocketAddr,
+    /// The address announced to browsers as the media's ICE candidate when the server is behind
+    /// NAT (`HELPLINE_WEBRTC_PUBLIC_IP`); empty: `webrtc_addr`'s own address.
+    pub webrtc_public_ip: String,
+    /// TURN servers for operators behind strict firewalls, comma-separated `turn:`/`turns:` URLs
+    /// (`HELPLINE_TURN_URLS`), handed to the page as its `iceServers`; empty: none.
+    pub turn_urls: String,
+    /// The TURN servers' user name (`HELPLINE_TURN_USERNAME`).
+    pub turn_username: String,
+    /// The TURN servers' password (`HELPLINE_TURN_PASSWORD`): sent only to signed-in operators.
+    pub turn_password: SecretString,
 }
 
 impl Default for Settings {
@@ -99,6 +112,11 @@ impl Default for Settings {
             call_deadline_ms: 5000,
             audit_retention_days: 730,
             console_file: PathBuf::from("config/console.toml"),
+            webrtc_addr: SocketAddr::from(([127, 0, 0, 1], 5090)),
+            webrtc_public_ip: String::new(),
+            turn_urls: String::new(),
+            turn_username: String::new(),
+            turn_password: SecretString::default(),
         }
     }
 }
@@ -218,6 +236,8 @@ impl Settings {
                     .into(),
             ));
         }
+        self.webrtc_candidate_ip()
+            .map_err(|reason| ConfigError::Env { var: "HELPLINE_WEBRTC_PUBLIC_IP".into(), reason })?;
         let len = self.secret.expose().len();
         if !self.secret.is_empty() && len < ivr::domain::ServerSecret::MIN_LEN {
             return Err(err(format!(
@@ -226,6 +246,29 @@ impl Settings {
             )));
         }
         Ok(())
+    }
+
+    /// The address browsers are told to send media to: `webrtc_public_ip`, or `webrtc_addr`'s own
+    /// address (which must then be a concrete one: a wildcard cannot be a candidate).
+    pub fn webrtc_candidate_ip(&self) -> Result<std::net::IpAddr, String> {
+        let public = self.webrtc_public_ip.trim();
+        if !public.is_empty() {
+            return public.parse().map_err(|_| format!("{public:?} is not an IP address"));
+        }
+        let ip = self.webrtc_addr.ip();
+        if ip.is_unspecified() {
+            return Err(format!(
+                "required when HELPLINE_WEBRTC_ADDR ({}) listens on every address: the address browsers \
+                 reach the media at",
+                self.webrtc_addr
+            ));
+        }
+        Ok(ip)
+    }
+
+    /// The TURN URLs, one per comma-separated entry.
+    pub fn turn_url_list(&self) -> Vec<String> {
+        self.turn_urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
     }
 
     /// The folder of the speech synthesised on demand (`<data_dir>/tts-cache`).

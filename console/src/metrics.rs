@@ -51,6 +51,17 @@ pub struct DtmfLabels {
 }
 
 /// Every metric the server exports.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `to_browser` (the caller's packets) or `to_caller` (the operator's).
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -73,6 +84,16 @@ pub struct Metrics {
     pub wallboard_snapshots: Counter,
     /// Passes of this node's queue service (ACD): one a second, and one on each queue change.
     pub acd_passes: Counter,
+    // --- the browser phone ---
+    /// Calls bridged to an operator's browser now.
+    pub browser_bridges: Gauge,
+    /// Packets forwarded across the bridges, by direction.
+    pub bridge_packets: Family<DirectionLabels, Counter>,
+    /// Browser phones that did not carry their call (ICE/DTLS not completing, connection lost,
+    /// microphone refused, no offer, closed), by reason.
+    pub browser_phone_failures: Family<ReasonLabels, Counter>,
+    /// From the transfer to a browser operator to audio flowing both ways, seconds.
+    pub browser_connect: Histogram,
 }
 
 impl Metrics {
@@ -125,6 +146,26 @@ impl Metrics {
             "Passes of the queue service (ACD) on this node, whether or not they changed anything",
             acd_passes.clone(),
         );
+        let browser_bridges = Gauge::default();
+        registry.register("browser_bridges", "Calls bridged to an operator's browser now", browser_bridges.clone());
+        let bridge_packets = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "bridge_packets",
+            "RTP packets forwarded between callers and browsers, by direction (to_browser, to_caller)",
+            bridge_packets.clone(),
+        );
+        let browser_phone_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "browser_phone_failures",
+            "Browser phones that did not carry their call, by reason (the caller went back to the queue)",
+            browser_phone_failures.clone(),
+        );
+        let browser_connect = Histogram::new([0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0]);
+        registry.register(
+            "browser_connect_seconds",
+            "From the transfer to a browser operator to audio flowing both ways",
+            browser_connect.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -144,6 +185,10 @@ impl Metrics {
             dtmf_received,
             wallboard_snapshots,
             acd_passes,
+            browser_bridges,
+            bridge_packets,
+            browser_phone_failures,
+            browser_connect,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::db::{secrets, users, Db};
 use crate::directory::{Directory, DirectoryState};
 use crate::health::HealthState;
+use crate::media::Phone;
 use crate::metrics::Metrics;
 use crate::operators::{Console, OperatorsState};
 use crate::sip::{SipServer, SipState};
@@ -68,6 +69,8 @@ pub struct Handles {
     pub prompts: Arc<PromptsState>,
     pub health: Arc<HealthState>,
     pub sip: Arc<SipState>,
+    /// The browser phones' media (its thread starts in `run_until`).
+    pub phone: Phone,
 }
 
 macro_rules! feature_states {
@@ -167,6 +170,10 @@ impl Application {
                 deadline: Duration::from_millis(settings.call_deadline_ms.max(1)),
             },
         );
+        let candidate_ip =
+            settings.webrtc_candidate_ip().map_err(|reason| anyhow::anyhow!("HELPLINE_WEBRTC_PUBLIC_IP: {reason}"))?;
+        let phone = Phone::bind(settings.webrtc_addr, candidate_ip, sip.local_addr(), metrics.clone())
+            .with_context(|| format!("cannot listen for WebRTC media on UDP {}", settings.webrtc_addr))?;
         let tts_dir = settings.speech_cache_dir();
         let tts = Arc::new(
             Tts::new(tts_dir.clone(), TtsOptions::default())
@@ -200,6 +207,7 @@ impl Application {
                 directory: directory.clone(),
                 calls: calls.clone(),
                 metrics: metrics.clone(),
+                phone: phone.clone(),
             }),
             supervisor: Arc::new(SupervisorState {
                 db: db.clone(),
@@ -229,7 +237,9 @@ impl Application {
                 calls: calls.clone(),
                 voice,
                 tts,
+                phone: phone.clone(),
             }),
+            phone,
             db,
             settings,
             secret,
@@ -243,6 +253,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| self.state.settings.http_addr)
+    }
+
+    /// Where browsers send the phones' media (the ICE candidate; UDP).
+    pub fn webrtc_addr(&self) -> SocketAddr {
+        self.state.phone.candidate()
     }
 
     /// Where the SIP user agent listens (UDP).
@@ -265,6 +280,7 @@ impl Application {
         crate::supervisor::settle::start(state.supervisor.clone(), &tasks);
         crate::supervisor::wallboard::start_feed(state.supervisor.clone(), &tasks);
         crate::calls::quiet::start(state.db.clone(), state.calls.clone(), state.clock.clone(), &tasks);
+        state.phone.start(&tasks).context("cannot start the WebRTC media thread")?;
         let stopping = tasks.token();
         tasks.spawn("sip", self.sip.run(state.sip.clone(), async move { stopping.cancelled().await }));
 

@@ -100,7 +100,7 @@ async fn a_webhook_call_is_offered_by_skills_accepted_and_transferred() {
     assert!(pop.path.len() >= 4, "{pop:?}");
     assert_eq!(pop.previous.calls, 0);
 
-    carla.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    carla.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     // Presence first (the assignment's transaction), then `connected` once the transfer is stored.
     until!(carla, ServerMessage::Presence { operator } if operator.state == PresenceState::OnCall => ());
     let connected = until!(carla, ServerMessage::Call(c) if c.state == CallState::Connected => c);
@@ -167,7 +167,7 @@ async fn the_area_is_dropped_then_a_mediator_takes_the_call() {
     app.clock.advance(Duration::seconds(61));
     let offer = until!(fabio, ServerMessage::Offer(o) => o);
     assert_eq!(offer.matched, OfferMatch::Language);
-    fabio.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    fabio.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(fabio, ServerMessage::Call(c) if c.state == CallState::Connected => ());
 
     add_user(&app, "gina", Role::Operator, &[En], &[Mediazione], true).await;
@@ -241,7 +241,7 @@ async fn a_call_waiting_on_one_node_is_taken_by_an_operator_on_another() {
     let mut marta = operator_online(op_node, "marta", true).await;
     let mut call = Call::to_queue(&a, "nodes-1", "+39 333 000 4444", &["0"]).await;
     let offer = until!(marta, ServerMessage::Offer(o) => o);
-    marta.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    marta.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(marta, ServerMessage::Call(c) if c.state == CallState::Connected => ());
     let r = call.send(json!({"type": "no_input"})).await;
     assert!(
@@ -290,7 +290,7 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
     assert_eq!(e.r#ref, Some(json!(5)), "the ref comes back as it was sent");
     assert!(e.message.contains("dance"), "{e:?}");
     for (message, code) in [
-        (ClientMessage::Accept { offer_id: 999 }, ErrorCode::NotYourOffer),
+        (ClientMessage::Accept { offer_id: 999, device: None }, ErrorCode::NotYourOffer),
         (ClientMessage::Note { r#ref: json!(1), call_id: "nope".into(), text: "hi".into() }, ErrorCode::NotYourCall),
         (ClientMessage::EndCall { call_id: "nope".into() }, ErrorCode::NotYourCall),
     ] {
@@ -312,7 +312,7 @@ async fn notes_referrals_and_the_disposition_are_saved_then_wrap_up_ends() {
     let mut olga = operator_online(&app, "olga", true).await;
     let _call = Call::to_queue(&app, "work-1", "+39 333 000 5555", &["0"]).await;
     let offer = until!(olga, ServerMessage::Offer(o) => o);
-    olga.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    olga.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(olga, ServerMessage::Call(c) if c.state == CallState::Connected => ());
 
     olga.send(ClientMessage::Search(Search { qseq: 1, q: "casa".into(), ..Search::default() })).await;
@@ -444,10 +444,12 @@ async fn signing_out_everywhere_closes_the_socket_on_another_node() {
     a.stop().await;
 }
 
-/// An available operator with no phone target is passed over: the call goes to one who can take
-/// it, even one who became available later.
+/// An available operator with no phone target answers in the browser: offered a carrier's call,
+/// accepting it connects it to the browser (`device: browser`), and the transfer the carrier gets
+/// is the operator's own SIP address with a per-offer token (docs/media.md). One with a target
+/// who asks for the phone by default keeps the SIP target.
 #[tokio::test]
-async fn an_operator_without_a_phone_target_is_not_offered_calls() {
+async fn an_operator_without_a_phone_target_answers_in_the_browser() {
     use console::db::users::{self, NewUser, Password, UserName};
     let app = spawn_app().await;
     users::add_user(
@@ -465,16 +467,23 @@ async fn an_operator_without_a_phone_target_is_not_offered_calls() {
     )
     .await
     .unwrap();
-    let _nina = operator_online(&app, "nina", true).await;
-    app.clock.advance(Duration::seconds(5));
+    let mut nina = operator_online(&app, "nina", true).await;
     let _call = Call::to_queue(&app, "no-target-1", "+39 333 000 5555", &["0"]).await;
-    console::operators::queue_service::pass(&app.state.operators).await.unwrap();
-    let (offers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers").fetch_one(app.state.db.pool()).await.unwrap();
-    assert_eq!(offers, 0, "nobody to put the call through to");
-    add_user(&app, "olga", Role::Operator, &[It], &[], false).await;
-    let mut olga = operator_online(&app, "olga", true).await;
-    let offer = until!(olga, ServerMessage::Offer(o) => o);
+    let offer = until!(nina, ServerMessage::Offer(o) => o);
     assert_eq!(offer.call_id, "no-target-1");
+    nina.send(ClientMessage::Accept { offer_id: offer.offer_id, device: Some(Device::Phone) }).await;
+    let refused = until!(nina, ServerMessage::Error(e) => e);
+    assert_eq!(refused.code, ErrorCode::NoTarget, "no phone to answer on");
+    nina.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
+    let connected = until!(nina, ServerMessage::Call(c) if c.state == CallState::Connected => c);
+    assert_eq!(connected.device, Some(Device::Browser));
+    let (target,): (String,) = sqlx::query_as("SELECT target FROM queue_entries WHERE call_id = 'no-target-1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let sip = app.state.phone.sip_addr();
+    assert!(target.starts_with(&format!("sip:op-nina@{sip};token=")), "{target}");
+    assert_eq!(target.rsplit('=').next().map(str::len), Some(32), "a 128-bit token: {target}");
     app.stop().await;
 }
 

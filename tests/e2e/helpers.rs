@@ -55,6 +55,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
     Settings {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         sip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        webrtc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         rtp_port_min: 0,
         rtp_port_max: 0,
         database_url: db.url.clone(),
@@ -260,6 +261,7 @@ impl ServeProcess {
             .arg("serve")
             .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")
             .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
+            .env("HELPLINE_WEBRTC_ADDR", "127.0.0.1:0")
             .env("HELPLINE_DATABASE_URL", database_url)
             .env("HELPLINE_LOG_FORMAT", "json")
             .env("HELPLINE_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)

@@ -290,7 +290,7 @@ async fn sign_ins_screen_pops_notes_users_and_callbacks_are_audited() {
     // A call offered to olga and taken: two screen-pops; she writes a note.
     let _first = cc::Call::to_queue(&app, "pop-1", NUMBER, &["0"]).await;
     let offer = until!(ws, ServerMessage::Offer(o) => o);
-    ws.send(ClientMessage::Accept { offer_id: offer.offer_id }).await;
+    ws.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
     until!(ws, ServerMessage::Call(c) if c.state == cc::CallState::Connected => ());
     let note = "chiede di una casa a Como";
     ws.send(ClientMessage::Note { r#ref: json!("n1"), call_id: "pop-1".into(), text: note.into() }).await;

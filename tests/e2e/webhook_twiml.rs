@@ -291,3 +291,37 @@ async fn a_slow_caller_hears_runtime_texts_played_slowly() {
     }
     app.stop().await;
 }
+
+/// An operator who answers in the browser (one with a SIP target too, choosing the browser) is
+/// dialled at their own address on the helpline's SIP endpoint, `<Dial><Sip>sip:op-…;token=…`,
+/// which the SIP adapter takes as the operator leg of the call (docs/media.md; the tones through
+/// it are proven in tests/browser/phone.test.mjs).
+#[tokio::test]
+async fn an_operator_answering_in_the_browser_is_dialled_at_the_helplines_own_sip_address() {
+    use crate::console_client::{add_user, operator_online, until, CallState, ClientMessage, Device, ServerMessage};
+    use ivr::domain::Language::{En, Es, Fr, It};
+    let app = spawn_app().await;
+    add_user(&app, "paola", console::db::users::Role::Operator, &[It, En, Fr, Es], &[], false).await;
+    let mut paola = operator_online(&app, "paola", true).await;
+    let sid = "CAbrowser";
+    let doc = post(&app, "/twiml/voice", sid, &[]).await;
+    let action = attr_of(&check(&doc), "Gather", "action").unwrap();
+    let doc = post(&app, &action, sid, &[("Digits", "0")]).await;
+    let parsed = check(&doc);
+    let wait_url = attr_of(&parsed, "Enqueue", "waitUrl").unwrap();
+    let queue_left = attr_of(&parsed, "Enqueue", "action").unwrap();
+
+    let offer = until!(paola, ServerMessage::Offer(o) => o);
+    paola.send(ClientMessage::Accept { offer_id: offer.offer_id, device: Some(Device::Browser) }).await;
+    let connected = until!(paola, ServerMessage::Call(c) if c.state == CallState::Connected => c);
+    assert_eq!(connected.device, Some(Device::Browser));
+    let doc = post(&app, &wait_url, sid, &[("QueueTime", "12")]).await;
+    assert!(doc.contains("<Leave/>"), "{doc}");
+    let doc = post(&app, &queue_left, sid, &[("QueueResult", "leave")]).await;
+    let parsed = check(&doc);
+    let target = parsed.descendants().find(|n| n.has_tag_name("Sip")).and_then(|n| n.text()).unwrap_or_default();
+    let prefix = format!("sip:op-paola@{};token=", app.state.phone.sip_addr());
+    assert!(target.starts_with(&prefix), "{target} should start with {prefix}");
+    assert_eq!(target.len(), prefix.len() + 32, "a 128-bit token: {target}");
+    app.stop().await;
+}

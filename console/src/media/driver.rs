@@ -11,12 +11,20 @@
 //! delay. It also lets the SIP side of a bridged call (its RTP socket) be read on this same
 //! thread later, so a packet crosses the bridge without changing threads.
 //!
+//! A leg may be **bridged** to a call's SIP leg ([`LegHandle::bridge`]): the call's RTP socket is
+//! then read on this thread too, and each packet crosses `ivr::rtp::Bridge` here, in both
+//! directions, without changing threads; hold stops the forwarding both ways (the caller hears
+//! the SIP side's hold audio instead).
+//!
 //! Legs are found by the datagram's source address (learned from the first datagram a leg
 //! accepts: STUN carries the leg's ICE username), and timeouts are kept in a heap, so the cost
 //! per datagram does not grow with the number of calls.
 
-use super::webrtc::{LegEvent, LegOutput, WebRtcLeg};
-use ivr::rtp::Forward;
+use super::webrtc::{LegEvent, LegOutput, ReceivedRtp, WebRtcError, WebRtcLeg};
+use crate::metrics::{DirectionLabels, Metrics};
+use ivr::rtp::{Bridge, Forward, LegPayloads, RtpPacket, Side, StreamStart, Verdict};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -24,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The largest datagram read: above any RTP, RTCP, STUN or DTLS packet a leg gets.
 const MAX_DATAGRAM: usize = 2048;
@@ -33,6 +41,22 @@ enum Command {
     Add(u64, Box<WebRtcLeg>, mpsc::UnboundedSender<LegEvent>),
     Send(u64, Forward, Arc<[u8]>),
     Close(u64),
+    Bridge(u64, Box<SipSide>),
+    Unbridge(u64),
+    Hold(u64, bool),
+    Reoffer(u64, String, oneshot::Sender<Result<String, WebRtcError>>),
+    Stop,
+}
+
+/// The SIP side of a bridged call: its RTP socket (a clone; the SIP adapter stops reading it
+/// while bridged), where the caller's RTP goes, and what the call negotiated.
+#[derive(Debug)]
+pub struct SipSide {
+    pub socket: std::net::UdpSocket,
+    /// The caller's RTP address from its SDP; the source of the caller's packets wins once one
+    /// arrives (symmetric RTP).
+    pub remote: Option<SocketAddr>,
+    pub payloads: LegPayloads,
 }
 
 /// The running driver: hand it legs, get a [`LegHandle`] for each. The thread ends once this and
@@ -42,24 +66,36 @@ pub struct WebRtcMedia {
     tx: mpsc::UnboundedSender<Command>,
     local: SocketAddr,
     next_id: Arc<AtomicU64>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl WebRtcMedia {
     /// Starts the driver on `socket` (bound by the caller, port 0 allowed).
-    pub fn start(socket: std::net::UdpSocket) -> std::io::Result<WebRtcMedia> {
+    pub fn start(socket: std::net::UdpSocket, metrics: Arc<Metrics>) -> std::io::Result<WebRtcMedia> {
         let local = socket.local_addr()?;
         socket.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        std::thread::Builder::new().name("webrtc-media".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("webrtc-media".into()).spawn(move || {
             runtime.block_on(async move {
                 match UdpSocket::from_std(socket) {
-                    Ok(socket) => Driver::new(socket, local).run(rx).await,
+                    Ok(socket) => Driver::new(socket, local, metrics).run(rx).await,
                     Err(e) => tracing::error!(error = %e, "cannot use the WebRTC media socket"),
                 }
             })
         })?;
-        Ok(WebRtcMedia { tx, local, next_id: Arc::new(AtomicU64::new(1)) })
+        Ok(WebRtcMedia {
+            tx,
+            local,
+            next_id: Arc::new(AtomicU64::new(1)),
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Closes every leg and ends the thread; the handle to join it (once: later calls get none).
+    pub fn stop(&self) -> Option<std::thread::JoinHandle<()>> {
+        let _ = self.tx.send(Command::Stop);
+        self.thread.lock().ok().and_then(|mut t| t.take())
     }
 
     /// The socket's address (the candidate to announce, unless a public address is set).
@@ -95,6 +131,35 @@ impl LegHandle {
     pub fn close(&self) {
         let _ = self.tx.send(Command::Close(self.id));
     }
+
+    /// Bridges the leg to a call's SIP side: from now on the browser's RTP goes to the caller and
+    /// the caller's to the browser, on the media thread (no `Rtp` events any more).
+    pub fn bridge(&self, sip: SipSide) {
+        let _ = self.tx.send(Command::Bridge(self.id, Box::new(sip)));
+    }
+
+    /// Stops the bridge (the SIP side's socket is no longer read here).
+    pub fn unbridge(&self) {
+        let _ = self.tx.send(Command::Unbridge(self.id));
+    }
+
+    /// Hold: nothing forwarded either way until released.
+    pub fn hold(&self, on: bool) {
+        let _ = self.tx.send(Command::Hold(self.id, on));
+    }
+
+    /// The same browser's new offer (ICE restart): the answer, or why not.
+    pub async fn reoffer(&self, offer: String) -> Result<String, WebRtcError> {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.tx.send(Command::Reoffer(self.id, offer, reply));
+        answer.await.unwrap_or(Err(WebRtcError::Ended))
+    }
+}
+
+impl std::fmt::Debug for LegHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegHandle").field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 impl Drop for LegHandle {
@@ -110,7 +175,34 @@ struct Entry {
     timeout: Option<Instant>,
     /// Source addresses routed to this leg.
     sources: Vec<SocketAddr>,
+    bridged: Option<Bridged>,
 }
+
+/// A leg's bridge to its call's SIP side.
+struct Bridged {
+    socket: Arc<UdpSocket>,
+    remote: Option<SocketAddr>,
+    latched: bool,
+    bridge: Bridge,
+    held: bool,
+    reader: tokio::task::JoinHandle<()>,
+    /// Scratch for the packet written to the caller.
+    out: Vec<u8>,
+    to_browser: Counter,
+    to_caller: Counter,
+    /// `helpline_browser_bridges`, one less when this bridge ends.
+    up: Gauge,
+}
+
+impl Drop for Bridged {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.up.dec();
+    }
+}
+
+/// A datagram from a bridged call's SIP socket: (leg, source, datagram).
+type SipDatagram = (u64, SocketAddr, Vec<u8>);
 
 struct Driver {
     socket: UdpSocket,
@@ -118,11 +210,24 @@ struct Driver {
     legs: HashMap<u64, Entry>,
     by_source: HashMap<SocketAddr, u64>,
     timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
+    sip_tx: mpsc::UnboundedSender<SipDatagram>,
+    sip_rx: mpsc::UnboundedReceiver<SipDatagram>,
+    metrics: Arc<Metrics>,
 }
 
 impl Driver {
-    fn new(socket: UdpSocket, local: SocketAddr) -> Driver {
-        Driver { socket, local, legs: HashMap::new(), by_source: HashMap::new(), timeouts: BinaryHeap::new() }
+    fn new(socket: UdpSocket, local: SocketAddr, metrics: Arc<Metrics>) -> Driver {
+        let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+        Driver {
+            metrics,
+            socket,
+            local,
+            legs: HashMap::new(),
+            by_source: HashMap::new(),
+            timeouts: BinaryHeap::new(),
+            sip_tx,
+            sip_rx,
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
@@ -136,12 +241,41 @@ impl Driver {
                     // ICMP port-unreachable from a browser that went away, and the like.
                     Err(e) => tracing::debug!(error = %e, "WebRTC socket read"),
                 },
+                Some((id, source, datagram)) = self.sip_rx.recv() => self.caller_datagram(Instant::now(), id, source, &datagram),
                 command = rx.recv() => match command {
+                    Some(Command::Stop) | None => break,
                     Some(command) => self.command(command),
-                    None => break,
                 },
                 _ = sleep_until(next) => self.timeouts_due(Instant::now()),
             }
+        }
+        let now = Instant::now();
+        let ids: Vec<u64> = self.legs.keys().copied().collect();
+        for id in ids {
+            if let Some(entry) = self.legs.get_mut(&id) {
+                entry.leg.close(now);
+                self.flush(id);
+            }
+        }
+        tracing::info!("WebRTC media stopped");
+    }
+
+    /// A packet from a bridged call's caller: across the bridge to the browser.
+    fn caller_datagram(&mut self, now: Instant, id: u64, source: SocketAddr, datagram: &[u8]) {
+        let Some(entry) = self.legs.get_mut(&id) else { return };
+        let Some(b) = entry.bridged.as_mut() else { return };
+        let Ok(packet) = RtpPacket::decode(datagram) else { return };
+        if !b.latched {
+            b.remote = Some(source);
+            b.latched = true;
+        }
+        if b.held {
+            return;
+        }
+        if let Verdict::Forward(f) = b.bridge.forward(Side::A, &packet.header, packet.payload, now) {
+            b.to_browser.inc();
+            entry.leg.send_rtp(now, &f, packet.payload);
+            self.flush(id);
         }
     }
 
@@ -204,7 +338,7 @@ impl Driver {
         let now = Instant::now();
         match command {
             Command::Add(id, leg, events) => {
-                self.legs.insert(id, Entry { leg: *leg, events, timeout: None, sources: Vec::new() });
+                self.legs.insert(id, Entry { leg: *leg, events, timeout: None, sources: Vec::new(), bridged: None });
                 self.flush(id);
             }
             Command::Send(id, packet, payload) => {
@@ -219,6 +353,32 @@ impl Driver {
                     self.flush(id);
                 }
             }
+            Command::Bridge(id, sip) => {
+                let Some(entry) = self.legs.get_mut(&id) else { return };
+                match bridged(id, &entry.leg, *sip, self.sip_tx.clone(), &self.metrics) {
+                    Ok(b) => entry.bridged = Some(b),
+                    Err(e) => tracing::error!(error = %e, "cannot bridge the call to the browser"),
+                }
+            }
+            Command::Unbridge(id) => {
+                if let Some(entry) = self.legs.get_mut(&id) {
+                    entry.bridged = None;
+                }
+            }
+            Command::Hold(id, on) => {
+                if let Some(b) = self.legs.get_mut(&id).and_then(|e| e.bridged.as_mut()) {
+                    b.held = on;
+                }
+            }
+            Command::Reoffer(id, offer, reply) => {
+                let answer = match self.legs.get_mut(&id) {
+                    Some(entry) => entry.leg.accept_reoffer(&offer, now),
+                    None => Err(WebRtcError::Ended),
+                };
+                let _ = reply.send(answer);
+                self.flush(id);
+            }
+            Command::Stop => {}
         }
     }
 
@@ -232,6 +392,11 @@ impl Driver {
                     // Never wait for the socket: a datagram that does not fit is lost, as on the wire.
                     if let Err(e) = self.socket.try_send_to(&contents, destination) {
                         tracing::debug!(error = %e, %destination, "WebRTC datagram not sent");
+                    }
+                }
+                LegOutput::Event(LegEvent::Rtp(rtp)) if entry.bridged.is_some() => {
+                    if let Some(b) = entry.bridged.as_mut() {
+                        to_caller(b, &rtp);
                     }
                 }
                 LegOutput::Event(event) => {
@@ -254,6 +419,70 @@ impl Driver {
             }
         }
     }
+}
+
+/// A packet from the browser: across the bridge to the caller (never waiting for the socket).
+fn to_caller(b: &mut Bridged, rtp: &ReceivedRtp) {
+    if b.held {
+        return;
+    }
+    let Some(remote) = b.remote else { return };
+    if let Verdict::Forward(f) = b.bridge.forward(Side::B, &rtp.header, &rtp.payload, rtp.arrival) {
+        b.to_caller.inc();
+        f.write(&rtp.payload, &mut b.out);
+        if let Err(e) = b.socket.try_send_to(&b.out, remote) {
+            tracing::debug!(error = %e, %remote, "RTP to the caller not sent");
+        }
+    }
+}
+
+/// Sets up a bridge (on the media thread: the SIP socket is registered with its runtime, and a
+/// small task on it reads the socket).
+fn bridged(
+    id: u64,
+    leg: &WebRtcLeg,
+    sip: SipSide,
+    datagrams: mpsc::UnboundedSender<SipDatagram>,
+    metrics: &Metrics,
+) -> std::io::Result<Bridged> {
+    sip.socket.set_nonblocking(true)?;
+    let socket = Arc::new(UdpSocket::from_std(sip.socket)?);
+    // Both outgoing streams start at random points (RFC 3550 §5.1), the browser's below 2^15 so
+    // that its SRTP rollover counter starts at 0.
+    let to_caller = StreamStart { ssrc: rand::random(), sequence: rand::random(), timestamp: rand::random() };
+    let to_browser =
+        StreamStart { ssrc: leg.tx_ssrc(), sequence: rand::random::<u16>() >> 1, timestamp: rand::random() };
+    let bridge = Bridge::new(sip.payloads, leg.payloads(), to_caller, to_browser)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let read = socket.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            match read.recv_from(&mut buf).await {
+                Ok((len, source)) => {
+                    if datagrams.send((id, source, buf[..len].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "caller's RTP socket read"),
+            }
+        }
+    });
+    let direction =
+        |d: &str| metrics.bridge_packets.get_or_create(&DirectionLabels { direction: d.to_owned() }).clone();
+    metrics.browser_bridges.inc();
+    Ok(Bridged {
+        to_browser: direction("to_browser"),
+        to_caller: direction("to_caller"),
+        up: metrics.browser_bridges.clone(),
+        socket,
+        remote: sip.remote,
+        latched: false,
+        bridge,
+        held: false,
+        reader,
+        out: Vec::with_capacity(12 + 160),
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {

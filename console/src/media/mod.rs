@@ -4,15 +4,20 @@
 //!   DTLS-SRTP, RTCP, G.711 only) as a sans-IO state machine over str0m: offer in, answer out,
 //!   datagrams and time in, datagrams, timeouts and events out;
 //! - `driver.rs`: [`WebRtcMedia`], the one UDP socket every leg uses and the thread that runs
-//!   the legs (off the request runtime, as the SIP media clock is).
+//!   the legs (off the request runtime, as the SIP media clock is), and bridges a leg to its
+//!   call's SIP RTP there;
+//! - `phone.rs`: [`Phone`], where a call's SIP side (registered by the SIP adapter) meets its
+//!   operator's page (offers, hold, hang-up, media state, through the console socket).
 //!
 //! The packet rewriting between a call's two legs is pure protocol code and lives in
 //! `ivr::rtp::Bridge` (docs/media.md).
 
 mod driver;
+mod phone;
 mod webrtc;
 
-pub use driver::{LegHandle, WebRtcMedia};
+pub use driver::{LegHandle, SipSide, WebRtcMedia};
+pub use phone::{browser_target, is_browser_target, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
 pub use webrtc::{Failure, LegConfig, LegEvent, LegOutput, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg};
 
 #[cfg(test)]

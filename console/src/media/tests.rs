@@ -133,7 +133,11 @@ fn run_client(
 
 #[tokio::test]
 async fn a_browser_leg_carries_audio_both_ways_over_udp() {
-    let media = WebRtcMedia::start(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    let media = WebRtcMedia::start(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
     let client_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut client = client_rtc(Instant::now(), &[RtcCodec::PCMU, RtcCodec::PCMA]);
     let (mid, offer_sdp, pending) = offer(&mut client, client_socket.local_addr().unwrap());
@@ -225,6 +229,84 @@ async fn a_browser_leg_carries_audio_both_ways_over_udp() {
         .unwrap(),
         "closing the leg reports Closed"
     );
+}
+
+/// The driver bridges a leg to a call's SIP side: the call's RTP socket is read on the media
+/// thread, the caller's 440 Hz reaches the browser and the browser's 1 kHz the caller, each as
+/// one stream (the caller hears one SSRC, sequence +1, timestamp +160).
+#[tokio::test]
+async fn a_bridged_leg_carries_a_sip_callers_audio_both_ways() {
+    let media = WebRtcMedia::start(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let client_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut client = client_rtc(Instant::now(), &[RtcCodec::PCMU, RtcCodec::PCMA]);
+    let (mid, offer_sdp, pending) = offer(&mut client, client_socket.local_addr().unwrap());
+    let config = LegConfig::new(Codec::Pcmu, media.local_addr());
+    let (leg, answer) = WebRtcLeg::accept_offer(&offer_sdp, config, Instant::now()).unwrap();
+    let mut handle = media.add(leg);
+    client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let client =
+        std::thread::spawn(move || run_client(client, mid, client_socket, 1000.0, 150, 60, Duration::from_secs(15)));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match handle.events.recv().await {
+                Some(LegEvent::State(MediaState::Connected)) => return,
+                Some(_) => {}
+                None => panic!("the leg ended before connecting"),
+            }
+        }
+    })
+    .await
+    .expect("ICE and DTLS within 10 s");
+
+    // The call's RTP socket (the server's) and the caller's.
+    let server_rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server_rtp.local_addr().unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let payloads = LegPayloads::new(Codec::Pcmu).with_telephone_event(101);
+    handle.bridge(SipSide { socket: server_rtp, remote: Some(caller.local_addr().unwrap()), payloads });
+
+    let mut heard: Vec<(ivr::rtp::RtpHeader, Vec<i16>)> = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0u32;
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while sent < 100 || heard.len() < 50 {
+        tokio::select! {
+            _ = ticks.tick(), if sent < 100 => {
+                let header = ivr::rtp::RtpHeader {
+                    marker: sent == 0, payload_type: 0, sequence: 7 + sent as u16,
+                    timestamp: 99_000 + 160 * sent, ssrc: 0x5151, csrcs: Vec::new(),
+                };
+                let payload = encode(Codec::Pcmu, &tone(440.0, sent as usize * FRAME, FRAME));
+                caller.send_to(&header.encode(&payload), server_addr).await.unwrap();
+                sent += 1;
+            }
+            r = caller.recv_from(&mut buf) => {
+                let (n, _) = r.unwrap();
+                let packet = ivr::rtp::RtpPacket::decode(&buf[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 0, "the SIP leg's own audio type");
+                heard.push((packet.header.clone(), decode(Codec::Pcmu, packet.payload)));
+            }
+            _ = tokio::time::sleep_until(deadline) => panic!("{sent} sent, {} packets heard", heard.len()),
+        }
+    }
+    let browser_heard = tokio::task::spawn_blocking(move || client.join().expect("client thread")).await.unwrap();
+    let samples: Vec<i16> = heard.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    assert_tone(&samples, 1000.0, 440.0, "the caller, from the browser");
+    let samples: Vec<i16> = browser_heard.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    assert_tone(&samples, 440.0, 1000.0, "the browser, from the caller");
+    for pair in heard.windows(2) {
+        let (a, b) = (&pair[0].0, &pair[1].0);
+        assert_eq!(b.ssrc, a.ssrc, "one stream towards the caller");
+        assert_eq!(b.sequence, a.sequence.wrapping_add(1));
+        assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
+    }
+
+    handle.close();
 }
 
 /// A client and a leg connected by a network in memory, with a clock moved by hand in 5 ms

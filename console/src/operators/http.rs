@@ -34,7 +34,7 @@ where
 
 /// What the page needs to draw itself (also in `welcome.config`): [`super::protocol::PageConfig`].
 pub fn config_json(state: &OperatorsState) -> Value {
-    serde_json::to_value(super::protocol::PageConfig::new(state.console.config())).unwrap_or_default()
+    serde_json::to_value(super::protocol::PageConfig::new(state.console.config(), &state.settings)).unwrap_or_default()
 }
 
 async fn config(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> Json<Value> {

@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::db::{Db, DbError};
 use crate::directory::Directory;
 use crate::error::AppError;
+use crate::media::Phone;
 use crate::metrics::Metrics;
 use crate::tasks::Tasks;
 use config::ConsoleConfig;
@@ -42,6 +43,8 @@ pub struct OperatorsState {
     /// The calls the console offers and ends.
     pub calls: CallRuntime,
     pub metrics: Arc<Metrics>,
+    /// The browser phones' media on this node (the SIP calls it carries).
+    pub phone: Phone,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
@@ -53,6 +56,8 @@ pub enum ConsoleError {
     NotYourOffer,
     #[error("you have no SIP target or number to transfer calls to; ask an admin")]
     NoTarget,
+    #[error("this call cannot be answered in the browser here (its carrier or its media is elsewhere); answer it on your phone")]
+    PhoneUnavailable,
     #[error("not possible while you have an offer or a call")]
     Busy,
     #[error("this is not your call")]
@@ -81,6 +86,7 @@ impl ConsoleError {
             ConsoleError::OfferGone => ErrorCode::OfferGone,
             ConsoleError::NotYourOffer => ErrorCode::NotYourOffer,
             ConsoleError::NoTarget => ErrorCode::NoTarget,
+            ConsoleError::PhoneUnavailable => ErrorCode::PhoneUnavailable,
             ConsoleError::Busy => ErrorCode::Busy,
             ConsoleError::NotYourCall => ErrorCode::NotYourCall,
             ConsoleError::UnknownDisposition(_) => ErrorCode::UnknownDisposition,

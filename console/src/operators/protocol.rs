@@ -13,6 +13,7 @@
 use crate::db::users::Role;
 use crate::directory::http::{area_counts, ServiceHit};
 use crate::directory::{SearchParams, SearchResponse};
+pub use crate::media::PhoneStatus;
 use crate::operators::config::Disposition;
 use crate::operators::presence::PresenceState;
 use ivr::domain::{Language, ServiceArea};
@@ -49,8 +50,13 @@ pub enum ClientMessage {
         #[serde(default)]
         reason: Option<String>,
     },
-    /// Take the offered call.
-    Accept { offer_id: i64 },
+    /// Take the offered call, answering it on `device` (default: the browser for an operator
+    /// without a SIP target, their phone otherwise).
+    Accept {
+        offer_id: i64,
+        #[serde(default)]
+        device: Option<Device>,
+    },
     /// Refuse it (counts as missed: the call goes to the next operator, I am paused).
     Decline { offer_id: i64 },
     /// Search the directory; a newer `qseq` cancels older ones.
@@ -70,6 +76,30 @@ pub enum ClientMessage {
         #[serde(default)]
         r#ref: Option<Ref>,
     },
+    /// The browser phone's SDP offer for my call's audio, answered by `phone_answer`; `restart`
+    /// when it comes from the same peer connection as before (an ICE restart after the page's
+    /// connection came back), otherwise a new connection (a reloaded page).
+    PhoneOffer {
+        call_id: String,
+        sdp: String,
+        #[serde(default)]
+        restart: bool,
+    },
+    /// The page cannot be the phone of my call (`reason`, 1 to 100 characters: the microphone was
+    /// refused or is missing): the caller goes back to the queue at once.
+    PhoneFailed { call_id: String, reason: String },
+    /// Hold my browser call (the caller hears the hold audio) or take it back.
+    Hold { call_id: String, on: bool },
+}
+
+/// Where an operator answers a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    /// The console page is the phone (WebRTC; the server carries the media).
+    Browser,
+    /// The operator's SIP target (a desk phone or softphone).
+    Phone,
 }
 
 /// The presence states an operator may ask for.
@@ -158,6 +188,16 @@ pub enum ServerMessage {
     Pong { r#ref: Option<Ref> },
     /// A request refused; the socket stays open.
     Error(ErrorMessage),
+    /// The server's SDP answer to `phone_offer` (ICE-lite: its one candidate is in it).
+    PhoneAnswer { call_id: String, sdp: String },
+    /// My browser call's media: `connecting`, `connected`, `reconnecting`, `failed` (the caller
+    /// is back in the queue; `reason` says why), `hung_up` (the caller hung up), `ended`.
+    PhoneState {
+        call_id: String,
+        state: PhoneStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// The `type`s of the [`ServerMessage`]s the hub stores and sends with a `seq`.
@@ -234,6 +274,9 @@ pub struct WelcomeUser {
     pub role: Role,
     pub languages: Vec<Language>,
     pub areas: Vec<ServiceArea>,
+    /// Whether I have a SIP target (then I may answer on that phone instead of the browser).
+    #[serde(default)]
+    pub sip_phone: bool,
 }
 
 /// What the page needs to draw itself: `welcome.config` and `GET /api/console/config`.
@@ -244,16 +287,42 @@ pub struct PageConfig {
     pub offer_timeout_secs: u32,
     pub areas: Vec<ServiceArea>,
     pub languages: Vec<Language>,
+    /// The browser phone's ICE servers (`HELPLINE_TURN_URLS` and its credentials), as
+    /// `RTCPeerConnection` takes them; empty without TURN.
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One entry of `RTCConfiguration.iceServers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 impl PageConfig {
-    pub fn new(c: &super::config::ConsoleConfig) -> PageConfig {
+    pub fn new(c: &super::config::ConsoleConfig, settings: &crate::config::Settings) -> PageConfig {
+        let urls = settings.turn_url_list();
+        let ice_servers = if urls.is_empty() {
+            Vec::new()
+        } else {
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            vec![IceServer {
+                urls,
+                username: some(&settings.turn_username),
+                credential: some(settings.turn_password.expose()),
+            }]
+        };
         PageConfig {
             dispositions: c.dispositions.clone(),
             wrap_up_secs: c.wrap_up_secs,
             offer_timeout_secs: c.acd.offer_timeout_secs,
             areas: ServiceArea::ALL.to_vec(),
             languages: Language::all(),
+            ice_servers,
         }
     }
 }
@@ -346,6 +415,9 @@ pub struct CallUpdate {
     /// With `connected` from an accepted offer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer_id: Option<i64>,
+    /// With `connected`: where I answer it (`browser`: the page connects its phone at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
     /// Null for `ended`.
     pub pop: Option<ScreenPop>,
 }
@@ -471,6 +543,8 @@ pub enum ErrorCode {
     BadSearch,
     /// More frames than the socket's rate: this one was not processed (a search's carries `qseq`).
     RateLimited,
+    /// A phone message for a call this server does not carry in a browser (or no longer).
+    PhoneUnavailable,
     Internal,
 }
 
@@ -606,8 +680,13 @@ mod tests {
             json!({"type": "offer_withdrawn", "seq": 9, "offer_id": 1, "call_id": "c", "reason": "taken"})
         );
         assert_eq!(serde_json::from_str::<Frame>(&text).unwrap(), withdrawn);
-        let ended =
-            ServerMessage::Call(CallUpdate { call_id: "c".into(), state: CallState::Ended, offer_id: None, pop: None });
+        let ended = ServerMessage::Call(CallUpdate {
+            call_id: "c".into(),
+            state: CallState::Ended,
+            offer_id: None,
+            device: None,
+            pop: None,
+        });
         assert_eq!(
             serde_json::to_value(&ended).unwrap(),
             json!({"type": "call", "call_id": "c", "state": "ended", "pop": null}),
@@ -615,6 +694,42 @@ mod tests {
         );
         let reply: Frame = serde_json::from_str(r#"{"type":"pong","ref":"p"}"#).unwrap();
         assert_eq!(reply, Frame { seq: None, message: ServerMessage::Pong { r#ref: Some(json!("p")) } });
+    }
+
+    /// The page's ICE servers are the TURN settings (none without `turn_urls`), and the browser
+    /// phone's messages keep their shapes.
+    #[test]
+    fn the_phone_config_and_messages() {
+        let console = crate::operators::config::ConsoleConfig::default();
+        let mut settings = crate::config::Settings::default();
+        assert!(PageConfig::new(&console, &settings).ice_servers.is_empty());
+        settings.turn_urls = "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349".into();
+        settings.turn_username = "helpline".into();
+        settings.turn_password = crate::config::SecretString::new("s3cret");
+        let config = serde_json::to_value(PageConfig::new(&console, &settings)).unwrap();
+        assert_eq!(
+            config["ice_servers"],
+            json!([{
+                "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+                "username": "helpline",
+                "credential": "s3cret"
+            }])
+        );
+        let read = |v: Value| serde_json::from_value::<ClientMessage>(v).unwrap();
+        assert_eq!(
+            read(json!({"type": "phone_offer", "call_id": "c", "sdp": "v=0"})),
+            ClientMessage::PhoneOffer { call_id: "c".into(), sdp: "v=0".into(), restart: false }
+        );
+        assert_eq!(
+            read(json!({"type": "accept", "offer_id": 3, "device": "browser"})),
+            ClientMessage::Accept { offer_id: 3, device: Some(Device::Browser) }
+        );
+        assert_eq!(read(json!({"type": "accept", "offer_id": 3})), ClientMessage::Accept { offer_id: 3, device: None });
+        let state = ServerMessage::PhoneState { call_id: "c".into(), state: PhoneStatus::HungUp, reason: None };
+        assert_eq!(
+            serde_json::to_value(&state).unwrap(),
+            json!({"type": "phone_state", "call_id": "c", "state": "hung_up"})
+        );
     }
 
     /// The rows of the markdown table under `heading`: its cells, trimmed.

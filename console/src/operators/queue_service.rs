@@ -8,7 +8,7 @@
 use super::hub::{self, Tx};
 use super::presence::{self, Change, PresenceState};
 use super::protocol::{
-    CallState, CallUpdate, Offer, OfferMatch, QueueStatus, QueuedCall, ServerMessage, WithdrawReason,
+    CallState, CallUpdate, Device, Offer, OfferMatch, QueueStatus, QueuedCall, ServerMessage, WithdrawReason,
 };
 use super::OperatorsState;
 use super::{pop, ConsoleError};
@@ -17,6 +17,7 @@ use crate::calls::{CallRequest, Origin};
 use crate::clock::rfc3339;
 use crate::db::users::{split_codes, User};
 use crate::db::DbError;
+use crate::media::{browser_target, PhoneMsg};
 use chrono::{DateTime, Utc};
 use ivr::domain::{CallId, Language, ServiceArea};
 use ivr::engine::Event;
@@ -159,14 +160,44 @@ async fn transfers_failed(state: &OperatorsState, tx: &mut Tx, now_ms: i64) -> R
             call_id: call_id.clone(),
             state: CallState::TransferFailed,
             offer_id: None,
+            device: None,
             pop,
         });
         hub::write(tx, &hub::user(*operator), &failed, now_ms).await?;
-        presence::set(tx, *operator, &Change::to(PresenceState::Available), Some(&[PresenceState::OnCall]), now_ms)
-            .await?;
+        // A browser phone that failed (no microphone, ICE or DTLS blocked, the tab closed) would
+        // fail again on the next call: the operator is paused, with the reason, until they act.
+        let change = match browser_failure(tx, call_id).await? {
+            Some(reason) => Change { reason: Some(reason), ..Change::to(PresenceState::Paused) },
+            None => Change::to(PresenceState::Available),
+        };
+        presence::set(tx, *operator, &change, Some(&[PresenceState::OnCall]), now_ms).await?;
     }
     Ok(!failed.is_empty())
 }
+
+/// The reason of the call's last failed transfer when it was the browser phone's (the SIP
+/// adapter records `TransferFailed` with a reason starting `browser phone: `), at most 100
+/// characters as presence reasons are.
+async fn browser_failure(tx: &mut Tx, call_id: &str) -> Result<Option<String>, DbError> {
+    let last: Option<(String,)> = sqlx::query_as(
+        "SELECT data FROM call_events WHERE call_id = $1 AND kind = 'transfer_failed' ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(call_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let reason = last
+        .and_then(|(data,)| serde_json::from_str::<Value>(&data).ok())
+        .and_then(|v| serde_json::from_value::<Event>(v.get("event")?.clone()).ok())
+        .and_then(|e| match e {
+            Event::TransferFailed { reason } => Some(reason),
+            _ => None,
+        })
+        .filter(|r| r.starts_with(BROWSER_FAILURE));
+    Ok(reason.map(|r| r.chars().take(100).collect()))
+}
+
+/// How the SIP adapter's reasons for a failed browser transfer start.
+pub const BROWSER_FAILURE: &str = "browser phone: ";
 
 async fn end_wrap_ups(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
     let done: Vec<(i64,)> = sqlx::query_as(
@@ -205,8 +236,9 @@ async fn lapse_to_offline(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
 
 async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) -> Result<bool, DbError> {
     let now_ms = now.timestamp_millis();
-    let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
-        "SELECT q.call_id, q.language, q.area, q.priority, q.entered_at FROM queue_entries q WHERE q.status = 'waiting' \
+    let rows: Vec<(String, String, Option<String>, i64, i64, String)> = sqlx::query_as(
+        "SELECT q.call_id, q.language, q.area, q.priority, q.entered_at, c.channel FROM queue_entries q \
+         JOIN calls c ON c.call_id = q.call_id WHERE q.status = 'waiting' \
          AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.call_id = q.call_id AND o.status = 'open')",
     )
     .fetch_all(&mut **tx)
@@ -224,10 +256,16 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
     for (call, op) in missed {
         missed_by.entry(call).or_default().push(op);
     }
+    let mut browser_ok: std::collections::HashSet<String> = std::collections::HashSet::new();
     let calls: Vec<WaitingCall> = rows
         .into_iter()
-        .filter_map(|(call_id, language, area, priority, entered_at)| {
+        .filter_map(|(call_id, language, area, priority, entered_at, channel)| {
             let language = Language::parse(&language).ok()?;
+            // The SIP adapter bridges its own calls to a browser when their media is on this
+            // node; a carrier's call reaches one through its transfer to the operator's address.
+            if channel != "sip" || state.phone.carries(&call_id) {
+                browser_ok.insert(call_id.clone());
+            }
             Some(WaitingCall {
                 missed_by: missed_by.remove(&call_id).unwrap_or_default(),
                 call_id,
@@ -238,26 +276,39 @@ async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) ->
             })
         })
         .collect();
-    // An operator without a phone target could not accept (`no_target`): offering them a call
-    // would only keep the caller waiting for the offer to expire.
-    let ops: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT u.id, u.languages, u.areas, u.mediator, s.idle_since FROM operator_state s JOIN users u ON u.id = s.user_id \
-         WHERE s.presence = 'available' AND u.sip_target IS NOT NULL AND u.sip_target <> ''",
+    // An operator without a phone target answers in the browser: offered only the calls this
+    // node can bridge to one (the carriers' calls, and its own SIP calls); offering them a SIP
+    // call whose media is on another node would only keep the caller waiting for the offer to
+    // expire.
+    let ops: Vec<(i64, String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT u.id, u.languages, u.areas, u.mediator, s.idle_since, \
+         CAST(CASE WHEN u.sip_target IS NOT NULL AND u.sip_target <> '' THEN 1 ELSE 0 END AS BIGINT) \
+         FROM operator_state s JOIN users u ON u.id = s.user_id WHERE s.presence = 'available'",
     )
     .fetch_all(&mut **tx)
     .await?;
-    let operators: Vec<Operator> = ops
-        .into_iter()
-        .map(|(id, languages, areas, mediator, idle_since)| Operator {
+    let (operators, browser_only): (Vec<Operator>, Vec<Operator>) = {
+        let (with_phone, without): (Vec<_>, Vec<_>) = ops.into_iter().partition(|o| o.5 != 0);
+        let op = |(id, languages, areas, mediator, idle_since, _): (i64, String, String, i64, i64, i64)| Operator {
             id,
             languages: split_codes(&languages, Language::parse).unwrap_or_default(),
             areas: split_codes(&areas, ServiceArea::parse).unwrap_or_default(),
             mediator: mediator != 0,
             presence: Presence::Available,
             idle_since: DateTime::from_timestamp_millis(idle_since).unwrap_or(now),
-        })
-        .collect();
-    let offers = acd::assign(&calls, &operators, now, &state.console.config().acd());
+        };
+        (with_phone.into_iter().map(op).collect(), without.into_iter().map(op).collect())
+    };
+    let rules = state.console.config().acd();
+    let mut offers = acd::assign(&calls, &operators, now, &rules);
+    if !browser_only.is_empty() {
+        // The browser-only operators take what is left of the calls they can reach.
+        let left: Vec<WaitingCall> = calls
+            .into_iter()
+            .filter(|c| browser_ok.contains(&c.call_id) && !offers.iter().any(|o| o.call_id == c.call_id))
+            .collect();
+        offers.extend(acd::assign(&left, &browser_only, now, &rules));
+    }
     let mut wrote = false;
     for offer in offers {
         let matched = match offer.matched {
@@ -354,7 +405,12 @@ async fn has_queue_message(tx: &mut Tx) -> Result<bool, DbError> {
 }
 
 /// The operator takes the offered call.
-pub async fn accept(state: &OperatorsState, user: &User, offer_id: i64) -> Result<(), ConsoleError> {
+pub async fn accept(
+    state: &OperatorsState,
+    user: &User,
+    offer_id: i64,
+    device: Option<Device>,
+) -> Result<(), ConsoleError> {
     let now = state.clock.now();
     let now_ms = now.timestamp_millis();
     let hub = state.console.hub();
@@ -369,7 +425,32 @@ pub async fn accept(state: &OperatorsState, user: &User, offer_id: i64) -> Resul
     if status != "open" || expires_at <= now_ms {
         return Err(ConsoleError::OfferGone);
     }
-    let target = user.sip_target.clone().filter(|t| !t.is_empty()).ok_or(ConsoleError::NoTarget)?;
+    let sip_target = user.sip_target.clone().filter(|t| !t.is_empty());
+    let device = match (device, &sip_target) {
+        (Some(Device::Phone), None) => return Err(ConsoleError::NoTarget),
+        (Some(d), _) => d,
+        (None, Some(_)) => Device::Phone,
+        (None, None) => Device::Browser,
+    };
+    let target = match (device, sip_target) {
+        (Device::Phone, Some(t)) => t,
+        _ => {
+            // The browser: this node's SIP calls (their media is here), or a carrier's call,
+            // which the carrier transfers to the operator's address on this node.
+            let (channel,): (String,) = sqlx::query_as("SELECT channel FROM calls WHERE call_id = $1")
+                .bind(&call_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if channel == "sip" && !state.phone.carries(&call_id) {
+                return Err(ConsoleError::PhoneUnavailable);
+            }
+            let token = hex::encode(rand::random::<[u8; 16]>());
+            if channel != "sip" {
+                state.phone.expect_transfer(&token, &call_id);
+            }
+            browser_target(&user.name, state.phone.sip_addr(), &token)
+        }
+    };
     let taken = sqlx::query(
         "UPDATE queue_entries SET status = 'assigned', operator = $2, target = $3, updated_at = $4 WHERE call_id = $1 AND status = 'waiting'",
     )
@@ -432,8 +513,13 @@ pub async fn accept(state: &OperatorsState, user: &User, offer_id: i64) -> Resul
     }
     let pop = pop::screen_pop(&state.db, &call_id, now_ms).await?;
     pop::audit(&mut *tx, now_ms, user.id, pop.as_ref(), pop::Shown::Connected).await?;
-    let connected =
-        ServerMessage::Call(CallUpdate { call_id, state: CallState::Connected, offer_id: Some(offer_id), pop });
+    let connected = ServerMessage::Call(CallUpdate {
+        call_id,
+        state: CallState::Connected,
+        offer_id: Some(offer_id),
+        device: Some(device),
+        pop,
+    });
     hub::write(&mut tx, &hub::user(user.id), &connected, now_ms).await?;
     hub::commit(hub, tx, true).await?;
     state.console.kick();
@@ -488,6 +574,7 @@ pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Res
         call_id: call_id.to_owned(),
         state: CallState::Ended,
         offer_id: None,
+        device: None,
         pop: None,
     });
     hub::write(&mut tx, &hub::user(user.id), &ended, now_ms).await?;
@@ -497,6 +584,8 @@ pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Res
         Change { call_id: Some(call_id.to_owned()), wrap_up_until: Some(until), ..Change::to(PresenceState::WrapUp) };
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::OnCall]), now_ms).await?;
     hub::commit(hub, tx, true).await?;
+    // A browser call: the caller hears the goodbye and is hung up (nothing for other calls).
+    state.phone.tell(call_id, PhoneMsg::Hangup);
     Ok(())
 }
 

@@ -13,8 +13,8 @@
 use super::hub::{self, Control, Message};
 use super::presence::PresenceState;
 use super::protocol::{
-    CallState, CallUpdate, ClientMessage, ErrorCode, ErrorMessage, Offer, OfferMatch, PageConfig, PresenceChoice, Ref,
-    SavedWhat, Search, SearchResults, ServerMessage, Welcome, WelcomeUser,
+    CallState, CallUpdate, ClientMessage, Device, ErrorCode, ErrorMessage, Offer, OfferMatch, PageConfig,
+    PresenceChoice, Ref, SavedWhat, Search, SearchResults, ServerMessage, Welcome, WelcomeUser,
 };
 use super::OperatorsState;
 use super::{pop, presence, queue_service, work, ConsoleError};
@@ -22,6 +22,7 @@ use crate::auth::{AsOperator, Authenticated};
 use crate::db::sessions;
 use crate::db::users::Role;
 use crate::error::AppError;
+use crate::media::{is_browser_target, PhoneMsg};
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
@@ -254,6 +255,7 @@ async fn recv_loop(
     out: mpsc::Sender<Out>,
 ) {
     let mut control = state.console.hub().control();
+    let mut phone_events = state.phone.subscribe();
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.tick().await;
     let mut greeted = false;
@@ -275,6 +277,16 @@ async fn recv_loop(
                     return;
                 }
             }
+            ev = phone_events.recv() => match ev {
+                Ok(ev) if ev.operator == auth.user.id && greeted => {
+                    let news = ServerMessage::PhoneState { call_id: ev.call_id, state: ev.status, reason: ev.reason };
+                    if out.send(frame(&news)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             c = control.recv() => match c {
                 Ok(Control::SessionsRevoked { user_id }) if user_id == auth.user.id => {
                     if !session_alive(&state, &auth).await {
@@ -391,7 +403,45 @@ async fn handle(
         ClientMessage::Ready => {
             queue_service::set_presence(state, user, PresenceState::Available, None).await.map(|_| None)
         }
-        ClientMessage::Accept { offer_id } => queue_service::accept(state, user, offer_id).await.map(|_| None),
+        ClientMessage::Accept { offer_id, device } => {
+            queue_service::accept(state, user, offer_id, device).await.map(|_| None)
+        }
+        ClientMessage::PhoneOffer { call_id, sdp, restart } => match on_my_call(state, user.id, &call_id).await {
+            Ok(()) => {
+                // Answered from a task: a carrier's transfer may still be on its way.
+                let (phone, out, r#ref) = (state.phone.clone(), out.clone(), r#ref.clone());
+                let user_id = user.id;
+                tokio::spawn(async move {
+                    let reply = match phone.offer(&call_id, user_id, sdp, restart).await {
+                        Ok(sdp) => ServerMessage::PhoneAnswer { call_id, sdp },
+                        Err(e) => {
+                            tracing::info!(call_id, error = %e, "browser phone offer refused");
+                            ServerMessage::error(ErrorCode::PhoneUnavailable, e, r#ref)
+                        }
+                    };
+                    let _ = out.send(frame(&reply)).await;
+                });
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+        ClientMessage::PhoneFailed { call_id, reason } => {
+            let reason = reason.trim().to_owned();
+            if reason.is_empty() || reason.chars().count() > 100 {
+                Ok(Some(bad("reason must be 1 to 100 characters")))
+            } else {
+                match on_my_call(state, user.id, &call_id).await {
+                    Ok(()) if state.phone.tell(&call_id, PhoneMsg::PageFailed(reason)) => Ok(None),
+                    Ok(()) => Ok(Some(phone_unavailable(&call_id, r#ref.clone()))),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        ClientMessage::Hold { call_id, on } => match on_my_call(state, user.id, &call_id).await {
+            Ok(()) if state.phone.tell(&call_id, PhoneMsg::Hold(on)) => Ok(None),
+            Ok(()) => Ok(Some(phone_unavailable(&call_id, r#ref.clone()))),
+            Err(e) => Err(e),
+        },
         ClientMessage::Decline { offer_id } => queue_service::decline(state, user, offer_id).await.map(|_| None),
         ClientMessage::EndCall { call_id } => queue_service::end_call(state, user, &call_id).await.map(|_| None),
         ClientMessage::Note { r#ref, call_id, text } => {
@@ -424,6 +474,21 @@ async fn handle(
             out.send(error_frame(e.code(), &e, r#ref.as_ref())).await
         }
     }
+}
+
+/// The operator is on this call (the phone's messages are for one's own call only).
+async fn on_my_call(state: &OperatorsState, user_id: i64, call_id: &str) -> Result<(), ConsoleError> {
+    let mut tx = state.db.pool().begin().await?;
+    let me = presence::get(&mut tx, user_id).await?;
+    tx.rollback().await?;
+    match me {
+        Some(p) if p.state == PresenceState::OnCall && p.call_id.as_deref() == Some(call_id) => Ok(()),
+        _ => Err(ConsoleError::NotYourCall),
+    }
+}
+
+fn phone_unavailable(call_id: &str, r#ref: Option<Ref>) -> ServerMessage {
+    ServerMessage::error(ErrorCode::PhoneUnavailable, format!("call {call_id} has no browser phone here"), r#ref)
 }
 
 fn saved(r#ref: Ref, what: SavedWhat, at: i64) -> ServerMessage {
@@ -526,7 +591,15 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
                 state.db.with_lock_turn(shown).await?;
                 let on_call = me.as_ref().is_some_and(|p| p.state == PresenceState::OnCall);
                 let st = if on_call { CallState::Connected } else { CallState::Ended };
-                Some(CallUpdate { call_id, state: st, offer_id: None, pop })
+                // A page reloaded during a browser call offers its phone again.
+                let target: Option<(Option<String>,)> =
+                    sqlx::query_as("SELECT target FROM queue_entries WHERE call_id = $1")
+                        .bind(&call_id)
+                        .fetch_optional(state.db.pool())
+                        .await?;
+                let browser = target.and_then(|(t,)| t).is_some_and(|t| is_browser_target(&t));
+                let device = (on_call && browser).then_some(Device::Browser);
+                Some(CallUpdate { call_id, state: st, offer_id: None, device, pop })
             }
             None => None,
         };
@@ -554,6 +627,7 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
             role,
             languages: auth.user.languages.clone(),
             areas: auth.user.areas.clone(),
+            sip_phone: auth.user.sip_target.as_deref().is_some_and(|t| !t.is_empty()),
         },
         presence: me.map(|p| p.status()),
         last_seq: newest,
@@ -561,7 +635,7 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
         operators,
         offer,
         call,
-        config: PageConfig::new(state.console.config()),
+        config: PageConfig::new(state.console.config(), &state.settings),
     }));
     out.send(frame(&welcome)).await?;
     // Live messages resume after what the page has (a fresh page: everything up to `newest`).

@@ -2,14 +2,21 @@
 //! one at a time and in order, and the outward actions are carried out: audio to the media task,
 //! digit collection (barge-in included), hold audio in the queue, hang-up and transfer (asked of
 //! the signalling task, which owns the dialog).
+//!
+//! A call transferred to an operator who answers in the browser (a target made by
+//! `media::browser_target`) is not REFERred: its RTP is bridged to the operator's WebRTC leg (the
+//! page's offer reaches this task through [`crate::media::Phone`]) once that leg is connected.
+//! A leg that does not connect in time, fails, or closes and is not replaced in time puts the
+//! caller back in the queue (`TransferFailed`: the apology, and the call's old place).
 
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
 use crate::calls::{CallRequest, CallRuntime, Origin};
 use crate::clock::Clock;
-use ivr::domain::{CallId, Caller, DtmfDigit, DtmfDigits};
-use ivr::engine::{Action, Channel, Event};
+use crate::media::{is_browser_target, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
+use ivr::domain::{CallId, Caller, DtmfDigit, DtmfDigits, Language, PromptId};
+use ivr::engine::{Action, Channel, Event, Pace};
 use ivr::sip::ReferProgress;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +25,11 @@ use tracing::Instrument;
 
 /// How long a transfer may take before it counts as failed (no final NOTIFY).
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(32);
+/// How long the operator's browser has, from the transfer, to connect its phone (the page's
+/// offer, then ICE and DTLS, which the leg itself bounds at 10 s from its answer).
+pub const BROWSER_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a browser whose connection closed has to come back (a reloaded page's new offer).
+pub const BROWSER_RETURN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the signalling task tells a call.
 #[derive(Debug)]
@@ -64,6 +76,8 @@ pub struct CallSetup {
     pub media: Media,
     pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
     pub signalling: mpsc::UnboundedSender<SigCmd>,
+    /// Where the operator's browser phone reaches the call.
+    pub phone: Phone,
 }
 
 /// What to do once the queued audio has played.
@@ -71,6 +85,25 @@ pub struct CallSetup {
 enum Terminal {
     Hangup,
     Transfer(String),
+    /// The operator ended a browser call: hang up (after the goodbye) and record the end.
+    OperatorHangup,
+}
+
+/// A transfer to an operator's browser in progress (or done: bridged).
+#[derive(Debug, Default)]
+struct Browser {
+    /// The caller's RTP is bridged to the leg.
+    bridged: bool,
+    /// Audio has flowed at least once.
+    connected_once: bool,
+    /// The caller hears the hold audio.
+    held: bool,
+    /// Back to the queue unless the leg is connected by then.
+    deadline: Option<Instant>,
+    /// Why, when the page already said it cannot be the phone.
+    failure: Option<String>,
+    /// When the transfer began (for the time to audio).
+    started: Option<Instant>,
 }
 
 struct Call {
@@ -87,6 +120,15 @@ struct Call {
     terminal: Option<Terminal>,
     transfer_deadline: Option<Instant>,
     finished: bool,
+    phone: Phone,
+    /// The operator's page's leg (it may come before the transfer does).
+    leg: Option<LegHandle>,
+    leg_connected: bool,
+    browser: Option<Browser>,
+    /// The page said it cannot be a phone before the transfer came.
+    page_failure: Option<String>,
+    /// The language of the last prompt (the goodbye is said in it).
+    language: Option<Language>,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -98,8 +140,20 @@ pub fn spawn(setup: CallSetup) -> mpsc::UnboundedSender<CallMsg> {
 }
 
 async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
-    let CallSetup { sip_call_id, call_id, caller, called, runtime, clock, audio, media, mut media_events, signalling } =
-        setup;
+    let CallSetup {
+        sip_call_id,
+        call_id,
+        caller,
+        called,
+        runtime,
+        clock,
+        audio,
+        media,
+        mut media_events,
+        signalling,
+        phone,
+    } = setup;
+    let mut phone_rx = phone.register(call_id.as_str(), media.codec());
     let mut call = Call {
         sip_call_id,
         call_id,
@@ -114,6 +168,12 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         terminal: None,
         transfer_deadline: None,
         finished: false,
+        phone,
+        leg: None,
+        leg_connected: false,
+        browser: None,
+        page_failure: None,
+        language: None,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -125,6 +185,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         Err(e) => {
             tracing::error!(error = %e, "cannot record the call: refusing it");
             let _ = call.signalling.send(SigCmd::Reject { sip_call_id: call.sip_call_id.clone(), status: 503 });
+            call.phone.unregister(call.call_id.as_str());
             return;
         }
     }
@@ -154,9 +215,45 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
                 call.transfer_deadline = None;
                 call.transfer_failed("no answer from the transfer".into()).await;
             }
+            Some(msg) = phone_rx.recv() => call.on_phone(msg).await,
+            event = next_leg_event(&mut call.leg) => call.on_leg_event(event).await,
+            _ = sleep_until_opt(call.browser.as_ref().and_then(|b| b.deadline)) => {
+                let why = match call.browser.as_mut().and_then(|b| b.failure.take()) {
+                    Some(reason) => reason,
+                    None if call.leg.is_none() => "the page sent no offer in time".into(),
+                    None => "not connected in time".into(),
+                };
+                call.browser_failed(why).await;
+            }
         }
     }
+    call.phone.unregister(call.call_id.as_str());
     tracing::debug!("call task done");
+}
+
+/// The metric's reason for a browser phone's failure.
+pub fn failure_code(reason: &str) -> &'static str {
+    if reason.starts_with("microphone") {
+        "microphone"
+    } else if reason.contains("ICE or DTLS") || reason.contains("ConnectTimeout") {
+        "ice_dtls"
+    } else if reason.contains("lost") || reason.contains("ConnectionLost") {
+        "connection_lost"
+    } else if reason.contains("no offer") {
+        "no_offer"
+    } else if reason.contains("refused") || reason.contains("Protocol") {
+        "protocol"
+    } else {
+        "not_connected"
+    }
+}
+
+/// The next event of the leg, if there is one (never, otherwise).
+async fn next_leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
+    match leg {
+        Some(leg) => leg.events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Call {
@@ -187,11 +284,15 @@ impl Call {
     async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Play { prompt, language, pace } => match self.audio.play(language, &prompt, pace).await {
-                    Ok(clip) => self.queue(clip),
-                    Err(e) => tracing::warn!(error = %e, prompt = prompt.as_str(), "prompt not playable"),
-                },
+                Action::Play { prompt, language, pace } => {
+                    self.language = Some(language);
+                    match self.audio.play(language, &prompt, pace).await {
+                        Ok(clip) => self.queue(clip),
+                        Err(e) => tracing::warn!(error = %e, prompt = prompt.as_str(), "prompt not playable"),
+                    }
+                }
                 Action::Say { message, language, args, pace } => {
+                    self.language = Some(language);
                     match self.audio.say(language, &message, &args, pace).await {
                         Ok(clip) => self.queue(clip),
                         Err(e) => tracing::warn!(error = %e, message = message.as_str(), "message not speakable"),
@@ -204,7 +305,14 @@ impl Call {
                 Action::Enqueue { .. } => {
                     let _ = self.media.send(MediaCmd::Hold(true));
                 }
-                Action::Transfer { target, .. } => self.terminal = Some(Terminal::Transfer(target)),
+                Action::Transfer { target, .. } => {
+                    if is_browser_target(&target) {
+                        // The operator is waiting on the line: the queue's announcements stop now.
+                        let _ = self.media.send(MediaCmd::StopAudio);
+                        self.played = self.queued;
+                    }
+                    self.terminal = Some(Terminal::Transfer(target));
+                }
                 Action::Hangup { .. } => self.terminal = Some(Terminal::Hangup),
                 Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
             }
@@ -231,6 +339,16 @@ impl Call {
             Some(Terminal::Hangup) => {
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 tracing::info!("helpline hung up");
+                self.finished = true;
+            }
+            Some(Terminal::Transfer(target)) if is_browser_target(&target) => self.start_browser(now),
+            Some(Terminal::OperatorHangup) => {
+                let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
+                tracing::info!("operator ended the call: helpline hung up");
+                // Recorded as the call's end (the engine has nothing more to say).
+                if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
+                    tracing::error!(error = %e, "cannot record the end of the call");
+                }
                 self.finished = true;
             }
             Some(Terminal::Transfer(target)) => {
@@ -307,8 +425,191 @@ impl Call {
         self.handle(Event::TransferFailed { reason }).await;
     }
 
+    /// The transfer reached a browser operator: bridge as soon as their leg is connected.
+    fn start_browser(&mut self, now: Instant) {
+        tracing::info!("transferring to the operator's browser");
+        let failure = self.page_failure.take();
+        // A page that already failed: back to the queue at once (from the call's loop).
+        let deadline = if failure.is_some() { now } else { now + BROWSER_CONNECT_TIMEOUT };
+        self.browser = Some(Browser { deadline: Some(deadline), failure, started: Some(now), ..Browser::default() });
+        self.maybe_bridge();
+    }
+
+    /// Bridges the caller to the leg once both are there and the leg is connected.
+    fn maybe_bridge(&mut self) {
+        let (Some(leg), Some(b), true) = (&self.leg, &mut self.browser, self.leg_connected) else { return };
+        b.deadline = None;
+        if b.bridged {
+            return;
+        }
+        match self.media.sip_side() {
+            Ok(side) => {
+                // The media thread reads the caller from now on; the clock's hold audio stops.
+                self.media.bridged(true);
+                let _ = self.media.send(MediaCmd::Hold(b.held));
+                if !b.held {
+                    let _ = self.media.send(MediaCmd::StopAudio);
+                    self.played = self.queued;
+                }
+                leg.bridge(side);
+                leg.hold(b.held);
+                b.bridged = true;
+                // Audio flows both ways from now on: what the page calls connected.
+                self.phone.report(self.call_id.as_str(), PhoneStatus::Connected, None);
+                if !b.connected_once {
+                    b.connected_once = true;
+                    if let Some(since) = b.started {
+                        self.phone.connected_after(since);
+                    }
+                    tracing::info!("caller bridged to the operator's browser");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot bridge the call's RTP"),
+        }
+    }
+
+    async fn on_phone(&mut self, msg: PhoneMsg) {
+        match msg {
+            PhoneMsg::Leg(leg) => {
+                // A new page (or its first offer): the old leg, if any, closes as it is dropped.
+                self.leg = Some(leg);
+                self.leg_connected = false;
+                if let Some(b) = self.browser.as_mut() {
+                    b.bridged = false;
+                    b.deadline = Some(Instant::now() + BROWSER_CONNECT_TIMEOUT);
+                }
+                self.phone.report(self.call_id.as_str(), PhoneStatus::Connecting, None);
+            }
+            PhoneMsg::Reoffer { offer, reply } => {
+                let answer = match &self.leg {
+                    Some(leg) => leg.reoffer(offer).await,
+                    None => Err(crate::media::WebRtcError::Ended),
+                };
+                let _ = reply.send(answer);
+            }
+            PhoneMsg::Hold(on) => {
+                let Some(b) = self.browser.as_mut() else { return };
+                b.held = on;
+                if let Some(leg) = &self.leg {
+                    leg.hold(on);
+                }
+                if b.bridged {
+                    let _ = self.media.send(MediaCmd::Hold(on));
+                    if !on {
+                        // Cut the hold tone at once.
+                        let _ = self.media.send(MediaCmd::StopAudio);
+                        self.played = self.queued;
+                    }
+                }
+                tracing::info!(on, "hold");
+            }
+            PhoneMsg::Hangup => {
+                if self.browser.take().is_none() {
+                    return;
+                }
+                self.leg = None;
+                self.media.bridged(false);
+                let _ = self.media.send(MediaCmd::Hold(false));
+                let _ = self.media.send(MediaCmd::StopAudio);
+                self.played = self.queued;
+                self.phone.report(self.call_id.as_str(), PhoneStatus::Ended, None);
+                let language = self.language.unwrap_or(Language::It);
+                match PromptId::parse("goodbye") {
+                    Ok(goodbye) => match self.audio.play(language, &goodbye, Pace::Normal).await {
+                        Ok(clip) => self.queue(clip),
+                        Err(e) => tracing::warn!(error = %e, "goodbye not playable"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "no goodbye prompt"),
+                }
+                self.terminal = Some(Terminal::OperatorHangup);
+                self.on_audio_progress().await;
+            }
+            PhoneMsg::PageFailed(reason) => {
+                if self.browser.is_some() {
+                    self.browser_failed(reason).await;
+                } else {
+                    self.page_failure = Some(reason);
+                }
+            }
+        }
+    }
+
+    async fn on_leg_event(&mut self, event: Option<LegEvent>) {
+        let state = match event {
+            Some(LegEvent::State(state)) => state,
+            Some(LegEvent::Rtp(_)) => return, // not bridged yet
+            None => {
+                self.leg = None;
+                return;
+            }
+        };
+        let call_id = self.call_id.as_str().to_owned();
+        match state {
+            MediaState::Connecting => {}
+            MediaState::Connected => {
+                // Reported to the page once bridged (`maybe_bridge`): until the transfer comes,
+                // the page is still connecting.
+                self.leg_connected = true;
+                if self.browser.as_ref().is_some_and(|b| b.bridged) {
+                    self.phone.report(&call_id, PhoneStatus::Connected, None); // back after a loss
+                } else {
+                    self.maybe_bridge();
+                }
+            }
+            MediaState::Reconnecting => {
+                tracing::info!("the operator's browser stopped answering: waiting for it");
+                self.phone.report(&call_id, PhoneStatus::Reconnecting, None);
+            }
+            MediaState::Failed(failure) => {
+                self.leg = None;
+                self.leg_connected = false;
+                let reason = match failure {
+                    crate::media::Failure::ConnectTimeout => "ICE or DTLS did not complete",
+                    crate::media::Failure::ConnectionLost => "the browser's connection was lost",
+                    crate::media::Failure::Protocol => "the browser's media was refused",
+                };
+                if self.browser.is_some() {
+                    self.browser_failed(reason.into()).await;
+                } else {
+                    self.phone.report(&call_id, PhoneStatus::Failed, Some(reason.into()));
+                }
+            }
+            MediaState::Closed => {
+                self.leg = None;
+                self.leg_connected = false;
+                if let Some(b) = self.browser.as_mut() {
+                    // A reloaded page offers again; otherwise the caller goes back to the queue.
+                    tracing::info!("the operator's browser closed its connection: waiting for it");
+                    b.bridged = false;
+                    b.deadline = Some(Instant::now() + BROWSER_RETURN_TIMEOUT);
+                    self.phone.report(&call_id, PhoneStatus::Reconnecting, None);
+                }
+            }
+        }
+    }
+
+    /// The browser could not carry the call: the caller goes back to the queue (the engine plays
+    /// the apology and re-queues it in its old place) and hears the hold audio again.
+    async fn browser_failed(&mut self, reason: String) {
+        if self.browser.take().is_none() {
+            return;
+        }
+        self.phone.failed(failure_code(&reason));
+        self.leg = None;
+        self.leg_connected = false;
+        self.media.bridged(false);
+        let _ = self.media.send(MediaCmd::Hold(false));
+        self.phone.report(self.call_id.as_str(), PhoneStatus::Failed, Some(reason.clone()));
+        self.transfer_failed(format!("browser phone: {reason}")).await;
+    }
+
     /// The caller is gone: record it and stop.
     async fn line_closed(&mut self) {
+        if self.browser.take().is_some() {
+            self.phone.report(self.call_id.as_str(), PhoneStatus::HungUp, None);
+        }
+        self.leg = None;
+        self.media.bridged(false);
         self.collector = None;
         self.terminal = None;
         self.finished = true;

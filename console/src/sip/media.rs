@@ -19,9 +19,10 @@
 //! sender, just before each `send_to`, against the packet's slot on its call's grid.
 
 use super::audio::{hold_tone, Clip};
+use crate::media::SipSide;
 use crate::metrics::{DtmfLabels, Metrics};
 use ivr::domain::DtmfDigit;
-use ivr::rtp::{DtmfReceiver, Pacer, Packetizer, RtpPacket, DEFAULT_EVENT_TIMEOUT, SAMPLES_PER_PACKET};
+use ivr::rtp::{DtmfReceiver, LegPayloads, Pacer, Packetizer, RtpPacket, DEFAULT_EVENT_TIMEOUT, SAMPLES_PER_PACKET};
 use ivr::sdp::Codec;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -107,6 +108,9 @@ impl MediaClock {
     pub fn add(&self, setup: MediaSetup, events: mpsc::UnboundedSender<MediaEvent>) -> Media {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stop = Arc::new(Notify::new());
+        let paused = Arc::new(AtomicBool::new(false));
+        let resume = Arc::new(Notify::new());
+        let bridge_socket = setup.socket.try_clone().ok();
         let needs_latch = Arc::new(AtomicBool::new(true));
         let span = tracing::info_span!("media", call_id = %setup.call_id);
         match setup.socket.try_clone() {
@@ -133,9 +137,25 @@ impl MediaClock {
             events,
             metrics: setup.metrics,
             stop: stop.clone(),
+            paused: paused.clone(),
+            resume: resume.clone(),
         };
         tokio::spawn(tracing::Instrument::instrument(receiver.run(setup.socket), span));
-        Media(Arc::new(MediaInner { id, codec: setup.codec, tx: self.tx.clone(), stop }))
+        let mut payloads = LegPayloads { codec: setup.codec, audio: setup.payload_type, telephone_event: None };
+        if let Some(pt) = setup.telephone_event {
+            payloads = payloads.with_telephone_event(pt);
+        }
+        Media(Arc::new(MediaInner {
+            id,
+            codec: setup.codec,
+            tx: self.tx.clone(),
+            stop,
+            payloads,
+            remote: setup.remote,
+            bridge_socket,
+            paused,
+            resume,
+        }))
     }
 }
 
@@ -148,6 +168,14 @@ struct MediaInner {
     codec: Codec,
     tx: std_mpsc::Sender<Msg>,
     stop: Arc<Notify>,
+    /// What the call negotiated, for a bridge.
+    payloads: LegPayloads,
+    remote: Option<SocketAddr>,
+    /// A clone of the RTP socket, for the WebRTC media thread when the call is bridged.
+    bridge_socket: Option<std::net::UdpSocket>,
+    /// While bridged the receive task leaves the socket to the media thread.
+    paused: Arc<AtomicBool>,
+    resume: Arc<Notify>,
 }
 
 impl Media {
@@ -160,6 +188,30 @@ impl Media {
             _ => {}
         }
         self.0.tx.send(Msg::Cmd(self.0.id, cmd)).is_ok()
+    }
+}
+
+impl Media {
+    /// The codec of the call.
+    pub fn codec(&self) -> Codec {
+        self.0.codec
+    }
+
+    /// The call's RTP side for a bridge: a clone of its socket, the caller's address, its
+    /// payload types. While the bridge reads it, [`Media::bridged`] keeps this side off it.
+    pub fn sip_side(&self) -> std::io::Result<SipSide> {
+        let socket = match &self.0.bridge_socket {
+            Some(s) => s.try_clone()?,
+            None => return Err(std::io::Error::other("no RTP socket")),
+        };
+        Ok(SipSide { socket, remote: self.0.remote, payloads: self.0.payloads })
+    }
+
+    /// While `on`, the receive task stops reading the RTP socket (the bridge reads it), and the
+    /// clock sends nothing but hold audio when asked.
+    pub fn bridged(&self, on: bool) {
+        self.0.paused.store(on, Ordering::SeqCst);
+        self.0.resume.notify_one();
     }
 }
 
@@ -179,6 +231,8 @@ struct Receiver {
     events: mpsc::UnboundedSender<MediaEvent>,
     metrics: Arc<Metrics>,
     stop: Arc<Notify>,
+    paused: Arc<AtomicBool>,
+    resume: Arc<Notify>,
 }
 
 impl Receiver {
@@ -193,9 +247,16 @@ impl Receiver {
         let mut dtmf = self.telephone_event.map(|pt| DtmfReceiver::new(pt, DEFAULT_EVENT_TIMEOUT));
         let mut buf = vec![0u8; 2048];
         loop {
+            if self.paused.load(Ordering::SeqCst) {
+                tokio::select! {
+                    _ = self.stop.notified() => break,
+                    _ = self.resume.notified() => continue,
+                }
+            }
             let dtmf_deadline = dtmf.as_ref().and_then(DtmfReceiver::deadline);
             tokio::select! {
                 _ = self.stop.notified() => break,
+                _ = self.resume.notified() => continue,
                 r = socket.recv_from(&mut buf) => {
                     let Ok((len, source)) = r else { continue };
                     if self.needs_latch.load(Ordering::Relaxed) && self.needs_latch.swap(false, Ordering::Relaxed) {

@@ -12,6 +12,9 @@
 //! - `media.rs`: one shared media clock (an OS thread on a 1 ms wheel) sends every call's paced
 //!   G.711; one small receive task per call reads RFC 4733 DTMF and the caller's address. The
 //!   clock never waits on the database or the runtime, so neither can make the audio stutter;
+//! - `operator_leg.rs`: a carrier's transfer to a browser operator's address
+//!   (`sip:op-<user>@…;token=…`), taken as the operator leg of its call and bridged to the
+//!   operator's browser phone;
 //! - `collect.rs`: the digit collector (pure); `audio.rs`: prompts and hold audio, cached.
 //!
 //! Architecture invariant: the engine sees only `Event`s; SIP dialogs, transactions and RTP never
@@ -21,6 +24,7 @@ mod audio;
 mod call;
 mod collect;
 mod media;
+mod operator_leg;
 mod signalling;
 
 pub use audio::PromptAudio;
@@ -30,6 +34,7 @@ use crate::calls::CallRuntime;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::media::Phone;
 use crate::metrics::Metrics;
 use crate::voice::Voice;
 use ivr::domain::ServerSecret;
@@ -95,6 +100,8 @@ pub struct SipState {
     pub calls: CallRuntime,
     pub voice: Voice,
     pub tts: Arc<Tts>,
+    /// Where operators' browser phones meet this node's calls.
+    pub phone: Phone,
 }
 
 /// A bound, not yet running SIP server.

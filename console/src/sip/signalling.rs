@@ -7,6 +7,7 @@
 
 use super::call::{self, CallMsg, CallSetup, SigCmd};
 use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
+use super::operator_leg::{operator_token, OperatorLegSetup};
 use super::SipState;
 use super::{PromptAudio, RtpPorts};
 use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
@@ -279,7 +280,20 @@ impl Signalling {
         if self.calls.contains_key(&sip_call_id) {
             return self.respond(&tx, response_to(&req, 482, &tag));
         }
-        let Ok(call_id) = engine_call_id(&sip_call_id) else {
+        // A carrier's transfer to a browser operator: the operator leg of a call, not a caller.
+        let operator_leg = match operator_token(&req.uri) {
+            Some(token) => match self.state.phone.take_transfer(token) {
+                Some(call_id) => Some(call_id),
+                // Nobody else can ring an operator.
+                None => return self.respond(&tx, response_with_reason(&req, 404, "No Such Operator Transfer", &tag)),
+            },
+            None => None,
+        };
+        let engine_id = match &operator_leg {
+            Some(call_id) => CallId::parse(call_id).map_err(|_| ()),
+            None => engine_call_id(&sip_call_id).map_err(|_| ()),
+        };
+        let Ok(call_id) = engine_id else {
             return self.respond(&tx, response_with_reason(&req, 400, "Bad Call-ID", &tag));
         };
         let rtp = match self.bind_rtp() {
@@ -325,6 +339,32 @@ impl Signalling {
             },
             events_tx,
         );
+        if operator_leg.is_some() {
+            let control = super::operator_leg::spawn(OperatorLegSetup {
+                sip_call_id: sip_call_id.clone(),
+                call_id: call_id.as_str().to_owned(),
+                media: media.clone(),
+                signalling: self.sig_tx.clone(),
+                phone: self.state.phone.clone(),
+            });
+            self.calls.insert(
+                sip_call_id,
+                CallEntry {
+                    call_id,
+                    answer_sdp: negotiated.answer_sdp(),
+                    invite: req,
+                    invite_tx: tx,
+                    local_tag: tag,
+                    local_media,
+                    dialog,
+                    source,
+                    control,
+                    media,
+                    answered: false,
+                },
+            );
+            return;
+        }
         let control = call::spawn(CallSetup {
             sip_call_id: sip_call_id.clone(),
             call_id: call_id.clone(),
@@ -336,6 +376,7 @@ impl Signalling {
             media: media.clone(),
             media_events: events_rx,
             signalling: self.sig_tx.clone(),
+            phone: self.state.phone.clone(),
         });
         self.lock_ids().insert(call_id.as_str().to_owned());
         self.calls.insert(

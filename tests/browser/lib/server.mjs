@@ -78,6 +78,7 @@ export async function startServer({ env = {}, databaseUrl: shared } = {}) {
   const settings = {
     HELPLINE_HTTP_ADDR: '127.0.0.1:0',
     HELPLINE_SIP_ADDR: '127.0.0.1:0',
+    HELPLINE_WEBRTC_ADDR: '127.0.0.1:0',
     HELPLINE_DATABASE_URL: databaseUrl,
     HELPLINE_DATA_DIR: join(dir, 'data'),
     HELPLINE_LOG_FORMAT: 'json',
@@ -213,7 +214,7 @@ export class Server {
  * Playwright gives every launch a fresh, empty profile (its own `--user-data-dir` in a temp dir,
  * removed on close); it refuses the flag from us, so it is not in the list.
  */
-export async function launchBrowser() {
+export async function launchBrowser({ extraArgs = [] } = {}) {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -221,6 +222,7 @@ export async function launchBrowser() {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...extraArgs,
     ],
   });
 }

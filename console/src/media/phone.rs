@@ -1,0 +1,322 @@
+//! The browser phone's service: the one place where a call's two sides meet on this node.
+//!
+//! The SIP adapter **registers** each of its calls ([`Phone::register`]: the call's G.711 law,
+//! and a channel to its control task). The console socket hands over what the operator's page
+//! sends: its SDP **offer** ([`Phone::offer`]: a new leg is built on a blocking thread, started
+//! on the media driver and given to the call, and the answer goes back to the page; or, for the
+//! same page's ICE restart, the call's leg answers the re-offer), **hold**, **hang-up** and a
+//! page's own **failure** (no microphone). The call reports its leg's media state back
+//! ([`Phone::report`]), which every console socket of this node hears ([`Phone::subscribe`]) and
+//! forwards to the operator's page.
+//!
+//! Architecture invariant: nothing here touches the database or the engine; the call's control
+//! task decides (bridge, fail back to the queue, hang up) and the media thread forwards.
+
+use super::driver::{LegHandle, WebRtcMedia};
+use super::webrtc::{LegConfig, WebRtcError, WebRtcLeg};
+use crate::metrics::{Metrics, ReasonLabels};
+use crate::tasks::Tasks;
+use ivr::sdp::Codec;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The user part of a browser operator's SIP address: `op-<user>`.
+const OPERATOR_PREFIX: &str = "op-";
+
+/// What the page shows of its phone (`phone_state.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneStatus {
+    /// From the answer until ICE and DTLS are done.
+    Connecting,
+    /// Audio flows.
+    Connected,
+    /// The browser stopped answering; waiting for it (an ICE restart) to come back.
+    Reconnecting,
+    /// The phone did not connect, or was lost: the caller is back in the queue.
+    Failed,
+    /// The caller hung up.
+    HungUp,
+    /// The call's media ended (the operator hung up).
+    Ended,
+}
+
+/// A call's phone news, for the operator's sockets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhoneEvent {
+    pub call_id: String,
+    pub operator: i64,
+    pub status: PhoneStatus,
+    /// Why, for `failed`.
+    pub reason: Option<String>,
+}
+
+/// What the console asks of a call's control task.
+#[derive(Debug)]
+pub enum PhoneMsg {
+    /// The operator's page's new leg (already answered and running on the media thread).
+    Leg(LegHandle),
+    /// The same page's re-offer (ICE restart), to be answered by the call's leg.
+    Reoffer {
+        offer: String,
+        reply: oneshot::Sender<Result<String, WebRtcError>>,
+    },
+    Hold(bool),
+    /// The operator ended the call: goodbye to the caller.
+    Hangup,
+    /// The page cannot be a phone (microphone refused or missing): why.
+    PageFailed(String),
+}
+
+/// Why an offer got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PhoneError {
+    #[error("the call is not carried by this server's media (or has ended)")]
+    NoSuchCall,
+    #[error("the browser phone's media is not running")]
+    NotRunning,
+    #[error(transparent)]
+    WebRtc(#[from] WebRtcError),
+}
+
+struct Slot {
+    codec: Codec,
+    to_call: mpsc::UnboundedSender<PhoneMsg>,
+    operator: Option<i64>,
+}
+
+/// A carrier's call accepted in the browser: its transfer to `sip:op-…;token=…` is expected.
+struct Expected {
+    call_id: String,
+    at: Instant,
+}
+
+/// How long a carrier has to dial the operator's address after the accept.
+const EXPECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+struct Inner {
+    /// Where carriers reach this node's SIP adapter (the host of browser operators' addresses).
+    sip_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    /// By token.
+    expected: Mutex<HashMap<String, Expected>>,
+    /// Woken whenever a call registers (an offer may wait for a carrier's transfer to arrive).
+    registered: tokio::sync::Notify,
+    /// Bound at build, taken at start.
+    socket: Mutex<Option<std::net::UdpSocket>>,
+    media: OnceLock<WebRtcMedia>,
+    candidate: SocketAddr,
+    calls: Mutex<HashMap<String, Slot>>,
+    events: broadcast::Sender<PhoneEvent>,
+    /// ICE and DTLS must be done within this long of the answer.
+    connect_timeout: std::time::Duration,
+}
+
+/// The browser phone's service (cheap to clone).
+#[derive(Clone)]
+pub struct Phone(Arc<Inner>);
+
+impl Phone {
+    /// Binds the media socket (`addr`, port 0 allowed); the candidate announced is `public_ip`
+    /// with the bound port. Starts nothing.
+    pub fn bind(
+        addr: SocketAddr,
+        public_ip: std::net::IpAddr,
+        sip_addr: SocketAddr,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Phone> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let port = socket.local_addr()?.port();
+        let (events, _) = broadcast::channel(1024);
+        // A SIP socket on every address is announced at the media's public address.
+        let sip_addr =
+            if sip_addr.ip().is_unspecified() { SocketAddr::new(public_ip, sip_addr.port()) } else { sip_addr };
+        Ok(Phone(Arc::new(Inner {
+            sip_addr,
+            metrics,
+            expected: Mutex::new(HashMap::new()),
+            registered: tokio::sync::Notify::new(),
+            socket: Mutex::new(Some(socket)),
+            media: OnceLock::new(),
+            candidate: SocketAddr::new(public_ip, port),
+            calls: Mutex::new(HashMap::new()),
+            events,
+            connect_timeout: std::time::Duration::from_secs(10),
+        })))
+    }
+
+    /// Where carriers reach this node's SIP adapter.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.0.sip_addr
+    }
+
+    /// A carrier's call was accepted in the browser: its transfer to the operator's address
+    /// with `token` will come (once) as an INVITE ([`Phone::take_transfer`]).
+    pub fn expect_transfer(&self, token: &str, call_id: &str) {
+        let mut expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        expected.retain(|_, e| now.duration_since(e.at) < EXPECT_FOR);
+        expected.insert(token.to_owned(), Expected { call_id: call_id.to_owned(), at: now });
+    }
+
+    /// The call an INVITE to a browser operator's address with `token` belongs to (once).
+    pub fn take_transfer(&self, token: &str) -> Option<String> {
+        let mut expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
+        let e = expected.remove(token)?;
+        (e.at.elapsed() < EXPECT_FOR).then_some(e.call_id)
+    }
+
+    fn expects(&self, call_id: &str) -> bool {
+        let expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
+        expected.values().any(|e| e.call_id == call_id && e.at.elapsed() < EXPECT_FOR)
+    }
+
+    /// The address browsers send media to (the ICE candidate).
+    pub fn candidate(&self) -> SocketAddr {
+        self.0.candidate
+    }
+
+    /// Starts the media thread; at shutdown, closes every leg and joins the thread.
+    pub fn start(&self, tasks: &Tasks) -> std::io::Result<()> {
+        let Some(socket) = self.0.socket.lock().ok().and_then(|mut s| s.take()) else { return Ok(()) };
+        let media = WebRtcMedia::start(socket, self.0.metrics.clone())?;
+        let _ = self.0.media.set(media.clone());
+        let stopping = tasks.token();
+        tasks.spawn("webrtc media", async move {
+            stopping.cancelled().await;
+            if let Some(thread) = media.stop() {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+        });
+        Ok(())
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.0.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A call whose media this node carries (the SIP adapter's): what the console sends it
+    /// comes out of the returned receiver.
+    pub fn register(&self, call_id: &str, codec: Codec) -> mpsc::UnboundedReceiver<PhoneMsg> {
+        let (to_call, rx) = mpsc::unbounded_channel();
+        let operator = self.calls().get(call_id).and_then(|s| s.operator);
+        self.calls().insert(call_id.to_owned(), Slot { codec, to_call, operator });
+        self.0.registered.notify_waiters();
+        rx
+    }
+
+    /// The call is over.
+    pub fn unregister(&self, call_id: &str) {
+        self.calls().remove(call_id);
+    }
+
+    /// Whether this node carries the call's media.
+    pub fn carries(&self, call_id: &str) -> bool {
+        self.calls().contains_key(call_id)
+    }
+
+    /// The operator's page's offer for the call's media: `restart` when the page's connection
+    /// is the one it had (an ICE restart: the call's leg answers), otherwise a new leg (a new
+    /// page, or its first offer). The SDP answer.
+    pub async fn offer(&self, call_id: &str, operator: i64, sdp: String, restart: bool) -> Result<String, PhoneError> {
+        // A carrier's call: its transfer to the operator may still be on its way.
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !self.carries(call_id) && self.expects(call_id) {
+            let registered = self.0.registered.notified();
+            if self.carries(call_id) {
+                break;
+            }
+            if tokio::time::timeout_at(until, registered).await.is_err() {
+                break;
+            }
+        }
+        let (codec, to_call) = {
+            let mut calls = self.calls();
+            let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+            slot.operator = Some(operator);
+            (slot.codec, slot.to_call.clone())
+        };
+        if restart {
+            let (reply, answer) = oneshot::channel();
+            to_call.send(PhoneMsg::Reoffer { offer: sdp, reply }).map_err(|_| PhoneError::NoSuchCall)?;
+            return Ok(answer.await.unwrap_or(Err(WebRtcError::Ended))?);
+        }
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?.clone();
+        let config = LegConfig { connect_timeout: self.0.connect_timeout, ..LegConfig::new(codec, self.0.candidate) };
+        // Certificate generation and SDP work: off the async threads and off the media thread.
+        let built = tokio::task::spawn_blocking(move || WebRtcLeg::accept_offer(&sdp, config, Instant::now()))
+            .await
+            .map_err(|_| PhoneError::NotRunning)?;
+        let (leg, answer) = built?;
+        let handle = media.add(leg);
+        to_call.send(PhoneMsg::Leg(handle)).map_err(|_| PhoneError::NoSuchCall)?;
+        Ok(answer)
+    }
+
+    /// Sends the call's control task a message; `false` when this node does not carry the call.
+    pub fn tell(&self, call_id: &str, msg: PhoneMsg) -> bool {
+        self.calls().get(call_id).is_some_and(|slot| slot.to_call.send(msg).is_ok())
+    }
+
+    /// A browser phone did not carry its call (`reason`: a short code for the metric).
+    pub fn failed(&self, reason: &str) {
+        self.0.metrics.browser_phone_failures.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Audio flows both ways, `since` the transfer began.
+    pub fn connected_after(&self, since: Instant) {
+        self.0.metrics.browser_connect.observe(since.elapsed().as_secs_f64());
+    }
+
+    /// The call's phone news, for the operator's pages.
+    pub fn report(&self, call_id: &str, status: PhoneStatus, reason: Option<String>) {
+        let operator = self.calls().get(call_id).and_then(|s| s.operator);
+        if let Some(operator) = operator {
+            let _ = self.0.events.send(PhoneEvent { call_id: call_id.to_owned(), operator, status, reason });
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<PhoneEvent> {
+        self.0.events.subscribe()
+    }
+}
+
+/// The SIP address a call is transferred to when its operator answers in the browser:
+/// `sip:op-<user>@<host>;token=<token>` (the user name percent-encoded where it is not a plain
+/// URI character).
+pub fn browser_target(user: &str, host: SocketAddr, token: &str) -> String {
+    let mut encoded = String::new();
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("sip:{OPERATOR_PREFIX}{encoded}@{host};token={token}")
+}
+
+/// Whether a transfer target is a browser operator's address ([`browser_target`]).
+pub fn is_browser_target(target: &str) -> bool {
+    target.strip_prefix("sip:").is_some_and(|rest| rest.starts_with(OPERATOR_PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browser_targets_name_the_operator_and_are_recognised() {
+        let host = SocketAddr::from(([192, 0, 2, 1], 5080));
+        let t = browser_target("anna.rossi", host, "t0k");
+        assert_eq!(t, "sip:op-anna.rossi@192.0.2.1:5080;token=t0k");
+        assert!(is_browser_target(&t));
+        assert_eq!(browser_target("zoë", host, "x"), "sip:op-zo%C3%AB@192.0.2.1:5080;token=x");
+        assert!(!is_browser_target("sip:101@pbx.example.org"));
+        assert!(!is_browser_target("tel:+390612345678"));
+    }
+}

@@ -1,0 +1,447 @@
+// The browser phone (docs/media.md) with real peers: headless Chromium whose fake microphone plays
+// a 1 kHz WAV written here signs in as an operator without a SIP target; a real SIP caller over
+// UDP (lib/sipcaller.mjs) plays 440 Hz, presses 0 (RFC 4733) and is offered; the page accepts and
+// its phone connects with no second click. A Goertzel check finds 440 Hz on the page's remote
+// track (a WebAudio analyser) and 1 kHz in the RTP the caller receives; on hold the caller hears
+// the hold tone and the page nothing. Ending the call hangs the
+// caller up (BYE after the goodbye). With the microphone refused, the caller goes back to the
+// queue at its head and the operator is paused with the reason.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SipCaller, goertzel } from './lib/sipcaller.mjs';
+import { Frames } from './lib/frames.mjs';
+import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+
+/** A mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz. */
+function toneWav(path, hz, secs) {
+  const rate = 48_000;
+  const n = rate * secs;
+  const data = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) data.writeInt16LE(Math.round(12_000 * Math.sin((2 * Math.PI * hz * i) / rate)), i * 2);
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVEfmt ', 8);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(1, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(path, Buffer.concat([header, data]));
+}
+
+/** The SIP address from the server's log ("SIP server listening (UDP)"). */
+function sipAddr(server) {
+  for (const line of server.log) {
+    try {
+      const v = JSON.parse(line);
+      if (v?.fields?.message === 'SIP server listening (UDP)') {
+        const [host, port] = v.fields.addr.split(':');
+        return { host, port: Number(port) };
+      }
+    } catch {
+      // not JSON
+    }
+  }
+  throw new Error('no SIP address in the log');
+}
+
+/** Power of 440 Hz and 1 kHz in 1.5 s of the page's remote audio (a WebAudio analyser). */
+async function remoteTones(page) {
+  return page.evaluate(async () => {
+    const el = document.getElementById('phone-audio');
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 16384;
+    ctx.createMediaStreamSource(el.srcObject).connect(analyser);
+    await new Promise((r) => setTimeout(r, 1500));
+    const data = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(data);
+    const power = (freq) => {
+      const k = (2 * Math.PI * freq) / ctx.sampleRate;
+      const coeff = 2 * Math.cos(k);
+      let s1 = 0;
+      let s2 = 0;
+      let energy = 0;
+      for (const x of data) {
+        const s = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+        energy += x * x;
+      }
+      return energy > 0 ? (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (energy * data.length / 2) : 0;
+    };
+    const result = { p440: power(440), p1000: power(1000) };
+    await ctx.close();
+    return result;
+  });
+}
+
+/** Goes available once the socket is up (before it, the page cannot send the change). */
+async function goAvailable(page) {
+  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+  await page.keyboard.press('Alt+1');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
+}
+
+/** Ends the page's call, if any, and goes offline, so that later calls go to later operators. */
+async function goOffline(page) {
+  if (page.isClosed()) return;
+  await page.keyboard.press('Alt+E');
+  await new Promise((r) => setTimeout(r, 300));
+  await page.keyboard.press('Alt+3');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'offline', null, { timeout: 5_000 })
+    .catch(() => {});
+}
+
+describe('the browser phone', () => {
+  let server;
+  let browser;
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone-'));
+  const wav = join(dir, 'mic-1khz.wav');
+
+  before(async () => {
+    toneWav(wav, 1000, 10);
+    server = await startServer();
+    browser = await launchBrowser({
+      extraArgs: [
+        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
+        '--autoplay-policy=no-user-gesture-required',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('a SIP caller talks to the operator in the browser: tones both ways, then goodbye', async () => {
+    const anna = server.addUser({ name: 'anna', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    await signIn(page, server, anna);
+    await page.locator('#mic').waitFor({ state: 'visible' });
+    await goAvailable(page);
+
+    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await screenshot(page, 'phone-1-offer');
+      await page.locator('#offer-accept').click();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await screenshot(page, 'phone-2-connected');
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      if (process.env.TEST_LOG) {
+        const heard0 = caller.audioSince(since);
+        console.log('caller heard', heard0.length, goertzel(heard0.slice(-8000), 8000, 1000), 'received', caller.received.length, 'page', tones);
+      }
+      assert.ok(tones.p440 > 0.3, `the page hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
+      assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000, `the caller received a second of audio (${heard.length} samples)`);
+      const p1000 = goertzel(heard.slice(-8000), 8000, 1000);
+      const p440 = goertzel(heard.slice(-8000), 8000, 440);
+      assert.ok(p1000 > 0.3, `the caller hears the operator's 1 kHz: ${p1000}`);
+      assert.ok(p440 < 0.05, `and not 440 Hz: ${p440}`);
+      const metrics = (await server.fetchJson('/metrics')).body;
+      const value = (name) => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN);
+      assert.equal(value('helpline_browser_bridges'), 1, 'one call bridged now');
+      assert.ok(value('helpline_bridge_packets_total{direction="to_browser"}') > 50, 'packets forwarded to the browser');
+      assert.ok(value('helpline_bridge_packets_total{direction="to_caller"}') > 50, 'packets forwarded to the caller');
+      assert.equal(value('helpline_browser_connect_seconds_count'), 1, 'the time to audio, observed once');
+
+      // Hold: the caller hears the hold tone (425 Hz bursts), not the operator; the page hears
+      // nothing of the caller. Then back.
+      const held = Date.now();
+      await page.locator('#phone-hold').click();
+      await new Promise((r) => setTimeout(r, 1500));
+      const onHold = caller.audioSince(held);
+      let burst = 0;
+      for (let i = 0; i + 400 <= onHold.length; i += 200) burst = Math.max(burst, goertzel(onHold.slice(i, i + 400), 8000, 425));
+      assert.ok(burst > 0.3, `the caller hears the hold tone: ${burst}`);
+      assert.ok(goertzel(onHold.slice(-4000), 8000, 1000) < 0.05, 'and not the operator');
+      const quiet = await remoteTones(page);
+      assert.ok(quiet.p440 < 0.05, `the page does not hear the caller on hold: ${JSON.stringify(quiet)}`);
+      const resumed = Date.now();
+      await page.locator('#phone-hold').click();
+      await new Promise((r) => setTimeout(r, 1500));
+      const back = caller.audioSince(resumed + 500);
+      assert.ok(goertzel(back.slice(-4000), 8000, 1000) > 0.3, 'the operator is heard again after hold');
+      // Mute (the page's own): the caller no longer hears the operator.
+      const muted = Date.now();
+      await page.locator('#phone-mute').click();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(goertzel(caller.audioSince(muted + 500).slice(-4000), 8000, 1000) < 0.05, 'muted: the operator is not heard');
+      await page.locator('#phone-mute').click();
+
+      await page.keyboard.press('Alt+E');
+      await caller.waitForBye(20_000);
+      await page.locator('#wrapup').waitFor({ state: 'visible' });
+      await screenshot(page, 'phone-3-ended');
+    } finally {
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  });
+
+  test('the socket reconnecting mid-call restores the media by an ICE restart', async () => {
+    const elena = server.addUser({ name: 'elena', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    const frames = new Frames(page);
+    await signIn(page, server, elena);
+    await goAvailable(page);
+    const caller = new SipCaller({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      // The page's `offline` event drops the socket; `online` reconnects it, and the page offers
+      // again on the same peer connection.
+      await page.evaluate(() => window.dispatchEvent(new Event('offline')));
+      await page.evaluate(() => window.dispatchEvent(new Event('online')));
+      const restart = await frames.sentMessage('phone_offer', { where: (m) => m.restart === true, timeout: 20_000 });
+      assert.match(restart.sdp, /a=ice-ufrag/);
+      await frames.gotMessage('phone_answer', { where: (m) => m.call_id === restart.call_id, timeout: 20_000 });
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 500;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the page still hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
+      assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+      await screenshot(page, 'phone-5-ice-restart');
+    } finally {
+      await caller.hangUp();
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  });
+
+  test('a page reloaded mid-call connects a new phone and the caller stays', async () => {
+    const gino = server.addUser({ name: 'gino', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    await signIn(page, server, gino);
+    await goAvailable(page);
+    const caller = new SipCaller({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const frames = new Frames(page);
+      await page.reload();
+      // The reloaded page has no connection: it offers a new one (not a restart).
+      const fresh = await frames.sentMessage('phone_offer', { timeout: 30_000 });
+      assert.equal(fresh.restart, false);
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the reloaded page hears the caller: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
+      assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+    } finally {
+      await caller.hangUp();
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  });
+
+  test('a JSON-webhook caller reaches the browser: the carrier dials the transfer target, tones both ways', async () => {
+    const fabio = server.addUser({ name: 'fabio', languages: ['it'], areas: ['casa'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    const frames = new Frames(page);
+    await signIn(page, server, fabio);
+    await goAvailable(page);
+    const callId = 'webhook-browser-1';
+    await server.placeCall(callId);
+    await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+    await page.locator('#offer-accept').click();
+    await frames.sentMessage('phone_offer', { timeout: 20_000 });
+    // The carrier's next request gets the transfer: to the operator's address with a token.
+    let transfer;
+    for (let i = 0; i < 20 && !transfer; i++) {
+      const answer = await server.callEvent(callId, { type: 'no_input' });
+      transfer = answer.actions?.find((a) => a.type === 'transfer');
+      if (!transfer) await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(transfer, 'the carrier is told to transfer');
+    const sip = sipAddr(server);
+    assert.match(transfer.to, new RegExp(`^sip:op-fabio@${sip.host}:${sip.port};token=[0-9a-f]{32}$`));
+    // Nobody can ring the operator without the token.
+    const intruder = new SipCaller({ server: sip, target: transfer.to.replace(/token=.*/, 'token=0000') });
+    await intruder.start();
+    intruder.request('INVITE', { body: 'v=0\r\n', contentType: 'application/sdp' });
+    const refused = await intruder.waitFor((r) => r.status >= 400, 10_000);
+    assert.equal(refused.status, 404);
+    intruder.close();
+    // The carrier (a real SIP peer) dials the target and carries the caller's 440 Hz.
+    const carrier = new SipCaller({ server: sip, target: transfer.to, toneHz: 440 });
+    await carrier.start();
+    try {
+      await carrier.call();
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the page hears the carrier's 440 Hz: ${JSON.stringify(tones)}`);
+      assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
+      const heard = carrier.audioSince(since);
+      assert.ok(heard.length >= 8000, `the carrier received a second of audio (${heard.length} samples)`);
+      assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'the carrier hears the operator\'s 1 kHz');
+      assert.ok(goertzel(heard.slice(-8000), 8000, 440) < 0.05, 'and not 440 Hz');
+      await screenshot(page, 'phone-6-webhook');
+      await page.keyboard.press('Alt+E');
+      await carrier.waitForBye(20_000);
+    } finally {
+      carrier.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  });
+
+  /**
+   * A browser operator takes a SIP caller and their phone fails as `breakPage` makes it fail
+   * (`before`: page scripts set up before sign-in; `afterAccept`: what happens once accepted).
+   * Checks that the caller is back in the queue at its head with its original entry time, hears
+   * the apology, is not hung up, and that the call log has the failure with its reason; the
+   * operator is paused with it.
+   */
+  async function failureCase(name, { initScript, afterAccept, reason, timeoutMs = 60_000 }) {
+    const op = server.addUser({ name, languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    let page = await ctx.newPage();
+    if (initScript) await page.addInitScript(initScript);
+    const frames = new Frames(page);
+    await signIn(page, server, op);
+    await goAvailable(page);
+    const caller = new SipCaller({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      const offer = await frames.gotMessage('offer', { timeout: 30_000 });
+      const queued = await frames.gotMessage('queue', { where: (m) => m.calls.some((c) => c.call_id === offer.call_id) });
+      const before = queued.calls.find((c) => c.call_id === offer.call_id);
+      await page.locator('#offer-accept').click();
+      await frames.gotMessage('call', { where: (m) => m.state === 'connected' });
+      const acceptedAt = Date.now();
+      if (afterAccept) page = (await afterAccept(page)) ?? page;
+      // Back in the queue: waiting, its original entry time, a higher priority (the head).
+      const deadline = Date.now() + timeoutMs;
+      let back;
+      while (Date.now() < deadline && !back) {
+        const r = await supervisorGet(`/api/calls/${encodeURIComponent(offer.call_id)}`);
+        const failed = r.body?.timeline?.find((e) => e.type === 'step' && e.event_kind === 'transfer_failed');
+        if (failed) back = { failed, timeline: r.body.timeline };
+        else await new Promise((res) => setTimeout(res, 500));
+      }
+      assert.ok(back, `the call's log has the failed transfer within ${timeoutMs} ms`);
+      const why = JSON.stringify(back.failed.event);
+      assert.match(why, reason, 'the failure is in the call log with its reason');
+      assert.ok(JSON.stringify(back.failed.prompts).includes('queue-transfer-failed'), `the apology: ${JSON.stringify(back.failed)}`);
+      // The queue service notices it on its next pass (at most a second later).
+      let me;
+      for (let i = 0; i < 30 && me?.state !== 'paused'; i++) {
+        if (i > 0) await new Promise((res) => setTimeout(res, 200));
+        const operators = await supervisorGet('/api/operators');
+        me = operators.body.operators?.find((o) => o.name === name);
+      }
+      assert.equal(me?.state, 'paused', `the operator is paused: ${JSON.stringify(me)}`);
+      assert.match(me?.reason ?? '', /browser phone/, 'with the reason');
+      if (!page.isClosed()) {
+        const requeued = await frames.gotMessage('queue', {
+          after: 0,
+          where: (m) => m.calls.some((c) => c.call_id === offer.call_id && c.status === 'waiting' && c.priority > before.priority),
+        });
+        const entry = requeued.calls.find((c) => c.call_id === offer.call_id);
+        assert.equal(entry.entered_at, before.entered_at, 'the original entry time');
+        assert.equal(requeued.calls[0].call_id, offer.call_id, 'at the head of the queue');
+      }
+      // The caller heard the apology (audio after the failure) and is still on the line.
+      const packets = () => caller.received.filter((p) => p.at > acceptedAt && p.pt === 0).length;
+      for (let i = 0; i < 40 && packets() <= 100; i++) await new Promise((res) => setTimeout(res, 100));
+      const heard = packets();
+      assert.ok(heard > 100, `the caller hears the apology and the hold audio (${heard} packets)`);
+      assert.ok(!caller.byeReceived, 'the caller was not hung up');
+      if (!page.isClosed()) await screenshot(page, `phone-failed-${name}`);
+    } finally {
+      await caller.hangUp();
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  }
+
+  let supervisorCookie;
+  async function supervisorGet(path) {
+    if (!supervisorCookie) {
+      const sup = server.addUser({ name: 'sofia', role: 'supervisor' });
+      const r = await fetch(`${server.url}/api/session`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: sup.name, password: sup.password }),
+      });
+      supervisorCookie = r.headers.get('set-cookie').split(';')[0];
+    }
+    return server.fetchJson(path, { headers: { cookie: supervisorCookie } });
+  }
+
+  test('a refused microphone: the caller is back at the head of the queue, the operator paused', async () => {
+    await failureCase('bruno', {
+      initScript: () => {
+        navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('refused', 'NotAllowedError'));
+      },
+      reason: /microphone refused/,
+    });
+  });
+
+  test('ICE never completing: the caller is back at the head of the queue, the operator paused', async () => {
+    await failureCase('carla', {
+      // The page never applies the server's answer: no connectivity checks ever reach the server.
+      initScript: () => {
+        RTCPeerConnection.prototype.setRemoteDescription = () => Promise.resolve();
+      },
+      reason: /ICE or DTLS did not complete|not connected in time/,
+    });
+  });
+
+  test('the tab closed mid-call: the caller is back at the head of the queue, the operator paused', async () => {
+    await failureCase('dario', {
+      afterAccept: async (page) => {
+        await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+        await page.close();
+        return page;
+      },
+      reason: /closed|lost|no offer|not connected/,
+      timeoutMs: 60_000,
+    });
+  });
+});
