@@ -34,6 +34,8 @@ pub enum CallMsg {
     ReferProgress(ReferProgress),
     /// An event from outside the call (an operator was assigned).
     Event(Event),
+    /// The node is stopping: goodbye, then hang up.
+    Drain,
 }
 
 /// What a call asks of the signalling task (keyed by the SIP Call-ID).
@@ -87,6 +89,12 @@ struct Call {
     terminal: Option<Terminal>,
     transfer_deadline: Option<Instant>,
     finished: bool,
+    /// The language of the last prompt, for the goodbye of a drain.
+    language: Option<ivr::domain::Language>,
+    /// The server ends the call (drain): the hang-up is recorded when the BYE goes.
+    server_ends: bool,
+    /// The caller acknowledged our answer (audio flows).
+    acked: bool,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -114,6 +122,9 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         terminal: None,
         transfer_deadline: None,
         finished: false,
+        language: None,
+        server_ends: false,
+        acked: false,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -142,6 +153,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
                     call.played = call.played.max(played);
                     call.on_audio_progress().await;
                 }
+                MediaEvent::NoRtp => call.caller_silent().await,
             },
             _ = sleep_until_opt(collect_deadline) => {
                 let done = call.collector.as_mut().and_then(|c| c.on_timeout(Instant::now()));
@@ -187,10 +199,13 @@ impl Call {
     async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Play { prompt, language, pace } => match self.audio.play(language, &prompt, pace).await {
-                    Ok(clip) => self.queue(clip),
-                    Err(e) => tracing::warn!(error = %e, prompt = prompt.as_str(), "prompt not playable"),
-                },
+                Action::Play { prompt, language, pace } => {
+                    self.language = Some(language);
+                    match self.audio.play(language, &prompt, pace).await {
+                        Ok(clip) => self.queue(clip),
+                        Err(e) => tracing::warn!(error = %e, prompt = prompt.as_str(), "prompt not playable"),
+                    }
+                }
                 Action::Say { message, language, args, pace } => {
                     match self.audio.say(language, &message, &args, pace).await {
                         Ok(clip) => self.queue(clip),
@@ -229,6 +244,12 @@ impl Call {
         }
         match self.terminal.take() {
             Some(Terminal::Hangup) => {
+                if self.server_ends {
+                    // Drained: the end is in the call log before the BYE goes out.
+                    if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
+                        tracing::error!(error = %e, "cannot record the end of the call");
+                    }
+                }
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 tracing::info!("helpline hung up");
                 self.finished = true;
@@ -276,6 +297,7 @@ impl Call {
     async fn on_msg(&mut self, msg: CallMsg) {
         match msg {
             CallMsg::Ack => {
+                self.acked = true;
                 let _ = self.media.send(MediaCmd::Start);
             }
             CallMsg::Gone => self.line_closed().await,
@@ -299,12 +321,48 @@ impl Call {
                 self.transfer_failed(format!("SIP {}", p.status)).await;
             }
             CallMsg::Event(e) => self.handle(e).await,
+            CallMsg::Drain => self.drain().await,
         }
     }
 
     async fn transfer_failed(&mut self, reason: String) {
         tracing::warn!(%reason, "transfer failed: back to the queue");
         self.handle(Event::TransferFailed { reason }).await;
+    }
+
+    /// The node is stopping: whatever plays stops, the goodbye plays, then BYE.
+    async fn drain(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::info!("node draining: goodbye");
+        self.collector = None;
+        self.transfer_deadline = None;
+        let _ = self.media.send(MediaCmd::Hold(false));
+        if !self.audio_idle() {
+            let _ = self.media.send(MediaCmd::StopAudio);
+            self.played = self.queued;
+        }
+        let language = self.language.unwrap_or(ivr::domain::Language::It);
+        // A call not yet acknowledged has no audio to hear a goodbye on.
+        if let (true, Ok(goodbye)) = (self.acked, ivr::domain::PromptId::parse("goodbye")) {
+            match self.audio.play(language, &goodbye, ivr::engine::Pace::Normal).await {
+                Ok(clip) => self.queue(clip),
+                Err(e) => tracing::warn!(error = %e, "goodbye not playable"),
+            }
+        }
+        self.server_ends = true;
+        self.terminal = Some(Terminal::Hangup);
+        self.on_audio_progress().await;
+    }
+
+    /// No RTP from the caller for the timeout: the line is dead (a vanished caller, or a blind
+    /// ACK and an INFO with no phone behind them). BYE, and the hang-up recorded.
+    async fn caller_silent(&mut self) {
+        tracing::warn!(reason = "no RTP from the caller", "hanging up a silent call");
+        // The end is in the call log before the BYE goes out.
+        self.line_closed().await;
+        let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
     }
 
     /// The caller is gone: record it and stop.

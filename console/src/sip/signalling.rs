@@ -5,11 +5,13 @@
 //! is recorded), ACK, BYE, CANCEL, OPTIONS, INFO (DTMF), re-INVITE (hold), NOTIFY (transfer
 //! progress). Nothing here waits on the database.
 
+use super::admission::{self, Admission, Verdict};
 use super::call::{self, CallMsg, CallSetup, SigCmd};
+use super::drain::{Drain, Phase, BYE_GRACE};
 use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
 use super::SipState;
 use super::{PromptAudio, RtpPorts};
-use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
+use crate::metrics::{DtmfLabels, SipMethodLabels, SipRefusedLabels, SipStatusLabels};
 use ivr::domain::{CallId, Caller, PhoneNumber};
 use ivr::rtp::parse_info_dtmf;
 use ivr::sdp::{negotiate_body, LocalMedia};
@@ -60,6 +62,8 @@ struct Client {
     tx: NonInviteClientTransaction,
     to: SocketAddr,
     kind: ClientKind,
+    /// A final response came (the transaction only absorbs retransmissions now).
+    answered: bool,
 }
 
 struct Signalling {
@@ -78,6 +82,10 @@ struct Signalling {
     /// Engine call ids of our calls, shared with the assignment poller.
     local_ids: Arc<Mutex<HashSet<String>>>,
     clients: Vec<Client>,
+    /// Who may send, how fast, how many calls (`admission.rs`).
+    edge: Admission,
+    /// Serving, or draining towards a stop (`drain.rs`).
+    phase: Phase,
 }
 
 pub(super) async fn run(
@@ -85,6 +93,8 @@ pub(super) async fn run(
     local: SocketAddr,
     ports: RtpPorts,
     clock: MediaClock,
+    edge: Admission,
+    drain: Drain,
     state: Arc<SipState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -103,11 +113,13 @@ pub(super) async fn run(
         state,
         audio,
         sig_tx,
-        layer: ServerTransactions::new(Timers::default(), rand::random()),
+        layer: ServerTransactions::new(Timers::default(), rand::random()).with_grouping(admission::source_group),
         ids: IdGen::new(rand::random()),
         calls: HashMap::new(),
         local_ids,
         clients: Vec::new(),
+        edge,
+        phase: Phase::Serving,
     };
     tracing::info!(addr = %local, "SIP server listening (UDP)");
     tokio::pin!(shutdown);
@@ -133,7 +145,14 @@ pub(super) async fn run(
                 }
             }
             Some(cmd) = sig_rx.recv() => s.on_cmd(cmd),
+            _ = drain.start.cancelled(), if s.phase == Phase::Serving => {
+                tracing::info!(calls = s.calls.len(), within_secs = drain.within.as_secs(), "SIP draining: new calls refused");
+                s.phase = Phase::Draining { until: Instant::now() + drain.within };
+            }
             _ = tick.tick() => {
+                if s.drain_step(Instant::now()) {
+                    drain.done.cancel();
+                }
                 if s.next_deadline().is_some_and(|d| d <= Instant::now()) {
                     s.on_timers();
                 }
@@ -170,6 +189,9 @@ impl Signalling {
     }
 
     fn on_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
+        if bytes.len() > admission::MAX_MESSAGE {
+            return self.on_oversized(bytes, source);
+        }
         match parse(bytes) {
             Err(ParseError::Empty) => {}
             Err(e) => {
@@ -182,6 +204,9 @@ impl Signalling {
             Ok(Message::Response(r)) => self.on_response(r),
             Ok(Message::Request(mut req)) => {
                 self.count_request(req.method.as_str());
+                if !self.admit(&req, source) {
+                    return;
+                }
                 if let Err(e) = stamp_received(&mut req, source) {
                     if let Some(response) = reject_unparseable(bytes, &e) {
                         self.send_response(&response, source);
@@ -194,6 +219,107 @@ impl Signalling {
                 }
             }
         }
+    }
+
+    /// The edge's checks, before the request reaches the transaction layer: a refused request is
+    /// answered once (statelessly: no transaction kept, nothing retransmitted) and takes no port
+    /// and no row. Retransmitted INVITEs of calls already admitted, ACKs and CANCELs pass.
+    fn admit(&mut self, req: &Request, source: SocketAddr) -> bool {
+        let verdict = if !self.edge.permits(source.ip()) {
+            Verdict::Forbidden
+        } else if req.method == Method::Ack || req.method == Method::Cancel {
+            Verdict::Admit
+        } else if self.phase != Phase::Serving
+            && (req.method == Method::Options
+                || (req.method == Method::Invite
+                    && req.headers.to_addr().ok().is_none_or(|to| to.tag().is_none())
+                    && !req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id))))
+        {
+            self.count_refused("draining");
+            self.refuse(req, 503, "Draining", Some(60), source);
+            return false;
+        } else if self.layer.len() >= admission::MAX_TRANSACTIONS
+            || self.layer.live_in_group_of(&source) >= admission::MAX_TRANSACTIONS_PER_SOURCE
+        {
+            self.count_refused("transactions");
+            self.refuse(req, 503, "Service Unavailable", Some(1), source);
+            return false;
+        } else if req.method == Method::Invite
+            && req.headers.to_addr().ok().is_none_or(|to| to.tag().is_none())
+            && !req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id))
+        {
+            self.edge.admit_invite(source.ip(), self.calls.len(), Instant::now())
+        } else {
+            Verdict::Admit
+        };
+        match verdict {
+            Verdict::Admit => return true,
+            Verdict::Forbidden => self.refuse(req, 403, "Forbidden", None, source),
+            Verdict::RateLimited { retry_after } => {
+                self.refuse(req, 503, "Too Many Calls From This Source", Some(retry_after), source)
+            }
+            Verdict::Busy { retry_after } => self.refuse(req, 503, "Too Many Calls", Some(retry_after), source),
+        }
+        self.count_refused(verdict.reason());
+        false
+    }
+
+    /// Answers `req` once, outside any transaction (an ACK gets nothing).
+    fn refuse(&mut self, req: &Request, status: u16, reason: &str, retry_after: Option<u32>, source: SocketAddr) {
+        if req.method == Method::Ack {
+            return;
+        }
+        let tag = self.ids.tag();
+        let mut response = response_with_reason(req, status, reason, &tag);
+        if let Some(secs) = retry_after {
+            response.headers.push("Retry-After", secs.to_string());
+        }
+        self.send_response(&response, source);
+    }
+
+    /// A datagram over [`admission::MAX_MESSAGE`]: dropped and counted; a request from an
+    /// allowed source that still parses gets `513` once.
+    fn on_oversized(&mut self, bytes: &[u8], source: SocketAddr) {
+        self.count_refused("oversized");
+        tracing::debug!(%source, len = bytes.len(), "oversized SIP datagram dropped");
+        if !self.edge.permits(source.ip()) {
+            return;
+        }
+        if let Ok(Message::Request(req)) = parse(bytes) {
+            self.refuse(&req, 513, "Message Too Large", None, source);
+        }
+    }
+
+    /// One step of the drain (on the timer tick); `true` once it is over.
+    fn drain_step(&mut self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Serving | Phase::Done => false,
+            Phase::Draining { .. } if self.calls.is_empty() => {
+                self.phase = Phase::Ending { until: now + BYE_GRACE };
+                false
+            }
+            Phase::Draining { until } if now >= until => {
+                tracing::info!(calls = self.calls.len(), "drain time over: goodbye and BYE to every call");
+                for entry in self.calls.values() {
+                    let _ = entry.control.send(CallMsg::Drain);
+                }
+                self.phase = Phase::Ending { until: now + BYE_GRACE };
+                false
+            }
+            Phase::Draining { .. } => false,
+            Phase::Ending { until }
+                if (self.calls.is_empty() && self.clients.iter().all(|c| c.answered)) || now >= until =>
+            {
+                self.phase = Phase::Done;
+                tracing::info!(left = self.calls.len(), "SIP drained");
+                true
+            }
+            Phase::Ending { .. } => false,
+        }
+    }
+
+    fn count_refused(&self, reason: &str) {
+        self.state.metrics.sip_refused.get_or_create(&SipRefusedLabels { reason: reason.to_owned() }).inc();
     }
 
     fn count_request(&self, method: &str) {
@@ -322,6 +448,11 @@ impl Signalling {
                 sending: negotiated.we_send(),
                 metrics: self.state.metrics.clone(),
                 call_id: call_id.as_str().to_owned(),
+                rtp_timeout: (self.state.settings.rtp_timeout_secs > 0)
+                    .then(|| Duration::from_secs(self.state.settings.rtp_timeout_secs)),
+                source: super::strict::RtpSource::new(
+                    negotiated.remote_rtp.map(|a| a.ip()).into_iter().chain([source.ip()]),
+                ),
             },
             events_tx,
         );
@@ -426,6 +557,7 @@ impl Signalling {
         let Some(i) = self.clients.iter().position(|c| c.tx.matches(&response)) else { return };
         let kind = self.clients[i].kind.clone();
         if let Some(ClientOutput::Final(r)) = self.clients[i].tx.on_response(response, now) {
+            self.clients[i].answered = true;
             if let ClientKind::Refer { sip_call_id } = kind {
                 if let Some(entry) = self.calls.get(&sip_call_id) {
                     let accepted = r.is_success();
@@ -439,6 +571,7 @@ impl Signalling {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        self.state.metrics.sip_transactions.set(i64::try_from(self.layer.len()).unwrap_or(i64::MAX));
         let outputs = self.layer.on_timeout(now);
         self.process(outputs, SocketAddr::from(([127, 0, 0, 1], 0)));
         let mut failed_refers = Vec::new();
@@ -516,7 +649,7 @@ impl Signalling {
         if let ClientOutput::Send(bytes) = first {
             self.send_bytes(&bytes, to);
         }
-        self.clients.push(Client { tx, to, kind });
+        self.clients.push(Client { tx, to, kind, answered: false });
     }
 
     /// Ends our side: BYE if the call was answered (`bye`), media stopped at once, the control
