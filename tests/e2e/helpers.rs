@@ -150,6 +150,13 @@ impl TestApp {
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
+    /// Tells the server to stop (as SIGTERM does) without waiting: SIP calls drain first.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops the server gracefully, waits for it, and hands back its database (which outlives it).
     pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.stop.take() {

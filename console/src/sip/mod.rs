@@ -141,6 +141,6 @@ impl SipServer {
     /// Answers calls until `shutdown` completes; calls in progress are then hung up (BYE). When
     /// `drain` starts first, new calls are refused and the live ones kept up to its time.
     pub async fn run(self, state: Arc<SipState>, drain: Drain, shutdown: impl Future<Output = ()> + Send + 'static) {
-        signalling::run(self.socket, self.local, self.ports, self.clock, self.admission, drain, state, shutdown).await;
+        signalling::run(self, drain, state, shutdown).await;
     }
 }

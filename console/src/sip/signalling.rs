@@ -89,15 +89,12 @@ struct Signalling {
 }
 
 pub(super) async fn run(
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
-    ports: RtpPorts,
-    clock: MediaClock,
-    edge: Admission,
+    server: super::SipServer,
     drain: Drain,
     state: Arc<SipState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let super::SipServer { socket, local, ports, clock, admission: edge } = server;
     let audio =
         Arc::new(PromptAudio::new(state.voice.prompts.clone(), state.voice.catalog.clone(), Some(state.tts.clone())));
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
@@ -153,6 +150,7 @@ pub(super) async fn run(
                 if s.drain_step(Instant::now()) {
                     drain.done.cancel();
                 }
+                s.state.metrics.sip_transactions.set(i64::try_from(s.layer.len()).unwrap_or(i64::MAX));
                 if s.next_deadline().is_some_and(|d| d <= Instant::now()) {
                     s.on_timers();
                 }
@@ -571,7 +569,6 @@ impl Signalling {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        self.state.metrics.sip_transactions.set(i64::try_from(self.layer.len()).unwrap_or(i64::MAX));
         let outputs = self.layer.on_timeout(now);
         self.process(outputs, SocketAddr::from(([127, 0, 0, 1], 0)));
         let mut failed_refers = Vec::new();
