@@ -403,7 +403,7 @@ impl Signalling {
         if self.calls.contains_key(&sip_call_id) {
             return self.respond(&tx, response_to(&req, 482, &tag));
         }
-        let Ok(call_id) = engine_call_id(&sip_call_id) else {
+        let Ok(call_id) = engine_call_id(&sip_call_id, &self.state.secret) else {
             return self.respond(&tx, response_with_reason(&req, 400, "Bad Call-ID", &tag));
         };
         let rtp = match self.bind_rtp() {
@@ -466,7 +466,6 @@ impl Signalling {
             media_events: events_rx,
             signalling: self.sig_tx.clone(),
         });
-        self.lock_ids().insert(call_id.as_str().to_owned());
         self.calls.insert(
             sip_call_id,
             CallEntry {
@@ -604,6 +603,10 @@ impl Signalling {
                 let contact = self.contact();
                 let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
                 entry.answered = true;
+                // Known to this node (its assignments claimed here) only once it is recorded.
+                let id = entry.call_id.as_str().to_owned();
+                self.lock_ids().insert(id);
+                let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
                 let ok = invite_ok(&entry.invite, &entry.local_tag, &contact, &entry.answer_sdp);
                 let tx = entry.invite_tx.clone();
                 self.respond(&tx, ok);
