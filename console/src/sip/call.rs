@@ -18,6 +18,10 @@ use tracing::Instrument;
 
 /// How long a transfer may take before it counts as failed (no final NOTIFY).
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(32);
+/// Tries of a step the database refused before the caller hears the technical-problem prompt
+/// (each may wait out SQLite's 5 s busy time), and the wait before the first retry (then × 4).
+const STEP_TRIES: u32 = 2;
+const STEP_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What the signalling task tells a call.
 #[derive(Debug)]
@@ -95,6 +99,10 @@ struct Call {
     server_ends: bool,
     /// The caller acknowledged our answer (audio flows).
     acked: bool,
+    /// The last digit collection asked for, re-armed after a technical problem.
+    last_collect: Option<(u8, u32, u32, Option<DtmfDigit>)>,
+    /// Steps sent to the runtime, for their idempotency keys.
+    steps: u64,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -125,6 +133,8 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         language: None,
         server_ends: false,
         acked: false,
+        last_collect: None,
+        steps: 0,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -188,12 +198,46 @@ impl Call {
         self.played >= self.queued
     }
 
-    /// One event through the runtime; its actions carried out.
+    /// One event through the runtime; its actions carried out. A database failure is retried
+    /// (with the same idempotency key, so a step that did commit is not applied twice); when it
+    /// still fails the caller hears the technical-problem prompt and the last menu is re-armed:
+    /// never silence.
     async fn handle(&mut self, event: Event) {
-        match self.runtime.handle(self.request(event)).await {
-            Ok(handled) => self.apply(handled.answer.actions).await,
-            Err(e) => tracing::error!(error = %e, "the call runtime refused an event"),
+        self.steps += 1;
+        let mut request = self.request(event);
+        let key = format!("sip-step-{}", self.steps);
+        request.key = Some(crate::calls::RequestKey { key: key.clone(), fingerprint: key });
+        let mut wait = STEP_BACKOFF;
+        for attempt in 1..=STEP_TRIES {
+            match self.runtime.handle(request.clone()).await {
+                Ok(handled) => return self.apply(handled.answer.actions).await,
+                Err(crate::calls::CallError::Db(e)) if attempt < STEP_TRIES => {
+                    tracing::warn!(error = %e, attempt, "a call step failed: retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                Err(crate::calls::CallError::Db(e)) => {
+                    tracing::error!(error = %e, "a call step failed: the caller hears the technical-problem prompt");
+                    return self.technical_problem().await;
+                }
+                Err(e) => return tracing::error!(error = %e, "the call runtime refused an event"),
+            }
         }
+    }
+
+    /// The step could not be recorded: say so, and listen again where the caller was.
+    async fn technical_problem(&mut self) {
+        let language = self.language.unwrap_or(ivr::domain::Language::It);
+        if let Ok(id) = ivr::domain::PromptId::parse("technical-problem") {
+            match self.audio.play(language, &id, ivr::engine::Pace::Normal).await {
+                Ok(clip) => self.queue(clip),
+                Err(e) => tracing::warn!(error = %e, "technical-problem prompt not playable"),
+            }
+        }
+        if let Some((max, first, inter, finish)) = self.last_collect {
+            self.collector = Some(Collector::new(max, first, inter, finish));
+        }
+        self.on_audio_progress().await;
     }
 
     async fn apply(&mut self, actions: Vec<Action>) {
@@ -213,6 +257,7 @@ impl Call {
                     }
                 }
                 Action::Collect { max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key } => {
+                    self.last_collect = Some((max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
                     self.collector =
                         Some(Collector::new(max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
                 }
