@@ -299,6 +299,7 @@ async fn an_empty_allow_list_beyond_loopback_is_warned_about_and_a_bad_one_refus
     let mut cmd = helpline(db.dir.path());
     cmd.arg("serve")
         .env("HELPLINE_DATABASE_URL", &db.url)
+        .env("HELPLINE_SECRET", crate::helpers::TEST_SERVER_SECRET)
         .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")
         .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
         .env("HELPLINE_SIP_ALLOW", "10.0.0.0/8, trunk.example.org");

@@ -108,7 +108,10 @@ async fn half_the_tls_settings_or_a_bad_file_refuse_to_start() {
     write_cert(dir, &cert_pem, &key_pem);
 
     let mut cmd = helpline(dir);
-    cmd.arg("serve").env("HELPLINE_DATABASE_URL", &db.url).env("HELPLINE_TLS_CERT", dir.join("cert.pem"));
+    cmd.arg("serve")
+        .env("HELPLINE_DATABASE_URL", &db.url)
+        .env("HELPLINE_SECRET", crate::helpers::TEST_SERVER_SECRET)
+        .env("HELPLINE_TLS_CERT", dir.join("cert.pem"));
     let (code, _, err) = run_helpline(&mut cmd, "");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("HELPLINE_TLS_KEY") && err.contains("HELPLINE_TLS_CERT"), "{err}");
@@ -116,6 +119,7 @@ async fn half_the_tls_settings_or_a_bad_file_refuse_to_start() {
     let mut cmd = helpline(dir);
     cmd.arg("serve")
         .env("HELPLINE_DATABASE_URL", &db.url)
+        .env("HELPLINE_SECRET", crate::helpers::TEST_SERVER_SECRET)
         .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")
         .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
         .env("HELPLINE_TLS_CERT", dir.join("missing.pem"))
