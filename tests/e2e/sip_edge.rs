@@ -644,3 +644,46 @@ async fn a_database_failure_mid_menu_plays_the_technical_problem_prompt_and_the_
     assert_eq!(steps, 1, "the failed step was not applied as well");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_call_the_quiet_sweep_ends_gets_its_bye() {
+    if !sipp_available() {
+        return;
+    }
+    // No RTP timeout here: the sweep (10 minutes without an event) is what ends the call.
+    let app = crate::helpers::spawn_app_with(fresh_database().await, |s| s.rtp_timeout_secs = 0).await;
+    let sink = RtpSink::bind().await;
+    let port = sink.port.to_string();
+    let sip = app.sip_addr;
+    let call = tokio::spawn(async move {
+        sipp(sip, "silent_in_queue.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await
+    });
+    let pool = app.state.db.pool().clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM queue_entries WHERE status = 'waiting'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        if queued == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the caller reached the queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.clock.advance(chrono::Duration::minutes(11));
+    let ended = console::calls::quiet::end_quiet_calls(
+        &app.state.db,
+        &app.state.calls,
+        console::clock::Clock::now(&*app.clock),
+    )
+    .await
+    .expect("sweep");
+    assert_eq!(ended.len(), 1, "the sweep ended the call in the log");
+    let call = call.await.expect("sipp");
+    assert!(call.success, "the caller got the BYE:\n{}", call.report);
+    let (outcome,): (Option<String>,) =
+        sqlx::query_as("SELECT outcome FROM calls").fetch_one(&pool).await.expect("the call");
+    assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
+    app.stop().await;
+}

@@ -55,6 +55,8 @@ pub enum SigCmd {
     Refer { sip_call_id: String, target: String },
     /// An event for the call with this engine id, if it is ours.
     Deliver { call_id: String, event: Event },
+    /// The server ended this call in the call log (the quiet sweep, on any node): BYE, if ours.
+    EndedByServer { call_id: String },
 }
 
 /// Everything a call's control task starts from.

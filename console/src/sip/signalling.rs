@@ -31,6 +31,8 @@ use tokio::sync::mpsc;
 
 /// How often the queue is checked for operators assigned to our calls.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(250);
+/// Every how many assignment polls the calls ended elsewhere are looked up (2 s).
+const ENDED_POLL_TICKS: u64 = 8;
 /// How often the SIP timers are checked.
 const TIMER_TICK: Duration = Duration::from_millis(10);
 /// Datagrams taken from the socket in one go.
@@ -632,6 +634,13 @@ impl Signalling {
                 let to = next_hop(&entry.dialog, entry.source);
                 self.start_client(&refer, to, ClientKind::Refer { sip_call_id });
             }
+            SigCmd::EndedByServer { call_id } => {
+                let sip_id = self.calls.iter().find(|(_, e)| e.call_id.as_str() == call_id).map(|(id, _)| id.clone());
+                if let Some(sip_id) = sip_id {
+                    tracing::warn!(call_id, "the call was ended by the server (quiet): BYE");
+                    self.drop_call(&sip_id, true);
+                }
+            }
             SigCmd::Deliver { call_id, event } => {
                 if let Some(entry) = self.calls.values().find(|e| e.call_id.as_str() == call_id) {
                     let _ = entry.control.send(CallMsg::Event(event));
@@ -728,10 +737,37 @@ async fn poll_assignments(
 ) {
     let mut tick = tokio::time::interval(ASSIGNMENT_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        if local.lock().map(|l| l.is_empty()).unwrap_or(true) {
+        ticks += 1;
+        let ours: Vec<String> = local.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default();
+        if ours.is_empty() {
             continue;
+        }
+        // Every 2 s: calls of ours the server ended in the call log (the quiet sweep, on any
+        // node) get their BYE from here — looked up by id (the primary key), never by a scan.
+        // Only those whose end is a `hung_up` event: an engine's own hang-up is carried out by
+        // the call after its goodbye, never cut short from here.
+        if ticks >= ENDED_POLL_TICKS {
+            ticks = 0;
+            for chunk in ours.chunks(500) {
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT c.call_id FROM calls c WHERE c.call_id IN ({}) AND c.ended_at IS NOT NULL AND EXISTS \
+                     (SELECT 1 FROM call_events e WHERE e.call_id = c.call_id AND e.kind = 'hung_up')",
+                    marks.join(", ")
+                );
+                let mut query = sqlx::query_as::<_, (String,)>(&sql);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                for (call_id,) in query.fetch_all(state.db.pool()).await.unwrap_or_default() {
+                    if sig.send(SigCmd::EndedByServer { call_id }).is_err() {
+                        return;
+                    }
+                }
+            }
         }
         let rows: Vec<(String, Option<String>, Option<String>)> =
             match sqlx::query_as("SELECT call_id, operator, target FROM queue_entries WHERE status = 'assigned'")
