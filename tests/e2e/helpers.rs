@@ -76,6 +76,11 @@ pub fn test_settings(db: &TestDb) -> Settings {
     }
 }
 
+/// Tests that flood the SIP port take this for writing; a test that checks the exact timing of
+/// the audio it receives takes it for reading, so that the floods' load (thousands of packets a
+/// second through this process) does not run beside it.
+pub static SIP_FLOODS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// The server key of test servers on PostgreSQL (`HELPLINE_SECRET`), the same for every node.
 pub const TEST_SERVER_SECRET: &str = "test-server-secret-0123456789abcdef0123456789";
 /// The auth token test servers verify TwiML signatures with.

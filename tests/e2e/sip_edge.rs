@@ -161,6 +161,7 @@ async fn floods_from_outside_the_allow_list_and_over_the_rate_are_refused_while_
     if !sipp_available() {
         return;
     }
+    let _flood = crate::helpers::SIP_FLOODS.write().await;
     // In-process (the clock at opening hours, so the first prompt is the welcome); the process's
     // descriptors are the server's RTP sockets plus the test's few.
     let app = crate::helpers::spawn_app_with(fresh_database().await, |s| {
@@ -241,6 +242,7 @@ async fn floods_from_outside_the_allow_list_and_over_the_rate_are_refused_while_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_limit_answers_503_and_oversized_datagrams_are_dropped_and_counted() {
+    let _flood = crate::helpers::SIP_FLOODS.write().await;
     let db = fresh_database().await;
     let mut cmd = helpline(db.dir.path());
     cmd.env("HELPLINE_SIP_MAX_CALLS", "3").env("HELPLINE_SIP_RATE", "0");
@@ -310,6 +312,7 @@ async fn an_empty_allow_list_beyond_loopback_is_warned_about_and_a_bad_one_refus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transaction_table_stays_under_its_cap_under_an_options_flood_with_unique_branches() {
+    let _flood = crate::helpers::SIP_FLOODS.write().await;
     let db = fresh_database().await;
     let mut server = ServeProcess::start_command(helpline(db.dir.path()), &db.url);
     let sip = server.sip_addr();
