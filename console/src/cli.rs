@@ -250,10 +250,14 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     }
     telemetry::init(settings.log_format);
     let (public_url, data_dir) = (settings.public_url.clone(), settings.data_dir.clone());
+    let https = !settings.tls_cert.as_os_str().is_empty();
     let app = Application::build(settings).await?;
     app.state().directory.seed_demo_if_empty().await?;
     if let Some((name, password)) = &app.first_admin {
-        let url = console_url(&public_url, app.local_addr());
+        let mut url = console_url(&public_url, app.local_addr());
+        if https && public_url.is_empty() {
+            url = url.replacen("http://", "https://", 1);
+        }
         show_first_admin(name, password, &url, &data_dir)?;
     }
     app.run_until(shutdown_signal()).await?;
@@ -356,6 +360,10 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     );
     println!("turn_urls     = {}", if s.turn_urls.is_empty() { "(none)" } else { &s.turn_urls });
     println!("turn_password = {:?}", s.turn_password);
+    if !s.tls_cert.as_os_str().is_empty() || !s.tls_key.as_os_str().is_empty() {
+        println!("tls_cert      = {}", s.tls_cert.display());
+        println!("tls_key       = {}", s.tls_key.display());
+    }
     if let Err(e) = s.check_for_serve() {
         return config_error(&e);
     }

@@ -86,6 +86,28 @@ pub struct Settings {
     pub turn_username: String,
     /// The TURN servers' password (`HELPLINE_TURN_PASSWORD`): sent only to signed-in operators.
     pub turn_password: SecretString,
+    /// The networks that may send SIP (`HELPLINE_SIP_ALLOW`): comma-separated addresses or CIDRs
+    /// of the trunks and proxies; others get `403` before anything is taken. Empty: anyone (and
+    /// `serve` warns when `sip_addr` is not a loopback address).
+    pub sip_allow: String,
+    /// New INVITEs a second one source may send (`HELPLINE_SIP_RATE`), a token bucket holding one
+    /// second's worth; past it `503` with `Retry-After`. 0: no limit.
+    pub sip_rate: u32,
+    /// Calls this node holds at once (`HELPLINE_SIP_MAX_CALLS`); past it new INVITEs get `503`.
+    /// 0: no limit (the RTP port range is then the limit).
+    pub sip_max_calls: usize,
+    /// Seconds without any RTP packet from a SIP caller after which the call is hung up
+    /// (`HELPLINE_RTP_TIMEOUT_SECS`): BYE, and `hung_up` in the call log. 0: never.
+    pub rtp_timeout_secs: u64,
+    /// Seconds a node keeps its live SIP calls after SIGTERM (`HELPLINE_DRAIN_SECS`): new INVITEs
+    /// and OPTIONS get `503` meanwhile; then the calls hear the goodbye and get a BYE.
+    pub drain_secs: u64,
+    /// The built-in HTTPS listener's certificate chain, a PEM file (`HELPLINE_TLS_CERT`): with
+    /// `tls_key`, `http_addr` serves HTTPS; both empty (the default), plain HTTP. Reloaded on
+    /// SIGHUP.
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert`, a PEM file (`HELPLINE_TLS_KEY`).
+    pub tls_key: PathBuf,
 }
 
 impl Default for Settings {
@@ -117,6 +139,13 @@ impl Default for Settings {
             turn_urls: String::new(),
             turn_username: String::new(),
             turn_password: SecretString::default(),
+            sip_allow: String::new(),
+            sip_rate: 100,
+            sip_max_calls: 1000,
+            rtp_timeout_secs: 60,
+            drain_secs: 300,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -238,6 +267,7 @@ impl Settings {
         }
         self.webrtc_candidate_ip()
             .map_err(|reason| ConfigError::Env { var: "HELPLINE_WEBRTC_PUBLIC_IP".into(), reason })?;
+        self.tls_files()?;
         let len = self.secret.expose().len();
         if !self.secret.is_empty() && len < ivr::domain::ServerSecret::MIN_LEN {
             return Err(err(format!(
@@ -269,6 +299,26 @@ impl Settings {
     /// The TURN URLs, one per comma-separated entry.
     pub fn turn_url_list(&self) -> Vec<String> {
         self.turn_urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+    }
+
+    /// The built-in HTTPS listener's files: both set or neither.
+    pub fn tls_files(&self) -> Result<Option<crate::listener::TlsFiles>, ConfigError> {
+        let (cert, key) = (self.tls_cert.as_os_str().is_empty(), self.tls_key.as_os_str().is_empty());
+        let missing = |var: &str, other: &str| ConfigError::Env {
+            var: var.into(),
+            reason: format!(
+                "required when {other} is set: HTTPS needs both the certificate chain (HELPLINE_TLS_CERT) and \
+                 its private key (HELPLINE_TLS_KEY), PEM files; set both, or neither for plain HTTP"
+            ),
+        };
+        match (cert, key) {
+            (true, true) => Ok(None),
+            (false, true) => Err(missing("HELPLINE_TLS_KEY", "HELPLINE_TLS_CERT")),
+            (true, false) => Err(missing("HELPLINE_TLS_CERT", "HELPLINE_TLS_KEY")),
+            (false, false) => {
+                Ok(Some(crate::listener::TlsFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone() }))
+            }
+        }
     }
 
     /// The folder of the speech synthesised on demand (`<data_dir>/tts-cache`).
@@ -450,6 +500,19 @@ mod tests {
         keyed.check_for_serve().unwrap();
         // SQLite may generate and store its own (recommended: give one anyway).
         Settings::default().check_for_serve().unwrap();
+    }
+
+    #[test]
+    fn tls_needs_both_files_or_neither() {
+        assert_eq!(Settings::default().tls_files().unwrap(), None);
+        let cert_only = Settings { tls_cert: "cert.pem".into(), ..Settings::default() };
+        let err = cert_only.check_for_serve().unwrap_err().to_string();
+        assert!(err.starts_with("environment variable HELPLINE_TLS_KEY: required when HELPLINE_TLS_CERT"), "{err}");
+        let key_only = Settings { tls_key: "key.pem".into(), ..Settings::default() };
+        let err = key_only.check_for_serve().unwrap_err().to_string();
+        assert!(err.starts_with("environment variable HELPLINE_TLS_CERT: required when HELPLINE_TLS_KEY"), "{err}");
+        let both = Settings { tls_cert: "c.pem".into(), tls_key: "k.pem".into(), ..Settings::default() };
+        assert_eq!(both.tls_files().unwrap().map(|f| f.cert), Some("c.pem".into()));
     }
 
     #[test]

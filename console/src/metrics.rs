@@ -44,6 +44,20 @@ pub struct SipStatusLabels {
     pub status: u16,
 }
 
+/// SIP requests refused or dropped at the edge, by why (`forbidden`, `rate`, `max_calls`,
+/// `oversized`, `transactions`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SipRefusedLabels {
+    pub reason: String,
+}
+
+/// RTP packets dropped because they did not come from the call's caller (strict RTP), by kind
+/// (`dtmf`: RFC 4733 telephone-events; `other`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RtpForeignLabels {
+    pub kind: String,
+}
+
 /// DTMF keys received, by how they came (`rfc4733` or `info`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DtmfLabels {
@@ -73,12 +87,16 @@ pub struct Metrics {
     // --- SIP ---
     pub sip_requests: Family<SipMethodLabels, Counter>,
     pub sip_responses: Family<SipStatusLabels, Counter>,
+    pub sip_refused: Family<SipRefusedLabels, Counter>,
+    /// Live SIP server transactions (set on the signalling task's timer ticks).
+    pub sip_transactions: Gauge,
     pub rtp_packets_sent: Counter,
     /// Packets sent more than 5 ms after their slot on the 20 ms grid.
     pub rtp_late_packets: Counter,
     /// How far each packet's send landed after its grid slot, seconds.
     pub rtp_send_deviation: Histogram,
     pub dtmf_received: Family<DtmfLabels, Counter>,
+    pub rtp_foreign_packets: Family<RtpForeignLabels, Counter>,
     /// Wallboard snapshots read from the database (one per second while any wallboard is open,
     /// however many are open; plus one when a wallboard opens).
     pub wallboard_snapshots: Counter,
@@ -117,6 +135,14 @@ impl Metrics {
         registry.register("sip_requests", "SIP requests received, by method", sip_requests.clone());
         let sip_responses = Family::<SipStatusLabels, Counter>::default();
         registry.register("sip_responses", "SIP responses sent, by status", sip_responses.clone());
+        let sip_refused = Family::<SipRefusedLabels, Counter>::default();
+        registry.register(
+            "sip_refused",
+            "SIP requests refused or dropped at the edge (allow-list, rate, call limit, size, transactions)",
+            sip_refused.clone(),
+        );
+        let sip_transactions = Gauge::default();
+        registry.register("sip_transactions", "Live SIP server transactions", sip_transactions.clone());
         let rtp_packets_sent = Counter::default();
         registry.register("rtp_packets_sent", "RTP audio packets sent", rtp_packets_sent.clone());
         let rtp_late_packets = Counter::default();
@@ -134,6 +160,12 @@ impl Metrics {
         );
         let dtmf_received = Family::<DtmfLabels, Counter>::default();
         registry.register("dtmf_received", "DTMF keys received, by source (rfc4733, info)", dtmf_received.clone());
+        let rtp_foreign_packets = Family::<RtpForeignLabels, Counter>::default();
+        registry.register(
+            "rtp_foreign_packets",
+            "RTP packets dropped for coming from neither the call's signalled hosts nor its latched address",
+            rtp_foreign_packets.clone(),
+        );
         let wallboard_snapshots = Counter::default();
         registry.register(
             "wallboard_snapshots",
@@ -179,10 +211,13 @@ impl Metrics {
             engine_decisions,
             sip_requests,
             sip_responses,
+            sip_refused,
+            sip_transactions,
             rtp_packets_sent,
             rtp_late_packets,
             rtp_send_deviation,
             dtmf_received,
+            rtp_foreign_packets,
             wallboard_snapshots,
             acd_passes,
             browser_bridges,

@@ -130,6 +130,8 @@ pub fn router(state: AppState) -> Router {
 /// A built, bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
+    /// The built-in HTTPS listener's TLS, when `tls_cert` and `tls_key` are set.
+    tls: Option<Arc<crate::listener::Tls>>,
     sip: SipServer,
     state: AppState,
     /// Name and password of the admin created on this start, to be shown once.
@@ -155,6 +157,10 @@ impl Application {
         tracing::info!(?source, backend = db.backend().name(), "database ready");
         let first_admin = users::ensure_first_admin(&db, clock.now()).await?;
         let directory = Directory::open(db.clone()).await?;
+        let tls = match settings.tls_files()? {
+            Some(files) => Some(crate::listener::Tls::load(files)?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP address {}", settings.http_addr))?;
@@ -248,7 +254,7 @@ impl Application {
             calls,
             directory,
         };
-        Ok(Application { listener, sip, state: AppState(Arc::new(handles)), first_admin })
+        Ok(Application { listener, tls, sip, state: AppState(Arc::new(handles)), first_admin })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -282,15 +288,29 @@ impl Application {
         crate::calls::quiet::start(state.db.clone(), state.calls.clone(), state.clock.clone(), &tasks);
         state.phone.start(&tasks).context("cannot start the WebRTC media thread")?;
         let stopping = tasks.token();
-        tasks.spawn("sip", self.sip.run(state.sip.clone(), async move { stopping.cancelled().await }));
+        let drain = crate::sip::Drain {
+            within: Duration::from_secs(state.settings.drain_secs),
+            ..crate::sip::Drain::default()
+        };
+        tasks.spawn("sip", self.sip.run(state.sip.clone(), drain.clone(), async move { stopping.cancelled().await }));
+        // On SIGTERM the SIP calls drain first (HTTP keeps serving the operators who take them),
+        // then everything stops.
+        let shutdown = async move {
+            shutdown.await;
+            drain.start.cancel();
+            drain.done.cancelled().await;
+        };
 
+        if let Some(tls) = &self.tls {
+            tasks.spawn("tls-reload", tls.clone().reload_on_sighup(tasks.token()));
+        }
         let addr = self.listener.local_addr().unwrap_or(state.settings.http_addr);
-        tracing::info!(%addr, "HTTP server listening");
+        tracing::info!(%addr, tls = self.tls.is_some(), "HTTP server listening");
         let limits = crate::listener::Limits {
             header_timeout: Duration::from_secs(state.settings.http_header_timeout_secs.max(1)),
             max_connections: state.settings.http_max_connections,
         };
-        let served = crate::listener::serve(self.listener, router(state.clone()), limits, shutdown).await;
+        let served = crate::listener::serve(self.listener, router(state.clone()), limits, self.tls, shutdown).await;
         tasks.shutdown().await;
         state.db.close().await;
         tracing::info!("server stopped");

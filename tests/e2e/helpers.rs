@@ -71,9 +71,16 @@ pub fn test_settings(db: &TestDb) -> Settings {
         retention_days: 365,
         audit_retention_days: 730,
         console_file: repo_path("config/console.toml"),
+        // A test that stops with SIP calls up does not wait five minutes for them.
+        drain_secs: 2,
         ..Settings::default()
     }
 }
+
+/// Tests that flood the SIP port take this for writing; a test that checks the exact timing of
+/// the audio it receives takes it for reading, so that the floods' load (thousands of packets a
+/// second through this process) does not run beside it.
+pub static SIP_FLOODS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The server key of test servers on PostgreSQL (`HELPLINE_SECRET`), the same for every node.
 pub const TEST_SERVER_SECRET: &str = "test-server-secret-0123456789abcdef0123456789";
@@ -147,6 +154,13 @@ impl TestApp {
         let sig = console::webhook::signature::twilio_signature(TEST_TWILIO_TOKEN, &url, &owned);
         let r = self.client.post(&url).header("x-twilio-signature", sig).form(&owned).send().await.expect("request");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// Tells the server to stop (as SIGTERM does) without waiting: SIP calls drain first.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
     }
 
     /// Stops the server gracefully, waits for it, and hands back its database (which outlives it).
@@ -243,6 +257,8 @@ pub struct ServeProcess {
     pub stdout: String,
     /// Log lines not yet read (kept so the reader thread never blocks).
     _stderr_lines: mpsc::Receiver<String>,
+    /// JSON log lines read while waiting for another, for [`ServeProcess::wait_for_log`].
+    logged: Vec<serde_json::Value>,
 }
 
 impl ServeProcess {
@@ -257,11 +273,14 @@ impl ServeProcess {
         if database_url.starts_with("postgres") {
             cmd.env("HELPLINE_SECRET", TEST_SERVER_SECRET);
         }
+        // Port 0 on loopback unless the caller chose the addresses.
+        for var in ["HELPLINE_HTTP_ADDR", "HELPLINE_SIP_ADDR", "HELPLINE_WEBRTC_ADDR"] {
+            if !cmd.get_envs().any(|(k, _)| k == var) {
+                cmd.env(var, "127.0.0.1:0");
+            }
+        }
         let mut child = cmd
             .arg("serve")
-            .env("HELPLINE_HTTP_ADDR", "127.0.0.1:0")
-            .env("HELPLINE_SIP_ADDR", "127.0.0.1:0")
-            .env("HELPLINE_WEBRTC_ADDR", "127.0.0.1:0")
             .env("HELPLINE_DATABASE_URL", database_url)
             .env("HELPLINE_LOG_FORMAT", "json")
             .env("HELPLINE_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)
@@ -279,14 +298,58 @@ impl ServeProcess {
                 }
             }
         });
+        let mut logged = Vec::new();
         let addr = loop {
             let line = rx.recv_timeout(Duration::from_secs(60)).expect("server logs its address");
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             if v["fields"]["message"] == "HTTP server listening" {
                 break v["fields"]["addr"].as_str().expect("addr").parse().expect("socket addr");
             }
+            logged.push(v);
         };
-        ServeProcess { child, addr, stdout: String::new(), _stderr_lines: rx }
+        ServeProcess { child, addr, stdout: String::new(), _stderr_lines: rx, logged }
+    }
+
+    /// Waits (at most `timeout`) for the next JSON log line whose message is `message` and
+    /// returns it; lines before it are skipped.
+    pub fn wait_for_log(&mut self, message: &str, timeout: Duration) -> serde_json::Value {
+        if let Some(i) = self.logged.iter().position(|v| v["fields"]["message"] == message) {
+            let v = self.logged.remove(i);
+            self.logged.drain(..i);
+            return v;
+        }
+        self.logged.clear();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                ._stderr_lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no log line {message:?} within {timeout:?}: {e}"));
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if v["fields"]["message"] == message {
+                return v;
+            }
+        }
+    }
+
+    /// Whether a JSON log line with this message was read while waiting for another (start-up
+    /// lines before "HTTP server listening" are kept).
+    pub fn has_logged(&self, message: &str) -> bool {
+        self.logged.iter().any(|v| v["fields"]["message"] == message)
+    }
+
+    /// The UDP address the SIP user agent listens on (from its log line).
+    pub fn sip_addr(&mut self) -> SocketAddr {
+        let v = self.wait_for_log("SIP server listening (UDP)", Duration::from_secs(30));
+        v["fields"]["addr"].as_str().expect("addr").parse().expect("socket addr")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill").success();
+        assert!(ok, "kill -{name} {pid}");
     }
 
     pub fn url(&self, path: &str) -> String {

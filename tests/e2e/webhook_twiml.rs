@@ -299,9 +299,10 @@ async fn a_slow_caller_hears_runtime_texts_played_slowly() {
 #[tokio::test]
 async fn an_operator_answering_in_the_browser_is_dialled_at_the_helplines_own_sip_address() {
     use crate::console_client::{add_user, operator_online, until, CallState, ClientMessage, Device, ServerMessage};
-    use ivr::domain::Language::{En, Es, Fr, It};
+    use ivr::domain::Language;
     let app = spawn_app().await;
-    add_user(&app, "paola", console::db::users::Role::Operator, &[It, En, Fr, Es], &[], false).await;
+    let languages = [Language::It, Language::En, Language::Fr, Language::Es];
+    add_user(&app, "paola", console::db::users::Role::Operator, &languages, &[], false).await;
     let mut paola = operator_online(&app, "paola", true).await;
     let sid = "CAbrowser";
     let doc = post(&app, "/twiml/voice", sid, &[]).await;

@@ -3,7 +3,7 @@
 //! (sign out on every device). Sign-in attempts are rate-limited per name and per client address
 //! ([`crate::auth::SignInLimiter`], counted from when they begin), and passwords are verified on
 //! blocking threads, a few at a time; the cookie is HttpOnly, SameSite=Strict, `Secure` when the
-//! server's public URL is https, and lasts one session TTL.
+//! server's public URL is https (or it serves HTTPS itself), and lasts one session TTL.
 
 use super::{AsOperator, AuthState, Authenticated};
 use crate::db::audit::{self, Actor};
@@ -51,7 +51,7 @@ fn session_cookie(state: &AuthState, token: String) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.settings.public_url.starts_with("https://"))
+        .secure(state.settings.public_url.starts_with("https://") || !state.settings.tls_cert.as_os_str().is_empty())
         .max_age(cookie::time::Duration::milliseconds(sessions::SESSION_TTL_MS))
         .path("/")
         .build()

@@ -30,6 +30,10 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(32);
 pub const BROWSER_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a browser whose connection closed has to come back (a reloaded page's new offer).
 pub const BROWSER_RETURN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries of a step the database refused before the caller hears the technical-problem prompt
+/// (each may wait out SQLite's 5 s busy time), and the wait before the first retry (then × 4).
+const STEP_TRIES: u32 = 2;
+const STEP_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What the signalling task tells a call.
 #[derive(Debug)]
@@ -46,6 +50,8 @@ pub enum CallMsg {
     ReferProgress(ReferProgress),
     /// An event from outside the call (an operator was assigned).
     Event(Event),
+    /// The node is stopping: goodbye, then hang up.
+    Drain,
 }
 
 /// What a call asks of the signalling task (keyed by the SIP Call-ID).
@@ -61,6 +67,8 @@ pub enum SigCmd {
     Refer { sip_call_id: String, target: String },
     /// An event for the call with this engine id, if it is ours.
     Deliver { call_id: String, event: Event },
+    /// The server ended this call in the call log (the quiet sweep, on any node): BYE, if ours.
+    EndedByServer { call_id: String },
 }
 
 /// Everything a call's control task starts from.
@@ -129,6 +137,14 @@ struct Call {
     page_failure: Option<String>,
     /// The language of the last prompt (the goodbye is said in it).
     language: Option<Language>,
+    /// The server ends the call (drain): the hang-up is recorded when the BYE goes.
+    server_ends: bool,
+    /// The caller acknowledged our answer (audio flows).
+    acked: bool,
+    /// The last digit collection asked for, re-armed after a technical problem.
+    last_collect: Option<(u8, u32, u32, Option<DtmfDigit>)>,
+    /// Steps sent to the runtime, for their idempotency keys.
+    steps: u64,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -174,6 +190,10 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         browser: None,
         page_failure: None,
         language: None,
+        server_ends: false,
+        acked: false,
+        last_collect: None,
+        steps: 0,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -203,6 +223,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
                     call.played = call.played.max(played);
                     call.on_audio_progress().await;
                 }
+                MediaEvent::NoRtp => call.caller_silent().await,
             },
             _ = sleep_until_opt(collect_deadline) => {
                 let done = call.collector.as_mut().and_then(|c| c.on_timeout(Instant::now()));
@@ -273,12 +294,46 @@ impl Call {
         self.played >= self.queued
     }
 
-    /// One event through the runtime; its actions carried out.
+    /// One event through the runtime; its actions carried out. A database failure is retried
+    /// (with the same idempotency key, so a step that did commit is not applied twice); when it
+    /// still fails the caller hears the technical-problem prompt and the last menu is re-armed:
+    /// never silence.
     async fn handle(&mut self, event: Event) {
-        match self.runtime.handle(self.request(event)).await {
-            Ok(handled) => self.apply(handled.answer.actions).await,
-            Err(e) => tracing::error!(error = %e, "the call runtime refused an event"),
+        self.steps += 1;
+        let mut request = self.request(event);
+        let key = format!("sip-step-{}", self.steps);
+        request.key = Some(crate::calls::RequestKey { key: key.clone(), fingerprint: key });
+        let mut wait = STEP_BACKOFF;
+        for attempt in 1..=STEP_TRIES {
+            match self.runtime.handle(request.clone()).await {
+                Ok(handled) => return self.apply(handled.answer.actions).await,
+                Err(crate::calls::CallError::Db(e)) if attempt < STEP_TRIES => {
+                    tracing::warn!(error = %e, attempt, "a call step failed: retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                Err(crate::calls::CallError::Db(e)) => {
+                    tracing::error!(error = %e, "a call step failed: the caller hears the technical-problem prompt");
+                    return self.technical_problem().await;
+                }
+                Err(e) => return tracing::error!(error = %e, "the call runtime refused an event"),
+            }
         }
+    }
+
+    /// The step could not be recorded: say so, and listen again where the caller was.
+    async fn technical_problem(&mut self) {
+        let language = self.language.unwrap_or(ivr::domain::Language::It);
+        if let Ok(id) = ivr::domain::PromptId::parse("technical-problem") {
+            match self.audio.play(language, &id, ivr::engine::Pace::Normal).await {
+                Ok(clip) => self.queue(clip),
+                Err(e) => tracing::warn!(error = %e, "technical-problem prompt not playable"),
+            }
+        }
+        if let Some((max, first, inter, finish)) = self.last_collect {
+            self.collector = Some(Collector::new(max, first, inter, finish));
+        }
+        self.on_audio_progress().await;
     }
 
     async fn apply(&mut self, actions: Vec<Action>) {
@@ -299,6 +354,7 @@ impl Call {
                     }
                 }
                 Action::Collect { max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key } => {
+                    self.last_collect = Some((max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
                     self.collector =
                         Some(Collector::new(max_digits, first_timeout_ms, inter_digit_timeout_ms, finish_key));
                 }
@@ -337,6 +393,12 @@ impl Call {
         }
         match self.terminal.take() {
             Some(Terminal::Hangup) => {
+                if self.server_ends {
+                    // Drained: the end is in the call log before the BYE goes out.
+                    if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
+                        tracing::error!(error = %e, "cannot record the end of the call");
+                    }
+                }
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 tracing::info!("helpline hung up");
                 self.finished = true;
@@ -394,6 +456,7 @@ impl Call {
     async fn on_msg(&mut self, msg: CallMsg) {
         match msg {
             CallMsg::Ack => {
+                self.acked = true;
                 let _ = self.media.send(MediaCmd::Start);
             }
             CallMsg::Gone => self.line_closed().await,
@@ -417,6 +480,7 @@ impl Call {
                 self.transfer_failed(format!("SIP {}", p.status)).await;
             }
             CallMsg::Event(e) => self.handle(e).await,
+            CallMsg::Drain => self.drain().await,
         }
     }
 
@@ -601,6 +665,41 @@ impl Call {
         let _ = self.media.send(MediaCmd::Hold(false));
         self.phone.report(self.call_id.as_str(), PhoneStatus::Failed, Some(reason.clone()));
         self.transfer_failed(format!("browser phone: {reason}")).await;
+    }
+
+    /// The node is stopping: whatever plays stops, the goodbye plays, then BYE.
+    async fn drain(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::info!("node draining: goodbye");
+        self.collector = None;
+        self.transfer_deadline = None;
+        let _ = self.media.send(MediaCmd::Hold(false));
+        if !self.audio_idle() {
+            let _ = self.media.send(MediaCmd::StopAudio);
+            self.played = self.queued;
+        }
+        let language = self.language.unwrap_or(ivr::domain::Language::It);
+        // A call not yet acknowledged has no audio to hear a goodbye on.
+        if let (true, Ok(goodbye)) = (self.acked, ivr::domain::PromptId::parse("goodbye")) {
+            match self.audio.play(language, &goodbye, ivr::engine::Pace::Normal).await {
+                Ok(clip) => self.queue(clip),
+                Err(e) => tracing::warn!(error = %e, "goodbye not playable"),
+            }
+        }
+        self.server_ends = true;
+        self.terminal = Some(Terminal::Hangup);
+        self.on_audio_progress().await;
+    }
+
+    /// No RTP from the caller for the timeout: the line is dead (a vanished caller, or a blind
+    /// ACK and an INFO with no phone behind them). BYE, and the hang-up recorded.
+    async fn caller_silent(&mut self) {
+        tracing::warn!(reason = "no RTP from the caller", "hanging up a silent call");
+        // The end is in the call log before the BYE goes out.
+        self.line_closed().await;
+        let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
     }
 
     /// The caller is gone: record it and stop.

@@ -19,8 +19,9 @@
 //! sender, just before each `send_to`, against the packet's slot on its call's grid.
 
 use super::audio::{hold_tone, Clip};
+use super::strict::{RtpSource, Source};
 use crate::media::SipSide;
-use crate::metrics::{DtmfLabels, Metrics};
+use crate::metrics::{DtmfLabels, Metrics, RtpForeignLabels};
 use ivr::domain::DtmfDigit;
 use ivr::rtp::{DtmfReceiver, LegPayloads, Pacer, Packetizer, RtpPacket, DEFAULT_EVENT_TIMEOUT, SAMPLES_PER_PACKET};
 use ivr::sdp::Codec;
@@ -28,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
@@ -65,6 +66,8 @@ pub enum MediaEvent {
     Digit(DtmfDigit),
     /// Every clip queued so far (`played` of them) has played or was dropped.
     Idle { played: u64 },
+    /// No RTP from the caller for the whole `MediaSetup::rtp_timeout` (reported once).
+    NoRtp,
 }
 
 /// How the call's audio was negotiated.
@@ -78,6 +81,10 @@ pub struct MediaSetup {
     pub sending: bool,
     pub metrics: Arc<Metrics>,
     pub call_id: String,
+    /// Report [`MediaEvent::NoRtp`] after this long without a packet from the caller.
+    pub rtp_timeout: Option<Duration>,
+    /// Whose packets are the caller's (strict RTP, `strict.rs`).
+    pub source: RtpSource,
 }
 
 /// What reaches the clock thread.
@@ -113,6 +120,7 @@ impl MediaClock {
         let bridge_socket = setup.socket.try_clone().ok();
         let needs_latch = Arc::new(AtomicBool::new(true));
         let span = tracing::info_span!("media", call_id = %setup.call_id);
+        let source = Arc::new(Mutex::new(setup.source));
         match setup.socket.try_clone() {
             Ok(send_socket) => {
                 let stream = Stream {
@@ -139,6 +147,8 @@ impl MediaClock {
             stop: stop.clone(),
             paused: paused.clone(),
             resume: resume.clone(),
+            rtp_timeout: setup.rtp_timeout,
+            source: source.clone(),
         };
         tokio::spawn(tracing::Instrument::instrument(receiver.run(setup.socket), span));
         let mut payloads = LegPayloads { codec: setup.codec, audio: setup.payload_type, telephone_event: None };
@@ -155,6 +165,7 @@ impl MediaClock {
             bridge_socket,
             paused,
             resume,
+            source,
         }))
     }
 }
@@ -176,6 +187,8 @@ struct MediaInner {
     /// While bridged the receive task leaves the socket to the media thread.
     paused: Arc<AtomicBool>,
     resume: Arc<Notify>,
+    /// Strict RTP: where the caller's packets may come from.
+    source: Arc<Mutex<RtpSource>>,
 }
 
 impl Media {
@@ -185,6 +198,9 @@ impl Media {
             // Encode here, on the caller's thread, so the clock only ever copies bytes.
             MediaCmd::Play(clip) => drop(clip.encoded(self.0.codec)),
             MediaCmd::Stop => self.0.stop.notify_one(),
+            MediaCmd::Remote { addr: Some(addr), .. } => {
+                self.0.source.lock().unwrap_or_else(|p| p.into_inner()).renegotiated(*addr)
+            }
             _ => {}
         }
         self.0.tx.send(Msg::Cmd(self.0.id, cmd)).is_ok()
@@ -233,6 +249,8 @@ struct Receiver {
     stop: Arc<Notify>,
     paused: Arc<AtomicBool>,
     resume: Arc<Notify>,
+    rtp_timeout: Option<Duration>,
+    source: Arc<Mutex<RtpSource>>,
 }
 
 impl Receiver {
@@ -246,19 +264,37 @@ impl Receiver {
         };
         let mut dtmf = self.telephone_event.map(|pt| DtmfReceiver::new(pt, DEFAULT_EVENT_TIMEOUT));
         let mut buf = vec![0u8; 2048];
+        // When the caller's silence ends the call (no ghost calls): pushed on by every packet.
+        let mut silent_until = self.rtp_timeout.map(|t| Instant::now() + t);
         loop {
             if self.paused.load(Ordering::SeqCst) {
                 tokio::select! {
                     _ = self.stop.notified() => break,
-                    _ = self.resume.notified() => continue,
+                    _ = self.resume.notified() => {
+                        // While bridged the media thread read the caller: the silence counts anew.
+                        if let (Some(t), Some(_)) = (self.rtp_timeout, silent_until) {
+                            silent_until = Some(Instant::now() + t);
+                        }
+                        continue;
+                    }
                 }
             }
             let dtmf_deadline = dtmf.as_ref().and_then(DtmfReceiver::deadline);
             tokio::select! {
                 _ = self.stop.notified() => break,
                 _ = self.resume.notified() => continue,
+                _ = sleep_until_opt(silent_until) => {
+                    silent_until = None;
+                    let _ = self.events.send(MediaEvent::NoRtp);
+                }
                 r = socket.recv_from(&mut buf) => {
                     let Ok((len, source)) = r else { continue };
+                    if !self.is_callers(source, &buf[..len]) {
+                        continue;
+                    }
+                    if let (Some(t), Some(_)) = (self.rtp_timeout, silent_until) {
+                        silent_until = Some(Instant::now() + t);
+                    }
                     if self.needs_latch.load(Ordering::Relaxed) && self.needs_latch.swap(false, Ordering::Relaxed) {
                         let _ = self.clock.send(Msg::Latch(self.id, source));
                     }
@@ -276,6 +312,22 @@ impl Receiver {
                 }
             }
         }
+    }
+}
+
+impl Receiver {
+    /// Strict RTP: whether a packet from `source` is the caller's; others are dropped and
+    /// counted (telephone-events apart, so keys sprayed at the port show).
+    fn is_callers(&self, source: SocketAddr, packet: &[u8]) -> bool {
+        let judged = self.source.lock().unwrap_or_else(|p| p.into_inner()).judge(source);
+        if judged != Source::Foreign {
+            return true;
+        }
+        let dtmf = self.telephone_event.is_some()
+            && RtpPacket::decode(packet).is_ok_and(|p| Some(p.header.payload_type) == self.telephone_event);
+        let kind = if dtmf { "dtmf" } else { "other" };
+        self.metrics.rtp_foreign_packets.get_or_create(&RtpForeignLabels { kind: kind.into() }).inc();
+        false
     }
 }
 

@@ -20,15 +20,20 @@
 //! Architecture invariant: the engine sees only `Event`s; SIP dialogs, transactions and RTP never
 //! reach it, and every event of a SIP call goes through the same call log as webhook calls.
 
+mod admission;
 mod audio;
 mod call;
 mod collect;
+mod drain;
 mod media;
 mod operator_leg;
 mod signalling;
+mod strict;
 
+pub use admission::{Admission, AllowList, Verdict};
 pub use audio::PromptAudio;
 pub use collect::{Collected, Collector};
+pub use drain::Drain;
 
 use crate::calls::CallRuntime;
 use crate::clock::Clock;
@@ -53,6 +58,8 @@ pub enum SipError {
     PortRange { min: u16, max: u16 },
     #[error("cannot start the media clock thread: {0}")]
     MediaClock(std::io::Error),
+    #[error(transparent)]
+    Allow(#[from] admission::AllowError),
 }
 
 /// The UDP ports calls' RTP sockets come from.
@@ -110,26 +117,37 @@ pub struct SipServer {
     local: SocketAddr,
     ports: RtpPorts,
     clock: media::MediaClock,
+    admission: Admission,
 }
 
 impl SipServer {
     /// Binds `sip_addr` (port 0 allowed) and checks the RTP port range.
     pub async fn bind(settings: &Settings) -> Result<SipServer, SipError> {
         let ports = RtpPorts::new(settings.rtp_port_min, settings.rtp_port_max)?;
+        let allow = AllowList::parse(&settings.sip_allow)?;
+        if allow.is_empty() && !settings.sip_addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %settings.sip_addr,
+                hint = "set it to the networks of the trunks and proxies (docs/sip.md, Facing the internet)",
+                "HELPLINE_SIP_ALLOW is empty: anyone who reaches the SIP port may call"
+            );
+        }
+        let admission = Admission::new(allow, settings.sip_rate, settings.sip_max_calls);
         let socket = UdpSocket::bind(settings.sip_addr)
             .await
             .map_err(|source| SipError::Bind { addr: settings.sip_addr, source })?;
         let local = socket.local_addr().unwrap_or(settings.sip_addr);
         let clock = media::MediaClock::start().map_err(SipError::MediaClock)?;
-        Ok(SipServer { socket: Arc::new(socket), local, ports, clock })
+        Ok(SipServer { socket: Arc::new(socket), local, ports, clock, admission })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Answers calls until `shutdown` completes; calls in progress are then hung up (BYE).
-    pub async fn run(self, state: Arc<SipState>, shutdown: impl Future<Output = ()> + Send + 'static) {
-        signalling::run(self.socket, self.local, self.ports, self.clock, state, shutdown).await;
+    /// Answers calls until `shutdown` completes; calls in progress are then hung up (BYE). When
+    /// `drain` starts first, new calls are refused and the live ones kept up to its time.
+    pub async fn run(self, state: Arc<SipState>, drain: Drain, shutdown: impl Future<Output = ()> + Send + 'static) {
+        signalling::run(self, drain, state, shutdown).await;
     }
 }

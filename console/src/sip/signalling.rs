@@ -5,12 +5,14 @@
 //! is recorded), ACK, BYE, CANCEL, OPTIONS, INFO (DTMF), re-INVITE (hold), NOTIFY (transfer
 //! progress). Nothing here waits on the database.
 
+use super::admission::{self, Admission, Verdict};
 use super::call::{self, CallMsg, CallSetup, SigCmd};
+use super::drain::{Drain, Phase, BYE_GRACE};
 use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
 use super::operator_leg::{operator_token, OperatorLegSetup};
 use super::SipState;
 use super::{PromptAudio, RtpPorts};
-use crate::metrics::{DtmfLabels, SipMethodLabels, SipStatusLabels};
+use crate::metrics::{DtmfLabels, SipMethodLabels, SipRefusedLabels, SipStatusLabels};
 use ivr::domain::{CallId, Caller, PhoneNumber};
 use ivr::rtp::parse_info_dtmf;
 use ivr::sdp::{negotiate_body, LocalMedia};
@@ -30,6 +32,8 @@ use tokio::sync::mpsc;
 
 /// How often the queue is checked for operators assigned to our calls.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(250);
+/// Every how many assignment polls the calls ended elsewhere are looked up (2 s).
+const ENDED_POLL_TICKS: u64 = 8;
 /// How often the SIP timers are checked.
 const TIMER_TICK: Duration = Duration::from_millis(10);
 /// Datagrams taken from the socket in one go.
@@ -61,6 +65,8 @@ struct Client {
     tx: NonInviteClientTransaction,
     to: SocketAddr,
     kind: ClientKind,
+    /// A final response came (the transaction only absorbs retransmissions now).
+    answered: bool,
 }
 
 struct Signalling {
@@ -79,16 +85,19 @@ struct Signalling {
     /// Engine call ids of our calls, shared with the assignment poller.
     local_ids: Arc<Mutex<HashSet<String>>>,
     clients: Vec<Client>,
+    /// Who may send, how fast, how many calls (`admission.rs`).
+    edge: Admission,
+    /// Serving, or draining towards a stop (`drain.rs`).
+    phase: Phase,
 }
 
 pub(super) async fn run(
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
-    ports: RtpPorts,
-    clock: MediaClock,
+    server: super::SipServer,
+    drain: Drain,
     state: Arc<SipState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let super::SipServer { socket, local, ports, clock, admission: edge } = server;
     let audio =
         Arc::new(PromptAudio::new(state.voice.prompts.clone(), state.voice.catalog.clone(), Some(state.tts.clone())));
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
@@ -104,11 +113,13 @@ pub(super) async fn run(
         state,
         audio,
         sig_tx,
-        layer: ServerTransactions::new(Timers::default(), rand::random()),
+        layer: ServerTransactions::new(Timers::default(), rand::random()).with_grouping(admission::source_group),
         ids: IdGen::new(rand::random()),
         calls: HashMap::new(),
         local_ids,
         clients: Vec::new(),
+        edge,
+        phase: Phase::Serving,
     };
     tracing::info!(addr = %local, "SIP server listening (UDP)");
     tokio::pin!(shutdown);
@@ -134,7 +145,15 @@ pub(super) async fn run(
                 }
             }
             Some(cmd) = sig_rx.recv() => s.on_cmd(cmd),
+            _ = drain.start.cancelled(), if s.phase == Phase::Serving => {
+                tracing::info!(calls = s.calls.len(), within_secs = drain.within.as_secs(), "SIP draining: new calls refused");
+                s.phase = Phase::Draining { until: Instant::now() + drain.within };
+            }
             _ = tick.tick() => {
+                if s.drain_step(Instant::now()) {
+                    drain.done.cancel();
+                }
+                s.state.metrics.sip_transactions.set(i64::try_from(s.layer.len()).unwrap_or(i64::MAX));
                 if s.next_deadline().is_some_and(|d| d <= Instant::now()) {
                     s.on_timers();
                 }
@@ -171,6 +190,9 @@ impl Signalling {
     }
 
     fn on_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
+        if bytes.len() > admission::MAX_MESSAGE {
+            return self.on_oversized(bytes, source);
+        }
         match parse(bytes) {
             Err(ParseError::Empty) => {}
             Err(e) => {
@@ -183,6 +205,9 @@ impl Signalling {
             Ok(Message::Response(r)) => self.on_response(r),
             Ok(Message::Request(mut req)) => {
                 self.count_request(req.method.as_str());
+                if !self.admit(&req, source) {
+                    return;
+                }
                 if let Err(e) = stamp_received(&mut req, source) {
                     if let Some(response) = reject_unparseable(bytes, &e) {
                         self.send_response(&response, source);
@@ -195,6 +220,107 @@ impl Signalling {
                 }
             }
         }
+    }
+
+    /// The edge's checks, before the request reaches the transaction layer: a refused request is
+    /// answered once (statelessly: no transaction kept, nothing retransmitted) and takes no port
+    /// and no row. Retransmitted INVITEs of calls already admitted, ACKs and CANCELs pass.
+    fn admit(&mut self, req: &Request, source: SocketAddr) -> bool {
+        let verdict = if !self.edge.permits(source.ip()) {
+            Verdict::Forbidden
+        } else if req.method == Method::Ack || req.method == Method::Cancel {
+            Verdict::Admit
+        } else if self.phase != Phase::Serving
+            && (req.method == Method::Options
+                || (req.method == Method::Invite
+                    && req.headers.to_addr().ok().is_none_or(|to| to.tag().is_none())
+                    && !req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id))))
+        {
+            self.count_refused("draining");
+            self.refuse(req, 503, "Draining", Some(60), source);
+            return false;
+        } else if self.layer.len() >= admission::MAX_TRANSACTIONS
+            || self.layer.live_in_group_of(&source) >= admission::MAX_TRANSACTIONS_PER_SOURCE
+        {
+            self.count_refused("transactions");
+            self.refuse(req, 503, "Service Unavailable", Some(1), source);
+            return false;
+        } else if req.method == Method::Invite
+            && req.headers.to_addr().ok().is_none_or(|to| to.tag().is_none())
+            && !req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id))
+        {
+            self.edge.admit_invite(source.ip(), self.calls.len(), Instant::now())
+        } else {
+            Verdict::Admit
+        };
+        match verdict {
+            Verdict::Admit => return true,
+            Verdict::Forbidden => self.refuse(req, 403, "Forbidden", None, source),
+            Verdict::RateLimited { retry_after } => {
+                self.refuse(req, 503, "Too Many Calls From This Source", Some(retry_after), source)
+            }
+            Verdict::Busy { retry_after } => self.refuse(req, 503, "Too Many Calls", Some(retry_after), source),
+        }
+        self.count_refused(verdict.reason());
+        false
+    }
+
+    /// Answers `req` once, outside any transaction (an ACK gets nothing).
+    fn refuse(&mut self, req: &Request, status: u16, reason: &str, retry_after: Option<u32>, source: SocketAddr) {
+        if req.method == Method::Ack {
+            return;
+        }
+        let tag = self.ids.tag();
+        let mut response = response_with_reason(req, status, reason, &tag);
+        if let Some(secs) = retry_after {
+            response.headers.push("Retry-After", secs.to_string());
+        }
+        self.send_response(&response, source);
+    }
+
+    /// A datagram over [`admission::MAX_MESSAGE`]: dropped and counted; a request from an
+    /// allowed source that still parses gets `513` once.
+    fn on_oversized(&mut self, bytes: &[u8], source: SocketAddr) {
+        self.count_refused("oversized");
+        tracing::debug!(%source, len = bytes.len(), "oversized SIP datagram dropped");
+        if !self.edge.permits(source.ip()) {
+            return;
+        }
+        if let Ok(Message::Request(req)) = parse(bytes) {
+            self.refuse(&req, 513, "Message Too Large", None, source);
+        }
+    }
+
+    /// One step of the drain (on the timer tick); `true` once it is over.
+    fn drain_step(&mut self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Serving | Phase::Done => false,
+            Phase::Draining { .. } if self.calls.is_empty() => {
+                self.phase = Phase::Ending { until: now + BYE_GRACE };
+                false
+            }
+            Phase::Draining { until } if now >= until => {
+                tracing::info!(calls = self.calls.len(), "drain time over: goodbye and BYE to every call");
+                for entry in self.calls.values() {
+                    let _ = entry.control.send(CallMsg::Drain);
+                }
+                self.phase = Phase::Ending { until: now + BYE_GRACE };
+                false
+            }
+            Phase::Draining { .. } => false,
+            Phase::Ending { until }
+                if (self.calls.is_empty() && self.clients.iter().all(|c| c.answered)) || now >= until =>
+            {
+                self.phase = Phase::Done;
+                tracing::info!(left = self.calls.len(), "SIP drained");
+                true
+            }
+            Phase::Ending { .. } => false,
+        }
+    }
+
+    fn count_refused(&self, reason: &str) {
+        self.state.metrics.sip_refused.get_or_create(&SipRefusedLabels { reason: reason.to_owned() }).inc();
     }
 
     fn count_request(&self, method: &str) {
@@ -291,7 +417,7 @@ impl Signalling {
         };
         let engine_id = match &operator_leg {
             Some(call_id) => CallId::parse(call_id).map_err(|_| ()),
-            None => engine_call_id(&sip_call_id).map_err(|_| ()),
+            None => engine_call_id(&sip_call_id, &self.state.secret).map_err(|_| ()),
         };
         let Ok(call_id) = engine_id else {
             return self.respond(&tx, response_with_reason(&req, 400, "Bad Call-ID", &tag));
@@ -336,6 +462,11 @@ impl Signalling {
                 sending: negotiated.we_send(),
                 metrics: self.state.metrics.clone(),
                 call_id: call_id.as_str().to_owned(),
+                rtp_timeout: (self.state.settings.rtp_timeout_secs > 0)
+                    .then(|| Duration::from_secs(self.state.settings.rtp_timeout_secs)),
+                source: super::strict::RtpSource::new(
+                    negotiated.remote_rtp.map(|a| a.ip()).into_iter().chain([source.ip()]),
+                ),
             },
             events_tx,
         );
@@ -378,7 +509,6 @@ impl Signalling {
             signalling: self.sig_tx.clone(),
             phone: self.state.phone.clone(),
         });
-        self.lock_ids().insert(call_id.as_str().to_owned());
         self.calls.insert(
             sip_call_id,
             CallEntry {
@@ -467,6 +597,7 @@ impl Signalling {
         let Some(i) = self.clients.iter().position(|c| c.tx.matches(&response)) else { return };
         let kind = self.clients[i].kind.clone();
         if let Some(ClientOutput::Final(r)) = self.clients[i].tx.on_response(response, now) {
+            self.clients[i].answered = true;
             if let ClientKind::Refer { sip_call_id } = kind {
                 if let Some(entry) = self.calls.get(&sip_call_id) {
                     let accepted = r.is_success();
@@ -515,6 +646,10 @@ impl Signalling {
                 let contact = self.contact();
                 let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
                 entry.answered = true;
+                // Known to this node (its assignments claimed here) only once it is recorded.
+                let id = entry.call_id.as_str().to_owned();
+                self.lock_ids().insert(id);
+                let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
                 let ok = invite_ok(&entry.invite, &entry.local_tag, &contact, &entry.answer_sdp);
                 let tx = entry.invite_tx.clone();
                 self.respond(&tx, ok);
@@ -540,6 +675,13 @@ impl Signalling {
                 let to = next_hop(&entry.dialog, entry.source);
                 self.start_client(&refer, to, ClientKind::Refer { sip_call_id });
             }
+            SigCmd::EndedByServer { call_id } => {
+                let sip_id = self.calls.iter().find(|(_, e)| e.call_id.as_str() == call_id).map(|(id, _)| id.clone());
+                if let Some(sip_id) = sip_id {
+                    tracing::warn!(call_id, "the call was ended by the server (quiet): BYE");
+                    self.drop_call(&sip_id, true);
+                }
+            }
             SigCmd::Deliver { call_id, event } => {
                 if let Some(entry) = self.calls.values().find(|e| e.call_id.as_str() == call_id) {
                     let _ = entry.control.send(CallMsg::Event(event));
@@ -557,7 +699,7 @@ impl Signalling {
         if let ClientOutput::Send(bytes) = first {
             self.send_bytes(&bytes, to);
         }
-        self.clients.push(Client { tx, to, kind });
+        self.clients.push(Client { tx, to, kind, answered: false });
     }
 
     /// Ends our side: BYE if the call was answered (`bye`), media stopped at once, the control
@@ -636,10 +778,37 @@ async fn poll_assignments(
 ) {
     let mut tick = tokio::time::interval(ASSIGNMENT_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        if local.lock().map(|l| l.is_empty()).unwrap_or(true) {
+        ticks += 1;
+        let ours: Vec<String> = local.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default();
+        if ours.is_empty() {
             continue;
+        }
+        // Every 2 s: calls of ours the server ended in the call log (the quiet sweep, on any
+        // node) get their BYE from here — looked up by id (the primary key), never by a scan.
+        // Only those whose end is a `hung_up` event: an engine's own hang-up is carried out by
+        // the call after its goodbye, never cut short from here.
+        if ticks >= ENDED_POLL_TICKS {
+            ticks = 0;
+            for chunk in ours.chunks(500) {
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT c.call_id FROM calls c WHERE c.call_id IN ({}) AND c.ended_at IS NOT NULL AND EXISTS \
+                     (SELECT 1 FROM call_events e WHERE e.call_id = c.call_id AND e.kind = 'hung_up')",
+                    marks.join(", ")
+                );
+                let mut query = sqlx::query_as::<_, (String,)>(&sql);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                for (call_id,) in query.fetch_all(state.db.pool()).await.unwrap_or_default() {
+                    if sig.send(SigCmd::EndedByServer { call_id }).is_err() {
+                        return;
+                    }
+                }
+            }
         }
         let rows: Vec<(String, Option<String>, Option<String>)> =
             match sqlx::query_as("SELECT call_id, operator, target FROM queue_entries WHERE status = 'assigned'")

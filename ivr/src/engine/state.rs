@@ -47,6 +47,9 @@ pub struct QueueStatus {
     pub last_announced_at: Option<DateTime<Utc>>,
     pub priority: u8,
     pub callback_offered: bool,
+    /// Transfers to an operator that failed in this stay (states stored before it have none).
+    #[serde(default)]
+    pub failed_transfers: u8,
 }
 
 /// One call's state. The path taken is not kept here (it goes out through log actions).

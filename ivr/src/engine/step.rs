@@ -20,6 +20,10 @@ pub struct Step {
 
 /// Decides what a call does next. Pure and total: any event in any state gives a state and at
 /// least one action (a log line).
+/// Failed transfers to an operator after which a queued caller is not queued again but goes to
+/// the queue's callback node (a callback request is recorded).
+pub const MAX_FAILED_TRANSFERS: u8 = 3;
+
 pub fn step(flow: &Flow, state: &CallState, event: &Event, now: DateTime<Utc>) -> Step {
     let mut cx = Cx { flow, st: state.clone(), out: Vec::with_capacity(8), now };
     cx.handle(event);
@@ -352,6 +356,7 @@ impl<'f> Cx<'f> {
                     last_announced_at: None,
                     priority: *priority,
                     callback_offered: false,
+                    failed_transfers: 0,
                 });
                 self.st.outcome = Some(Outcome::Queued);
                 self.play(enter_prompt);
@@ -794,6 +799,7 @@ impl<'f> Cx<'f> {
             last_announced_at: None,
             priority: 0,
             callback_offered: false,
+            failed_transfers: 0,
         })
     }
 
@@ -876,13 +882,22 @@ impl<'f> Cx<'f> {
         let Some(ix) = self.current() else {
             return self.route_to_operator("unknown_node");
         };
-        let Some(NodeKind::Queue { transfer_failed_prompt, retry_priority_step, .. }) = flow.node(ix).map(|n| &n.kind)
+        let Some(NodeKind::Queue { transfer_failed_prompt, retry_priority_step, callback, .. }) =
+            flow.node(ix).map(|n| &n.kind)
         else {
             return self.route_to_operator("transfer_failed");
         };
         let q = self.queue_status();
+        let failed_transfers = q.failed_transfers.saturating_add(1);
+        if failed_transfers >= MAX_FAILED_TRANSFERS {
+            // No endless round of offers: after the last try the caller gets a callback instead.
+            self.play(transfer_failed_prompt);
+            self.decision("callback", "transfers_failed");
+            self.st.queue = None;
+            return self.goto(*callback);
+        }
         let priority = q.priority.saturating_add(*retry_priority_step);
-        self.st.queue = Some(QueueStatus { priority, last_announced_at: None, ..q });
+        self.st.queue = Some(QueueStatus { priority, last_announced_at: None, failed_transfers, ..q });
         self.st.outcome = Some(Outcome::Queued);
         self.play(transfer_failed_prompt);
         let language = self.lang();

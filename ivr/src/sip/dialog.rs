@@ -2,12 +2,13 @@
 //! counters, the route set and the remote target, and the in-dialog requests we send (BYE, REFER).
 //! Also reads the progress NOTIFYs of a REFER (RFC 3515 §2.4.5, `message/sipfrag`).
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::builder::with_tag;
 use super::message::{ParseError, Request};
 use super::method::Method;
-use crate::domain::CallId;
+use crate::domain::{CallId, ServerSecret};
 use crate::DomainError;
 
 /// Why a request cannot start or continue a dialog.
@@ -183,14 +184,15 @@ impl Dialog {
     }
 }
 
-/// The engine's [`CallId`] for a SIP Call-ID: the Call-ID itself when it fits the domain type,
-/// otherwise `sip-` and 32 hex digits of its SHA-256 (SIP allows characters such as `/`, `+` or
-/// `%` that the domain type does not, and Call-IDs up to any length).
-pub fn engine_call_id(sip_call_id: &str) -> Result<CallId, DomainError> {
-    CallId::parse(sip_call_id).or_else(|_| {
-        let digest = Sha256::digest(sip_call_id.as_bytes());
-        CallId::parse(&format!("sip-{}", hex::encode(&digest[..16])))
-    })
+/// The engine's [`CallId`] for a SIP Call-ID: `sip-` and 32 hex digits of the Call-ID's
+/// HMAC-SHA256 under the server key. SIP calls have ids of their own: a caller cannot choose a
+/// Call-ID that becomes another call's id (a carrier's predictable `call_id` in the JSON API, or
+/// another SIP call's), and any characters and length SIP allows map to a valid id.
+pub fn engine_call_id(sip_call_id: &str, secret: &ServerSecret) -> Result<CallId, DomainError> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose()).expect("HMAC takes a key of any length");
+    mac.update(sip_call_id.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    CallId::parse(&format!("sip-{}", hex::encode(&digest[..16])))
 }
 
 /// The progress a REFER's NOTIFY reports (RFC 3515 §2.4.5).
@@ -291,10 +293,15 @@ Call-ID: dlg-1\r\nCSeq: 10 INVITE\r\nContact: <sip:+391234@10.0.0.1:5061>\r\n\r\
 
     #[test]
     fn engine_call_ids() {
-        assert_eq!(engine_call_id("1-4242@127.0.0.1").unwrap().as_str(), "1-4242@127.0.0.1");
-        let odd = engine_call_id("a/b+c%d").unwrap();
+        let key = ServerSecret::new(vec![7u8; 32]).unwrap();
+        let plain = engine_call_id("1-4242@127.0.0.1", &key).unwrap();
+        assert!(plain.as_str().starts_with("sip-") && plain.as_str().len() == 36, "{}", plain.as_str());
+        assert_ne!(engine_call_id("sip-0123", &key).unwrap().as_str(), "sip-0123", "a Call-ID cannot name its id");
+        let odd = engine_call_id("a/b+c%d", &key).unwrap();
         assert!(odd.as_str().starts_with("sip-") && odd.as_str().len() == 36);
-        assert_eq!(engine_call_id("a/b+c%d").unwrap(), odd);
+        assert_eq!(engine_call_id("a/b+c%d", &key).unwrap(), odd, "stable");
+        let other = ServerSecret::new(vec![8u8; 32]).unwrap();
+        assert_ne!(engine_call_id("a/b+c%d", &other).unwrap(), odd, "keyed: not computable without the key");
     }
 
     #[test]

@@ -112,40 +112,19 @@ pub enum TransactionError {
 #[derive(Debug, Clone)]
 enum State {
     /// INVITE, no final response yet; `last` is the latest provisional (100 Trying at first).
-    Proceeding {
-        last: Response,
-    },
+    Proceeding { last: Response },
     /// INVITE answered with 2xx: retransmit until ACK, T1 doubling to T2, give up at `end`.
-    Accepted {
-        response: Response,
-        next: Instant,
-        interval: Duration,
-        end: Instant,
-        acked: bool,
-    },
+    Accepted { response: Response, next: Instant, interval: Duration, end: Instant, acked: bool },
     /// INVITE answered with 3xx-6xx: Timer G retransmits, Timer H (`end`) gives up.
-    Completed {
-        response: Response,
-        next: Instant,
-        interval: Duration,
-        end: Instant,
-    },
+    Completed { response: Response, next: Instant, interval: Duration, end: Instant },
     /// ACK for the non-2xx received: absorb retransmitted ACKs until Timer I.
-    Confirmed {
-        end: Instant,
-    },
+    Confirmed { end: Instant },
     /// Non-INVITE, waiting for the user agent.
     Trying,
     /// Non-INVITE with a provisional sent.
-    NonInviteProceeding {
-        last: Response,
-    },
+    NonInviteProceeding { last: Response },
     /// Non-INVITE with a final sent: answer retransmissions until Timer J.
-    NonInviteCompleted {
-        response: Response,
-        end: Instant,
-    },
-    Terminated,
+    NonInviteCompleted { response: Response, end: Instant },
 }
 
 #[derive(Debug, Clone)]
@@ -168,18 +147,80 @@ impl<P> Transaction<P> {
     }
 }
 
-/// The table of live server transactions.
+/// How a 2xx's ACK (a branch of its own) finds its INVITE: Call-ID, CSeq number, From tag.
+type DialogKey = (String, u32, String);
+
+fn dialog_key(req: &Request) -> Option<DialogKey> {
+    let call_id = req.headers.call_id().ok()?.to_owned();
+    let seq = req.headers.cseq().ok()?.seq;
+    let from_tag = req.headers.from_addr().ok()?.tag().unwrap_or_default().to_owned();
+    Some((call_id, seq, from_tag))
+}
+
+/// The table of live server transactions. Every lookup per message is by key (the ACK of a 2xx
+/// too, through an index), never a walk over the table.
 #[derive(Debug)]
 pub struct ServerTransactions<P> {
     timers: Timers,
     ids: IdGen,
     txs: HashMap<TxKey, Transaction<P>>,
+    /// INVITE transactions in the Accepted state whose ACK has not come, by dialog.
+    accepted: HashMap<DialogKey, TxKey>,
+    /// Groups peers (e.g. by source address) to count their live transactions.
+    grouping: Option<fn(&P) -> u64>,
+    groups: HashMap<u64, usize>,
 }
 
 impl<P: Clone> ServerTransactions<P> {
     /// `tag_seed` seeds the To-tag generator (take it from a random source at start-up).
     pub fn new(timers: Timers, tag_seed: u64) -> Self {
-        ServerTransactions { timers, ids: IdGen::new(tag_seed), txs: HashMap::new() }
+        ServerTransactions {
+            timers,
+            ids: IdGen::new(tag_seed),
+            txs: HashMap::new(),
+            accepted: HashMap::new(),
+            grouping: None,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Counts live transactions per group of peers (`group` maps a peer to its group, e.g. the
+    /// source address without the port), for [`Self::live_in_group_of`]. Call before any request.
+    pub fn with_grouping(mut self, group: fn(&P) -> u64) -> Self {
+        self.grouping = Some(group);
+        self
+    }
+
+    /// Live transactions of `peer`'s group (0 without grouping).
+    pub fn live_in_group_of(&self, peer: &P) -> usize {
+        self.grouping.and_then(|g| self.groups.get(&g(peer)).copied()).unwrap_or(0)
+    }
+
+    fn insert(&mut self, key: TxKey, tx: Transaction<P>) {
+        if let Some(g) = self.grouping {
+            *self.groups.entry(g(&tx.peer)).or_default() += 1;
+        }
+        if let Some(old) = self.txs.insert(key, tx) {
+            self.forget(&old);
+        }
+    }
+
+    /// Book-keeping for a transaction leaving the table.
+    fn forget(&mut self, tx: &Transaction<P>) {
+        if let Some(g) = self.grouping {
+            let group = g(&tx.peer);
+            if let Some(n) = self.groups.get_mut(&group) {
+                *n -= 1;
+                if *n == 0 {
+                    self.groups.remove(&group);
+                }
+            }
+        }
+        if let State::Accepted { acked: false, .. } = tx.state {
+            if let Some(k) = dialog_key(&tx.request) {
+                self.accepted.remove(&k);
+            }
+        }
     }
 
     /// How many transactions are live.
@@ -215,7 +256,7 @@ impl<P: Clone> ServerTransactions<P> {
                 State::Accepted { response, .. }
                 | State::Completed { response, .. }
                 | State::NonInviteCompleted { response, .. } => Some(response),
-                State::Confirmed { .. } | State::Trying | State::Terminated => None,
+                State::Confirmed { .. } | State::Trying => None,
             };
             return Ok(resend
                 .map(|r| ServerOutput::Send { to: tx.peer.clone(), response: r.clone() })
@@ -235,7 +276,7 @@ impl<P: Clone> ServerTransactions<P> {
             State::Trying
         };
         out.push(ServerOutput::Request { tx: key.clone(), request: request.clone(), local_tag: local_tag.clone() });
-        self.txs.insert(key, Transaction { peer, request, local_tag, state });
+        self.insert(key, Transaction { peer, request, local_tag, state });
         Ok(out)
     }
 
@@ -246,19 +287,7 @@ impl<P: Clone> ServerTransactions<P> {
         let matched = if self.txs.contains_key(&key) {
             Some(key)
         } else {
-            let call_id = ack.headers.call_id().ok();
-            let seq = ack.headers.cseq().ok().map(|c| c.seq);
-            let from_tag = ack.headers.from_addr().ok().and_then(|f| f.tag().map(str::to_owned));
-            self.txs
-                .iter()
-                .find(|(k, tx)| {
-                    *k.method() == Method::Invite
-                        && matches!(tx.state, State::Accepted { .. })
-                        && tx.request.headers.call_id().ok() == call_id
-                        && tx.request.headers.cseq().ok().map(|c| c.seq) == seq
-                        && tx.request.headers.from_addr().ok().and_then(|f| f.tag().map(str::to_owned)) == from_tag
-                })
-                .map(|(k, _)| k.clone())
+            dialog_key(&ack).and_then(|k| self.accepted.get(&k)).cloned()
         };
         let Some(key) = matched else {
             return Vec::new();
@@ -273,6 +302,9 @@ impl<P: Clone> ServerTransactions<P> {
             }
             State::Accepted { acked, .. } if !*acked => {
                 *acked = true;
+                if let Some(k) = dialog_key(&tx.request) {
+                    self.accepted.remove(&k);
+                }
                 vec![ServerOutput::Ack { tx: key, ack }]
             }
             _ => Vec::new(),
@@ -309,7 +341,7 @@ impl<P: Clone> ServerTransactions<P> {
         if cancel_response.status == 481 {
             out.push(ServerOutput::Send { to: peer.clone(), response: cancel_response.clone() });
         }
-        self.txs.insert(
+        self.insert(
             key,
             Transaction {
                 peer,
@@ -355,7 +387,13 @@ impl<P: Clone> ServerTransactions<P> {
             }
             _ => return Err(TransactionError::AlreadyFinal),
         };
-        Ok(vec![ServerOutput::Send { to: t.peer.clone(), response }])
+        let (peer, accepted) = (t.peer.clone(), matches!(t.state, State::Accepted { .. }));
+        if accepted {
+            if let Some(k) = dialog_key(&t.request) {
+                self.accepted.insert(k, tx.clone());
+            }
+        }
+        Ok(vec![ServerOutput::Send { to: peer, response }])
     }
 
     /// Fires every timer due at `now`: retransmissions (2xx, Timer G), give-ups (64·T1, Timer H)
@@ -363,6 +401,7 @@ impl<P: Clone> ServerTransactions<P> {
     pub fn on_timeout(&mut self, now: Instant) -> Vec<ServerOutput<P>> {
         let t2 = self.timers.t2;
         let mut out = Vec::new();
+        let mut ended = Vec::new();
         for (key, tx) in self.txs.iter_mut() {
             let peer = tx.peer.clone();
             let mut terminate = false;
@@ -399,10 +438,14 @@ impl<P: Clone> ServerTransactions<P> {
                 _ => {}
             }
             if terminate {
-                tx.state = State::Terminated;
+                ended.push(key.clone());
             }
         }
-        self.txs.retain(|_, tx| !matches!(tx.state, State::Terminated));
+        for key in ended {
+            if let Some(tx) = self.txs.remove(&key) {
+                self.forget(&tx);
+            }
+        }
         out
     }
 }
@@ -587,5 +630,41 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
             layer.respond(tx, response_to(request, 200, local_tag), t0),
             Err(TransactionError::UnknownTransaction)
         );
+    }
+
+    #[test]
+    fn live_transactions_are_counted_per_group_of_peers() {
+        let t0 = Instant::now();
+        let group: fn(&&'static str) -> u64 = |p| u64::from(p.as_bytes()[0]);
+        let mut layer = ServerTransactions::new(Timers::default(), 1).with_grouping(group);
+        let options = |i: usize| {
+            INVITE
+                .replace("INVITE sip:", "OPTIONS sip:")
+                .replace("1 INVITE", "1 OPTIONS")
+                .replace("z9hG4bK-1", &format!("z9hG4bK-o{i}"))
+        };
+        for i in 0..3 {
+            layer.on_request(req(&options(i)), "a:1", t0).unwrap();
+        }
+        layer.on_request(req(&options(9)), "b:1", t0).unwrap();
+        assert_eq!(layer.live_in_group_of(&"a:2"), 3, "grouped by host, whatever the port");
+        assert_eq!(layer.live_in_group_of(&"b:7"), 1);
+        // Answered, they end with Timer J and leave their group.
+        for i in 0..3 {
+            let r = req(&options(i));
+            let key = TxKey::for_request(&r).unwrap();
+            layer.respond(&key, response_to(&r, 200, "t"), t0).unwrap();
+        }
+        layer.on_timeout(t0 + Duration::from_secs(32));
+        assert_eq!(layer.live_in_group_of(&"a:1"), 0);
+        assert_eq!(layer.live_in_group_of(&"b:1"), 1, "never answered: still live");
+        // The 2xx's ACK is found through the index and the index empties with the transaction.
+        let (tx, tag) = new_invite(&mut layer, t0);
+        layer.respond(&tx, response_to(&req(INVITE), 200, &tag), t0).unwrap();
+        assert_eq!(layer.accepted.len(), 1);
+        let ack =
+            INVITE.replace("INVITE sip:", "ACK sip:").replace("1 INVITE", "1 ACK").replace("z9hG4bK-1", "z9hG4bK-ack");
+        assert!(matches!(layer.on_request(req(&ack), "a:1", t0).unwrap()[..], [ServerOutput::Ack { .. }]));
+        assert!(layer.accepted.is_empty());
     }
 }

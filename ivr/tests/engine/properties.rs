@@ -239,6 +239,7 @@ proptest! {
             last_announced_at: None,
             priority: 250,
             callback_offered: true,
+            failed_transfers: 0,
         });
         state.tries = tries;
         state.landline_area = landline.map(str::to_owned);

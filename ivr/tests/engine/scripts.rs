@@ -477,6 +477,34 @@ fn operator_assigned_transfer_failed_requeued_with_priority_then_answered() {
 }
 
 #[test]
+fn the_third_failed_transfer_gives_a_callback_instead_of_the_queue_again() {
+    let steps = concat(vec![
+        queue_steps(),
+        vec![
+            s(In::Queue(1, 30), &["queue-position@{l}", "collect"]),
+            s(In::Assigned, &["transfer:op-7"]),
+            s(In::Failed, &["queue-transfer-failed@{l}", "enqueue:{l}:salute:7", "queue?"]),
+            s(In::Assigned, &["transfer:op-7"]),
+            s(In::Failed, &["queue-transfer-failed@{l}", "enqueue:{l}:salute:9", "queue?"]),
+            s(In::Assigned, &["transfer:op-7"]),
+            s(
+                In::Failed,
+                &[
+                    "queue-transfer-failed@{l}",
+                    "record-callback:{l}:salute",
+                    "callback-confirmed@{l}",
+                    "goodbye@{l}",
+                    "hangup:Callback",
+                ],
+            ),
+        ],
+    ]);
+    for call in run_all("three failed transfers", OPEN, &steps) {
+        assert_eq!(call.outcome(), Some(Outcome::Callback));
+    }
+}
+
+#[test]
 fn zero_means_operator_from_every_menu() {
     // Before any language: Italian.
     run(
