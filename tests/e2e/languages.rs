@@ -1,7 +1,8 @@
 //! Callers in the communities' languages, end to end: a call from Romania, Albania, Morocco,
 //! Ukraine or China is offered its language first; once accepted, every prompt and runtime text
 //! of the whole call (area, CAP, place read back, queue) is in it, on the JSON and TwiML channels.
-//! (SIP: `sip::sip_a_romanian_caller_hears_romanian_first`.)
+//! (SIP: `sip::sip_a_romanian_caller_hears_romanian_first` for the offer, and
+//! `sip::sip_a_romanian_caller_goes_through_the_whole_call_in_romanian` for the whole call.)
 
 use crate::helpers::{spawn_app, TestApp};
 use ivr::domain::Language;

@@ -3,7 +3,8 @@
 //! the metrics and the audio that came back (a small RTP receiver here) are then checked.
 //!
 //! Without sipp these tests print `SKIPPED (sipp not installed)` and pass, except with `CI=true`,
-//! where they fail.
+//! where they fail. One test is its own SIP phone (`SipPhone`), to press keys when the audio it
+//! waits for has been heard, which a sipp scenario cannot do.
 
 use crate::helpers::{repo_path, spawn_app};
 use console::db::Backend;
@@ -450,5 +451,299 @@ async fn sip_a_romanian_caller_hears_romanian_first() {
     let italian: Vec<u8> = italian.iter().map(|s| linear_to_ulaw(*s)).collect();
     assert_ne!(heard[..italian.len().min(heard.len())], italian[..italian.len().min(heard.len())]);
     assert!(heard.iter().filter(|b| **b != 0xFF && **b != 0x7F).count() > heard.len() / 2, "not silence");
+    app.stop().await;
+}
+
+/// A caller's phone that speaks SIP itself over UDP (INVITE, ACK, INFO keys, BYE), so that the
+/// test presses each key once it has heard what it waits for, not after a fixed pause.
+struct SipPhone {
+    socket: tokio::net::UdpSocket,
+    server: SocketAddr,
+    call_id: String,
+    from: String,
+    /// The To header, with the helpline's tag once it answered.
+    to: String,
+    cseq: u32,
+    branches: u32,
+}
+
+impl SipPhone {
+    /// Calls the helpline from `caller`, its audio to be sent to `rtp_port` (PCMU only); returns
+    /// once the call is answered and acknowledged.
+    async fn call(server: SocketAddr, caller: &str, rtp_port: u16) -> SipPhone {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind the phone");
+        let port = socket.local_addr().expect("addr").port();
+        let mut phone = SipPhone {
+            socket,
+            server,
+            call_id: format!("phone-{port}@127.0.0.1"),
+            from: format!("<sip:{caller}@127.0.0.1:{port}>;tag=phone{port}"),
+            to: format!("<sip:helpline@{server}>"),
+            cseq: 0,
+            branches: 0,
+        };
+        let sdp = format!(
+            "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-15\r\n"
+        );
+        let ok = phone.request("INVITE", Some(("application/sdp", &sdp))).await;
+        assert!(ok.starts_with("SIP/2.0 200"), "the helpline answers: {ok}");
+        phone.to = header(&ok, "To").expect("To in the 200 OK").to_owned();
+        assert!(phone.to.contains("tag="), "{ok}");
+        let ack = phone.message("ACK", phone.cseq, None);
+        phone.socket.send_to(ack.as_bytes(), server).await.expect("send ACK");
+        phone
+    }
+
+    fn message(&mut self, method: &str, cseq: u32, body: Option<(&str, &str)>) -> String {
+        self.branches += 1;
+        let local = self.socket.local_addr().expect("addr");
+        let mut m = format!(
+            "{method} sip:helpline@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{port}x{branch}\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:phone@{local}>\r\nMax-Forwards: 70\r\n",
+            server = self.server,
+            port = local.port(),
+            branch = self.branches,
+            from = self.from,
+            to = self.to,
+            call_id = self.call_id,
+        );
+        let (content_type, body) = body.unwrap_or(("", ""));
+        if !content_type.is_empty() {
+            m.push_str(&format!("Content-Type: {content_type}\r\n"));
+        }
+        m.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        m
+    }
+
+    /// Sends a request and returns its final response, retransmitting every 500 ms (UDP).
+    async fn request(&mut self, method: &str, body: Option<(&str, &str)>) -> String {
+        self.cseq += 1;
+        let cseq = format!("{} {method}", self.cseq);
+        let msg = self.message(method, self.cseq, body);
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..40 {
+            self.socket.send_to(msg.as_bytes(), self.server).await.expect("send");
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while let Ok(Ok((n, _))) = tokio::time::timeout_at(deadline.into(), self.socket.recv_from(&mut buf)).await {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let status = text.strip_prefix("SIP/2.0 ").and_then(|s| s.get(..3)).and_then(|s| s.parse::<u16>().ok());
+                if status.is_some_and(|s| s >= 200) && header(&text, "CSeq") == Some(cseq.as_str()) {
+                    return text;
+                }
+            }
+        }
+        panic!("no final response to {method} in 20 s");
+    }
+
+    /// Presses `keys`, one SIP INFO (application/dtmf-relay) each.
+    async fn press(&mut self, keys: &str) {
+        for key in keys.chars() {
+            let body = format!("Signal={key}\r\nDuration=160\r\n");
+            let ok = self.request("INFO", Some(("application/dtmf-relay", &body))).await;
+            assert!(ok.starts_with("SIP/2.0 200"), "key {key}: {ok}");
+        }
+    }
+
+    async fn hang_up(mut self) {
+        let ok = self.request("BYE", None).await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+}
+
+/// The value of a SIP message's header `name`.
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// What a caller hears, talkspurt by talkspurt (a marker bit starts each prompt).
+struct Ear {
+    sink: RtpSink,
+    spurts: Vec<Vec<u8>>,
+    heard: usize,
+    /// The last sequence number received: every packet is checked to follow it.
+    last_seq: Option<u16>,
+}
+
+impl Ear {
+    /// Waits (up to their length plus 30 s) for the next `expected.len()` talkspurts, the last one
+    /// at least as long as its expected audio, and returns them.
+    async fn hear(&mut self, expected: &[Vec<u8>], step: &str) -> Vec<Vec<u8>> {
+        let want = self.heard + expected.len();
+        let audio_ms = expected.iter().map(Vec::len).sum::<usize>() / 8;
+        let deadline = Instant::now() + Duration::from_millis(audio_ms as u64) + Duration::from_secs(30);
+        while self.spurts.len() < want || self.spurts[want - 1].len() < expected.last().map_or(0, Vec::len) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(bytes) = self.sink.next_within(left).await else {
+                panic!(
+                    "{step}: heard {} of {} prompts ({:?} bytes), expected {:?} bytes",
+                    self.spurts.len() - self.heard,
+                    expected.len(),
+                    self.spurts[self.heard..].iter().map(Vec::len).collect::<Vec<_>>(),
+                    expected.iter().map(Vec::len).collect::<Vec<_>>()
+                );
+            };
+            let p = RtpPacket::decode(&bytes).expect("valid RTP from the server");
+            assert_eq!(p.header.payload_type, 0, "PCMU, the only codec offered");
+            if let Some(last) = self.last_seq {
+                assert_eq!(p.header.sequence, last.wrapping_add(1), "{step}: a packet lost or reordered");
+            }
+            self.last_seq = Some(p.header.sequence);
+            if p.header.marker || self.spurts.is_empty() {
+                self.spurts.push(Vec::new());
+            }
+            self.spurts.last_mut().expect("a talkspurt").extend_from_slice(p.payload);
+        }
+        let got = self.spurts[self.heard..want].to_vec();
+        self.heard = want;
+        got
+    }
+}
+
+/// The μ-law a SIP caller hears for one carrier action of the JSON channel (a prompt's rendered
+/// WAV, or the server's rendering of a text), padded to whole 20 ms packets; `None` for actions
+/// that are not heard.
+fn rendered(action: &serde_json::Value) -> Option<Vec<u8>> {
+    let samples = match action["type"].as_str()? {
+        "play" => {
+            let url = action["url"].as_str().expect("url");
+            let rel = &url[url.find("/prompts/").expect("a prompt URL") + 1..];
+            let (lang, file) = rel.trim_start_matches("prompts/").split_once('/').expect("lang/id.wav");
+            ivr::prompts::load_wav(&repo_path(&format!("prompts/{lang}/wav/{file}"))).expect("rendered prompt")
+        }
+        "say" => {
+            assert_eq!(action["pace"], "normal", "{action}");
+            let tag = action["language"].as_str().expect("language").split('-').next().expect("tag");
+            let text = action["text"].as_str().expect("text").split_whitespace().collect::<Vec<_>>().join(" ");
+            ivr::prompts::Espeak::default()
+                .synthesize(ivr::domain::Language::parse(tag).expect("configured"), &text, ivr::prompts::Pace::Normal)
+                .expect("espeak-ng renders the text")
+        }
+        _ => return None,
+    };
+    let mut ulaw: Vec<u8> = samples.iter().map(|s| linear_to_ulaw(*s)).collect();
+    ulaw.resize(samples.len().div_ceil(160) * 160, linear_to_ulaw(0));
+    Some(ulaw)
+}
+
+/// One call on the JSON channel: per step (the call's start, then each of `keys`), the μ-law of
+/// every prompt and text it says, in order; stops at the step that enqueues, then hangs up.
+async fn json_reference(app: &crate::helpers::TestApp, id: &str, from: &str, keys: &[&str]) -> Vec<Vec<Vec<u8>>> {
+    let mut seq = 0;
+    let mut steps = Vec::new();
+    let mut event = serde_json::json!({"type": "call.started", "from": from, "to": "803001"});
+    for key in std::iter::once(None).chain(keys.iter().map(Some)) {
+        if let Some(key) = key {
+            event = serde_json::json!({"type": "digits", "digits": key});
+        }
+        seq += 1;
+        event["call_id"] = id.into();
+        event["seq"] = seq.into();
+        let (status, answer) = app.voice_event(&event).await;
+        assert_eq!(status, 200, "{event} → {answer}");
+        let actions = answer["actions"].as_array().expect("actions");
+        steps.push(actions.iter().filter_map(rendered).collect::<Vec<_>>());
+        if actions.iter().any(|a| a["type"] == "enqueue") {
+            break;
+        }
+    }
+    seq += 1;
+    let (status, _) = app.voice_event(&serde_json::json!({"type": "call.ended", "call_id": id, "seq": seq})).await;
+    assert_eq!(status, 200);
+    steps
+}
+
+/// Issue 22 on SIP: a caller from Romania accepts Romanian (1, the key its offer names) and goes
+/// through the whole call: the area (3), the CAP (22100), the services read back (1), the queue
+/// (2). Each key is pressed once the step's audio has been heard. Every talkspurt of every step is
+/// real speech, exactly the server's Romanian rendering of that step's prompts and texts (as the
+/// JSON channel names them for the same call), and none is an Italian rendering of the same step;
+/// the call log has Romanian throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_a_romanian_caller_goes_through_the_whole_call_in_romanian() {
+    if !ivr::prompts::Espeak::default().is_available() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI installs espeak-ng");
+        eprintln!("SKIPPED (espeak-ng not installed)");
+        return;
+    }
+    let app = spawn_app().await;
+    let keys = ["1", "3", "22100", "1", "2"];
+    let romanian = json_reference(&app, "ref-ro", "+40712345678", &keys).await;
+    let italian = json_reference(&app, "ref-it", "+393471234567", &keys).await;
+    assert!(romanian.len() >= 5, "offer, area, CAP, services and queue: {} steps", romanian.len());
+    assert_eq!(romanian.len(), italian.len(), "the same path in both languages");
+
+    let sink = RtpSink::bind().await;
+    let mut phone = SipPhone::call(app.sip_addr, "+40712345678", sink.port).await;
+    let mut ear = Ear { sink, spurts: Vec::new(), heard: 0, last_seq: None };
+    let names =
+        ["offer", "accept: welcome and areas", "area: CAP", "CAP: place and services", "services read back", "queue"];
+    let mut heard_in_all = 0;
+    for (i, expected) in romanian.iter().enumerate() {
+        let step = names.get(i).copied().unwrap_or("queue");
+        assert!(!expected.is_empty(), "{step}: something is said");
+        let heard = ear.hear(expected, step).await;
+        for (n, (got, want)) in heard.iter().zip(expected).enumerate() {
+            let voiced = got.iter().filter(|b| **b != 0xFF && **b != 0x7F).count();
+            assert!(voiced > got.len() / 2, "{step}, prompt {n}: silence ({voiced} of {} bytes)", got.len());
+            assert!(
+                got == want,
+                "{step}, prompt {n}: not the Romanian rendering ({} bytes, {} expected)",
+                got.len(),
+                want.len()
+            );
+            for it in &italian[i] {
+                assert!(got != it, "{step}, prompt {n}: the Italian rendering");
+            }
+            heard_in_all += 1;
+        }
+        if let Some(key) = keys.get(i) {
+            phone.press(key).await;
+        }
+    }
+    phone.hang_up().await;
+
+    let n =
+        wait_count(&app.state, "SELECT COUNT(*) FROM calls WHERE channel = 'sip' AND ended_at IS NOT NULL", 1).await;
+    assert_eq!(n, 1, "the SIP call ended in the call log");
+    let (call_id, language, area, outcome): (String, Option<String>, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT call_id, language, area, outcome FROM calls WHERE channel = 'sip'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .expect("the SIP call");
+    assert_eq!((language.as_deref(), area.as_deref()), (Some("ro"), Some("casa")));
+    assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
+    let (queued,): (String,) = sqlx::query_as("SELECT language FROM queue_entries WHERE call_id = $1")
+        .bind(&call_id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .expect("queued");
+    assert_eq!(queued, "ro", "an operator who speaks Romanian");
+    // Each engine step's row holds its log lines: what was said, in which language, and the choice.
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT data FROM call_events WHERE call_id = $1 ORDER BY seq")
+        .bind(&call_id)
+        .fetch_all(app.state.db.pool())
+        .await
+        .expect("the call's steps");
+    let log: Vec<serde_json::Value> = rows
+        .iter()
+        .flat_map(|(data,)| {
+            let step: serde_json::Value = serde_json::from_str(data).expect("a step as JSON");
+            step["log"].as_array().cloned().unwrap_or_default()
+        })
+        .collect();
+    let said: Vec<&serde_json::Value> = log.iter().filter(|l| l["kind"] == "prompt").collect();
+    assert!(said.len() >= heard_in_all, "{} prompts logged, {heard_in_all} heard", said.len());
+    for line in &said {
+        assert_eq!(line["language"], "ro", "{line}");
+    }
+    let chosen: Vec<&serde_json::Value> = log.iter().filter(|l| l["kind"] == "language_chosen").collect();
+    assert_eq!(chosen.len(), 1, "{chosen:?}");
+    assert_eq!(chosen[0]["language"], "ro");
     app.stop().await;
 }
