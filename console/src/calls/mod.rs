@@ -60,6 +60,15 @@ pub enum CallError {
     Db(#[from] DbError),
 }
 
+impl CallError {
+    /// The database did not take the request, and nothing of it was written (an error, which
+    /// rolled its transaction back, or a full queue): the same request may succeed when tried
+    /// again. Not [`CallError::Deadline`]: a request past its deadline may still be committed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::Db(_) | CallError::QueueFull(_))
+    }
+}
+
 impl From<sqlx::Error> for CallError {
     fn from(e: sqlx::Error) -> Self {
         CallError::Db(DbError::Query(e))
@@ -240,14 +249,27 @@ impl CallRuntime {
     /// [`CallError::Deadline`] and stops waiting — the writer then skips the request if it has
     /// not started it, or commits it with its answer kept for the carrier's retry.
     pub async fn handle(&self, req: CallRequest) -> Result<Handled, CallError> {
+        self.handle_within(req, Some(self.limits.deadline)).await
+    }
+
+    /// [`Self::handle`] without the deadline, for a caller that must know whether its request was
+    /// written (the SIP adapter: a step past the deadline might still be committed later, so a
+    /// retry or a re-armed menu could apply a key twice). The queue's bound still holds; a
+    /// database error still ends the wait (nothing written: the transaction rolled back).
+    pub async fn handle_unbounded(&self, req: CallRequest) -> Result<Handled, CallError> {
+        self.handle_within(req, None).await
+    }
+
+    async fn handle_within(&self, req: CallRequest, deadline: Option<Duration>) -> Result<Handled, CallError> {
         let (reply, answer) = oneshot::channel();
         let writer = &self.writers[writer::shard(req.call_id.as_str(), self.writers.len())];
         let permit = writer.permits.clone().try_acquire_owned().map_err(|_| CallError::QueueFull(self.limits.queue))?;
         let unavailable = || CallError::Db(DbError::Query(sqlx::Error::WorkerCrashed));
         writer.tx.send(writer::Job { req, reply, _permit: permit }).map_err(|_| unavailable())?;
-        match tokio::time::timeout(self.limits.deadline, answer).await {
+        let Some(deadline) = deadline else { return answer.await.map_err(|_| unavailable())? };
+        match tokio::time::timeout(deadline, answer).await {
             Ok(answer) => answer.map_err(|_| unavailable())?,
-            Err(_) => Err(CallError::Deadline(self.limits.deadline)),
+            Err(_) => Err(CallError::Deadline(deadline)),
         }
     }
 

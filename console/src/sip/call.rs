@@ -305,14 +305,14 @@ impl Call {
         request.key = Some(crate::calls::RequestKey { key: key.clone(), fingerprint: key });
         let mut wait = STEP_BACKOFF;
         for attempt in 1..=STEP_TRIES {
-            match self.runtime.handle(request.clone()).await {
+            match self.runtime.handle_unbounded(request.clone()).await {
                 Ok(handled) => return self.apply(handled.answer.actions).await,
-                Err(crate::calls::CallError::Db(e)) if attempt < STEP_TRIES => {
+                Err(e) if e.is_transient() && attempt < STEP_TRIES => {
                     tracing::warn!(error = %e, attempt, "a call step failed: retrying");
                     tokio::time::sleep(wait).await;
                     wait *= 4;
                 }
-                Err(crate::calls::CallError::Db(e)) => {
+                Err(e) if e.is_transient() => {
                     tracing::error!(error = %e, "a call step failed: the caller hears the technical-problem prompt");
                     return self.technical_problem().await;
                 }
