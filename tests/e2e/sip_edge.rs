@@ -221,13 +221,15 @@ async fn floods_from_outside_the_allow_list_and_over_the_rate_are_refused_while_
     // No port and no row for what was refused: the calls table holds the real call and the
     // admitted ones; the descriptors grew by at most four per admitted call (its RTP socket, the
     // media clock's clone of it, the clone kept for a bridge to a browser operator, and the
-    // pipes of an espeak-ng rendering its spoken offer while it runs) and a few for sipp's pipes
-    // and the pool's connections — not by the thousands of refused INVITEs.
+    // pipes of an espeak-ng rendering its spoken offer while it runs), a few for sipp's pipes
+    // and the pool's connections, and what the other tests running in this process open
+    // meanwhile (their servers' sockets and databases: up to ~100 seen on a loaded machine) —
+    // never the thousands of refused INVITEs.
     let (rows,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.expect("count");
     assert_eq!(rows as usize, admitted + 1, "one row per admitted call and the real one");
     assert!(
-        max_fds <= fds_before + 4 * (admitted + 1) + 40,
+        max_fds <= fds_before + 4 * (admitted + 1) + 150,
         "descriptors {fds_before} → {max_fds} with {admitted} calls admitted"
     );
 
