@@ -952,6 +952,48 @@ async fn the_wallboard_pushes_a_snapshot_and_then_each_change() {
     app.stop().await;
 }
 
+/// A wallboard left open after its session ended (signed out, expired, account disabled) is closed
+/// at its next session check (`SOCKET_SESSION_CHECK`, 30 s) with code 4001, not left streaming.
+#[tokio::test]
+async fn a_wallboard_whose_session_ended_is_closed_at_its_next_check() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app().await;
+    signed_in(&app, "sara", Role::Supervisor).await;
+    let login = reqwest::Client::new()
+        .post(app.url("/api/session"))
+        .json(&json!({"name": "sara", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let csrf = login.json::<serde_json::Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    let mut ws = open_wallboard(&app, &cookie).await;
+    assert_eq!(next_message(&mut ws).await["type"], "wallboard");
+
+    let r = reqwest::Client::new()
+        .delete(app.url("/api/session"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "signed out");
+    let check = console::db::sessions::SOCKET_SESSION_CHECK;
+    let code = tokio::time::timeout(check + std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(code.ok(), Some(Some(4001)), "the wallboard was closed as its session ended, within {check:?}");
+    app.stop().await;
+}
+
 /// Many wallboards open (a supervisors' room and its screens) cost the database one snapshot a
 /// second, not one per wallboard, and each of them still gets every change.
 #[tokio::test]
