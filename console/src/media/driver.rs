@@ -20,8 +20,9 @@
 //! accepts: STUN carries the leg's ICE username), and timeouts are kept in a heap, so the cost
 //! per datagram does not grow with the number of calls.
 
+use super::strict::{RtpSource, Source};
 use super::webrtc::{LegEvent, LegOutput, ReceivedRtp, WebRtcError, WebRtcLeg};
-use crate::metrics::{DirectionLabels, Metrics};
+use crate::metrics::{DirectionLabels, Metrics, RtpForeignLabels};
 use ivr::rtp::{Bridge, Forward, LegPayloads, RtpPacket, Side, StreamStart, Verdict};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -57,6 +58,12 @@ pub struct SipSide {
     /// arrives (symmetric RTP).
     pub remote: Option<SocketAddr>,
     pub payloads: LegPayloads,
+    /// Strict RTP, shared with the SIP adapter's receive task: only the caller's packets cross
+    /// the bridge (a re-INVITE's new address applies here too).
+    pub source: Arc<std::sync::Mutex<RtpSource>>,
+    /// Counts the caller's packets read here, so the SIP adapter's RTP timeout (no ghost calls)
+    /// still runs while the bridge, not it, reads the socket.
+    pub heard: Arc<AtomicU64>,
 }
 
 /// The running driver: hand it legs, get a [`LegHandle`] for each. The thread ends once this and
@@ -182,7 +189,10 @@ struct Entry {
 struct Bridged {
     socket: Arc<UdpSocket>,
     remote: Option<SocketAddr>,
-    latched: bool,
+    source: Arc<std::sync::Mutex<RtpSource>>,
+    heard: Arc<AtomicU64>,
+    /// `helpline_rtp_foreign_packets_total{kind="other"}`: packets from anyone but the caller.
+    foreign: Counter,
     bridge: Bridge,
     held: bool,
     reader: tokio::task::JoinHandle<()>,
@@ -265,10 +275,12 @@ impl Driver {
         let Some(entry) = self.legs.get_mut(&id) else { return };
         let Some(b) = entry.bridged.as_mut() else { return };
         let Ok(packet) = RtpPacket::decode(datagram) else { return };
-        if !b.latched {
-            b.remote = Some(source);
-            b.latched = true;
+        if b.source.lock().unwrap_or_else(|p| p.into_inner()).judge(source) == Source::Foreign {
+            b.foreign.inc();
+            return;
         }
+        b.remote = Some(source);
+        b.heard.fetch_add(1, Ordering::Relaxed);
         if b.held {
             return;
         }
@@ -471,13 +483,16 @@ fn bridged(
     let direction =
         |d: &str| metrics.bridge_packets.get_or_create(&DirectionLabels { direction: d.to_owned() }).clone();
     metrics.browser_bridges.inc();
+    let latched = sip.source.lock().unwrap_or_else(|p| p.into_inner()).latched();
     Ok(Bridged {
+        foreign: metrics.rtp_foreign_packets.get_or_create(&RtpForeignLabels { kind: "other".into() }).clone(),
         to_browser: direction("to_browser"),
         to_caller: direction("to_caller"),
         up: metrics.browser_bridges.clone(),
         socket,
-        remote: sip.remote,
-        latched: false,
+        remote: latched.or(sip.remote),
+        source: sip.source,
+        heard: sip.heard,
         bridge,
         held: false,
         reader,

@@ -6,6 +6,8 @@
 //! - `driver.rs`: [`WebRtcMedia`], the one UDP socket every leg uses and the thread that runs
 //!   the legs (off the request runtime, as the SIP media clock is), and bridges a leg to its
 //!   call's SIP RTP there;
+//! - `strict.rs`: strict RTP, whose packets are a SIP call's media (used by the SIP adapter's
+//!   receive task, and by the bridge while the media thread reads the call's socket);
 //! - `phone.rs`: [`Phone`], where a call's SIP side (registered by the SIP adapter) meets its
 //!   operator's page (offers, hold, hang-up, media state, through the console socket).
 //!
@@ -14,6 +16,7 @@
 
 mod driver;
 mod phone;
+pub mod strict;
 mod webrtc;
 
 pub use driver::{LegHandle, SipSide, WebRtcMedia};

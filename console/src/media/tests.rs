@@ -267,7 +267,19 @@ async fn a_bridged_leg_carries_a_sip_callers_audio_both_ways() {
     let server_addr = server_rtp.local_addr().unwrap();
     let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let payloads = LegPayloads::new(Codec::Pcmu).with_telephone_event(101);
-    handle.bridge(SipSide { socket: server_rtp, remote: Some(caller.local_addr().unwrap()), payloads });
+    // Strict RTP across the bridge: a stranger on the caller's host, at another port, sprays
+    // 2 kHz at the call's socket once the caller's first packet has latched its address.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let source =
+        std::sync::Arc::new(std::sync::Mutex::new(super::strict::RtpSource::new(["127.0.0.1".parse().unwrap()])));
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    handle.bridge(SipSide {
+        socket: server_rtp,
+        remote: Some(caller.local_addr().unwrap()),
+        payloads,
+        source,
+        heard: counted.clone(),
+    });
 
     let mut heard: Vec<(ivr::rtp::RtpHeader, Vec<i16>)> = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(20));
@@ -283,6 +295,11 @@ async fn a_bridged_leg_carries_a_sip_callers_audio_both_ways() {
                 };
                 let payload = encode(Codec::Pcmu, &tone(440.0, sent as usize * FRAME, FRAME));
                 caller.send_to(&header.encode(&payload), server_addr).await.unwrap();
+                if sent > 0 {
+                    let spray = ivr::rtp::RtpHeader { ssrc: 0x6666, ..header };
+                    let payload = encode(Codec::Pcmu, &tone(2000.0, sent as usize * FRAME, FRAME));
+                    stranger.send_to(&spray.encode(&payload), server_addr).await.unwrap();
+                }
                 sent += 1;
             }
             r = caller.recv_from(&mut buf) => {
@@ -299,6 +316,12 @@ async fn a_bridged_leg_carries_a_sip_callers_audio_both_ways() {
     assert_tone(&samples, 1000.0, 440.0, "the caller, from the browser");
     let samples: Vec<i16> = browser_heard.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     assert_tone(&samples, 440.0, 1000.0, "the browser, from the caller");
+    assert_tone(&samples, 440.0, 2000.0, "the browser, not the stranger");
+    let caller_packets = counted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (50..=100).contains(&caller_packets),
+        "the caller's packets, counted for its RTP timeout: {caller_packets}"
+    );
     for pair in heard.windows(2) {
         let (a, b) = (&pair[0].0, &pair[1].0);
         assert_eq!(b.ssrc, a.ssrc, "one stream towards the caller");

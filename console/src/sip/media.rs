@@ -19,7 +19,7 @@
 //! sender, just before each `send_to`, against the packet's slot on its call's grid.
 
 use super::audio::{hold_tone, Clip};
-use super::strict::{RtpSource, Source};
+use crate::media::strict::{RtpSource, Source};
 use crate::media::SipSide;
 use crate::metrics::{DtmfLabels, Metrics, RtpForeignLabels};
 use ivr::domain::DtmfDigit;
@@ -121,6 +121,7 @@ impl MediaClock {
         let needs_latch = Arc::new(AtomicBool::new(true));
         let span = tracing::info_span!("media", call_id = %setup.call_id);
         let source = Arc::new(Mutex::new(setup.source));
+        let heard = Arc::new(AtomicU64::new(0));
         match setup.socket.try_clone() {
             Ok(send_socket) => {
                 let stream = Stream {
@@ -149,6 +150,7 @@ impl MediaClock {
             resume: resume.clone(),
             rtp_timeout: setup.rtp_timeout,
             source: source.clone(),
+            heard_bridged: heard.clone(),
         };
         tokio::spawn(tracing::Instrument::instrument(receiver.run(setup.socket), span));
         let mut payloads = LegPayloads { codec: setup.codec, audio: setup.payload_type, telephone_event: None };
@@ -166,6 +168,7 @@ impl MediaClock {
             paused,
             resume,
             source,
+            heard,
         }))
     }
 }
@@ -189,6 +192,8 @@ struct MediaInner {
     resume: Arc<Notify>,
     /// Strict RTP: where the caller's packets may come from.
     source: Arc<Mutex<RtpSource>>,
+    /// The caller's packets the bridge read (for the RTP timeout while bridged).
+    heard: Arc<AtomicU64>,
 }
 
 impl Media {
@@ -220,7 +225,13 @@ impl Media {
             Some(s) => s.try_clone()?,
             None => return Err(std::io::Error::other("no RTP socket")),
         };
-        Ok(SipSide { socket, remote: self.0.remote, payloads: self.0.payloads })
+        Ok(SipSide {
+            socket,
+            remote: self.0.remote,
+            payloads: self.0.payloads,
+            source: self.0.source.clone(),
+            heard: self.0.heard.clone(),
+        })
     }
 
     /// While `on`, the receive task stops reading the RTP socket (the bridge reads it), and the
@@ -251,6 +262,8 @@ struct Receiver {
     resume: Arc<Notify>,
     rtp_timeout: Option<Duration>,
     source: Arc<Mutex<RtpSource>>,
+    /// The caller's packets read by the bridge while this task is paused.
+    heard_bridged: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -266,23 +279,48 @@ impl Receiver {
         let mut buf = vec![0u8; 2048];
         // When the caller's silence ends the call (no ghost calls): pushed on by every packet.
         let mut silent_until = self.rtp_timeout.map(|t| Instant::now() + t);
+        // The bridge's count of the caller's packets when `silent_until` was last set.
+        let mut heard_at_deadline = 0;
         loop {
             if self.paused.load(Ordering::SeqCst) {
+                // Bridged: the media thread reads the caller and counts its packets; the
+                // silence is judged by that count, so a caller gone quiet mid-conversation is
+                // still hung up.
                 tokio::select! {
                     _ = self.stop.notified() => break,
                     _ = self.resume.notified() => {
-                        // While bridged the media thread read the caller: the silence counts anew.
+                        // Back from the bridge (or bridged anew): the silence counts from here.
                         if let (Some(t), Some(_)) = (self.rtp_timeout, silent_until) {
                             silent_until = Some(Instant::now() + t);
+                            heard_at_deadline = self.heard_bridged.load(Ordering::Relaxed);
                         }
                         continue;
                     }
+                    _ = sleep_until_opt(silent_until) => {
+                        let t = self.rtp_timeout.expect("a deadline only with a timeout");
+                        let heard = self.heard_bridged.load(Ordering::Relaxed);
+                        if heard != heard_at_deadline {
+                            heard_at_deadline = heard;
+                            silent_until = Some(Instant::now() + t);
+                        } else {
+                            silent_until = None;
+                            let _ = self.events.send(MediaEvent::NoRtp);
+                        }
+                    }
                 }
+                continue;
             }
             let dtmf_deadline = dtmf.as_ref().and_then(DtmfReceiver::deadline);
             tokio::select! {
                 _ = self.stop.notified() => break,
-                _ = self.resume.notified() => continue,
+                _ = self.resume.notified() => {
+                    // Bridged from now on (or back): the silence counts from here.
+                    if let (Some(t), Some(_)) = (self.rtp_timeout, silent_until) {
+                        silent_until = Some(Instant::now() + t);
+                        heard_at_deadline = self.heard_bridged.load(Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 _ = sleep_until_opt(silent_until) => {
                     silent_until = None;
                     let _ = self.events.send(MediaEvent::NoRtp);
@@ -708,5 +746,47 @@ mod tests {
         // 100 ms late: slots 1..=6 are due; only the last MAX_BURST are sent.
         p.tick(grid.send_at(6), &mut buf, |_, due| slots.push(((due - grid.send_at(0)).as_millis() / 20) as u32));
         assert_eq!(slots, [2, 3, 4, 5, 6]);
+    }
+
+    /// While bridged, the media thread reads the caller and counts its packets: the RTP timeout
+    /// (no ghost calls) goes on judging by that count — quiet only once the count stops.
+    #[tokio::test]
+    async fn a_bridged_call_is_still_timed_out_once_its_caller_goes_quiet() {
+        let clock = MediaClock::start().unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let timeout = Duration::from_millis(300);
+        let media = clock.add(
+            MediaSetup {
+                socket,
+                codec: Codec::Pcmu,
+                payload_type: 0,
+                telephone_event: None,
+                remote: None,
+                sending: false,
+                metrics: Arc::new(Metrics::new()),
+                call_id: "t".into(),
+                rtp_timeout: Some(timeout),
+                source: RtpSource::new(["127.0.0.1".parse().unwrap()]),
+            },
+            events,
+        );
+        let side = media.sip_side().unwrap();
+        media.bridged(true);
+        // The bridge hears the caller every 20 ms for four timeouts: no NoRtp meanwhile.
+        let talking = Instant::now() + 4 * timeout;
+        let mut last = Instant::now();
+        while Instant::now() < talking {
+            side.heard.fetch_add(1, Ordering::Relaxed);
+            last = Instant::now();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(rx.try_recv().is_err(), "NoRtp while the bridge heard the caller");
+        }
+        // Quiet from the last packet on: NoRtp within two timeouts of it (the count is looked
+        // at once a timeout), never before one.
+        let event = tokio::time::timeout(3 * timeout, rx.recv()).await.expect("NoRtp once quiet");
+        assert_eq!(event, Some(MediaEvent::NoRtp));
+        assert!(last.elapsed() >= timeout, "not before a whole timeout of silence: {:?}", last.elapsed());
     }
 }

@@ -28,7 +28,6 @@ mod drain;
 mod media;
 mod operator_leg;
 mod signalling;
-mod strict;
 
 pub use admission::{Admission, AllowList, Verdict};
 pub use audio::PromptAudio;

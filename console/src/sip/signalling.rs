@@ -464,7 +464,7 @@ impl Signalling {
                 call_id: call_id.as_str().to_owned(),
                 rtp_timeout: (self.state.settings.rtp_timeout_secs > 0)
                     .then(|| Duration::from_secs(self.state.settings.rtp_timeout_secs)),
-                source: super::strict::RtpSource::new(
+                source: crate::media::strict::RtpSource::new(
                     negotiated.remote_rtp.map(|a| a.ip()).into_iter().chain([source.ip()]),
                 ),
             },

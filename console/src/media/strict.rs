@@ -57,6 +57,11 @@ impl RtpSource {
         }
     }
 
+    /// The caller's address, once a packet from it has been latched.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched
+    }
+
     /// A re-INVITE named `addr` for the media: packets from its host are the caller's again
     /// (latched anew).
     pub fn renegotiated(&mut self, addr: SocketAddr) {
