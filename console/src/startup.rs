@@ -179,7 +179,8 @@ impl Application {
         let candidate_ip =
             settings.webrtc_candidate_ip().map_err(|reason| anyhow::anyhow!("HELPLINE_WEBRTC_PUBLIC_IP: {reason}"))?;
         let phone = Phone::bind(settings.webrtc_addr, candidate_ip, sip.local_addr(), metrics.clone())
-            .with_context(|| format!("cannot listen for WebRTC media on UDP {}", settings.webrtc_addr))?;
+            .with_context(|| format!("cannot listen for WebRTC media on UDP {}", settings.webrtc_addr))?
+            .with_relay(crate::media::Relay::new(db.clone(), clock.clone(), &settings.database_url));
         let tts_dir = settings.speech_cache_dir();
         let tts = Arc::new(
             Tts::new(tts_dir.clone(), TtsOptions::default())

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { Frames } from './lib/frames.mjs';
-import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+import { freshPostgresDatabase, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
 
 /** A mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz. */
 function toneWav(path, hz, secs) {
@@ -443,5 +443,110 @@ describe('the browser phone', () => {
       reason: /closed|lost|no offer|not connected/,
       timeoutMs: 60_000,
     });
+  });
+});
+
+// Two nodes on one PostgreSQL: the operator's page is on node B, the SIP caller's media on node A.
+// The browser's leg ends on node A (its answer names A's media address) and the signalling goes
+// through the database (console/src/media/relay.rs).
+describe('the browser phone across two nodes', () => {
+  const shared = freshPostgresDatabase();
+  let nodeA;
+  let nodeB;
+  let browser;
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone2-'));
+  const wav = join(dir, 'mic-1khz.wav');
+
+  before(async () => {
+    if (!shared) return;
+    toneWav(wav, 1000, 10);
+    nodeA = await startServer({ databaseUrl: shared });
+    nodeB = await startServer({ databaseUrl: shared });
+    browser = await launchBrowser({
+      extraArgs: [
+        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
+        '--autoplay-policy=no-user-gesture-required',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await nodeB?.stop();
+    await nodeA?.stop();
+  });
+
+  test('an operator on node B talks to a SIP caller on node A: tones both ways, hold, goodbye', { skip: !shared && 'HELPLINE_TEST_DATABASE_URL is unset' }, async () => {
+    const olga = nodeA.addUser({ name: 'olga', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    const frames = new Frames(page);
+    await signIn(page, nodeB, olga);
+    await goAvailable(page);
+    const caller = new SipCaller({ server: sipAddr(nodeA), from: '+393334445556', toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      // The answer comes from node A: its ICE candidate is node A's media address, not B's.
+      const answer = await frames.gotMessage('phone_answer', { timeout: 30_000 });
+      const port = (sdp) => /a=candidate:\S+ \d+ udp \d+ \S+ (\d+)/i.exec(sdp)?.[1];
+      const mediaPort = (server) => {
+        for (const line of server.log) {
+          try {
+            const v = JSON.parse(line);
+            if (v?.fields?.message === 'WebRTC media listening') return v.fields.addr.split(':').pop();
+          } catch {
+            // not JSON
+          }
+        }
+        return undefined;
+      };
+      assert.ok(mediaPort(nodeA) && mediaPort(nodeA) !== mediaPort(nodeB), 'the two nodes have their own media ports');
+      assert.equal(port(answer.sdp), mediaPort(nodeA), `the leg ends on node A: ${answer.sdp}`);
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 300;
+      const tones = await remoteTones(page);
+      assert.ok(tones.p440 > 0.3, `the page on node B hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
+      assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000, `the caller received a second of audio (${heard.length} samples)`);
+      assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, "the caller on node A hears the operator's 1 kHz");
+      assert.ok(goertzel(heard.slice(-8000), 8000, 440) < 0.05, 'and not its own 440 Hz');
+
+      // Hold, relayed to node A: the caller hears the hold tone (within 5 s: a notification and
+      // a database read away), then not the operator.
+      const held = Date.now();
+      await page.locator('#phone-hold').click();
+      const holdBurst = (since) => {
+        const a = caller.audioSince(since);
+        let burst = 0;
+        for (let i = 0; i + 400 <= a.length; i += 200) burst = Math.max(burst, goertzel(a.slice(i, i + 400), 8000, 425));
+        return burst;
+      };
+      let heldAt = null;
+      while (Date.now() - held < 5000 && heldAt === null) {
+        await new Promise((r) => setTimeout(r, 250));
+        if (holdBurst(Date.now() - 1000) > 0.3) heldAt = Date.now();
+      }
+      assert.ok(heldAt !== null, `the caller hears the hold tone within 5 s: ${holdBurst(held)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok(goertzel(caller.audioSince(heldAt).slice(-4000), 8000, 1000) < 0.05, 'and not the operator');
+      await page.locator('#phone-hold').click();
+
+      // The operator ends the call on node B: node A says goodbye and hangs up.
+      await page.keyboard.press('Alt+E');
+      await caller.waitForBye(20_000);
+      await page.locator('#wrapup').waitFor({ state: 'visible' });
+      await screenshot(page, 'phone-6-two-nodes');
+    } finally {
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
   });
 });

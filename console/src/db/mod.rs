@@ -4,6 +4,7 @@
 //! `migrations/<backend>/` because DDL differs.
 
 pub mod audit;
+pub mod listen;
 pub mod pg_tls;
 pub mod secrets;
 pub mod sessions;

@@ -9,18 +9,22 @@
 //! - `strict.rs`: strict RTP, whose packets are a SIP call's media (used by the SIP adapter's
 //!   receive task, and by the bridge while the media thread reads the call's socket);
 //! - `phone.rs`: [`Phone`], where a call's SIP side (registered by the SIP adapter) meets its
-//!   operator's page (offers, hold, hang-up, media state, through the console socket).
+//!   operator's page (offers, hold, hang-up, media state, through the console socket);
+//! - `relay.rs`: [`Relay`], the same between a page on one node and a call's media on another
+//!   (PostgreSQL), through the database.
 //!
 //! The packet rewriting between a call's two legs is pure protocol code and lives in
 //! `ivr::rtp::Bridge` (docs/media.md).
 
 mod driver;
 mod phone;
+mod relay;
 pub mod strict;
 mod webrtc;
 
 pub use driver::{LegHandle, SipSide, WebRtcMedia};
-pub use phone::{browser_target, is_browser_target, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
+pub use phone::{browser_target, is_browser_target, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
+pub use relay::Relay;
 pub use webrtc::{Failure, LegConfig, LegEvent, LegOutput, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg};
 
 #[cfg(test)]

@@ -9,10 +9,14 @@
 //! ([`Phone::report`]), which every console socket of this node hears ([`Phone::subscribe`]) and
 //! forwards to the operator's page.
 //!
+//! A page on this node whose call's media is on another node (PostgreSQL) is served through
+//! [`super::relay`], the only part of the phone that touches the database.
+//!
 //! Architecture invariant: nothing here touches the database or the engine; the call's control
 //! task decides (bridge, fail back to the queue, hang up) and the media thread forwards.
 
 use super::driver::{LegHandle, WebRtcMedia};
+use super::relay::{Relay, Relayed};
 use super::webrtc::{LegConfig, WebRtcError, WebRtcLeg};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::tasks::Tasks;
@@ -81,6 +85,19 @@ pub enum PhoneError {
     NotRunning,
     #[error(transparent)]
     WebRtc(#[from] WebRtcError),
+    /// Through another node ([`super::relay`]): its database write failed, or its answer says why.
+    #[error("the call's node: {0}")]
+    Relay(String),
+}
+
+/// What an operator's page asks of its call's phone besides offers, wherever the call is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageRequest {
+    Hold(bool),
+    /// The operator ended the call: goodbye to the caller.
+    Hangup,
+    /// The page cannot be a phone (microphone refused or missing): why.
+    Failed(String),
 }
 
 struct Slot {
@@ -114,6 +131,8 @@ struct Inner {
     events: broadcast::Sender<PhoneEvent>,
     /// ICE and DTLS must be done within this long of the answer.
     connect_timeout: std::time::Duration,
+    /// The signalling for calls carried by other nodes (PostgreSQL).
+    relay: OnceLock<Relay>,
 }
 
 /// The browser phone's service (cheap to clone).
@@ -146,7 +165,22 @@ impl Phone {
             calls: Mutex::new(HashMap::new()),
             events,
             connect_timeout: std::time::Duration::from_secs(10),
+            relay: OnceLock::new(),
         })))
+    }
+
+    /// Pages on this node may take calls whose media another node carries, and the other way
+    /// round, through `relay` (set before [`Phone::start`]).
+    pub fn with_relay(self, relay: Option<Relay>) -> Phone {
+        if let Some(relay) = relay {
+            let _ = self.0.relay.set(relay);
+        }
+        self
+    }
+
+    /// Whether calls carried by other nodes can be answered here.
+    pub fn relays(&self) -> bool {
+        self.0.relay.get().is_some()
     }
 
     /// Where carriers reach this node's SIP adapter.
@@ -185,6 +219,9 @@ impl Phone {
         let Some(socket) = self.0.socket.lock().ok().and_then(|mut s| s.take()) else { return Ok(()) };
         let media = WebRtcMedia::start(socket, self.0.metrics.clone())?;
         let _ = self.0.media.set(media.clone());
+        if let Some(relay) = self.0.relay.get() {
+            relay.start(self.clone(), tasks);
+        }
         let stopping = tasks.token();
         tasks.spawn("webrtc media", async move {
             stopping.cancelled().await;
@@ -234,6 +271,11 @@ impl Phone {
                 break;
             }
         }
+        if !self.carries(call_id) {
+            if let Some(relay) = self.0.relay.get() {
+                return relay.offer(call_id, operator, sdp, restart).await;
+            }
+        }
         let (codec, to_call) = {
             let mut calls = self.calls();
             let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
@@ -262,6 +304,32 @@ impl Phone {
         self.calls().get(call_id).is_some_and(|slot| slot.to_call.send(msg).is_ok())
     }
 
+    /// The operator's page's request for its call, here or through the relay; `false` when no
+    /// node can be asked (one node that does not carry the call, or the relay's write failed).
+    pub async fn request(&self, call_id: &str, operator: i64, request: PageRequest) -> bool {
+        let local = match &request {
+            PageRequest::Hold(on) => PhoneMsg::Hold(*on),
+            PageRequest::Hangup => PhoneMsg::Hangup,
+            PageRequest::Failed(reason) => PhoneMsg::PageFailed(reason.clone()),
+        };
+        if self.tell(call_id, local) {
+            return true;
+        }
+        let Some(relay) = self.0.relay.get() else { return false };
+        let body = match request {
+            PageRequest::Hold(on) => Relayed::Hold { on },
+            PageRequest::Hangup => Relayed::Hangup,
+            PageRequest::Failed(reason) => Relayed::PageFailed { reason },
+        };
+        match relay.tell(call_id, operator, body).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, call_id, "a page's request was not relayed");
+                false
+            }
+        }
+    }
+
     /// A browser phone did not carry its call (`reason`: a short code for the metric).
     pub fn failed(&self, reason: &str) {
         self.0.metrics.browser_phone_failures.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
@@ -272,12 +340,22 @@ impl Phone {
         self.0.metrics.browser_connect.observe(since.elapsed().as_secs_f64());
     }
 
-    /// The call's phone news, for the operator's pages.
+    /// The call's phone news, for the operator's pages (on this node, and through the relay on
+    /// the others when the page is elsewhere).
     pub fn report(&self, call_id: &str, status: PhoneStatus, reason: Option<String>) {
         let operator = self.calls().get(call_id).and_then(|s| s.operator);
         if let Some(operator) = operator {
-            let _ = self.0.events.send(PhoneEvent { call_id: call_id.to_owned(), operator, status, reason });
+            let event = PhoneEvent { call_id: call_id.to_owned(), operator, status, reason };
+            if let Some(relay) = self.0.relay.get() {
+                relay.report(&event);
+            }
+            self.publish(event);
         }
+    }
+
+    /// Hands a call's phone news to this node's sockets.
+    pub(super) fn publish(&self, event: PhoneEvent) {
+        let _ = self.0.events.send(event);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<PhoneEvent> {

@@ -8,6 +8,7 @@
 //! wrote. Architecture invariant: nothing reaches a socket that is not in the table first.
 
 use super::protocol::{Frame, ServerMessage, STORED};
+use crate::db::listen::Heard;
 use crate::db::users::Role;
 use crate::db::{Backend, Db, DbError};
 use crate::tasks::Tasks;
@@ -174,43 +175,23 @@ impl Hub {
         }
     }
 
-    /// PostgreSQL: LISTEN on its own connection (the app's pool is an `AnyPool`), reconnecting
-    /// after a failure; a notification wakes the pump and the ACD, or tells the sockets that a
-    /// user's sessions were revoked.
+    /// PostgreSQL: LISTEN (`db::listen`); a notification wakes the pump and the ACD, or tells
+    /// the sockets that a user's sessions were revoked.
     async fn listen(self, url: String) {
-        loop {
-            match sqlx::postgres::PgListener::connect(&url).await {
-                Ok(mut listener) => {
-                    if let Err(e) = listener.listen(CHANNEL).await {
-                        tracing::warn!(error = %e, "LISTEN {CHANNEL} failed");
-                    } else {
-                        // Anything written while we were not listening.
-                        self.0.wake.notify_one();
-                        loop {
-                            match listener.recv().await {
-                                Ok(n) => match n.payload().strip_prefix(REVOKED).map(str::parse::<i64>) {
-                                    // (This node's own arrives too: its sockets check again.)
-                                    Some(Ok(user_id)) => self.send_control(Control::SessionsRevoked { user_id }),
-                                    Some(Err(_)) => {
-                                        tracing::warn!(payload = n.payload(), "unreadable console notification")
-                                    }
-                                    None => {
-                                        self.0.wake.notify_one();
-                                        self.0.remote_change.notify_one();
-                                    }
-                                },
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "console listener lost its connection");
-                                    break;
-                                }
-                            }
-                        }
-                    }
+        crate::db::listen::listen(url, CHANNEL, |heard| match heard {
+            // Anything written while we were not listening.
+            Heard::Listening => self.0.wake.notify_one(),
+            Heard::Payload(payload) => match payload.strip_prefix(REVOKED).map(str::parse::<i64>) {
+                // (This node's own arrives too: its sockets check again.)
+                Some(Ok(user_id)) => self.send_control(Control::SessionsRevoked { user_id }),
+                Some(Err(_)) => tracing::warn!(payload, "unreadable console notification"),
+                None => {
+                    self.0.wake.notify_one();
+                    self.0.remote_change.notify_one();
                 }
-                Err(e) => tracing::warn!(error = %e, "console listener cannot connect"),
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+            },
+        })
+        .await
     }
 }
 

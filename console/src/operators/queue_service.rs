@@ -17,7 +17,7 @@ use crate::calls::{CallRequest, Origin};
 use crate::clock::rfc3339;
 use crate::db::users::{split_codes, User};
 use crate::db::DbError;
-use crate::media::{browser_target, PhoneMsg};
+use crate::media::{browser_target, PageRequest};
 use chrono::{DateTime, Utc};
 use ivr::domain::{CallId, Language, ServiceArea};
 use ivr::engine::Event;
@@ -435,13 +435,14 @@ pub async fn accept(
     let target = match (device, sip_target) {
         (Device::Phone, Some(t)) => t,
         _ => {
-            // The browser: this node's SIP calls (their media is here), or a carrier's call,
-            // which the carrier transfers to the operator's address on this node.
+            // The browser: a SIP call (its media on this node, or on another one reached through
+            // the phone's relay on PostgreSQL), or a carrier's call, which the carrier transfers
+            // to the operator's address on this node.
             let (channel,): (String,) = sqlx::query_as("SELECT channel FROM calls WHERE call_id = $1")
                 .bind(&call_id)
                 .fetch_one(&mut *tx)
                 .await?;
-            if channel == "sip" && !state.phone.carries(&call_id) {
+            if channel == "sip" && !state.phone.carries(&call_id) && !state.phone.relays() {
                 return Err(ConsoleError::PhoneUnavailable);
             }
             let token = hex::encode(rand::random::<[u8; 16]>());
@@ -585,7 +586,7 @@ pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Res
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::OnCall]), now_ms).await?;
     hub::commit(hub, tx, true).await?;
     // A browser call: the caller hears the goodbye and is hung up (nothing for other calls).
-    state.phone.tell(call_id, PhoneMsg::Hangup);
+    state.phone.request(call_id, user.id, PageRequest::Hangup).await;
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use crate::auth::{AsOperator, Authenticated};
 use crate::db::sessions;
 use crate::db::users::Role;
 use crate::error::AppError;
-use crate::media::{is_browser_target, PhoneMsg};
+use crate::media::{is_browser_target, PageRequest};
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRef, State};
 use axum::http::HeaderMap;
@@ -431,14 +431,14 @@ async fn handle(
                 Ok(Some(bad("reason must be 1 to 100 characters")))
             } else {
                 match on_my_call(state, user.id, &call_id).await {
-                    Ok(()) if state.phone.tell(&call_id, PhoneMsg::PageFailed(reason)) => Ok(None),
+                    Ok(()) if state.phone.request(&call_id, user.id, PageRequest::Failed(reason)).await => Ok(None),
                     Ok(()) => Ok(Some(phone_unavailable(&call_id, r#ref.clone()))),
                     Err(e) => Err(e),
                 }
             }
         }
         ClientMessage::Hold { call_id, on } => match on_my_call(state, user.id, &call_id).await {
-            Ok(()) if state.phone.tell(&call_id, PhoneMsg::Hold(on)) => Ok(None),
+            Ok(()) if state.phone.request(&call_id, user.id, PageRequest::Hold(on)).await => Ok(None),
             Ok(()) => Ok(Some(phone_unavailable(&call_id, r#ref.clone()))),
             Err(e) => Err(e),
         },
