@@ -67,7 +67,8 @@ pub struct DtmfLabels {
 /// Every metric the server exports.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
-    /// `to_browser` (the caller's packets) or `to_caller` (the operator's).
+    /// `to_browser` (the caller's packets) or `to_caller` (the operator's); for a browser leg's
+    /// quality, `to_browser` or `from_browser`.
     pub direction: String,
 }
 
@@ -112,6 +113,11 @@ pub struct Metrics {
     pub browser_phone_failures: Family<ReasonLabels, Counter>,
     /// From the transfer to a browser operator to audio flowing both ways, seconds.
     pub browser_connect: Histogram,
+    /// Fraction of packets lost on browser legs, from RTCP receiver reports, by direction
+    /// (`to_browser`: reported by the browser; `from_browser`: measured here).
+    pub browser_leg_loss: Family<DirectionLabels, Histogram, fn() -> Histogram>,
+    /// Interarrival jitter on browser legs (RFC 3550), seconds, by direction.
+    pub browser_leg_jitter: Family<DirectionLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -198,6 +204,20 @@ impl Metrics {
             "From the transfer to a browser operator to audio flowing both ways",
             browser_connect.clone(),
         );
+        let browser_leg_loss: Family<DirectionLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new([0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]));
+        registry.register(
+            "browser_leg_loss_ratio",
+            "Fraction of packets lost on browser legs, from RTCP receiver reports, by direction (to_browser, from_browser)",
+            browser_leg_loss.clone(),
+        );
+        let browser_leg_jitter: Family<DirectionLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16]));
+        registry.register(
+            "browser_leg_jitter_seconds",
+            "Interarrival jitter on browser legs (RFC 3550), from RTCP, by direction (to_browser, from_browser)",
+            browser_leg_jitter.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -224,6 +244,8 @@ impl Metrics {
             bridge_packets,
             browser_phone_failures,
             browser_connect,
+            browser_leg_loss,
+            browser_leg_jitter,
         }
     }
 

@@ -406,6 +406,14 @@ impl Driver {
                         tracing::debug!(error = %e, %destination, "WebRTC datagram not sent");
                     }
                 }
+                LegOutput::Event(LegEvent::Quality(q)) => {
+                    let direction =
+                        DirectionLabels { direction: if q.to_browser { "to_browser" } else { "from_browser" }.into() };
+                    if let Some(loss) = q.loss {
+                        self.metrics.browser_leg_loss.get_or_create(&direction).observe(f64::from(loss));
+                    }
+                    self.metrics.browser_leg_jitter.get_or_create(&direction).observe(q.jitter.as_secs_f64());
+                }
                 LegOutput::Event(LegEvent::Rtp(rtp)) if entry.bridged.is_some() => {
                     if let Some(b) = entry.bridged.as_mut() {
                         to_caller(b, &rtp);

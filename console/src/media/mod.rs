@@ -25,7 +25,9 @@ mod webrtc;
 pub use driver::{LegHandle, SipSide, WebRtcMedia};
 pub use phone::{browser_target, is_browser_target, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
 pub use relay::Relay;
-pub use webrtc::{Failure, LegConfig, LegEvent, LegOutput, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg};
+pub use webrtc::{
+    Failure, LegConfig, LegEvent, LegOutput, LegQuality, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg,
+};
 
 #[cfg(test)]
 mod tests;

@@ -163,7 +163,7 @@ async fn a_browser_leg_carries_audio_both_ways_over_udp() {
             match handle.events.recv().await {
                 Some(LegEvent::State(MediaState::Connected)) => return,
                 Some(LegEvent::State(other)) => assert_eq!(other, MediaState::Connecting),
-                Some(LegEvent::Rtp(_)) => {}
+                Some(LegEvent::Rtp(_) | LegEvent::Quality(_)) => {}
                 None => panic!("the leg ended before connecting"),
             }
         }
@@ -195,6 +195,7 @@ async fn a_browser_leg_carries_audio_both_ways_over_udp() {
                     from_browser.extend(decode(Codec::Pcmu, &rtp.payload));
                 }
                 Some(LegEvent::State(state)) => panic!("the leg went {state:?}"),
+                Some(LegEvent::Quality(_)) => {}
                 None => panic!("the leg ended"),
             },
             _ = tokio::time::sleep_until(deadline) => panic!("{sent} sent, {} samples received", from_browser.len()),
@@ -236,15 +237,13 @@ async fn a_browser_leg_carries_audio_both_ways_over_udp() {
 /// one stream (the caller hears one SSRC, sequence +1, timestamp +160).
 #[tokio::test]
 async fn a_bridged_leg_carries_a_sip_callers_audio_both_ways() {
-    let media = WebRtcMedia::start(
-        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
-        std::sync::Arc::new(crate::metrics::Metrics::new()),
-    )
-    .unwrap();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let media = WebRtcMedia::start(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), metrics.clone()).unwrap();
     let client_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut client = client_rtc(Instant::now(), &[RtcCodec::PCMU, RtcCodec::PCMA]);
     let (mid, offer_sdp, pending) = offer(&mut client, client_socket.local_addr().unwrap());
-    let config = LegConfig::new(Codec::Pcmu, media.local_addr());
+    let config =
+        LegConfig { stats_interval: Duration::from_millis(500), ..LegConfig::new(Codec::Pcmu, media.local_addr()) };
     let (leg, answer) = WebRtcLeg::accept_offer(&offer_sdp, config, Instant::now()).unwrap();
     let mut handle = media.add(leg);
     client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
@@ -317,6 +316,15 @@ async fn a_bridged_leg_carries_a_sip_callers_audio_both_ways() {
     let samples: Vec<i16> = browser_heard.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     assert_tone(&samples, 440.0, 1000.0, "the browser, from the caller");
     assert_tone(&samples, 440.0, 2000.0, "the browser, not the stranger");
+    // The leg's RTCP-derived quality reached the metrics (the media thread observes it).
+    let exposition = metrics.encode();
+    let count = |name: &str| {
+        exposition.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    assert!(
+        count("helpline_browser_leg_jitter_seconds_count{direction=\"from_browser\"}") > 0.0,
+        "jitter observed: {exposition}"
+    );
     let caller_packets = counted.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         (50..=100).contains(&caller_packets),
@@ -352,6 +360,8 @@ struct Lab {
     /// (payload type, payload) of the RTP packets the client received, and those the leg did.
     client_got: Vec<(u8, Vec<u8>)>,
     leg_got: Vec<ReceivedRtp>,
+    /// The leg's quality reports.
+    qualities: Vec<LegQuality>,
 }
 
 const STEP: Duration = Duration::from_millis(5);
@@ -393,6 +403,7 @@ impl Lab {
             client_rtp: 0,
             client_got: Vec::new(),
             leg_got: Vec::new(),
+            qualities: Vec::new(),
         }
     }
 
@@ -426,6 +437,7 @@ impl Lab {
                 }
                 LegOutput::Event(LegEvent::State(s)) => self.states.push((self.now, s)),
                 LegOutput::Event(LegEvent::Rtp(rtp)) => self.leg_got.push(rtp),
+                LegOutput::Event(LegEvent::Quality(q)) => self.qualities.push(q),
             }
         }
     }
@@ -642,4 +654,39 @@ fn telephone_events_cross_the_leg_at_the_browsers_payload_type() {
     lab.drain_leg();
     lab.step();
     assert_eq!(lab.client_got.last(), Some(&(126, event.to_vec())));
+}
+
+/// The leg reports its quality from RTCP every `stats_interval`: what it sends, as the
+/// browser's receiver reports tell (one packet in ten never sent here: ~10 % lost), and what it
+/// receives, as measured here (nothing lost).
+#[test]
+fn a_leg_reports_loss_and_jitter_both_ways_from_rtcp() {
+    let mut lab = Lab::new(Duration::from_secs(10), Duration::from_secs(10));
+    lab.until(MediaState::Connected, Duration::from_secs(5)).expect("connects");
+    let start = lab.now;
+    let mut n: u64 = 0;
+    while lab.now < start + Duration::from_secs(16) {
+        n += 1;
+        // From the leg: every tenth sequence number skipped (lost on the way).
+        if !n.is_multiple_of(10) {
+            let packet = ivr::rtp::Forward { sequence: n, timestamp: 160 * n as u32, marker: n == 1, ..probe() };
+            lab.leg.send_rtp(lab.now, &packet, vec![0xFF; 160]);
+            lab.drain_leg();
+        }
+        // From the browser: every packet.
+        let write = RtpWrite::new(0.into(), n.into(), 160 * n as u32, lab.now, vec![0xFF; 160]).marker(n == 1);
+        lab.client.direct_api().stream_tx_by_mid(lab.mid, None).unwrap().write_rtp(write);
+        lab.drain_client();
+        for _ in 0..4 {
+            lab.step();
+        }
+    }
+    let to_browser: Vec<_> = lab.qualities.iter().filter(|q| q.to_browser).collect();
+    let from_browser: Vec<_> = lab.qualities.iter().filter(|q| !q.to_browser).collect();
+    assert!(!to_browser.is_empty() && !from_browser.is_empty(), "reports both ways: {:?}", lab.qualities);
+    let lost = to_browser.iter().filter_map(|q| q.loss).fold(0.0f32, f32::max);
+    assert!((0.05..0.2).contains(&lost), "the browser reports about a tenth lost: {:?}", to_browser);
+    let received_lost = from_browser.iter().filter_map(|q| q.loss).fold(0.0f32, f32::max);
+    assert!(received_lost < 0.01, "nothing lost towards the leg: {from_browser:?}");
+    assert!(from_browser.iter().all(|q| q.jitter < Duration::from_millis(20)), "{from_browser:?}");
 }

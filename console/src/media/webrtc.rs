@@ -46,6 +46,8 @@ pub struct LegConfig {
     pub connect_timeout: Duration,
     /// A connected leg that lost the browser must have it back within this long.
     pub reconnect_timeout: Duration,
+    /// How often the leg reports its quality ([`LegEvent::Quality`]).
+    pub stats_interval: Duration,
 }
 
 impl LegConfig {
@@ -55,6 +57,7 @@ impl LegConfig {
             candidate,
             connect_timeout: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(10),
+            stats_interval: Duration::from_secs(5),
         }
     }
 }
@@ -117,6 +120,20 @@ pub struct ReceivedRtp {
 pub enum LegEvent {
     State(MediaState),
     Rtp(ReceivedRtp),
+    /// The leg's RTCP-derived quality, every [`LegConfig::stats_interval`].
+    Quality(LegQuality),
+}
+
+/// One direction of a leg's quality, from RTCP.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LegQuality {
+    /// `true`: what the leg sends, as the browser's receiver reports tell; `false`: what it
+    /// receives, as measured here.
+    pub to_browser: bool,
+    /// Fraction lost since the previous report, if a report came.
+    pub loss: Option<f32>,
+    /// Interarrival jitter (RFC 3550 §6.4.1).
+    pub jitter: Duration,
 }
 
 /// What to do next, from [`WebRtcLeg::poll_output`].
@@ -169,6 +186,7 @@ impl WebRtcLeg {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let mut builder =
             Rtc::builder().set_crypto_provider(crypto()).set_ice_lite(true).set_rtp_mode(true).clear_codecs();
+        builder = builder.set_stats_interval(Some(config.stats_interval));
         let codecs = builder.codec_config();
         match config.codec {
             Codec::Pcmu => codecs.enable_pcmu(true, false),
@@ -408,6 +426,15 @@ impl WebRtcLeg {
                     arrival: packet.timestamp,
                 })));
             }
+            Event::MediaIngressStats(s) => {
+                let quality = LegQuality { to_browser: false, loss: s.loss, jitter: rtp_units(s.jitter) };
+                self.pending.push_back(LegOutput::Event(LegEvent::Quality(quality)));
+            }
+            Event::MediaEgressStats(s) => {
+                let jitter = s.remote.as_ref().map_or(Duration::ZERO, |r| rtp_units(r.jitter));
+                let quality = LegQuality { to_browser: true, loss: s.loss, jitter };
+                self.pending.push_back(LegOutput::Event(LegEvent::Quality(quality)));
+            }
             Event::Closed if !self.state.is_over() => {
                 self.deadline = None;
                 self.set_state(MediaState::Closed);
@@ -441,4 +468,9 @@ fn negotiated(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<LegPayloads> {
     let audio = params().find(|p| p.spec().codec == wanted)?.pt();
     let event = params().find(|p| p.spec().codec == RtcCodec::Tele && p.spec().clock_rate == Frequency::EIGHT_KHZ);
     Some(LegPayloads { codec, audio: *audio, telephone_event: event.map(|p| *p.pt()) })
+}
+
+/// RTP timestamp units of G.711's 8 kHz clock, as time.
+fn rtp_units(units: u32) -> Duration {
+    Duration::from_micros(u64::from(units) * 125)
 }

@@ -601,7 +601,8 @@ impl Call {
     async fn on_leg_event(&mut self, event: Option<LegEvent>) {
         let state = match event {
             Some(LegEvent::State(state)) => state,
-            Some(LegEvent::Rtp(_)) => return, // not bridged yet
+            Some(LegEvent::Rtp(_)) => return,     // not bridged yet
+            Some(LegEvent::Quality(_)) => return, // (the media thread keeps these)
             None => {
                 self.leg = None;
                 return;
