@@ -860,7 +860,13 @@ function renderResults(m) {
   const results = Array.isArray(m.results) ? m.results : [];
   const total = Number(m.total ?? results.length);
   $('results-summary').textContent = total === 0 ? t('search.results.none') : t('search.results', { n: total });
-  $('results').replaceChildren(...results.map(resultItem));
+  // A "Report a problem" form being filled in survives new results of the same service.
+  const openForms = new Map([...$('results').querySelectorAll('li.result')]
+    .filter((li) => li.querySelector('form.flag-form'))
+    .map((li) => [li.dataset.id, li.querySelector('form.flag-form')]));
+  const items = results.map(resultItem);
+  for (const li of items) if (openForms.has(li.dataset.id)) li.append(openForms.get(li.dataset.id));
+  $('results').replaceChildren(...items);
 }
 
 function serviceAddress(service) {
@@ -933,8 +939,9 @@ function openFlagForm(li, id) {
       error.textContent = t('error.generic', { message: r.data?.message ?? r.status });
       return;
     }
+    const card = form.closest('li.result') ?? li;
     form.remove();
-    markReported(li);
+    markReported(card);
     announce(t('flag.sent'));
   });
   li.append(form);

@@ -255,50 +255,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
-    }
-
-    #[test]
-    fn sqlite_urls_get_create_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/x.db");
-        let (url, file) = sqlite_url(&format!("sqlite://{}", p.display())).unwrap();
-        assert!(url.ends_with("?mode=rwc"), "{url}");
-        assert_eq!(file.as_deref(), Some(p.as_path()));
-        assert!(p.parent().unwrap().is_dir());
-        assert_eq!(sqlite_url("sqlite://a.db?mode=ro").unwrap().0, "sqlite://a.db?mode=ro");
-        assert_eq!(sqlite_url("sqlite::memory:").unwrap().1, None);
-    }
-
-    /// A write while another connection holds SQLite's write lock fails as busy; other errors
-    /// are not.
-    #[tokio::test]
-    async fn a_write_lock_held_elsewhere_is_busy() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
-        sqlx::any::install_default_drivers();
-        let mut a = sqlx::AnyConnection::connect(&url).await.unwrap();
-        let mut b = sqlx::AnyConnection::connect(&url).await.unwrap();
-        a.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").await.unwrap();
-        b.execute("PRAGMA busy_timeout = 0").await.unwrap();
-        a.execute("BEGIN IMMEDIATE").await.unwrap();
-        let e = DbError::from(b.execute("INSERT INTO t VALUES (1)").await.unwrap_err());
-        assert!(e.is_busy(), "{e}");
-        a.execute("ROLLBACK").await.unwrap();
-        b.execute("INSERT INTO t VALUES (1)").await.unwrap();
-        let e = DbError::from(b.execute("INSERT INTO nowhere VALUES (1)").await.unwrap_err());
-        assert!(!e.is_busy(), "{e}");
-    }
-}
-
 /// The roles a user may have, as the SQLite `users.role` CHECK lists them since the directory's
 /// editors (migration 0016). PostgreSQL's migration changes its constraint in place.
 const SQLITE_USERS: &str = "CREATE TABLE users_new (
@@ -352,4 +308,48 @@ async fn widen_sqlite_roles(pool: &AnyPool) -> Result<(), DbError> {
     (&mut *conn).execute("PRAGMA foreign_keys = ON").await?;
     rebuilt?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/x.db");
+        let (url, file) = sqlite_url(&format!("sqlite://{}", p.display())).unwrap();
+        assert!(url.ends_with("?mode=rwc"), "{url}");
+        assert_eq!(file.as_deref(), Some(p.as_path()));
+        assert!(p.parent().unwrap().is_dir());
+        assert_eq!(sqlite_url("sqlite://a.db?mode=ro").unwrap().0, "sqlite://a.db?mode=ro");
+        assert_eq!(sqlite_url("sqlite::memory:").unwrap().1, None);
+    }
+
+    /// A write while another connection holds SQLite's write lock fails as busy; other errors
+    /// are not.
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let mut a = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let mut b = sqlx::AnyConnection::connect(&url).await.unwrap();
+        a.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").await.unwrap();
+        b.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        a.execute("BEGIN IMMEDIATE").await.unwrap();
+        let e = DbError::from(b.execute("INSERT INTO t VALUES (1)").await.unwrap_err());
+        assert!(e.is_busy(), "{e}");
+        a.execute("ROLLBACK").await.unwrap();
+        b.execute("INSERT INTO t VALUES (1)").await.unwrap();
+        let e = DbError::from(b.execute("INSERT INTO nowhere VALUES (1)").await.unwrap_err());
+        assert!(!e.is_busy(), "{e}");
+    }
 }

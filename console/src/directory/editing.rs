@@ -1257,7 +1257,7 @@ pub async fn list_services(
         None => String::new(),
     };
     let org = if q.mine { user.organization_id.clone().unwrap_or_default() } else { String::new() };
-    let like = format!("%{}%", q.q.trim().to_lowercase().replace('%', "").replace('_', ""));
+    let like = format!("%{}%", q.q.trim().to_lowercase().replace(['%', '_'], ""));
     let rows = sqlx::query(
         "SELECT s.id, s.name, s.organization_id, o.name, s.last_modified, s.assured_date, \
            (SELECT COUNT(*) FROM dir_flags f WHERE f.service_id = s.id AND f.resolved_at IS NULL), \
