@@ -1,6 +1,6 @@
 -- Keeping the directory true: two more roles (`editor` reviews every change, `org_editor` edits
 -- one organisation's services, `users.organization_id`), the operators' flags, and every version
--- of a service kept (`dir_changes`: proposals, applied edits, restores and imports), with HSDS's
+-- of a service kept (`dir_changes`: proposals, applied edits, restores, imports and exports), with HSDS's
 -- `last_modified` and `assured_date` on the services.
 --
 -- SQLite cannot change the CHECK on `users.role` in place, and rebuilding the table needs the
@@ -31,7 +31,7 @@ CREATE TABLE dir_changes (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     service_id      TEXT,
     organization_id TEXT,
-    kind            TEXT NOT NULL CHECK (kind IN ('edit', 'restore', 'confirm', 'import')),
+    kind            TEXT NOT NULL CHECK (kind IN ('edit', 'restore', 'confirm', 'import', 'export')),
     status          TEXT NOT NULL CHECK (status IN ('proposed', 'applied', 'rejected')),
     reason          TEXT NOT NULL DEFAULT '',
     record          TEXT NOT NULL,

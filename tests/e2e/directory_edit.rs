@@ -367,14 +367,32 @@ async fn org_editors_are_added_with_their_organization_and_imports_record_themse
     let (code, _, err) = add(&["--name", "op9", "--role", "operator", "--organization", MILANO]);
     assert_eq!(code, 2, "{err}");
 
+    let out = db.dir.path().join("exported");
+    let export = run_helpline(
+        helpline(db.dir.path()).env("HELPLINE_DATABASE_URL", &db.url).args([
+            "directory",
+            "export",
+            out.to_str().unwrap(),
+        ]),
+        "",
+    );
+    assert_eq!(export.0, 0, "{export:?}");
+
     add_user(&app, "ed", Role::Editor, &[], &[], false).await;
     let ed = sign_in(&app, "ed").await;
     let (status, applied) = call(&app, &ed, "GET", "/api/directory/changes?status=applied", None).await;
     assert_eq!(status, 200);
-    let imports: Vec<&Value> = applied.as_array().unwrap().iter().filter(|c| c["kind"] == "import").collect();
+    let of_kind =
+        |k: &str| -> Vec<Value> { applied.as_array().unwrap().iter().filter(|c| c["kind"] == k).cloned().collect() };
+    let imports = of_kind("import");
     assert_eq!(imports.len(), 1, "{applied}");
     assert_eq!(imports[0]["record"]["services"], 3);
     assert_eq!(imports[0]["proposed_by"], "helpline directory import");
+    let exports = of_kind("export");
+    assert_eq!(exports.len(), 1, "{applied}");
+    assert_eq!(exports[0]["record"]["services"], 3);
+    let actions = audit_actions(&app).await;
+    assert!(actions.contains(&"import_directory".to_owned()) && actions.contains(&"export_directory".to_owned()));
     // The org editor signs in and sees their organisation's service as editable.
     let org = sign_in(&app, "milano").await;
     let (_, list) = call(&app, &org, "GET", "/api/directory/services?mine=true", None).await;

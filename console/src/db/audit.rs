@@ -66,6 +66,8 @@ pub enum AuditAction {
     ConfirmDirectoryService,
     /// `helpline directory import` replaced the directory (the detail: source and services).
     ImportDirectory,
+    /// `helpline directory export` wrote the directory out (the detail: target and services).
+    ExportDirectory,
 }
 
 impl AuditAction {
@@ -95,6 +97,7 @@ impl AuditAction {
             AuditAction::RestoreDirectoryVersion => "restore_directory_version",
             AuditAction::ConfirmDirectoryService => "confirm_directory_service",
             AuditAction::ImportDirectory => "import_directory",
+            AuditAction::ExportDirectory => "export_directory",
         }
     }
 }

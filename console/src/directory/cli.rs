@@ -94,6 +94,8 @@ pub async fn run(cmd: DirectoryCommand, settings: &Settings) -> anyhow::Result<E
             let db = connect(settings).await?;
             let data = store::load_all(&db).await?;
             datapackage::write(&data, &path)?;
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            super::editing::record_export(&db, &path.display().to_string(), data.rows("service").len(), now).await?;
             println!(
                 "exported {} services ({} rows) to {}",
                 data.rows("service").len(),

@@ -101,6 +101,7 @@ pub enum ChangeKind {
     Restore,
     Confirm,
     Import,
+    Export,
 }
 
 /// Where a change stands.
@@ -118,6 +119,7 @@ fn kind_str(k: ChangeKind) -> &'static str {
         ChangeKind::Restore => "restore",
         ChangeKind::Confirm => "confirm",
         ChangeKind::Import => "import",
+        ChangeKind::Export => "export",
     }
 }
 
@@ -945,6 +947,33 @@ pub async fn record_import(
     Ok(())
 }
 
+/// Records an export in the history (it changes nothing: a row of its own, applied).
+pub async fn record_export(db: &Db, target: &str, services: usize, now: DateTime<Utc>) -> Result<(), DbError> {
+    let who = Actor::system("helpline directory export");
+    let record = serde_json::json!({ "target": target, "services": services });
+    let _turn = db.lock_turn().await;
+    let mut tx = db.pool().begin().await?;
+    insert_change(
+        &mut tx,
+        NewChange {
+            service_id: None,
+            organization_id: None,
+            kind: ChangeKind::Export,
+            status: ChangeStatus::Applied,
+            reason: "export",
+            record: &record,
+            previous: None,
+            actor: &who,
+        },
+        now,
+    )
+    .await?;
+    audit::record(&mut *tx, now.timestamp_millis(), &who, AuditAction::ExportDirectory, None, &record.to_string())
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 const CHANGE_COLUMNS: &str = "id, service_id, organization_id, kind, status, reason, record, previous, \
      proposed_by_name, proposed_at, reviewed_by_name, reviewed_at, applied_at";
 
@@ -971,7 +1000,7 @@ fn change_from(row: ChangeRow) -> Result<Change, DbError> {
     let record: Value = parse_json("change record", &record)?;
     let previous: Option<Value> = previous.map(|p| parse_json("change previous", &p)).transpose()?;
     let diff = match (&previous, kind) {
-        (_, ChangeKind::Import) => Vec::new(),
+        (_, ChangeKind::Import | ChangeKind::Export) => Vec::new(),
         (p, _) => diff(p.as_ref(), &record),
     };
     Ok(Change {
