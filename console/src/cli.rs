@@ -567,8 +567,11 @@ fn read_password() -> Result<Password, ExitCode> {
 async fn change_user(db: &Db, name: &str, change: UserChange) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now().timestamp_millis();
     let actor = crate::db::audit::Actor::system(&format!("helpline user {}", change.audit_action().as_str()));
-    let Some(user) = users::change_user(db, name, &change, now, &actor).await? else {
-        return Ok(usage_error(&format!("no user named {name:?}")));
+    let user = match users::change_user(db, name, &change, now, &actor).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Ok(usage_error(&format!("no user named {name:?}"))),
+        Err(crate::db::DbError::Conflict(m)) => return Ok(usage_error(&m)),
+        Err(e) => return Err(e.into()),
     };
     let mut done = format!("{}: {}", user.name, change.describe());
     if change.ends_sessions() {

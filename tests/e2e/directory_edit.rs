@@ -366,6 +366,14 @@ async fn org_editors_are_added_with_their_organization_and_imports_record_themse
     assert!(err.contains("no organization has id \"no-such-org\""), "{err}");
     let (code, _, err) = add(&["--name", "op9", "--role", "operator", "--organization", MILANO]);
     assert_eq!(code, 2, "{err}");
+    // An account without an organization cannot become an org_editor.
+    let (code, _, err) = add(&["--name", "op8", "--role", "operator"]);
+    assert_eq!(code, 0, "{err}");
+    let mut role = helpline(db.dir.path());
+    role.env("HELPLINE_DATABASE_URL", &db.url).args(["user", "role", "op8", "org_editor"]);
+    let (code, _, err) = run_helpline(&mut role, "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no organization"), "{err}");
 
     let out = db.dir.path().join("exported");
     let export = run_helpline(

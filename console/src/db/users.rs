@@ -328,6 +328,15 @@ pub async fn change_user(
     now: i64,
     actor: &Actor,
 ) -> Result<Option<User>, DbError> {
+    if let UserChange::Role(Role::OrgEditor) = change {
+        // An organisation editor without an organisation could change nothing.
+        if find_user(db, name).await?.is_some_and(|u| u.organization_id.is_none()) {
+            return Err(DbError::Conflict(format!(
+                "{name} has no organization: an org_editor is created with `helpline user add --role org_editor \
+                 --organization ID`"
+            )));
+        }
+    }
     let query = match change {
         UserChange::Disabled(true) => {
             sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE name = $1").bind(name).bind(now)
