@@ -860,7 +860,13 @@ function renderResults(m) {
   const results = Array.isArray(m.results) ? m.results : [];
   const total = Number(m.total ?? results.length);
   $('results-summary').textContent = total === 0 ? t('search.results.none') : t('search.results', { n: total });
-  $('results').replaceChildren(...results.map(resultItem));
+  // A "Report a problem" form being filled in survives new results of the same service.
+  const openForms = new Map([...$('results').querySelectorAll('li.result')]
+    .filter((li) => li.querySelector('form.flag-form'))
+    .map((li) => [li.dataset.id, li.querySelector('form.flag-form')]));
+  const items = results.map(resultItem);
+  for (const li of items) if (openForms.has(li.dataset.id)) li.append(openForms.get(li.dataset.id));
+  $('results').replaceChildren(...items);
 }
 
 function serviceAddress(service) {
@@ -894,11 +900,58 @@ function resultItem(service) {
     h('div', { class: 'side-actions' },
       h('button', { type: 'button', class: 'referral-toggle' }),
       h('a', { href: portalUrl(service), target: '_blank', rel: 'noopener noreferrer', title: t('result.portal.title'), text: t('result.portal') }),
+      h('button', { type: 'button', class: 'flag-open btn-secondary btn-small', text: t('flag.open'), 'aria-label': `${t('flag.open')}: ${name}`,
+        on: { click: () => openFlagForm(li, id) } }),
     ),
   );
+  if (service.reported) markReported(li);
   li.querySelector('.referral-toggle').addEventListener('click', () => toggleReferral(id, name));
   renderResultReferral(li, id, name);
   return li;
+}
+
+const FLAG_REASONS = ['phone_wrong', 'closed', 'moved', 'hours_wrong', 'other'];
+
+// "Report a problem": a reason and a note, tied to the service and the call in progress
+// (`POST /api/services/{id}/flags`); the result then shows "Reported", as it does for every
+// operator until an editor resolves the flag.
+function openFlagForm(li, id) {
+  if (li.querySelector('form.flag-form')) return;
+  const select = h('select', { name: 'reason', class: 'flag-reason' },
+    ...FLAG_REASONS.map((r) => h('option', { value: r, text: t(`flag.reason.${r}`) })));
+  const note = h('textarea', { name: 'note', class: 'flag-note', rows: 2, maxLength: 2000 });
+  const error = h('p', { class: 'flag-error', role: 'alert' });
+  const form = h('form', { class: 'flag-form' },
+    h('label', {}, t('flag.reason'), select),
+    h('label', {}, t('flag.note'), note),
+    error,
+    h('div', { class: 'flag-buttons' },
+      h('button', { type: 'submit', class: 'flag-send', text: t('flag.send') }),
+      h('button', { type: 'button', class: 'btn-secondary flag-cancel', text: t('flag.cancel'), on: { click: () => form.remove() } }),
+    ),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { reason: select.value, note: note.value };
+    if (S.call?.call_id && !S.call.ended) body.call_id = S.call.call_id;
+    const r = await api('POST', `/api/services/${encodeURIComponent(id)}/flags`, body);
+    if (!r.ok) {
+      error.textContent = t('error.generic', { message: r.data?.message ?? r.status });
+      return;
+    }
+    const card = form.closest('li.result') ?? li;
+    form.remove();
+    markReported(card);
+    announce(t('flag.sent'));
+  });
+  li.append(form);
+  select.focus();
+}
+
+function markReported(li) {
+  if (li.querySelector('.reported')) return;
+  li.classList.add('is-reported');
+  li.querySelector('h4').after(h('span', { class: 'reported', title: t('result.reported.title'), text: t('result.reported') }));
 }
 
 function renderResultReferral(li, id, name) {

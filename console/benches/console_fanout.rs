@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
                 areas: vec![],
                 password: Password::parse("fan-out benchmark password").map_err(anyhow::Error::msg)?,
                 sip_target: Some("sip:op@pbx.example.org".into()),
+                organization_id: None,
             },
         chrono::Utc::now().timestamp_millis(),
         &console::db::audit::Actor::system("bench"),

@@ -100,6 +100,10 @@ pub enum UserCommand {
         /// SIP URI or number where this operator's calls are transferred.
         #[arg(long)]
         sip_target: Option<String>,
+        /// The directory organisation (its `organization.id`) an `org_editor` may change; required
+        /// with `--role org_editor`, refused with any other role.
+        #[arg(long)]
+        organization: Option<String>,
         /// Trained for intercultural mediation: the ACD's fallback for calls in a language
         /// nobody free speaks (after `fallback_after_secs`, see config/console.toml).
         #[arg(long)]
@@ -163,6 +167,11 @@ pub enum RoleArg {
     Operator,
     Supervisor,
     Admin,
+    /// Reviews and changes every service of the directory (`/directory`).
+    Editor,
+    /// Changes one organisation's services (`--organization ID`); an editor accepts the changes.
+    #[value(name = "org_editor")]
+    OrgEditor,
 }
 
 impl From<RoleArg> for Role {
@@ -171,6 +180,8 @@ impl From<RoleArg> for Role {
             RoleArg::Operator => Role::Operator,
             RoleArg::Supervisor => Role::Supervisor,
             RoleArg::Admin => Role::Admin,
+            RoleArg::Editor => Role::Editor,
+            RoleArg::OrgEditor => Role::OrgEditor,
         }
     }
 }
@@ -392,16 +403,29 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<ExitCode>
     let db = connect(settings).await?;
     db.migrate().await?;
     match cmd {
-        UserCommand::Add { name, role, languages, areas, sip_target, mediator, password_stdin: _ } => {
+        UserCommand::Add { name, role, languages, areas, sip_target, organization, mediator, password_stdin: _ } => {
             let name = match UserName::parse(&name) {
                 Ok(n) => n,
                 Err(e) => return Ok(usage_error(&e)),
             };
+            let role: Role = role.into();
+            match (role, &organization) {
+                (Role::OrgEditor, None) => {
+                    return Ok(usage_error("--role org_editor needs --organization ID (a directory organization's id)"))
+                }
+                (Role::OrgEditor, Some(id)) => {
+                    if !crate::directory::editing::organization_exists(&db, id).await? {
+                        return Ok(usage_error(&format!("no organization has id {id:?}")));
+                    }
+                }
+                (_, Some(_)) => return Ok(usage_error("--organization is only for --role org_editor")),
+                (_, None) => {}
+            }
             let password = match read_password() {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
-            let new = NewUser { name, role: role.into(), languages, areas, password, sip_target };
+            let new = NewUser { name, role, languages, areas, password, sip_target, organization_id: organization };
             let actor = crate::db::audit::Actor::system("helpline user add");
             match users::add_user(&db, &new, SystemClock.now().timestamp_millis(), &actor).await {
                 Ok(u) => {
@@ -543,8 +567,11 @@ fn read_password() -> Result<Password, ExitCode> {
 async fn change_user(db: &Db, name: &str, change: UserChange) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now().timestamp_millis();
     let actor = crate::db::audit::Actor::system(&format!("helpline user {}", change.audit_action().as_str()));
-    let Some(user) = users::change_user(db, name, &change, now, &actor).await? else {
-        return Ok(usage_error(&format!("no user named {name:?}")));
+    let user = match users::change_user(db, name, &change, now, &actor).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Ok(usage_error(&format!("no user named {name:?}"))),
+        Err(crate::db::DbError::Conflict(m)) => return Ok(usage_error(&m)),
+        Err(e) => return Err(e.into()),
     };
     let mut done = format!("{}: {}", user.name, change.describe());
     if change.ends_sessions() {

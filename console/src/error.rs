@@ -28,6 +28,10 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A request well-formed but with invalid values: 422, every problem named by its field
+    /// (`fields`: `[{"field": …, "reason": …}]`).
+    #[error("{message}")]
+    Invalid { message: String, fields: serde_json::Value },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -52,6 +56,7 @@ impl AppError {
             AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             AppError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
@@ -66,7 +71,11 @@ impl IntoResponse for AppError {
         if let AppError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
-        let mut response = (status, Json(json!({ "error": code, "message": self.to_string() }))).into_response();
+        let mut body = json!({ "error": code, "message": self.to_string() });
+        if let AppError::Invalid { fields, .. } = &self {
+            body["fields"] = fields.clone();
+        }
+        let mut response = (status, Json(body)).into_response();
         if let AppError::RateLimited(secs) | AppError::Busy { retry_after_secs: secs, .. } = &self {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*secs));
         }

@@ -1,6 +1,6 @@
 //! The browser pages and their files, embedded in the binary (no build step, no files to deploy):
 //! `GET /` → `/console`; `GET /console` (the operator page); `GET /supervisor` (the supervisors'
-//! views); `GET /assets/{*path}` (any file under `console/assets/`).
+//! views); `GET /directory` (the directory's editors); `GET /assets/{*path}` (any file under `console/assets/`).
 //!
 //! Every answer carries an ETag (the file's SHA-256, computed at build time) and
 //! `Cache-Control: no-cache`, so browsers revalidate and get `304` until the binary changes.
@@ -30,6 +30,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(|headers: HeaderMap| async move { page("console.html", &headers) }))
         .route("/supervisor", get(|headers: HeaderMap| async move { page("supervisor.html", &headers) }))
+        .route("/directory", get(|headers: HeaderMap| async move { page("directory.html", &headers) }))
         .route("/assets/{*path}", get(asset))
 }
 

@@ -461,6 +461,7 @@ async fn an_operator_without_a_phone_target_answers_in_the_browser() {
             areas: vec![],
             password: Password::parse(PASSWORD).unwrap(),
             sip_target: None,
+            organization_id: None,
         },
         app.state.clock.now().timestamp_millis(),
         &console::db::audit::Actor::system("test"),

@@ -32,6 +32,7 @@ pub async fn add_user(
             areas: areas.to_vec(),
             password: Password::parse(PASSWORD).unwrap(),
             sip_target: Some(format!("sip:{name}@pbx.example.org")),
+            organization_id: None,
         },
         app.state.clock.now().timestamp_millis(),
         &console::db::audit::Actor::system("test"),
@@ -42,6 +43,27 @@ pub async fn add_user(
         console::operators::presence::set_mediator(&app.state.db, u.id, true).await.unwrap();
     }
     u.id
+}
+
+/// Creates an organisation editor bound to `organization_id`; returns its id.
+pub async fn add_org_editor(app: &TestApp, name: &str, organization_id: &str) -> i64 {
+    users::add_user(
+        &app.state.db,
+        &NewUser {
+            name: UserName::parse(name).unwrap(),
+            role: Role::OrgEditor,
+            languages: vec![],
+            areas: vec![],
+            password: Password::parse(PASSWORD).unwrap(),
+            sip_target: None,
+            organization_id: Some(organization_id.to_owned()),
+        },
+        app.state.clock.now().timestamp_millis(),
+        &console::db::audit::Actor::system("test"),
+    )
+    .await
+    .unwrap()
+    .id
 }
 
 /// A signed-in browser: its cookie and CSRF token.

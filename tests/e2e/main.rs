@@ -11,6 +11,7 @@ mod cli;
 mod console;
 mod console_client;
 mod directory;
+mod directory_edit;
 mod edge;
 mod health;
 mod languages;

@@ -26,6 +26,7 @@ pub async fn signed_in(app: &TestApp, name: &str, role: Role) -> (i64, reqwest::
             areas: vec![],
             password: Password::parse(PASSWORD).unwrap(),
             sip_target: None,
+            organization_id: None,
         },
         app.state.clock.now().timestamp_millis(),
         &console::db::audit::Actor::system("test"),

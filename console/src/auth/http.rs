@@ -5,7 +5,7 @@
 //! blocking threads, a few at a time; the cookie is HttpOnly, SameSite=Strict, `Secure` when the
 //! server's public URL is https (or it serves HTTPS itself), and lasts one session TTL.
 
-use super::{AsOperator, AuthState, Authenticated};
+use super::{AsSignedIn, AuthState, Authenticated};
 use crate::db::audit::{self, Actor};
 use crate::db::{sessions, users};
 use crate::error::AppError;
@@ -109,7 +109,7 @@ async fn sign_out(State(state): State<Arc<AuthState>>, jar: CookieJar) -> Result
 
 async fn sign_out_everywhere(
     State(state): State<Arc<AuthState>>,
-    AsOperator(auth): AsOperator,
+    AsSignedIn(auth): AsSignedIn,
     jar: CookieJar,
 ) -> Result<(CookieJar, Json<Value>), AppError> {
     let ended = sessions::delete_user_sessions(&state.db, auth.user.id).await?;

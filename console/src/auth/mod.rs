@@ -156,7 +156,7 @@ macro_rules! role_extractor {
                 if auth.user.must_change_password {
                     return Err(AppError::PasswordChangeRequired);
                 }
-                if auth.user.role < $role {
+                if !auth.user.role.includes($role) {
                     return Err(AppError::Forbidden(format!(
                         "this needs the {} role; {} is {}",
                         $role.as_str(),
@@ -171,7 +171,7 @@ macro_rules! role_extractor {
 }
 
 role_extractor!(
-    /// Any signed-in user (operators, supervisors, admins).
+    /// Operators, supervisors and admins (not the directory's editors, who take no calls).
     AsOperator,
     Role::Operator
 );
@@ -185,6 +185,34 @@ role_extractor!(
     AsAdmin,
     Role::Admin
 );
+role_extractor!(
+    /// The directory's editors (and admins): review and change every service.
+    AsEditor,
+    Role::Editor
+);
+role_extractor!(
+    /// Whoever may change the directory at all: organisation editors (their own organisation's
+    /// services, as proposals), editors and admins.
+    AsDirectoryEditor,
+    Role::OrgEditor
+);
+
+/// Any signed-in user, whatever the role (their own session: who they are, signing out
+/// everywhere), once they have chosen their own password.
+#[derive(Debug, Clone)]
+pub struct AsSignedIn(pub Authenticated);
+
+impl<S: Send + Sync> FromRequestParts<S> for AsSignedIn {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Authenticated::from_request_parts(parts, state).await?;
+        if auth.user.must_change_password {
+            return Err(AppError::PasswordChangeRequired);
+        }
+        Ok(AsSignedIn(auth))
+    }
+}
 
 /// Sign-in rate limiting per user name and per client address, by a **growing delay** rather than
 /// a lockout: a name (or address) has a few free attempts within the window; past them, each

@@ -47,6 +47,27 @@ pub enum AuditAction {
     ClaimCallback,
     /// Marked a claimed callback done.
     CallbackDone,
+    /// Flagged a directory service as wrong during a call (the call is the row's call; the
+    /// detail: service, flag and reason, never the note).
+    FlagService,
+    /// Marked a flag resolved.
+    ResolveFlag,
+    /// An organisation editor proposed a change to a service (the detail: service and change).
+    ProposeDirectoryChange,
+    /// An editor changed a service directly.
+    ApplyDirectoryChange,
+    /// An editor accepted a proposal.
+    AcceptDirectoryChange,
+    /// An editor rejected a proposal.
+    RejectDirectoryChange,
+    /// An editor restored the version a change replaced.
+    RestoreDirectoryVersion,
+    /// An editor confirmed a service unchanged (its `assured_date`).
+    ConfirmDirectoryService,
+    /// `helpline directory import` replaced the directory (the detail: source and services).
+    ImportDirectory,
+    /// `helpline directory export` wrote the directory out (the detail: target and services).
+    ExportDirectory,
 }
 
 impl AuditAction {
@@ -67,6 +88,16 @@ impl AuditAction {
             AuditAction::ChangeUser => "change_user",
             AuditAction::ClaimCallback => "claim_callback",
             AuditAction::CallbackDone => "callback_done",
+            AuditAction::FlagService => "flag_service",
+            AuditAction::ResolveFlag => "resolve_flag",
+            AuditAction::ProposeDirectoryChange => "propose_directory_change",
+            AuditAction::ApplyDirectoryChange => "apply_directory_change",
+            AuditAction::AcceptDirectoryChange => "accept_directory_change",
+            AuditAction::RejectDirectoryChange => "reject_directory_change",
+            AuditAction::RestoreDirectoryVersion => "restore_directory_version",
+            AuditAction::ConfirmDirectoryService => "confirm_directory_service",
+            AuditAction::ImportDirectory => "import_directory",
+            AuditAction::ExportDirectory => "export_directory",
         }
     }
 }

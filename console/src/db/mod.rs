@@ -170,6 +170,9 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&self.pool).await?;
+        if self.backend == Backend::Sqlite {
+            widen_sqlite_roles(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -251,6 +254,61 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The roles a user may have, as the SQLite `users.role` CHECK lists them since the directory's
+/// editors (migration 0016). PostgreSQL's migration changes its constraint in place.
+const SQLITE_USERS: &str = "CREATE TABLE users_new (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT NOT NULL UNIQUE,
+    role          TEXT NOT NULL CHECK (role IN ('operator', 'supervisor', 'admin', 'editor', 'org_editor')),
+    languages     TEXT NOT NULL DEFAULT '',
+    areas         TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    sip_target    TEXT,
+    created_at    BIGINT NOT NULL,
+    mediator      INTEGER NOT NULL DEFAULT 0,
+    disabled_at   BIGINT,
+    must_change_password BIGINT NOT NULL DEFAULT 0,
+    organization_id TEXT
+);
+INSERT INTO users_new (id, name, role, languages, areas, password_hash, sip_target, created_at, mediator,
+                       disabled_at, must_change_password, organization_id)
+    SELECT id, name, role, languages, areas, password_hash, sip_target, created_at, mediator,
+           disabled_at, must_change_password, organization_id FROM users;
+DROP TABLE users;
+ALTER TABLE users_new RENAME TO users;";
+
+/// SQLite cannot change a CHECK constraint in place: once, after migration 0016, `users` is
+/// rebuilt with the directory's roles in its CHECK. Its rows, ids and sequence are kept. The
+/// foreign keys are off meanwhile (outside any transaction, the only place SQLite lets them be
+/// switched), so dropping the old table neither cascades to the sessions nor empties the calls'
+/// operators, and the other tables' references, which name `users`, find the new table.
+async fn widen_sqlite_roles(pool: &AnyPool) -> Result<(), DbError> {
+    let sql: Option<String> =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'")
+            .fetch_optional(pool)
+            .await?;
+    if sql.is_none_or(|s| s.contains("org_editor")) {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await?;
+    (&mut *conn).execute("PRAGMA foreign_keys = OFF").await?;
+    let rebuilt = async {
+        let mut tx = conn.begin().await?;
+        // Another process may have done it meanwhile.
+        let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !sql.contains("org_editor") {
+            tx.execute(SQLITE_USERS).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    (&mut *conn).execute("PRAGMA foreign_keys = ON").await?;
+    rebuilt?;
+    Ok(())
 }
 
 #[cfg(test)]

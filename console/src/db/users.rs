@@ -8,10 +8,16 @@ use argon2::Argon2;
 use ivr::domain::{Language, ServiceArea};
 use serde::{Deserialize, Serialize};
 
-/// What a user may do. Supervisors can do all operators can; admins all supervisors can.
+/// What a user may do. Supervisors can do all operators can; admins all supervisors can. The
+/// directory's roles stand beside them: an `org_editor` changes one organisation's services (its
+/// changes are proposals), an `editor` reviews and changes every service; admins can do all an
+/// editor can. Neither directory role takes calls. Ask [`Role::includes`], not the order: the
+/// order only keeps the directory roles below every console role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
+    OrgEditor,
+    Editor,
     Operator,
     Supervisor,
     Admin,
@@ -20,6 +26,8 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::OrgEditor => "org_editor",
+            Role::Editor => "editor",
             Role::Operator => "operator",
             Role::Supervisor => "supervisor",
             Role::Admin => "admin",
@@ -28,10 +36,24 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Role> {
         match s {
+            "org_editor" => Some(Role::OrgEditor),
+            "editor" => Some(Role::Editor),
             "operator" => Some(Role::Operator),
             "supervisor" => Some(Role::Supervisor),
             "admin" => Some(Role::Admin),
             _ => None,
+        }
+    }
+
+    /// Whether this role may do what `needed` may.
+    pub fn includes(self, needed: Role) -> bool {
+        use Role::*;
+        match needed {
+            Operator => matches!(self, Operator | Supervisor | Admin),
+            Supervisor => matches!(self, Supervisor | Admin),
+            Admin => self == Admin,
+            Editor => matches!(self, Editor | Admin),
+            OrgEditor => matches!(self, OrgEditor | Editor | Admin),
         }
     }
 }
@@ -93,6 +115,8 @@ pub struct NewUser {
     pub areas: Vec<ServiceArea>,
     pub password: Password,
     pub sip_target: Option<String>,
+    /// The one organisation (a directory `organization.id`) an `org_editor` may change.
+    pub organization_id: Option<String>,
 }
 
 /// A stored user (without the password hash).
@@ -110,12 +134,14 @@ pub struct User {
     /// Their password was chosen by someone else (the first admin's, an admin's reset): the page
     /// asks for a new one before anything else.
     pub must_change_password: bool,
+    /// The one organisation an `org_editor` may change.
+    pub organization_id: Option<String>,
 }
 
-type UserRow = (i64, String, String, String, String, Option<String>, i64, Option<i64>, i64);
+type UserRow = (i64, String, String, String, String, Option<String>, i64, Option<i64>, i64, Option<String>);
 
 fn user_from_row(row: UserRow) -> Result<User, DbError> {
-    let (id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change) = row;
+    let (id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change, organization_id) = row;
     let role = Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("user {name}: role {role:?}")))?;
     let languages =
         split_codes(&languages, Language::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
@@ -130,6 +156,7 @@ fn user_from_row(row: UserRow) -> Result<User, DbError> {
         created_at,
         disabled: disabled_at.is_some(),
         must_change_password: must_change != 0,
+        organization_id,
     })
 }
 
@@ -150,8 +177,8 @@ pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Resul
         let _turn = db.lock_turn().await;
         let mut tx = db.pool().begin().await?;
         let result = sqlx::query(
-            "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO users (name, role, languages, areas, password_hash, sip_target, created_at, organization_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
         )
         .bind(user.name.as_str())
         .bind(user.role.as_str())
@@ -160,6 +187,7 @@ pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Resul
         .bind(hash)
         .bind(user.sip_target.clone())
         .bind(now)
+        .bind(user.organization_id.clone())
         .execute(&mut *tx)
         .await?;
         if result.rows_affected() == 0 {
@@ -174,6 +202,7 @@ pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Resul
         "role": user.role.as_str(),
         "languages": join_codes(&user.languages),
         "areas": join_codes(&user.areas),
+        "organization_id": user.organization_id,
     });
     super::audit::record(&mut *tx, now, actor, AuditAction::CreateUser, None, &detail.to_string()).await?;
     tx.commit().await?;
@@ -181,7 +210,7 @@ pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Resul
 }
 
 const USER_COLUMNS: &str =
-    "id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change_password";
+    "id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change_password, organization_id";
 
 pub async fn find_user(db: &Db, name: &str) -> Result<Option<User>, DbError> {
     let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
@@ -299,6 +328,15 @@ pub async fn change_user(
     now: i64,
     actor: &Actor,
 ) -> Result<Option<User>, DbError> {
+    if let UserChange::Role(Role::OrgEditor) = change {
+        // An organisation editor without an organisation could change nothing.
+        if find_user(db, name).await?.is_some_and(|u| u.organization_id.is_none()) {
+            return Err(DbError::Conflict(format!(
+                "{name} has no organization: an org_editor is created with `helpline user add --role org_editor \
+                 --organization ID`"
+            )));
+        }
+    }
     let query = match change {
         UserChange::Disabled(true) => {
             sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE name = $1").bind(name).bind(now)
@@ -359,6 +397,7 @@ pub async fn ensure_first_admin(
         areas: Vec::new(),
         password: Password::parse(&password).map_err(DbError::Corrupt)?,
         sip_target: None,
+        organization_id: None,
     };
     match add_user(db, &user, now.timestamp_millis(), &Actor::system("first start")).await {
         Ok(_) => {

@@ -72,7 +72,14 @@ pub async fn run(cmd: DirectoryCommand, settings: &Settings) -> anyhow::Result<E
                 }
             };
             let db = connect(settings).await?;
-            store::replace_all(&db, &data).await.context("cannot store the directory")?;
+            store::replace_all_as_import(
+                &db,
+                &data,
+                &path.display().to_string(),
+                crate::clock::Clock::now(&crate::clock::SystemClock),
+            )
+            .await
+            .context("cannot store the directory")?;
             let secs = started.elapsed().as_secs_f64();
             let rows = data.total_rows();
             println!(
@@ -87,6 +94,8 @@ pub async fn run(cmd: DirectoryCommand, settings: &Settings) -> anyhow::Result<E
             let db = connect(settings).await?;
             let data = store::load_all(&db).await?;
             datapackage::write(&data, &path)?;
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            super::editing::record_export(&db, &path.display().to_string(), data.rows("service").len(), now).await?;
             println!(
                 "exported {} services ({} rows) to {}",
                 data.rows("service").len(),
@@ -127,7 +136,14 @@ async fn import_partial(path: &std::path::Path, settings: &Settings) -> anyhow::
     }
     let data = &salvaged.dataset;
     let db = connect(settings).await?;
-    store::replace_all(&db, data).await.context("cannot store the directory")?;
+    store::replace_all_as_import(
+        &db,
+        data,
+        &path.display().to_string(),
+        crate::clock::Clock::now(&crate::clock::SystemClock),
+    )
+    .await
+    .context("cannot store the directory")?;
     let secs = started.elapsed().as_secs_f64();
     let rows = data.total_rows();
     println!(

@@ -25,7 +25,10 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<DirectoryState>: FromRef<S>,
 {
-    Router::new().route("/api/services/search", get(search)).route("/api/services/{id}", get(service))
+    Router::new()
+        .route("/api/services/search", get(search))
+        .route("/api/services/{id}", get(service))
+        .merge(super::review::routes())
 }
 
 /// The longest free text accepted.
@@ -251,6 +254,9 @@ pub struct ServiceHit {
     /// Today's opening hours, `09:00-13:00, 14:30-17:00`; empty when closed today.
     pub hours_today: String,
     pub score: f64,
+    /// An operator flagged it ("Report a problem") and no editor has resolved the flag yet.
+    #[serde(default)]
+    pub reported: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -325,6 +331,7 @@ impl ServiceHit {
             hours_today: h.hours_today.clone(),
             // As f64, as the score always went out (an f32 widened).
             score: f64::from(h.score),
+            reported: h.reported,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod datapackage;
 pub mod dataset;
 pub mod documents;
+pub mod editing;
 pub mod eval;
 pub mod flat_csv;
 pub mod generate;
@@ -26,6 +27,7 @@ pub mod import;
 pub mod index;
 pub mod opening;
 pub mod partial;
+pub mod review;
 pub mod schema;
 pub mod search;
 pub mod store;
@@ -41,6 +43,7 @@ use crate::db::{Db, DbError};
 use chrono::{DateTime, Utc};
 use ivr::domain::ServiceArea;
 use ivr::geo::{Gazetteer, GeoPoint};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -73,6 +76,8 @@ pub struct Directory {
     current: Arc<RwLock<Arc<DirectoryIndex>>>,
     version: Arc<AtomicI64>,
     refreshing: Arc<tokio::sync::Mutex<()>>,
+    /// The services with an open flag, as last read (every refresh, and after each flag here).
+    flagged: Arc<RwLock<Arc<HashSet<String>>>>,
 }
 
 impl Directory {
@@ -83,6 +88,7 @@ impl Directory {
             current: Arc::new(RwLock::new(Arc::new(DirectoryIndex::empty()?))),
             version: Arc::new(AtomicI64::new(-1)),
             refreshing: Arc::new(tokio::sync::Mutex::new(())),
+            flagged: Arc::new(RwLock::new(Arc::new(HashSet::new()))),
         };
         dir.refresh().await?;
         Ok(dir)
@@ -100,6 +106,7 @@ impl Directory {
     /// it rebuilt.
     pub async fn refresh(&self) -> Result<bool, DirectoryError> {
         let _one_at_a_time = self.refreshing.lock().await;
+        self.refresh_flags().await?;
         let stored = store::version(&self.db).await?;
         if stored == self.version.load(Ordering::Acquire) {
             return Ok(false);
@@ -107,6 +114,23 @@ impl Directory {
         let data = store::load_all(&self.db).await?;
         self.install(data, stored).await?;
         Ok(true)
+    }
+
+    /// Reads which services have an open flag (cheap: the open flags' index).
+    pub async fn refresh_flags(&self) -> Result<(), DirectoryError> {
+        let set = Arc::new(editing::flagged_services(&self.db).await?);
+        match self.flagged.write() {
+            Ok(mut g) => *g = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        Ok(())
+    }
+
+    fn flagged(&self) -> Arc<HashSet<String>> {
+        match self.flagged.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// Builds the index of `data` (the stored directory at `version`) and swaps it in.
@@ -169,7 +193,14 @@ impl Directory {
     /// Runs a search on the current index, "open now" and today's hours judged at `now` (from
     /// the injected clock, `state.clock.now()`).
     pub fn search(&self, q: &SearchQuery, now: DateTime<Utc>) -> SearchResponse {
-        search::search(&self.index(), q, now)
+        let mut r = search::search(&self.index(), q, now);
+        let flagged = self.flagged();
+        if !flagged.is_empty() {
+            for h in &mut r.hits {
+                h.reported = flagged.contains(&h.id);
+            }
+        }
+        r
     }
 
     /// The IVR's lookup: the nearest services of `area` to `point`, nearest first.

@@ -93,6 +93,10 @@ pub const SERVICE: Table = Table {
         col("minimum_age", Kind::Int),
         col("maximum_age", Kind::Int),
         col("alert", T),
+        // Kept by the server on every change (an import takes the file's): when the record last
+        // changed (RFC 3339) and when someone last confirmed it right.
+        col("last_modified", T),
+        col("assured_date", Kind::Date),
     ],
 };
 

@@ -101,6 +101,9 @@ pub struct SearchHit {
     pub rank: TextRank,
     /// BM25 relevance (the last key of the ranking).
     pub score: f32,
+    /// An operator flagged it and no editor has resolved the flag yet (set by
+    /// `Directory::search` from the open flags, not by the index).
+    pub reported: bool,
 }
 
 /// How well a service matched the text, compared field by field, greater first: the words it
@@ -427,6 +430,7 @@ fn hit(index: &DirectoryIndex, m: &Match, near: Option<GeoPoint>, now: DateTime<
         hours_today,
         rank: m.rank,
         score: m.score,
+        reported: false,
     }
 }
 

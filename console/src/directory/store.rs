@@ -34,9 +34,28 @@ const BUSY_TRIES: u32 = 4;
 /// On SQLite, a write lock another connection held past the busy timeout (a running server's
 /// writers, on a loaded machine) is waited for again, up to [`BUSY_TRIES`] times.
 pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
+    replace_recorded(db, data, None).await
+}
+
+/// [`replace_all`] for an import: the import is recorded in the directory's history and the
+/// audit log (`source`: the path imported) in the same transaction.
+pub async fn replace_all_as_import(
+    db: &Db,
+    data: &Dataset,
+    source: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, DbError> {
+    replace_recorded(db, data, Some((source, now))).await
+}
+
+async fn replace_recorded(
+    db: &Db,
+    data: &Dataset,
+    source: Option<(&str, chrono::DateTime<chrono::Utc>)>,
+) -> Result<i64, DbError> {
     let mut tries = 1;
     loop {
-        match replace_once(db, data).await {
+        match replace_once(db, data, source).await {
             Err(e) if e.is_busy() && tries < BUSY_TRIES => {
                 tracing::warn!(error = %e, tries, "the directory import waited for the database's write lock; trying again");
                 tries += 1;
@@ -46,7 +65,11 @@ pub async fn replace_all(db: &Db, data: &Dataset) -> Result<i64, DbError> {
     }
 }
 
-async fn replace_once(db: &Db, data: &Dataset) -> Result<i64, DbError> {
+async fn replace_once(
+    db: &Db,
+    data: &Dataset,
+    source: Option<(&str, chrono::DateTime<chrono::Utc>)>,
+) -> Result<i64, DbError> {
     // SQLite looks a numbered parameter's name up by walking the statement's list of names,
     // once per parameter: 2,000 `$N` cost 2,000² steps per statement. Anonymous `?` cost none.
     let numbered = db.backend() == Backend::Postgres;
@@ -93,6 +116,9 @@ async fn replace_once(db: &Db, data: &Dataset) -> Result<i64, DbError> {
         }
     }
     sqlx::query("UPDATE dir_meta SET value = value + 1 WHERE key = 'version'").execute(&mut *tx).await?;
+    if let Some((source, now)) = source {
+        super::editing::record_import(&mut tx, source, data.rows("service").len(), now).await?;
+    }
     let version: i64 =
         sqlx::query("SELECT value FROM dir_meta WHERE key = 'version'").fetch_one(&mut *tx).await?.try_get(0)?;
     tx.commit().await?;

@@ -46,7 +46,7 @@ impl Message {
 pub fn audience_matches(audience: &str, user_id: i64, role: Role) -> bool {
     audience.split(',').any(|a| match a {
         "all" => true,
-        "role:supervisor" => role >= Role::Supervisor,
+        "role:supervisor" => role.includes(Role::Supervisor),
         other => other.strip_prefix("user:").and_then(|id| id.parse::<i64>().ok()) == Some(user_id),
     })
 }

@@ -603,7 +603,7 @@ async fn greet(state: &OperatorsState, auth: &Authenticated, out: &mpsc::Sender<
             }
             None => None,
         };
-        let operators = if role >= Role::Supervisor {
+        let operators = if role.includes(Role::Supervisor) {
             Some(presence::all(&state.db).await?.iter().map(|o| o.status()).collect())
         } else {
             None

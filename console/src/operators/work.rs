@@ -18,7 +18,7 @@ async fn check_call(state: &OperatorsState, user: &User, call_id: &str) -> Resul
         .await?;
     match row {
         Some((Some(op),)) if op == user.id => Ok(()),
-        Some(_) if user.role >= Role::Supervisor => Ok(()),
+        Some(_) if user.role.includes(Role::Supervisor) => Ok(()),
         _ => Err(ConsoleError::NotYourCall),
     }
 }

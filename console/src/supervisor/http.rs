@@ -37,7 +37,7 @@ where
 }
 
 fn scope_of(auth: &Authenticated) -> Scope {
-    if auth.user.role >= Role::Supervisor {
+    if auth.user.role.includes(Role::Supervisor) {
         Scope::All
     } else {
         Scope::Operator(auth.user.id)

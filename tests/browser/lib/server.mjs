@@ -133,8 +133,9 @@ export class Server {
    * `helpline user add` against this server's database; the password goes through stdin.
    * `languages` and `areas` are arrays of codes.
    */
-  addUser({ name, role = 'operator', password = `${name}-password-123`, languages = ['it'], areas = [], sipTarget }) {
+  addUser({ name, role = 'operator', password = `${name}-password-123`, languages = ['it'], areas = [], sipTarget, organization }) {
     const args = ['user', 'add', '--name', name, '--role', role, '--password-stdin'];
+    if (organization) args.push('--organization', organization);
     if (languages.length) args.push('--languages', languages.join(','));
     if (areas.length) args.push('--areas', areas.join(','));
     if (sipTarget) args.push('--sip-target', sipTarget);
@@ -143,6 +144,15 @@ export class Server {
     });
     if (r.status !== 0) throw new Error(`helpline user add ${name} failed (${r.status}): ${r.stderr}${r.stdout}`);
     return { name, password, role };
+  }
+
+  /** `helpline directory import PATH` into this server's database (its index follows). */
+  importDirectory(path) {
+    const r = spawnSync(helplineBin(), ['directory', 'import', path], {
+      cwd: this.dir, env: childEnv({ HELPLINE_DATABASE_URL: this.databaseUrl, HELPLINE_SECRET: SERVER_SECRET }), encoding: 'utf8',
+    });
+    if (r.status !== 0) throw new Error(`helpline directory import ${path} failed (${r.status}): ${r.stderr}${r.stdout}`);
+    return r.stdout;
   }
 
   /** A JSON request to the server (no session). */
