@@ -47,6 +47,8 @@ pub enum AuditAction {
     ClaimCallback,
     /// Marked a claimed callback done.
     CallbackDone,
+    /// Played (downloaded) a callback's voice message (the callback's id is the detail).
+    PlayVoicemail,
 }
 
 impl AuditAction {
@@ -67,6 +69,7 @@ impl AuditAction {
             AuditAction::ChangeUser => "change_user",
             AuditAction::ClaimCallback => "claim_callback",
             AuditAction::CallbackDone => "callback_done",
+            AuditAction::PlayVoicemail => "play_voicemail",
         }
     }
 }
