@@ -110,9 +110,6 @@ pub struct Settings {
     pub tls_key: PathBuf,
     /// The longest voice message a caller may leave, seconds (`HELPLINE_VOICEMAIL_MAX_SECS`).
     pub voicemail_max_secs: u32,
-    /// Callback attempts before a request is closed as unreachable
-    /// (`HELPLINE_CALLBACK_MAX_ATTEMPTS`).
-    pub callback_max_attempts: u32,
 }
 
 impl Default for Settings {
@@ -152,7 +149,6 @@ impl Default for Settings {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             voicemail_max_secs: 60,
-            callback_max_attempts: 3,
         }
     }
 }
