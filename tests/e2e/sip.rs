@@ -772,20 +772,10 @@ pub(crate) fn goertzel(samples: &[i16], freq: f64) -> f64 {
     power / (energy * samples.len() as f64 / 2.0).max(1.0)
 }
 
-/// A SIP caller out of hours asks to be called back and leaves a voice message: after the
-/// voicemail prompt and the beep (heard as 1 kHz), one second of silence, two of a 440 Hz tone,
-/// one of silence, then `#`. The message is stored trimmed of the silence, the callback request
-/// is in the list with its length, and the operator's player gets a WAV holding 440 Hz (and the
-/// listening is in the audit log).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sip_out_of_hours_caller_leaves_a_voice_message_the_operator_plays() {
-    use chrono::TimeZone;
-    use console::db::users::Role;
+/// Calls out of hours from `number`, asks for a callback (1), waits for the beep (heard as
+/// 1 kHz), sends `message` paced at 20 ms, then presses `#` if `hash`.
+async fn leave_voice_message(app: &crate::helpers::TestApp, number: &str, message: &[i16], hash: bool) {
     use ivr::rtp::{ulaw_to_linear, RtpHeader};
-    let _quiet = crate::helpers::SIP_FLOODS.read().await;
-    let app = spawn_app().await;
-    // A Tuesday at 21:00 in Rome: closed.
-    app.clock.set(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).single().unwrap());
     let rtp = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let rtp_port = rtp.local_addr().unwrap().port();
     let (tx, mut heard) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -798,7 +788,7 @@ async fn sip_out_of_hours_caller_leaves_a_voice_message_the_operator_plays() {
             }
         }
     });
-    let mut phone = SipPhone::call(app.sip_addr, "+393331234567", rtp_port).await;
+    let mut phone = SipPhone::call(app.sip_addr, number, rtp_port).await;
     let media_port: u16 = phone
         .answer
         .lines()
@@ -836,32 +826,61 @@ async fn sip_out_of_hours_caller_leaves_a_voice_message_the_operator_plays() {
             break;
         }
     }
-    // The message: 1 s of silence, 2 s of 440 Hz, 1 s of silence, paced at 20 ms.
-    let mut samples = vec![0i16; 8000];
-    samples
-        .extend((0..16000).map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16));
-    samples.extend(vec![0i16; 8000]);
-    let packets: Vec<Vec<u8>> = samples
-        .chunks(160)
-        .enumerate()
-        .map(|(i, chunk)| {
-            let header = RtpHeader {
-                marker: i == 0,
-                payload_type: 0,
-                sequence: i as u16,
-                timestamp: i as u32 * 160,
-                ssrc: 0x0440_0440,
-                csrcs: vec![],
-            };
-            header.encode(&chunk.iter().map(|s| linear_to_ulaw(*s)).collect::<Vec<u8>>())
-        })
-        .collect();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for p in &packets {
+    for (i, chunk) in message.chunks(160).enumerate() {
+        let header = RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: i as u16,
+            timestamp: i as u32 * 160,
+            ssrc: 0x0440_0440,
+            csrcs: vec![],
+        };
+        let packet = header.encode(&chunk.iter().map(|s| linear_to_ulaw(*s)).collect::<Vec<u8>>());
         tick.tick().await;
-        rtp.send_to(p, server_rtp).await.unwrap();
+        rtp.send_to(&packet, server_rtp).await.unwrap();
     }
-    phone.press("#").await;
+    if hash {
+        phone.press("#").await;
+    }
+}
+
+/// `ms` milliseconds of a 440 Hz tone (`silence`: of nothing).
+fn tone_440(ms: usize, silence: bool) -> Vec<i16> {
+    (0..ms * 8)
+        .map(
+            |n| {
+                if silence {
+                    0
+                } else {
+                    (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16
+                }
+            },
+        )
+        .collect()
+}
+
+/// A Tuesday at 21:00 in Rome: closed.
+fn closed_hours() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).single().unwrap()
+}
+
+/// A SIP caller out of hours asks to be called back and leaves a voice message: after the
+/// voicemail prompt and the beep (heard as 1 kHz), one second of silence, two of a 440 Hz tone,
+/// one of silence, then `#`. The message is stored trimmed of the silence, the callback request
+/// is in the list with its length, and the operator's player gets a WAV holding 440 Hz (and the
+/// listening is in the audit log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_out_of_hours_caller_leaves_a_voice_message_the_operator_plays() {
+    use console::db::users::Role;
+    let _quiet = crate::helpers::SIP_FLOODS.read().await;
+    let app = spawn_app().await;
+    app.clock.set(closed_hours());
+    let mut message = tone_440(1000, true);
+    message.extend(tone_440(2000, false));
+    message.extend(tone_440(1000, true));
+    leave_voice_message(&app, "+393331234567", &message, true).await;
     assert_eq!(wait_count(&app.state, "SELECT COUNT(*) FROM callbacks", 1).await, 1, "the request is recorded");
     let (duration,): (i64,) =
         sqlx::query_as("SELECT duration_ms FROM voicemails").fetch_one(app.state.db.pool()).await.unwrap();
@@ -913,5 +932,35 @@ async fn sip_out_of_hours_caller_leaves_a_voice_message_the_operator_plays() {
         .await
         .unwrap();
     assert_eq!(audited, 1, "the listening is audited");
+    app.stop().await;
+}
+
+/// The limit and the empty message: with `voicemail_max_secs = 1` three seconds of tone are cut
+/// to one (without `#`: the deadline ends it); a message of silence alone leaves the request and
+/// no message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_a_voice_message_stops_at_its_limit_and_silence_leaves_none() {
+    let _quiet = crate::helpers::SIP_FLOODS.read().await;
+    let app =
+        crate::helpers::spawn_app_with(crate::helpers::fresh_database().await, |s| s.voicemail_max_secs = 1).await;
+    app.clock.set(closed_hours());
+    leave_voice_message(&app, "+393331234567", &tone_440(3000, false), false).await;
+    assert_eq!(wait_count(&app.state, "SELECT COUNT(*) FROM callbacks", 1).await, 1, "the request is recorded");
+    let (duration,): (i64,) =
+        sqlx::query_as("SELECT duration_ms FROM voicemails").fetch_one(app.state.db.pool()).await.unwrap();
+    assert!((500..=1000).contains(&duration), "cut at one second: {duration} ms");
+
+    leave_voice_message(&app, "+393337654321", &tone_440(1500, true), true).await;
+    assert_eq!(wait_count(&app.state, "SELECT COUNT(*) FROM callbacks", 2).await, 2, "the second request too");
+    let (messages,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM voicemails").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(messages, 1, "silence is not a message");
+    let (outcome,): (Option<String>,) = sqlx::query_as(
+        "SELECT c.outcome FROM calls c JOIN callbacks b ON b.call_id = c.call_id ORDER BY b.id DESC LIMIT 1",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(outcome.as_deref(), Some("callback"));
     app.stop().await;
 }
