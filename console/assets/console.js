@@ -1011,8 +1011,14 @@ function renderCallbacks() {
       h('span', { class: 'cb-main' },
         [cb.masked_number, label('language', cb.language), label('area', cb.area), cb.town].filter(Boolean).join(' · '),
         h('span', { class: 'cb-meta' },
-          [requested ? t('callbacks.requested', { time: dateTime(requested) }) : '', claimer ? t('callbacks.claimed_by', { name: claimer }) : '']
+          [requested ? t('callbacks.requested', { time: dateTime(requested) }) : '', claimer ? t('callbacks.claimed_by', { name: claimer }) : '',
+           cb.attempts ? t('callbacks.attempts', { n: cb.attempts }) : '']
             .filter(Boolean).join(' · ')),
+        // The voice message: fetched only when played (each opening is audited by the server).
+        cb.voicemail_ms ? h('span', { class: 'cb-voicemail' },
+          h('span', { class: 'cb-meta', text: t('callbacks.voicemail', { secs: Math.max(1, Math.round(cb.voicemail_ms / 1000)) }) }),
+          h('audio', { controls: true, preload: 'none', src: `/api/callbacks/${encodeURIComponent(cb.id)}/voicemail`, 'aria-label': t('callbacks.voicemail', { secs: Math.max(1, Math.round(cb.voicemail_ms / 1000)) }) }),
+        ) : null,
       ),
       !claimer && !done ? h('button', { type: 'button', class: 'btn-secondary btn-small', text: t('callbacks.claim'), on: { click: () => callbackAction(cb.id, 'claim') } }) : null,
       mine && !done ? h('button', { type: 'button', class: 'btn-primary btn-small', text: t('callbacks.done'), on: { click: () => callbackAction(cb.id, 'done') } }) : null,

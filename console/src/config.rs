@@ -108,6 +108,8 @@ pub struct Settings {
     pub tls_cert: PathBuf,
     /// The private key of `tls_cert`, a PEM file (`HELPLINE_TLS_KEY`).
     pub tls_key: PathBuf,
+    /// The longest voice message a caller may leave, seconds (`HELPLINE_VOICEMAIL_MAX_SECS`).
+    pub voicemail_max_secs: u32,
 }
 
 impl Default for Settings {
@@ -146,6 +148,7 @@ impl Default for Settings {
             drain_secs: 300,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            voicemail_max_secs: 60,
         }
     }
 }

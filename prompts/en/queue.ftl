@@ -13,3 +13,4 @@ queue-position =
 queue-callback-offer = If you would rather be called back, press 1.
 queue-transfer-failed = Sorry, the call did not go through. You are back in the queue, near the front.
 callback-confirmed = Thank you. An operator will call you back on this number as soon as possible.
+voicemail-prompt = After the tone, leave a short message with your name and what you need. Then press the hash key, or hang up.

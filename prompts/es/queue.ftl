@@ -13,3 +13,4 @@ queue-position =
 queue-callback-offer = Si prefiere que le llamemos, pulse 1.
 queue-transfer-failed = Lo sentimos, la llamada no se ha podido pasar. Vuelve a estar en la cola, entre los primeros.
 callback-confirmed = Gracias. Un operador le llamará a este número lo antes posible.
+voicemail-prompt = Después de la señal, deje un breve mensaje con su nombre y lo que necesita. Luego pulse almohadilla, o cuelgue.

@@ -13,3 +13,4 @@ queue-position =
 queue-callback-offer = Si vous préférez être rappelé, appuyez sur 1.
 queue-transfer-failed = Désolé, l'appel n'a pas abouti. Vous êtes de nouveau dans la file, parmi les premiers.
 callback-confirmed = Merci. Un conseiller vous rappellera à ce numéro dès que possible.
+voicemail-prompt = Après le bip, laissez un court message avec votre nom et ce dont vous avez besoin. Puis appuyez sur dièse, ou raccrochez.

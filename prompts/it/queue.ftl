@@ -13,3 +13,4 @@ queue-position =
 queue-callback-offer = Se preferisci essere richiamato, premi 1.
 queue-transfer-failed = Ci scusiamo, la chiamata non è passata. Ti rimetto in coda, tra i primi.
 callback-confirmed = Grazie. Un operatore ti richiamerà a questo numero appena possibile.
+voicemail-prompt = Dopo il segnale acustico lascia un breve messaggio con il tuo nome e di cosa hai bisogno. Poi premi cancelletto, o riaggancia.

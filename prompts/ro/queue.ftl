@@ -15,3 +15,4 @@ queue-position =
 queue-callback-offer = Dacă preferați să fiți sunat înapoi, apăsați 1.
 queue-transfer-failed = Ne pare rău, apelul nu a trecut. Vă pun din nou la rând, printre primii.
 callback-confirmed = Mulțumim. Un operator vă va suna înapoi la acest număr cât mai curând.
+voicemail-prompt = După semnalul sonor, lăsați un mesaj scurt cu numele dumneavoastră și de ce aveți nevoie. Apoi apăsați diez sau închideți.

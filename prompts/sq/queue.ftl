@@ -13,3 +13,4 @@ queue-position =
 queue-callback-offer = Nëse preferoni t'ju telefonojmë ne, shtypni 1.
 queue-transfer-failed = Na vjen keq, thirrja nuk kaloi. Jeni përsëri në radhë, ndër të parët.
 callback-confirmed = Faleminderit. Një operator do t'ju telefonojë në këtë numër sa më shpejt.
+voicemail-prompt = Pas sinjalit, lini një mesazh të shkurtër me emrin tuaj dhe çfarë ju nevojitet. Pastaj shtypni tastin e kryqit ose mbyllni telefonin.

@@ -13,3 +13,4 @@ queue-position =
 queue-callback-offer = 如果希望我们给您回电，请按 1。
 queue-transfer-failed = 对不起，电话没有接通。您已重新排队，排在前面。
 callback-confirmed = 谢谢。工作人员会尽快回电到这个号码。
+voicemail-prompt = 听到提示音后，请留下简短留言，说明您的姓名和需要。然后按井号键，或挂断电话。

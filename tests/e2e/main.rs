@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod assets;
 mod authz;
+mod callbacks;
 mod cli;
 mod console;
 mod console_client;

@@ -49,7 +49,7 @@ async fn twiml_post(app: &TestApp, url: &str, params: &[(&str, &str)]) -> (u16, 
 /// Everything the database holds, as text: for SQLite the bytes of the file and of its WAL after
 /// a checkpoint (so free space and old page versions are searched too); for PostgreSQL every
 /// table's rows cast to text.
-async fn database_contents(app: &TestApp) -> String {
+pub(crate) async fn database_contents(app: &TestApp) -> String {
     let pool = app.state.db.pool();
     if app.db.is_postgres() {
         let tables: Vec<(String,)> = sqlx::query_as(

@@ -468,6 +468,8 @@ struct SipPhone {
     to: String,
     cseq: u32,
     branches: u32,
+    /// The helpline's 200 OK to the INVITE (its SDP says where to send audio).
+    answer: String,
 }
 
 impl SipPhone {
@@ -484,6 +486,7 @@ impl SipPhone {
             to: format!("<sip:helpline@{server}>"),
             cseq: 0,
             branches: 0,
+            answer: String::new(),
         };
         let sdp = format!(
             "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -493,6 +496,7 @@ impl SipPhone {
         let ok = phone.request("INVITE", Some(("application/sdp", &sdp))).await;
         assert!(ok.starts_with("SIP/2.0 200"), "the helpline answers: {ok}");
         phone.to = header(&ok, "To").expect("To in the 200 OK").to_owned();
+        phone.answer = ok.clone();
         assert!(phone.to.contains("tag="), "{ok}");
         let ack = phone.message("ACK", phone.cseq, None);
         phone.socket.send_to(ack.as_bytes(), server).await.expect("send ACK");
@@ -750,5 +754,213 @@ async fn sip_a_romanian_caller_goes_through_the_whole_call_in_romanian() {
     let chosen: Vec<&serde_json::Value> = log.iter().filter(|l| l["kind"] == "language_chosen").collect();
     assert_eq!(chosen.len(), 1, "{chosen:?}");
     assert_eq!(chosen[0]["language"], "ro");
+    app.stop().await;
+}
+
+/// The power of `freq` in `samples` (Goertzel), normalised by the signal's energy: about 0.5 for
+/// a pure tone at `freq`, near 0 for another.
+pub(crate) fn goertzel(samples: &[i16], freq: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for x in samples {
+        let s0 = f64::from(*x) + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    let energy: f64 = samples.iter().map(|x| f64::from(*x).powi(2)).sum();
+    power / (energy * samples.len() as f64 / 2.0).max(1.0)
+}
+
+/// Calls out of hours from `number`, asks for a callback (1), waits for the beep (heard as
+/// 1 kHz), sends `message` paced at 20 ms, then presses `#` if `hash`.
+async fn leave_voice_message(app: &crate::helpers::TestApp, number: &str, message: &[i16], hash: bool) {
+    use ivr::rtp::{ulaw_to_linear, RtpHeader};
+    let rtp = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let (tx, mut heard) = mpsc::unbounded_channel::<Vec<u8>>();
+    let reader = rtp.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, _)) = reader.recv_from(&mut buf).await {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut phone = SipPhone::call(app.sip_addr, number, rtp_port).await;
+    let media_port: u16 = phone
+        .answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the answer's media port");
+    let server_rtp = SocketAddr::from(([127, 0, 0, 1], media_port));
+    async fn next_spurt(heard: &mut mpsc::UnboundedReceiver<Vec<u8>>, step: &str) {
+        loop {
+            let p = tokio::time::timeout(Duration::from_secs(30), heard.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{step}: nothing heard"))
+                .expect("the reader runs");
+            if RtpPacket::decode(&p).is_ok_and(|p| p.header.marker) {
+                return;
+            }
+        }
+    }
+    next_spurt(&mut heard, "the Italian offer").await;
+    phone.press("1").await;
+    next_spurt(&mut heard, "the welcome").await;
+    phone.press("1").await; // out of hours: 1 is a callback
+                            // The beep: a talkspurt of 1 kHz, 400 ms.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut spurt: Vec<i16> = Vec::new();
+    loop {
+        let p = tokio::time::timeout_at(deadline.into(), heard.recv()).await.expect("the beep").unwrap();
+        let p = RtpPacket::decode(&p).unwrap();
+        if p.header.marker {
+            spurt.clear();
+        }
+        spurt.extend(p.payload.iter().map(|b| ulaw_to_linear(*b)));
+        if spurt.len() >= 3200 && goertzel(&spurt[..3200], 1000.0) > 0.4 {
+            break;
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for (i, chunk) in message.chunks(160).enumerate() {
+        let header = RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: i as u16,
+            timestamp: i as u32 * 160,
+            ssrc: 0x0440_0440,
+            csrcs: vec![],
+        };
+        let packet = header.encode(&chunk.iter().map(|s| linear_to_ulaw(*s)).collect::<Vec<u8>>());
+        tick.tick().await;
+        rtp.send_to(&packet, server_rtp).await.unwrap();
+    }
+    if hash {
+        phone.press("#").await;
+    }
+}
+
+/// `ms` milliseconds of a 440 Hz tone (`silence`: of nothing).
+fn tone_440(ms: usize, silence: bool) -> Vec<i16> {
+    (0..ms * 8)
+        .map(
+            |n| {
+                if silence {
+                    0
+                } else {
+                    (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16
+                }
+            },
+        )
+        .collect()
+}
+
+/// A Tuesday at 21:00 in Rome: closed.
+fn closed_hours() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).single().unwrap()
+}
+
+/// A SIP caller out of hours asks to be called back and leaves a voice message: after the
+/// voicemail prompt and the beep (heard as 1 kHz), one second of silence, two of a 440 Hz tone,
+/// one of silence, then `#`. The message is stored trimmed of the silence, the callback request
+/// is in the list with its length, and the operator's player gets a WAV holding 440 Hz (and the
+/// listening is in the audit log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_out_of_hours_caller_leaves_a_voice_message_the_operator_plays() {
+    use console::db::users::Role;
+    let _quiet = crate::helpers::SIP_FLOODS.read().await;
+    let app = spawn_app().await;
+    app.clock.set(closed_hours());
+    let mut message = tone_440(1000, true);
+    message.extend(tone_440(2000, false));
+    message.extend(tone_440(1000, true));
+    leave_voice_message(&app, "+393331234567", &message, true).await;
+    assert_eq!(wait_count(&app.state, "SELECT COUNT(*) FROM callbacks", 1).await, 1, "the request is recorded");
+    let (duration,): (i64,) =
+        sqlx::query_as("SELECT duration_ms FROM voicemails").fetch_one(app.state.db.pool()).await.unwrap();
+    assert!((1900..=2500).contains(&duration), "two seconds of tone, the silence trimmed: {duration} ms");
+
+    // The operator's list and player.
+    crate::console_client::add_user(
+        &app,
+        "vera",
+        Role::Operator,
+        &[ivr::domain::Language::parse("it").unwrap()],
+        &[],
+        false,
+    )
+    .await;
+    let s = crate::console_client::sign_in(&app, "vera").await;
+    let list: serde_json::Value = app
+        .client
+        .get(app.url("/api/callbacks"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &list["callbacks"][0];
+    assert_eq!((entry["language"].as_str(), entry["voicemail_ms"].as_i64()), (Some("it"), Some(duration)), "{list}");
+    assert!(!list.to_string().contains("3331234567"), "{list}");
+    let id = entry["id"].as_i64().unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/api/callbacks/{id}/voicemail")))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    let wav = r.bytes().await.unwrap();
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).expect("a WAV file");
+    assert_eq!((reader.spec().sample_rate, reader.spec().channels), (8000, 1));
+    let got: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let middle = &got[got.len() / 4..got.len() * 3 / 4];
+    let (at_440, at_1k) = (goertzel(middle, 440.0), goertzel(middle, 1000.0));
+    assert!(at_440 > 0.4 && at_1k < 0.01, "the message holds 440 Hz: {at_440:.3}, 1 kHz {at_1k:.3}");
+    let (audited,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'play_voicemail'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(audited, 1, "the listening is audited");
+    app.stop().await;
+}
+
+/// The limit and the empty message: with `voicemail_max_secs = 1` three seconds of tone are cut
+/// to one (without `#`: the deadline ends it); a message of silence alone leaves the request and
+/// no message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_a_voice_message_stops_at_its_limit_and_silence_leaves_none() {
+    let _quiet = crate::helpers::SIP_FLOODS.read().await;
+    let app =
+        crate::helpers::spawn_app_with(crate::helpers::fresh_database().await, |s| s.voicemail_max_secs = 1).await;
+    app.clock.set(closed_hours());
+    leave_voice_message(&app, "+393331234567", &tone_440(3000, false), false).await;
+    assert_eq!(wait_count(&app.state, "SELECT COUNT(*) FROM callbacks", 1).await, 1, "the request is recorded");
+    let (duration,): (i64,) =
+        sqlx::query_as("SELECT duration_ms FROM voicemails").fetch_one(app.state.db.pool()).await.unwrap();
+    assert!((500..=1000).contains(&duration), "cut at one second: {duration} ms");
+
+    leave_voice_message(&app, "+393337654321", &tone_440(1500, true), true).await;
+    assert_eq!(wait_count(&app.state, "SELECT COUNT(*) FROM callbacks", 2).await, 2, "the second request too");
+    let (messages,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM voicemails").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(messages, 1, "silence is not a message");
+    let (outcome,): (Option<String>,) = sqlx::query_as(
+        "SELECT c.outcome FROM calls c JOIN callbacks b ON b.call_id = c.call_id ORDER BY b.id DESC LIMIT 1",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(outcome.as_deref(), Some("callback"));
     app.stop().await;
 }

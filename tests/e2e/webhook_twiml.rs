@@ -25,7 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Parses a TwiML document and checks its vocabulary; returns it for queries.
-fn check(doc: &str) -> roxmltree::Document<'_> {
+pub(crate) fn check(doc: &str) -> roxmltree::Document<'_> {
     let parsed = roxmltree::Document::parse(doc).unwrap_or_else(|e| panic!("not well-formed XML ({e}): {doc}"));
     let root = parsed.root_element();
     assert_eq!(root.tag_name().name(), "Response", "{doc}");
@@ -49,11 +49,11 @@ fn check(doc: &str) -> roxmltree::Document<'_> {
     parsed
 }
 
-fn attr_of(doc: &roxmltree::Document<'_>, tag: &str, attr: &str) -> Option<String> {
+pub(crate) fn attr_of(doc: &roxmltree::Document<'_>, tag: &str, attr: &str) -> Option<String> {
     doc.descendants().find(|n| n.has_tag_name(tag)).and_then(|n| n.attribute(attr)).map(str::to_owned)
 }
 
-fn plays(doc: &roxmltree::Document<'_>) -> Vec<String> {
+pub(crate) fn plays(doc: &roxmltree::Document<'_>) -> Vec<String> {
     doc.descendants()
         .filter(|n| n.has_tag_name("Play"))
         .filter_map(|n| n.text())
@@ -61,7 +61,7 @@ fn plays(doc: &roxmltree::Document<'_>) -> Vec<String> {
         .collect()
 }
 
-async fn post(app: &TestApp, url: &str, sid: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) async fn post(app: &TestApp, url: &str, sid: &str, extra: &[(&str, &str)]) -> String {
     let mut params = vec![
         ("CallSid", sid),
         ("AccountSid", "AC0000"),

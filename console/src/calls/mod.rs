@@ -14,8 +14,10 @@ mod lookups;
 mod pg;
 mod queue;
 pub mod quiet;
+pub mod sealed;
 mod sqlite;
 mod store;
+pub mod voicemail;
 mod writer;
 
 pub use lookups::{NearbyServices, NoDirectory};
@@ -100,6 +102,9 @@ pub struct CallRequest {
     /// (the ACD assigning an operator): then the actions wait for the carrier's next request,
     /// unless the adapter delivers them itself (SIP, which holds the call).
     pub origin: Origin,
+    /// The caller's number sealed for this call ([`sealed`]), from an adapter that has it: kept
+    /// with the callback request if this step records one, and nowhere otherwise.
+    pub sealed_number: Option<sealed::SealedNumber>,
 }
 
 /// Where an event comes from, which decides where its actions go.

@@ -227,11 +227,12 @@ impl Store for PgStore<'_> {
         language: Language,
         area: Option<ServiceArea>,
         now_ms: i64,
+        sealed_number: Option<&str>,
     ) -> Result<(), CallError> {
         let area = area.map(|a| a.as_str());
         self.conn
             .client
-            .execute(&self.conn.record_callback, &[&language.as_str(), &area, &now_ms, &call_id])
+            .execute(&self.conn.record_callback, &[&language.as_str(), &area, &now_ms, &sealed_number, &call_id])
             .await
             .map_err(db)?;
         Ok(())

@@ -34,11 +34,11 @@ pub const AHEAD: &str =
      OR (q.entered_at = m.entered_at AND q.call_id < m.call_id)))) AND q.call_id <> m.call_id) \
      FROM queue_entries m WHERE m.call_id = $1 AND m.status = 'waiting'";
 
-/// A callback request, with the caller's (hashed and masked) number. Binds: language, area, now,
-/// call id.
+/// A callback request, with the caller's (hashed and masked) number and, when the adapter had it,
+/// the number sealed for the callback. Binds: language, area, now, sealed number, call id.
 pub const RECORD_CALLBACK: &str =
-    "INSERT INTO callbacks (call_id, caller_hash, caller_masked, language, area, requested_at) \
-     SELECT call_id, caller_hash, caller_masked, $1, $2, $3 FROM calls WHERE call_id = $4";
+    "INSERT INTO callbacks (call_id, caller_hash, caller_masked, language, area, requested_at, number_sealed) \
+     SELECT call_id, caller_hash, caller_masked, $1, $2, $3, $4 FROM calls WHERE call_id = $5";
 
 /// The call ended: a caller still waiting abandoned (when they hung up) or left the queue.
 /// Binds: status, now, call id.

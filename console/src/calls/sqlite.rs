@@ -318,9 +318,11 @@ impl Store for SqliteStore<'_, '_> {
         language: Language,
         area: Option<ServiceArea>,
         now_ms: i64,
+        sealed_number: Option<&str>,
     ) -> Result<(), CallError> {
         let mut stmt = self.tx.prepare_cached(queue::RECORD_CALLBACK).map_err(db)?;
-        stmt.execute(params![language.as_str(), area.map(|a| a.as_str()), now_ms, call_id]).map_err(db)?;
+        stmt.execute(params![language.as_str(), area.map(|a| a.as_str()), now_ms, sealed_number, call_id])
+            .map_err(db)?;
         Ok(())
     }
 

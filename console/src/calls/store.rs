@@ -34,6 +34,7 @@ pub(crate) trait Store {
         language: Language,
         area: Option<ServiceArea>,
         now_ms: i64,
+        sealed_number: Option<&str>,
     ) -> Result<(), CallError>;
     async fn leave(&mut self, call_id: &str, hung_up: bool, now_ms: i64) -> Result<(), CallError>;
     /// The batch's new call rows and call-log steps (with the answers kept for retries).
@@ -293,11 +294,13 @@ impl Store for SqlxStore<'_, '_> {
         language: Language,
         area: Option<ServiceArea>,
         now_ms: i64,
+        sealed_number: Option<&str>,
     ) -> Result<(), CallError> {
         sqlx::query(queue::RECORD_CALLBACK)
             .bind(language.as_str())
             .bind(area.map(|a| a.as_str()))
             .bind(now_ms)
+            .bind(sealed_number)
             .bind(call_id)
             .execute(&mut **self.tx)
             .await?;

@@ -340,6 +340,7 @@ async fn plan<S: Store>(
     if req.origin == Origin::Carrier {
         outward.append(&mut pending_before);
     }
+    let sealed_number = req.sealed_number.as_ref().map(|s| s.as_str());
     let mut pending = VecDeque::from([req.event.clone()]);
     let mut steps = 0u64;
     let first_row = writes.events.len();
@@ -393,7 +394,7 @@ async fn plan<S: Store>(
                     outward.push(action);
                 }
                 Action::RecordCallback { language, area } => {
-                    store.record_callback(&id, language, area, now_ms).await?;
+                    store.record_callback(&id, language, area, now_ms, sealed_number).await?;
                     touched_queue = true;
                     outward.push(action);
                 }
@@ -476,6 +477,7 @@ mod tests {
             key: None,
             carrier_seq: Some(n),
             origin: Origin::Carrier,
+            sealed_number: None,
         };
         // The receiving half is dropped: these jobs are only sorted, never answered.
         let permit = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().unwrap();

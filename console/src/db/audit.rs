@@ -68,6 +68,8 @@ pub enum AuditAction {
     ImportDirectory,
     /// `helpline directory export` wrote the directory out (the detail: target and services).
     ExportDirectory,
+    /// Played (downloaded) a callback's voice message (the callback's id is the detail).
+    PlayVoicemail,
 }
 
 impl AuditAction {
@@ -98,6 +100,7 @@ impl AuditAction {
             AuditAction::ConfirmDirectoryService => "confirm_directory_service",
             AuditAction::ImportDirectory => "import_directory",
             AuditAction::ExportDirectory => "export_directory",
+            AuditAction::PlayVoicemail => "play_voicemail",
         }
     }
 }

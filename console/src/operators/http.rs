@@ -1,10 +1,11 @@
 //! The console's HTTP endpoints: `GET /api/console/config`, `GET /api/operators` (supervisors),
-//! and the callback list (`GET /api/callbacks`, `POST /api/callbacks/{id}/claim`, `…/done`).
+//! and the callback list (`GET /api/callbacks`, `POST /api/callbacks/{id}/claim`, `…/done`,
+//! `GET /api/callbacks/{id}/voicemail`).
 //!
-//! Callbacks: the runtime stores only the caller's keyed hash and masked number, never the number
-//! itself, and so does this list. An operator works a callback by claiming it (so two do not
-//! call the same person), calling back through the carrier's own call-back facility keyed by the
-//! call id, and marking it done; the masked number only helps recognise the caller.
+//! Callbacks: the list shows the caller's masked number, never the number itself (which is kept
+//! only sealed, `calls::sealed`, and opened only inside the server to place the call). An operator
+//! works a callback by claiming it (so two do not call the same person), listens to the voice
+//! message if there is one (audited), calls back, and marks it done, which wipes the sealed number.
 
 use super::presence;
 use super::ConsoleError;
@@ -30,6 +31,7 @@ where
         .route("/api/callbacks", get(callbacks))
         .route("/api/callbacks/{id}/claim", post(claim))
         .route("/api/callbacks/{id}/done", post(done))
+        .route("/api/callbacks/{id}/voicemail", get(voicemail))
 }
 
 /// What the page needs to draw itself (also in `welcome.config`): [`super::protocol::PageConfig`].
@@ -47,21 +49,52 @@ async fn operators(_: AsSupervisor, State(state): State<Arc<OperatorsState>>) ->
 }
 
 async fn callbacks(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> Result<Json<Value>, AppError> {
-    type Row = (i64, String, Option<String>, String, Option<String>, i64, String, Option<String>, Option<i64>);
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+        String,
+        Option<String>,
+        Option<i64>,
+        i64,
+        Option<String>,
+        Option<i64>,
+    );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT b.id, b.call_id, b.caller_masked, b.language, b.area, b.requested_at, b.status, u.name, b.claimed_at \
-         FROM callbacks b LEFT JOIN users u ON u.id = b.claimed_by WHERE b.status = 'open' ORDER BY b.requested_at, b.id",
+        "SELECT b.id, b.call_id, b.caller_masked, b.language, b.area, b.requested_at, b.status, u.name, b.claimed_at, \
+         CAST(b.attempts AS BIGINT), b.last_result, v.duration_ms \
+         FROM callbacks b LEFT JOIN users u ON u.id = b.claimed_by LEFT JOIN voicemails v ON v.call_id = b.call_id \
+         WHERE b.status = 'open' ORDER BY b.requested_at, b.id",
     )
     .fetch_all(state.db.pool())
     .await
     .map_err(db_error)?;
     let list: Vec<Value> = rows
         .into_iter()
-        .map(|(id, call_id, masked, language, area, requested_at, status, claimed_by, claimed_at)| {
-            json!({"id": id, "call_id": call_id, "masked_number": masked, "language": language, "area": area,
+        .map(
+            |(
+                id,
+                call_id,
+                masked,
+                language,
+                area,
+                requested_at,
+                status,
+                claimed_by,
+                claimed_at,
+                attempts,
+                last,
+                vm,
+            )| {
+                json!({"id": id, "call_id": call_id, "masked_number": masked, "language": language, "area": area,
                    "requested_at": rfc3339(requested_at), "status": status, "claimed_by": claimed_by,
-                   "claimed_at": claimed_at.map(rfc3339)})
-        })
+                   "claimed_at": claimed_at.map(rfc3339), "attempts": attempts, "last_result": last,
+                   "voicemail_ms": vm})
+            },
+        )
         .collect();
     Ok(Json(json!({ "callbacks": list })))
 }
@@ -88,12 +121,42 @@ async fn done(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, AppError> {
     let now = state.clock.now().timestamp_millis();
-    let done =
-        "UPDATE callbacks SET status = 'done', done_at = $3 WHERE id = $1 AND status = 'open' AND claimed_by = $2";
+    let done = "UPDATE callbacks SET status = 'done', done_at = $3, number_sealed = NULL \
+         WHERE id = $1 AND status = 'open' AND claimed_by = $2";
     if !audited_update(&state, &auth, done, id, now, AuditAction::CallbackDone).await? {
         return Err(claim_refusal(&state, id).await);
     }
     Ok(Json(json!({"id": id, "status": "done", "done_at": rfc3339(now)})))
+}
+
+/// A callback's voice message, as `audio/wav`. Every opening is written to the audit log first
+/// (in the same transaction that reads it): no one listens unrecorded.
+async fn voicemail(
+    AsOperator(auth): AsOperator,
+    State(state): State<Arc<OperatorsState>>,
+    Path(id): Path<i64>,
+) -> Result<axum::response::Response, AppError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let now = state.clock.now().timestamp_millis();
+    let _turn = state.db.lock_turn().await;
+    let mut tx = state.db.pool().begin().await.map_err(db_error)?;
+    let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT b.call_id, v.audio FROM callbacks b JOIN voicemails v ON v.call_id = b.call_id WHERE b.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let Some((call_id, audio)) = row else {
+        tx.rollback().await.map_err(db_error)?;
+        return Err(AppError::NotFound("no such callback, or it has no voice message".into()));
+    };
+    let actor = Actor::user(auth.user.id, &auth.user.name);
+    let detail = json!({ "callback": id }).to_string();
+    audit::record(&mut *tx, now, &actor, AuditAction::PlayVoicemail, Some(&call_id), &detail).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(([(header::CONTENT_TYPE, "audio/wav"), (header::CACHE_CONTROL, "no-store")], audio).into_response())
 }
 
 /// Runs `update` (`$1` the callback, `$2` the user, `$3` now) and, when it changed the callback,

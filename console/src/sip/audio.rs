@@ -145,6 +145,20 @@ impl PromptAudio {
     }
 }
 
+/// The beep before a voice message: 400 ms of 1 kHz at −12 dBFS, with 10 ms ramps.
+pub fn beep() -> Clip {
+    const RATE: f64 = 8000.0;
+    let n = (0.4 * RATE) as usize;
+    let amplitude = 32767.0 * 10f64.powf(-12.0 / 20.0);
+    let samples = (0..n)
+        .map(|i| {
+            let ramp = (i.min(n - i) as f64 / 80.0).min(1.0);
+            (amplitude * ramp * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / RATE).sin()) as i16
+        })
+        .collect();
+    Clip::new(Arc::new(samples))
+}
+
 /// The hold audio: a soft 425 Hz tone, 0.4 s on and 3.6 s off (an Italian-style "please wait"
 /// cadence, at −24 dBFS so announcements stand out).
 pub fn hold_tone() -> Clip {

@@ -12,6 +12,7 @@
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
+use crate::calls::sealed::SealedNumber;
 use crate::calls::{CallRequest, CallRuntime, Origin};
 use crate::clock::Clock;
 use crate::media::{is_browser_target, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
@@ -76,6 +77,8 @@ pub struct CallSetup {
     pub sip_call_id: String,
     pub call_id: CallId,
     pub caller: Option<Caller>,
+    /// The caller's number sealed for this call: stored only with a callback request.
+    pub sealed_number: Option<SealedNumber>,
     pub called: Option<String>,
     pub runtime: CallRuntime,
     /// The server's clock: the instant of every event (tests run the call at a chosen time).
@@ -86,6 +89,16 @@ pub struct CallSetup {
     pub signalling: mpsc::UnboundedSender<SigCmd>,
     /// Where the operator's browser phone reaches the call.
     pub phone: Phone,
+    /// The longest voice message (`voicemail_max_secs`).
+    pub voicemail_max: Duration,
+}
+
+/// A voice message on its way: the prompt and beep still playing, then recording until `#`, a
+/// hang-up or the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Voicemail {
+    Beep,
+    Recording { until: Instant },
 }
 
 /// What to do once the queued audio has played.
@@ -145,6 +158,9 @@ struct Call {
     last_collect: Option<(u8, u32, u32, Option<DtmfDigit>)>,
     /// Steps sent to the runtime, for their idempotency keys.
     steps: u64,
+    sealed_number: Option<SealedNumber>,
+    voicemail: Option<Voicemail>,
+    voicemail_max: Duration,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -160,6 +176,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         sip_call_id,
         call_id,
         caller,
+        sealed_number,
         called,
         runtime,
         clock,
@@ -168,6 +185,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         mut media_events,
         signalling,
         phone,
+        voicemail_max,
     } = setup;
     let mut phone_rx = phone.register(call_id.as_str(), media.codec());
     let mut call = Call {
@@ -194,6 +212,9 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         acked: false,
         last_collect: None,
         steps: 0,
+        sealed_number,
+        voicemail: None,
+        voicemail_max,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -232,6 +253,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
                     call.collected(done).await;
                 }
             }
+            _ = sleep_until_opt(call.voicemail_deadline()) => call.finish_voicemail().await,
             _ = sleep_until_opt(call.transfer_deadline) => {
                 call.transfer_deadline = None;
                 call.transfer_failed("no answer from the transfer".into()).await;
@@ -287,6 +309,7 @@ impl Call {
             carrier_seq: None,
             // The SIP adapter holds the call: it carries out every action itself.
             origin: Origin::Carrier,
+            sealed_number: self.sealed_number.clone(),
         }
     }
 
@@ -369,6 +392,11 @@ impl Call {
                     }
                     self.terminal = Some(Terminal::Transfer(target));
                 }
+                Action::Record => {
+                    // After the prompts queued before it: the beep, then the caller.
+                    self.queue(super::audio::beep());
+                    self.voicemail = Some(Voicemail::Beep);
+                }
                 Action::Hangup { .. } => self.terminal = Some(Terminal::Hangup),
                 Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
             }
@@ -390,6 +418,11 @@ impl Call {
         let now = Instant::now();
         if let Some(c) = self.collector.as_mut() {
             c.audio_idle(now);
+        }
+        if self.voicemail == Some(Voicemail::Beep) {
+            self.media.start_recording(self.voicemail_max);
+            self.voicemail = Some(Voicemail::Recording { until: now + self.voicemail_max });
+            tracing::debug!("recording a voice message");
         }
         match self.terminal.take() {
             Some(Terminal::Hangup) => {
@@ -423,6 +456,12 @@ impl Call {
     }
 
     async fn on_digit(&mut self, digit: DtmfDigit) {
+        if matches!(self.voicemail, Some(Voicemail::Recording { .. })) {
+            if digit.as_char() == '#' {
+                self.finish_voicemail().await;
+            }
+            return;
+        }
         if self.collector.is_none() {
             tracing::debug!(key = %digit.as_char(), "key while not collecting: ignored");
             return;
@@ -704,7 +743,41 @@ impl Call {
     }
 
     /// The caller is gone: record it and stop.
+    fn voicemail_deadline(&self) -> Option<Instant> {
+        match self.voicemail {
+            Some(Voicemail::Recording { until }) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The message is over (`#`, the deadline, or a hang-up): stored, trimmed, then told to the
+    /// engine (which records the callback request and says goodbye). A message that could not be
+    /// stored still leaves the request.
+    async fn finish_voicemail(&mut self) {
+        let Some(Voicemail::Recording { .. }) = self.voicemail.take() else { return };
+        let samples = ivr::rtp::decode(self.media.codec(), &self.media.take_recording());
+        let speech = crate::calls::voicemail::trim_silence(&samples);
+        let mut duration_ms = 0;
+        if !speech.is_empty() {
+            let now = self.clock.now().timestamp_millis();
+            match self.runtime.store_voicemail(&self.call_id, speech, now).await {
+                Ok(d) => duration_ms = d,
+                Err(e) => tracing::error!(error = %e, "cannot store the voice message: the callback request stands"),
+            }
+        }
+        tracing::info!(duration_ms, "voice message recorded");
+        if !self.finished {
+            self.handle(Event::Recorded { duration_ms }).await;
+        }
+    }
+
     async fn line_closed(&mut self) {
+        if matches!(self.voicemail, Some(Voicemail::Recording { .. })) {
+            // A caller who hangs up after speaking has left the message; the engine records the
+            // request on the hang-up.
+            self.finished = true;
+            self.finish_voicemail().await;
+        }
         if self.browser.take().is_some() {
             self.phone.report(self.call_id.as_str(), PhoneStatus::HungUp, None);
         }

@@ -122,6 +122,7 @@ impl MediaClock {
         let span = tracing::info_span!("media", call_id = %setup.call_id);
         let source = Arc::new(Mutex::new(setup.source));
         let heard = Arc::new(AtomicU64::new(0));
+        let recording = Arc::new(Mutex::new(None));
         match setup.socket.try_clone() {
             Ok(send_socket) => {
                 let stream = Stream {
@@ -142,6 +143,8 @@ impl MediaClock {
             id,
             clock: self.tx.clone(),
             telephone_event: setup.telephone_event,
+            audio: setup.payload_type,
+            recording: recording.clone(),
             needs_latch,
             events,
             metrics: setup.metrics,
@@ -169,6 +172,7 @@ impl MediaClock {
             resume,
             source,
             heard,
+            recording,
         }))
     }
 }
@@ -194,6 +198,15 @@ struct MediaInner {
     source: Arc<Mutex<RtpSource>>,
     /// The caller's packets the bridge read (for the RTP timeout while bridged).
     heard: Arc<AtomicU64>,
+    /// The caller's audio being recorded (a voice message), if it is.
+    recording: Arc<Mutex<Option<Recording>>>,
+}
+
+/// The caller's G.711 audio payloads as they arrived, up to `max` bytes (8 bytes a millisecond).
+#[derive(Debug, Default)]
+struct Recording {
+    audio: Vec<u8>,
+    max: usize,
 }
 
 impl Media {
@@ -234,6 +247,18 @@ impl Media {
         })
     }
 
+    /// Starts keeping the caller's audio (at most `max` long), from the next packet on.
+    pub fn start_recording(&self, max: Duration) {
+        let max = usize::try_from(max.as_millis().saturating_mul(8)).unwrap_or(usize::MAX);
+        let rec = Recording { audio: Vec::with_capacity(max.min(8 * 60_000)), max };
+        *self.0.recording.lock().unwrap_or_else(|p| p.into_inner()) = Some(rec);
+    }
+
+    /// Stops recording; the caller's audio so far, in the call's codec.
+    pub fn take_recording(&self) -> Vec<u8> {
+        self.0.recording.lock().unwrap_or_else(|p| p.into_inner()).take().map(|r| r.audio).unwrap_or_default()
+    }
+
     /// While `on`, the receive task stops reading the RTP socket (the bridge reads it), and the
     /// clock sends nothing but hold audio when asked.
     pub fn bridged(&self, on: bool) {
@@ -254,6 +279,9 @@ struct Receiver {
     id: u64,
     clock: std_mpsc::Sender<Msg>,
     telephone_event: Option<u8>,
+    /// The payload type of the call's G.711 audio.
+    audio: u8,
+    recording: Arc<Mutex<Option<Recording>>>,
     needs_latch: Arc<AtomicBool>,
     events: mpsc::UnboundedSender<MediaEvent>,
     metrics: Arc<Metrics>,
@@ -336,6 +364,7 @@ impl Receiver {
                     if self.needs_latch.load(Ordering::Relaxed) && self.needs_latch.swap(false, Ordering::Relaxed) {
                         let _ = self.clock.send(Msg::Latch(self.id, source));
                     }
+                    self.record(&buf[..len]);
                     if let (Some(rx), Ok(packet)) = (dtmf.as_mut(), RtpPacket::decode(&buf[..len])) {
                         if let Some(digit) = rx.on_packet(&packet.header, packet.payload, Instant::now()) {
                             self.metrics.dtmf_received.get_or_create(&DtmfLabels { source: "rfc4733".into() }).inc();
@@ -354,6 +383,18 @@ impl Receiver {
 }
 
 impl Receiver {
+    /// Keeps the packet's audio while a voice message is being recorded.
+    fn record(&self, packet: &[u8]) {
+        let mut rec = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(rec) = rec.as_mut() else { return };
+        if let Ok(p) = RtpPacket::decode(packet) {
+            if p.header.payload_type == self.audio {
+                let room = rec.max.saturating_sub(rec.audio.len());
+                rec.audio.extend_from_slice(&p.payload[..p.payload.len().min(room)]);
+            }
+        }
+    }
+
     /// Strict RTP: whether a packet from `source` is the caller's; others are dropped and
     /// counted (telephone-events apart, so keys sprayed at the port show).
     fn is_callers(&self, source: SocketAddr, packet: &[u8]) -> bool {

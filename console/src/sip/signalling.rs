@@ -12,6 +12,7 @@ use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
 use super::operator_leg::{operator_token, OperatorLegSetup};
 use super::SipState;
 use super::{PromptAudio, RtpPorts};
+use crate::calls::sealed::NumberSeal;
 use crate::metrics::{DtmfLabels, SipMethodLabels, SipRefusedLabels, SipStatusLabels};
 use ivr::domain::{CallId, Caller, PhoneNumber};
 use ivr::rtp::parse_info_dtmf;
@@ -442,12 +443,9 @@ impl Signalling {
             Ok(d) => d,
             Err(e) => return self.respond(&tx, response_with_reason(&req, e.status_code(), &e.reason_phrase(), &tag)),
         };
-        let caller = req
-            .headers
-            .from_addr()
-            .ok()
-            .and_then(|f| uri_user(&f).and_then(|u| PhoneNumber::parse(&u).ok()))
-            .map(|n| Caller::from_number(&n, &self.state.secret));
+        let number = req.headers.from_addr().ok().and_then(|f| uri_user(&f).and_then(|u| PhoneNumber::parse(&u).ok()));
+        let caller = number.as_ref().map(|n| Caller::from_number(n, &self.state.secret));
+        let sealed_number = number.as_ref().map(|n| NumberSeal::new(&self.state.secret).seal(&call_id, n));
         let called = req.headers.to_addr().ok().and_then(|t| uri_user(&t));
         self.respond(&tx, response_to(&req, 180, &tag));
 
@@ -500,6 +498,7 @@ impl Signalling {
             sip_call_id: sip_call_id.clone(),
             call_id: call_id.clone(),
             caller,
+            sealed_number,
             called,
             runtime: self.state.calls.clone(),
             clock: self.state.clock.clone(),
@@ -508,6 +507,7 @@ impl Signalling {
             media_events: events_rx,
             signalling: self.sig_tx.clone(),
             phone: self.state.phone.clone(),
+            voicemail_max: Duration::from_secs(u64::from(self.state.settings.voicemail_max_secs)),
         });
         self.calls.insert(
             sip_call_id,

@@ -99,7 +99,8 @@ pub fn to_carrier(actions: &[Action], base_url: &str, catalog: &Catalog) -> Resu
                 out.push(CarrierAction::Transfer { to: target.clone(), operator: operator.clone() })
             }
             Action::Hangup { outcome } => out.push(CarrierAction::Hangup { outcome: *outcome }),
-            Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
+            // Recording is the SIP adapter's alone (`Channel::records`): never asked of a carrier.
+            Action::Record | Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
         }
     }
     Ok(out)

@@ -18,6 +18,7 @@ use super::signature::verify_twilio;
 use super::speech::speech_url;
 use super::WebhookState;
 use super::{base_url, caller_stand_in, fingerprint};
+use crate::calls::sealed::NumberSeal;
 use crate::calls::{Answer, CallRequest, Origin, RequestKey};
 use axum::body::Bytes;
 use axum::extract::{FromRef, OriginalUri, State};
@@ -203,6 +204,12 @@ async fn voice(
     };
     let fingerprint = request_fingerprint(&state.secret, &req.params);
     let sid = call_id.as_str().to_owned();
+    // Twilio sends `From` with every request: sealed here, it is kept only if this step records a
+    // callback request.
+    let sealed_number = req
+        .param("From")
+        .and_then(|f| PhoneNumber::parse(f).ok())
+        .map(|n| NumberSeal::new(&state.secret).seal(&call_id, &n));
     let handled = state
         .calls
         .handle(CallRequest {
@@ -212,6 +219,7 @@ async fn voice(
             key: Some(RequestKey { key, fingerprint }),
             carrier_seq: None,
             origin: Origin::Carrier,
+            sealed_number,
         })
         .await;
     let answer = match handled {
@@ -269,6 +277,7 @@ async fn status(
                     key: Some(RequestKey { key: "twiml:status".into(), fingerprint: "ended".into() }),
                     carrier_seq: None,
                     origin: Origin::Carrier,
+                    sealed_number: None,
                 };
                 if let Err(e) = state.calls.handle(request).await {
                     tracing::error!(error = %e, "status callback not recorded");

@@ -95,6 +95,10 @@ pub enum Action {
         language: Language,
         area: Option<ServiceArea>,
     },
+    /// After the prompts queued before it: a beep, then record the caller (until `#`, a hang-up
+    /// or the adapter's `voicemail_max_secs`), store the message with the call, and answer
+    /// `Event::Recorded`.
+    Record,
     Hangup {
         outcome: Outcome,
     },

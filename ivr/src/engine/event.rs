@@ -12,6 +12,14 @@ pub enum Channel {
     Twiml,
 }
 
+impl Channel {
+    /// Whether the adapter records a caller's voice message (`Action::Record`); on the others a
+    /// callback request is taken without one.
+    pub fn records(self) -> bool {
+        matches!(self, Channel::Sip)
+    }
+}
+
 /// One nearby service, as the directory returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSummary {
@@ -48,6 +56,9 @@ pub enum Event {
     OperatorAssigned { operator: String, target: String },
     /// The transfer to the operator did not connect.
     TransferFailed { reason: String },
+    /// The caller's voice message is stored (`duration_ms` of it after trimming silence; 0 when
+    /// nothing was said). Answers `Action::Record`.
+    Recorded { duration_ms: u32 },
     /// The caller hung up.
     HungUp,
 }

@@ -25,6 +25,8 @@ pub enum Wait {
     Hold,
     /// The outcome of a `Transfer`.
     Transfer,
+    /// The caller's voice message (`Recorded`), after the voicemail prompt and beep.
+    Recording,
     /// Nothing: the call is over.
     Ended,
 }

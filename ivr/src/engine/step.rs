@@ -59,6 +59,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::QueueUpdate { .. } => "queue_update",
         Event::OperatorAssigned { .. } => "operator_assigned",
         Event::TransferFailed { .. } => "transfer_failed",
+        Event::Recorded { .. } => "recorded",
         Event::HungUp => "hung_up",
     }
 }
@@ -193,6 +194,8 @@ impl<'f> Cx<'f> {
                 let node = self.st.node.clone();
                 self.log(LogEntry::PromptFinished { node });
             }
+            // While the caller leaves a message, keys are the adapter's (`#` ends it).
+            Event::Digits(_) | Event::NoInput if self.st.wait == Wait::Recording => self.ignored(event),
             Event::Digits(d) => self.on_digits(d, event),
             Event::NoInput => self.on_no_input(event),
             Event::LookupResults { services, has_more } => match self.st.wait {
@@ -216,10 +219,35 @@ impl<'f> Cx<'f> {
                 Wait::Transfer => self.transfer_failed(reason),
                 _ => self.ignored(event),
             },
+            Event::Recorded { duration_ms } => match self.st.wait {
+                Wait::Recording => {
+                    self.decision("voicemail", duration_ms.to_string());
+                    self.record_callback();
+                    if let Some(NodeKind::Callback { prompt, .. }) =
+                        self.current().and_then(|ix| self.flow.node(ix)).map(|n| &n.kind)
+                    {
+                        let prompt = prompt.clone();
+                        self.play(&prompt);
+                    }
+                    self.goodbye(Outcome::Callback);
+                }
+                _ => self.ignored(event),
+            },
         }
     }
 
+    fn record_callback(&mut self) {
+        let language = self.lang();
+        self.out.push(Action::RecordCallback { language, area: self.st.area });
+    }
+
     fn caller_hung_up(&mut self) {
+        // A caller who hangs up while leaving a message has left it: the request stands.
+        if self.st.wait == Wait::Recording {
+            self.decision("voicemail", "hung_up");
+            self.record_callback();
+            self.st.outcome = Some(Outcome::Callback);
+        }
         let outcome = match self.st.outcome {
             None => Outcome::HungUpInMenu,
             Some(Outcome::Queued) => Outcome::HungUpInQueue,
@@ -378,9 +406,16 @@ impl<'f> Cx<'f> {
                 self.collect_key();
                 None
             }
-            NodeKind::Callback { prompt } => {
-                let language = self.lang();
-                self.out.push(Action::RecordCallback { language, area: self.st.area });
+            NodeKind::Callback { prompt: _, voicemail_prompt: Some(voicemail) }
+                if self.st.channel.is_some_and(|c| c.records()) =>
+            {
+                self.play(voicemail);
+                self.out.push(Action::Record);
+                self.st.wait = Wait::Recording;
+                None
+            }
+            NodeKind::Callback { prompt, .. } => {
+                self.record_callback();
                 self.play(prompt);
                 self.goodbye(Outcome::Callback);
                 None

@@ -168,8 +168,14 @@ pub enum NodeKind<T> {
         callback: T,
         self_service: T,
     },
-    /// Records a callback request, confirms it and hangs up.
-    Callback { prompt: PromptId },
+    /// Records a callback request, confirms it and hangs up. With `voicemail_prompt`, on a channel
+    /// that records (SIP), the caller first hears it, then a beep, and may leave a message (`#`
+    /// ends it; hanging up keeps it): the request is recorded when the message is.
+    Callback {
+        prompt: PromptId,
+        #[serde(default)]
+        voicemail_prompt: Option<PromptId>,
+    },
 }
 
 /// Menu kinds wait for keys and accept 0 (operator), `*` (back) and `#` (repeat).
@@ -268,7 +274,10 @@ impl<T> NodeKind<T> {
             | NodeKind::LanguageGuess { prompt, .. }
             | NodeKind::LanguageMenu { prompt, .. }
             | NodeKind::AreaMenu { prompt, .. }
-            | NodeKind::Callback { prompt } => vec![("prompt", prompt)],
+            | NodeKind::Callback { prompt, voicemail_prompt: None } => vec![("prompt", prompt)],
+            NodeKind::Callback { prompt, voicemail_prompt: Some(v) } => {
+                vec![("prompt", prompt), ("voicemail_prompt", v)]
+            }
             NodeKind::HoursCheck { .. } => vec![],
             NodeKind::CapEntry { prompt, landline_prompt, invalid_prompt, placed_prompt, .. } => vec![
                 ("prompt", prompt),
@@ -405,7 +414,7 @@ impl<T> NodeKind<T> {
                 callback: f("callback", callback)?,
                 self_service: f("self_service", self_service)?,
             },
-            NodeKind::Callback { prompt } => NodeKind::Callback { prompt },
+            NodeKind::Callback { prompt, voicemail_prompt } => NodeKind::Callback { prompt, voicemail_prompt },
         })
     }
 }

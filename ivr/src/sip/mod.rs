@@ -11,6 +11,7 @@ mod builder;
 mod call_flow_tests;
 mod client_transaction;
 mod dialog;
+mod digest;
 mod header_values;
 mod headers;
 mod ids;
@@ -26,6 +27,7 @@ pub use builder::{
 };
 pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
 pub use dialog::{engine_call_id, refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress};
+pub use digest::{Challenge, DigestAlgorithm, DigestCredentials, DigestError};
 pub use header_values::{split_host_port, uri_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE};
 pub use headers::{canonical_name, Header, Headers};
 pub use ids::IdGen;

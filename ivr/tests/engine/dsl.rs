@@ -71,6 +71,8 @@ pub enum In {
     Failed,
     HangUp,
     PromptDone,
+    /// The voice message is stored (`Recorded`, milliseconds).
+    Recorded(u32),
     /// Time passes (no event, no expectation).
     Wait(i64),
 }
@@ -108,6 +110,7 @@ pub fn tokens(actions: &[Action]) -> Vec<String> {
                     format!("record-callback:{language}:{}", area.map(|a| a.to_string()).unwrap_or("-".into()))
                 }
                 Action::Hangup { outcome } => format!("hangup:{outcome:?}"),
+                Action::Record => "record".to_owned(),
                 Action::Log(_) => return None,
             })
         })
@@ -172,6 +175,7 @@ impl Call {
             In::Failed => Event::TransferFailed { reason: "busy".into() },
             In::HangUp => Event::HungUp,
             In::PromptDone => Event::PromptFinished,
+            In::Recorded(ms) => Event::Recorded { duration_ms: *ms },
             In::Wait(secs) => {
                 self.now += chrono::Duration::seconds(*secs);
                 return None;

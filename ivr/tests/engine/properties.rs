@@ -44,6 +44,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::TransferFailed { reason: "no answer".into() }),
         1 => Just(Event::CallStarted { channel: Channel::Webhook, caller: None, called: None }),
         1 => Just(Event::HungUp),
+        1 => (0u32..60_000).prop_map(|duration_ms| Event::Recorded { duration_ms }),
     ]
 }
 
@@ -153,7 +154,12 @@ proptest! {
             && !matches!(run.state.wait, Wait::Hold | Wait::Transfer)
             && drained < 40
         {
-            let reply = patient_reply(&run.last);
+            // A recording always ends (the adapter's deadline): the message is stored.
+            let reply = if run.state.wait == Wait::Recording {
+                Event::Recorded { duration_ms: 1200 }
+            } else {
+                patient_reply(&run.last)
+            };
             run.now += Duration::seconds(10);
             run.send(reply)?;
             drained += 1;

@@ -412,8 +412,11 @@ fn queue_announcements_then_callback_offer_past_the_threshold() {
             s(In::Wait(240), &[]),
             s(In::Silence, &["queue?"]),
             s(In::Queue(1, 60), &["queue-position@{l}", "queue-callback-offer@{l}", "collect"]),
+            // On SIP the caller may leave a voice message first; the request goes with it.
+            s(In::Press("1"), &["voicemail-prompt@{l}", "record"]),
+            s(In::Press("5"), &[]),
             s(
-                In::Press("1"),
+                In::Recorded(4200),
                 &["record-callback:{l}:salute", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
             ),
         ],
@@ -487,15 +490,10 @@ fn the_third_failed_transfer_gives_a_callback_instead_of_the_queue_again() {
             s(In::Assigned, &["transfer:op-7"]),
             s(In::Failed, &["queue-transfer-failed@{l}", "enqueue:{l}:salute:9", "queue?"]),
             s(In::Assigned, &["transfer:op-7"]),
+            s(In::Failed, &["queue-transfer-failed@{l}", "voicemail-prompt@{l}", "record"]),
             s(
-                In::Failed,
-                &[
-                    "queue-transfer-failed@{l}",
-                    "record-callback:{l}:salute",
-                    "callback-confirmed@{l}",
-                    "goodbye@{l}",
-                    "hangup:Callback",
-                ],
+                In::Recorded(0),
+                &["record-callback:{l}:salute", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
             ),
         ],
     ]);
@@ -671,9 +669,23 @@ fn to_out_of_hours() -> Vec<Step> {
 fn out_of_hours_callback() {
     let steps = concat(vec![
         to_out_of_hours(),
-        vec![s(In::Press("1"), &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"])],
+        vec![
+            s(In::Press("1"), &["voicemail-prompt@{l}", "record"]),
+            s(
+                In::Recorded(3000),
+                &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
+            ),
+        ],
     ]);
     for call in run_all("out of hours callback", EVENING, &steps) {
+        assert_eq!(call.outcome(), Some(Outcome::Callback));
+    }
+    // Hanging up while leaving the message leaves it: the request stands.
+    let steps = concat(vec![
+        to_out_of_hours(),
+        vec![s(In::Press("1"), &["voicemail-prompt@{l}", "record"]), s(In::HangUp, &["record-callback:{l}:-"])],
+    ]);
+    for call in run_all("out of hours voice message, then a hang-up", EVENING, &steps) {
         assert_eq!(call.outcome(), Some(Outcome::Callback));
     }
     let mut call = Call::new(EVENING);
@@ -845,7 +857,12 @@ fn out_of_hours_star_and_hash_repeat_the_message() {
         vec![
             (In::Press("#"), out_of_hours_prompts()),
             (In::Press("*"), out_of_hours_prompts()),
-            s(In::Press("1"), &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"]),
+            s(In::Press("1"), &["voicemail-prompt@{l}", "record"]),
+            s(In::Press("#"), &[]),
+            s(
+                In::Recorded(900),
+                &["record-callback:{l}:-", "callback-confirmed@{l}", "goodbye@{l}", "hangup:Callback"],
+            ),
         ],
     ]);
     run_all("out of hours # and *", EVENING, &steps);
