@@ -11,6 +11,7 @@
 //! carrier's retry is processed afresh (on any node: the state lives in the database).
 
 mod lookups;
+pub mod nodes;
 mod pg;
 mod queue;
 pub mod quiet;

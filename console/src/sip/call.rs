@@ -12,6 +12,7 @@
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
+use crate::calls::nodes::NodeId;
 use crate::calls::{CallRequest, CallRuntime, Origin};
 use crate::clock::Clock;
 use crate::media::{is_browser_target, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
@@ -86,6 +87,9 @@ pub struct CallSetup {
     pub signalling: mpsc::UnboundedSender<SigCmd>,
     /// Where the operator's browser phone reaches the call.
     pub phone: Phone,
+    /// Where the call's row is marked as held by `node` once recorded.
+    pub db: crate::db::Db,
+    pub node: NodeId,
 }
 
 /// What to do once the queued audio has played.
@@ -168,6 +172,8 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         mut media_events,
         signalling,
         phone,
+        db,
+        node,
     } = setup;
     let mut phone_rx = phone.register(call_id.as_str(), media.codec());
     let mut call = Call {
@@ -198,6 +204,12 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
         Ok(handled) => {
+            // Held by this node before it is answered: if the node dies, the others end the call
+            // instead of offering it. Without the mark (the database failed just now) the call
+            // still goes on; only the quiet sweep would end it after a death.
+            if let Err(e) = crate::calls::nodes::hold(&db, call.call_id.as_str(), &node).await {
+                tracing::warn!(error = %e, "cannot record which node holds the call");
+            }
             let _ = call.signalling.send(SigCmd::Answer { sip_call_id: call.sip_call_id.clone() });
             tracing::info!("call answered");
             call.apply(handled.answer.actions).await;

@@ -508,6 +508,8 @@ impl Signalling {
             media_events: events_rx,
             signalling: self.sig_tx.clone(),
             phone: self.state.phone.clone(),
+            db: self.state.db.clone(),
+            node: self.state.node.clone(),
         });
         self.calls.insert(
             sip_call_id,
