@@ -8,6 +8,7 @@ mod accounts;
 mod assets;
 mod authz;
 mod cli;
+mod cluster;
 mod console;
 mod console_client;
 mod directory;

@@ -701,7 +701,7 @@ async fn a_sip_call_the_quiet_sweep_ends_gets_its_bye() {
 
 /// `config/ivr.toml` with the helpline open every hour of every day (a real binary runs at the
 /// real time, and its callers must reach the queue whenever the test runs).
-fn open_all_week_flow(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn open_all_week_flow(dir: &std::path::Path) -> std::path::PathBuf {
     let flow = std::fs::read_to_string(repo_path("config/ivr.toml")).expect("ivr.toml");
     let mut out = String::new();
     for line in flow.lines() {
