@@ -3,7 +3,7 @@
 //! accepted call of a dead node waits for the 12-hour quiet sweep.
 //!
 //! A SIP call lives in the memory of the node that answered it (its dialog, its RTP); its row
-//! names that node (`calls.node_id`, written as soon as the call is recorded). Every node writes
+//! names that node (`calls.node_id`, written on PostgreSQL right after the call is answered). Every node writes
 //! its `nodes.seen_at` every [`BEAT`] and, on the same tick, marks dead (`dead_at`) any other node
 //! silent for longer than `node_timeout_secs`: one `UPDATE … RETURNING`, so exactly one node wins
 //! each death. Then it ends the live calls of every dead node as its carrier would have: a
@@ -228,7 +228,7 @@ impl Heartbeat {
     }
 }
 
-/// Records which node holds a SIP call (as soon as it is recorded, before its 200 OK).
+/// Records which node holds a SIP call (on PostgreSQL, right after its answer went out).
 pub async fn hold(db: &Db, call_id: &str, node: &NodeId) -> Result<(), DbError> {
     db.with_lock_turn(
         sqlx::query("UPDATE calls SET node_id = $2 WHERE call_id = $1")

@@ -204,15 +204,19 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
         Ok(handled) => {
-            // Held by this node before it is answered: if the node dies, the others end the call
-            // instead of offering it. Without the mark (the database failed just now) the call
-            // still goes on; only the quiet sweep would end it after a death.
-            if let Err(e) = crate::calls::nodes::hold(&db, call.call_id.as_str(), &node).await {
-                tracing::warn!(error = %e, "cannot record which node holds the call");
-            }
             let _ = call.signalling.send(SigCmd::Answer { sip_call_id: call.sip_call_id.clone() });
             tracing::info!("call answered");
             call.apply(handled.answer.actions).await;
+            // Held by this node: marked once its answer and first audio are on their way (a
+            // death in between is a matter of milliseconds), so that if the node dies the others
+            // end the call instead of offering it. Without the mark (the database failed just
+            // now) the call still goes on; only the quiet sweep would end it after a death. Only
+            // where nodes share the database (PostgreSQL): a SQLite file has one node.
+            if db.backend() == crate::db::Backend::Postgres {
+                if let Err(e) = crate::calls::nodes::hold(&db, call.call_id.as_str(), &node).await {
+                    tracing::warn!(error = %e, "cannot record which node holds the call");
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot record the call: refusing it");
