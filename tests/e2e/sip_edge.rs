@@ -363,9 +363,13 @@ async fn a_silent_caller_in_the_queue_is_hung_up_with_a_bye_after_the_rtp_timeou
     let (status,): (String,) =
         sqlx::query_as("SELECT status FROM queue_entries").fetch_one(pool).await.expect("queue entry");
     assert_eq!(status, "abandoned", "out of the queue: never offered again");
-    let (last,): (String,) =
-        sqlx::query_as("SELECT kind FROM call_events ORDER BY seq DESC LIMIT 1").fetch_one(pool).await.expect("events");
+    let (last, data): (String, String) = sqlx::query_as("SELECT kind, data FROM call_events ORDER BY seq DESC LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .expect("events");
     assert_eq!(last, "hung_up");
+    let data: serde_json::Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["reason"], "rtp_timeout", "the call log says why: {data}");
     app.stop().await;
 }
 
@@ -535,6 +539,12 @@ async fn sigterm_drains_new_calls_get_503_the_live_one_goes_on_then_hears_goodby
             .expect("the call");
     assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
     assert!(ended.is_some());
+    let (data,): (String,) = sqlx::query_as("SELECT data FROM call_events WHERE kind = 'hung_up'")
+        .fetch_one(pool.pool())
+        .await
+        .expect("the hang-up");
+    let data: serde_json::Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["reason"], "drain", "the call log says why: {data}");
 }
 
 /// A Rust caller: INVITE from `ua` (whose SDP names its own address), waits for the 200 and
@@ -808,7 +818,7 @@ async fn a_sigkilled_nodes_queued_sip_callers_are_ended_and_never_offered() {
     let (offers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers").fetch_one(&pool).await.expect("offers");
     assert_eq!(offers, 0, "a dead node's caller is never offered");
     let rows: Vec<(Option<String>, String, String)> = sqlx::query_as(
-        "SELECT c.outcome, q.status, (SELECT kind FROM call_events e WHERE e.call_id = c.call_id ORDER BY seq DESC LIMIT 1) \
+        "SELECT c.outcome, q.status, (SELECT data FROM call_events e WHERE e.call_id = c.call_id ORDER BY seq DESC LIMIT 1) \
          FROM calls c JOIN queue_entries q ON q.call_id = c.call_id",
     )
     .fetch_all(&pool)
@@ -817,7 +827,9 @@ async fn a_sigkilled_nodes_queued_sip_callers_are_ended_and_never_offered() {
     for (outcome, status, last) in &rows {
         assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
         assert_eq!(status, "abandoned");
-        assert_eq!(last, "hung_up");
+        let last: serde_json::Value = serde_json::from_str(last).expect("json");
+        assert!(last["event"].to_string().contains("hung_up"), "the last step is the hang-up: {last}");
+        assert_eq!(last["reason"], "node_died", "the call log says why: {last}");
     }
     let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes WHERE node_id = $1 AND dead_at IS NOT NULL")
         .bind(&a_node)

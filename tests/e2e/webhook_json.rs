@@ -446,6 +446,7 @@ pub async fn assign_operator(app: &TestApp, call_id: &str, operator: &str, targe
             key: None,
             carrier_seq: None,
             origin: console::calls::Origin::Server,
+            reason: None,
         })
         .await
         .unwrap();

@@ -170,6 +170,7 @@ impl Heartbeat {
                 key: None,
                 carrier_seq: None,
                 origin: Origin::Server,
+                reason: Some(super::EndReason::NodeDied),
             };
             match self.calls.handle(req).await {
                 Ok(_) => {

@@ -55,6 +55,7 @@ pub async fn end_quiet_calls(db: &Db, calls: &CallRuntime, now: DateTime<Utc>) -
             key: None,
             carrier_seq: None,
             origin: Origin::Server,
+            reason: Some(super::EndReason::Quiet),
         };
         let quiet_mins = (now_ms - updated_at) / 60_000;
         match calls.handle(req).await {

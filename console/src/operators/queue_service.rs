@@ -500,6 +500,7 @@ pub async fn accept(
             key: None,
             carrier_seq: None,
             origin: Origin::Server,
+            reason: None,
         };
         if let Err(e) = state.calls.handle(req).await {
             tracing::warn!(call_id, error = %e, "the call runtime refused the operator assignment");

@@ -13,7 +13,7 @@ use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
 use crate::calls::nodes::NodeId;
-use crate::calls::{CallRequest, CallRuntime, Origin};
+use crate::calls::{CallRequest, CallRuntime, EndReason, Origin};
 use crate::clock::Clock;
 use crate::media::{is_browser_target, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
 use ivr::domain::{CallId, Caller, DtmfDigit, DtmfDigits, Language, PromptId};
@@ -149,6 +149,8 @@ struct Call {
     last_collect: Option<(u8, u32, u32, Option<DtmfDigit>)>,
     /// Steps sent to the runtime, for their idempotency keys.
     steps: u64,
+    /// Why the server ends the call, for the call log (`None`: the caller hung up).
+    end_reason: Option<EndReason>,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -200,6 +202,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         acked: false,
         last_collect: None,
         steps: 0,
+        end_reason: None,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -231,7 +234,10 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
             msg = rx.recv() => match msg {
                 Some(msg) => call.on_msg(msg).await,
                 // The server is stopping.
-                None => call.line_closed().await,
+                None => {
+                    call.end_reason = Some(EndReason::ServerStopped);
+                    call.line_closed().await
+                }
             },
             Some(ev) = media_events.recv() => match ev {
                 MediaEvent::Digit(d) => call.on_digit(d).await,
@@ -295,6 +301,7 @@ async fn next_leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
 
 impl Call {
     fn request(&self, event: Event) -> CallRequest {
+        let event_is_hang_up = matches!(event, Event::HungUp);
         CallRequest {
             call_id: self.call_id.clone(),
             event,
@@ -303,6 +310,7 @@ impl Call {
             carrier_seq: None,
             // The SIP adapter holds the call: it carries out every action itself.
             origin: Origin::Carrier,
+            reason: if event_is_hang_up { self.end_reason } else { None },
         }
     }
 
@@ -423,6 +431,7 @@ impl Call {
             Some(Terminal::OperatorHangup) => {
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 tracing::info!("operator ended the call: helpline hung up");
+                self.end_reason = Some(EndReason::OperatorHungUp);
                 // Recorded as the call's end (the engine has nothing more to say).
                 if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
                     tracing::error!(error = %e, "cannot record the end of the call");
@@ -487,6 +496,7 @@ impl Call {
                 // The caller is talking to the operator: our part of the call is over.
                 self.transfer_deadline = None;
                 tracing::info!("transfer succeeded");
+                self.end_reason = Some(EndReason::Transferred);
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 self.handle(Event::HungUp).await;
                 self.finished = true;
@@ -705,6 +715,7 @@ impl Call {
             }
         }
         self.server_ends = true;
+        self.end_reason = Some(EndReason::Drain);
         self.terminal = Some(Terminal::Hangup);
         self.on_audio_progress().await;
     }
@@ -713,6 +724,7 @@ impl Call {
     /// ACK and an INFO with no phone behind them). BYE, and the hang-up recorded.
     async fn caller_silent(&mut self) {
         tracing::warn!(reason = "no RTP from the caller", "hanging up a silent call");
+        self.end_reason = Some(EndReason::RtpTimeout);
         // The end is in the call log before the BYE goes out.
         self.line_closed().await;
         let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });

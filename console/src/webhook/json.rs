@@ -196,6 +196,7 @@ pub async fn voice_event(
             }),
             carrier_seq: Some(seq),
             origin: Origin::Carrier,
+            reason: None,
         })
         .await
         .map_err(call_error)?;

@@ -212,6 +212,7 @@ async fn voice(
             key: Some(RequestKey { key, fingerprint }),
             carrier_seq: None,
             origin: Origin::Carrier,
+            reason: None,
         })
         .await;
     let answer = match handled {
@@ -269,6 +270,7 @@ async fn status(
                     key: Some(RequestKey { key: "twiml:status".into(), fingerprint: "ended".into() }),
                     carrier_seq: None,
                     origin: Origin::Carrier,
+                    reason: None,
                 };
                 if let Err(e) = state.calls.handle(request).await {
                     tracing::error!(error = %e, "status callback not recorded");
