@@ -102,6 +102,10 @@ pub struct Settings {
     /// Seconds a node keeps its live SIP calls after SIGTERM (`HELPLINE_DRAIN_SECS`): new INVITEs
     /// and OPTIONS get `503` meanwhile; then the calls hear the goodbye and get a BYE.
     pub drain_secs: u64,
+    /// Seconds without a heartbeat after which the other nodes on the database take a node for
+    /// dead (`HELPLINE_NODE_TIMEOUT_SECS`, at least 3): its SIP calls are ended in the call log
+    /// and never offered to operators (`calls/nodes.rs`). Nodes beat every second.
+    pub node_timeout_secs: u64,
     /// The built-in HTTPS listener's certificate chain, a PEM file (`HELPLINE_TLS_CERT`): with
     /// `tls_key`, `http_addr` serves HTTPS; both empty (the default), plain HTTP. Reloaded on
     /// SIGHUP.
@@ -146,6 +150,7 @@ impl Default for Settings {
             sip_max_calls: 1000,
             rtp_timeout_secs: 60,
             drain_secs: 300,
+            node_timeout_secs: 10,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             voicemail_max_secs: 60,

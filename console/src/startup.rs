@@ -10,6 +10,7 @@
 
 use crate::accounts::AccountsState;
 use crate::auth::{AuthState, SignInLimiter};
+use crate::calls::nodes::{Heartbeat, NodeId};
 use crate::calls::{CallRuntime, WriterLimits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -58,6 +59,8 @@ pub struct Handles {
     pub clock: Arc<dyn Clock>,
     /// Runs calls for every telephony adapter.
     pub calls: CallRuntime,
+    /// This process among the nodes sharing the database (`calls::nodes`).
+    pub node: NodeId,
     /// The services directory and its search index.
     pub directory: Directory,
     pub auth: Arc<AuthState>,
@@ -190,6 +193,7 @@ impl Application {
         let console = Console::new(db.clone(), console_config, calls.queue_changed());
         console.hub().skip_stored().await?;
         let (settings, secret) = (Arc::new(settings), Arc::new(secret));
+        let node = NodeId::generate();
         let handles = Handles {
             auth: Arc::new(AuthState {
                 db: db.clone(),
@@ -245,6 +249,7 @@ impl Application {
                 voice,
                 tts,
                 phone: phone.clone(),
+                node: node.clone(),
             }),
             phone,
             db,
@@ -253,6 +258,7 @@ impl Application {
             metrics,
             clock,
             calls,
+            node,
             directory,
         };
         Ok(Application { listener, tls, sip, state: AppState(Arc::new(handles)), first_admin })
@@ -287,6 +293,21 @@ impl Application {
         crate::supervisor::settle::start(state.supervisor.clone(), &tasks);
         crate::supervisor::wallboard::start_feed(state.supervisor.clone(), &tasks);
         crate::calls::quiet::start(state.db.clone(), state.calls.clone(), state.clock.clone(), &tasks);
+        let heartbeat = Heartbeat {
+            db: state.db.clone(),
+            calls: state.calls.clone(),
+            clock: state.clock.clone(),
+            node: state.node.clone(),
+            timeout_ms: i64::try_from(state.settings.node_timeout_secs.max(crate::calls::nodes::MIN_TIMEOUT_SECS))
+                .unwrap_or(i64::MAX / 2)
+                .saturating_mul(1000),
+        };
+        // Registered before the SIP server takes a call, so every call's node is known alive.
+        heartbeat
+            .register(self.sip.local_addr(), self.listener.local_addr().unwrap_or(state.settings.http_addr))
+            .await
+            .context("cannot register this node in the database")?;
+        heartbeat.clone().start(&tasks);
         state.phone.start(&tasks).context("cannot start the WebRTC media thread")?;
         let stopping = tasks.token();
         let drain = crate::sip::Drain {
@@ -313,6 +334,7 @@ impl Application {
         };
         let served = crate::listener::serve(self.listener, router(state.clone()), limits, self.tls, shutdown).await;
         tasks.shutdown().await;
+        heartbeat.leave().await;
         state.db.close().await;
         tracing::info!("server stopped");
         Ok(served?)

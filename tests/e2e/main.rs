@@ -9,6 +9,7 @@ mod assets;
 mod authz;
 mod callbacks;
 mod cli;
+mod cluster;
 mod console;
 mod console_client;
 mod directory;

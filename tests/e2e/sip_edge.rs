@@ -363,9 +363,13 @@ async fn a_silent_caller_in_the_queue_is_hung_up_with_a_bye_after_the_rtp_timeou
     let (status,): (String,) =
         sqlx::query_as("SELECT status FROM queue_entries").fetch_one(pool).await.expect("queue entry");
     assert_eq!(status, "abandoned", "out of the queue: never offered again");
-    let (last,): (String,) =
-        sqlx::query_as("SELECT kind FROM call_events ORDER BY seq DESC LIMIT 1").fetch_one(pool).await.expect("events");
+    let (last, data): (String, String) = sqlx::query_as("SELECT kind, data FROM call_events ORDER BY seq DESC LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .expect("events");
     assert_eq!(last, "hung_up");
+    let data: serde_json::Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["reason"], "rtp_timeout", "the call log says why: {data}");
     app.stop().await;
 }
 
@@ -535,6 +539,12 @@ async fn sigterm_drains_new_calls_get_503_the_live_one_goes_on_then_hears_goodby
             .expect("the call");
     assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
     assert!(ended.is_some());
+    let (data,): (String,) = sqlx::query_as("SELECT data FROM call_events WHERE kind = 'hung_up'")
+        .fetch_one(pool.pool())
+        .await
+        .expect("the hang-up");
+    let data: serde_json::Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["reason"], "drain", "the call log says why: {data}");
 }
 
 /// A Rust caller: INVITE from `ua` (whose SDP names its own address), waits for the 200 and
@@ -697,4 +707,147 @@ async fn a_sip_call_the_quiet_sweep_ends_gets_its_bye() {
         sqlx::query_as("SELECT outcome FROM calls").fetch_one(&pool).await.expect("the call");
     assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
     app.stop().await;
+}
+
+/// `config/ivr.toml` with the helpline open every hour of every day (a real binary runs at the
+/// real time, and its callers must reach the queue whenever the test runs).
+pub(crate) fn open_all_week_flow(dir: &std::path::Path) -> std::path::PathBuf {
+    let flow = std::fs::read_to_string(repo_path("config/ivr.toml")).expect("ivr.toml");
+    let mut out = String::new();
+    for line in flow.lines() {
+        let day = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+            .iter()
+            .find(|d| line.starts_with(&format!("{d} = ")));
+        match day {
+            Some(d) => out.push_str(&format!("{d} = [\"00:00-23:59\"]")),
+            None if line.starts_with("national_holidays = ") => out.push_str("national_holidays = false"),
+            None if line.starts_with("extra_holidays = ") => out.push_str("extra_holidays = []"),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let path = dir.join("ivr-open.toml");
+    std::fs::write(&path, out).expect("write flow");
+    path
+}
+
+/// Polls `sql` (one BIGINT) on `pool` until `done` holds, for at most `within`.
+async fn poll_count(pool: &sqlx::AnyPool, sql: &str, within: Duration, done: impl Fn(i64) -> bool) -> i64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.expect(sql);
+        if done(n) || Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_nodes_queued_sip_callers_are_ended_and_never_offered() {
+    use crate::console_client::{add_user, operator_online};
+    use console::db::users::Role;
+    use ivr::domain::{Language, ServiceArea};
+    if !sipp_available() {
+        return;
+    }
+    let db = fresh_database().await;
+    if !db.is_postgres() {
+        return; // nodes share a PostgreSQL database
+    }
+    // Node A: the real binary (so that it can be SIGKILLed), open at any hour.
+    let flow = open_all_week_flow(db.dir.path());
+    let mut cmd = helpline(db.dir.path());
+    cmd.env("HELPLINE_FLOW_FILE", &flow).env("HELPLINE_NODE_TIMEOUT_SECS", "4");
+    let mut a = ServeProcess::start_command(cmd, &db.url);
+    let a_sip = a.sip_addr();
+    // Node B: in process on the same database, where an operator will sign in.
+    let b = crate::helpers::spawn_app_with(db, |s| s.node_timeout_secs = 4).await;
+    let pool = b.state.db.pool().clone();
+
+    // Two callers queued on A (INFO 0, then silence); nobody is online yet.
+    let mut sinks = Vec::new();
+    for _ in 0..2 {
+        let sink = RtpSink::bind().await;
+        let port = sink.port.to_string();
+        sinks.push(sink);
+        tokio::spawn(async move {
+            sipp(a_sip, "silent_in_queue.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await
+        });
+    }
+    let queued = poll_count(
+        &pool,
+        "SELECT COUNT(*) FROM queue_entries q JOIN calls c ON c.call_id = q.call_id \
+         WHERE q.status = 'waiting' AND c.node_id IS NOT NULL",
+        Duration::from_secs(30),
+        |n| n == 2,
+    )
+    .await;
+    assert_eq!(queued, 2, "both callers wait in the queue, held by A");
+    let (a_node,): (String,) =
+        sqlx::query_as("SELECT DISTINCT node_id FROM calls").fetch_one(&pool).await.expect("one node holds them");
+    assert_ne!(a_node, b.state.node.as_str());
+
+    a.kill_hard();
+    let killed = Instant::now();
+    // Once A's heartbeat is stale (before it is found dead), an operator who could take those
+    // callers comes online on B: none of them may be offered.
+    loop {
+        let (seen_at,): (i64,) = sqlx::query_as("SELECT seen_at FROM nodes WHERE node_id = $1")
+            .bind(&a_node)
+            .fetch_one(&pool)
+            .await
+            .expect("A");
+        if seen_at < console::calls::nodes::wall_ms() - console::calls::nodes::STALE {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(4), "A's heartbeat goes stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    add_user(&b, "ada", Role::Operator, &Language::all(), &ServiceArea::ALL, false).await;
+    let _ws = operator_online(&b, "ada", true).await;
+    let ended =
+        poll_count(&pool, "SELECT COUNT(*) FROM calls WHERE ended_at IS NOT NULL", Duration::from_secs(15), |n| n == 2)
+            .await;
+    assert_eq!(ended, 2, "A's callers are ended once A is found dead");
+    assert!(
+        killed.elapsed() < Duration::from_secs(4 + 4),
+        "within the timeout and a few beats: {:?}",
+        killed.elapsed()
+    );
+    let (offers,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM offers").fetch_one(&pool).await.expect("offers");
+    assert_eq!(offers, 0, "a dead node's caller is never offered");
+    let rows: Vec<(Option<String>, String, String)> = sqlx::query_as(
+        "SELECT c.outcome, q.status, (SELECT data FROM call_events e WHERE e.call_id = c.call_id ORDER BY seq DESC LIMIT 1) \
+         FROM calls c JOIN queue_entries q ON q.call_id = c.call_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("calls");
+    for (outcome, status, last) in &rows {
+        assert_eq!(outcome.as_deref(), Some("hung_up_in_queue"));
+        assert_eq!(status, "abandoned");
+        let last: serde_json::Value = serde_json::from_str(last).expect("json");
+        assert!(last["event"].to_string().contains("hung_up"), "the last step is the hang-up: {last}");
+        assert_eq!(last["reason"], "node_died", "the call log says why: {last}");
+    }
+    let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes WHERE node_id = $1 AND dead_at IS NOT NULL")
+        .bind(&a_node)
+        .fetch_one(&pool)
+        .await
+        .expect("A");
+    assert_eq!(dead, 1);
+
+    // The same kind of caller on the live node B is offered to that operator at once: the
+    // operator could have taken A's callers, had they been offered.
+    let sink = RtpSink::bind().await;
+    let port = sink.port.to_string();
+    let b_sip = b.sip_addr;
+    tokio::spawn(async move {
+        sipp(b_sip, "silent_in_queue.xml", &["-m", "1", "-l", "1", "-key", "rtp_port", &port]).await
+    });
+    let offered = poll_count(&pool, "SELECT COUNT(*) FROM offers", Duration::from_secs(30), |n| n >= 1).await;
+    assert_eq!(offered, 1, "B's caller is offered");
+    drop(sinks);
+    b.stop().await;
 }

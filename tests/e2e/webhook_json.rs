@@ -447,6 +447,7 @@ pub async fn assign_operator(app: &TestApp, call_id: &str, operator: &str, targe
             carrier_seq: None,
             origin: console::calls::Origin::Server,
             sealed_number: None,
+            reason: None,
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@
 //! carrier's retry is processed afresh (on any node: the state lives in the database).
 
 mod lookups;
+pub mod nodes;
 mod pg;
 mod queue;
 pub mod quiet;
@@ -105,6 +106,30 @@ pub struct CallRequest {
     /// The caller's number sealed for this call ([`sealed`]), from an adapter that has it: kept
     /// with the callback request if this step records one, and nowhere otherwise.
     pub sealed_number: Option<sealed::SealedNumber>,
+    /// Why the call ended, when the server (or its SIP adapter) ended it: written with the
+    /// `hung_up` step in the call log (`reason`). `None` for every other event, and for a hang-up
+    /// the caller or carrier sent (the event says it).
+    pub reason: Option<EndReason>,
+}
+
+/// Why a call ended, as the call log records it on the `hung_up` step the server raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// No RTP from the SIP caller for `rtp_timeout_secs`.
+    RtpTimeout,
+    /// The node drained (SIGTERM) and its drain time ran out: goodbye, then BYE.
+    Drain,
+    /// The node stopped while the call was up.
+    ServerStopped,
+    /// The node holding the call stopped beating (`calls::nodes`).
+    NodeDied,
+    /// No event from the carrier for too long (`calls::quiet`).
+    Quiet,
+    /// The operator ended a call bridged to their browser.
+    OperatorHungUp,
+    /// Transferred to an operator's phone: the helpline's part is over.
+    Transferred,
 }
 
 /// Where an event comes from, which decides where its actions go.

@@ -56,6 +56,7 @@ pub async fn end_quiet_calls(db: &Db, calls: &CallRuntime, now: DateTime<Utc>) -
             carrier_seq: None,
             origin: Origin::Server,
             sealed_number: None,
+            reason: Some(super::EndReason::Quiet),
         };
         let quiet_mins = (now_ms - updated_at) / 60_000;
         match calls.handle(req).await {

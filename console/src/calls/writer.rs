@@ -227,6 +227,9 @@ struct StepRecord<'a> {
     /// quiet call ended): the supervisors' timeline tells it from the carrier's.
     #[serde(skip_serializing_if = "Option::is_none")]
     raised_by: Option<&'static str>,
+    /// Why the server ended the call (its `hung_up` step only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<super::EndReason>,
 }
 
 /// The body of one transaction for the requests (one per call): `Ok` holds each request's
@@ -370,6 +373,7 @@ async fn plan<S: Store>(
                 event: &event,
                 log: &log,
                 raised_by: (req.origin == Origin::Server && steps == 1).then_some("server"),
+                reason: req.reason.filter(|_| steps == 1),
             })?,
             request_key: None,
             fingerprint: None,
@@ -478,6 +482,7 @@ mod tests {
             carrier_seq: Some(n),
             origin: Origin::Carrier,
             sealed_number: None,
+            reason: None,
         };
         // The receiving half is dropped: these jobs are only sorted, never answered.
         let permit = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().unwrap();

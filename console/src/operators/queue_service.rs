@@ -236,11 +236,15 @@ async fn lapse_to_offline(tx: &mut Tx, now_ms: i64) -> Result<bool, DbError> {
 
 async fn make_offers(state: &OperatorsState, tx: &mut Tx, now: DateTime<Utc>) -> Result<bool, DbError> {
     let now_ms = now.timestamp_millis();
-    let rows: Vec<(String, String, Option<String>, i64, i64, String)> = sqlx::query_as(
+    // Not the callers of a node whose heartbeat is stale: it may have died with them (its
+    // calls are ended once it is found dead; `calls::nodes`).
+    let rows: Vec<(String, String, Option<String>, i64, i64, String)> = sqlx::query_as(&format!(
         "SELECT q.call_id, q.language, q.area, q.priority, q.entered_at, c.channel FROM queue_entries q \
-         JOIN calls c ON c.call_id = q.call_id WHERE q.status = 'waiting' \
+         JOIN calls c ON c.call_id = q.call_id WHERE q.status = 'waiting' AND {} \
          AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.call_id = q.call_id AND o.status = 'open')",
-    )
+        crate::calls::nodes::live_node_condition(1)
+    ))
+    .bind(crate::calls::nodes::wall_ms() - crate::calls::nodes::STALE)
     .fetch_all(&mut **tx)
     .await?;
     if rows.is_empty() {
@@ -498,6 +502,7 @@ pub async fn accept(
             carrier_seq: None,
             origin: Origin::Server,
             sealed_number: None,
+            reason: None,
         };
         if let Err(e) = state.calls.handle(req).await {
             tracing::warn!(call_id, error = %e, "the call runtime refused the operator assignment");

@@ -12,8 +12,9 @@
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
+use crate::calls::nodes::NodeId;
 use crate::calls::sealed::SealedNumber;
-use crate::calls::{CallRequest, CallRuntime, Origin};
+use crate::calls::{CallRequest, CallRuntime, EndReason, Origin};
 use crate::clock::Clock;
 use crate::media::{is_browser_target, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
 use ivr::domain::{CallId, Caller, DtmfDigit, DtmfDigits, Language, PromptId};
@@ -89,6 +90,9 @@ pub struct CallSetup {
     pub signalling: mpsc::UnboundedSender<SigCmd>,
     /// Where the operator's browser phone reaches the call.
     pub phone: Phone,
+    /// Where the call's row is marked as held by `node` once recorded.
+    pub db: crate::db::Db,
+    pub node: NodeId,
     /// The longest voice message (`voicemail_max_secs`).
     pub voicemail_max: Duration,
 }
@@ -161,6 +165,8 @@ struct Call {
     sealed_number: Option<SealedNumber>,
     voicemail: Option<Voicemail>,
     voicemail_max: Duration,
+    /// Why the server ends the call, for the call log (`None`: the caller hung up).
+    end_reason: Option<EndReason>,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -186,6 +192,8 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         signalling,
         phone,
         voicemail_max,
+        db,
+        node,
     } = setup;
     let mut phone_rx = phone.register(call_id.as_str(), media.codec());
     let mut call = Call {
@@ -215,6 +223,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         sealed_number,
         voicemail: None,
         voicemail_max,
+        end_reason: None,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -222,6 +231,16 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
             let _ = call.signalling.send(SigCmd::Answer { sip_call_id: call.sip_call_id.clone() });
             tracing::info!("call answered");
             call.apply(handled.answer.actions).await;
+            // Held by this node: marked once its answer and first audio are on their way (a
+            // death in between is a matter of milliseconds), so that if the node dies the others
+            // end the call instead of offering it. Without the mark (the database failed just
+            // now) the call still goes on; only the quiet sweep would end it after a death. Only
+            // where nodes share the database (PostgreSQL): a SQLite file has one node.
+            if db.backend() == crate::db::Backend::Postgres {
+                if let Err(e) = crate::calls::nodes::hold(&db, call.call_id.as_str(), &node).await {
+                    tracing::warn!(error = %e, "cannot record which node holds the call");
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot record the call: refusing it");
@@ -236,7 +255,10 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
             msg = rx.recv() => match msg {
                 Some(msg) => call.on_msg(msg).await,
                 // The server is stopping.
-                None => call.line_closed().await,
+                None => {
+                    call.end_reason = Some(EndReason::ServerStopped);
+                    call.line_closed().await
+                }
             },
             Some(ev) = media_events.recv() => match ev {
                 MediaEvent::Digit(d) => call.on_digit(d).await,
@@ -301,6 +323,7 @@ async fn next_leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
 
 impl Call {
     fn request(&self, event: Event) -> CallRequest {
+        let event_is_hang_up = matches!(event, Event::HungUp);
         CallRequest {
             call_id: self.call_id.clone(),
             event,
@@ -310,6 +333,7 @@ impl Call {
             // The SIP adapter holds the call: it carries out every action itself.
             origin: Origin::Carrier,
             sealed_number: self.sealed_number.clone(),
+            reason: if event_is_hang_up { self.end_reason } else { None },
         }
     }
 
@@ -440,6 +464,7 @@ impl Call {
             Some(Terminal::OperatorHangup) => {
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 tracing::info!("operator ended the call: helpline hung up");
+                self.end_reason = Some(EndReason::OperatorHungUp);
                 // Recorded as the call's end (the engine has nothing more to say).
                 if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
                     tracing::error!(error = %e, "cannot record the end of the call");
@@ -510,6 +535,7 @@ impl Call {
                 // The caller is talking to the operator: our part of the call is over.
                 self.transfer_deadline = None;
                 tracing::info!("transfer succeeded");
+                self.end_reason = Some(EndReason::Transferred);
                 let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });
                 self.handle(Event::HungUp).await;
                 self.finished = true;
@@ -729,6 +755,7 @@ impl Call {
             }
         }
         self.server_ends = true;
+        self.end_reason = Some(EndReason::Drain);
         self.terminal = Some(Terminal::Hangup);
         self.on_audio_progress().await;
     }
@@ -737,6 +764,7 @@ impl Call {
     /// ACK and an INFO with no phone behind them). BYE, and the hang-up recorded.
     async fn caller_silent(&mut self) {
         tracing::warn!(reason = "no RTP from the caller", "hanging up a silent call");
+        self.end_reason = Some(EndReason::RtpTimeout);
         // The end is in the call log before the BYE goes out.
         self.line_closed().await;
         let _ = self.signalling.send(SigCmd::Hangup { sip_call_id: self.sip_call_id.clone() });

@@ -108,6 +108,8 @@ pub struct SipState {
     pub tts: Arc<Tts>,
     /// Where operators' browser phones meet this node's calls.
     pub phone: Phone,
+    /// This node: written on each call it answers, so the others end its calls if it dies.
+    pub node: crate::calls::nodes::NodeId,
 }
 
 /// A bound, not yet running SIP server.

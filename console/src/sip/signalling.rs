@@ -508,6 +508,8 @@ impl Signalling {
             signalling: self.sig_tx.clone(),
             phone: self.state.phone.clone(),
             voicemail_max: Duration::from_secs(u64::from(self.state.settings.voicemail_max_secs)),
+            db: self.state.db.clone(),
+            node: self.state.node.clone(),
         });
         self.calls.insert(
             sip_call_id,

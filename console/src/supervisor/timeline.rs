@@ -28,6 +28,10 @@ pub enum Entry {
         /// carrier went quiet ended); absent for the carrier's events.
         #[serde(skip_serializing_if = "Option::is_none")]
         raised_by: Option<String>,
+        /// Why the server ended the call (`rtp_timeout`, `drain`, `node_died`, `quiet`, …), on
+        /// the `hung_up` step it raised.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The call was offered to an operator.
     Offer {
@@ -96,6 +100,7 @@ fn step_entry(seq: i64, kind: String, data: &str) -> Entry {
         log,
         actions: names,
         raised_by: data["raised_by"].as_str().map(str::to_owned),
+        reason: data["reason"].as_str().map(str::to_owned),
     }
 }
 

@@ -197,6 +197,7 @@ pub async fn voice_event(
             carrier_seq: Some(seq),
             origin: Origin::Carrier,
             sealed_number: None,
+            reason: None,
         })
         .await
         .map_err(call_error)?;

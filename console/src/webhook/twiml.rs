@@ -220,6 +220,7 @@ async fn voice(
             carrier_seq: None,
             origin: Origin::Carrier,
             sealed_number,
+            reason: None,
         })
         .await;
     let answer = match handled {
@@ -278,6 +279,7 @@ async fn status(
                     carrier_seq: None,
                     origin: Origin::Carrier,
                     sealed_number: None,
+                    reason: None,
                 };
                 if let Err(e) = state.calls.handle(request).await {
                     tracing::error!(error = %e, "status callback not recorded");

@@ -109,8 +109,13 @@ impl Request {
 /// RFC 3261 §13.3.1.4), Allow, and the SDP answer.
 pub fn invite_ok(invite: &Request, local_tag: &str, contact_uri: &str, sdp_answer: &str) -> Response {
     let contact_uri = contact_uri.replace(['<', '>'], "");
-    response_to(invite, 200, local_tag)
-        .with_header("Contact", format!("<{contact_uri}>"))
+    let mut ok = response_to(invite, 200, local_tag);
+    // RFC 3261 §12.1.1: the answer that makes the dialog carries the request's Record-Route, in
+    // order, so the caller's ACK and BYE pass the proxies that asked to stay in the path.
+    for rr in invite.headers.get_all("Record-Route") {
+        ok.headers.push("Record-Route", rr);
+    }
+    ok.with_header("Contact", format!("<{contact_uri}>"))
         .with_header("Allow", allow_header_value())
         .with_body("application/sdp", sdp_answer.as_bytes().to_vec())
 }
@@ -174,6 +179,17 @@ To: \"S\" <sip:s@h>\r\nCall-ID: k\r\nCSeq: 9 INVITE\r\nSubject: x\r\n\r\n";
         let bytes = r.to_bytes();
         assert!(bytes.starts_with(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP p1;branch=z9hG4bKa\r\n"));
         assert!(matches!(parse(&bytes), Ok(Message::Response(_))));
+    }
+
+    #[test]
+    fn invite_ok_copies_the_record_route_in_order() {
+        let mut inv = invite();
+        inv.headers.push("Record-Route", "<sip:10.0.0.1;lr;ftag=a>");
+        inv.headers.push("Record-Route", "<sip:edge.example;lr>");
+        let ok = invite_ok(&inv, "t", "sip:helpline@10.0.0.2:5060", "v=0\r\n");
+        let rr: Vec<&str> = ok.headers.get_all("Record-Route").collect();
+        assert_eq!(rr, ["<sip:10.0.0.1;lr;ftag=a>", "<sip:edge.example;lr>"]);
+        assert!(invite_ok(&invite(), "t", "sip:h@10.0.0.2", "").headers.get("Record-Route").is_none());
     }
 
     #[test]
