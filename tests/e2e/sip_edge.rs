@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 struct FloodReport {
     sent: usize,
+    /// From the first request sent to the last (longer than asked when the machine is loaded).
+    sending: Duration,
     finals: HashMap<String, (u16, Option<String>)>,
     provisional: usize,
 }
@@ -115,8 +117,10 @@ async fn flood_of(
         let _ = socket.send_to(make(i, local, tag, sip).as_bytes(), sip).await;
     }
     *done_at.lock().expect("lock") = Some(Instant::now());
+    let sending = start.elapsed();
     let mut report = receiver.await.expect("receiver");
     report.sent = count;
+    report.sending = sending;
     report
 }
 
@@ -210,10 +214,17 @@ async fn floods_from_outside_the_allow_list_and_over_the_rate_are_refused_while_
     assert!(disallowed.count(403) >= disallowed.sent / 10, "403s: {} of {}", disallowed.count(403), disallowed.sent);
     assert_eq!(disallowed.count(403), disallowed.finals.len(), "only 403s");
 
-    // Over the rate: a bucket of 20 and 20 a second over about 1.3 s lets ~46 through (they are
-    // real calls); every other INVITE gets one 503 with Retry-After.
+    // Over the rate: a bucket of 20 and 20 a second over the flood's ~1.3 s (longer on a loaded
+    // machine: the bound follows the time the flood really took) lets ~46 through (they are real
+    // calls); every other INVITE gets one 503 with Retry-After.
     let admitted = over_rate.count(200);
-    assert!((15..=70).contains(&admitted), "admitted {admitted} of {} at 20/s", over_rate.sent);
+    let most = 20 + (20.0 * over_rate.sending.as_secs_f64()).ceil() as usize + 10;
+    assert!(
+        (15..=most).contains(&admitted),
+        "admitted {admitted} of {} at 20/s over {:?}",
+        over_rate.sent,
+        over_rate.sending
+    );
     let refused = over_rate.count(503);
     assert!(refused + admitted >= over_rate.sent / 10, "{refused} + {admitted} of {}", over_rate.sent);
     assert!(over_rate.finals.values().filter(|(s, _)| *s == 503).all(|(_, r)| r.as_deref() == Some("1")));
