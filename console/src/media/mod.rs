@@ -6,6 +6,8 @@
 //! - `driver.rs`: [`WebRtcMedia`], the one UDP socket every leg uses and the thread that runs
 //!   the legs (off the request runtime, as the SIP media clock is), and bridges a leg to its
 //!   call's SIP RTP there;
+//! - `mixer.rs`: [`Mixer`], what each party of a call with more than two hears (the sum of the
+//!   others, never its own voice), on the media clock's 20 ms grid;
 //! - `phone.rs`: [`Phone`], where a call's SIP side (registered by the SIP adapter) meets its
 //!   operator's page (offers, hold, hang-up, media state, through the console socket).
 //!
@@ -13,10 +15,12 @@
 //! `ivr::rtp::Bridge` (docs/media.md).
 
 mod driver;
+mod mixer;
 mod phone;
 mod webrtc;
 
 pub use driver::{LegHandle, SipSide, WebRtcMedia};
+pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{browser_target, is_browser_target, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
 pub use webrtc::{Failure, LegConfig, LegEvent, LegOutput, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg};
 
