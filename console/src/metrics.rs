@@ -112,6 +112,10 @@ pub struct Metrics {
     pub browser_phone_failures: Family<ReasonLabels, Counter>,
     /// From the transfer to a browser operator to audio flowing both ways, seconds.
     pub browser_connect: Histogram,
+    /// Calls mixed now (more than two parties: a supervisor or a mediator joined).
+    pub conferences: Gauge,
+    /// From a 20 ms tick being due to a conference's mixes being sent, seconds.
+    pub mixing_delay: Histogram,
 }
 
 impl Metrics {
@@ -198,6 +202,14 @@ impl Metrics {
             "From the transfer to a browser operator to audio flowing both ways",
             browser_connect.clone(),
         );
+        let conferences = Gauge::default();
+        registry.register("conferences", "Calls mixed now (a supervisor or a mediator joined)", conferences.clone());
+        let mixing_delay = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05]);
+        registry.register(
+            "mixing_delay_seconds",
+            "From a 20 ms mixing tick being due to a conference's mixes being sent",
+            mixing_delay.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -224,6 +236,8 @@ impl Metrics {
             bridge_packets,
             browser_phone_failures,
             browser_connect,
+            conferences,
+            mixing_delay,
         }
     }
 
