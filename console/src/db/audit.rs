@@ -47,6 +47,14 @@ pub enum AuditAction {
     ClaimCallback,
     /// Marked a claimed callback done.
     CallbackDone,
+    /// A supervisor listened to a live call (the caller and the operator do not hear them).
+    Listen,
+    /// A supervisor whispered to the operator of a live call (the caller does not hear them).
+    Whisper,
+    /// A supervisor barged into a live call (a three-way call).
+    Barge,
+    /// A supervisor stopped listening, whispering or barging in.
+    MonitorEnd,
 }
 
 impl AuditAction {
@@ -67,6 +75,10 @@ impl AuditAction {
             AuditAction::ChangeUser => "change_user",
             AuditAction::ClaimCallback => "claim_callback",
             AuditAction::CallbackDone => "callback_done",
+            AuditAction::Listen => "listen",
+            AuditAction::Whisper => "whisper",
+            AuditAction::Barge => "barge",
+            AuditAction::MonitorEnd => "monitor_end",
         }
     }
 }

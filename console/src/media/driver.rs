@@ -122,6 +122,23 @@ impl WebRtcMedia {
         self.local
     }
 
+    /// `guest` joins the bridged call of leg `host` (its audio mixed from now on); `audience`
+    /// says who hears it.
+    pub fn join(&self, host: u64, guest: &LegHandle, audience: Audience) {
+        let _ = self.tx.send(Command::Join(host, guest.id, audience));
+    }
+
+    /// Who hears `guest`, which joined the call of leg `host`, from now on.
+    pub fn set_audience(&self, host: u64, guest: &LegHandle, audience: Audience) {
+        let _ = self.tx.send(Command::Audience(host, guest.id, audience));
+    }
+
+    /// `guest` leaves the call of leg `host` (which goes back to the plain bridge when it was
+    /// the last guest).
+    pub fn leave(&self, host: u64, guest: &LegHandle) {
+        let _ = self.tx.send(Command::Leave(host, guest.id));
+    }
+
     /// Runs `leg` (built from an offer with [`WebRtcLeg::accept_offer`] on the caller's thread,
     /// so certificate generation never holds up the media) until it fails or closes.
     pub fn add(&self, leg: WebRtcLeg) -> LegHandle {
@@ -144,22 +161,6 @@ impl LegHandle {
     /// The leg's id on the driver (a party's id in a conference).
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// `guest` joins this leg's bridged call (its audio mixed from now on); `audience` says who
-    /// hears it.
-    pub fn join(&self, guest: &LegHandle, audience: Audience) {
-        let _ = self.tx.send(Command::Join(self.id, guest.id, audience));
-    }
-
-    /// Who hears `guest`, which joined this leg's call, from now on.
-    pub fn set_audience(&self, guest: &LegHandle, audience: Audience) {
-        let _ = self.tx.send(Command::Audience(self.id, guest.id, audience));
-    }
-
-    /// `guest` leaves this leg's call (the call goes back to the plain bridge when it was the last).
-    pub fn leave(&self, guest: &LegHandle) {
-        let _ = self.tx.send(Command::Leave(self.id, guest.id));
     }
 
     /// Sends one forwarded packet to the browser (dropped unless the leg is connected).

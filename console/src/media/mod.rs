@@ -21,7 +21,7 @@ mod webrtc;
 
 pub use driver::{LegHandle, SipSide, WebRtcMedia};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
-pub use phone::{browser_target, is_browser_target, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
+pub use phone::{browser_target, is_browser_target, MonitorMode, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
 pub use webrtc::{Failure, LegConfig, LegEvent, LegOutput, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg};
 
 #[cfg(test)]

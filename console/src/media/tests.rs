@@ -693,7 +693,7 @@ async fn conference(guest: Guest, guest_freq: f64) -> (Vec<i16>, Vec<i16>, Vec<i
         Guest::Whisper => Audience::Only(operator.id()),
         Guest::Barge => Audience::Everyone,
     };
-    operator.join(&third, audience);
+    media.join(operator.id(), &third, audience);
 
     let mut heard: Vec<i16> = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(20));

@@ -34,6 +34,10 @@ where
         .route("/api/kpis.csv", get(kpis_csv))
         .route("/api/audit", get(audit_log))
         .route("/ws/wallboard", get(super::wallboard::handler))
+        .route(
+            "/api/calls/{id}/monitor",
+            axum::routing::post(super::monitor::start).put(super::monitor::switch).delete(super::monitor::end),
+        )
 }
 
 fn scope_of(auth: &Authenticated) -> Scope {
@@ -44,7 +48,7 @@ fn scope_of(auth: &Authenticated) -> Scope {
     }
 }
 
-fn actor(auth: &Authenticated) -> Actor {
+pub(super) fn actor(auth: &Authenticated) -> Actor {
     Actor { user_id: Some(auth.user.id), name: auth.user.name.clone() }
 }
 
