@@ -303,8 +303,15 @@ impl Driver {
         tracing::info!(addr = %self.local, "WebRTC media listening");
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut tick = tokio::time::interval(PACKET_INTERVAL);
+        let mut mixing = false;
         loop {
             let next = self.next_timeout();
+            if !mixing && self.conferences > 0 {
+                // The grid starts with the first conference: an interval idle since the thread
+                // started would otherwise fire every tick it missed at once.
+                tick.reset_immediately();
+            }
+            mixing = self.conferences > 0;
             tokio::select! {
                 at = tick.tick(), if self.conferences > 0 => self.mix(at.into_std()),
                 received = self.socket.recv_from(&mut buf) => match received {
