@@ -186,6 +186,12 @@ describe('supervisors listen, whisper and barge in', () => {
       hears('the operator (barge)', await tonesOn(op, 'phone-audio'), [440, 2000], [1000]);
       hears('the supervisor (barge)', await tonesOn(sup, 'monitor-audio'), [440, 1000], [2000]);
       await screenshot(sup, 'monitor-2-barge');
+      const metric = async (name) => {
+        const text = (await server.fetchJson('/metrics')).body;
+        return Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+      };
+      assert.equal(await metric('helpline_conferences'), 1, 'one call mixed now');
+      assert.ok(await metric('helpline_mixing_delay_seconds_count') > 100, 'mixing ticks observed');
 
       // Hang up the supervisor's leg: the two-party call goes on, plainly bridged.
       await sup.getByRole('button', { name: 'Chiudi' }).click();
@@ -195,6 +201,7 @@ describe('supervisors listen, whisper and barge in', () => {
       hears('the caller (after)', await callerTones(caller, since), [1000], [440, 2000]);
       hears('the operator (after)', await tonesOn(op, 'phone-audio'), [440], [1000, 2000]);
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+      assert.equal(await metric('helpline_conferences'), 0, 'back to a plain bridge');
 
       // Every action is in the call's timeline (from the audit log).
       const record = await sup.evaluate(async (id) => (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json(), callId);
