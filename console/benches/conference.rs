@@ -46,6 +46,8 @@ struct Outcome {
     conference_delay: Vec<f64>,
     bridge_time: Vec<f64>,
     mix_time: Vec<f64>,
+    /// Per tick, the decoding, mixing and encoding alone (no sends).
+    compute_time: Vec<f64>,
     sent: u64,
     received: u64,
     late_ticks: u64,
@@ -106,6 +108,7 @@ fn run(n: usize, secs: u64) -> Outcome {
             conference_delay: Vec::new(),
             bridge_time: Vec::new(),
             mix_time: Vec::new(),
+            compute_time: Vec::new(),
             sent: 0,
             received: 0,
             late_ticks: 0,
@@ -142,12 +145,15 @@ fn run(n: usize, secs: u64) -> Outcome {
             let bridged = Instant::now();
             outcome.bridge_time.push(bridged.duration_since(began).as_secs_f64());
             // The conferences: three frames in, three mixes out.
+            let mut compute = Duration::ZERO;
             for mixer in &mut mixers {
+                let computing = Instant::now();
                 for (p, tone) in tones.iter().enumerate() {
                     mixer.push(p as u64, &tone[frame]);
                 }
                 mixed.clear();
                 mixer.tick(&mut mixed);
+                compute += computing.elapsed();
                 for m in mixed.drain(..) {
                     m.packet.write(&m.payload, &mut buf);
                     if out.try_send_to(&buf, sink_addr).is_ok() {
@@ -157,6 +163,7 @@ fn run(n: usize, secs: u64) -> Outcome {
                 outcome.conference_delay.push(due.elapsed().as_secs_f64());
             }
             outcome.mix_time.push(bridged.elapsed().as_secs_f64());
+            outcome.compute_time.push(compute.as_secs_f64());
         }
         outcome
     });
@@ -170,21 +177,23 @@ fn main() {
     let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let ns: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     let ns = if ns.is_empty() { vec![50, 100, 150, 200, 300] } else { ns };
-    println!("| conferences + bridged calls | mixing delay p50 / p99 / max (ms) | bridges per tick p99 (ms) | mixing per tick p99 (ms) | packets sent | lost | late ticks |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| conferences + bridged calls | mixing delay p50 / p99 / max (ms) | bridges per tick p99 (ms) | mixing per tick p99 (ms) | of which decode+mix+encode p99 (ms) | packets sent | lost | late ticks |");
+    println!("|---|---|---|---|---|---|---|---|");
     for n in ns {
         let mut o = run(n, secs);
         let ms = |v: f64| v * 1000.0;
         o.conference_delay.sort_by(f64::total_cmp);
         o.bridge_time.sort_by(f64::total_cmp);
         o.mix_time.sort_by(f64::total_cmp);
+        o.compute_time.sort_by(f64::total_cmp);
         println!(
-            "| {n} + {n} | {:.2} / {:.2} / {:.2} | {:.3} | {:.3} | {} | {} | {} |",
+            "| {n} + {n} | {:.2} / {:.2} / {:.2} | {:.3} | {:.3} | {:.3} | {} | {} | {} |",
             ms(percentile(&o.conference_delay, 0.5)),
             ms(percentile(&o.conference_delay, 0.99)),
             ms(*o.conference_delay.last().unwrap_or(&f64::NAN)),
             ms(percentile(&o.bridge_time, 0.99)),
             ms(percentile(&o.mix_time, 0.99)),
+            ms(percentile(&o.compute_time, 0.99)),
             o.sent,
             o.sent.saturating_sub(o.received),
             o.late_ticks,

@@ -69,6 +69,9 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/api/kpis.csv", "/api/kpis.csv", Role(Role::Supervisor), false),
     ("GET", "/api/audit", "/api/audit", Role(Role::Admin), false),
     ("GET", "/ws/wallboard", "/ws/wallboard", Role(Role::Supervisor), false),
+    ("POST", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
+    ("PUT", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
+    ("DELETE", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
 ];
 
 struct Caller {
