@@ -18,6 +18,29 @@
 use ivr::rtp::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear, Forward, SAMPLES_PER_PACKET};
 use ivr::sdp::Codec;
 use std::collections::VecDeque;
+use std::sync::OnceLock;
+
+/// G.711 by table lookup: 256 entries to decode each law, 65,536 to encode (every `i16`), built
+/// once from `ivr::rtp`'s arithmetic, so the mixer's per-sample cost is a load.
+struct Tables {
+    decode_ulaw: [i16; 256],
+    decode_alaw: [i16; 256],
+    encode_ulaw: Box<[u8]>,
+    encode_alaw: Box<[u8]>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let encode = |f: fn(i16) -> u8| (0..=u16::MAX).map(|i| f(i as i16)).collect::<Vec<u8>>().into_boxed_slice();
+        Tables {
+            decode_ulaw: std::array::from_fn(|b| ulaw_to_linear(b as u8)),
+            decode_alaw: std::array::from_fn(|b| alaw_to_linear(b as u8)),
+            encode_ulaw: encode(linear_to_ulaw),
+            encode_alaw: encode(linear_to_alaw),
+        }
+    })
+}
 
 /// A party's id in its conference (the driver uses its leg's id, and 0 for the SIP caller).
 pub type PartyId = u64;
@@ -101,6 +124,8 @@ pub enum MixerError {
 #[derive(Default)]
 pub struct Mixer {
     parties: Vec<Party>,
+    /// The sum of the parties everyone hears, this tick.
+    common: Vec<i32>,
     sum: Vec<i32>,
 }
 
@@ -168,11 +193,11 @@ impl Mixer {
     /// A frame of the party's audio (the payload of one of its audio packets, any length).
     pub fn push(&mut self, id: PartyId, payload: &[u8]) {
         let Some(p) = self.parties.iter_mut().find(|p| p.id == id) else { return };
-        let decode = match p.config.codec {
-            Codec::Pcmu => ulaw_to_linear,
-            Codec::Pcma => alaw_to_linear,
+        let table = match p.config.codec {
+            Codec::Pcmu => &tables().decode_ulaw,
+            Codec::Pcma => &tables().decode_alaw,
         };
-        p.queue.extend(payload.iter().map(|b| decode(*b)));
+        p.queue.extend(payload.iter().map(|b| table[usize::from(*b)]));
         if p.queue.len() > MAX_QUEUED {
             let excess = p.queue.len() - PRIME;
             p.queue.drain(..excess);
@@ -196,25 +221,45 @@ impl Mixer {
                 p.primed = false;
             }
         }
+        // What everyone hears: the sum of the parties heard by all, summed once; each listener's
+        // mix is that, less its own frame, plus whoever speaks to it alone.
+        self.common.resize(FRAME, 0);
+        self.common.iter_mut().for_each(|s| *s = 0);
+        for speaker in self.parties.iter().filter(|p| p.speaking && p.audience == Audience::Everyone) {
+            for (acc, s) in self.common.iter_mut().zip(speaker.frame.iter()) {
+                *acc += i32::from(*s);
+            }
+        }
         self.sum.resize(FRAME, 0);
         for listener in 0..self.parties.len() {
-            self.sum.iter_mut().for_each(|s| *s = 0);
+            self.sum.copy_from_slice(&self.common);
             let id = self.parties[listener].id;
             for (i, speaker) in self.parties.iter().enumerate() {
-                if i == listener || !speaker.speaking || !speaker.audience.includes(id) {
+                if !speaker.speaking {
                     continue;
                 }
-                for (acc, s) in self.sum.iter_mut().zip(speaker.frame.iter()) {
-                    *acc += i32::from(*s);
+                if i == listener {
+                    if speaker.audience == Audience::Everyone {
+                        for (acc, s) in self.sum.iter_mut().zip(speaker.frame.iter()) {
+                            *acc -= i32::from(*s);
+                        }
+                    }
+                } else if speaker.audience != Audience::Everyone && speaker.audience.includes(id) {
+                    for (acc, s) in self.sum.iter_mut().zip(speaker.frame.iter()) {
+                        *acc += i32::from(*s);
+                    }
                 }
             }
             let p = &mut self.parties[listener];
-            let encode = match p.config.codec {
-                Codec::Pcmu => linear_to_ulaw,
-                Codec::Pcma => linear_to_alaw,
+            let table: &[u8] = match p.config.codec {
+                Codec::Pcmu => &tables().encode_ulaw,
+                Codec::Pcma => &tables().encode_alaw,
             };
-            let payload =
-                self.sum.iter().map(|s| encode((*s).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16)).collect();
+            let payload = self
+                .sum
+                .iter()
+                .map(|s| table[usize::from((*s).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16 as u16)])
+                .collect();
             let packet = Forward {
                 ssrc: p.config.ssrc,
                 sequence: p.sequence,
@@ -394,6 +439,19 @@ mod tests {
             }
         }
         assert_eq!(mixer.join(THIRD, config(Codec::Pcmu, 1), Audience::Nobody), Err(MixerError::AlreadyIn(THIRD)));
+    }
+
+    #[test]
+    fn the_g711_tables_agree_with_the_arithmetic() {
+        let t = tables();
+        for b in 0..=255u8 {
+            assert_eq!(t.decode_ulaw[usize::from(b)], ulaw_to_linear(b));
+            assert_eq!(t.decode_alaw[usize::from(b)], alaw_to_linear(b));
+        }
+        for s in [i16::MIN, -32_000, -1000, -1, 0, 1, 7, 1000, 32_000, i16::MAX] {
+            assert_eq!(t.encode_ulaw[usize::from(s as u16)], linear_to_ulaw(s));
+            assert_eq!(t.encode_alaw[usize::from(s as u16)], linear_to_alaw(s));
+        }
     }
 
     #[test]

@@ -622,10 +622,13 @@ fn telephone_events_cross_the_leg_at_the_browsers_payload_type() {
     assert_eq!(lab.client_got.last(), Some(&(126, event.to_vec())));
 }
 
-/// Each of `want` clearly in `samples` (n equal tones hold about 1/(2n) of the energy each: at
+/// Each of `want` clearly in the middle of `samples` (n equal tones hold about 1/(2n) of the energy each: at
 /// least half that), each of `not` far below.
 fn assert_hears(samples: &[i16], want: &[f64], not: &[f64], who: &str) {
     assert!(samples.len() >= 8000, "{who}: only {} samples", samples.len());
+    // The middle half: the parties start and stop sending at different moments (a loaded
+    // machine stretches those edges), and all of them talk in between.
+    let samples = &samples[samples.len() / 4..samples.len() * 3 / 4];
     let share = 0.5 / want.len() as f64;
     for f in want {
         let p = goertzel(samples, *f);
