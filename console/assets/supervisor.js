@@ -24,6 +24,12 @@ const TEXTS = {
     'call.title': 'Chiamata', 'call.close': 'Chiudi', 'call.guessed': '(dedotta dal prefisso)',
     't.step': 'Passo {seq}', 't.pressed': 'tasti {digits}', 't.played': 'ascoltato: {prompts}', 't.offer': 'Offerta a {who}: {status}', 't.missed': 'persa',
     't.note': 'Nota di {who}', 't.referral': 'Servizio indicato da {who}: {name}',
+    't.monitor.listen': '{who} ascolta', 't.monitor.whisper': '{who} suggerisce all\'operatore', 't.monitor.barge': '{who} interviene', 't.monitor.monitor_end': '{who} lascia la chiamata',
+    'wb.live_calls': 'Chiamate in corso', 'wb.live_none': 'Nessuna chiamata in corso.', 'col.call': 'Chiamata', 'col.actions': 'Azioni',
+    'mon.listen': 'Ascolta', 'mon.whisper': 'Suggerisci', 'mon.barge': 'Intervieni', 'mon.stop': 'Chiudi',
+    'mon.idle': 'Non stai ascoltando nessuna chiamata.', 'mon.connecting': 'Collegamento alla chiamata {call}…', 'mon.listening': 'Ascolti la chiamata {call} (nessuno ti sente).',
+    'mon.whispering': 'Suggerisci all\'operatore della chiamata {call} (chi chiama non ti sente).', 'mon.barging': 'Sei in conferenza nella chiamata {call}.',
+    'mon.failed': 'Non è stato possibile collegarsi: {msg}', 'mon.mic': 'Serve il microfono per suggerire o intervenire.',
     'kpi.title': 'Indicatori di servizio', 'kpi.group': 'Raggruppa per', 'g.day': 'giorno', 'g.hour': 'ora', 'g.language': 'lingua', 'g.area': 'ambito',
     'kpi.key': 'Gruppo', 'kpi.calls': 'Chiamate', 'kpi.self': 'Self-service', 'kpi.queued': 'In coda', 'kpi.answered': 'Risposte', 'kpi.abandoned': 'Abbandonate',
     'kpi.sl': 'Livello di servizio', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Tasso di abbandono', 'kpi.self_rate': 'Tasso self-service', 'kpi.total': 'Totale',
@@ -58,6 +64,12 @@ const TEXTS = {
     'call.title': 'Call', 'call.close': 'Close', 'call.guessed': '(guessed from the prefix)',
     't.step': 'Step {seq}', 't.pressed': 'pressed {digits}', 't.played': 'heard: {prompts}', 't.offer': 'Offered to {who}: {status}', 't.missed': 'missed',
     't.note': 'Note by {who}', 't.referral': 'Service given by {who}: {name}',
+    't.monitor.listen': '{who} listens', 't.monitor.whisper': '{who} whispers to the operator', 't.monitor.barge': '{who} barges in', 't.monitor.monitor_end': '{who} leaves the call',
+    'wb.live_calls': 'Live calls', 'wb.live_none': 'No live call.', 'col.call': 'Call', 'col.actions': 'Actions',
+    'mon.listen': 'Listen', 'mon.whisper': 'Whisper', 'mon.barge': 'Barge', 'mon.stop': 'Hang up',
+    'mon.idle': 'You are not on any call.', 'mon.connecting': 'Joining call {call}…', 'mon.listening': 'Listening to call {call} (nobody hears you).',
+    'mon.whispering': 'Whispering to the operator of call {call} (the caller does not hear you).', 'mon.barging': 'In a three-way call on call {call}.',
+    'mon.failed': 'Could not join: {msg}', 'mon.mic': 'The microphone is needed to whisper or barge in.',
     'kpi.title': 'Service KPIs', 'kpi.group': 'Group by', 'g.day': 'day', 'g.hour': 'hour', 'g.language': 'language', 'g.area': 'area',
     'kpi.key': 'Group', 'kpi.calls': 'Calls', 'kpi.self': 'Self-service', 'kpi.queued': 'Queued', 'kpi.answered': 'Answered', 'kpi.abandoned': 'Abandoned',
     'kpi.sl': 'Service level', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Abandonment rate', 'kpi.self_rate': 'Self-service rate', 'kpi.total': 'Total',
@@ -184,6 +196,139 @@ function renderBoard() {
   $('#wb-op-states').textContent = states || t('wb.none');
   $('#wb-operators tbody').replaceChildren(...b.operators.map((o) =>
     el('tr', {}, el('td', {}, o.name), el('td', { class: `presence ${o.presence}` }, t(`p.${o.presence}`)), el('td', {}, since(o.since)))));
+  renderLive(b.live_calls ?? []);
+}
+
+// ---------------------------------------------------------------- listen, whisper, barge
+
+const ICE_GATHER_WAIT_MS = 500;
+/** The supervisor's own leg: at most one call at a time. */
+const M = { pc: null, callId: null, mode: null, state: 'idle', error: null, mic: null };
+let liveKey = null;
+
+/** The live calls' table, rebuilt only when its calls or the monitoring change (keeps focus). */
+function renderLive(calls) {
+  if (M.callId && !calls.some((c) => c.call_id === M.callId) && M.state !== 'connecting') stopMonitor(false);
+  const key = JSON.stringify([lang, M.callId, M.mode, M.state, calls.map((c) => [c.call_id, c.operator])]);
+  const tbody = $('#wb-live tbody');
+  if (key === liveKey) {
+    for (const c of calls) {
+      const cell = tbody.querySelector(`tr[data-call="${CSS.escape(c.call_id)}"] td.since`);
+      if (cell) cell.textContent = since(c.since);
+    }
+    return;
+  }
+  const focused = document.activeElement?.dataset?.action ? [document.activeElement.closest('tr')?.dataset.call, document.activeElement.dataset.action] : null;
+  liveKey = key;
+  $('#wb-live-empty').hidden = calls.length > 0;
+  tbody.replaceChildren(...calls.map((c) => {
+    const mine = M.callId === c.call_id;
+    const button = (action) => el('button', {
+      type: 'button', 'data-action': action, 'aria-pressed': String(mine && M.mode === action),
+      onclick: () => (action === 'stop' ? stopMonitor(true) : monitor(c.call_id, action)),
+    }, t(`mon.${action}`));
+    const actions = ['listen', 'whisper', 'barge'].map(button);
+    if (mine) actions.push(button('stop'));
+    return el('tr', { 'data-call': c.call_id }, el('td', { class: 'masked' }, c.call_id.slice(0, 12)), el('td', {}, c.language), el('td', {}, dash(c.area)),
+      el('td', {}, dash(c.operator)), el('td', { class: 'since' }, since(c.since)), el('td', { class: 'actions' }, ...actions));
+  }));
+  if (focused) tbody.querySelector(`tr[data-call="${CSS.escape(focused[0] ?? '')}"] button[data-action="${focused[1]}"]`)?.focus();
+  renderMonitorState();
+}
+
+function renderMonitorState() {
+  const s = $('#monitor-state');
+  s.dataset.state = M.state;
+  s.dataset.mode = M.mode ?? '';
+  const call = (M.callId ?? '').slice(0, 12);
+  s.textContent = M.state === 'failed' ? t('mon.failed', { msg: M.error ?? '' })
+    : M.state === 'connecting' ? t('mon.connecting', { call })
+    : M.state === 'connected' ? t({ listen: 'mon.listening', whisper: 'mon.whispering', barge: 'mon.barging' }[M.mode], { call })
+    : t('mon.idle');
+}
+
+async function csrfToken() {
+  return (await session())?.csrf_token ?? '';
+}
+
+async function monitorRequest(method, callId, body) {
+  const r = await fetch(`/api/calls/${encodeURIComponent(callId)}/monitor`, {
+    method, credentials: 'same-origin',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': await csrfToken() },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const answer = r.status === 204 ? null : await r.json().catch(() => null);
+  if (!r.ok) throw new Error(answer?.message ?? String(r.status));
+  return answer;
+}
+
+function gathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => { if (pc.iceGatheringState === 'complete') { pc.removeEventListener('icegatheringstatechange', check); resolve(); } };
+    pc.addEventListener('icegatheringstatechange', check);
+    setTimeout(resolve, ICE_GATHER_WAIT_MS);
+  });
+}
+
+/** Listens to, whispers into or barges into a live call: a new leg, or the same leg's new mode. */
+async function monitor(callId, mode) {
+  try {
+    if (M.pc && M.callId === callId && M.state === 'connected') {
+      await monitorRequest('PUT', callId, { mode });
+      M.mode = mode;
+      liveKey = null;
+      renderBoard();
+      return;
+    }
+    await stopMonitor(true);
+    if (!M.mic || !M.mic.getAudioTracks().some((tr) => tr.readyState === 'live')) {
+      // Asked even to listen, so switching to whisper or barge needs no new connection.
+      M.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true }, video: false })
+        .catch(() => null);
+    }
+    if (!M.mic) throw new Error(t('mon.mic'));
+    Object.assign(M, { callId, mode, state: 'connecting', error: null });
+    liveKey = null;
+    renderBoard();
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    M.pc = pc;
+    for (const track of M.mic.getAudioTracks()) pc.addTrack(track, M.mic);
+    pc.ontrack = (e) => {
+      const audio = $('#monitor-audio');
+      audio.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+      audio.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc !== M.pc) return;
+      if (pc.connectionState === 'connected') M.state = 'connected';
+      else if (pc.connectionState === 'failed' || pc.connectionState === 'closed') { M.state = 'failed'; M.error = pc.connectionState; }
+      liveKey = null;
+      renderBoard();
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const answer = await monitorRequest('POST', callId, { mode, sdp: pc.localDescription.sdp });
+    if (pc !== M.pc) return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+  } catch (e) {
+    M.pc?.close();
+    Object.assign(M, { pc: null, state: 'failed', error: e.message });
+    liveKey = null;
+    renderBoard();
+  }
+}
+
+/** Hangs the supervisor's leg up (`tell`: the server too, when the call is still live). */
+async function stopMonitor(tell) {
+  const { pc, callId } = M;
+  if (!pc && !callId) return;
+  Object.assign(M, { pc: null, callId: null, mode: null, state: 'idle', error: null });
+  pc?.close();
+  $('#monitor-audio').srcObject = null;
+  liveKey = null;
+  if (tell && callId) await monitorRequest('DELETE', callId).catch(() => {});
+  renderBoard();
 }
 
 // ---------------------------------------------------------------- call log
@@ -247,6 +392,8 @@ async function openCall(id) {
       text = parts.join(' — ');
     } else if (e.type === 'offer') {
       text = t('t.offer', { who: e.operator ?? '?', status: e.status }) + (e.missed ? ` (${t('t.missed')})` : '');
+    } else if (e.type === 'monitor') {
+      text = t(`t.monitor.${e.action}`, { who: e.supervisor });
     } else if (e.type === 'note') {
       text = `${t('t.note', { who: e.operator ?? '?' })}: ${e.text}`;
     } else {

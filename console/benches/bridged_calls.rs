@@ -143,10 +143,22 @@ fn main() -> anyhow::Result<()> {
     if o.child {
         return child(&o);
     }
-    println!("bridged calls: {}-second windows after {} s of talk, each round next to a plain UDP relay", o.secs, o.warmup);
+    println!(
+        "bridged calls: {}-second windows after {} s of talk, each round next to a plain UDP relay",
+        o.secs, o.warmup
+    );
     println!(
         "{:>6} {:>9} {:>10} {:>10} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10}",
-        "calls", "connected", "lost→brw", "lost→clr", "p50/p99 brg", "p50/p99 rly", "added p99", "srv CPU", "far CPU", "RSS/call"
+        "calls",
+        "connected",
+        "lost→brw",
+        "lost→clr",
+        "p50/p99 brg",
+        "p50/p99 rly",
+        "added p99",
+        "srv CPU",
+        "far CPU",
+        "RSS/call"
     );
     for &n in &o.calls {
         let bridged = round(&o, n, false)?;

@@ -118,6 +118,10 @@ pub struct Metrics {
     pub browser_leg_loss: Family<DirectionLabels, Histogram, fn() -> Histogram>,
     /// Interarrival jitter on browser legs (RFC 3550), seconds, by direction.
     pub browser_leg_jitter: Family<DirectionLabels, Histogram, fn() -> Histogram>,
+    /// Calls mixed now (more than two parties: a supervisor or a mediator joined).
+    pub conferences: Gauge,
+    /// From a 20 ms tick being due to a conference's mixes being sent, seconds.
+    pub mixing_delay: Histogram,
 }
 
 impl Metrics {
@@ -218,6 +222,14 @@ impl Metrics {
             "Interarrival jitter on browser legs (RFC 3550), from RTCP, by direction (to_browser, from_browser)",
             browser_leg_jitter.clone(),
         );
+        let conferences = Gauge::default();
+        registry.register("conferences", "Calls mixed now (a supervisor or a mediator joined)", conferences.clone());
+        let mixing_delay = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05]);
+        registry.register(
+            "mixing_delay_seconds",
+            "From a 20 ms mixing tick being due to a conference's mixes being sent",
+            mixing_delay.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -246,6 +258,8 @@ impl Metrics {
             browser_connect,
             browser_leg_loss,
             browser_leg_jitter,
+            conferences,
+            mixing_delay,
         }
     }
 

@@ -226,6 +226,7 @@ impl Application {
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 wallboard: Default::default(),
+                phone: phone.clone(),
             }),
             webhook: Arc::new(WebhookState {
                 db: db.clone(),

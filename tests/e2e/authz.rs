@@ -93,6 +93,9 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/api/directory/changes", "/api/directory/changes", Role(Role::OrgEditor), false),
     ("POST", "/api/directory/changes/{id}/accept", "/api/directory/changes/1/accept", Role(Role::Editor), true),
     ("POST", "/api/directory/changes/{id}/reject", "/api/directory/changes/1/reject", Role(Role::Editor), true),
+    ("POST", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
+    ("PUT", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
+    ("DELETE", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
 ];
 
 struct Caller {

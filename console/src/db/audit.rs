@@ -70,6 +70,14 @@ pub enum AuditAction {
     ExportDirectory,
     /// Played (downloaded) a callback's voice message (the callback's id is the detail).
     PlayVoicemail,
+    /// A supervisor listened to a live call (the caller and the operator do not hear them).
+    Listen,
+    /// A supervisor whispered to the operator of a live call (the caller does not hear them).
+    Whisper,
+    /// A supervisor barged into a live call (a three-way call).
+    Barge,
+    /// A supervisor stopped listening, whispering or barging in.
+    MonitorEnd,
 }
 
 impl AuditAction {
@@ -101,6 +109,10 @@ impl AuditAction {
             AuditAction::ImportDirectory => "import_directory",
             AuditAction::ExportDirectory => "export_directory",
             AuditAction::PlayVoicemail => "play_voicemail",
+            AuditAction::Listen => "listen",
+            AuditAction::Whisper => "whisper",
+            AuditAction::Barge => "barge",
+            AuditAction::MonitorEnd => "monitor_end",
         }
     }
 }

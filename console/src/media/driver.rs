@@ -16,14 +16,24 @@
 //! directions, without changing threads; hold stops the forwarding both ways (the caller hears
 //! the SIP side's hold audio instead).
 //!
+//! A bridged call becomes a **conference** when another leg joins it ([`LegHandle::join`]: a
+//! supervisor listening, whispering or barging in, a mediator): from then on every party's
+//! audio goes into the call's [`Mixer`] and each party gets its mix on this thread's 20 ms tick
+//! (the same grid the SIP media clock keeps); when the last guest leaves, the call goes back to
+//! the plain bridge, each stream continuing where the mixer left it. A two-party call never
+//! decodes a sample and the tick runs only while some call is mixed.
+//!
 //! Legs are found by the datagram's source address (learned from the first datagram a leg
 //! accepts: STUN carries the leg's ICE username), and timeouts are kept in a heap, so the cost
 //! per datagram does not grow with the number of calls.
 
+use super::mixer::{Audience, Mixed, Mixer, PartyConfig, PartyId};
 use super::strict::{RtpSource, Source};
 use super::webrtc::{LegEvent, LegOutput, ReceivedRtp, WebRtcError, WebRtcLeg};
 use crate::metrics::{DirectionLabels, Metrics, RtpForeignLabels};
-use ivr::rtp::{Bridge, Forward, LegPayloads, RtpPacket, Side, StreamStart, Verdict};
+use ivr::rtp::{
+    Bridge, Forward, LegPayloads, RtpPacket, Side, StreamStart, Verdict, PACKET_INTERVAL, SAMPLES_PER_PACKET,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::cmp::Reverse;
@@ -46,8 +56,17 @@ enum Command {
     Unbridge(u64),
     Hold(u64, bool),
     Reoffer(u64, String, oneshot::Sender<Result<String, WebRtcError>>),
+    /// (host, guest, audience): the guest leg joins the host's bridged call.
+    Join(u64, u64, Audience),
+    /// (host, guest, audience): who hears the guest now.
+    Audience(u64, u64, Audience),
+    /// (host, guest): the guest leaves the host's call.
+    Leave(u64, u64),
     Stop,
 }
+
+/// The caller's party id in a conference (legs' ids start at 1).
+const CALLER: PartyId = 0;
 
 /// The SIP side of a bridged call: its RTP socket (a clone; the SIP adapter stops reading it
 /// while bridged), where the caller's RTP goes, and what the call negotiated.
@@ -110,6 +129,23 @@ impl WebRtcMedia {
         self.local
     }
 
+    /// `guest` joins the bridged call of leg `host` (its audio mixed from now on); `audience`
+    /// says who hears it.
+    pub fn join(&self, host: u64, guest: &LegHandle, audience: Audience) {
+        let _ = self.tx.send(Command::Join(host, guest.id, audience));
+    }
+
+    /// Who hears `guest`, which joined the call of leg `host`, from now on.
+    pub fn set_audience(&self, host: u64, guest: &LegHandle, audience: Audience) {
+        let _ = self.tx.send(Command::Audience(host, guest.id, audience));
+    }
+
+    /// `guest` leaves the call of leg `host` (which goes back to the plain bridge when it was
+    /// the last guest).
+    pub fn leave(&self, host: u64, guest: &LegHandle) {
+        let _ = self.tx.send(Command::Leave(host, guest.id));
+    }
+
     /// Runs `leg` (built from an offer with [`WebRtcLeg::accept_offer`] on the caller's thread,
     /// so certificate generation never holds up the media) until it fails or closes.
     pub fn add(&self, leg: WebRtcLeg) -> LegHandle {
@@ -129,6 +165,11 @@ pub struct LegHandle {
 }
 
 impl LegHandle {
+    /// The leg's id on the driver (a party's id in a conference).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Sends one forwarded packet to the browser (dropped unless the leg is connected).
     pub fn send(&self, packet: Forward, payload: Arc<[u8]>) {
         let _ = self.tx.send(Command::Send(self.id, packet, payload));
@@ -183,6 +224,8 @@ struct Entry {
     /// Source addresses routed to this leg.
     sources: Vec<SocketAddr>,
     bridged: Option<Bridged>,
+    /// The host leg whose call this leg joined as a guest.
+    joined: Option<u64>,
 }
 
 /// A leg's bridge to its call's SIP side.
@@ -198,6 +241,13 @@ struct Bridged {
     reader: tokio::task::JoinHandle<()>,
     /// Scratch for the packet written to the caller.
     out: Vec<u8>,
+    /// The last packets sent each way (a conference's streams continue them, and the other way).
+    last_to_caller: Option<Forward>,
+    last_to_browser: Option<Forward>,
+    /// Set while other legs have joined the call.
+    conference: Option<Conference>,
+    /// What the call's SIP side negotiated.
+    sip_payloads: LegPayloads,
     to_browser: Counter,
     to_caller: Counter,
     /// `helpline_browser_bridges`, one less when this bridge ends.
@@ -207,6 +257,20 @@ struct Bridged {
 impl Drop for Bridged {
     fn drop(&mut self) {
         self.reader.abort();
+        self.up.dec();
+    }
+}
+
+/// A bridged call with guests: its mixer (the caller is party [`CALLER`], each leg its id).
+struct Conference {
+    mixer: Mixer,
+    guests: Vec<u64>,
+    /// `helpline_conferences`, one less when this conference ends.
+    up: Gauge,
+}
+
+impl Drop for Conference {
+    fn drop(&mut self) {
         self.up.dec();
     }
 }
@@ -223,6 +287,9 @@ struct Driver {
     sip_tx: mpsc::UnboundedSender<SipDatagram>,
     sip_rx: mpsc::UnboundedReceiver<SipDatagram>,
     metrics: Arc<Metrics>,
+    /// Calls being mixed (the tick runs while there are any).
+    conferences: usize,
+    mixed: Vec<Mixed>,
 }
 
 impl Driver {
@@ -237,15 +304,26 @@ impl Driver {
             timeouts: BinaryHeap::new(),
             sip_tx,
             sip_rx,
+            conferences: 0,
+            mixed: Vec::new(),
         }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         tracing::info!(addr = %self.local, "WebRTC media listening");
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut tick = tokio::time::interval(PACKET_INTERVAL);
+        let mut mixing = false;
         loop {
             let next = self.next_timeout();
+            if !mixing && self.conferences > 0 {
+                // The grid starts with the first conference: an interval idle since the thread
+                // started would otherwise fire every tick it missed at once.
+                tick.reset_immediately();
+            }
+            mixing = self.conferences > 0;
             tokio::select! {
+                at = tick.tick(), if self.conferences > 0 => self.mix(at.into_std()),
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, source)) => self.receive(Instant::now(), source, &buf[..len]),
                     // ICMP port-unreachable from a browser that went away, and the like.
@@ -284,7 +362,14 @@ impl Driver {
         if b.held {
             return;
         }
+        if let Some(c) = b.conference.as_mut() {
+            if packet.header.payload_type == b.sip_payloads.audio {
+                c.mixer.push(CALLER, packet.payload);
+            }
+            return;
+        }
         if let Verdict::Forward(f) = b.bridge.forward(Side::A, &packet.header, packet.payload, now) {
+            b.last_to_browser = Some(f);
             b.to_browser.inc();
             entry.leg.send_rtp(now, &f, packet.payload);
             self.flush(id);
@@ -350,7 +435,10 @@ impl Driver {
         let now = Instant::now();
         match command {
             Command::Add(id, leg, events) => {
-                self.legs.insert(id, Entry { leg: *leg, events, timeout: None, sources: Vec::new(), bridged: None });
+                self.legs.insert(
+                    id,
+                    Entry { leg: *leg, events, timeout: None, sources: Vec::new(), bridged: None, joined: None },
+                );
                 self.flush(id);
             }
             Command::Send(id, packet, payload) => {
@@ -374,9 +462,25 @@ impl Driver {
             }
             Command::Unbridge(id) => {
                 if let Some(entry) = self.legs.get_mut(&id) {
-                    entry.bridged = None;
+                    if let Some(c) = entry.bridged.take().and_then(|mut b| b.conference.take()) {
+                        self.conferences -= 1;
+                        for guest in c.guests.clone() {
+                            if let Some(g) = self.legs.get_mut(&guest) {
+                                g.joined = None;
+                            }
+                        }
+                    }
                 }
             }
+            Command::Join(host, guest, audience) => self.join(host, guest, audience),
+            Command::Audience(host, guest, audience) => {
+                if let Some(c) =
+                    self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+                {
+                    c.mixer.set_audience(guest, audience);
+                }
+            }
+            Command::Leave(host, guest) => self.leave(host, guest),
             Command::Hold(id, on) => {
                 if let Some(b) = self.legs.get_mut(&id).and_then(|e| e.bridged.as_mut()) {
                     b.held = on;
@@ -398,6 +502,7 @@ impl Driver {
     /// it once it is over.
     fn flush(&mut self, id: u64) {
         let Some(entry) = self.legs.get_mut(&id) else { return };
+        let mut to_host: Vec<Vec<u8>> = Vec::new();
         loop {
             match entry.leg.poll_output() {
                 LegOutput::Transmit { destination, contents } => {
@@ -414,9 +519,19 @@ impl Driver {
                     }
                     self.metrics.browser_leg_jitter.get_or_create(&direction).observe(q.jitter.as_secs_f64());
                 }
+                LegOutput::Event(LegEvent::Rtp(rtp)) if entry.joined.is_some() => {
+                    if rtp.header.payload_type == entry.leg.payloads().audio {
+                        to_host.push(rtp.payload.to_vec());
+                    }
+                }
                 LegOutput::Event(LegEvent::Rtp(rtp)) if entry.bridged.is_some() => {
+                    let audio = entry.leg.payloads().audio;
                     if let Some(b) = entry.bridged.as_mut() {
-                        to_caller(b, &rtp);
+                        match b.conference.as_mut() {
+                            Some(c) if rtp.header.payload_type == audio => c.mixer.push(id, &rtp.payload),
+                            Some(_) => {}
+                            None => to_caller(b, &rtp),
+                        }
                     }
                 }
                 LegOutput::Event(event) => {
@@ -431,12 +546,160 @@ impl Driver {
                 }
             }
         }
-        if !entry.leg.is_alive() {
+        let alive = entry.leg.is_alive();
+        let joined = entry.joined;
+        if let Some(host) = joined {
+            if let Some(c) =
+                self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+            {
+                for payload in &to_host {
+                    c.mixer.push(id, payload);
+                }
+            }
+        }
+        if !alive {
+            if let Some(host) = joined {
+                self.leave(host, id);
+            }
             if let Some(entry) = self.legs.remove(&id) {
+                if entry.bridged.is_some_and(|b| b.conference.is_some()) {
+                    self.conferences -= 1;
+                }
                 for source in entry.sources {
                     self.by_source.remove(&source);
                 }
             }
+        }
+    }
+
+    /// `guest` joins `host`'s bridged call: the call becomes a conference if it was not one.
+    fn join(&mut self, host: u64, guest: u64, audience: Audience) {
+        let Some(guest_config) = self.legs.get(&guest).map(|g| PartyConfig {
+            codec: g.leg.payloads().codec,
+            payload_type: g.leg.payloads().audio,
+            ssrc: g.leg.tx_ssrc(),
+            // Below 2^15, so the SRTP rollover counter starts at 0.
+            sequence: u64::from(rand::random::<u16>() >> 1),
+            timestamp: rand::random(),
+        }) else {
+            return;
+        };
+        let Some(entry) = self.legs.get_mut(&host) else { return };
+        let Some(b) = entry.bridged.as_mut() else {
+            tracing::warn!("a leg cannot join a call whose operator leg is not bridged");
+            return;
+        };
+        if b.conference.is_none() {
+            let next = |last: Option<Forward>, ssrc: u32| match last {
+                Some(f) => (f.ssrc, f.sequence + 1, f.timestamp.wrapping_add(SAMPLES_PER_PACKET as u32)),
+                None => (ssrc, u64::from(rand::random::<u16>() >> 1), rand::random()),
+            };
+            let (ssrc, sequence, timestamp) = next(b.last_to_caller, b.bridge.towards(Side::A).ssrc());
+            let caller = PartyConfig {
+                codec: b.sip_payloads.codec,
+                payload_type: b.sip_payloads.audio,
+                ssrc,
+                sequence,
+                timestamp,
+            };
+            let (_, sequence, timestamp) = next(b.last_to_browser, entry.leg.tx_ssrc());
+            let operator = PartyConfig {
+                codec: entry.leg.payloads().codec,
+                payload_type: entry.leg.payloads().audio,
+                ssrc: entry.leg.tx_ssrc(),
+                sequence,
+                timestamp,
+            };
+            let mut mixer = Mixer::new();
+            let _ = mixer.join(CALLER, caller, Audience::Everyone);
+            let _ = mixer.join(host, operator, Audience::Everyone);
+            self.metrics.conferences.inc();
+            b.conference = Some(Conference { mixer, guests: Vec::new(), up: self.metrics.conferences.clone() });
+            self.conferences += 1;
+        }
+        let Some(c) = b.conference.as_mut() else { return };
+        if c.mixer.join(guest, guest_config, audience).is_ok() {
+            c.guests.push(guest);
+            if let Some(g) = self.legs.get_mut(&guest) {
+                g.joined = Some(host);
+            }
+        }
+    }
+
+    /// `guest` leaves `host`'s call; the last guest out puts the call back on the plain bridge,
+    /// each stream continuing from where the mixer left it.
+    fn leave(&mut self, host: u64, guest: u64) {
+        if let Some(g) = self.legs.get_mut(&guest) {
+            if g.joined == Some(host) {
+                g.joined = None;
+            }
+        }
+        let Some(entry) = self.legs.get_mut(&host) else { return };
+        let tx_ssrc = entry.leg.tx_ssrc();
+        let browser_payloads = entry.leg.payloads();
+        let Some(b) = entry.bridged.as_mut() else { return };
+        let Some(c) = b.conference.as_mut() else { return };
+        c.mixer.leave(guest);
+        c.guests.retain(|g| *g != guest);
+        if !c.guests.is_empty() {
+            return;
+        }
+        let caller_ssrc = b.bridge.towards(Side::A).ssrc();
+        let (Some(to_caller), Some(to_browser)) = (c.mixer.position(CALLER), c.mixer.position(host)) else { return };
+        let start =
+            |ssrc: u32, (sequence, timestamp): (u64, u32)| StreamStart { ssrc, sequence: sequence as u16, timestamp };
+        match Bridge::new(b.sip_payloads, browser_payloads, start(caller_ssrc, to_caller), start(tx_ssrc, to_browser)) {
+            Ok(bridge) => b.bridge = bridge,
+            Err(e) => tracing::error!(error = %e, "cannot go back to the plain bridge"),
+        }
+        b.conference = None;
+        b.last_to_caller = None;
+        b.last_to_browser = None;
+        self.conferences -= 1;
+    }
+
+    /// The 20 ms tick: every conference's mixes, sent to their parties.
+    fn mix(&mut self, due: Instant) {
+        let mut to_guests: Vec<(u64, Forward, Vec<u8>)> = Vec::new();
+        let mut hosts = Vec::new();
+        for (id, entry) in self.legs.iter_mut() {
+            let Some(b) = entry.bridged.as_mut() else { continue };
+            let Some(c) = b.conference.as_mut() else { continue };
+            self.mixed.clear();
+            c.mixer.tick(&mut self.mixed);
+            let now = Instant::now();
+            for m in self.mixed.drain(..) {
+                if m.to == CALLER {
+                    if b.held {
+                        continue;
+                    }
+                    if let Some(remote) = b.remote {
+                        m.packet.write(&m.payload, &mut b.out);
+                        b.to_caller.inc();
+                        if let Err(e) = b.socket.try_send_to(&b.out, remote) {
+                            tracing::debug!(error = %e, %remote, "mixed RTP to the caller not sent");
+                        }
+                    }
+                } else if m.to == *id {
+                    entry.leg.send_rtp(now, &m.packet, m.payload);
+                } else {
+                    to_guests.push((m.to, m.packet, m.payload));
+                }
+            }
+            hosts.push(*id);
+            self.metrics.mixing_delay.observe(due.elapsed().as_secs_f64());
+        }
+        let now = Instant::now();
+        for (guest, packet, payload) in to_guests {
+            if let Some(g) = self.legs.get_mut(&guest) {
+                g.leg.send_rtp(now, &packet, payload);
+                hosts.push(guest);
+            }
+        }
+        hosts.sort_unstable();
+        hosts.dedup();
+        for id in hosts {
+            self.flush(id);
         }
     }
 }
@@ -448,6 +711,7 @@ fn to_caller(b: &mut Bridged, rtp: &ReceivedRtp) {
     }
     let Some(remote) = b.remote else { return };
     if let Verdict::Forward(f) = b.bridge.forward(Side::B, &rtp.header, &rtp.payload, rtp.arrival) {
+        b.last_to_caller = Some(f);
         b.to_caller.inc();
         f.write(&rtp.payload, &mut b.out);
         if let Err(e) = b.socket.try_send_to(&b.out, remote) {
@@ -505,6 +769,10 @@ fn bridged(
         held: false,
         reader,
         out: Vec::with_capacity(12 + 160),
+        last_to_caller: None,
+        last_to_browser: None,
+        conference: None,
+        sip_payloads: sip.payloads,
     })
 }
 

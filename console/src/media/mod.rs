@@ -8,6 +8,8 @@
 //!   call's SIP RTP there;
 //! - `strict.rs`: strict RTP, whose packets are a SIP call's media (used by the SIP adapter's
 //!   receive task, and by the bridge while the media thread reads the call's socket);
+//! - `mixer.rs`: [`Mixer`], what each party of a call with more than two hears (the sum of the
+//!   others, never its own voice), on the media clock's 20 ms grid;
 //! - `phone.rs`: [`Phone`], where a call's SIP side (registered by the SIP adapter) meets its
 //!   operator's page (offers, hold, hang-up, media state, through the console socket);
 //! - `relay.rs`: [`Relay`], the same between a page on one node and a call's media on another
@@ -17,13 +19,17 @@
 //! `ivr::rtp::Bridge` (docs/media.md).
 
 mod driver;
+mod mixer;
 mod phone;
 mod relay;
 pub mod strict;
 mod webrtc;
 
 pub use driver::{LegHandle, SipSide, WebRtcMedia};
-pub use phone::{browser_target, is_browser_target, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
+pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
+pub use phone::{
+    browser_target, is_browser_target, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus,
+};
 pub use relay::Relay;
 pub use webrtc::{
     Failure, LegConfig, LegEvent, LegOutput, LegQuality, MediaState, ReceivedRtp, WebRtcError, WebRtcLeg,

@@ -11,11 +11,17 @@
 //!
 //! A page on this node whose call's media is on another node (PostgreSQL) is served through
 //! [`super::relay`], the only part of the phone that touches the database.
+//! A supervisor **monitors** a call ([`Phone::monitor`]) with a leg of their own, which joins the
+//! operator's leg's call on the media thread: listening (nobody hears them), whispering (only
+//! the operator does) or barging in (everyone does); [`Phone::set_monitor`] switches between
+//! them, [`Phone::end_monitor`] hangs the supervisor's leg up. The call's own task knows nothing
+//! of it: the supervisors' legs live here, with the call's slot, and end with it.
 //!
 //! Architecture invariant: nothing here touches the database or the engine; the call's control
 //! task decides (bridge, fail back to the queue, hang up) and the media thread forwards.
 
 use super::driver::{LegHandle, WebRtcMedia};
+use super::mixer::Audience;
 use super::relay::{Relay, Relayed};
 use super::webrtc::{LegConfig, WebRtcError, WebRtcLeg};
 use crate::metrics::{Metrics, ReasonLabels};
@@ -76,6 +82,37 @@ pub enum PhoneMsg {
     PageFailed(String),
 }
 
+/// How a supervisor takes part in a call (`listen`, `whisper`, `barge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorMode {
+    /// The supervisor hears the caller and the operator; nobody hears the supervisor.
+    Listen,
+    /// Only the operator hears the supervisor.
+    Whisper,
+    /// Everyone hears everyone (a three-way call).
+    Barge,
+}
+
+impl MonitorMode {
+    /// The name in the audit log and the call's timeline.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+
+    fn audience(self, operator_leg: u64) -> Audience {
+        match self {
+            MonitorMode::Listen => Audience::Nobody,
+            MonitorMode::Whisper => Audience::Only(operator_leg),
+            MonitorMode::Barge => Audience::Everyone,
+        }
+    }
+}
+
 /// Why an offer got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
@@ -83,6 +120,10 @@ pub enum PhoneError {
     NoSuchCall,
     #[error("the browser phone's media is not running")]
     NotRunning,
+    #[error("the call is not talking to an operator's browser phone on this server")]
+    NoOperatorLeg,
+    #[error("this supervisor is not monitoring the call")]
+    NotMonitoring,
     #[error(transparent)]
     WebRtc(#[from] WebRtcError),
     /// Through another node ([`super::relay`]): its database write failed, or its answer says why.
@@ -104,6 +145,10 @@ struct Slot {
     codec: Codec,
     to_call: mpsc::UnboundedSender<PhoneMsg>,
     operator: Option<i64>,
+    /// The driver's id of the operator's newest leg (what supervisors join).
+    operator_leg: Option<u64>,
+    /// The supervisors' legs, by user id (dropping one hangs it up).
+    monitors: HashMap<i64, LegHandle>,
 }
 
 /// A carrier's call accepted in the browser: its transfer to `sip:op-…;token=…` is expected.
@@ -241,7 +286,10 @@ impl Phone {
     pub fn register(&self, call_id: &str, codec: Codec) -> mpsc::UnboundedReceiver<PhoneMsg> {
         let (to_call, rx) = mpsc::unbounded_channel();
         let operator = self.calls().get(call_id).and_then(|s| s.operator);
-        self.calls().insert(call_id.to_owned(), Slot { codec, to_call, operator });
+        self.calls().insert(
+            call_id.to_owned(),
+            Slot { codec, to_call, operator, operator_leg: None, monitors: HashMap::new() },
+        );
         self.0.registered.notify_waiters();
         rx
     }
@@ -295,8 +343,66 @@ impl Phone {
             .map_err(|_| PhoneError::NotRunning)?;
         let (leg, answer) = built?;
         let handle = media.add(leg);
+        if let Some(slot) = self.calls().get_mut(call_id) {
+            slot.operator_leg = Some(handle.id());
+        }
         to_call.send(PhoneMsg::Leg(handle)).map_err(|_| PhoneError::NoSuchCall)?;
         Ok(answer)
+    }
+
+    /// A supervisor's page's offer to monitor the call (a new leg joining the operator's, in
+    /// `mode`; the supervisor's earlier leg on the call, if any, hangs up). The SDP answer.
+    pub async fn monitor(
+        &self,
+        call_id: &str,
+        supervisor: i64,
+        sdp: String,
+        mode: MonitorMode,
+    ) -> Result<String, PhoneError> {
+        let codec = {
+            let calls = self.calls();
+            let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
+            slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+            slot.codec
+        };
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?.clone();
+        let config = LegConfig { connect_timeout: self.0.connect_timeout, ..LegConfig::new(codec, self.0.candidate) };
+        let built = tokio::task::spawn_blocking(move || WebRtcLeg::accept_offer(&sdp, config, Instant::now()))
+            .await
+            .map_err(|_| PhoneError::NotRunning)?;
+        let (leg, answer) = built?;
+        let handle = media.add(leg);
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        if let Some(old) = slot.monitors.remove(&supervisor) {
+            media.leave(host, &old);
+        }
+        media.join(host, &handle, mode.audience(host));
+        slot.monitors.insert(supervisor, handle);
+        Ok(answer)
+    }
+
+    /// The supervisor monitoring the call listens, whispers or barges in from now on.
+    pub fn set_monitor(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
+        let calls = self.calls();
+        let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        let leg = slot.monitors.get(&supervisor).ok_or(PhoneError::NotMonitoring)?;
+        media.set_audience(host, leg, mode.audience(host));
+        Ok(())
+    }
+
+    /// The supervisor stops monitoring the call (their leg hangs up).
+    pub fn end_monitor(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let leg = slot.monitors.remove(&supervisor).ok_or(PhoneError::NotMonitoring)?;
+        if let (Some(media), Some(host)) = (self.0.media.get(), slot.operator_leg) {
+            media.leave(host, &leg);
+        }
+        Ok(())
     }
 
     /// Sends the call's control task a message; `false` when this node does not carry the call.

@@ -2,6 +2,7 @@
 //! browser is) in the test. Over loopback UDP through the driver, both directions of audio are
 //! proven by the tones they carry; in memory, with the clock moved by hand, the ways a leg fails.
 
+use super::mixer::Audience;
 use super::*;
 use ivr::rtp::{decode, encode, Forwarder, LegPayloads, StreamStart, Verdict};
 use ivr::sdp::Codec;
@@ -689,4 +690,148 @@ fn a_leg_reports_loss_and_jitter_both_ways_from_rtcp() {
     let received_lost = from_browser.iter().filter_map(|q| q.loss).fold(0.0f32, f32::max);
     assert!(received_lost < 0.01, "nothing lost towards the leg: {from_browser:?}");
     assert!(from_browser.iter().all(|q| q.jitter < Duration::from_millis(20)), "{from_browser:?}");
+}
+
+/// Each of `want` clearly in the middle of `samples` (n equal tones hold about 1/(2n) of the energy each: at
+/// least half that), each of `not` far below.
+fn assert_hears(samples: &[i16], want: &[f64], not: &[f64], who: &str) {
+    assert!(samples.len() >= 8000, "{who}: only {} samples", samples.len());
+    // The middle half: the parties start and stop sending at different moments (a loaded
+    // machine stretches those edges), and all of them talk in between.
+    let samples = &samples[samples.len() / 4..samples.len() * 3 / 4];
+    let share = 0.5 / want.len() as f64;
+    for f in want {
+        let p = goertzel(samples, *f);
+        assert!(p > share / 2.0, "{who} should hear {f} Hz: {p:.4}");
+    }
+    for f in not {
+        let p = goertzel(samples, *f);
+        assert!(p < 0.01, "{who} should not hear {f} Hz: {p:.4}");
+    }
+}
+
+/// A connected browser leg on `media` whose client plays `freq` on its own thread.
+async fn connected_leg(
+    media: &WebRtcMedia,
+    freq: f64,
+) -> (LegHandle, std::thread::JoinHandle<Vec<(str0m::rtp::RtpHeader, Vec<i16>)>>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut client = client_rtc(Instant::now(), &[RtcCodec::PCMU, RtcCodec::PCMA]);
+    let (mid, offer_sdp, pending) = offer(&mut client, socket.local_addr().unwrap());
+    let (leg, answer) =
+        WebRtcLeg::accept_offer(&offer_sdp, LegConfig::new(Codec::Pcmu, media.local_addr()), Instant::now()).unwrap();
+    let mut handle = media.add(leg);
+    client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let thread = std::thread::spawn(move || run_client(client, mid, socket, freq, 200, 120, Duration::from_secs(20)));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match handle.events.recv().await {
+                Some(LegEvent::State(MediaState::Connected)) => return,
+                Some(_) => {}
+                None => panic!("the leg ended before connecting"),
+            }
+        }
+    })
+    .await
+    .expect("ICE and DTLS within 10 s");
+    (handle, thread)
+}
+
+/// Who joins the operator's call, and how.
+#[derive(Clone, Copy)]
+enum Guest {
+    Listen,
+    Whisper,
+    Barge,
+}
+
+/// A SIP caller (440 Hz) bridged to an operator's leg (1 kHz), and a third leg (`guest_freq`)
+/// joined as `guest`, over loopback UDP through the driver; what the caller, the operator and
+/// the guest heard.
+async fn conference(guest: Guest, guest_freq: f64) -> (Vec<i16>, Vec<i16>, Vec<i16>) {
+    let media = WebRtcMedia::start(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let (operator, operator_thread) = connected_leg(&media, 1000.0).await;
+    let (third, third_thread) = connected_leg(&media, guest_freq).await;
+    let server_rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server_rtp.local_addr().unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let payloads = LegPayloads::new(Codec::Pcmu).with_telephone_event(101);
+    operator.bridge(SipSide {
+        socket: server_rtp,
+        remote: Some(caller.local_addr().unwrap()),
+        payloads,
+        source: std::sync::Arc::new(std::sync::Mutex::new(super::strict::RtpSource::new(["127.0.0.1"
+            .parse()
+            .unwrap()]))),
+        heard: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    });
+    let audience = match guest {
+        Guest::Listen => Audience::Nobody,
+        Guest::Whisper => Audience::Only(operator.id()),
+        Guest::Barge => Audience::Everyone,
+    };
+    media.join(operator.id(), &third, audience);
+
+    let mut heard: Vec<i16> = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0u32;
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sent < 150 || heard.len() < 100 * FRAME {
+        tokio::select! {
+            _ = ticks.tick(), if sent < 150 => {
+                let header = ivr::rtp::RtpHeader {
+                    marker: sent == 0, payload_type: 0, sequence: 7 + sent as u16,
+                    timestamp: 99_000 + 160 * sent, ssrc: 0x5151, csrcs: Vec::new(),
+                };
+                let payload = encode(Codec::Pcmu, &tone(440.0, sent as usize * FRAME, FRAME));
+                caller.send_to(&header.encode(&payload), server_addr).await.unwrap();
+                sent += 1;
+            }
+            r = caller.recv_from(&mut buf) => {
+                let (n, _) = r.unwrap();
+                let packet = ivr::rtp::RtpPacket::decode(&buf[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 0, "the SIP leg's own audio type");
+                heard.extend(decode(Codec::Pcmu, packet.payload));
+            }
+            _ = tokio::time::sleep_until(deadline) => panic!("{sent} sent, {} samples heard", heard.len()),
+        }
+    }
+    let join = |t: std::thread::JoinHandle<Vec<(str0m::rtp::RtpHeader, Vec<i16>)>>| async move {
+        let got = tokio::task::spawn_blocking(move || t.join().expect("client thread")).await.unwrap();
+        got.into_iter().flat_map(|(_, s)| s).collect::<Vec<i16>>()
+    };
+    let (operator_heard, third_heard) = (join(operator_thread).await, join(third_thread).await);
+    drop((operator, third));
+    (heard, operator_heard, third_heard)
+}
+
+/// Three tones: the caller plays 440 Hz, the operator 1 kHz, the mediator 1.6 kHz; each hears
+/// the two others and not itself.
+#[tokio::test]
+async fn a_mediator_conference_lets_each_party_hear_the_two_others_and_not_itself() {
+    let (caller, operator, mediator) = conference(Guest::Barge, 1600.0).await;
+    assert_hears(&caller, &[1000.0, 1600.0], &[440.0], "the caller");
+    assert_hears(&operator, &[440.0, 1600.0], &[1000.0], "the operator");
+    assert_hears(&mediator, &[440.0, 1000.0], &[1600.0], "the mediator");
+}
+
+#[tokio::test]
+async fn a_whispering_supervisor_is_heard_by_the_operator_and_not_by_the_caller() {
+    let (caller, operator, supervisor) = conference(Guest::Whisper, 2000.0).await;
+    assert_hears(&operator, &[440.0, 2000.0], &[1000.0], "the operator");
+    assert_hears(&caller, &[1000.0], &[440.0, 2000.0], "the caller");
+    assert_hears(&supervisor, &[440.0, 1000.0], &[2000.0], "the supervisor");
+}
+
+#[tokio::test]
+async fn a_listening_supervisor_hears_both_and_is_heard_by_nobody() {
+    let (caller, operator, supervisor) = conference(Guest::Listen, 2000.0).await;
+    assert_hears(&caller, &[1000.0], &[440.0, 2000.0], "the caller");
+    assert_hears(&operator, &[440.0], &[1000.0, 2000.0], "the operator");
+    assert_hears(&supervisor, &[440.0, 1000.0], &[2000.0], "the supervisor");
 }

@@ -6,6 +6,7 @@ use super::export;
 use super::filter::{day_range, LogQuery};
 use super::kpi::{self, Grouping};
 use super::log::{self, Scope};
+use super::monitor;
 use super::SupervisorState;
 use super::{store, timeline, DEFINITIONS};
 use crate::auth::{AsAdmin, AsOperator, AsSupervisor, Authenticated};
@@ -15,7 +16,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,6 +35,7 @@ where
         .route("/api/kpis.csv", get(kpis_csv))
         .route("/api/audit", get(audit_log))
         .route("/ws/wallboard", get(super::wallboard::handler))
+        .route("/api/calls/{id}/monitor", post(monitor::start).put(monitor::switch).delete(monitor::end))
 }
 
 fn scope_of(auth: &Authenticated) -> Scope {
@@ -44,7 +46,7 @@ fn scope_of(auth: &Authenticated) -> Scope {
     }
 }
 
-fn actor(auth: &Authenticated) -> Actor {
+pub(super) fn actor(auth: &Authenticated) -> Actor {
     Actor { user_id: Some(auth.user.id), name: auth.user.name.clone() }
 }
 

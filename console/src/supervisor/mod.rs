@@ -14,6 +14,8 @@
 //! - `retention.rs`: roll up, then purge (ended calls, expired sessions, old audit rows, old
 //!   speech); scheduled in `serve`, `helpline retention run`.
 //! - `bench.rs`: `helpline supervisors bench` (a million generated calls, query timings).
+//! - `monitor.rs`: a supervisor listening to, whispering into or barging into a live call
+//!   (`/api/calls/{id}/monitor`), audited; the media is `media::Phone`'s.
 //! - `http.rs`: the routes and their handlers.
 
 pub mod audit;
@@ -23,6 +25,7 @@ pub mod filter;
 pub mod http;
 pub mod kpi;
 pub mod log;
+pub mod monitor;
 pub mod retention;
 pub mod settle;
 pub mod store;
@@ -45,6 +48,8 @@ pub struct SupervisorState {
     pub metrics: Arc<Metrics>,
     /// The wallboards' shared snapshot (one database read a second, however many are open).
     pub wallboard: wallboard::Feed,
+    /// The browser phones' media: supervisors' legs join calls there.
+    pub phone: crate::media::Phone,
 }
 
 /// The KPI definitions, as the API, the CSV and the page state them.

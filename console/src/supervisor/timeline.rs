@@ -52,6 +52,13 @@ pub enum Entry {
         service_id: String,
         service_name: String,
     },
+    /// A supervisor listened, whispered, barged in or stopped (from the audit log: the caller
+    /// is never told, so the call's record says it).
+    Monitor {
+        supervisor: String,
+        /// `listen`, `whisper`, `barge` or `monitor_end`.
+        action: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -155,6 +162,16 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     .await?;
     for (service_id, service_name, at, operator) in referrals {
         push(at, i64::MAX - 1, Entry::Referral { operator, service_id, service_name });
+    }
+    let monitors: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT at, user_name, action FROM audit_log WHERE call_id = $1 \
+         AND action IN ('listen', 'whisper', 'barge', 'monitor_end') ORDER BY at, id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (at, supervisor, action) in monitors {
+        push(at, i64::MAX, Entry::Monitor { supervisor, action });
     }
     out.sort_by_key(|t| (t.at_ms, t.order));
     Ok(out)

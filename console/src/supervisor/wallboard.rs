@@ -58,6 +58,22 @@ pub struct Today {
     pub kpis: Kpis,
 }
 
+/// A call an operator is talking to now (what a supervisor may listen to, whisper into or
+/// barge into).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LiveCall {
+    pub call_id: String,
+    pub language: String,
+    pub area: String,
+    /// The operator's user name.
+    pub operator: Option<String>,
+    /// When the operator answered.
+    pub since: String,
+}
+
+/// The most live calls a wallboard lists (the count is `talking`).
+pub const MAX_LIVE_CALLS: i64 = 200;
+
 /// One wallboard message: `{"type": "wallboard", …}`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Snapshot {
@@ -67,6 +83,8 @@ pub struct Snapshot {
     pub in_queue: Vec<Waiting>,
     /// Calls talking to an operator now.
     pub talking: i64,
+    /// The longest-running of them, oldest first (at most [`MAX_LIVE_CALLS`]).
+    pub live_calls: Vec<LiveCall>,
     /// When the longest-waiting caller entered the queue, if anyone is waiting.
     pub longest_wait_since: Option<String>,
     /// Operators per presence state (`available`, `on_call`, `paused`, …).
@@ -97,6 +115,14 @@ pub async fn snapshot(db: &Db, now_ms: i64) -> Result<Snapshot, DbError> {
     )
     .fetch_one(db.pool())
     .await?;
+    let live_calls: Vec<(String, String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT c.call_id, q.language, COALESCE(q.area, ''), q.operator, q.updated_at FROM calls c \
+         JOIN queue_entries q ON q.call_id = c.call_id WHERE c.ended_at IS NULL AND q.status = 'answered' \
+         ORDER BY q.updated_at, c.call_id LIMIT $1",
+    )
+    .bind(MAX_LIVE_CALLS)
+    .fetch_all(db.pool())
+    .await?;
     let operators: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT u.name, s.presence, s.since FROM operator_state s JOIN users u ON u.id = s.user_id \
          WHERE s.presence <> 'offline' ORDER BY u.name",
@@ -121,6 +147,16 @@ pub async fn snapshot(db: &Db, now_ms: i64) -> Result<Snapshot, DbError> {
             .map(|(language, area, count, oldest)| Waiting { language, area, count, oldest_since: rfc3339(oldest) })
             .collect(),
         talking,
+        live_calls: live_calls
+            .into_iter()
+            .map(|(call_id, language, area, operator, since)| LiveCall {
+                call_id,
+                language,
+                area,
+                operator,
+                since: rfc3339(since),
+            })
+            .collect(),
         operators_by_state: by_state,
         operators: operators
             .into_iter()
