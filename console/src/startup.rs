@@ -262,7 +262,28 @@ impl Application {
             node,
             directory,
         };
-        Ok(Application { listener, tls, sip, state: AppState(Arc::new(handles)), first_admin })
+        let app = Application { listener, tls, sip, state: AppState(Arc::new(handles)), first_admin };
+        // Registered while the database is known to answer (it just did), before the SIP server
+        // takes a call, so every call's node is known alive.
+        app.heartbeat()
+            .register(app.sip.local_addr(), app.local_addr())
+            .await
+            .context("cannot register this node in the database")?;
+        Ok(app)
+    }
+
+    /// This node's heartbeat (`calls::nodes`).
+    fn heartbeat(&self) -> Heartbeat {
+        let state = &self.state;
+        Heartbeat {
+            db: state.db.clone(),
+            calls: state.calls.clone(),
+            clock: state.clock.clone(),
+            node: state.node.clone(),
+            timeout_ms: i64::try_from(state.settings.node_timeout_secs.max(crate::calls::nodes::MIN_TIMEOUT_SECS))
+                .unwrap_or(i64::MAX / 2)
+                .saturating_mul(1000),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -286,6 +307,7 @@ impl Application {
     /// Starts the background tasks, serves until `shutdown` completes, then finishes the requests
     /// in flight, stops and joins every task (SIP hangs up its calls) and closes the pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let heartbeat = self.heartbeat();
         let state = self.state;
         let tasks = Tasks::new();
         state.directory.start_following(&tasks);
@@ -294,20 +316,6 @@ impl Application {
         crate::supervisor::settle::start(state.supervisor.clone(), &tasks);
         crate::supervisor::wallboard::start_feed(state.supervisor.clone(), &tasks);
         crate::calls::quiet::start(state.db.clone(), state.calls.clone(), state.clock.clone(), &tasks);
-        let heartbeat = Heartbeat {
-            db: state.db.clone(),
-            calls: state.calls.clone(),
-            clock: state.clock.clone(),
-            node: state.node.clone(),
-            timeout_ms: i64::try_from(state.settings.node_timeout_secs.max(crate::calls::nodes::MIN_TIMEOUT_SECS))
-                .unwrap_or(i64::MAX / 2)
-                .saturating_mul(1000),
-        };
-        // Registered before the SIP server takes a call, so every call's node is known alive.
-        heartbeat
-            .register(self.sip.local_addr(), self.listener.local_addr().unwrap_or(state.settings.http_addr))
-            .await
-            .context("cannot register this node in the database")?;
         heartbeat.clone().start(&tasks);
         state.phone.start(&tasks).context("cannot start the WebRTC media thread")?;
         let stopping = tasks.token();
