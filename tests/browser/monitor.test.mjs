@@ -8,78 +8,12 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
-
-function toneWav(path, hz, secs) {
-  const rate = 48_000;
-  const n = rate * secs;
-  const data = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++) data.writeInt16LE(Math.round(12_000 * Math.sin((2 * Math.PI * hz * i) / rate)), i * 2);
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0);
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVEfmt ', 8);
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20);
-  header.writeUInt16LE(1, 22);
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36);
-  header.writeUInt32LE(data.length, 40);
-  writeFileSync(path, Buffer.concat([header, data]));
-}
-
-function sipAddr(server) {
-  for (const line of server.log) {
-    try {
-      const v = JSON.parse(line);
-      if (v?.fields?.message === 'SIP server listening (UDP)') {
-        const [host, port] = v.fields.addr.split(':');
-        return { host, port: Number(port) };
-      }
-    } catch {
-      // not JSON
-    }
-  }
-  throw new Error('no SIP address in the log');
-}
-
-/** Power of 440 Hz, 1 kHz and 2 kHz in the audio element `id`'s stream (a WebAudio analyser). */
-async function tonesOn(page, id) {
-  return page.evaluate(async (id) => {
-    const el = document.getElementById(id);
-    const ctx = new AudioContext();
-    await ctx.resume();
-    const analyser = ctx.createAnalyser();
-    analyser.fftSize = 16384;
-    ctx.createMediaStreamSource(el.srcObject).connect(analyser);
-    await new Promise((r) => setTimeout(r, 1500));
-    const data = new Float32Array(analyser.fftSize);
-    analyser.getFloatTimeDomainData(data);
-    const power = (freq) => {
-      const coeff = 2 * Math.cos((2 * Math.PI * freq) / ctx.sampleRate);
-      let s1 = 0;
-      let s2 = 0;
-      let energy = 0;
-      for (const x of data) {
-        const s = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s;
-        energy += x * x;
-      }
-      return energy > 0 ? (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (energy * data.length / 2) : 0;
-    };
-    const result = { p440: power(440), p1000: power(1000), p2000: power(2000) };
-    await ctx.close();
-    return result;
-  }, id);
-}
+import { toneWav, tonesOn } from './lib/audio.mjs';
+import { launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
 async function callerTones(caller, since) {
@@ -162,9 +96,9 @@ describe('supervisors listen, whisper and barge in', () => {
       await sup.waitForFunction(() => document.getElementById('monitor-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       await screenshot(sup, 'monitor-1-whisper');
       let since = Date.now();
-      hears('the operator (whisper)', await tonesOn(op, 'phone-audio'), [440, 2000], [1000]);
+      hears('the operator (whisper)', await tonesOn(op, 'phone-audio', [440, 1000, 2000]), [440, 2000], [1000]);
       hears('the caller (whisper)', await callerTones(caller, since), [1000], [440, 2000]);
-      hears('the supervisor (whisper)', await tonesOn(sup, 'monitor-audio'), [440, 1000], [2000]);
+      hears('the supervisor (whisper)', await tonesOn(sup, 'monitor-audio', [440, 1000, 2000]), [440, 1000], [2000]);
 
       // Listen: the supervisor hears both, nobody hears the supervisor.
       await sup.getByRole('button', { name: 'Ascolta' }).focus();
@@ -172,8 +106,8 @@ describe('supervisors listen, whisper and barge in', () => {
       await sup.waitForFunction(() => document.getElementById('monitor-state')?.dataset.mode === 'listen', null, { timeout: 10_000 });
       await new Promise((r) => setTimeout(r, 300));
       since = Date.now();
-      hears('the supervisor (listen)', await tonesOn(sup, 'monitor-audio'), [440, 1000], [2000]);
-      hears('the operator (listen)', await tonesOn(op, 'phone-audio'), [440], [1000, 2000]);
+      hears('the supervisor (listen)', await tonesOn(sup, 'monitor-audio', [440, 1000, 2000]), [440, 1000], [2000]);
+      hears('the operator (listen)', await tonesOn(op, 'phone-audio', [440, 1000, 2000]), [440], [1000, 2000]);
       hears('the caller (listen)', await callerTones(caller, since), [1000], [440, 2000]);
 
       // Barge: a three-way call.
@@ -183,8 +117,8 @@ describe('supervisors listen, whisper and barge in', () => {
       await new Promise((r) => setTimeout(r, 300));
       since = Date.now();
       hears('the caller (barge)', await callerTones(caller, since), [1000, 2000], [440]);
-      hears('the operator (barge)', await tonesOn(op, 'phone-audio'), [440, 2000], [1000]);
-      hears('the supervisor (barge)', await tonesOn(sup, 'monitor-audio'), [440, 1000], [2000]);
+      hears('the operator (barge)', await tonesOn(op, 'phone-audio', [440, 1000, 2000]), [440, 2000], [1000]);
+      hears('the supervisor (barge)', await tonesOn(sup, 'monitor-audio', [440, 1000, 2000]), [440, 1000], [2000]);
       await screenshot(sup, 'monitor-2-barge');
       const metric = async (name) => {
         const text = (await server.fetchJson('/metrics')).body;
@@ -199,7 +133,7 @@ describe('supervisors listen, whisper and barge in', () => {
       await new Promise((r) => setTimeout(r, 500));
       since = Date.now();
       hears('the caller (after)', await callerTones(caller, since), [1000], [440, 2000]);
-      hears('the operator (after)', await tonesOn(op, 'phone-audio'), [440], [1000, 2000]);
+      hears('the operator (after)', await tonesOn(op, 'phone-audio', [440, 1000, 2000]), [440], [1000, 2000]);
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
       assert.equal(await metric('helpline_conferences'), 0, 'back to a plain bridge');
 

@@ -9,82 +9,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { Frames } from './lib/frames.mjs';
-import { freshPostgresDatabase, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
-
-/** A mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz. */
-function toneWav(path, hz, secs) {
-  const rate = 48_000;
-  const n = rate * secs;
-  const data = Buffer.alloc(n * 2);
-  for (let i = 0; i < n; i++) data.writeInt16LE(Math.round(12_000 * Math.sin((2 * Math.PI * hz * i) / rate)), i * 2);
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0);
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVEfmt ', 8);
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20);
-  header.writeUInt16LE(1, 22);
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36);
-  header.writeUInt32LE(data.length, 40);
-  writeFileSync(path, Buffer.concat([header, data]));
-}
-
-/** The SIP address from the server's log ("SIP server listening (UDP)"). */
-function sipAddr(server) {
-  for (const line of server.log) {
-    try {
-      const v = JSON.parse(line);
-      if (v?.fields?.message === 'SIP server listening (UDP)') {
-        const [host, port] = v.fields.addr.split(':');
-        return { host, port: Number(port) };
-      }
-    } catch {
-      // not JSON
-    }
-  }
-  throw new Error('no SIP address in the log');
-}
-
-/** Power of 440 Hz and 1 kHz in 1.5 s of the page's remote audio (a WebAudio analyser). */
-async function remoteTones(page) {
-  return page.evaluate(async () => {
-    const el = document.getElementById('phone-audio');
-    const ctx = new AudioContext();
-    await ctx.resume();
-    const analyser = ctx.createAnalyser();
-    analyser.fftSize = 16384;
-    ctx.createMediaStreamSource(el.srcObject).connect(analyser);
-    await new Promise((r) => setTimeout(r, 1500));
-    const data = new Float32Array(analyser.fftSize);
-    analyser.getFloatTimeDomainData(data);
-    const power = (freq) => {
-      const k = (2 * Math.PI * freq) / ctx.sampleRate;
-      const coeff = 2 * Math.cos(k);
-      let s1 = 0;
-      let s2 = 0;
-      let energy = 0;
-      for (const x of data) {
-        const s = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s;
-        energy += x * x;
-      }
-      return energy > 0 ? (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (energy * data.length / 2) : 0;
-    };
-    const result = { p440: power(440), p1000: power(1000) };
-    await ctx.close();
-    return result;
-  });
-}
+import { toneWav, tonesOn } from './lib/audio.mjs';
+import { freshPostgresDatabase, launchBrowser, loggedAddr, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
 
 /** Goes available once the socket is up (before it, the page cannot send the change). */
 async function goAvailable(page) {
@@ -146,7 +77,7 @@ describe('the browser phone', () => {
       await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       await screenshot(page, 'phone-2-connected');
       const since = Date.now() + 300;
-      const tones = await remoteTones(page);
+      const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       if (process.env.TEST_LOG) {
         const heard0 = caller.audioSince(since);
         console.log('caller heard', heard0.length, goertzel(heard0.slice(-8000), 8000, 1000), 'received', caller.received.length, 'page', tones);
@@ -176,7 +107,7 @@ describe('the browser phone', () => {
       for (let i = 0; i + 400 <= onHold.length; i += 200) burst = Math.max(burst, goertzel(onHold.slice(i, i + 400), 8000, 425));
       assert.ok(burst > 0.3, `the caller hears the hold tone: ${burst}`);
       assert.ok(goertzel(onHold.slice(-4000), 8000, 1000) < 0.05, 'and not the operator');
-      const quiet = await remoteTones(page);
+      const quiet = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(quiet.p440 < 0.05, `the page does not hear the caller on hold: ${JSON.stringify(quiet)}`);
       const resumed = Date.now();
       await page.locator('#phone-hold').click();
@@ -226,7 +157,7 @@ describe('the browser phone', () => {
       await frames.gotMessage('phone_answer', { where: (m) => m.call_id === restart.call_id, timeout: 20_000 });
       await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       const since = Date.now() + 500;
-      const tones = await remoteTones(page);
+      const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the page still hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
       const heard = caller.audioSince(since);
       assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
@@ -262,7 +193,7 @@ describe('the browser phone', () => {
       assert.equal(fresh.restart, false);
       await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       const since = Date.now() + 300;
-      const tones = await remoteTones(page);
+      const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the reloaded page hears the caller: ${JSON.stringify(tones)}`);
       const heard = caller.audioSince(since);
       assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
@@ -311,7 +242,7 @@ describe('the browser phone', () => {
       await carrier.call();
       await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       const since = Date.now() + 300;
-      const tones = await remoteTones(page);
+      const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the page hears the carrier's 440 Hz: ${JSON.stringify(tones)}`);
       assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
       const heard = carrier.audioSince(since);
@@ -495,22 +426,12 @@ describe('the browser phone across two nodes', () => {
       // The answer comes from node A: its ICE candidate is node A's media address, not B's.
       const answer = await frames.gotMessage('phone_answer', { timeout: 30_000 });
       const port = (sdp) => /a=candidate:\S+ \d+ udp \d+ \S+ (\d+)/i.exec(sdp)?.[1];
-      const mediaPort = (server) => {
-        for (const line of server.log) {
-          try {
-            const v = JSON.parse(line);
-            if (v?.fields?.message === 'WebRTC media listening') return v.fields.addr.split(':').pop();
-          } catch {
-            // not JSON
-          }
-        }
-        return undefined;
-      };
+      const mediaPort = (server) => String(loggedAddr(server, 'WebRTC media listening').port);
       assert.ok(mediaPort(nodeA) && mediaPort(nodeA) !== mediaPort(nodeB), 'the two nodes have their own media ports');
       assert.equal(port(answer.sdp), mediaPort(nodeA), `the leg ends on node A: ${answer.sdp}`);
       await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       const since = Date.now() + 300;
-      const tones = await remoteTones(page);
+      const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the page on node B hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
       assert.ok(tones.p1000 < 0.05, `and not 1 kHz: ${JSON.stringify(tones)}`);
       const heard = caller.audioSince(since);

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { REPO, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+import { REPO, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
 
 /**
  * The repository's menus with the helpline closed while the test runs (the hours must name some
@@ -30,22 +30,6 @@ function closedFlow(dir) {
   const path = join(dir, 'ivr-closed.toml');
   writeFileSync(path, replaced);
   return path;
-}
-
-/** The SIP address from the server's log ("SIP server listening (UDP)"). */
-function sipAddr(server) {
-  for (const line of server.log) {
-    try {
-      const v = JSON.parse(line);
-      if (v?.fields?.message === 'SIP server listening (UDP)') {
-        const [host, port] = v.fields.addr.split(':');
-        return { host, port: Number(port) };
-      }
-    } catch {
-      // not JSON
-    }
-  }
-  throw new Error('no SIP address in the log');
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -219,6 +219,8 @@ impl Relay {
                 tracing::warn!(error = %e, "the phone relay could not be read");
             }
             seen.retain(|_, at| *at >= now - 2 * WINDOW_MS);
+            // Calls that ended without a final state (the node stopping, say) leave this set.
+            lock(&self.0.remote_pages).retain(|call_id| phone.carries(call_id));
             if now - purged_at > KEEP_MS / 2 {
                 purged_at = now;
                 if let Err(e) = sqlx::query("DELETE FROM phone_relay WHERE at < $1")

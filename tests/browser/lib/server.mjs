@@ -224,6 +224,30 @@ export class Server {
  * Playwright gives every launch a fresh, empty profile (its own `--user-data-dir` in a temp dir,
  * removed on close); it refuses the flag from us, so it is not in the list.
  */
+/**
+ * The address a line of the server's log gives (`fields.addr` of its JSON line whose message is
+ * `message`): `{ host, port }`.
+ */
+export function loggedAddr(server, message) {
+  for (const line of server.log) {
+    try {
+      const v = JSON.parse(line);
+      if (v?.fields?.message === message) {
+        const [host, port] = v.fields.addr.split(':');
+        return { host, port: Number(port) };
+      }
+    } catch {
+      // not JSON
+    }
+  }
+  throw new Error(`no "${message}" in the log`);
+}
+
+/** The server's SIP address (UDP). */
+export function sipAddr(server) {
+  return loggedAddr(server, 'SIP server listening (UDP)');
+}
+
 export async function launchBrowser({ extraArgs = [] } = {}) {
   const { chromium } = await import('playwright-core');
   return chromium.launch({

@@ -1,0 +1,60 @@
+// Audio for the tone tests: the WAV a fake microphone plays, and what a page's audio element
+// receives, measured in the page (a WebAudio analyser and a Goertzel filter).
+
+import { writeFileSync } from 'node:fs';
+
+/** Writes a mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz (Chromium's fake microphone). */
+export function toneWav(path, hz, secs) {
+  const rate = 48_000;
+  const n = rate * secs;
+  const data = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) data.writeInt16LE(Math.round(12_000 * Math.sin((2 * Math.PI * hz * i) / rate)), i * 2);
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVEfmt ', 8);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(1, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(path, Buffer.concat([header, data]));
+}
+
+/**
+ * The share of the energy at each of `freqs` in 1.5 s of what the audio element `id` of `page`
+ * plays: `{p440: …, p1000: …}`.
+ */
+export async function tonesOn(page, id, freqs) {
+  return page.evaluate(async ({ id, freqs }) => {
+    const el = document.getElementById(id);
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 16384;
+    ctx.createMediaStreamSource(el.srcObject).connect(analyser);
+    await new Promise((r) => setTimeout(r, 1500));
+    const data = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(data);
+    const power = (freq) => {
+      const coeff = 2 * Math.cos((2 * Math.PI * freq) / ctx.sampleRate);
+      let s1 = 0;
+      let s2 = 0;
+      let energy = 0;
+      for (const x of data) {
+        const s = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+        energy += x * x;
+      }
+      return energy > 0 ? (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (energy * data.length / 2) : 0;
+    };
+    const result = Object.fromEntries(freqs.map((f) => [`p${f}`, power(f)]));
+    await ctx.close();
+    return result;
+  }, { id, freqs });
+}
