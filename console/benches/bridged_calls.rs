@@ -225,10 +225,15 @@ fn round(o: &Options, n: usize, relay: bool) -> anyhow::Result<Round> {
     let relay_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut relays = Vec::new();
     let mut handles = Vec::new();
-    // Each far end: "<browser addr> <caller addr> <offer as JSON>" (relay: no offer).
+    // Each far end: "<browser addr> <caller addr> <offer as JSON>" (relay: no offer). All of
+    // them are read before any answer is written: neither side blocks on a full pipe.
+    let mut lines = Vec::with_capacity(n);
     for _ in 0..n {
         let mut line = String::new();
         from_child.read_line(&mut line)?;
+        lines.push(line);
+    }
+    for line in lines {
         let mut parts = line.trim_end().splitn(3, ' ');
         let browser: SocketAddr = parts.next().unwrap_or_default().parse()?;
         let caller: SocketAddr = parts.next().unwrap_or_default().parse()?;
