@@ -84,10 +84,12 @@ async fn bad_sign_in_requests_get_clear_errors() {
 }
 
 /// A hundred wrong passwords for one name sent at once: attempts count from when they begin, so
-/// at most the name's limit (5) are verified and the rest are refused with 429 at once.
+/// at most the name's limit (5) are verified and the rest are refused with 429 — answered only
+/// after being held back, so a guesser waiting for its answers is paced, not served.
 #[tokio::test]
 async fn concurrent_guesses_are_limited_while_in_flight() {
     let app = spawn_app().await;
+    let sent = std::time::Instant::now();
     let guesses = (0..100).map(|i| {
         let (client, url) = (app.client.clone(), app.url("/api/session"));
         async move {
@@ -96,10 +98,12 @@ async fn concurrent_guesses_are_limited_while_in_flight() {
         }
     });
     let statuses = futures_util::future::join_all(guesses).await;
+    let answered = sent.elapsed();
     let verified = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(verified + refused, 100, "{statuses:?}");
     assert_eq!(verified, 5, "exactly the name's limit were verified: {statuses:?}");
+    assert!(answered >= console::auth::REFUSAL_HOLD, "the refusals were held back: all answered in {answered:?}");
     // Nobody is locked out: once the guessing stops, the owner's right password works after the
     // longest delay.
     let (name, password) = app.first_admin.clone().expect("a first admin");

@@ -1,7 +1,8 @@
 //! Signing in and out: `POST /api/session` (name and password → session cookie and CSRF token),
 //! `GET /api/session` (who am I), `DELETE /api/session` (sign out), `POST /api/session/everywhere`
 //! (sign out on every device). Sign-in attempts are rate-limited per name and per client address
-//! ([`crate::auth::SignInLimiter`], counted from when they begin), and passwords are verified on
+//! ([`crate::auth::SignInLimiter`], counted from when they begin; a refusal's answer is held
+//! back up to [`REFUSAL_HOLD`], so a guesser is paced rather than served), and passwords are verified on
 //! blocking threads, a few at a time; the cookie is HttpOnly, SameSite=Strict, `Secure` when the
 //! server's public URL is https (or it serves HTTPS itself), and lasts one session TTL.
 
@@ -74,8 +75,8 @@ async fn sign_in(
     let attempt = match limiter.begin(&creds.name, &addr, state.clock.now().timestamp_millis()) {
         Ok(attempt) => attempt,
         Err(wait) => {
-            tracing::warn!(name = %creds.name, %addr, "sign-in refused: too many attempts");
-            return Err(AppError::RateLimited(wait));
+            tracing::debug!(name = %creds.name, %addr, "sign-in refused: too many attempts");
+            return Err(refused(wait).await);
         }
     };
     let verified = {
@@ -94,6 +95,21 @@ async fn sign_in(
     tracing::info!(user = %user.name, role = user.role.as_str(), "signed in");
     audit::signed_in(&state.db, state.clock.now(), &Actor::user(user.id, &user.name), &addr).await?;
     Ok((jar.add(cookie), Json(json!({ "user": user, "csrf_token": session.csrf_token }))))
+}
+
+/// The longest a refused attempt's answer is held back. A guesser that waits for its answers
+/// before sending more (every browser, most scripts: 100 guesses in flight stay 100) is slowed to
+/// a hundred refusals a second instead of having the server do the HTTP work of tens of thousands
+/// — the work that slowed the webhooks on the same cores. Real time, not the injected clock: it
+/// paces a connection, it is not part of the limit (which the `Retry-After` states).
+pub const REFUSAL_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A refused attempt, answered (429 with `Retry-After: wait_secs`) once it has been held for
+/// [`REFUSAL_HOLD`] or the wait, whichever is shorter. Refusals are counted by the HTTP metrics
+/// (`status="429"`), not logged one by one: a flood of them would flood the log.
+async fn refused(wait_secs: u64) -> AppError {
+    tokio::time::sleep(REFUSAL_HOLD.min(std::time::Duration::from_secs(wait_secs))).await;
+    AppError::RateLimited(wait_secs)
 }
 
 async fn whoami(auth: Authenticated) -> Json<Value> {
@@ -139,10 +155,10 @@ async fn change_password(
     if change.new_password == change.current_password {
         return Err(AppError::BadRequest("the new password must differ from the current one".into()));
     }
-    let attempt = state
-        .sign_in_limiter
-        .begin(&auth.user.name, &addr, state.clock.now().timestamp_millis())
-        .map_err(AppError::RateLimited)?;
+    let attempt = match state.sign_in_limiter.begin(&auth.user.name, &addr, state.clock.now().timestamp_millis()) {
+        Ok(attempt) => attempt,
+        Err(wait) => return Err(refused(wait).await),
+    };
     let verified = {
         let _turn = state.verifications.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
         users::verify_password(&state.db, &auth.user.name, &change.current_password).await?

@@ -16,7 +16,7 @@
 
 pub mod http;
 
-pub use http::SESSION_COOKIE;
+pub use http::{REFUSAL_HOLD, SESSION_COOKIE};
 
 use crate::clock::Clock;
 use crate::config::Settings;
