@@ -122,6 +122,8 @@ pub struct Metrics {
     pub conferences: Gauge,
     /// From a 20 ms tick being due to a conference's mixes being sent, seconds.
     pub mixing_delay: Histogram,
+    /// Browser phone media steps not written to the call's timeline (the journal's queue full).
+    pub media_journal_dropped: Counter,
 }
 
 impl Metrics {
@@ -230,6 +232,12 @@ impl Metrics {
             "From a 20 ms mixing tick being due to a conference's mixes being sent",
             mixing_delay.clone(),
         );
+        let media_journal_dropped = Counter::default();
+        registry.register(
+            "media_journal_dropped",
+            "Browser phone media steps dropped from the calls' timelines because the database fell behind",
+            media_journal_dropped.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -260,6 +268,7 @@ impl Metrics {
             browser_leg_jitter,
             conferences,
             mixing_delay,
+            media_journal_dropped,
         }
     }
 

@@ -183,7 +183,8 @@ impl Application {
             settings.webrtc_candidate_ip().map_err(|reason| anyhow::anyhow!("HELPLINE_WEBRTC_PUBLIC_IP: {reason}"))?;
         let phone = Phone::bind(settings.webrtc_addr, candidate_ip, sip.local_addr(), metrics.clone())
             .with_context(|| format!("cannot listen for WebRTC media on UDP {}", settings.webrtc_addr))?
-            .with_relay(crate::media::Relay::new(db.clone(), clock.clone(), &settings.database_url));
+            .with_relay(crate::media::Relay::new(db.clone(), clock.clone(), &settings.database_url))
+            .with_journal(crate::media::Journal::new(db.clone(), clock.clone(), metrics.clone()));
         let tts_dir = settings.speech_cache_dir();
         let tts = Arc::new(
             Tts::new(tts_dir.clone(), TtsOptions::default())

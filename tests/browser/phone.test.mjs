@@ -5,7 +5,8 @@
 // track (a WebAudio analyser) and 1 kHz in the RTP the caller receives; on hold the caller hears
 // the hold tone and the page nothing. Ending the call hangs the
 // caller up (BYE after the goodbye). With the microphone refused, the caller goes back to the
-// queue at its head and the operator is paused with the reason.
+// queue at its head and the operator is paused with the reason. An ICE restart after the
+// socket reconnects keeps the audio, and is a step of the call's timeline.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -163,6 +164,26 @@ describe('the browser phone', () => {
       assert.ok(heard.length >= 8000 && goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'and the caller the operator');
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
       await screenshot(page, 'phone-5-ice-restart');
+      // The call's timeline, as a supervisor reads it, has the phone's steps: connected, then
+      // the ICE restart (written by the media journal, so waited for).
+      const carla = server.addUser({ name: 'carla', role: 'supervisor', languages: ['it'] });
+      const supCtx = await browser.newContext({ locale: 'it-IT' });
+      try {
+        const sup = await supCtx.newPage();
+        await signIn(sup, server, carla);
+        await sup.waitForFunction(async (id) => {
+          const r = await fetch(`/api/calls/${encodeURIComponent(id)}`);
+          const steps = r.ok ? (await r.json()).timeline.filter((e) => e.type === 'media').map((e) => e.state) : [];
+          return steps.includes('ice_restart');
+        }, restart.call_id, { timeout: 20_000, polling: 250 });
+        const record = await sup.evaluate(async (id) => (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json(), restart.call_id);
+        const media = record.timeline.filter((e) => e.type === 'media');
+        const states = media.map((e) => e.state);
+        assert.ok(states.indexOf('connected') >= 0 && states.indexOf('connected') < states.indexOf('ice_restart'), `connected, then the restart: ${states}`);
+        assert.ok(media.every((e) => e.operator === 'elena'), `each step names the operator: ${JSON.stringify(media)}`);
+      } finally {
+        await supCtx.close();
+      }
     } finally {
       await caller.hangUp();
       caller.close();

@@ -1078,3 +1078,50 @@ async fn next_message(ws: &mut Socket) -> Value {
         tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a message").unwrap().unwrap();
     serde_json::from_str::<Value>(msg.to_text().unwrap()).unwrap()
 }
+
+/// The browser phone's media steps (from its journal, as the phone hands them over: connected,
+/// lost, back by an ICE restart, the caller gone) are in the call's timeline, in order and named
+/// by operator; they are written before the server's tasks end, and purged with the call.
+#[tokio::test]
+async fn the_phones_media_steps_are_in_the_timeline_and_go_with_the_call() {
+    use console::media::{Journal, MediaStep};
+    let app = spawn_app().await;
+    let (sara_id, sup) = signed_in(&app, "sara", Role::Supervisor).await;
+    let started = app.clock.now().timestamp_millis() - 400 * 86_400_000;
+    insert(&app, &[Fx::new("old-phone", started, started + 60_000, "answered", "it", None)]).await;
+
+    let tasks = console::tasks::Tasks::new();
+    let journal = Journal::new(app.state.db.clone(), app.clock.clone(), app.state.metrics.clone());
+    journal.start(&tasks);
+    let steps = [
+        (MediaStep::Connecting, None),
+        (MediaStep::Connected, None),
+        (MediaStep::Reconnecting, None),
+        (MediaStep::IceRestart, None),
+        (MediaStep::Connected, None),
+        (MediaStep::HungUp, Some("caller hung up")),
+    ];
+    for (step, reason) in steps {
+        app.clock.advance(Duration::milliseconds(700));
+        journal.record("old-phone", Some(sara_id), step, reason);
+    }
+    // Shutdown writes what was handed over.
+    tasks.shutdown().await;
+
+    let t = get_json(&sup, &app.url("/api/calls/old-phone")).await;
+    let media: Vec<&Value> = t["timeline"].as_array().unwrap().iter().filter(|e| e["type"] == "media").collect();
+    let states: Vec<&str> = media.iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["connecting", "connected", "reconnecting", "ice_restart", "connected", "hung_up"]);
+    assert!(media.iter().all(|e| e["operator"] == "sara"), "{media:?}");
+    assert_eq!(media[5]["reason"], "caller hung up");
+    assert!(media[0].get("reason").is_none(), "no reason, no field: {:?}", media[0]);
+
+    let now = app.clock.now().timestamp_millis();
+    let actor = console::supervisor::audit::Actor::system("test");
+    let report = console::supervisor::retention::purge(&app.state.db, now, &Policy::calls(365), &actor).await.unwrap();
+    assert_eq!((report.calls, report.media_steps), (1, 6), "{report:?}");
+    let (left,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM call_media").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(left, 0);
+    app.stop().await;
+}

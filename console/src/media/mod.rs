@@ -12,6 +12,8 @@
 //!   others, never its own voice), on the media clock's 20 ms grid;
 //! - `phone.rs`: [`Phone`], where a call's SIP side (registered by the SIP adapter) meets its
 //!   operator's page (offers, hold, hang-up, media state, through the console socket);
+//! - `journal.rs`: [`Journal`], the media steps of each call (connecting, connected,
+//!   reconnecting, ICE restart, failed, ended) written to its timeline (`call_media`);
 //! - `relay.rs`: [`Relay`], the same between a page on one node and a call's media on another
 //!   (PostgreSQL), through the database.
 //!
@@ -19,6 +21,7 @@
 //! `ivr::rtp::Bridge` (docs/media.md).
 
 mod driver;
+pub mod journal;
 mod mixer;
 mod phone;
 mod relay;
@@ -26,6 +29,7 @@ pub mod strict;
 mod webrtc;
 
 pub use driver::{LegHandle, SipSide, WebRtcMedia};
+pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{
     browser_target, is_browser_target, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus,

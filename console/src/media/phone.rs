@@ -17,10 +17,14 @@
 //! them, [`Phone::end_monitor`] hangs the supervisor's leg up. The call's own task knows nothing
 //! of it: the supervisors' legs live here, with the call's slot, and end with it.
 //!
+//! Each media state reported, and each ICE restart answered, is also handed to the call's
+//! timeline ([`super::journal`]).
+//!
 //! Architecture invariant: nothing here touches the database or the engine; the call's control
 //! task decides (bridge, fail back to the queue, hang up) and the media thread forwards.
 
 use super::driver::{LegHandle, WebRtcMedia};
+use super::journal::{Journal, MediaStep};
 use super::mixer::Audience;
 use super::relay::{Relay, Relayed};
 use super::webrtc::{LegConfig, WebRtcError, WebRtcLeg};
@@ -53,6 +57,20 @@ pub enum PhoneStatus {
     HungUp,
     /// The call's media ended (the operator hung up).
     Ended,
+}
+
+impl PhoneStatus {
+    /// The step of the call's timeline.
+    fn step(self) -> MediaStep {
+        match self {
+            PhoneStatus::Connecting => MediaStep::Connecting,
+            PhoneStatus::Connected => MediaStep::Connected,
+            PhoneStatus::Reconnecting => MediaStep::Reconnecting,
+            PhoneStatus::Failed => MediaStep::Failed,
+            PhoneStatus::HungUp => MediaStep::HungUp,
+            PhoneStatus::Ended => MediaStep::Ended,
+        }
+    }
 }
 
 /// A call's phone news, for the operator's sockets.
@@ -178,6 +196,8 @@ struct Inner {
     connect_timeout: std::time::Duration,
     /// The signalling for calls carried by other nodes (PostgreSQL).
     relay: OnceLock<Relay>,
+    /// Where the media steps of the calls this node carries go (the calls' timelines).
+    journal: OnceLock<Journal>,
 }
 
 /// The browser phone's service (cheap to clone).
@@ -211,6 +231,7 @@ impl Phone {
             events,
             connect_timeout: std::time::Duration::from_secs(10),
             relay: OnceLock::new(),
+            journal: OnceLock::new(),
         })))
     }
 
@@ -221,6 +242,18 @@ impl Phone {
             let _ = self.0.relay.set(relay);
         }
         self
+    }
+
+    /// The media steps of the calls this node carries go to `journal` (their timelines).
+    pub fn with_journal(self, journal: Journal) -> Phone {
+        let _ = self.0.journal.set(journal);
+        self
+    }
+
+    fn journal(&self, call_id: &str, operator: Option<i64>, step: MediaStep, reason: Option<&str>) {
+        if let Some(journal) = self.0.journal.get() {
+            journal.record(call_id, operator, step, reason);
+        }
     }
 
     /// Whether calls carried by other nodes can be answered here.
@@ -266,6 +299,9 @@ impl Phone {
         let _ = self.0.media.set(media.clone());
         if let Some(relay) = self.0.relay.get() {
             relay.start(self.clone(), tasks);
+        }
+        if let Some(journal) = self.0.journal.get() {
+            journal.start(tasks);
         }
         let stopping = tasks.token();
         tasks.spawn("webrtc media", async move {
@@ -333,7 +369,9 @@ impl Phone {
         if restart {
             let (reply, answer) = oneshot::channel();
             to_call.send(PhoneMsg::Reoffer { offer: sdp, reply }).map_err(|_| PhoneError::NoSuchCall)?;
-            return Ok(answer.await.unwrap_or(Err(WebRtcError::Ended))?);
+            let answer = answer.await.unwrap_or(Err(WebRtcError::Ended))?;
+            self.journal(call_id, Some(operator), MediaStep::IceRestart, None);
+            return Ok(answer);
         }
         let media = self.0.media.get().ok_or(PhoneError::NotRunning)?.clone();
         let config = LegConfig { connect_timeout: self.0.connect_timeout, ..LegConfig::new(codec, self.0.candidate) };
@@ -450,6 +488,7 @@ impl Phone {
     /// the others when the page is elsewhere).
     pub fn report(&self, call_id: &str, status: PhoneStatus, reason: Option<String>) {
         let operator = self.calls().get(call_id).and_then(|s| s.operator);
+        self.journal(call_id, operator, status.step(), reason.as_deref());
         if let Some(operator) = operator {
             let event = PhoneEvent { call_id: call_id.to_owned(), operator, status, reason };
             if let Some(relay) = self.0.relay.get() {

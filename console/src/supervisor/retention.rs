@@ -84,6 +84,8 @@ pub struct PurgeReport {
     pub callbacks: u64,
     /// Callers' voice messages (they go with their calls).
     pub voicemails: u64,
+    /// The browser phone's media steps of the calls (`call_media`).
+    pub media_steps: u64,
     pub queue_entries: u64,
     pub console_messages: u64,
     /// Writes into `kpi_hourly` for calls not settled before (a row written or added to; an hour
@@ -241,6 +243,7 @@ async fn purge_chunk(db: &Db, end: i64, ended_by: i64, report: &mut PurgeReport)
         ("call_events", &mut report.call_events),
         ("callbacks", &mut report.callbacks),
         ("voicemails", &mut report.voicemails),
+        ("call_media", &mut report.media_steps),
         ("queue_entries", &mut report.queue_entries),
     ] {
         *count += sqlx::query(&format!("DELETE FROM {table} WHERE call_id IN ({old})"))

@@ -1,6 +1,7 @@
 //! One call's timeline: every recorded engine step (the event, the prompts played, the digits
 //! pressed, the log lines, the actions sent), the offers made to operators (and who missed them),
-//! the operators' notes and referrals — in time order, with the offset from the call's start.
+//! the operators' notes and referrals, the supervisors' monitoring and the browser phone's media
+//! steps (connected, reconnecting, an ICE restart, failed) — in time order, with the offset from the call's start.
 
 use crate::clock::rfc3339;
 use crate::db::{Db, DbError};
@@ -58,6 +59,14 @@ pub enum Entry {
         supervisor: String,
         /// `listen`, `whisper`, `barge` or `monitor_end`.
         action: String,
+    },
+    /// A media step of the operator's browser phone on the call: `connecting`, `connected`,
+    /// `reconnecting`, `ice_restart`, `failed` (with why), `hung_up`, `ended`.
+    Media {
+        operator: Option<String>,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 
@@ -172,6 +181,9 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     .await?;
     for (at, supervisor, action) in monitors {
         push(at, i64::MAX, Entry::Monitor { supervisor, action });
+    }
+    for (at, operator, state, reason) in crate::media::journal::steps(db, call_id).await? {
+        push(at, i64::MAX - 4, Entry::Media { operator, state, reason });
     }
     out.sort_by_key(|t| (t.at_ms, t.order));
     Ok(out)
