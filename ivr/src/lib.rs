@@ -16,5 +16,6 @@ pub mod prompts;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod sms;
 
 pub use error::DomainError;
