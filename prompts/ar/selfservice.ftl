@@ -13,3 +13,10 @@ services-item =
 services-options = للاستماع مرة أخرى، اضغط 1. للتحدث مع موظف، اضغط 2. لثلاث خدمات أخرى، اضغط 9.
 services-none = لم نجد خدمات قربك. سأحولك إلى موظف.
 services-no-more = لا توجد خدمات أخرى.
+
+# The readback's services sent by text message (config/ivr.toml, [nodes.self-service.sms]). The
+# text is `services-item` per service (with the phone as written), then `sms-portal`.
+services-sms-offer = لتصلك هذه الخدمات في رسالة نصية، اضغط { $digit }.
+services-sms-sent = أرسلنا لك رسالة نصية بهذه الخدمات.
+services-sms-failed = لم نتمكن من إرسال الرسالة النصية.
+sms-portal = لمزيد من المعلومات: { $portal }

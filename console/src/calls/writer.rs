@@ -402,6 +402,11 @@ async fn plan<S: Store>(
                     touched_queue = true;
                     outward.push(action);
                 }
+                // The flow loaded by `voice::load` offers no texts, so this comes only from a
+                // state stored by another build: answered at once, the caller hears the menu again.
+                Action::SendText { .. } => {
+                    pending.push_back(Event::TextFailed { reason: "this server sends no text messages".into() });
+                }
                 other => outward.push(other),
             }
         }

@@ -416,6 +416,8 @@ impl Call {
                     }
                     self.terminal = Some(Terminal::Transfer(target));
                 }
+                // Answered by the call writer (no texts are sent from here yet).
+                Action::SendText { .. } => {}
                 Action::Record => {
                     // After the prompts queued before it: the beep, then the caller.
                     self.queue(super::audio::beep());

@@ -164,6 +164,14 @@ pub fn load(settings: &Settings) -> anyhow::Result<(Voice, FlowSource)> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", settings.flow_file.display())),
     };
+    // No text-message sender is built yet (issue 25: the trunk's MESSAGE, the carrier's messages
+    // API): callers are not offered what the server cannot send.
+    let flow = if flow.offers_sms() {
+        tracing::info!("the readback's text-message offer is off: this server sends no texts yet");
+        flow.without_sms()
+    } else {
+        flow
+    };
     let catalog =
         prompts.catalog_of(flow.languages()).with_context(|| format!("cannot load the prompt texts from {prompts}"))?;
     tracing::info!(from = %prompts, languages = flow.languages().len(), "prompts loaded");

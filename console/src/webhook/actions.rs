@@ -100,7 +100,11 @@ pub fn to_carrier(actions: &[Action], base_url: &str, catalog: &Catalog) -> Resu
             }
             Action::Hangup { outcome } => out.push(CarrierAction::Hangup { outcome: *outcome }),
             // Recording is the SIP adapter's alone (`Channel::records`): never asked of a carrier.
-            Action::Record | Action::RecordCallback { .. } | Action::Lookup(_) | Action::Log(_) => {}
+            Action::Record
+            | Action::RecordCallback { .. }
+            | Action::SendText { .. }
+            | Action::Lookup(_)
+            | Action::Log(_) => {}
         }
     }
     Ok(out)

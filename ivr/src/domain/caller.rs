@@ -12,6 +12,11 @@ pub struct Caller {
     masked: String,
     country_code: String,
     landline_area: Option<String>,
+    /// An Italian mobile (`+39 3…`): a number a text message reaches. (Foreign numbers cannot be
+    /// told apart here; the flow lists the countries whose numbers are offered texts.) Callers
+    /// stored before it was kept are not.
+    #[serde(default)]
+    mobile: bool,
 }
 
 impl Caller {
@@ -23,11 +28,13 @@ impl Caller {
         let national = number.national_number();
         let landline_area = (number.country_code() == "39" && national.starts_with('0'))
             .then(|| national.chars().take(Self::LANDLINE_AREA_DIGITS).collect());
+        let mobile = number.country_code() == "39" && national.starts_with('3');
         Caller {
             hash: number.hash(secret),
             masked: number.masked(),
             country_code: number.country_code().to_owned(),
             landline_area,
+            mobile,
         }
     }
 
@@ -50,6 +57,32 @@ impl Caller {
     /// the area code; `None` for mobiles and foreign numbers.
     pub fn landline_area(&self) -> Option<&str> {
         self.landline_area.as_deref()
+    }
+
+    /// What the engine keeps to know whether a text message reaches the caller.
+    pub fn text_reach(&self) -> TextReach {
+        TextReach { country_code: self.country_code.clone(), mobile: self.mobile }
+    }
+
+    /// Whether a text message can reach the caller ([`TextReach::reaches`]).
+    pub fn textable(&self, countries: &[String]) -> bool {
+        self.text_reach().reaches(countries)
+    }
+}
+
+/// Whether a text message reaches a caller: their country code, and whether the number is an
+/// Italian mobile. Nothing of the number itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextReach {
+    pub country_code: String,
+    pub mobile: bool,
+}
+
+impl TextReach {
+    /// Whether the number's country is one of `countries` (codes without `+`), where `39`
+    /// means Italian mobiles only.
+    pub fn reaches(&self, countries: &[String]) -> bool {
+        countries.contains(&self.country_code) && (self.country_code != "39" || self.mobile)
     }
 }
 
@@ -80,6 +113,21 @@ mod tests {
         assert_eq!(caller("+39 333 1234567").landline_area(), None);
         let fr = caller("+33 1 23 45 67 89");
         assert_eq!((fr.country_code(), fr.landline_area()), ("33", None));
+    }
+
+    #[test]
+    fn texts_reach_italian_mobiles_and_the_listed_countries_numbers() {
+        let countries = ["39".to_owned(), "40".to_owned()];
+        assert!(caller("+39 333 1234567").textable(&countries));
+        assert!(!caller("+39 031 5551234").textable(&countries), "an Italian landline");
+        assert!(caller("+40 721 234 567").textable(&countries));
+        assert!(!caller("+33 6 12 34 56 78").textable(&countries), "France is not listed");
+        assert!(!caller("+39 333 1234567").textable(&[]), "no country listed");
+        let stored_before: Caller = serde_json::from_value(serde_json::json!({
+            "hash": caller("+39 333 1234567").hash(), "masked": "+39 3** *** **67", "country_code": "39", "landline_area": null
+        }))
+        .unwrap();
+        assert!(!stored_before.textable(&countries), "a caller stored before mobiles were told is not offered texts");
     }
 
     #[test]

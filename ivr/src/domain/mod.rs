@@ -11,7 +11,7 @@ mod prompt_id;
 mod service_area;
 
 pub use call_id::CallId;
-pub use caller::Caller;
+pub use caller::{Caller, TextReach};
 pub use cap::Cap;
 pub use dtmf::{DtmfDigit, DtmfDigits};
 pub use language::{is_iso639, primary_subtag, Language, LanguageInfo, LanguageSpec};

@@ -99,6 +99,16 @@ pub enum Action {
     /// or the adapter's `voicemail_max_secs`), store the message with the call, and answer
     /// `Event::Recorded`.
     Record,
+    /// Send these services (directory ids, as just read) by text message to the caller's number
+    /// (the server knows it from the call and never stores it), in `language`: each service as
+    /// `item_prompt` (the readback's), then `portal_prompt`; answered by `Event::TextSent` or
+    /// `Event::TextFailed`.
+    SendText {
+        services: Vec<String>,
+        language: Language,
+        item_prompt: PromptId,
+        portal_prompt: PromptId,
+    },
     Hangup {
         outcome: Outcome,
     },

@@ -59,6 +59,12 @@ pub enum Event {
     /// The caller's voice message is stored (`duration_ms` of it after trimming silence; 0 when
     /// nothing was said). Answers `Action::Record`.
     Recorded { duration_ms: u32 },
+    /// The services went to the caller by text message, in `segments` segments of `encoding`.
+    /// Answers `Action::SendText`.
+    TextSent { segments: u32, encoding: crate::sms::Encoding },
+    /// The text could not be sent (a trunk's or carrier's refusal, no number, not configured).
+    /// Answers `Action::SendText`.
+    TextFailed { reason: String },
     /// The caller hung up.
     HungUp,
 }

@@ -71,6 +71,15 @@ pub enum LogEntry {
     PromptFinished {
         node: String,
     },
+    /// The services read went by text message: how many segments, in which alphabet (never the
+    /// text, never the number).
+    TextSent {
+        segments: u32,
+        encoding: crate::sms::Encoding,
+    },
+    TextFailed {
+        reason: String,
+    },
     /// An event that makes no sense in the current state (late, duplicated, out of order).
     Ignored {
         node: String,

@@ -2,7 +2,7 @@
 
 use super::action::Outcome;
 use super::event::Channel;
-use crate::domain::{CallId, Cap, Language, ServiceArea};
+use crate::domain::{CallId, Cap, Language, ServiceArea, TextReach};
 use crate::geo::GeoPoint;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,8 @@ pub enum Wait {
     Transfer,
     /// The caller's voice message (`Recorded`), after the voicemail prompt and beep.
     Recording,
+    /// The outcome of a `SendText` from the readback at `offset` (whose menu follows).
+    Text { offset: u32, has_more: bool },
     /// Nothing: the call is over.
     Ended,
 }
@@ -88,6 +90,13 @@ pub struct CallState {
     pub slow: bool,
     pub queue: Option<QueueStatus>,
     pub outcome: Option<Outcome>,
+    /// Whether a text message reaches the caller (none for a withheld number, and in states
+    /// stored before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_reach: Option<TextReach>,
+    /// The directory ids of the services of the last readback page (what a text would carry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services_read: Vec<String>,
 }
 
 impl CallState {
@@ -113,6 +122,8 @@ impl CallState {
             slow: false,
             queue: None,
             outcome: None,
+            text_reach: None,
+            services_read: Vec::new(),
         }
     }
 

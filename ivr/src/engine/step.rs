@@ -5,7 +5,7 @@ use super::event::{Event, ServiceSummary};
 use super::log::LogEntry;
 use super::state::{CallState, Place, QueueStatus, Wait};
 use crate::domain::{CallId, Cap, DtmfDigit, DtmfDigits, Language, PromptId, ServiceArea};
-use crate::flow::{Flow, NodeIx, NodeKind};
+use crate::flow::{Flow, NodeIx, NodeKind, SmsOffer};
 use crate::geo::{CapLocation, Gazetteer};
 use chrono::{DateTime, Datelike, Days, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,8 @@ fn event_name(e: &Event) -> &'static str {
         Event::OperatorAssigned { .. } => "operator_assigned",
         Event::TransferFailed { .. } => "transfer_failed",
         Event::Recorded { .. } => "recorded",
+        Event::TextSent { .. } => "text_sent",
+        Event::TextFailed { .. } => "text_failed",
         Event::HungUp => "hung_up",
     }
 }
@@ -179,6 +181,7 @@ impl<'f> Cx<'f> {
                 self.st.guessed_second = guesses.get(1).copied();
                 if let Some(c) = caller {
                     self.st.landline_area = c.landline_area().map(str::to_owned);
+                    self.st.text_reach = Some(c.text_reach());
                 }
                 self.log(LogEntry::CallStarted {
                     channel: *channel,
@@ -195,7 +198,11 @@ impl<'f> Cx<'f> {
                 self.log(LogEntry::PromptFinished { node });
             }
             // While the caller leaves a message, keys are the adapter's (`#` ends it).
-            Event::Digits(_) | Event::NoInput if self.st.wait == Wait::Recording => self.ignored(event),
+            // While the caller leaves a message, keys are the adapter's (`#` ends it); while a
+            // text is sent, the adapter answers before anything else.
+            Event::Digits(_) | Event::NoInput if matches!(self.st.wait, Wait::Recording | Wait::Text { .. }) => {
+                self.ignored(event)
+            }
             Event::Digits(d) => self.on_digits(d, event),
             Event::NoInput => self.on_no_input(event),
             Event::LookupResults { services, has_more } => match self.st.wait {
@@ -233,6 +240,75 @@ impl<'f> Cx<'f> {
                 }
                 _ => self.ignored(event),
             },
+            Event::TextSent { segments, encoding } => match self.st.wait {
+                Wait::Text { offset, has_more } => {
+                    self.log(LogEntry::TextSent { segments: *segments, encoding: *encoding });
+                    self.text_answered(offset, has_more, true);
+                }
+                _ => self.ignored(event),
+            },
+            Event::TextFailed { reason } => match self.st.wait {
+                Wait::Text { offset, has_more } => {
+                    self.log(LogEntry::TextFailed { reason: reason.clone() });
+                    self.text_answered(offset, has_more, false);
+                }
+                _ => self.ignored(event),
+            },
+        }
+    }
+
+    /// After a text was sent (or not): says so, then the readback's options again (without the
+    /// offer once sent).
+    fn text_answered(&mut self, offset: u32, has_more: bool, sent: bool) {
+        let flow = self.flow;
+        let Some(NodeKind::SelfService { options_prompt, sms: Some(sms), .. }) =
+            self.current().and_then(|ix| flow.node(ix)).map(|n| &n.kind)
+        else {
+            return self.route_to_operator("unexpected_text");
+        };
+        self.st.wait = Wait::ServicesMenu { offset, has_more };
+        if sent {
+            self.play(&sms.sent_prompt);
+            self.st.services_read.clear();
+        } else {
+            self.play(&sms.failed_prompt);
+        }
+        self.play(options_prompt);
+        self.offer_text();
+        self.collect(1, flow.timeouts().first_digit_ms, None);
+    }
+
+    /// The current readback's text-message offer, when it applies to this caller and there is
+    /// something to send.
+    fn text_offer(&self) -> Option<&'f SmsOffer> {
+        let flow = self.flow;
+        let Some(NodeKind::SelfService { sms: Some(sms), .. }) =
+            self.current().and_then(|ix| flow.node(ix)).map(|n| &n.kind)
+        else {
+            return None;
+        };
+        let reached = self.st.text_reach.as_ref().is_some_and(|r| r.reaches(&sms.countries));
+        (reached && !self.st.services_read.is_empty()).then_some(sms)
+    }
+
+    /// The caller asked for the services just read by text message: the adapter sends them.
+    fn send_text(&mut self, offset: u32, has_more: bool, item_prompt: &PromptId) {
+        let Some(sms) = self.text_offer() else { return };
+        self.decision("send_text", self.st.services_read.len().to_string());
+        self.out.push(Action::SendText {
+            services: self.st.services_read.clone(),
+            language: self.lang(),
+            item_prompt: item_prompt.clone(),
+            portal_prompt: sms.portal_prompt.clone(),
+        });
+        self.st.wait = Wait::Text { offset, has_more };
+    }
+
+    /// "To receive these by text message, press 3", after the readback's options, when it applies.
+    fn offer_text(&mut self) {
+        if let Some(sms) = self.text_offer() {
+            let digit = sms.key.parse().unwrap_or(3);
+            self.say(&sms.offer_prompt, digit_arg(digit));
         }
     }
 
@@ -431,6 +507,7 @@ impl<'f> Cx<'f> {
             (self.st.wait, flow.node(ix).map(|n| &n.kind))
         {
             self.play(options_prompt);
+            self.offer_text();
             self.collect(1, flow.timeouts().first_digit_ms, None);
             return;
         }
@@ -589,7 +666,7 @@ impl<'f> Cx<'f> {
                 }
                 _ => self.invalid(ix, digits, None),
             },
-            NodeKind::SelfService { page_size, no_more_prompt, options_prompt, operator, .. } => {
+            NodeKind::SelfService { page_size, no_more_prompt, options_prompt, operator, item_prompt, .. } => {
                 let Wait::ServicesMenu { offset, has_more } = self.st.wait else {
                     return self.ignored(event);
                 };
@@ -608,7 +685,11 @@ impl<'f> Cx<'f> {
                         self.decision("no_more_services", offset.to_string());
                         self.play(no_more_prompt);
                         self.play(options_prompt);
+                        self.offer_text();
                         self.collect(1, flow.timeouts().first_digit_ms, None);
+                    }
+                    k if self.text_offer().is_some_and(|sms| sms.key.starts_with(k)) => {
+                        self.send_text(offset, has_more, item_prompt);
                     }
                     _ => self.invalid(ix, digits, None),
                 }
@@ -821,8 +902,10 @@ impl<'f> Cx<'f> {
             }
             self.st.outcome = Some(Outcome::SelfService);
             self.st.wait = Wait::ServicesMenu { offset, has_more };
+            self.st.services_read = services.iter().take(shown).map(|s| s.id.clone()).collect();
         }
         self.play(options_prompt);
+        self.offer_text();
         self.collect(1, flow.timeouts().first_digit_ms, None);
     }
 

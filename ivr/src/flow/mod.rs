@@ -13,7 +13,7 @@ mod validate;
 
 pub use error::{FlowError, NodeProblem};
 pub use ftl_ids::{embedded_prompt_ids, ftl_message_ids, KnownPrompts, PromptIds, EMBEDDED_FTL};
-pub use schema::{CommonPrompts, MenuOption, NodeKind, Timeouts};
+pub use schema::{CommonPrompts, MenuOption, NodeKind, SmsOffer, Timeouts};
 
 use crate::domain::{Language, PromptId};
 use crate::hours::Schedule;
@@ -81,6 +81,21 @@ impl Flow {
     }
 
     /// The caller languages, in menu order.
+    /// The flow with every text-message offer taken out (a server that cannot send texts).
+    pub fn without_sms(mut self) -> Flow {
+        for node in &mut self.nodes {
+            if let NodeKind::SelfService { sms, .. } = &mut node.kind {
+                *sms = None;
+            }
+        }
+        self
+    }
+
+    /// Whether some readback offers to send its services by text message.
+    pub fn offers_sms(&self) -> bool {
+        self.nodes.iter().any(|n| matches!(&n.kind, NodeKind::SelfService { sms: Some(_), .. }))
+    }
+
     pub fn languages(&self) -> &[Language] {
         &self.languages
     }

@@ -72,6 +72,33 @@ pub struct MenuOption<T> {
     pub goto: T,
 }
 
+/// "To receive these by text message, press 3": offered after a readback to callers whose
+/// number a text reaches ([`crate::domain::Caller::textable`]), when the server can send texts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsOffer {
+    /// The key (one of 3-8: 1, 2 and 9 are the readback's own).
+    pub key: String,
+    /// Said after the readback's options.
+    pub offer_prompt: PromptId,
+    /// The text is on its way.
+    pub sent_prompt: PromptId,
+    /// It could not be sent (the caller hears the options again).
+    pub failed_prompt: PromptId,
+    /// The text's last line, with `$portal` (the Portale's address); each service in the text
+    /// is the readback's `item_prompt`, with the phone as written.
+    pub portal_prompt: PromptId,
+    /// Country codes (without `+`) whose numbers are offered texts; `39` means Italian mobiles.
+    #[serde(default = "SmsOffer::italy")]
+    pub countries: Vec<String>,
+}
+
+impl SmsOffer {
+    fn italy() -> Vec<String> {
+        vec!["39".to_owned()]
+    }
+}
+
 /// A node, by kind. Special kinds carry the behaviour the helpline needs (language choice,
 /// postal code, directory readback, queue); `message` and `menu` are free for administrators.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -141,6 +168,9 @@ pub enum NodeKind<T> {
         operator: T,
         #[serde(default)]
         back: Option<T>,
+        /// The services just read, sent by text message to callers a text reaches.
+        #[serde(default)]
+        sms: Option<SmsOffer>,
     },
     /// Waits for an operator: announcements, callback offer, transfer.
     Queue {
@@ -286,15 +316,30 @@ impl<T> NodeKind<T> {
                 ("placed_prompt", placed_prompt),
             ],
             NodeKind::SelfService {
-                intro_prompt, item_prompt, options_prompt, none_prompt, no_more_prompt, ..
+                intro_prompt,
+                item_prompt,
+                options_prompt,
+                none_prompt,
+                no_more_prompt,
+                sms,
+                ..
             } => {
-                vec![
+                let mut prompts = vec![
                     ("intro_prompt", intro_prompt),
                     ("item_prompt", item_prompt),
                     ("options_prompt", options_prompt),
                     ("none_prompt", none_prompt),
                     ("no_more_prompt", no_more_prompt),
-                ]
+                ];
+                if let Some(sms) = sms {
+                    prompts.extend([
+                        ("sms.offer_prompt", &sms.offer_prompt),
+                        ("sms.sent_prompt", &sms.sent_prompt),
+                        ("sms.failed_prompt", &sms.failed_prompt),
+                        ("sms.portal_prompt", &sms.portal_prompt),
+                    ]);
+                }
+                prompts
             }
             NodeKind::Queue {
                 enter_prompt, position_prompt, callback_offer_prompt, transfer_failed_prompt, ..
@@ -366,6 +411,7 @@ impl<T> NodeKind<T> {
                 no_more_prompt,
                 operator,
                 back,
+                sms,
             } => NodeKind::SelfService {
                 page_size,
                 intro_prompt,
@@ -375,6 +421,7 @@ impl<T> NodeKind<T> {
                 no_more_prompt,
                 operator: f("operator", operator)?,
                 back: back.map(|b| f("back", b)).transpose()?,
+                sms,
             },
             NodeKind::Queue {
                 enter_prompt,

@@ -150,13 +150,25 @@ pub(super) fn build(source: &str, file: &str, known_ids: &impl PromptIds) -> Res
         }
     }
     for node in &nodes {
-        if let NodeKind::SelfService { page_size, .. } = node.kind {
-            if !(1..=9).contains(&page_size) {
+        if let NodeKind::SelfService { page_size, sms, .. } = &node.kind {
+            if !(1..=9).contains(page_size) {
                 return Err(node_err(
                     file,
                     &node.name,
                     NodeProblem::Invalid(format!("page_size {page_size} must be 1 to 9")),
                 ));
+            }
+            if let Some(sms) = sms {
+                if !matches!(sms.key.as_str(), "3" | "4" | "5" | "6" | "7" | "8") {
+                    return Err(node_err(
+                        file,
+                        &node.name,
+                        NodeProblem::Invalid(format!(
+                            "sms.key `{}` must be one digit 3 to 8 (1, 2 and 9 are the readback's own)",
+                            sms.key
+                        )),
+                    ));
+                }
             }
         }
         if let NodeKind::Queue { announce_interval_secs, .. } = node.kind {

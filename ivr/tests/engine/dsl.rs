@@ -111,6 +111,7 @@ pub fn tokens(actions: &[Action]) -> Vec<String> {
                 }
                 Action::Hangup { outcome } => format!("hangup:{outcome:?}"),
                 Action::Record => "record".to_owned(),
+                Action::SendText { services, language, .. } => format!("text:{language}:{}", services.join(",")),
                 Action::Log(_) => return None,
             })
         })
@@ -214,6 +215,8 @@ pub fn run(name: &str, at: &str, steps: &[Step], lang: Language) -> Call {
             .flat_map(|t| {
                 if *t == MENU_WITHOUT_L {
                     menu_tokens(&[lang]).into_iter().map(str::to_owned).collect()
+                } else if *t == SMS_OFFER {
+                    sms_offered(lang).then(|| format!("services-sms-offer@{lang}")).into_iter().collect()
                 } else {
                     vec![t.replace("{l}", lang.as_str())]
                 }
@@ -278,6 +281,17 @@ pub fn menu_without_l() -> Vec<&'static str> {
 /// A token standing for "the language menu without the language under test, then collect".
 pub const MENU_WITHOUT_L: &str = "<language menu without {l}>";
 
+/// A token standing for the readback's text-message offer, said only to a caller a text reaches
+/// (of the scripts' home numbers, the Italian mobile).
+pub const SMS_OFFER: &str = "<sms offer if the caller is textable>";
+
+/// Whether the home number of `lang` is offered the readback's services by text message.
+pub fn sms_offered(lang: Language) -> bool {
+    let node = flow().find("self-service").and_then(|ix| flow().node(ix)).map(|n| &n.kind);
+    let Some(ivr::flow::NodeKind::SelfService { sms: Some(sms), .. }) = node else { return false };
+    caller(home_number(lang)).textable(&sms.countries)
+}
+
 /// `lang`'s key in the language menu of this call.
 pub fn menu_key(state: &CallState, lang: Language) -> usize {
     let offered: Vec<Language> = if state.guess_offered {
@@ -323,6 +337,7 @@ pub fn to_services(digit: &'static str) -> Vec<Step> {
             "services-item@{l}",
             "services-item@{l}",
             "services-options@{l}",
+            SMS_OFFER,
             "collect",
         ],
     ));

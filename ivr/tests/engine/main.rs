@@ -7,4 +7,5 @@ mod listening;
 mod prompt_texts;
 mod properties;
 mod scripts;
+mod texts;
 mod validation;

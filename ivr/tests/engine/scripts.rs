@@ -295,19 +295,34 @@ fn self_service_repeat_next_page_no_more_then_operator() {
                     "services-item@{l}",
                     "services-item@{l}",
                     "services-options@{l}",
+                    SMS_OFFER,
                     "collect",
                 ],
             ),
             s(In::Press("9"), &["services+3"]),
             s(
                 In::Results(2, false),
-                &["services-intro@{l}", "services-item@{l}", "services-item@{l}", "services-options@{l}", "collect"],
+                &[
+                    "services-intro@{l}",
+                    "services-item@{l}",
+                    "services-item@{l}",
+                    "services-options@{l}",
+                    SMS_OFFER,
+                    "collect",
+                ],
             ),
-            s(In::Press("9"), &["services-no-more@{l}", "services-options@{l}", "collect"]),
+            s(In::Press("9"), &["services-no-more@{l}", "services-options@{l}", SMS_OFFER, "collect"]),
             s(In::Press("#"), &["services+3"]),
             s(
                 In::Results(2, false),
-                &["services-intro@{l}", "services-item@{l}", "services-item@{l}", "services-options@{l}", "collect"],
+                &[
+                    "services-intro@{l}",
+                    "services-item@{l}",
+                    "services-item@{l}",
+                    "services-options@{l}",
+                    SMS_OFFER,
+                    "collect",
+                ],
             ),
             (In::Press("2"), queue_tokens("lingua")),
         ],
@@ -378,7 +393,7 @@ fn self_service_with_no_results_goes_to_an_operator() {
         to_services("2"),
         vec![
             s(In::Press("9"), &["services+3"]),
-            s(In::Results(0, false), &["services-no-more@{l}", "services-options@{l}", "collect"]),
+            s(In::Results(0, false), &["services-no-more@{l}", "services-options@{l}", SMS_OFFER, "collect"]),
             s(In::Press("1"), &["services+0"]),
         ],
     ]);
@@ -564,7 +579,10 @@ fn hash_repeats_the_current_menu() {
             s(In::Press("22100"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
             s(In::Press("#"), &["service-choice@{l}", "collect"]),
             s(In::Press("1"), &["services+0"]),
-            s(In::Results(1, false), &["services-intro@{l}", "services-item@{l}", "services-options@{l}", "collect"]),
+            s(
+                In::Results(1, false),
+                &["services-intro@{l}", "services-item@{l}", "services-options@{l}", SMS_OFFER, "collect"],
+            ),
             s(In::Press("#"), &["services+0"]),
         ],
     ]);
@@ -627,8 +645,8 @@ fn three_invalid_keys_reach_an_operator() {
     let steps = concat(vec![
         to_services("1"),
         vec![
-            s(In::Press("4"), &["invalid-choice@{l}", "services-options@{l}", "collect"]),
-            s(In::Silence, &["services-options@{l}", "collect"]),
+            s(In::Press("4"), &["invalid-choice@{l}", "services-options@{l}", SMS_OFFER, "collect"]),
+            s(In::Silence, &["services-options@{l}", SMS_OFFER, "collect"]),
             s(In::Silence, &["queue-enter@{l}~", "enqueue:{l}:lingua:5", "queue?"]),
         ],
     ]);
@@ -707,7 +725,10 @@ fn out_of_hours_self_service_works_and_operator_requests_come_back_here() {
             s(In::Press("1"), &["cap-ask@{l}", "collect5"]),
             s(In::Press("22100"), &["cap-placed@{l}", "service-choice@{l}", "collect"]),
             s(In::Press("1"), &["services+0"]),
-            s(In::Results(1, false), &["services-intro@{l}", "services-item@{l}", "services-options@{l}", "collect"]),
+            s(
+                In::Results(1, false),
+                &["services-intro@{l}", "services-item@{l}", "services-options@{l}", SMS_OFFER, "collect"],
+            ),
             (In::Press("2"), out_of_hours_prompts()),
             (In::Press("0"), out_of_hours_prompts()), // no operator to reach: repeated
             s(In::HangUp, &[]),
