@@ -1,0 +1,23 @@
+-- Callbacks the helpline places itself (console/src/callback/). calling_at / calling_by: a
+-- callback being called right now, and by whom: set by the one conditional UPDATE that starts an
+-- attempt (two operators clicking "Call back" on one request: one UPDATE changes the row, the
+-- other none), cleared when the attempt ends. call_state: what the page shows meanwhile
+-- ('dialing', 'ringing', 'talking').
+ALTER TABLE callbacks ADD COLUMN calling_at BIGINT;
+ALTER TABLE callbacks ADD COLUMN calling_by INTEGER REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE callbacks ADD COLUMN call_state TEXT;
+
+-- Every attempt, for the call's timeline: who called, when, how it ended ('reached', 'busy',
+-- 'no_answer', 'refused', 'unavailable', 'auth_failed', 'unreachable', 'dropped',
+-- 'operator_left', 'undecryptable', …) with the trunk's status code when it gave one.
+CREATE TABLE callback_attempts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    callback_id INTEGER NOT NULL REFERENCES callbacks(id) ON DELETE CASCADE,
+    call_id     TEXT NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
+    operator_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    started_at  BIGINT NOT NULL,
+    ended_at    BIGINT,
+    result      TEXT,
+    sip_status  INTEGER
+);
+CREATE INDEX callback_attempts_call ON callback_attempts(call_id, started_at);
