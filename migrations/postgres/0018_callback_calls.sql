@@ -21,3 +21,9 @@ CREATE TABLE callback_attempts (
     sip_status  INTEGER
 );
 CREATE INDEX callback_attempts_call ON callback_attempts(call_id, started_at);
+
+-- Callbacks that reached the caller and those closed as unreachable, per hour × language × area
+-- of when they did (console::supervisor::store::add_callback_outcome): added straight into the
+-- roll-up, since they come after their call (often after it is settled).
+ALTER TABLE kpi_hourly ADD COLUMN callbacks_reached BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE kpi_hourly ADD COLUMN callbacks_unreachable BIGINT NOT NULL DEFAULT 0;

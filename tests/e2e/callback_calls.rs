@@ -10,6 +10,7 @@ use crate::console_client::{add_user, sign_in, Session};
 use crate::helpers::{fresh_database, spawn_app_with, TestApp};
 use crate::privacy::database_contents;
 use crate::sip::goertzel;
+use console::clock::Clock;
 use console::db::users::Role;
 use ivr::domain::Language;
 use ivr::rtp::{decode, encode, RtpHeader, RtpPacket};
@@ -237,6 +238,22 @@ async fn post_json(app: &TestApp, s: &Session, path: &str, body: serde_json::Val
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// The KPI API's total for the test's day (a supervisor asks).
+async fn kpi_total(app: &TestApp) -> serde_json::Value {
+    if sqlx::query("SELECT 1 FROM users WHERE name = 'kim'")
+        .fetch_optional(app.state.db.pool())
+        .await
+        .unwrap()
+        .is_none()
+    {
+        add_user(app, "kim", Role::Supervisor, &[Language::parse("it").unwrap()], &[], false).await;
+    }
+    let kim = sign_in(app, "kim").await;
+    let (status, k) = api(app, &kim, reqwest::Method::GET, "/api/kpis?group=day").await;
+    assert_eq!(status, 200, "{k}");
+    k["total"].clone()
+}
+
 async fn operator(app: &TestApp, name: &str) -> Session {
     add_user(app, name, Role::Operator, &[Language::parse("it").unwrap()], &[], false).await;
     sign_in(app, name).await
@@ -390,6 +407,12 @@ async fn a_callback_over_the_trunk_answers_the_digest_challenges_and_bridges_the
         .unwrap();
     assert_eq!(sealed, None);
     assert!(!database_contents(&app).await.contains(DIGITS), "the number is nowhere in the database");
+    let k = kpi_total(&app).await;
+    assert_eq!(
+        (k["callback"].as_i64(), k["callbacks_reached"].as_i64(), k["callbacks_unreachable"].as_i64()),
+        (Some(1), Some(1), Some(0)),
+        "{k}"
+    );
     app.stop().await;
 }
 
@@ -486,5 +509,14 @@ async fn busy_wrong_credentials_and_no_answer_close_the_callback_as_unreachable_
         .unwrap();
     assert_eq!(sealed, None, "the number is wiped when the callback is given up");
     assert!(!database_contents(&app).await.contains(DIGITS));
+    let k = kpi_total(&app).await;
+    assert_eq!(
+        (k["callback"].as_i64(), k["callbacks_reached"].as_i64(), k["callbacks_unreachable"].as_i64()),
+        (Some(1), Some(0), Some(1)),
+        "{k}"
+    );
+    // Settling the call does not change them.
+    console::supervisor::settle::settle(&app.state.db, app.clock.now().timestamp_millis() + 3_600_000).await.unwrap();
+    assert_eq!(kpi_total(&app).await, k);
     app.stop().await;
 }

@@ -7,6 +7,7 @@ use crate::error::AppError;
 use crate::media::strict::RtpSource;
 use crate::media::{LegEvent, LegHandle, MediaState, SipSide};
 use crate::sip::trunk::{self, Control, Dial, DialFailure, Progress, Trunk};
+use crate::supervisor::store;
 use ivr::domain::PhoneNumber;
 use ivr::rtp::LegPayloads;
 use std::sync::atomic::AtomicU64;
@@ -130,8 +131,9 @@ pub(super) async fn finish(state: &CallbackState, s: &Started, now: i64, outcome
              last_result = $3 WHERE id = $1"
         }
     };
+    let reached = outcome == Outcome::Reached;
     sqlx::query(update).bind(s.callback_id).bind(now).bind(result).execute(&mut *tx).await.map_err(db_error)?;
-    sqlx::query(
+    let unreachable = sqlx::query(
         "UPDATE callbacks SET status = 'failed', done_at = $2, number_sealed = NULL \
          WHERE id = $1 AND status = 'open' AND attempts >= $3",
     )
@@ -140,7 +142,18 @@ pub(super) async fn finish(state: &CallbackState, s: &Started, now: i64, outcome
     .bind(max)
     .execute(&mut *tx)
     .await
-    .map_err(db_error)?;
+    .map_err(db_error)?
+    .rows_affected()
+        > 0;
+    if reached || unreachable {
+        let (language, area): (String, Option<String>) =
+            sqlx::query_as("SELECT language, area FROM callbacks WHERE id = $1")
+                .bind(s.callback_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        store::add_callback_outcome(&mut tx, now, &language, area.as_deref().unwrap_or(""), reached).await?;
+    }
     tx.commit().await.map_err(db_error)?;
     Ok(())
 }
