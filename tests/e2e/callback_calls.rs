@@ -426,6 +426,13 @@ async fn refuse(trunk: &Trunk, behaviour: &str) -> usize {
                 calls.insert(r.header("Call-ID").unwrap().to_owned());
                 let reply = match behaviour {
                     "busy" => r.response(486, "Busy Here", &[], ""),
+                    "forbidden" => r.response(403, "Forbidden", &[], ""),
+                    "unavailable" => r.response(503, "Service Unavailable", &[], ""),
+                    "drop" => {
+                        // Rings, then the far end goes away before anyone answers.
+                        trunk.send(r.from, &r.response(180, "Ringing", &[], "")).await;
+                        r.response(480, "Temporarily Unavailable", &[], "")
+                    }
                     "challenge" => r.response(
                         401,
                         "Unauthorized",
@@ -518,5 +525,79 @@ async fn busy_wrong_credentials_and_no_answer_close_the_callback_as_unreachable_
     // Settling the call does not change them.
     console::supervisor::settle::settle(&app.state.db, app.clock.now().timestamp_millis() + 3_600_000).await.unwrap();
     assert_eq!(kpi_total(&app).await, k);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_and_a_drop_mid_ring_are_logged_and_hanging_up_while_it_rings_costs_no_attempt() {
+    let trunk = Trunk::bind().await;
+    let app = app_with_trunk(trunk.addr(), PASSWORD, 30).await;
+    twiml_callback_request(&app, "CAcall00000000000000000000000003").await;
+    let id = the_callback(&app).await;
+    let cora = operator(&app, "cora").await;
+    let path = format!("/api/callbacks/{id}/call");
+    let www = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"n\"".to_owned();
+
+    // 403: refused.
+    assert_eq!(post_json(&app, &cora, &path, serde_json::json!({"sdp": browser().2})).await.0, 200);
+    refuse(&trunk, "forbidden").await;
+    let st = attempt_over(&app, &cora, id, 1).await;
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("open"), Some("refused")), "{st}");
+
+    // The operator hangs up while it rings: CANCEL, logged, not counted.
+    assert_eq!(post_json(&app, &cora, &path, serde_json::json!({"sdp": browser().2})).await.0, 200);
+    let invite = trunk.expect("INVITE").await;
+    trunk.send(invite.from, &invite.response(401, "Unauthorized", &[www.clone()], "")).await;
+    let invite = trunk.expect("INVITE").await;
+    trunk.send(invite.from, &invite.response(180, "Ringing", &[], "")).await;
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, st) = api(&app, &cora, reqwest::Method::GET, &path).await;
+        if st["call_state"] == "ringing" {
+            break;
+        }
+        assert!(Instant::now() < until, "not ringing: {st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dino = operator(&app, "dino").await;
+    let (status, body) = post_json(&app, &dino, &format!("/api/callbacks/{id}/hangup"), serde_json::json!({})).await;
+    assert_eq!(status, 409, "only the operator calling hangs up: {body}");
+    let (status, body) = post_json(&app, &dino, &path, serde_json::json!({"sdp": browser().2})).await;
+    assert_eq!(status, 409, "nobody calls while it rings: {body}");
+    assert_eq!(post_json(&app, &cora, &format!("/api/callbacks/{id}/hangup"), serde_json::json!({})).await.0, 200);
+    let cancel = trunk.expect("CANCEL").await;
+    assert_eq!(cancel.uri, invite.uri);
+    assert_eq!(cancel.header("CSeq"), Some("2 CANCEL"));
+    trunk.send(cancel.from, &cancel.response(200, "OK", &[], "")).await;
+    trunk.send(invite.from, &invite.response(487, "Request Terminated", &[], "")).await;
+    assert_eq!(trunk.expect("ACK").await.header("CSeq"), Some("2 ACK"));
+    let st = attempt_over(&app, &cora, id, 1).await;
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("open"), Some("operator_left")), "{st}");
+
+    // Still hers (she hung up, the request was not tried). 503, then a drop mid-ring: the third
+    // attempt that did not reach the person closes it.
+    assert_eq!(post_json(&app, &dino, &path, serde_json::json!({"sdp": browser().2})).await.0, 409);
+    assert_eq!(post_json(&app, &cora, &path, serde_json::json!({"sdp": browser().2})).await.0, 200);
+    refuse(&trunk, "unavailable").await;
+    let st = attempt_over(&app, &cora, id, 2).await;
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("open"), Some("unavailable")), "{st}");
+    assert_eq!(post_json(&app, &dino, &path, serde_json::json!({"sdp": browser().2})).await.0, 200);
+    refuse(&trunk, "drop").await;
+    let st = attempt_over(&app, &dino, id, 3).await;
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("failed"), Some("no_answer")), "{st}");
+    let results: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT result, CAST(sip_status AS BIGINT) FROM callback_attempts ORDER BY id")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            ("refused".into(), Some(403)),
+            ("operator_left".into(), None),
+            ("unavailable".into(), Some(503)),
+            ("no_answer".into(), Some(480))
+        ]
+    );
     app.stop().await;
 }
