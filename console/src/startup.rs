@@ -205,6 +205,7 @@ impl Application {
             phone.clone(),
             crate::calls::sealed::NumberSeal::new(&secret),
             trunk,
+            node.clone(),
         ));
         let handles = Handles {
             callback,

@@ -1,11 +1,13 @@
 -- Callbacks the helpline places itself (console/src/callback/). calling_at / calling_by: a
 -- callback being called right now, and by whom: set by the one conditional UPDATE that starts an
 -- attempt (two operators clicking "Call back" on one request: one UPDATE changes the row, the
--- other none), cleared when the attempt ends. call_state: what the page shows meanwhile
--- ('dialing', 'ringing', 'talking').
+-- other none), cleared when the attempt ends; calling_node: the node running it (a node that
+-- dies mid-attempt leaves the request free again, `nodes`). call_state: what the page shows
+-- meanwhile ('dialing', 'ringing', 'talking').
 ALTER TABLE callbacks ADD COLUMN calling_at BIGINT;
 ALTER TABLE callbacks ADD COLUMN calling_by BIGINT REFERENCES users(id) ON DELETE SET NULL;
 ALTER TABLE callbacks ADD COLUMN call_state TEXT;
+ALTER TABLE callbacks ADD COLUMN calling_node TEXT;
 
 -- Every attempt, for the call's timeline: who called, when, how it ended ('reached', 'busy',
 -- 'no_answer', 'refused', 'unavailable', 'auth_failed', 'unreachable', 'dropped',

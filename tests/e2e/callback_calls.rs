@@ -538,6 +538,14 @@ async fn refusals_and_a_drop_mid_ring_are_logged_and_hanging_up_while_it_rings_c
     let path = format!("/api/callbacks/{id}/call");
     let www = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"n\"".to_owned();
 
+    // An attempt left by a node that died (no heartbeat) does not hold the request.
+    sqlx::query(
+        "UPDATE callbacks SET calling_at = 1, calling_node = 'node-gone', call_state = 'talking' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
     // 403: refused.
     assert_eq!(post_json(&app, &cora, &path, serde_json::json!({"sdp": browser().2})).await.0, 200);
     refuse(&trunk, "forbidden").await;

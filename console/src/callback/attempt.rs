@@ -46,14 +46,20 @@ pub(super) async fn start(
 ) -> Result<Started, AppError> {
     let _turn = state.db.lock_turn().await;
     let mut tx = state.db.pool().begin().await.map_err(db_error)?;
+    // A node silent past node_timeout_secs (wall clock, as the nodes' heartbeats) runs nothing.
+    let alive_since = crate::calls::nodes::wall_ms() - 1000 * state.settings.node_timeout_secs.max(3) as i64;
     let changed = sqlx::query(
         "UPDATE callbacks SET claimed_by = $2, claimed_at = COALESCE(claimed_at, $3), calling_at = $3, \
-         calling_by = $2, call_state = 'dialing' \
-         WHERE id = $1 AND status = 'open' AND calling_at IS NULL AND (claimed_by IS NULL OR claimed_by = $2)",
+         calling_by = $2, calling_node = $4, call_state = 'dialing' \
+         WHERE id = $1 AND status = 'open' AND (claimed_by IS NULL OR claimed_by = $2 OR calling_at IS NOT NULL) \
+         AND (calling_at IS NULL OR calling_node IS NULL OR calling_node NOT IN \
+              (SELECT node_id FROM nodes WHERE dead_at IS NULL AND seen_at >= $5))",
     )
     .bind(id)
     .bind(user)
     .bind(now)
+    .bind(state.node.as_str())
+    .bind(alive_since)
     .execute(&mut *tx)
     .await
     .map_err(db_error)?
@@ -118,16 +124,16 @@ pub(super) async fn finish(state: &CallbackState, s: &Started, now: i64, outcome
     let update = match outcome {
         Outcome::Reached => {
             "UPDATE callbacks SET status = 'done', done_at = $2, number_sealed = NULL, calling_at = NULL, \
-             calling_by = NULL, call_state = NULL, attempts = attempts + 1, last_attempt_at = $2, last_result = $3 \
+             calling_by = NULL, calling_node = NULL, call_state = NULL, attempts = attempts + 1, last_attempt_at = $2, last_result = $3 \
              WHERE id = $1"
         }
         // Back in the list for anyone; closed as unreachable at the last attempt.
         Outcome::NotReached(_) => {
-            "UPDATE callbacks SET calling_at = NULL, calling_by = NULL, call_state = NULL, claimed_by = NULL, \
+            "UPDATE callbacks SET calling_at = NULL, calling_by = NULL, calling_node = NULL, call_state = NULL, claimed_by = NULL, \
              claimed_at = NULL, attempts = attempts + 1, last_attempt_at = $2, last_result = $3 WHERE id = $1"
         }
         Outcome::NotPlaced(_) => {
-            "UPDATE callbacks SET calling_at = NULL, calling_by = NULL, call_state = NULL, last_attempt_at = $2, \
+            "UPDATE callbacks SET calling_at = NULL, calling_by = NULL, calling_node = NULL, call_state = NULL, last_attempt_at = $2, \
              last_result = $3 WHERE id = $1"
         }
     };

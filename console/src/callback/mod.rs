@@ -21,6 +21,7 @@
 mod attempt;
 
 use crate::auth::AsOperator;
+use crate::calls::nodes::NodeId;
 use crate::calls::sealed::{NumberSeal, SealedNumber};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
@@ -54,6 +55,9 @@ pub struct CallbackState {
     pub seal: NumberSeal,
     /// `None`: no trunk configured (the button answers 503).
     pub trunk: Option<Trunk>,
+    /// This node: written on the attempts it runs, so that a node that dies mid-attempt does
+    /// not hold the request.
+    pub node: NodeId,
     /// The attempts running on this node, by callback id: how to hang each up.
     running: Mutex<HashMap<i64, mpsc::UnboundedSender<Control>>>,
 }
@@ -66,8 +70,9 @@ impl CallbackState {
         phone: Phone,
         seal: NumberSeal,
         trunk: Option<Trunk>,
+        node: NodeId,
     ) -> CallbackState {
-        CallbackState { db, settings, clock, phone, seal, trunk, running: Mutex::new(HashMap::new()) }
+        CallbackState { db, settings, clock, phone, seal, trunk, node, running: Mutex::new(HashMap::new()) }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, mpsc::UnboundedSender<Control>>> {
