@@ -555,7 +555,7 @@ async fn refusals_and_a_drop_mid_ring_are_logged_and_hanging_up_while_it_rings_c
     // The operator hangs up while it rings: CANCEL, logged, not counted.
     assert_eq!(post_json(&app, &cora, &path, serde_json::json!({"sdp": browser().2})).await.0, 200);
     let invite = trunk.expect("INVITE").await;
-    trunk.send(invite.from, &invite.response(401, "Unauthorized", &[www.clone()], "")).await;
+    trunk.send(invite.from, &invite.response(401, "Unauthorized", std::slice::from_ref(&www), "")).await;
     let invite = trunk.expect("INVITE").await;
     trunk.send(invite.from, &invite.response(180, "Ringing", &[], "")).await;
     let until = Instant::now() + Duration::from_secs(5);
