@@ -45,6 +45,7 @@ export async function call(id) {
   pc.ontrack = (e) => {
     if (!C.audio) {
       C.audio = document.createElement('audio');
+      C.audio.id = 'callback-audio';
       C.audio.autoplay = true;
       C.audio.hidden = true;
       document.body.append(C.audio);

@@ -1022,7 +1022,7 @@ function renderCallbacks() {
         ) : null,
       ),
       !claimer && !done ? h('button', { type: 'button', class: 'btn-secondary btn-small', text: t('callbacks.claim'), on: { click: () => callbackAction(cb.id, 'claim') } }) : null,
-      mine && !done ? h('button', { type: 'button', class: 'btn-primary btn-small', text: t('callbacks.done'), on: { click: () => callbackAction(cb.id, 'done') } }) : null,
+      mine && !done && callback.callback.id !== cb.id ? h('button', { type: 'button', class: 'btn-primary btn-small', text: t('callbacks.done'), on: { click: () => callbackAction(cb.id, 'done') } }) : null,
       ...callbackCall(cb, done || (claimer !== null && !mine)),
     );
   }));
