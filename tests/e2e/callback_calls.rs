@@ -529,7 +529,7 @@ async fn busy_wrong_credentials_and_no_answer_close_the_callback_as_unreachable_
 }
 
 #[tokio::test]
-async fn refusals_and_a_drop_mid_ring_are_logged_and_hanging_up_while_it_rings_costs_no_attempt() {
+async fn refusals_a_drop_mid_ring_a_number_that_does_not_open_and_hanging_up_while_it_rings_are_logged() {
     let trunk = Trunk::bind().await;
     let app = app_with_trunk(trunk.addr(), PASSWORD, 30).await;
     twiml_callback_request(&app, "CAcall00000000000000000000000003").await;
@@ -538,6 +538,31 @@ async fn refusals_and_a_drop_mid_ring_are_logged_and_hanging_up_while_it_rings_c
     let path = format!("/api/callbacks/{id}/call");
     let www = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"n\"".to_owned();
 
+    // A number that does not open (sealed for another call, as after a change of secret): a clear
+    // message, a logged attempt that does not count, the request kept.
+    let pool = app.state.db.pool();
+    let (kept,): (String,) =
+        sqlx::query_as("SELECT number_sealed FROM callbacks WHERE id = $1").bind(id).fetch_one(pool).await.unwrap();
+    let foreign = console::calls::sealed::NumberSeal::new(&app.state.secret)
+        .seal(&ivr::domain::CallId::parse("another-call").unwrap(), &ivr::domain::PhoneNumber::parse(NUMBER).unwrap());
+    sqlx::query("UPDATE callbacks SET number_sealed = $2 WHERE id = $1")
+        .bind(id)
+        .bind(foreign.as_str())
+        .execute(pool)
+        .await
+        .unwrap();
+    let (status, body) = post_json(&app, &cora, &path, serde_json::json!({"sdp": browser().2})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no longer decrypts"), "{body}");
+    assert!(!body.to_string().contains(DIGITS));
+    let st = attempt_over(&app, &cora, id, 0).await;
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("open"), Some("undecryptable")), "{st}");
+    sqlx::query("UPDATE callbacks SET number_sealed = $2 WHERE id = $1")
+        .bind(id)
+        .bind(&kept)
+        .execute(pool)
+        .await
+        .unwrap();
     // An attempt left by a node that died (no heartbeat) does not hold the request.
     sqlx::query(
         "UPDATE callbacks SET calling_at = 1, calling_node = 'node-gone', call_state = 'talking' WHERE id = $1",
@@ -601,6 +626,7 @@ async fn refusals_and_a_drop_mid_ring_are_logged_and_hanging_up_while_it_rings_c
     assert_eq!(
         results,
         vec![
+            ("undecryptable".into(), None),
             ("refused".into(), Some(403)),
             ("operator_left".into(), None),
             ("unavailable".into(), Some(503)),

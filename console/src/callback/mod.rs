@@ -118,14 +118,15 @@ async fn call(
     let started = attempt::start(&state, id, auth.user.id, &auth.user.name, now).await?;
     let call_id = CallId::parse(&started.call_id).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let number = match started.sealed.clone().map(SealedNumber::from_stored) {
-        Some(sealed) => state.seal.open(&call_id, &sealed).map_err(|e| e.to_string()),
-        None => Err("the number is not kept for this request".to_owned()),
+        Some(sealed) => state.seal.open(&call_id, &sealed).map_err(|e| ("undecryptable", e.to_string())),
+        // A JSON-webhook call's number is known to its carrier only (docs/operators.md).
+        None => Err(("no_number", "the helpline does not keep this caller's number: the carrier knows it".to_owned())),
     };
     let number = match number {
         Ok(n) => n,
-        Err(why) => {
-            tracing::warn!(call_id = %call_id, callback = id, reason = %why, "a callback's number does not open");
-            attempt::finish(&state, &started, now, attempt::Outcome::NotPlaced("undecryptable")).await?;
+        Err((result, why)) => {
+            tracing::warn!(call_id = %call_id, callback = id, reason = %why, "a callback's number cannot be used");
+            attempt::finish(&state, &started, now, attempt::Outcome::NotPlaced(result)).await?;
             return Err(AppError::Conflict(format!(
                 "this caller's number cannot be used ({why}); the request stays in the list"
             )));
