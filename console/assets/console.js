@@ -5,6 +5,7 @@
 
 import * as i18n from './i18n.js';
 import * as phone from './phone.js';
+import * as callback from './callback.js';
 
 const { t, label } = i18n;
 
@@ -1021,9 +1022,27 @@ function renderCallbacks() {
         ) : null,
       ),
       !claimer && !done ? h('button', { type: 'button', class: 'btn-secondary btn-small', text: t('callbacks.claim'), on: { click: () => callbackAction(cb.id, 'claim') } }) : null,
-      mine && !done ? h('button', { type: 'button', class: 'btn-primary btn-small', text: t('callbacks.done'), on: { click: () => callbackAction(cb.id, 'done') } }) : null,
+      mine && !done && callback.callback.id !== cb.id ? h('button', { type: 'button', class: 'btn-primary btn-small', text: t('callbacks.done'), on: { click: () => callbackAction(cb.id, 'done') } }) : null,
+      ...callbackCall(cb, done || (claimer !== null && !mine)),
     );
   }));
+}
+
+/** "Call back" (or, while calling it, its state and "Hang up"). */
+function callbackCall(cb, unavailable) {
+  if (callback.active()) {
+    if (callback.callback.id !== cb.id) return [];
+    return [
+      h('span', { class: 'cb-meta', role: 'status', text: t(`callbacks.state.${callback.callback.state}`) }),
+      h('button', { type: 'button', class: 'btn-danger btn-small', text: t('callbacks.hang_up'), on: { click: () => callback.hangUp() } }),
+    ];
+  }
+  if (unavailable || cb.calling_since) return [];
+  return [h('button', { type: 'button', class: 'btn-primary btn-small', text: t('callbacks.call'), on: { click: async () => {
+    const problem = await callback.call(cb.id);
+    if (problem) alertBox(problem);
+    await loadCallbacks();
+  } } })];
 }
 
 // ---- rendering ----------------------------------------------------------------------------------
@@ -1378,6 +1397,20 @@ phone.init({
   send,
   render: () => { if (S.signedIn) renderPhone(); },
   announce: (state) => announce(t(`phone.state.${state}`), state === 'failed' || state === 'hung_up'),
+  iceServers: () => S.config.ice_servers ?? [],
+});
+callback.init({
+  api,
+  t,
+  changed: (message) => {
+    if (message) {
+      alertBox(message, 'info', 12000);
+      announce(message, true);
+      loadCallbacks();
+    } else {
+      renderCallbacks();
+    }
+  },
   iceServers: () => S.config.ice_servers ?? [],
 });
 boot();

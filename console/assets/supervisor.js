@@ -35,6 +35,8 @@ const TEXTS = {
     'kpi.title': 'Indicatori di servizio', 'kpi.group': 'Raggruppa per', 'g.day': 'giorno', 'g.hour': 'ora', 'g.language': 'lingua', 'g.area': 'ambito',
     'kpi.key': 'Gruppo', 'kpi.calls': 'Chiamate', 'kpi.self': 'Self-service', 'kpi.queued': 'In coda', 'kpi.answered': 'Risposte', 'kpi.abandoned': 'Abbandonate',
     'kpi.sl': 'Livello di servizio', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Tasso di abbandono', 'kpi.self_rate': 'Tasso self-service', 'kpi.total': 'Totale',
+    'kpi.cb_requested': 'Richiamate richieste', 'kpi.cb_reached': 'Richiamate riuscite', 'kpi.cb_unreachable': 'Irraggiungibili',
+    'def.callbacks': 'Richieste: chiamate terminate con una richiesta di richiamata (nell’ora della chiamata). Riuscite e irraggiungibili: richiamate che hanno raggiunto la persona, o chiuse dopo l’ultimo tentativo, nell’ora in cui è successo.',
     'kpi.definitions': 'Definizioni', 'kpi.time': 'Giorni e ore', 'kpi.by_language': 'Livello di servizio per lingua (il più basso in alto)',
     'def.sl': 'Chiamate risposte entro 20 secondi dall’ingresso in coda ÷ (chiamate risposte + chiamate abbandonate dopo più di 5 secondi). Gli abbandoni entro 5 secondi non contano; quelli più lunghi contano contro il livello di servizio.',
     'def.asa': 'Tempo medio di risposta: attesa in coda totale delle chiamate risposte ÷ chiamate risposte.',
@@ -77,6 +79,8 @@ const TEXTS = {
     'kpi.title': 'Service KPIs', 'kpi.group': 'Group by', 'g.day': 'day', 'g.hour': 'hour', 'g.language': 'language', 'g.area': 'area',
     'kpi.key': 'Group', 'kpi.calls': 'Calls', 'kpi.self': 'Self-service', 'kpi.queued': 'Queued', 'kpi.answered': 'Answered', 'kpi.abandoned': 'Abandoned',
     'kpi.sl': 'Service level', 'kpi.asa': 'ASA (s)', 'kpi.abandon_rate': 'Abandonment rate', 'kpi.self_rate': 'Self-service rate', 'kpi.total': 'Total',
+    'kpi.cb_requested': 'Callbacks requested', 'kpi.cb_reached': 'Callbacks reached', 'kpi.cb_unreachable': 'Unreachable',
+    'def.callbacks': 'Requested: calls that ended with a callback request (in the call’s hour). Reached and unreachable: callbacks that reached the person, or were closed after the last attempt, in the hour that happened.',
     'kpi.definitions': 'Definitions', 'kpi.time': 'Days and hours', 'kpi.by_language': 'Service level by language (lowest first)',
     'def.sl': 'Calls answered within 20 seconds of entering the queue ÷ (answered calls + calls abandoned after more than 5 seconds). Abandons within 5 seconds are left out; longer ones count against the service level.',
     'def.asa': 'Average speed of answer: total queue wait of answered calls ÷ answered calls.',
@@ -529,7 +533,8 @@ async function loadKpis() {
       el('td', { class: 'num' }, fmtPct(r.abandonment_rate)))));
     const row = (r, key) => el('tr', {}, el('th', { scope: 'row' }, key), ...[r.calls, r.self_service, r.queued, r.answered, r.abandoned].map((n) => el('td', { class: 'num' }, String(n))),
       el('td', { class: 'num' }, fmtPct(r.service_level)), el('td', { class: 'num' }, r.asa_secs == null ? '—' : r.asa_secs.toFixed(1)),
-      el('td', { class: 'num' }, fmtPct(r.abandonment_rate)), el('td', { class: 'num' }, fmtPct(r.self_service_rate)));
+      el('td', { class: 'num' }, fmtPct(r.abandonment_rate)), el('td', { class: 'num' }, fmtPct(r.self_service_rate)),
+      ...[r.callback, r.callbacks_reached, r.callbacks_unreachable].map((n) => el('td', { class: 'num' }, String(n ?? 0))));
     $('#kpi-table tbody').replaceChildren(...table.rows.map((r) => row(r, r.key)), row(table.total, t('kpi.total')));
     const byHour = new Map(hours.rows.map((r) => [r.key, r.calls]));
     const hourLabels = Array.from({ length: 24 }, (_, h) => String(h).padStart(2, '0'));

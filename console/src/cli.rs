@@ -378,6 +378,22 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     if let Err(e) = s.check_for_serve() {
         return config_error(&e);
     }
+    match crate::sip::trunk::Trunk::from_settings(s) {
+        Ok(Some(trunk)) => println!(
+            "trunk         = sip:{} (user {}, password {:?}, caller id {}; {} attempts, rings {} s)",
+            trunk.host(),
+            if s.trunk_user.is_empty() { "(none)" } else { &s.trunk_user },
+            s.trunk_password,
+            s.trunk_caller_id,
+            s.callback_max_attempts.max(1),
+            s.callback_ring_secs.max(1)
+        ),
+        Ok(None) => println!("trunk         = (none: callbacks are not placed by the server)"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {

@@ -114,6 +114,20 @@ pub struct Settings {
     pub tls_key: PathBuf,
     /// The longest voice message a caller may leave, seconds (`HELPLINE_VOICEMAIL_MAX_SECS`).
     pub voicemail_max_secs: u32,
+    /// The SIP trunk callbacks are placed through (`HELPLINE_TRUNK_URI`), e.g.
+    /// `sip:trunk.example.org:5060`; empty: no trunk (`sip::trunk`).
+    pub trunk_uri: String,
+    /// The user name of the trunk's digest authentication (`HELPLINE_TRUNK_USER`).
+    pub trunk_user: String,
+    /// Its password (`HELPLINE_TRUNK_PASSWORD`): never logged.
+    pub trunk_password: SecretString,
+    /// The number the helpline calls from (`HELPLINE_TRUNK_CALLER_ID`), e.g. `803001`.
+    pub trunk_caller_id: String,
+    /// Attempts to reach a caller before the callback is closed as unreachable
+    /// (`HELPLINE_CALLBACK_MAX_ATTEMPTS`, at least 1).
+    pub callback_max_attempts: u32,
+    /// Seconds a callback may ring before it counts as not answered (`HELPLINE_CALLBACK_RING_SECS`).
+    pub callback_ring_secs: u64,
 }
 
 impl Default for Settings {
@@ -154,6 +168,12 @@ impl Default for Settings {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             voicemail_max_secs: 60,
+            trunk_uri: String::new(),
+            trunk_user: String::new(),
+            trunk_password: SecretString::default(),
+            trunk_caller_id: String::new(),
+            callback_max_attempts: 3,
+            callback_ring_secs: 30,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod telemetry;
 pub mod accounts;
 pub mod acd;
 pub mod auth;
+pub mod callback;
 pub mod calls;
 pub mod directory;
 pub mod health;

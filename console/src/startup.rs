@@ -72,6 +72,7 @@ pub struct Handles {
     pub prompts: Arc<PromptsState>,
     pub health: Arc<HealthState>,
     pub sip: Arc<SipState>,
+    pub callback: Arc<crate::callback::CallbackState>,
     /// The browser phones' media (its thread starts in `run_until`).
     pub phone: Phone,
 }
@@ -96,6 +97,7 @@ feature_states! {
     prompts: PromptsState,
     health: HealthState,
     sip: SipState,
+    callback: crate::callback::CallbackState,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -116,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::directory::routes())
         .merge(crate::supervisor::routes())
         .merge(crate::operators::routes())
+        .merge(crate::callback::routes())
         .fallback(crate::error::not_found)
         .layer(middleware::from_fn_with_state(state.auth.clone(), crate::auth::resolve_session))
         .layer(middleware::from_fn(crate::error::json_rejections))
@@ -195,7 +198,18 @@ impl Application {
         console.hub().skip_stored().await?;
         let (settings, secret) = (Arc::new(settings), Arc::new(secret));
         let node = NodeId::generate();
+        let trunk = crate::sip::trunk::Trunk::from_settings(&settings)?;
+        let callback = Arc::new(crate::callback::CallbackState::new(
+            db.clone(),
+            settings.clone(),
+            clock.clone(),
+            phone.clone(),
+            crate::calls::sealed::NumberSeal::new(&secret),
+            trunk,
+            node.clone(),
+        ));
         let handles = Handles {
+            callback,
             auth: Arc::new(AuthState {
                 db: db.clone(),
                 settings: settings.clone(),

@@ -58,6 +58,9 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("POST", "/api/callbacks/{id}/claim", "/api/callbacks/1/claim", Role(Role::Operator), true),
     ("POST", "/api/callbacks/{id}/done", "/api/callbacks/1/done", Role(Role::Operator), true),
     ("GET", "/api/callbacks/{id}/voicemail", "/api/callbacks/1/voicemail", Role(Role::Operator), false),
+    ("POST", "/api/callbacks/{id}/call", "/api/callbacks/1/call", Role(Role::Operator), true),
+    ("GET", "/api/callbacks/{id}/call", "/api/callbacks/1/call", Role(Role::Operator), false),
+    ("POST", "/api/callbacks/{id}/hangup", "/api/callbacks/1/hangup", Role(Role::Operator), true),
     ("GET", "/api/operators", "/api/operators", Role(Role::Supervisor), false),
     // The pages (console-page): public; the data behind them asks for a session.
     ("GET", "/", "/", Public, false),

@@ -15,7 +15,7 @@ const NUMBER: &str = "+393331234512";
 const DIGITS: &str = "3331234512";
 
 /// A TwiML call that queues, is offered a callback after five minutes, and takes it.
-async fn twiml_callback_request(app: &TestApp, sid: &str) {
+pub(crate) async fn twiml_callback_request(app: &TestApp, sid: &str) {
     let doc = post(app, "/twiml/voice", sid, &[]).await;
     let mut action = attr_of(&check(&doc), "Gather", "action").unwrap();
     for digits in ["1", "3", "22100"] {
@@ -31,7 +31,12 @@ async fn twiml_callback_request(app: &TestApp, sid: &str) {
     assert!(plays(&check(&doc)).contains(&"callback-confirmed".to_owned()), "{doc}");
 }
 
-async fn api(app: &TestApp, session: &Session, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
+pub(crate) async fn api(
+    app: &TestApp,
+    session: &Session,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, serde_json::Value) {
     let r = app
         .client
         .request(method.clone(), app.url(path))

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod assets;
 mod authz;
+mod callback_calls;
 mod callbacks;
 mod cli;
 mod cluster;

@@ -388,6 +388,19 @@ impl Phone {
         Ok(answer)
     }
 
+    /// A leg for a call this node places itself (a callback): built from the page's `offer`,
+    /// running on the media thread, not registered with any call (its owner bridges it). The
+    /// leg and the SDP answer.
+    pub async fn outgoing_leg(&self, codec: Codec, sdp: String) -> Result<(LegHandle, String), PhoneError> {
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?.clone();
+        let config = LegConfig { connect_timeout: self.0.connect_timeout, ..LegConfig::new(codec, self.0.candidate) };
+        let built = tokio::task::spawn_blocking(move || WebRtcLeg::accept_offer(&sdp, config, Instant::now()))
+            .await
+            .map_err(|_| PhoneError::NotRunning)?;
+        let (leg, answer) = built?;
+        Ok((media.add(leg), answer))
+    }
+
     /// A supervisor's page's offer to monitor the call (a new leg joining the operator's, in
     /// `mode`; the supervisor's earlier leg on the call, if any, hangs up). The SDP answer.
     pub async fn monitor(

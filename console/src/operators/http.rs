@@ -62,10 +62,11 @@ async fn callbacks(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> R
         i64,
         Option<String>,
         Option<i64>,
+        Option<i64>,
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT b.id, b.call_id, b.caller_masked, b.language, b.area, b.requested_at, b.status, u.name, b.claimed_at, \
-         CAST(b.attempts AS BIGINT), b.last_result, v.duration_ms \
+         CAST(b.attempts AS BIGINT), b.last_result, v.duration_ms, b.calling_at \
          FROM callbacks b LEFT JOIN users u ON u.id = b.claimed_by LEFT JOIN voicemails v ON v.call_id = b.call_id \
          WHERE b.status = 'open' ORDER BY b.requested_at, b.id",
     )
@@ -88,11 +89,12 @@ async fn callbacks(_: AsOperator, State(state): State<Arc<OperatorsState>>) -> R
                 attempts,
                 last,
                 vm,
+                calling,
             )| {
                 json!({"id": id, "call_id": call_id, "masked_number": masked, "language": language, "area": area,
                    "requested_at": rfc3339(requested_at), "status": status, "claimed_by": claimed_by,
                    "claimed_at": claimed_at.map(rfc3339), "attempts": attempts, "last_result": last,
-                   "voicemail_ms": vm})
+                   "voicemail_ms": vm, "calling_since": calling.map(rfc3339)})
             },
         )
         .collect();

@@ -28,6 +28,7 @@ mod drain;
 mod media;
 mod operator_leg;
 mod signalling;
+pub mod trunk;
 
 pub use admission::{Admission, AllowList, Verdict};
 pub use audio::PromptAudio;

@@ -182,7 +182,7 @@ pub fn calls_csv(db: Db, mut filter: LogFilter, scope: Scope, now_ms: i64) -> Bo
     Body::from_stream(stream)
 }
 
-pub const KPI_HEADER: [&str; 22] = [
+pub const KPI_HEADER: [&str; 24] = [
     "group",
     "calls",
     "self_service",
@@ -199,6 +199,8 @@ pub const KPI_HEADER: [&str; 22] = [
     "out_of_hours",
     "hung_up_in_menu",
     "menu_secs",
+    "callbacks_reached",
+    "callbacks_unreachable",
     "service_level",
     "asa_secs",
     "abandonment_rate",
@@ -237,6 +239,8 @@ pub fn kpis_csv(rows: &[KpiRow], total: &KpiRow) -> Result<Bytes, std::io::Error
             c.out_of_hours.to_string(),
             c.hung_up_in_menu.to_string(),
             secs(c.menu_ms),
+            c.callbacks_reached.to_string(),
+            c.callbacks_unreachable.to_string(),
             ratio(k.service_level),
             k.asa_secs.map(|x| format!("{x:.1}")).unwrap_or_default(),
             ratio(k.abandonment_rate),

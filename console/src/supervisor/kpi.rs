@@ -47,6 +47,11 @@ pub struct Counts {
     pub out_of_hours: i64,
     pub hung_up_in_menu: i64,
     pub menu_ms: i64,
+    /// Callbacks that reached the caller, counted in the hour they did (not per call: they come
+    /// after the call, often after it is settled; `callback::attempt` adds them to `kpi_hourly`).
+    pub callbacks_reached: i64,
+    /// Callbacks closed as unreachable after `callback_max_attempts`, in the hour they were.
+    pub callbacks_unreachable: i64,
 }
 
 impl Counts {
@@ -66,6 +71,8 @@ impl Counts {
         self.out_of_hours += o.out_of_hours;
         self.hung_up_in_menu += o.hung_up_in_menu;
         self.menu_ms += o.menu_ms;
+        self.callbacks_reached += o.callbacks_reached;
+        self.callbacks_unreachable += o.callbacks_unreachable;
     }
 
     /// The counts of one call, from its facts: the reference definition (the SQL that aggregates

@@ -66,6 +66,12 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ("abandonment_rate", "abandoned calls (short ones included) ÷ queued calls"),
     ("self_service_rate", "calls that heard nearby services read back (outcome self_service) ÷ all calls"),
     ("day_and_hour", "days and hours are Europe/Rome local time; a call counts in the hour it started"),
+    (
+        "callbacks",
+        "callback: calls that ended with a callback request (in the call's hour); callbacks_reached and \
+         callbacks_unreachable: callbacks that reached the person, or were closed after callback_max_attempts \
+         attempts, counted in the hour that happened",
+    ),
 ];
 
 /// One line for the KPI CSV.

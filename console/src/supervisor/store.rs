@@ -54,7 +54,8 @@ pub fn counts_sql(backend: Backend, filter: &str) -> String {
          CAST(SUM(CASE WHEN f.outcome = 'out_of_hours' THEN 1 ELSE 0 END) AS BIGINT), \
          CAST(SUM(CASE WHEN f.outcome = 'hung_up_in_menu' THEN 1 ELSE 0 END) AS BIGINT), \
          CAST(SUM(CASE WHEN f.qa IS NOT NULL THEN f.qa - f.started_at \
-                       WHEN f.ended_at IS NOT NULL THEN f.ended_at - f.started_at ELSE 0 END) AS BIGINT) \
+                       WHEN f.ended_at IS NOT NULL THEN f.ended_at - f.started_at ELSE 0 END) AS BIGINT), \
+         CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
          FROM (SELECT c.started_at, c.ended_at, c.language, c.area, c.outcome, q.entered_at AS qa, \
                       {ANSWER_AT_SQL} AS aa, CASE WHEN q.status = 'abandoned' THEN q.updated_at END AS ab \
                FROM {calls} LEFT JOIN queue_entries q ON q.call_id = c.call_id \
@@ -64,7 +65,8 @@ pub fn counts_sql(backend: Backend, filter: &str) -> String {
 }
 
 const COUNT_COLUMNS: &str = "calls, self_service, queued, answered, answered_in_sl, abandoned, abandoned_short, \
-    wait_answered_ms, wait_abandoned_ms, max_wait_ms, talk_ms, callback, out_of_hours, hung_up_in_menu, menu_ms";
+    wait_answered_ms, wait_abandoned_ms, max_wait_ms, talk_ms, callback, out_of_hours, hung_up_in_menu, menu_ms, \
+    callbacks_reached, callbacks_unreachable";
 
 fn bucket(row: &AnyRow) -> Result<Bucket, sqlx::Error> {
     let n = |i: usize| row.try_get::<i64, _>(i);
@@ -88,6 +90,8 @@ fn bucket(row: &AnyRow) -> Result<Bucket, sqlx::Error> {
             out_of_hours: n(15)?,
             hung_up_in_menu: n(16)?,
             menu_ms: n(17)?,
+            callbacks_reached: n(18)?,
+            callbacks_unreachable: n(19)?,
         },
     })
 }
@@ -164,7 +168,7 @@ pub async fn add_to_rollup(tx: &mut sqlx::Transaction<'_, Any>, buckets: &[Bucke
         .join(", ");
     let sql = format!(
         "INSERT INTO kpi_hourly (hour_utc, day, language, area, {COUNT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
          ON CONFLICT (hour_utc, language, area) DO UPDATE SET {sum}"
     );
     for b in buckets {
@@ -186,12 +190,35 @@ pub async fn add_to_rollup(tx: &mut sqlx::Transaction<'_, Any>, buckets: &[Bucke
             c.out_of_hours,
             c.hung_up_in_menu,
             c.menu_ms,
+            c.callbacks_reached,
+            c.callbacks_unreachable,
         ] {
             q = q.bind(v);
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Adds one callback's outcome (reached, or closed as unreachable) to `kpi_hourly`, in the hour
+/// `at` (epoch ms) it happened, for its language and area, in the caller's transaction (the one
+/// that closes the callback, so it is counted once). Outcomes are never live counts: they go
+/// straight into the roll-up, which settling and retention only ever add to.
+pub async fn add_callback_outcome(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    at: i64,
+    language: &str,
+    area: &str,
+    reached: bool,
+) -> Result<(), DbError> {
+    let counts = Counts {
+        callbacks_reached: i64::from(reached),
+        callbacks_unreachable: i64::from(!reached),
+        ..Counts::default()
+    };
+    let bucket =
+        Bucket { hour_utc: at.div_euclid(3_600_000), language: language.to_owned(), area: area.to_owned(), counts };
+    add_to_rollup(tx, &[bucket]).await
 }
 
 /// Every bucket of `[from, to)`: the roll-up of settled calls and purged hours, and the live

@@ -68,6 +68,16 @@ pub enum Entry {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The helpline called the caller back (`callback_attempts`): who called and how it ended
+    /// (`reached`, `busy`, `no_answer`, `refused`, `unavailable`, `auth_failed`, `unreachable`,
+    /// `operator_left`, `undecryptable`, …; none while it runs), with the trunk's status code.
+    CallbackAttempt {
+        operator: Option<String>,
+        result: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sip_status: Option<i64>,
+        ended_at: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -184,6 +194,17 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     }
     for (at, operator, state, reason) in crate::media::journal::steps(db, call_id).await? {
         push(at, i64::MAX - 4, Entry::Media { operator, state, reason });
+    }
+    type AttemptRow = (i64, Option<i64>, Option<String>, Option<i64>, Option<String>);
+    let attempts: Vec<AttemptRow> = sqlx::query_as(
+        "SELECT a.started_at, a.ended_at, a.result, CAST(a.sip_status AS BIGINT), u.name FROM callback_attempts a \
+         LEFT JOIN users u ON u.id = a.operator_id WHERE a.call_id = $1 ORDER BY a.started_at, a.id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (at, ended, result, sip_status, operator) in attempts {
+        push(at, i64::MAX - 4, Entry::CallbackAttempt { operator, result, sip_status, ended_at: ended.map(rfc3339) });
     }
     out.sort_by_key(|t| (t.at_ms, t.order));
     Ok(out)
