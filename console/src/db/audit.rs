@@ -78,6 +78,14 @@ pub enum AuditAction {
     Barge,
     /// A supervisor stopped listening, whispering or barging in.
     MonitorEnd,
+    /// An operator invited a mediator into their call (the mediator's name is the detail).
+    MediatorInvite,
+    /// A mediator joined a call (a three-way call).
+    MediatorJoin,
+    /// A mediator declined a call or left it.
+    MediatorLeave,
+    /// The operator left a call to its mediator (the mediator's name is the detail).
+    OperatorLeave,
 }
 
 impl AuditAction {
@@ -113,6 +121,10 @@ impl AuditAction {
             AuditAction::Whisper => "whisper",
             AuditAction::Barge => "barge",
             AuditAction::MonitorEnd => "monitor_end",
+            AuditAction::MediatorInvite => "mediator_invite",
+            AuditAction::MediatorJoin => "mediator_join",
+            AuditAction::MediatorLeave => "mediator_leave",
+            AuditAction::OperatorLeave => "operator_leave",
         }
     }
 }

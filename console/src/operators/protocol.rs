@@ -190,6 +190,11 @@ pub enum ServerMessage {
     Error(ErrorMessage),
     /// The server's SDP answer to `phone_offer` (ICE-lite: its one candidate is in it).
     PhoneAnswer { call_id: String, sdp: String },
+    /// An operator asks me, a mediator, to join their call (with its screen-pop).
+    MediationOffer(MediationOffer),
+    /// A mediator on my call (or my mediation): invited, joined, declined, left, or the operator
+    /// left the call to the mediator (`holds`).
+    Mediation { call_id: String, operator: String, mediator: String, state: MediationState },
     /// My browser call's media: `connecting`, `connected`, `reconnecting`, `failed` (the caller
     /// is back in the queue; `reason` says why), `hung_up` (the caller hung up), `ended`.
     PhoneState {
@@ -201,7 +206,8 @@ pub enum ServerMessage {
 }
 
 /// The `type`s of the [`ServerMessage`]s the hub stores and sends with a `seq`.
-pub const STORED: [&str; 6] = ["presence", "queue", "offer", "offer_withdrawn", "call", "wrap_up"];
+pub const STORED: [&str; 8] =
+    ["presence", "queue", "offer", "offer_withdrawn", "call", "wrap_up", "mediation_offer", "mediation"];
 
 impl ServerMessage {
     /// Every `type` the server may send.
@@ -368,6 +374,29 @@ pub struct Offer {
     pub matched: OfferMatch,
     pub expires_at: Time,
     pub pop: Option<ScreenPop>,
+}
+
+/// `mediation_offer`: join this call as its mediator ("join as mediator").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediationOffer {
+    pub call_id: String,
+    /// The operator who asks.
+    pub operator: String,
+    /// The caller's language, when known.
+    pub language: Option<String>,
+    pub pop: Option<ScreenPop>,
+}
+
+/// Where a mediation stands (`mediation.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediationState {
+    Invited,
+    Joined,
+    Declined,
+    Left,
+    /// The operator left: the mediator holds the call (and ends it).
+    Holds,
 }
 
 /// How the call matched the operator (stored as `offers.match_kind`).

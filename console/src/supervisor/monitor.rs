@@ -55,7 +55,9 @@ fn phone_error(e: PhoneError) -> AppError {
         PhoneError::NoSuchCall => AppError::NotFound(e.to_string()),
         PhoneError::WebRtc(_) => AppError::BadRequest(e.to_string()),
         PhoneError::NotRunning | PhoneError::Relay(_) => AppError::Unavailable(e.to_string()),
-        PhoneError::NoOperatorLeg | PhoneError::NotMonitoring => AppError::Conflict(e.to_string()),
+        PhoneError::NoOperatorLeg | PhoneError::NotMonitoring | PhoneError::NoMediator => {
+            AppError::Conflict(e.to_string())
+        }
     }
 }
 

@@ -59,6 +59,16 @@ pub enum Entry {
         /// `listen`, `whisper`, `barge` or `monitor_end`.
         action: String,
     },
+    /// A mediator invited, joining, declining or leaving, or the operator leaving the call to
+    /// the mediator (from the audit log).
+    Mediation {
+        /// Who did it.
+        user: String,
+        /// `mediator_invite`, `mediator_join`, `mediator_leave` or `operator_leave`.
+        action: String,
+        /// The mediator's name, for an invitation and the operator leaving.
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -172,6 +182,16 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     .await?;
     for (at, supervisor, action) in monitors {
         push(at, i64::MAX, Entry::Monitor { supervisor, action });
+    }
+    let mediations: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT at, user_name, action, detail FROM audit_log WHERE call_id = $1 \
+         AND action IN ('mediator_invite', 'mediator_join', 'mediator_leave', 'operator_leave') ORDER BY at, id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (at, user, action, detail) in mediations {
+        push(at, i64::MAX, Entry::Mediation { user, action, detail });
     }
     out.sort_by_key(|t| (t.at_ms, t.order));
     Ok(out)
