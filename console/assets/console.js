@@ -5,6 +5,7 @@
 
 import * as i18n from './i18n.js';
 import * as phone from './phone.js';
+import * as mediation from './mediation.js';
 
 const { t, label } = i18n;
 
@@ -566,6 +567,12 @@ const HANDLERS = {
   phone_answer(m) {
     phone.answered(m);
   },
+  mediation_offer(m) {
+    mediation.offered(m);
+  },
+  mediation(m) {
+    mediation.news(m);
+  },
   phone_state(m) {
     phone.stateChanged(m);
     if (m.state === 'failed') alertBox(t('phone.state.failed') + (m.reason ? ` (${m.reason})` : ''));
@@ -1090,6 +1097,7 @@ function renderStage() {
     renderReferrals();
     renderDispositions();
   }
+  mediation.render();
   tickWrapUp();
 }
 
@@ -1379,5 +1387,13 @@ phone.init({
   render: () => { if (S.signedIn) renderPhone(); },
   announce: (state) => announce(t(`phone.state.${state}`), state === 'failed' || state === 'hung_up'),
   iceServers: () => S.config.ice_servers ?? [],
+});
+mediation.init({
+  api,
+  announce,
+  alertBox,
+  callId: () => (S.call && !S.call.ended && !S.offer ? S.call.call_id : null),
+  me: () => S.user?.name ?? null,
+  popNodes,
 });
 boot();
