@@ -25,6 +25,8 @@ const TEXTS = {
     't.step': 'Passo {seq}', 't.pressed': 'tasti {digits}', 't.played': 'ascoltato: {prompts}', 't.offer': 'Offerta a {who}: {status}', 't.missed': 'persa',
     't.note': 'Nota di {who}', 't.referral': 'Servizio indicato da {who}: {name}',
     't.monitor.listen': '{who} ascolta', 't.monitor.whisper': '{who} suggerisce all\'operatore', 't.monitor.barge': '{who} interviene', 't.monitor.monitor_end': '{who} lascia la chiamata',
+    't.mediation.mediator_invite': '{who} invita il mediatore {detail}', 't.mediation.mediator_join': '{who} partecipa come mediatore',
+    't.mediation.mediator_leave': '{who} lascia la mediazione', 't.mediation.operator_leave': '{who} lascia la chiamata al mediatore {detail}',
     'wb.live_calls': 'Chiamate in corso', 'wb.live_none': 'Nessuna chiamata in corso.', 'col.call': 'Chiamata', 'col.actions': 'Azioni',
     'mon.listen': 'Ascolta', 'mon.whisper': 'Suggerisci', 'mon.barge': 'Intervieni', 'mon.stop': 'Chiudi',
     'mon.idle': 'Non stai ascoltando nessuna chiamata.', 'mon.connecting': 'Collegamento alla chiamata {call}…', 'mon.listening': 'Ascolti la chiamata {call} (nessuno ti sente).',
@@ -65,6 +67,8 @@ const TEXTS = {
     't.step': 'Step {seq}', 't.pressed': 'pressed {digits}', 't.played': 'heard: {prompts}', 't.offer': 'Offered to {who}: {status}', 't.missed': 'missed',
     't.note': 'Note by {who}', 't.referral': 'Service given by {who}: {name}',
     't.monitor.listen': '{who} listens', 't.monitor.whisper': '{who} whispers to the operator', 't.monitor.barge': '{who} barges in', 't.monitor.monitor_end': '{who} leaves the call',
+    't.mediation.mediator_invite': '{who} invites the mediator {detail}', 't.mediation.mediator_join': '{who} joins as mediator',
+    't.mediation.mediator_leave': '{who} leaves the mediation', 't.mediation.operator_leave': '{who} leaves the call to the mediator {detail}',
     'wb.live_calls': 'Live calls', 'wb.live_none': 'No live call.', 'col.call': 'Call', 'col.actions': 'Actions',
     'mon.listen': 'Listen', 'mon.whisper': 'Whisper', 'mon.barge': 'Barge', 'mon.stop': 'Hang up',
     'mon.idle': 'You are not on any call.', 'mon.connecting': 'Joining call {call}…', 'mon.listening': 'Listening to call {call} (nobody hears you).',
@@ -394,6 +398,8 @@ async function openCall(id) {
       text = t('t.offer', { who: e.operator ?? '?', status: e.status }) + (e.missed ? ` (${t('t.missed')})` : '');
     } else if (e.type === 'monitor') {
       text = t(`t.monitor.${e.action}`, { who: e.supervisor });
+    } else if (e.type === 'mediation') {
+      text = t(`t.mediation.${e.action}`, { who: e.user, detail: e.detail });
     } else if (e.type === 'note') {
       text = `${t('t.note', { who: e.operator ?? '?' })}: ${e.text}`;
     } else {

@@ -18,6 +18,7 @@ mod edge;
 mod health;
 mod languages;
 mod layers;
+mod mediation;
 mod migrations;
 mod nodes;
 mod pg_tls;
