@@ -1395,5 +1395,7 @@ mediation.init({
   callId: () => (S.call && !S.call.ended && !S.offer ? S.call.call_id : null),
   me: () => S.user?.name ?? null,
   popNodes,
+  held: phone.isHeld,
+  toggleHold: phone.toggleHold,
 });
 boot();

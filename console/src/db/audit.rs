@@ -86,6 +86,17 @@ pub enum AuditAction {
     MediatorLeave,
     /// The operator left a call to its mediator (the mediator's name is the detail).
     OperatorLeave,
+    /// An operator asked a colleague to a consultation on their call, the caller on hold (the
+    /// colleague's name is the detail).
+    ConsultInvite,
+    /// The consulted colleague joined.
+    ConsultJoin,
+    /// The consultation is over without a transfer: declined, left, or the operator went back to
+    /// the caller (the colleague's name is the detail when the operator ended it).
+    ConsultLeave,
+    /// The operator handed the call over to the consulted colleague and left (the warm
+    /// transfer; the colleague's name is the detail).
+    Transfer,
 }
 
 impl AuditAction {
@@ -125,6 +136,10 @@ impl AuditAction {
             AuditAction::MediatorJoin => "mediator_join",
             AuditAction::MediatorLeave => "mediator_leave",
             AuditAction::OperatorLeave => "operator_leave",
+            AuditAction::ConsultInvite => "consult_invite",
+            AuditAction::ConsultJoin => "consult_join",
+            AuditAction::ConsultLeave => "consult_leave",
+            AuditAction::Transfer => "transfer",
         }
     }
 }

@@ -532,6 +532,8 @@ impl Phone {
         slot.operator_leg = Some(leg.id());
         slot.operator = Some(mediator);
         slot.to_call.send(PhoneMsg::HandOver(leg)).map_err(|_| PhoneError::NoSuchCall)?;
+        // A caller held during a consultation is back, with the colleague now.
+        let _ = slot.to_call.send(PhoneMsg::Hold(false));
         Ok(mediator)
     }
 

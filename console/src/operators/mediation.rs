@@ -13,6 +13,14 @@
 //!   operator leaves the call to the mediator (`media::Phone::operator_leaves`: the mediator's
 //!   leg carries the call on, and the mediator ends it).
 //!
+//! **The warm transfer** is the same machinery with a colleague instead of a mediator (`kind`
+//! `consult`): `GET /api/calls/{id}/colleagues` lists the available operators (any language or
+//! area), `POST /api/calls/{id}/consult` (`{"operator": name}`) asks one, whose page joins as a
+//! mediator's does while the caller is on hold (the caller hears the hold audio; the operator and
+//! the colleague hear each other); the operator then hands the call over (`DELETE …/mediation`:
+//! the colleague's leg carries it on and the caller comes off hold) or goes back to the caller
+//! (`DELETE /api/calls/{id}/consult`).
+//!
 //! Every step is in `mediations` (migration 0019), the audit log and the call's timeline, and
 //! reaches the operator's and the mediator's consoles as `mediation` messages. The call's media
 //! must be on this node (its SIP side and its operator's browser leg): a call carried elsewhere
@@ -21,7 +29,9 @@
 use super::hub;
 use super::pop;
 use super::presence::{self, Change, PresenceState};
-use super::protocol::{CallState, CallUpdate, Device, MediationOffer, MediationState, ServerMessage};
+use super::protocol::{
+    CallState, CallUpdate, Device, MediationKind, MediationOffer, MediationState, ServerMessage,
+};
 use super::queue_service;
 use super::{ConsoleError, OperatorsState};
 use crate::auth::AsOperator;
@@ -35,7 +45,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ivr::domain::Language;
+use ivr::domain::{Language, ServiceArea};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -48,13 +58,31 @@ where
         .route("/api/calls/{id}/mediators", get(mediators))
         .route("/api/calls/{id}/mediator", post(invite))
         .route("/api/calls/{id}/mediation", post(join).delete(leave))
+        .route("/api/calls/{id}/colleagues", get(colleagues))
+        .route("/api/calls/{id}/consult", post(consult).delete(back_to_caller))
 }
 
-/// A mediator the operator may invite.
+/// The audit actions of each kind: (invite, join, leave, the operator leaving it to them).
+fn actions(kind: MediationKind) -> (AuditAction, AuditAction, AuditAction, AuditAction) {
+    match kind {
+        MediationKind::Mediator => (
+            AuditAction::MediatorInvite,
+            AuditAction::MediatorJoin,
+            AuditAction::MediatorLeave,
+            AuditAction::OperatorLeave,
+        ),
+        MediationKind::Consult => {
+            (AuditAction::ConsultInvite, AuditAction::ConsultJoin, AuditAction::ConsultLeave, AuditAction::Transfer)
+        }
+    }
+}
+
+/// A mediator (or colleague) the operator may invite.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Mediator {
     pub name: String,
     pub languages: Vec<Language>,
+    pub areas: Vec<ServiceArea>,
 }
 
 /// `GET /api/calls/{id}/mediators`.
@@ -70,6 +98,19 @@ pub struct Mediators {
 #[serde(deny_unknown_fields)]
 pub struct Invite {
     pub mediator: String,
+}
+
+/// `POST /api/calls/{id}/consult`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consult {
+    pub operator: String,
+}
+
+/// `GET /api/calls/{id}/colleagues`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Colleagues {
+    pub colleagues: Vec<Mediator>,
 }
 
 fn phone_error(e: PhoneError) -> AppError {
@@ -101,16 +142,27 @@ async fn live(state: &OperatorsState, id: &str) -> Result<Option<Language>, AppE
     }
 }
 
-/// The user's open mediation on the call: (joined, holds).
-async fn mediation_of(state: &OperatorsState, id: &str, user: i64) -> Result<Option<(bool, bool)>, DbError> {
-    let row: Option<(Option<i64>, i64)> = sqlx::query_as(
-        "SELECT joined_at, holds FROM mediations WHERE call_id = $1 AND mediator_id = $2 AND left_at IS NULL",
+/// The user's open mediation on the call.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    joined: bool,
+    holds: bool,
+    kind: MediationKind,
+}
+
+async fn mediation_of(state: &OperatorsState, id: &str, user: i64) -> Result<Option<Open>, DbError> {
+    let row: Option<(Option<i64>, i64, String)> = sqlx::query_as(
+        "SELECT joined_at, holds, kind FROM mediations WHERE call_id = $1 AND mediator_id = $2 AND left_at IS NULL",
     )
     .bind(id)
     .bind(user)
     .fetch_optional(state.db.pool())
     .await?;
-    Ok(row.map(|(joined, holds)| (joined.is_some(), holds != 0)))
+    row.map(|(joined, holds, kind)| {
+        let kind = MediationKind::parse(&kind).ok_or_else(|| DbError::Corrupt(format!("mediation kind {kind:?}")))?;
+        Ok(Open { joined: joined.is_some(), holds: holds != 0, kind })
+    })
+    .transpose()
 }
 
 /// The user holds the call: on it (presence) and not as a mediator who was only invited in.
@@ -119,25 +171,38 @@ async fn holds_call(state: &OperatorsState, id: &str, user: i64) -> Result<bool,
     let me = presence::get(&mut tx, user).await?;
     tx.rollback().await.map_err(DbError::from)?;
     let on_it = me.is_some_and(|p| p.state == PresenceState::OnCall && p.call_id.as_deref() == Some(id));
-    let as_guest = matches!(mediation_of(state, id, user).await?, Some((_, false)));
+    let as_guest = matches!(mediation_of(state, id, user).await?, Some(Open { holds: false, .. }));
     Ok(on_it && !as_guest)
 }
 
-/// The available mediators who speak `language` (all of them when it is not known), but `not`.
-async fn available(state: &OperatorsState, language: Option<Language>, not: i64) -> Result<Vec<Mediator>, DbError> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT u.id, u.name, u.languages FROM users u JOIN operator_state s ON s.user_id = u.id \
-         WHERE u.mediator = 1 AND u.disabled_at IS NULL AND s.presence = 'available' ORDER BY u.name",
+/// Who may be invited, but `not`: for a mediator, the available mediators who speak `language`
+/// (all of them when it is not known); for a consultation, every available colleague (another
+/// language or area is often the reason to consult).
+async fn available(
+    state: &OperatorsState,
+    kind: MediationKind,
+    language: Option<Language>,
+    not: i64,
+) -> Result<Vec<Mediator>, DbError> {
+    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT u.id, u.name, u.languages, u.areas, u.mediator FROM users u JOIN operator_state s ON s.user_id = u.id \
+         WHERE u.disabled_at IS NULL AND s.presence = 'available' ORDER BY u.name",
     )
     .fetch_all(state.db.pool())
     .await?;
     Ok(rows
         .into_iter()
-        .filter(|(id, _, _)| *id != not)
-        .filter_map(|(_, name, languages)| {
+        .filter(|(id, ..)| *id != not)
+        .filter_map(|(_, name, languages, areas, mediator)| {
             let languages = split_codes(&languages, Language::parse).ok()?;
-            (language.is_none() || language.is_some_and(|l| languages.contains(&l)))
-                .then_some(Mediator { name, languages })
+            let areas = split_codes(&areas, ServiceArea::parse).ok()?;
+            let fits = match kind {
+                MediationKind::Mediator => {
+                    mediator != 0 && (language.is_none() || language.is_some_and(|l| languages.contains(&l)))
+                }
+                MediationKind::Consult => true,
+            };
+            fits.then_some(Mediator { name, languages, areas })
         })
         .collect())
 }
@@ -152,8 +217,32 @@ async fn mediators(
     if !holds_call(&state, &id, auth.user.id).await? {
         return Err(ConsoleError::NotYourCall.into());
     }
-    let mediators = available(&state, language, auth.user.id).await?;
+    let mediators = available(&state, MediationKind::Mediator, language, auth.user.id).await?;
     Ok(Json(Mediators { language, mediators }))
+}
+
+/// `GET /api/calls/{id}/colleagues` (the call's operator): whom they may consult.
+async fn colleagues(
+    AsOperator(auth): AsOperator,
+    State(state): State<Arc<OperatorsState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Colleagues>, AppError> {
+    let language = live(&state, &id).await?;
+    if !holds_call(&state, &id, auth.user.id).await? {
+        return Err(ConsoleError::NotYourCall.into());
+    }
+    let colleagues = available(&state, MediationKind::Consult, language, auth.user.id).await?;
+    Ok(Json(Colleagues { colleagues }))
+}
+
+/// `POST /api/calls/{id}/consult` (the call's operator): a colleague is asked to a consultation.
+async fn consult(
+    AsOperator(auth): AsOperator,
+    State(state): State<Arc<OperatorsState>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Consult>,
+) -> Result<StatusCode, AppError> {
+    ask(&state, &auth.user, &id, &body.operator, MediationKind::Consult).await
 }
 
 /// `POST /api/calls/{id}/mediator` (the call's operator): the mediator is asked to join.
@@ -163,49 +252,58 @@ async fn invite(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Invite>,
 ) -> Result<StatusCode, AppError> {
-    let language = live(&state, &id).await?;
-    if !holds_call(&state, &id, auth.user.id).await? {
+    ask(&state, &auth.user, &id, &body.mediator, MediationKind::Mediator).await
+}
+
+/// The call's operator asks `name` to join the call as `kind`.
+async fn ask(state: &OperatorsState, user: &User, id: &str, name: &str, kind: MediationKind) -> Result<StatusCode, AppError> {
+    let language = live(state, id).await?;
+    if !holds_call(state, id, user.id).await? {
         return Err(ConsoleError::NotYourCall.into());
     }
-    if !available(&state, language, auth.user.id).await?.iter().any(|m| m.name == body.mediator) {
-        return Err(AppError::Conflict(format!(
-            "{:?} is not an available mediator who speaks the caller's language",
-            body.mediator
-        )));
+    if !available(state, kind, language, user.id).await?.iter().any(|m| m.name == name) {
+        return Err(AppError::Conflict(match kind {
+            MediationKind::Mediator => format!("{name:?} is not an available mediator who speaks the caller's language"),
+            MediationKind::Consult => format!("{name:?} is not an available colleague"),
+        }));
     }
-    let mediator = crate::db::users::find_user(&state.db, &body.mediator)
+    let invited = crate::db::users::find_user(&state.db, name)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("no user named {:?}", body.mediator)))?;
+        .ok_or_else(|| AppError::NotFound(format!("no user named {name:?}")))?;
     let now_ms = state.clock.now().timestamp_millis();
-    let pop = pop::screen_pop(&state.db, &id, now_ms).await?;
+    let pop = pop::screen_pop(&state.db, id, now_ms).await?;
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
     sqlx::query("DELETE FROM mediations WHERE call_id = $1 AND mediator_id = $2")
-        .bind(&id)
-        .bind(mediator.id)
+        .bind(id)
+        .bind(invited.id)
         .execute(&mut *tx)
         .await
         .map_err(DbError::from)?;
-    sqlx::query("INSERT INTO mediations (call_id, mediator_id, invited_by, invited_at) VALUES ($1, $2, $3, $4)")
-        .bind(&id)
-        .bind(mediator.id)
-        .bind(auth.user.id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
-    audit::record_by_id(&mut *tx, now_ms, auth.user.id, AuditAction::MediatorInvite, Some(&id), &mediator.name).await?;
-    pop::audit(&mut *tx, now_ms, mediator.id, pop.as_ref(), pop::Shown::Offer).await?;
+    sqlx::query(
+        "INSERT INTO mediations (call_id, mediator_id, invited_by, invited_at, kind) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(invited.id)
+    .bind(user.id)
+    .bind(now_ms)
+    .bind(kind.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(DbError::from)?;
+    audit::record_by_id(&mut *tx, now_ms, user.id, actions(kind).0, Some(id), &invited.name).await?;
+    pop::audit(&mut *tx, now_ms, invited.id, pop.as_ref(), pop::Shown::Offer).await?;
     let offer = ServerMessage::MediationOffer(MediationOffer {
-        call_id: id.clone(),
-        operator: auth.user.name.clone(),
+        call_id: id.to_owned(),
+        kind,
+        operator: user.name.clone(),
         language: language.map(|l| l.as_str().to_owned()),
         pop,
     });
-    hub::write(&mut tx, &hub::user(mediator.id), &offer, now_ms).await?;
-    news(&mut tx, &id, &auth.user, &auth.user, &mediator, MediationState::Invited, now_ms).await?;
+    hub::write(&mut tx, &hub::user(invited.id), &offer, now_ms).await?;
+    news(&mut tx, id, kind, user, &invited, MediationState::Invited, now_ms).await?;
     hub::commit(hub, tx, true).await?;
-    tracing::info!(call_id = %id, operator = %auth.user.name, mediator = %mediator.name, "a mediator is invited");
+    tracing::info!(call_id = %id, operator = %user.name, invited = %invited.name, kind = kind.as_str(), "asked to join the call");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -213,7 +311,7 @@ async fn invite(
 async fn news(
     tx: &mut hub::Tx,
     call_id: &str,
-    to: &User,
+    kind: MediationKind,
     operator: &User,
     mediator: &User,
     state: MediationState,
@@ -221,12 +319,13 @@ async fn news(
 ) -> Result<(), DbError> {
     let message = ServerMessage::Mediation {
         call_id: call_id.to_owned(),
+        kind,
         operator: operator.name.clone(),
         mediator: mediator.name.clone(),
         state,
     };
-    hub::write(tx, &hub::user(to.id), &message, now_ms).await?;
-    if to.id != mediator.id {
+    hub::write(tx, &hub::user(operator.id), &message, now_ms).await?;
+    if operator.id != mediator.id {
         hub::write(tx, &hub::user(mediator.id), &message, now_ms).await?;
     }
     Ok(())
@@ -252,11 +351,11 @@ async fn join(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     live(&state, &id).await?;
-    match mediation_of(&state, &id, auth.user.id).await? {
-        None => return Err(AppError::Forbidden("you were not invited into this call as its mediator".into())),
-        Some((true, _)) => return Err(AppError::Conflict("you are already on this call".into())),
-        Some((false, _)) => {}
-    }
+    let kind = match mediation_of(&state, &id, auth.user.id).await? {
+        None => return Err(AppError::Forbidden("you were not invited into this call".into())),
+        Some(Open { joined: true, .. }) => return Err(AppError::Conflict("you are already on this call".into())),
+        Some(open) => open.kind,
+    };
     let operator = inviter(&state, &id, auth.user.id).await?;
     let now_ms = state.clock.now().timestamp_millis();
     let pop = pop::screen_pop(&state.db, &id, now_ms).await?;
@@ -274,7 +373,7 @@ async fn join(
         .execute(&mut *tx)
         .await
         .map_err(DbError::from)?;
-    audit::record_by_id(&mut *tx, now_ms, auth.user.id, AuditAction::MediatorJoin, Some(&id), "").await?;
+    audit::record_by_id(&mut *tx, now_ms, auth.user.id, actions(kind).1, Some(&id), "").await?;
     // The page takes the call as its own: its phone offers at once (and joins, below).
     let call = ServerMessage::Call(CallUpdate {
         call_id: id.clone(),
@@ -284,7 +383,7 @@ async fn join(
         pop,
     });
     hub::write(&mut tx, &hub::user(auth.user.id), &call, now_ms).await?;
-    news(&mut tx, &id, &operator, &operator, &auth.user, MediationState::Joined, now_ms).await?;
+    news(&mut tx, &id, kind, &operator, &auth.user, MediationState::Joined, now_ms).await?;
     // Admitted before the commit sends the page the call, so its first offer joins.
     state.phone.admit_mediator(&id, auth.user.id).map_err(phone_error)?;
     if let Err(e) = hub::commit(hub, tx, true).await {
@@ -303,16 +402,16 @@ async fn leave(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     match mediation_of(&state, &id, auth.user.id).await? {
-        Some((false, _)) => {
+        Some(Open { joined: false, .. }) => {
             ended(&state, &auth.user, &id).await?;
             Ok(StatusCode::NO_CONTENT)
         }
-        Some((true, false)) => {
+        Some(Open { joined: true, holds: false, .. }) => {
             // As their end of the call: wrap-up, and their leg leaves.
             queue_service::end_call(&state, &auth.user, &id).await?;
             Ok(StatusCode::NO_CONTENT)
         }
-        Some((true, true)) | None => operator_leaves(&state, &auth.user, &id).await,
+        Some(Open { holds: true, .. }) | None => operator_leaves(&state, &auth.user, &id).await,
     }
 }
 
@@ -326,6 +425,7 @@ async fn operator_leaves(state: &OperatorsState, user: &User, id: &str) -> Resul
     let mediator = crate::db::users::find_user_by_id(&state.db, mediator_id)
         .await?
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the mediator {mediator_id} vanished")))?;
+    let kind = mediation_of(state, id, mediator.id).await?.map_or(MediationKind::Mediator, |o| o.kind);
     let now_ms = state.clock.now().timestamp_millis();
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
@@ -343,8 +443,8 @@ async fn operator_leaves(state: &OperatorsState, user: &User, id: &str) -> Resul
         .execute(&mut *tx)
         .await
         .map_err(DbError::from)?;
-    audit::record_by_id(&mut *tx, now_ms, user.id, AuditAction::OperatorLeave, Some(id), &mediator.name).await?;
-    news(&mut tx, id, user, user, &mediator, MediationState::Holds, now_ms).await?;
+    audit::record_by_id(&mut *tx, now_ms, user.id, actions(kind).3, Some(id), &mediator.name).await?;
+    news(&mut tx, id, kind, user, &mediator, MediationState::Holds, now_ms).await?;
     hub::commit(hub, tx, true).await?;
     queue_service::wrap_up(state, user, id).await?;
     tracing::info!(call_id = %id, operator = %user.name, mediator = %mediator.name, "the operator leaves the call to the mediator");
@@ -354,7 +454,7 @@ async fn operator_leaves(state: &OperatorsState, user: &User, id: &str) -> Resul
 /// The user's mediation on the call, if any, is over (declined, left, or the call they held
 /// ended): recorded, audited and told to the operator. Nothing for anyone else.
 pub async fn ended(state: &OperatorsState, user: &User, id: &str) -> Result<(), ConsoleError> {
-    let Some((joined, holds)) = mediation_of(state, id, user.id).await? else { return Ok(()) };
+    let Some(Open { joined, holds, kind }) = mediation_of(state, id, user.id).await? else { return Ok(()) };
     let operator: Option<(i64,)> =
         sqlx::query_as("SELECT invited_by FROM mediations WHERE call_id = $1 AND mediator_id = $2")
             .bind(id)
@@ -374,11 +474,11 @@ pub async fn ended(state: &OperatorsState, user: &User, id: &str) -> Result<(), 
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-    audit::record_by_id(&mut *tx, now_ms, user.id, AuditAction::MediatorLeave, Some(id), "").await?;
+    audit::record_by_id(&mut *tx, now_ms, user.id, actions(kind).2, Some(id), "").await?;
     let state_now = if joined { MediationState::Left } else { MediationState::Declined };
     match operator {
         // Whoever held the call is told, unless the mediator held it themself.
-        Some(op) if !holds => news(&mut tx, id, &op, &op, user, state_now, now_ms).await?,
+        Some(op) if !holds => news(&mut tx, id, kind, &op, user, state_now, now_ms).await?,
         _ => {}
     }
     hub::commit(hub, tx, true).await?;
@@ -386,4 +486,52 @@ pub async fn ended(state: &OperatorsState, user: &User, id: &str) -> Result<(), 
         let _ = state.phone.end_mediation(id, user.id);
     }
     Ok(())
+}
+
+/// `DELETE /api/calls/{id}/consult` (the call's operator): back to the caller — every colleague
+/// asked to a consultation on the call leaves it (to wrap-up, if they had joined). The page
+/// takes the caller off hold.
+async fn back_to_caller(
+    AsOperator(auth): AsOperator,
+    State(state): State<Arc<OperatorsState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    live(&state, &id).await?;
+    if !holds_call(&state, &id, auth.user.id).await? {
+        return Err(ConsoleError::NotYourCall.into());
+    }
+    let open: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT mediator_id, joined_at FROM mediations WHERE call_id = $1 AND kind = 'consult' AND left_at IS NULL",
+    )
+    .bind(&id)
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
+    for (colleague, joined) in open {
+        let Some(colleague) = crate::db::users::find_user_by_id(&state.db, colleague).await? else { continue };
+        let _ = state.phone.end_mediation(&id, colleague.id);
+        let now_ms = state.clock.now().timestamp_millis();
+        let hub = state.console.hub();
+        let mut tx = hub::begin(&state.db).await?;
+        sqlx::query("UPDATE mediations SET left_at = $3 WHERE call_id = $1 AND mediator_id = $2 AND left_at IS NULL")
+            .bind(&id)
+            .bind(colleague.id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
+        let (_, _, leave, _) = actions(MediationKind::Consult);
+        audit::record_by_id(&mut *tx, now_ms, auth.user.id, leave, Some(&id), &colleague.name).await?;
+        let state_now = if joined.is_some() { MediationState::Left } else { MediationState::Declined };
+        news(&mut tx, &id, MediationKind::Consult, &auth.user, &colleague, state_now, now_ms).await?;
+        hub::commit(hub, tx, true).await?;
+        if joined.is_some() {
+            // Their part is over: wrap-up, as after a call (no-op if they left meanwhile).
+            if let Err(e) = queue_service::wrap_up(&state, &colleague, &id).await {
+                tracing::debug!(error = %e, "the consulted colleague was no longer on the call");
+            }
+        }
+    }
+    tracing::info!(call_id = %id, operator = %auth.user.name, "back to the caller");
+    Ok(StatusCode::NO_CONTENT)
 }

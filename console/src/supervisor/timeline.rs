@@ -59,12 +59,14 @@ pub enum Entry {
         /// `listen`, `whisper`, `barge` or `monitor_end`.
         action: String,
     },
-    /// A mediator invited, joining, declining or leaving, or the operator leaving the call to
-    /// the mediator (from the audit log).
+    /// A mediator or consulted colleague invited, joining, declining or leaving, or the operator
+    /// leaving the call to them (from the audit log).
     Mediation {
         /// Who did it.
         user: String,
-        /// `mediator_invite`, `mediator_join`, `mediator_leave` or `operator_leave`.
+        /// `mediator_invite`, `mediator_join`, `mediator_leave`, `operator_leave`, or for a
+        /// consultation (the warm transfer) `consult_invite`, `consult_join`, `consult_leave`,
+        /// `transfer`.
         action: String,
         /// The mediator's name, for an invitation and the operator leaving.
         detail: String,
@@ -185,7 +187,8 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     }
     let mediations: Vec<(i64, String, String, String)> = sqlx::query_as(
         "SELECT at, user_name, action, detail FROM audit_log WHERE call_id = $1 \
-         AND action IN ('mediator_invite', 'mediator_join', 'mediator_leave', 'operator_leave') ORDER BY at, id",
+         AND action IN ('mediator_invite', 'mediator_join', 'mediator_leave', 'operator_leave', \
+         'consult_invite', 'consult_join', 'consult_leave', 'transfer') ORDER BY at, id",
     )
     .bind(call_id)
     .fetch_all(db.pool())
