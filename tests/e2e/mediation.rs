@@ -1,7 +1,8 @@
-//! The mediators' API (`operators::mediation`) at its edges: what it refuses and why. The
-//! three-way call itself — who hears whom, the operator leaving the call to the mediator — is
-//! proven by tones with a real SIP caller and two browsers in `tests/browser/mediator.test.mjs`,
-//! and on the media thread with str0m peers in `media::tests`.
+//! The mediators' and consultations' API (`operators::mediation`) at its edges: what it refuses
+//! and why. The three-way call itself — who hears whom, the operator leaving the call to the
+//! mediator — and the warm transfer are proven by tones with a real SIP caller and two browsers
+//! in `tests/browser/mediator.test.mjs` and `transfer.test.mjs`, and on the media thread with
+//! str0m peers in `media::tests`.
 
 use crate::console_client::{add_user, italian_housing_call, sign_in, Session};
 use crate::helpers::{spawn_app, TestApp};
@@ -52,6 +53,15 @@ async fn mediation_is_refused_where_it_cannot_happen_and_leaves_no_trace() {
     assert_eq!(status, 400, "unknown fields are refused");
     let (status, _) = request(&app, &anna, Method::POST, &invite, Some(json!({"mediator": 7}))).await;
     assert_eq!(status, 400);
+    let (status, _) = request(&app, &anna, Method::GET, &format!("/api/calls/{id}/colleagues"), None).await;
+    assert_eq!(status, 409);
+    let consult = format!("/api/calls/{id}/consult");
+    let (status, _) = request(&app, &anna, Method::POST, &consult, Some(json!({"operator": "marco"}))).await;
+    assert_eq!(status, 409);
+    let (status, _) = request(&app, &anna, Method::POST, &consult, Some(json!({"mediator": "marco"}))).await;
+    assert_eq!(status, 400, "a consultation names an operator");
+    let (status, _) = request(&app, &anna, Method::DELETE, &consult, None).await;
+    assert_eq!(status, 409);
     let join = format!("/api/calls/{id}/mediation");
     let (status, body) = request(&app, &marco, Method::POST, &join, None).await;
     assert_eq!(status, 409, "not carried here, whoever asks: {body}");

@@ -29,9 +29,7 @@
 use super::hub;
 use super::pop;
 use super::presence::{self, Change, PresenceState};
-use super::protocol::{
-    CallState, CallUpdate, Device, MediationKind, MediationOffer, MediationState, ServerMessage,
-};
+use super::protocol::{CallState, CallUpdate, Device, MediationKind, MediationOffer, MediationState, ServerMessage};
 use super::queue_service;
 use super::{ConsoleError, OperatorsState};
 use crate::auth::AsOperator;
@@ -256,14 +254,22 @@ async fn invite(
 }
 
 /// The call's operator asks `name` to join the call as `kind`.
-async fn ask(state: &OperatorsState, user: &User, id: &str, name: &str, kind: MediationKind) -> Result<StatusCode, AppError> {
+async fn ask(
+    state: &OperatorsState,
+    user: &User,
+    id: &str,
+    name: &str,
+    kind: MediationKind,
+) -> Result<StatusCode, AppError> {
     let language = live(state, id).await?;
     if !holds_call(state, id, user.id).await? {
         return Err(ConsoleError::NotYourCall.into());
     }
     if !available(state, kind, language, user.id).await?.iter().any(|m| m.name == name) {
         return Err(AppError::Conflict(match kind {
-            MediationKind::Mediator => format!("{name:?} is not an available mediator who speaks the caller's language"),
+            MediationKind::Mediator => {
+                format!("{name:?} is not an available mediator who speaks the caller's language")
+            }
             MediationKind::Consult => format!("{name:?} is not an available colleague"),
         }));
     }
