@@ -382,6 +382,12 @@ impl Phone {
         sdp: String,
         mode: MonitorMode,
     ) -> Result<String, PhoneError> {
+        if !self.carries(call_id) {
+            if let Some(relay) = self.0.relay.get() {
+                // The call's media is on another node (PostgreSQL): its node answers.
+                return relay.monitor(call_id, supervisor, sdp, mode).await;
+            }
+        }
         let codec = {
             let calls = self.calls();
             let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
@@ -406,8 +412,20 @@ impl Phone {
         Ok(answer)
     }
 
-    /// The supervisor monitoring the call listens, whispers or barges in from now on.
-    pub fn set_monitor(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
+    /// The supervisor monitoring the call listens, whispers or barges in from now on (on the
+    /// call's node, through the relay when it is another).
+    pub async fn set_monitor(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
+        match self.0.relay.get() {
+            Some(relay) if !self.carries(call_id) => relay
+                .tell(call_id, supervisor, Relayed::Monitor { mode, sdp: None })
+                .await
+                .map_err(|e| PhoneError::Relay(e.to_string())),
+            _ => self.set_monitor_here(call_id, supervisor, mode),
+        }
+    }
+
+    /// The same, for a call this node carries.
+    pub(super) fn set_monitor_here(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
         let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
         let calls = self.calls();
         let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
@@ -417,8 +435,19 @@ impl Phone {
         Ok(())
     }
 
-    /// The supervisor stops monitoring the call (their leg hangs up).
-    pub fn end_monitor(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
+    /// The supervisor stops monitoring the call (their leg hangs up; on the call's node, through
+    /// the relay when it is another).
+    pub async fn end_monitor(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
+        match self.0.relay.get() {
+            Some(relay) if !self.carries(call_id) => {
+                relay.tell(call_id, supervisor, Relayed::MonitorEnd).await.map_err(|e| PhoneError::Relay(e.to_string()))
+            }
+            _ => self.end_monitor_here(call_id, supervisor),
+        }
+    }
+
+    /// The same, for a call this node carries.
+    pub(super) fn end_monitor_here(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
         let mut calls = self.calls();
         let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
         let leg = slot.monitors.remove(&supervisor).ok_or(PhoneError::NotMonitoring)?;
