@@ -75,7 +75,7 @@ async fn live(state: &SupervisorState, id: &str) -> Result<(), AppError> {
     match row {
         None => Err(AppError::NotFound(format!("no call {id:?}"))),
         Some((Some(_), _)) => Err(AppError::Conflict(format!("call {id:?} has ended"))),
-        Some((None, node)) if !state.phone.carries(id) && !(state.phone.relays() && node.is_some()) => {
+        Some((None, node)) if !(state.phone.carries(id) || state.phone.relays() && node.is_some()) => {
             Err(AppError::Conflict(format!("call {id:?} is not talking to a browser phone on this server")))
         }
         Some((None, _)) => Ok(()),
