@@ -121,6 +121,17 @@ pub async fn end(
     State(state): State<Arc<SupervisorState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
+    // Through the relay only to the node the call's row names (none: nobody monitors it).
+    if !state.phone.carries(&id) {
+        let node: Option<(Option<String>,)> = sqlx::query_as("SELECT node_id FROM calls WHERE call_id = $1")
+            .bind(&id)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(crate::db::DbError::from)?;
+        if !(state.phone.relays() && node.is_some_and(|(n,)| n.is_some())) {
+            return Err(phone_error(PhoneError::NoSuchCall));
+        }
+    }
     state.phone.end_monitor(&id, auth.user.id).await.map_err(phone_error)?;
     let now = state.clock.now().timestamp_millis();
     audit::record(state.db.pool(), now, &actor(&auth), AuditAction::MonitorEnd, Some(&id), "").await?;
