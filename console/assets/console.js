@@ -6,6 +6,7 @@
 import * as i18n from './i18n.js';
 import * as phone from './phone.js';
 import * as callback from './callback.js';
+import * as mediation from './mediation.js';
 
 const { t, label } = i18n;
 
@@ -567,6 +568,12 @@ const HANDLERS = {
   phone_answer(m) {
     phone.answered(m);
   },
+  mediation_offer(m) {
+    mediation.offered(m);
+  },
+  mediation(m) {
+    mediation.news(m);
+  },
   phone_state(m) {
     phone.stateChanged(m);
     if (m.state === 'failed') alertBox(t('phone.state.failed') + (m.reason ? ` (${m.reason})` : ''));
@@ -1109,6 +1116,7 @@ function renderStage() {
     renderReferrals();
     renderDispositions();
   }
+  mediation.render();
   tickWrapUp();
 }
 
@@ -1412,5 +1420,15 @@ callback.init({
     }
   },
   iceServers: () => S.config.ice_servers ?? [],
+});
+mediation.init({
+  api,
+  announce,
+  alertBox,
+  callId: () => (S.call && !S.call.ended && !S.offer ? S.call.call_id : null),
+  me: () => S.user?.name ?? null,
+  popNodes,
+  held: phone.isHeld,
+  toggleHold: phone.toggleHold,
 });
 boot();

@@ -194,6 +194,11 @@ export function toggleHold() {
   hooks.render();
 }
 
+/** Whether my call is on hold (the caller hears the hold audio). */
+export function isHeld() {
+  return Boolean(P.callId && P.held);
+}
+
 /** Hangs up the page's side (the server ends the call's media itself). */
 export function stop(forget = true) {
   if (P.pc) {

@@ -27,6 +27,8 @@ const TEXTS = {
     't.monitor.listen': '{who} ascolta', 't.monitor.whisper': '{who} suggerisce all\'operatore', 't.monitor.barge': '{who} interviene', 't.monitor.monitor_end': '{who} lascia la chiamata',
     't.media': 'Telefono di {who}: {state}', 't.media.connecting': 'in collegamento', 't.media.connected': 'audio collegato', 't.media.reconnecting': 'connessione persa, in attesa',
     't.media.ice_restart': 'connessione ripresa (ICE restart)', 't.media.failed': 'non riuscito', 't.media.hung_up': 'il chiamante ha riagganciato', 't.media.ended': 'chiamata chiusa',
+    't.mediation.mediator_invite': '{who} invita il mediatore {detail}', 't.mediation.mediator_join': '{who} partecipa come mediatore',
+    't.mediation.mediator_leave': '{who} lascia la mediazione', 't.mediation.operator_leave': '{who} lascia la chiamata al mediatore {detail}',
     'wb.live_calls': 'Chiamate in corso', 'wb.live_none': 'Nessuna chiamata in corso.', 'col.call': 'Chiamata', 'col.actions': 'Azioni',
     'mon.listen': 'Ascolta', 'mon.whisper': 'Suggerisci', 'mon.barge': 'Intervieni', 'mon.stop': 'Chiudi',
     'mon.idle': 'Non stai ascoltando nessuna chiamata.', 'mon.connecting': 'Collegamento alla chiamata {call}…', 'mon.listening': 'Ascolti la chiamata {call} (nessuno ti sente).',
@@ -71,6 +73,8 @@ const TEXTS = {
     't.monitor.listen': '{who} listens', 't.monitor.whisper': '{who} whispers to the operator', 't.monitor.barge': '{who} barges in', 't.monitor.monitor_end': '{who} leaves the call',
     't.media': '{who}\'s phone: {state}', 't.media.connecting': 'connecting', 't.media.connected': 'audio connected', 't.media.reconnecting': 'connection lost, waiting',
     't.media.ice_restart': 'connection back (ICE restart)', 't.media.failed': 'failed', 't.media.hung_up': 'the caller hung up', 't.media.ended': 'call ended',
+    't.mediation.mediator_invite': '{who} invites the mediator {detail}', 't.mediation.mediator_join': '{who} joins as mediator',
+    't.mediation.mediator_leave': '{who} leaves the mediation', 't.mediation.operator_leave': '{who} leaves the call to the mediator {detail}',
     'wb.live_calls': 'Live calls', 'wb.live_none': 'No live call.', 'col.call': 'Call', 'col.actions': 'Actions',
     'mon.listen': 'Listen', 'mon.whisper': 'Whisper', 'mon.barge': 'Barge', 'mon.stop': 'Hang up',
     'mon.idle': 'You are not on any call.', 'mon.connecting': 'Joining call {call}…', 'mon.listening': 'Listening to call {call} (nobody hears you).',
@@ -404,6 +408,8 @@ async function openCall(id) {
       text = t(`t.monitor.${e.action}`, { who: e.supervisor });
     } else if (e.type === 'media') {
       text = t('t.media', { who: e.operator ?? '?', state: t(`t.media.${e.state}`) }) + (e.reason ? ` (${e.reason})` : '');
+    } else if (e.type === 'mediation') {
+      text = t(`t.mediation.${e.action}`, { who: e.user, detail: e.detail });
     } else if (e.type === 'note') {
       text = `${t('t.note', { who: e.operator ?? '?' })}: ${e.text}`;
     } else {

@@ -1,8 +1,8 @@
 //! Accounts, as an admin runs them over HTTP (the same changes as `helpline user …`):
 //! `GET /api/users` lists them, `PATCH /api/users/{name}` disables or enables one, resets their
-//! password (to be changed at their next sign-in), changes their role, languages, areas or SIP
-//! target. Admins only. A change that ends the user's sessions (disabled, a new password, another
-//! role) closes their open pages on every node at once.
+//! password (to be changed at their next sign-in), changes their role, languages, areas, SIP
+//! target, or whether they are a mediator. Admins only. A change that ends the user's sessions
+//! (disabled, a new password, another role) closes their open pages on every node at once.
 
 use crate::auth::{AsAdmin, SessionRevoker};
 use crate::clock::Clock;
@@ -63,6 +63,8 @@ struct Changes {
     /// A SIP URI or number; `null` (or empty) for none.
     #[serde(default, deserialize_with = "present")]
     sip_target: Option<Option<String>>,
+    /// Trained for intercultural mediation (offered by "Add mediator", the ACD's fallback).
+    mediator: Option<bool>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -96,9 +98,12 @@ impl Changes {
         if let Some(t) = self.sip_target {
             out.push(UserChange::SipTarget(t.filter(|t| !t.trim().is_empty())));
         }
+        if let Some(m) = self.mediator {
+            out.push(UserChange::Mediator(m));
+        }
         if out.is_empty() {
             return Err(AppError::BadRequest(
-                "nothing to change: give disabled, password, role, languages, areas or sip_target".into(),
+                "nothing to change: give disabled, password, role, languages, areas, sip_target or mediator".into(),
             ));
         }
         Ok(out)

@@ -4,7 +4,9 @@
 // wallboard's live calls, with the keyboard. Goertzel checks on what each party receives prove
 // who hears whom: whisper → the operator hears 2 kHz, the caller does not; listen → the
 // supervisor hears 440 Hz and 1 kHz, nobody hears 2 kHz; barge → all three hear each other.
-// Every action is in the call's timeline.
+// Every action is in the call's timeline. With HELPLINE_TEST_DATABASE_URL set, the supervisor's
+// page is on a second node sharing the PostgreSQL database: the call's media stays on the first,
+// and the supervisor's offer, switches and end cross through the phone relay.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { toneWav, tonesOn } from './lib/audio.mjs';
-import { launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+import { freshPostgresDatabase, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
 async function callerTones(caller, since) {
@@ -41,6 +43,8 @@ const FLAGS = (wav) => [
 
 describe('supervisors listen, whisper and barge in', () => {
   let server;
+  /** The supervisor's node: another one on PostgreSQL, the same one on SQLite. */
+  let server2;
   let operatorBrowser;
   let supervisorBrowser;
   const dir = mkdtempSync(join(tmpdir(), 'helpline-monitor-'));
@@ -48,7 +52,9 @@ describe('supervisors listen, whisper and barge in', () => {
   before(async () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     toneWav(join(dir, 'sup-2khz.wav'), 2000, 10);
-    server = await startServer();
+    const shared = freshPostgresDatabase();
+    server = await startServer({ databaseUrl: shared ?? undefined });
+    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
     operatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'op-1khz.wav')) });
     supervisorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'sup-2khz.wav')) });
   });
@@ -56,6 +62,7 @@ describe('supervisors listen, whisper and barge in', () => {
   after(async () => {
     await operatorBrowser?.close();
     await supervisorBrowser?.close();
+    if (server2 !== server) await server2?.stop();
     await server?.stop();
   });
 
@@ -81,7 +88,7 @@ describe('supervisors listen, whisper and barge in', () => {
       await op.locator('#offer-accept').click();
       await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
 
-      await sup.goto(`${server.url}/supervisor`);
+      await sup.goto(`${server2.url}/supervisor`);
       await sup.getByLabel(/Nome utente|User name/).fill(sara.name);
       await sup.getByLabel('Password', { exact: true }).fill(sara.password);
       await sup.getByRole('button', { name: /Accedi|Sign in/ }).click();

@@ -197,3 +197,38 @@ async fn an_admin_changes_accounts_over_http() {
     assert_eq!(by, "admin", "the admin is named in the audit log");
     app.stop().await;
 }
+
+/// `PATCH /api/users/{name}` with `mediator`: the flag `helpline user add --mediator` sets, shown
+/// in `GET /api/users`, audited.
+#[tokio::test]
+async fn an_admin_makes_an_operator_a_mediator_over_http() {
+    let app = spawn_app().await;
+    add_user(&app, "carla", Role::Operator, &[Language::It], &[], false).await;
+    let admin = first_admin(&app).await;
+    let patch = |body: Value| {
+        let request = app
+            .client
+            .patch(app.url("/api/users/carla"))
+            .header("cookie", &admin.cookie)
+            .header("x-csrf-token", &admin.csrf)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(listed(&app, "carla")["mediator"], false);
+    assert_eq!(patch(json!({"mediator": "yes"})).await.0, 400);
+    let (status, body) = patch(json!({"mediator": true})).await;
+    assert_eq!((status, body["mediator"].clone()), (200, json!(true)), "{body}");
+    assert_eq!(listed(&app, "carla")["mediator"], true);
+    let (detail,): (String,) =
+        sqlx::query_as("SELECT detail FROM audit_log WHERE action = 'change_user' ORDER BY id DESC LIMIT 1")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert!(detail.contains("mediator true"), "{detail}");
+    let (status, body) = patch(json!({"mediator": false})).await;
+    assert_eq!((status, body["mediator"].clone()), (200, json!(false)), "{body}");
+    app.stop().await;
+}

@@ -99,6 +99,13 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("POST", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
     ("PUT", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
     ("DELETE", "/api/calls/{id}/monitor", "/api/calls/none/monitor", Role(Role::Supervisor), true),
+    ("GET", "/api/calls/{id}/mediators", "/api/calls/none/mediators", Role(Role::Operator), false),
+    ("POST", "/api/calls/{id}/mediator", "/api/calls/none/mediator", Role(Role::Operator), true),
+    ("POST", "/api/calls/{id}/mediation", "/api/calls/none/mediation", Role(Role::Operator), true),
+    ("DELETE", "/api/calls/{id}/mediation", "/api/calls/none/mediation", Role(Role::Operator), true),
+    ("GET", "/api/calls/{id}/colleagues", "/api/calls/none/colleagues", Role(Role::Operator), false),
+    ("POST", "/api/calls/{id}/consult", "/api/calls/none/consult", Role(Role::Operator), true),
+    ("DELETE", "/api/calls/{id}/consult", "/api/calls/none/consult", Role(Role::Operator), true),
 ];
 
 struct Caller {

@@ -19,6 +19,7 @@ mod edge;
 mod health;
 mod languages;
 mod layers;
+mod mediation;
 mod migrations;
 mod nodes;
 mod pg_tls;

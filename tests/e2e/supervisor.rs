@@ -681,9 +681,31 @@ async fn retention_never_purges_a_live_call_and_purges_sessions_old_audit_rows_a
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
     }
 
+    // A mediator was on each call: the ended call's mediation is its detail, purged with it.
+    for call in ["live", "ended"] {
+        sqlx::query(
+            "INSERT INTO mediations (call_id, mediator_id, invited_by, invited_at, joined_at) VALUES ($1, $2, $2, $3, $3)",
+        )
+        .bind(call)
+        .bind(sara)
+        .bind(rome(23, 23, 51, 0))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
     let policy = Policy { call_days: 0, audit_days: 730, speech_cache: Some(speech.clone()) };
     let report = console::supervisor::retention::purge(db, now, &policy, &Actor::system("test")).await.unwrap();
     assert_eq!((report.calls, report.call_events, report.live_calls_kept), (1, 1, 1), "{report:?}");
+    let mediations = |call: &'static str| async move {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM mediations WHERE call_id = $1")
+            .bind(call)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .0
+    };
+    assert_eq!((mediations("ended").await, mediations("live").await), (0, 1), "a mediation goes with its call");
     assert_eq!((report.sessions, report.audit_rows, report.speech_files), (1, 1, 1), "{report:?}");
 
     let count = |sql: &'static str| async move { sqlx::query_as::<_, (i64,)>(sql).fetch_one(pool).await.unwrap().0 };

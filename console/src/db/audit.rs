@@ -78,6 +78,25 @@ pub enum AuditAction {
     Barge,
     /// A supervisor stopped listening, whispering or barging in.
     MonitorEnd,
+    /// An operator invited a mediator into their call (the mediator's name is the detail).
+    MediatorInvite,
+    /// A mediator joined a call (a three-way call).
+    MediatorJoin,
+    /// A mediator declined a call or left it.
+    MediatorLeave,
+    /// The operator left a call to its mediator (the mediator's name is the detail).
+    OperatorLeave,
+    /// An operator asked a colleague to a consultation on their call, the caller on hold (the
+    /// colleague's name is the detail).
+    ConsultInvite,
+    /// The consulted colleague joined.
+    ConsultJoin,
+    /// The consultation is over without a transfer: declined, left, or the operator went back to
+    /// the caller (the colleague's name is the detail when the operator ended it).
+    ConsultLeave,
+    /// The operator handed the call over to the consulted colleague and left (the warm
+    /// transfer; the colleague's name is the detail).
+    Transfer,
 }
 
 impl AuditAction {
@@ -113,6 +132,14 @@ impl AuditAction {
             AuditAction::Whisper => "whisper",
             AuditAction::Barge => "barge",
             AuditAction::MonitorEnd => "monitor_end",
+            AuditAction::MediatorInvite => "mediator_invite",
+            AuditAction::MediatorJoin => "mediator_join",
+            AuditAction::MediatorLeave => "mediator_leave",
+            AuditAction::OperatorLeave => "operator_leave",
+            AuditAction::ConsultInvite => "consult_invite",
+            AuditAction::ConsultJoin => "consult_join",
+            AuditAction::ConsultLeave => "consult_leave",
+            AuditAction::Transfer => "transfer",
         }
     }
 }

@@ -136,12 +136,16 @@ pub struct User {
     pub must_change_password: bool,
     /// The one organisation an `org_editor` may change.
     pub organization_id: Option<String>,
+    /// Trained for intercultural mediation: the ACD's fallback, and invited into calls by
+    /// operators ("Add mediator").
+    pub mediator: bool,
 }
 
-type UserRow = (i64, String, String, String, String, Option<String>, i64, Option<i64>, i64, Option<String>);
+type UserRow = (i64, String, String, String, String, Option<String>, i64, Option<i64>, i64, Option<String>, i64);
 
 fn user_from_row(row: UserRow) -> Result<User, DbError> {
-    let (id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change, organization_id) = row;
+    let (id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change, organization_id, mediator) =
+        row;
     let role = Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("user {name}: role {role:?}")))?;
     let languages =
         split_codes(&languages, Language::parse).map_err(|e| DbError::Corrupt(format!("user {name}: {e}")))?;
@@ -157,6 +161,7 @@ fn user_from_row(row: UserRow) -> Result<User, DbError> {
         disabled: disabled_at.is_some(),
         must_change_password: must_change != 0,
         organization_id,
+        mediator: mediator != 0,
     })
 }
 
@@ -209,8 +214,8 @@ pub async fn add_user(db: &Db, user: &NewUser, now: i64, actor: &Actor) -> Resul
     find_user(db, user.name.as_str()).await?.ok_or_else(|| DbError::Corrupt("the new user vanished".into()))
 }
 
-const USER_COLUMNS: &str =
-    "id, name, role, languages, areas, sip_target, created_at, disabled_at, must_change_password, organization_id";
+const USER_COLUMNS: &str = "id, name, role, languages, areas, sip_target, created_at, disabled_at, \
+     must_change_password, organization_id, mediator";
 
 pub async fn find_user(db: &Db, name: &str) -> Result<Option<User>, DbError> {
     let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
@@ -283,6 +288,8 @@ pub enum UserChange {
     Languages(Vec<Language>),
     Areas(Vec<ServiceArea>),
     SipTarget(Option<String>),
+    /// Trained for intercultural mediation, or no longer.
+    Mediator(bool),
 }
 
 impl UserChange {
@@ -299,7 +306,9 @@ impl UserChange {
             UserChange::Disabled(false) => AuditAction::EnableUser,
             UserChange::Password { .. } => AuditAction::SetPassword,
             UserChange::Role(_) => AuditAction::ChangeRole,
-            UserChange::Languages(_) | UserChange::Areas(_) | UserChange::SipTarget(_) => AuditAction::ChangeUser,
+            UserChange::Languages(_) | UserChange::Areas(_) | UserChange::SipTarget(_) | UserChange::Mediator(_) => {
+                AuditAction::ChangeUser
+            }
         }
     }
 
@@ -314,6 +323,7 @@ impl UserChange {
             UserChange::Languages(l) => format!("languages {}", join_codes(l)),
             UserChange::Areas(a) => format!("areas {}", join_codes(a)),
             UserChange::SipTarget(t) => format!("sip_target {}", t.as_deref().unwrap_or("(none)")),
+            UserChange::Mediator(m) => format!("mediator {m}"),
         }
     }
 }
@@ -363,6 +373,9 @@ pub async fn change_user(
         }
         UserChange::SipTarget(t) => {
             sqlx::query("UPDATE users SET sip_target = $2 WHERE name = $1").bind(name).bind(t.clone())
+        }
+        UserChange::Mediator(m) => {
+            sqlx::query("UPDATE users SET mediator = $2 WHERE name = $1").bind(name).bind(i64::from(*m))
         }
     };
     let mut tx = {

@@ -1352,6 +1352,7 @@ mod tests {
             disabled: false,
             must_change_password: false,
             organization_id: org.map(str::to_owned),
+            mediator: false,
         };
         assert!(may_change(&user(Role::Editor, None), "o1", None));
         assert!(may_change(&user(Role::Admin, None), "o1", None));

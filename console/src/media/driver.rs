@@ -62,6 +62,9 @@ enum Command {
     Audience(u64, u64, Audience),
     /// (host, guest): the guest leaves the host's call.
     Leave(u64, u64),
+    /// (host, guest): the host leg leaves its call and the guest carries it on (an operator who
+    /// leaves a mediator with the caller).
+    HandOver(u64, u64),
     Stop,
 }
 
@@ -144,6 +147,13 @@ impl WebRtcMedia {
     /// the last guest).
     pub fn leave(&self, host: u64, guest: &LegHandle) {
         let _ = self.tx.send(Command::Leave(host, guest.id));
+    }
+
+    /// The host leg leaves its bridged call and `guest`, which joined it, carries it from now
+    /// on: the caller's RTP, the mixer (while other guests remain) or the plain bridge. The host
+    /// leg is not closed here (its handle's owner drops it).
+    pub fn hand_over(&self, host: u64, guest: &LegHandle) {
+        let _ = self.tx.send(Command::HandOver(host, guest.id));
     }
 
     /// Runs `leg` (built from an offer with [`WebRtcLeg::accept_offer`] on the caller's thread,
@@ -231,6 +241,9 @@ struct Entry {
 /// A leg's bridge to its call's SIP side.
 struct Bridged {
     socket: Arc<UdpSocket>,
+    /// The leg that carries the call now (the reader tags the caller's datagrams with it; a
+    /// hand-over changes it).
+    owner: Arc<AtomicU64>,
     remote: Option<SocketAddr>,
     source: Arc<std::sync::Mutex<RtpSource>>,
     heard: Arc<AtomicU64>,
@@ -481,6 +494,7 @@ impl Driver {
                 }
             }
             Command::Leave(host, guest) => self.leave(host, guest),
+            Command::HandOver(host, guest) => self.hand_over(host, guest),
             Command::Hold(id, on) => {
                 if let Some(b) = self.legs.get_mut(&id).and_then(|e| e.bridged.as_mut()) {
                     b.held = on;
@@ -634,16 +648,58 @@ impl Driver {
                 g.joined = None;
             }
         }
+        let Some(c) = self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+        else {
+            return;
+        };
+        c.mixer.leave(guest);
+        c.guests.retain(|g| *g != guest);
+        if c.guests.is_empty() {
+            self.unmix(host);
+        }
+    }
+
+    /// The host leg leaves the call it carries; `guest`, one of its conference's guests, takes
+    /// the bridge and the conference over (the guests left join it), or goes back to the plain
+    /// bridge with the caller when it was the only guest.
+    fn hand_over(&mut self, host: u64, guest: u64) {
+        let Some(entry) = self.legs.get_mut(&host) else { return };
+        let is_guest =
+            entry.bridged.as_ref().and_then(|b| b.conference.as_ref()).is_some_and(|c| c.guests.contains(&guest));
+        if !is_guest || !self.legs.contains_key(&guest) {
+            tracing::warn!(host, guest, "a hand-over to a leg that has not joined the call");
+            return;
+        }
+        let Some(mut b) = self.legs.get_mut(&host).and_then(|e| e.bridged.take()) else { return };
+        b.owner.store(guest, Ordering::Relaxed);
+        let mut remaining = Vec::new();
+        if let Some(c) = b.conference.as_mut() {
+            c.mixer.leave(host);
+            c.guests.retain(|g| *g != guest);
+            remaining = c.guests.clone();
+        }
+        for g in &remaining {
+            if let Some(e) = self.legs.get_mut(g) {
+                e.joined = Some(guest);
+            }
+        }
+        if let Some(e) = self.legs.get_mut(&guest) {
+            e.joined = None;
+            e.bridged = Some(b);
+        }
+        if remaining.is_empty() {
+            self.unmix(guest);
+        }
+    }
+
+    /// The call leg `host` carries goes back from its conference to the plain bridge, each stream
+    /// continuing from where the mixer left it.
+    fn unmix(&mut self, host: u64) {
         let Some(entry) = self.legs.get_mut(&host) else { return };
         let tx_ssrc = entry.leg.tx_ssrc();
         let browser_payloads = entry.leg.payloads();
         let Some(b) = entry.bridged.as_mut() else { return };
         let Some(c) = b.conference.as_mut() else { return };
-        c.mixer.leave(guest);
-        c.guests.retain(|g| *g != guest);
-        if !c.guests.is_empty() {
-            return;
-        }
         let caller_ssrc = b.bridge.towards(Side::A).ssrc();
         let (Some(to_caller), Some(to_browser)) = (c.mixer.position(CALLER), c.mixer.position(host)) else { return };
         let start =
@@ -739,11 +795,14 @@ fn bridged(
     let bridge = Bridge::new(sip.payloads, leg.payloads(), to_caller, to_browser)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let read = socket.clone();
+    let owner = Arc::new(AtomicU64::new(id));
+    let reader_owner = owner.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             match read.recv_from(&mut buf).await {
                 Ok((len, source)) => {
+                    let id = reader_owner.load(Ordering::Relaxed);
                     if datagrams.send((id, source, buf[..len].to_vec())).is_err() {
                         return;
                     }
@@ -762,6 +821,7 @@ fn bridged(
         to_caller: direction("to_caller"),
         up: metrics.browser_bridges.clone(),
         socket,
+        owner,
         remote: latched.or(sip.remote),
         source: sip.source,
         heard: sip.heard,

@@ -27,7 +27,7 @@ use super::driver::{LegHandle, WebRtcMedia};
 use super::journal::{Journal, MediaStep};
 use super::mixer::Audience;
 use super::relay::{Relay, Relayed};
-use super::webrtc::{LegConfig, WebRtcError, WebRtcLeg};
+use super::webrtc::{LegConfig, LegEvent, MediaState, WebRtcError, WebRtcLeg};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::tasks::Tasks;
 use ivr::sdp::Codec;
@@ -98,6 +98,9 @@ pub enum PhoneMsg {
     Hangup,
     /// The page cannot be a phone (microphone refused or missing): why.
     PageFailed(String),
+    /// The operator left a three-way call: the mediator's leg (already carrying the call on the
+    /// media thread) is the call's leg from now on; the operator's, dropped, hangs up.
+    HandOver(LegHandle),
 }
 
 /// How a supervisor takes part in a call (`listen`, `whisper`, `barge`).
@@ -142,6 +145,8 @@ pub enum PhoneError {
     NoOperatorLeg,
     #[error("this supervisor is not monitoring the call")]
     NotMonitoring,
+    #[error("no mediator has joined the call")]
+    NoMediator,
     #[error(transparent)]
     WebRtc(#[from] WebRtcError),
     /// Through another node ([`super::relay`]): its database write failed, or its answer says why.
@@ -167,6 +172,11 @@ struct Slot {
     operator_leg: Option<u64>,
     /// The supervisors' legs, by user id (dropping one hangs it up).
     monitors: HashMap<i64, LegHandle>,
+    /// The mediators' legs, by user id (heard by everyone, hearing everyone).
+    mediators: HashMap<i64, LegHandle>,
+    /// The mediators who accepted to join: their pages' offers join the call
+    /// ([`Phone::mediate`]) instead of taking it over.
+    admitted: std::collections::HashSet<i64>,
 }
 
 /// A carrier's call accepted in the browser: its transfer to `sip:op-…;token=…` is expected.
@@ -324,7 +334,15 @@ impl Phone {
         let operator = self.calls().get(call_id).and_then(|s| s.operator);
         self.calls().insert(
             call_id.to_owned(),
-            Slot { codec, to_call, operator, operator_leg: None, monitors: HashMap::new() },
+            Slot {
+                codec,
+                to_call,
+                operator,
+                operator_leg: None,
+                monitors: HashMap::new(),
+                mediators: HashMap::new(),
+                admitted: Default::default(),
+            },
         );
         self.0.registered.notify_waiters();
         rx
@@ -359,6 +377,11 @@ impl Phone {
             if let Some(relay) = self.0.relay.get() {
                 return relay.offer(call_id, operator, sdp, restart).await;
             }
+        }
+        if self.calls().get(call_id).is_some_and(|s| s.admitted.contains(&operator)) {
+            // A mediator's page (a first offer, a reload or an ICE restart): a leg of its own
+            // joins the call, never the call's own leg.
+            return self.mediate(call_id, operator, sdp).await;
         }
         let (codec, to_call) = {
             let mut calls = self.calls();
@@ -410,6 +433,12 @@ impl Phone {
         sdp: String,
         mode: MonitorMode,
     ) -> Result<String, PhoneError> {
+        if !self.carries(call_id) {
+            if let Some(relay) = self.0.relay.get() {
+                // The call's media is on another node (PostgreSQL): its node answers.
+                return relay.monitor(call_id, supervisor, sdp, mode).await;
+            }
+        }
         let codec = {
             let calls = self.calls();
             let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
@@ -434,8 +463,20 @@ impl Phone {
         Ok(answer)
     }
 
-    /// The supervisor monitoring the call listens, whispers or barges in from now on.
-    pub fn set_monitor(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
+    /// The supervisor monitoring the call listens, whispers or barges in from now on (on the
+    /// call's node, through the relay when it is another).
+    pub async fn set_monitor(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
+        match self.0.relay.get() {
+            Some(relay) if !self.carries(call_id) => relay
+                .tell(call_id, supervisor, Relayed::Monitor { mode, sdp: None })
+                .await
+                .map_err(|e| PhoneError::Relay(e.to_string())),
+            _ => self.set_monitor_here(call_id, supervisor, mode),
+        }
+    }
+
+    /// The same, for a call this node carries.
+    pub(super) fn set_monitor_here(&self, call_id: &str, supervisor: i64, mode: MonitorMode) -> Result<(), PhoneError> {
         let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
         let calls = self.calls();
         let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
@@ -445,8 +486,19 @@ impl Phone {
         Ok(())
     }
 
-    /// The supervisor stops monitoring the call (their leg hangs up).
-    pub fn end_monitor(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
+    /// The supervisor stops monitoring the call (their leg hangs up; on the call's node, through
+    /// the relay when it is another).
+    pub async fn end_monitor(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
+        match self.0.relay.get() {
+            Some(relay) if !self.carries(call_id) => {
+                relay.tell(call_id, supervisor, Relayed::MonitorEnd).await.map_err(|e| PhoneError::Relay(e.to_string()))
+            }
+            _ => self.end_monitor_here(call_id, supervisor),
+        }
+    }
+
+    /// The same, for a call this node carries.
+    pub(super) fn end_monitor_here(&self, call_id: &str, supervisor: i64) -> Result<(), PhoneError> {
         let mut calls = self.calls();
         let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
         let leg = slot.monitors.remove(&supervisor).ok_or(PhoneError::NotMonitoring)?;
@@ -454,6 +506,115 @@ impl Phone {
             media.leave(host, &leg);
         }
         Ok(())
+    }
+
+    /// The mediator accepted to join the call: their page's phone offers join it from now on.
+    pub fn admit_mediator(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        slot.admitted.insert(mediator);
+        Ok(())
+    }
+
+    /// A mediator's page's offer to join the call: a new leg joins the operator's, heard by
+    /// everyone and hearing everyone (a three-way call); the mediator's earlier leg on the call,
+    /// if any, hangs up. The SDP answer.
+    pub async fn mediate(&self, call_id: &str, mediator: i64, sdp: String) -> Result<String, PhoneError> {
+        let (codec, host) = {
+            let calls = self.calls();
+            let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
+            (slot.codec, slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?)
+        };
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?.clone();
+        let config = LegConfig { connect_timeout: self.0.connect_timeout, ..LegConfig::new(codec, self.0.candidate) };
+        let built = tokio::task::spawn_blocking(move || WebRtcLeg::accept_offer(&sdp, config, Instant::now()))
+            .await
+            .map_err(|_| PhoneError::NotRunning)?;
+        let (leg, answer) = built?;
+        let mut handle = media.add(leg);
+        self.watch_mediator(call_id, mediator, &mut handle);
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        // The call's leg may have changed meanwhile (a reloaded page): join the current one.
+        let host = slot.operator_leg.unwrap_or(host);
+        if let Some(old) = slot.mediators.remove(&mediator) {
+            media.leave(host, &old);
+        }
+        media.join(host, &handle, Audience::Everyone);
+        slot.mediators.insert(mediator, handle);
+        Ok(answer)
+    }
+
+    /// The mediator's page hears of its leg's media states (`phone_state`), as an operator's
+    /// does of the call's leg: a task reads the leg's events, tells the page, and passes them on
+    /// through the handle (whoever holds it later, the call's task after a hand-over, reads them).
+    fn watch_mediator(&self, call_id: &str, mediator: i64, handle: &mut LegHandle) {
+        let (forward, events) = mpsc::unbounded_channel();
+        let mut from_leg = std::mem::replace(&mut handle.events, events);
+        let (phone, call_id) = (self.clone(), call_id.to_owned());
+        tokio::spawn(async move {
+            while let Some(event) = from_leg.recv().await {
+                let news = match &event {
+                    LegEvent::State(MediaState::Connected) => Some((PhoneStatus::Connected, None)),
+                    LegEvent::State(MediaState::Reconnecting) => Some((PhoneStatus::Reconnecting, None)),
+                    LegEvent::State(MediaState::Failed(f)) => Some((PhoneStatus::Failed, Some(format!("{f:?}")))),
+                    _ => None,
+                };
+                if let Some((status, reason)) = news {
+                    let event = PhoneEvent { call_id: call_id.clone(), operator: mediator, status, reason };
+                    if let Some(relay) = phone.0.relay.get() {
+                        relay.report(&event);
+                    }
+                    phone.publish(event);
+                }
+                if forward.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The mediator leaves the call (their leg hangs up; the caller and the operator go on).
+    pub fn end_mediation(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let admitted = slot.admitted.remove(&mediator);
+        let Some(leg) = slot.mediators.remove(&mediator) else {
+            return if admitted { Ok(()) } else { Err(PhoneError::NoMediator) };
+        };
+        if let (Some(media), Some(host)) = (self.0.media.get(), slot.operator_leg) {
+            media.leave(host, &leg);
+        }
+        Ok(())
+    }
+
+    /// Whether `user` is a mediator on the call (on this node).
+    pub fn mediating(&self, call_id: &str, user: i64) -> bool {
+        self.calls().get(call_id).is_some_and(|s| s.mediators.contains_key(&user))
+    }
+
+    /// The operator leaves a call a mediator has joined, without ending it: a mediator's leg
+    /// takes the call over on the media thread (the caller and the mediator go on hearing each
+    /// other, and anyone else who joined), and becomes the call's leg for its control task. The
+    /// mediator who now holds the call.
+    pub fn operator_leaves(&self, call_id: &str) -> Result<i64, PhoneError> {
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        let mediator = *slot.mediators.keys().min().ok_or(PhoneError::NoMediator)?;
+        let Some(leg) = slot.mediators.remove(&mediator) else { return Err(PhoneError::NoMediator) };
+        slot.admitted.remove(&mediator);
+        // The media thread moves the call before the operator's leg, dropped by the call's
+        // task when it takes the new one, hangs up (the commands keep their order).
+        media.hand_over(host, &leg);
+        slot.operator_leg = Some(leg.id());
+        slot.operator = Some(mediator);
+        slot.to_call.send(PhoneMsg::HandOver(leg)).map_err(|_| PhoneError::NoSuchCall)?;
+        // A caller held during a consultation is back, with the colleague now.
+        let _ = slot.to_call.send(PhoneMsg::Hold(false));
+        Ok(mediator)
     }
 
     /// Sends the call's control task a message; `false` when this node does not carry the call.
@@ -464,6 +625,14 @@ impl Phone {
     /// The operator's page's request for its call, here or through the relay; `false` when no
     /// node can be asked (one node that does not carry the call, or the relay's write failed).
     pub async fn request(&self, call_id: &str, operator: i64, request: PageRequest) -> bool {
+        if self.calls().get(call_id).is_some_and(|s| s.admitted.contains(&operator)) {
+            // A mediator's page: ending is leaving (the others go on); hold and failures are
+            // their own leg's business.
+            if request == PageRequest::Hangup {
+                let _ = self.end_mediation(call_id, operator);
+            }
+            return true;
+        }
         let local = match &request {
             PageRequest::Hold(on) => PhoneMsg::Hold(*on),
             PageRequest::Hangup => PhoneMsg::Hangup,
@@ -500,7 +669,22 @@ impl Phone {
     /// The call's phone news, for the operator's pages (on this node, and through the relay on
     /// the others when the page is elsewhere).
     pub fn report(&self, call_id: &str, status: PhoneStatus, reason: Option<String>) {
-        let operator = self.calls().get(call_id).and_then(|s| s.operator);
+        let (operator, mediators) = match self.calls().get(call_id) {
+            Some(s) => (s.operator, s.admitted.iter().copied().collect::<Vec<_>>()),
+            None => (None, Vec::new()),
+        };
+        if matches!(status, PhoneStatus::HungUp | PhoneStatus::Ended) {
+            // The call is over for its mediators too (their pages are on this node's sockets
+            // or, through the relay, elsewhere).
+            for mediator in mediators {
+                let event =
+                    PhoneEvent { call_id: call_id.to_owned(), operator: mediator, status, reason: reason.clone() };
+                if let Some(relay) = self.0.relay.get() {
+                    relay.report(&event);
+                }
+                self.publish(event);
+            }
+        }
         self.journal(call_id, operator, status.step(), reason.as_deref());
         if let Some(operator) = operator {
             let event = PhoneEvent { call_id: call_id.to_owned(), operator, status, reason };

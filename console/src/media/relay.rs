@@ -19,7 +19,7 @@
 //! Rows are found by time, not by id: identities are handed out before commit, so a row with a
 //! smaller id may become visible after a larger one; each node keeps the ids it has seen.
 
-use super::phone::{Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
+use super::phone::{MonitorMode, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
 use crate::clock::Clock;
 use crate::db::listen::Heard;
 use crate::db::{Backend, Db, DbError};
@@ -69,6 +69,14 @@ pub enum Relayed {
         status: PhoneStatus,
         reason: Option<String>,
     },
+    /// A supervisor (the row's `operator_id`) monitors the call: `sdp`, their page's offer, to
+    /// start (answered as an offer is), or none to switch mode.
+    Monitor {
+        mode: MonitorMode,
+        sdp: Option<String>,
+    },
+    /// The supervisor stops monitoring the call.
+    MonitorEnd,
 }
 
 /// A row to write.
@@ -148,9 +156,24 @@ impl Relay {
 
     /// The page's offer for a call carried by another node: its answer.
     pub async fn offer(&self, call_id: &str, operator: i64, sdp: String, restart: bool) -> Result<String, PhoneError> {
+        self.ask(call_id, operator, Relayed::Offer { sdp, restart }).await
+    }
+
+    /// A supervisor's page's offer to monitor a call carried by another node: its answer.
+    pub async fn monitor(
+        &self,
+        call_id: &str,
+        supervisor: i64,
+        sdp: String,
+        mode: MonitorMode,
+    ) -> Result<String, PhoneError> {
+        self.ask(call_id, supervisor, Relayed::Monitor { mode, sdp: Some(sdp) }).await
+    }
+
+    /// An offer (`body`) to the call's node, and its answer.
+    async fn ask(&self, call_id: &str, operator: i64, body: Relayed) -> Result<String, PhoneError> {
         let (reply, answer) = oneshot::channel();
-        let row =
-            Outgoing { call_id: call_id.to_owned(), operator, reply_to: None, body: Relayed::Offer { sdp, restart } };
+        let row = Outgoing { call_id: call_id.to_owned(), operator, reply_to: None, body };
         // (An answer read before this waiter is in the map is read again at the next look.)
         let id = self.write(&row).await.map_err(|e| PhoneError::Relay(e.to_string()))?;
         lock(&self.0.waiting).insert(id, reply);
@@ -304,6 +327,26 @@ impl Relay {
             }
             Relayed::Hangup => {
                 phone.tell(&call_id, PhoneMsg::Hangup);
+            }
+            Relayed::Monitor { mode, sdp: Some(sdp) } => {
+                let (relay, phone) = (self.clone(), phone.clone());
+                tokio::spawn(async move {
+                    let result = phone.monitor(&call_id, operator, sdp, mode).await.map_err(|e| e.to_string());
+                    let row = Outgoing { call_id, operator, reply_to: Some(id), body: Relayed::Answer { result } };
+                    if let Err(e) = relay.write(&row).await {
+                        tracing::warn!(error = %e, call_id = row.call_id, "a monitor answer was not relayed");
+                    }
+                });
+            }
+            Relayed::Monitor { mode, sdp: None } => {
+                if let Err(e) = phone.set_monitor_here(&call_id, operator, mode) {
+                    tracing::info!(error = %e, call_id, "a relayed monitor switch was refused");
+                }
+            }
+            Relayed::MonitorEnd => {
+                if let Err(e) = phone.end_monitor_here(&call_id, operator) {
+                    tracing::info!(error = %e, call_id, "a relayed monitor end was refused");
+                }
             }
         }
         true

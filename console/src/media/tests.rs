@@ -835,3 +835,111 @@ async fn a_listening_supervisor_hears_both_and_is_heard_by_nobody() {
     assert_hears(&operator, &[440.0], &[1000.0, 2000.0], "the operator");
     assert_hears(&supervisor, &[440.0, 1000.0], &[2000.0], "the supervisor");
 }
+
+/// A connected browser leg on `media` whose client sends `frames` frames of `freq` and stops
+/// once it has them sent and `want` packets received.
+async fn connected_leg_for(
+    media: &WebRtcMedia,
+    freq: f64,
+    frames: u64,
+    want: usize,
+) -> (LegHandle, std::thread::JoinHandle<Vec<(str0m::rtp::RtpHeader, Vec<i16>)>>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut client = client_rtc(Instant::now(), &[RtcCodec::PCMU, RtcCodec::PCMA]);
+    let (mid, offer_sdp, pending) = offer(&mut client, socket.local_addr().unwrap());
+    let (leg, answer) =
+        WebRtcLeg::accept_offer(&offer_sdp, LegConfig::new(Codec::Pcmu, media.local_addr()), Instant::now()).unwrap();
+    let mut handle = media.add(leg);
+    client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let thread =
+        std::thread::spawn(move || run_client(client, mid, socket, freq, frames, want, Duration::from_secs(30)));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match handle.events.recv().await {
+                Some(LegEvent::State(MediaState::Connected)) => return,
+                Some(_) => {}
+                None => panic!("the leg ended before connecting"),
+            }
+        }
+    })
+    .await
+    .expect("ICE and DTLS within 10 s");
+    (handle, thread)
+}
+
+/// The operator (1 kHz) leaves a three-way call with a mediator (1.6 kHz) and a SIP caller
+/// (440 Hz): the call is handed over to the mediator's leg, and from then on the caller and the
+/// mediator hear each other and nobody hears the operator, who still talks into a leg that
+/// carries nothing any more.
+#[tokio::test]
+async fn when_the_operator_leaves_the_mediator_and_the_caller_still_hear_each_other() {
+    let media = WebRtcMedia::start(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let (operator, operator_thread) = connected_leg_for(&media, 1000.0, 250, 20).await;
+    let (mediator, mediator_thread) = connected_leg_for(&media, 1600.0, 250, 230).await;
+    let server_rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server_rtp.local_addr().unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    operator.bridge(SipSide {
+        socket: server_rtp,
+        remote: Some(caller.local_addr().unwrap()),
+        payloads: LegPayloads::new(Codec::Pcmu).with_telephone_event(101),
+        source: std::sync::Arc::new(std::sync::Mutex::new(super::strict::RtpSource::new(["127.0.0.1"
+            .parse()
+            .unwrap()]))),
+        heard: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    });
+    media.join(operator.id(), &mediator, Audience::Everyone);
+
+    // Before: the caller hears both; after the hand-over (at 60 frames), only the mediator.
+    let (mut before, mut after): (Vec<i16>, Vec<i16>) = (Vec::new(), Vec::new());
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0u32;
+    let mut handed_over = false;
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    const FRAMES: u32 = 260;
+    while sent < FRAMES {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if sent == 60 {
+                    media.hand_over(operator.id(), &mediator);
+                    handed_over = true;
+                }
+                let header = ivr::rtp::RtpHeader {
+                    marker: sent == 0, payload_type: 0, sequence: 7 + sent as u16,
+                    timestamp: 99_000 + 160 * sent, ssrc: 0x5151, csrcs: Vec::new(),
+                };
+                let payload = encode(Codec::Pcmu, &tone(440.0, sent as usize * FRAME, FRAME));
+                caller.send_to(&header.encode(&payload), server_addr).await.unwrap();
+                sent += 1;
+            }
+            r = caller.recv_from(&mut buf) => {
+                let (n, _) = r.unwrap();
+                let packet = ivr::rtp::RtpPacket::decode(&buf[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 0, "the SIP leg's own audio type");
+                let heard = if handed_over { &mut after } else { &mut before };
+                heard.extend(decode(Codec::Pcmu, packet.payload));
+            }
+            _ = tokio::time::sleep_until(deadline) => panic!("{sent} sent, {} samples heard", after.len()),
+        }
+    }
+    let join = |t: std::thread::JoinHandle<Vec<(str0m::rtp::RtpHeader, Vec<i16>)>>| async move {
+        let got = tokio::task::spawn_blocking(move || t.join().expect("client thread")).await.unwrap();
+        got.into_iter().flat_map(|(_, s)| s).collect::<Vec<i16>>()
+    };
+    let mediator_heard = join(mediator_thread).await;
+    drop(operator);
+    let _ = join(operator_thread).await;
+    drop(mediator);
+    // The mediator talks for 5 s from its connection, the caller for 5.2 s from just after: the
+    // middle of what the caller heard after the hand-over is the mediator alone.
+    assert_hears(&after, &[1600.0], &[440.0, 1000.0], "the caller after the operator left");
+    // The mediator's last 2 seconds are well after the hand-over (at 1.2 s of 5).
+    let tail = &mediator_heard[mediator_heard.len().saturating_sub(2 * 8000)..];
+    assert_hears(tail, &[440.0], &[1000.0, 1600.0], "the mediator after the operator left");
+    assert!(before.len() >= 20 * FRAME, "the caller heard the three-way call first: {} samples", before.len());
+}

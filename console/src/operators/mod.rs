@@ -6,6 +6,7 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod mediation;
 pub mod pop;
 pub mod presence;
 pub mod protocol;
@@ -213,5 +214,5 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<OperatorsState>: axum::extract::FromRef<S>,
 {
-    http::routes().merge(socket::routes())
+    http::routes().merge(socket::routes()).merge(mediation::routes())
 }

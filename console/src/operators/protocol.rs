@@ -190,6 +190,11 @@ pub enum ServerMessage {
     Error(ErrorMessage),
     /// The server's SDP answer to `phone_offer` (ICE-lite: its one candidate is in it).
     PhoneAnswer { call_id: String, sdp: String },
+    /// An operator asks me, a mediator, to join their call (with its screen-pop).
+    MediationOffer(MediationOffer),
+    /// A mediator or consulted colleague on my call (or my mediation): invited, joined,
+    /// declined, left, or the operator left the call to them (`holds`).
+    Mediation { call_id: String, kind: MediationKind, operator: String, mediator: String, state: MediationState },
     /// My browser call's media: `connecting`, `connected`, `reconnecting`, `failed` (the caller
     /// is back in the queue; `reason` says why), `hung_up` (the caller hung up), `ended`.
     PhoneState {
@@ -201,7 +206,8 @@ pub enum ServerMessage {
 }
 
 /// The `type`s of the [`ServerMessage`]s the hub stores and sends with a `seq`.
-pub const STORED: [&str; 6] = ["presence", "queue", "offer", "offer_withdrawn", "call", "wrap_up"];
+pub const STORED: [&str; 8] =
+    ["presence", "queue", "offer", "offer_withdrawn", "call", "wrap_up", "mediation_offer", "mediation"];
 
 impl ServerMessage {
     /// Every `type` the server may send.
@@ -368,6 +374,53 @@ pub struct Offer {
     pub matched: OfferMatch,
     pub expires_at: Time,
     pub pop: Option<ScreenPop>,
+}
+
+/// `mediation_offer`: join this call as its mediator ("join as mediator"), or to be consulted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediationOffer {
+    pub call_id: String,
+    pub kind: MediationKind,
+    /// The operator who asks.
+    pub operator: String,
+    /// The caller's language, when known.
+    pub language: Option<String>,
+    pub pop: Option<ScreenPop>,
+}
+
+/// Who the third person on a call is (`mediations.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediationKind {
+    /// An intercultural mediator: a three-way call.
+    Mediator,
+    /// A colleague the operator consults, the caller on hold: the warm transfer.
+    Consult,
+}
+
+impl MediationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediationKind::Mediator => "mediator",
+            MediationKind::Consult => "consult",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MediationKind> {
+        [MediationKind::Mediator, MediationKind::Consult].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a mediation stands (`mediation.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediationState {
+    Invited,
+    Joined,
+    Declined,
+    Left,
+    /// The operator left: the mediator holds the call (and ends it).
+    Holds,
 }
 
 /// How the call matched the operator (stored as `offers.match_kind`).

@@ -562,8 +562,18 @@ pub async fn decline(state: &OperatorsState, user: &User, offer_id: i64) -> Resu
     Ok(())
 }
 
-/// The conversation is over: wrap-up for `wrap_up_secs`, then available.
+/// The conversation is over: wrap-up for `wrap_up_secs`, then available. A mediator's end is
+/// leaving: the others go on.
 pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Result<(), ConsoleError> {
+    wrap_up(state, user, call_id).await?;
+    super::mediation::ended(state, user, call_id).await?;
+    // A browser call: the caller hears the goodbye and is hung up (nothing for other calls).
+    state.phone.request(call_id, user.id, PageRequest::Hangup).await;
+    Ok(())
+}
+
+/// The user's part in the call is over (the call may go on): wrap-up for `wrap_up_secs`.
+pub async fn wrap_up(state: &OperatorsState, user: &User, call_id: &str) -> Result<(), ConsoleError> {
     let now_ms = state.clock.now().timestamp_millis();
     let hub = state.console.hub();
     let mut tx = hub::begin(&state.db).await?;
@@ -591,8 +601,6 @@ pub async fn end_call(state: &OperatorsState, user: &User, call_id: &str) -> Res
         Change { call_id: Some(call_id.to_owned()), wrap_up_until: Some(until), ..Change::to(PresenceState::WrapUp) };
     presence::set(&mut tx, user.id, &change, Some(&[PresenceState::OnCall]), now_ms).await?;
     hub::commit(hub, tx, true).await?;
-    // A browser call: the caller hears the goodbye and is hung up (nothing for other calls).
-    state.phone.request(call_id, user.id, PageRequest::Hangup).await;
     Ok(())
 }
 

@@ -655,6 +655,12 @@ impl Call {
                 self.terminal = Some(Terminal::OperatorHangup);
                 self.on_audio_progress().await;
             }
+            PhoneMsg::HandOver(leg) => {
+                // Already carrying the call on the media thread, and connected.
+                tracing::info!("the operator left: the mediator's leg carries the call");
+                self.leg = Some(leg);
+                self.leg_connected = true;
+            }
             PhoneMsg::PageFailed(reason) => {
                 if self.browser.is_some() {
                     self.browser_failed(reason).await;

@@ -95,6 +95,11 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
                     phone.report(&call_id, PhoneStatus::Ended, None);
                     break None;
                 }
+                PhoneMsg::HandOver(new) => {
+                    tracing::info!("the operator left: the mediator's leg carries the call");
+                    leg = Some(new);
+                    deadline = None;
+                }
                 PhoneMsg::PageFailed(reason) => break Some(reason),
             },
             event = next_leg_event(&mut leg) => match event {

@@ -5,8 +5,10 @@
 //! every start and switch (and the end) is written to the audit log before the media changes,
 //! and the call's timeline shows it.
 //!
-//! The call's media must be on this node (its SIP side and its operator's browser leg): a
-//! call carried elsewhere answers 409.
+//! The call's media must be on this node (its SIP side and its operator's browser leg) or, with
+//! PostgreSQL, on the node the call's row names: the phone relay (`media::relay`) carries the
+//! supervisor's offer there and the answer back, and the switches and the end after it; a call
+//! no node carries answers 409.
 
 use super::audit::{self, AuditAction};
 use super::http::actor;
@@ -55,24 +57,28 @@ fn phone_error(e: PhoneError) -> AppError {
         PhoneError::NoSuchCall => AppError::NotFound(e.to_string()),
         PhoneError::WebRtc(_) => AppError::BadRequest(e.to_string()),
         PhoneError::NotRunning | PhoneError::Relay(_) => AppError::Unavailable(e.to_string()),
-        PhoneError::NoOperatorLeg | PhoneError::NotMonitoring => AppError::Conflict(e.to_string()),
+        PhoneError::NoOperatorLeg | PhoneError::NotMonitoring | PhoneError::NoMediator => {
+            AppError::Conflict(e.to_string())
+        }
     }
 }
 
-/// The call must be live (not ended) and known; its media must be on this node.
+/// The call must be live (not ended) and known; its media must be on this node, or (PostgreSQL,
+/// through the phone relay) on the node its row names.
 async fn live(state: &SupervisorState, id: &str) -> Result<(), AppError> {
-    let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT ended_at FROM calls WHERE call_id = $1")
-        .bind(id)
-        .fetch_optional(state.db.pool())
-        .await
-        .map_err(crate::db::DbError::from)?;
+    let row: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT ended_at, node_id FROM calls WHERE call_id = $1")
+            .bind(id)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(crate::db::DbError::from)?;
     match row {
         None => Err(AppError::NotFound(format!("no call {id:?}"))),
-        Some((Some(_),)) => Err(AppError::Conflict(format!("call {id:?} has ended"))),
-        Some((None,)) if !state.phone.carries(id) => {
+        Some((Some(_), _)) => Err(AppError::Conflict(format!("call {id:?} has ended"))),
+        Some((None, node)) if !(state.phone.carries(id) || state.phone.relays() && node.is_some()) => {
             Err(AppError::Conflict(format!("call {id:?} is not talking to a browser phone on this server")))
         }
-        Some((None,)) => Ok(()),
+        Some((None, _)) => Ok(()),
     }
 }
 
@@ -105,7 +111,7 @@ pub async fn switch(
     let now = state.clock.now().timestamp_millis();
     audit::record(state.db.pool(), now, &actor(&auth), action(body.mode), Some(&id), "").await?;
     tracing::info!(call_id = %id, supervisor = %auth.user.name, mode = body.mode.as_str(), "a supervisor switches mode");
-    state.phone.set_monitor(&id, auth.user.id, body.mode).map_err(phone_error)?;
+    state.phone.set_monitor(&id, auth.user.id, body.mode).await.map_err(phone_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -115,7 +121,18 @@ pub async fn end(
     State(state): State<Arc<SupervisorState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state.phone.end_monitor(&id, auth.user.id).map_err(phone_error)?;
+    // Through the relay only to the node the call's row names (none: nobody monitors it).
+    if !state.phone.carries(&id) {
+        let node: Option<(Option<String>,)> = sqlx::query_as("SELECT node_id FROM calls WHERE call_id = $1")
+            .bind(&id)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(crate::db::DbError::from)?;
+        if !(state.phone.relays() && node.is_some_and(|(n,)| n.is_some())) {
+            return Err(phone_error(PhoneError::NoSuchCall));
+        }
+    }
+    state.phone.end_monitor(&id, auth.user.id).await.map_err(phone_error)?;
     let now = state.clock.now().timestamp_millis();
     audit::record(state.db.pool(), now, &actor(&auth), AuditAction::MonitorEnd, Some(&id), "").await?;
     Ok(StatusCode::NO_CONTENT)

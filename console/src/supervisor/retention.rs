@@ -236,7 +236,9 @@ async fn purge_chunk(db: &Db, end: i64, ended_by: i64, report: &mut PurgeReport)
     store::add_to_rollup(&mut tx, &buckets).await?;
     report.kpi_rows += buckets.len() as u64;
     let old = format!("SELECT c.call_id FROM calls c WHERE {PURGEABLE}");
+    let mut mediations = 0u64;
     for (table, count) in [
+        ("mediations", &mut mediations),
         ("call_notes", &mut report.notes),
         ("referrals", &mut report.referrals),
         ("offers", &mut report.offers),

@@ -78,6 +78,18 @@ pub enum Entry {
         sip_status: Option<i64>,
         ended_at: Option<String>,
     },
+    /// A mediator or consulted colleague invited, joining, declining or leaving, or the operator
+    /// leaving the call to them (from the audit log).
+    Mediation {
+        /// Who did it.
+        user: String,
+        /// `mediator_invite`, `mediator_join`, `mediator_leave`, `operator_leave`, or for a
+        /// consultation (the warm transfer) `consult_invite`, `consult_join`, `consult_leave`,
+        /// `transfer`.
+        action: String,
+        /// The mediator's name, for an invitation and the operator leaving.
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -205,6 +217,17 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     .await?;
     for (at, ended, result, sip_status, operator) in attempts {
         push(at, i64::MAX - 4, Entry::CallbackAttempt { operator, result, sip_status, ended_at: ended.map(rfc3339) });
+    }
+    let mediations: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT at, user_name, action, detail FROM audit_log WHERE call_id = $1 \
+         AND action IN ('mediator_invite', 'mediator_join', 'mediator_leave', 'operator_leave', \
+         'consult_invite', 'consult_join', 'consult_leave', 'transfer') ORDER BY at, id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (at, user, action, detail) in mediations {
+        push(at, i64::MAX, Entry::Mediation { user, action, detail });
     }
     out.sort_by_key(|t| (t.at_ms, t.order));
     Ok(out)

@@ -133,8 +133,9 @@ export class Server {
    * `helpline user add` against this server's database; the password goes through stdin.
    * `languages` and `areas` are arrays of codes.
    */
-  addUser({ name, role = 'operator', password = `${name}-password-123`, languages = ['it'], areas = [], sipTarget, organization }) {
+  addUser({ name, role = 'operator', password = `${name}-password-123`, languages = ['it'], areas = [], sipTarget, organization, mediator = false }) {
     const args = ['user', 'add', '--name', name, '--role', role, '--password-stdin'];
+    if (mediator) args.push('--mediator');
     if (organization) args.push('--organization', organization);
     if (languages.length) args.push('--languages', languages.join(','));
     if (areas.length) args.push('--areas', areas.join(','));

@@ -1,0 +1,147 @@
+// An intercultural mediator on a live call (docs/operators.md, "Adding a mediator"): a real SIP
+// caller plays 440 Hz, the operator's page (its own Chromium, whose fake microphone plays 1 kHz)
+// answers in the browser, presses "Aggiungi mediatore" with the keyboard (Alt+M) and invites the
+// mediator, whose page (another Chromium, 1.6 kHz) gets the request with the screen-pop and joins
+// ("Partecipa come mediatore"). Goertzel checks on what each party receives prove the three-way
+// call: each hears the two others and not itself. Then the operator leaves the call to the
+// mediator: the caller and the mediator still hear each other, the call is not over, and the
+// mediator ends it. Every step is in the call's timeline.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SipCaller, goertzel } from './lib/sipcaller.mjs';
+import { toneWav, tonesOn } from './lib/audio.mjs';
+import { launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+
+/** What the caller receives over the second after `since` + 0.5 s (waited for). */
+async function callerTones(caller, since) {
+  await new Promise((r) => setTimeout(r, Math.max(0, since + 1500 - Date.now())));
+  const heard = caller.audioSince(since + 500).slice(-8000);
+  assert.ok(heard.length >= 4000, `the caller received audio (${heard.length} samples)`);
+  return { p440: goertzel(heard, 8000, 440), p1000: goertzel(heard, 8000, 1000), p1600: goertzel(heard, 8000, 1600) };
+}
+
+/** A share above HEARD: the tone is there; below SILENT: it is not. */
+const HEARD = 0.01;
+const SILENT = 0.002;
+
+function hears(who, tones, want, not) {
+  if (process.env.TEST_LOG) console.log(who, JSON.stringify(tones));
+  for (const f of want) assert.ok(tones[`p${f}`] > HEARD, `${who} hears ${f} Hz: ${JSON.stringify(tones)}`);
+  for (const f of not) assert.ok(tones[`p${f}`] < SILENT, `${who} does not hear ${f} Hz: ${JSON.stringify(tones)}`);
+}
+
+const FLAGS = (wav) => [
+  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+  `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+async function online(page, server, user) {
+  await signIn(page, server, user);
+  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+  await page.keyboard.press('Alt+1');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
+}
+
+describe('an intercultural mediator joins a call', () => {
+  let server;
+  let operatorBrowser;
+  let mediatorBrowser;
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-mediator-'));
+
+  before(async () => {
+    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
+    toneWav(join(dir, 'med-1600.wav'), 1600, 10);
+    server = await startServer();
+    operatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'op-1khz.wav')) });
+    mediatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'med-1600.wav')) });
+  });
+
+  after(async () => {
+    await operatorBrowser?.close();
+    await mediatorBrowser?.close();
+    await server?.stop();
+  });
+
+  test('three tones, each party hears the two others; the operator leaves, the caller and the mediator go on', async () => {
+    const anna = server.addUser({ name: 'anna', languages: ['it'] });
+    // Signed in once anna has the call (the ACD offers calls to mediators too).
+    const marco = server.addUser({ name: 'marco', languages: ['it', 'ar'], mediator: true });
+    server.addUser({ name: 'lucia', languages: ['ar'], mediator: true }); // not the caller's language
+    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const medCtx = await mediatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const op = await opCtx.newPage();
+    const med = await medCtx.newPage();
+    await online(op, server, anna);
+    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await op.locator('#offer-accept').click();
+      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await online(med, server, marco);
+
+      // "Aggiungi mediatore" with the keyboard: only marco speaks the caller's language.
+      assert.ok(await op.getByRole('button', { name: /Aggiungi mediatore/ }).isVisible());
+      await op.keyboard.press('Alt+M');
+      const invite = op.getByRole('button', { name: 'Invita marco' });
+      await invite.waitFor({ state: 'visible', timeout: 10_000 });
+      assert.equal(await op.locator('#mediator-list li').count(), 1, 'lucia does not speak Italian');
+      await op.keyboard.press('Enter');
+      await op.waitForFunction(() => /marco/.test(document.getElementById('mediator-status')?.textContent ?? ''), null, { timeout: 10_000 });
+      await screenshot(op, 'mediator-1-invited');
+
+      // The mediator's request, with the screen-pop; joined with the keyboard.
+      const join = med.getByRole('button', { name: 'Partecipa come mediatore' });
+      await join.waitFor({ state: 'visible', timeout: 15_000 });
+      assert.match(await med.locator('#mediation-offer-from').textContent(), /anna/);
+      await screenshot(med, 'mediator-2-request');
+      await join.focus();
+      await med.keyboard.press('Enter');
+      await med.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await op.locator('#call-leave').waitFor({ state: 'visible', timeout: 10_000 });
+      await new Promise((r) => setTimeout(r, 500));
+
+      // Three tones: each hears the two others, never itself.
+      let since = Date.now();
+      hears('the caller (three-way)', await callerTones(caller, since), [1000, 1600], [440]);
+      hears('the operator (three-way)', await tonesOn(op, 'phone-audio', [440, 1000, 1600]), [440, 1600], [1000]);
+      hears('the mediator (three-way)', await tonesOn(med, 'phone-audio', [440, 1000, 1600]), [440, 1000], [1600]);
+      await screenshot(op, 'mediator-3-three-way');
+
+      // The operator leaves the call to the mediator: it goes on between the caller and marco.
+      await op.locator('#call-leave').focus();
+      await op.keyboard.press('Enter');
+      await op.waitForFunction(() => !document.getElementById('wrapup')?.hidden, null, { timeout: 10_000 });
+      await new Promise((r) => setTimeout(r, 700));
+      since = Date.now();
+      hears('the caller (operator gone)', await callerTones(caller, since), [1600], [440, 1000]);
+      hears('the mediator (operator gone)', await tonesOn(med, 'phone-audio', [440, 1000, 1600]), [440], [1000, 1600]);
+      assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+
+      // The mediator ends the call.
+      await med.keyboard.press('Alt+E');
+      await caller.waitForBye(20_000);
+
+      // The call's record, as its operator sees it.
+      const record = await op.evaluate(async () => {
+        const id = (await (await fetch('/api/calls')).json()).calls[0]?.call_id;
+        return id ? (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json() : null;
+      });
+      assert.ok(record, "the call's record");
+      const steps = record.timeline.filter((e) => e.type === 'mediation').map((e) => `${e.user}:${e.action}`);
+      assert.deepEqual(steps, ['anna:mediator_invite', 'marco:mediator_join', 'anna:operator_leave', 'marco:mediator_leave']);
+    } finally {
+      caller.close();
+      await medCtx.close();
+      await opCtx.close();
+    }
+  });
+});
