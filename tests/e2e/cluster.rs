@@ -182,6 +182,7 @@ fn start_node(db: &TestDb, flow: &std::path::Path, a: &NodeAddrs) -> ServeProces
         .env("HELPLINE_WEBRTC_ADDR", a.webrtc.to_string())
         .env("HELPLINE_SIP_ALLOW", "127.0.0.1/32")
         .env("HELPLINE_SIP_RATE", "0")
+        .env("HELPLINE_SIP_REQUEST_RATE", "0")
         .env("HELPLINE_FLOW_FILE", flow)
         .env("HELPLINE_NODE_TIMEOUT_SECS", "4")
         .env("HELPLINE_DRAIN_SECS", "3");
