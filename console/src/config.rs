@@ -521,6 +521,28 @@ mod tests {
     }
 
     #[test]
+    fn sip_digest_credentials_are_both_or_neither() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let load = |pairs: &[(&str, &str)]| Settings::load_from(&vars(pairs)).expect("loads").settings;
+        assert!(load(&[]).sip_auth_credentials().expect("neither").is_none());
+        let both = load(&[("HELPLINE_SIP_AUTH_USER", "trunk"), ("HELPLINE_SIP_AUTH_PASSWORD", "pw-pw-pw")]);
+        let creds = both.sip_auth_credentials().expect("both").expect("set");
+        assert_eq!((creds.username.as_str(), both.sip_auth_realm.as_str()), ("trunk", "helpline"));
+        assert!(!format!("{both:?}").contains("pw-pw-pw"), "the password is never printed");
+        let user_only = load(&[("HELPLINE_SIP_AUTH_USER", "trunk")]);
+        let err = user_only.check_for_serve().expect_err("a user without a password").to_string();
+        assert!(err.contains("HELPLINE_SIP_AUTH_PASSWORD"), "{err}");
+        let password_only = load(&[("HELPLINE_SIP_AUTH_PASSWORD", "pw")]);
+        assert!(password_only
+            .sip_auth_credentials()
+            .expect_err("alone")
+            .to_string()
+            .contains("HELPLINE_SIP_AUTH_USER"));
+    }
+
+    #[test]
     fn every_key_has_a_documented_variable() {
         let names: Vec<String> = Settings::env_names().into_iter().map(|(v, _)| v).collect();
         for required in [
