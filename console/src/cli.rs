@@ -353,6 +353,10 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
     }
     println!("http_addr     = {}", s.http_addr);
     println!("sip_addr      = {}", s.sip_addr);
+    if !s.sip_auth_user.is_empty() || !s.sip_auth_password.is_empty() {
+        println!("sip_auth_user = {} (realm {:?})", s.sip_auth_user, s.sip_auth_realm);
+        println!("sip_auth_password = {:?}", s.sip_auth_password);
+    }
     println!("database_url  = {}", crate::db::redact(&s.database_url));
     println!("data_dir      = {}", s.data_dir.display());
     println!("secret        = {:?}", s.secret);

@@ -96,6 +96,19 @@ pub struct Settings {
     /// Calls this node holds at once (`HELPLINE_SIP_MAX_CALLS`); past it new INVITEs get `503`.
     /// 0: no limit (the RTP port range is then the limit).
     pub sip_max_calls: usize,
+    /// Requests other than INVITE, ACK and CANCEL a second one source may send outside the calls
+    /// this node holds (`HELPLINE_SIP_REQUEST_RATE`): OPTIONS, REGISTER, MESSAGE, stray BYE or
+    /// INFO…; a token bucket holding one second's worth; past it `503` with `Retry-After`. 0: no
+    /// limit.
+    pub sip_request_rate: u32,
+    /// The user name trunks outside `sip_allow` authenticate with (`HELPLINE_SIP_AUTH_USER`,
+    /// digest, RFC 3261 §22); with `sip_auth_password`. Both empty: no digest authentication, a
+    /// source outside `sip_allow` gets `403`.
+    pub sip_auth_user: String,
+    /// The password of `sip_auth_user` (`HELPLINE_SIP_AUTH_PASSWORD`).
+    pub sip_auth_password: SecretString,
+    /// The realm of the digest challenge (`HELPLINE_SIP_AUTH_REALM`), as the trunk is configured.
+    pub sip_auth_realm: String,
     /// Seconds without any RTP packet from a SIP caller after which the call is hung up
     /// (`HELPLINE_RTP_TIMEOUT_SECS`): BYE, and `hung_up` in the call log. 0: never.
     pub rtp_timeout_secs: u64,
@@ -162,6 +175,10 @@ impl Default for Settings {
             sip_allow: String::new(),
             sip_rate: 100,
             sip_max_calls: 1000,
+            sip_request_rate: 50,
+            sip_auth_user: String::new(),
+            sip_auth_password: SecretString::default(),
+            sip_auth_realm: "helpline".to_owned(),
             rtp_timeout_secs: 60,
             drain_secs: 300,
             node_timeout_secs: 10,
@@ -296,6 +313,7 @@ impl Settings {
         self.webrtc_candidate_ip()
             .map_err(|reason| ConfigError::Env { var: "HELPLINE_WEBRTC_PUBLIC_IP".into(), reason })?;
         self.tls_files()?;
+        self.sip_auth_credentials()?;
         let len = self.secret.expose().len();
         if !self.secret.is_empty() && len < ivr::domain::ServerSecret::MIN_LEN {
             return Err(err(format!(
@@ -322,6 +340,31 @@ impl Settings {
             ));
         }
         Ok(ip)
+    }
+
+    /// The digest credentials of the trunks outside `sip_allow`: both the user and the password,
+    /// or neither (no digest authentication).
+    pub fn sip_auth_credentials(&self) -> Result<Option<ivr::sip::DigestCredentials>, ConfigError> {
+        let (user, password) = (self.sip_auth_user.trim(), self.sip_auth_password.expose());
+        let missing = |var: &str, other: &str| ConfigError::Env {
+            var: var.into(),
+            reason: format!(
+                "required when {other} is set: trunks outside HELPLINE_SIP_ALLOW authenticate with both \
+                 (digest, docs/sip.md \"Facing the internet\"); set both, or neither"
+            ),
+        };
+        match (user.is_empty(), password.is_empty()) {
+            (true, true) => Ok(None),
+            (false, true) => Err(missing("HELPLINE_SIP_AUTH_PASSWORD", "HELPLINE_SIP_AUTH_USER")),
+            (true, false) => Err(missing("HELPLINE_SIP_AUTH_USER", "HELPLINE_SIP_AUTH_PASSWORD")),
+            (false, false) if self.sip_auth_realm.trim().is_empty() => Err(ConfigError::Env {
+                var: "HELPLINE_SIP_AUTH_REALM".into(),
+                reason: "must not be empty when HELPLINE_SIP_AUTH_USER is set".into(),
+            }),
+            (false, false) => {
+                Ok(Some(ivr::sip::DigestCredentials { username: user.to_owned(), password: password.to_owned() }))
+            }
+        }
     }
 
     /// The TURN URLs, one per comma-separated entry.
@@ -495,6 +538,28 @@ mod tests {
         let err =
             Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path), ("HELPLINE_HTTP_ADDR", "localhost")])).unwrap_err();
         assert!(err.to_string().starts_with("environment variable HELPLINE_HTTP_ADDR:"), "{err}");
+    }
+
+    #[test]
+    fn sip_digest_credentials_are_both_or_neither() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let load = |pairs: &[(&str, &str)]| Settings::load_from(&vars(pairs)).expect("loads").settings;
+        assert!(load(&[]).sip_auth_credentials().expect("neither").is_none());
+        let both = load(&[("HELPLINE_SIP_AUTH_USER", "trunk"), ("HELPLINE_SIP_AUTH_PASSWORD", "pw-pw-pw")]);
+        let creds = both.sip_auth_credentials().expect("both").expect("set");
+        assert_eq!((creds.username.as_str(), both.sip_auth_realm.as_str()), ("trunk", "helpline"));
+        assert!(!format!("{both:?}").contains("pw-pw-pw"), "the password is never printed");
+        let user_only = load(&[("HELPLINE_SIP_AUTH_USER", "trunk")]);
+        let err = user_only.check_for_serve().expect_err("a user without a password").to_string();
+        assert!(err.contains("HELPLINE_SIP_AUTH_PASSWORD"), "{err}");
+        let password_only = load(&[("HELPLINE_SIP_AUTH_PASSWORD", "pw")]);
+        assert!(password_only
+            .sip_auth_credentials()
+            .expect_err("alone")
+            .to_string()
+            .contains("HELPLINE_SIP_AUTH_USER"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::sip::sipp_available;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,11 @@ impl Cluster {
         if !db.is_postgres() {
             return None;
         }
+        Some(Cluster::on(n, db).await)
+    }
+
+    /// `n` nodes on `db` (a PostgreSQL database), behind Kamailio and HAProxy.
+    async fn on(n: usize, db: TestDb) -> Cluster {
         let flow = crate::sip_edge::open_all_week_flow(db.dir.path());
         let addrs: Vec<NodeAddrs> = (0..n).map(|i| NodeAddrs::on(&format!("127.0.0.{}", i + 2))).collect();
         let mut nodes = Vec::new();
@@ -130,7 +136,7 @@ impl Cluster {
         let cluster =
             Cluster { db, flow, addrs, nodes, sip, http, _kamailio: Engine(kamailio), _haproxy: Engine(haproxy) };
         cluster.wait_until_up().await;
-        Some(cluster)
+        cluster
     }
 
     /// Waits until HAProxy answers /readyz and Kamailio answers OPTIONS.
@@ -182,6 +188,7 @@ fn start_node(db: &TestDb, flow: &std::path::Path, a: &NodeAddrs) -> ServeProces
         .env("HELPLINE_WEBRTC_ADDR", a.webrtc.to_string())
         .env("HELPLINE_SIP_ALLOW", "127.0.0.1/32")
         .env("HELPLINE_SIP_RATE", "0")
+        .env("HELPLINE_SIP_REQUEST_RATE", "0")
         .env("HELPLINE_FLOW_FILE", flow)
         .env("HELPLINE_NODE_TIMEOUT_SECS", "4")
         .env("HELPLINE_DRAIN_SECS", "3");
@@ -366,4 +373,179 @@ async fn a_node_sent_sigterm_takes_no_new_call_finishes_its_live_one_then_leaves
         .await
         .expect("node 1");
     assert!(dead.is_some(), "node 1 left the cluster");
+}
+
+/// A PostgreSQL server of the test's own on 127.0.0.1, which it may stop and start (the shared
+/// throwaway server serves the other tests meanwhile); stopped when dropped.
+struct OwnPostgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> Option<OwnPostgres> {
+        use crate::pg_tls::{is_root, pg, pg_bin};
+        let bin = pg_bin()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        if is_root() {
+            let chown = Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()).status().expect("chown");
+            assert!(chown.success());
+        }
+        let data = dir.path().join("data");
+        pg(
+            &bin.join("initdb"),
+            &["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        );
+        let own = OwnPostgres { bin, dir, port: free_tcp("127.0.0.1") };
+        own.up();
+        Some(own)
+    }
+
+    fn ctl(&self, args: &[&str]) -> Vec<String> {
+        let data = self.dir.path().join("data").display().to_string();
+        let mut all = vec!["-D".to_owned(), data];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        let args = self.ctl(&["-l", &log, "-w", "-o", &options, "start"]);
+        crate::pg_tls::pg(&self.bin.join("pg_ctl"), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// A fast shutdown: the server ends every session and stops.
+    fn down(&self) {
+        let args = self.ctl(&["-m", "fast", "-w", "stop"]);
+        crate::pg_tls::pg(&self.bin.join("pg_ctl"), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let args = self.ctl(&["-m", "immediate", "stop"]);
+        let tool = self.bin.join("pg_ctl");
+        let _ = if crate::pg_tls::is_root() {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(tool).args(&args).output()
+        } else {
+            Command::new(tool).args(&args).output()
+        };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_under_load_calls_are_answered_or_refused_at_once_none_left_open_and_the_nodes_recover() {
+    // The PostgreSQL leg only, like the other cluster tests, on a server of the test's own.
+    let postgres_leg = std::env::var("HELPLINE_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    if !postgres_leg || !sipp_available() || !engines_available() {
+        return;
+    }
+    let Some(pg) = OwnPostgres::start() else {
+        eprintln!("SKIPPED (no PostgreSQL server binaries)");
+        return;
+    };
+    let mut cluster = Cluster::on(2, TestDb { url: pg.url(), dir: tempfile::tempdir().expect("dir") }).await;
+    let pg = std::sync::Arc::new(pg);
+    // A caller every 250 ms through Kamailio, each on the line 1.5 s; PostgreSQL stopped 3 s in,
+    // started again 3 s later (longer than the nodes' 4 s timeout, counting the last beat before).
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    let (mut down, mut up) = (None, None);
+    while started.elapsed() < Duration::from_secs(18) {
+        if down.is_none() && started.elapsed() >= Duration::from_secs(3) {
+            let pg = pg.clone();
+            tokio::task::spawn_blocking(move || pg.down()).await.expect("stop");
+            down = Some(started.elapsed());
+        }
+        if up.is_none() && down.is_some_and(|d| started.elapsed() >= d + Duration::from_secs(3)) {
+            let pg = pg.clone();
+            tokio::task::spawn_blocking(move || pg.up()).await.expect("start");
+            up = Some(started.elapsed());
+        }
+        let at = started.elapsed();
+        let edge = cluster.sip;
+        calls.push((
+            at,
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let run = proxied_call(edge, 1500, &[]).await;
+                (run, t.elapsed())
+            }),
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (down, up) = (down.expect("stopped"), up.expect("started"));
+    let mut results = Vec::new();
+    for (at, call) in calls {
+        let (run, took) = call.await.expect("sipp");
+        results.push((at, run.success, took, run.report));
+    }
+    let summary: Vec<(u128, bool, u128)> =
+        results.iter().map(|(at, ok, took, _)| (at.as_millis(), *ok, took.as_millis())).collect();
+    eprintln!("PostgreSQL down at {down:?}, up at {up:?}; calls (placed ms, ok, took ms): {summary:?}");
+    // Before the stop every call is answered; none is left waiting during the outage: each is
+    // answered or refused with a final response well within sipp's 15 s; from 5 s after the
+    // start every call is answered again.
+    for (at, ok, took, report) in &results {
+        if *at + Duration::from_secs(2) < down || *at >= up + Duration::from_secs(5) {
+            assert!(*ok, "the call placed at {at:?} was answered: {report}");
+        }
+        assert!(*took < Duration::from_secs(12), "the call placed at {at:?} waited {took:?}: {report}");
+    }
+    let answered = results.iter().filter(|(_, ok, _, _)| *ok).count();
+
+    // Nothing acknowledged is lost: every answered call is in the log (a 200 is sent only once the
+    // call is recorded). None is left open: each ended call gets its end recorded once the
+    // database is back (the caller's BYE retried), and no node declared the other dead for the
+    // outage (every call's end is the caller's hang-up, none `node_died`).
+    let db = cluster.pool().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (rows, open): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COUNT(*) FILTER (WHERE ended_at IS NULL) FROM calls")
+                .fetch_one(db.pool())
+                .await
+                .expect("calls");
+        assert!(rows as usize >= answered, "{rows} calls logged, {answered} answered");
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} of {rows} calls still open in the log");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (node_died,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM call_events WHERE kind = 'hung_up' AND data LIKE '%node_died%'")
+            .fetch_one(db.pool())
+            .await
+            .expect("events");
+    let heartbeats: Vec<String> = cluster
+        .nodes
+        .iter_mut()
+        .flatten()
+        .flat_map(|n| n.read_logs())
+        .filter(|l| l.contains("heartbeat") || l.contains("node dead") || l.contains("declared dead"))
+        .collect();
+    assert_eq!(node_died, 0, "no node took the other for dead because the database was away: {heartbeats:#?}");
+    let (alive,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes WHERE dead_at IS NULL AND seen_at > $1")
+        .bind(console::calls::nodes::wall_ms() - 3_000)
+        .fetch_one(db.pool())
+        .await
+        .expect("nodes");
+    assert_eq!(alive, 2, "both nodes beat again");
+    // HAProxy finds both ready again.
+    let client = reqwest::Client::new();
+    for a in &cluster.addrs {
+        let r = client.get(format!("http://{}/readyz", a.http)).send().await.expect("readyz");
+        assert_eq!(r.status(), 200);
+    }
 }

@@ -333,6 +333,13 @@ impl ServeProcess {
         }
     }
 
+    /// The log lines written since the last read (for a failing test's message).
+    pub fn read_logs(&mut self) -> Vec<String> {
+        let mut lines: Vec<String> = self.logged.drain(..).map(|v| v.to_string()).collect();
+        lines.extend(self._stderr_lines.try_iter());
+        lines
+    }
+
     /// Whether a JSON log line with this message was read while waiting for another (start-up
     /// lines before "HTTP server listening" are kept).
     pub fn has_logged(&self, message: &str) -> bool {

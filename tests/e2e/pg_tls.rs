@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// PostgreSQL's server binaries, newest version first.
-fn pg_bin() -> Option<PathBuf> {
+pub(crate) fn pg_bin() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -36,12 +36,12 @@ fn available() -> Option<PathBuf> {
     bin
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Runs a PostgreSQL tool, as `postgres` when we are root (the server refuses to run as root).
-fn pg(tool: &Path, args: &[&str]) {
+pub(crate) fn pg(tool: &Path, args: &[&str]) {
     let out = if is_root() {
         Command::new("runuser").args(["-u", "postgres", "--"]).arg(tool).args(args).output()
     } else {

@@ -1,6 +1,7 @@
 //! The SIP edge facing the internet, through the real `helpline serve` binary and real packets on
 //! loopback (127.0.0.2, 127.0.0.3 … stand for other hosts): the allow-list, the per-source rate,
-//! the call limit, oversized datagrams and the transaction cap; during the floods a real call
+//! the call limit, digest authentication, the rate of other requests, oversized datagrams and the
+//! transaction cap; during the floods a real call
 //! (sipp) from an allowed source is answered and hears its prompt, and no port or row is taken
 //! by what was refused.
 
@@ -332,7 +333,10 @@ async fn an_empty_allow_list_beyond_loopback_is_warned_about_and_a_bad_one_refus
 async fn the_transaction_table_stays_under_its_cap_under_an_options_flood_with_unique_branches() {
     let _flood = crate::helpers::SIP_FLOODS.write().await;
     let db = fresh_database().await;
-    let mut server = ServeProcess::start_command(helpline(db.dir.path()), &db.url);
+    // (No per-source rate for other requests here: the transaction cap is under test.)
+    let mut cmd = helpline(db.dir.path());
+    cmd.env("HELPLINE_SIP_REQUEST_RATE", "0");
+    let mut server = ServeProcess::start_command(cmd, &db.url);
     let sip = server.sip_addr();
     // More OPTIONS than one source may keep live (8,192: each is kept 32 s after its answer),
     // paced at 2,000 a second.
@@ -861,4 +865,160 @@ async fn a_sigkilled_nodes_queued_sip_callers_are_ended_and_never_offered() {
     assert_eq!(offered, 1, "B's caller is offered");
     drop(sinks);
     b.stop().await;
+}
+
+/// Sends `request` from `socket` and collects the answers until a final one (or 5 s).
+async fn exchange(socket: &tokio::net::UdpSocket, request: &str, sip: SocketAddr) -> Vec<ivr::sip::Response> {
+    socket.send_to(request.as_bytes(), sip).await.expect("send");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    let until = Instant::now() + Duration::from_secs(5);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let Ok(Ok((n, _))) = tokio::time::timeout(left, socket.recv_from(&mut buf)).await else { break };
+        let Ok(Message::Response(r)) = parse(&buf[..n]) else { continue };
+        let last = !r.is_provisional();
+        got.push(r);
+        if last {
+            break;
+        }
+    }
+    got
+}
+
+/// `request` with an `Authorization` header.
+fn with_authorization(request: &str, authorization: &str) -> String {
+    request.replacen("Max-Forwards: 70\r\n", &format!("Authorization: {authorization}\r\nMax-Forwards: 70\r\n"), 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_outside_the_allow_list_calls_by_digest_and_missing_or_wrong_credentials_take_nothing() {
+    if !sipp_available() {
+        return;
+    }
+    let _flood = crate::helpers::SIP_FLOODS.write().await;
+    let (user, password) = ("trunk-803001", "correct horse battery staple");
+    let app = crate::helpers::spawn_app_with(fresh_database().await, |s| {
+        s.sip_allow = "127.0.0.5".into();
+        s.sip_auth_user = user.into();
+        s.sip_auth_password = console::config::SecretString::new(password);
+    })
+    .await;
+    let sip = app.sip_addr;
+    let pid = std::process::id();
+    let fds_before = open_fds(pid);
+
+    // A scanner outside the allow-list without credentials: 300 INVITEs, each a stateless 401
+    // with a challenge: no 100 Trying, no port, no row.
+    let scanner = flood(sip, "127.0.0.9".parse().unwrap(), "scan", 300, 1000).await;
+    assert_eq!(scanner.provisional, 0, "{scanner:?}");
+    assert_eq!(scanner.count(401), scanner.finals.len(), "only 401s: {scanner:?}");
+    assert!(scanner.count(401) >= 150, "{scanner:?}");
+    let fds_after_scan = open_fds(pid);
+
+    // A real trunk (sipp, from 127.0.0.1, outside the allow-list) answers the challenge and is
+    // answered; its caller hears the offer of Italian, byte for byte.
+    let mut sink = RtpSink::bind().await;
+    let port = sink.port.to_string();
+    let call = sipp(
+        sip,
+        "short_call_auth.xml",
+        &["-m", "1", "-l", "1", "-d", "3000", "-key", "rtp_port", &port, "-au", user, "-ap", password],
+    )
+    .await;
+    assert!(call.success, "the authenticated call was answered:\n{}", call.report);
+    let offer = ivr::prompts::Espeak::default()
+        .synthesize(ivr::domain::Language::It, "Italiano, premi 1.", ivr::prompts::Pace::Normal)
+        .expect("espeak-ng renders the offer");
+    let mut expected: Vec<u8> = offer.iter().map(|s| linear_to_ulaw(*s)).collect();
+    expected.resize(offer.len().div_ceil(160) * 160, linear_to_ulaw(0));
+    assert_eq!(first_talkspurt_is(&sink.drain(), &expected), Ok(()), "the caller heard the offer");
+
+    // A guesser: the challenge answered with a wrong password → 403, nothing taken.
+    let guesser = tokio::net::UdpSocket::bind("127.0.0.10:0").await.expect("bind");
+    let local = guesser.local_addr().expect("addr");
+    let first = invite(1, local, "guess", sip);
+    let answers = exchange(&guesser, &first, sip).await;
+    assert_eq!(answers.iter().map(|r| r.status).collect::<Vec<_>>(), [401]);
+    let header = answers[0].headers.get("WWW-Authenticate").expect("a challenge").to_owned();
+    assert!(header.contains("realm=\"helpline\"") && header.contains("algorithm=MD5"), "{header}");
+    let challenge = ivr::sip::Challenge::parse(&header).expect("a digest challenge");
+    let uri = format!("sip:helpline@{sip}");
+    let wrong = ivr::sip::DigestCredentials { username: user.into(), password: "hunter2".into() };
+    let again = invite(2, local, "guess", sip);
+    let answers =
+        exchange(&guesser, &with_authorization(&again, &challenge.authorization(&wrong, "INVITE", &uri, "c1", 1)), sip)
+            .await;
+    assert_eq!(answers.iter().map(|r| (r.status, r.reason.as_str())).collect::<Vec<_>>(), [(403, "Wrong Credentials")]);
+
+    // The right password from there is answered; the same Authorization on another INVITE (a
+    // replay) is challenged anew with stale=true.
+    let right = ivr::sip::DigestCredentials { username: user.into(), password: password.into() };
+    let nonce = ivr::sip::Challenge::parse(
+        exchange(&guesser, &invite(3, local, "guess", sip), sip).await[0].headers.get("WWW-Authenticate").expect("401"),
+    )
+    .expect("challenge");
+    let authorization = nonce.authorization(&right, "INVITE", &uri, "c2", 1);
+    let answers = exchange(&guesser, &with_authorization(&invite(4, local, "guess", sip), &authorization), sip).await;
+    assert_eq!(answers.first().map(|r| r.status), Some(100), "{answers:?}");
+    assert_eq!(answers.last().map(|r| r.status), Some(200), "{answers:?}");
+    let replay = exchange(&guesser, &with_authorization(&invite(5, local, "guess", sip), &authorization), sip).await;
+    assert_eq!(replay.iter().map(|r| r.status).collect::<Vec<_>>(), [401]);
+    assert!(replay[0].headers.get("WWW-Authenticate").is_some_and(|h| h.contains("stale=true")), "{replay:?}");
+
+    // The allow-listed address needs no credentials.
+    let trusted = tokio::net::UdpSocket::bind("127.0.0.5:0").await.expect("bind");
+    let trusted_local = trusted.local_addr().expect("addr");
+    let answers = exchange(&trusted, &invite(1, trusted_local, "trusted", sip), sip).await;
+    assert_eq!(answers.last().map(|r| r.status), Some(200), "{answers:?}");
+
+    // Rows: sipp's call, the guesser's authenticated one and the trusted one; nothing for the
+    // 300 unauthenticated INVITEs, the wrong password or the replay.
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM calls").fetch_one(app.state.db.pool()).await.expect("count");
+    assert_eq!(rows, 3);
+    // No port for the scanner's INVITEs (other tests of this process open a few meanwhile).
+    assert!(fds_after_scan <= fds_before + 60, "descriptors {fds_before} → {fds_after_scan} after 300 INVITEs");
+    let metrics = app.state.metrics.encode();
+    let unauthenticated = metric(&metrics, "helpline_sip_refused_total{reason=\"unauthenticated\"}");
+    assert!(unauthenticated >= scanner.count(401) as f64 + 3.0, "{unauthenticated}");
+    assert_eq!(metric(&metrics, "helpline_sip_refused_total{reason=\"auth_failed\"}"), 1.0);
+    assert_eq!(metric(&metrics, "helpline_sip_responses_total{status=\"401\"}"), unauthenticated, "each sent once");
+    drop(app);
+}
+
+/// Requests other than INVITE, out of any dialog, by turns: OPTIONS, REGISTER, MESSAGE and a
+/// stray INFO.
+fn other_request(i: usize, local: SocketAddr, tag: &str, sip: SocketAddr) -> String {
+    let method = ["OPTIONS", "REGISTER", "MESSAGE", "INFO"][i % 4];
+    options(i, local, tag, sip).replace("OPTIONS", method)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_other_requests_over_the_request_rate_gets_503s_and_keeps_no_transactions() {
+    let _flood = crate::helpers::SIP_FLOODS.write().await;
+    let app = crate::helpers::spawn_app_with(fresh_database().await, |s| s.sip_request_rate = 50).await;
+    let sip = app.sip_addr;
+    // 4,000 OPTIONS, REGISTER, MESSAGE and INFO at 2,000 a second from one allowed source.
+    let report = flood_of(other_request, sip, "127.0.0.6".parse().unwrap(), "noise", 4000, 2000).await;
+    let refused = report.count(503);
+    let admitted = report.finals.len() - refused;
+    // A bucket of 50 and 50 a second over the flood's ~2 s (longer on a loaded machine).
+    let most = 50 + (50.0 * report.sending.as_secs_f64()).ceil() as usize + 10;
+    assert!((40..=most).contains(&admitted), "admitted {admitted} over {:?}", report.sending);
+    assert!(refused >= report.sent / 4, "{refused} refused of {}", report.sent);
+    assert!(report.finals.values().filter(|(s, _)| *s == 503).all(|(_, r)| r.as_deref() == Some("1")));
+    // The admitted ones got their real answers: 200 (OPTIONS), 405 (REGISTER, MESSAGE), 481
+    // (an INFO in no dialog).
+    let answered: std::collections::BTreeSet<u16> =
+        report.finals.values().map(|(s, _)| *s).filter(|s| *s != 503).collect();
+    assert_eq!(answered, [200, 405, 481].into(), "{report:?}");
+    // Another source still gets its answer; the refused requests kept no transaction.
+    let other = flood_of(options, sip, "127.0.0.7".parse().unwrap(), "other", 1, 1).await;
+    assert_eq!(other.count(200), 1);
+    let metrics = app.state.metrics.encode();
+    assert!(metric(&metrics, "helpline_sip_transactions ") <= (admitted + 1) as f64);
+    let counted = metric(&metrics, "helpline_sip_refused_total{reason=\"request_rate\"}") as usize;
+    assert!(counted >= refused && counted <= report.sent - admitted, "{counted} counted, {refused} received");
+    assert_eq!(metric(&metrics, "helpline_sip_responses_total{status=\"503\"}") as usize, counted, "each sent once");
+    drop(app);
 }

@@ -13,6 +13,10 @@
 //! offers none of the silent node's callers once its heartbeat is [`STALE`] (its filter is
 //! [`live_node_condition`]).
 //!
+//! A database outage (PostgreSQL restarting) silences every node at once: it is not a death. A
+//! node judges the others only once it has itself been beating without a gap for
+//! `node_timeout_secs` ([`Continuity`]), so each of them had that long to beat again too.
+//!
 //! Liveness is a fact between processes, not a call's time: heartbeats and their ages are read
 //! from the wall clock ([`wall_ms`]), never from the injected clock the engine and the ACD use
 //! (a test's hand-moved clock would otherwise make a node declare itself dead). The nodes' clocks
@@ -25,6 +29,7 @@ use ivr::domain::CallId;
 use ivr::engine::Event;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,8 +109,9 @@ impl Heartbeat {
         Ok(())
     }
 
-    /// One beat: our `seen_at`, then the others' deaths and their calls' ends.
-    pub async fn beat(&self) -> Result<Vec<String>, DbError> {
+    /// One beat: our `seen_at`, then the others' deaths (once this node has beaten without a gap
+    /// for the timeout: see [`Continuity`]) and their calls' ends.
+    pub async fn beat(&self, continuity: &Continuity) -> Result<Vec<String>, DbError> {
         let now = wall_ms();
         let beat = self
             .db
@@ -129,6 +135,22 @@ impl Heartbeat {
                 )
                 .await?;
             tracing::error!(node = %self.node, "this node had been declared dead (no heartbeat in time); its calls were ended");
+        }
+        // When the beat got through (it may have waited for the database longer than a beat).
+        let through = wall_ms();
+        let previous = continuity.last_beat.swap(through, Ordering::Relaxed);
+        if previous == 0 || through - previous > STALE {
+            continuity.since.store(through, Ordering::Relaxed);
+            if previous != 0 {
+                tracing::warn!(
+                    node = %self.node,
+                    silent_ms = through - previous,
+                    "heartbeat back after a gap (the database was away?): other nodes are judged again after the timeout"
+                );
+            }
+        }
+        if through - continuity.since.load(Ordering::Relaxed) < self.timeout_ms {
+            return self.end_calls_of_dead_nodes().await;
         }
         let died: Vec<(String, i64)> = self
             .db
@@ -219,15 +241,27 @@ impl Heartbeat {
 
     /// Beats every [`BEAT`] until shutdown.
     pub fn start(self, tasks: &crate::tasks::Tasks) {
+        let continuity = Arc::new(Continuity::default());
         tasks.spawn_every("node heartbeat", BEAT, move || {
             let beat = self.clone();
+            let continuity = continuity.clone();
             async move {
-                if let Err(e) = beat.beat().await {
+                if let Err(e) = beat.beat(&continuity).await {
                     tracing::warn!(error = %e, "node heartbeat failed");
                 }
             }
         });
     }
+}
+
+/// Since when this node's heartbeats have gone through without a gap longer than [`STALE`]
+/// (wall ms): a node cut off from the database (it restarted, the network broke) cannot tell a
+/// dead node from one cut off like itself, so it judges the others only once it has been back
+/// for the timeout.
+#[derive(Debug, Default)]
+pub struct Continuity {
+    last_beat: AtomicI64,
+    since: AtomicI64,
 }
 
 /// Records which node holds a SIP call (on PostgreSQL, right after its answer went out).

@@ -36,6 +36,9 @@ pub const BROWSER_RETURN_TIMEOUT: Duration = Duration::from_secs(10);
 /// (each may wait out SQLite's 5 s busy time), and the wait before the first retry (then × 4).
 const STEP_TRIES: u32 = 2;
 const STEP_BACKOFF: Duration = Duration::from_millis(250);
+/// How long the end of a call is tried again while the database is away, and each try at most.
+const HANG_UP_PERSISTENCE: Duration = Duration::from_secs(60);
+const HANG_UP_TRY: Duration = Duration::from_secs(10);
 
 /// What the signalling task tells a call.
 #[derive(Debug)]
@@ -823,8 +826,34 @@ impl Call {
         self.terminal = None;
         self.finished = true;
         tracing::info!("caller hung up");
-        if let Err(e) = self.runtime.handle(self.request(Event::HungUp)).await {
-            tracing::error!(error = %e, "cannot record the hang-up");
+        self.record_hang_up().await;
+    }
+
+    /// Records the end of the call, trying again while the database is away (PostgreSQL
+    /// restarting) for up to [`HANG_UP_PERSISTENCE`], with one idempotency key (a try that did
+    /// commit is answered from the log, not applied twice): a call ended during an outage is not
+    /// left open in the log until the quiet sweep.
+    async fn record_hang_up(&mut self) {
+        self.steps += 1;
+        let mut request = self.request(Event::HungUp);
+        let key = format!("sip-step-{}", self.steps);
+        request.key = Some(crate::calls::RequestKey { key: key.clone(), fingerprint: key });
+        let give_up = Instant::now() + HANG_UP_PERSISTENCE;
+        let mut wait = STEP_BACKOFF;
+        loop {
+            let failure = match tokio::time::timeout(HANG_UP_TRY, self.runtime.handle_unbounded(request.clone())).await
+            {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) if e.is_transient() => e.to_string(),
+                Ok(Err(e)) => return tracing::error!(error = %e, "cannot record the hang-up"),
+                Err(_) => "no answer from the database in time".to_owned(),
+            };
+            if Instant::now() + wait > give_up {
+                return tracing::error!(error = failure, "cannot record the hang-up: given up");
+            }
+            tracing::warn!(error = failure, "cannot record the hang-up yet: trying again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(4));
         }
     }
 }

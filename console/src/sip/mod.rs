@@ -30,7 +30,7 @@ mod operator_leg;
 mod signalling;
 pub mod trunk;
 
-pub use admission::{Admission, AllowList, Verdict};
+pub use admission::{Admission, AllowList, Arrival, Kind, Verdict};
 pub use audio::PromptAudio;
 pub use collect::{Collected, Collector};
 pub use drain::Drain;
@@ -60,6 +60,8 @@ pub enum SipError {
     MediaClock(std::io::Error),
     #[error(transparent)]
     Allow(#[from] admission::AllowError),
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// The UDP ports calls' RTP sockets come from.
@@ -127,14 +129,26 @@ impl SipServer {
     pub async fn bind(settings: &Settings) -> Result<SipServer, SipError> {
         let ports = RtpPorts::new(settings.rtp_port_min, settings.rtp_port_max)?;
         let allow = AllowList::parse(&settings.sip_allow)?;
-        if allow.is_empty() && !settings.sip_addr.ip().is_loopback() {
+        let credentials = settings.sip_auth_credentials().map_err(|e| SipError::Auth(e.to_string()))?;
+        if allow.is_empty() && credentials.is_none() && !settings.sip_addr.ip().is_loopback() {
             tracing::warn!(
                 addr = %settings.sip_addr,
                 hint = "set it to the networks of the trunks and proxies (docs/sip.md, Facing the internet)",
                 "HELPLINE_SIP_ALLOW is empty: anyone who reaches the SIP port may call"
             );
         }
-        let admission = Admission::new(allow, settings.sip_rate, settings.sip_max_calls);
+        let mut admission = Admission::new(allow, settings.sip_rate, settings.sip_max_calls)
+            .with_request_rate(settings.sip_request_rate);
+        if let Some(credentials) = credentials {
+            let realm = settings.sip_auth_realm.trim();
+            tracing::info!(realm, user = %credentials.username, "SIP digest authentication for sources outside HELPLINE_SIP_ALLOW");
+            admission = admission.with_digest(ivr::sip::DigestVerifier::new(
+                realm,
+                &credentials,
+                rand::random(),
+                std::time::Instant::now(),
+            ));
+        }
         let socket = UdpSocket::bind(settings.sip_addr)
             .await
             .map_err(|source| SipError::Bind { addr: settings.sip_addr, source })?;

@@ -5,7 +5,7 @@
 //! is recorded), ACK, BYE, CANCEL, OPTIONS, INFO (DTMF), re-INVITE (hold), NOTIFY (transfer
 //! progress). Nothing here waits on the database.
 
-use super::admission::{self, Admission, Verdict};
+use super::admission::{self, Admission, Arrival, Kind, Verdict};
 use super::call::{self, CallMsg, CallSetup, SigCmd};
 use super::drain::{Drain, Phase, BYE_GRACE};
 use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
@@ -225,45 +225,75 @@ impl Signalling {
 
     /// The edge's checks, before the request reaches the transaction layer: a refused request is
     /// answered once (statelessly: no transaction kept, nothing retransmitted) and takes no port
-    /// and no row. Retransmitted INVITEs of calls already admitted, ACKs and CANCELs pass.
+    /// and no row. The requests of calls this node holds (retransmitted INVITEs, ACKs, CANCELs,
+    /// in-dialog requests) pass the rate checks; a new INVITE or out-of-dialog request from a
+    /// source outside the allow-list is challenged when digest authentication is set (`401`).
     fn admit(&mut self, req: &Request, source: SocketAddr) -> bool {
-        let verdict = if !self.edge.permits(source.ip()) {
-            Verdict::Forbidden
-        } else if req.method == Method::Ack || req.method == Method::Cancel {
-            Verdict::Admit
-        } else if self.phase != Phase::Serving
-            && (req.method == Method::Options
-                || (req.method == Method::Invite
-                    && req.headers.to_addr().ok().is_none_or(|to| to.tag().is_none())
-                    && !req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id))))
+        if !self.edge.permits(source.ip()) {
+            self.count_refused(Verdict::Forbidden.reason());
+            self.refuse(req, 403, "Forbidden", None, source);
+            return false;
+        }
+        let of_a_call = req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id));
+        let in_dialog = req.headers.to_addr().ok().is_some_and(|to| to.tag().is_some());
+        let kind = match req.method {
+            Method::Ack if !of_a_call => Kind::StrayAck,
+            _ if of_a_call => Kind::OfACall,
+            Method::Invite if !in_dialog => Kind::NewInvite,
+            Method::Cancel => Kind::Other { authenticable: false },
+            _ => Kind::Other { authenticable: !in_dialog },
+        };
+        if self.phase != Phase::Serving
+            && (kind == Kind::NewInvite || (req.method == Method::Options && kind != Kind::OfACall))
         {
             self.count_refused("draining");
             self.refuse(req, 503, "Draining", Some(60), source);
             return false;
-        } else if self.layer.len() >= admission::MAX_TRANSACTIONS
-            || self.layer.live_in_group_of(&source) >= admission::MAX_TRANSACTIONS_PER_SOURCE
+        }
+        if req.method != Method::Ack
+            && req.method != Method::Cancel
+            && (self.layer.len() >= admission::MAX_TRANSACTIONS
+                || self.layer.live_in_group_of(&source) >= admission::MAX_TRANSACTIONS_PER_SOURCE)
         {
             self.count_refused("transactions");
             self.refuse(req, 503, "Service Unavailable", Some(1), source);
             return false;
-        } else if req.method == Method::Invite
-            && req.headers.to_addr().ok().is_none_or(|to| to.tag().is_none())
-            && !req.headers.call_id().ok().is_some_and(|id| self.calls.contains_key(id))
-        {
-            self.edge.admit_invite(source.ip(), self.calls.len(), Instant::now())
-        } else {
-            Verdict::Admit
+        }
+        let arrival = Arrival {
+            source: source.ip(),
+            kind,
+            method: req.method.as_str(),
+            authorization: req.headers.get("Authorization"),
         };
-        match verdict {
+        let verdict = self.edge.admit(&arrival, self.calls.len(), Instant::now());
+        match &verdict {
             Verdict::Admit => return true,
             Verdict::Forbidden => self.refuse(req, 403, "Forbidden", None, source),
-            Verdict::RateLimited { retry_after } => {
-                self.refuse(req, 503, "Too Many Calls From This Source", Some(retry_after), source)
+            Verdict::AuthFailed => self.refuse(req, 403, "Wrong Credentials", None, source),
+            Verdict::Challenge(challenge) => {
+                self.refuse_with(req, 401, "Unauthorized", ("WWW-Authenticate", challenge), source)
             }
-            Verdict::Busy { retry_after } => self.refuse(req, 503, "Too Many Calls", Some(retry_after), source),
+            Verdict::RateLimited { retry_after } => {
+                self.refuse(req, 503, "Too Many Calls From This Source", Some(*retry_after), source)
+            }
+            Verdict::RequestRateLimited { retry_after } => {
+                self.refuse(req, 503, "Too Many Requests From This Source", Some(*retry_after), source)
+            }
+            Verdict::Busy { retry_after } => self.refuse(req, 503, "Too Many Calls", Some(*retry_after), source),
         }
         self.count_refused(verdict.reason());
         false
+    }
+
+    /// Answers `req` once with one extra header, outside any transaction (an ACK gets nothing).
+    fn refuse_with(&mut self, req: &Request, status: u16, reason: &str, header: (&str, &str), source: SocketAddr) {
+        if req.method == Method::Ack {
+            return;
+        }
+        let tag = self.ids.tag();
+        let mut response = response_with_reason(req, status, reason, &tag);
+        response.headers.push(header.0, header.1.to_owned());
+        self.send_response(&response, source);
     }
 
     /// Answers `req` once, outside any transaction (an ACK gets nothing).

@@ -38,7 +38,7 @@ impl DigestAlgorithm {
         }
     }
 
-    fn hash(self, data: &str) -> String {
+    pub(super) fn hash(self, data: &str) -> String {
         match self {
             DigestAlgorithm::Md5 => hex::encode(Md5::digest(data.as_bytes())),
             DigestAlgorithm::Sha256 => hex::encode(Sha256::digest(data.as_bytes())),
@@ -135,7 +135,7 @@ fn quote(s: &str) -> String {
 }
 
 /// `name=value` or `name="quoted, value"` pairs, comma-separated.
-fn auth_params(s: &str) -> Vec<(String, String)> {
+pub(super) fn auth_params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     loop {

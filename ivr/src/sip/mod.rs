@@ -12,6 +12,7 @@ mod call_flow_tests;
 mod client_transaction;
 mod dialog;
 mod digest;
+mod digest_verify;
 mod header_values;
 mod headers;
 mod ids;
@@ -28,6 +29,7 @@ pub use builder::{
 pub use client_transaction::{ClientOutput, NonInviteClientTransaction};
 pub use dialog::{engine_call_id, refer_progress, Dialog, DialogError, DialogId, LocalVia, ReferProgress};
 pub use digest::{Challenge, DigestAlgorithm, DigestCredentials, DigestError};
+pub use digest_verify::{DigestCheck, DigestVerifier, MAX_USED_NONCES, NONCE_LIFETIME};
 pub use header_values::{split_host_port, uri_host_port, CSeq, NameAddr, Params, Via, BRANCH_MAGIC_COOKIE};
 pub use headers::{canonical_name, Header, Headers};
 pub use ids::IdGen;

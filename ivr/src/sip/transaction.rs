@@ -7,7 +7,8 @@
 //! to send, requests and events for the user agent). `P` is the peer address type (the server uses
 //! `SocketAddr`); it is only carried back in [`ServerOutput::Send`].
 
-use std::collections::HashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::builder::response_to;
@@ -129,6 +130,8 @@ enum State {
 
 #[derive(Debug, Clone)]
 struct Transaction<P> {
+    /// Told apart from an earlier transaction of the same key in the timer heap.
+    serial: u64,
     peer: P,
     request: Request,
     local_tag: String,
@@ -147,6 +150,32 @@ impl<P> Transaction<P> {
     }
 }
 
+/// A transaction's deadline in the timer heap. Entries are never removed from the middle: one
+/// whose transaction has ended or moved its deadline is skipped when it comes to the top.
+#[derive(Debug)]
+struct Due {
+    at: Instant,
+    serial: u64,
+    key: TxKey,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.serial) == (other.at, other.serial)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.serial).cmp(&(other.at, other.serial))
+    }
+}
+
 /// How a 2xx's ACK (a branch of its own) finds its INVITE: Call-ID, CSeq number, From tag.
 type DialogKey = (String, u32, String);
 
@@ -158,12 +187,18 @@ fn dialog_key(req: &Request) -> Option<DialogKey> {
 }
 
 /// The table of live server transactions. Every lookup per message is by key (the ACK of a 2xx
-/// too, through an index), never a walk over the table.
+/// too, through an index), never a walk over the table; timers come from a heap of deadlines, so
+/// [`Self::next_deadline`] is a look at its top and [`Self::on_timeout`] touches only the
+/// transactions that are due.
 #[derive(Debug)]
 pub struct ServerTransactions<P> {
     timers: Timers,
     ids: IdGen,
     txs: HashMap<TxKey, Transaction<P>>,
+    /// Deadlines, earliest on top; the top is always current (stale entries below it are
+    /// skipped when they surface).
+    due: BinaryHeap<Reverse<Due>>,
+    serials: u64,
     /// INVITE transactions in the Accepted state whose ACK has not come, by dialog.
     accepted: HashMap<DialogKey, TxKey>,
     /// Groups peers (e.g. by source address) to count their live transactions.
@@ -178,6 +213,8 @@ impl<P: Clone> ServerTransactions<P> {
             timers,
             ids: IdGen::new(tag_seed),
             txs: HashMap::new(),
+            due: BinaryHeap::new(),
+            serials: 0,
             accepted: HashMap::new(),
             grouping: None,
             groups: HashMap::new(),
@@ -196,13 +233,47 @@ impl<P: Clone> ServerTransactions<P> {
         self.grouping.and_then(|g| self.groups.get(&g(peer)).copied()).unwrap_or(0)
     }
 
-    fn insert(&mut self, key: TxKey, tx: Transaction<P>) {
+    fn insert(&mut self, key: TxKey, mut tx: Transaction<P>) {
         if let Some(g) = self.grouping {
             *self.groups.entry(g(&tx.peer)).or_default() += 1;
         }
-        if let Some(old) = self.txs.insert(key, tx) {
+        self.serials += 1;
+        tx.serial = self.serials;
+        if let Some(old) = self.txs.insert(key.clone(), tx) {
             self.forget(&old);
         }
+        self.schedule(&key);
+    }
+
+    /// Puts `key`'s current deadline (if any) in the heap; call after any change of its state.
+    fn schedule(&mut self, key: &TxKey) {
+        if let Some(tx) = self.txs.get(key) {
+            if let Some(at) = tx.deadline() {
+                self.due.push(Reverse(Due { at, serial: tx.serial, key: key.clone() }));
+            }
+        }
+        self.settle();
+    }
+
+    /// Whether a heap entry still stands for its transaction's deadline.
+    fn current(&self, due: &Due) -> bool {
+        self.txs.get(&due.key).is_some_and(|tx| tx.serial == due.serial && tx.deadline() == Some(due.at))
+    }
+
+    /// Drops stale entries from the top of the heap, so that the top is current.
+    fn settle(&mut self) {
+        while let Some(Reverse(top)) = self.due.peek() {
+            if self.current(top) {
+                break;
+            }
+            self.due.pop();
+        }
+    }
+
+    /// Deadline entries held (current and stale), for tests: bounded by the transactions' changes
+    /// of state within 64·T1.
+    pub fn scheduled(&self) -> usize {
+        self.due.len()
     }
 
     /// Book-keeping for a transaction leaving the table.
@@ -232,9 +303,9 @@ impl<P: Clone> ServerTransactions<P> {
         self.txs.is_empty()
     }
 
-    /// The earliest instant at which [`Self::on_timeout`] has work to do.
+    /// The earliest instant at which [`Self::on_timeout`] has work to do (the heap's top).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.txs.values().filter_map(Transaction::deadline).min()
+        self.due.peek().map(|Reverse(d)| d.at)
     }
 
     /// A request arrived from `peer`. Retransmissions are absorbed (answered with the last
@@ -276,7 +347,7 @@ impl<P: Clone> ServerTransactions<P> {
             State::Trying
         };
         out.push(ServerOutput::Request { tx: key.clone(), request: request.clone(), local_tag: local_tag.clone() });
-        self.insert(key, Transaction { peer, request, local_tag, state });
+        self.insert(key, Transaction { serial: 0, peer, request, local_tag, state });
         Ok(out)
     }
 
@@ -295,7 +366,7 @@ impl<P: Clone> ServerTransactions<P> {
         let Some(tx) = self.txs.get_mut(&key) else {
             return Vec::new();
         };
-        match &mut tx.state {
+        let out = match &mut tx.state {
             State::Completed { .. } => {
                 tx.state = State::Confirmed { end: now + t4 };
                 Vec::new()
@@ -305,10 +376,12 @@ impl<P: Clone> ServerTransactions<P> {
                 if let Some(k) = dialog_key(&tx.request) {
                     self.accepted.remove(&k);
                 }
-                vec![ServerOutput::Ack { tx: key, ack }]
+                vec![ServerOutput::Ack { tx: key.clone(), ack }]
             }
-            _ => Vec::new(),
-        }
+            _ => return Vec::new(),
+        };
+        self.schedule(&key);
+        out
     }
 
     fn on_cancel(&mut self, key: TxKey, cancel: Request, peer: P, now: Instant) -> Vec<ServerOutput<P>> {
@@ -333,17 +406,19 @@ impl<P: Clone> ServerTransactions<P> {
                         interval: self.timers.t1,
                         end,
                     };
-                    out.push(ServerOutput::Cancelled { tx: invite_key });
+                    out.push(ServerOutput::Cancelled { tx: invite_key.clone() });
                 }
                 (ok, tag)
             }
         };
+        self.schedule(&invite_key);
         if cancel_response.status == 481 {
             out.push(ServerOutput::Send { to: peer.clone(), response: cancel_response.clone() });
         }
         self.insert(
             key,
             Transaction {
+                serial: 0,
                 peer,
                 request: cancel,
                 local_tag,
@@ -393,16 +468,23 @@ impl<P: Clone> ServerTransactions<P> {
                 self.accepted.insert(k, tx.clone());
             }
         }
+        self.schedule(tx);
         Ok(vec![ServerOutput::Send { to: peer, response }])
     }
 
     /// Fires every timer due at `now`: retransmissions (2xx, Timer G), give-ups (64·T1, Timer H)
-    /// and clean-ups (Timers I, J, L). Ended transactions are dropped.
+    /// and clean-ups (Timers I, J, L). Ended transactions are dropped. Only the transactions due
+    /// are touched (they come off the heap in deadline order).
     pub fn on_timeout(&mut self, now: Instant) -> Vec<ServerOutput<P>> {
         let t2 = self.timers.t2;
         let mut out = Vec::new();
-        let mut ended = Vec::new();
-        for (key, tx) in self.txs.iter_mut() {
+        while self.due.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(due)) = self.due.pop() else { break };
+            if !self.current(&due) {
+                continue;
+            }
+            let key = due.key;
+            let Some(tx) = self.txs.get_mut(&key) else { continue };
             let peer = tx.peer.clone();
             let mut terminate = false;
             // One send per call even when called late (no bursts); the schedule stays on its grid.
@@ -438,14 +520,16 @@ impl<P: Clone> ServerTransactions<P> {
                 _ => {}
             }
             if terminate {
-                ended.push(key.clone());
+                if let Some(tx) = self.txs.remove(&key) {
+                    self.forget(&tx);
+                }
+            } else if let Some(tx) = self.txs.get(&key) {
+                if let Some(at) = tx.deadline() {
+                    self.due.push(Reverse(Due { at, serial: tx.serial, key }));
+                }
             }
         }
-        for key in ended {
-            if let Some(tx) = self.txs.remove(&key) {
-                self.forget(&tx);
-            }
-        }
+        self.settle();
         out
     }
 }
@@ -501,6 +585,43 @@ Call-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:sipp@127.0.0.1:5061>\r\
             }
         }
         log
+    }
+
+    #[test]
+    fn timers_come_from_the_heap_touching_only_the_transactions_due() {
+        let t0 = Instant::now();
+        let mut layer = ServerTransactions::new(Timers::default(), 1);
+        // 2,000 OPTIONS answered at once: each waits for Timer J (32 s), nothing is due before.
+        for i in 0..2000 {
+            let text = INVITE
+                .replace("INVITE sip:service@127.0.0.1:5080", "OPTIONS sip:service@127.0.0.1:5080")
+                .replace("z9hG4bK-1", &format!("z9hG4bK-o{i}"))
+                .replace("1 INVITE", "1 OPTIONS");
+            let out = layer.on_request(req(&text), "peer", t0).unwrap();
+            let ServerOutput::Request { tx, request, local_tag } = &out[0] else { panic!("{out:?}") };
+            layer.respond(tx, response_to(request, 200, local_tag), t0).unwrap();
+        }
+        // One INVITE answered 200 half a second later: its retransmission is the next deadline.
+        let t1 = t0 + Duration::from_millis(500);
+        let (tx, tag) = new_invite(&mut layer, t1);
+        layer.respond(&tx, response_to(&req(INVITE), 200, &tag), t1).unwrap();
+        assert_eq!(layer.next_deadline(), Some(t1 + Duration::from_millis(500)));
+        assert_eq!(sent(&layer.on_timeout(t1 + Duration::from_millis(500))), vec![200]);
+        // Its ACK moves its deadline to the end of the Accepted state; the old entry is skipped.
+        let ack = INVITE
+            .replace("INVITE sip:service@127.0.0.1:5080", "ACK sip:sipp@127.0.0.1:5061")
+            .replace("z9hG4bK-1", "z9hG4bK-ack")
+            .replace("1 INVITE", "1 ACK");
+        layer.on_request(req(&ack), "peer", t1 + Duration::from_millis(600)).unwrap();
+        assert_eq!(layer.next_deadline(), Some(t0 + Duration::from_secs(32)), "the OPTIONS' Timer J comes first now");
+        assert!(layer.on_timeout(t0 + Duration::from_secs(31)).is_empty());
+        assert_eq!(layer.len(), 2001);
+        assert!(layer.scheduled() <= 2003, "{}", layer.scheduled());
+        layer.on_timeout(t0 + Duration::from_secs(32));
+        assert_eq!((layer.len(), layer.next_deadline()), (1, Some(t1 + Duration::from_secs(32))));
+        layer.on_timeout(t1 + Duration::from_secs(32));
+        assert!(layer.is_empty());
+        assert_eq!((layer.scheduled(), layer.next_deadline()), (0, None));
     }
 
     #[test]
