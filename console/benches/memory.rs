@@ -44,13 +44,21 @@ const GOAL_SOCKETS: usize = 200;
 struct Mem {
     rss: u64,
     hwm: u64,
+    /// Of `rss`: anonymous memory (the heap, stacks), the rest being the binary's pages and
+    /// other files mapped (shared with the page cache, dropped first under pressure).
+    anon: u64,
 }
 
 fn mem(pid: u32) -> Mem {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let m = console::metrics::ProcessMemory::parse(&status)
         .unwrap_or(console::metrics::ProcessMemory { resident_bytes: 0, peak_bytes: 0 });
-    Mem { rss: m.resident_bytes, hwm: m.peak_bytes }
+    let anon = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:")?.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    Mem { rss: m.resident_bytes, hwm: m.peak_bytes, anon }
 }
 
 /// Resets the process's `VmHWM` to its current resident set (Linux ≥ 4.0, `clear_refs` 5).
@@ -109,7 +117,10 @@ impl Bench {
             .env("HELPLINE_RTP_PORT_MIN", "20000")
             .env("HELPLINE_RTP_PORT_MAX", "40000")
             .env("HELPLINE_SIP_RATE", "0")
-            .env("HELPLINE_SIP_MAX_CALLS", "0");
+            .env("HELPLINE_SIP_MAX_CALLS", "0")
+            // Stopped with SIGTERM: live calls are hung up within 2 s, so none is left in the
+            // database for the next node on it to end as a dead node's.
+            .env("HELPLINE_DRAIN_SECS", "2");
         cmd
     }
 
@@ -193,6 +204,19 @@ impl Serve {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+impl Serve {
+    /// SIGTERM, and the exit awaited (the calls drained and ended in the database).
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let until = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            anyhow::ensure!(Instant::now() < until, "serve did not stop within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 }
 
@@ -457,10 +481,11 @@ fn measure(
         let (_, import_peak) =
             bench.run(&db, &["directory", "import", &bench.tmp.join(format!("dir-{n}-1")).display().to_string()])?;
         row(format!("{n} services: `directory import` peak (its own process), MiB"), mib(import_peak));
-        let mut serve = Serve::start(&bench, &db)?;
+        let mut serve = Serve::start(bench, &db)?;
         let start = settled(serve.pid());
         row(format!("{n} services: serve start-up peak (VmHWM), MiB"), mib(start.hwm));
         row(format!("{n} services: serve idle resident (VmRSS), MiB"), mib(start.rss));
+        row(format!("{n} services: of which anonymous (heap), MiB"), mib(start.anon));
         row(format!("{n} services: start-up peak / idle"), format!("{:.2}", start.hwm as f64 / start.rss as f64));
         anyhow::ensure!(serve.logged_peak <= start.hwm, "logged start-up peak {}", serve.logged_peak);
         // An import into the running node's database; the node re-indexes on its own.
@@ -473,7 +498,7 @@ fn measure(
         row(format!("{n} services: re-index peak of the running node, MiB"), mib(after.hwm));
         row(format!("{n} services: re-index peak / idle"), format!("{:.2}", after.hwm as f64 / start.rss as f64));
         row(format!("{n} services: resident after the re-index, MiB"), mib(after.rss));
-        drop(serve);
+        serve.stop()?;
     }
 
     if largest > 0 {
@@ -486,7 +511,7 @@ fn measure(
             let mut buf = [0u8; 2048];
             while sink.recv(&mut buf).is_ok() {}
         });
-        let mut serve = Serve::start(&bench, &db)?;
+        let serve = Serve::start(bench, &db)?;
         let idle = settled(serve.pid());
         let mut sipp = Command::new("sipp")
             .current_dir(&bench.tmp)
@@ -537,11 +562,11 @@ fn measure(
                 h.abort();
             }
         });
-        drop(serve);
+        serve.stop()?;
 
         // Calls queued through the JSON webhook (ids of their own in each build's run).
         let tag = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let serve = Serve::start(&bench, &db)?;
+        let serve = Serve::start(bench, &db)?;
         let idle = settled(serve.pid());
         rt.block_on(async {
             let http = reqwest::Client::new();
@@ -580,7 +605,16 @@ fn measure(
         })?;
         row(format!("{n} services: webhook calls queued (calls active)"), format!("{active} of {webhook_calls}"));
         row("KiB per queued webhook call".into(), kib_per(queued.rss, idle.rss, webhook_calls));
-        drop(serve);
+        // Ended, so the next node on this database finds no call of a node gone.
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            for i in 0..webhook_calls {
+                let id = format!("mem-{tag}-{i}");
+                webhook(&http, serve.http, serde_json::json!({"type": "call.ended", "call_id": id, "seq": 3})).await?;
+            }
+            anyhow::Ok(())
+        })?;
+        serve.stop()?;
     }
 
     Ok(rows)

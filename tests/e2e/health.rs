@@ -96,7 +96,7 @@ async fn serve_reports_its_resident_memory_and_logs_the_start_up_peak() {
     // process's own figure, not a constant (within 64 MiB of a moment later; well below 4 GiB).
     let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
     let kernel = console::metrics::ProcessMemory::parse(&status).expect("VmRSS and VmHWM");
-    assert!(resident >= 4.0 * MIB && resident < 4096.0 * MIB, "resident {resident}");
+    assert!((4.0 * MIB..4096.0 * MIB).contains(&resident), "resident {resident}");
     assert!((resident - kernel.resident_bytes as f64).abs() < 64.0 * MIB, "gauge {resident}, kernel {kernel:?}");
     assert!(scraped_peak >= peak && scraped_peak >= resident, "peak {scraped_peak} < start-up {peak} or resident");
     assert!(scraped_peak <= kernel.peak_bytes as f64, "peak {scraped_peak}, kernel {kernel:?}");
