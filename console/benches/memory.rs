@@ -210,7 +210,8 @@ impl Serve {
 impl Serve {
     /// SIGTERM, and the exit awaited (the calls drained and ended in the database).
     fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        // The shell's `kill`: there may be no /bin/kill.
+        Command::new("sh").args(["-c", &format!("kill -TERM {}", self.child.id())]).status()?;
         let until = Instant::now() + Duration::from_secs(60);
         while self.child.try_wait()?.is_none() {
             anyhow::ensure!(Instant::now() < until, "serve did not stop within 60 s of SIGTERM");
