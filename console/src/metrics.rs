@@ -124,6 +124,10 @@ pub struct Metrics {
     pub mixing_delay: Histogram,
     /// Browser phone media steps not written to the call's timeline (the journal's queue full).
     pub media_journal_dropped: Counter,
+    /// The process's resident set (`VmRSS`), bytes; read from `/proc/self/status` on each scrape.
+    process_resident_memory: Gauge,
+    /// The most the resident set has been since the process started (`VmHWM`), bytes.
+    process_resident_memory_peak: Gauge,
 }
 
 impl Metrics {
@@ -238,6 +242,18 @@ impl Metrics {
             "Browser phone media steps dropped from the calls' timelines because the database fell behind",
             media_journal_dropped.clone(),
         );
+        let process_resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this process (VmRSS), read on each scrape",
+            process_resident_memory.clone(),
+        );
+        let process_resident_memory_peak = Gauge::default();
+        registry.register(
+            "process_resident_memory_peak_bytes",
+            "The largest resident memory of this process since it started (VmHWM): the start-up peak or a later one",
+            process_resident_memory_peak.clone(),
+        );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The running build", build_info);
@@ -269,15 +285,45 @@ impl Metrics {
             conferences,
             mixing_delay,
             media_journal_dropped,
+            process_resident_memory,
+            process_resident_memory_peak,
         }
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric (the process's memory read now).
     pub fn encode(&self) -> String {
+        if let Some(m) = ProcessMemory::read() {
+            self.process_resident_memory.set(i64::try_from(m.resident_bytes).unwrap_or(i64::MAX));
+            self.process_resident_memory_peak.set(i64::try_from(m.peak_bytes).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux; `None` elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessMemory {
+    /// `VmRSS`: resident now.
+    pub resident_bytes: u64,
+    /// `VmHWM`: the most resident since the process started.
+    pub peak_bytes: u64,
+}
+
+impl ProcessMemory {
+    pub fn read() -> Option<ProcessMemory> {
+        ProcessMemory::parse(&std::fs::read_to_string("/proc/self/status").ok()?)
+    }
+
+    /// Reads `VmRSS` and `VmHWM` (in kB, i.e. KiB) from the text of a `/proc/<pid>/status`.
+    pub fn parse(status: &str) -> Option<ProcessMemory> {
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            Some(line[name.len()..].split_whitespace().next()?.parse::<u64>().ok()? * 1024)
+        };
+        Some(ProcessMemory { resident_bytes: field("VmRSS:")?, peak_bytes: field("VmHWM:")? })
     }
 }
 

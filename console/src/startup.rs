@@ -351,6 +351,17 @@ impl Application {
             tasks.spawn("tls-reload", tls.clone().reload_on_sighup(tasks.token()));
         }
         let addr = self.listener.local_addr().unwrap_or(state.settings.http_addr);
+        // Once, when start-up is over (menus, database, directory index): its peak is what a
+        // small server must have room for.
+        if let Some(m) = crate::metrics::ProcessMemory::read() {
+            tracing::info!(
+                peak_bytes = m.peak_bytes,
+                resident_bytes = m.resident_bytes,
+                peak_mib = m.peak_bytes / (1024 * 1024),
+                resident_mib = m.resident_bytes / (1024 * 1024),
+                "start-up memory"
+            );
+        }
         tracing::info!(%addr, tls = self.tls.is_some(), "HTTP server listening");
         let limits = crate::listener::Limits {
             header_timeout: Duration::from_secs(state.settings.http_header_timeout_secs.max(1)),

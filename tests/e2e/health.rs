@@ -68,3 +68,38 @@ async fn unknown_methods_are_counted_as_other() {
         .sum();
     assert_eq!(others, 3.0, "{metrics}");
 }
+
+/// The value of an unlabelled sample in a text exposition.
+fn sample(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{exposition}"))
+}
+
+#[tokio::test]
+async fn serve_reports_its_resident_memory_and_logs_the_start_up_peak() {
+    let db = crate::helpers::fresh_database().await;
+    // The real binary: its own allocator, its own demo directory (8,000 services) indexed at start.
+    let mut node = crate::helpers::ServeProcess::start(db.dir.path(), &db.url);
+    let logged = node.wait_for_log("start-up memory", std::time::Duration::from_secs(5));
+    let peak = logged["fields"]["peak_bytes"].as_f64().expect("peak_bytes");
+    let at_start = logged["fields"]["resident_bytes"].as_f64().expect("resident_bytes");
+    const MIB: f64 = 1024.0 * 1024.0;
+    assert!(at_start >= 4.0 * MIB && peak >= at_start, "start-up: resident {at_start}, peak {peak}");
+
+    let client = reqwest::Client::new();
+    let text = client.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let resident = sample(&text, "helpline_process_resident_memory_bytes");
+    let scraped_peak = sample(&text, "helpline_process_resident_memory_peak_bytes");
+    // What the kernel says about the same process, read after the scrape: the gauge is the
+    // process's own figure, not a constant (within 64 MiB of a moment later; well below 4 GiB).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+    let kernel = console::metrics::ProcessMemory::parse(&status).expect("VmRSS and VmHWM");
+    assert!((4.0 * MIB..4096.0 * MIB).contains(&resident), "resident {resident}");
+    assert!((resident - kernel.resident_bytes as f64).abs() < 64.0 * MIB, "gauge {resident}, kernel {kernel:?}");
+    assert!(scraped_peak >= peak && scraped_peak >= resident, "peak {scraped_peak} < start-up {peak} or resident");
+    assert!(scraped_peak <= kernel.peak_bytes as f64, "peak {scraped_peak}, kernel {kernel:?}");
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+}

@@ -212,6 +212,9 @@ pub struct DirectoryIndex {
     pub(crate) language_bits: HashMap<String, u64>,
 }
 
+/// The index writer's heap per thread: tantivy's minimum.
+const WRITER_HEAP_PER_THREAD: usize = 15_000_000;
+
 /// The bit of every language code past the 63 with a bit of their own.
 pub(crate) const OTHER_LANGUAGES: u64 = 1 << 63;
 
@@ -266,7 +269,13 @@ impl DirectoryIndex {
         }
         let fields = Fields { text: [raw, names, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
-        let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, 50_000_000 * threads)?;
+        // Tantivy's smallest heap per thread: a thread flushes a segment each time its heap is
+        // full, and the segments are merged into one below. More heap would mean fewer merges but
+        // a start-up peak that grows with the directory (50 MB a thread doubled the resident set
+        // while a 100,000-service index was built; BENCHMARKS.md, "Memory").
+        let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, WRITER_HEAP_PER_THREAD * threads)?;
+        // The one merge below, of every segment at once: none in the background meanwhile.
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         let mut language_bits: HashMap<String, u64> = HashMap::new();
         let mut points = Vec::with_capacity(docs.len());
         let mut by_id = HashMap::with_capacity(docs.len());

@@ -67,6 +67,8 @@ pub enum DirectoryError {
     Index(#[from] index::IndexError),
     #[error("the index build was interrupted: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the index build's thread: {0}")]
+    Thread(String),
 }
 
 /// The directory: its database and the current index. Cheap to clone.
@@ -136,10 +138,21 @@ impl Directory {
     /// Builds the index of `data` (the stored directory at `version`) and swaps it in.
     async fn install(&self, data: Dataset, version: i64) -> Result<(), DirectoryError> {
         let started = std::time::Instant::now();
-        let index = tokio::task::spawn_blocking(move || {
-            DirectoryIndex::build(documents::service_docs(&data, Gazetteer::embedded()))
-        })
-        .await??;
+        // A thread of its own, which ends with the build, rather than the runtime's blocking pool:
+        // the allocator (mimalloc) gives a thread's freed pages back when the thread ends, and a
+        // pooled thread idles for 10 s first, holding the build's transient buffers
+        // (BENCHMARKS.md, "Memory").
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("directory-index".into())
+            .spawn(move || {
+                let docs = documents::service_docs(&data, Gazetteer::embedded());
+                // The rows are not needed past this point: freed before the index's buffers grow.
+                drop(data);
+                let _ = tx.send(DirectoryIndex::build(docs));
+            })
+            .map_err(|e| DirectoryError::Thread(e.to_string()))?;
+        let index = rx.await.map_err(|_| DirectoryError::Thread("the index build panicked".into()))??;
         let services = index.len();
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(index),

@@ -42,6 +42,10 @@ pub const SESSION_CHECK: Duration = sessions::SOCKET_SESSION_CHECK;
 const REPLAY_LIMIT: i64 = 5000;
 /// The largest frame accepted from a page.
 const MAX_FRAME: usize = 64 * 1024;
+/// The socket's read buffer, grown only for a frame that needs more: a page's frames are a few
+/// hundred bytes, and tungstenite's default (128 KiB, filled on allocation) was most of what a
+/// socket cost (BENCHMARKS.md, "Memory").
+const READ_BUFFER: usize = 4 * 1024;
 /// Frames a page may send per second, on average ...
 pub const FRAME_RATE: f64 = 20.0;
 /// ... and at once (a page's first burst: hello, presence, a search per debounced keystroke).
@@ -116,7 +120,9 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     check_origin(&state, &headers)?;
-    Ok(ws.max_message_size(MAX_FRAME).on_upgrade(move |socket| run(state, auth, socket)))
+    // Written at once (the send task flushes every frame anyway), not gathered to 128 KiB.
+    let ws = ws.max_message_size(MAX_FRAME).read_buffer_size(READ_BUFFER).write_buffer_size(0);
+    Ok(ws.on_upgrade(move |socket| run(state, auth, socket)))
 }
 
 /// Browsers send `Origin` on every websocket upgrade: it must be this server (cross-site

@@ -49,6 +49,11 @@ impl Clip {
         self.0.samples.is_empty()
     }
 
+    /// Whether both are the same clip (the same samples and encodings in memory).
+    pub fn same(&self, other: &Clip) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The clip in `codec`, encoded on the first call and kept.
     pub fn encoded(&self, codec: Codec) -> Arc<[u8]> {
         let cell = match codec {
@@ -70,8 +75,13 @@ pub struct PromptAudio {
     files: PromptFiles,
     catalog: Arc<Catalog>,
     tts: Option<Arc<Tts>>,
-    wavs: Mutex<HashMap<(Language, PromptId), Clip>>,
+    /// One cell per prompt: calls that want a prompt while it loads wait for that one load and
+    /// share its clip (and its G.711), rather than each loading and keeping a copy of its own.
+    wavs: Mutex<HashMap<(Language, PromptId), Loading>>,
 }
+
+/// A prompt's clip, loaded once by whichever call asked first.
+type Loading = Arc<tokio::sync::OnceCell<Clip>>;
 
 impl PromptAudio {
     /// `tts` is the server's on-demand speech (shared with the other adapters and its cache).
@@ -95,17 +105,17 @@ impl PromptAudio {
     }
 
     async fn wav(&self, lang: Language, id: &PromptId) -> Result<Clip, AudioError> {
-        let key = (lang, id.clone());
-        if let Some(clip) = self.lock().get(&key) {
-            return Ok(clip.clone());
-        }
-        let (files, wav_id) = (self.files.clone(), id.clone());
-        let samples = tokio::task::spawn_blocking(move || files.wav_samples(lang, &wav_id))
-            .await
-            .map_err(|e| AudioError::Task(e.to_string()))??;
-        let clip = Clip::new(Arc::new(samples));
-        self.lock().insert(key, clip.clone());
-        Ok(clip)
+        let cell = self.lock().entry((lang, id.clone())).or_default().clone();
+        let clip = cell
+            .get_or_try_init(|| async {
+                let (files, wav_id) = (self.files.clone(), id.clone());
+                let samples = tokio::task::spawn_blocking(move || files.wav_samples(lang, &wav_id))
+                    .await
+                    .map_err(|e| AudioError::Task(e.to_string()))??;
+                Ok::<_, AudioError>(Clip::new(Arc::new(samples)))
+            })
+            .await?;
+        Ok(clip.clone())
     }
 
     /// A message with its arguments, spoken on demand.
@@ -139,7 +149,7 @@ impl PromptAudio {
         Ok(Clip::new(samples))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Language, PromptId), Clip>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Language, PromptId), Loading>> {
         // A panic while holding this lock cannot leave the map inconsistent: use it anyway.
         self.wavs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -178,4 +188,32 @@ pub fn hold_tone() -> Clip {
         })
         .collect();
     Clip::new(Arc::new(samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls that start together (a burst of INVITEs) share one load of a prompt: one clip in
+    /// memory, not one per call.
+    #[tokio::test]
+    async fn calls_asking_for_a_prompt_at_once_share_one_clip() {
+        let files = PromptFiles::Dir(std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts")));
+        let catalog = Arc::new(files.catalog_of(&[Language::It]).expect("catalog"));
+        let audio = Arc::new(PromptAudio::new(files, catalog, None));
+        let id = PromptId::parse("welcome").expect("id");
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (audio, id) = (audio.clone(), id.clone());
+                tokio::spawn(async move { audio.play(Language::It, &id, Pace::Normal).await })
+            })
+            .collect();
+        let mut clips = Vec::new();
+        for t in tasks {
+            clips.push(t.await.expect("task").expect("clip"));
+        }
+        assert!(!clips[0].is_empty());
+        assert!(clips.iter().all(|c| c.same(&clips[0])), "every call got the one loaded clip");
+        assert!(Arc::ptr_eq(&clips[0].encoded(Codec::Pcmu), &clips[31].encoded(Codec::Pcmu)), "and one encoding");
+    }
 }
