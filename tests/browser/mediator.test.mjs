@@ -13,8 +13,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { toneWav, tonesOn } from './lib/audio.mjs';
-import { launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
+import { goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
 async function callerTones(caller, since) {
@@ -22,29 +22,6 @@ async function callerTones(caller, since) {
   const heard = caller.audioSince(since + 500).slice(-8000);
   assert.ok(heard.length >= 4000, `the caller received audio (${heard.length} samples)`);
   return { p440: goertzel(heard, 8000, 440), p1000: goertzel(heard, 8000, 1000), p1600: goertzel(heard, 8000, 1600) };
-}
-
-/** A share above HEARD: the tone is there; below SILENT: it is not. */
-const HEARD = 0.01;
-const SILENT = 0.002;
-
-function hears(who, tones, want, not) {
-  if (process.env.TEST_LOG) console.log(who, JSON.stringify(tones));
-  for (const f of want) assert.ok(tones[`p${f}`] > HEARD, `${who} hears ${f} Hz: ${JSON.stringify(tones)}`);
-  for (const f of not) assert.ok(tones[`p${f}`] < SILENT, `${who} does not hear ${f} Hz: ${JSON.stringify(tones)}`);
-}
-
-const FLAGS = (wav) => [
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-  `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-async function online(page, server, user) {
-  await signIn(page, server, user);
-  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
-  await page.keyboard.press('Alt+1');
-  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
 }
 
 describe('an intercultural mediator joins a call', () => {
@@ -57,8 +34,8 @@ describe('an intercultural mediator joins a call', () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     toneWav(join(dir, 'med-1600.wav'), 1600, 10);
     server = await startServer();
-    operatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'op-1khz.wav')) });
-    mediatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'med-1600.wav')) });
+    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    mediatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'med-1600.wav')) });
   });
 
   after(async () => {
@@ -76,7 +53,7 @@ describe('an intercultural mediator joins a call', () => {
     const medCtx = await mediatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const op = await opCtx.newPage();
     const med = await medCtx.newPage();
-    await online(op, server, anna);
+    await goOnline(op, server, anna);
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();
     try {
@@ -86,7 +63,7 @@ describe('an intercultural mediator joins a call', () => {
       await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
       await op.locator('#offer-accept').click();
       await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
-      await online(med, server, marco);
+      await goOnline(med, server, marco);
 
       // "Aggiungi mediatore" with the keyboard: only marco speaks the caller's language.
       assert.ok(await op.getByRole('button', { name: /Aggiungi mediatore/ }).isVisible());

@@ -14,7 +14,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { toneWav, tonesOn } from './lib/audio.mjs';
+import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
 import { freshPostgresDatabase, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
@@ -24,22 +24,6 @@ async function callerTones(caller, since) {
   assert.ok(heard.length >= 4000, `the caller received audio (${heard.length} samples)`);
   return { p440: goertzel(heard, 8000, 440), p1000: goertzel(heard, 8000, 1000), p2000: goertzel(heard, 8000, 2000) };
 }
-
-/** A share above HEARD: the tone is there; below SILENT: it is not. */
-const HEARD = 0.01;
-const SILENT = 0.002;
-
-function hears(who, tones, want, not) {
-  if (process.env.TEST_LOG) console.log(who, JSON.stringify(tones));
-  for (const f of want) assert.ok(tones[`p${f}`] > HEARD, `${who} hears ${f} Hz: ${JSON.stringify(tones)}`);
-  for (const f of not) assert.ok(tones[`p${f}`] < SILENT, `${who} does not hear ${f} Hz: ${JSON.stringify(tones)}`);
-}
-
-const FLAGS = (wav) => [
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-  `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 describe('supervisors listen, whisper and barge in', () => {
   let server;
@@ -55,8 +39,8 @@ describe('supervisors listen, whisper and barge in', () => {
     const shared = freshPostgresDatabase();
     server = await startServer({ databaseUrl: shared ?? undefined });
     server2 = shared ? await startServer({ databaseUrl: shared }) : server;
-    operatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'op-1khz.wav')) });
-    supervisorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'sup-2khz.wav')) });
+    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    supervisorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'sup-2khz.wav')) });
   });
 
   after(async () => {

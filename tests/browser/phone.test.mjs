@@ -6,17 +6,20 @@
 // the hold tone and the page nothing. Ending the call hangs the
 // caller up (BYE after the goodbye). With the microphone refused, the caller goes back to the
 // queue at its head and the operator is paused with the reason. An ICE restart after the
-// socket reconnects keeps the audio, and is a step of the call's timeline.
+// socket reconnects keeps the audio, and is a step of the call's timeline. Two nodes on PostgreSQL:
+// an operator on one talks to a caller on the other; and through the cluster's proxies (Kamailio,
+// HAProxy), the media straight between the caller, its node and the browser.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { Frames } from './lib/frames.mjs';
-import { toneWav, tonesOn } from './lib/audio.mjs';
-import { freshPostgresDatabase, launchBrowser, loggedAddr, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+import { fakeMicFlags, toneWav, tonesOn } from './lib/audio.mjs';
+import { freshPostgresDatabase, launchBrowser, loggedAddr, screenshot, signIn, sipAddr, startCluster, startServer } from './lib/server.mjs';
 
 /** Goes available once the socket is up (before it, the page cannot send the change). */
 async function goAvailable(page) {
@@ -485,6 +488,69 @@ describe('the browser phone across two nodes', () => {
       await caller.waitForBye(20_000);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-6-two-nodes');
+    } finally {
+      caller.close();
+      await goOffline(page);
+      await ctx.close();
+    }
+  });
+});
+
+describe('the browser phone through the cluster', () => {
+  // Kamailio and HAProxy in front of two nodes (scripts/cluster, docs/scale-out.md): the caller
+  // dials Kamailio, the page signs in through HAProxy; the media goes straight between the
+  // caller, the node that holds the call and the browser, never through the proxies.
+  const shared = freshPostgresDatabase();
+  const engines = ['kamailio', 'haproxy'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
+  const skip = (!shared && 'HELPLINE_TEST_DATABASE_URL is unset') || (!engines && 'kamailio or haproxy is not installed');
+  let cluster;
+  let browser;
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone-cluster-'));
+  const wav = join(dir, 'mic-1khz.wav');
+
+  before(async () => {
+    if (skip) return;
+    toneWav(wav, 1000, 10);
+    cluster = await startCluster(shared);
+    browser = await launchBrowser({ extraArgs: fakeMicFlags(wav) });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await cluster?.stop();
+  });
+
+  test('a SIP caller through Kamailio and an operator through HAProxy: tones both ways, goodbye', { skip }, async () => {
+    const rita = cluster.server.addUser({ name: 'rita', languages: ['it'] });
+    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const page = await ctx.newPage();
+    const frames = new Frames(page);
+    await signIn(page, cluster.server, rita);
+    await goAvailable(page);
+    const caller = new SipCaller({ server: cluster.sip, from: '+393335556667', toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      assert.ok(['127.0.0.2', '127.0.0.3'].includes(caller.remoteRtp.host), `the caller's media goes to a node, not the proxy: ${JSON.stringify(caller.remoteRtp)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('#offer-accept').click();
+      const answer = await frames.gotMessage('phone_answer', { timeout: 30_000 });
+      const candidate = /a=candidate:\S+ \d+ udp \d+ (\S+) (\d+)/i.exec(answer.sdp);
+      assert.equal(candidate?.[1], caller.remoteRtp.host, `the browser's leg ends on the caller's node: ${answer.sdp}`);
+      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      const since = Date.now() + 300;
+      const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
+      assert.ok(tones.p440 > 0.3, `the page hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
+      const heard = caller.audioSince(since);
+      assert.ok(heard.length >= 8000, `the caller received a second of audio (${heard.length} samples)`);
+      assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, "the caller hears the operator's 1 kHz");
+      // The operator ends the call: the node's goodbye and BYE reach the caller through Kamailio.
+      await page.keyboard.press('Alt+E');
+      await caller.waitForBye(20_000);
+      await page.locator('#wrapup').waitFor({ state: 'visible' });
+      await screenshot(page, 'phone-7-cluster');
     } finally {
       caller.close();
       await goOffline(page);

@@ -15,17 +15,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
-import { toneWav, tonesOn } from './lib/audio.mjs';
-import { launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
-
-const HEARD = 0.01;
-const SILENT = 0.002;
-
-function hears(who, tones, want, not) {
-  if (process.env.TEST_LOG) console.log(who, JSON.stringify(tones));
-  for (const f of want) assert.ok(tones[`p${f}`] > HEARD, `${who} hears ${f} Hz: ${JSON.stringify(tones)}`);
-  for (const f of not) assert.ok(tones[`p${f}`] < SILENT, `${who} does not hear ${f} Hz: ${JSON.stringify(tones)}`);
-}
+import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
+import { goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
 
 /** The caller's audio received between `from` and `to` (ms), as tone shares. */
 function callerTones(caller, from, to, freqs) {
@@ -38,19 +29,6 @@ function callerTones(caller, from, to, freqs) {
   return Object.fromEntries(freqs.map((f) => [`p${f}`, goertzel(samples, 8000, f)]));
 }
 
-const FLAGS = (wav) => [
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-  `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-async function online(page, server, user) {
-  await signIn(page, server, user);
-  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
-  await page.keyboard.press('Alt+1');
-  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
-}
-
 describe('the warm transfer', () => {
   let server;
   let operatorBrowser;
@@ -61,8 +39,8 @@ describe('the warm transfer', () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     toneWav(join(dir, 'col-1600.wav'), 1600, 10);
     server = await startServer();
-    operatorBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'op-1khz.wav')) });
-    colleagueBrowser = await launchBrowser({ extraArgs: FLAGS(join(dir, 'col-1600.wav')) });
+    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    colleagueBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'col-1600.wav')) });
   });
 
   after(async () => {
@@ -78,7 +56,7 @@ describe('the warm transfer', () => {
     const colCtx = await colleagueBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const op = await opCtx.newPage();
     const col = await colCtx.newPage();
-    await online(op, server, anna);
+    await goOnline(op, server, anna);
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();
     try {
@@ -89,7 +67,7 @@ describe('the warm transfer', () => {
       await op.locator('#offer-accept').click();
       await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
       // Signed in once anna has the call (the ACD would offer it to bruno too).
-      await online(col, server, bruno);
+      await goOnline(col, server, bruno);
 
       /** "Consulta un collega" with the keyboard (the caller goes on hold); bruno joins. */
       const consultBruno = async () => {

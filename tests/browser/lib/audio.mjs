@@ -1,7 +1,28 @@
 // Audio for the tone tests: the WAV a fake microphone plays, and what a page's audio element
 // receives, measured in the page (a WebAudio analyser and a Goertzel filter).
 
+import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+
+/** A tone's share of the energy above HEARD: the tone is there; below SILENT: it is not. */
+export const HEARD = 0.01;
+export const SILENT = 0.002;
+
+/** Asserts that `who` (a party of a call) hears the `want` tones and not the `not` ones. */
+export function hears(who, tones, want, not) {
+  if (process.env.TEST_LOG) console.log(who, JSON.stringify(tones));
+  for (const f of want) assert.ok(tones[`p${f}`] > HEARD, `${who} hears ${f} Hz: ${JSON.stringify(tones)}`);
+  for (const f of not) assert.ok(tones[`p${f}`] < SILENT, `${who} does not hear ${f} Hz: ${JSON.stringify(tones)}`);
+}
+
+/** Chromium's flags for a page whose microphone plays `wav` (on loopback, with no prompt). */
+export function fakeMicFlags(wav) {
+  return [
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
+    '--autoplay-policy=no-user-gesture-required',
+  ];
+}
 
 /** Writes a mono 16-bit WAV of a `hz` tone, `secs` long at 48 kHz (Chromium's fake microphone). */
 export function toneWav(path, hz, secs) {

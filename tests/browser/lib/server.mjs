@@ -277,3 +277,71 @@ export async function signIn(page, server, user) {
   await page.locator('#workspace').waitFor({ state: 'visible' });
 }
 
+/** Signs `user` in and makes them available once their console's socket is up. */
+export async function goOnline(page, server, user) {
+  await signIn(page, server, user);
+  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+  await page.keyboard.press('Alt+1');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
+}
+
+/**
+ * `scripts/cluster` (docs/scale-out.md) with two nodes on `databaseUrl`: Kamailio in front of
+ * their SIP, HAProxy in front of their HTTP, on free ports of 127.0.0.1; resolves once it says it
+ * is up (its `ready` file). `server` is the cluster as the pages see it (HAProxy's URL) and as
+ * `helpline user add` reaches it (the database); `sip` is Kamailio's address.
+ */
+export async function startCluster(databaseUrl) {
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-cluster-'));
+  const free = () => {
+    const r = spawnSync('python3', ['-c', 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); t=socket.socket(); t.bind(("127.0.0.1", s.getsockname()[1])); print(s.getsockname()[1])'], { encoding: 'utf8' });
+    return Number(r.stdout.trim());
+  };
+  const [sipPort, httpPort] = [free(), free()];
+  const child = spawn(join(REPO, 'scripts/cluster'), ['--nodes', '2', '--database-url', databaseUrl, '--bin', helplineBin(), '--dir', dir], {
+    cwd: REPO,
+    env: childEnv({
+      HELPLINE_EDGE_SIP: `127.0.0.1:${sipPort}`, HELPLINE_EDGE_HTTP: `127.0.0.1:${httpPort}`, HELPLINE_DRAIN_SECS: '1',
+      HELPLINE_SECRET: SERVER_SECRET, HELPLINE_WEBHOOK_SECRET: WEBHOOK_SECRET, HELPLINE_FLOW_FILE: alwaysOpenFlow(dir),
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      log.push(line);
+      if (process.env.TEST_LOG) process.stderr.write(`[cluster] ${line}\n`);
+    });
+  }
+  await new Promise((resolveUp, reject) => {
+    const timer = setTimeout(() => reject(new Error(`scripts/cluster did not come up in 120 s:\n${log.join('\n')}`)), 120_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`scripts/cluster exited with ${code}:\n${log.join('\n')}`));
+    });
+    const poll = setInterval(() => {
+      if (existsSync(join(dir, 'ready'))) {
+        clearInterval(poll);
+        clearTimeout(timer);
+        resolveUp();
+      }
+    }, 100);
+    child.once('exit', () => clearInterval(poll));
+  });
+  child.removeAllListeners('exit');
+  const server = new Server({ child, dir, addr: `127.0.0.1:${httpPort}`, databaseUrl, settings: {}, log });
+  return {
+    server,
+    sip: { host: '127.0.0.1', port: sipPort },
+    dir,
+    /** SIGTERM: the script drains and stops every part it started (give it the time). */
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

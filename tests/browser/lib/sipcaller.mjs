@@ -91,8 +91,12 @@ export class SipCaller {
     const branch = `z9hG4bK${randomBytes(6).toString('hex')}`;
     const cseq = method === 'ACK' ? this.inviteCseq : this.cseq++;
     const to = this.toTag ? `<${this.target}>;tag=${this.toTag}` : `<${this.target}>`;
+    // Through a proxy that record-routed the call (Kamailio), the dialog's later requests go to
+    // the callee's Contact along the route set (RFC 3261 12.2.1.1), by way of the proxy.
+    const routed = method !== 'INVITE' && this.routeSet?.length > 0;
     const lines = [
-      `${method} ${this.target} SIP/2.0`,
+      `${method} ${routed ? this.remoteTarget : this.target} SIP/2.0`,
+      ...(routed ? this.routeSet.map((r) => `Route: ${r}`) : []),
       `Via: SIP/2.0/UDP 127.0.0.1:${this.sipPort};branch=${branch};rport`,
       'Max-Forwards: 70',
       `From: <sip:${this.from}@127.0.0.1:${this.sipPort}>;tag=${this.tag}`,
@@ -117,6 +121,8 @@ export class SipCaller {
     this.request('INVITE', { body: sdp, contentType: 'application/sdp' });
     const ok = await this.waitFor((r) => r.status === 200 && r.cseq.endsWith('INVITE'), 20_000);
     this.toTag = /;tag=([^;\s>]+)/.exec(ok.headers.to ?? '')?.[1];
+    this.routeSet = [...ok.recordRoutes].reverse();
+    this.remoteTarget = /<([^>]+)>/.exec(ok.headers.contact ?? '')?.[1] ?? this.target;
     const remote = /m=audio (\d+)/.exec(ok.body)?.[1];
     const host = /c=IN IP4 ([\d.]+)/.exec(ok.body)?.[1];
     this.remoteRtp = { host, port: Number(remote) };
@@ -191,12 +197,16 @@ export class SipCaller {
     const [head, body = ''] = text.split('\r\n\r\n');
     const lines = head.split('\r\n');
     const headers = {};
+    const recordRoutes = [];
     for (const l of lines.slice(1)) {
       const i = l.indexOf(':');
-      if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      if (i <= 0) continue;
+      const name = l.slice(0, i).trim().toLowerCase();
+      headers[name] = l.slice(i + 1).trim();
+      if (name === 'record-route') recordRoutes.push(...headers[name].split(/,(?=\s*<)/).map((r) => r.trim()));
     }
     if (lines[0].startsWith('SIP/2.0')) {
-      const response = { status: Number(lines[0].split(' ')[1]), cseq: headers.cseq ?? '', headers, body };
+      const response = { status: Number(lines[0].split(' ')[1]), cseq: headers.cseq ?? '', headers, body, recordRoutes };
       this.responses.push(response);
       this.waiters = this.waiters.filter((w) => !(w.match(response) && (w.resolve(response), true)));
       return;
