@@ -279,8 +279,10 @@ async fn sip_hang_up_mid_prompt_stops_the_audio_at_once() {
     let (_, _, _, outcome, _) = only_call(&app.state).await;
     assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));
     let heard = sink.drain();
-    // About one second of the 6.4 s welcome, then nothing after the BYE.
-    assert!((30..150).contains(&heard.len()), "{} packets", heard.len());
+    // Part of the first second of the 6.4 s welcome (the first prompt is spoken on demand: on a
+    // busy machine with a cold speech cache it starts up to ~0.8 s late), then nothing after the
+    // BYE: some audio, far from the whole prompt, and none after.
+    assert!((10..150).contains(&heard.len()), "{} packets", heard.len());
     assert!(sink.next_within(Duration::from_millis(300)).await.is_none(), "audio went on after the BYE");
     app.stop().await;
 }
