@@ -141,6 +141,12 @@ pub struct Settings {
     pub callback_max_attempts: u32,
     /// Seconds a callback may ring before it counts as not answered (`HELPLINE_CALLBACK_RING_SECS`).
     pub callback_ring_secs: u64,
+    /// The account of a Twilio-compatible carrier's REST API (`HELPLINE_TWILIO_ACCOUNT_SID`), used
+    /// with `twilio_auth_token` to place calls and send messages (`carrier`); empty: none.
+    pub twilio_account_sid: String,
+    /// That API's base URL (`HELPLINE_TWILIO_API_URL`), so another Twilio-compatible carrier can be
+    /// named; requests go to `<url>/2010-04-01/Accounts/<sid>/…`.
+    pub twilio_api_url: String,
 }
 
 impl Default for Settings {
@@ -191,6 +197,8 @@ impl Default for Settings {
             trunk_caller_id: String::new(),
             callback_max_attempts: 3,
             callback_ring_secs: 30,
+            twilio_account_sid: String::new(),
+            twilio_api_url: "https://api.twilio.com".to_owned(),
         }
     }
 }
