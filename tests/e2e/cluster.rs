@@ -549,3 +549,161 @@ async fn postgresql_restarted_under_load_calls_are_answered_or_refused_at_once_n
         assert_eq!(r.status(), 200);
     }
 }
+
+/// A caller's dialog through Kamailio, as a phone keeps it: the route set from the 200's
+/// `Record-Route` (reversed), the node's `Contact` as the request URI of in-dialog requests,
+/// and the node's media address from its SDP.
+struct ProxiedDialog {
+    ua: tokio::net::UdpSocket,
+    routes: Vec<String>,
+    contact: String,
+    to: String,
+    call_id: String,
+    media: SocketAddr,
+}
+
+impl ProxiedDialog {
+    /// Calls the helpline through `edge` from a +39 02 number (an Italian caller) and acknowledges
+    /// the answer; signalling and media share one socket, as its SDP says.
+    async fn call(edge: SocketAddr, tag: &str) -> ProxiedDialog {
+        use ivr::sip::{parse, Message};
+        let ua = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let local = ua.local_addr().expect("addr");
+        ua.send_to(crate::sip_edge::invite(0, local, tag, edge).as_bytes(), edge).await.expect("invite");
+        let mut buf = vec![0u8; 65_535];
+        let ok = loop {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(10), ua.recv_from(&mut buf))
+                .await
+                .expect("an answer")
+                .expect("recv");
+            if let Ok(Message::Response(r)) = parse(&buf[..n]) {
+                assert!(r.status < 300, "the call was answered, not {}", r.status);
+                if r.status == 200 {
+                    break r;
+                }
+            }
+        };
+        let uri = |v: &str| v.split('<').nth(1).and_then(|r| r.split('>').next()).expect("a <uri>").to_owned();
+        let mut routes: Vec<String> = ok
+            .headers
+            .get_all("Record-Route")
+            .flat_map(|v| v.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        routes.reverse();
+        assert!(!routes.is_empty(), "Kamailio stays on the dialog's path (record_route)");
+        let contact = uri(ok.headers.get("Contact").expect("Contact"));
+        let sdp = String::from_utf8_lossy(&ok.body).into_owned();
+        let ip = sdp.lines().find_map(|l| l.strip_prefix("c=IN IP4 ")).expect("c=").trim().parse().expect("ip");
+        let port = sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .expect("the answer's audio port");
+        let dialog = ProxiedDialog {
+            ua,
+            routes,
+            contact,
+            to: ok.headers.get("To").expect("To").to_owned(),
+            call_id: format!("{tag}-0@{}", local.ip()),
+            media: SocketAddr::new(ip, port),
+        };
+        dialog.in_dialog("ACK", 1, &format!("{tag}-ack")).await;
+        dialog
+    }
+
+    /// Sends an in-dialog request along the route set (to its first hop, a loose router).
+    async fn in_dialog(&self, method: &str, cseq: u32, branch: &str) {
+        let local = self.ua.local_addr().expect("addr");
+        let first = self.routes[0].split("sip:").nth(1).expect("a sip route");
+        let hop: SocketAddr = first.split([';', '>']).next().expect("host:port").parse().expect("the route's address");
+        let route: String = self.routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+        let request = format!(
+            "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{branch};rport\r\n{route}\
+             From: <sip:+39021234{n:04}@{ip}>;tag=f0\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            contact = self.contact,
+            n = 0,
+            ip = local.ip(),
+            to = self.to,
+            call_id = self.call_id,
+        );
+        self.ua.send_to(request.as_bytes(), hop).await.expect("send");
+    }
+
+    async fn press(&self, key: char, first_seq: u16) {
+        for p in crate::sip_edge::key_packets(key, 0xca11, first_seq) {
+            self.ua.send_to(&p, self.media).await.expect("send");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_down_while_a_caller_is_in_a_menu_the_caller_hears_the_technical_problem_prompt_and_the_menu_goes_on(
+) {
+    let postgres_leg = std::env::var("HELPLINE_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    if !postgres_leg || !engines_available() {
+        return;
+    }
+    let Some(pg) = OwnPostgres::start() else {
+        eprintln!("SKIPPED (no PostgreSQL server binaries)");
+        return;
+    };
+    let cluster = Cluster::on(2, TestDb { url: pg.url(), dir: tempfile::tempdir().expect("dir") }).await;
+    let pg = std::sync::Arc::new(pg);
+    // An Italian caller through Kamailio, on whichever node it chose; the offer of Italian begins.
+    let dialog = ProxiedDialog::call(cluster.sip, "pgmenu").await;
+    let mut buf = vec![0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), dialog.ua.recv_from(&mut buf))
+        .await
+        .expect("the offer began")
+        .expect("recv");
+    // PostgreSQL stops; the caller presses 1 (Italian): the step cannot be written, and the caller
+    // hears the technical-problem prompt, byte for byte, instead of silence.
+    let down = pg.clone();
+    tokio::task::spawn_blocking(move || down.down()).await.expect("stop");
+    dialog.press('1', 1).await;
+    let problem = crate::sip_edge::ulaw_of("prompts/it/wav/technical-problem.wav");
+    let heard = crate::sip_edge::wait_for_talkspurt(&dialog.ua, &problem, Duration::from_secs(45)).await;
+    let up = pg.clone();
+    tokio::task::spawn_blocking(move || up.up()).await.expect("start");
+    assert!(heard.is_some(), "the caller heard the technical-problem prompt during the outage");
+    // The menu was re-armed: once PostgreSQL is back, the same key goes through, once. (A press
+    // whose step still found the database away gets the prompt again; it is pressed again only
+    // after 5 s without its step in the log, long after a step that went through would show.)
+    let db = cluster.pool().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 100;
+    let digits = 'pressed: loop {
+        assert!(Instant::now() < deadline, "the key after the outage reached the engine");
+        dialog.press('1', seq).await;
+        seq += 20;
+        let settle = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < settle {
+            let rows: Vec<(String,)> = sqlx::query_as("SELECT data FROM call_events WHERE kind = 'digits'")
+                .fetch_all(db.pool())
+                .await
+                .unwrap_or_default();
+            if !rows.is_empty() {
+                break 'pressed rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(digits.len(), 1, "the failed step was not applied as well: {digits:?}");
+    assert!(digits[0].0.contains("\"digits\":\"1\""), "{digits:?}");
+    // The caller hangs up through Kamailio; the call's end is in the log.
+    dialog.in_dialog("BYE", 2, "pgmenu-bye").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (open,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL")
+            .fetch_one(db.pool())
+            .await
+            .expect("calls");
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the caller's BYE ended the call in the log");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -40,7 +40,7 @@ fn options(i: usize, local: SocketAddr, tag: &str, sip: SocketAddr) -> String {
     )
 }
 
-fn invite(i: usize, local: SocketAddr, tag: &str, sip: SocketAddr) -> String {
+pub(crate) fn invite(i: usize, local: SocketAddr, tag: &str, sip: SocketAddr) -> String {
     let sdp = format!(
         "v=0\r\no=flood 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\n\
          a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
@@ -389,7 +389,7 @@ async fn a_silent_caller_in_the_queue_is_hung_up_with_a_bye_after_the_rtp_timeou
 }
 
 /// RFC 4733 packets for `key` (payload type 101), as a phone sends them.
-fn key_packets(key: char, ssrc: u32, first_seq: u16) -> Vec<Vec<u8>> {
+pub(crate) fn key_packets(key: char, ssrc: u32, first_seq: u16) -> Vec<Vec<u8>> {
     let digit = ivr::domain::DtmfDigit::new(key).expect("digit");
     // Each key press its own event: its own timestamp.
     let timestamp = 8000 + u32::from(first_seq) * 1000;
@@ -600,7 +600,7 @@ async fn call_in(ua: &tokio::net::UdpSocket, sip: SocketAddr, tag: &str) -> Sock
 /// Reads the RTP reaching `ua` until a talkspurt (payload bytes from one marker bit to the next)
 /// equal to `expected` has come, for at most `within`; how many talkspurts came before it, or
 /// `None` if it never came.
-async fn wait_for_talkspurt(ua: &tokio::net::UdpSocket, expected: &[u8], within: Duration) -> Option<usize> {
+pub(crate) async fn wait_for_talkspurt(ua: &tokio::net::UdpSocket, expected: &[u8], within: Duration) -> Option<usize> {
     let mut spurts: Vec<Vec<u8>> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let end = Instant::now() + within;
@@ -620,7 +620,7 @@ async fn wait_for_talkspurt(ua: &tokio::net::UdpSocket, expected: &[u8], within:
     None
 }
 
-fn ulaw_of(prompt: &str) -> Vec<u8> {
+pub(crate) fn ulaw_of(prompt: &str) -> Vec<u8> {
     let samples = ivr::prompts::load_wav(&repo_path(prompt)).expect("wav");
     let mut out: Vec<u8> = samples.iter().map(|s| linear_to_ulaw(*s)).collect();
     out.resize(samples.len().div_ceil(160) * 160, linear_to_ulaw(0));
