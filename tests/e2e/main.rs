@@ -30,5 +30,6 @@ mod sip_edge;
 mod supervisor;
 mod supervisor_authz;
 mod tls;
+mod voicemail_carriers;
 mod webhook_json;
 mod webhook_twiml;

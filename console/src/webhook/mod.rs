@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod json;
+pub mod recording;
 pub mod signature;
 pub mod speech;
 pub mod twiml;
