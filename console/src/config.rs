@@ -48,15 +48,12 @@ pub struct Settings {
     /// The Twilio-style account auth token that signs TwiML requests (`HELPLINE_TWILIO_AUTH_TOKEN`);
     /// empty disables the TwiML endpoints.
     pub twilio_auth_token: SecretString,
-    /// The Twilio-style account the REST API is called as (`HELPLINE_TWILIO_ACCOUNT_SID`): its
-    /// calls (callbacks) and recordings, with `twilio_auth_token` as the password; empty: none.
+    /// The Twilio-style account the REST API is called as (`HELPLINE_TWILIO_ACCOUNT_SID`), with
+    /// `twilio_auth_token` as the password: callers' recordings are fetched with it; empty: none.
     pub twilio_account_sid: String,
     /// The carrier's REST API (`HELPLINE_TWILIO_API_URL`), so that another Twilio-compatible
     /// carrier can be named; recordings are fetched only from this origin.
     pub twilio_api_url: String,
-    /// Where callbacks of JSON-API calls are asked for when no trunk is set
-    /// (`HELPLINE_CARRIER_CALLS_URL`): a signed JSON request (`docs/webhooks.md`); empty: none.
-    pub carrier_calls_url: String,
     /// The key that signs JSON call-event requests (`HELPLINE_WEBHOOK_SECRET`); empty disables the
     /// JSON webhook.
     pub webhook_secret: SecretString,
@@ -169,7 +166,6 @@ impl Default for Settings {
             twilio_auth_token: SecretString::default(),
             twilio_account_sid: String::new(),
             twilio_api_url: "https://api.twilio.com".to_owned(),
-            carrier_calls_url: String::new(),
             webhook_secret: SecretString::default(),
             retention_days: 365,
             http_header_timeout_secs: 10,
