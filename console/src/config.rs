@@ -48,12 +48,6 @@ pub struct Settings {
     /// The Twilio-style account auth token that signs TwiML requests (`HELPLINE_TWILIO_AUTH_TOKEN`);
     /// empty disables the TwiML endpoints.
     pub twilio_auth_token: SecretString,
-    /// The Twilio-style account the REST API is called as (`HELPLINE_TWILIO_ACCOUNT_SID`), with
-    /// `twilio_auth_token` as the password: callers' recordings are fetched with it; empty: none.
-    pub twilio_account_sid: String,
-    /// The carrier's REST API (`HELPLINE_TWILIO_API_URL`), so that another Twilio-compatible
-    /// carrier can be named; recordings are fetched only from this origin.
-    pub twilio_api_url: String,
     /// The key that signs JSON call-event requests (`HELPLINE_WEBHOOK_SECRET`); empty disables the
     /// JSON webhook.
     pub webhook_secret: SecretString,
@@ -147,6 +141,12 @@ pub struct Settings {
     pub callback_max_attempts: u32,
     /// Seconds a callback may ring before it counts as not answered (`HELPLINE_CALLBACK_RING_SECS`).
     pub callback_ring_secs: u64,
+    /// The account of a Twilio-compatible carrier's REST API (`HELPLINE_TWILIO_ACCOUNT_SID`), used
+    /// with `twilio_auth_token` to place calls and send messages (`carrier`); empty: none.
+    pub twilio_account_sid: String,
+    /// That API's base URL (`HELPLINE_TWILIO_API_URL`), so another Twilio-compatible carrier can be
+    /// named; requests go to `<url>/2010-04-01/Accounts/<sid>/…`.
+    pub twilio_api_url: String,
 }
 
 impl Default for Settings {
@@ -164,8 +164,6 @@ impl Default for Settings {
             prompts_dir: PathBuf::from("prompts"),
             public_url: String::new(),
             twilio_auth_token: SecretString::default(),
-            twilio_account_sid: String::new(),
-            twilio_api_url: "https://api.twilio.com".to_owned(),
             webhook_secret: SecretString::default(),
             retention_days: 365,
             http_header_timeout_secs: 10,
@@ -199,6 +197,8 @@ impl Default for Settings {
             trunk_caller_id: String::new(),
             callback_max_attempts: 3,
             callback_ring_secs: 30,
+            twilio_account_sid: String::new(),
+            twilio_api_url: "https://api.twilio.com".to_owned(),
         }
     }
 }

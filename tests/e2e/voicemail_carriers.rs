@@ -1,20 +1,18 @@
 //! Voice messages through the carriers' interfaces: TwiML's `<Record>` (the server fetches the
-//! recording from a stand-in carrier serving it at `RecordingUrl.wav`, as Twilio does) and the
+//! recording from the carrier stand-in, `tests/e2e/carrier_standin.rs`, serving it at
+//! `RecordingUrl.wav` behind basic auth, as Twilio does) and the
 //! JSON API's `record` action and `recording` event. Each ends in the operator's callback list,
 //! whose player serves a WAV holding the caller's 440 Hz.
 
+use crate::carrier_standin::CarrierStandIn;
 use crate::console_client::{add_user, sign_in};
 use crate::helpers::{fresh_database, spawn_app_with, TestApp};
 use crate::sip::goertzel;
 use crate::webhook_twiml::{attr_of, check, plays, post, record_of};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::IntoResponse;
 use base64::Engine as _;
 use console::db::users::Role;
 use serde_json::json;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const ACCOUNT: &str = "ACvoicemail0000000000000000000000";
 
@@ -45,40 +43,6 @@ fn message_wav(silent: bool) -> Vec<u8> {
     s.extend(tone(2000, silent));
     s.extend(tone(1000, true));
     console::calls::voicemail::wav(&s)
-}
-
-/// What the stand-in carrier was asked for: path and `Authorization`.
-#[derive(Default)]
-struct Served {
-    wav: Vec<u8>,
-    requests: Vec<(String, Option<String>)>,
-}
-
-/// A Twilio-style recordings server: `GET …/Recordings/{sid}.wav` with basic auth.
-async fn carrier(wav: Vec<u8>) -> (SocketAddr, Arc<Mutex<Served>>) {
-    async fn recording(State(s): State<Arc<Mutex<Served>>>, uri: Uri, headers: HeaderMap) -> axum::response::Response {
-        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let mut served = s.lock().unwrap();
-        served.requests.push((uri.path().to_owned(), auth.clone()));
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{ACCOUNT}:{}", crate::helpers::TEST_TWILIO_TOKEN))
-        );
-        if auth.as_deref() != Some(expected.as_str()) {
-            return StatusCode::UNAUTHORIZED.into_response();
-        }
-        if !uri.path().ends_with(".wav") {
-            return StatusCode::NOT_FOUND.into_response();
-        }
-        ([("content-type", "audio/x-wav")], served.wav.clone()).into_response()
-    }
-    let state = Arc::new(Mutex::new(Served { wav, requests: Vec::new() }));
-    let app = axum::Router::new().fallback(recording).with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, state)
 }
 
 /// The operator's callback list (the one entry) and what its player plays.
@@ -138,10 +102,14 @@ async fn twiml_to_record(app: &TestApp, sid: &str) -> String {
     doc
 }
 
-async fn twiml_app(carrier: SocketAddr, max_secs: u32) -> TestApp {
+async fn standin() -> CarrierStandIn {
+    CarrierStandIn::start(ACCOUNT, crate::helpers::TEST_TWILIO_TOKEN).await
+}
+
+async fn twiml_app(carrier: &CarrierStandIn, max_secs: u32) -> TestApp {
     let app = spawn_app_with(fresh_database().await, |s| {
         s.twilio_account_sid = ACCOUNT.into();
-        s.twilio_api_url = format!("http://{carrier}");
+        s.twilio_api_url = carrier.url.clone();
         s.voicemail_max_secs = max_secs;
     })
     .await;
@@ -155,14 +123,14 @@ async fn twiml_app(carrier: SocketAddr, max_secs: u32) -> TestApp {
 /// request's language, and the operator's player plays 440 Hz.
 #[tokio::test]
 async fn twiml_out_of_hours_records_and_the_server_fetches_the_message() {
-    let (addr, served) = carrier(message_wav(false)).await;
-    let app = twiml_app(addr, 60).await;
+    let mut carrier = standin().await;
+    let app = twiml_app(&carrier, 60).await;
     let sid = "CAvoicemail000000000000000000001";
     let record = record_of(&twiml_to_record(&app, sid).await);
     assert!(record.status_callback.ends_with("/twiml/recording"), "{}", record.status_callback);
     assert_eq!(record.max_length, 60, "voicemail_max_secs");
 
-    let recording_url = format!("http://{addr}/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE0001");
+    let recording_url = carrier.put_recording("RE0001", message_wav(false));
     let doc = post(
         &app,
         &record.action,
@@ -190,9 +158,10 @@ async fn twiml_out_of_hours_records_and_the_server_fetches_the_message() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let requests = served.lock().unwrap().requests.clone();
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(requests[0].0, format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE0001.wav"));
+    // The stand-in checked the path and the basic auth before serving it.
+    let fetched = carrier.next_request(Duration::from_secs(5)).await;
+    assert_eq!(fetched.resource, "Recordings/RE0001.wav");
+    assert!(carrier.try_next_request().is_none(), "fetched once");
 
     let (entry, audio) = listen(&app).await;
     let duration = entry["voicemail_ms"].as_i64().unwrap();
@@ -207,8 +176,8 @@ async fn twiml_out_of_hours_records_and_the_server_fetches_the_message() {
 /// carrier) — each keeps the request, without a message.
 #[tokio::test]
 async fn twiml_empty_too_long_or_foreign_recordings_keep_the_request_without_a_message() {
-    let (addr, served) = carrier(message_wav(true)).await;
-    let app = twiml_app(addr, 2).await;
+    let mut carrier = standin().await;
+    let app = twiml_app(&carrier, 2).await;
 
     // Nothing recorded.
     let sid = "CAvoicemail000000000000000000002";
@@ -218,16 +187,15 @@ async fn twiml_empty_too_long_or_foreign_recordings_keep_the_request_without_a_m
     assert!(plays(&check(&doc)).contains(&"callback-confirmed".to_owned()), "{doc}");
 
     // Silence, then too long (four seconds against a limit of two), then another host.
-    let foreign = "http://127.0.0.1:9/2010-04-01/Accounts/x/Recordings/RE9".to_owned();
+    let silence = carrier.put_recording("RE3", message_wav(true));
+    let four_seconds = carrier.put_recording("RE4", message_wav(false));
+    let foreign = format!("http://127.0.0.1:9/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE9");
     let cases = [
-        ("CAvoicemail000000000000000000003", format!("http://{addr}/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE3")),
-        ("CAvoicemail000000000000000000004", format!("http://{addr}/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE4")),
+        ("CAvoicemail000000000000000000003", silence),
+        ("CAvoicemail000000000000000000004", four_seconds),
         ("CAvoicemail000000000000000000005", foreign),
     ];
-    for (n, (sid, url)) in cases.iter().enumerate() {
-        if n == 1 {
-            served.lock().unwrap().wav = message_wav(false);
-        }
+    for (sid, url) in cases.iter() {
         let record = record_of(&twiml_to_record(&app, sid).await);
         let doc = post(&app, &record.action, sid, &[("RecordingUrl", url), ("RecordingDuration", "4")]).await;
         assert!(plays(&check(&doc)).contains(&"callback-confirmed".to_owned()), "{doc}");
@@ -239,7 +207,12 @@ async fn twiml_empty_too_long_or_foreign_recordings_keep_the_request_without_a_m
             .await;
         assert_eq!(status, 200, "{sid}: {body}");
     }
-    assert_eq!(served.lock().unwrap().requests.len(), 2, "the foreign URL is never fetched");
+    // The two at the carrier were fetched. The foreign URL was not even tried: its host has
+    // nobody listening, so a fetch would have answered 502, and every answer above was 200.
+    for want in ["Recordings/RE3.wav", "Recordings/RE4.wav"] {
+        assert_eq!(carrier.next_request(Duration::from_secs(5)).await.resource, want);
+    }
+    assert!(carrier.try_next_request().is_none());
     assert_eq!(count(&app, "SELECT COUNT(*) FROM callbacks").await, 4, "every request stands");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM voicemails").await, 0, "and none has a message");
     // An unsigned recording callback is refused.

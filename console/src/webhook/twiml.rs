@@ -20,6 +20,7 @@ use super::WebhookState;
 use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::sealed::NumberSeal;
 use crate::calls::{Answer, CallRequest, Origin, RequestKey};
+use crate::carrier::CarrierError;
 use axum::body::Bytes;
 use axum::extract::{FromRef, OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -325,9 +326,10 @@ fn record_action(state: &WebhookState) -> CarrierAction {
 
 /// The recording status callback (`<Record recordingStatusCallback>`): the recording is ready at
 /// the carrier; the server fetches `<RecordingUrl>.wav` (basic auth with the account's SID and
-/// token) and stores it as the call's voice message. Answered only once it is stored (or found
-/// unusable, which is logged): the carrier does not have to try again. The URL must be the
-/// carrier's (`HELPLINE_TWILIO_API_URL`'s origin): the credentials go nowhere else.
+/// token, `carrier::Carrier::fetch_recording`) and stores it as the call's voice message.
+/// Answered only once it is stored (or found unusable, which is logged): the carrier does not have
+/// to try again. The URL must lie under the account's `Recordings/` at `HELPLINE_TWILIO_API_URL`:
+/// the credentials go nowhere else.
 async fn recording(
     State(state): State<Arc<WebhookState>>,
     OriginalUri(uri): OriginalUri,
@@ -360,9 +362,13 @@ async fn recording(
         }
     }
     let max = crate::calls::voicemail::max_recording_bytes(state.settings.voicemail_max_secs);
-    let bytes = match fetch_recording(&state, url, max).await {
+    let Some(carrier) = &state.carrier else {
+        tracing::warn!(call_id = %call_id.as_str(), "a recording is ready but HELPLINE_TWILIO_ACCOUNT_SID is not set: the callback request is kept without a message");
+        return empty();
+    };
+    let bytes = match carrier.fetch_recording(url, max).await {
         Ok(b) => b,
-        Err(e @ FetchError::Http(_)) => {
+        Err(e @ (CarrierError::Unreachable(_) | CarrierError::Refused { .. } | CarrierError::BadAnswer(_))) => {
             tracing::warn!(call_id = %call_id.as_str(), error = %e, "recording not fetched from the carrier: the callback request is kept without a message");
             // Perhaps passing: a carrier that retries may try again.
             return StatusCode::BAD_GATEWAY.into_response();
@@ -379,54 +385,6 @@ async fn recording(
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
-}
-
-/// Why a recording could not be fetched.
-#[derive(Debug, thiserror::Error)]
-enum FetchError {
-    #[error("RecordingUrl {0:?} is not at the carrier's API address")]
-    Foreign(String),
-    #[error("HELPLINE_TWILIO_ACCOUNT_SID is not set")]
-    NoAccount,
-    #[error("{0}")]
-    Http(String),
-    #[error("the recording is larger than {0} bytes")]
-    TooLarge(usize),
-}
-
-/// `GET <url>.wav` with basic auth, at most `max` bytes.
-async fn fetch_recording(state: &WebhookState, url: &str, max: usize) -> Result<Vec<u8>, FetchError> {
-    let api = state.settings.twilio_api_url.trim_end_matches('/');
-    let origin_ok = url.strip_prefix(api).is_some_and(|rest| rest.starts_with('/'));
-    if !origin_ok {
-        return Err(FetchError::Foreign(url.to_owned()));
-    }
-    let account = state.settings.twilio_account_sid.as_str();
-    if account.is_empty() {
-        return Err(FetchError::NoAccount);
-    }
-    let wav_url = if url.ends_with(".wav") { url.to_owned() } else { format!("{url}.wav") };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| FetchError::Http(e.to_string()))?;
-    let mut resp = client
-        .get(&wav_url)
-        .basic_auth(account, Some(state.settings.twilio_auth_token.expose()))
-        .send()
-        .await
-        .map_err(|e| FetchError::Http(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(FetchError::Http(format!("the carrier answered {}", resp.status())));
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Http(e.to_string()))? {
-        if out.len() + chunk.len() > max {
-            return Err(FetchError::TooLarge(max));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 /// A slow `say` becomes `<Play>` of the server's own slow rendering of the text
