@@ -201,7 +201,7 @@ impl Application {
         let trunk = crate::sip::trunk::Trunk::from_settings(&settings)?;
         // A carrier named in the settings is checked at start, so a typo stops `serve` here and not
         // at a caller's first callback or text message.
-        let _carrier = crate::carrier::Carrier::from_settings(&settings)?;
+        let carrier = crate::carrier::Carrier::from_settings(&settings)?;
         let callback = Arc::new(crate::callback::CallbackState::new(
             db.clone(),
             settings.clone(),
@@ -254,6 +254,7 @@ impl Application {
                 calls: calls.clone(),
                 voice: voice.clone(),
                 tts: tts.clone(),
+                carrier: carrier.clone(),
             }),
             directory_api: Arc::new(DirectoryState { directory: directory.clone(), clock: clock.clone() }),
             prompts: Arc::new(PromptsState { voice: voice.clone(), tts: tts.clone() }),

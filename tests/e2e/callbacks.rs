@@ -24,10 +24,16 @@ pub(crate) async fn twiml_callback_request(app: &TestApp, sid: &str) {
     }
     let doc = post(app, &action, sid, &[("Digits", "2")]).await;
     let wait_url = attr_of(&check(&doc), "Enqueue", "waitUrl").unwrap();
+    let queue_action = attr_of(&check(&doc), "Enqueue", "action").unwrap();
     app.clock.advance(Duration::seconds(301));
     let doc = post(app, &wait_url, sid, &[("QueuePosition", "1"), ("QueueTime", "306")]).await;
     let action = attr_of(&check(&doc), "Gather", "action").unwrap();
     let doc = post(app, &action, sid, &[("Digits", "1")]).await;
+    assert!(doc.contains("<Leave/>"), "{doc}");
+    let doc = post(app, &queue_action, sid, &[("QueueResult", "leave")]).await;
+    // The caller leaves no message (Twilio follows the redirect after `<Record>`).
+    let record = crate::webhook_twiml::record_of(&doc);
+    let doc = post(app, &record.redirect, sid, &[]).await;
     assert!(plays(&check(&doc)).contains(&"callback-confirmed".to_owned()), "{doc}");
 }
 

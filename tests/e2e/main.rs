@@ -32,5 +32,6 @@ mod sip_edge;
 mod supervisor;
 mod supervisor_authz;
 mod tls;
+mod voicemail_carriers;
 mod webhook_json;
 mod webhook_twiml;

@@ -187,6 +187,10 @@ async fn zero_reaches_an_operator_and_out_of_hours_offers_a_callback() {
     let a = call.send(json!({"type": "digits", "digits": "1"})).await;
     assert!(played(&a).contains(&"hours-closed".to_owned()), "{a}");
     let a = call.send(json!({"type": "digits", "digits": "1"})).await;
+    assert!(played(&a).contains(&"voicemail-prompt".to_owned()), "{a}");
+    assert_eq!(action(&a, "record"), &json!({"type": "record", "max_secs": 60, "finish_on_key": "#", "beep": true}));
+    // The caller said nothing: the request is taken without a message.
+    let a = call.send(json!({"type": "recording"})).await;
     assert!(played(&a).contains(&"callback-confirmed".to_owned()), "{a}");
     assert_eq!(action(&a, "hangup")["outcome"], "callback");
     assert_eq!(a["ended"], true);

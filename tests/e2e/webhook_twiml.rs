@@ -22,6 +22,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("Number", &["sendDigits", "url", "method"]),
     ("Sip", &["username", "password", "url", "method"]),
     ("Hangup", &[]),
+    (
+        "Record",
+        &[
+            "action",
+            "method",
+            "timeout",
+            "finishOnKey",
+            "maxLength",
+            "playBeep",
+            "trim",
+            "recordingStatusCallback",
+            "recordingStatusCallbackMethod",
+            "recordingStatusCallbackEvent",
+        ],
+    ),
 ];
 
 /// Parses a TwiML document and checks its vocabulary; returns it for queries.
@@ -47,6 +62,37 @@ pub(crate) fn check(doc: &str) -> roxmltree::Document<'_> {
         }
     }
     parsed
+}
+
+/// A document's `<Record>`, checked for the attributes a voice message needs, and the redirect
+/// after it.
+pub(crate) struct RecordVerb {
+    pub action: String,
+    pub status_callback: String,
+    pub redirect: String,
+    /// `maxLength`, seconds.
+    pub max_length: u32,
+}
+
+pub(crate) fn record_of(doc: &str) -> RecordVerb {
+    let parsed = check(doc);
+    let record =
+        parsed.descendants().find(|n| n.has_tag_name("Record")).unwrap_or_else(|| panic!("no <Record>: {doc}"));
+    let attr = |a: &str| record.attribute(a).unwrap_or_else(|| panic!("<Record> without {a}: {doc}")).to_owned();
+    assert_eq!(
+        (attr("finishOnKey"), attr("playBeep"), attr("trim"), attr("method")),
+        ("#".into(), "true".into(), "trim-silence".into(), "POST".into()),
+        "{doc}"
+    );
+    assert_eq!(attr("recordingStatusCallbackMethod"), "POST");
+    let next = record.next_sibling_element().unwrap_or_else(|| panic!("nothing after <Record>: {doc}"));
+    assert_eq!(next.tag_name().name(), "Redirect", "{doc}");
+    RecordVerb {
+        action: attr("action"),
+        status_callback: attr("recordingStatusCallback"),
+        redirect: next.text().unwrap().to_owned(),
+        max_length: attr("maxLength").parse().unwrap(),
+    }
 }
 
 pub(crate) fn attr_of(doc: &roxmltree::Document<'_>, tag: &str, attr: &str) -> Option<String> {
@@ -109,6 +155,7 @@ async fn a_whole_call_through_twiml_reaches_the_queue_and_asks_for_a_callback() 
         "position said: {doc}"
     );
     let wait_url = attr_of(&parsed, "Enqueue", "waitUrl").unwrap();
+    let first_queue_doc = doc.clone();
 
     // Twilio polls the wait document while the caller waits.
     let doc = post(&app, &wait_url, sid, &[("QueuePosition", "1"), ("QueueTime", "5")]).await;
@@ -123,6 +170,16 @@ async fn a_whole_call_through_twiml_reaches_the_queue_and_asks_for_a_callback() 
     assert!(plays(&parsed).contains(&"queue-callback-offer".to_owned()), "{doc}");
     let action = attr_of(&parsed, "Gather", "action").unwrap();
     let doc = post(&app, &action, sid, &[("Digits", "1")]).await;
+    let parsed = check(&doc);
+    // The voicemail prompt, then out of the queue (a wait document may not record).
+    assert!(plays(&parsed).contains(&"voicemail-prompt".to_owned()), "{doc}");
+    assert!(doc.contains("<Leave/>") && !doc.contains("<Record"), "{doc}");
+    let queue_action = attr_of(&check(&first_queue_doc), "Enqueue", "action").unwrap();
+    let doc = post(&app, &queue_action, sid, &[("QueueResult", "leave")]).await;
+    let record = record_of(&doc);
+    assert_eq!(record.max_length, 60, "voicemail_max_secs");
+    // Nothing recorded: Twilio skips the action and follows the redirect.
+    let doc = post(&app, &record.redirect, sid, &[]).await;
     let parsed = check(&doc);
     assert!(plays(&parsed).contains(&"callback-confirmed".to_owned()), "{doc}");
     assert!(doc.contains("<Hangup/>"), "{doc}");

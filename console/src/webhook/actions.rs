@@ -32,6 +32,11 @@ pub enum CarrierAction {
         area: Option<ServiceArea>,
         priority: u8,
     },
+    /// Record the caller's voice message, after the prompts before it: a beep, then up to
+    /// `max_secs` seconds; `finish_on_key` ends it, and so does hanging up. Silence at both ends
+    /// may be trimmed (the server trims it again). Hand the audio over with the `recording` event
+    /// (the next event of the call).
+    Record { max_secs: u32, finish_on_key: String, beep: bool },
     /// Connect the caller to an operator at `to` (a SIP URI or a number).
     Transfer { to: String, operator: String },
     /// End the call.
@@ -63,7 +68,13 @@ pub fn prompt_args(args: &std::collections::BTreeMap<String, SayArg>) -> Vec<(&s
 }
 
 /// Translates outward engine actions; internal ones (a callback request) are dropped.
-pub fn to_carrier(actions: &[Action], base_url: &str, catalog: &Catalog) -> Result<Vec<CarrierAction>, AppError> {
+/// `voicemail_max_secs` bounds a recording.
+pub fn to_carrier(
+    actions: &[Action],
+    base_url: &str,
+    catalog: &Catalog,
+    voicemail_max_secs: u32,
+) -> Result<Vec<CarrierAction>, AppError> {
     let mut out = Vec::with_capacity(actions.len());
     for action in actions {
         match action {
@@ -99,12 +110,10 @@ pub fn to_carrier(actions: &[Action], base_url: &str, catalog: &Catalog) -> Resu
                 out.push(CarrierAction::Transfer { to: target.clone(), operator: operator.clone() })
             }
             Action::Hangup { outcome } => out.push(CarrierAction::Hangup { outcome: *outcome }),
-            // Recording is the SIP adapter's alone (`Channel::records`): never asked of a carrier.
-            Action::Record
-            | Action::RecordCallback { .. }
-            | Action::SendText { .. }
-            | Action::Lookup(_)
-            | Action::Log(_) => {}
+            Action::Record => {
+                out.push(CarrierAction::Record { max_secs: voicemail_max_secs, finish_on_key: "#".into(), beep: true })
+            }
+            Action::RecordCallback { .. } | Action::SendText { .. } | Action::Lookup(_) | Action::Log(_) => {}
         }
     }
     Ok(out)

@@ -10,10 +10,12 @@ use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::{CallError, CallRequest, Origin, RequestKey};
 use crate::error::AppError;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::post;
 use axum::{Json, Router};
+use base64::Engine as _;
 use ivr::domain::{CallId, Caller, DtmfDigits, PhoneNumber};
 use ivr::engine::{Channel, Event};
 use serde::{Deserialize, Serialize};
@@ -21,13 +23,17 @@ use std::sync::Arc;
 
 pub const TIMESTAMP_HEADER: &str = "x-helpline-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-helpline-signature";
+/// The largest event body: a `recording` of a minute at 8 kHz 16-bit, in base64, fits with room.
+pub const MAX_EVENT_BYTES: usize = 3 * 1024 * 1024;
 
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Arc<WebhookState>: FromRef<S>,
 {
-    Router::new().route("/voice/events", post(voice_event)).route("/openapi.json", axum::routing::get(openapi))
+    Router::new()
+        .route("/voice/events", post(voice_event).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES)))
+        .route("/openapi.json", axum::routing::get(openapi))
 }
 
 /// The OpenAPI document of the JSON call-event API, generated from these types.
@@ -67,6 +73,19 @@ pub enum EventRequest {
     /// A transfer to an operator failed (busy, no answer…): the caller goes back to the queue.
     #[serde(rename = "transfer.failed")]
     TransferFailed { call_id: String, seq: i64, reason: Option<String> },
+    /// The caller's voice message, after a `record` action: `audio` is the recording as a WAV
+    /// file (16-bit PCM, or G.711 µ-law or A-law; 8 kHz, other rates are resampled) in standard
+    /// base64; absent or empty when the caller left nothing. At most `voicemail_max_secs` (+1 s)
+    /// long and 3 MiB of body. An empty, silent, unreadable or too long recording is not stored
+    /// (the callback request still is). A caller who hung up while recording: send this event
+    /// (with what was recorded), not `call.ended`.
+    #[serde(rename = "recording")]
+    Recording {
+        call_id: String,
+        seq: i64,
+        #[serde(default)]
+        audio: Option<String>,
+    },
     /// The caller hung up (or the call ended otherwise).
     #[serde(rename = "call.ended")]
     CallEnded { call_id: String, seq: i64 },
@@ -80,6 +99,7 @@ impl EventRequest {
             | EventRequest::NoInput { call_id, seq }
             | EventRequest::PromptFinished { call_id, seq }
             | EventRequest::TransferFailed { call_id, seq, .. }
+            | EventRequest::Recording { call_id, seq, .. }
             | EventRequest::CallEnded { call_id, seq } => (call_id, *seq),
         }
     }
@@ -114,6 +134,7 @@ pub struct EventResponse {
     ),
     responses(
         (status = 200, description = "The actions, in order", body = EventResponse),
+        (status = 413, description = "The body is larger than 3 MiB", body = ErrorBody),
         (status = 400, description = "Malformed body or invalid field (the message names it)", body = ErrorBody),
         (status = 403, description = "Missing, stale or wrong signature; the event is not processed", body = ErrorBody),
         (status = 404, description = "Unknown call (a call begins with call.started)", body = ErrorBody),
@@ -174,6 +195,30 @@ pub async fn voice_event(
         EventRequest::TransferFailed { reason, .. } => {
             Event::TransferFailed { reason: reason.clone().unwrap_or_else(|| "unspecified".into()) }
         }
+        EventRequest::Recording { audio, .. } => {
+            let bytes = match audio.as_deref().filter(|a| !a.is_empty()) {
+                Some(a) => base64::engine::general_purpose::STANDARD
+                    .decode(a.trim())
+                    .map_err(|e| AppError::BadRequest(format!("audio: not base64: {e}")))?,
+                None => Vec::new(),
+            };
+            // Stored before the engine hears of it (as the SIP adapter does), and only while the
+            // call waits for it: a retry after the answer finds the call moved on and stores
+            // nothing twice.
+            let waiting = matches!(
+                state.calls.state(&call_id).await.map_err(call_error)?,
+                Some(s) if s.wait == ivr::engine::Wait::Recording
+            );
+            let duration_ms = if waiting && !bytes.is_empty() {
+                super::recording::keep(&state, &call_id, &bytes, "json").await?.unwrap_or(0)
+            } else {
+                if waiting {
+                    tracing::warn!(call_id = %call_id.as_str(), "recording event without audio: the callback request is kept without a message");
+                }
+                0
+            };
+            Event::Recorded { duration_ms }
+        }
         EventRequest::CallEnded { .. } => Event::HungUp,
     };
 
@@ -201,7 +246,12 @@ pub async fn voice_event(
         })
         .await
         .map_err(call_error)?;
-    let actions = to_carrier(&handled.answer.actions, &base_url(&state, &headers), &state.voice.catalog)?;
+    let actions = to_carrier(
+        &handled.answer.actions,
+        &base_url(&state, &headers),
+        &state.voice.catalog,
+        state.settings.voicemail_max_secs,
+    )?;
     Ok(Json(EventResponse { call_id: call_id.as_str().to_owned(), seq, actions, ended: handled.answer.ended }))
 }
 

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod json;
+pub mod recording;
 pub mod signature;
 pub mod speech;
 pub mod twiml;
@@ -31,6 +32,9 @@ pub struct WebhookState {
     pub voice: Voice,
     /// Runtime texts spoken slowly for TwiML's `<Play>`.
     pub tts: Arc<Tts>,
+    /// The carrier's REST API (`HELPLINE_TWILIO_ACCOUNT_SID`): `<Record>`ed messages are fetched
+    /// through it; `None`, they are not fetched (logged).
+    pub carrier: Option<crate::carrier::Carrier>,
 }
 
 pub fn routes<S>() -> Router<S>

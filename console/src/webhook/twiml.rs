@@ -20,6 +20,7 @@ use super::WebhookState;
 use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::sealed::NumberSeal;
 use crate::calls::{Answer, CallRequest, Origin, RequestKey};
+use crate::carrier::CarrierError;
 use axum::body::Bytes;
 use axum::extract::{FromRef, OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,8 +37,13 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<WebhookState>: FromRef<S>,
 {
-    Router::new().route("/twiml/voice", post(voice)).route("/twiml/status", post(status))
+    Router::new()
+        .route("/twiml/voice", post(voice))
+        .route("/twiml/status", post(status))
+        .route(RECORDING_PATH, post(recording))
 }
+
+const RECORDING_PATH: &str = "/twiml/recording";
 
 const VOICE_PATH: &str = "/twiml/voice";
 const TWIML_TYPE: &str = "text/xml; charset=utf-8";
@@ -52,6 +58,7 @@ enum Stage {
     WaitGather,
     QueueLeft,
     Dial,
+    Recorded,
 }
 
 impl Stage {
@@ -64,6 +71,7 @@ impl Stage {
             Some("wait_gather") => Stage::WaitGather,
             Some("queue_left") => Stage::QueueLeft,
             Some("dial") => Stage::Dial,
+            Some("recorded") => Stage::Recorded,
             Some(_) => return None,
         })
     }
@@ -184,6 +192,12 @@ async fn voice(
                         stage,
                     ));
                 }
+                // We sent <Leave/> after the voicemail prompt (a wait document may not record):
+                // the recording itself.
+                if current.as_ref().is_some_and(|s| s.wait == Wait::Recording) {
+                    let record = record_action(&state);
+                    return twiml(document(&[record], &req.base, 0, stage));
+                }
                 Event::NoInput
             }
             // Redirected, errors: back into the menu's last state.
@@ -194,6 +208,15 @@ async fn voice(
             Some(other) => Event::TransferFailed { reason: other.to_owned() },
             None => Event::TransferFailed { reason: "unknown".into() },
         },
+        // `<Record>`'s action (or the redirect after it when nothing was recorded). The audio
+        // arrives separately, at the recording status callback.
+        Stage::Recorded => {
+            let secs: u32 = req.param("RecordingDuration").and_then(|d| d.trim().parse().ok()).unwrap_or(0);
+            if req.param("RecordingUrl").is_none() {
+                tracing::warn!(call_id = %call_id.as_str(), "nothing recorded: the callback request is kept without a message");
+            }
+            Event::Recorded { duration_ms: secs.saturating_mul(1000) }
+        }
     };
     // A retried request is the same URL with the same parameters.
     let key = match stage {
@@ -227,7 +250,7 @@ async fn voice(
         Ok(h) => h.answer,
         Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
     };
-    match to_carrier(&answer.actions, &req.base, &state.voice.catalog) {
+    match to_carrier(&answer.actions, &req.base, &state.voice.catalog, state.settings.voicemail_max_secs) {
         Ok(mut actions) => {
             slow_speech(&mut actions, &answer, &req.base, &state.secret, &sid);
             twiml(document(&actions, &req.base, answer.step, stage))
@@ -294,6 +317,74 @@ async fn status(
         }
     }
     twiml("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".to_owned())
+}
+
+/// The `<Record>` of a voice message, as the engine's `Action::Record` becomes.
+fn record_action(state: &WebhookState) -> CarrierAction {
+    CarrierAction::Record { max_secs: state.settings.voicemail_max_secs, finish_on_key: "#".into(), beep: true }
+}
+
+/// The recording status callback (`<Record recordingStatusCallback>`): the recording is ready at
+/// the carrier; the server fetches `<RecordingUrl>.wav` (basic auth with the account's SID and
+/// token, `carrier::Carrier::fetch_recording`) and stores it as the call's voice message.
+/// Answered only once it is stored (or found unusable, which is logged): the carrier does not have
+/// to try again. The URL must lie under the account's `Recordings/` at `HELPLINE_TWILIO_API_URL`:
+/// the credentials go nowhere else.
+async fn recording(
+    State(state): State<Arc<WebhookState>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = match inbound(&state, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let empty = || twiml("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".to_owned());
+    let Some(call_id) = req.param("CallSid").and_then(|s| CallId::parse(s).ok()) else {
+        return plain(StatusCode::BAD_REQUEST, "missing or invalid CallSid");
+    };
+    let status = req.param("RecordingStatus").unwrap_or("completed");
+    if status != "completed" {
+        tracing::warn!(call_id = %call_id.as_str(), status, "recording not completed at the carrier: the callback request is kept without a message");
+        return empty();
+    }
+    let Some(url) = req.param("RecordingUrl") else {
+        tracing::warn!(call_id = %call_id.as_str(), "recording status without RecordingUrl");
+        return empty();
+    };
+    match state.calls.state(&call_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "unknown call"),
+        Err(e) => {
+            tracing::error!(error = %e, "recording status not handled");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    }
+    let max = crate::calls::voicemail::max_recording_bytes(state.settings.voicemail_max_secs);
+    let Some(carrier) = &state.carrier else {
+        tracing::warn!(call_id = %call_id.as_str(), "a recording is ready but HELPLINE_TWILIO_ACCOUNT_SID is not set: the callback request is kept without a message");
+        return empty();
+    };
+    let bytes = match carrier.fetch_recording(url, max).await {
+        Ok(b) => b,
+        Err(e @ (CarrierError::Unreachable(_) | CarrierError::Refused { .. } | CarrierError::BadAnswer(_))) => {
+            tracing::warn!(call_id = %call_id.as_str(), error = %e, "recording not fetched from the carrier: the callback request is kept without a message");
+            // Perhaps passing: a carrier that retries may try again.
+            return StatusCode::BAD_GATEWAY.into_response();
+        }
+        Err(e) => {
+            tracing::warn!(call_id = %call_id.as_str(), reason = %e, "voice message not stored: the callback request is kept without it");
+            return empty();
+        }
+    };
+    match super::recording::keep(&state, &call_id, &bytes, "twiml").await {
+        Ok(_) => empty(),
+        Err(e) => {
+            tracing::error!(call_id = %call_id.as_str(), error = %e, "voice message not stored");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// A slow `say` becomes `<Play>` of the server's own slow rendering of the text
@@ -405,6 +496,28 @@ fn document(actions: &[CarrierAction], base: &str, step: i64, stage: Stage) -> S
                         url("dial"),
                         xml_escape(to)
                     );
+                }
+                ended = true;
+                break;
+            }
+            CarrierAction::Record { max_secs, finish_on_key, beep } => {
+                out.push_str(&std::mem::take(&mut prompts));
+                if stage.in_queue() {
+                    // A wait document may not record: leave the queue; the `<Enqueue>` action
+                    // then answers the `<Record>`.
+                    out.push_str("<Leave/>");
+                } else {
+                    let recorded = xml_escape(&format!("{base}{VOICE_PATH}?ev=recorded"));
+                    let _ = write!(
+                        out,
+                        "<Record action=\"{recorded}\" method=\"POST\" maxLength=\"{max_secs}\" finishOnKey=\"{}\" \
+                         playBeep=\"{beep}\" trim=\"trim-silence\" recordingStatusCallback=\"{}\" \
+                         recordingStatusCallbackMethod=\"POST\" recordingStatusCallbackEvent=\"completed\"/>",
+                        xml_escape(finish_on_key),
+                        xml_escape(&format!("{base}{RECORDING_PATH}")),
+                    );
+                    // Nothing recorded: Twilio skips the action and goes on to the next verb.
+                    let _ = write!(out, "<Redirect method=\"POST\">{recorded}</Redirect>");
                 }
                 ended = true;
                 break;

@@ -13,10 +13,11 @@ pub enum Channel {
 }
 
 impl Channel {
-    /// Whether the adapter records a caller's voice message (`Action::Record`); on the others a
-    /// callback request is taken without one.
+    /// Whether the adapter records a caller's voice message (`Action::Record`): the SIP adapter
+    /// records the RTP, TwiML asks for `<Record>`, the JSON API for a `record` action. Without
+    /// it a callback request is taken without a message.
     pub fn records(self) -> bool {
-        matches!(self, Channel::Sip)
+        matches!(self, Channel::Sip | Channel::Twiml | Channel::Webhook)
     }
 }
 

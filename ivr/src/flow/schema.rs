@@ -199,7 +199,7 @@ pub enum NodeKind<T> {
         self_service: T,
     },
     /// Records a callback request, confirms it and hangs up. With `voicemail_prompt`, on a channel
-    /// that records (SIP), the caller first hears it, then a beep, and may leave a message (`#`
+    /// that records (all three: SIP, TwiML, the JSON API), the caller first hears it, then a beep, and may leave a message (`#`
     /// ends it; hanging up keeps it): the request is recorded when the message is.
     Callback {
         prompt: PromptId,
