@@ -109,7 +109,10 @@ pub async fn json_rejections(req: axum::extract::Request, next: axum::middleware
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return AppError::PayloadTooLarge(format!("the request body is larger than {BODY_LIMIT} bytes"))
+        return AppError::PayloadTooLarge(format!(
+            "the request body is larger than this endpoint accepts ({BODY_LIMIT} bytes; the call-event API's \
+             is in docs/webhooks.md)"
+        ))
             .into_response();
     }
     response

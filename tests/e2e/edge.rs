@@ -65,7 +65,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
 #[tokio::test]
 async fn a_body_over_the_limit_gets_a_json_413() {
     let app = spawn_app().await;
-    let big = vec![b'x'; 3 * 1024 * 1024];
+    let big = vec![b'x'; console::webhook::json::MAX_EVENT_BYTES + 1];
     let r = app.post_signed("application/json", big).await;
     assert_eq!(r.status(), 413);
     let body: Value = r.json().await.unwrap();

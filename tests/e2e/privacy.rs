@@ -335,6 +335,7 @@ async fn sign_ins_screen_pops_notes_users_and_callbacks_are_audited() {
     closed.send(json!({"type": "call.started", "from": "+39 02 1234 5678"})).await;
     closed.send(json!({"type": "digits", "digits": "1"})).await;
     closed.send(json!({"type": "digits", "digits": "1"})).await;
+    closed.send(json!({"type": "recording"})).await;
     let (id,): (i64,) =
         sqlx::query_as("SELECT id FROM callbacks WHERE call_id = 'cb-1'").fetch_one(app.state.db.pool()).await.unwrap();
     for step in ["claim", "done"] {
