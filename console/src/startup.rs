@@ -199,6 +199,21 @@ impl Application {
         let (settings, secret) = (Arc::new(settings), Arc::new(secret));
         let node = NodeId::generate();
         let trunk = crate::sip::trunk::Trunk::from_settings(&settings)?;
+        let texts: Arc<dyn crate::calls::TextSender> = match settings.sms()? {
+            Some(sms) => {
+                tracing::info!(via = sms.via.as_str(), "the services read back may be sent by text message");
+                Arc::new(crate::texts::Texts::new(
+                    sms,
+                    trunk.clone(),
+                    directory.clone(),
+                    voice.catalog.clone(),
+                    crate::calls::sealed::NumberSeal::new(&secret),
+                    db.clone(),
+                    clock.clone(),
+                ))
+            }
+            None => Arc::new(crate::calls::NoTexts),
+        };
         let callback = Arc::new(crate::callback::CallbackState::new(
             db.clone(),
             settings.clone(),
@@ -251,6 +266,7 @@ impl Application {
                 calls: calls.clone(),
                 voice: voice.clone(),
                 tts: tts.clone(),
+                texts: texts.clone(),
             }),
             directory_api: Arc::new(DirectoryState { directory: directory.clone(), clock: clock.clone() }),
             prompts: Arc::new(PromptsState { voice: voice.clone(), tts: tts.clone() }),
@@ -266,6 +282,7 @@ impl Application {
                 tts,
                 phone: phone.clone(),
                 node: node.clone(),
+                texts: texts.clone(),
             }),
             phone,
             db,

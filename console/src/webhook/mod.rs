@@ -31,6 +31,8 @@ pub struct WebhookState {
     pub voice: Voice,
     /// Runtime texts spoken slowly for TwiML's `<Play>`.
     pub tts: Arc<Tts>,
+    /// Sends the services read back by text message (TwiML's `Action::SendText`).
+    pub texts: Arc<dyn crate::calls::TextSender>,
 }
 
 pub fn routes<S>() -> Router<S>

@@ -19,7 +19,7 @@ use super::speech::speech_url;
 use super::WebhookState;
 use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::sealed::NumberSeal;
-use crate::calls::{Answer, CallRequest, Origin, RequestKey};
+use crate::calls::{Answer, CallRequest, Origin, RequestKey, TextOrder};
 use axum::body::Bytes;
 use axum::extract::{FromRef, OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -210,23 +210,33 @@ async fn voice(
         .param("From")
         .and_then(|f| PhoneNumber::parse(f).ok())
         .map(|n| NumberSeal::new(&state.secret).seal(&call_id, &n));
+    let text_key = format!("{key}:text");
     let handled = state
         .calls
         .handle(CallRequest {
-            call_id,
+            call_id: call_id.clone(),
             event,
             now,
             key: Some(RequestKey { key, fingerprint }),
             carrier_seq: None,
             origin: Origin::Carrier,
-            sealed_number,
+            sealed_number: sealed_number.clone(),
             reason: None,
         })
         .await;
-    let answer = match handled {
+    let mut answer = match handled {
         Ok(h) => h.answer,
         Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
     };
+    if let Some(at) = answer.actions.iter().position(|a| matches!(a, Action::SendText { .. })) {
+        match send_text(&state, call_id, answer.actions.remove(at), sealed_number, text_key).await {
+            Ok(then) => {
+                answer.actions.extend(then.actions);
+                (answer.step, answer.ended) = (then.step, then.ended);
+            }
+            Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
+        }
+    }
     match to_carrier(&answer.actions, &req.base, &state.voice.catalog) {
         Ok(mut actions) => {
             slow_speech(&mut actions, &answer, &req.base, &state.secret, &sid);
@@ -234,6 +244,52 @@ async fn voice(
         }
         Err(e) => twiml(apology(&req.base, language, &e.to_string())),
     }
+}
+
+/// The caller asked for the services by text: sent now (the request waits, within the trunk's or
+/// the carrier's bound), and the outcome is the call's next step, whose actions follow in the same
+/// answer ("we sent you a text", the options again). A retried request, answered from its stored
+/// answer, finds the call no longer waiting for a text: nothing is sent twice, and the outcome's
+/// stored answer (`text_key`, one fingerprint whatever the outcome) comes back.
+async fn send_text(
+    state: &WebhookState,
+    call_id: CallId,
+    action: Action,
+    number: Option<crate::calls::sealed::SealedNumber>,
+    text_key: String,
+) -> Result<Answer, crate::calls::CallError> {
+    let Action::SendText { services, language, item_prompt, portal_prompt } = action else {
+        unreachable!("the caller passes a SendText");
+    };
+    let waiting = matches!(state.calls.state(&call_id).await?, Some(s) if matches!(s.wait, Wait::Text { .. }));
+    let event = if waiting {
+        let order = TextOrder {
+            call_id: call_id.clone(),
+            channel: Channel::Twiml,
+            number,
+            services,
+            language,
+            item_prompt,
+            portal_prompt,
+        };
+        state.texts.send(order).await
+    } else {
+        Event::TextFailed { reason: "already answered".into() }
+    };
+    let handled = state
+        .calls
+        .handle(CallRequest {
+            call_id,
+            event,
+            now: state.clock.now(),
+            key: Some(RequestKey { key: text_key, fingerprint: "the text's outcome".into() }),
+            carrier_seq: None,
+            origin: Origin::Carrier,
+            sealed_number: None,
+            reason: None,
+        })
+        .await?;
+    Ok(handled.answer)
 }
 
 /// Twilio's parameters that carry the caller's number (`From`, `Caller`, and the number a call
