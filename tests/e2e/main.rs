@@ -29,6 +29,7 @@ mod sip;
 mod sip_edge;
 mod supervisor;
 mod supervisor_authz;
+mod texts;
 mod tls;
 mod webhook_json;
 mod webhook_twiml;
