@@ -398,6 +398,17 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
+    match crate::carrier::Carrier::from_settings(s) {
+        Ok(Some(_)) => println!(
+            "twilio_account_sid = {} (API {}, auth token {:?})",
+            s.twilio_account_sid, s.twilio_api_url, s.twilio_auth_token
+        ),
+        Ok(None) => println!("twilio_account_sid = (none: no carrier REST API)"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {

@@ -148,6 +148,12 @@ pub struct Settings {
     /// The sender of those texts (`HELPLINE_SMS_SENDER`): the `From` user of the `MESSAGE`, the
     /// `From` field of the carrier's request. Required with `sms_via`.
     pub sms_sender: String,
+    /// The account of a Twilio-compatible carrier's REST API (`HELPLINE_TWILIO_ACCOUNT_SID`), used
+    /// with `twilio_auth_token` to place calls and send messages (`carrier`); empty: none.
+    pub twilio_account_sid: String,
+    /// That API's base URL (`HELPLINE_TWILIO_API_URL`), so another Twilio-compatible carrier can be
+    /// named; requests go to `<url>/2010-04-01/Accounts/<sid>/…`.
+    pub twilio_api_url: String,
 }
 
 impl Default for Settings {
@@ -200,6 +206,8 @@ impl Default for Settings {
             callback_ring_secs: 30,
             sms_via: String::new(),
             sms_sender: String::new(),
+            twilio_account_sid: String::new(),
+            twilio_api_url: "https://api.twilio.com".to_owned(),
         }
     }
 }
@@ -418,10 +426,12 @@ impl Settings {
                     "is trunk, but HELPLINE_TRUNK_URI is not set: texts go out as SIP MESSAGE through the trunk".into(),
                 ))
             }
-            SmsVia::Twilio if self.twilio_auth_token.is_empty() => {
+            SmsVia::Twilio if self.twilio_account_sid.trim().is_empty() || self.twilio_auth_token.is_empty() => {
                 return Err(env(
                     "HELPLINE_SMS_VIA",
-                    "is twilio, but HELPLINE_TWILIO_AUTH_TOKEN is not set: the carrier's messages API needs it".into(),
+                    "is twilio, but HELPLINE_TWILIO_ACCOUNT_SID or HELPLINE_TWILIO_AUTH_TOKEN is not set: texts go \
+                     out through the carrier's messages API, which needs both"
+                        .into(),
                 ))
             }
             _ => {}
@@ -656,7 +666,14 @@ mod tests {
         let err = load(&[("HELPLINE_SMS_VIA", "pigeon")]).sms().unwrap_err().to_string();
         assert!(err.contains("HELPLINE_SMS_VIA") && err.contains("pigeon"), "{err}");
         let twilio = load(&[("HELPLINE_SMS_VIA", "twilio"), ("HELPLINE_SMS_SENDER", "Helpline")]);
-        assert!(twilio.sms().unwrap_err().to_string().contains("HELPLINE_TWILIO_AUTH_TOKEN"));
+        assert!(twilio.sms().unwrap_err().to_string().contains("HELPLINE_TWILIO_ACCOUNT_SID"));
+        let twilio = load(&[
+            ("HELPLINE_SMS_VIA", "twilio"),
+            ("HELPLINE_SMS_SENDER", "Helpline"),
+            ("HELPLINE_TWILIO_ACCOUNT_SID", "AC123"),
+            ("HELPLINE_TWILIO_AUTH_TOKEN", "token"),
+        ]);
+        assert_eq!(twilio.sms().expect("valid").map(|s| s.via), Some(SmsVia::Twilio));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `startup` → the features → the infrastructure.
 
 // Infrastructure: knows no feature.
+pub mod carrier;
 pub mod clock;
 pub mod config;
 pub mod db;

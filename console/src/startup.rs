@@ -199,12 +199,17 @@ impl Application {
         let (settings, secret) = (Arc::new(settings), Arc::new(secret));
         let node = NodeId::generate();
         let trunk = crate::sip::trunk::Trunk::from_settings(&settings)?;
+        // A carrier named in the settings is checked at start, so a typo stops `serve` here and not
+        // at a caller's first callback or text message.
+        let carrier = crate::carrier::Carrier::from_settings(&settings)?;
         let texts: Arc<dyn crate::calls::TextSender> = match settings.sms()? {
             Some(sms) => {
                 tracing::info!(via = sms.via.as_str(), "the services read back may be sent by text message");
                 Arc::new(crate::texts::Texts::new(
                     sms,
                     trunk.clone(),
+                    carrier.clone(),
+                    settings.public_url.clone(),
                     directory.clone(),
                     voice.catalog.clone(),
                     crate::calls::sealed::NumberSeal::new(&secret),

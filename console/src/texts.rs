@@ -17,6 +17,7 @@
 
 use crate::calls::sealed::{NumberSeal, SealedNumber};
 use crate::calls::{TextFuture, TextOrder, TextSender};
+use crate::carrier::{Carrier, CarrierError, OutboundMessage};
 use crate::clock::Clock;
 use crate::config::{SmsSettings, SmsVia};
 use crate::db::{Db, DbError};
@@ -47,6 +48,9 @@ pub struct Texts {
 struct Inner {
     sms: SmsSettings,
     trunk: Option<Trunk>,
+    carrier: Option<Carrier>,
+    /// `public_url`: where the carrier's status callbacks reach this server.
+    public_url: String,
     directory: Directory,
     catalog: Arc<Catalog>,
     seal: NumberSeal,
@@ -55,16 +59,19 @@ struct Inner {
 }
 
 impl Texts {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sms: SmsSettings,
         trunk: Option<Trunk>,
+        carrier: Option<Carrier>,
+        public_url: String,
         directory: Directory,
         catalog: Arc<Catalog>,
         seal: NumberSeal,
         db: Db,
         clock: Arc<dyn Clock>,
     ) -> Texts {
-        Texts { inner: Arc::new(Inner { sms, trunk, directory, catalog, seal, db, clock }) }
+        Texts { inner: Arc::new(Inner { sms, trunk, carrier, public_url, directory, catalog, seal, db, clock }) }
     }
 
     /// The text of `services` (directory ids; one no longer in the directory is left out) in
@@ -111,6 +118,7 @@ impl Texts {
     pub fn route(&self, channel: Option<Channel>) -> SmsVia {
         match channel {
             Some(Channel::Sip) if self.inner.trunk.is_some() => SmsVia::Trunk,
+            Some(Channel::Twiml) if self.inner.carrier.is_some() => SmsVia::Twilio,
             _ => self.inner.sms.via,
         }
     }
@@ -124,6 +132,7 @@ impl Texts {
         number: &PhoneNumber,
         text: &Rendered,
         sent_by: Option<i64>,
+        base_url: Option<&str>,
     ) -> Result<(), String> {
         let via = self.route(channel);
         let outcome = match via {
@@ -134,7 +143,23 @@ impl Texts {
                     .map_err(|e| e.to_string()),
                 None => Err("no SIP trunk is configured".to_owned()),
             },
-            SmsVia::Twilio => Err("the carrier's messages API is not configured".to_owned()),
+            SmsVia::Twilio => match &self.inner.carrier {
+                Some(c) => {
+                    let base = base_url.unwrap_or(&self.inner.public_url).trim_end_matches('/');
+                    let callback = (!base.is_empty()).then(|| format!("{base}{STATUS_CALLBACK_PATH}"));
+                    let message = OutboundMessage {
+                        to: number.e164(),
+                        from: &self.inner.sms.sender,
+                        body: &text.body,
+                        status_callback: callback.as_deref(),
+                    };
+                    c.send_message(&message)
+                        .await
+                        .map(|sent| (format!("carrier answered {}", sent.status), Some(sent.sid)))
+                        .map_err(|e| carrier_reason(&e))
+                }
+                None => Err("the carrier's messages API is not configured".to_owned()),
+            },
         };
         let (status, detail, sid) = match &outcome {
             Ok((detail, sid)) => ("sent", detail.clone(), sid.clone()),
@@ -191,6 +216,74 @@ impl Texts {
     }
 }
 
+/// Where the carrier posts a message's delivery status (`StatusCallback`).
+pub const STATUS_CALLBACK_PATH: &str = "/twilio/sms-status";
+
+/// Why the carrier did not take a text, said plainly and without its message (Twilio's name the
+/// number: "The 'To' number +39… is not valid").
+fn carrier_reason(e: &CarrierError) -> String {
+    match e {
+        CarrierError::Refused { status, code: Some(code), .. } => {
+            format!("the carrier refused it: HTTP {status}, error {code}")
+        }
+        CarrierError::Refused { status, code: None, .. } => format!("the carrier refused it: HTTP {status}"),
+        CarrierError::Unreachable(_) => "the carrier could not be reached".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A delivery status the carrier may report (Twilio's message statuses).
+const STATUSES: [&str; 10] =
+    ["accepted", "scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed", "read", "canceled"];
+
+/// Records a message's delivery status from the carrier's status callback (`MessageSid`,
+/// `MessageStatus`, `ErrorCode`). `Ok(false)`: no message of ours has that sid. An unknown status
+/// or a malformed sid is refused.
+pub async fn record_status(
+    db: &Db,
+    sid: &str,
+    status: &str,
+    error_code: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StatusError> {
+    if sid.is_empty() || sid.len() > 64 || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(StatusError::Invalid("MessageSid"));
+    }
+    if !STATUSES.contains(&status) {
+        return Err(StatusError::Invalid("MessageStatus"));
+    }
+    let detail = match error_code.filter(|c| !c.is_empty()) {
+        Some(c) if c.len() <= 10 && c.bytes().all(|b| b.is_ascii_digit()) => Some(format!("carrier error {c}")),
+        Some(_) => return Err(StatusError::Invalid("ErrorCode")),
+        None => None,
+    };
+    let done = sqlx::query(
+        "UPDATE text_messages SET status = $1, detail = COALESCE($2, detail), updated_at = $3 WHERE carrier_sid = $4",
+    )
+    .bind(status)
+    .bind(detail)
+    .bind(now_ms)
+    .bind(sid)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Why a status callback was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{0} is missing or invalid")]
+    Invalid(&'static str),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for StatusError {
+    fn from(e: sqlx::Error) -> Self {
+        StatusError::Db(DbError::Query(e))
+    }
+}
+
 /// A formatted prompt as one line of a text: spoken layout (line breaks, runs of spaces) folded.
 fn tidy(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -211,7 +304,8 @@ impl TextSender for Texts {
                     return failed(&reason);
                 }
             };
-            match Texts::send(&texts, &order.call_id, Some(order.channel), &number, &text, None).await {
+            let base = order.base_url.as_deref();
+            match Texts::send(&texts, &order.call_id, Some(order.channel), &number, &text, None, base).await {
                 Ok(()) => Event::TextSent { segments: text.plan.segments, encoding: text.plan.encoding },
                 Err(reason) => failed(&reason),
             }

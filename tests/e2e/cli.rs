@@ -250,3 +250,39 @@ fn prompts_check_reports_a_damaged_prompt() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("language `uk`") && err.contains("missing language folder"), "{err}");
 }
+
+#[test]
+fn check_config_checks_the_carrier_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_helpline(helpline(dir.path()).arg("check-config"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("twilio_account_sid = (none"), "{out}");
+
+    let (code, out, err) = run_helpline(
+        helpline(dir.path())
+            .arg("check-config")
+            .env("HELPLINE_TWILIO_ACCOUNT_SID", "AC0123")
+            .env("HELPLINE_TWILIO_AUTH_TOKEN", "s3cret-token")
+            .env("HELPLINE_TWILIO_API_URL", "http://127.0.0.1:9"),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("twilio_account_sid = AC0123 (API http://127.0.0.1:9"), "{out}");
+    assert!(!out.contains("s3cret-token"), "the token is never printed: {out}");
+
+    // An account without its password, or an API URL with a path, stops here, naming the setting.
+    let (code, _, err) =
+        run_helpline(helpline(dir.path()).arg("check-config").env("HELPLINE_TWILIO_ACCOUNT_SID", "AC0123"), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("HELPLINE_TWILIO_AUTH_TOKEN"), "{err}");
+    let (code, _, err) = run_helpline(
+        helpline(dir.path())
+            .arg("check-config")
+            .env("HELPLINE_TWILIO_ACCOUNT_SID", "AC0123")
+            .env("HELPLINE_TWILIO_AUTH_TOKEN", "t")
+            .env("HELPLINE_TWILIO_API_URL", "https://api.twilio.com/2010-04-01"),
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("HELPLINE_TWILIO_API_URL"), "{err}");
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Modules that know no feature: they may import only one another.
 const INFRASTRUCTURE: &[&str] =
-    &["clock", "config", "db", "error", "extract", "listener", "metrics", "tasks", "telemetry"];
+    &["carrier", "clock", "config", "db", "error", "extract", "listener", "metrics", "tasks", "telemetry"];
 /// The assembly: nothing imports these but the assembly itself (`cli` starts `startup`).
 const ASSEMBLY: &[&str] = &["cli", "startup"];
 

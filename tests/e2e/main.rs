@@ -9,6 +9,8 @@ mod assets;
 mod authz;
 mod callback_calls;
 mod callbacks;
+mod carrier;
+mod carrier_standin;
 mod cli;
 mod cluster;
 mod console;

@@ -20,17 +20,29 @@ const SENDER: &str = "+39803001";
 
 /// A server texting through the trunk at `trunk`, with the flow's text countries `countries`.
 async fn app_texting(trunk: std::net::SocketAddr, countries: &str) -> (TestApp, tempfile::TempDir) {
+    app_texting_with(countries, move |s| {
+        s.trunk_uri = format!("sip:{trunk}");
+        s.trunk_user = USER.into();
+        s.trunk_password = console::config::SecretString::new(PASSWORD);
+        s.trunk_caller_id = USER.into();
+        s.sms_via = "trunk".into();
+    })
+    .await
+}
+
+/// A server texting as `edit` says, with the flow's text countries `countries` and three housing
+/// services in Como.
+async fn app_texting_with(
+    countries: &str,
+    edit: impl FnOnce(&mut console::config::Settings) + Send + 'static,
+) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let flow = std::fs::read_to_string(repo_path("config/ivr.toml")).unwrap();
     assert!(flow.contains("countries = [\"39\"]"), "the default flow texts Italian mobiles");
     let flow_file = dir.path().join("ivr.toml");
     std::fs::write(&flow_file, flow.replace("countries = [\"39\"]", &format!("countries = {countries}"))).unwrap();
     let app = spawn_app_with(fresh_database().await, move |s| {
-        s.trunk_uri = format!("sip:{trunk}");
-        s.trunk_user = USER.into();
-        s.trunk_password = console::config::SecretString::new(PASSWORD);
-        s.trunk_caller_id = USER.into();
-        s.sms_via = "trunk".into();
+        edit(s);
         s.sms_sender = SENDER.into();
         s.flow_file = flow_file;
         // The phone sends no audio.
@@ -343,5 +355,68 @@ async fn a_landline_caller_is_not_offered_the_text() {
     assert!(trunk.next(Duration::from_millis(300)).await.is_none(), "nothing sent");
     let log = call_log(&app).await;
     assert!(!log.iter().any(|(_, l)| l["kind"] == "prompt" && l["prompt"] == "services-sms-offer"), "{log:?}");
+    app.stop().await;
+}
+
+/// A TwiML caller with a carrier configured (`HELPLINE_SMS_VIA=twilio`): the stand-in receives
+/// `Messages.json` with basic auth (it checks it) and the form fields `To`, `From`, `Body` and the
+/// `StatusCallback` of this server; the caller hears it went; the carrier's signed status callback
+/// records the delivery; an unsigned or malformed one changes nothing.
+#[tokio::test]
+async fn a_twiml_caller_gets_the_text_through_the_carriers_messages_api() {
+    let mut standin =
+        crate::carrier_standin::CarrierStandIn::start("AC0123456789", crate::helpers::TEST_TWILIO_TOKEN).await;
+    let (url, sid) = (standin.url.clone(), standin.account_sid.clone());
+    let (app, _dir) = app_texting_with("[\"39\"]", move |s| {
+        s.twilio_api_url = url;
+        s.twilio_account_sid = sid;
+        s.sms_via = "twilio".into();
+    })
+    .await;
+    let (call, from) = ("CA00000000000000000000000000000c01", "+393471234567");
+    let (_, action) = twiml_readback(&app, call, from).await;
+    let services = services_read(&app).await;
+    let doc = twiml_press(&app, call, from, &action, "3").await;
+    assert!(plays(&check(&doc)).contains(&"services-sms-sent".to_owned()), "{doc}");
+    let request = standin.next_request(Duration::from_secs(5)).await;
+    assert_eq!(request.resource, "Messages.json");
+    assert_eq!((request.field("To"), request.field("From")), (Some(from), Some(SENDER)));
+    let body = request.field("Body").expect("Body");
+    for s in services {
+        assert!(body.contains(&s.name) && body.contains(&s.phone), "{} in the text: {body}", s.name);
+    }
+    assert!(body.contains("Altre informazioni: www.integrazionemigranti.gov.it"), "in Italian: {body}");
+    assert_eq!(request.field("StatusCallback"), Some(app.url("/twilio/sms-status").as_str()));
+    let (via, status, message_sid): (String, String, Option<String>) =
+        sqlx::query_as("SELECT via, status, carrier_sid FROM text_messages")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!((via.as_str(), status.as_str()), ("twilio", "sent"));
+    let message_sid = message_sid.expect("the carrier's sid kept, to match its status callback");
+
+    // The carrier reports the delivery: signed, it is recorded.
+    let status_url = app.url("/twilio/sms-status");
+    let params = [("MessageSid", message_sid.as_str()), ("MessageStatus", "delivered"), ("AccountSid", "AC0123456789")];
+    let (code, _) = app.twiml(&status_url, &params).await;
+    assert_eq!(code, 204);
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM text_messages").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(status, "delivered");
+    // Unsigned: refused; an unknown status: 400; neither changes it.
+    let unsigned = app
+        .client
+        .post(&status_url)
+        .form(&[("MessageSid", message_sid.as_str()), ("MessageStatus", "failed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 403);
+    let (code, _) =
+        app.twiml(&status_url, &[("MessageSid", message_sid.as_str()), ("MessageStatus", "exploded")]).await;
+    assert_eq!(code, 400);
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM text_messages").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(status, "delivered");
     app.stop().await;
 }

@@ -23,6 +23,9 @@ pub struct TextOrder {
     pub language: Language,
     pub item_prompt: PromptId,
     pub portal_prompt: PromptId,
+    /// The server's public base URL as the carrier reaches it (for the messages API's status
+    /// callback); `None`: the configured `public_url`.
+    pub base_url: Option<String>,
 }
 
 /// The event a text's sending ends in.

@@ -440,6 +440,7 @@ impl Call {
                         language,
                         item_prompt,
                         portal_prompt,
+                        base_url: None,
                     };
                     let (sending, done) = (self.texts.send(order), self.text_done.clone());
                     tokio::spawn(

@@ -36,7 +36,48 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<WebhookState>: FromRef<S>,
 {
-    Router::new().route("/twiml/voice", post(voice)).route("/twiml/status", post(status))
+    Router::new()
+        .route("/twiml/voice", post(voice))
+        .route("/twiml/status", post(status))
+        .route(crate::texts::STATUS_CALLBACK_PATH, post(sms_status))
+}
+
+/// The carrier's status callback of a text message (`StatusCallback` of `Messages.json`), signed
+/// as every TwiML request: the message's delivery result into `text_messages`. A sid of no
+/// message of ours is acknowledged and changes nothing (the carrier would retry an error).
+async fn sms_status(
+    State(state): State<Arc<WebhookState>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = match inbound(&state, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let (sid, status) = (req.param("MessageSid").unwrap_or(""), req.param("MessageStatus").unwrap_or(""));
+    let now = state.clock.now().timestamp_millis();
+    match crate::texts::record_status(&state.db, sid, status, req.param("ErrorCode"), now).await {
+        Ok(true) => {
+            tracing::info!(status, "text message status recorded");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => {
+            tracing::info!(status, "status callback of an unknown text message");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(crate::texts::StatusError::Invalid(what)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                serde_json::json!({ "error": "bad_request", "message": format!("{what} is missing or invalid") }),
+            ),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "text message status not recorded");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 const VOICE_PATH: &str = "/twiml/voice";
@@ -229,7 +270,8 @@ async fn voice(
         Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
     };
     if let Some(at) = answer.actions.iter().position(|a| matches!(a, Action::SendText { .. })) {
-        match send_text(&state, call_id, answer.actions.remove(at), sealed_number, text_key).await {
+        let base = Some(req.base.clone());
+        match send_text(&state, call_id, answer.actions.remove(at), sealed_number, text_key, base).await {
             Ok(then) => {
                 answer.actions.extend(then.actions);
                 (answer.step, answer.ended) = (then.step, then.ended);
@@ -257,6 +299,7 @@ async fn send_text(
     action: Action,
     number: Option<crate::calls::sealed::SealedNumber>,
     text_key: String,
+    base_url: Option<String>,
 ) -> Result<Answer, crate::calls::CallError> {
     let Action::SendText { services, language, item_prompt, portal_prompt } = action else {
         unreachable!("the caller passes a SendText");
@@ -271,6 +314,7 @@ async fn send_text(
             language,
             item_prompt,
             portal_prompt,
+            base_url,
         };
         state.texts.send(order).await
     } else {
