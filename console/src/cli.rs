@@ -409,6 +409,14 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
+    match s.sms() {
+        Ok(Some(sms)) => println!("sms_via       = {} (sender {})", sms.via.as_str(), sms.sender),
+        Ok(None) => println!("sms_via       = (none: the readback offers no text messages)"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     match crate::voice::load(s) {
         Ok((voice, source)) => {
             match source {

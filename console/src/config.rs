@@ -141,6 +141,13 @@ pub struct Settings {
     pub callback_max_attempts: u32,
     /// Seconds a callback may ring before it counts as not answered (`HELPLINE_CALLBACK_RING_SECS`).
     pub callback_ring_secs: u64,
+    /// How the services read back are sent by text message (`HELPLINE_SMS_VIA`): `trunk` (SIP
+    /// `MESSAGE` through `trunk_uri`), `twilio` (the carrier's messages API), or empty: no texts,
+    /// and the readback offers none (`texts`).
+    pub sms_via: String,
+    /// The sender of those texts (`HELPLINE_SMS_SENDER`): the `From` user of the `MESSAGE`, the
+    /// `From` field of the carrier's request. Required with `sms_via`.
+    pub sms_sender: String,
     /// The account of a Twilio-compatible carrier's REST API (`HELPLINE_TWILIO_ACCOUNT_SID`), used
     /// with `twilio_auth_token` to place calls and send messages (`carrier`); empty: none.
     pub twilio_account_sid: String,
@@ -197,10 +204,36 @@ impl Default for Settings {
             trunk_caller_id: String::new(),
             callback_max_attempts: 3,
             callback_ring_secs: 30,
+            sms_via: String::new(),
+            sms_sender: String::new(),
             twilio_account_sid: String::new(),
             twilio_api_url: "https://api.twilio.com".to_owned(),
         }
     }
+}
+
+/// Which sender `HELPLINE_SMS_VIA` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsVia {
+    Trunk,
+    Twilio,
+}
+
+impl SmsVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsVia::Trunk => "trunk",
+            SmsVia::Twilio => "twilio",
+        }
+    }
+}
+
+/// Texts on: the sender they go through, and the `From` they carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsSettings {
+    pub via: SmsVia,
+    pub sender: String,
 }
 
 /// How logs are written.
@@ -322,6 +355,7 @@ impl Settings {
             .map_err(|reason| ConfigError::Env { var: "HELPLINE_WEBRTC_PUBLIC_IP".into(), reason })?;
         self.tls_files()?;
         self.sip_auth_credentials()?;
+        self.sms()?;
         let len = self.secret.expose().len();
         if !self.secret.is_empty() && len < ivr::domain::ServerSecret::MIN_LEN {
             return Err(err(format!(
@@ -373,6 +407,62 @@ impl Settings {
                 Ok(Some(ivr::sip::DigestCredentials { username: user.to_owned(), password: password.to_owned() }))
             }
         }
+    }
+
+    /// How texts are sent (`HELPLINE_SMS_VIA`, `HELPLINE_SMS_SENDER`), checked against the
+    /// sender each needs; `None`: texts are off.
+    pub fn sms(&self) -> Result<Option<SmsSettings>, ConfigError> {
+        let env = |var: &str, reason: String| ConfigError::Env { var: var.into(), reason };
+        let via = match self.sms_via.trim() {
+            "" => return Ok(None),
+            "trunk" => SmsVia::Trunk,
+            "twilio" => SmsVia::Twilio,
+            other => return Err(env("HELPLINE_SMS_VIA", format!("must be trunk, twilio or empty, not {other:?}"))),
+        };
+        match via {
+            SmsVia::Trunk if self.trunk_uri.trim().is_empty() => {
+                return Err(env(
+                    "HELPLINE_SMS_VIA",
+                    "is trunk, but HELPLINE_TRUNK_URI is not set: texts go out as SIP MESSAGE through the trunk".into(),
+                ))
+            }
+            SmsVia::Twilio if self.twilio_account_sid.trim().is_empty() || self.twilio_auth_token.is_empty() => {
+                return Err(env(
+                    "HELPLINE_SMS_VIA",
+                    "is twilio, but HELPLINE_TWILIO_ACCOUNT_SID or HELPLINE_TWILIO_AUTH_TOKEN is not set: texts go \
+                     out through the carrier's messages API, which needs both"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        let sender = self.sms_sender.trim();
+        let valid = match via {
+            // The From user of a SIP URI: a number, as the trunk knows the helpline.
+            SmsVia::Trunk => {
+                let digits = sender.strip_prefix('+').unwrap_or(sender);
+                !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
+            }
+            // A number (E.164) or an alphanumeric sender id (at most 11 characters).
+            SmsVia::Twilio => {
+                let digits = sender.strip_prefix('+').unwrap_or(sender);
+                (!digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                    || ((1..=11).contains(&sender.len())
+                        && sender.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+                        && sender.bytes().any(|b| b.is_ascii_alphabetic()))
+            }
+        };
+        if !valid {
+            let what = match via {
+                SmsVia::Trunk => "a number (digits, optionally after +), the From of the MESSAGE",
+                SmsVia::Twilio => {
+                    "a number (digits, optionally after +) or an alphanumeric sender id of at most 11 characters"
+                }
+            };
+            let got = if sender.is_empty() { "it is empty".to_owned() } else { format!("got {sender:?}") };
+            return Err(env("HELPLINE_SMS_SENDER", format!("required with HELPLINE_SMS_VIA: {what}; {got}")));
+        }
+        Ok(Some(SmsSettings { via, sender: sender.to_owned() }))
     }
 
     /// The TURN URLs, one per comma-separated entry.
@@ -546,6 +636,44 @@ mod tests {
         let err =
             Settings::load_from(&vars(&[("HELPLINE_CONFIG", &path), ("HELPLINE_HTTP_ADDR", "localhost")])).unwrap_err();
         assert!(err.to_string().starts_with("environment variable HELPLINE_HTTP_ADDR:"), "{err}");
+    }
+
+    #[test]
+    fn texts_name_their_sender_and_fail_fast_naming_the_setting() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let load = |pairs: &[(&str, &str)]| Settings::load_from(&vars(pairs)).expect("loads").settings;
+        assert_eq!(load(&[]).sms().expect("off"), None);
+        let no_trunk = load(&[("HELPLINE_SMS_VIA", "trunk"), ("HELPLINE_SMS_SENDER", "803001")]);
+        let err = no_trunk.check_for_serve().unwrap_err().to_string();
+        assert!(err.contains("HELPLINE_SMS_VIA") && err.contains("HELPLINE_TRUNK_URI"), "{err}");
+        let trunk = |sender: &str| {
+            load(&[
+                ("HELPLINE_SMS_VIA", "trunk"),
+                ("HELPLINE_TRUNK_URI", "sip:t.example"),
+                ("HELPLINE_SMS_SENDER", sender),
+            ])
+        };
+        assert_eq!(
+            trunk("+39803001").sms().expect("valid"),
+            Some(SmsSettings { via: SmsVia::Trunk, sender: "+39803001".into() })
+        );
+        for bad in ["", "Helpline", "80 3001"] {
+            let err = trunk(bad).sms().unwrap_err().to_string();
+            assert!(err.contains("HELPLINE_SMS_SENDER"), "{bad:?}: {err}");
+        }
+        let err = load(&[("HELPLINE_SMS_VIA", "pigeon")]).sms().unwrap_err().to_string();
+        assert!(err.contains("HELPLINE_SMS_VIA") && err.contains("pigeon"), "{err}");
+        let twilio = load(&[("HELPLINE_SMS_VIA", "twilio"), ("HELPLINE_SMS_SENDER", "Helpline")]);
+        assert!(twilio.sms().unwrap_err().to_string().contains("HELPLINE_TWILIO_ACCOUNT_SID"));
+        let twilio = load(&[
+            ("HELPLINE_SMS_VIA", "twilio"),
+            ("HELPLINE_SMS_SENDER", "Helpline"),
+            ("HELPLINE_TWILIO_ACCOUNT_SID", "AC123"),
+            ("HELPLINE_TWILIO_AUTH_TOKEN", "token"),
+        ]);
+        assert_eq!(twilio.sms().expect("valid").map(|s| s.via), Some(SmsVia::Twilio));
     }
 
     #[test]

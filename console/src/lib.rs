@@ -30,6 +30,7 @@ pub mod operators;
 pub mod pages;
 pub mod sip;
 pub mod supervisor;
+pub mod texts;
 pub mod voice;
 pub mod webhook;
 

@@ -202,6 +202,23 @@ impl Application {
         // A carrier named in the settings is checked at start, so a typo stops `serve` here and not
         // at a caller's first callback or text message.
         let carrier = crate::carrier::Carrier::from_settings(&settings)?;
+        let texts: Arc<dyn crate::calls::TextSender> = match settings.sms()? {
+            Some(sms) => {
+                tracing::info!(via = sms.via.as_str(), "the services read back may be sent by text message");
+                Arc::new(crate::texts::Texts::new(
+                    sms,
+                    trunk.clone(),
+                    carrier.clone(),
+                    settings.public_url.clone(),
+                    directory.clone(),
+                    voice.catalog.clone(),
+                    crate::calls::sealed::NumberSeal::new(&secret),
+                    db.clone(),
+                    clock.clone(),
+                ))
+            }
+            None => Arc::new(crate::calls::NoTexts),
+        };
         let callback = Arc::new(crate::callback::CallbackState::new(
             db.clone(),
             settings.clone(),
@@ -255,6 +272,7 @@ impl Application {
                 voice: voice.clone(),
                 tts: tts.clone(),
                 carrier: carrier.clone(),
+                texts: texts.clone(),
             }),
             directory_api: Arc::new(DirectoryState { directory: directory.clone(), clock: clock.clone() }),
             prompts: Arc::new(PromptsState { voice: voice.clone(), tts: tts.clone() }),
@@ -270,6 +288,7 @@ impl Application {
                 tts,
                 phone: phone.clone(),
                 node: node.clone(),
+                texts: texts.clone(),
             }),
             phone,
             db,

@@ -44,7 +44,7 @@ fn assert_tone(samples: &[i16], freq: f64, other: f64, who: &str) {
     assert!(want > 0.3 && not < 0.02, "{who}: power at {freq} Hz {want:.4}, at {other} Hz {not:.4}");
 }
 
-fn md5_hex(s: &str) -> String {
+pub(crate) fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
 }
 
@@ -61,27 +61,27 @@ async fn app_with_trunk(trunk: SocketAddr, password: &str, ring_secs: u64) -> Te
 }
 
 /// One SIP request as the trunk sees it.
-struct Req {
-    method: String,
-    uri: String,
-    text: String,
-    from: SocketAddr,
+pub(crate) struct Req {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) text: String,
+    pub(crate) from: SocketAddr,
 }
 
 impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.text.lines().find_map(|l| {
             let (n, v) = l.split_once(':')?;
             n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
     }
 
-    fn body(&self) -> &str {
+    pub(crate) fn body(&self) -> &str {
         self.text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
     }
 
     /// A response copying Via, From, To (with our tag), Call-ID and CSeq.
-    fn response(&self, status: u16, reason: &str, extra: &[String], body: &str) -> String {
+    pub(crate) fn response(&self, status: u16, reason: &str, extra: &[String], body: &str) -> String {
         let mut out = format!("SIP/2.0 {status} {reason}\r\n");
         for name in ["Via", "From"] {
             out.push_str(&format!("{name}: {}\r\n", self.header(name).unwrap()));
@@ -105,21 +105,21 @@ impl Req {
     }
 }
 
-struct Trunk {
+pub(crate) struct Trunk {
     socket: UdpSocket,
 }
 
 impl Trunk {
-    async fn bind() -> Trunk {
+    pub(crate) async fn bind() -> Trunk {
         Trunk { socket: UdpSocket::bind("127.0.0.1:0").await.unwrap() }
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.socket.local_addr().unwrap()
     }
 
     /// The next request (skipping nothing), within `limit`.
-    async fn next(&self, limit: Duration) -> Option<Req> {
+    pub(crate) async fn next(&self, limit: Duration) -> Option<Req> {
         let mut buf = vec![0u8; 65536];
         let (n, from) = tokio::time::timeout(limit, self.socket.recv_from(&mut buf)).await.ok()?.unwrap();
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -131,7 +131,7 @@ impl Trunk {
     }
 
     /// The next request of `method` (retransmissions of others skipped).
-    async fn expect(&self, method: &str) -> Req {
+    pub(crate) async fn expect(&self, method: &str) -> Req {
         loop {
             let r = self.next(Duration::from_secs(10)).await.unwrap_or_else(|| panic!("no {method} came"));
             if r.method == method {
@@ -140,7 +140,7 @@ impl Trunk {
         }
     }
 
-    async fn send(&self, to: SocketAddr, text: &str) {
+    pub(crate) async fn send(&self, to: SocketAddr, text: &str) {
         self.socket.send_to(text.as_bytes(), to).await.unwrap();
     }
 }

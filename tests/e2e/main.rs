@@ -31,6 +31,7 @@ mod sip;
 mod sip_edge;
 mod supervisor;
 mod supervisor_authz;
+mod texts;
 mod tls;
 mod voicemail_carriers;
 mod webhook_json;

@@ -478,7 +478,7 @@ async fn sip_a_romanian_caller_hears_romanian_first() {
 
 /// A caller's phone that speaks SIP itself over UDP (INVITE, ACK, INFO keys, BYE), so that the
 /// test presses each key once it has heard what it waits for, not after a fixed pause.
-struct SipPhone {
+pub(crate) struct SipPhone {
     socket: tokio::net::UdpSocket,
     server: SocketAddr,
     call_id: String,
@@ -494,7 +494,7 @@ struct SipPhone {
 impl SipPhone {
     /// Calls the helpline from `caller`, its audio to be sent to `rtp_port` (PCMU only); returns
     /// once the call is answered and acknowledged.
-    async fn call(server: SocketAddr, caller: &str, rtp_port: u16) -> SipPhone {
+    pub(crate) async fn call(server: SocketAddr, caller: &str, rtp_port: u16) -> SipPhone {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind the phone");
         let port = socket.local_addr().expect("addr").port();
         let mut phone = SipPhone {
@@ -565,7 +565,7 @@ impl SipPhone {
     }
 
     /// Presses `keys`, one SIP INFO (application/dtmf-relay) each.
-    async fn press(&mut self, keys: &str) {
+    pub(crate) async fn press(&mut self, keys: &str) {
         for key in keys.chars() {
             let body = format!("Signal={key}\r\nDuration=160\r\n");
             let ok = self.request("INFO", Some(("application/dtmf-relay", &body))).await;
@@ -573,7 +573,7 @@ impl SipPhone {
         }
     }
 
-    async fn hang_up(mut self) {
+    pub(crate) async fn hang_up(mut self) {
         let ok = self.request("BYE", None).await;
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     }

@@ -18,11 +18,13 @@ pub mod quiet;
 pub mod sealed;
 mod sqlite;
 mod store;
+pub mod texts;
 pub mod voicemail;
 mod writer;
 
 pub use lookups::{NearbyServices, NoDirectory};
 pub use pg::APPLICATION_NAME as POSTGRES_WRITER_NAME;
+pub use texts::{NoTexts, TextFuture, TextOrder, TextSender};
 
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::db::{Backend, DbError};
 use crate::metrics::{ChannelLabels, OutcomeLabels};
-use ivr::engine::{self, Action, CallState, Event, LogEntry, Lookup};
+use ivr::engine::{self, Action, CallState, Channel, Event, LogEntry, Lookup};
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -402,10 +402,11 @@ async fn plan<S: Store>(
                     touched_queue = true;
                     outward.push(action);
                 }
-                // The flow loaded by `voice::load` offers no texts, so this comes only from a
+                // Texts are sent by the adapters that hold the caller's number (`Channel::texts`),
+                // after the commit; the engine offers them no other, so this comes only from a
                 // state stored by another build: answered at once, the caller hears the menu again.
-                Action::SendText { .. } => {
-                    pending.push_back(Event::TextFailed { reason: "this server sends no text messages".into() });
+                Action::SendText { .. } if !state.channel.is_some_and(Channel::texts) => {
+                    pending.push_back(Event::TextFailed { reason: "this channel sends no text messages".into() });
                 }
                 other => outward.push(other),
             }

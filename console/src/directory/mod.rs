@@ -228,6 +228,22 @@ impl Directory {
         search::nearest_services(&self.index(), area, point, offset, limit, now)
     }
 
+    /// One service as the IVR reads it back (its distance unknown: 0), today's hours at `now`;
+    /// `None` when it is no longer in the directory. For the services sent by text message.
+    pub fn service_summary(&self, id: &str, now: DateTime<Utc>) -> Option<ServiceSummary> {
+        let index = self.index();
+        let d = index.get(id)?;
+        Some(ServiceSummary {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            address: d.address.clone(),
+            town: d.town.clone(),
+            phone: d.phone.clone(),
+            hours_today: d.hours.today_text(now),
+            distance_km: 0.0,
+        })
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }

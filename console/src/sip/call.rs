@@ -14,7 +14,7 @@ use super::collect::{Collected, Collector};
 use super::media::{Media, MediaCmd, MediaEvent};
 use crate::calls::nodes::NodeId;
 use crate::calls::sealed::SealedNumber;
-use crate::calls::{CallRequest, CallRuntime, EndReason, Origin};
+use crate::calls::{CallRequest, CallRuntime, EndReason, Origin, TextOrder, TextSender};
 use crate::clock::Clock;
 use crate::media::{is_browser_target, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
 use ivr::domain::{CallId, Caller, DtmfDigit, DtmfDigits, Language, PromptId};
@@ -98,6 +98,8 @@ pub struct CallSetup {
     pub node: NodeId,
     /// The longest voice message (`voicemail_max_secs`).
     pub voicemail_max: Duration,
+    /// Sends the services read back by text message.
+    pub texts: Arc<dyn TextSender>,
 }
 
 /// A voice message on its way: the prompt and beep still playing, then recording until `#`, a
@@ -170,6 +172,9 @@ struct Call {
     voicemail_max: Duration,
     /// Why the server ends the call, for the call log (`None`: the caller hung up).
     end_reason: Option<EndReason>,
+    texts: Arc<dyn TextSender>,
+    /// The outcome of the text being sent (`TextSent`/`TextFailed`), fed back into the call.
+    text_done: mpsc::UnboundedSender<Event>,
 }
 
 /// Starts the control task; the returned sender feeds it.
@@ -197,7 +202,9 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         voicemail_max,
         db,
         node,
+        texts,
     } = setup;
+    let (text_done, mut text_results) = mpsc::unbounded_channel();
     let mut phone_rx = phone.register(call_id.as_str(), media.codec());
     let mut call = Call {
         sip_call_id,
@@ -227,6 +234,8 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
         voicemail: None,
         voicemail_max,
         end_reason: None,
+        texts,
+        text_done,
     };
     let started = Event::CallStarted { channel: Channel::Sip, caller, called };
     match call.runtime.handle(call.request(started)).await {
@@ -284,6 +293,7 @@ async fn run(setup: CallSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
                 call.transfer_failed("no answer from the transfer".into()).await;
             }
             Some(msg) = phone_rx.recv() => call.on_phone(msg).await,
+            Some(event) = text_results.recv() => call.handle(event).await,
             event = next_leg_event(&mut call.leg) => call.on_leg_event(event).await,
             _ = sleep_until_opt(call.browser.as_ref().and_then(|b| b.deadline)) => {
                 let why = match call.browser.as_mut().and_then(|b| b.failure.take()) {
@@ -419,8 +429,27 @@ impl Call {
                     }
                     self.terminal = Some(Terminal::Transfer(target));
                 }
-                // Answered by the call writer (no texts are sent from here yet).
-                Action::SendText { .. } => {}
+                // Sent off the call's task (the engine waits for the outcome, keys aside), the
+                // number opened from its seal only by the sender.
+                Action::SendText { services, language, item_prompt, portal_prompt } => {
+                    let order = TextOrder {
+                        call_id: self.call_id.clone(),
+                        channel: Channel::Sip,
+                        number: self.sealed_number.clone(),
+                        services,
+                        language,
+                        item_prompt,
+                        portal_prompt,
+                        base_url: None,
+                    };
+                    let (sending, done) = (self.texts.send(order), self.text_done.clone());
+                    tokio::spawn(
+                        async move {
+                            let _ = done.send(sending.await);
+                        }
+                        .in_current_span(),
+                    );
+                }
                 Action::Record => {
                     // After the prompts queued before it: the beep, then the caller.
                     self.queue(super::audio::beep());

@@ -113,6 +113,8 @@ pub struct SipState {
     pub phone: Phone,
     /// This node: written on each call it answers, so the others end its calls if it dies.
     pub node: crate::calls::nodes::NodeId,
+    /// Sends the services read back by text message (`Action::SendText`).
+    pub texts: Arc<dyn crate::calls::TextSender>,
 }
 
 /// A bound, not yet running SIP server.

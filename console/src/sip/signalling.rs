@@ -540,6 +540,7 @@ impl Signalling {
             voicemail_max: Duration::from_secs(u64::from(self.state.settings.voicemail_max_secs)),
             db: self.state.db.clone(),
             node: self.state.node.clone(),
+            texts: self.state.texts.clone(),
         });
         self.calls.insert(
             sip_call_id,

@@ -113,6 +113,31 @@ impl Trunk {
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the trunk's host has no address"))
     }
 
+    /// The header answering a `401`/`407` response `r` to `method` on `uri` (`Authorization` or
+    /// `Proxy-Authorization`); `None` when it must not be answered: no credentials, no usable
+    /// challenge, or the same kind of challenge again (wrong credentials). Each kind answered is
+    /// added to `challenged`. Shared by calls (INVITE) and texts (MESSAGE).
+    pub fn answer_challenge(
+        &self,
+        r: &Response,
+        method: &str,
+        uri: &str,
+        challenged: &mut Vec<u16>,
+    ) -> Option<(&'static str, String)> {
+        let (header, answer) = match r.status {
+            401 => ("WWW-Authenticate", "Authorization"),
+            407 => ("Proxy-Authenticate", "Proxy-Authorization"),
+            _ => return None,
+        };
+        let creds = self.credentials.as_ref()?;
+        let challenge = r.headers.get(header).and_then(|v| Challenge::parse(v).ok())?;
+        if challenged.contains(&r.status) {
+            return None;
+        }
+        challenged.push(r.status);
+        Some((answer, challenge.authorization(creds, method, uri, &token(), 1)))
+    }
+
     /// A UDP socket connected to the trunk, on the local address that routes to it.
     pub async fn connect(&self) -> std::io::Result<(UdpSocket, SocketAddr)> {
         let remote = self.resolve().await?;
@@ -410,21 +435,14 @@ impl Outgoing {
                             }
                             status @ (401 | 407) => {
                                 self.send(&self.ack_failure(&r).to_bytes()).await;
-                                let header = if status == 401 { "WWW-Authenticate" } else { "Proxy-Authenticate" };
-                                let answer = if status == 401 { "Authorization" } else { "Proxy-Authorization" };
-                                let (Some(creds), Some(challenge), false) = (
-                                    self.trunk.credentials.clone(),
-                                    r.headers.get(header).and_then(|v| Challenge::parse(v).ok()),
-                                    challenged.contains(&status) || cancelled,
-                                ) else {
+                                let answered = if cancelled { None } else { self.trunk.answer_challenge(&r, "INVITE", &self.uri, &mut challenged) };
+                                let Some(header) = answered else {
                                     tracing::warn!(status, "the trunk refused our credentials (or sent no usable challenge)");
                                     report(Progress::Failed(if cancelled { DialFailure::Cancelled } else { DialFailure::AuthFailed(status) }));
                                     return;
                                 };
-                                challenged.push(status);
-                                let value = challenge.authorization(&creds, "INVITE", &self.uri, &token(), 1);
-                                self.auth.retain(|(n, _)| *n != answer);
-                                self.auth.push((answer, value));
+                                self.auth.retain(|(n, _)| *n != header.0);
+                                self.auth.push(header);
                                 self.cseq += 1;
                                 self.branch = format!("{}{}", ivr::sip::BRANCH_MAGIC_COOKIE, token());
                                 continue 'invite;
@@ -587,6 +605,118 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// How long a `MESSAGE` may take in all (retransmissions and challenges included): a caller
+/// waits on the line for it, so shorter than RFC 3261's timer F (32 s).
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Why the trunk did not take a text message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageFailure {
+    /// A final non-2xx answer (`403`, `404`, `488`, `503`, …) with its reason phrase.
+    #[error("the trunk refused it: {0} {1}")]
+    Refused(u16, String),
+    /// Challenged again after our credentials, or challenged with none set.
+    #[error("the trunk refused our credentials ({0})")]
+    AuthFailed(u16),
+    /// No final answer within [`MESSAGE_TIMEOUT`].
+    #[error("the trunk did not answer")]
+    Timeout,
+    /// The trunk's host cannot be resolved or reached.
+    #[error("the trunk cannot be reached")]
+    Unreachable,
+}
+
+/// One text message through the trunk (RFC 3428): `MESSAGE sip:<E.164>@<trunk host>` from
+/// `<sip:<sender>@<trunk host>>`, `Content-Type: text/plain;charset=UTF-8`, a `401`/`407`
+/// challenge answered once per kind as calls do ([`Trunk::answer_challenge`]), retransmitted
+/// (timer E: T1 doubling to 4 s) until a final answer or [`MESSAGE_TIMEOUT`]. Returns the 2xx
+/// status (`200`, or `202 Accepted` from a store-and-forward trunk). The number goes into the
+/// request and nowhere else.
+pub async fn send_message(
+    trunk: &Trunk,
+    number: &PhoneNumber,
+    sender: &str,
+    body: &str,
+) -> Result<u16, MessageFailure> {
+    let (socket, _remote) = trunk.connect().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot reach the SIP trunk for a text");
+        MessageFailure::Unreachable
+    })?;
+    let local = socket.local_addr().map_err(|_| MessageFailure::Unreachable)?;
+    let uri = trunk.request_uri(number);
+    let (call_id, from_tag) = (format!("{}@helpline", token()), token());
+    let mut auth: Vec<(&'static str, String)> = Vec::new();
+    let mut challenged = Vec::new();
+    let mut cseq = 1u32;
+    let until = tokio::time::Instant::now() + MESSAGE_TIMEOUT;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let branch = format!("{}{}", ivr::sip::BRANCH_MAGIC_COOKIE, token());
+        let mut r = Request::new(Method::Message, uri.clone());
+        let h = &mut r.headers;
+        h.push("Via", format!("SIP/2.0/UDP {local};branch={branch};rport"));
+        h.push("Max-Forwards", "70");
+        h.push("From", format!("<sip:{sender}@{}>;tag={from_tag}", trunk.host));
+        h.push("To", format!("<{uri}>"));
+        h.push("Call-ID", call_id.clone());
+        h.push("CSeq", format!("{cseq} MESSAGE"));
+        for (name, value) in &auth {
+            h.push(name, value.clone());
+        }
+        h.push("User-Agent", "helpline");
+        h.push("Content-Type", "text/plain;charset=UTF-8");
+        r.body = body.as_bytes().to_vec();
+        let bytes = r.to_bytes();
+        let mut interval = T1;
+        let mut next = tokio::time::Instant::now();
+        let response = loop {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                tracing::info!("the trunk did not answer a text in time");
+                return Err(MessageFailure::Timeout);
+            }
+            if now >= next {
+                if let Err(e) = socket.send(&bytes).await {
+                    tracing::debug!(error = %e, "MESSAGE to the trunk not sent");
+                }
+                next = now + interval;
+                interval = (interval * 2).min(Duration::from_secs(4));
+            }
+            let wait = next.min(until);
+            let Ok(Ok(n)) = tokio::time::timeout_at(wait, socket.recv(&mut buf)).await else { continue };
+            let Ok(Message::Response(resp)) = ivr::sip::parse(&buf[..n]) else { continue };
+            let ours = resp.headers.get("Call-ID") == Some(call_id.as_str())
+                && resp.headers.get("CSeq").is_some_and(|c| c.trim() == format!("{cseq} MESSAGE"));
+            if ours && resp.status >= 200 {
+                break resp;
+            }
+            if ours {
+                // A provisional answer: the trunk has it; stop retransmitting (timer E stops).
+                next = until;
+            }
+        };
+        match response.status {
+            status @ 200..=299 => return Ok(status),
+            status @ (401 | 407) => {
+                let Some(header) = trunk.answer_challenge(&response, "MESSAGE", &uri, &mut challenged) else {
+                    tracing::warn!(
+                        status,
+                        "the trunk refused our credentials for a text (or sent no usable challenge)"
+                    );
+                    return Err(MessageFailure::AuthFailed(status));
+                };
+                auth.retain(|(n, _)| *n != header.0);
+                auth.push(header);
+                cseq += 1;
+            }
+            status => {
+                tracing::info!(status, "the trunk refused a text");
+                return Err(MessageFailure::Refused(status, response.reason.clone()));
+            }
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub struct PurgeReport {
     pub voicemails: u64,
     /// The browser phone's media steps of the calls (`call_media`).
     pub media_steps: u64,
+    /// What was recorded of the texts sent to the calls' callers (`text_messages`).
+    pub text_messages: u64,
     pub queue_entries: u64,
     pub console_messages: u64,
     /// Writes into `kpi_hourly` for calls not settled before (a row written or added to; an hour
@@ -246,6 +248,7 @@ async fn purge_chunk(db: &Db, end: i64, ended_by: i64, report: &mut PurgeReport)
         ("callbacks", &mut report.callbacks),
         ("voicemails", &mut report.voicemails),
         ("call_media", &mut report.media_steps),
+        ("text_messages", &mut report.text_messages),
         ("queue_entries", &mut report.queue_entries),
     ] {
         *count += sqlx::query(&format!("DELETE FROM {table} WHERE call_id IN ({old})"))

@@ -164,10 +164,9 @@ pub fn load(settings: &Settings) -> anyhow::Result<(Voice, FlowSource)> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", settings.flow_file.display())),
     };
-    // No text-message sender is built yet (issue 25: the trunk's MESSAGE, the carrier's messages
-    // API): callers are not offered what the server cannot send.
-    let flow = if flow.offers_sms() {
-        tracing::info!("the readback's text-message offer is off: this server sends no texts yet");
+    // Without a sender (`HELPLINE_SMS_VIA` empty) callers are not offered what cannot be sent.
+    let flow = if flow.offers_sms() && settings.sms().ok().flatten().is_none() {
+        tracing::info!("the readback's text-message offer is off: HELPLINE_SMS_VIA is not set");
         flow.without_sms()
     } else {
         flow

@@ -35,6 +35,8 @@ pub struct WebhookState {
     /// The carrier's REST API (`HELPLINE_TWILIO_ACCOUNT_SID`): `<Record>`ed messages are fetched
     /// through it; `None`, they are not fetched (logged).
     pub carrier: Option<crate::carrier::Carrier>,
+    /// Sends the services read back by text message (TwiML's `Action::SendText`).
+    pub texts: Arc<dyn crate::calls::TextSender>,
 }
 
 pub fn routes<S>() -> Router<S>

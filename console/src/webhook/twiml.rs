@@ -19,7 +19,7 @@ use super::speech::speech_url;
 use super::WebhookState;
 use super::{base_url, caller_stand_in, fingerprint};
 use crate::calls::sealed::NumberSeal;
-use crate::calls::{Answer, CallRequest, Origin, RequestKey};
+use crate::calls::{Answer, CallRequest, Origin, RequestKey, TextOrder};
 use crate::carrier::CarrierError;
 use axum::body::Bytes;
 use axum::extract::{FromRef, OriginalUri, State};
@@ -41,6 +41,45 @@ where
         .route("/twiml/voice", post(voice))
         .route("/twiml/status", post(status))
         .route(RECORDING_PATH, post(recording))
+        .route(crate::texts::STATUS_CALLBACK_PATH, post(sms_status))
+}
+
+/// The carrier's status callback of a text message (`StatusCallback` of `Messages.json`), signed
+/// as every TwiML request: the message's delivery result into `text_messages`. A sid of no
+/// message of ours is acknowledged and changes nothing (the carrier would retry an error).
+async fn sms_status(
+    State(state): State<Arc<WebhookState>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = match inbound(&state, &uri, &headers, &body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let (sid, status) = (req.param("MessageSid").unwrap_or(""), req.param("MessageStatus").unwrap_or(""));
+    let now = state.clock.now().timestamp_millis();
+    match crate::texts::record_status(&state.db, sid, status, req.param("ErrorCode"), now).await {
+        Ok(true) => {
+            tracing::info!(status, "text message status recorded");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => {
+            tracing::info!(status, "status callback of an unknown text message");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(crate::texts::StatusError::Invalid(what)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                serde_json::json!({ "error": "bad_request", "message": format!("{what} is missing or invalid") }),
+            ),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "text message status not recorded");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 const RECORDING_PATH: &str = "/twiml/recording";
@@ -233,23 +272,34 @@ async fn voice(
         .param("From")
         .and_then(|f| PhoneNumber::parse(f).ok())
         .map(|n| NumberSeal::new(&state.secret).seal(&call_id, &n));
+    let text_key = format!("{key}:text");
     let handled = state
         .calls
         .handle(CallRequest {
-            call_id,
+            call_id: call_id.clone(),
             event,
             now,
             key: Some(RequestKey { key, fingerprint }),
             carrier_seq: None,
             origin: Origin::Carrier,
-            sealed_number,
+            sealed_number: sealed_number.clone(),
             reason: None,
         })
         .await;
-    let answer = match handled {
+    let mut answer = match handled {
         Ok(h) => h.answer,
         Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
     };
+    if let Some(at) = answer.actions.iter().position(|a| matches!(a, Action::SendText { .. })) {
+        let base = Some(req.base.clone());
+        match send_text(&state, call_id, answer.actions.remove(at), sealed_number, text_key, base).await {
+            Ok(then) => {
+                answer.actions.extend(then.actions);
+                (answer.step, answer.ended) = (then.step, then.ended);
+            }
+            Err(e) => return twiml(apology(&req.base, language, &e.to_string())),
+        }
+    }
     match to_carrier(&answer.actions, &req.base, &state.voice.catalog, state.settings.voicemail_max_secs) {
         Ok(mut actions) => {
             slow_speech(&mut actions, &answer, &req.base, &state.secret, &sid);
@@ -257,6 +307,54 @@ async fn voice(
         }
         Err(e) => twiml(apology(&req.base, language, &e.to_string())),
     }
+}
+
+/// The caller asked for the services by text: sent now (the request waits, within the trunk's or
+/// the carrier's bound), and the outcome is the call's next step, whose actions follow in the same
+/// answer ("we sent you a text", the options again). A retried request, answered from its stored
+/// answer, finds the call no longer waiting for a text: nothing is sent twice, and the outcome's
+/// stored answer (`text_key`, one fingerprint whatever the outcome) comes back.
+async fn send_text(
+    state: &WebhookState,
+    call_id: CallId,
+    action: Action,
+    number: Option<crate::calls::sealed::SealedNumber>,
+    text_key: String,
+    base_url: Option<String>,
+) -> Result<Answer, crate::calls::CallError> {
+    let Action::SendText { services, language, item_prompt, portal_prompt } = action else {
+        unreachable!("the caller passes a SendText");
+    };
+    let waiting = matches!(state.calls.state(&call_id).await?, Some(s) if matches!(s.wait, Wait::Text { .. }));
+    let event = if waiting {
+        let order = TextOrder {
+            call_id: call_id.clone(),
+            channel: Channel::Twiml,
+            number,
+            services,
+            language,
+            item_prompt,
+            portal_prompt,
+            base_url,
+        };
+        state.texts.send(order).await
+    } else {
+        Event::TextFailed { reason: "already answered".into() }
+    };
+    let handled = state
+        .calls
+        .handle(CallRequest {
+            call_id,
+            event,
+            now: state.clock.now(),
+            key: Some(RequestKey { key: text_key, fingerprint: "the text's outcome".into() }),
+            carrier_seq: None,
+            origin: Origin::Carrier,
+            sealed_number: None,
+            reason: None,
+        })
+        .await?;
+    Ok(handled.answer)
 }
 
 /// Twilio's parameters that carry the caller's number (`From`, `Caller`, and the number a call

@@ -19,6 +19,14 @@ impl Channel {
     pub fn records(self) -> bool {
         matches!(self, Channel::Sip | Channel::Twiml | Channel::Webhook)
     }
+
+    /// Whether the adapter can send the caller a text message (`Action::SendText`): it has the
+    /// caller's number at hand when the caller asks (SIP holds the call; TwiML's every request
+    /// carries `From`). The JSON webhook sends the number only when the call starts, and the
+    /// server keeps it nowhere, so its callers are not offered texts.
+    pub fn texts(self) -> bool {
+        matches!(self, Channel::Sip | Channel::Twiml)
+    }
 }
 
 /// One nearby service, as the directory returns it.

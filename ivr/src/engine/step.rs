@@ -1,7 +1,7 @@
 //! The transition function and its helpers.
 
 use super::action::{Action, Lookup, Outcome, Pace, SayArg};
-use super::event::{Event, ServiceSummary};
+use super::event::{Channel, Event, ServiceSummary};
 use super::log::LogEntry;
 use super::state::{CallState, Place, QueueStatus, Wait};
 use crate::domain::{CallId, Cap, DtmfDigit, DtmfDigits, Language, PromptId, ServiceArea};
@@ -287,7 +287,8 @@ impl<'f> Cx<'f> {
         else {
             return None;
         };
-        let reached = self.st.text_reach.as_ref().is_some_and(|r| r.reaches(&sms.countries));
+        let reached = self.st.channel.is_some_and(Channel::texts)
+            && self.st.text_reach.as_ref().is_some_and(|r| r.reaches(&sms.countries));
         (reached && !self.st.services_read.is_empty()).then_some(sms)
     }
 

@@ -116,3 +116,16 @@ fn the_texts_key_must_be_one_of_the_readbacks_free_digits() {
         }
     }
 }
+
+#[test]
+fn a_json_webhook_caller_is_not_offered_texts() {
+    // The webhook sends the number only when the call starts: nothing to send a text to later.
+    let mut call = at_readback("+39 333 1234567");
+    assert!(tokens(&call.last).iter().any(|t| t.starts_with("services-sms-offer")), "SIP is offered");
+    call.state.channel = Some(ivr::engine::Channel::Webhook);
+    call.state.wait = Wait::Services { offset: 0 };
+    let flow = Flow::default_flow().unwrap();
+    let out = step(&flow, &call.state, &Event::LookupResults { services: services(3, 0), has_more: true }, call.now);
+    assert!(!tokens(&out.actions).iter().any(|t| t.starts_with("services-sms-offer")), "{:?}", tokens(&out.actions));
+    assert!(ivr::engine::Channel::Twiml.texts() && ivr::engine::Channel::Sip.texts());
+}
