@@ -105,6 +105,10 @@ pub struct CallState {
     /// record the call then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recording_refused: bool,
+    /// The caller heard the recording notice (a caller who goes to the queue before it, with 0,
+    /// hears it there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notice_played: bool,
 }
 
 impl CallState {
@@ -134,6 +138,7 @@ impl CallState {
             services_read: Vec::new(),
             notice: None,
             recording_refused: false,
+            notice_played: false,
         }
     }
 

@@ -394,6 +394,7 @@ impl<'f> Cx<'f> {
                 // `goto` names the next node at once: remember the notice, whose key the next
                 // menu's first collect may carry.
                 self.st.notice = Some(node.name.clone());
+                self.st.notice_played = true;
                 Some(*next)
             }
             NodeKind::HoursCheck { open, closed } => {
@@ -470,6 +471,7 @@ impl<'f> Cx<'f> {
                     failed_transfers: 0,
                 });
                 self.st.outcome = Some(Outcome::Queued);
+                self.notice_before_queue();
                 self.play(enter_prompt);
                 self.out.push(Action::Enqueue { language, area: self.st.area, priority: *priority });
                 self.out.push(Action::Lookup(Lookup::QueueState));
@@ -718,14 +720,35 @@ impl<'f> Cx<'f> {
         else {
             return false;
         };
-        if !matches!(self.st.wait, Wait::Digits) || !digits.as_str().starts_with(refuse_key.as_str()) {
+        if !matches!(self.st.wait, Wait::Digits | Wait::Hold) || !digits.as_str().starts_with(refuse_key.as_str()) {
             return false;
         }
         self.st.recording_refused = true;
         self.log(LogEntry::RecordingRefused { node: notice, key: refuse_key.clone() });
         self.play(refused_prompt);
-        self.reprompt(ix);
+        match (self.st.wait, flow.node(ix).map(|n| &n.kind)) {
+            (Wait::Hold, Some(NodeKind::Queue { announce_interval_secs, .. })) => self.hold(*announce_interval_secs),
+            _ => self.reprompt(ix),
+        }
         true
+    }
+
+    /// A caller who reaches the queue without having heard the recording notice (0 before it)
+    /// hears it first; its key works during the hold.
+    fn notice_before_queue(&mut self) {
+        if self.st.notice_played {
+            return;
+        }
+        let flow = self.flow;
+        let notice = flow.nodes().iter().find_map(|n| match &n.kind {
+            NodeKind::RecordingNotice { prompt, .. } => Some((n.name.clone(), prompt)),
+            _ => None,
+        });
+        if let Some((name, prompt)) = notice {
+            self.play(prompt);
+            self.st.notice = Some(name);
+            self.st.notice_played = true;
+        }
     }
 
     /// The languages of the language menu's current page (keys 1, 2, 3…) and of the next one

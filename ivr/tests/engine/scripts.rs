@@ -529,7 +529,8 @@ fn zero_means_operator_from_every_menu() {
         "0 in language menu",
         OPEN,
         &[s(In::Start(None), &["language-guess@it", "collect"]), (In::Silence, lang_menu()), {
-            let t: Vec<&str> = vec!["queue-enter@it", "enqueue:it:-:5", "queue?"];
+            // The recording notice, not heard yet, is said in the queue.
+            let t: Vec<&str> = vec!["recording-notice@it", "queue-enter@it", "enqueue:it:-:5", "queue?"];
             (In::Press("0"), t)
         }],
         Language::It,
@@ -540,7 +541,7 @@ fn zero_means_operator_from_every_menu() {
         &[
             s(In::Start(Some("+33 6 12 34 56 78")), &["language-guess@fr", "collect"]),
             // The caller heard French offered: a French-speaking operator serves them.
-            s(In::Press("0"), &["queue-enter@fr", "enqueue:fr:-:5", "queue?"]),
+            s(In::Press("0"), &["recording-notice@fr", "queue-enter@fr", "enqueue:fr:-:5", "queue?"]),
         ],
         Language::Fr,
     );
@@ -621,7 +622,8 @@ fn silence_repeats_then_slows_down_then_operator() {
         (In::Silence, lang_menu()),
         (In::Silence, lang_menu()),
         (In::Silence, slow_menu),
-        s(In::Silence, &["queue-enter@it~", "enqueue:it:-:5", "queue?"]),
+        // Straight to the queue: the recording notice is said there.
+        s(In::Silence, &["recording-notice@it~", "queue-enter@it~", "enqueue:it:-:5", "queue?"]),
     ];
     run("silent in language menu", OPEN, &steps, Language::It);
 }
@@ -931,4 +933,19 @@ fn only_the_first_key_after_the_notice_refuses() {
     ];
     let call = run("late key", OPEN, &steps, Language::It);
     assert!(!call.state.recording_refused);
+}
+
+#[test]
+fn a_caller_who_goes_to_the_queue_at_once_hears_the_notice_there_and_may_refuse_on_hold() {
+    let steps = vec![
+        s(In::Start(None), &["language-guess@it", "collect"]),
+        s(In::Press("0"), &["recording-notice@it", "queue-enter@it", "enqueue:it:-:5", "queue?"]),
+    ];
+    let mut call = run("notice in the queue", OPEN, &steps, Language::It);
+    call.input(&In::Queue(2, 120), Language::It);
+    assert_eq!(call.state.wait, Wait::Hold);
+    let actions = call.input(&In::Press("9"), Language::It).unwrap().to_vec();
+    assert!(call.state.recording_refused);
+    assert_eq!(call.state.wait, Wait::Hold, "still waiting for an operator");
+    assert_eq!(tokens(&actions)[0], "recording-refused@it", "{actions:?}");
 }
