@@ -726,10 +726,8 @@ async fn retention_never_purges_a_live_call_and_purges_sessions_old_audit_rows_a
     };
     assert_eq!((mediations("ended").await, mediations("live").await), (0, 1), "a mediation goes with its call");
     for table in ["recordings", "recording_refusals"] {
-        let left: Vec<(String,)> = sqlx::query_as(&format!("SELECT call_id FROM {table} ORDER BY call_id"))
-            .fetch_all(pool)
-            .await
-            .unwrap();
+        let left: Vec<(String,)> =
+            sqlx::query_as(&format!("SELECT call_id FROM {table} ORDER BY call_id")).fetch_all(pool).await.unwrap();
         assert_eq!(left, [("live".to_owned(),)], "{table}: the ended call's goes with it, the live call's stays");
     }
     assert_eq!(report.recordings, 1, "{report:?}");

@@ -752,12 +752,8 @@ impl Driver {
             let _ = mixer.join(CALLER, caller, Audience::Everyone);
             let _ = mixer.join(host, operator, Audience::Everyone);
             self.metrics.conferences.inc();
-            b.conference = Some(Conference {
-                mixer,
-                guests: Vec::new(),
-                recording: None,
-                up: self.metrics.conferences.clone(),
-            });
+            b.conference =
+                Some(Conference { mixer, guests: Vec::new(), recording: None, up: self.metrics.conferences.clone() });
             self.conferences += 1;
         }
         true
