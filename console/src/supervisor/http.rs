@@ -95,8 +95,11 @@ pub struct RecordingInfo {
     pub started_by: Option<String>,
 }
 
+/// A recording's row: id, started_at, ended_at, duration_ms, who started it.
+type RecordingRow = (String, i64, Option<i64>, Option<i64>, Option<String>);
+
 async fn recordings(state: &SupervisorState, call_id: &str) -> Result<Vec<RecordingInfo>, AppError> {
-    let rows: Vec<(String, i64, Option<i64>, Option<i64>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<RecordingRow> = sqlx::query_as(
         "SELECT r.id, r.started_at, r.ended_at, r.duration_ms, u.name FROM recordings r \
          LEFT JOIN users u ON u.id = r.started_by WHERE r.call_id = $1 ORDER BY r.started_at, r.id",
     )
