@@ -7,6 +7,7 @@ import * as i18n from './i18n.js';
 import * as phone from './phone.js';
 import * as callback from './callback.js';
 import * as mediation from './mediation.js';
+import * as recording from './recording.js';
 
 const { t, label } = i18n;
 
@@ -1117,6 +1118,7 @@ function renderStage() {
     renderDispositions();
   }
   mediation.render();
+  recording.render();
   tickWrapUp();
 }
 
@@ -1430,5 +1432,11 @@ mediation.init({
   popNodes,
   held: phone.isHeld,
   toggleHold: phone.toggleHold,
+});
+recording.init({
+  api,
+  announce,
+  alertBox,
+  callId: () => (S.call && !S.call.ended && !S.offer && !mediation.isGuest(S.call.call_id) ? S.call.call_id : null),
 });
 boot();

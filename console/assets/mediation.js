@@ -65,6 +65,11 @@ export function init(h) {
   });
 }
 
+/** Whether I am on the call as a mediator or a consulted colleague (not its operator). */
+export function isGuest(call) {
+  return M.guestOf.has(call);
+}
+
 /** Shows what fits the call on screen (called with the page's own rendering). */
 export function render() {
   const call = hooks.callId();

@@ -27,6 +27,10 @@ const TEXTS = {
     't.monitor.listen': '{who} ascolta', 't.monitor.whisper': '{who} suggerisce all\'operatore', 't.monitor.barge': '{who} interviene', 't.monitor.monitor_end': '{who} lascia la chiamata',
     't.media': 'Telefono di {who}: {state}', 't.media.connecting': 'in collegamento', 't.media.connected': 'audio collegato', 't.media.reconnecting': 'connessione persa, in attesa',
     't.media.ice_restart': 'connessione ripresa (ICE restart)', 't.media.failed': 'non riuscito', 't.media.hung_up': 'il chiamante ha riagganciato', 't.media.ended': 'chiamata chiusa',
+    't.recording.recording_refused': '{who}: registrazione rifiutata', 't.recording.recording_start': '{who} avvia la registrazione',
+    't.recording.recording_stop': '{who} interrompe la registrazione', 't.recording.play_recording': '{who} ascolta la registrazione',
+    'rec.title': 'Registrazioni', 'rec.item': 'Registrazione di {who}, {time} ({secs} s)', 'rec.running': 'Registrazione in corso ({who}, {time})',
+    'rec.caller': 'chi chiama',
     't.mediation.mediator_invite': '{who} invita il mediatore {detail}', 't.mediation.mediator_join': '{who} partecipa come mediatore',
     't.mediation.mediator_leave': '{who} lascia la mediazione', 't.mediation.operator_leave': '{who} lascia la chiamata al mediatore {detail}',
     'wb.live_calls': 'Chiamate in corso', 'wb.live_none': 'Nessuna chiamata in corso.', 'col.call': 'Chiamata', 'col.actions': 'Azioni',
@@ -73,6 +77,10 @@ const TEXTS = {
     't.monitor.listen': '{who} listens', 't.monitor.whisper': '{who} whispers to the operator', 't.monitor.barge': '{who} barges in', 't.monitor.monitor_end': '{who} leaves the call',
     't.media': '{who}\'s phone: {state}', 't.media.connecting': 'connecting', 't.media.connected': 'audio connected', 't.media.reconnecting': 'connection lost, waiting',
     't.media.ice_restart': 'connection back (ICE restart)', 't.media.failed': 'failed', 't.media.hung_up': 'the caller hung up', 't.media.ended': 'call ended',
+    't.recording.recording_refused': '{who}: recording refused', 't.recording.recording_start': '{who} starts recording',
+    't.recording.recording_stop': '{who} stops recording', 't.recording.play_recording': '{who} plays the recording',
+    'rec.title': 'Recordings', 'rec.item': 'Recording by {who}, {time} ({secs} s)', 'rec.running': 'Recording under way ({who}, {time})',
+    'rec.caller': 'the caller',
     't.mediation.mediator_invite': '{who} invites the mediator {detail}', 't.mediation.mediator_join': '{who} joins as mediator',
     't.mediation.mediator_leave': '{who} leaves the mediation', 't.mediation.operator_leave': '{who} leaves the call to the mediator {detail}',
     'wb.live_calls': 'Live calls', 'wb.live_none': 'No live call.', 'col.call': 'Call', 'col.actions': 'Actions',
@@ -410,12 +418,23 @@ async function openCall(id) {
       text = t('t.media', { who: e.operator ?? '?', state: t(`t.media.${e.state}`) }) + (e.reason ? ` (${e.reason})` : '');
     } else if (e.type === 'mediation') {
       text = t(`t.mediation.${e.action}`, { who: e.user, detail: e.detail });
+    } else if (e.type === 'recording') {
+      text = t(`t.recording.${e.action}`, { who: e.user === 'caller' ? t('rec.caller') : e.user });
     } else if (e.type === 'note') {
       text = `${t('t.note', { who: e.operator ?? '?' })}: ${e.text}`;
     } else {
       text = t('t.referral', { who: e.operator ?? '?', name: e.service_name });
     }
     return el('li', { class: `tl ${e.type}${e.missed ? ' missed' : ''}` }, el('time', { datetime: e.at, title: fmtTime(e.at) }, at), ' ', text);
+  }));
+  // The call's recordings (supervisors only): each played on demand, every playing audited.
+  const recordings = body.recordings ?? [];
+  $('#call-recordings-title').hidden = recordings.length === 0;
+  $('#call-recordings').replaceChildren(...recordings.map((r) => {
+    if (!r.ended_at) return el('li', {}, t('rec.running', { who: r.started_by ?? '?', time: fmtTime(r.started_at) }));
+    const label = t('rec.item', { who: r.started_by ?? '?', time: fmtTime(r.started_at), secs: ((r.duration_ms ?? 0) / 1000).toFixed(1) });
+    const audio = el('audio', { controls: '', preload: 'none', src: `/api/recordings/${encodeURIComponent(r.id)}`, 'aria-label': label });
+    return el('li', { class: 'recording' }, el('span', {}, label), ' ', audio);
   }));
   $('#call').hidden = false;
   $('#call').scrollIntoView({ block: 'nearest' });

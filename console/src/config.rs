@@ -127,6 +127,10 @@ pub struct Settings {
     pub tls_key: PathBuf,
     /// The longest voice message a caller may leave, seconds (`HELPLINE_VOICEMAIL_MAX_SECS`).
     pub voicemail_max_secs: u32,
+    /// The longest call recording, seconds (`HELPLINE_RECORDING_MAX_SECS`): past it, the rest of
+    /// the call is not recorded (the recording is stored when the operator stops it or the call
+    /// ends).
+    pub recording_max_secs: u32,
     /// The SIP trunk callbacks are placed through (`HELPLINE_TRUNK_URI`), e.g.
     /// `sip:trunk.example.org:5060`; empty: no trunk (`sip::trunk`).
     pub trunk_uri: String,
@@ -198,6 +202,7 @@ impl Default for Settings {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             voicemail_max_secs: 60,
+            recording_max_secs: 3600,
             trunk_uri: String::new(),
             trunk_user: String::new(),
             trunk_password: SecretString::default(),

@@ -254,6 +254,7 @@ impl Application {
                 calls: calls.clone(),
                 metrics: metrics.clone(),
                 phone: phone.clone(),
+                recordings: Default::default(),
             }),
             supervisor: Arc::new(SupervisorState {
                 db: db.clone(),

@@ -15,3 +15,6 @@ invalid-choice = اختيار غير صحيح.
 goodbye = شكرا لاتصالك. مع السلامة.
 # تقوله محولات HTTP عندما يتعذر معالجة طلب: يوضع المتصل في الانتظار ولا تقطع المكالمة.
 technical-problem = نعتذر، هناك مشكلة تقنية. من فضلك انتظر موظفا.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = قد يتم تسجيل هذه المكالمة لضمان جودة الخدمة. إذا كنت لا تريد التسجيل، اضغط 9.
+recording-refused = حسنا. لن يتم تسجيل هذه المكالمة.

@@ -15,3 +15,6 @@ invalid-choice = Sorry, that is not an option.
 goodbye = Thank you for calling. Goodbye.
 # Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
 technical-problem = We are sorry, there is a technical problem. Please hold for an operator.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = This call may be recorded for quality. If you do not want to be recorded, press 9.
+recording-refused = All right. This call will not be recorded.

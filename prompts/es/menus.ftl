@@ -15,3 +15,6 @@ invalid-choice = Esa opción no es válida.
 goodbye = Gracias por llamar. Adiós.
 # Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
 technical-problem = Lo sentimos, hay un problema técnico. Espere, le atenderá un operador.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Esta llamada puede ser grabada para la calidad del servicio. Si no quiere ser grabado, pulse 9.
+recording-refused = De acuerdo. Esta llamada no será grabada.

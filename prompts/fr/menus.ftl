@@ -15,3 +15,6 @@ invalid-choice = Ce choix n'est pas valable.
 goodbye = Merci de votre appel. Au revoir.
 # Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
 technical-problem = Nous sommes désolés, il y a un problème technique. Veuillez patienter, un opérateur va vous répondre.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Cet appel peut être enregistré pour la qualité du service. Si vous ne voulez pas être enregistré, appuyez sur 9.
+recording-refused = D'accord. Cet appel ne sera pas enregistré.

@@ -16,3 +16,6 @@ invalid-choice = Scelta non valida.
 goodbye = Grazie per aver chiamato. Arrivederci.
 # Said by the HTTP adapters when a request cannot be processed: the caller is queued, never dropped.
 technical-problem = Ci scusiamo, c'è un problema tecnico. La mettiamo in attesa per un operatore.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Questa chiamata può essere registrata per la qualità del servizio. Se non vuoi essere registrato, premi 9.
+recording-refused = Va bene. Questa chiamata non sarà registrata.

@@ -16,3 +16,6 @@ invalid-choice = Alegere greșită.
 goodbye = Vă mulțumim pentru apel. La revedere.
 # Spus de adaptoarele HTTP când o cerere nu poate fi procesată: apelantul e pus la rând, nu închis.
 technical-problem = Ne pare rău, este o problemă tehnică. Vă punem în așteptare pentru un operator.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Acest apel poate fi înregistrat pentru calitatea serviciului. Dacă nu doriți să fiți înregistrat, apăsați 9.
+recording-refused = Bine. Acest apel nu va fi înregistrat.

@@ -15,3 +15,6 @@ invalid-choice = Неверный выбор.
 goodbye = Спасибо за звонок. До свидания.
 # Говорят HTTP-адаптеры, когда запрос не обработан: звонящий ставится в очередь, а не сбрасывается.
 technical-problem = Извините, техническая проблема. Пожалуйста, ждите оператора.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Этот звонок может быть записан для контроля качества. Если вы не хотите, чтобы вас записывали, нажмите 9.
+recording-refused = Хорошо. Этот звонок не будет записан.

@@ -15,3 +15,6 @@ invalid-choice = Zgjedhje e gabuar.
 goodbye = Faleminderit që telefonuat. Mirupafshim.
 # Thuhet nga përshtatësit HTTP kur një kërkesë nuk përpunohet: telefonuesi vihet në radhë.
 technical-problem = Na vjen keq, ka një problem teknik. Ju lutem prisni për një operator.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Kjo thirrje mund të regjistrohet për cilësinë e shërbimit. Nëse nuk dëshironi të regjistroheni, shtypni 9.
+recording-refused = Në rregull. Kjo thirrje nuk do të regjistrohet.

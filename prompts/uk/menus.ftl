@@ -15,3 +15,6 @@ invalid-choice = Неправильний вибір.
 goodbye = Дякуємо за дзвінок. До побачення.
 # Кажуть HTTP-адаптери, коли запит не оброблено: абонента ставлять у чергу, а не скидають.
 technical-problem = Вибачте, технічна проблема. Будь ласка, чекайте на оператора.
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = Цей дзвінок може бути записаний для контролю якості. Якщо ви не хочете, щоб вас записували, натисніть 9.
+recording-refused = Добре. Цей дзвінок не буде записаний.

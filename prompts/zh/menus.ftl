@@ -15,3 +15,6 @@ invalid-choice = 选择无效。
 goodbye = 谢谢您的来电。再见。
 # HTTP 适配器无法处理请求时说的话：来电者进入排队，不会被挂断。
 technical-problem = 对不起，出现了技术问题。请稍候，工作人员马上接听。
+# The recording notice (after the welcome) and the confirmation of a refusal (key 9 during it).
+recording-notice = 为了服务质量，本次通话可能会被录音。如果您不希望被录音，请按9。
+recording-refused = 好的。本次通话不会被录音。

@@ -106,6 +106,11 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/api/calls/{id}/colleagues", "/api/calls/none/colleagues", Role(Role::Operator), false),
     ("POST", "/api/calls/{id}/consult", "/api/calls/none/consult", Role(Role::Operator), true),
     ("DELETE", "/api/calls/{id}/consult", "/api/calls/none/consult", Role(Role::Operator), true),
+    ("GET", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), false),
+    ("POST", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), true),
+    ("DELETE", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), true),
+    ("POST", "/api/calls/{id}/recording/refusal", "/api/calls/none/recording/refusal", Role(Role::Operator), true),
+    ("GET", "/api/recordings/{id}", "/api/recordings/none", Role(Role::Supervisor), false),
 ];
 
 struct Caller {

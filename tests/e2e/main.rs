@@ -26,6 +26,7 @@ mod migrations;
 mod nodes;
 mod pg_tls;
 mod privacy;
+mod recording;
 mod session;
 mod sip;
 mod sip_edge;

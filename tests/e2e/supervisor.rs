@@ -692,6 +692,25 @@ async fn retention_never_purges_a_live_call_and_purges_sessions_old_audit_rows_a
         .execute(pool)
         .await
         .unwrap();
+        // A recording and a refusal (after it) on each call: the call's detail too.
+        sqlx::query(
+            "INSERT INTO recordings (id, call_id, started_at, started_by, ended_at, duration_ms, audio) \
+             VALUES ($1, $1, $2, $3, $2, 0, $4)",
+        )
+        .bind(call)
+        .bind(rome(23, 23, 51, 0))
+        .bind(sara)
+        .bind(console::calls::voicemail::wav(&[0i16; 8]))
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO recording_refusals (call_id, refused_at, operator_id) VALUES ($1, $2, $3)")
+            .bind(call)
+            .bind(rome(23, 23, 51, 30))
+            .bind(sara)
+            .execute(pool)
+            .await
+            .unwrap();
     }
 
     let policy = Policy { call_days: 0, audit_days: 730, speech_cache: Some(speech.clone()) };
@@ -706,6 +725,12 @@ async fn retention_never_purges_a_live_call_and_purges_sessions_old_audit_rows_a
             .0
     };
     assert_eq!((mediations("ended").await, mediations("live").await), (0, 1), "a mediation goes with its call");
+    for table in ["recordings", "recording_refusals"] {
+        let left: Vec<(String,)> =
+            sqlx::query_as(&format!("SELECT call_id FROM {table} ORDER BY call_id")).fetch_all(pool).await.unwrap();
+        assert_eq!(left, [("live".to_owned(),)], "{table}: the ended call's goes with it, the live call's stays");
+    }
+    assert_eq!(report.recordings, 1, "{report:?}");
     assert_eq!((report.sessions, report.audit_rows, report.speech_files), (1, 1, 1), "{report:?}");
 
     let count = |sql: &'static str| async move { sqlx::query_as::<_, (i64,)>(sql).fetch_one(pool).await.unwrap().0 };

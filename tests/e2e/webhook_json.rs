@@ -91,7 +91,7 @@ async fn an_italian_caller_chooses_housing_in_como_and_reaches_the_queue() {
     assert!(!a.to_string().contains("3331234512"), "the number never comes back: {a}");
 
     let a = call.send(json!({"type": "digits", "digits": "1"})).await;
-    assert_eq!(played(&a), ["welcome", "area-menu"], "{a}");
+    assert_eq!(played(&a), ["welcome", "recording-notice", "area-menu"], "{a}");
     let welcome = &a["actions"][0];
     assert_eq!(welcome["language"], "it-IT");
     assert!(welcome["url"].as_str().unwrap().ends_with("/prompts/it/welcome.wav"), "{welcome}");
@@ -550,7 +550,7 @@ async fn the_calls_writer_gives_way_to_a_lock_turn() {
     // With the turn gone, the next event is not held back.
     let mut call = Call { apps: vec![&app], id: "turn-1".into(), seq: 1 };
     let a = call.send(json!({"type": "digits", "digits": "1"})).await;
-    assert_eq!(played(&a), ["welcome", "area-menu"], "{a}");
+    assert_eq!(played(&a), ["welcome", "recording-notice", "area-menu"], "{a}");
     app.stop().await;
 }
 

@@ -97,6 +97,14 @@ pub enum AuditAction {
     /// The operator handed the call over to the consulted colleague and left (the warm
     /// transfer; the colleague's name is the detail).
     Transfer,
+    /// The call's operator marked the caller's spoken refusal to be recorded.
+    RecordingRefused,
+    /// The call's operator started recording the call (the recording's id is the detail).
+    RecordingStart,
+    /// The call's operator stopped recording the call (the recording's id is the detail).
+    RecordingStop,
+    /// A supervisor played (downloaded) a call's recording (the recording's id is the detail).
+    PlayRecording,
 }
 
 impl AuditAction {
@@ -140,6 +148,10 @@ impl AuditAction {
             AuditAction::ConsultJoin => "consult_join",
             AuditAction::ConsultLeave => "consult_leave",
             AuditAction::Transfer => "transfer",
+            AuditAction::RecordingRefused => "recording_refused",
+            AuditAction::RecordingStart => "recording_start",
+            AuditAction::RecordingStop => "recording_stop",
+            AuditAction::PlayRecording => "play_recording",
         }
     }
 }

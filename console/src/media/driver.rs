@@ -65,11 +65,62 @@ enum Command {
     /// (host, guest): the host leg leaves its call and the guest carries it on (an operator who
     /// leaves a mediator with the caller).
     HandOver(u64, u64),
+    /// (host, at most this many 20 ms frames, where the audio goes): record the call of leg
+    /// `host`.
+    Record(u64, usize, oneshot::Sender<RecordedAudio>),
+    /// (host): stop recording the call of leg `host` (its audio goes where `Record` said).
+    StopRecording(u64),
     Stop,
 }
 
 /// The caller's party id in a conference (legs' ids start at 1).
 const CALLER: PartyId = 0;
+/// The recorder's party id in a conference: a party nobody hears, which hears everyone the
+/// caller and the operator hear (never a whispering or listening supervisor).
+const RECORDER: PartyId = u64::MAX;
+
+/// A call's recorded audio: G.711 of `codec`, 8,000 bytes a second, from the start to the stop
+/// (or the end of the call's bridge, or the length limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedAudio {
+    pub codec: ivr::sdp::Codec,
+    pub g711: Vec<u8>,
+}
+
+impl RecordedAudio {
+    /// The audio as 16-bit samples at 8 kHz.
+    pub fn samples(&self) -> Vec<i16> {
+        let decode = match self.codec {
+            ivr::sdp::Codec::Pcma => ivr::rtp::alaw_to_linear,
+            _ => ivr::rtp::ulaw_to_linear,
+        };
+        self.g711.iter().map(|&b| decode(b)).collect()
+    }
+}
+
+/// A recording under way, in a call's conference: its audio goes to whoever waits for it when it
+/// is dropped (stopped, or the bridge ended with the call).
+struct Recording {
+    audio: RecordedAudio,
+    max_bytes: usize,
+    done: Option<oneshot::Sender<RecordedAudio>>,
+}
+
+impl Recording {
+    fn push(&mut self, payload: &[u8]) {
+        let room = self.max_bytes.saturating_sub(self.audio.g711.len());
+        self.audio.g711.extend_from_slice(&payload[..payload.len().min(room)]);
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let codec = self.audio.codec;
+            let _ = done.send(std::mem::replace(&mut self.audio, RecordedAudio { codec, g711: Vec::new() }));
+        }
+    }
+}
 
 /// The SIP side of a bridged call: its RTP socket (a clone; the SIP adapter stops reading it
 /// while bridged), where the caller's RTP goes, and what the call negotiated.
@@ -154,6 +205,21 @@ impl WebRtcMedia {
     /// leg is not closed here (its handle's owner drops it).
     pub fn hand_over(&self, host: u64, guest: &LegHandle) {
         let _ = self.tx.send(Command::HandOver(host, guest.id));
+    }
+
+    /// Records the bridged call of leg `host` (at most `max_secs`): its mixed audio arrives on
+    /// the returned receiver once [`WebRtcMedia::stop_recording`] is called or the call's bridge
+    /// ends. The receiver errs when the leg is not bridged (nothing to record).
+    pub fn record(&self, host: u64, max_secs: u32) -> oneshot::Receiver<RecordedAudio> {
+        let (done, audio) = oneshot::channel();
+        let frames = usize::try_from(max_secs).unwrap_or(usize::MAX).saturating_mul(50);
+        let _ = self.tx.send(Command::Record(host, frames, done));
+        audio
+    }
+
+    /// Stops recording the call of leg `host`.
+    pub fn stop_recording(&self, host: u64) {
+        let _ = self.tx.send(Command::StopRecording(host));
     }
 
     /// Runs `leg` (built from an offer with [`WebRtcLeg::accept_offer`] on the caller's thread,
@@ -274,10 +340,12 @@ impl Drop for Bridged {
     }
 }
 
-/// A bridged call with guests: its mixer (the caller is party [`CALLER`], each leg its id).
+/// A bridged call with guests or a recording: its mixer (the caller is party [`CALLER`], each
+/// leg its id, the recorder [`RECORDER`]).
 struct Conference {
     mixer: Mixer,
     guests: Vec<u64>,
+    recording: Option<Recording>,
     /// `helpline_conferences`, one less when this conference ends.
     up: Gauge,
 }
@@ -495,6 +563,8 @@ impl Driver {
             }
             Command::Leave(host, guest) => self.leave(host, guest),
             Command::HandOver(host, guest) => self.hand_over(host, guest),
+            Command::Record(host, frames, done) => self.record(host, frames, done),
+            Command::StopRecording(host) => self.stop_recording(host),
             Command::Hold(id, on) => {
                 if let Some(b) = self.legs.get_mut(&id).and_then(|e| e.bridged.as_mut()) {
                     b.held = on;
@@ -598,11 +668,65 @@ impl Driver {
         }) else {
             return;
         };
-        let Some(entry) = self.legs.get_mut(&host) else { return };
-        let Some(b) = entry.bridged.as_mut() else {
+        if !self.conference(host) {
             tracing::warn!("a leg cannot join a call whose operator leg is not bridged");
             return;
+        }
+        let Some(c) = self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+        else {
+            return;
         };
+        if c.mixer.join(guest, guest_config, audience).is_ok() {
+            c.guests.push(guest);
+            if let Some(g) = self.legs.get_mut(&guest) {
+                g.joined = Some(host);
+            }
+        }
+    }
+
+    /// Starts recording `host`'s bridged call: the recorder joins its conference (the call
+    /// becomes one if it was not). A call already recorded keeps its recording (the new receiver
+    /// gets nothing).
+    fn record(&mut self, host: u64, frames: usize, done: oneshot::Sender<RecordedAudio>) {
+        if !self.conference(host) {
+            tracing::warn!("a call whose operator leg is not bridged cannot be recorded");
+            return;
+        }
+        let Some(b) = self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()) else { return };
+        let codec = b.sip_payloads.codec;
+        let Some(c) = b.conference.as_mut() else { return };
+        if c.recording.is_some() {
+            return;
+        }
+        let config = PartyConfig { codec, payload_type: 0, ssrc: 0, sequence: 0, timestamp: 0 };
+        if c.mixer.join(RECORDER, config, Audience::Nobody).is_ok() {
+            c.recording = Some(Recording {
+                audio: RecordedAudio { codec, g711: Vec::with_capacity(160 * 50 * 60) },
+                max_bytes: frames.saturating_mul(SAMPLES_PER_PACKET),
+                done: Some(done),
+            });
+        }
+    }
+
+    /// Stops recording `host`'s call (the audio goes to its receiver); the call goes back to the
+    /// plain bridge when no guest is left.
+    fn stop_recording(&mut self, host: u64) {
+        let Some(c) = self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+        else {
+            return;
+        };
+        c.mixer.leave(RECORDER);
+        c.recording = None;
+        if c.guests.is_empty() {
+            self.unmix(host);
+        }
+    }
+
+    /// Makes `host`'s bridged call a conference if it is not one; false when the leg is not
+    /// bridged.
+    fn conference(&mut self, host: u64) -> bool {
+        let Some(entry) = self.legs.get_mut(&host) else { return false };
+        let Some(b) = entry.bridged.as_mut() else { return false };
         if b.conference.is_none() {
             let next = |last: Option<Forward>, ssrc: u32| match last {
                 Some(f) => (f.ssrc, f.sequence + 1, f.timestamp.wrapping_add(SAMPLES_PER_PACKET as u32)),
@@ -628,16 +752,11 @@ impl Driver {
             let _ = mixer.join(CALLER, caller, Audience::Everyone);
             let _ = mixer.join(host, operator, Audience::Everyone);
             self.metrics.conferences.inc();
-            b.conference = Some(Conference { mixer, guests: Vec::new(), up: self.metrics.conferences.clone() });
+            b.conference =
+                Some(Conference { mixer, guests: Vec::new(), recording: None, up: self.metrics.conferences.clone() });
             self.conferences += 1;
         }
-        let Some(c) = b.conference.as_mut() else { return };
-        if c.mixer.join(guest, guest_config, audience).is_ok() {
-            c.guests.push(guest);
-            if let Some(g) = self.legs.get_mut(&guest) {
-                g.joined = Some(host);
-            }
-        }
+        true
     }
 
     /// `guest` leaves `host`'s call; the last guest out puts the call back on the plain bridge,
@@ -654,7 +773,7 @@ impl Driver {
         };
         c.mixer.leave(guest);
         c.guests.retain(|g| *g != guest);
-        if c.guests.is_empty() {
+        if c.guests.is_empty() && c.recording.is_none() {
             self.unmix(host);
         }
     }
@@ -673,10 +792,12 @@ impl Driver {
         let Some(mut b) = self.legs.get_mut(&host).and_then(|e| e.bridged.take()) else { return };
         b.owner.store(guest, Ordering::Relaxed);
         let mut remaining = Vec::new();
+        let mut recording = false;
         if let Some(c) = b.conference.as_mut() {
             c.mixer.leave(host);
             c.guests.retain(|g| *g != guest);
             remaining = c.guests.clone();
+            recording = c.recording.is_some();
         }
         for g in &remaining {
             if let Some(e) = self.legs.get_mut(g) {
@@ -687,7 +808,7 @@ impl Driver {
             e.joined = None;
             e.bridged = Some(b);
         }
-        if remaining.is_empty() {
+        if remaining.is_empty() && !recording {
             self.unmix(guest);
         }
     }
@@ -725,7 +846,11 @@ impl Driver {
             c.mixer.tick(&mut self.mixed);
             let now = Instant::now();
             for m in self.mixed.drain(..) {
-                if m.to == CALLER {
+                if m.to == RECORDER {
+                    if let Some(r) = c.recording.as_mut() {
+                        r.push(&m.payload);
+                    }
+                } else if m.to == CALLER {
                     if b.held {
                         continue;
                     }

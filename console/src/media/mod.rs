@@ -28,7 +28,7 @@ mod relay;
 pub mod strict;
 mod webrtc;
 
-pub use driver::{LegHandle, SipSide, WebRtcMedia};
+pub use driver::{LegHandle, RecordedAudio, SipSide, WebRtcMedia};
 pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{

@@ -23,7 +23,7 @@
 //! Architecture invariant: nothing here touches the database or the engine; the call's control
 //! task decides (bridge, fail back to the queue, hang up) and the media thread forwards.
 
-use super::driver::{LegHandle, WebRtcMedia};
+use super::driver::{LegHandle, RecordedAudio, WebRtcMedia};
 use super::journal::{Journal, MediaStep};
 use super::mixer::Audience;
 use super::relay::{Relay, Relayed};
@@ -505,6 +505,27 @@ impl Phone {
         if let (Some(media), Some(host)) = (self.0.media.get(), slot.operator_leg) {
             media.leave(host, &leg);
         }
+        Ok(())
+    }
+
+    /// Records the call this node carries (its mixed audio: the caller, the operator, a
+    /// mediator): the audio arrives on the receiver when [`Phone::stop_recording`] is called or
+    /// the call's bridge ends (the receiver errs when there was nothing to record).
+    pub fn record(&self, call_id: &str, max_secs: u32) -> Result<oneshot::Receiver<RecordedAudio>, PhoneError> {
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
+        let calls = self.calls();
+        let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        Ok(media.record(host, max_secs))
+    }
+
+    /// Stops recording the call this node carries.
+    pub fn stop_recording(&self, call_id: &str) -> Result<(), PhoneError> {
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
+        let calls = self.calls();
+        let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        media.stop_recording(host);
         Ok(())
     }
 

@@ -164,7 +164,7 @@ async fn mediation_of(state: &OperatorsState, id: &str, user: i64) -> Result<Opt
 }
 
 /// The user holds the call: on it (presence) and not as a mediator who was only invited in.
-async fn holds_call(state: &OperatorsState, id: &str, user: i64) -> Result<bool, AppError> {
+pub(super) async fn holds_call(state: &OperatorsState, id: &str, user: i64) -> Result<bool, AppError> {
     let mut tx = state.db.pool().begin().await.map_err(DbError::from)?;
     let me = presence::get(&mut tx, user).await?;
     tx.rollback().await.map_err(DbError::from)?;

@@ -11,6 +11,7 @@ pub mod pop;
 pub mod presence;
 pub mod protocol;
 pub mod queue_service;
+pub mod recording;
 pub mod socket;
 pub mod work;
 
@@ -46,6 +47,8 @@ pub struct OperatorsState {
     pub metrics: Arc<Metrics>,
     /// The browser phones' media on this node (the SIP calls it carries).
     pub phone: Phone,
+    /// The recordings under way on this node.
+    pub recordings: recording::Recordings,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
@@ -214,5 +217,5 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<OperatorsState>: axum::extract::FromRef<S>,
 {
-    http::routes().merge(socket::routes()).merge(mediation::routes())
+    http::routes().merge(socket::routes()).merge(mediation::routes()).merge(recording::routes())
 }

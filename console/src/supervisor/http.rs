@@ -36,6 +36,7 @@ where
         .route("/api/audit", get(audit_log))
         .route("/ws/wallboard", get(super::wallboard::handler))
         .route("/api/calls/{id}/monitor", post(monitor::start).put(monitor::switch).delete(monitor::end))
+        .route("/api/recordings/{id}", get(recording))
 }
 
 fn scope_of(auth: &Authenticated) -> Scope {
@@ -77,7 +78,71 @@ pub async fn get_call(
     };
     audit::record(state.db.pool(), now, &actor(&auth), AuditAction::OpenCall, Some(&call.call_id), "").await?;
     let timeline = timeline::timeline(&state.db, &call.call_id, call.started_ms).await?;
-    Ok(Json(json!({ "call": call, "timeline": timeline })))
+    // The call's recordings, for supervisors only (operators see their calls, not the audio).
+    let recordings =
+        if auth.user.role.includes(Role::Supervisor) { recordings(&state, &call.call_id).await? } else { Vec::new() };
+    Ok(Json(json!({ "call": call, "timeline": timeline, "recordings": recordings })))
+}
+
+/// One recording of a call, as the call's record lists it (`/api/recordings/{id}` plays it).
+#[derive(Debug, Clone, serde::Serialize, Deserialize, PartialEq)]
+pub struct RecordingInfo {
+    pub id: String,
+    pub started_at: String,
+    /// `null` while it is under way.
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub started_by: Option<String>,
+}
+
+/// A recording's row: id, started_at, ended_at, duration_ms, who started it.
+type RecordingRow = (String, i64, Option<i64>, Option<i64>, Option<String>);
+
+async fn recordings(state: &SupervisorState, call_id: &str) -> Result<Vec<RecordingInfo>, AppError> {
+    let rows: Vec<RecordingRow> = sqlx::query_as(
+        "SELECT r.id, r.started_at, r.ended_at, r.duration_ms, u.name FROM recordings r \
+         LEFT JOIN users u ON u.id = r.started_by WHERE r.call_id = $1 ORDER BY r.started_at, r.id",
+    )
+    .bind(call_id)
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(crate::db::DbError::from)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, started, ended, duration_ms, started_by)| RecordingInfo {
+            id,
+            started_at: crate::clock::rfc3339(started),
+            ended_at: ended.map(crate::clock::rfc3339),
+            duration_ms,
+            started_by,
+        })
+        .collect())
+}
+
+/// `GET /api/recordings/{id}`: a call's recording as `audio/wav`, for supervisors. Every playing
+/// is written to the audit log first, in the transaction that reads it.
+pub async fn recording(
+    AsSupervisor(auth): AsSupervisor,
+    State(state): State<Arc<SupervisorState>>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let db_error = crate::db::DbError::from;
+    let now = state.clock.now().timestamp_millis();
+    let _turn = state.db.lock_turn().await;
+    let mut tx = state.db.pool().begin().await.map_err(db_error)?;
+    let row: Option<(String, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT call_id, audio FROM recordings WHERE id = $1 AND ended_at IS NOT NULL")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let Some((call_id, Some(audio))) = row else {
+        tx.rollback().await.map_err(db_error)?;
+        return Err(AppError::NotFound("no such recording, or it is still under way".into()));
+    };
+    audit::record(&mut *tx, now, &actor(&auth), AuditAction::PlayRecording, Some(&call_id), &id).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(([(header::CONTENT_TYPE, "audio/wav"), (header::CACHE_CONTROL, "no-store")], audio).into_response())
 }
 
 /// `GET /api/calls.csv`: the filtered log, streamed; writes an audit row.

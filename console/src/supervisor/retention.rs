@@ -84,6 +84,8 @@ pub struct PurgeReport {
     pub callbacks: u64,
     /// Callers' voice messages (they go with their calls).
     pub voicemails: u64,
+    /// Call recordings (they go with their calls, as their consent refusals do).
+    pub recordings: u64,
     /// The browser phone's media steps of the calls (`call_media`).
     pub media_steps: u64,
     /// What was recorded of the texts sent to the calls' callers (`text_messages`).
@@ -110,7 +112,7 @@ impl std::fmt::Display for PurgeReport {
         write!(
             f,
             "purged calls started before {}: {} calls, {} call-log events, {} notes, {} referrals, {} offers, \
-             {} callbacks, {} queue entries, {} console messages; {} KPI rows rolled up; {} live calls kept; \
+             {} callbacks, {} recordings, {} queue entries, {} console messages; {} KPI rows rolled up; {} live calls kept; \
              {} expired sessions; {} audit rows before {}",
             self.cutoff,
             self.calls,
@@ -119,6 +121,7 @@ impl std::fmt::Display for PurgeReport {
             self.referrals,
             self.offers,
             self.callbacks,
+            self.recordings,
             self.queue_entries,
             self.console_messages,
             self.kpi_rows,
@@ -239,6 +242,7 @@ async fn purge_chunk(db: &Db, end: i64, ended_by: i64, report: &mut PurgeReport)
     report.kpi_rows += buckets.len() as u64;
     let old = format!("SELECT c.call_id FROM calls c WHERE {PURGEABLE}");
     let mut mediations = 0u64;
+    let mut refusals = 0u64;
     for (table, count) in [
         ("mediations", &mut mediations),
         ("call_notes", &mut report.notes),
@@ -247,6 +251,8 @@ async fn purge_chunk(db: &Db, end: i64, ended_by: i64, report: &mut PurgeReport)
         ("call_events", &mut report.call_events),
         ("callbacks", &mut report.callbacks),
         ("voicemails", &mut report.voicemails),
+        ("recordings", &mut report.recordings),
+        ("recording_refusals", &mut refusals),
         ("call_media", &mut report.media_steps),
         ("text_messages", &mut report.text_messages),
         ("queue_entries", &mut report.queue_entries),

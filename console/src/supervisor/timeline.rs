@@ -90,6 +90,15 @@ pub enum Entry {
         /// The mediator's name, for an invitation and the operator leaving.
         detail: String,
     },
+    /// Recording with consent: the caller refused (`recording_refused`: by `caller`, with the
+    /// key during the notice, or by the operator who marked a spoken refusal), a recording
+    /// started or stopped (`recording_start`, `recording_stop`), a supervisor played it
+    /// (`play_recording`).
+    Recording {
+        /// Who did it (`caller` for the key).
+        user: String,
+        action: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -157,7 +166,12 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
             .fetch_all(db.pool())
             .await?;
     for (seq, at, kind, data) in steps {
-        push(at, seq, step_entry(seq, kind, &data));
+        let entry = step_entry(seq, kind, &data);
+        let refused = matches!(&entry, Entry::Step { log, .. } if log.iter().any(|l| l["kind"] == "recording_refused"));
+        push(at, seq, entry);
+        if refused {
+            push(at, seq, Entry::Recording { user: "caller".into(), action: "recording_refused".into() });
+        }
     }
     let offers: Vec<OfferRow> = sqlx::query_as(
         "SELECT CAST(o.id AS TEXT), o.offered_at, o.status, o.match_kind, o.resolved_at, u.name FROM offers o \
@@ -228,6 +242,16 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     .await?;
     for (at, user, action, detail) in mediations {
         push(at, i64::MAX, Entry::Mediation { user, action, detail });
+    }
+    let recordings: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT at, user_name, action FROM audit_log WHERE call_id = $1 \
+         AND action IN ('recording_refused', 'recording_start', 'recording_stop', 'play_recording') ORDER BY at, id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (at, user, action) in recordings {
+        push(at, i64::MAX, Entry::Recording { user, action });
     }
     out.sort_by_key(|t| (t.at_ms, t.order));
     Ok(out)

@@ -80,6 +80,12 @@ pub enum LogEntry {
     TextFailed {
         reason: String,
     },
+    /// The caller pressed the refusal key during the recording notice: the call is not to be
+    /// recorded.
+    RecordingRefused {
+        node: String,
+        key: String,
+    },
     /// An event that makes no sense in the current state (late, duplicated, out of order).
     Ignored {
         node: String,

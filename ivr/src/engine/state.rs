@@ -97,6 +97,18 @@ pub struct CallState {
     /// The directory ids of the services of the last readback page (what a text would carry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services_read: Vec<String>,
+    /// The recording notice node just played: the next key is the caller's refusal when it is
+    /// the notice's `refuse_key` (cleared by the next key or silence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// The caller refused to be recorded (a key during the notice). The server refuses to
+    /// record the call then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recording_refused: bool,
+    /// The caller heard the recording notice (a caller who goes to the queue before it, with 0,
+    /// hears it there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notice_played: bool,
 }
 
 impl CallState {
@@ -124,6 +136,9 @@ impl CallState {
             outcome: None,
             text_reach: None,
             services_read: Vec::new(),
+            notice: None,
+            recording_refused: false,
+            notice_played: false,
         }
     }
 

@@ -390,6 +390,14 @@ impl<'f> Cx<'f> {
                 self.play(prompt);
                 Some(*next)
             }
+            NodeKind::RecordingNotice { prompt, next, .. } => {
+                self.play(prompt);
+                // `goto` names the next node at once: remember the notice, whose key the next
+                // menu's first collect may carry.
+                self.st.notice = Some(node.name.clone());
+                self.st.notice_played = true;
+                Some(*next)
+            }
             NodeKind::HoursCheck { open, closed } => {
                 let is_open = flow.schedule().is_open(self.now);
                 self.decision("hours", if is_open { "open" } else { "closed" });
@@ -464,6 +472,7 @@ impl<'f> Cx<'f> {
                     failed_transfers: 0,
                 });
                 self.st.outcome = Some(Outcome::Queued);
+                self.notice_before_queue();
                 self.play(enter_prompt);
                 self.out.push(Action::Enqueue { language, area: self.st.area, priority: *priority });
                 self.out.push(Action::Lookup(Lookup::QueueState));
@@ -575,6 +584,9 @@ impl<'f> Cx<'f> {
         let Some(ix) = self.current() else {
             return self.route_to_operator("unknown_node");
         };
+        if self.refused_during_notice(ix, digits) {
+            return;
+        }
         match self.st.wait {
             Wait::Digits | Wait::ServicesMenu { .. } => {}
             Wait::Hold => return self.hold_digits(ix, digits),
@@ -699,6 +711,47 @@ impl<'f> Cx<'f> {
         }
     }
 
+    /// The first key after the recording notice: its refusal key refuses the recording (the
+    /// refusal confirmed, the menu said again). True when it was that.
+    fn refused_during_notice(&mut self, ix: NodeIx, digits: &DtmfDigits) -> bool {
+        let Some(notice) = self.st.notice.take() else { return false };
+        let flow = self.flow;
+        let Some(NodeKind::RecordingNotice { refuse_key, refused_prompt, .. }) =
+            flow.find(&notice).and_then(|n| flow.node(n)).map(|n| &n.kind)
+        else {
+            return false;
+        };
+        if !matches!(self.st.wait, Wait::Digits | Wait::Hold) || !digits.as_str().starts_with(refuse_key.as_str()) {
+            return false;
+        }
+        self.st.recording_refused = true;
+        self.log(LogEntry::RecordingRefused { node: notice, key: refuse_key.clone() });
+        self.play(refused_prompt);
+        match (self.st.wait, flow.node(ix).map(|n| &n.kind)) {
+            (Wait::Hold, Some(NodeKind::Queue { announce_interval_secs, .. })) => self.hold(*announce_interval_secs),
+            _ => self.reprompt(ix),
+        }
+        true
+    }
+
+    /// A caller who reaches the queue without having heard the recording notice (0 before it)
+    /// hears it first; its key works during the hold.
+    fn notice_before_queue(&mut self) {
+        if self.st.notice_played {
+            return;
+        }
+        let flow = self.flow;
+        let notice = flow.nodes().iter().find_map(|n| match &n.kind {
+            NodeKind::RecordingNotice { prompt, .. } => Some((n.name.clone(), prompt)),
+            _ => None,
+        });
+        if let Some((name, prompt)) = notice {
+            self.play(prompt);
+            self.st.notice = Some(name);
+            self.st.notice_played = true;
+        }
+    }
+
     /// The languages of the language menu's current page (keys 1, 2, 3…) and of the next one
     /// (reached with 9). The menu lists the configured languages but those already offered from
     /// the country code, nine to a page, or eight and 9 for more.
@@ -796,6 +849,7 @@ impl<'f> Cx<'f> {
     // ---- silence -----------------------------------------------------------------------------
 
     fn on_no_input(&mut self, event: &Event) {
+        self.st.notice = None;
         match self.st.wait {
             Wait::Hold | Wait::QueueState => {
                 self.decision("queue_poll", if self.st.wait == Wait::Hold { "hold_timeout" } else { "no_answer" });

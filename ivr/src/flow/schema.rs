@@ -106,6 +106,12 @@ impl SmsOffer {
 pub enum NodeKind<T> {
     /// Plays a prompt and goes on at once.
     Message { prompt: PromptId, next: T },
+    /// The recording notice: plays `prompt` ("this call may be recorded; to refuse, press 9")
+    /// and goes on at once, without waiting. The caller refuses with `refuse_key` pressed during
+    /// it — the first key the next menu collects (callers type over prompts): the refusal is
+    /// kept with the call (`CallState::recording_refused`), `refused_prompt` confirms it, and the
+    /// menu is said again. The key must mean nothing to the menus the notice leads to.
+    RecordingNotice { prompt: PromptId, refused_prompt: PromptId, refuse_key: String, next: T },
     /// Plays a prompt and waits for one key among `options`.
     Menu {
         prompt: PromptId,
@@ -217,6 +223,7 @@ impl<T> NodeKind<T> {
     pub fn kind_name(&self) -> &'static str {
         match self {
             NodeKind::Message { .. } => "message",
+            NodeKind::RecordingNotice { .. } => "recording_notice",
             NodeKind::Menu { .. } => "menu",
             NodeKind::LanguageGuess { .. } => "language_guess",
             NodeKind::LanguageMenu { .. } => "language_menu",
@@ -238,7 +245,7 @@ impl<T> NodeKind<T> {
             b.as_ref().map(|b| ("back".to_owned(), b))
         }
         match self {
-            NodeKind::Message { next, .. } => out.push((f("next"), next)),
+            NodeKind::Message { next, .. } | NodeKind::RecordingNotice { next, .. } => out.push((f("next"), next)),
             NodeKind::Menu { options, back: b, .. } => {
                 out.extend(options.iter().map(|o| (format!("options {}", o.digit), &o.goto)));
                 out.extend(back(b));
@@ -285,7 +292,7 @@ impl<T> NodeKind<T> {
     /// Edges followed without waiting for the caller: a cycle of these would never end.
     pub fn pass_through_edges(&self) -> Vec<&T> {
         match self {
-            NodeKind::Message { next, .. } => vec![next],
+            NodeKind::Message { next, .. } | NodeKind::RecordingNotice { next, .. } => vec![next],
             NodeKind::LanguageGuess { fallback, .. } => vec![fallback],
             NodeKind::HoursCheck { open, closed } => vec![open, closed],
             NodeKind::Queue { closed, .. } => vec![closed],
@@ -307,6 +314,9 @@ impl<T> NodeKind<T> {
             | NodeKind::Callback { prompt, voicemail_prompt: None } => vec![("prompt", prompt)],
             NodeKind::Callback { prompt, voicemail_prompt: Some(v) } => {
                 vec![("prompt", prompt), ("voicemail_prompt", v)]
+            }
+            NodeKind::RecordingNotice { prompt, refused_prompt, .. } => {
+                vec![("prompt", prompt), ("refused_prompt", refused_prompt)]
             }
             NodeKind::HoursCheck { .. } => vec![],
             NodeKind::CapEntry { prompt, landline_prompt, invalid_prompt, placed_prompt, .. } => vec![
@@ -368,6 +378,9 @@ impl<T> NodeKind<T> {
         };
         Ok(match self {
             NodeKind::Message { prompt, next } => NodeKind::Message { prompt, next: f("next", next)? },
+            NodeKind::RecordingNotice { prompt, refused_prompt, refuse_key, next } => {
+                NodeKind::RecordingNotice { prompt, refused_prompt, refuse_key, next: f("next", next)? }
+            }
             NodeKind::Menu { prompt, options, back } => NodeKind::Menu {
                 prompt,
                 options: opts(options, &mut f)?,

@@ -182,6 +182,12 @@ pub(super) fn build(source: &str, file: &str, known_ids: &impl PromptIds) -> Res
         }
     }
 
+    for node in &nodes {
+        if let NodeKind::RecordingNotice { refuse_key, next, .. } = &node.kind {
+            check_refuse_key(file, &node.name, refuse_key, *next, &nodes)?;
+        }
+    }
+
     check_reachable(file, &nodes, start, operator)?;
     check_ways_out(file, &nodes)?;
     check_pass_through_loops(file, &nodes)?;
@@ -273,6 +279,51 @@ fn check_digits(file: &str, name: &str, kind: &NodeKind<String>) -> Result<(), F
         if options.is_empty() && back.is_none() {
             return Err(node_err(file, name, NodeProblem::NoWayOut("a menu with no options and no `back`".into())));
         }
+    }
+    Ok(())
+}
+
+/// The recording notice's refusal key is one key that none of the menus the notice leads to
+/// (through the nodes that do not wait) takes: there, its first key is the caller's refusal.
+fn check_refuse_key(file: &str, name: &str, key: &str, next: NodeIx, nodes: &[Node]) -> Result<(), FlowError> {
+    let bad = |why: &'static str| node_err(file, name, NodeProblem::BadDigit { digit: key.to_owned(), why });
+    if let Some((_, why)) = RESERVED_DIGITS.iter().find(|(r, _)| *r == key) {
+        return Err(bad(why));
+    }
+    let valid = key.len() == 1 && key.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'D').contains(&b));
+    if !valid {
+        return Err(bad("the refusal key is one key: 1-9 or A-D"));
+    }
+    let mut todo = vec![next];
+    let mut seen = vec![false; nodes.len()];
+    while let Some(ix) = todo.pop() {
+        if ix >= nodes.len() || std::mem::replace(&mut seen[ix], true) {
+            continue;
+        }
+        let kind = &nodes[ix].kind;
+        let taken = match kind {
+            NodeKind::Menu { options, .. } => options.iter().any(|o| o.digit == key),
+            NodeKind::AreaMenu { options, .. } => {
+                ('1'..='6').any(|d| key.starts_with(d)) || options.iter().any(|o| o.digit == key)
+            }
+            NodeKind::OutOfHours { .. } => key == "1" || key == "2",
+            NodeKind::SelfService { sms, .. } => {
+                matches!(key, "1" | "2" | "9") || sms.as_ref().is_some_and(|s| s.key == key)
+            }
+            NodeKind::LanguageGuess { .. } | NodeKind::LanguageMenu { .. } | NodeKind::CapEntry { .. } => true,
+            _ => false,
+        };
+        if taken {
+            return Err(node_err(
+                file,
+                name,
+                NodeProblem::Invalid(format!(
+                    "refuse_key {key:?} is a key of `{}`, which the notice leads to: choose a key it does not take",
+                    nodes[ix].name
+                )),
+            ));
+        }
+        todo.extend(kind.pass_through_edges().into_iter().copied());
     }
     Ok(())
 }

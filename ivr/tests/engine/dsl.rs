@@ -307,7 +307,7 @@ pub fn menu_key(state: &CallState, lang: Language) -> usize {
 pub fn to_area_menu() -> Vec<Step> {
     vec![
         s(In::Start(Some("{home}")), &["language-guess@{l}", "collect"]),
-        s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]),
+        s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]),
     ]
 }
 

@@ -82,7 +82,10 @@ fn a_language_is_added_as_data() {
     let out = step(&flow, &initial, &start(Some("+55 11 91234 5678")), now);
     assert_eq!(says(&out.actions), [("language-guess".to_owned(), pt)]);
     let out = step(&flow, &out.state, &keys("1"), now);
-    assert_eq!(says(&out.actions), [("welcome".to_owned(), pt), ("area-menu".to_owned(), pt)]);
+    assert_eq!(
+        says(&out.actions),
+        [("welcome".to_owned(), pt), ("recording-notice".to_owned(), pt), ("area-menu".to_owned(), pt)]
+    );
 
     // Anyone else: ten languages but the one offered do not fit on one page: eight, then 9 for
     // more (said in the next page's languages), then Portuguese on the second page. Two keys.

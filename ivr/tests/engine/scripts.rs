@@ -24,9 +24,9 @@ fn language_menu_then_each_language() {
         let mut steps = vec![s(In::Start(None), &["language-guess@it", "collect"]), (In::Silence, lang_menu())];
         if l == Language::It {
             steps.truncate(1);
-            steps.push(s(In::Press("1"), &["welcome@it", "area-menu@it", "collect"]));
+            steps.push(s(In::Press("1"), &["welcome@it", "recording-notice@it", "area-menu@it", "collect"]));
         } else {
-            steps.push(s(In::Press("{d}"), &["welcome@{l}", "area-menu@{l}", "collect"]));
+            steps.push(s(In::Press("{d}"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]));
         }
         let call = run("language menu", OPEN, &steps, l);
         assert_eq!(call.state.language, Some(l));
@@ -61,7 +61,7 @@ fn guessed_language_accepted() {
     for &l in flow().languages() {
         let steps = vec![
             s(In::Start(Some(home_number(l))), &["language-guess@{l}", "collect"]),
-            s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]),
+            s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]),
         ];
         let call = run("guess accepted", OPEN, &steps, l);
         assert_eq!(call.state.language, Some(l));
@@ -108,7 +108,12 @@ fn guessed_languages_from_other_countries() {
                 ),
                 (
                     In::Press("2"),
-                    vec![format!("welcome@{second}").leak(), format!("area-menu@{second}").leak(), "collect"],
+                    vec![
+                        format!("welcome@{second}").leak(),
+                        format!("recording-notice@{second}").leak(),
+                        format!("area-menu@{second}").leak(),
+                        "collect",
+                    ],
                 ),
             ];
             let call = run("second guess", OPEN, &steps, lang(first));
@@ -132,7 +137,7 @@ fn guessed_language_refused_by_a_key_or_silence() {
             let steps = vec![
                 s(In::Start(Some("+212 612 345678")), &["language-guess@ar", "language-guess@fr", "collect"]),
                 (refusal.clone(), menu_tokens(&offered)),
-                s(In::Press("{d}"), &["welcome@{l}", "area-menu@{l}", "collect"]),
+                s(In::Press("{d}"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]),
             ];
             let call = run("guess refused", OPEN, &steps, l);
             assert_eq!(call.state.language, Some(l));
@@ -226,9 +231,9 @@ fn landline_start(l: Language) -> Vec<Step> {
     let mut v = vec![s(In::Start(Some("+39 031 555 1234")), &["language-guess@it", "collect"])];
     if l != Language::It {
         v.push((In::Press("8"), lang_menu()));
-        v.push(s(In::Press("{d}"), &["welcome@{l}", "area-menu@{l}", "collect"]));
+        v.push(s(In::Press("{d}"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]));
     } else {
-        v.push(s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]));
+        v.push(s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]));
     }
     v.push(s(In::Press("6"), &["cap-landline@{l}", "collect5"]));
     v
@@ -524,7 +529,8 @@ fn zero_means_operator_from_every_menu() {
         "0 in language menu",
         OPEN,
         &[s(In::Start(None), &["language-guess@it", "collect"]), (In::Silence, lang_menu()), {
-            let t: Vec<&str> = vec!["queue-enter@it", "enqueue:it:-:5", "queue?"];
+            // The recording notice, not heard yet, is said in the queue.
+            let t: Vec<&str> = vec!["recording-notice@it", "queue-enter@it", "enqueue:it:-:5", "queue?"];
             (In::Press("0"), t)
         }],
         Language::It,
@@ -535,7 +541,7 @@ fn zero_means_operator_from_every_menu() {
         &[
             s(In::Start(Some("+33 6 12 34 56 78")), &["language-guess@fr", "collect"]),
             // The caller heard French offered: a French-speaking operator serves them.
-            s(In::Press("0"), &["queue-enter@fr", "enqueue:fr:-:5", "queue?"]),
+            s(In::Press("0"), &["recording-notice@fr", "queue-enter@fr", "enqueue:fr:-:5", "queue?"]),
         ],
         Language::Fr,
     );
@@ -557,7 +563,7 @@ fn star_goes_back_to_the_previous_menu() {
             // Back to the languages: the menu, then the language offered first.
             (In::Press("*"), menu_without_l()),
             s(In::Press("*"), &["language-guess@{l}", "collect"]),
-            s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"]),
+            s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]),
         ],
     ]);
     run_all("star", OPEN, &steps);
@@ -572,7 +578,7 @@ fn hash_repeats_the_current_menu() {
         vec![(In::Press("#"), menu_without_l())],
         // A guess refused by mistake is one key away: * offers it again.
         vec![s(In::Press("*"), &["language-guess@{l}", "collect"])],
-        vec![s(In::Press("1"), &["welcome@{l}", "area-menu@{l}", "collect"])],
+        vec![s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"])],
         vec![
             s(In::Press("#"), &["area-menu@{l}", "collect"]),
             s(In::Press("2"), &["cap-ask@{l}", "collect5"]),
@@ -616,7 +622,8 @@ fn silence_repeats_then_slows_down_then_operator() {
         (In::Silence, lang_menu()),
         (In::Silence, lang_menu()),
         (In::Silence, slow_menu),
-        s(In::Silence, &["queue-enter@it~", "enqueue:it:-:5", "queue?"]),
+        // Straight to the queue: the recording notice is said there.
+        s(In::Silence, &["recording-notice@it~", "queue-enter@it~", "enqueue:it:-:5", "queue?"]),
     ];
     run("silent in language menu", OPEN, &steps, Language::It);
 }
@@ -679,7 +686,7 @@ fn out_of_hours_prompts() -> Vec<&'static str> {
 
 fn to_out_of_hours() -> Vec<Step> {
     let mut v = to_area_menu();
-    v[1].1 = ["welcome@{l}"].into_iter().chain(out_of_hours_prompts()).collect();
+    v[1].1 = ["welcome@{l}", "recording-notice@{l}"].into_iter().chain(out_of_hours_prompts()).collect();
     v
 }
 
@@ -887,4 +894,58 @@ fn out_of_hours_star_and_hash_repeat_the_message() {
         ],
     ]);
     run_all("out of hours # and *", EVENING, &steps);
+}
+
+#[test]
+fn the_refusal_key_during_the_recording_notice_refuses_the_recording() {
+    for &l in flow().languages() {
+        let steps = vec![
+            s(In::Start(Some(home_number(l))), &["language-guess@{l}", "collect"]),
+            s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]),
+            // 9 during the notice: confirmed, and the area menu again (9 means nothing there).
+            s(In::Press("9"), &["recording-refused@{l}", "area-menu@{l}", "collect"]),
+            s(In::Press("3"), &["cap-ask@{l}", "collect5"]),
+        ];
+        let call = run("recording refused", OPEN, &steps, l);
+        assert!(call.state.recording_refused, "{l}");
+        assert_eq!(call.state.area, Some(ServiceArea::Casa));
+    }
+}
+
+#[test]
+fn only_the_first_key_after_the_notice_refuses() {
+    for &l in flow().languages() {
+        let steps = vec![
+            s(In::Start(Some(home_number(l))), &["language-guess@{l}", "collect"]),
+            s(In::Press("1"), &["welcome@{l}", "recording-notice@{l}", "area-menu@{l}", "collect"]),
+            s(In::Press("3"), &["cap-ask@{l}", "collect5"]),
+        ];
+        let call = run("recording accepted", OPEN, &steps, l);
+        assert!(!call.state.recording_refused);
+        assert!(call.state.notice.is_none());
+    }
+    // Silence, then 9 in the menu said again: an invalid key, not a refusal.
+    let steps = vec![
+        s(In::Start(None), &["language-guess@it", "collect"]),
+        s(In::Press("1"), &["welcome@it", "recording-notice@it", "area-menu@it", "collect"]),
+        s(In::Silence, &["area-menu@it", "collect"]),
+        s(In::Press("9"), &["invalid-choice@it", "area-menu@it", "collect"]),
+    ];
+    let call = run("late key", OPEN, &steps, Language::It);
+    assert!(!call.state.recording_refused);
+}
+
+#[test]
+fn a_caller_who_goes_to_the_queue_at_once_hears_the_notice_there_and_may_refuse_on_hold() {
+    let steps = vec![
+        s(In::Start(None), &["language-guess@it", "collect"]),
+        s(In::Press("0"), &["recording-notice@it", "queue-enter@it", "enqueue:it:-:5", "queue?"]),
+    ];
+    let mut call = run("notice in the queue", OPEN, &steps, Language::It);
+    call.input(&In::Queue(2, 120), Language::It);
+    assert_eq!(call.state.wait, Wait::Hold);
+    let actions = call.input(&In::Press("9"), Language::It).unwrap().to_vec();
+    assert!(call.state.recording_refused);
+    assert_eq!(call.state.wait, Wait::Hold, "still waiting for an operator");
+    assert_eq!(tokens(&actions)[0], "recording-refused@it", "{actions:?}");
 }

@@ -294,3 +294,21 @@ fn a_language_without_all_its_prompts_is_refused_naming_the_file_and_the_ids() {
         assert!(text.contains(says), "{text}");
     }
 }
+
+#[test]
+fn the_recording_notice_key_must_mean_nothing_where_it_leads() {
+    // 3 is the area menu's housing: pressed after the notice it would be taken for a refusal.
+    let (node, problem, message) = node_error(&edited(r#"refuse_key = "9""#, r#"refuse_key = "3""#));
+    assert_eq!(node, "recording-notice");
+    assert!(matches!(problem, NodeProblem::Invalid(_)), "{problem:?}");
+    assert!(message.contains("area-menu"), "{message}");
+    // 7 is the area menu's extra option (portal information).
+    let (_, _, message) = node_error(&edited(r#"refuse_key = "9""#, r#"refuse_key = "7""#));
+    assert!(message.contains("area-menu"), "{message}");
+    // Reserved and multi-key values.
+    for key in ["0", "*", "#", "99", "x"] {
+        let (node, problem, _) = node_error(&edited(r#"refuse_key = "9""#, &format!("refuse_key = {key:?}")));
+        assert_eq!(node, "recording-notice");
+        assert!(matches!(problem, NodeProblem::BadDigit { .. }), "{key}: {problem:?}");
+    }
+}
