@@ -635,3 +635,39 @@ async fn refusals_a_drop_mid_ring_a_number_that_does_not_open_and_hanging_up_whi
     );
     app.stop().await;
 }
+
+/// Without a trunk nothing places a callback yet: the button answers 503 with what is missing for
+/// the caller's channel (a TwiML caller with a carrier account configured: its REST API, not
+/// built yet), and the request is left as it was (not claimed, no attempt).
+#[tokio::test]
+async fn without_a_trunk_a_twiml_callback_answers_503_naming_what_is_missing_and_leaves_the_request() {
+    let app = spawn_app_with(fresh_database().await, |s| {
+        s.twilio_account_sid = "AC0123456789abcdef0123456789abcdef".into();
+        s.twilio_api_url = "http://127.0.0.1:9".into();
+    })
+    .await;
+    twiml_callback_request(&app, "CAcall00000000000000000000000009").await;
+    let id = the_callback(&app).await;
+    let s = operator(&app, "cora").await;
+    let (_rtc, _mid, offer, _pending, _socket) = browser();
+    let (status, body) =
+        post_json(&app, &s, &format!("/api/callbacks/{id}/call"), serde_json::json!({"sdp": offer})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("REST API")
+            && message.contains("HELPLINE_TRUNK_URI")
+            && message.contains("call back by phone"),
+        "{message}"
+    );
+    let (status, st) = api(&app, &s, reqwest::Method::GET, &format!("/api/callbacks/{id}/call")).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!((st["status"].as_str(), st["attempts"].as_i64()), (Some("open"), Some(0)), "{st}");
+    assert!(st["call_state"].is_null() && st["calling_since"].is_null(), "{st}");
+    let (attempts,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM callback_attempts")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0);
+}

@@ -14,11 +14,15 @@
 //! `callback_max_attempts` such attempts it is closed as unreachable (`status = 'failed'`) and its
 //! sealed number wiped; a reached callee closes it as done, wiping the number too.
 //!
+//! Which interface places the call follows from the caller's channel (`route.rs`); with none, the
+//! button answers 503 saying what is missing, and the request is left untouched.
+//!
 //! `GET /api/callbacks/{id}/call` is the attempt's state for the page (from the database: any
 //! node answers it); `POST /api/callbacks/{id}/hangup` ends this node's attempt (the page closing
 //! its phone ends it too, wherever the attempt runs: its leg closes).
 
 mod attempt;
+mod route;
 
 use crate::auth::AsOperator;
 use crate::calls::nodes::NodeId;
@@ -106,10 +110,20 @@ async fn call(
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<CallRequest>,
 ) -> Result<Json<Value>, AppError> {
-    let Some(trunk) = state.trunk.clone() else {
-        return Err(AppError::Unavailable(
-            "no SIP trunk is configured (HELPLINE_TRUNK_URI): call back by phone".into(),
-        ));
+    let channel: Option<(String,)> =
+        sqlx::query_as("SELECT c.channel FROM callbacks b JOIN calls c ON c.call_id = b.call_id WHERE b.id = $1")
+            .bind(id)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(db_error)?;
+    let channel = channel.map(|(c,)| c).unwrap_or_default();
+    let carrier = !state.settings.twilio_account_sid.is_empty();
+    let trunk = match (route::route(&channel, state.trunk.is_some(), carrier), state.trunk.clone()) {
+        (route::Route::Trunk, Some(trunk)) => trunk,
+        (route::Route::Unavailable(why), _) => return Err(AppError::Unavailable(why)),
+        (route::Route::Trunk, None) => {
+            return Err(AppError::Internal(anyhow::anyhow!("a callback routed to a trunk that is not configured")))
+        }
     };
     if body.sdp.trim().is_empty() || body.sdp.len() > MAX_SDP {
         return Err(AppError::BadRequest(format!("sdp must be 1 to {MAX_SDP} bytes")));
