@@ -107,7 +107,7 @@ pub(crate) struct SegmentData {
     /// The words of each service's names, as ordinals of the raw field's terms.
     pub names: NameTerms,
     keys: Vec<u64>,
-    /// Maximal runs of document ids whose keys ascend (one per segment tantivy's writer threads
+    /// Maximal runs of document ids whose keys ascend (one per segment tantivy's writer
     /// made before the merge).
     runs: Vec<(DocId, DocId)>,
 }
@@ -270,12 +270,13 @@ impl DirectoryIndex {
             index.tokenizers().register(f, analyzer(Some(lang)));
         }
         let fields = Fields { text: [raw, names, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
-        // Tantivy's smallest heap per thread: a thread flushes a segment each time its heap is
-        // full, and the segments are merged into one below. More heap would mean fewer merges but
-        // a start-up peak that grows with the directory (50 MB a thread doubled the resident set
-        // while a 100,000-service index was built; BENCHMARKS.md, "Memory").
-        let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, WRITER_HEAP_PER_THREAD * threads)?;
+        // One indexing thread with tantivy's smallest heap: it flushes a segment each time its heap
+        // is full, and the segments are merged into one below. Each thread more would add its own
+        // heap and term table to the start-up and re-index peaks (so a peak growing with the
+        // server's cores), and more heap would mean fewer merges but a peak that grows with the
+        // directory (50 MB a thread doubled the resident set while a 100,000-service index was
+        // built; BENCHMARKS.md, "Memory").
+        let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP_PER_THREAD)?;
         // The one merge below, of every segment at once: none in the background meanwhile.
         writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         let mut language_bits: HashMap<String, u64> = HashMap::new();
@@ -437,7 +438,7 @@ impl DirectoryIndex {
         Some(&self.docs[self.by_id[i] as usize])
     }
 
-    /// How many runs of document ids the layout has (one per segment the writer threads made):
+    /// How many runs of document ids the layout has (one per segment the writer made):
     /// a radius becomes this many ranges per band.
     pub fn layout_runs(&self) -> usize {
         self.segments.iter().map(|s| s.runs.len()).sum()

@@ -182,11 +182,15 @@ impl Directory {
         drop(rows_tx);
         let index = rx.await.map_err(|_| DirectoryError::Thread("the index build panicked".into()))??;
         let services = index.len();
-        match self.current.write() {
-            Ok(mut g) => *g = Arc::new(index),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(index),
-        }
+        let old = match self.current.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, Arc::new(index)),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::new(index)),
+        };
         self.version.store(version, Ordering::Release);
+        // The index replaced (once the searches holding it end) and the build's buffers: back to
+        // the system, not kept by the allocator.
+        drop(old);
+        crate::metrics::release_freed_memory();
         tracing::info!(services, version, ms = started.elapsed().as_millis() as u64, "directory index built");
         Ok(())
     }

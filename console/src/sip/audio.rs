@@ -82,6 +82,11 @@ pub struct PromptAudio {
     /// the language offer) share one clip and one G.711 encoding of it, rather than a copy each
     /// (≈ 100 KB for a 12-second text). The [`SPOKEN_CLIPS`] most recently used are kept.
     spoken: Mutex<Spoken>,
+    /// Texts rendered at once: as many as the machine has cores. Every render is a speech
+    /// process and a blocking thread with its buffers; unbounded, a thousand callers entering the
+    /// queue at once (each told a position of its own) started a thousand and took 2.2 GB
+    /// (BENCHMARKS.md, "Memory"). The rest wait their turn; the cores were the limit anyway.
+    speaking: tokio::sync::Semaphore,
 }
 
 /// A prompt's clip, loaded once by whichever call asked first.
@@ -123,7 +128,15 @@ impl Spoken {
 impl PromptAudio {
     /// `tts` is the server's on-demand speech (shared with the other adapters and its cache).
     pub fn new(files: PromptFiles, catalog: Arc<Catalog>, tts: Option<Arc<Tts>>) -> PromptAudio {
-        PromptAudio { files, catalog, tts, wavs: Mutex::new(HashMap::new()), spoken: Mutex::default() }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        PromptAudio {
+            files,
+            catalog,
+            tts,
+            wavs: Mutex::new(HashMap::new()),
+            spoken: Mutex::default(),
+            speaking: tokio::sync::Semaphore::new(cores),
+        }
     }
 
     /// A prompt without variables. Normal pace is the rendered WAV; slow pace is spoken from the
@@ -182,6 +195,7 @@ impl PromptAudio {
         let cell = self.spoken.lock().unwrap_or_else(|p| p.into_inner()).cell((lang, pace, text.clone()));
         let clip = cell
             .get_or_try_init(|| async move {
+                let _turn = self.speaking.acquire().await.map_err(|e| AudioError::Task(e.to_string()))?;
                 let samples = tokio::task::spawn_blocking(move || tts.render(lang, &text, pace))
                     .await
                     .map_err(|e| AudioError::Task(e.to_string()))??;
