@@ -20,7 +20,7 @@
 //!
 //! ```text
 //! cargo bench -p console --bench memory -- [--sizes 8000,100000] [--calls 1000] [--sockets 1000]
-//!     [--webhook-calls 1000] [--queries 300]
+//!     [--webhook-calls 1000] [--queries 300] [--baseline BIN] [--this BIN]
 //! ```
 
 use futures_util::{SinkExt, StreamExt};
@@ -71,8 +71,13 @@ fn reset_peak(pid: u32) -> anyhow::Result<()> {
 /// 10 s before they end, and mimalloc returns a thread's freed pages when it ends), then sampled
 /// every second until two samples differ by less than 0.5 % (at most 10 s more).
 fn settled(pid: u32) -> Mem {
-    std::thread::sleep(Duration::from_secs(12));
-    let until = Instant::now() + Duration::from_secs(10);
+    settled_after(pid, Duration::from_secs(12), Duration::from_secs(10))
+}
+
+/// [`settled`] with another wait first and another bound on the sampling after it.
+fn settled_after(pid: u32, first: Duration, at_most: Duration) -> Mem {
+    std::thread::sleep(first);
+    let until = Instant::now() + at_most;
     let mut last = mem(pid);
     loop {
         std::thread::sleep(Duration::from_secs(1));
@@ -118,6 +123,9 @@ impl Bench {
             .env("HELPLINE_RTP_PORT_MAX", "40000")
             .env("HELPLINE_SIP_RATE", "0")
             .env("HELPLINE_SIP_MAX_CALLS", "0")
+            // sipp's callers send no RTP: without this they are hung up after 60 s of silence,
+            // while the bench still counts them.
+            .env("HELPLINE_RTP_TIMEOUT_SECS", "0")
             // Stopped with SIGTERM: live calls are hung up within 2 s, so none is left in the
             // database for the next node on it to end as a dead node's.
             .env("HELPLINE_DRAIN_SECS", "2");
@@ -355,6 +363,7 @@ fn main() -> anyhow::Result<()> {
     let mut o = Options { sizes: vec![8000, 100_000], calls: 1000, sockets: 1000, webhook_calls: 1000 };
     let mut queries = 300usize;
     let mut baseline: Option<PathBuf> = None;
+    let mut this_bin: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
@@ -365,13 +374,17 @@ fn main() -> anyhow::Result<()> {
             "--webhook-calls" => o.webhook_calls = value()?.parse()?,
             "--queries" => queries = value()?.parse()?,
             "--baseline" => baseline = Some(PathBuf::from(value()?)),
+            // A copy of this build's binary to measure instead of the one cargo built (so the
+            // target directory may be rebuilt while a long run goes on).
+            "--this" => this_bin = Some(PathBuf::from(value()?)),
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
     let tmp_dir = tempfile::tempdir()?;
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?;
     let flow = always_open_flow(&repo, tmp_dir.path())?;
-    let this = Bench { bin: PathBuf::from(env!("CARGO_BIN_EXE_helpline")), repo, tmp: tmp_dir.path().to_owned(), flow };
+    let bin = this_bin.unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_helpline")));
+    let this = Bench { bin, repo, tmp: tmp_dir.path().to_owned(), flow };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
     // The directories and the operators, once for every build measured.
@@ -534,7 +547,9 @@ fn measure(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })?;
-        let with_calls = settled(serve.pid());
+        // The calls start within seconds, each speaking its first prompt: a minute, so the burst's
+        // transient buffers are gone and what is left is what the calls hold.
+        let with_calls = settled_after(serve.pid(), Duration::from_secs(60), Duration::from_secs(30));
         row(format!("{n} services: live SIP calls streaming prompts"), format!("{live} of {calls}"));
         row(format!("{n} services: resident with {live} live SIP calls, MiB"), mib(with_calls.rss));
         row("KiB per live SIP call".into(), kib_per(with_calls.rss, idle.rss, live));

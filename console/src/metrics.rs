@@ -327,6 +327,23 @@ impl ProcessMemory {
     }
 }
 
+/// Hands memory freed in bulk (a directory index replaced, the build's buffers) back to the
+/// system within seconds. The allocator (mimalloc) returns freed pages only a purge delay (1 s)
+/// after they were freed, and only when some thread next passes by its arenas: an idle server may
+/// not for hours, and keeps them resident (measured: 28 MiB of 93 at 8,000 services; BENCHMARKS.md,
+/// "Memory"). A thread that ends is such a pass: this one allocates a little (so the allocator
+/// knows it), waits past the delay and ends.
+pub fn release_freed_memory() {
+    let spawned = std::thread::Builder::new().name("memory-release".into()).spawn(|| {
+        let mark = std::hint::black_box(vec![0u8; 64]);
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        drop(mark);
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "no thread to release freed memory");
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()

@@ -114,7 +114,7 @@ async fn a_flat_csv_imports_and_a_bad_one_is_rejected_whole() {
     let data = read_path(&fixture("flat_good.csv")).unwrap().1;
     let docs = console::directory::documents::service_docs(&data, ivr::geo::Gazetteer::embedded());
     let castello = docs.iter().find(|d| d.name == "Centro interculturale").unwrap();
-    assert_eq!(castello.town, "Città di Castello");
+    assert_eq!(&*castello.town, "Città di Castello");
     assert_eq!(castello.hours.ranges.len(), 2);
     assert!(castello.point.is_some());
     // The same file again: the same ids.

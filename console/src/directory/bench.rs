@@ -381,7 +381,7 @@ impl PgBaseline {
                 q = q
                     .bind(d.id.clone())
                     .bind(d.name.clone())
-                    .bind(d.town.clone())
+                    .bind(d.town.to_string())
                     .bind(format!(",{},", areas.join(",")))
                     .bind(p.lat)
                     .bind(p.lng)

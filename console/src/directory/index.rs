@@ -107,7 +107,7 @@ pub(crate) struct SegmentData {
     /// The words of each service's names, as ordinals of the raw field's terms.
     pub names: NameTerms,
     keys: Vec<u64>,
-    /// Maximal runs of document ids whose keys ascend (one per segment tantivy's writer threads
+    /// Maximal runs of document ids whose keys ascend (one per segment tantivy's writer
     /// made before the merge).
     runs: Vec<(DocId, DocId)>,
 }
@@ -200,7 +200,9 @@ impl TextStats {
 /// synchronously from any thread.
 pub struct DirectoryIndex {
     pub(crate) docs: Vec<ServiceDoc>,
-    pub(crate) by_id: HashMap<String, u32>,
+    /// Positions in `docs`, sorted by their services' ids (a binary search finds one: no second
+    /// copy of every id).
+    pub(crate) by_id: Vec<u32>,
     pub(crate) rtree: RTree<IndexedPoint>,
     pub(crate) fields: Fields,
     pub(crate) index: Index,
@@ -268,17 +270,17 @@ impl DirectoryIndex {
             index.tokenizers().register(f, analyzer(Some(lang)));
         }
         let fields = Fields { text: [raw, names, stemmed[0], stemmed[1], stemmed[2], stemmed[3]] };
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
-        // Tantivy's smallest heap per thread: a thread flushes a segment each time its heap is
-        // full, and the segments are merged into one below. More heap would mean fewer merges but
-        // a start-up peak that grows with the directory (50 MB a thread doubled the resident set
-        // while a 100,000-service index was built; BENCHMARKS.md, "Memory").
-        let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, WRITER_HEAP_PER_THREAD * threads)?;
+        // One indexing thread with tantivy's smallest heap: it flushes a segment each time its heap
+        // is full, and the segments are merged into one below. Each thread more would add its own
+        // heap and term table to the start-up and re-index peaks (so a peak growing with the
+        // server's cores), and more heap would mean fewer merges but a peak that grows with the
+        // directory (50 MB a thread doubled the resident set while a 100,000-service index was
+        // built; BENCHMARKS.md, "Memory").
+        let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP_PER_THREAD)?;
         // The one merge below, of every segment at once: none in the background meanwhile.
         writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         let mut language_bits: HashMap<String, u64> = HashMap::new();
         let mut points = Vec::with_capacity(docs.len());
-        let mut by_id = HashMap::with_capacity(docs.len());
         // Spatial order; equal keys keep the listing order.
         let mut layout: Vec<u32> = (0..docs.len() as u32).collect();
         layout.sort_by_cached_key(|&i| key_of(docs[i as usize].point));
@@ -297,7 +299,7 @@ impl DirectoryIndex {
         let mut doc_languages = Vec::with_capacity(docs.len());
         for (i, d) in docs.iter().enumerate() {
             let mut mask = 0u64;
-            for code in &d.languages {
+            for code in d.languages.iter() {
                 let next = language_bits.len();
                 if let Some(bit) = language_bits.get(code) {
                     mask |= bit;
@@ -312,8 +314,9 @@ impl DirectoryIndex {
             if let Some(p) = d.point {
                 points.push(GeomWithData::new(to_xyz(&p), i as u32));
             }
-            by_id.insert(d.id.clone(), i as u32);
         }
+        let mut by_id: Vec<u32> = (0..docs.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| docs[a as usize].id.cmp(&docs[b as usize].id));
         writer.commit()?;
         // One segment: every query looks each term up in each segment's dictionary.
         let segments = index.searchable_segment_ids()?;
@@ -431,10 +434,11 @@ impl DirectoryIndex {
 
     /// The indexed record of a service.
     pub fn get(&self, id: &str) -> Option<&ServiceDoc> {
-        self.by_id.get(id).map(|&i| &self.docs[i as usize])
+        let i = self.by_id.binary_search_by(|&i| self.docs[i as usize].id.as_str().cmp(id)).ok()?;
+        Some(&self.docs[self.by_id[i] as usize])
     }
 
-    /// How many runs of document ids the layout has (one per segment the writer threads made):
+    /// How many runs of document ids the layout has (one per segment the writer made):
     /// a radius becomes this many ranges per band.
     pub fn layout_runs(&self) -> usize {
         self.segments.iter().map(|s| s.runs.len()).sum()
@@ -449,6 +453,81 @@ impl DirectoryIndex {
                 out.push(stream.token().text.clone());
             }
         }
+        out
+    }
+}
+
+impl DirectoryIndex {
+    /// What the index holds, part by part, in lines of text (`examples/dirmem.rs` prints them).
+    pub fn memory_report(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mib = |b: usize| b as f64 / 1048576.0;
+        if let Ok(reader) = self.index.reader() {
+            if let Ok(u) = reader.searcher().space_usage() {
+                out.push(format!("tantivy total {:.1} MiB", mib(u.total().get_bytes() as usize)));
+                for s in u.segments() {
+                    out.push(format!(
+                        "  segment docs {} termdict {:.1} postings {:.1} positions {:.1} fast {:.1} fieldnorms {:.1} store {:.1}",
+                        s.num_docs(),
+                        mib(s.termdict().total().get_bytes() as usize),
+                        mib(s.postings().total().get_bytes() as usize),
+                        mib(s.positions().total().get_bytes() as usize),
+                        mib(s.fast_fields().total().get_bytes() as usize),
+                        mib(s.fieldnorms().total().get_bytes() as usize),
+                        mib(s.store().total().get_bytes() as usize),
+                    ));
+                    for (f, fu) in s.postings().fields() {
+                        out.push(format!(
+                            "    postings {:?} {:.1}",
+                            self.index.schema().get_field_name(*f),
+                            mib(fu.total().get_bytes() as usize)
+                        ));
+                    }
+                    for (f, fu) in s.termdict().fields() {
+                        out.push(format!(
+                            "    termdict {:?} {:.1}",
+                            self.index.schema().get_field_name(*f),
+                            mib(fu.total().get_bytes() as usize)
+                        ));
+                    }
+                }
+            }
+        }
+        let dir = self.index.directory();
+        let mut files = 0usize;
+        for p in dir.list_managed_files() {
+            if let Ok(f) = tantivy::Directory::open_read(dir, &p) {
+                files += tantivy::HasLen::len(&f);
+            }
+        }
+        out.push(format!("ram directory files {:.1} MiB", mib(files)));
+        let seg: usize = self
+            .segments
+            .iter()
+            .map(|s| {
+                s.ords.capacity() * 4
+                    + s.areas.capacity()
+                    + s.languages.capacity() * 8
+                    + s.xyz.capacity() * 12
+                    + s.keys.capacity() * 8
+                    + s.names.ords.capacity() * 4
+                    + s.names.starts.capacity() * 4
+                    + s.names.own_lens.capacity()
+            })
+            .sum();
+        out.push(format!("segment columns {:.1} MiB", mib(seg)));
+        out.push(format!("rtree points {} (~{:.1} MiB)", self.rtree.size(), mib(self.rtree.size() * 32 * 2)));
+        out.push(format!("by_id {} entries", self.by_id.len()));
+        let mut texts = std::collections::HashSet::new();
+        let mut uniq = 0usize;
+        for d in &self.docs {
+            for t in [&d.organization, &d.description, &d.address, &d.town, &d.postal_code, &d.language_text] {
+                if texts.insert(std::sync::Arc::as_ptr(t) as *const u8 as usize) {
+                    uniq += t.len();
+                }
+            }
+        }
+        out.push(format!("distinct shared texts {} ({:.1} MiB)", texts.len(), mib(uniq)));
         out
     }
 }

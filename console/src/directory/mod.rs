@@ -113,8 +113,7 @@ impl Directory {
         if stored == self.version.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let data = store::load_all(&self.db).await?;
-        self.install(data, stored).await?;
+        self.install(None, stored).await?;
         Ok(true)
     }
 
@@ -135,30 +134,63 @@ impl Directory {
         }
     }
 
-    /// Builds the index of `data` (the stored directory at `version`) and swaps it in.
-    async fn install(&self, data: Dataset, version: i64) -> Result<(), DirectoryError> {
+    /// Builds the index of `data`, or of the rows streamed from the database when `None` (the
+    /// stored directory at `version`), and swaps it in.
+    async fn install(&self, data: Option<Dataset>, version: i64) -> Result<(), DirectoryError> {
         let started = std::time::Instant::now();
         // A thread of its own, which ends with the build, rather than the runtime's blocking pool:
         // the allocator (mimalloc) gives a thread's freed pages back when the thread ends, and a
         // pooled thread idles for 10 s first, holding the build's transient buffers
-        // (BENCHMARKS.md, "Memory").
+        // (BENCHMARKS.md, "Memory"). The stored rows reach it one at a time: the records are made
+        // as they come, never the whole directory's rows at once.
+        let stream = data.is_none();
+        let (rows_tx, mut rows) = tokio::sync::mpsc::channel(1024);
+        // Set once every row is sent: a channel closed without it is a read that failed.
+        let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let read_all = complete.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("directory-index".into())
             .spawn(move || {
-                let docs = documents::service_docs(&data, Gazetteer::embedded());
-                // The rows are not needed past this point: freed before the index's buffers grow.
-                drop(data);
-                let _ = tx.send(DirectoryIndex::build(docs));
+                let mut docs = documents::DocsBuilder::new(Gazetteer::embedded());
+                match data {
+                    Some(data) => {
+                        for (t, table) in data.tables.iter().enumerate() {
+                            for r in table {
+                                docs.add(t, r);
+                            }
+                        }
+                    }
+                    None => {
+                        while let Some((t, r)) = rows.blocking_recv() {
+                            docs.add(t, &r);
+                        }
+                        if !read_all.load(Ordering::Acquire) {
+                            // The read failed: nothing to build.
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(DirectoryIndex::build(docs.finish()));
             })
             .map_err(|e| DirectoryError::Thread(e.to_string()))?;
+        if stream {
+            // The channel's bound keeps the reader at most 1,024 rows ahead of the builder.
+            store::stream_all(&self.db, &rows_tx).await?;
+            complete.store(true, Ordering::Release);
+        }
+        drop(rows_tx);
         let index = rx.await.map_err(|_| DirectoryError::Thread("the index build panicked".into()))??;
         let services = index.len();
-        match self.current.write() {
-            Ok(mut g) => *g = Arc::new(index),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(index),
-        }
+        let old = match self.current.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, Arc::new(index)),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::new(index)),
+        };
         self.version.store(version, Ordering::Release);
+        // The index replaced (once the searches holding it end) and the build's buffers: back to
+        // the system, not kept by the allocator.
+        drop(old);
+        crate::metrics::release_freed_memory();
         tracing::info!(services, version, ms = started.elapsed().as_millis() as u64, "directory index built");
         Ok(())
     }
@@ -167,7 +199,7 @@ impl Directory {
     pub async fn replace(&self, data: &Dataset) -> Result<(), DirectoryError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let version = store::replace_all(&self.db, data).await?;
-        self.install(data.clone(), version).await
+        self.install(Some(data.clone()), version).await
     }
 
     /// Loads the demo directory when the database holds no service. Returns whether it did.

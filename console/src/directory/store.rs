@@ -140,19 +140,37 @@ fn row_from(table: &Table, r: &sqlx::any::AnyRow) -> Result<Row, DbError> {
 
 /// The whole directory, every table sorted by id.
 pub async fn load_all(db: &Db) -> Result<Dataset, DbError> {
-    let mut data = Dataset::default();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    // The sender moves into the reading future and closes the channel when it ends.
+    let read = async move { stream_all(db, &tx).await };
+    let collect = async {
+        let mut data = Dataset::default();
+        while let Some((t, row)) = rx.recv().await {
+            data.tables[t].push(row);
+        }
+        data
+    };
+    let (read, data) = tokio::join!(read, collect);
+    read?;
+    Ok(data)
+}
+
+/// Every table's rows, table by table in the order of [`TABLES`] (by its index there), each
+/// table sorted by id, sent one at a time: the index is built from them without the whole
+/// directory's rows held at once. Returns when the last row is sent (or the receiver is gone).
+pub async fn stream_all(db: &Db, to: &tokio::sync::mpsc::Sender<(usize, Row)>) -> Result<(), DbError> {
     for (t, table) in TABLES.iter().enumerate() {
         let sql = format!("SELECT {} FROM {} ORDER BY id", column_list(table), sql_table(table));
         // Row by row: the driver's rows of a whole table (every value boxed with its column's
-        // metadata) are never all held next to their copies (BENCHMARKS.md, "Memory").
+        // metadata) are never all held at once (BENCHMARKS.md, "Memory").
         let mut rows = sqlx::query(&sql).fetch(db.pool());
-        let mut out = Vec::new();
         while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-            out.push(row_from(table, &r)?);
+            if to.send((t, row_from(table, &r)?)).await.is_err() {
+                return Ok(());
+            }
         }
-        data.tables[t] = out;
     }
-    Ok(data)
+    Ok(())
 }
 
 /// Rows of `table` whose `column` equals `value`, sorted by id.

@@ -78,15 +78,65 @@ pub struct PromptAudio {
     /// One cell per prompt: calls that want a prompt while it loads wait for that one load and
     /// share its clip (and its G.711), rather than each loading and keeping a copy of its own.
     wavs: Mutex<HashMap<(Language, PromptId), Loading>>,
+    /// Texts spoken on demand, the same way: the calls saying one text (a thousand callers hearing
+    /// the language offer) share one clip and one G.711 encoding of it, rather than a copy each
+    /// (≈ 100 KB for a 12-second text). The [`SPOKEN_CLIPS`] most recently used are kept.
+    spoken: Mutex<Spoken>,
+    /// Texts rendered at once: as many as the machine has cores. Every render is a speech
+    /// process and a blocking thread with its buffers; unbounded, a thousand callers entering the
+    /// queue at once (each told a position of its own) started a thousand and took 2.2 GB
+    /// (BENCHMARKS.md, "Memory"). The rest wait their turn; the cores were the limit anyway.
+    speaking: tokio::sync::Semaphore,
 }
 
 /// A prompt's clip, loaded once by whichever call asked first.
 type Loading = Arc<tokio::sync::OnceCell<Clip>>;
 
+/// How many spoken texts' clips [`PromptAudio`] keeps (those of calls still playing one live on
+/// in the calls): as many as the speech cache keeps texts in memory.
+pub const SPOKEN_CLIPS: usize = 256;
+
+/// The spoken texts' clips, by language, pace and text, with when each was last asked for.
+#[derive(Default)]
+struct Spoken {
+    entries: HashMap<(Language, ivr::prompts::Pace, String), (Loading, u64)>,
+    tick: u64,
+}
+
+impl Spoken {
+    /// The cell of a text, made if new (the least recently used one dropped past the bound).
+    fn cell(&mut self, key: (Language, ivr::prompts::Pace, String)) -> Loading {
+        self.tick += 1;
+        let tick = self.tick;
+        let cell = match self.entries.get_mut(&key) {
+            Some((cell, used)) => {
+                *used = tick;
+                return cell.clone();
+            }
+            None => Loading::default(),
+        };
+        self.entries.insert(key, (cell.clone(), tick));
+        if self.entries.len() > SPOKEN_CLIPS {
+            if let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) {
+                self.entries.remove(&oldest);
+            }
+        }
+        cell
+    }
+}
+
 impl PromptAudio {
     /// `tts` is the server's on-demand speech (shared with the other adapters and its cache).
     pub fn new(files: PromptFiles, catalog: Arc<Catalog>, tts: Option<Arc<Tts>>) -> PromptAudio {
-        PromptAudio { files, catalog, tts, wavs: Mutex::new(HashMap::new()) }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        PromptAudio {
+            files,
+            catalog,
+            tts,
+            wavs: Mutex::new(HashMap::new()),
+            spoken: Mutex::default(),
+            speaking: tokio::sync::Semaphore::new(cores),
+        }
     }
 
     /// A prompt without variables. Normal pace is the rendered WAV; slow pace is spoken from the
@@ -142,11 +192,17 @@ impl PromptAudio {
             Pace::Normal => ivr::prompts::Pace::Normal,
             Pace::Slow => ivr::prompts::Pace::Slow,
         };
-        let samples = tokio::task::spawn_blocking(move || tts.render(lang, &text, pace))
-            .await
-            .map_err(|e| AudioError::Task(e.to_string()))??;
-        // Spoken text is encoded per call that says it (Tts caches the samples, not the G.711).
-        Ok(Clip::new(samples))
+        let cell = self.spoken.lock().unwrap_or_else(|p| p.into_inner()).cell((lang, pace, text.clone()));
+        let clip = cell
+            .get_or_try_init(|| async move {
+                let _turn = self.speaking.acquire().await.map_err(|e| AudioError::Task(e.to_string()))?;
+                let samples = tokio::task::spawn_blocking(move || tts.render(lang, &text, pace))
+                    .await
+                    .map_err(|e| AudioError::Task(e.to_string()))??;
+                Ok::<_, AudioError>(Clip::new(samples))
+            })
+            .await?;
+        Ok(clip.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Language, PromptId), Loading>> {
@@ -215,5 +271,33 @@ mod tests {
         assert!(!clips[0].is_empty());
         assert!(clips.iter().all(|c| c.same(&clips[0])), "every call got the one loaded clip");
         assert!(Arc::ptr_eq(&clips[0].encoded(Codec::Pcmu), &clips[31].encoded(Codec::Pcmu)), "and one encoding");
+    }
+
+    /// Calls saying the same text (the language offer every caller hears first) share one clip and
+    /// its G.711, spoken once; another text is another clip.
+    #[tokio::test]
+    async fn calls_saying_one_text_share_one_clip() {
+        let files = PromptFiles::Dir(std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts")));
+        let catalog = Arc::new(files.catalog_of(&[Language::It]).expect("catalog"));
+        let cache = tempfile::tempdir().expect("tempdir");
+        let tts = Arc::new(Tts::new(cache.path().to_owned(), ivr::prompts::TtsOptions::default()).expect("tts"));
+        let audio = Arc::new(PromptAudio::new(files, catalog, Some(tts.clone())));
+        let id = PromptId::parse("welcome").expect("id");
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (audio, id) = (audio.clone(), id.clone());
+                tokio::spawn(async move { audio.say(Language::It, &id, &BTreeMap::new(), Pace::Normal).await })
+            })
+            .collect();
+        let mut clips = Vec::new();
+        for t in tasks {
+            clips.push(t.await.expect("task").expect("clip"));
+        }
+        assert!(!clips[0].is_empty());
+        assert!(clips.iter().all(|c| c.same(&clips[0])), "every call got the one spoken clip");
+        assert!(Arc::ptr_eq(&clips[0].encoded(Codec::Pcmu), &clips[15].encoded(Codec::Pcmu)), "and one encoding");
+        assert_eq!(tts.synth_invocations(), 1, "spoken once");
+        let slow = audio.say(Language::It, &id, &BTreeMap::new(), Pace::Slow).await.expect("slow clip");
+        assert!(!slow.same(&clips[0]), "the slow reading is a clip of its own");
     }
 }
