@@ -113,7 +113,7 @@ pub async fn json_rejections(req: axum::extract::Request, next: axum::middleware
             "the request body is larger than this endpoint accepts ({BODY_LIMIT} bytes; the call-event API's \
              is in docs/webhooks.md)"
         ))
-            .into_response();
+        .into_response();
     }
     response
 }

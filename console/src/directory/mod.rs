@@ -268,8 +268,8 @@ impl Directory {
         Some(ServiceSummary {
             id: d.id.clone(),
             name: d.name.clone(),
-            address: d.address.clone(),
-            town: d.town.clone(),
+            address: d.address.to_string(),
+            town: d.town.to_string(),
             phone: d.phone.clone(),
             hours_today: d.hours.today_text(now),
             distance_km: 0.0,
