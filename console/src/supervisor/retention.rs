@@ -112,7 +112,8 @@ impl std::fmt::Display for PurgeReport {
         write!(
             f,
             "purged calls started before {}: {} calls, {} call-log events, {} notes, {} referrals, {} offers, \
-             {} callbacks, {} recordings, {} queue entries, {} console messages; {} KPI rows rolled up; {} live calls kept; \
+             {} callbacks, {} voice messages, {} recordings, {} media steps, {} text messages, {} queue entries, \
+             {} console messages; {} KPI rows rolled up; {} live calls kept; \
              {} expired sessions; {} audit rows before {}",
             self.cutoff,
             self.calls,
@@ -121,7 +122,10 @@ impl std::fmt::Display for PurgeReport {
             self.referrals,
             self.offers,
             self.callbacks,
+            self.voicemails,
             self.recordings,
+            self.media_steps,
+            self.text_messages,
             self.queue_entries,
             self.console_messages,
             self.kpi_rows,
