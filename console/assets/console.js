@@ -1432,6 +1432,7 @@ mediation.init({
   popNodes,
   held: phone.isHeld,
   toggleHold: phone.toggleHold,
+  queues: () => ({ languages: S.config.languages, areas: S.config.areas }),
 });
 recording.init({
   api,

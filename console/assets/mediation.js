@@ -6,6 +6,9 @@
 // "Consulta un collega" / "Consult a colleague" (Alt+K) puts the caller on hold and asks them; once
 // they join, the operator hands the call over or goes back to the caller. The server's side is
 // console/src/operators/mediation.rs; its messages are `mediation_offer` and `mediation`.
+// The blind hand-over, "Passa alla coda" / "Hand over to queue" (Alt+Q), sends the caller to the
+// queue of another language or area, in the place they had, and the operator leaves
+// (console/src/operators/handover.rs).
 
 import { t, label } from './i18n.js';
 
@@ -36,6 +39,8 @@ let hooks = {
   /** The page's phone: whether the caller is on hold, and the hold key. */
   held: () => false,
   toggleHold: () => {},
+  /** The queues a caller may be handed over to: `{languages, areas}`. */
+  queues: () => ({ languages: [], areas: [] }),
 };
 
 export function init(h) {
@@ -44,6 +49,19 @@ export function init(h) {
   $('consult-add').addEventListener('click', () => openPicker('consult'));
   $('call-transfer').addEventListener('click', leave);
   $('call-return').addEventListener('click', backToCaller);
+  $('handover-add').addEventListener('click', openHandOver);
+  $('handover-go').addEventListener('click', handOver);
+  $('handover-cancel').addEventListener('click', () => {
+    $('handover-picker').hidden = true;
+    $('handover-add').focus();
+  });
+  $('handover-picker').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      $('handover-picker').hidden = true;
+      $('handover-add').focus();
+    }
+  });
   $('mediator-cancel').addEventListener('click', closePicker);
   $('call-leave').addEventListener('click', leave);
   $('mediation-join').addEventListener('click', join);
@@ -57,6 +75,11 @@ export function init(h) {
   });
   document.addEventListener('keydown', (e) => {
     if (!e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.code === 'KeyQ' && !$('handover-add').hidden) {
+      e.preventDefault();
+      openHandOver();
+      return;
+    }
     const kind = { KeyM: 'mediator', KeyK: 'consult' }[e.code];
     if (kind && !$(kind === 'mediator' ? 'mediator-add' : 'consult-add').hidden) {
       e.preventDefault();
@@ -79,7 +102,10 @@ export function render() {
   $('call-leave').hidden = !call || guest || !M.joined.has(call);
   $('call-transfer').hidden = !call || guest || !M.consulted.has(call);
   $('call-return').hidden = !call || guest || !M.consulted.has(call);
+  // Only the call's own operator, with nobody else on it.
+  $('handover-add').hidden = !call || guest || M.consulted.has(call) || M.joined.has(call);
   if (!call || guest) $('mediator-picker').hidden = true;
+  if ($('handover-add').hidden) $('handover-picker').hidden = true;
   $('mediation-offer').hidden = !M.offer;
 }
 
@@ -116,6 +142,41 @@ async function openPicker(kind = 'mediator') {
   $('mediator-list').replaceChildren(...items);
   const first = $('mediator-list').querySelector('button');
   (first ?? $('mediator-cancel')).focus();
+}
+
+/** "Passa alla coda": the queues, the caller's language and area first. */
+function openHandOver() {
+  const call = hooks.callId();
+  if (!call) return;
+  const { languages, areas } = hooks.queues();
+  const option = (value, text) => {
+    const o = document.createElement('option');
+    o.value = value;
+    o.textContent = text;
+    return o;
+  };
+  $('handover-language').replaceChildren(...languages.map((l) => option(l, label('language', l))));
+  $('handover-area').replaceChildren(option('', t('handover.any_area')), ...areas.map((a) => option(a, label('area', a))));
+  $('handover-status').textContent = '';
+  $('mediator-picker').hidden = true;
+  $('handover-picker').hidden = false;
+  $('handover-language').focus();
+}
+
+async function handOver() {
+  const call = hooks.callId();
+  if (!call) return;
+  const language = $('handover-language').value;
+  const area = $('handover-area').value || null;
+  if (!language) return;
+  const r = await hooks.api('POST', `/api/calls/${encodeURIComponent(call)}/handover`, { language, area });
+  if (!r.ok) {
+    $('handover-status').textContent = t('error.generic', { message: r.data?.message ?? r.status });
+    return;
+  }
+  $('handover-picker').hidden = true;
+  const queue = area ? `${label('language', language)} / ${label('area', area)}` : label('language', language);
+  hooks.announce(t('handover.done', { queue }), true);
 }
 
 function closePicker() {

@@ -106,6 +106,7 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/api/calls/{id}/colleagues", "/api/calls/none/colleagues", Role(Role::Operator), false),
     ("POST", "/api/calls/{id}/consult", "/api/calls/none/consult", Role(Role::Operator), true),
     ("DELETE", "/api/calls/{id}/consult", "/api/calls/none/consult", Role(Role::Operator), true),
+    ("POST", "/api/calls/{id}/handover", "/api/calls/none/handover", Role(Role::Operator), true),
     ("GET", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), false),
     ("POST", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), true),
     ("DELETE", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), true),

@@ -18,6 +18,7 @@ mod console_client;
 mod directory;
 mod directory_edit;
 mod edge;
+mod handover;
 mod health;
 mod languages;
 mod layers;

@@ -290,7 +290,8 @@ async fn plan<S: Store>(
 
     // Actions the server decided since the carrier's last request.
     let mut pending_before: Vec<Action> = Vec::new();
-    let mut touched_queue = matches!(req.event, Event::OperatorAssigned { .. } | Event::TransferFailed { .. });
+    let mut touched_queue =
+        matches!(req.event, Event::OperatorAssigned { .. } | Event::TransferFailed { .. } | Event::HandedOver { .. });
     // `new_call`: the caller of a call that starts with this request.
     let (mut state, mut seq, carrier_seq, channel, started_at, new_call) = match (&req.event, row) {
         (Event::CallStarted { channel, caller, .. }, None) => (

@@ -97,6 +97,9 @@ pub enum AuditAction {
     /// The operator handed the call over to the consulted colleague and left (the warm
     /// transfer; the colleague's name is the detail).
     Transfer,
+    /// The operator handed the caller over to another queue and left (the blind hand-over; the
+    /// queue, `fr` or `fr/lavoro`, is the detail).
+    HandOver,
     /// The call's operator marked the caller's spoken refusal to be recorded.
     RecordingRefused,
     /// The call's operator started recording the call (the recording's id is the detail).
@@ -148,6 +151,7 @@ impl AuditAction {
             AuditAction::ConsultJoin => "consult_join",
             AuditAction::ConsultLeave => "consult_leave",
             AuditAction::Transfer => "transfer",
+            AuditAction::HandOver => "hand_over",
             AuditAction::RecordingRefused => "recording_refused",
             AuditAction::RecordingStart => "recording_start",
             AuditAction::RecordingStop => "recording_stop",

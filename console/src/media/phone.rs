@@ -101,6 +101,14 @@ pub enum PhoneMsg {
     /// The operator left a three-way call: the mediator's leg (already carrying the call on the
     /// media thread) is the call's leg from now on; the operator's, dropped, hangs up.
     HandOver(LegHandle),
+    /// The operator handed the caller over to another queue (`event`, the engine's
+    /// `HandedOver`) and leaves: a SIP call records the step, then unbridges the caller back to
+    /// the hold audio (`reply`: whether the step was recorded; if not, nothing changed); a
+    /// carrier's operator leg just hangs up (the server recorded the step itself).
+    Requeue {
+        event: ivr::engine::Event,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// How a supervisor takes part in a call (`listen`, `whisper`, `barge`).
@@ -638,6 +646,27 @@ impl Phone {
         Ok(mediator)
     }
 
+    /// The caller is handed over to another queue: the call's control task on this node records
+    /// the step (`HandedOver`) and puts the caller back on the hold audio; the operator's leg
+    /// hangs up. `Ok(false)`: the step could not be recorded (nothing changed).
+    pub async fn requeue(&self, call_id: &str, event: ivr::engine::Event) -> Result<bool, PhoneError> {
+        let (reply, done) = oneshot::channel();
+        {
+            let mut calls = self.calls();
+            let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+            slot.to_call.send(PhoneMsg::Requeue { event, reply }).map_err(|_| PhoneError::NoSuchCall)?;
+        }
+        let recorded = done.await.unwrap_or(false);
+        if recorded {
+            // The next operator's page offers a leg of its own.
+            if let Some(slot) = self.calls().get_mut(call_id) {
+                slot.operator = None;
+                slot.operator_leg = None;
+            }
+        }
+        Ok(recorded)
+    }
+
     /// Sends the call's control task a message; `false` when this node does not carry the call.
     pub fn tell(&self, call_id: &str, msg: PhoneMsg) -> bool {
         self.calls().get(call_id).is_some_and(|slot| slot.to_call.send(msg).is_ok())
@@ -652,6 +681,11 @@ impl Phone {
             if request == PageRequest::Hangup {
                 let _ = self.end_mediation(call_id, operator);
             }
+            return true;
+        }
+        if self.calls().get(call_id).is_some_and(|s| s.operator.is_some_and(|o| o != operator)) {
+            // The call has another operator now (handed over, or transferred): the page of the
+            // one who left no longer speaks for it.
             return true;
         }
         let local = match &request {

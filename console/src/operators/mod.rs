@@ -4,6 +4,7 @@
 //! websocket's messages are the types of [`protocol`].
 
 pub mod config;
+pub mod handover;
 pub mod http;
 pub mod hub;
 pub mod mediation;
@@ -217,5 +218,9 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<OperatorsState>: axum::extract::FromRef<S>,
 {
-    http::routes().merge(socket::routes()).merge(mediation::routes()).merge(recording::routes())
+    http::routes()
+        .merge(socket::routes())
+        .merge(mediation::routes())
+        .merge(handover::routes())
+        .merge(recording::routes())
 }

@@ -7,7 +7,9 @@
 //! `media::browser_target`) is not REFERred: its RTP is bridged to the operator's WebRTC leg (the
 //! page's offer reaches this task through [`crate::media::Phone`]) once that leg is connected.
 //! A leg that does not connect in time, fails, or closes and is not replaced in time puts the
-//! caller back in the queue (`TransferFailed`: the apology, and the call's old place).
+//! caller back in the queue (`TransferFailed`: the apology, and the call's old place). An
+//! operator who hands the caller over to another queue (`PhoneMsg::Requeue`) has the step
+//! recorded here, then the caller unbridged back to the hold audio, in their old place.
 
 use super::audio::PromptAudio;
 use super::collect::{Collected, Collector};
@@ -359,6 +361,16 @@ impl Call {
     /// still fails the caller hears the technical-problem prompt and the last menu is re-armed:
     /// never silence.
     async fn handle(&mut self, event: Event) {
+        match self.step(event).await {
+            Ok(actions) => self.apply(actions).await,
+            Err(true) => self.technical_problem().await,
+            Err(false) => {}
+        }
+    }
+
+    /// One event through the runtime, retried as [`Self::handle`] says: its outward actions, or
+    /// `Err(transient)` when it was not recorded.
+    async fn step(&mut self, event: Event) -> Result<Vec<Action>, bool> {
         self.steps += 1;
         let mut request = self.request(event);
         let key = format!("sip-step-{}", self.steps);
@@ -366,7 +378,7 @@ impl Call {
         let mut wait = STEP_BACKOFF;
         for attempt in 1..=STEP_TRIES {
             match self.runtime.handle_unbounded(request.clone()).await {
-                Ok(handled) => return self.apply(handled.answer.actions).await,
+                Ok(handled) => return Ok(handled.answer.actions),
                 Err(e) if e.is_transient() && attempt < STEP_TRIES => {
                     tracing::warn!(error = %e, attempt, "a call step failed: retrying");
                     tokio::time::sleep(wait).await;
@@ -374,11 +386,42 @@ impl Call {
                 }
                 Err(e) if e.is_transient() => {
                     tracing::error!(error = %e, "a call step failed: the caller hears the technical-problem prompt");
-                    return self.technical_problem().await;
+                    return Err(true);
                 }
-                Err(e) => return tracing::error!(error = %e, "the call runtime refused an event"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the call runtime refused an event");
+                    return Err(false);
+                }
             }
         }
+        Err(true)
+    }
+
+    /// The operator handed the caller over to another queue: the step recorded first (nothing
+    /// changes if it is not), then the caller unbridged from the operator's leg, which hangs up,
+    /// and the engine's actions (the queue's welcome in its language, the hold audio) carried
+    /// out, as after a failed transfer.
+    async fn requeue(&mut self, event: Event) -> bool {
+        if self.browser.is_none() {
+            tracing::warn!("a hand-over for a call not talking to an operator's browser: refused");
+            return false;
+        }
+        let actions = match self.step(event).await {
+            Ok(actions) => actions,
+            Err(_) => return false,
+        };
+        tracing::info!("handed over to another queue: back on hold");
+        self.phone.report(self.call_id.as_str(), PhoneStatus::Ended, None);
+        self.browser = None;
+        self.leg = None;
+        self.leg_connected = false;
+        self.page_failure = None;
+        self.media.bridged(false);
+        let _ = self.media.send(MediaCmd::Hold(false));
+        let _ = self.media.send(MediaCmd::StopAudio);
+        self.played = self.queued;
+        self.apply(actions).await;
+        true
     }
 
     /// The step could not be recorded: say so, and listen again where the caller was.
@@ -692,6 +735,10 @@ impl Call {
                 tracing::info!("the operator left: the mediator's leg carries the call");
                 self.leg = Some(leg);
                 self.leg_connected = true;
+            }
+            PhoneMsg::Requeue { event, reply } => {
+                let recorded = self.requeue(event).await;
+                let _ = reply.send(recorded);
             }
             PhoneMsg::PageFailed(reason) => {
                 if self.browser.is_some() {

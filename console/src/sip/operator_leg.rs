@@ -5,7 +5,8 @@
 //! browser phone is connected, then is answered and bridged to it on the media thread; a browser
 //! that does not connect in time (or fails, or does not come back after closing) gets the INVITE
 //! refused (480), so the carrier reports the transfer failed and the engine puts the caller back
-//! in the queue. The operator ending the call, or the carrier hanging up, ends the leg.
+//! in the queue. The operator ending the call, handing the caller over to another queue, or the
+//! carrier hanging up, ends the leg.
 
 use super::call::{CallMsg, SigCmd, BROWSER_CONNECT_TIMEOUT, BROWSER_RETURN_TIMEOUT};
 use super::media::{Media, MediaCmd};
@@ -99,6 +100,14 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
                     tracing::info!("the operator left: the mediator's leg carries the call");
                     leg = Some(new);
                     deadline = None;
+                }
+                PhoneMsg::Requeue { reply, .. } => {
+                    // The server recorded the hand-over: the carrier, told by our BYE, reports
+                    // the transfer over and gets the queue's actions.
+                    tracing::info!("the operator handed the caller over to another queue");
+                    phone.report(&call_id, PhoneStatus::Ended, None);
+                    let _ = reply.send(true);
+                    break None;
                 }
                 PhoneMsg::PageFailed(reason) => break Some(reason),
             },

@@ -89,6 +89,13 @@ pub enum EventRequest {
     /// The caller hung up (or the call ended otherwise).
     #[serde(rename = "call.ended")]
     CallEnded { call_id: String, seq: i64 },
+    /// A transfer's leg ended with the caller still on the line: the operator hung up, or the
+    /// helpline ended the operator's leg because the operator handed the caller over to another
+    /// queue ("Passa alla coda"). A caller handed over is back in the queue: the answer carries
+    /// the queue's actions (its welcome, `enqueue`, the hold); otherwise the call is over, as
+    /// after `call.ended`.
+    #[serde(rename = "transfer.ended")]
+    TransferEnded { call_id: String, seq: i64 },
 }
 
 impl EventRequest {
@@ -100,7 +107,8 @@ impl EventRequest {
             | EventRequest::PromptFinished { call_id, seq }
             | EventRequest::TransferFailed { call_id, seq, .. }
             | EventRequest::Recording { call_id, seq, .. }
-            | EventRequest::CallEnded { call_id, seq } => (call_id, *seq),
+            | EventRequest::CallEnded { call_id, seq }
+            | EventRequest::TransferEnded { call_id, seq } => (call_id, *seq),
         }
     }
 }
@@ -220,6 +228,16 @@ pub async fn voice_event(
             Event::Recorded { duration_ms }
         }
         EventRequest::CallEnded { .. } => Event::HungUp,
+        EventRequest::TransferEnded { .. } => {
+            // Still with the operator: the conversation is over. Handed over to another queue:
+            // the server recorded it and left the queue's actions for this request, which adds
+            // nothing to them (the engine only notes it).
+            match state.calls.state(&call_id).await.map_err(call_error)? {
+                Some(s) if s.wait == ivr::engine::Wait::Transfer => Event::HungUp,
+                Some(s) if s.ended() => Event::HungUp,
+                _ => Event::PromptFinished,
+            }
+        }
     };
 
     // 3. Run it (durably), then answer.

@@ -44,6 +44,11 @@ where
         .route(crate::texts::STATUS_CALLBACK_PATH, post(sms_status))
 }
 
+/// The caller was handed over to another queue since their last transfer (back waiting).
+fn handed_over(state: &ivr::engine::CallState) -> bool {
+    matches!(state.wait, Wait::Hold | Wait::QueueState) && state.queue.is_some()
+}
+
 /// The carrier's status callback of a text message (`StatusCallback` of `Messages.json`), signed
 /// as every TwiML request: the message's delivery result into `text_messages`. A sid of no
 /// message of ours is acknowledged and changes nothing (the carrier would retry an error).
@@ -243,6 +248,9 @@ async fn voice(
             _ => Event::NoInput,
         },
         Stage::Dial => match req.param("DialCallStatus") {
+            // The operator handed the caller over to another queue and our BYE ended the
+            // `<Dial>`: the queue's actions were left for this request, which adds nothing.
+            Some("completed") | Some("answered") if current.as_ref().is_some_and(handed_over) => Event::PromptFinished,
             Some("completed") | Some("answered") => Event::HungUp,
             Some(other) => Event::TransferFailed { reason: other.to_owned() },
             None => Event::TransferFailed { reason: "unknown".into() },

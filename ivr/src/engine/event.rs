@@ -1,6 +1,6 @@
 //! What happens to a call, as the adapters report it to the engine.
 
-use crate::domain::{Caller, DtmfDigits};
+use crate::domain::{Caller, DtmfDigits, Language, ServiceArea};
 use serde::{Deserialize, Serialize};
 
 /// How the call reached the helpline.
@@ -65,6 +65,10 @@ pub enum Event {
     OperatorAssigned { operator: String, target: String },
     /// The transfer to the operator did not connect.
     TransferFailed { reason: String },
+    /// The operator handed the caller over to another queue (a blind hand-over, "Passa alla
+    /// coda"): back in the queue for `language` (and `area`), keeping the time they first
+    /// entered the queue, so they are not sent to the back.
+    HandedOver { language: Language, area: Option<ServiceArea> },
     /// The caller's voice message is stored (`duration_ms` of it after trimming silence; 0 when
     /// nothing was said). Answers `Action::Record`.
     Recorded { duration_ms: u32 },

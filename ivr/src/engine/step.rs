@@ -59,6 +59,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::QueueUpdate { .. } => "queue_update",
         Event::OperatorAssigned { .. } => "operator_assigned",
         Event::TransferFailed { .. } => "transfer_failed",
+        Event::HandedOver { .. } => "handed_over",
         Event::Recorded { .. } => "recorded",
         Event::TextSent { .. } => "text_sent",
         Event::TextFailed { .. } => "text_failed",
@@ -224,6 +225,11 @@ impl<'f> Cx<'f> {
             },
             Event::TransferFailed { reason } => match self.st.wait {
                 Wait::Transfer => self.transfer_failed(reason),
+                _ => self.ignored(event),
+            },
+            // Only from a call an operator took: a caller still waiting is in a queue already.
+            Event::HandedOver { language, area } => match self.st.wait {
+                Wait::Transfer => self.handed_over(*language, *area),
                 _ => self.ignored(event),
             },
             Event::Recorded { duration_ms } => match self.st.wait {
@@ -1075,6 +1081,44 @@ impl<'f> Cx<'f> {
         self.play(transfer_failed_prompt);
         let language = self.lang();
         self.out.push(Action::Enqueue { language, area: self.st.area, priority });
+        self.out.push(Action::Lookup(Lookup::QueueState));
+        self.st.wait = Wait::QueueState;
+    }
+
+    /// The operator handed the caller over to the queue of `language`/`area`: the queue's entry
+    /// prompt in the new language, then the hold audio, in the place the caller first took
+    /// (`entered_at` and priority kept; the queue's row keeps its entry time too).
+    fn handed_over(&mut self, language: Language, area: Option<ServiceArea>) {
+        let flow = self.flow;
+        let kept = self.queue_status();
+        let target = match area {
+            Some(a) => format!("{}/{}", language.as_str(), a.as_str()),
+            None => language.as_str().to_owned(),
+        };
+        self.decision("hand_over", target);
+        if self.st.language != Some(language) {
+            self.log(LogEntry::LanguageChosen { language });
+        }
+        self.st.language = Some(language);
+        if let Some(area) = area.filter(|a| self.st.area != Some(*a)) {
+            self.log(LogEntry::AreaChosen { area });
+        }
+        self.st.area = area;
+        let in_queue =
+            self.current().filter(|ix| matches!(flow.node(*ix).map(|n| &n.kind), Some(NodeKind::Queue { .. })));
+        let Some(NodeKind::Queue { enter_prompt, .. }) = in_queue.and_then(|ix| flow.node(ix)).map(|n| &n.kind) else {
+            // Not in a queue node (a state stored by another flow): the operator queue's node,
+            // then the caller's old place back.
+            self.goto(flow.operator());
+            if let Some(q) = self.st.queue.as_mut() {
+                q.entered_at = kept.entered_at;
+            }
+            return;
+        };
+        self.st.queue = Some(QueueStatus { last_announced_at: None, failed_transfers: 0, ..kept });
+        self.st.outcome = Some(Outcome::Queued);
+        self.play(enter_prompt);
+        self.out.push(Action::Enqueue { language, area, priority: kept.priority });
         self.out.push(Action::Lookup(Lookup::QueueState));
         self.st.wait = Wait::QueueState;
     }

@@ -69,6 +69,8 @@ pub enum In {
     Queue(u32, u32),
     Assigned,
     Failed,
+    /// The operator hands the caller over to the queue of this language (and area).
+    HandOver(&'static str, Option<&'static str>),
     HangUp,
     PromptDone,
     /// The voice message is stored (`Recorded`, milliseconds).
@@ -174,6 +176,10 @@ impl Call {
             In::Queue(position, wait) => Event::QueueUpdate { position: *position, estimated_wait_secs: *wait },
             In::Assigned => Event::OperatorAssigned { operator: "op-7".into(), target: "sip:op7@pbx.local".into() },
             In::Failed => Event::TransferFailed { reason: "busy".into() },
+            In::HandOver(language, area) => Event::HandedOver {
+                language: Language::parse(language).unwrap(),
+                area: area.map(|a| ivr::domain::ServiceArea::parse(a).unwrap()),
+            },
             In::HangUp => Event::HungUp,
             In::PromptDone => Event::PromptFinished,
             In::Recorded(ms) => Event::Recorded { duration_ms: *ms },

@@ -500,6 +500,40 @@ fn operator_assigned_transfer_failed_requeued_with_priority_then_answered() {
 }
 
 #[test]
+fn a_blind_hand_over_puts_the_caller_in_the_other_queue_in_their_first_place() {
+    let steps = concat(vec![
+        queue_steps(),
+        vec![
+            s(In::Queue(1, 30), &["queue-position@{l}", "collect"]),
+            s(In::Wait(90), &[]),
+            s(In::Assigned, &["transfer:op-7"]),
+            s(In::Wait(120), &[]),
+            // In the other queue: its welcome in its language, the same priority, the hold.
+            s(In::HandOver("fr", Some("lavoro")), &["queue-enter@fr", "enqueue:fr:lavoro:5", "queue?"]),
+            s(In::Queue(1, 60), &["queue-position@fr", "collect"]),
+            s(In::Press("0"), &["collect"]),
+            s(In::Assigned, &["transfer:op-7"]),
+        ],
+    ]);
+    for call in run_all("hand-over", OPEN, &steps) {
+        let entered = call.events.iter().find(|(e, _)| matches!(e, Event::Digits(_))).map(|(_, at)| *at);
+        let q = call.state.queue.expect("queued");
+        // The stay began before the 210 s of the first queue and the first conversation.
+        assert!(call.now - q.entered_at >= chrono::Duration::seconds(210), "{q:?}");
+        assert!(entered.is_some_and(|t| t <= q.entered_at));
+        assert_eq!(call.state.language, Some(lang("fr")));
+        assert_eq!(call.state.area, Some(ServiceArea::Lavoro));
+        assert_eq!(call.outcome(), Some(Outcome::Answered));
+    }
+    // Not while the caller is still waiting or in a menu: the queue is theirs already.
+    let mut call = run("hand-over in the queue", OPEN, &concat(vec![queue_steps()]), Language::It);
+    let before = call.state.clone();
+    let actions = call.send(Event::HandedOver { language: lang("fr"), area: None }).to_vec();
+    assert!(tokens(&actions).is_empty(), "{actions:?}");
+    assert_eq!(call.state, before);
+}
+
+#[test]
 fn the_third_failed_transfer_gives_a_callback_instead_of_the_queue_again() {
     let steps = concat(vec![
         queue_steps(),

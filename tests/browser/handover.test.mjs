@@ -1,0 +1,144 @@
+// The blind hand-over to a queue (docs/operators.md, "Handing the caller over to another queue"):
+// a real SIP caller plays 440 Hz; the Italian operator's page (its own Chromium, 1 kHz) answers in
+// the browser, then presses "Passa alla coda" with the keyboard (Alt+Q), picks the French queue
+// and leaves (wrap-up). The caller hears the hold audio again (425 Hz) and no longer the operator;
+// a French operator (another Chromium, 1.6 kHz), signed in only then, is offered the caller,
+// answers in the browser and hears the caller's 440 Hz, and the caller hears them. The hand-over
+// is in the call's timeline.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
+import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
+import { goOnline, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+
+/** The caller's audio received between `from` and `to` (ms), as tone shares. */
+function callerTones(caller, from, to, freqs) {
+  const samples = [];
+  for (const p of caller.received) {
+    if (p.at < from || p.at >= to || p.pt !== 0) continue;
+    for (const b of p.payload) samples.push(ulaw(b));
+  }
+  assert.ok(samples.length >= 8000, `the caller received audio (${samples.length} samples)`);
+  return Object.fromEntries(freqs.map((f) => [`p${f}`, goertzel(samples, 8000, f)]));
+}
+
+/** The first of 10 packets in a row after `since` where `freq` dominates (200 ms of a tone, not a
+ * syllable of speech), waited for up to `ms`. */
+async function firstToneWith(caller, since, freq, ms) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const packets = caller.received.filter((p) => p.at >= since && p.pt === 0);
+    let run = 0;
+    for (const p of packets) {
+      run = goertzel([...p.payload].map(ulaw), 8000, freq) > 0.5 ? run + 1 : 0;
+      if (run === 10) return p;
+    }
+    if (Date.now() > until) return null;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('the blind hand-over to a queue', () => {
+  let server;
+  let operatorBrowser;
+  let frenchBrowser;
+  const dir = mkdtempSync(join(tmpdir(), 'helpline-handover-'));
+
+  before(async () => {
+    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
+    toneWav(join(dir, 'fr-1600.wav'), 1600, 10);
+    server = await startServer();
+    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    frenchBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'fr-1600.wav')) });
+  });
+
+  after(async () => {
+    await operatorBrowser?.close();
+    await frenchBrowser?.close();
+    await server?.stop();
+  });
+
+  test('the caller goes back on hold in the French queue and reaches its operator', async () => {
+    const anna = server.addUser({ name: 'anna', languages: ['it'] });
+    const bruno = server.addUser({ name: 'bruno', languages: ['fr'] });
+    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const frCtx = await frenchBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const op = await opCtx.newPage();
+    const fr = await frCtx.newPage();
+    await goOnline(op, server, anna);
+    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
+    await caller.start();
+    try {
+      await caller.call();
+      await new Promise((r) => setTimeout(r, 1000));
+      caller.press('0');
+      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      await op.locator('#offer-accept').click();
+      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await new Promise((r) => setTimeout(r, 1000));
+      const talking = Date.now();
+      hears('the operator (before)', await tonesOn(op, 'phone-audio', [440, 1000, 1600]), [440], [1000, 1600]);
+      await new Promise((r) => setTimeout(r, Math.max(0, talking + 1500 - Date.now())));
+      hears('the caller (before)', callerTones(caller, talking, talking + 1500, [440, 1000]), [1000], [440]);
+
+      // "Passa alla coda" with the keyboard: the French queue, any area.
+      await op.keyboard.press('Alt+Q');
+      await op.locator('#handover-picker').waitFor({ state: 'visible', timeout: 10_000 });
+      assert.equal(await op.evaluate(() => document.activeElement?.id), 'handover-language');
+      await op.locator('#handover-language').selectOption('fr');
+      await screenshot(op, 'handover-1-picker');
+      await op.locator('#handover-go').focus();
+      const handedAt = Date.now();
+      await op.keyboard.press('Enter');
+      await op.waitForFunction(() => !document.getElementById('wrapup')?.hidden, null, { timeout: 10_000 });
+
+      // Back on hold: the hold audio (after the French queue's welcome), never the operator again.
+      const hold = await firstToneWith(caller, handedAt, 425, 20_000);
+      assert.ok(hold, 'the caller hears the hold audio again');
+      if (process.env.TEST_LOG) console.log(`hold audio ${hold.at - handedAt} ms after the hand-over`);
+      await new Promise((r) => setTimeout(r, Math.max(0, handedAt + 5000 - Date.now())));
+      const held = callerTones(caller, handedAt + 500, handedAt + 5000, [425, 1000]);
+      if (process.env.TEST_LOG) console.log(`on hold: ${JSON.stringify(held)}`);
+      assert.ok(held.p1000 < 0.05, `the caller no longer hears the operator (1 kHz share ${held.p1000.toFixed(3)})`);
+      assert.ok(!caller.byeReceived, 'the caller stayed on the line');
+
+      // The French operator is offered the caller and answers in the browser.
+      // Available, and offered the caller at once (so not waiting to see "available").
+      await signIn(fr, server, bruno);
+      await fr.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+      await fr.keyboard.press('Alt+1');
+      await fr.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+      const offerAt = Date.now();
+      await fr.locator('#offer-accept').focus();
+      await fr.keyboard.press('Enter');
+      await fr.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await new Promise((r) => setTimeout(r, 1000));
+      const landed = Date.now();
+      hears('the French operator', await tonesOn(fr, 'phone-audio', [440, 1000, 1600]), [440], [1000, 1600]);
+      await new Promise((r) => setTimeout(r, Math.max(0, landed + 1500 - Date.now())));
+      hears('the caller (with the French operator)', callerTones(caller, landed, landed + 1500, [440, 1000, 1600]), [1600], [440, 1000]);
+      if (process.env.TEST_LOG) console.log(`offered ${offerAt - handedAt} ms after the hand-over`);
+      await screenshot(fr, 'handover-2-french-operator');
+
+      await fr.keyboard.press('Alt+E');
+      await caller.waitForBye(20_000);
+
+      const record = await fr.evaluate(async () => {
+        const id = (await (await fetch('/api/calls')).json()).calls[0]?.call_id;
+        return id ? (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json() : null;
+      });
+      assert.ok(record, "the call's record");
+      const steps = record.timeline.filter((e) => e.type === 'mediation').map((e) => `${e.user}:${e.action}:${e.detail}`);
+      assert.deepEqual(steps, ['anna:hand_over:fr']);
+      assert.ok(record.timeline.some((e) => e.type === 'step' && e.event_kind === 'handed_over'), 'the engine step');
+    } finally {
+      caller.close();
+      await frCtx.close();
+      await opCtx.close();
+    }
+  });
+});
