@@ -151,3 +151,43 @@ async fn a_caller_handed_over_keeps_their_place_in_the_other_queue_and_is_offere
     );
     app.stop().await;
 }
+
+/// A TwiML caller handed over: the `<Dial>` to the operator ends, and its action gets the other
+/// queue's `<Enqueue>` and welcome instead of the hang-up that ends a finished conversation.
+#[tokio::test]
+async fn a_twiml_caller_handed_over_is_enqueued_again_when_the_dial_ends() {
+    use crate::webhook_twiml::{attr_of, check, plays, post};
+    let app = spawn_app().await;
+    add_user(&app, "anna", Role::Operator, &[Language::It], &[], false).await;
+    let sid = "CAhandover";
+    let doc = post(&app, "/twiml/voice", sid, &[]).await;
+    let action = attr_of(&check(&doc), "Gather", "action").unwrap();
+    let doc = post(&app, &action, sid, &[("Digits", "0")]).await;
+    let parsed = check(&doc);
+    let wait_url = attr_of(&parsed, "Enqueue", "waitUrl").unwrap();
+    let queue_left = attr_of(&parsed, "Enqueue", "action").unwrap();
+    let (_, _, _, entered) = entry(&app, sid).await;
+
+    let mut anna = operator_online(&app, "anna", true).await;
+    let offer = until!(anna, ServerMessage::Offer(o) => o);
+    anna.send(ClientMessage::Accept { offer_id: offer.offer_id, device: None }).await;
+    until!(anna, ServerMessage::Call(c) if c.state == CallState::Connected => ());
+    let doc = post(&app, &wait_url, sid, &[("QueueTime", "12")]).await;
+    assert!(doc.contains("<Leave/>"), "{doc}");
+    let doc = post(&app, &queue_left, sid, &[("QueueResult", "leave")]).await;
+    let dial_action = attr_of(&check(&doc), "Dial", "action").unwrap();
+
+    app.clock.advance(Duration::seconds(45));
+    let anna_s = sign_in(&app, "anna").await;
+    let (status, body) = hand_over(&app, &anna_s, sid, json!({"language": "en", "area": null})).await;
+    assert_eq!(status, 204, "{body}");
+    let doc = post(&app, &dial_action, sid, &[("DialCallStatus", "completed")]).await;
+    let parsed = check(&doc);
+    assert!(!doc.contains("<Hangup"), "{doc}");
+    assert!(plays(&parsed).iter().any(|p| p == "queue-enter"), "{doc}");
+    assert!(doc.contains("<Enqueue") && doc.contains(">en</Enqueue>"), "the English queue: {doc}");
+    let (language, area, status, kept) = entry(&app, sid).await;
+    assert_eq!((language.as_str(), area, status.as_str()), ("en", None, "waiting"));
+    assert_eq!(kept, entered, "the original entry time is kept");
+    app.stop().await;
+}
