@@ -11,8 +11,9 @@
 //!    its resident set after;
 //! 2. on the largest size, a fresh `serve` each (so one load's freed memory does not hide the
 //!    next one's): `--calls` live SIP calls streaming prompts (sipp, `tests/sipp/short_call.xml`,
-//!    held open), then 200 console sockets (the goal's mix), then the rest of `--sockets`;
-//!    `--webhook-calls` calls queued through the JSON webhook;
+//!    held open), then 200 console sockets (the goal's mix), then the same callers once they all
+//!    wait in the operator queue (each told a position of its own); `--sockets` console sockets
+//!    alone; `--webhook-calls` calls queued through the JSON webhook;
 //! 3. the directory's search latency at the same sizes (`helpline directory bench`), so a change
 //!    made for memory is checked against the search goals in the same run.
 //!
@@ -86,6 +87,20 @@ fn settled_after(pid: u32, first: Duration, at_most: Duration) -> Mem {
             return now;
         }
         last = now;
+    }
+}
+
+/// Waits until `n` callers wait in the operator queue (`queue_entries` of the node's SQLite
+/// file, read-only), or `limit` passes; how many there were.
+fn wait_queued(db: &Path, n: usize, limit: Duration) -> anyhow::Result<usize> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let until = Instant::now() + limit;
+    loop {
+        let waiting: i64 = conn.query_row("SELECT count(*) FROM queue_entries", [], |r| r.get(0))?;
+        if waiting as usize >= n || Instant::now() > until {
+            return Ok(waiting as usize);
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -556,23 +571,47 @@ fn measure(
         let mut held = Vec::new();
         let goal = rt.block_on(async {
             open_sockets(serve.http, &tokens[..GOAL_SOCKETS], &mut held).await?;
-            let goal = settled(serve.pid());
-            open_sockets(serve.http, &tokens[GOAL_SOCKETS..sockets], &mut held).await?;
-            anyhow::Ok(goal)
-        })?;
-        let all_sockets = settled(serve.pid());
-        let live_now = rt.block_on(async {
-            anyhow::Ok(metric(&scrape(serve.http).await?, "helpline_calls_active{channel=\"sip\"}"))
+            anyhow::Ok(settled(serve.pid()))
         })?;
         row(
             format!("**{n} services + {live} live SIP calls + {GOAL_SOCKETS} console sockets: resident, MiB** (goal ≤ 143 MiB = 150 MB)"),
             mib(goal.rss),
         );
-        row("KiB per console socket (the first 200)".into(), kib_per(goal.rss, with_calls.rss, GOAL_SOCKETS));
-        row(format!("KiB per console socket (all {})", sockets), kib_per(all_sockets.rss, with_calls.rss, sockets));
-        row(format!("live SIP calls still up at the end ({} sockets open)", sockets), format!("{live_now}"));
+        // The callers then reach the operator queue together (the menus' time-outs), each told a
+        // position of its own: the resident set once they all wait there and it has settled.
+        let db_file = bench.tmp.join(format!("dir-{n}.db"));
+        let waiting = wait_queued(&db_file, live, Duration::from_secs(300))?;
+        let queued = settled_after(serve.pid(), Duration::from_secs(30), Duration::from_secs(30));
+        let live_now = rt.block_on(async {
+            anyhow::Ok(metric(&scrape(serve.http).await?, "helpline_calls_active{channel=\"sip\"}"))
+        })?;
+        row(
+            format!("{n} services: SIP callers waiting in the queue"),
+            format!("{waiting} of {live} ({live_now} still up)"),
+        );
+        row(format!("{n} services: resident with them queued (+ {GOAL_SOCKETS} sockets), MiB"), mib(queued.rss));
+        let sockets_part = goal.rss.saturating_sub(with_calls.rss);
+        row("KiB per queued SIP call".into(), kib_per(queued.rss, idle.rss + sockets_part, live));
         let _ = sipp.kill();
         let _ = sipp.wait();
+        rt.block_on(async {
+            for h in held.drain(..) {
+                h.abort();
+            }
+        });
+        serve.stop()?;
+
+        // Console sockets alone, on a fresh node: what each costs, without calls moving on.
+        let serve = Serve::start(bench, &db)?;
+        let idle = settled(serve.pid());
+        let (first, all) = rt.block_on(async {
+            open_sockets(serve.http, &tokens[..GOAL_SOCKETS], &mut held).await?;
+            let first = settled(serve.pid());
+            open_sockets(serve.http, &tokens[GOAL_SOCKETS..sockets], &mut held).await?;
+            anyhow::Ok((first, settled(serve.pid())))
+        })?;
+        row("KiB per console socket (the first 200)".into(), kib_per(first.rss, idle.rss, GOAL_SOCKETS));
+        row(format!("KiB per console socket (all {sockets})"), kib_per(all.rss, idle.rss, sockets));
         rt.block_on(async {
             for h in held.drain(..) {
                 h.abort();

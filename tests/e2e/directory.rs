@@ -102,10 +102,11 @@ async fn a_flat_csv_imports_and_a_bad_one_is_rejected_whole() {
         "flat_bad.csv: row 5: column organization: required value is missing",
         "flat_bad.csv: row 5: column languages: \"français\" is not a language code",
         "flat_bad.csv: row 5: column hours:",
+        "flat_bad.csv: row 6: column address: required value is missing",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
-    assert!(err.contains("import rejected: 7 problem(s)"), "{err}");
+    assert!(err.contains("import rejected: 8 problem(s)"), "{err}");
     assert_eq!(service_count(&db).await, 0, "nothing imported, not even the good row");
 
     let (code, out, err) = directory_cmd(&db, &["import", fixture("flat_good.csv").to_str().unwrap()]);

@@ -28,7 +28,9 @@ const COLUMNS: &[(&str, &[&str])] = &[
     ("hours", &["hours", "orari", "opening_hours"]),
 ];
 
-const REQUIRED: &[&str] = &["name", "organization", "areas", "town"];
+/// HSDS requires a street address (`address.address_1`) wherever it has a town: a row without one
+/// is refused here with its line, not by the database's `NOT NULL` after the checks.
+const REQUIRED: &[&str] = &["name", "organization", "areas", "address", "town"];
 
 /// Whether a CSV header looks like the flat form (it has a name column and no `id`).
 pub fn looks_flat(header: &csv::StringRecord) -> bool {
