@@ -12,6 +12,7 @@ pub mod presence;
 pub mod protocol;
 pub mod queue_service;
 pub mod recording;
+pub mod sms;
 pub mod socket;
 pub mod work;
 
@@ -49,6 +50,8 @@ pub struct OperatorsState {
     pub phone: Phone,
     /// The recordings under way on this node.
     pub recordings: recording::Recordings,
+    /// Operators' "Send by SMS" (`None`: this server sends no texts).
+    pub texts: Option<crate::texts::Texts>,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
@@ -217,5 +220,5 @@ where
     S: Clone + Send + Sync + 'static,
     Arc<OperatorsState>: axum::extract::FromRef<S>,
 {
-    http::routes().merge(socket::routes()).merge(mediation::routes()).merge(recording::routes())
+    http::routes().merge(socket::routes()).merge(mediation::routes()).merge(recording::routes()).merge(sms::routes())
 }
