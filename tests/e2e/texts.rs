@@ -36,12 +36,21 @@ async fn app_texting_with(
     countries: &str,
     edit: impl FnOnce(&mut console::config::Settings) + Send + 'static,
 ) -> (TestApp, tempfile::TempDir) {
+    app_texting_on(fresh_database().await, countries, edit).await
+}
+
+/// [`app_texting_with`] on the database `db` (another node on it: the same services).
+async fn app_texting_on(
+    db: crate::helpers::TestDb,
+    countries: &str,
+    edit: impl FnOnce(&mut console::config::Settings) + Send + 'static,
+) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let flow = std::fs::read_to_string(repo_path("config/ivr.toml")).unwrap();
     assert!(flow.contains("countries = [\"39\"]"), "the default flow texts Italian mobiles");
     let flow_file = dir.path().join("ivr.toml");
     std::fs::write(&flow_file, flow.replace("countries = [\"39\"]", &format!("countries = {countries}"))).unwrap();
-    let app = spawn_app_with(fresh_database().await, move |s| {
+    let app = spawn_app_with(db, move |s| {
         edit(s);
         s.sms_sender = SENDER.into();
         s.flow_file = flow_file;
@@ -661,4 +670,94 @@ async fn an_operator_sends_the_referrals_by_sms_and_sees_the_text_first() {
     let contents = database_contents(&app).await;
     assert!(!contents.contains("3471234567"), "the number is stored somewhere");
     app.stop().await;
+}
+
+/// The trunk settings of [`app_texting`].
+fn through_trunk(trunk: std::net::SocketAddr) -> impl FnOnce(&mut console::config::Settings) + Send + 'static {
+    move |s| {
+        s.trunk_uri = format!("sip:{trunk}");
+        s.trunk_user = USER.into();
+        s.trunk_password = console::config::SecretString::new(PASSWORD);
+        s.trunk_caller_id = USER.into();
+        s.sms_via = "trunk".into();
+    }
+}
+
+/// An operator's text for a SIP call whose sealed number is in the memory of the node that took
+/// the INVITE (node A), asked on another node (B, on the same PostgreSQL database; on SQLite the
+/// one node is both): B leaves the request `pending`, A claims and sends it, and the trunk gets
+/// exactly the previewed text to the caller's number; B's answer is A's outcome. Once the call
+/// has ended nothing can be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_text_for_a_sip_call_is_sent_by_the_node_holding_the_call() {
+    use console::db::users::Role;
+    let trunk = Trunk::bind().await;
+    let db = fresh_database().await;
+    if !db.is_postgres() {
+        eprintln!("HELPLINE_TEST_DATABASE_URL is unset: one node on SQLite (the two-node case needs PostgreSQL)");
+    }
+    let url = db.url.clone();
+    let (a, _dir_a) = app_texting_on(db, "[\"39\"]", through_trunk(trunk.addr())).await;
+    let b = if a.db.is_postgres() {
+        let db = crate::helpers::TestDb { url, dir: tempfile::tempdir().unwrap() };
+        Some(app_texting_on(db, "[\"39\"]", through_trunk(trunk.addr())).await)
+    } else {
+        None
+    };
+    let asking = b.as_ref().map_or(&a, |(b, _)| b);
+    let operator =
+        crate::console_client::add_user(&a, "olga", Role::Operator, &[ivr::domain::Language::It], &[], false).await;
+
+    let sink = RtpSink::bind().await;
+    let phone = SipPhone::call(a.sip_addr, "+393331234567", sink.port).await;
+    until_kind(&a, "call_started").await;
+    let (call_id,): (String,) = sqlx::query_as("SELECT call_id FROM calls").fetch_one(a.state.db.pool()).await.unwrap();
+    let mut query = console::directory::SearchQuery::new();
+    query.text = "casa".into();
+    let hits = asking.state.directory.search(&query, asking.clock.now()).hits;
+    assert!(hits.len() >= 2, "{hits:?}");
+    for (i, hit) in hits.iter().take(2).enumerate() {
+        sqlx::query(
+            "INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&call_id)
+        .bind(&hit.id)
+        .bind(&hit.name)
+        .bind(operator)
+        .bind(i64::try_from(i).unwrap())
+        .execute(a.state.db.pool())
+        .await
+        .unwrap();
+    }
+    let texts = asking.state.operators.texts.clone().expect("texts are configured");
+    let id = ivr::domain::CallId::parse(&call_id).unwrap();
+    let (_, _, preview) = texts.preview(&id).await.expect("a preview");
+    assert_eq!(preview.via, "trunk");
+    let (msg, sent) = tokio::join!(
+        trunk_takes_a_text(&trunk, (202, "Accepted")),
+        texts.send_for_operator(&id, operator, &preview.text)
+    );
+    let sent = sent.expect("sent");
+    assert_eq!(msg.uri, format!("sip:+393331234567@{}", trunk.addr().ip()));
+    assert_eq!(msg.body(), preview.text);
+    assert_eq!((sent.detail.as_str(), sent.segments), ("trunk answered 202", preview.segments));
+    let rows: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT status, sent_by, detail FROM text_messages").fetch_all(a.state.db.pool()).await.unwrap();
+    assert_eq!(rows, vec![("sent".to_owned(), Some(operator), "trunk answered 202".to_owned())]);
+
+    phone.hang_up().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match texts.preview(&id).await {
+            Err(console::texts::OperatorTextError::Ended) => break,
+            other => assert!(Instant::now() < deadline, "still previewed after the hang-up: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let contents = database_contents(&a).await;
+    assert!(!contents.contains("3331234567"), "the number is stored somewhere");
+    if let Some((b, _)) = b {
+        b.stop().await;
+    }
+    a.stop().await;
 }
