@@ -917,8 +917,24 @@ async fn carry_out_texts(state: &Arc<SipState>, local: &Mutex<LocalCalls>, ours:
                 .await
                 .map(|r| r.rows_affected() == 1)
                 .unwrap_or(false);
+            if !claimed {
+                continue;
+            }
             let number = local.lock().ok().and_then(|l| l.get(&call_id).cloned());
-            let (true, Some(number), Ok(id)) = (claimed, number, CallId::parse(&call_id)) else { continue };
+            let (Some(number), Ok(id)) = (number, CallId::parse(&call_id)) else {
+                // The call ended between the look and the claim: say so in the request's row.
+                let ended = sqlx::query(
+                    "UPDATE text_messages SET status = 'failed', detail = 'the call has ended', updated_at = $1 \
+                     WHERE id = $2",
+                )
+                .bind(state.clock.now().timestamp_millis())
+                .bind(request)
+                .execute(state.db.pool());
+                if let Err(e) = state.db.with_lock_turn(ended).await {
+                    tracing::warn!(error = %e, "a text request's end not recorded");
+                }
+                continue;
+            };
             let sending = state.texts.carry_out(request, id, number);
             tokio::spawn(sending.instrument(tracing::info_span!("text_request", call_id)));
         }
