@@ -205,20 +205,18 @@ impl Application {
         let sms_texts = match settings.sms()? {
             Some(sms) => {
                 tracing::info!(via = sms.via.as_str(), "the services read back may be sent by text message");
-                Some(
-                    crate::texts::Texts::new(
-                        sms,
-                        trunk.clone(),
-                        carrier.clone(),
-                        settings.public_url.clone(),
-                        directory.clone(),
-                        voice.catalog.clone(),
-                        crate::calls::sealed::NumberSeal::new(&secret),
-                        db.clone(),
-                        clock.clone(),
-                    )
-                    .with_referrals(crate::texts::ReferralText::from_flow(&voice.flow)),
-                )
+                Some(crate::texts::Texts::new(
+                    sms,
+                    trunk.clone(),
+                    carrier.clone(),
+                    settings.public_url.clone(),
+                    directory.clone(),
+                    voice.catalog.clone(),
+                    crate::calls::sealed::NumberSeal::new(&secret),
+                    db.clone(),
+                    clock.clone(),
+                    crate::texts::ReferralText::from_flow(&voice.flow),
+                ))
             }
             None => None,
         };

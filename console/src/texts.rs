@@ -164,27 +164,8 @@ impl Texts {
         seal: NumberSeal,
         db: Db,
         clock: Arc<dyn Clock>,
+        referral: Option<ReferralText>,
     ) -> Texts {
-        Texts {
-            inner: Arc::new(Inner {
-                sms,
-                trunk,
-                carrier,
-                public_url,
-                directory,
-                catalog,
-                seal,
-                db,
-                clock,
-                referral: None,
-            }),
-        }
-    }
-
-    /// With the flow's way of writing a referral text (operators' texts need it).
-    pub fn with_referrals(self, referral: Option<ReferralText>) -> Texts {
-        let Inner { sms, trunk, carrier, public_url, directory, catalog, seal, db, clock, .. } =
-            Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("with_referrals is called on a new Texts"));
         Texts {
             inner: Arc::new(Inner { sms, trunk, carrier, public_url, directory, catalog, seal, db, clock, referral }),
         }
