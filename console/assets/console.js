@@ -8,6 +8,7 @@ import * as phone from './phone.js';
 import * as callback from './callback.js';
 import * as mediation from './mediation.js';
 import * as recording from './recording.js';
+import * as sms from './sms.js';
 
 const { t, label } = i18n;
 
@@ -987,6 +988,7 @@ function renderReferrals() {
   for (const li of $('results').querySelectorAll('li.result')) {
     renderResultReferral(li, li.dataset.id, li.querySelector('h4').textContent);
   }
+  sms.render();
 }
 
 // ---- callbacks ----------------------------------------------------------------------------------
@@ -1119,6 +1121,7 @@ function renderStage() {
   }
   mediation.render();
   recording.render();
+  sms.render();
   tickWrapUp();
 }
 
@@ -1439,5 +1442,11 @@ recording.init({
   announce,
   alertBox,
   callId: () => (S.call && !S.call.ended && !S.offer && !mediation.isGuest(S.call.call_id) ? S.call.call_id : null),
+});
+sms.init({
+  api,
+  announce,
+  callId: () => (S.call && !S.call.ended && !S.offer && !mediation.isGuest(S.call.call_id) ? S.call.call_id : null),
+  hasReferrals: () => (S.call?.referrals.size ?? 0) > 0,
 });
 boot();

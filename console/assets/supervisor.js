@@ -24,6 +24,7 @@ const TEXTS = {
     'call.title': 'Chiamata', 'call.close': 'Chiudi', 'call.guessed': '(dedotta dal prefisso)',
     't.step': 'Passo {seq}', 't.pressed': 'tasti {digits}', 't.played': 'ascoltato: {prompts}', 't.offer': 'Offerta a {who}: {status}', 't.missed': 'persa',
     't.note': 'Nota di {who}', 't.referral': 'Servizio indicato da {who}: {name}',
+    't.text': 'SMS ({who}) via {via}: {segments} segmenti {encoding}, {status}', 't.text.caller': 'chiesto da chi chiama',
     't.monitor.listen': '{who} ascolta', 't.monitor.whisper': '{who} suggerisce all\'operatore', 't.monitor.barge': '{who} interviene', 't.monitor.monitor_end': '{who} lascia la chiamata',
     't.media': 'Telefono di {who}: {state}', 't.media.connecting': 'in collegamento', 't.media.connected': 'audio collegato', 't.media.reconnecting': 'connessione persa, in attesa',
     't.media.ice_restart': 'connessione ripresa (ICE restart)', 't.media.failed': 'non riuscito', 't.media.hung_up': 'il chiamante ha riagganciato', 't.media.ended': 'chiamata chiusa',
@@ -74,6 +75,7 @@ const TEXTS = {
     'call.title': 'Call', 'call.close': 'Close', 'call.guessed': '(guessed from the prefix)',
     't.step': 'Step {seq}', 't.pressed': 'pressed {digits}', 't.played': 'heard: {prompts}', 't.offer': 'Offered to {who}: {status}', 't.missed': 'missed',
     't.note': 'Note by {who}', 't.referral': 'Service given by {who}: {name}',
+    't.text': 'SMS ({who}) via {via}: {segments} segments {encoding}, {status}', 't.text.caller': 'asked by the caller',
     't.monitor.listen': '{who} listens', 't.monitor.whisper': '{who} whispers to the operator', 't.monitor.barge': '{who} barges in', 't.monitor.monitor_end': '{who} leaves the call',
     't.media': '{who}\'s phone: {state}', 't.media.connecting': 'connecting', 't.media.connected': 'audio connected', 't.media.reconnecting': 'connection lost, waiting',
     't.media.ice_restart': 'connection back (ICE restart)', 't.media.failed': 'failed', 't.media.hung_up': 'the caller hung up', 't.media.ended': 'call ended',
@@ -420,6 +422,9 @@ async function openCall(id) {
       text = t(`t.mediation.${e.action}`, { who: e.user, detail: e.detail });
     } else if (e.type === 'recording') {
       text = t(`t.recording.${e.action}`, { who: e.user === 'caller' ? t('rec.caller') : e.user });
+    } else if (e.type === 'text') {
+      text = t('t.text', { who: e.operator ?? t('t.text.caller'), via: e.via, segments: e.segments, encoding: e.encoding.toUpperCase(), status: e.status })
+        + (e.detail ? ` (${e.detail})` : '');
     } else if (e.type === 'note') {
       text = `${t('t.note', { who: e.operator ?? '?' })}: ${e.text}`;
     } else {

@@ -10,6 +10,8 @@
 //! - [`Carrier::create_call`]: `Calls.json` (`To`, `From`, `Url`, `StatusCallback`), for callbacks
 //!   of callers who came in over TwiML;
 //! - [`Carrier::send_message`]: `Messages.json` (`To`, `From`, `Body`, `StatusCallback`);
+//! - [`Carrier::call_from`]: `Calls/{CallSid}.json`, the number a live call came from (read at
+//!   once for an operator's text message, never kept);
 //! - [`Carrier::fetch_recording`]: a `<Record>`ed message's audio, fetched as WAV from a
 //!   `RecordingUrl` under the same account (credentials are never sent to another origin), bounded.
 //!
@@ -206,6 +208,24 @@ impl Carrier {
             status: answer.status,
             segments: answer.num_segments.and_then(|n| n.parse().ok()),
         })
+    }
+
+    /// The number a call came from (`GET …/Calls/{CallSid}.json`, its `from`): asked when it is
+    /// needed (an operator's text to a TwiML caller), never kept.
+    pub async fn call_from(&self, call_sid: &str) -> Result<String, CarrierError> {
+        if call_sid.is_empty() || call_sid.len() > 64 || !call_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(CarrierError::BadAnswer(format!("{call_sid:?} is not a call sid")));
+        }
+        let url = format!("{}/Calls/{call_sid}.json", self.account_url);
+        let body =
+            self.send(self.request(Method::GET, &url).body(Full::default()), REQUEST_TIMEOUT, MAX_ANSWER_BYTES).await?;
+        #[derive(serde::Deserialize)]
+        struct Call {
+            #[serde(default)]
+            from: Option<String>,
+        }
+        let call: Call = serde_json::from_slice(&body).map_err(|e| CarrierError::BadAnswer(e.to_string()))?;
+        Ok(call.from.unwrap_or_default())
     }
 
     /// A recording's audio as WAV, at most `max_bytes`. `recording_url` is the `RecordingUrl` a

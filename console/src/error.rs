@@ -36,6 +36,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Another system (the SIP trunk, the carrier) refused or failed what was asked of it: 502.
+    #[error("{0}")]
+    BadGateway(String),
     /// Overloaded for now: 503 with `Retry-After` (seconds).
     #[error("{message}")]
     Busy { message: String, retry_after_secs: u64 },
@@ -59,6 +62,7 @@ impl AppError {
             AppError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             AppError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             AppError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -202,10 +202,10 @@ impl Application {
         // A carrier named in the settings is checked at start, so a typo stops `serve` here and not
         // at a caller's first callback or text message.
         let carrier = crate::carrier::Carrier::from_settings(&settings)?;
-        let texts: Arc<dyn crate::calls::TextSender> = match settings.sms()? {
+        let sms_texts = match settings.sms()? {
             Some(sms) => {
                 tracing::info!(via = sms.via.as_str(), "the services read back may be sent by text message");
-                Arc::new(crate::texts::Texts::new(
+                Some(crate::texts::Texts::new(
                     sms,
                     trunk.clone(),
                     carrier.clone(),
@@ -215,8 +215,13 @@ impl Application {
                     crate::calls::sealed::NumberSeal::new(&secret),
                     db.clone(),
                     clock.clone(),
+                    crate::texts::ReferralText::from_flow(&voice.flow),
                 ))
             }
+            None => None,
+        };
+        let texts: Arc<dyn crate::calls::TextSender> = match &sms_texts {
+            Some(t) => Arc::new(t.clone()),
             None => Arc::new(crate::calls::NoTexts),
         };
         let callback = Arc::new(crate::callback::CallbackState::new(
@@ -255,6 +260,7 @@ impl Application {
                 metrics: metrics.clone(),
                 phone: phone.clone(),
                 recordings: Default::default(),
+                texts: sms_texts,
             }),
             supervisor: Arc::new(SupervisorState {
                 db: db.clone(),

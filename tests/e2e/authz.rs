@@ -111,6 +111,8 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("POST", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), true),
     ("DELETE", "/api/calls/{id}/recording", "/api/calls/none/recording", Role(Role::Operator), true),
     ("POST", "/api/calls/{id}/recording/refusal", "/api/calls/none/recording/refusal", Role(Role::Operator), true),
+    ("GET", "/api/calls/{id}/sms", "/api/calls/none/sms", Role(Role::Operator), false),
+    ("POST", "/api/calls/{id}/sms", "/api/calls/none/sms", Role(Role::Operator), true),
     ("GET", "/api/recordings/{id}", "/api/recordings/none", Role(Role::Supervisor), false),
 ];
 

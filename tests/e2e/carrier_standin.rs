@@ -3,7 +3,8 @@
 //! answers as Twilio does, errors included:
 //!
 //! - the path: `/2010-04-01/Accounts/{AccountSid}/Calls.json`, `…/Messages.json`,
-//!   `…/Recordings/{RecordingSid}[.wav]`;
+//!   `…/Recordings/{RecordingSid}[.wav]`, and `GET …/Calls/{CallSid}.json` (a call the test put
+//!   there with `put_call`; its `from`);
 //! - HTTP basic authentication with the account SID and auth token (else 401, error 20003);
 //! - `POST`s form-encoded (`application/x-www-form-urlencoded`), with the fields each resource
 //!   requires: `To` (E.164) and `From`, then `Url` for a call (21205) or `Body` for a message
@@ -61,6 +62,8 @@ struct Shared {
     auth_token: String,
     failures: Mutex<VecDeque<Failure>>,
     recordings: Mutex<HashMap<String, Vec<u8>>>,
+    /// Live calls by sid: the number each came from.
+    calls: Mutex<HashMap<String, String>>,
     sequence: Mutex<u64>,
     accepted: mpsc::UnboundedSender<CarrierRequest>,
 }
@@ -90,6 +93,7 @@ impl CarrierStandIn {
             auth_token: auth_token.to_owned(),
             failures: Mutex::new(VecDeque::new()),
             recordings: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
             sequence: Mutex::new(0),
             accepted: tx,
         });
@@ -128,6 +132,11 @@ impl CarrierStandIn {
     /// The next well-formed `POST` is answered with this Twilio error instead of being accepted.
     pub fn fail_next(&self, status: u16, code: u32, message: &str) {
         self.shared.failures.lock().unwrap().push_back(Failure { status, code, message: message.to_owned() });
+    }
+
+    /// Serves call `sid` (`GET …/Calls/{sid}.json`) as one from `from`.
+    pub fn put_call(&self, sid: &str, from: &str) {
+        self.shared.calls.lock().unwrap().insert(sid.to_owned(), from.to_owned());
     }
 
     /// Serves `wav` as recording `sid`; returns its `RecordingUrl` (without extension, as Twilio
@@ -178,6 +187,20 @@ async fn handle(
         };
         let _ = shared.accepted.send(CarrierRequest { resource, form: Vec::new() });
         return ([(header::CONTENT_TYPE, "audio/x-wav")], wav).into_response();
+    }
+    if let Some(call) = resource.strip_prefix("Calls/").and_then(|r| r.strip_suffix(".json")) {
+        if method != Method::GET {
+            return problem(405, 20004, "Method not allowed");
+        }
+        let Some(from) = shared.calls.lock().unwrap().get(call).cloned() else {
+            return problem(404, 20404, "The requested resource was not found");
+        };
+        let _ = shared.accepted.send(CarrierRequest { resource: resource.clone(), form: Vec::new() });
+        let answer = serde_json::json!({
+            "sid": call, "account_sid": shared.account_sid, "from": from, "to": "+39803001",
+            "status": "in-progress", "direction": "inbound", "api_version": "2010-04-01",
+        });
+        return (StatusCode::OK, axum::Json(answer)).into_response();
     }
     if method != Method::POST {
         return problem(405, 20004, "Method not allowed");

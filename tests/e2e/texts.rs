@@ -36,12 +36,21 @@ async fn app_texting_with(
     countries: &str,
     edit: impl FnOnce(&mut console::config::Settings) + Send + 'static,
 ) -> (TestApp, tempfile::TempDir) {
+    app_texting_on(fresh_database().await, countries, edit).await
+}
+
+/// [`app_texting_with`] on the database `db` (another node on it: the same services).
+async fn app_texting_on(
+    db: crate::helpers::TestDb,
+    countries: &str,
+    edit: impl FnOnce(&mut console::config::Settings) + Send + 'static,
+) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let flow = std::fs::read_to_string(repo_path("config/ivr.toml")).unwrap();
     assert!(flow.contains("countries = [\"39\"]"), "the default flow texts Italian mobiles");
     let flow_file = dir.path().join("ivr.toml");
     std::fs::write(&flow_file, flow.replace("countries = [\"39\"]", &format!("countries = {countries}"))).unwrap();
-    let app = spawn_app_with(fresh_database().await, move |s| {
+    let app = spawn_app_with(db, move |s| {
         edit(s);
         s.sms_sender = SENDER.into();
         s.flow_file = flow_file;
@@ -419,4 +428,336 @@ async fn a_twiml_caller_gets_the_text_through_the_carriers_messages_api() {
         sqlx::query_as("SELECT status FROM text_messages").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(status, "delivered");
     app.stop().await;
+}
+
+/// GSM 03.38's default alphabet (basic table) and the extension table, whose characters take
+/// two septets: written out here from the standard, apart from `ivr::sms`, for an independent count.
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+const GSM7_EXTENSION: &str = "\u{0C}^{}\\[~]|€";
+
+/// The segments a text takes, counted as the standards say: GSM-7 when every character is in
+/// the default alphabet (160 septets in one message, 153 per part of a longer one), else UCS-2
+/// (70 UTF-16 units, 67 per part).
+fn independent_count(body: &str) -> (&'static str, u32) {
+    let gsm = body.chars().all(|c| GSM7_BASIC.contains(c) || GSM7_EXTENSION.contains(c));
+    let (units, single, part) = if gsm {
+        let septets = body.chars().map(|c| if GSM7_EXTENSION.contains(c) { 2 } else { 1 }).sum::<usize>();
+        (septets, 160, 153)
+    } else {
+        (body.encode_utf16().count(), 70, 67)
+    };
+    let segments = if units <= single { 1 } else { units.div_ceil(part) };
+    (if gsm { "gsm7" } else { "ucs2" }, u32::try_from(segments).unwrap())
+}
+
+/// A TwiML caller from `from` (whose first language is offered first) takes the readback and
+/// presses 3: the text the trunk receives, and what the call log and `text_messages` say of it.
+async fn readback_text(from: &str, countries: &str) -> (String, (String, i64), serde_json::Value) {
+    let trunk = Trunk::bind().await;
+    let (app, _dir) = app_texting(trunk.addr(), countries).await;
+    let sid = "CA00000000000000000000000000000d01";
+    let (_, action) = twiml_readback(&app, sid, from).await;
+    let (msg, doc) =
+        tokio::join!(trunk_takes_a_text(&trunk, (202, "Accepted")), twiml_press(&app, sid, from, &action, "3"));
+    assert!(plays(&check(&doc)).contains(&"services-sms-sent".to_owned()), "{doc}");
+    let row: (String, i64) = sqlx::query_as("SELECT encoding, segments FROM text_messages WHERE status = 'sent'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let log = call_log(&app).await;
+    let sent = log.iter().find(|(_, l)| l["kind"] == "text_sent").map(|(_, l)| l.clone()).expect("a text_sent line");
+    app.stop().await;
+    (msg.body().to_owned(), row, sent)
+}
+
+/// An Arabic caller (a Moroccan mobile, Arabic offered first) gets the services in Arabic, sent
+/// as UCS-2 in as many segments as the standard count says, which the call log and
+/// `text_messages` record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arabic_text_goes_as_ucs2_in_the_segments_the_standard_counts() {
+    let (body, (encoding, segments), logged) = readback_text("+212612345678", "[\"39\", \"212\"]").await;
+    assert!(body.contains("لمزيد من المعلومات: www.integrazionemigranti.gov.it"), "in Arabic: {body}");
+    let (alphabet, count) = independent_count(&body);
+    assert_eq!(alphabet, "ucs2", "{body}");
+    assert!(count >= 3, "three services in Arabic take several 67-unit parts: {count}");
+    assert_eq!((encoding.as_str(), segments), ("ucs2", i64::from(count)), "text_messages");
+    assert_eq!((logged["encoding"].as_str(), logged["segments"].as_u64()), (Some("ucs2"), Some(u64::from(count))));
+}
+
+/// The same for a Chinese caller (a Chinese mobile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chinese_text_goes_as_ucs2_in_the_segments_the_standard_counts() {
+    let (body, (encoding, segments), logged) = readback_text("+8613812345678", "[\"39\", \"86\"]").await;
+    assert!(body.contains("更多信息：www.integrazionemigranti.gov.it"), "in Chinese: {body}");
+    let (alphabet, count) = independent_count(&body);
+    assert_eq!(alphabet, "ucs2", "{body}");
+    assert_eq!((encoding.as_str(), segments), ("ucs2", i64::from(count)), "text_messages");
+    assert_eq!((logged["encoding"].as_str(), logged["segments"].as_u64()), (Some("ucs2"), Some(u64::from(count))));
+}
+
+/// An Italian text whose every character is in GSM-7's alphabet goes as GSM-7, in the segments
+/// the standard counts (153 septets per part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_italian_text_of_gsm7_characters_goes_as_gsm7() {
+    let (body, (encoding, segments), logged) = readback_text("+393471234567", "[\"39\"]").await;
+    assert!(body.contains("Altre informazioni: www.integrazionemigranti.gov.it"), "in Italian: {body}");
+    let (alphabet, count) = independent_count(&body);
+    assert_eq!(alphabet, "gsm7", "only GSM-7 characters: {body:?}");
+    assert!(body.chars().count() > 160 && count >= 2, "a long text, in parts: {count}");
+    assert_eq!((encoding.as_str(), segments), ("gsm7", i64::from(count)), "text_messages");
+    assert_eq!((logged["encoding"].as_str(), logged["segments"].as_u64()), (Some("gsm7"), Some(u64::from(count))));
+}
+
+/// "Send by SMS" from the console for a TwiML call (`GET`/`POST /api/calls/{id}/sms`): only the
+/// call's operator may (unauthenticated 401; another operator, a supervisor 403); the preview is
+/// the referred services in the caller's language with the segments `ivr::sms::plan` counts; a
+/// stale text is refused (409); the number is asked of the carrier (`Calls/{sid}.json`) and the
+/// carrier's stand-in receives `Messages.json` with exactly the previewed text to that number;
+/// the carrier's error is told plainly (502) and the call goes on; both are in `text_messages`
+/// (by the operator) and the call's timeline, and no answer to the page holds the number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sends_the_referrals_by_sms_and_sees_the_text_first() {
+    use crate::console_client::{
+        add_user, operator_online, sign_in, until, CallState, ClientMessage, Device, SavedWhat, ServerMessage,
+    };
+    use console::db::users::Role;
+    use ivr::domain::Language;
+    let mut standin =
+        crate::carrier_standin::CarrierStandIn::start("AC0123456789", crate::helpers::TEST_TWILIO_TOKEN).await;
+    let (url, account) = (standin.url.clone(), standin.account_sid.clone());
+    let (app, _dir) = app_texting_with("[\"39\"]", move |s| {
+        s.twilio_api_url = url;
+        s.twilio_account_sid = account;
+        s.sms_via = "twilio".into();
+    })
+    .await;
+    let paola_id = add_user(&app, "paola", Role::Operator, &[Language::It], &[], false).await;
+    add_user(&app, "marco", Role::Operator, &[Language::It], &[], false).await;
+    add_user(&app, "sara", Role::Supervisor, &[Language::It], &[], false).await;
+    let mut paola = operator_online(&app, "paola", true).await;
+    let (sid, from) = ("CA00000000000000000000000000000e01", "+393471234567");
+    standin.put_call(sid, from);
+    let params = |digits: Option<&'static str>| {
+        let mut p = vec![("CallSid", sid), ("AccountSid", "AC0123456789"), ("From", from), ("To", "+39803001")];
+        p.push(("CallStatus", "in-progress"));
+        if let Some(d) = digits {
+            p.push(("Digits", d));
+        }
+        p
+    };
+    let (_, doc) = app.twiml("/twiml/voice", &params(None)).await;
+    let action = attr_of(&check(&doc), "Gather", "action").unwrap();
+    let (_, doc) = app.twiml(&action, &params(Some("0"))).await;
+    assert!(doc.contains("<Enqueue"), "{doc}");
+    let offer = until!(paola, ServerMessage::Offer(o) => o);
+    paola.send(ClientMessage::Accept { offer_id: offer.offer_id, device: Some(Device::Browser) }).await;
+    until!(paola, ServerMessage::Call(c) if c.state == CallState::Connected => ());
+
+    let mut query = console::directory::SearchQuery::new();
+    query.text = "casa".into();
+    let hits = app.state.directory.search(&query, app.clock.now()).hits;
+    assert!(hits.len() >= 2, "{hits:?}");
+    let path = format!("/api/calls/{sid}/sms");
+    let paola_session = sign_in(&app, "paola").await;
+    let call =
+        |who: Option<&crate::console_client::Session>, method: reqwest::Method, body: Option<serde_json::Value>| {
+            let mut r = app.client.request(method, app.url(&path));
+            if let Some(s) = who {
+                r = r.header("cookie", &s.cookie).header("x-csrf-token", &s.csrf);
+            }
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            async move {
+                let r = r.send().await.unwrap();
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap();
+                assert!(!text.contains("3471234567"), "the number reaches the page: {text}");
+                (status, serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default())
+            }
+        };
+    // No referral yet: nothing to send, said plainly.
+    let (status, body) = call(Some(&paola_session), reqwest::Method::GET, None).await;
+    assert_eq!((status, body["message"].as_str()), (409, Some("no services have been referred on this call yet")));
+    for (i, hit) in hits.iter().take(2).enumerate() {
+        paola
+            .send(ClientMessage::Referral {
+                r#ref: serde_json::json!(format!("r{i}")),
+                call_id: sid.into(),
+                service_id: hit.id.clone(),
+                add: true,
+            })
+            .await;
+        assert_eq!(until!(paola, ServerMessage::Saved { what, .. } => what), SavedWhat::Referral);
+    }
+
+    // Roles: signed out, another operator, a supervisor.
+    assert_eq!(call(None, reqwest::Method::GET, None).await.0, 401);
+    let marco = sign_in(&app, "marco").await;
+    let sara = sign_in(&app, "sara").await;
+    for who in [&marco, &sara] {
+        assert_eq!(call(Some(who), reqwest::Method::GET, None).await.0, 403);
+        let send = call(Some(who), reqwest::Method::POST, Some(serde_json::json!({"text": "x"}))).await;
+        assert_eq!(send.0, 403);
+    }
+    assert!(standin.try_next_request().is_none(), "nothing asked of the carrier");
+
+    // The preview: the services' names and phones in Italian, its alphabet and segments.
+    let (status, preview) = call(Some(&paola_session), reqwest::Method::GET, None).await;
+    assert_eq!(status, 200, "{preview}");
+    let text = preview["text"].as_str().unwrap().to_owned();
+    for hit in hits.iter().take(2) {
+        let s = app.state.directory.service_summary(&hit.id, app.clock.now()).unwrap();
+        assert!(text.contains(&s.name) && text.contains(&s.phone), "{} in {text}", s.name);
+    }
+    assert!(text.ends_with("Altre informazioni: www.integrazionemigranti.gov.it"), "{text}");
+    let plan = ivr::sms::plan(&text);
+    assert_eq!(preview["segments"].as_u64(), Some(u64::from(plan.segments)));
+    assert_eq!(preview["encoding"].as_str(), Some(plan.encoding.as_str()));
+    assert_eq!(preview["via"].as_str(), Some("twilio"));
+
+    // A text other than the one seen is not sent.
+    let (status, _) =
+        call(Some(&paola_session), reqwest::Method::POST, Some(serde_json::json!({"text": "something else"}))).await;
+    assert_eq!(status, 409);
+    assert!(standin.try_next_request().is_none(), "nothing asked of the carrier");
+
+    // Confirmed: the number asked of the carrier, then exactly the text sent to it.
+    let (status, sent) =
+        call(Some(&paola_session), reqwest::Method::POST, Some(serde_json::json!({"text": text}))).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["segments"].as_u64(), Some(u64::from(plan.segments)));
+    let asked = standin.next_request(Duration::from_secs(5)).await;
+    assert_eq!(asked.resource, format!("Calls/{sid}.json"));
+    let message = standin.next_request(Duration::from_secs(5)).await;
+    assert_eq!(message.resource, "Messages.json");
+    assert_eq!((message.field("To"), message.field("Body")), (Some(from), Some(text.as_str())));
+
+    // The carrier's error: told plainly, the call goes on.
+    standin.fail_next(400, 21610, "Attempt to send to unsubscribed recipient");
+    let (status, failed) =
+        call(Some(&paola_session), reqwest::Method::POST, Some(serde_json::json!({"text": text}))).await;
+    assert_eq!(status, 502, "{failed}");
+    assert_eq!(
+        failed["message"].as_str(),
+        Some("the text was not sent: the carrier refused it: HTTP 400, error 21610")
+    );
+    let (ended,): (Option<i64>,) = sqlx::query_as("SELECT ended_at FROM calls WHERE call_id = $1")
+        .bind(sid)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(ended.is_none(), "the call goes on");
+
+    let rows: Vec<(String, String, Option<i64>, i64)> =
+        sqlx::query_as("SELECT via, status, sent_by, segments FROM text_messages ORDER BY id")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    let want = |status: &str| ("twilio".to_owned(), status.to_owned(), Some(paola_id), i64::from(plan.segments));
+    assert_eq!(rows, vec![want("sent"), want("failed")]);
+    // The call's timeline has both, by the operator.
+    let r = app.client.get(app.url(&format!("/api/calls/{sid}"))).header("cookie", &sara.cookie).send().await.unwrap();
+    let record: serde_json::Value = r.json().await.unwrap();
+    let texts: Vec<(String, String)> = record["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "text")
+        .map(|e| (e["operator"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(texts, vec![("paola".into(), "sent".into()), ("paola".into(), "failed".into())], "{record}");
+    let contents = database_contents(&app).await;
+    assert!(!contents.contains("3471234567"), "the number is stored somewhere");
+    app.stop().await;
+}
+
+/// The trunk settings of [`app_texting`].
+fn through_trunk(trunk: std::net::SocketAddr) -> impl FnOnce(&mut console::config::Settings) + Send + 'static {
+    move |s| {
+        s.trunk_uri = format!("sip:{trunk}");
+        s.trunk_user = USER.into();
+        s.trunk_password = console::config::SecretString::new(PASSWORD);
+        s.trunk_caller_id = USER.into();
+        s.sms_via = "trunk".into();
+    }
+}
+
+/// An operator's text for a SIP call whose sealed number is in the memory of the node that took
+/// the INVITE (node A), asked on another node (B, on the same PostgreSQL database; on SQLite the
+/// one node is both): B leaves the request `pending`, A claims and sends it, and the trunk gets
+/// exactly the previewed text to the caller's number; B's answer is A's outcome. Once the call
+/// has ended nothing can be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_text_for_a_sip_call_is_sent_by_the_node_holding_the_call() {
+    use console::db::users::Role;
+    let trunk = Trunk::bind().await;
+    let db = fresh_database().await;
+    if !db.is_postgres() {
+        eprintln!("HELPLINE_TEST_DATABASE_URL is unset: one node on SQLite (the two-node case needs PostgreSQL)");
+    }
+    let url = db.url.clone();
+    let (a, _dir_a) = app_texting_on(db, "[\"39\"]", through_trunk(trunk.addr())).await;
+    let b = if a.db.is_postgres() {
+        let db = crate::helpers::TestDb { url, dir: tempfile::tempdir().unwrap() };
+        Some(app_texting_on(db, "[\"39\"]", through_trunk(trunk.addr())).await)
+    } else {
+        None
+    };
+    let asking = b.as_ref().map_or(&a, |(b, _)| b);
+    let operator =
+        crate::console_client::add_user(&a, "olga", Role::Operator, &[ivr::domain::Language::It], &[], false).await;
+
+    let sink = RtpSink::bind().await;
+    let phone = SipPhone::call(a.sip_addr, "+393331234567", sink.port).await;
+    until_kind(&a, "call_started").await;
+    let (call_id,): (String,) = sqlx::query_as("SELECT call_id FROM calls").fetch_one(a.state.db.pool()).await.unwrap();
+    let mut query = console::directory::SearchQuery::new();
+    query.text = "casa".into();
+    let hits = asking.state.directory.search(&query, asking.clock.now()).hits;
+    assert!(hits.len() >= 2, "{hits:?}");
+    for (i, hit) in hits.iter().take(2).enumerate() {
+        sqlx::query(
+            "INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&call_id)
+        .bind(&hit.id)
+        .bind(&hit.name)
+        .bind(operator)
+        .bind(i64::try_from(i).unwrap())
+        .execute(a.state.db.pool())
+        .await
+        .unwrap();
+    }
+    let texts = asking.state.operators.texts.clone().expect("texts are configured");
+    let id = ivr::domain::CallId::parse(&call_id).unwrap();
+    let (_, _, preview) = texts.preview(&id).await.expect("a preview");
+    assert_eq!(preview.via, "trunk");
+    let (msg, sent) = tokio::join!(
+        trunk_takes_a_text(&trunk, (202, "Accepted")),
+        texts.send_for_operator(&id, operator, &preview.text)
+    );
+    let sent = sent.expect("sent");
+    assert_eq!(msg.uri, format!("sip:+393331234567@{}", trunk.addr().ip()));
+    assert_eq!(msg.body(), preview.text);
+    assert_eq!((sent.detail.as_str(), sent.segments), ("trunk answered 202", preview.segments));
+    let rows: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT status, sent_by, detail FROM text_messages").fetch_all(a.state.db.pool()).await.unwrap();
+    assert_eq!(rows, vec![("sent".to_owned(), Some(operator), "trunk answered 202".to_owned())]);
+
+    phone.hang_up().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match texts.preview(&id).await {
+            Err(console::texts::OperatorTextError::Ended) => break,
+            other => assert!(Instant::now() < deadline, "still previewed after the hang-up: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let contents = database_contents(&a).await;
+    assert!(!contents.contains("3331234567"), "the number is stored somewhere");
+    if let Some((b, _)) = b {
+        b.stop().await;
+    }
+    a.stop().await;
 }

@@ -24,7 +24,7 @@ mod writer;
 
 pub use lookups::{NearbyServices, NoDirectory};
 pub use pg::APPLICATION_NAME as POSTGRES_WRITER_NAME;
-pub use texts::{NoTexts, TextFuture, TextOrder, TextSender};
+pub use texts::{CarryOut, NoTexts, TextFuture, TextOrder, TextSender};
 
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;

@@ -10,6 +10,11 @@ use ivr::engine::{Channel, Event};
 use std::future::Future;
 use std::pin::Pin;
 
+/// An operator's text request waiting for the node that holds its call (`text_messages.status`).
+pub const PENDING: &str = "pending";
+/// An operator's text request claimed by the node that holds its call, on its way.
+pub const SENDING: &str = "sending";
+
 /// What to send, for one call.
 #[derive(Debug, Clone)]
 pub struct TextOrder {
@@ -35,7 +40,15 @@ pub type TextFuture = Pin<Box<dyn Future<Output = Event> + Send>>;
 /// `Event::TextFailed` (with a plain reason), never an error.
 pub trait TextSender: Send + Sync {
     fn send(&self, order: TextOrder) -> TextFuture;
+
+    /// Carries out an operator's text `request` (a `text_messages` row left `pending` by the
+    /// operator's node, and claimed by this one, which holds the call and its sealed `number`):
+    /// sends it and writes the outcome into that row.
+    fn carry_out(&self, request: i64, call_id: CallId, number: Option<SealedNumber>) -> CarryOut;
 }
+
+/// The sending of an operator's text request; its outcome is in its row.
+pub type CarryOut = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// No texts (`HELPLINE_SMS_VIA` empty): the flow offers none, so an order only comes from a
 /// state stored by another configuration; it fails at once and the caller hears the menu again.
@@ -44,5 +57,10 @@ pub struct NoTexts;
 impl TextSender for NoTexts {
     fn send(&self, _: TextOrder) -> TextFuture {
         Box::pin(async { Event::TextFailed { reason: "this server sends no text messages".into() } })
+    }
+
+    /// Left `pending`: the operator's node gives up on it and says why.
+    fn carry_out(&self, _: i64, _: CallId, _: Option<SealedNumber>) -> CarryOut {
+        Box::pin(async {})
     }
 }

@@ -13,6 +13,7 @@ pub mod presence;
 pub mod protocol;
 pub mod queue_service;
 pub mod recording;
+pub mod sms;
 pub mod socket;
 pub mod work;
 
@@ -50,6 +51,8 @@ pub struct OperatorsState {
     pub phone: Phone,
     /// The recordings under way on this node.
     pub recordings: recording::Recordings,
+    /// Operators' "Send by SMS" (`None`: this server sends no texts).
+    pub texts: Option<crate::texts::Texts>,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
@@ -223,4 +226,5 @@ where
         .merge(mediation::routes())
         .merge(handover::routes())
         .merge(recording::routes())
+        .merge(sms::routes())
 }

@@ -12,7 +12,7 @@ use super::media::{Media, MediaClock, MediaCmd, MediaSetup};
 use super::operator_leg::{operator_token, OperatorLegSetup};
 use super::SipState;
 use super::{PromptAudio, RtpPorts};
-use crate::calls::sealed::NumberSeal;
+use crate::calls::sealed::{NumberSeal, SealedNumber};
 use crate::metrics::{DtmfLabels, SipMethodLabels, SipRefusedLabels, SipStatusLabels};
 use ivr::domain::{CallId, Caller, PhoneNumber};
 use ivr::rtp::parse_info_dtmf;
@@ -23,13 +23,14 @@ use ivr::sip::{
     LocalVia, Message, Method, NameAddr, NonInviteClientTransaction, ParseError, Request, Response, ServerOutput,
     ServerTransactions, Timers, TxKey,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// How often the queue is checked for operators assigned to our calls.
 const ASSIGNMENT_POLL: Duration = Duration::from_millis(250);
@@ -54,6 +55,8 @@ struct CallEntry {
     control: mpsc::UnboundedSender<CallMsg>,
     media: Media,
     answered: bool,
+    /// The caller's number sealed for this call (an operator's text request opens it).
+    sealed_number: Option<SealedNumber>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +86,9 @@ struct Signalling {
     layer: ServerTransactions<SocketAddr>,
     ids: IdGen,
     calls: HashMap<String, CallEntry>,
-    /// Engine call ids of our calls, shared with the assignment poller.
-    local_ids: Arc<Mutex<HashSet<String>>>,
+    /// Engine call ids of our calls, shared with the assignment poller, with each caller's
+    /// sealed number (for operators' text requests).
+    local_ids: Arc<Mutex<LocalCalls>>,
     clients: Vec<Client>,
     /// Who may send, how fast, how many calls (`admission.rs`).
     edge: Admission,
@@ -103,7 +107,7 @@ pub(super) async fn run(
         Arc::new(PromptAudio::new(state.voice.prompts.clone(), state.voice.catalog.clone(), Some(state.tts.clone())));
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
     let advertised = if local.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
-    let local_ids = Arc::new(Mutex::new(HashSet::new()));
+    let local_ids = Arc::new(Mutex::new(LocalCalls::new()));
     let poller = tokio::spawn(poll_assignments(state.clone(), local_ids.clone(), sig_tx.clone()));
     let mut s = Signalling {
         socket: socket.clone(),
@@ -520,6 +524,7 @@ impl Signalling {
                     control,
                     media,
                     answered: false,
+                    sealed_number: None,
                 },
             );
             return;
@@ -528,7 +533,7 @@ impl Signalling {
             sip_call_id: sip_call_id.clone(),
             call_id: call_id.clone(),
             caller,
-            sealed_number,
+            sealed_number: sealed_number.clone(),
             called,
             runtime: self.state.calls.clone(),
             clock: self.state.clock.clone(),
@@ -556,6 +561,7 @@ impl Signalling {
                 control,
                 media,
                 answered: false,
+                sealed_number,
             },
         );
     }
@@ -681,7 +687,8 @@ impl Signalling {
                 entry.answered = true;
                 // Known to this node (its assignments claimed here) only once it is recorded.
                 let id = entry.call_id.as_str().to_owned();
-                self.lock_ids().insert(id);
+                let sealed = entry.sealed_number.clone();
+                self.lock_ids().insert(id, sealed);
                 let Some(entry) = self.calls.get_mut(&sip_call_id) else { return };
                 let ok = invite_ok(&entry.invite, &entry.local_tag, &contact, &entry.answer_sdp);
                 let tx = entry.invite_tx.clone();
@@ -769,10 +776,13 @@ impl Signalling {
         }
     }
 
-    fn lock_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn lock_ids(&self) -> std::sync::MutexGuard<'_, LocalCalls> {
         self.local_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// This node's recorded calls, by engine call id, each with its caller's sealed number.
+type LocalCalls = HashMap<String, Option<SealedNumber>>;
 
 fn entry_id(calls: &HashMap<String, CallEntry>, sip_call_id: &str) -> String {
     calls.get(sip_call_id).map(|e| e.call_id.as_str().to_owned()).unwrap_or_default()
@@ -804,18 +814,14 @@ fn next_hop(dialog: &Dialog, source: SocketAddr) -> SocketAddr {
 /// Hands operators assigned to our waiting calls (`queue_entries.status = 'assigned'`, set by the
 /// ACD on any node) to those calls as `OperatorAssigned`, marking the entry `answered` first so
 /// that exactly one node delivers it.
-async fn poll_assignments(
-    state: Arc<SipState>,
-    local: Arc<Mutex<HashSet<String>>>,
-    sig: mpsc::UnboundedSender<SigCmd>,
-) {
+async fn poll_assignments(state: Arc<SipState>, local: Arc<Mutex<LocalCalls>>, sig: mpsc::UnboundedSender<SigCmd>) {
     let mut tick = tokio::time::interval(ASSIGNMENT_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         ticks += 1;
-        let ours: Vec<String> = local.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default();
+        let ours: Vec<String> = local.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
         if ours.is_empty() {
             continue;
         }
@@ -843,6 +849,7 @@ async fn poll_assignments(
                 }
             }
         }
+        carry_out_texts(&state, &local, &ours).await;
         let rows: Vec<(String, Option<String>, Option<String>)> =
             match sqlx::query_as("SELECT call_id, operator, target FROM queue_entries WHERE status = 'assigned'")
                 .fetch_all(state.db.pool())
@@ -855,7 +862,7 @@ async fn poll_assignments(
                 }
             };
         for (call_id, operator, target) in rows {
-            let ours = local.lock().map(|l| l.contains(&call_id)).unwrap_or(false);
+            let ours = local.lock().map(|l| l.contains_key(&call_id)).unwrap_or(false);
             let (Some(operator), Some(target), true) = (operator, target, ours) else { continue };
             let claimed = state.db.with_lock_turn(sqlx::query(
                 "UPDATE queue_entries SET status = 'answered', updated_at = $2 WHERE call_id = $1 AND status = 'assigned'",
@@ -873,6 +880,63 @@ async fn poll_assignments(
             {
                 return;
             }
+        }
+    }
+}
+
+/// Operators' text requests for our calls (`text_messages` rows left `pending` by the node the
+/// operator's page is on; `operators::sms`): each claimed (`sending`, so exactly one node sends
+/// it) and carried out off this loop with the caller's sealed number, which only this node has.
+async fn carry_out_texts(state: &Arc<SipState>, local: &Mutex<LocalCalls>, ours: &[String]) {
+    for chunk in ours.chunks(500) {
+        let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+        let sql =
+            format!("SELECT id, call_id FROM text_messages WHERE status = $1 AND call_id IN ({})", marks.join(", "));
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql).bind(crate::calls::texts::PENDING);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        let pending = match query.fetch_all(state.db.pool()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, "text request poll failed");
+                return;
+            }
+        };
+        for (request, call_id) in pending {
+            let claimed = state
+                .db
+                .with_lock_turn(
+                    sqlx::query("UPDATE text_messages SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+                        .bind(crate::calls::texts::SENDING)
+                        .bind(state.clock.now().timestamp_millis())
+                        .bind(request)
+                        .bind(crate::calls::texts::PENDING)
+                        .execute(state.db.pool()),
+                )
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .unwrap_or(false);
+            if !claimed {
+                continue;
+            }
+            let number = local.lock().ok().and_then(|l| l.get(&call_id).cloned());
+            let (Some(number), Ok(id)) = (number, CallId::parse(&call_id)) else {
+                // The call ended between the look and the claim: say so in the request's row.
+                let ended = sqlx::query(
+                    "UPDATE text_messages SET status = 'failed', detail = 'the call has ended', updated_at = $1 \
+                     WHERE id = $2",
+                )
+                .bind(state.clock.now().timestamp_millis())
+                .bind(request)
+                .execute(state.db.pool());
+                if let Err(e) = state.db.with_lock_turn(ended).await {
+                    tracing::warn!(error = %e, "a text request's end not recorded");
+                }
+                continue;
+            };
+            let sending = state.texts.carry_out(request, id, number);
+            tokio::spawn(sending.instrument(tracing::info_span!("text_request", call_id)));
         }
     }
 }

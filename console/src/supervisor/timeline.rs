@@ -1,7 +1,8 @@
 //! One call's timeline: every recorded engine step (the event, the prompts played, the digits
 //! pressed, the log lines, the actions sent), the offers made to operators (and who missed them),
 //! the operators' notes and referrals, the supervisors' monitoring and the browser phone's media
-//! steps (connected, reconnecting, an ICE restart, failed) — in time order, with the offset from the call's start.
+//! steps (connected, reconnecting, an ICE restart, failed), the text messages sent to the caller —
+//! in time order, with the offset from the call's start.
 
 use crate::clock::rfc3339;
 use crate::db::{Db, DbError};
@@ -90,6 +91,19 @@ pub enum Entry {
         /// The mediator's name, for an invitation and the operator leaving; the queue (`fr`,
         /// `fr/lavoro`) for a hand-over.
         detail: String,
+    },
+    /// A text message to the caller (`text_messages`): the services read back (the caller asked;
+    /// no operator) or referred (the operator who sent it), how (`trunk`, `twilio`), its
+    /// segments and alphabet, and its outcome (`sent`, `failed` with why, the carrier's later
+    /// status). Never the text or the number.
+    Text {
+        operator: Option<String>,
+        via: String,
+        segments: i64,
+        encoding: String,
+        status: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// Recording with consent: the caller refused (`recording_refused`: by `caller`, with the
     /// key during the notice, or by the operator who marked a spoken refusal), a recording
@@ -221,6 +235,17 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     }
     for (at, operator, state, reason) in crate::media::journal::steps(db, call_id).await? {
         push(at, i64::MAX - 4, Entry::Media { operator, state, reason });
+    }
+    type TextRow = (i64, String, i64, String, String, Option<String>, Option<String>);
+    let texts: Vec<TextRow> = sqlx::query_as(
+        "SELECT t.created_at, t.via, CAST(t.segments AS BIGINT), t.encoding, t.status, t.detail, u.name \
+         FROM text_messages t LEFT JOIN users u ON u.id = t.sent_by WHERE t.call_id = $1 ORDER BY t.created_at, t.id",
+    )
+    .bind(call_id)
+    .fetch_all(db.pool())
+    .await?;
+    for (at, via, segments, encoding, status, detail, operator) in texts {
+        push(at, i64::MAX - 4, Entry::Text { operator, via, segments, encoding, status, detail });
     }
     type AttemptRow = (i64, Option<i64>, Option<String>, Option<i64>, Option<String>);
     let attempts: Vec<AttemptRow> = sqlx::query_as(
