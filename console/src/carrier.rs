@@ -9,6 +9,8 @@
 //!
 //! - [`Carrier::create_call`]: `Calls.json` (`To`, `From`, `Url`, `StatusCallback`), for callbacks
 //!   of callers who came in over TwiML;
+//! - [`Carrier::end_call`]: `Calls/{CallSid}.json` with `Status=completed`, hanging a placed call
+//!   up whether it still rings or was answered;
 //! - [`Carrier::send_message`]: `Messages.json` (`To`, `From`, `Body`, `StatusCallback`);
 //! - [`Carrier::fetch_recording`]: a `<Record>`ed message's audio, fetched as WAV from a
 //!   `RecordingUrl` under the same account (credentials are never sent to another origin), bounded.
@@ -184,6 +186,15 @@ impl Carrier {
         }
         let body = self.post("Calls.json", &form).await?;
         serde_json::from_slice(&body).map_err(|e| CarrierError::BadAnswer(e.to_string()))
+    }
+
+    /// Hangs up a call placed earlier (`POST …/Calls/{sid}.json` with `Status=completed`, which
+    /// Twilio documents as ending the call whether it is queued, ringing or in progress).
+    pub async fn end_call(&self, sid: &str) -> Result<(), CarrierError> {
+        if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(CarrierError::BadAnswer(format!("not a call sid: {sid:?}")));
+        }
+        self.post(&format!("Calls/{sid}.json"), &[("Status", "completed")]).await.map(|_| ())
     }
 
     /// Sends a text message (`POST …/Messages.json`).

@@ -219,15 +219,18 @@ impl Application {
             }
             None => Arc::new(crate::calls::NoTexts),
         };
-        let callback = Arc::new(crate::callback::CallbackState::new(
-            db.clone(),
-            settings.clone(),
-            clock.clone(),
-            phone.clone(),
-            crate::calls::sealed::NumberSeal::new(&secret),
-            trunk,
-            node.clone(),
-        ));
+        let callback = Arc::new(
+            crate::callback::CallbackState::new(
+                db.clone(),
+                settings.clone(),
+                clock.clone(),
+                phone.clone(),
+                crate::calls::sealed::NumberSeal::new(&secret),
+                trunk,
+                node.clone(),
+            )
+            .with_carrier(carrier.clone()),
+        );
         let handles = Handles {
             callback,
             auth: Arc::new(AuthState {

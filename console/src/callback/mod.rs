@@ -22,11 +22,13 @@
 //! its phone ends it too, wherever the attempt runs: its leg closes).
 
 mod attempt;
+mod carrier_call;
 mod route;
 
 use crate::auth::AsOperator;
 use crate::calls::nodes::NodeId;
 use crate::calls::sealed::{NumberSeal, SealedNumber};
+use crate::carrier::Carrier;
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
 use crate::db::audit::{self, Actor, AuditAction};
@@ -34,8 +36,9 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::extract::JsonBody;
 use crate::media::Phone;
-use crate::sip::trunk::{Control, Trunk};
+use crate::sip::trunk::Trunk;
 use axum::extract::{FromRef, Path, State};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use ivr::domain::CallId;
@@ -57,13 +60,24 @@ pub struct CallbackState {
     pub clock: Arc<dyn Clock>,
     pub phone: Phone,
     pub seal: NumberSeal,
-    /// `None`: no trunk configured (the button answers 503).
+    /// `None`: no trunk configured.
     pub trunk: Option<Trunk>,
+    /// `None`: no Twilio-compatible account configured (`route.rs` says what each allows).
+    pub carrier: Option<Carrier>,
     /// This node: written on the attempts it runs, so that a node that dies mid-attempt does
     /// not hold the request.
     pub node: NodeId,
     /// The attempts running on this node, by callback id: how to hang each up.
-    running: Mutex<HashMap<i64, mpsc::UnboundedSender<Control>>>,
+    running: Mutex<HashMap<i64, mpsc::UnboundedSender<Signal>>>,
+}
+
+/// What an attempt running on this node is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signal {
+    /// The operator hangs up.
+    Hangup,
+    /// The carrier reported the call's end (its status callback reached this node).
+    Over,
 }
 
 impl CallbackState {
@@ -76,10 +90,16 @@ impl CallbackState {
         trunk: Option<Trunk>,
         node: NodeId,
     ) -> CallbackState {
-        CallbackState { db, settings, clock, phone, seal, trunk, node, running: Mutex::new(HashMap::new()) }
+        let running = Mutex::new(HashMap::new());
+        CallbackState { db, settings, clock, phone, seal, trunk, carrier: None, node, running }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, mpsc::UnboundedSender<Control>>> {
+    /// Callbacks may go through `carrier`'s REST API (`route.rs` says when).
+    pub fn with_carrier(self, carrier: Option<Carrier>) -> CallbackState {
+        CallbackState { carrier, ..self }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, mpsc::UnboundedSender<Signal>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -92,6 +112,14 @@ where
     Router::new()
         .route("/api/callbacks/{id}/call", post(call).get(status))
         .route("/api/callbacks/{id}/hangup", post(hangup))
+        .route(carrier_call::ANSWER_PATH, post(carrier_call::answer))
+        .route(carrier_call::STATUS_PATH, post(carrier_call::status))
+}
+
+/// How a callback is placed.
+enum Via {
+    Trunk(Trunk),
+    Carrier(Carrier),
 }
 
 /// The page's phone: its SDP offer (as for `phone_offer`).
@@ -108,6 +136,7 @@ async fn call(
     AsOperator(auth): AsOperator,
     State(state): State<Arc<CallbackState>>,
     Path(id): Path<i64>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<CallRequest>,
 ) -> Result<Json<Value>, AppError> {
     let channel: Option<(String,)> =
@@ -117,13 +146,21 @@ async fn call(
             .await
             .map_err(db_error)?;
     let channel = channel.map(|(c,)| c).unwrap_or_default();
-    let carrier = !state.settings.twilio_account_sid.is_empty();
-    let trunk = match (route::route(&channel, state.trunk.is_some(), carrier), state.trunk.clone()) {
-        (route::Route::Trunk, Some(trunk)) => trunk,
-        (route::Route::Unavailable(why), _) => return Err(AppError::Unavailable(why)),
-        (route::Route::Trunk, None) => {
-            return Err(AppError::Internal(anyhow::anyhow!("a callback routed to a trunk that is not configured")))
+    let unconfigured =
+        |what: &str| AppError::Internal(anyhow::anyhow!("a callback routed to a {what} that is not configured"));
+    let via = match route::route(&channel, state.trunk.is_some(), state.carrier.is_some()) {
+        route::Route::Trunk => Via::Trunk(state.trunk.clone().ok_or_else(|| unconfigured("trunk"))?),
+        route::Route::Carrier => {
+            if state.settings.trunk_caller_id.trim().is_empty() {
+                return Err(AppError::Unavailable(
+                    "callbacks through the carrier need the number they come from (HELPLINE_TRUNK_CALLER_ID): \
+                     call back by phone"
+                        .into(),
+                ));
+            }
+            Via::Carrier(state.carrier.clone().ok_or_else(|| unconfigured("carrier"))?)
         }
+        route::Route::Unavailable(why) => return Err(AppError::Unavailable(why)),
     };
     if body.sdp.trim().is_empty() || body.sdp.len() > MAX_SDP {
         return Err(AppError::BadRequest(format!("sdp must be 1 to {MAX_SDP} bytes")));
@@ -157,10 +194,25 @@ async fn call(
     state.running().insert(id, control);
     let attempt_id = started.attempt_id;
     let task_state = state.clone();
-    tokio::spawn(tracing::Instrument::instrument(
-        attempt::run(task_state, trunk, started, number, leg, hangup),
-        tracing::info_span!("callback", call_id = %call_id, callback = id),
-    ));
+    let span = tracing::info_span!("callback", call_id = %call_id, callback = id);
+    match via {
+        Via::Trunk(trunk) => {
+            tokio::spawn(tracing::Instrument::instrument(
+                attempt::run(task_state, trunk, started, number, leg, hangup),
+                span,
+            ));
+        }
+        Via::Carrier(carrier) => {
+            let placed = carrier_call::Placed {
+                base_url: carrier_call::base_url(&state.settings, &headers),
+                operator: auth.user.name.clone(),
+            };
+            tokio::spawn(tracing::Instrument::instrument(
+                carrier_call::run(task_state, carrier, placed, started, number, leg, hangup),
+                span,
+            ));
+        }
+    }
     Ok(Json(json!({ "id": id, "attempt": attempt_id, "sdp": answer })))
 }
 
@@ -210,7 +262,7 @@ async fn hangup(
     }
     let control = state.running().get(&id).cloned();
     match control {
-        Some(c) if c.send(Control::Hangup).is_ok() => Ok(Json(json!({ "id": id, "hangup": true }))),
+        Some(c) if c.send(Signal::Hangup).is_ok() => Ok(Json(json!({ "id": id, "hangup": true }))),
         _ => Err(AppError::Conflict(
             "this callback's call is carried by another server: close the phone to hang up".into(),
         )),

@@ -3,16 +3,22 @@
 //!
 //! - a SIP trunk (`HELPLINE_TRUNK_URI`) places every callback it can: SIP, TwiML and JSON-API
 //!   calls alike (the sealed number is the caller's E.164 number whichever way they came in);
-//! - with no trunk, nothing places the call yet: the carrier's REST "create call" for TwiML
-//!   calls (`HELPLINE_TWILIO_ACCOUNT_SID`) and the signed request to `HELPLINE_CARRIER_CALLS_URL`
-//!   for JSON-API calls are not built, so the button answers 503 with a message saying what is
-//!   missing for that call, and the request stays in the list untouched (no attempt logged).
+//! - with no trunk, a Twilio-compatible carrier's REST "create call"
+//!   (`HELPLINE_TWILIO_ACCOUNT_SID`) places the callbacks of TwiML callers, and of SIP callers
+//!   too (their number is as real; a deployment whose SIP calls come from a PBX with no trunk
+//!   still reaches them through its carrier account);
+//! - JSON-API callers with no trunk: the signed request to `HELPLINE_CARRIER_CALLS_URL` is not
+//!   built, so the button answers 503;
+//! - otherwise the button answers 503 with a message saying what is missing for that call, and
+//!   the request stays in the list untouched (no attempt logged).
 
 /// What `route` decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Route {
     /// Through the SIP trunk (`sip::trunk`).
     Trunk,
+    /// Through the carrier's REST API (`crate::carrier`, then `<Dial><Sip>` to the browser leg).
+    Carrier,
     /// Not placed: why, for the operator's page (503).
     Unavailable(String),
 }
@@ -22,18 +28,19 @@ pub(super) fn route(channel: &str, trunk: bool, carrier: bool) -> Route {
     if trunk {
         return Route::Trunk;
     }
+    if carrier && matches!(channel, "twiml" | "sip") {
+        return Route::Carrier;
+    }
     Route::Unavailable(match channel {
-        "twiml" if carrier => "this caller came in through the carrier (TwiML): callbacks through its REST API \
-             (HELPLINE_TWILIO_ACCOUNT_SID) are not built yet, and no SIP trunk is configured \
-             (HELPLINE_TRUNK_URI): call back by phone"
-            .to_owned(),
-        "twiml" => "this caller came in through the carrier (TwiML) and no SIP trunk is configured \
-             (HELPLINE_TRUNK_URI): call back by phone"
+        "twiml" => "this caller came in through the carrier (TwiML) and neither a SIP trunk (HELPLINE_TRUNK_URI) \
+             nor the carrier's REST API (HELPLINE_TWILIO_ACCOUNT_SID) is configured: call back by phone"
             .to_owned(),
         "webhook" => "this caller came in over the JSON API and no SIP trunk is configured (HELPLINE_TRUNK_URI); \
              callbacks through HELPLINE_CARRIER_CALLS_URL are not built yet: call back by phone"
             .to_owned(),
-        _ => "no SIP trunk is configured (HELPLINE_TRUNK_URI): call back by phone".to_owned(),
+        _ => "neither a SIP trunk (HELPLINE_TRUNK_URI) nor a carrier account (HELPLINE_TWILIO_ACCOUNT_SID) is \
+             configured: call back by phone"
+            .to_owned(),
     })
 }
 
@@ -51,14 +58,19 @@ mod tests {
     }
 
     #[test]
-    fn without_a_trunk_the_message_names_what_is_missing_for_the_channel() {
-        let Route::Unavailable(m) = route("twiml", false, true) else { panic!("placed") };
-        assert!(m.contains("REST API") && m.contains("HELPLINE_TRUNK_URI"), "{m}");
+    fn without_a_trunk_the_carrier_places_twiml_and_sip_callers() {
+        assert_eq!(route("twiml", false, true), Route::Carrier);
+        assert_eq!(route("sip", false, true), Route::Carrier);
+        assert!(matches!(route("webhook", false, true), Route::Unavailable(_)));
+    }
+
+    #[test]
+    fn with_neither_the_message_names_what_is_missing_for_the_channel() {
         let Route::Unavailable(m) = route("twiml", false, false) else { panic!("placed") };
-        assert!(!m.contains("REST API") && m.contains("HELPLINE_TRUNK_URI"), "{m}");
+        assert!(m.contains("REST API") && m.contains("HELPLINE_TRUNK_URI"), "{m}");
         let Route::Unavailable(m) = route("webhook", false, true) else { panic!("placed") };
         assert!(m.contains("HELPLINE_CARRIER_CALLS_URL"), "{m}");
-        let Route::Unavailable(m) = route("sip", false, true) else { panic!("placed") };
-        assert!(m.starts_with("no SIP trunk"), "{m}");
+        let Route::Unavailable(m) = route("sip", false, false) else { panic!("placed") };
+        assert!(m.contains("HELPLINE_TRUNK_URI") && m.contains("HELPLINE_TWILIO_ACCOUNT_SID"), "{m}");
     }
 }

@@ -1,0 +1,364 @@
+//! A callback placed through a Twilio-compatible carrier's REST API (`route.rs` says when).
+//!
+//! The operator's browser leg is built when they click "Call back" (the page plays ringback
+//! meanwhile). The node then asks the carrier to call the person (`Calls.json`: `To` the number
+//! opened from its seal, `From` `HELPLINE_TRUNK_CALLER_ID`, `Url` and `StatusCallback` on this
+//! server). When the callee answers, the carrier requests `Url` (any node answers it, from the
+//! database) and gets `<Dial><Sip>` to the operator's own address on the node holding the browser
+//! leg, `sip:op-<user>@<node>;token=<token>`, the token unguessable and good for this attempt
+//! only. That INVITE claims the leg (`Phone::take_callback`): it is answered in the leg's law and
+//! bridged at once (`sip::operator_leg`).
+//!
+//! The carrier's status callback (signed as every TwiML request, `X-Twilio-Signature`) ends the
+//! attempt, on whichever node it reaches, from the database: `completed` reached, `busy`,
+//! `no-answer` and `failed` not reached (counted towards `callback_max_attempts`), `canceled` not
+//! placed; `ringing` and `in-progress` are the call's state for the page. The operator hanging up
+//! while it rings ends the carrier's call (`Calls/{Sid}.json`, `Status=completed`); once
+//! answered, the SIP leg's `BYE` does.
+
+use super::attempt::{self, Outcome, Started};
+use super::{CallbackState, Signal, CALLBACK_CODEC};
+use crate::carrier::{Carrier, CarrierError, OutboundCall};
+use crate::config::Settings;
+use crate::media::{browser_target, LegEvent, LegHandle, MediaState, PhoneMsg};
+use crate::webhook::signature::verify_twilio;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ivr::domain::PhoneNumber;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The TwiML the carrier requests when the callee answers (`Url`).
+pub(super) const ANSWER_PATH: &str = "/twiml/callbacks/{attempt}";
+/// The carrier's status callback of the call (`StatusCallback`).
+pub(super) const STATUS_PATH: &str = "/twiml/callbacks/{attempt}/status";
+/// How long past the ring timeout the placing node waits for the carrier to say how the call
+/// ended (its status callback may reach another node) before writing `no_answer` itself.
+const STATUS_GRACE: Duration = Duration::from_secs(20);
+
+/// What the placing node needs besides the attempt.
+pub(super) struct Placed {
+    /// Where the carrier reaches this server (`public_url`, else the page's `Host`).
+    pub base_url: String,
+    /// The operator's user name (their SIP address's user part).
+    pub operator: String,
+}
+
+/// `public_url`, else `http://<Host>` (as the TwiML adapter computes it, so signatures agree).
+pub(super) fn base_url(settings: &Settings, headers: &HeaderMap) -> String {
+    if !settings.public_url.is_empty() {
+        return settings.public_url.trim_end_matches('/').to_owned();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// Runs the attempt on the node that placed it, to the hand-over of the browser leg and the
+/// carrier's leg's end.
+pub(super) async fn run(
+    state: Arc<CallbackState>,
+    carrier: Carrier,
+    placed: Placed,
+    started: Started,
+    number: PhoneNumber,
+    leg: LegHandle,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) {
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    let claimed = state.phone.expect_callback(&token, &started.call_id, CALLBACK_CODEC);
+    let outcome = carry(&state, &carrier, &placed, &token, &started, &number, leg, claimed, &mut signals).await;
+    state.phone.forget_callback(&token);
+    state.running().remove(&started.callback_id);
+    tracing::info!(?outcome, "callback attempt through the carrier over on this node");
+    if let Some(outcome) = outcome {
+        let now = state.clock.now().timestamp_millis();
+        if let Err(e) = attempt::finish(&state, &started, now, outcome).await {
+            tracing::error!(error = %e, "a callback attempt's end not written");
+        }
+    }
+}
+
+/// The attempt's outcome when this node knows it; `None` when the carrier's status callback
+/// writes it.
+#[allow(clippy::too_many_arguments)]
+async fn carry(
+    state: &CallbackState,
+    carrier: &Carrier,
+    placed: &Placed,
+    token: &str,
+    started: &Started,
+    number: &PhoneNumber,
+    leg: LegHandle,
+    mut claimed: oneshot::Receiver<oneshot::Receiver<()>>,
+    signals: &mut mpsc::UnboundedReceiver<Signal>,
+) -> Option<Outcome> {
+    let target = browser_target(&placed.operator, state.phone.sip_addr(), token);
+    let write = sqlx::query("UPDATE callback_attempts SET dial_target = $2 WHERE id = $1")
+        .bind(started.attempt_id)
+        .bind(&target)
+        .execute(state.db.pool());
+    if let Err(e) = state.db.with_lock_turn(write).await {
+        tracing::error!(error = %e, "a callback's SIP address not written");
+        return Some(Outcome::NotPlaced("no_database"));
+    }
+    let url = format!("{}{}", placed.base_url, ANSWER_PATH.replace("{attempt}", &started.attempt_id.to_string()));
+    let status_callback = format!("{url}/status");
+    let ring_secs = state.settings.callback_ring_secs.clamp(5, 600);
+    let call = OutboundCall {
+        to: number.e164(),
+        from: state.settings.trunk_caller_id.trim(),
+        url: &url,
+        status_callback: Some(&status_callback),
+        ring_secs: ring_secs as u32,
+    };
+    let sid = match carrier.create_call(&call).await {
+        Ok(created) => created.sid,
+        Err(e) => {
+            tracing::warn!(error = %e, "the carrier did not place the callback");
+            return Some(Outcome::NotReachedBy(refusal_result(&e)));
+        }
+    };
+    tracing::info!(sid = %sid, "the carrier is placing the callback");
+    let write = sqlx::query("UPDATE callback_attempts SET carrier_sid = $2 WHERE id = $1")
+        .bind(started.attempt_id)
+        .bind(&sid)
+        .execute(state.db.pool());
+    if let Err(e) = state.db.with_lock_turn(write).await {
+        tracing::warn!(error = %e, "a callback's carrier sid not written");
+    }
+    let mut leg = Some(leg);
+    let mut connected = false;
+    let mut claim_refused = false;
+    let mut ended: Option<oneshot::Receiver<()>> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(ring_secs) + STATUS_GRACE;
+    loop {
+        tokio::select! {
+            c = &mut claimed, if ended.is_none() && !claim_refused => match c {
+                Ok(alive) => {
+                    let l = leg.take()?;
+                    let l = if connected { replaying_connected(l) } else { l };
+                    if state.phone.tell(&started.call_id, PhoneMsg::Leg(l)) {
+                        tracing::info!("the carrier's leg claimed the operator's browser leg");
+                        ended = Some(alive);
+                    } else {
+                        tracing::warn!("the carrier's leg ended before the browser leg reached it");
+                        return None;
+                    }
+                }
+                // The carrier's INVITE was refused (no common law): its call goes on without us.
+                Err(_) => claim_refused = true,
+            },
+            event = next_event(&mut leg) => match event {
+                Some(LegEvent::State(MediaState::Connected)) => connected = true,
+                Some(LegEvent::State(MediaState::Failed(_) | MediaState::Closed)) | None => {
+                    tracing::info!("the operator's phone closed while it rang: the carrier's call is ended");
+                    return end_ringing(carrier, &sid).await;
+                }
+                Some(_) => {}
+            },
+            gone = async { ended.as_mut().expect("guarded").await }, if ended.is_some() => {
+                let _ = gone;
+                tracing::info!("the carrier's leg of the callback ended");
+                return None;
+            }
+            signal = signals.recv() => match signal {
+                Some(Signal::Hangup) if ended.is_some() => {
+                    state.phone.tell(&started.call_id, PhoneMsg::Hangup);
+                }
+                Some(Signal::Hangup) | None => return end_ringing(carrier, &sid).await,
+                Some(Signal::Over) => return None,
+            },
+            _ = tokio::time::sleep_until(deadline), if ended.is_none() => {
+                tracing::warn!("no word from the carrier past the ring timeout: given up as not answered");
+                let _ = carrier.end_call(&sid).await;
+                return Some(Outcome::NotReachedBy("no_answer"));
+            }
+        }
+    }
+}
+
+/// Ends the carrier's call before the browser leg was claimed: the operator left.
+async fn end_ringing(carrier: &Carrier, sid: &str) -> Option<Outcome> {
+    if let Err(e) = carrier.end_call(sid).await {
+        tracing::warn!(error = %e, "the carrier's call could not be ended");
+    }
+    Some(Outcome::NotPlaced("operator_left"))
+}
+
+async fn next_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
+    match leg {
+        Some(l) => l.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The leg with its `Connected` (already read here) replayed first to its next reader, so the
+/// carrier's operator leg bridges and answers at once.
+fn replaying_connected(mut leg: LegHandle) -> LegHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(LegEvent::State(MediaState::Connected));
+    let mut from = std::mem::replace(&mut leg.events, rx);
+    tokio::spawn(async move {
+        while let Some(event) = from.recv().await {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    leg
+}
+
+/// The attempt's result when the carrier refused to place the call (counted: as a trunk's
+/// refusal is).
+fn refusal_result(e: &CarrierError) -> &'static str {
+    match e {
+        CarrierError::Refused { status: 401 | 403, .. } => "auth_failed",
+        CarrierError::Refused { status: 500.., .. } => "unavailable",
+        CarrierError::Refused { .. } => "refused",
+        _ => "unreachable",
+    }
+}
+
+/// A signed request of the carrier's: its parameters, or the 403 answering it.
+#[allow(clippy::result_large_err)]
+fn signed(
+    state: &CallbackState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Response> {
+    let token = state.settings.twilio_auth_token.expose();
+    let forbidden = |message: String| {
+        (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({ "error": "forbidden", "message": message })))
+            .into_response()
+    };
+    if token.is_empty() {
+        return Err(forbidden("the TwiML endpoints are disabled: HELPLINE_TWILIO_AUTH_TOKEN is not set".into()));
+    }
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+    let url = format!("{}{path_and_query}", base_url(&state.settings, headers));
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    if let Err(e) = verify_twilio(token, &url, &params, signature) {
+        tracing::warn!(reason = %e, %url, "a callback's carrier request refused");
+        return Err(forbidden(format!("bad request signature: {e}")));
+    }
+    Ok(params)
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+}
+
+/// The attempt a carrier's request names, if it is still running and the call is the one placed.
+async fn running_attempt(
+    state: &CallbackState,
+    attempt: i64,
+    call_sid: &str,
+) -> Result<Option<(Started, Option<String>)>, Response> {
+    type Row = (i64, String, Option<String>, Option<String>, Option<i64>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT callback_id, call_id, carrier_sid, dial_target, ended_at FROM callback_attempts WHERE id = $1",
+    )
+    .bind(attempt)
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "a callback attempt not read");
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    })?;
+    let Some((callback_id, call_id, sid, target, ended_at)) = row else { return Ok(None) };
+    // The sid is written once the carrier answered `Calls.json`; a request naming another call
+    // changes nothing.
+    if ended_at.is_some() || sid.is_some_and(|s| s != call_sid) {
+        return Ok(None);
+    }
+    Ok(Some((Started { callback_id, attempt_id: attempt, call_id, sealed: None }, target)))
+}
+
+/// `Url`: the callee answered; the carrier is told to ring the operator's browser leg.
+pub(super) async fn answer(
+    State(state): State<Arc<CallbackState>>,
+    Path(attempt): Path<i64>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match signed(&state, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let doc = match running_attempt(&state, attempt, param(&params, "CallSid")).await {
+        Err(r) => return r,
+        Ok(Some((_, Some(target)))) => {
+            format!("<Response><Dial><Sip>{}</Sip></Dial></Response>", xml_escape(&target))
+        }
+        // Over (the operator left, or another request already ended it): nobody to bridge.
+        Ok(_) => "<Response><Hangup/></Response>".to_owned(),
+    };
+    let doc = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{doc}");
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], doc).into_response()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// `StatusCallback`: the call's progress, and its end written from the database.
+pub(super) async fn status(
+    State(state): State<Arc<CallbackState>>,
+    Path(attempt): Path<i64>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match signed(&state, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let call_status = param(&params, "CallStatus");
+    let outcome = match call_status {
+        "queued" | "initiated" | "ringing" | "in-progress" | "answered" => None,
+        "completed" => Some(Outcome::Reached),
+        "busy" => Some(Outcome::NotReachedBy("busy")),
+        "no-answer" => Some(Outcome::NotReachedBy("no_answer")),
+        "failed" => Some(Outcome::NotReachedBy("unreachable")),
+        "canceled" => Some(Outcome::NotPlaced("operator_left")),
+        other => {
+            let message = format!("CallStatus {other:?} is not one of Twilio's call statuses");
+            let body = serde_json::json!({ "error": "bad_request", "message": message });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    let started = match running_attempt(&state, attempt, param(&params, "CallSid")).await {
+        Err(r) => return r,
+        Ok(Some((started, _))) => started,
+        // Already over, or not ours: acknowledged (the carrier would retry an error).
+        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
+    };
+    tracing::info!(callback = started.callback_id, call_status, "the carrier's status of a callback");
+    let Some(outcome) = outcome else {
+        let call_state = if call_status == "ringing" {
+            "ringing"
+        } else if matches!(call_status, "in-progress" | "answered") {
+            "talking"
+        } else {
+            "dialing"
+        };
+        attempt::set_call_state(&state, started.callback_id, call_state).await;
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let now = state.clock.now().timestamp_millis();
+    if let Err(e) = attempt::finish(&state, &started, now, outcome).await {
+        tracing::error!(error = %e, "a callback attempt's end not written");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let running = state.running().get(&started.callback_id).cloned();
+    if let Some(running) = running {
+        let _ = running.send(Signal::Over);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
