@@ -229,7 +229,8 @@ impl Application {
                 trunk,
                 node.clone(),
             )
-            .with_carrier(carrier.clone()),
+            .with_carrier(carrier.clone())
+            .with_calls_url(crate::carrier::SignedCalls::from_settings(&settings)?),
         );
         let handles = Handles {
             callback,

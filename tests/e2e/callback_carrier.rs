@@ -10,9 +10,13 @@ use crate::callback_calls::{
 };
 use crate::callbacks::{api, twiml_callback_request};
 use crate::carrier_standin::CarrierStandIn;
-use crate::helpers::{fresh_database, spawn_app_with, TestApp, TEST_TWILIO_TOKEN};
+use crate::helpers::{
+    fresh_database, post_signed_event, spawn_app_with, TestApp, TEST_TWILIO_TOKEN, TEST_WEBHOOK_SECRET,
+};
 use crate::privacy::database_contents;
 use crate::sip::SipPhone;
+use console::callback::CallsUrlRequest;
+use console::clock::Clock;
 use ivr::rtp::{decode, encode, RtpHeader, RtpPacket};
 use ivr::sdp::Codec;
 use std::net::SocketAddr;
@@ -100,6 +104,39 @@ async fn wait_for_sid(app: &TestApp, attempt: i64) -> (Option<String>,) {
     }
 }
 
+/// The callee's side for 4 s: plays 440 Hz A-law to `helpline_rtp` and returns what it heard.
+async fn callee_plays_440(callee: &UdpSocket, helpline_rtp: SocketAddr) -> Vec<i16> {
+    let mut heard: Vec<i16> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0u32;
+    while sent < 200 {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let header = RtpHeader { marker: sent == 0, payload_type: 8, sequence: sent as u16, timestamp: 160 * sent, ssrc: 0x4405, csrcs: Vec::new() };
+                let payload = encode(Codec::Pcma, &tone(440.0, sent as usize * 160, 160));
+                callee.send_to(&header.encode(&payload), helpline_rtp).await.unwrap();
+                sent += 1;
+            }
+            r = callee.recv_from(&mut buf) => {
+                let (n, _) = r.unwrap();
+                let packet = RtpPacket::decode(&buf[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 8, "A-law towards the carrier");
+                heard.extend(decode(Codec::Pcma, packet.payload));
+            }
+        }
+    }
+    heard
+}
+
+/// An offer from a carrier's SIP side receiving at `port`: µ-law first, A-law too.
+fn carrier_offer(port: u16) -> String {
+    format!(
+        "v=0\r\no=carrier 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+}
+
 fn sdp_addr(sdp: &str) -> SocketAddr {
     let ip = sdp.lines().find_map(|l| l.strip_prefix("c=IN IP4 ")).unwrap().trim();
     let port = sdp.lines().find_map(|l| l.strip_prefix("m=audio ")).unwrap().split(' ').next().unwrap();
@@ -143,13 +180,8 @@ async fn a_callback_through_the_carriers_rest_api_dials_the_operators_browser_le
     let (status, _) = carrier_posts(&app, &status_url, &sid, "in-progress").await;
     assert_eq!(status, 204);
 
-    // A guessed token rings nobody.
     let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let port = callee.local_addr().unwrap().port();
-    let offer = format!(
-        "v=0\r\no=carrier 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-    );
+    let offer = carrier_offer(callee.local_addr().unwrap().port());
     // The carrier's SIP side: µ-law offered first, the operator's leg speaks A-law.
     let mut sip = SipPhone::dial(app.state.phone.sip_addr(), &target, "carrier", &offer).await;
     assert!(
@@ -159,26 +191,7 @@ async fn a_callback_through_the_carriers_rest_api_dials_the_operators_browser_le
     );
     let helpline_rtp = sdp_addr(sip.answer_sdp());
 
-    let mut heard: Vec<i16> = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    let mut sent = 0u32;
-    while sent < 200 {
-        tokio::select! {
-            _ = ticks.tick() => {
-                let header = RtpHeader { marker: sent == 0, payload_type: 8, sequence: sent as u16, timestamp: 160 * sent, ssrc: 0x4405, csrcs: Vec::new() };
-                let payload = encode(Codec::Pcma, &tone(440.0, sent as usize * 160, 160));
-                callee.send_to(&header.encode(&payload), helpline_rtp).await.unwrap();
-                sent += 1;
-            }
-            r = callee.recv_from(&mut buf) => {
-                let (n, _) = r.unwrap();
-                let packet = RtpPacket::decode(&buf[..n]).unwrap();
-                assert_eq!(packet.header.payload_type, 8, "A-law towards the carrier");
-                heard.extend(decode(Codec::Pcma, packet.payload));
-            }
-        }
-    }
+    let heard = callee_plays_440(&callee, helpline_rtp).await;
     let browser_heard = tokio::task::spawn_blocking(move || browser.join().unwrap()).await.unwrap();
     assert_tone(&heard, 1000.0, 440.0, "the callee, from the operator");
     assert_tone(&browser_heard, 440.0, 1000.0, "the operator, from the callee");
@@ -264,5 +277,172 @@ async fn busy_no_answer_and_failed_calls_close_it_as_unreachable_and_hanging_up_
         post_json(&app, &s, &format!("/api/callbacks/{id}/call"), serde_json::json!({"sdp": "v=0"})).await;
     assert_eq!(status, 409, "closed: {body}");
     assert!(carrier.try_next_request().is_none(), "no call placed for a closed request");
+    app.stop().await;
+}
+
+/// `HELPLINE_CARRIER_CALLS_URL` as a carrier would serve it: each request's signature is checked
+/// as the JSON API's requests are checked (`X-Helpline-Timestamp`, `X-Helpline-Signature` under
+/// the webhook secret, within the replay window) and its body read as the documented wire type;
+/// a request that fails either is answered 403 or 400 and never reaches the test.
+struct CallsUrlStandIn {
+    url: String,
+    accepted: tokio::sync::mpsc::UnboundedReceiver<CallsUrlRequest>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CallsUrlStandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl CallsUrlStandIn {
+    async fn start() -> CallsUrlStandIn {
+        use axum::http::{HeaderMap, StatusCode};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let handle = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                let now = chrono::Utc::now().timestamp();
+                let signed = console::webhook::signature::verify_json(
+                    TEST_WEBHOOK_SECRET.as_bytes(),
+                    header("x-helpline-timestamp"),
+                    header("x-helpline-signature"),
+                    &body,
+                    now,
+                );
+                if signed.is_err() || header("content-type") != Some("application/json") {
+                    return StatusCode::FORBIDDEN;
+                }
+                match serde_json::from_slice::<CallsUrlRequest>(&body) {
+                    Ok(request) => {
+                        let _ = tx.send(request);
+                        StatusCode::ACCEPTED
+                    }
+                    Err(_) => StatusCode::BAD_REQUEST,
+                }
+            }
+        };
+        let app = axum::Router::new().route("/callbacks", axum::routing::post(handle));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        CallsUrlStandIn { url: format!("http://{addr}/callbacks"), accepted: rx, server }
+    }
+
+    async fn next(&mut self) -> CallsUrlRequest {
+        tokio::time::timeout(Duration::from_secs(10), self.accepted.recv())
+            .await
+            .expect("HELPLINE_CARRIER_CALLS_URL received no request in time")
+            .unwrap()
+    }
+}
+
+/// A JSON-API call out of hours that asks for a callback (`call_id` is the carrier's).
+async fn json_callback_request(app: &TestApp, call_id: &str) {
+    for (seq, event) in [
+        serde_json::json!({"type": "call.started", "from": "+39 333 123 4567"}),
+        serde_json::json!({"type": "digits", "digits": "1"}),
+        serde_json::json!({"type": "digits", "digits": "1"}),
+        serde_json::json!({"type": "recording"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut event = event;
+        event["call_id"] = serde_json::json!(call_id);
+        event["seq"] = serde_json::json!(seq + 1);
+        let (status, answer) = app.voice_event(&event).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+async fn post_status(app: &TestApp, url: &str, status: &str) -> u16 {
+    let body = serde_json::to_vec(&serde_json::json!({ "status": status })).unwrap();
+    post_signed_event(&app.client, url, "application/json", body, app.clock.now()).await.status().as_u16()
+}
+
+#[tokio::test]
+async fn a_json_api_caller_is_called_back_through_the_signed_carrier_calls_url_and_its_sip_address() {
+    let mut calls = CallsUrlStandIn::start().await;
+    let calls_url = calls.url.clone();
+    let app = spawn_app_with(fresh_database().await, move |s| {
+        s.carrier_calls_url = calls_url;
+        s.trunk_caller_id = CALLER_ID.into();
+    })
+    .await;
+    app.clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 24, 20, 0, 0).single().unwrap());
+    json_callback_request(&app, "json-cb-1").await;
+    let id = the_callback(&app).await;
+    let s = operator(&app, "cora").await;
+
+    let (mut rtc, mid, offer, pending, socket) = browser();
+    let (status, placed) =
+        post_json(&app, &s, &format!("/api/callbacks/{id}/call"), serde_json::json!({"sdp": offer})).await;
+    assert_eq!(status, 200, "{placed}");
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(placed["sdp"].as_str().unwrap()).unwrap()).unwrap();
+    let phone = std::thread::spawn(move || run_browser(rtc, mid, socket, Duration::from_secs(8)));
+    let attempt = placed["attempt"].as_i64().unwrap();
+    let CallsUrlRequest::Place { attempt: a, call_id, from, dial, ring_secs, status_url } = calls.next().await else {
+        panic!("not a callback.place")
+    };
+    assert_eq!((a, call_id.as_str(), from.as_deref(), ring_secs), (attempt, "json-cb-1", Some(CALLER_ID), 30));
+    assert_eq!(status_url, app.url(&format!("/voice/callbacks/{attempt}/status")));
+    let prefix = format!("sip:op-cora@{};token=", app.state.phone.sip_addr());
+    assert!(dial.starts_with(&prefix) && dial.len() == prefix.len() + 32, "{dial}");
+
+    // A status signed with another key changes nothing.
+    let body = serde_json::to_vec(&serde_json::json!({"status": "busy"})).unwrap();
+    let ts = app.clock.now().timestamp();
+    let forged = app
+        .client
+        .post(&status_url)
+        .header("content-type", "application/json")
+        .header("x-helpline-timestamp", ts.to_string())
+        .header("x-helpline-signature", console::webhook::json::sign("another key", ts, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(post_status(&app, &status_url, "ringing").await, 204);
+    let (_, st) = api(&app, &s, reqwest::Method::GET, &format!("/api/callbacks/{id}/call")).await;
+    assert_eq!(st["call_state"], "ringing", "{st}");
+
+    // The person answers: the carrier dials the address it was given; the tones cross.
+    assert_eq!(post_status(&app, &status_url, "answered").await, 204);
+    let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let offer = carrier_offer(callee.local_addr().unwrap().port());
+    let mut sip = SipPhone::dial(app.state.phone.sip_addr(), &dial, "carrier", &offer).await;
+    let heard = callee_plays_440(&callee, sdp_addr(sip.answer_sdp())).await;
+    let browser_heard = tokio::task::spawn_blocking(move || phone.join().unwrap()).await.unwrap();
+    assert_tone(&heard, 1000.0, 440.0, "the callee, from the operator");
+    assert_tone(&browser_heard, 440.0, 1000.0, "the operator, from the callee");
+    let (status, body) = post_json(&app, &s, &format!("/api/callbacks/{id}/hangup"), serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    sip.expect_bye(Duration::from_secs(10)).await;
+    assert_eq!(post_status(&app, &status_url, "completed").await, 204);
+    let st = attempt_over(&app, &s, id, 1).await;
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("done"), Some("reached")), "{st}");
+    assert_eq!(post_status(&app, &status_url, "no_such_status").await, 400);
+
+    // Another caller: the operator hangs up while it rings, and the carrier is asked to end it.
+    json_callback_request(&app, "json-cb-2").await;
+    let (second,): (i64,) =
+        sqlx::query_as("SELECT id FROM callbacks WHERE status = 'open'").fetch_one(app.state.db.pool()).await.unwrap();
+    let (_rtc, _mid, offer, _pending, _socket) = browser();
+    let (status, placed) =
+        post_json(&app, &s, &format!("/api/callbacks/{second}/call"), serde_json::json!({"sdp": offer})).await;
+    assert_eq!(status, 200, "{placed}");
+    assert!(matches!(calls.next().await, CallsUrlRequest::Place { .. }));
+    let (status, body) = post_json(&app, &s, &format!("/api/callbacks/{second}/hangup"), serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        calls.next().await,
+        CallsUrlRequest::End { attempt: placed["attempt"].as_i64().unwrap(), call_id: "json-cb-2".into() }
+    );
     app.stop().await;
 }

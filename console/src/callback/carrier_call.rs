@@ -15,18 +15,27 @@
 //! placed; `ringing` and `in-progress` are the call's state for the page. The operator hanging up
 //! while it rings ends the carrier's call (`Calls/{Sid}.json`, `Status=completed`); once
 //! answered, the SIP leg's `BYE` does.
+//!
+//! A JSON-API caller's callback with no trunk goes the same way through the carrier's own calls
+//! interface (`HELPLINE_CARRIER_CALLS_URL`, `carrier::SignedCalls`): a signed
+//! [`CallsUrlRequest::Place`] names the carrier's call id (the helpline keeps no number of such
+//! callers) and the SIP address to dial once the person answers; the carrier reports back with
+//! signed [`CallsUrlStatus`] requests to `POST /voice/callbacks/{attempt}/status`, and a
+//! [`CallsUrlRequest::End`] ends a call the operator left while it rang.
 
 use super::attempt::{self, Outcome, Started};
 use super::{CallbackState, Signal, CALLBACK_CODEC};
-use crate::carrier::{Carrier, CarrierError, OutboundCall};
+use crate::carrier::{Carrier, CarrierError, OutboundCall, SignedCalls};
 use crate::config::Settings;
 use crate::media::{browser_target, LegEvent, LegHandle, MediaState, PhoneMsg};
-use crate::webhook::signature::verify_twilio;
+use crate::webhook::json::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::webhook::signature::{verify_json, verify_twilio};
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ivr::domain::PhoneNumber;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -35,9 +44,63 @@ use tokio::sync::{mpsc, oneshot};
 pub(super) const ANSWER_PATH: &str = "/twiml/callbacks/{attempt}";
 /// The carrier's status callback of the call (`StatusCallback`).
 pub(super) const STATUS_PATH: &str = "/twiml/callbacks/{attempt}/status";
+/// The carrier's signed status of a callback asked of `HELPLINE_CARRIER_CALLS_URL`.
+pub(super) const SIGNED_STATUS_PATH: &str = "/voice/callbacks/{attempt}/status";
 /// How long past the ring timeout the placing node waits for the carrier to say how the call
 /// ended (its status callback may reach another node) before writing `no_answer` itself.
 const STATUS_GRACE: Duration = Duration::from_secs(20);
+
+/// What `HELPLINE_CARRIER_CALLS_URL` is sent (JSON, signed as the JSON API's requests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum CallsUrlRequest {
+    /// Call back the caller of `call_id` (the carrier's own call id, as its `call.started` gave
+    /// it); once they answer, dial `dial` as a `transfer` action's `to`; report to `status_url`.
+    #[serde(rename = "callback.place")]
+    Place {
+        attempt: i64,
+        call_id: String,
+        /// `HELPLINE_TRUNK_CALLER_ID`, when set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        dial: String,
+        ring_secs: u64,
+        status_url: String,
+    },
+    /// The operator hung up before the person answered: end that call.
+    #[serde(rename = "callback.end")]
+    End { attempt: i64, call_id: String },
+}
+
+/// The carrier's report on a callback it places (`POST /voice/callbacks/{attempt}/status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsUrlStatus {
+    pub status: CallsUrlCallStatus,
+}
+
+/// A callback call's state, as the carrier reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallsUrlCallStatus {
+    Ringing,
+    Answered,
+    /// Answered, then ended: reached.
+    Completed,
+    Busy,
+    NoAnswer,
+    Failed,
+    /// Ended before an answer at our request (`callback.end`).
+    Canceled,
+}
+
+/// Who places the call.
+pub(super) enum Placer {
+    /// A Twilio-compatible REST API (`Calls.json`).
+    Twilio(Carrier),
+    /// `HELPLINE_CARRIER_CALLS_URL`.
+    Signed(SignedCalls),
+}
 
 /// What the placing node needs besides the attempt.
 pub(super) struct Placed {
@@ -60,16 +123,16 @@ pub(super) fn base_url(settings: &Settings, headers: &HeaderMap) -> String {
 /// carrier's leg's end.
 pub(super) async fn run(
     state: Arc<CallbackState>,
-    carrier: Carrier,
+    carrier: Placer,
     placed: Placed,
     started: Started,
-    number: PhoneNumber,
+    number: Option<PhoneNumber>,
     leg: LegHandle,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) {
     let token = hex::encode(rand::random::<[u8; 16]>());
     let claimed = state.phone.expect_callback(&token, &started.call_id, CALLBACK_CODEC);
-    let outcome = carry(&state, &carrier, &placed, &token, &started, &number, leg, claimed, &mut signals).await;
+    let outcome = carry(&state, &carrier, &placed, &token, &started, number.as_ref(), leg, claimed, &mut signals).await;
     state.phone.forget_callback(&token);
     state.running().remove(&started.callback_id);
     tracing::info!(?outcome, "callback attempt through the carrier over on this node");
@@ -86,11 +149,11 @@ pub(super) async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn carry(
     state: &CallbackState,
-    carrier: &Carrier,
+    carrier: &Placer,
     placed: &Placed,
     token: &str,
     started: &Started,
-    number: &PhoneNumber,
+    number: Option<&PhoneNumber>,
     leg: LegHandle,
     mut claimed: oneshot::Receiver<oneshot::Receiver<()>>,
     signals: &mut mpsc::UnboundedReceiver<Signal>,
@@ -104,31 +167,11 @@ async fn carry(
         tracing::error!(error = %e, "a callback's SIP address not written");
         return Some(Outcome::NotPlaced("no_database"));
     }
-    let url = format!("{}{}", placed.base_url, ANSWER_PATH.replace("{attempt}", &started.attempt_id.to_string()));
-    let status_callback = format!("{url}/status");
     let ring_secs = state.settings.callback_ring_secs.clamp(5, 600);
-    let call = OutboundCall {
-        to: number.e164(),
-        from: state.settings.trunk_caller_id.trim(),
-        url: &url,
-        status_callback: Some(&status_callback),
-        ring_secs: ring_secs as u32,
+    let sid = match place(state, carrier, placed, started, number, &target, ring_secs).await {
+        Ok(sid) => sid,
+        Err(result) => return Some(Outcome::NotReachedBy(result)),
     };
-    let sid = match carrier.create_call(&call).await {
-        Ok(created) => created.sid,
-        Err(e) => {
-            tracing::warn!(error = %e, "the carrier did not place the callback");
-            return Some(Outcome::NotReachedBy(refusal_result(&e)));
-        }
-    };
-    tracing::info!(sid = %sid, "the carrier is placing the callback");
-    let write = sqlx::query("UPDATE callback_attempts SET carrier_sid = $2 WHERE id = $1")
-        .bind(started.attempt_id)
-        .bind(&sid)
-        .execute(state.db.pool());
-    if let Err(e) = state.db.with_lock_turn(write).await {
-        tracing::warn!(error = %e, "a callback's carrier sid not written");
-    }
     let mut leg = Some(leg);
     let mut connected = false;
     let mut claim_refused = false;
@@ -155,7 +198,7 @@ async fn carry(
                 Some(LegEvent::State(MediaState::Connected)) => connected = true,
                 Some(LegEvent::State(MediaState::Failed(_) | MediaState::Closed)) | None => {
                     tracing::info!("the operator's phone closed while it rang: the carrier's call is ended");
-                    return end_ringing(carrier, &sid).await;
+                    return end_ringing(carrier, started, sid.as_deref()).await;
                 }
                 Some(_) => {}
             },
@@ -168,24 +211,99 @@ async fn carry(
                 Some(Signal::Hangup) if ended.is_some() => {
                     state.phone.tell(&started.call_id, PhoneMsg::Hangup);
                 }
-                Some(Signal::Hangup) | None => return end_ringing(carrier, &sid).await,
+                Some(Signal::Hangup) | None => return end_ringing(carrier, started, sid.as_deref()).await,
                 Some(Signal::Over) => return None,
             },
             _ = tokio::time::sleep_until(deadline), if ended.is_none() => {
                 tracing::warn!("no word from the carrier past the ring timeout: given up as not answered");
-                let _ = carrier.end_call(&sid).await;
+                end_ringing(carrier, started, sid.as_deref()).await;
                 return Some(Outcome::NotReachedBy("no_answer"));
             }
         }
     }
 }
 
+/// Asks the carrier to place the call: its call sid (Twilio), or the attempt's result when it
+/// would not.
+async fn place(
+    state: &CallbackState,
+    carrier: &Placer,
+    placed: &Placed,
+    started: &Started,
+    number: Option<&PhoneNumber>,
+    target: &str,
+    ring_secs: u64,
+) -> Result<Option<String>, &'static str> {
+    let attempt = started.attempt_id.to_string();
+    let from = state.settings.trunk_caller_id.trim();
+    let sid = match carrier {
+        Placer::Twilio(carrier) => {
+            let url = format!("{}{}", placed.base_url, ANSWER_PATH.replace("{attempt}", &attempt));
+            let status_callback = format!("{url}/status");
+            let Some(number) = number else { return Err("no_number") };
+            let call = OutboundCall {
+                to: number.e164(),
+                from,
+                url: &url,
+                status_callback: Some(&status_callback),
+                ring_secs: ring_secs as u32,
+            };
+            match carrier.create_call(&call).await {
+                Ok(created) => Some(created.sid),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the carrier did not place the callback");
+                    return Err(refusal_result(&e));
+                }
+            }
+        }
+        Placer::Signed(calls) => {
+            let request = CallsUrlRequest::Place {
+                attempt: started.attempt_id,
+                call_id: started.call_id.clone(),
+                from: (!from.is_empty()).then(|| from.to_owned()),
+                dial: target.to_owned(),
+                ring_secs,
+                status_url: format!("{}{}", placed.base_url, SIGNED_STATUS_PATH.replace("{attempt}", &attempt)),
+            };
+            if let Err(e) = calls.post(&request, wall_secs()).await {
+                tracing::warn!(error = %e, "HELPLINE_CARRIER_CALLS_URL did not take the callback");
+                return Err(refusal_result(&e));
+            }
+            None
+        }
+    };
+    tracing::info!(sid = ?sid, "the carrier is placing the callback");
+    if let Some(sid) = &sid {
+        let write = sqlx::query("UPDATE callback_attempts SET carrier_sid = $2 WHERE id = $1")
+            .bind(started.attempt_id)
+            .bind(sid)
+            .execute(state.db.pool());
+        if let Err(e) = state.db.with_lock_turn(write).await {
+            tracing::warn!(error = %e, "a callback's carrier sid not written");
+        }
+    }
+    Ok(sid)
+}
+
 /// Ends the carrier's call before the browser leg was claimed: the operator left.
-async fn end_ringing(carrier: &Carrier, sid: &str) -> Option<Outcome> {
-    if let Err(e) = carrier.end_call(sid).await {
+async fn end_ringing(carrier: &Placer, started: &Started, sid: Option<&str>) -> Option<Outcome> {
+    let ended = match (carrier, sid) {
+        (Placer::Twilio(carrier), Some(sid)) => carrier.end_call(sid).await,
+        (Placer::Signed(calls), _) => {
+            let request = CallsUrlRequest::End { attempt: started.attempt_id, call_id: started.call_id.clone() };
+            calls.post(&request, wall_secs()).await
+        }
+        (Placer::Twilio(_), None) => Ok(()),
+    };
+    if let Err(e) = ended {
         tracing::warn!(error = %e, "the carrier's call could not be ended");
     }
     Some(Outcome::NotPlaced("operator_left"))
+}
+
+/// The carrier checks a signature's timestamp against its own clock: the wall clock's.
+fn wall_secs() -> i64 {
+    crate::calls::nodes::wall_ms() / 1000
 }
 
 async fn next_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {
@@ -257,7 +375,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
 async fn running_attempt(
     state: &CallbackState,
     attempt: i64,
-    call_sid: &str,
+    call_sid: Option<&str>,
 ) -> Result<Option<(Started, Option<String>)>, Response> {
     type Row = (i64, String, Option<String>, Option<String>, Option<i64>);
     let row: Option<Row> = sqlx::query_as(
@@ -273,7 +391,7 @@ async fn running_attempt(
     let Some((callback_id, call_id, sid, target, ended_at)) = row else { return Ok(None) };
     // The sid is written once the carrier answered `Calls.json`; a request naming another call
     // changes nothing.
-    if ended_at.is_some() || sid.is_some_and(|s| s != call_sid) {
+    if ended_at.is_some() || sid.is_some_and(|s| Some(s.as_str()) != call_sid) {
         return Ok(None);
     }
     Ok(Some((Started { callback_id, attempt_id: attempt, call_id, sealed: None }, target)))
@@ -291,7 +409,7 @@ pub(super) async fn answer(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let doc = match running_attempt(&state, attempt, param(&params, "CallSid")).await {
+    let doc = match running_attempt(&state, attempt, Some(param(&params, "CallSid"))).await {
         Err(r) => return r,
         Ok(Some((_, Some(target)))) => {
             format!("<Response><Dial><Sip>{}</Sip></Dial></Response>", xml_escape(&target))
@@ -319,7 +437,12 @@ pub(super) async fn status(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let call_status = param(&params, "CallStatus");
+    progress(&state, attempt, Some(param(&params, "CallSid")), param(&params, "CallStatus")).await
+}
+
+/// A call's progress in Twilio's terms (`CallStatus`), for the attempt; `call_sid` when the
+/// carrier names its call.
+async fn progress(state: &Arc<CallbackState>, attempt: i64, call_sid: Option<&str>, call_status: &str) -> Response {
     let outcome = match call_status {
         "queued" | "initiated" | "ringing" | "in-progress" | "answered" => None,
         "completed" => Some(Outcome::Reached),
@@ -333,7 +456,7 @@ pub(super) async fn status(
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
-    let started = match running_attempt(&state, attempt, param(&params, "CallSid")).await {
+    let started = match running_attempt(state, attempt, call_sid).await {
         Err(r) => return r,
         Ok(Some((started, _))) => started,
         // Already over, or not ours: acknowledged (the carrier would retry an error).
@@ -341,18 +464,16 @@ pub(super) async fn status(
     };
     tracing::info!(callback = started.callback_id, call_status, "the carrier's status of a callback");
     let Some(outcome) = outcome else {
-        let call_state = if call_status == "ringing" {
-            "ringing"
-        } else if matches!(call_status, "in-progress" | "answered") {
-            "talking"
-        } else {
-            "dialing"
+        let call_state = match call_status {
+            "ringing" => "ringing",
+            "in-progress" | "answered" => "talking",
+            _ => "dialing",
         };
-        attempt::set_call_state(&state, started.callback_id, call_state).await;
+        attempt::set_call_state(state, started.callback_id, call_state).await;
         return StatusCode::NO_CONTENT.into_response();
     };
     let now = state.clock.now().timestamp_millis();
-    if let Err(e) = attempt::finish(&state, &started, now, outcome).await {
+    if let Err(e) = attempt::finish(state, &started, now, outcome).await {
         tracing::error!(error = %e, "a callback attempt's end not written");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
@@ -361,4 +482,45 @@ pub(super) async fn status(
         let _ = running.send(Signal::Over);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /voice/callbacks/{attempt}/status`: `HELPLINE_CARRIER_CALLS_URL`'s report on a callback
+/// it places, signed as the JSON API's requests.
+pub(super) async fn signed_status(
+    State(state): State<Arc<CallbackState>>,
+    Path(attempt): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = state.settings.webhook_secret.expose();
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = state.clock.now().timestamp();
+    let checked = if key.is_empty() {
+        Err("HELPLINE_WEBHOOK_SECRET is not set".to_owned())
+    } else {
+        verify_json(key.as_bytes(), header_str(TIMESTAMP_HEADER), header_str(SIGNATURE_HEADER), &body, now)
+            .map_err(|e| e.to_string())
+    };
+    if let Err(why) = checked {
+        tracing::warn!(reason = %why, "a callback status refused");
+        let body = serde_json::json!({ "error": "forbidden", "message": format!("bad request signature: {why}") });
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
+    let report: CallsUrlStatus = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let body = serde_json::json!({ "error": "bad_request", "message": format!("malformed status: {e}") });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    let twilio = match report.status {
+        CallsUrlCallStatus::Ringing => "ringing",
+        CallsUrlCallStatus::Answered => "in-progress",
+        CallsUrlCallStatus::Completed => "completed",
+        CallsUrlCallStatus::Busy => "busy",
+        CallsUrlCallStatus::NoAnswer => "no-answer",
+        CallsUrlCallStatus::Failed => "failed",
+        CallsUrlCallStatus::Canceled => "canceled",
+    };
+    progress(&state, attempt, None, twilio).await
 }

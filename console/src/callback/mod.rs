@@ -28,7 +28,7 @@ mod route;
 use crate::auth::AsOperator;
 use crate::calls::nodes::NodeId;
 use crate::calls::sealed::{NumberSeal, SealedNumber};
-use crate::carrier::Carrier;
+use crate::carrier::{Carrier, SignedCalls};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
 use crate::db::audit::{self, Actor, AuditAction};
@@ -64,6 +64,8 @@ pub struct CallbackState {
     pub trunk: Option<Trunk>,
     /// `None`: no Twilio-compatible account configured (`route.rs` says what each allows).
     pub carrier: Option<Carrier>,
+    /// `None`: no `HELPLINE_CARRIER_CALLS_URL`.
+    pub calls_url: Option<SignedCalls>,
     /// This node: written on the attempts it runs, so that a node that dies mid-attempt does
     /// not hold the request.
     pub node: NodeId,
@@ -91,12 +93,17 @@ impl CallbackState {
         node: NodeId,
     ) -> CallbackState {
         let running = Mutex::new(HashMap::new());
-        CallbackState { db, settings, clock, phone, seal, trunk, carrier: None, node, running }
+        CallbackState { db, settings, clock, phone, seal, trunk, carrier: None, calls_url: None, node, running }
     }
 
     /// Callbacks may go through `carrier`'s REST API (`route.rs` says when).
     pub fn with_carrier(self, carrier: Option<Carrier>) -> CallbackState {
         CallbackState { carrier, ..self }
+    }
+
+    /// JSON-API callers' callbacks may be asked of `HELPLINE_CARRIER_CALLS_URL` (`route.rs`).
+    pub fn with_calls_url(self, calls_url: Option<SignedCalls>) -> CallbackState {
+        CallbackState { calls_url, ..self }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, mpsc::UnboundedSender<Signal>>> {
@@ -114,12 +121,15 @@ where
         .route("/api/callbacks/{id}/hangup", post(hangup))
         .route(carrier_call::ANSWER_PATH, post(carrier_call::answer))
         .route(carrier_call::STATUS_PATH, post(carrier_call::status))
+        .route(carrier_call::SIGNED_STATUS_PATH, post(carrier_call::signed_status))
 }
+
+pub use carrier_call::{CallsUrlCallStatus, CallsUrlRequest, CallsUrlStatus};
 
 /// How a callback is placed.
 enum Via {
     Trunk(Trunk),
-    Carrier(Carrier),
+    Carrier(carrier_call::Placer),
 }
 
 /// The page's phone: its SDP offer (as for `phone_offer`).
@@ -148,7 +158,7 @@ async fn call(
     let channel = channel.map(|(c,)| c).unwrap_or_default();
     let unconfigured =
         |what: &str| AppError::Internal(anyhow::anyhow!("a callback routed to a {what} that is not configured"));
-    let via = match route::route(&channel, state.trunk.is_some(), state.carrier.is_some()) {
+    let via = match route::route(&channel, state.trunk.is_some(), state.carrier.is_some(), state.calls_url.is_some()) {
         route::Route::Trunk => Via::Trunk(state.trunk.clone().ok_or_else(|| unconfigured("trunk"))?),
         route::Route::Carrier => {
             if state.settings.trunk_caller_id.trim().is_empty() {
@@ -158,7 +168,12 @@ async fn call(
                         .into(),
                 ));
             }
-            Via::Carrier(state.carrier.clone().ok_or_else(|| unconfigured("carrier"))?)
+            let carrier = state.carrier.clone().ok_or_else(|| unconfigured("carrier"))?;
+            Via::Carrier(carrier_call::Placer::Twilio(carrier))
+        }
+        route::Route::CallsUrl => {
+            let calls = state.calls_url.clone().ok_or_else(|| unconfigured("HELPLINE_CARRIER_CALLS_URL"))?;
+            Via::Carrier(carrier_call::Placer::Signed(calls))
         }
         route::Route::Unavailable(why) => return Err(AppError::Unavailable(why)),
     };
@@ -169,7 +184,9 @@ async fn call(
     let started = attempt::start(&state, id, auth.user.id, &auth.user.name, now).await?;
     let call_id = CallId::parse(&started.call_id).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let number = match started.sealed.clone().map(SealedNumber::from_stored) {
-        Some(sealed) => state.seal.open(&call_id, &sealed).map_err(|e| ("undecryptable", e.to_string())),
+        // The carrier's calls interface is never sent a number: it knows its caller's.
+        _ if matches!(via, Via::Carrier(carrier_call::Placer::Signed(_))) => Ok(None),
+        Some(sealed) => state.seal.open(&call_id, &sealed).map(Some).map_err(|e| ("undecryptable", e.to_string())),
         // A JSON-webhook call's number is known to its carrier only (docs/operators.md).
         None => Err(("no_number", "the helpline does not keep this caller's number: the carrier knows it".to_owned())),
     };
@@ -195,14 +212,17 @@ async fn call(
     let attempt_id = started.attempt_id;
     let task_state = state.clone();
     let span = tracing::info_span!("callback", call_id = %call_id, callback = id);
-    match via {
-        Via::Trunk(trunk) => {
+    match (via, number) {
+        (Via::Trunk(trunk), Some(number)) => {
             tokio::spawn(tracing::Instrument::instrument(
                 attempt::run(task_state, trunk, started, number, leg, hangup),
                 span,
             ));
         }
-        Via::Carrier(carrier) => {
+        (Via::Trunk(_), None) => {
+            return Err(AppError::Internal(anyhow::anyhow!("a trunk's callback without its number")));
+        }
+        (Via::Carrier(carrier), number) => {
             let placed = carrier_call::Placed {
                 base_url: carrier_call::base_url(&state.settings, &headers),
                 operator: auth.user.name.clone(),
