@@ -257,7 +257,7 @@ async fn busy_no_answer_and_failed_calls_close_it_as_unreachable_and_hanging_up_
     let Placed { status_url, sid, .. } = place(&app, &mut carrier, &s, id).await;
     assert_eq!(carrier_posts(&app, &status_url, &sid, "failed").await.0, 204);
     let st = attempt_over(&app, &s, id, 3).await;
-    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("failed"), Some("unreachable")), "{st}");
+    assert_eq!((st["status"].as_str(), st["last_result"].as_str()), (Some("failed"), Some("failed")), "{st}");
     let results: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT result, dial_target FROM callback_attempts ORDER BY id")
             .fetch_all(app.state.db.pool())
@@ -269,7 +269,7 @@ async fn busy_no_answer_and_failed_calls_close_it_as_unreachable_and_hanging_up_
             ("busy".to_owned(), None),
             ("operator_left".to_owned(), None),
             ("no_answer".to_owned(), None),
-            ("unreachable".to_owned(), None)
+            ("failed".to_owned(), None)
         ]
     );
     assert!(!database_contents(&app).await.contains(DIGITS), "the number is wiped");

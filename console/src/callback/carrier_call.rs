@@ -333,10 +333,10 @@ fn replaying_connected(mut leg: LegHandle) -> LegHandle {
 /// refusal is).
 fn refusal_result(e: &CarrierError) -> &'static str {
     match e {
-        CarrierError::Refused { status: 401 | 403, .. } => "auth_failed",
+        CarrierError::Refused { status: 401 | 403, .. } => "carrier_auth_failed",
         CarrierError::Refused { status: 500.., .. } => "unavailable",
         CarrierError::Refused { .. } => "refused",
-        _ => "unreachable",
+        _ => "carrier_unreachable",
     }
 }
 
@@ -448,7 +448,7 @@ async fn progress(state: &Arc<CallbackState>, attempt: i64, call_sid: Option<&st
         "completed" => Some(Outcome::Reached),
         "busy" => Some(Outcome::NotReachedBy("busy")),
         "no-answer" => Some(Outcome::NotReachedBy("no_answer")),
-        "failed" => Some(Outcome::NotReachedBy("unreachable")),
+        "failed" => Some(Outcome::NotReachedBy("failed")),
         "canceled" => Some(Outcome::NotPlaced("operator_left")),
         other => {
             let message = format!("CallStatus {other:?} is not one of Twilio's call statuses");
