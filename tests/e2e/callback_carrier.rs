@@ -175,7 +175,8 @@ async fn a_callback_through_the_carriers_rest_api_dials_the_operators_browser_le
     assert_eq!(status, 200, "{doc}");
     let target = doc.split("<Sip>").nth(1).and_then(|r| r.split("</Sip>").next()).unwrap_or_default().to_owned();
     let prefix = format!("sip:op-cora@{};token=", app.state.phone.sip_addr());
-    assert!(doc.contains("<Response><Dial><Sip>") && target.starts_with(&prefix), "{doc}");
+    let dial = format!("<Response><Dial action=\"{url}/dialed\" method=\"POST\"><Sip>");
+    assert!(doc.contains(&dial) && target.starts_with(&prefix), "{doc}");
     assert_eq!(target.len(), prefix.len() + 32, "a 128-bit token: {target}");
     let (status, _) = carrier_posts(&app, &status_url, &sid, "in-progress").await;
     assert_eq!(status, 204);
@@ -250,6 +251,30 @@ async fn busy_no_answer_and_failed_calls_close_it_as_unreachable_and_hanging_up_
     // The carrier's late report of the call it ended changes nothing.
     assert_eq!(carrier_posts(&app, &status_url, &sid, "canceled").await.0, 204);
 
+    // The callee answers but the carrier cannot reach the operator's leg (the INVITE refused):
+    // the callee was not spoken to; logged, not counted.
+    let Placed { url, sid, .. } = place(&app, &mut carrier, &s, id).await;
+    let (status, doc) = carrier_posts(&app, &url, &sid, "in-progress").await;
+    assert_eq!(status, 200, "{doc}");
+    let (status, doc) = app
+        .twiml(
+            &format!("{url}/dialed"),
+            &[("CallSid", sid.as_str()), ("AccountSid", ACCOUNT), ("DialCallStatus", "failed")],
+        )
+        .await;
+    assert!(status == 200 && doc.contains("<Hangup/>"), "{doc}");
+    let until = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let (_, st) = api(&app, &s, reqwest::Method::GET, &format!("/api/callbacks/{id}/call")).await;
+        if st["call_state"].is_null() && st["last_result"] == "page_failed" {
+            break st;
+        }
+        assert!(Instant::now() < until, "{st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((st["status"].as_str(), st["attempts"].as_i64()), (Some("open"), Some(1)), "not counted: {st}");
+    assert_eq!(carrier_posts(&app, &format!("{url}/status"), &sid, "completed").await.0, 204);
+
     // 3: no answer; 4: failed → closed as unreachable, its number wiped.
     let Placed { status_url, sid, .. } = place(&app, &mut carrier, &s, id).await;
     assert_eq!(carrier_posts(&app, &status_url, &sid, "no-answer").await.0, 204);
@@ -268,6 +293,7 @@ async fn busy_no_answer_and_failed_calls_close_it_as_unreachable_and_hanging_up_
         [
             ("busy".to_owned(), None),
             ("operator_left".to_owned(), None),
+            ("page_failed".to_owned(), None),
             ("no_answer".to_owned(), None),
             ("failed".to_owned(), None)
         ]

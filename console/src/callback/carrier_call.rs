@@ -44,6 +44,8 @@ use tokio::sync::{mpsc, oneshot};
 pub(super) const ANSWER_PATH: &str = "/twiml/callbacks/{attempt}";
 /// The carrier's status callback of the call (`StatusCallback`).
 pub(super) const STATUS_PATH: &str = "/twiml/callbacks/{attempt}/status";
+/// The `<Dial>` action: how the carrier's leg to the operator ended.
+pub(super) const DIALED_PATH: &str = "/twiml/callbacks/{attempt}/dialed";
 /// The carrier's signed status of a callback asked of `HELPLINE_CARRIER_CALLS_URL`.
 pub(super) const SIGNED_STATUS_PATH: &str = "/voice/callbacks/{attempt}/status";
 /// How long past the ring timeout the placing node waits for the carrier to say how the call
@@ -412,7 +414,13 @@ pub(super) async fn answer(
     let doc = match running_attempt(&state, attempt, Some(param(&params, "CallSid"))).await {
         Err(r) => return r,
         Ok(Some((_, Some(target)))) => {
-            format!("<Response><Dial><Sip>{}</Sip></Dial></Response>", xml_escape(&target))
+            let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+            let action = format!("{}{path_and_query}/dialed", base_url(&state.settings, &headers));
+            format!(
+                "<Response><Dial action=\"{}\" method=\"POST\"><Sip>{}</Sip></Dial></Response>",
+                xml_escape(&action),
+                xml_escape(&target)
+            )
         }
         // Over (the operator left, or another request already ended it): nobody to bridge.
         Ok(_) => "<Response><Hangup/></Response>".to_owned(),
@@ -422,7 +430,49 @@ pub(super) async fn answer(
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The `<Dial>` action (`DialCallStatus`): when the operator's leg was never connected (the
+/// page's phone failed, the INVITE was refused), the callee was reached but nobody spoke to them:
+/// the attempt ends as `page_failed` (not counted; the request stays in the list), before the
+/// carrier's `completed` would log it as reached. The call is hung up either way.
+pub(super) async fn dialed(
+    State(state): State<Arc<CallbackState>>,
+    Path(attempt): Path<i64>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match signed(&state, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let dial_status = param(&params, "DialCallStatus");
+    if !matches!(dial_status, "completed" | "answered") {
+        match running_attempt(&state, attempt, Some(param(&params, "CallSid"))).await {
+            Err(r) => return r,
+            Ok(Some((started, _))) => {
+                tracing::warn!(
+                    callback = started.callback_id,
+                    dial_status,
+                    "the carrier could not reach the operator's leg"
+                );
+                let now = state.clock.now().timestamp_millis();
+                if let Err(e) = attempt::finish(&state, &started, now, Outcome::NotPlaced("page_failed")).await {
+                    tracing::error!(error = %e, "a callback attempt's end not written");
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                let running = state.running().get(&started.callback_id).cloned();
+                if let Some(running) = running {
+                    let _ = running.send(Signal::Over);
+                }
+            }
+            Ok(None) => {}
+        }
+    }
+    let doc = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>";
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], doc).into_response()
 }
 
 /// `StatusCallback`: the call's progress, and its end written from the database.

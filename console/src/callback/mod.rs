@@ -121,6 +121,7 @@ where
         .route("/api/callbacks/{id}/hangup", post(hangup))
         .route(carrier_call::ANSWER_PATH, post(carrier_call::answer))
         .route(carrier_call::STATUS_PATH, post(carrier_call::status))
+        .route(carrier_call::DIALED_PATH, post(carrier_call::dialed))
         .route(carrier_call::SIGNED_STATUS_PATH, post(carrier_call::signed_status))
 }
 
