@@ -1,7 +1,8 @@
 // Calling a caller back from the console ("Richiama" / "Call back", docs/operators.md): the
 // microphone (the phone's, asked once), one RTCPeerConnection whose offer goes to
 // `POST /api/callbacks/{id}/call` (the server claims the request, opens the caller's number
-// inside itself and dials it over the SIP trunk; the page never sees the number), ringback
+// inside itself and dials it over the SIP trunk, or has the carrier dial it and then ring this
+// leg, docs/operators.md; the page never sees the number), ringback
 // played here while the call rings (425 Hz, 1 s on, 4 s off: the Italian ring tone), the
 // callee's audio once answered, the attempt's state read from `GET /api/callbacks/{id}/call`
 // until it is over, and how it ended said in the page.

@@ -9,11 +9,16 @@
 //!
 //! - [`Carrier::create_call`]: `Calls.json` (`To`, `From`, `Url`, `StatusCallback`), for callbacks
 //!   of callers who came in over TwiML;
+//! - [`Carrier::end_call`]: `Calls/{CallSid}.json` with `Status=completed`, hanging a placed call
+//!   up whether it still rings or was answered;
 //! - [`Carrier::send_message`]: `Messages.json` (`To`, `From`, `Body`, `StatusCallback`);
 //! - [`Carrier::call_from`]: `Calls/{CallSid}.json`, the number a live call came from (read at
 //!   once for an operator's text message, never kept);
 //! - [`Carrier::fetch_recording`]: a `<Record>`ed message's audio, fetched as WAV from a
 //!   `RecordingUrl` under the same account (credentials are never sent to another origin), bounded.
+//!
+//! [`SignedCalls`] is the other carrier interface callbacks use: JSON `POST`s to
+//! `HELPLINE_CARRIER_CALLS_URL`, signed as the JSON API's requests are (`docs/webhooks.md`).
 //!
 //! Every request has a deadline; an answer body is read up to a bound. Nothing here knows a
 //! feature: callers decide what a refusal means for the person waiting.
@@ -48,6 +53,10 @@ pub enum CarrierError {
     BadAccountSid(String),
     #[error("HELPLINE_TWILIO_ACCOUNT_SID needs HELPLINE_TWILIO_AUTH_TOKEN (the account's password)")]
     NoAuthToken,
+    #[error("HELPLINE_CARRIER_CALLS_URL must be an http:// or https:// URL, not {0:?}")]
+    BadCallsUrl(String),
+    #[error("HELPLINE_CARRIER_CALLS_URL needs HELPLINE_WEBHOOK_SECRET (its requests are signed with it)")]
+    NoWebhookSecret,
     #[error("the HTTP client could not be built: {0}")]
     Client(String),
     /// The carrier answered with an error status.
@@ -150,18 +159,10 @@ impl Carrier {
         if auth_token.is_empty() {
             return Err(CarrierError::NoAuthToken);
         }
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
         let credentials =
             base64::engine::general_purpose::STANDARD.encode(format!("{account_sid}:{}", auth_token.expose()));
         Ok(Carrier {
-            http: Client::builder(TokioExecutor::new()).build(https),
+            http: http_client(),
             account_url: format!("{base}/{API_VERSION}/Accounts/{account_sid}"),
             account_sid: account_sid.to_owned(),
             authorization: SecretString::new(format!("Basic {credentials}")),
@@ -186,6 +187,15 @@ impl Carrier {
         }
         let body = self.post("Calls.json", &form).await?;
         serde_json::from_slice(&body).map_err(|e| CarrierError::BadAnswer(e.to_string()))
+    }
+
+    /// Hangs up a call placed earlier (`POST …/Calls/{sid}.json` with `Status=completed`, which
+    /// Twilio documents as ending the call whether it is queued, ringing or in progress).
+    pub async fn end_call(&self, sid: &str) -> Result<(), CarrierError> {
+        if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(CarrierError::BadAnswer(format!("not a call sid: {sid:?}")));
+        }
+        self.post(&format!("Calls/{sid}.json"), &[("Status", "completed")]).await.map(|_| ())
     }
 
     /// Sends a text message (`POST …/Messages.json`).
@@ -271,20 +281,103 @@ impl Carrier {
         deadline: Duration,
         max_bytes: usize,
     ) -> Result<Vec<u8>, CarrierError> {
-        let request = request.map_err(|e| CarrierError::BadApiUrl(e.to_string()))?;
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| CarrierError::Unreachable(chain(&e)))?;
-            let status = response.status();
-            if !status.is_success() {
-                let body = read_bounded(response.into_body(), MAX_ANSWER_BYTES).await.unwrap_or_default();
-                return Err(refusal(status.as_u16(), &body));
-            }
-            read_bounded(response.into_body(), max_bytes).await
-        };
-        tokio::time::timeout(deadline, exchange)
-            .await
-            .map_err(|_| CarrierError::Unreachable(format!("no answer within {} s", deadline.as_secs())))?
+        send(&self.http, request, deadline, max_bytes).await
     }
+}
+
+/// The carrier's own calls interface for callbacks of JSON-API callers
+/// (`HELPLINE_CARRIER_CALLS_URL`): JSON `POST`s signed as the JSON API's requests are, both ways
+/// (`X-Helpline-Timestamp`, `X-Helpline-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`
+/// under `HELPLINE_WEBHOOK_SECRET`), answered with any `2xx`.
+#[derive(Clone)]
+pub struct SignedCalls {
+    http: Client<Https, Full<Bytes>>,
+    url: String,
+    key: SecretString,
+}
+
+impl std::fmt::Debug for SignedCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedCalls").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl SignedCalls {
+    /// The interface the settings name, or `None` when `carrier_calls_url` is empty.
+    pub fn from_settings(settings: &Settings) -> Result<Option<SignedCalls>, CarrierError> {
+        let url = settings.carrier_calls_url.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let uri: Uri = url.parse().map_err(|_| CarrierError::BadCallsUrl(url.to_owned()))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(CarrierError::BadCallsUrl(url.to_owned()));
+        }
+        if settings.webhook_secret.is_empty() {
+            return Err(CarrierError::NoWebhookSecret);
+        }
+        Ok(Some(SignedCalls { http: http_client(), url: url.to_owned(), key: settings.webhook_secret.clone() }))
+    }
+
+    /// Posts `body` (JSON), signed for `timestamp` (Unix seconds).
+    pub async fn post<T: serde::Serialize>(&self, body: &T, timestamp: i64) -> Result<(), CarrierError> {
+        let body = serde_json::to_vec(body).map_err(|e| CarrierError::BadAnswer(e.to_string()))?;
+        let request = hyper::Request::builder()
+            .method(Method::POST)
+            .uri(&self.url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, concat!("helpline/", env!("CARGO_PKG_VERSION")))
+            .header("x-helpline-timestamp", timestamp.to_string())
+            .header("x-helpline-signature", json_signature(self.key.expose().as_bytes(), timestamp, &body))
+            .body(Full::new(Bytes::from(body)));
+        send(&self.http, request, REQUEST_TIMEOUT, MAX_ANSWER_BYTES).await.map(|_| ())
+    }
+}
+
+/// `v1=<hex HMAC-SHA256(key, "<timestamp>.<body>")>`: the JSON API's signature (`webhook::signature`
+/// checks the same on requests coming in).
+fn json_signature(key: &[u8], timestamp: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// An HTTP/1 client over rustls (or plain HTTP, for a test carrier).
+fn http_client() -> Client<Https, Full<Bytes>> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// Sends `request` and reads a successful answer's body (at most `max_bytes`) within `deadline`.
+async fn send(
+    http: &Client<Https, Full<Bytes>>,
+    request: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>,
+    deadline: Duration,
+    max_bytes: usize,
+) -> Result<Vec<u8>, CarrierError> {
+    let request = request.map_err(|e| CarrierError::BadApiUrl(e.to_string()))?;
+    let exchange = async {
+        let response = http.request(request).await.map_err(|e| CarrierError::Unreachable(chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_bounded(response.into_body(), MAX_ANSWER_BYTES).await.unwrap_or_default();
+            return Err(refusal(status.as_u16(), &body));
+        }
+        read_bounded(response.into_body(), max_bytes).await
+    };
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .map_err(|_| CarrierError::Unreachable(format!("no answer within {} s", deadline.as_secs())))?
 }
 
 /// An error and its sources (refused, timed out, TLS): the URL is ours, never a secret.

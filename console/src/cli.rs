@@ -409,6 +409,14 @@ fn check_config(loaded: &crate::config::Loaded) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
+    match crate::carrier::SignedCalls::from_settings(s) {
+        Ok(Some(_)) => println!("carrier_calls_url = {}", s.carrier_calls_url),
+        Ok(None) => println!("carrier_calls_url = (none: JSON-API callers are called back through the trunk only)"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     match s.sms() {
         Ok(Some(sms)) => println!("sms_via       = {} (sender {})", sms.via.as_str(), sms.sender),
         Ok(None) => println!("sms_via       = (none: the readback offers no text messages)"),

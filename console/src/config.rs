@@ -158,6 +158,10 @@ pub struct Settings {
     /// That API's base URL (`HELPLINE_TWILIO_API_URL`), so another Twilio-compatible carrier can be
     /// named; requests go to `<url>/2010-04-01/Accounts/<sid>/…`.
     pub twilio_api_url: String,
+    /// Where callbacks of JSON-API callers are asked for when no trunk is set
+    /// (`HELPLINE_CARRIER_CALLS_URL`): a signed JSON `POST` (`carrier::SignedCalls`,
+    /// docs/webhooks.md); empty: none.
+    pub carrier_calls_url: String,
 }
 
 impl Default for Settings {
@@ -213,6 +217,7 @@ impl Default for Settings {
             sms_sender: String::new(),
             twilio_account_sid: String::new(),
             twilio_api_url: "https://api.twilio.com".to_owned(),
+            carrier_calls_url: String::new(),
         }
     }
 }

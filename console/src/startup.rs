@@ -224,15 +224,19 @@ impl Application {
             Some(t) => Arc::new(t.clone()),
             None => Arc::new(crate::calls::NoTexts),
         };
-        let callback = Arc::new(crate::callback::CallbackState::new(
-            db.clone(),
-            settings.clone(),
-            clock.clone(),
-            phone.clone(),
-            crate::calls::sealed::NumberSeal::new(&secret),
-            trunk,
-            node.clone(),
-        ));
+        let callback = Arc::new(
+            crate::callback::CallbackState::new(
+                db.clone(),
+                settings.clone(),
+                clock.clone(),
+                phone.clone(),
+                crate::calls::sealed::NumberSeal::new(&secret),
+                trunk,
+                node.clone(),
+            )
+            .with_carrier(carrier.clone())
+            .with_calls_url(crate::carrier::SignedCalls::from_settings(&settings)?),
+        );
         let handles = Handles {
             callback,
             auth: Arc::new(AuthState {

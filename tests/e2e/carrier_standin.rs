@@ -9,6 +9,9 @@
 //! - `POST`s form-encoded (`application/x-www-form-urlencoded`), with the fields each resource
 //!   requires: `To` (E.164) and `From`, then `Url` for a call (21205) or `Body` for a message
 //!   (21602; at most 1,600 characters, 21617);
+//! - a placed call ended (`POST …/Calls/{CallSid}.json` with `Status=completed` or `canceled`, as
+//!   Twilio's "update a call" documents): a sid this stand-in handed out, else 404 (20404);
+//!   any other `Status`, 400 (21218);
 //! - answers `201 Created` with the resource's JSON (`sid`, `status`, and `num_segments` for a
 //!   message), errors as `{"code", "message", "more_info", "status"}`.
 //!
@@ -211,6 +214,19 @@ async fn handle(
     }
     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let request = CarrierRequest { resource: resource.clone(), form };
+    if let Some(sid) = resource.strip_prefix("Calls/").and_then(|r| r.strip_suffix(".json")) {
+        let issued = sid.strip_prefix("CA").and_then(|n| u64::from_str_radix(n, 16).ok());
+        if sid.len() != 34 || issued.is_none_or(|n| n == 0 || n > *shared.sequence.lock().unwrap()) {
+            return problem(404, 20404, "The requested resource was not found");
+        }
+        let status = request.field("Status").unwrap_or("");
+        if !matches!(status, "completed" | "canceled") {
+            return problem(400, 21218, &format!("Invalid call status {status:?}"));
+        }
+        let answer = serde_json::json!({ "sid": sid, "account_sid": shared.account_sid, "status": status });
+        let _ = shared.accepted.send(request);
+        return (StatusCode::OK, axum::Json(answer)).into_response();
+    }
     let to = request.field("To").unwrap_or("");
     if to.is_empty() {
         return problem(400, 21201, "No 'To' number is specified");

@@ -8,6 +8,7 @@ mod accounts;
 mod assets;
 mod authz;
 mod callback_calls;
+mod callback_carrier;
 mod callbacks;
 mod carrier;
 mod carrier_standin;

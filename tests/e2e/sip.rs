@@ -481,6 +481,8 @@ async fn sip_a_romanian_caller_hears_romanian_first() {
 pub(crate) struct SipPhone {
     socket: tokio::net::UdpSocket,
     server: SocketAddr,
+    /// The request URI of every request.
+    uri: String,
     call_id: String,
     from: String,
     /// The To header, with the helpline's tag once it answered.
@@ -495,24 +497,31 @@ impl SipPhone {
     /// Calls the helpline from `caller`, its audio to be sent to `rtp_port` (PCMU only); returns
     /// once the call is answered and acknowledged.
     pub(crate) async fn call(server: SocketAddr, caller: &str, rtp_port: u16) -> SipPhone {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind the phone");
-        let port = socket.local_addr().expect("addr").port();
-        let mut phone = SipPhone {
-            socket,
-            server,
-            call_id: format!("phone-{port}@127.0.0.1"),
-            from: format!("<sip:{caller}@127.0.0.1:{port}>;tag=phone{port}"),
-            to: format!("<sip:helpline@{server}>"),
-            cseq: 0,
-            branches: 0,
-            answer: String::new(),
-        };
         let sdp = format!(
             "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
              m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
              a=fmtp:101 0-15\r\n"
         );
-        let ok = phone.request("INVITE", Some(("application/sdp", &sdp))).await;
+        SipPhone::dial(server, &format!("sip:helpline@{server}"), caller, &sdp).await
+    }
+
+    /// Calls `uri` (at the helpline's SIP address `server`) from `caller`, offering `sdp`;
+    /// returns once the call is answered and acknowledged.
+    pub(crate) async fn dial(server: SocketAddr, uri: &str, caller: &str, sdp: &str) -> SipPhone {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind the phone");
+        let port = socket.local_addr().expect("addr").port();
+        let mut phone = SipPhone {
+            socket,
+            server,
+            uri: uri.to_owned(),
+            call_id: format!("phone-{port}@127.0.0.1"),
+            from: format!("<sip:{caller}@127.0.0.1:{port}>;tag=phone{port}"),
+            to: format!("<{uri}>"),
+            cseq: 0,
+            branches: 0,
+            answer: String::new(),
+        };
+        let ok = phone.request("INVITE", Some(("application/sdp", sdp))).await;
         assert!(ok.starts_with("SIP/2.0 200"), "the helpline answers: {ok}");
         phone.to = header(&ok, "To").expect("To in the 200 OK").to_owned();
         phone.answer = ok.clone();
@@ -522,14 +531,44 @@ impl SipPhone {
         phone
     }
 
+    /// The helpline's answer's SDP body.
+    pub(crate) fn answer_sdp(&self) -> &str {
+        self.answer.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+    }
+
+    /// Waits (up to `within`) for the helpline's BYE, and answers it 200 OK.
+    pub(crate) async fn expect_bye(&mut self, within: Duration) {
+        let mut buf = vec![0u8; 4096];
+        let until = Instant::now() + within;
+        loop {
+            let (n, from) = tokio::time::timeout_at(until.into(), self.socket.recv_from(&mut buf))
+                .await
+                .expect("no BYE in time")
+                .expect("recv");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("BYE ") {
+                continue;
+            }
+            let mut ok = String::from("SIP/2.0 200 OK\r\n");
+            for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                if let Some(v) = header(&text, name) {
+                    ok.push_str(&format!("{name}: {v}\r\n"));
+                }
+            }
+            ok.push_str("Content-Length: 0\r\n\r\n");
+            self.socket.send_to(ok.as_bytes(), from).await.expect("send 200 to BYE");
+            return;
+        }
+    }
+
     fn message(&mut self, method: &str, cseq: u32, body: Option<(&str, &str)>) -> String {
         self.branches += 1;
         let local = self.socket.local_addr().expect("addr");
         let mut m = format!(
-            "{method} sip:helpline@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{port}x{branch}\r\n\
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{port}x{branch}\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
              Contact: <sip:phone@{local}>\r\nMax-Forwards: 70\r\n",
-            server = self.server,
+            uri = self.uri,
             port = local.port(),
             branch = self.branches,
             from = self.from,

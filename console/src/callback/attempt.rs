@@ -2,7 +2,7 @@
 //! operator's browser leg), and finished in one transaction (the attempt's result, the request
 //! back in the list, done, or closed as unreachable with its number wiped).
 
-use super::{audit_placed, db_error, CallbackState, CALLBACK_CODEC};
+use super::{audit_placed, db_error, CallbackState, Signal, CALLBACK_CODEC};
 use crate::error::AppError;
 use crate::media::strict::RtpSource;
 use crate::media::{LegEvent, LegHandle, MediaState, SipSide};
@@ -30,6 +30,9 @@ pub(super) enum Outcome {
     Reached,
     /// The callee was not reached: counts towards `callback_max_attempts`.
     NotReached(DialFailure),
+    /// The same, as a carrier's REST API reported it (`busy`, `no_answer`, `refused`, …): no SIP
+    /// status to log.
+    NotReachedBy(&'static str),
     /// The call was not placed, or the operator left before the callee answered: logged, not
     /// counted (the person was not tried).
     NotPlaced(&'static str),
@@ -108,19 +111,29 @@ pub(super) async fn finish(state: &CallbackState, s: &Started, now: i64, outcome
     let (result, sip_status): (&str, Option<i64>) = match &outcome {
         Outcome::Reached => ("reached", None),
         Outcome::NotReached(f) => (f.result(), f.status().map(i64::from)),
+        Outcome::NotReachedBy(result) => (result, None),
         Outcome::NotPlaced(why) => (why, None),
     };
     let max = i64::from(state.settings.callback_max_attempts.max(1));
     let _turn = state.db.lock_turn().await;
     let mut tx = state.db.pool().begin().await.map_err(db_error)?;
-    sqlx::query("UPDATE callback_attempts SET ended_at = $2, result = $3, sip_status = $4 WHERE id = $1")
-        .bind(s.attempt_id)
-        .bind(now)
-        .bind(result)
-        .bind(sip_status)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+    // Once: a carrier's status callback and the node placing the call may both report the end.
+    let ended = sqlx::query(
+        "UPDATE callback_attempts SET ended_at = $2, result = $3, sip_status = $4, dial_target = NULL \
+         WHERE id = $1 AND ended_at IS NULL",
+    )
+    .bind(s.attempt_id)
+    .bind(now)
+    .bind(result)
+    .bind(sip_status)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if ended == 0 {
+        tx.rollback().await.map_err(db_error)?;
+        return Ok(());
+    }
     let update = match outcome {
         Outcome::Reached => {
             "UPDATE callbacks SET status = 'done', done_at = $2, number_sealed = NULL, calling_at = NULL, \
@@ -128,7 +141,7 @@ pub(super) async fn finish(state: &CallbackState, s: &Started, now: i64, outcome
              WHERE id = $1"
         }
         // Back in the list for anyone; closed as unreachable at the last attempt.
-        Outcome::NotReached(_) => {
+        Outcome::NotReached(_) | Outcome::NotReachedBy(_) => {
             "UPDATE callbacks SET calling_at = NULL, calling_by = NULL, calling_node = NULL, call_state = NULL, claimed_by = NULL, \
              claimed_at = NULL, attempts = attempts + 1, last_attempt_at = $2, last_result = $3 WHERE id = $1"
         }
@@ -164,7 +177,7 @@ pub(super) async fn finish(state: &CallbackState, s: &Started, now: i64, outcome
     Ok(())
 }
 
-async fn set_call_state(state: &CallbackState, id: i64, call_state: &str) {
+pub(super) async fn set_call_state(state: &CallbackState, id: i64, call_state: &str) {
     let write = sqlx::query("UPDATE callbacks SET call_state = $2 WHERE id = $1 AND calling_at IS NOT NULL")
         .bind(id)
         .bind(call_state)
@@ -181,7 +194,7 @@ pub(super) async fn run(
     started: Started,
     number: PhoneNumber,
     mut leg: LegHandle,
-    mut hangup: mpsc::UnboundedReceiver<Control>,
+    mut hangup: mpsc::UnboundedReceiver<Signal>,
 ) {
     let outcome = match std::net::UdpSocket::bind(("0.0.0.0", 0)) {
         Ok(rtp) => carry(&state, trunk, &started, number, &mut leg, rtp, &mut hangup).await,
@@ -207,7 +220,7 @@ async fn carry(
     number: PhoneNumber,
     leg: &mut LegHandle,
     rtp: std::net::UdpSocket,
-    hangup: &mut mpsc::UnboundedReceiver<Control>,
+    hangup: &mut mpsc::UnboundedReceiver<Signal>,
 ) -> Outcome {
     let Ok(rtp_port) = rtp.local_addr().map(|a| a.port()) else { return Outcome::NotPlaced("no_media") };
     let trunk_ip = trunk.resolve().await.map(|a| a.ip()).ok();
@@ -277,7 +290,7 @@ async fn carry(
                 }
                 Some(_) => {}
             },
-            Some(Control::Hangup) = hangup.recv() => {
+            Some(Signal::Hangup) = hangup.recv() => {
                 operator_left = true;
                 let _ = control.send(Control::Hangup);
             }

@@ -22,11 +22,13 @@
 //! its phone ends it too, wherever the attempt runs: its leg closes).
 
 mod attempt;
+mod carrier_call;
 mod route;
 
 use crate::auth::AsOperator;
 use crate::calls::nodes::NodeId;
 use crate::calls::sealed::{NumberSeal, SealedNumber};
+use crate::carrier::{Carrier, SignedCalls};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Settings;
 use crate::db::audit::{self, Actor, AuditAction};
@@ -34,8 +36,9 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::extract::JsonBody;
 use crate::media::Phone;
-use crate::sip::trunk::{Control, Trunk};
+use crate::sip::trunk::Trunk;
 use axum::extract::{FromRef, Path, State};
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use ivr::domain::CallId;
@@ -57,13 +60,26 @@ pub struct CallbackState {
     pub clock: Arc<dyn Clock>,
     pub phone: Phone,
     pub seal: NumberSeal,
-    /// `None`: no trunk configured (the button answers 503).
+    /// `None`: no trunk configured.
     pub trunk: Option<Trunk>,
+    /// `None`: no Twilio-compatible account configured (`route.rs` says what each allows).
+    pub carrier: Option<Carrier>,
+    /// `None`: no `HELPLINE_CARRIER_CALLS_URL`.
+    pub calls_url: Option<SignedCalls>,
     /// This node: written on the attempts it runs, so that a node that dies mid-attempt does
     /// not hold the request.
     pub node: NodeId,
     /// The attempts running on this node, by callback id: how to hang each up.
-    running: Mutex<HashMap<i64, mpsc::UnboundedSender<Control>>>,
+    running: Mutex<HashMap<i64, mpsc::UnboundedSender<Signal>>>,
+}
+
+/// What an attempt running on this node is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signal {
+    /// The operator hangs up.
+    Hangup,
+    /// The carrier reported the call's end (its status callback reached this node).
+    Over,
 }
 
 impl CallbackState {
@@ -76,10 +92,21 @@ impl CallbackState {
         trunk: Option<Trunk>,
         node: NodeId,
     ) -> CallbackState {
-        CallbackState { db, settings, clock, phone, seal, trunk, node, running: Mutex::new(HashMap::new()) }
+        let running = Mutex::new(HashMap::new());
+        CallbackState { db, settings, clock, phone, seal, trunk, carrier: None, calls_url: None, node, running }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, mpsc::UnboundedSender<Control>>> {
+    /// Callbacks may go through `carrier`'s REST API (`route.rs` says when).
+    pub fn with_carrier(self, carrier: Option<Carrier>) -> CallbackState {
+        CallbackState { carrier, ..self }
+    }
+
+    /// JSON-API callers' callbacks may be asked of `HELPLINE_CARRIER_CALLS_URL` (`route.rs`).
+    pub fn with_calls_url(self, calls_url: Option<SignedCalls>) -> CallbackState {
+        CallbackState { calls_url, ..self }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, mpsc::UnboundedSender<Signal>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -92,6 +119,18 @@ where
     Router::new()
         .route("/api/callbacks/{id}/call", post(call).get(status))
         .route("/api/callbacks/{id}/hangup", post(hangup))
+        .route(carrier_call::ANSWER_PATH, post(carrier_call::answer))
+        .route(carrier_call::STATUS_PATH, post(carrier_call::status))
+        .route(carrier_call::DIALED_PATH, post(carrier_call::dialed))
+        .route(carrier_call::SIGNED_STATUS_PATH, post(carrier_call::signed_status))
+}
+
+pub use carrier_call::{CallsUrlCallStatus, CallsUrlRequest, CallsUrlStatus};
+
+/// How a callback is placed.
+enum Via {
+    Trunk(Trunk),
+    Carrier(carrier_call::Placer),
 }
 
 /// The page's phone: its SDP offer (as for `phone_offer`).
@@ -108,6 +147,7 @@ async fn call(
     AsOperator(auth): AsOperator,
     State(state): State<Arc<CallbackState>>,
     Path(id): Path<i64>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<CallRequest>,
 ) -> Result<Json<Value>, AppError> {
     let channel: Option<(String,)> =
@@ -117,13 +157,26 @@ async fn call(
             .await
             .map_err(db_error)?;
     let channel = channel.map(|(c,)| c).unwrap_or_default();
-    let carrier = !state.settings.twilio_account_sid.is_empty();
-    let trunk = match (route::route(&channel, state.trunk.is_some(), carrier), state.trunk.clone()) {
-        (route::Route::Trunk, Some(trunk)) => trunk,
-        (route::Route::Unavailable(why), _) => return Err(AppError::Unavailable(why)),
-        (route::Route::Trunk, None) => {
-            return Err(AppError::Internal(anyhow::anyhow!("a callback routed to a trunk that is not configured")))
+    let unconfigured =
+        |what: &str| AppError::Internal(anyhow::anyhow!("a callback routed to a {what} that is not configured"));
+    let via = match route::route(&channel, state.trunk.is_some(), state.carrier.is_some(), state.calls_url.is_some()) {
+        route::Route::Trunk => Via::Trunk(state.trunk.clone().ok_or_else(|| unconfigured("trunk"))?),
+        route::Route::Carrier => {
+            if state.settings.trunk_caller_id.trim().is_empty() {
+                return Err(AppError::Unavailable(
+                    "callbacks through the carrier need the number they come from (HELPLINE_TRUNK_CALLER_ID): \
+                     call back by phone"
+                        .into(),
+                ));
+            }
+            let carrier = state.carrier.clone().ok_or_else(|| unconfigured("carrier"))?;
+            Via::Carrier(carrier_call::Placer::Twilio(carrier))
         }
+        route::Route::CallsUrl => {
+            let calls = state.calls_url.clone().ok_or_else(|| unconfigured("HELPLINE_CARRIER_CALLS_URL"))?;
+            Via::Carrier(carrier_call::Placer::Signed(calls))
+        }
+        route::Route::Unavailable(why) => return Err(AppError::Unavailable(why)),
     };
     if body.sdp.trim().is_empty() || body.sdp.len() > MAX_SDP {
         return Err(AppError::BadRequest(format!("sdp must be 1 to {MAX_SDP} bytes")));
@@ -132,7 +185,9 @@ async fn call(
     let started = attempt::start(&state, id, auth.user.id, &auth.user.name, now).await?;
     let call_id = CallId::parse(&started.call_id).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
     let number = match started.sealed.clone().map(SealedNumber::from_stored) {
-        Some(sealed) => state.seal.open(&call_id, &sealed).map_err(|e| ("undecryptable", e.to_string())),
+        // The carrier's calls interface is never sent a number: it knows its caller's.
+        _ if matches!(via, Via::Carrier(carrier_call::Placer::Signed(_))) => Ok(None),
+        Some(sealed) => state.seal.open(&call_id, &sealed).map(Some).map_err(|e| ("undecryptable", e.to_string())),
         // A JSON-webhook call's number is known to its carrier only (docs/operators.md).
         None => Err(("no_number", "the helpline does not keep this caller's number: the carrier knows it".to_owned())),
     };
@@ -157,10 +212,28 @@ async fn call(
     state.running().insert(id, control);
     let attempt_id = started.attempt_id;
     let task_state = state.clone();
-    tokio::spawn(tracing::Instrument::instrument(
-        attempt::run(task_state, trunk, started, number, leg, hangup),
-        tracing::info_span!("callback", call_id = %call_id, callback = id),
-    ));
+    let span = tracing::info_span!("callback", call_id = %call_id, callback = id);
+    match (via, number) {
+        (Via::Trunk(trunk), Some(number)) => {
+            tokio::spawn(tracing::Instrument::instrument(
+                attempt::run(task_state, trunk, started, number, leg, hangup),
+                span,
+            ));
+        }
+        (Via::Trunk(_), None) => {
+            return Err(AppError::Internal(anyhow::anyhow!("a trunk's callback without its number")));
+        }
+        (Via::Carrier(carrier), number) => {
+            let placed = carrier_call::Placed {
+                base_url: carrier_call::base_url(&state.settings, &headers),
+                operator: auth.user.name.clone(),
+            };
+            tokio::spawn(tracing::Instrument::instrument(
+                carrier_call::run(task_state, carrier, placed, started, number, leg, hangup),
+                span,
+            ));
+        }
+    }
     Ok(Json(json!({ "id": id, "attempt": attempt_id, "sdp": answer })))
 }
 
@@ -210,7 +283,7 @@ async fn hangup(
     }
     let control = state.running().get(&id).cloned();
     match control {
-        Some(c) if c.send(Control::Hangup).is_ok() => Ok(Json(json!({ "id": id, "hangup": true }))),
+        Some(c) if c.send(Signal::Hangup).is_ok() => Ok(Json(json!({ "id": id, "hangup": true }))),
         _ => Err(AppError::Conflict(
             "this callback's call is carried by another server: close the phone to hang up".into(),
         )),

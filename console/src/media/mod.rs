@@ -32,7 +32,8 @@ pub use driver::{LegHandle, RecordedAudio, SipSide, WebRtcMedia};
 pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{
-    browser_target, is_browser_target, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus,
+    browser_target, is_browser_target, CallbackClaim, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent,
+    PhoneMsg, PhoneStatus,
 };
 pub use relay::Relay;
 pub use webrtc::{

@@ -193,6 +193,35 @@ struct Expected {
     at: Instant,
 }
 
+/// A callback's browser leg waiting for the carrier's `<Dial><Sip>` to claim it
+/// ([`Phone::expect_callback`]).
+struct WaitingCallback {
+    call_id: String,
+    codec: Codec,
+    claimed: oneshot::Sender<oneshot::Receiver<()>>,
+}
+
+/// What the SIP adapter gets when a carrier's INVITE claims a callback's browser leg: the call
+/// it belongs to, the law that leg speaks (the INVITE must be answered in it: the bridge never
+/// transcodes), and how to tell the callback it was claimed, once the call is registered
+/// ([`CallbackClaim::claimed`]).
+pub struct CallbackClaim {
+    pub call_id: String,
+    pub codec: Codec,
+    claimed: oneshot::Sender<oneshot::Receiver<()>>,
+}
+
+impl CallbackClaim {
+    /// The carrier's leg is registered ([`Phone::register`]): the callback may hand its browser
+    /// leg over (`PhoneMsg::Leg`). The callback hears the carrier's leg end when the returned
+    /// sender is dropped.
+    pub fn claimed(self) -> oneshot::Sender<()> {
+        let (alive, ended) = oneshot::channel();
+        let _ = self.claimed.send(ended);
+        alive
+    }
+}
+
 /// How long a carrier has to dial the operator's address after the accept.
 const EXPECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -202,6 +231,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// By token.
     expected: Mutex<HashMap<String, Expected>>,
+    /// Callbacks' browser legs waiting for a carrier's INVITE, by token.
+    callbacks: Mutex<HashMap<String, WaitingCallback>>,
     /// Woken whenever a call registers (an offer may wait for a carrier's transfer to arrive).
     registered: tokio::sync::Notify,
     /// Bound at build, taken at start.
@@ -241,6 +272,7 @@ impl Phone {
             sip_addr,
             metrics,
             expected: Mutex::new(HashMap::new()),
+            callbacks: Mutex::new(HashMap::new()),
             registered: tokio::sync::Notify::new(),
             socket: Mutex::new(Some(socket)),
             media: OnceLock::new(),
@@ -298,6 +330,32 @@ impl Phone {
         let mut expected = self.0.expected.lock().unwrap_or_else(|p| p.into_inner());
         let e = expected.remove(token)?;
         (e.at.elapsed() < EXPECT_FOR).then_some(e.call_id)
+    }
+
+    /// A callback placed through a carrier's REST API: the carrier's `<Dial><Sip>` to the
+    /// operator's address with `token` will claim its browser leg (speaking `codec`) as the
+    /// operator leg of `call_id` ([`Phone::take_callback`]). The receiver resolves once it has.
+    pub fn expect_callback(
+        &self,
+        token: &str,
+        call_id: &str,
+        codec: Codec,
+    ) -> oneshot::Receiver<oneshot::Receiver<()>> {
+        let (claimed, rx) = oneshot::channel();
+        let waiting = WaitingCallback { call_id: call_id.to_owned(), codec, claimed };
+        self.0.callbacks.lock().unwrap_or_else(|p| p.into_inner()).insert(token.to_owned(), waiting);
+        rx
+    }
+
+    /// The callback waiting for an INVITE with `token` (once).
+    pub fn take_callback(&self, token: &str) -> Option<CallbackClaim> {
+        let w = self.0.callbacks.lock().unwrap_or_else(|p| p.into_inner()).remove(token)?;
+        Some(CallbackClaim { call_id: w.call_id, codec: w.codec, claimed: w.claimed })
+    }
+
+    /// The callback is over: an INVITE with `token` no longer reaches anyone.
+    pub fn forget_callback(&self, token: &str) {
+        self.0.callbacks.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
     }
 
     fn expects(&self, call_id: &str) -> bool {

@@ -7,10 +7,17 @@
 //! refused (480), so the carrier reports the transfer failed and the engine puts the caller back
 //! in the queue. The operator ending the call, handing the caller over to another queue, or the
 //! carrier hanging up, ends the leg.
+//!
+//! The same address, with a callback's token, is how a carrier placing a callback (its REST
+//! "create call", then `<Dial><Sip>` once the callee answers) reaches the operator: the browser
+//! leg was built when the operator clicked "Call back" and is usually connected already; the
+//! callback hands it over (`PhoneMsg::Leg`, replaying its `Connected`) once this leg is
+//! registered, and it is bridged and answered at once. The operator's page closing ends such a
+//! leg (there is no call to come back to).
 
 use super::call::{CallMsg, SigCmd, BROWSER_CONNECT_TIMEOUT, BROWSER_RETURN_TIMEOUT};
 use super::media::{Media, MediaCmd};
-use crate::media::{LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
+use crate::media::{CallbackClaim, LegEvent, LegHandle, MediaState, Phone, PhoneMsg, PhoneStatus};
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -23,6 +30,8 @@ pub struct OperatorLegSetup {
     pub media: Media,
     pub signalling: mpsc::UnboundedSender<SigCmd>,
     pub phone: Phone,
+    /// A callback's browser leg claimed by this INVITE (`None`: a transfer of a caller).
+    pub callback: Option<CallbackClaim>,
 }
 
 /// The token of a browser operator's address (`sip:op-…@…;token=…`), if the URI is one.
@@ -43,8 +52,10 @@ pub fn spawn(setup: OperatorLegSetup) -> mpsc::UnboundedSender<CallMsg> {
 }
 
 async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
-    let OperatorLegSetup { sip_call_id, call_id, media, signalling, phone } = setup;
+    let OperatorLegSetup { sip_call_id, call_id, media, signalling, phone, callback } = setup;
     let mut phone_rx = phone.register(&call_id, media.codec());
+    // Held until the leg ends: the callback hears it end when this is dropped.
+    let callback_alive = callback.map(CallbackClaim::claimed);
     let mut leg: Option<LegHandle> = None;
     let mut answered = false;
     let mut bridged = false;
@@ -139,6 +150,11 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
                     phone.report(&call_id, PhoneStatus::Reconnecting, None);
                 }
                 Some(LegEvent::State(MediaState::Failed(f))) => break Some(format!("{f:?}")),
+                Some(LegEvent::State(MediaState::Closed)) if callback_alive.is_some() => {
+                    tracing::info!("the operator's page closed: the callback is over");
+                    phone.report(&call_id, PhoneStatus::Ended, None);
+                    break None;
+                }
                 Some(LegEvent::State(MediaState::Closed)) => {
                     leg = None;
                     bridged = false;
@@ -167,6 +183,7 @@ async fn run(setup: OperatorLegSetup, mut rx: mpsc::UnboundedReceiver<CallMsg>) 
         signalling.send(SigCmd::Reject { sip_call_id, status: 480 })
     };
     phone.unregister(&call_id);
+    drop(callback_alive);
 }
 
 async fn next_leg_event(leg: &mut Option<LegHandle>) -> Option<LegEvent> {

@@ -442,11 +442,22 @@ impl Signalling {
             return self.respond(&tx, response_to(&req, 482, &tag));
         }
         // A carrier's transfer to a browser operator: the operator leg of a call, not a caller.
+        // Or a carrier's `<Dial><Sip>` claiming a callback's browser leg (its law only).
+        let mut callback = None;
         let operator_leg = match operator_token(&req.uri) {
             Some(token) => match self.state.phone.take_transfer(token) {
                 Some(call_id) => Some(call_id),
-                // Nobody else can ring an operator.
-                None => return self.respond(&tx, response_with_reason(&req, 404, "No Such Operator Transfer", &tag)),
+                None => match self.state.phone.take_callback(token) {
+                    Some(claim) => {
+                        let call_id = claim.call_id.clone();
+                        callback = Some(claim);
+                        Some(call_id)
+                    }
+                    // Nobody else can ring an operator.
+                    None => {
+                        return self.respond(&tx, response_with_reason(&req, 404, "No Such Operator Transfer", &tag))
+                    }
+                },
             },
             None => None,
         };
@@ -465,7 +476,10 @@ impl Signalling {
             }
         };
         let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
-        let local_media = LocalMedia::new(self.advertised, rtp_port, u64::from(rand::random::<u32>()));
+        let mut local_media = LocalMedia::new(self.advertised, rtp_port, u64::from(rand::random::<u32>()));
+        if let Some(claim) = &callback {
+            local_media = local_media.only(claim.codec);
+        }
         let negotiated = match negotiate_body(&req.body, &local_media) {
             Ok(n) => n,
             Err(e) => {
@@ -509,6 +523,7 @@ impl Signalling {
                 media: media.clone(),
                 signalling: self.sig_tx.clone(),
                 phone: self.state.phone.clone(),
+                callback,
             });
             self.calls.insert(
                 sip_call_id,

@@ -67,11 +67,19 @@ pub struct LocalMedia {
     pub rtp_port: u16,
     pub session_id: u64,
     pub session_version: u64,
+    /// The one law accepted, when the other side of a bridge already speaks it (a leg built
+    /// before the call arrived); `None`: the first G.711 law offered.
+    pub only: Option<Codec>,
 }
 
 impl LocalMedia {
     pub fn new(address: IpAddr, rtp_port: u16, session_id: u64) -> LocalMedia {
-        LocalMedia { address, rtp_port, session_id, session_version: session_id }
+        LocalMedia { address, rtp_port, session_id, session_version: session_id, only: None }
+    }
+
+    /// The same, accepting `codec` only (an offer without it gets no common codec).
+    pub fn only(self, codec: Codec) -> LocalMedia {
+        LocalMedia { only: Some(codec), ..self }
     }
 
     /// Call before answering a re-INVITE: the new answer is a new version (RFC 3264 §8).
@@ -137,8 +145,11 @@ pub fn negotiate(offer: &SessionDescription, local: &LocalMedia) -> Result<Negot
         .ok_or(NegotiationError::NoAudio)?;
     let m = &offer.media[audio_index];
     let pts: Vec<u8> = m.formats.iter().filter_map(|f| f.parse().ok()).filter(|pt| *pt < 128).collect();
-    let (codec_pt, codec) =
-        pts.iter().find_map(|pt| codec_of(m, *pt).map(|c| (*pt, c))).ok_or(NegotiationError::NoCommonCodec)?;
+    let accepted = |c: &Codec| local.only.is_none_or(|only| only == *c);
+    let (codec_pt, codec) = pts
+        .iter()
+        .find_map(|pt| codec_of(m, *pt).filter(accepted).map(|c| (*pt, c)))
+        .ok_or(NegotiationError::NoCommonCodec)?;
     let te = pts.iter().copied().find(|pt| {
         m.rtpmap(*pt).is_some_and(|r| r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == 8000)
     });
@@ -251,6 +262,16 @@ mod tests {
 m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
         );
         assert!(n.we_send());
+    }
+
+    #[test]
+    fn a_restricted_side_takes_its_law_wherever_offered_or_none() {
+        let o = offer("m=audio 6000 RTP/AVP 0 8", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n");
+        let n = negotiate(&o, &local().only(Codec::Pcma)).unwrap();
+        assert_eq!((n.codec, n.codec_payload_type), (Codec::Pcma, 8));
+        assert!(n.answer_sdp().contains("m=audio 20000 RTP/AVP 8\r\n"), "{}", n.answer_sdp());
+        let o = offer("m=audio 6000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000\r\n");
+        assert_eq!(negotiate(&o, &local().only(Codec::Pcma)).unwrap_err(), NegotiationError::NoCommonCodec);
     }
 
     #[test]
