@@ -10,10 +10,10 @@
 //!    it triggers: the node's peak during it (its `VmHWM` reset first through `clear_refs`) and
 //!    its resident set after;
 //! 2. on the largest size, a fresh `serve` each (so one load's freed memory does not hide the
-//!    next one's): `--calls` live SIP calls streaming prompts (sipp, `tests/sipp/short_call.xml`,
-//!    held open), then 200 console sockets (the goal's mix), then the same callers once they all
-//!    wait in the operator queue (each told a position of its own); `--sockets` console sockets
-//!    alone; `--webhook-calls` calls queued through the JSON webhook;
+//!    next one's): `--sockets` console sockets alone; then the goal's mix: 200 console sockets and
+//!    `--calls` live SIP calls streaming prompts (sipp, `tests/sipp/short_call.xml`, held open),
+//!    and the same callers once they all wait in the operator queue (each told a position of its
+//!    own); `--webhook-calls` calls queued through the JSON webhook;
 //! 3. the directory's search latency at the same sizes (`helpline directory bench`), so a change
 //!    made for memory is checked against the search goals in the same run.
 //!
@@ -533,7 +533,27 @@ fn measure(
     if largest > 0 {
         let n = largest;
         let db = format!("sqlite://{}/dir-{n}.db", bench.tmp.display());
-        // Live SIP calls, then the goal's console sockets, then the rest.
+
+        // Console sockets alone, on a fresh node (before any call has left rows behind).
+        let serve = Serve::start(bench, &db)?;
+        let idle = settled(serve.pid());
+        let mut held = Vec::new();
+        let (first, all) = rt.block_on(async {
+            open_sockets(serve.http, &tokens[..GOAL_SOCKETS], &mut held).await?;
+            let first = settled(serve.pid());
+            open_sockets(serve.http, &tokens[GOAL_SOCKETS..sockets], &mut held).await?;
+            anyhow::Ok((first, settled(serve.pid())))
+        })?;
+        row("KiB per console socket (the first 200)".into(), kib_per(first.rss, idle.rss, GOAL_SOCKETS));
+        row(format!("KiB per console socket (all {sockets})"), kib_per(all.rss, idle.rss, sockets));
+        rt.block_on(async {
+            for h in held.drain(..) {
+                h.abort();
+            }
+        });
+        serve.stop()?;
+
+        // The goal's mix: the console sockets, then live SIP calls streaming prompts.
         let sink = UdpSocket::bind("127.0.0.1:0")?;
         let sink_port = sink.local_addr()?.port();
         std::thread::spawn(move || {
@@ -541,7 +561,10 @@ fn measure(
             while sink.recv(&mut buf).is_ok() {}
         });
         let serve = Serve::start(bench, &db)?;
-        let idle = settled(serve.pid());
+        let with_sockets = rt.block_on(async {
+            open_sockets(serve.http, &tokens[..GOAL_SOCKETS], &mut held).await?;
+            anyhow::Ok(settled(serve.pid()))
+        })?;
         let mut sipp = Command::new("sipp")
             .current_dir(&bench.tmp)
             .args([&serve.sip.to_string(), "-sf"])
@@ -562,21 +585,16 @@ fn measure(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })?;
-        // The calls start within seconds, each speaking its first prompt: a minute, so the burst's
-        // transient buffers are gone and what is left is what the calls hold.
-        let with_calls = settled_after(serve.pid(), Duration::from_secs(60), Duration::from_secs(30));
+        // The calls start within seconds, each speaking its first prompt: 40 s, so the burst's
+        // transient buffers are gone and what is left is what the calls hold, then at most 20 s
+        // of settling (the menus' time-outs send them all to the queue from 90 s on).
+        let with_calls = settled_after(serve.pid(), Duration::from_secs(40), Duration::from_secs(20));
         row(format!("{n} services: live SIP calls streaming prompts"), format!("{live} of {calls}"));
-        row(format!("{n} services: resident with {live} live SIP calls, MiB"), mib(with_calls.rss));
-        row("KiB per live SIP call".into(), kib_per(with_calls.rss, idle.rss, live));
-        let mut held = Vec::new();
-        let goal = rt.block_on(async {
-            open_sockets(serve.http, &tokens[..GOAL_SOCKETS], &mut held).await?;
-            anyhow::Ok(settled(serve.pid()))
-        })?;
         row(
-            format!("**{n} services + {live} live SIP calls + {GOAL_SOCKETS} console sockets: resident, MiB** (goal ≤ 143 MiB = 150 MB)"),
-            mib(goal.rss),
+            format!("**{n} services + {GOAL_SOCKETS} console sockets + {live} live SIP calls: resident, MiB** (goal ≤ 143 MiB = 150 MB)"),
+            mib(with_calls.rss),
         );
+        row("KiB per live SIP call".into(), kib_per(with_calls.rss, with_sockets.rss, live));
         // The callers then reach the operator queue together (the menus' time-outs), each told a
         // position of its own: the resident set once they all wait there and it has settled.
         let db_file = bench.tmp.join(format!("dir-{n}.db"));
@@ -590,28 +608,9 @@ fn measure(
             format!("{waiting} of {live} ({live_now} still up)"),
         );
         row(format!("{n} services: resident with them queued (+ {GOAL_SOCKETS} sockets), MiB"), mib(queued.rss));
-        let sockets_part = goal.rss.saturating_sub(with_calls.rss);
-        row("KiB per queued SIP call".into(), kib_per(queued.rss, idle.rss + sockets_part, live));
+        row("KiB per queued SIP call".into(), kib_per(queued.rss, with_sockets.rss, live));
         let _ = sipp.kill();
         let _ = sipp.wait();
-        rt.block_on(async {
-            for h in held.drain(..) {
-                h.abort();
-            }
-        });
-        serve.stop()?;
-
-        // Console sockets alone, on a fresh node: what each costs, without calls moving on.
-        let serve = Serve::start(bench, &db)?;
-        let idle = settled(serve.pid());
-        let (first, all) = rt.block_on(async {
-            open_sockets(serve.http, &tokens[..GOAL_SOCKETS], &mut held).await?;
-            let first = settled(serve.pid());
-            open_sockets(serve.http, &tokens[GOAL_SOCKETS..sockets], &mut held).await?;
-            anyhow::Ok((first, settled(serve.pid())))
-        })?;
-        row("KiB per console socket (the first 200)".into(), kib_per(first.rss, idle.rss, GOAL_SOCKETS));
-        row(format!("KiB per console socket (all {sockets})"), kib_per(all.rss, idle.rss, sockets));
         rt.block_on(async {
             for h in held.drain(..) {
                 h.abort();

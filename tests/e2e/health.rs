@@ -81,7 +81,9 @@ fn sample(exposition: &str, name: &str) -> f64 {
 async fn serve_reports_its_resident_memory_and_logs_the_start_up_peak() {
     let db = crate::helpers::fresh_database().await;
     // The real binary: its own allocator, its own demo directory (8,000 services) indexed at start.
-    let mut node = crate::helpers::ServeProcess::start(db.dir.path(), &db.url);
+    let mut cmd = crate::helpers::helpline(db.dir.path());
+    cmd.env_remove("MIMALLOC_ARENA_EAGER_COMMIT").env_remove("MIMALLOC_PURGE_DELAY");
+    let mut node = crate::helpers::ServeProcess::start_command(cmd, &db.url);
     let logged = node.wait_for_log("start-up memory", std::time::Duration::from_secs(5));
     let peak = logged["fields"]["peak_bytes"].as_f64().expect("peak_bytes");
     let at_start = logged["fields"]["resident_bytes"].as_f64().expect("resident_bytes");
@@ -100,6 +102,31 @@ async fn serve_reports_its_resident_memory_and_logs_the_start_up_peak() {
     assert!((resident - kernel.resident_bytes as f64).abs() < 64.0 * MIB, "gauge {resident}, kernel {kernel:?}");
     assert!(scraped_peak >= peak && scraped_peak >= resident, "peak {scraped_peak} < start-up {peak} or resident");
     assert!(scraped_peak <= kernel.peak_bytes as f64, "peak {scraped_peak}, kernel {kernel:?}");
+    // Started again in place with the allocator's settings for a small server (`main.rs`).
+    assert_eq!(allocator_settings(node.child.id()), ["MIMALLOC_ARENA_EAGER_COMMIT=0", "MIMALLOC_PURGE_DELAY=0"]);
+    let (code, _) = node.terminate();
+    assert_eq!(code, 0);
+}
+
+/// The `MIMALLOC_` variables of a running process, sorted.
+fn allocator_settings(pid: u32) -> Vec<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| v.starts_with("MIMALLOC_"))
+        .collect();
+    vars.sort();
+    vars
+}
+
+#[tokio::test]
+async fn a_deployers_allocator_setting_is_kept_as_given() {
+    let db = crate::helpers::fresh_database().await;
+    let mut cmd = crate::helpers::helpline(db.dir.path());
+    cmd.env("MIMALLOC_PURGE_DELAY", "250");
+    let mut node = crate::helpers::ServeProcess::start_command(cmd, &db.url);
+    assert_eq!(allocator_settings(node.child.id()), ["MIMALLOC_PURGE_DELAY=250"]);
     let (code, _) = node.terminate();
     assert_eq!(code, 0);
 }
