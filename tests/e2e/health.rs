@@ -125,7 +125,7 @@ async fn a_deployers_allocator_setting_is_kept_as_given() {
     let db = crate::helpers::fresh_database().await;
     let mut cmd = crate::helpers::helpline(db.dir.path());
     cmd.env("MIMALLOC_PURGE_DELAY", "250");
-    let mut node = crate::helpers::ServeProcess::start_command(cmd, &db.url);
+    let node = crate::helpers::ServeProcess::start_command(cmd, &db.url);
     assert_eq!(allocator_settings(node.child.id()), ["MIMALLOC_PURGE_DELAY=250"]);
     let (code, _) = node.terminate();
     assert_eq!(code, 0);
