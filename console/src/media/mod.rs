@@ -33,6 +33,7 @@ pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{
     browser_target, is_browser_target, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus,
+    RecordingKeeper,
 };
 pub use relay::Relay;
 pub use webrtc::{
