@@ -311,6 +311,8 @@ impl Application {
             node,
             directory,
         };
+        // The recordings other nodes ask this one to make are stored as its own.
+        handles.phone.keep_recordings_with(crate::operators::recording::keeper(Arc::downgrade(&handles.operators)));
         let app = Application { listener, tls, sip, state: AppState(Arc::new(handles)), first_admin };
         // Registered while the database is known to answer (it just did), before the SIP server
         // takes a call, so every call's node is known alive.

@@ -4,6 +4,9 @@
 // supervisor opens the call's record: its recording is listed with a player, and the WAV it plays
 // holds both tones (Goertzel), so the recording is the call's mixed audio on the server's media
 // path; the playing is in the audit log and the timeline shows the recording's start and stop.
+// With HELPLINE_TEST_DATABASE_URL set, the operator's page is on a second node sharing the
+// PostgreSQL database: the call's media stays on the first (the SIP caller's node), the start and
+// the stop cross through the phone relay, and the first node records the call and stores it.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { HEARD, SILENT, fakeMicFlags, toneWav } from './lib/audio.mjs';
-import { goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
 
 /** The 16-bit mono samples of a WAV (the data chunk), as numbers in [-1, 1). */
 function wavSamples(buf) {
@@ -37,13 +40,17 @@ function wavSamples(buf) {
 
 describe('recording a call with consent', () => {
   let server;
+  /** The operator's node: another one on PostgreSQL, the same one on SQLite. */
+  let server2;
   let operatorBrowser;
   let supervisorBrowser;
   const dir = mkdtempSync(join(tmpdir(), 'helpline-recording-'));
 
   before(async () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    server = await startServer();
+    const shared = freshPostgresDatabase();
+    server = await startServer({ databaseUrl: shared ?? undefined });
+    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
     operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
     supervisorBrowser = await launchBrowser();
   });
@@ -51,6 +58,7 @@ describe('recording a call with consent', () => {
   after(async () => {
     await operatorBrowser?.close();
     await supervisorBrowser?.close();
+    if (server2 !== server) await server2?.stop();
     await server?.stop();
   });
 
@@ -59,7 +67,7 @@ describe('recording a call with consent', () => {
     const sara = server.addUser({ name: 'sara', role: 'supervisor', languages: ['it'] });
     const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const op = await opCtx.newPage();
-    await goOnline(op, server, anna);
+    await goOnline(op, server2, anna);
 
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();

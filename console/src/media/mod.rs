@@ -33,7 +33,7 @@ pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{
     browser_target, is_browser_target, CallbackClaim, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent,
-    PhoneMsg, PhoneStatus,
+    PhoneMsg, PhoneStatus, RecordingKeeper,
 };
 pub use relay::Relay;
 pub use webrtc::{

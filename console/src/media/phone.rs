@@ -247,7 +247,14 @@ struct Inner {
     relay: OnceLock<Relay>,
     /// Where the media steps of the calls this node carries go (the calls' timelines).
     journal: OnceLock<Journal>,
+    /// Stores the recordings another node asked this one to make ([`Phone::keep_recordings_with`]).
+    keeper: OnceLock<RecordingKeeper>,
 }
+
+/// Stores a recording of a call this node carries that another node asked for (through the
+/// relay): called with the call's id, the recording's id (its row, open) and its audio to come.
+/// The operators' feature provides it (`media` stores nothing itself).
+pub type RecordingKeeper = Arc<dyn Fn(String, String, oneshot::Receiver<RecordedAudio>) + Send + Sync>;
 
 /// The browser phone's service (cheap to clone).
 #[derive(Clone)]
@@ -282,6 +289,7 @@ impl Phone {
             connect_timeout: std::time::Duration::from_secs(10),
             relay: OnceLock::new(),
             journal: OnceLock::new(),
+            keeper: OnceLock::new(),
         })))
     }
 
@@ -583,6 +591,42 @@ impl Phone {
         let slot = calls.get(call_id).ok_or(PhoneError::NoSuchCall)?;
         let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
         Ok(media.record(host, max_secs))
+    }
+
+    /// Recordings of calls this node carries, asked for by another node, are stored by `keeper`
+    /// (set once, at assembly).
+    pub fn keep_recordings_with(&self, keeper: RecordingKeeper) {
+        let _ = self.0.keeper.set(keeper);
+    }
+
+    /// Records a call another node carries (through the relay): that node records it and stores
+    /// the audio in the recording's row (`recording`, open) when it stops.
+    pub async fn record_elsewhere(
+        &self,
+        call_id: &str,
+        operator: i64,
+        recording: &str,
+        max_secs: u32,
+    ) -> Result<(), PhoneError> {
+        let relay = self.0.relay.get().ok_or(PhoneError::NoSuchCall)?;
+        let body = Relayed::RecordStart { recording: recording.to_owned(), max_secs };
+        relay.ask(call_id, operator, body).await.map(drop)
+    }
+
+    /// Stops the recording of a call another node carries (through the relay); that node stores
+    /// the audio and closes the recording's row.
+    pub async fn stop_recording_elsewhere(&self, call_id: &str, operator: i64) -> Result<(), PhoneError> {
+        let relay = self.0.relay.get().ok_or(PhoneError::NoSuchCall)?;
+        relay.tell(call_id, operator, Relayed::RecordStop).await.map_err(|e| PhoneError::Relay(e.to_string()))
+    }
+
+    /// Another node's request to record a call this node carries: recorded here, stored by the
+    /// keeper.
+    pub(super) fn record_for_another(&self, call_id: &str, recording: String, max_secs: u32) -> Result<(), PhoneError> {
+        let keeper = self.0.keeper.get().ok_or(PhoneError::Relay("this node stores no recordings".into()))?.clone();
+        let audio = self.record(call_id, max_secs)?;
+        keeper(call_id.to_owned(), recording, audio);
+        Ok(())
     }
 
     /// Stops recording the call this node carries.

@@ -6,6 +6,10 @@
 //! - the page's node writes the page's **offer**, **hold** or **failure** into `phone_relay`;
 //!   the node that carries the call (and only it: [`Phone::carries`]) acts on it as if its own
 //!   page had sent it, and writes the offer's **answer** back;
+//! - a supervisor's page's node writes the supervisor's **monitor** offer, switches and end, and
+//!   an operator's node the **start** and **stop** of a recording of the call (the call's node
+//!   records it and stores the audio through the keeper the operators' feature gives it,
+//!   [`Phone::keep_recordings_with`]);
 //! - the call's node writes the call's media **states** (connected, reconnecting, failed, hung
 //!   up…) for calls whose page is elsewhere; every other node hands them to its sockets, which
 //!   forward them to the operator's page if it is theirs.
@@ -77,6 +81,15 @@ pub enum Relayed {
     },
     /// The supervisor stops monitoring the call.
     MonitorEnd,
+    /// The call's operator records the call (answered as an offer is, with an empty SDP): the
+    /// call's node records it and stores the audio in the row `recording` (open) when it stops,
+    /// at the latest after `max_secs`.
+    RecordStart {
+        recording: String,
+        max_secs: u32,
+    },
+    /// The call's operator stops recording the call.
+    RecordStop,
 }
 
 /// A row to write.
@@ -171,7 +184,7 @@ impl Relay {
     }
 
     /// An offer (`body`) to the call's node, and its answer.
-    async fn ask(&self, call_id: &str, operator: i64, body: Relayed) -> Result<String, PhoneError> {
+    pub(super) async fn ask(&self, call_id: &str, operator: i64, body: Relayed) -> Result<String, PhoneError> {
         let (reply, answer) = oneshot::channel();
         let row = Outgoing { call_id: call_id.to_owned(), operator, reply_to: None, body };
         // (An answer read before this waiter is in the map is read again at the next look.)
@@ -341,6 +354,27 @@ impl Relay {
             Relayed::Monitor { mode, sdp: None } => {
                 if let Err(e) = phone.set_monitor_here(&call_id, operator, mode) {
                     tracing::info!(error = %e, call_id, "a relayed monitor switch was refused");
+                }
+            }
+            Relayed::RecordStart { recording, max_secs } => {
+                let result = phone.record_for_another(&call_id, recording, max_secs).map(|()| String::new());
+                let row = Outgoing {
+                    call_id,
+                    operator,
+                    reply_to: Some(id),
+                    body: Relayed::Answer { result: result.map_err(|e| e.to_string()) },
+                };
+                let relay = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = relay.write(&row).await {
+                        tracing::warn!(error = %e, call_id = row.call_id, "a recording's answer was not relayed");
+                    }
+                });
+            }
+            Relayed::RecordStop => {
+                if let Err(e) = phone.stop_recording(&call_id) {
+                    // The call's bridge is gone: its recording was stored when it ended.
+                    tracing::info!(error = %e, call_id, "a relayed recording stop found no bridge");
                 }
             }
             Relayed::MonitorEnd => {

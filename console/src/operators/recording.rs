@@ -17,8 +17,12 @@
 //! mixer that nobody hears (`media::driver`). It is stored as an 8 kHz WAV in `recordings`
 //! (migration 0020), in the database like voice messages, so every node plays it; supervisors
 //! play it (`supervisor::http`, audited) and retention deletes it with the call's detail. Every
-//! step is in the audit log and the call's timeline. The call's media must be on this node (a
-//! call carried by another answers 409).
+//! step is in the audit log and the call's timeline. The call's media may be on another node
+//! (PostgreSQL: a SIP call carried by the node that took its INVITE, the operator's page here):
+//! the start and the stop go through the phone relay (`media::relay`), that node records the
+//! call and stores the audio ([`keeper`]), and a stop here waits (at most [`STORE_WAIT`]) until
+//! the recording's row is closed. A call no node carries (a webhook call: its media is the
+//! carrier's) answers 409.
 
 use super::mediation::holds_call;
 use super::{ConsoleError, OperatorsState};
@@ -35,7 +39,7 @@ use axum::{Json, Router};
 use ivr::engine::CallState;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -49,8 +53,8 @@ where
         .route("/api/calls/{id}/recording/refusal", post(refuse))
 }
 
-/// How long a stop waits for the audio to be stored.
-const STORE_WAIT: Duration = Duration::from_secs(10);
+/// How long a stop waits for the audio to be stored (here, or by the call's node).
+pub const STORE_WAIT: Duration = Duration::from_secs(10);
 
 /// `GET /api/calls/{id}/recording`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -152,7 +156,8 @@ async fn start(
     if under_way(&state.db, &id).await?.is_some() {
         return Err(AppError::Conflict("the call is being recorded already".into()));
     }
-    if !state.phone.carries(&id) {
+    let here = state.phone.carries(&id);
+    if !here && !carried_elsewhere(state.as_ref(), &id).await? {
         return Err(AppError::Conflict(format!("call {id:?} is not talking to a browser phone on this server")));
     }
     let rid = format!("{:032x}", rand::random::<u128>());
@@ -172,29 +177,54 @@ async fn start(
         audit::record(&mut *tx, now, &actor, AuditAction::RecordingStart, Some(&id), &rid).await?;
         tx.commit().await.map_err(DbError::from)?;
     }
-    let audio = match state.phone.record(&id, state.settings.recording_max_secs) {
-        Ok(audio) => audio,
-        Err(e) => {
-            finish(&state, &rid, &id, None).await?;
-            return Err(phone_error(e));
-        }
+    let max_secs = state.settings.recording_max_secs;
+    let started = if here {
+        state.phone.record(&id, max_secs).map(|audio| keep(state.clone(), id.clone(), rid.clone(), audio))
+    } else {
+        // The call's node records it and stores the audio ([`keeper`]).
+        state.phone.record_elsewhere(&id, auth.user.id, &rid, max_secs).await
     };
-    tracing::info!(call_id = %id, operator = %auth.user.name, "recording the call");
-    // The audio arrives when the operator stops, or when the call's bridge ends (the caller or
-    // the operator hung up): it is stored then, whoever waits.
+    if let Err(e) = started {
+        finish(&state, &rid, &id, None).await?;
+        return Err(phone_error(e));
+    }
+    tracing::info!(call_id = %id, operator = %auth.user.name, here, "recording the call");
+    Ok(Json(RecordingStatus { refused: None, recording: Some(rid) }))
+}
+
+/// Whether another node carries the call, reached through the phone relay (PostgreSQL: the
+/// call's row names the node holding its SIP side).
+async fn carried_elsewhere(state: &OperatorsState, id: &str) -> Result<bool, DbError> {
+    if !state.phone.relays() {
+        return Ok(false);
+    }
+    let node: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT node_id FROM calls WHERE call_id = $1").bind(id).fetch_optional(state.db.pool()).await?;
+    Ok(node.is_some_and(|(n,)| n.is_some()))
+}
+
+/// Stores the recording `rid` of the call `id` when its audio arrives: when the operator stops,
+/// or when the call's bridge ends (the caller or the operator hung up), whoever waits.
+fn keep(state: Arc<OperatorsState>, id: String, rid: String, audio: oneshot::Receiver<RecordedAudio>) {
     let (stored, signal) = oneshot::channel();
     state.recordings.lock().insert(id.clone(), signal);
-    let task_state = state.clone();
-    let (task_rid, task_id) = (rid.clone(), id.clone());
     tokio::spawn(async move {
         let audio = audio.await.ok();
-        if let Err(e) = finish(&task_state, &task_rid, &task_id, audio).await {
-            tracing::error!(call_id = %task_id, error = %e, "a recording could not be stored");
+        if let Err(e) = finish(&state, &rid, &id, audio).await {
+            tracing::error!(call_id = %id, error = %e, "a recording could not be stored");
         }
-        task_state.recordings.lock().remove(&task_id);
+        state.recordings.lock().remove(&id);
         let _ = stored.send(());
     });
-    Ok(Json(RecordingStatus { refused: None, recording: Some(rid) }))
+}
+
+/// What stores the recordings another node asks this one to make of the calls it carries
+/// (`media::Phone::keep_recordings_with`, at assembly): as this node's own.
+pub fn keeper(state: Weak<OperatorsState>) -> crate::media::RecordingKeeper {
+    Arc::new(move |id, rid, audio| match state.upgrade() {
+        Some(state) => keep(state, id, rid, audio),
+        None => tracing::warn!(call_id = %id, "a recording asked for while this node stops is not stored"),
+    })
 }
 
 /// Stores a recording's audio (none: nothing was recorded) and ends it; a call whose caller
@@ -219,9 +249,9 @@ async fn finish(state: &OperatorsState, rid: &str, id: &str, audio: Option<Recor
 }
 
 /// Stops the call's recording and waits until its audio is stored. Whether one was under way.
-async fn stop_and_store(state: &OperatorsState, id: &str) -> Result<bool, AppError> {
+async fn stop_and_store(state: &OperatorsState, id: &str, operator: i64) -> Result<bool, AppError> {
     let signal = state.recordings.lock().remove(id);
-    let Some(signal) = signal else { return Ok(false) };
+    let Some(signal) = signal else { return stop_elsewhere(state, id, operator).await };
     if let Err(e) = state.phone.stop_recording(id) {
         // The call's bridge is gone: its recording was delivered when it ended.
         tracing::debug!(call_id = %id, error = %e, "stopping a recording of a call no longer bridged");
@@ -230,6 +260,31 @@ async fn stop_and_store(state: &OperatorsState, id: &str) -> Result<bool, AppErr
         return Err(AppError::Unavailable("the recording is still being stored".into()));
     }
     Ok(true)
+}
+
+/// Stops the recording of a call another node carries (through the relay) and waits until that
+/// node has stored it (the row closed, or deleted after a refusal). Whether one was under way.
+async fn stop_elsewhere(state: &OperatorsState, id: &str, operator: i64) -> Result<bool, AppError> {
+    if state.phone.carries(id) || !carried_elsewhere(state, id).await? {
+        return Ok(false);
+    }
+    let Some(rid) = under_way(&state.db, id).await? else { return Ok(false) };
+    state.phone.stop_recording_elsewhere(id, operator).await.map_err(phone_error)?;
+    let deadline = tokio::time::Instant::now() + STORE_WAIT;
+    loop {
+        let open: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM recordings WHERE id = $1 AND ended_at IS NULL")
+            .bind(&rid)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(DbError::from)?;
+        if open.is_none() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AppError::Unavailable("the call's node has not stored the recording yet".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `DELETE /api/calls/{id}/recording` (the call's operator).
@@ -242,7 +297,7 @@ async fn stop(
     let Some(rid) = under_way(&state.db, &id).await? else {
         return Err(AppError::Conflict("the call is not being recorded".into()));
     };
-    if !stop_and_store(&state, &id).await? {
+    if !stop_and_store(&state, &id, auth.user.id).await? {
         return Err(AppError::Conflict("the call is not being recorded on this server".into()));
     }
     let now = state.clock.now().timestamp_millis();
@@ -279,6 +334,6 @@ async fn refuse(
         tx.commit().await.map_err(DbError::from)?;
     }
     // A recording under way stops; what it held is discarded (`finish` sees the refusal).
-    stop_and_store(&state, &id).await?;
+    stop_and_store(&state, &id, auth.user.id).await?;
     Ok(Json(RecordingStatus { refused: Some(RefusedBy::Operator), recording: None }))
 }
