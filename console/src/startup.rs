@@ -230,7 +230,7 @@ impl Application {
             clock.clone(),
             phone.clone(),
             crate::calls::sealed::NumberSeal::new(&secret),
-            trunk,
+            trunk.clone(),
             node.clone(),
         ));
         let handles = Handles {
@@ -261,6 +261,7 @@ impl Application {
                 phone: phone.clone(),
                 recordings: Default::default(),
                 texts: sms_texts,
+                trunk: trunk.clone(),
             }),
             supervisor: Arc::new(SupervisorState {
                 db: db.clone(),
