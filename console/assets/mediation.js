@@ -63,6 +63,10 @@ export function init(h) {
     }
   });
   $('mediator-cancel').addEventListener('click', closePicker);
+  $('interpreter-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    dialInterpreter();
+  });
   $('call-leave').addEventListener('click', leave);
   $('mediation-join').addEventListener('click', join);
   $('mediation-decline').addEventListener('click', decline);
@@ -118,6 +122,9 @@ async function openPicker(kind = 'mediator') {
   $('mediator-picker-title').textContent = t(kind === 'consult' ? 'consult.pick' : 'mediation.pick');
   $('mediator-status').textContent = t('mediation.loading');
   $('mediator-list').replaceChildren();
+  // An outside interpreter's number, dialled through the trunk (a 503 says when there is none).
+  $('interpreter-form').hidden = kind !== 'mediator';
+  $('interpreter-number').value = '';
   const what = kind === 'consult' ? 'colleagues' : 'mediators';
   const r = await hooks.api('GET', `/api/calls/${encodeURIComponent(call)}/${what}`);
   if (!r.ok) {
@@ -177,6 +184,21 @@ async function handOver() {
   $('handover-picker').hidden = true;
   const queue = area ? `${label('language', language)} / ${label('area', area)}` : label('language', language);
   hooks.announce(t('handover.done', { queue }), true);
+}
+
+/** "Dial a number": an outside interpreter through the trunk; they join when they answer. */
+async function dialInterpreter() {
+  const call = hooks.callId();
+  const number = $('interpreter-number').value.replace(/[\s.-]/g, '');
+  if (!call || !number) return;
+  const r = await hooks.api('POST', `/api/calls/${encodeURIComponent(call)}/interpreter`, { number });
+  if (!r.ok) {
+    $('mediator-status').textContent = t('error.generic', { message: r.data?.message ?? r.status });
+    return;
+  }
+  $('interpreter-number').value = '';
+  $('mediator-status').textContent = t('interpreter.dialling', { number });
+  hooks.announce(t('interpreter.dialling', { number }));
 }
 
 function closePicker() {

@@ -231,7 +231,7 @@ impl Application {
                 clock.clone(),
                 phone.clone(),
                 crate::calls::sealed::NumberSeal::new(&secret),
-                trunk,
+                trunk.clone(),
                 node.clone(),
             )
             .with_carrier(carrier.clone())
@@ -265,6 +265,7 @@ impl Application {
                 phone: phone.clone(),
                 recordings: Default::default(),
                 texts: sms_texts,
+                trunk: trunk.clone(),
             }),
             supervisor: Arc::new(SupervisorState {
                 db: db.clone(),

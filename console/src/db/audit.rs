@@ -86,6 +86,14 @@ pub enum AuditAction {
     MediatorLeave,
     /// The operator left a call to its mediator (the mediator's name is the detail).
     OperatorLeave,
+    /// An operator dialled an outside interpreter through the SIP trunk into their call (the
+    /// masked number is the detail; the number itself is never stored).
+    InterpreterDial,
+    /// The outside interpreter answered and joined the call (the masked number is the detail).
+    InterpreterJoin,
+    /// The outside interpreter's call is over: not reached (why is the detail: `busy`,
+    /// `no_answer`, …) or hung up (`ended`).
+    InterpreterLeave,
     /// An operator asked a colleague to a consultation on their call, the caller on hold (the
     /// colleague's name is the detail).
     ConsultInvite,
@@ -147,6 +155,9 @@ impl AuditAction {
             AuditAction::MediatorJoin => "mediator_join",
             AuditAction::MediatorLeave => "mediator_leave",
             AuditAction::OperatorLeave => "operator_leave",
+            AuditAction::InterpreterDial => "interpreter_dial",
+            AuditAction::InterpreterJoin => "interpreter_join",
+            AuditAction::InterpreterLeave => "interpreter_leave",
             AuditAction::ConsultInvite => "consult_invite",
             AuditAction::ConsultJoin => "consult_join",
             AuditAction::ConsultLeave => "consult_leave",

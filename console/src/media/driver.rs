@@ -20,7 +20,10 @@
 //! supervisor listening, whispering or barging in, a mediator): from then on every party's
 //! audio goes into the call's [`Mixer`] and each party gets its mix on this thread's 20 ms tick
 //! (the same grid the SIP media clock keeps); when the last guest leaves, the call goes back to
-//! the plain bridge, each stream continuing where the mixer left it. A two-party call never
+//! the plain bridge, each stream continuing where the mixer left it. A guest may also be a call
+//! this node placed through the SIP trunk (an outside interpreter, [`WebRtcMedia::join_trunk`]):
+//! its RTP socket is read on this thread too, and it is a party everyone hears and who hears
+//! everyone else. A two-party call never
 //! decodes a sample and the tick runs only while some call is mixed.
 //!
 //! Legs are found by the datagram's source address (learned from the first datagram a leg
@@ -70,6 +73,9 @@ enum Command {
     Record(u64, usize, oneshot::Sender<RecordedAudio>),
     /// (host): stop recording the call of leg `host` (its audio goes where `Record` said).
     StopRecording(u64),
+    /// (host, party, its RTP): a call placed through the SIP trunk (an outside interpreter)
+    /// joins the host's bridged call as a party everyone hears and who hears everyone else.
+    JoinTrunk(u64, u64, Box<SipSide>),
     Stop,
 }
 
@@ -222,6 +228,21 @@ impl WebRtcMedia {
         let _ = self.tx.send(Command::StopRecording(host));
     }
 
+    /// A call this node placed through the SIP trunk (an outside interpreter) joins the bridged
+    /// call of leg `host`: its RTP socket is read on this thread, its audio is heard by everyone
+    /// and it hears everyone else. The party's id, for [`WebRtcMedia::leave_party`].
+    pub fn join_trunk(&self, host: u64, sip: SipSide) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Command::JoinTrunk(host, id, Box::new(sip)));
+        id
+    }
+
+    /// The party `party` (a trunk call joined with [`WebRtcMedia::join_trunk`]) leaves the
+    /// call of leg `host`; its socket is no longer read.
+    pub fn leave_party(&self, host: u64, party: u64) {
+        let _ = self.tx.send(Command::Leave(host, party));
+    }
+
     /// Runs `leg` (built from an offer with [`WebRtcLeg::accept_offer`] on the caller's thread,
     /// so certificate generation never holds up the media) until it fails or closes.
     pub fn add(&self, leg: WebRtcLeg) -> LegHandle {
@@ -344,7 +365,10 @@ impl Drop for Bridged {
 /// leg its id, the recorder [`RECORDER`]).
 struct Conference {
     mixer: Mixer,
+    /// The guests' party ids: legs, and the trunk calls of `trunks`.
     guests: Vec<u64>,
+    /// The guests that are calls placed through the SIP trunk (outside interpreters).
+    trunks: Vec<TrunkGuest>,
     recording: Option<Recording>,
     /// `helpline_conferences`, one less when this conference ends.
     up: Gauge,
@@ -359,6 +383,31 @@ impl Drop for Conference {
 /// A datagram from a bridged call's SIP socket: (leg, source, datagram).
 type SipDatagram = (u64, SocketAddr, Vec<u8>);
 
+/// A datagram from a trunk guest's socket: (the leg carrying the call, the party, source,
+/// datagram).
+type TrunkDatagram = (u64, u64, SocketAddr, Vec<u8>);
+
+/// A call placed through the SIP trunk, a guest of a conference: its RTP socket, read by a
+/// small task on this thread.
+struct TrunkGuest {
+    id: u64,
+    socket: Arc<UdpSocket>,
+    remote: Option<SocketAddr>,
+    source: Arc<std::sync::Mutex<RtpSource>>,
+    heard: Arc<AtomicU64>,
+    audio: u8,
+    /// The leg carrying the call (a hand-over changes it).
+    owner: Arc<AtomicU64>,
+    reader: tokio::task::JoinHandle<()>,
+    out: Vec<u8>,
+}
+
+impl Drop for TrunkGuest {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 struct Driver {
     socket: UdpSocket,
     local: SocketAddr,
@@ -367,6 +416,8 @@ struct Driver {
     timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
     sip_tx: mpsc::UnboundedSender<SipDatagram>,
     sip_rx: mpsc::UnboundedReceiver<SipDatagram>,
+    trunk_tx: mpsc::UnboundedSender<TrunkDatagram>,
+    trunk_rx: mpsc::UnboundedReceiver<TrunkDatagram>,
     metrics: Arc<Metrics>,
     /// Calls being mixed (the tick runs while there are any).
     conferences: usize,
@@ -376,7 +427,10 @@ struct Driver {
 impl Driver {
     fn new(socket: UdpSocket, local: SocketAddr, metrics: Arc<Metrics>) -> Driver {
         let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+        let (trunk_tx, trunk_rx) = mpsc::unbounded_channel();
         Driver {
+            trunk_tx,
+            trunk_rx,
             metrics,
             socket,
             local,
@@ -411,6 +465,7 @@ impl Driver {
                     Err(e) => tracing::debug!(error = %e, "WebRTC socket read"),
                 },
                 Some((id, source, datagram)) = self.sip_rx.recv() => self.caller_datagram(Instant::now(), id, source, &datagram),
+                Some((host, party, source, datagram)) = self.trunk_rx.recv() => self.trunk_datagram(host, party, source, &datagram),
                 command = rx.recv() => match command {
                     Some(Command::Stop) | None => break,
                     Some(command) => self.command(command),
@@ -454,6 +509,24 @@ impl Driver {
             b.to_browser.inc();
             entry.leg.send_rtp(now, &f, packet.payload);
             self.flush(id);
+        }
+    }
+
+    /// A packet from a trunk guest (an outside interpreter): into its conference's mixer.
+    fn trunk_datagram(&mut self, host: u64, party: u64, source: SocketAddr, datagram: &[u8]) {
+        let Some(c) = self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+        else {
+            return;
+        };
+        let Some(t) = c.trunks.iter_mut().find(|t| t.id == party) else { return };
+        let Ok(packet) = RtpPacket::decode(datagram) else { return };
+        if t.source.lock().unwrap_or_else(|p| p.into_inner()).judge(source) == Source::Foreign {
+            return;
+        }
+        t.remote = Some(source);
+        t.heard.fetch_add(1, Ordering::Relaxed);
+        if packet.header.payload_type == t.audio {
+            c.mixer.push(party, packet.payload);
         }
     }
 
@@ -565,6 +638,7 @@ impl Driver {
             Command::HandOver(host, guest) => self.hand_over(host, guest),
             Command::Record(host, frames, done) => self.record(host, frames, done),
             Command::StopRecording(host) => self.stop_recording(host),
+            Command::JoinTrunk(host, party, sip) => self.join_trunk(host, party, *sip),
             Command::Hold(id, on) => {
                 if let Some(b) = self.legs.get_mut(&id).and_then(|e| e.bridged.as_mut()) {
                     b.held = on;
@@ -684,6 +758,65 @@ impl Driver {
         }
     }
 
+    /// A trunk call (`party`) joins `host`'s bridged call, heard by everyone: the call becomes a
+    /// conference if it was not one, and a small task on this thread reads the party's socket.
+    fn join_trunk(&mut self, host: u64, party: u64, sip: SipSide) {
+        if !self.conference(host) {
+            tracing::warn!("a trunk call cannot join a call whose operator leg is not bridged");
+            return;
+        }
+        let socket = match sip.socket.set_nonblocking(true).and_then(|()| UdpSocket::from_std(sip.socket)) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the trunk call's RTP socket");
+                return;
+            }
+        };
+        let config = PartyConfig {
+            codec: sip.payloads.codec,
+            payload_type: sip.payloads.audio,
+            ssrc: rand::random(),
+            sequence: u64::from(rand::random::<u16>()),
+            timestamp: rand::random(),
+        };
+        let Some(c) = self.legs.get_mut(&host).and_then(|e| e.bridged.as_mut()).and_then(|b| b.conference.as_mut())
+        else {
+            return;
+        };
+        if c.mixer.join(party, config, Audience::Everyone).is_err() {
+            return;
+        }
+        let owner = Arc::new(AtomicU64::new(host));
+        let (read, reader_owner, datagrams) = (socket.clone(), owner.clone(), self.trunk_tx.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                match read.recv_from(&mut buf).await {
+                    Ok((len, source)) => {
+                        let host = reader_owner.load(Ordering::Relaxed);
+                        if datagrams.send((host, party, source, buf[..len].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "trunk guest's RTP socket read"),
+                }
+            }
+        });
+        let latched = sip.source.lock().unwrap_or_else(|p| p.into_inner()).latched();
+        c.guests.push(party);
+        c.trunks.push(TrunkGuest {
+            id: party,
+            socket,
+            remote: latched.or(sip.remote),
+            source: sip.source,
+            heard: sip.heard,
+            audio: sip.payloads.audio,
+            owner,
+            reader,
+            out: Vec::with_capacity(12 + 160),
+        });
+    }
+
     /// Starts recording `host`'s bridged call: the recorder joins its conference (the call
     /// becomes one if it was not). A call already recorded keeps its recording (the new receiver
     /// gets nothing).
@@ -752,8 +885,13 @@ impl Driver {
             let _ = mixer.join(CALLER, caller, Audience::Everyone);
             let _ = mixer.join(host, operator, Audience::Everyone);
             self.metrics.conferences.inc();
-            b.conference =
-                Some(Conference { mixer, guests: Vec::new(), recording: None, up: self.metrics.conferences.clone() });
+            b.conference = Some(Conference {
+                mixer,
+                guests: Vec::new(),
+                trunks: Vec::new(),
+                recording: None,
+                up: self.metrics.conferences.clone(),
+            });
             self.conferences += 1;
         }
         true
@@ -773,6 +911,7 @@ impl Driver {
         };
         c.mixer.leave(guest);
         c.guests.retain(|g| *g != guest);
+        c.trunks.retain(|t| t.id != guest);
         if c.guests.is_empty() && c.recording.is_none() {
             self.unmix(host);
         }
@@ -798,6 +937,9 @@ impl Driver {
             c.guests.retain(|g| *g != guest);
             remaining = c.guests.clone();
             recording = c.recording.is_some();
+            for t in &c.trunks {
+                t.owner.store(guest, Ordering::Relaxed);
+            }
         }
         for g in &remaining {
             if let Some(e) = self.legs.get_mut(g) {
@@ -863,6 +1005,13 @@ impl Driver {
                     }
                 } else if m.to == *id {
                     entry.leg.send_rtp(now, &m.packet, m.payload);
+                } else if let Some(t) = c.trunks.iter_mut().find(|t| t.id == m.to) {
+                    if let Some(remote) = t.remote {
+                        m.packet.write(&m.payload, &mut t.out);
+                        if let Err(e) = t.socket.try_send_to(&t.out, remote) {
+                            tracing::debug!(error = %e, %remote, "mixed RTP to a trunk guest not sent");
+                        }
+                    }
                 } else {
                     to_guests.push((m.to, m.packet, m.payload));
                 }

@@ -23,7 +23,7 @@
 //! Architecture invariant: nothing here touches the database or the engine; the call's control
 //! task decides (bridge, fail back to the queue, hang up) and the media thread forwards.
 
-use super::driver::{LegHandle, RecordedAudio, WebRtcMedia};
+use super::driver::{LegHandle, RecordedAudio, SipSide, WebRtcMedia};
 use super::journal::{Journal, MediaStep};
 use super::mixer::Audience;
 use super::relay::{Relay, Relayed};
@@ -185,6 +185,9 @@ struct Slot {
     /// The mediators who accepted to join: their pages' offers join the call
     /// ([`Phone::mediate`]) instead of taking it over.
     admitted: std::collections::HashSet<i64>,
+    /// The outside interpreters' trunk calls joined to the call, by party id: each one's owner
+    /// hangs it up when its sender goes (the call over on this node, or the party left).
+    trunk_parties: HashMap<u64, oneshot::Sender<()>>,
 }
 
 /// A carrier's call accepted in the browser: its transfer to `sip:op-…;token=…` is expected.
@@ -416,6 +419,7 @@ impl Phone {
                 monitors: HashMap::new(),
                 mediators: HashMap::new(),
                 admitted: Default::default(),
+                trunk_parties: HashMap::new(),
             },
         );
         self.0.registered.notify_waiters();
@@ -718,6 +722,32 @@ impl Phone {
             media.leave(host, &leg);
         }
         Ok(())
+    }
+
+    /// An answered call this node placed through the SIP trunk (an outside interpreter) joins
+    /// the call: a party everyone hears and who hears everyone else (on the media thread, with
+    /// the call's operator leg, or whichever leg carries it after a hand-over). The party's id,
+    /// and a receiver that errs once the call is over on this node (its owner then hangs the
+    /// trunk call up).
+    pub fn join_trunk(&self, call_id: &str, sip: SipSide) -> Result<(u64, oneshot::Receiver<()>), PhoneError> {
+        let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
+        let mut calls = self.calls();
+        let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
+        let host = slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
+        let party = media.join_trunk(host, sip);
+        let (alive, over) = oneshot::channel();
+        slot.trunk_parties.insert(party, alive);
+        Ok((party, over))
+    }
+
+    /// The trunk call `party` leaves the call (the caller and the others go on).
+    pub fn leave_trunk(&self, call_id: &str, party: u64) {
+        let mut calls = self.calls();
+        let Some(slot) = calls.get_mut(call_id) else { return };
+        slot.trunk_parties.remove(&party);
+        if let (Some(media), Some(host)) = (self.0.media.get(), slot.operator_leg) {
+            media.leave_party(host, party);
+        }
     }
 
     /// Whether `user` is a mediator on the call (on this node).

@@ -943,3 +943,99 @@ async fn when_the_operator_leaves_the_mediator_and_the_caller_still_hear_each_ot
     assert_hears(tail, &[440.0], &[1000.0, 1600.0], "the mediator after the operator left");
     assert!(before.len() >= 20 * FRAME, "the caller heard the three-way call first: {} samples", before.len());
 }
+
+/// An outside interpreter dialled through the SIP trunk: a SIP caller (440 Hz, µ-law) bridged to
+/// an operator's leg (1 kHz), and the trunk call's RTP (1.6 kHz, A-law as callbacks offer the
+/// trunk) joined as a party everyone hears: the interpreter hears the caller and the operator
+/// and not itself; the caller hears the operator and the interpreter and not itself; then the
+/// interpreter leaves and the call goes back to the plain bridge.
+#[tokio::test]
+async fn an_interpreter_dialled_through_the_trunk_hears_the_caller_and_the_operator_and_is_heard_by_both() {
+    let media = WebRtcMedia::start(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .unwrap();
+    let (operator, operator_thread) = connected_leg(&media, 1000.0).await;
+    let server_rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server_rtp.local_addr().unwrap();
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let loopback =
+        || std::sync::Arc::new(std::sync::Mutex::new(super::strict::RtpSource::new(["127.0.0.1".parse().unwrap()])));
+    operator.bridge(SipSide {
+        socket: server_rtp,
+        remote: Some(caller.local_addr().unwrap()),
+        payloads: LegPayloads::new(Codec::Pcmu).with_telephone_event(101),
+        source: loopback(),
+        heard: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    });
+    // The trunk call's RTP socket (what `trunk::run` offered) and the interpreter's far end.
+    let trunk_rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let trunk_addr = trunk_rtp.local_addr().unwrap();
+    let interpreter = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let heard_from_interpreter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let party = media.join_trunk(
+        operator.id(),
+        SipSide {
+            socket: trunk_rtp,
+            remote: Some(interpreter.local_addr().unwrap()),
+            payloads: LegPayloads::new(Codec::Pcma),
+            source: loopback(),
+            heard: heard_from_interpreter.clone(),
+        },
+    );
+
+    let (mut caller_heard, mut interpreter_heard): (Vec<i16>, Vec<i16>) = (Vec::new(), Vec::new());
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0u32;
+    let (mut buf, mut buf2) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sent < 150 || caller_heard.len() < 100 * FRAME || interpreter_heard.len() < 100 * FRAME {
+        tokio::select! {
+            _ = ticks.tick(), if sent < 150 => {
+                let header = |pt: u8, ssrc: u32| ivr::rtp::RtpHeader {
+                    marker: sent == 0, payload_type: pt, sequence: 7 + sent as u16,
+                    timestamp: 99_000 + 160 * sent, ssrc, csrcs: Vec::new(),
+                };
+                let payload = encode(Codec::Pcmu, &tone(440.0, sent as usize * FRAME, FRAME));
+                caller.send_to(&header(0, 0x5151).encode(&payload), server_addr).await.unwrap();
+                let payload = encode(Codec::Pcma, &tone(1600.0, sent as usize * FRAME, FRAME));
+                interpreter.send_to(&header(8, 0x1600).encode(&payload), trunk_addr).await.unwrap();
+                sent += 1;
+            }
+            r = caller.recv_from(&mut buf) => {
+                let (n, _) = r.unwrap();
+                let packet = ivr::rtp::RtpPacket::decode(&buf[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 0, "the SIP caller's own audio type");
+                caller_heard.extend(decode(Codec::Pcmu, packet.payload));
+            }
+            r = interpreter.recv_from(&mut buf2) => {
+                let (n, _) = r.unwrap();
+                let packet = ivr::rtp::RtpPacket::decode(&buf2[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 8, "the trunk call's own audio type");
+                interpreter_heard.extend(decode(Codec::Pcma, packet.payload));
+            }
+            _ = tokio::time::sleep_until(deadline) => panic!(
+                "{sent} sent, the caller heard {} samples, the interpreter {}", caller_heard.len(), interpreter_heard.len()
+            ),
+        }
+    }
+    let operator_heard: Vec<i16> = tokio::task::spawn_blocking(move || operator_thread.join().expect("client thread"))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, s)| s)
+        .collect();
+    assert_hears(&interpreter_heard, &[440.0, 1000.0], &[1600.0], "the interpreter");
+    assert_hears(&caller_heard, &[1000.0, 1600.0], &[440.0], "the caller");
+    assert_hears(&operator_heard, &[440.0, 1600.0], &[1000.0], "the operator");
+    assert!(heard_from_interpreter.load(std::sync::atomic::Ordering::Relaxed) >= 100, "the trunk's packets counted");
+
+    // The interpreter hangs up: nothing more reaches their address, the caller goes on.
+    media.leave_party(operator.id(), party);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1), interpreter.recv_from(&mut buf2)).await {}
+    let late = tokio::time::timeout(Duration::from_millis(300), interpreter.recv_from(&mut buf2)).await;
+    assert!(late.is_err(), "nothing is sent to an interpreter who left");
+    drop(operator);
+}

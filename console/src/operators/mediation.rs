@@ -123,7 +123,7 @@ fn phone_error(e: PhoneError) -> AppError {
 }
 
 /// The call, live, with its language; its media must be on this node.
-async fn live(state: &OperatorsState, id: &str) -> Result<Option<Language>, AppError> {
+pub(super) async fn live(state: &OperatorsState, id: &str) -> Result<Option<Language>, AppError> {
     let row: Option<(Option<i64>, Option<String>)> =
         sqlx::query_as("SELECT ended_at, language FROM calls WHERE call_id = $1")
             .bind(id)

@@ -7,6 +7,7 @@ pub mod config;
 pub mod handover;
 pub mod http;
 pub mod hub;
+pub mod interpreter;
 pub mod mediation;
 pub mod pop;
 pub mod presence;
@@ -53,6 +54,8 @@ pub struct OperatorsState {
     pub recordings: recording::Recordings,
     /// Operators' "Send by SMS" (`None`: this server sends no texts).
     pub texts: Option<crate::texts::Texts>,
+    /// The SIP trunk outside interpreters are dialled through (`None`: none configured).
+    pub trunk: Option<crate::sip::trunk::Trunk>,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
@@ -224,6 +227,7 @@ where
     http::routes()
         .merge(socket::routes())
         .merge(mediation::routes())
+        .merge(interpreter::routes())
         .merge(handover::routes())
         .merge(recording::routes())
         .merge(sms::routes())

@@ -86,10 +86,13 @@ pub enum Entry {
         user: String,
         /// `mediator_invite`, `mediator_join`, `mediator_leave`, `operator_leave`, or for a
         /// consultation (the warm transfer) `consult_invite`, `consult_join`, `consult_leave`,
-        /// `transfer`; `hand_over` for the blind hand-over to another queue.
+        /// `transfer`; `hand_over` for the blind hand-over to another queue; for an outside
+        /// interpreter dialled through the trunk `interpreter_dial`, `interpreter_join`,
+        /// `interpreter_leave`.
         action: String,
         /// The mediator's name, for an invitation and the operator leaving; the queue (`fr`,
-        /// `fr/lavoro`) for a hand-over.
+        /// `fr/lavoro`) for a hand-over; an interpreter's masked number, or why their call
+        /// ended.
         detail: String,
     },
     /// A text message to the caller (`text_messages`): the services read back (the caller asked;
@@ -261,7 +264,8 @@ pub async fn timeline(db: &Db, call_id: &str, started_ms: i64) -> Result<Vec<Tim
     let mediations: Vec<(i64, String, String, String)> = sqlx::query_as(
         "SELECT at, user_name, action, detail FROM audit_log WHERE call_id = $1 \
          AND action IN ('mediator_invite', 'mediator_join', 'mediator_leave', 'operator_leave', \
-         'consult_invite', 'consult_join', 'consult_leave', 'transfer', 'hand_over') ORDER BY at, id",
+         'consult_invite', 'consult_join', 'consult_leave', 'transfer', 'hand_over', \
+         'interpreter_dial', 'interpreter_join', 'interpreter_leave') ORDER BY at, id",
     )
     .bind(call_id)
     .fetch_all(db.pool())
