@@ -191,10 +191,10 @@ async fn handle(
         let _ = shared.accepted.send(CarrierRequest { resource, form: Vec::new() });
         return ([(header::CONTENT_TYPE, "audio/x-wav")], wav).into_response();
     }
-    if let Some(call) = resource.strip_prefix("Calls/").and_then(|r| r.strip_suffix(".json")) {
-        if method != Method::GET {
-            return problem(405, 20004, "Method not allowed");
-        }
+    // A call read (`GET`); a placed call ended is a `POST` to the same resource, below.
+    if let Some(call) =
+        resource.strip_prefix("Calls/").and_then(|r| r.strip_suffix(".json")).filter(|_| method == Method::GET)
+    {
         let Some(from) = shared.calls.lock().unwrap().get(call).cloned() else {
             return problem(404, 20404, "The requested resource was not found");
         };
