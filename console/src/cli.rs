@@ -262,6 +262,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     telemetry::init(settings.log_format);
     let (public_url, data_dir) = (settings.public_url.clone(), settings.data_dir.clone());
     let https = !settings.tls_cert.as_os_str().is_empty();
+    let shutdown = shutdown_signal();
     let app = Application::build(settings).await?;
     app.state().directory.seed_demo_if_empty().await?;
     if let Some((name, password)) = &app.first_admin {
@@ -271,7 +272,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         }
         show_first_admin(name, password, &url, &data_dir)?;
     }
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
