@@ -4,7 +4,9 @@
 // and leaves (wrap-up). The caller hears the hold audio again (425 Hz) and no longer the operator;
 // a French operator (another Chromium, 1.6 kHz), signed in only then, is offered the caller,
 // answers in the browser and hears the caller's 440 Hz, and the caller hears them. The hand-over
-// is in the call's timeline.
+// is in the call's timeline. With HELPLINE_TEST_DATABASE_URL set, the Italian operator's page is
+// on a second node sharing the PostgreSQL database (the French operator's on the call's node): the
+// hand-over crosses through the phone relay.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
 import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { goOnline, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
 
 /** The caller's audio received between `from` and `to` (ms), as tone shares. */
 function callerTones(caller, from, to, freqs) {
@@ -44,6 +46,8 @@ async function firstToneWith(caller, since, freq, ms) {
 
 describe('the blind hand-over to a queue', () => {
   let server;
+  /** The first operator's node: another one on PostgreSQL, the same one on SQLite. */
+  let server2;
   let operatorBrowser;
   let frenchBrowser;
   const dir = mkdtempSync(join(tmpdir(), 'helpline-handover-'));
@@ -51,7 +55,9 @@ describe('the blind hand-over to a queue', () => {
   before(async () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     toneWav(join(dir, 'fr-1600.wav'), 1600, 10);
-    server = await startServer();
+    const shared = freshPostgresDatabase();
+    server = await startServer({ databaseUrl: shared ?? undefined });
+    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
     operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
     frenchBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'fr-1600.wav')) });
   });
@@ -59,6 +65,7 @@ describe('the blind hand-over to a queue', () => {
   after(async () => {
     await operatorBrowser?.close();
     await frenchBrowser?.close();
+    if (server2 !== server) await server2?.stop();
     await server?.stop();
   });
 
@@ -69,7 +76,7 @@ describe('the blind hand-over to a queue', () => {
     const frCtx = await frenchBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const op = await opCtx.newPage();
     const fr = await frCtx.newPage();
-    await goOnline(op, server, anna);
+    await goOnline(op, server2, anna);
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();
     try {

@@ -5,7 +5,10 @@
 // ("Partecipa come mediatore"). Goertzel checks on what each party receives prove the three-way
 // call: each hears the two others and not itself. Then the operator leaves the call to the
 // mediator: the caller and the mediator still hear each other, the call is not over, and the
-// mediator ends it. Every step is in the call's timeline.
+// mediator ends it. Every step is in the call's timeline. With HELPLINE_TEST_DATABASE_URL set,
+// both pages are on a second node sharing the PostgreSQL database: the call's media stays on the
+// first, and the mediator's admission, offer, states and hang-up and the operator's leaving cross
+// through the phone relay.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
 async function callerTones(caller, since) {
@@ -26,6 +29,8 @@ async function callerTones(caller, since) {
 
 describe('an intercultural mediator joins a call', () => {
   let server;
+  /** The pages' node: another one on PostgreSQL, the same one on SQLite. */
+  let server2;
   let operatorBrowser;
   let mediatorBrowser;
   const dir = mkdtempSync(join(tmpdir(), 'helpline-mediator-'));
@@ -33,7 +38,9 @@ describe('an intercultural mediator joins a call', () => {
   before(async () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     toneWav(join(dir, 'med-1600.wav'), 1600, 10);
-    server = await startServer();
+    const shared = freshPostgresDatabase();
+    server = await startServer({ databaseUrl: shared ?? undefined });
+    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
     operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
     mediatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'med-1600.wav')) });
   });
@@ -41,6 +48,7 @@ describe('an intercultural mediator joins a call', () => {
   after(async () => {
     await operatorBrowser?.close();
     await mediatorBrowser?.close();
+    if (server2 !== server) await server2?.stop();
     await server?.stop();
   });
 
@@ -53,7 +61,7 @@ describe('an intercultural mediator joins a call', () => {
     const medCtx = await mediatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const op = await opCtx.newPage();
     const med = await medCtx.newPage();
-    await goOnline(op, server, anna);
+    await goOnline(op, server2, anna);
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();
     try {
@@ -63,7 +71,7 @@ describe('an intercultural mediator joins a call', () => {
       await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
       await op.locator('#offer-accept').click();
       await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
-      await goOnline(med, server, marco);
+      await goOnline(med, server2, marco);
 
       // "Aggiungi mediatore" with the keyboard: only marco speaks the caller's language.
       assert.ok(await op.getByRole('button', { name: /Aggiungi mediatore/ }).isVisible());

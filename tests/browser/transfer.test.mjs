@@ -7,7 +7,10 @@
 // longer than a hold-audio packet's spacing allows, and the colleague's tone arrives within a
 // second of the hand-over — and the colleague ends the call. Before that, a first consultation
 // ends with "Torna al chiamante" / "Back to the caller": the colleague leaves, the caller comes off
-// hold and talks to the operator again. The steps are in the timeline.
+// hold and talks to the operator again. The steps are in the timeline. With
+// HELPLINE_TEST_DATABASE_URL set, the operator's page is on a second node sharing the PostgreSQL
+// database (the colleague's on the call's node): the consultation and the hand-over cross through
+// the phone relay.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
 import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
 
 /** The caller's audio received between `from` and `to` (ms), as tone shares. */
 function callerTones(caller, from, to, freqs) {
@@ -31,6 +34,8 @@ function callerTones(caller, from, to, freqs) {
 
 describe('the warm transfer', () => {
   let server;
+  /** The first operator's node: another one on PostgreSQL, the same one on SQLite. */
+  let server2;
   let operatorBrowser;
   let colleagueBrowser;
   const dir = mkdtempSync(join(tmpdir(), 'helpline-transfer-'));
@@ -38,7 +43,9 @@ describe('the warm transfer', () => {
   before(async () => {
     toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     toneWav(join(dir, 'col-1600.wav'), 1600, 10);
-    server = await startServer();
+    const shared = freshPostgresDatabase();
+    server = await startServer({ databaseUrl: shared ?? undefined });
+    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
     operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
     colleagueBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'col-1600.wav')) });
   });
@@ -46,6 +53,7 @@ describe('the warm transfer', () => {
   after(async () => {
     await operatorBrowser?.close();
     await colleagueBrowser?.close();
+    if (server2 !== server) await server2?.stop();
     await server?.stop();
   });
 
@@ -56,7 +64,7 @@ describe('the warm transfer', () => {
     const colCtx = await colleagueBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
     const op = await opCtx.newPage();
     const col = await colCtx.newPage();
-    await goOnline(op, server, anna);
+    await goOnline(op, server2, anna);
     const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
     await caller.start();
     try {

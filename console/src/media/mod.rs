@@ -32,8 +32,8 @@ pub use driver::{LegHandle, RecordedAudio, SipSide, WebRtcMedia};
 pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{
-    browser_target, is_browser_target, CallbackClaim, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent,
-    PhoneMsg, PhoneStatus, RecordingKeeper,
+    browser_target, is_browser_target, CallControl, CallbackClaim, InterpreterDialler, MonitorMode, PageRequest, Phone,
+    PhoneError, PhoneEvent, PhoneMsg, PhoneStatus, RecordingKeeper,
 };
 pub use relay::Relay;
 pub use webrtc::{

@@ -162,6 +162,23 @@ pub enum PhoneError {
     Relay(String),
 }
 
+impl PhoneError {
+    /// Another node's refusal, as its answer gave it ([`super::relay`] carries the text): the
+    /// same error when it names one the call's node gives, so that every node answers alike.
+    pub(super) fn relayed(why: String) -> PhoneError {
+        [
+            PhoneError::NoSuchCall,
+            PhoneError::NotRunning,
+            PhoneError::NoOperatorLeg,
+            PhoneError::NotMonitoring,
+            PhoneError::NoMediator,
+        ]
+        .into_iter()
+        .find(|e| e.to_string() == why)
+        .unwrap_or(PhoneError::Relay(why))
+    }
+}
+
 /// What an operator's page asks of its call's phone besides offers, wherever the call is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PageRequest {
@@ -171,6 +188,32 @@ pub enum PageRequest {
     /// The page cannot be a phone (microphone refused or missing): why.
     Failed(String),
 }
+
+/// What another node asks of a call this node carries besides its pages' offers and requests
+/// ([`Phone::control`]): the steps of a three-way call, a hand-over, an outside interpreter.
+/// Answered as an offer is (through [`super::relay`]): a short result, or why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CallControl {
+    /// The mediator accepted to join: their page's offers join the call from now on.
+    AdmitMediator { mediator: i64 },
+    /// The mediator leaves (or never joined): their leg hangs up.
+    EndMediation { mediator: i64 },
+    /// The operator leaves the call to the mediator who joined first (answered with their id).
+    OperatorLeaves,
+    /// The caller is handed over to another queue (the engine's `HandedOver`; answered `true`
+    /// when the step was recorded).
+    Requeue { event: ivr::engine::Event },
+    /// The call's operator (`operator`) dials an outside interpreter into the call through the
+    /// trunk: the call's node places the call (its media is there). `number`: sealed for the
+    /// call, opened only by the dialler.
+    DialInterpreter { operator: i64, number: String },
+}
+
+/// Places an outside interpreter's call into a call this node carries (the operators' feature
+/// provides it, [`Phone::dial_interpreters_with`]): the call's id, the operator's id and the
+/// number as [`CallControl::DialInterpreter`] has it. `Err`: why not (no trunk here, say).
+pub type InterpreterDialler = Arc<dyn Fn(String, i64, String) -> Result<(), String> + Send + Sync>;
 
 struct Slot {
     codec: Codec,
@@ -252,6 +295,8 @@ struct Inner {
     journal: OnceLock<Journal>,
     /// Stores the recordings another node asked this one to make ([`Phone::keep_recordings_with`]).
     keeper: OnceLock<RecordingKeeper>,
+    /// Places the outside interpreters' calls ([`Phone::dial_interpreters_with`]).
+    dialler: OnceLock<InterpreterDialler>,
 }
 
 /// Stores a recording of a call this node carries that another node asked for (through the
@@ -293,6 +338,7 @@ impl Phone {
             relay: OnceLock::new(),
             journal: OnceLock::new(),
             keeper: OnceLock::new(),
+            dialler: OnceLock::new(),
         })))
     }
 
@@ -643,8 +689,72 @@ impl Phone {
         Ok(())
     }
 
+    /// What the call's node does for `control` (asked by the user `from`): here when this node
+    /// carries the call, through the relay when another one does. The result's text (empty, a
+    /// mediator's id, `true`/`false`: the typed wrappers below read it).
+    pub async fn control(&self, call_id: &str, from: i64, control: CallControl) -> Result<String, PhoneError> {
+        if !self.carries(call_id) {
+            if let Some(relay) = self.0.relay.get() {
+                return relay.ask(call_id, from, Relayed::Control { control }).await;
+            }
+        }
+        self.control_here(call_id, control).await
+    }
+
+    /// The same, for a call this node carries.
+    pub(super) async fn control_here(&self, call_id: &str, control: CallControl) -> Result<String, PhoneError> {
+        match control {
+            CallControl::AdmitMediator { mediator } => {
+                self.admit_mediator_here(call_id, mediator).map(|()| String::new())
+            }
+            CallControl::EndMediation { mediator } => {
+                self.end_mediation_here(call_id, mediator).map(|()| String::new())
+            }
+            CallControl::OperatorLeaves => self.operator_leaves_here(call_id).map(|m| m.to_string()),
+            CallControl::Requeue { event } => self.requeue_here(call_id, event).await.map(|r| r.to_string()),
+            CallControl::DialInterpreter { operator, number } => {
+                if !self.carries(call_id) {
+                    return Err(PhoneError::NoSuchCall);
+                }
+                let dialler = self.0.dialler.get().ok_or(PhoneError::NotRunning)?;
+                dialler(call_id.to_owned(), operator, number).map_err(PhoneError::Relay)?;
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// The outside interpreters' calls into the calls this node carries, asked for here or by
+    /// another node, are placed by `dialler` (set once, at assembly).
+    pub fn dial_interpreters_with(&self, dialler: InterpreterDialler) {
+        let _ = self.0.dialler.set(dialler);
+    }
+
+    /// The mediator accepted to join the call (on the call's node, wherever it is): their page's
+    /// phone offers join it from now on.
+    pub async fn admit_mediator(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
+        self.control(call_id, mediator, CallControl::AdmitMediator { mediator }).await.map(drop)
+    }
+
+    /// The mediator leaves the call, or never joined (on the call's node, wherever it is).
+    pub async fn end_mediation(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
+        self.control(call_id, mediator, CallControl::EndMediation { mediator }).await.map(drop)
+    }
+
+    /// The call's operator (`operator`) leaves it to its mediator (on the call's node, wherever
+    /// it is): the mediator who now holds the call ([`Phone::operator_leaves_here`]).
+    pub async fn operator_leaves(&self, call_id: &str, operator: i64) -> Result<i64, PhoneError> {
+        let mediator = self.control(call_id, operator, CallControl::OperatorLeaves).await?;
+        mediator.parse().map_err(|_| PhoneError::Relay(format!("not a mediator's id: {mediator:?}")))
+    }
+
+    /// The call's operator (`operator`) hands the caller over to another queue (on the call's
+    /// node, wherever it is; [`Phone::requeue_here`]).
+    pub async fn requeue(&self, call_id: &str, operator: i64, event: ivr::engine::Event) -> Result<bool, PhoneError> {
+        Ok(self.control(call_id, operator, CallControl::Requeue { event }).await? == "true")
+    }
+
     /// The mediator accepted to join the call: their page's phone offers join it from now on.
-    pub fn admit_mediator(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
+    fn admit_mediator_here(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
         let mut calls = self.calls();
         let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
         slot.operator_leg.ok_or(PhoneError::NoOperatorLeg)?;
@@ -711,7 +821,7 @@ impl Phone {
     }
 
     /// The mediator leaves the call (their leg hangs up; the caller and the operator go on).
-    pub fn end_mediation(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
+    fn end_mediation_here(&self, call_id: &str, mediator: i64) -> Result<(), PhoneError> {
         let mut calls = self.calls();
         let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
         let admitted = slot.admitted.remove(&mediator);
@@ -759,7 +869,7 @@ impl Phone {
     /// takes the call over on the media thread (the caller and the mediator go on hearing each
     /// other, and anyone else who joined), and becomes the call's leg for its control task. The
     /// mediator who now holds the call.
-    pub fn operator_leaves(&self, call_id: &str) -> Result<i64, PhoneError> {
+    fn operator_leaves_here(&self, call_id: &str) -> Result<i64, PhoneError> {
         let media = self.0.media.get().ok_or(PhoneError::NotRunning)?;
         let mut calls = self.calls();
         let slot = calls.get_mut(call_id).ok_or(PhoneError::NoSuchCall)?;
@@ -781,7 +891,7 @@ impl Phone {
     /// The caller is handed over to another queue: the call's control task on this node records
     /// the step (`HandedOver`) and puts the caller back on the hold audio; the operator's leg
     /// hangs up. `Ok(false)`: the step could not be recorded (nothing changed).
-    pub async fn requeue(&self, call_id: &str, event: ivr::engine::Event) -> Result<bool, PhoneError> {
+    async fn requeue_here(&self, call_id: &str, event: ivr::engine::Event) -> Result<bool, PhoneError> {
         let (reply, done) = oneshot::channel();
         {
             let mut calls = self.calls();
@@ -807,25 +917,7 @@ impl Phone {
     /// The operator's page's request for its call, here or through the relay; `false` when no
     /// node can be asked (one node that does not carry the call, or the relay's write failed).
     pub async fn request(&self, call_id: &str, operator: i64, request: PageRequest) -> bool {
-        if self.calls().get(call_id).is_some_and(|s| s.admitted.contains(&operator)) {
-            // A mediator's page: ending is leaving (the others go on); hold and failures are
-            // their own leg's business.
-            if request == PageRequest::Hangup {
-                let _ = self.end_mediation(call_id, operator);
-            }
-            return true;
-        }
-        if self.calls().get(call_id).is_some_and(|s| s.operator.is_some_and(|o| o != operator)) {
-            // The call has another operator now (handed over, or transferred): the page of the
-            // one who left no longer speaks for it.
-            return true;
-        }
-        let local = match &request {
-            PageRequest::Hold(on) => PhoneMsg::Hold(*on),
-            PageRequest::Hangup => PhoneMsg::Hangup,
-            PageRequest::Failed(reason) => PhoneMsg::PageFailed(reason.clone()),
-        };
-        if self.tell(call_id, local) {
+        if self.request_here(call_id, operator, &request) {
             return true;
         }
         let Some(relay) = self.0.relay.get() else { return false };
@@ -841,6 +933,30 @@ impl Phone {
                 false
             }
         }
+    }
+
+    /// A page's request (`operator`'s, on this node or relayed from another) for a call this
+    /// node carries; `false` when it does not carry it.
+    pub(super) fn request_here(&self, call_id: &str, operator: i64, request: &PageRequest) -> bool {
+        if self.calls().get(call_id).is_some_and(|s| s.admitted.contains(&operator)) {
+            // A mediator's page: ending is leaving (the others go on); hold and failures are
+            // their own leg's business.
+            if *request == PageRequest::Hangup {
+                let _ = self.end_mediation_here(call_id, operator);
+            }
+            return true;
+        }
+        if self.calls().get(call_id).is_some_and(|s| s.operator.is_some_and(|o| o != operator)) {
+            // The call has another operator now (handed over, or transferred): the page of the
+            // one who left no longer speaks for it.
+            return true;
+        }
+        let local = match request {
+            PageRequest::Hold(on) => PhoneMsg::Hold(*on),
+            PageRequest::Hangup => PhoneMsg::Hangup,
+            PageRequest::Failed(reason) => PhoneMsg::PageFailed(reason.clone()),
+        };
+        self.tell(call_id, local)
     }
 
     /// A browser phone did not carry its call (`reason`: a short code for the metric).

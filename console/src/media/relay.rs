@@ -23,7 +23,7 @@
 //! Rows are found by time, not by id: identities are handed out before commit, so a row with a
 //! smaller id may become visible after a larger one; each node keeps the ids it has seen.
 
-use super::phone::{MonitorMode, Phone, PhoneError, PhoneEvent, PhoneMsg, PhoneStatus};
+use super::phone::{CallControl, MonitorMode, PageRequest, Phone, PhoneError, PhoneEvent, PhoneStatus};
 use crate::clock::Clock;
 use crate::db::listen::Heard;
 use crate::db::{Backend, Db, DbError};
@@ -90,6 +90,11 @@ pub enum Relayed {
     },
     /// The call's operator stops recording the call.
     RecordStop,
+    /// A step of a three-way call, a hand-over or an outside interpreter (the row's
+    /// `operator_id` asks it), answered as an offer is with its result.
+    Control {
+        control: CallControl,
+    },
 }
 
 /// A row to write.
@@ -108,8 +113,9 @@ struct Inner {
     origin: String,
     /// Offers sent, by row id, waiting for their answer.
     waiting: Mutex<HashMap<i64, oneshot::Sender<Result<String, String>>>>,
-    /// Calls of this node whose page is on another node (their states are relayed).
-    remote_pages: Mutex<HashSet<String>>,
+    /// Calls of this node and the users whose page is on another node (an operator's, a
+    /// mediator's): their legs' states are relayed.
+    remote_pages: Mutex<HashSet<(String, i64)>>,
     /// The states to write (from [`Phone::report`], which may not wait).
     states: mpsc::UnboundedSender<Outgoing>,
     states_rx: Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
@@ -195,7 +201,7 @@ impl Relay {
         lock(&self.0.waiting).remove(&id);
         match answered {
             Ok(Ok(Ok(sdp))) => Ok(sdp),
-            Ok(Ok(Err(why))) => Err(PhoneError::Relay(why)),
+            Ok(Ok(Err(why))) => Err(PhoneError::relayed(why)),
             Ok(Err(_)) | Err(_) => Err(PhoneError::NoSuchCall),
         }
     }
@@ -208,11 +214,12 @@ impl Relay {
     /// A state of a call of this node: relayed when its page is elsewhere.
     pub fn report(&self, event: &PhoneEvent) {
         let mut remote = lock(&self.0.remote_pages);
-        if !remote.contains(&event.call_id) {
+        let page = (event.call_id.clone(), event.operator);
+        if !remote.contains(&page) {
             return;
         }
         if matches!(event.status, PhoneStatus::HungUp | PhoneStatus::Ended | PhoneStatus::Failed) {
-            remote.remove(&event.call_id);
+            remote.remove(&page);
         }
         let body = Relayed::State { status: event.status, reason: event.reason.clone() };
         let _ = self.0.states.send(Outgoing {
@@ -256,7 +263,7 @@ impl Relay {
             }
             seen.retain(|_, at| *at >= now - 2 * WINDOW_MS);
             // Calls that ended without a final state (the node stopping, say) leave this set.
-            lock(&self.0.remote_pages).retain(|call_id| phone.carries(call_id));
+            lock(&self.0.remote_pages).retain(|(call_id, _)| phone.carries(call_id));
             if now - purged_at > KEEP_MS / 2 {
                 purged_at = now;
                 if let Err(e) = sqlx::query("DELETE FROM phone_relay WHERE at < $1")
@@ -322,7 +329,7 @@ impl Relay {
             Relayed::State { status, reason } => phone.publish(PhoneEvent { call_id, operator, status, reason }),
             _ if !phone.carries(&call_id) => {}
             Relayed::Offer { sdp, restart } => {
-                lock(&self.0.remote_pages).insert(call_id.clone());
+                lock(&self.0.remote_pages).insert((call_id.clone(), operator));
                 let (relay, phone) = (self.clone(), phone.clone());
                 tokio::spawn(async move {
                     let result = phone.offer(&call_id, operator, sdp, restart).await.map_err(|e| e.to_string());
@@ -332,14 +339,25 @@ impl Relay {
                     }
                 });
             }
+            // As its own page's (a mediator's hang-up is their leaving).
             Relayed::Hold { on } => {
-                phone.tell(&call_id, PhoneMsg::Hold(on));
+                phone.request_here(&call_id, operator, &PageRequest::Hold(on));
             }
             Relayed::PageFailed { reason } => {
-                phone.tell(&call_id, PhoneMsg::PageFailed(reason));
+                phone.request_here(&call_id, operator, &PageRequest::Failed(reason));
             }
             Relayed::Hangup => {
-                phone.tell(&call_id, PhoneMsg::Hangup);
+                phone.request_here(&call_id, operator, &PageRequest::Hangup);
+            }
+            Relayed::Control { control } => {
+                let (relay, phone) = (self.clone(), phone.clone());
+                tokio::spawn(async move {
+                    let result = phone.control_here(&call_id, control).await.map_err(|e| e.to_string());
+                    let row = Outgoing { call_id, operator, reply_to: Some(id), body: Relayed::Answer { result } };
+                    if let Err(e) = relay.write(&row).await {
+                        tracing::warn!(error = %e, call_id = row.call_id, "a call control's answer was not relayed");
+                    }
+                });
             }
             Relayed::Monitor { mode, sdp: Some(sdp) } => {
                 let (relay, phone) = (self.clone(), phone.clone());

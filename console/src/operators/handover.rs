@@ -6,8 +6,9 @@
 //! priority, and the queue's row (`queue_entries`, re-enqueued by the call runtime's upsert) keeps
 //! its `entered_at`, which orders the queue and measures the wait.
 //!
-//! How each channel is put back: a SIP call's control task (its media on this node) records the
-//! step, then unbridges the caller from the operator's browser leg back to the hold audio
+//! How each channel is put back: a SIP call's control task (on the node that carries its media:
+//! this one, or another reached through the phone's relay on PostgreSQL) records the step, then
+//! unbridges the caller from the operator's browser leg back to the hold audio
 //! (`media::Phone::requeue`). A JSON-webhook or TwiML call has the step recorded here as the
 //! server's (`Origin::Server`; its actions wait for the carrier's next request, as an operator
 //! assignment's do); the operator's browser leg, if this node carries it, hangs up, and the
@@ -70,15 +71,16 @@ async fn hand_over(
     JsonBody(body): JsonBody<HandOver>,
 ) -> Result<StatusCode, AppError> {
     let call_id = CallId::parse(&id).map_err(|_| AppError::NotFound(format!("no call {id:?}")))?;
-    let row: Option<(Option<i64>, String)> = sqlx::query_as("SELECT ended_at, channel FROM calls WHERE call_id = $1")
-        .bind(&id)
-        .fetch_optional(state.db.pool())
-        .await
-        .map_err(DbError::from)?;
-    let channel = match row {
+    let row: Option<(Option<i64>, String, Option<String>)> =
+        sqlx::query_as("SELECT ended_at, channel, node_id FROM calls WHERE call_id = $1")
+            .bind(&id)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(DbError::from)?;
+    let (channel, node) = match row {
         None => return Err(AppError::NotFound(format!("no call {id:?}"))),
-        Some((Some(_), _)) => return Err(AppError::Conflict(format!("call {id:?} has ended"))),
-        Some((None, channel)) => channel,
+        Some((Some(_), ..)) => return Err(AppError::Conflict(format!("call {id:?} has ended"))),
+        Some((None, channel, node)) => (channel, node),
     };
     if !mediation::holds_call(&state, &id, auth.user.id).await? {
         return Err(ConsoleError::NotYourCall.into());
@@ -98,7 +100,7 @@ async fn hand_over(
         return Err(AppError::Conflict(format!("call {id:?} is not with an operator")));
     }
     let sip = channel == "sip";
-    if sip && !state.phone.carries(&id) {
+    if sip && !(state.phone.carries(&id) || state.phone.relays() && node.is_some()) {
         return Err(AppError::Conflict(format!("call {id:?} is not talking to a browser phone on this server")));
     }
 
@@ -107,7 +109,13 @@ async fn hand_over(
     queue_service::wrap_up(&state, &auth.user, &id).await?;
     let event = Event::HandedOver { language: body.language, area: body.area };
     let recorded = if sip {
-        state.phone.requeue(&id, event).await.unwrap_or(false)
+        match state.phone.requeue(&id, auth.user.id, event).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(call_id = %id, error = %e, "the call's node did not hand the caller over");
+                false
+            }
+        }
     } else {
         let req = CallRequest {
             call_id: call_id.clone(),
@@ -124,7 +132,7 @@ async fn hand_over(
                 // The browser leg the carrier transferred to, if it is here: our BYE ends the
                 // carrier's `<Dial>` (or its transfer), which asks for what comes next.
                 if state.phone.carries(&id) {
-                    let _ = state.phone.requeue(&id, event).await;
+                    let _ = state.phone.requeue(&id, auth.user.id, event).await;
                 }
                 true
             }

@@ -2,37 +2,40 @@
 //! "Add mediator", the "dial a number" field of the mediator picker).
 //!
 //! `POST /api/calls/{id}/interpreter` (`{"number": "+39…"}`, E.164): the call's own operator
-//! has this node place a call to the number through the trunk (`sip::trunk`, digest and all, as
-//! callbacks do: A-law offered alone). Once it is answered its RTP joins the call's mixer
+//! has the node that carries the call's media place a call to the number through the trunk
+//! (`sip::trunk`, digest and all, as callbacks do: A-law offered alone). That node is this one,
+//! or (PostgreSQL) another one asked through the phone's relay (`media::Phone::control`), the
+//! number sealed for the call on its way (`calls::sealed`: the relay's rows are in the database). Once it is answered its RTP joins the call's mixer
 //! (`media::Phone::join_trunk`): the interpreter hears the caller and the operator (and any
 //! mediator) and everyone hears the interpreter. The trunk call is hung up when the call is over
 //! on this node; the call goes on when the interpreter hangs up.
 //!
 //! `503` when no trunk is configured (`HELPLINE_TRUNK_URI`), `400` for a number that is not
-//! E.164, `404`/`409` for a call that is unknown, over or not carried by a browser phone on this
-//! node, and the refusal of the mediation endpoints for anyone but the call's operator. The
+//! E.164, `404`/`409` for a call that is unknown, over or not carried by a browser phone, and
+//! the refusal of the mediation endpoints for anyone but the call's operator. The
 //! number goes nowhere but into the INVITE: the audit log and the call's timeline hold it
 //! masked (`interpreter_dial`, `interpreter_join`, `interpreter_leave` with why).
 
 use super::mediation::{holds_call, live};
 use super::{ConsoleError, OperatorsState};
 use crate::auth::AsOperator;
+use crate::calls::sealed::SealedNumber;
 use crate::db::audit::{self, AuditAction};
 use crate::error::AppError;
 use crate::extract::JsonBody;
 use crate::media::strict::RtpSource;
-use crate::media::SipSide;
+use crate::media::{CallControl, InterpreterDialler, SipSide};
 use crate::sip::trunk::{self, Control, Dial, Progress, Trunk};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use ivr::domain::PhoneNumber;
+use ivr::domain::{CallId, PhoneNumber};
 use ivr::rtp::LegPayloads;
 use ivr::sdp::Codec;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -63,11 +66,11 @@ async fn dial(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DialInterpreter>,
 ) -> Result<StatusCode, AppError> {
-    let Some(trunk) = state.trunk.clone() else {
+    if state.trunk.is_none() {
         return Err(AppError::Unavailable(
             "no SIP trunk is configured (HELPLINE_TRUNK_URI): outside interpreters cannot be dialled".into(),
         ));
-    };
+    }
     let number = PhoneNumber::parse(body.number.trim())
         .map_err(|e| AppError::BadRequest(format!("the interpreter's number: {e}")))?;
     live(&state, &id).await?;
@@ -80,12 +83,33 @@ async fn dial(
         audit::record_by_id(state.db.pool(), now_ms, auth.user.id, AuditAction::InterpreterDial, Some(&id), &masked);
     state.db.with_lock_turn(write).await?;
     tracing::info!(call_id = %id, operator = %auth.user.name, number = %masked, "dialling an outside interpreter");
-    let (state, user) = (state.clone(), auth.user.id);
-    tokio::spawn(tracing::Instrument::instrument(
-        carry(state, trunk, id, user, number, masked),
-        tracing::Span::current(),
-    ));
+    let call_id = CallId::parse(&id).map_err(|_| AppError::NotFound(format!("no call {id:?}")))?;
+    let sealed = state.seal.seal(&call_id, &number).as_str().to_owned();
+    let control = CallControl::DialInterpreter { operator: auth.user.id, number: sealed };
+    state.phone.control(&id, auth.user.id, control).await.map_err(super::mediation::phone_error)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// What places the interpreters' calls asked for by this node's operators or by another node's
+/// (`media::Phone::dial_interpreters_with`, at assembly): the number opened, the call placed
+/// from this node (the call's media is here), in the background.
+pub fn dialler(state: Weak<OperatorsState>) -> InterpreterDialler {
+    Arc::new(move |id, user, sealed| {
+        let state = state.upgrade().ok_or_else(|| "this node is stopping".to_owned())?;
+        let trunk = (state.trunk.clone())
+            .ok_or_else(|| "no SIP trunk is configured on the call's node (HELPLINE_TRUNK_URI)".to_owned())?;
+        let call_id = CallId::parse(&id).map_err(|_| format!("no call {id:?}"))?;
+        let number = state
+            .seal
+            .open(&call_id, &SealedNumber::from_stored(sealed))
+            .map_err(|e| format!("the interpreter's number: {e}"))?;
+        let masked = number.masked();
+        tokio::spawn(tracing::Instrument::instrument(
+            carry(state, trunk, id, user, number, masked),
+            tracing::Span::current(),
+        ));
+        Ok(())
+    })
 }
 
 /// Places the interpreter's call and joins it to the call once answered, to its end.

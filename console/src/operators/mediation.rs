@@ -23,8 +23,9 @@
 //!
 //! Every step is in `mediations` (migration 0019), the audit log and the call's timeline, and
 //! reaches the operator's and the mediator's consoles as `mediation` messages. The call's media
-//! must be on this node (its SIP side and its operator's browser leg): a call carried elsewhere
-//! answers 409.
+//! may be on another node (PostgreSQL): the operator's and the mediator's pages may each be on
+//! any node; the steps on the media (a mediator admitted, leaving, taking the call over) are
+//! done by the call's node, asked through the phone's relay (`media::Phone::control`).
 
 use super::hub;
 use super::pop;
@@ -111,7 +112,7 @@ pub struct Colleagues {
     pub colleagues: Vec<Mediator>,
 }
 
-fn phone_error(e: PhoneError) -> AppError {
+pub(super) fn phone_error(e: PhoneError) -> AppError {
     match e {
         PhoneError::NoSuchCall | PhoneError::NoOperatorLeg | PhoneError::NoMediator => {
             AppError::Conflict(e.to_string())
@@ -122,21 +123,22 @@ fn phone_error(e: PhoneError) -> AppError {
     }
 }
 
-/// The call, live, with its language; its media must be on this node.
+/// The call, live, with its language; its media must be on this node, or (PostgreSQL, through
+/// the phone's relay) on the node its row names.
 pub(super) async fn live(state: &OperatorsState, id: &str) -> Result<Option<Language>, AppError> {
-    let row: Option<(Option<i64>, Option<String>)> =
-        sqlx::query_as("SELECT ended_at, language FROM calls WHERE call_id = $1")
+    let row: Option<(Option<i64>, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT ended_at, language, node_id FROM calls WHERE call_id = $1")
             .bind(id)
             .fetch_optional(state.db.pool())
             .await
             .map_err(DbError::from)?;
     match row {
         None => Err(AppError::NotFound(format!("no call {id:?}"))),
-        Some((Some(_), _)) => Err(AppError::Conflict(format!("call {id:?} has ended"))),
-        Some((None, _)) if !state.phone.carries(id) => {
+        Some((Some(_), ..)) => Err(AppError::Conflict(format!("call {id:?} has ended"))),
+        Some((None, _, node)) if !(state.phone.carries(id) || state.phone.relays() && node.is_some()) => {
             Err(AppError::Conflict(format!("call {id:?} is not talking to a browser phone on this server")))
         }
-        Some((None, language)) => Ok(language.and_then(|l| Language::parse(&l).ok())),
+        Some((None, language, _)) => Ok(language.and_then(|l| Language::parse(&l).ok())),
     }
 }
 
@@ -391,9 +393,9 @@ async fn join(
     hub::write(&mut tx, &hub::user(auth.user.id), &call, now_ms).await?;
     news(&mut tx, &id, kind, &operator, &auth.user, MediationState::Joined, now_ms).await?;
     // Admitted before the commit sends the page the call, so its first offer joins.
-    state.phone.admit_mediator(&id, auth.user.id).map_err(phone_error)?;
+    state.phone.admit_mediator(&id, auth.user.id).await.map_err(phone_error)?;
     if let Err(e) = hub::commit(hub, tx, true).await {
-        let _ = state.phone.end_mediation(&id, auth.user.id);
+        let _ = state.phone.end_mediation(&id, auth.user.id).await;
         return Err(e.into());
     }
     tracing::info!(call_id = %id, mediator = %auth.user.name, "a mediator joins the call");
@@ -427,7 +429,7 @@ async fn operator_leaves(state: &OperatorsState, user: &User, id: &str) -> Resul
     if !holds_call(state, id, user.id).await? {
         return Err(ConsoleError::NotYourCall.into());
     }
-    let mediator_id = state.phone.operator_leaves(id).map_err(phone_error)?;
+    let mediator_id = state.phone.operator_leaves(id, user.id).await.map_err(phone_error)?;
     let mediator = crate::db::users::find_user_by_id(&state.db, mediator_id)
         .await?
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the mediator {mediator_id} vanished")))?;
@@ -489,7 +491,7 @@ pub async fn ended(state: &OperatorsState, user: &User, id: &str) -> Result<(), 
     }
     hub::commit(hub, tx, true).await?;
     if !joined {
-        let _ = state.phone.end_mediation(id, user.id);
+        let _ = state.phone.end_mediation(id, user.id).await;
     }
     Ok(())
 }
@@ -515,7 +517,7 @@ async fn back_to_caller(
     .map_err(DbError::from)?;
     for (colleague, joined) in open {
         let Some(colleague) = crate::db::users::find_user_by_id(&state.db, colleague).await? else { continue };
-        let _ = state.phone.end_mediation(&id, colleague.id);
+        let _ = state.phone.end_mediation(&id, colleague.id).await;
         let now_ms = state.clock.now().timestamp_millis();
         let hub = state.console.hub();
         let mut tx = hub::begin(&state.db).await?;

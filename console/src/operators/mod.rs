@@ -56,6 +56,8 @@ pub struct OperatorsState {
     pub texts: Option<crate::texts::Texts>,
     /// The SIP trunk outside interpreters are dialled through (`None`: none configured).
     pub trunk: Option<crate::sip::trunk::Trunk>,
+    /// Seals an outside interpreter's number on its way to the node that dials it.
+    pub seal: crate::calls::sealed::NumberSeal,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
