@@ -5,7 +5,8 @@
 // ("Partecipa come mediatore"). Goertzel checks on what each party receives prove the three-way
 // call: each hears the two others and not itself. Then the operator leaves the call to the
 // mediator: the caller and the mediator still hear each other, the call is not over, and the
-// mediator ends it. Every step is in the call's timeline. With HELPLINE_TEST_DATABASE_URL set,
+// mediator ends it. Every step is in the call's timeline. The same for a JSON-webhook caller, whom
+// the carrier (a SIP peer playing 440 Hz) transfers to the operator's page. With HELPLINE_TEST_DATABASE_URL set,
 // both pages are on a second node sharing the PostgreSQL database: the call's media stays on the
 // first, and the mediator's admission, offer, states and hang-up and the operator's leaving cross
 // through the phone relay.
@@ -125,6 +126,65 @@ describe('an intercultural mediator joins a call', () => {
       assert.deepEqual(steps, ['anna:mediator_invite', 'marco:mediator_join', 'anna:operator_leave', 'marco:mediator_leave']);
     } finally {
       caller.close();
+      await medCtx.close();
+      await opCtx.close();
+    }
+  });
+
+  test("a JSON-webhook caller: the carrier's transfer reaches the operator's page, the mediator joins, three tones", async () => {
+    const carla = server.addUser({ name: 'carla', languages: ['it'], areas: ['casa'] });
+    const dario = server.addUser({ name: 'dario', languages: ['it'], mediator: true });
+    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const medCtx = await mediatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
+    const op = await opCtx.newPage();
+    const med = await medCtx.newPage();
+    await goOnline(op, server2, carla);
+    const callId = 'webhook-mediator-1';
+    await server.placeCall(callId);
+    await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
+    await op.locator('#offer-accept').click();
+    // The carrier's next request gets the transfer to the operator's address on the page's node.
+    let transfer;
+    for (let i = 0; i < 40 && !transfer; i++) {
+      const answer = await server.callEvent(callId, { type: 'no_input' });
+      transfer = answer.actions?.find((a) => a.type === 'transfer');
+      if (!transfer) await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(transfer, 'the carrier is told to transfer');
+    const [, host, port] = transfer.to.match(/@([^:;]+):(\d+);/);
+    const carrier = new SipCaller({ server: { host, port: Number(port) }, target: transfer.to, toneHz: 440 });
+    await carrier.start();
+    try {
+      await carrier.call();
+      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await goOnline(med, server2, dario);
+      await op.keyboard.press('Alt+M');
+      const invite = op.getByRole('button', { name: 'Invita dario' });
+      await invite.waitFor({ state: 'visible', timeout: 10_000 });
+      await invite.focus();
+      await op.keyboard.press('Enter');
+      const join = med.getByRole('button', { name: 'Partecipa come mediatore' });
+      await join.waitFor({ state: 'visible', timeout: 15_000 });
+      await join.focus();
+      await med.keyboard.press('Enter');
+      await med.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await new Promise((r) => setTimeout(r, 500));
+
+      const since = Date.now();
+      hears('the carrier (three-way)', await callerTones(carrier, since), [1000, 1600], [440]);
+      hears('the operator (three-way)', await tonesOn(op, 'phone-audio', [440, 1000, 1600]), [440, 1600], [1000]);
+      hears('the mediator (three-way)', await tonesOn(med, 'phone-audio', [440, 1000, 1600]), [440, 1000], [1600]);
+
+      // The mediator leaves; the caller and the operator go on, and the operator ends the call.
+      await med.keyboard.press('Alt+E');
+      await med.waitForFunction(() => !document.getElementById('wrapup')?.hidden, null, { timeout: 10_000 });
+      await new Promise((r) => setTimeout(r, 700));
+      hears('the carrier (mediator gone)', await callerTones(carrier, Date.now()), [1000], [440, 1600]);
+      assert.ok(!carrier.byeReceived, 'the carrier stayed on the line');
+      await op.keyboard.press('Alt+E');
+      await carrier.waitForBye(20_000);
+    } finally {
+      carrier.close();
       await medCtx.close();
       await opCtx.close();
     }
