@@ -802,6 +802,20 @@ async fn a_sigkilled_nodes_queued_sip_callers_are_ended_and_never_offered() {
     let (a_node,): (String,) =
         sqlx::query_as("SELECT DISTINCT node_id FROM calls").fetch_one(&pool).await.expect("one node holds them");
     assert_ne!(a_node, b.state.node.as_str());
+    // A recording of one of them under way on A (its row open, as the operator's node opens it;
+    // A keeps the audio until it stops) and a finished one of the other.
+    let calls: Vec<(String,)> =
+        sqlx::query_as("SELECT call_id FROM calls ORDER BY call_id").fetch_all(&pool).await.unwrap();
+    for (n, (call_id,)) in calls.iter().enumerate() {
+        let ended = if n == 0 { None } else { Some(1_i64) };
+        sqlx::query("INSERT INTO recordings (id, call_id, started_at, started_by, ended_at) VALUES ($1, $2, 0, 0, $3)")
+            .bind(format!("rec-{n}"))
+            .bind(call_id)
+            .bind(ended)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 
     a.kill_hard();
     let killed = Instant::now();
@@ -852,6 +866,8 @@ async fn a_sigkilled_nodes_queued_sip_callers_are_ended_and_never_offered() {
         .await
         .expect("A");
     assert_eq!(dead, 1);
+    let recordings: Vec<(String,)> = sqlx::query_as("SELECT id FROM recordings").fetch_all(&pool).await.unwrap();
+    assert_eq!(recordings, [("rec-1".to_owned(),)], "the open recording went with A; the finished one stays");
 
     // The same kind of caller on the live node B is offered to that operator at once: the
     // operator could have taken A's callers, had they been offered.

@@ -198,6 +198,20 @@ impl Heartbeat {
             match self.calls.handle(req).await {
                 Ok(_) => {
                     tracing::warn!(call_id, node, "call ended by the server: the node holding it died");
+                    // A recording under way there went with it (the node keeps the audio until
+                    // it stops): its row, open and empty, would otherwise wait for it forever.
+                    let lost = self
+                        .db
+                        .with_lock_turn(
+                            sqlx::query("DELETE FROM recordings WHERE call_id = $1 AND ended_at IS NULL")
+                                .bind(&call_id)
+                                .execute(self.db.pool()),
+                        )
+                        .await?
+                        .rows_affected();
+                    if lost > 0 {
+                        tracing::warn!(call_id, node, "a recording under way on the dead node is lost");
+                    }
                     ended.push(call_id);
                 }
                 Err(CallError::Db(e)) => return Err(e),
