@@ -1031,11 +1031,13 @@ async fn an_interpreter_dialled_through_the_trunk_hears_the_caller_and_the_opera
     assert_hears(&operator_heard, &[440.0, 1600.0], &[1000.0], "the operator");
     assert!(heard_from_interpreter.load(std::sync::atomic::Ordering::Relaxed) >= 100, "the trunk's packets counted");
 
-    // The interpreter hangs up: nothing more reaches their address, the caller goes on.
+    // The interpreter hangs up: their address goes quiet (what the media thread sent before it
+    // took the command may still arrive), for good — 300 ms without a packet where a packet
+    // came every 20 ms.
     media.leave_party(operator.id(), party);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1), interpreter.recv_from(&mut buf2)).await {}
-    let late = tokio::time::timeout(Duration::from_millis(300), interpreter.recv_from(&mut buf2)).await;
-    assert!(late.is_err(), "nothing is sent to an interpreter who left");
+    let left = tokio::time::Instant::now();
+    while tokio::time::timeout(Duration::from_millis(300), interpreter.recv_from(&mut buf2)).await.is_ok() {
+        assert!(left.elapsed() < Duration::from_secs(5), "RTP still sent to an interpreter who left");
+    }
     drop(operator);
 }
