@@ -295,7 +295,8 @@ impl Texts {
             let detail = detail.unwrap_or_default();
             match status.as_str() {
                 crate::calls::texts::PENDING if started.elapsed() >= CLAIM_WITHIN => {
-                    let reason = "the server holding the call did not take the request";
+                    let reason =
+                        "the server holding the call did not take the request (does it send texts? HELPLINE_SMS_VIA)";
                     let _turn = db.lock_turn().await;
                     let gave_up = sqlx::query(
                         "UPDATE text_messages SET status = 'failed', detail = $1, updated_at = $2 WHERE id = $3 AND status = $4",

@@ -683,6 +683,80 @@ fn through_trunk(trunk: std::net::SocketAddr) -> impl FnOnce(&mut console::confi
     }
 }
 
+/// Two nodes on one database (on SQLite one node is both), each set up by its `edit`; a SIP caller
+/// from an Italian mobile on node A, with two housing services referred by the operator `olga`;
+/// the texts feature of node B (where the operator's page is).
+struct TextAcrossNodes {
+    a: TestApp,
+    b: Option<(TestApp, tempfile::TempDir)>,
+    _dir_a: tempfile::TempDir,
+    phone: Option<SipPhone>,
+    _sink: RtpSink,
+    call_id: String,
+    operator: i64,
+    /// `None` when node B sends no texts.
+    texts: Option<console::texts::Texts>,
+}
+
+impl TextAcrossNodes {
+    async fn start(
+        edit_a: impl FnOnce(&mut console::config::Settings) + Send + 'static,
+        edit_b: impl FnOnce(&mut console::config::Settings) + Send + 'static,
+    ) -> TextAcrossNodes {
+        use console::db::users::Role;
+        let db = fresh_database().await;
+        let url = db.url.clone();
+        let (a, dir_a) = app_texting_on(db, "[\"39\"]", edit_a).await;
+        let b = if a.db.is_postgres() {
+            let db = crate::helpers::TestDb { url, dir: tempfile::tempdir().unwrap() };
+            Some(app_texting_on(db, "[\"39\"]", edit_b).await)
+        } else {
+            None
+        };
+        let asking = b.as_ref().map_or(&a, |(b, _)| b);
+        let operator =
+            crate::console_client::add_user(&a, "olga", Role::Operator, &[ivr::domain::Language::It], &[], false).await;
+        let sink = RtpSink::bind().await;
+        let phone = SipPhone::call(a.sip_addr, "+393331234567", sink.port).await;
+        until_kind(&a, "call_started").await;
+        let (call_id,): (String,) =
+            sqlx::query_as("SELECT call_id FROM calls").fetch_one(a.state.db.pool()).await.unwrap();
+        let mut query = console::directory::SearchQuery::new();
+        query.text = "casa".into();
+        let hits = asking.state.directory.search(&query, asking.clock.now()).hits;
+        assert!(hits.len() >= 2, "{hits:?}");
+        for (i, hit) in hits.iter().take(2).enumerate() {
+            sqlx::query(
+                "INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&call_id)
+            .bind(&hit.id)
+            .bind(&hit.name)
+            .bind(operator)
+            .bind(i64::try_from(i).unwrap())
+            .execute(a.state.db.pool())
+            .await
+            .unwrap();
+        }
+        let texts = asking.state.operators.texts.clone();
+        TextAcrossNodes { a, b, _dir_a: dir_a, phone: Some(phone), _sink: sink, call_id, operator, texts }
+    }
+
+    /// The caller hangs up.
+    async fn hang_up(&mut self) {
+        if let Some(phone) = self.phone.take() {
+            phone.hang_up().await;
+        }
+    }
+
+    async fn stop(self) {
+        if let Some((b, _)) = self.b {
+            b.stop().await;
+        }
+        self.a.stop().await;
+    }
+}
+
 /// An operator's text for a SIP call whose sealed number is in the memory of the node that took
 /// the INVITE (node A), asked on another node (B, on the same PostgreSQL database; on SQLite the
 /// one node is both): B leaves the request `pending`, A claims and sends it, and the trunk gets
@@ -690,47 +764,13 @@ fn through_trunk(trunk: std::net::SocketAddr) -> impl FnOnce(&mut console::confi
 /// has ended nothing can be sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operators_text_for_a_sip_call_is_sent_by_the_node_holding_the_call() {
-    use console::db::users::Role;
     let trunk = Trunk::bind().await;
-    let db = fresh_database().await;
-    if !db.is_postgres() {
+    let mut nodes = TextAcrossNodes::start(through_trunk(trunk.addr()), through_trunk(trunk.addr())).await;
+    if nodes.b.is_none() {
         eprintln!("HELPLINE_TEST_DATABASE_URL is unset: one node on SQLite (the two-node case needs PostgreSQL)");
     }
-    let url = db.url.clone();
-    let (a, _dir_a) = app_texting_on(db, "[\"39\"]", through_trunk(trunk.addr())).await;
-    let b = if a.db.is_postgres() {
-        let db = crate::helpers::TestDb { url, dir: tempfile::tempdir().unwrap() };
-        Some(app_texting_on(db, "[\"39\"]", through_trunk(trunk.addr())).await)
-    } else {
-        None
-    };
-    let asking = b.as_ref().map_or(&a, |(b, _)| b);
-    let operator =
-        crate::console_client::add_user(&a, "olga", Role::Operator, &[ivr::domain::Language::It], &[], false).await;
-
-    let sink = RtpSink::bind().await;
-    let phone = SipPhone::call(a.sip_addr, "+393331234567", sink.port).await;
-    until_kind(&a, "call_started").await;
-    let (call_id,): (String,) = sqlx::query_as("SELECT call_id FROM calls").fetch_one(a.state.db.pool()).await.unwrap();
-    let mut query = console::directory::SearchQuery::new();
-    query.text = "casa".into();
-    let hits = asking.state.directory.search(&query, asking.clock.now()).hits;
-    assert!(hits.len() >= 2, "{hits:?}");
-    for (i, hit) in hits.iter().take(2).enumerate() {
-        sqlx::query(
-            "INSERT INTO referrals (call_id, service_id, service_name, operator_id, at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&call_id)
-        .bind(&hit.id)
-        .bind(&hit.name)
-        .bind(operator)
-        .bind(i64::try_from(i).unwrap())
-        .execute(a.state.db.pool())
-        .await
-        .unwrap();
-    }
-    let texts = asking.state.operators.texts.clone().expect("texts are configured");
-    let id = ivr::domain::CallId::parse(&call_id).unwrap();
+    let (operator, texts) = (nodes.operator, nodes.texts.clone().expect("texts are configured"));
+    let id = ivr::domain::CallId::parse(&nodes.call_id).unwrap();
     let (_, _, preview) = texts.preview(&id).await.expect("a preview");
     assert_eq!(preview.via, "trunk");
     let (msg, sent) = tokio::join!(
@@ -741,11 +781,13 @@ async fn an_operators_text_for_a_sip_call_is_sent_by_the_node_holding_the_call()
     assert_eq!(msg.uri, format!("sip:+393331234567@{}", trunk.addr().ip()));
     assert_eq!(msg.body(), preview.text);
     assert_eq!((sent.detail.as_str(), sent.segments), ("trunk answered 202", preview.segments));
-    let rows: Vec<(String, Option<i64>, String)> =
-        sqlx::query_as("SELECT status, sent_by, detail FROM text_messages").fetch_all(a.state.db.pool()).await.unwrap();
+    let rows: Vec<(String, Option<i64>, String)> = sqlx::query_as("SELECT status, sent_by, detail FROM text_messages")
+        .fetch_all(nodes.a.state.db.pool())
+        .await
+        .unwrap();
     assert_eq!(rows, vec![("sent".to_owned(), Some(operator), "trunk answered 202".to_owned())]);
 
-    phone.hang_up().await;
+    nodes.hang_up().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match texts.preview(&id).await {
@@ -754,10 +796,37 @@ async fn an_operators_text_for_a_sip_call_is_sent_by_the_node_holding_the_call()
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let contents = database_contents(&a).await;
+    let contents = database_contents(&nodes.a).await;
     assert!(!contents.contains("3331234567"), "the number is stored somewhere");
-    if let Some((b, _)) = b {
-        b.stop().await;
+    nodes.stop().await;
+}
+
+/// The node holding the call sends no texts (`HELPLINE_SMS_VIA` empty there) while the
+/// operator's node does: the request is never claimed, so the operator is told plainly once the
+/// claim's wait is over, the request's row says it failed and why, and nothing reaches the trunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_text_is_refused_plainly_when_the_node_holding_the_call_sends_none() {
+    let trunk = Trunk::bind().await;
+    let nodes = TextAcrossNodes::start(|_| {}, through_trunk(trunk.addr())).await;
+    if nodes.b.is_none() {
+        return nodes.stop().await; // two nodes share a PostgreSQL database
     }
-    a.stop().await;
+    let id = ivr::domain::CallId::parse(&nodes.call_id).unwrap();
+    let texts = nodes.texts.clone().expect("the operator's node sends texts");
+    let (_, _, preview) = texts.preview(&id).await.expect("a preview on the operator's node");
+    let asked = Instant::now();
+    let refused = texts.send_for_operator(&id, nodes.operator, &preview.text).await;
+    match refused {
+        Err(console::texts::OperatorTextError::NotSent(why)) => {
+            assert!(why.contains("did not take the request"), "{why}")
+        }
+        other => panic!("the request should fail plainly: {other:?}"),
+    }
+    assert!(asked.elapsed() < Duration::from_secs(15), "told within the claim's wait: {:?}", asked.elapsed());
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, detail FROM text_messages").fetch_all(nodes.a.state.db.pool()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "failed", "never left `sending`: {rows:?}");
+    assert!(trunk.next(Duration::from_millis(300)).await.is_none(), "nothing reached the trunk");
+    nodes.stop().await;
 }

@@ -45,6 +45,12 @@ pub trait TextSender: Send + Sync {
     /// operator's node, and claimed by this one, which holds the call and its sealed `number`):
     /// sends it and writes the outcome into that row.
     fn carry_out(&self, request: i64, call_id: CallId, number: Option<SealedNumber>) -> CarryOut;
+
+    /// Whether this node sends texts at all: one that does not leaves operators' requests
+    /// unclaimed (the operator's node then says why), rather than claiming what it cannot send.
+    fn sends(&self) -> bool {
+        true
+    }
 }
 
 /// The sending of an operator's text request; its outcome is in its row.
@@ -59,8 +65,13 @@ impl TextSender for NoTexts {
         Box::pin(async { Event::TextFailed { reason: "this server sends no text messages".into() } })
     }
 
-    /// Left `pending`: the operator's node gives up on it and says why.
+    /// Never claimed ([`TextSender::sends`]): left `pending`, the operator's node gives up on
+    /// it and says why.
     fn carry_out(&self, _: i64, _: CallId, _: Option<SealedNumber>) -> CarryOut {
         Box::pin(async {})
+    }
+
+    fn sends(&self) -> bool {
+        false
     }
 }
