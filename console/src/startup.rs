@@ -264,6 +264,7 @@ impl Application {
                 metrics: metrics.clone(),
                 phone: phone.clone(),
                 recordings: Default::default(),
+                interpreters: Default::default(),
                 texts: sms_texts,
                 trunk: trunk.clone(),
             }),

@@ -56,6 +56,8 @@ pub struct OperatorsState {
     pub texts: Option<crate::texts::Texts>,
     /// The SIP trunk outside interpreters are dialled through (`None`: none configured).
     pub trunk: Option<crate::sip::trunk::Trunk>,
+    /// The outside interpreters' calls under way on this node.
+    pub interpreters: interpreter::Interpreters,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.
