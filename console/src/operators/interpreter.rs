@@ -230,11 +230,12 @@ async fn run(
     user: i64,
     rtp: std::net::UdpSocket,
 ) -> &'static str {
+    // Registered first: the operator may hang up as soon as the dial is accepted.
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let registered = state.interpreters.register(id, control.clone());
     let Ok(rtp_port) = rtp.local_addr().map(|a| a.port()) else { return "no_media" };
     let trunk_ip = trunk.resolve().await.map(|a| a.ip()).ok();
     let (progress_tx, mut progress) = mpsc::unbounded_channel();
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let registered = state.interpreters.register(id, control.clone());
     let dial = Dial {
         number,
         rtp_port,
