@@ -576,6 +576,9 @@ const HANDLERS = {
   mediation(m) {
     mediation.news(m);
   },
+  interpreter(m) {
+    mediation.interpreterNews(m);
+  },
   phone_state(m) {
     phone.stateChanged(m);
     if (m.state === 'failed') alertBox(t('phone.state.failed') + (m.reason ? ` (${m.reason})` : ''));

@@ -6,7 +6,9 @@
 // "Consulta un collega" / "Consult a colleague" (Alt+K) puts the caller on hold and asks them; once
 // they join, the operator hands the call over or goes back to the caller. The server's side is
 // console/src/operators/mediation.rs; its messages are `mediation_offer` and `mediation`.
-// The blind hand-over, "Passa alla coda" / "Hand over to queue" (Alt+Q), sends the caller to the
+// An outside interpreter dialled from the picker ("dial a number") can be hung up with
+// "Chiudi interprete" / "Hang up interpreter" (console/src/operators/interpreter.rs; its
+// message is `interpreter`). The blind hand-over, "Passa alla coda" / "Hand over to queue" (Alt+Q), sends the caller to the
 // queue of another language or area, in the place they had, and the operator leaves
 // (console/src/operators/handover.rs).
 
@@ -21,6 +23,8 @@ const M = {
   joined: new Map(),
   /** Colleagues consulted on the calls I hold, once they joined: call_id → name. */
   consulted: new Map(),
+  /** Outside interpreters dialled into the calls I hold: call_id → `dialling` | `joined`. */
+  interpreters: new Map(),
   /** What the picker lists: `mediator` or `consult`. */
   picking: 'mediator',
   /** The open request to me: `{call_id, operator, language, pop}`. */
@@ -68,6 +72,7 @@ export function init(h) {
     dialInterpreter();
   });
   $('call-leave').addEventListener('click', leave);
+  $('interpreter-hangup').addEventListener('click', hangUpInterpreter);
   $('mediation-join').addEventListener('click', join);
   $('mediation-decline').addEventListener('click', decline);
   $('mediator-picker').addEventListener('keydown', (e) => {
@@ -104,6 +109,7 @@ export function render() {
   $('mediator-add').hidden = !call || guest;
   $('consult-add').hidden = !call || guest || M.consulted.has(call);
   $('call-leave').hidden = !call || guest || !M.joined.has(call);
+  $('interpreter-hangup').hidden = !call || guest || !M.interpreters.has(call);
   $('call-transfer').hidden = !call || guest || !M.consulted.has(call);
   $('call-return').hidden = !call || guest || !M.consulted.has(call);
   // Only the call's own operator, with nobody else on it.
@@ -199,6 +205,39 @@ async function dialInterpreter() {
   $('interpreter-number').value = '';
   $('mediator-status').textContent = t('interpreter.dialling', { number });
   hooks.announce(t('interpreter.dialling', { number }));
+}
+
+/** "Chiudi interprete": the interpreter's call is hung up (CANCEL while it rings, BYE after). */
+async function hangUpInterpreter() {
+  const call = hooks.callId();
+  if (!call) return;
+  const r = await hooks.api('DELETE', `/api/calls/${encodeURIComponent(call)}/interpreter`);
+  if (!r.ok) {
+    // 409: already gone (the `left` news is on its way).
+    if (r.status === 409) M.interpreters.delete(call);
+    hooks.alertBox(t('error.generic', { message: r.data?.message ?? r.status }));
+    render();
+  }
+}
+
+/** `interpreter`: an outside interpreter on my call is dialled, joined or left (`why`). */
+export function interpreterNews(m) {
+  const hangUp = $('interpreter-hangup');
+  const hadFocus = document.activeElement === hangUp;
+  if (m.state === 'left') {
+    M.interpreters.delete(m.call_id);
+    const known = ['ended', 'hung_up'].includes(m.why);
+    hooks.announce(t(known ? `interpreter.state.${m.why}` : 'interpreter.state.failed', { why: m.why ?? '' }), true);
+  } else {
+    M.interpreters.set(m.call_id, m.state);
+    if (m.state === 'joined') {
+      closePicker();
+      hooks.announce(t('interpreter.state.joined'), true);
+    }
+  }
+  render();
+  // The button gone from under the keyboard: back to the call's own controls.
+  if (hadFocus && hangUp.hidden) $('mediator-add').focus();
 }
 
 function closePicker() {

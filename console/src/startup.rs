@@ -264,6 +264,7 @@ impl Application {
                 metrics: metrics.clone(),
                 phone: phone.clone(),
                 recordings: Default::default(),
+                interpreters: Default::default(),
                 texts: sms_texts,
                 trunk: trunk.clone(),
                 seal: crate::calls::sealed::NumberSeal::new(&secret),
@@ -315,10 +316,8 @@ impl Application {
         };
         // The recordings other nodes ask this one to make are stored as its own.
         handles.phone.keep_recordings_with(crate::operators::recording::keeper(Arc::downgrade(&handles.operators)));
-        // And the outside interpreters they ask it to dial into them.
-        handles
-            .phone
-            .dial_interpreters_with(crate::operators::interpreter::dialler(Arc::downgrade(&handles.operators)));
+        // And the outside interpreters they ask it to dial into them or hang up.
+        handles.phone.interpreters_with(crate::operators::interpreter::desk(Arc::downgrade(&handles.operators)));
         let app = Application { listener, tls, sip, state: AppState(Arc::new(handles)), first_admin };
         // Registered while the database is known to answer (it just did), before the SIP server
         // takes a call, so every call's node is known alive.

@@ -102,6 +102,7 @@ const TABLE: &[(&str, &str, &str, Need, bool)] = &[
     ("GET", "/api/calls/{id}/mediators", "/api/calls/none/mediators", Role(Role::Operator), false),
     ("POST", "/api/calls/{id}/mediator", "/api/calls/none/mediator", Role(Role::Operator), true),
     ("POST", "/api/calls/{id}/interpreter", "/api/calls/none/interpreter", Role(Role::Operator), true),
+    ("DELETE", "/api/calls/{id}/interpreter", "/api/calls/none/interpreter", Role(Role::Operator), true),
     ("POST", "/api/calls/{id}/mediation", "/api/calls/none/mediation", Role(Role::Operator), true),
     ("DELETE", "/api/calls/{id}/mediation", "/api/calls/none/mediation", Role(Role::Operator), true),
     ("GET", "/api/calls/{id}/colleagues", "/api/calls/none/colleagues", Role(Role::Operator), false),

@@ -29,8 +29,8 @@ use tokio::net::UdpSocket;
 /// The caller's number (`webhook_twiml::post`'s `From`) and its digits.
 const NUMBER: &str = "+393331234512";
 const DIGITS: &str = "3331234512";
-const USER: &str = "803001";
-const PASSWORD: &str = "trunk-password-7";
+pub(crate) const USER: &str = "803001";
+pub(crate) const PASSWORD: &str = "trunk-password-7";
 
 pub(crate) fn tone(freq: f64, from: usize, samples: usize) -> Vec<i16> {
     (from..from + samples)
@@ -48,9 +48,19 @@ pub(crate) fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
 }
 
-async fn app_with_trunk(trunk: SocketAddr, password: &str, ring_secs: u64) -> TestApp {
+pub(crate) async fn app_with_trunk(trunk: SocketAddr, password: &str, ring_secs: u64) -> TestApp {
+    app_with_trunk_on(fresh_database().await, trunk, password, ring_secs).await
+}
+
+/// The same on `db` (a second node on the same PostgreSQL database, say).
+pub(crate) async fn app_with_trunk_on(
+    db: crate::helpers::TestDb,
+    trunk: SocketAddr,
+    password: &str,
+    ring_secs: u64,
+) -> TestApp {
     let password = password.to_owned();
-    spawn_app_with(fresh_database().await, move |s| {
+    spawn_app_with(db, move |s| {
         s.trunk_uri = format!("sip:{trunk}");
         s.trunk_user = USER.into();
         s.trunk_password = console::config::SecretString::new(password);
@@ -146,7 +156,7 @@ impl Trunk {
 }
 
 /// The RTP address in an SDP.
-fn sdp_addr(sdp: &str) -> SocketAddr {
+pub(crate) fn sdp_addr(sdp: &str) -> SocketAddr {
     let ip = sdp.lines().find_map(|l| l.strip_prefix("c=IN IP4 ")).unwrap().trim();
     let port = sdp.lines().find_map(|l| l.strip_prefix("m=audio ")).unwrap().split(' ').next().unwrap();
     format!("{ip}:{port}").parse().unwrap()
@@ -172,14 +182,49 @@ pub(crate) fn browser() -> (Rtc, Mid, String, str0m::change::SdpPendingOffer, st
 
 /// The browser's side on its own thread: once connected it sends 1 kHz A-law every 20 ms for
 /// `limit`, and returns what it received, decoded.
-pub(crate) fn run_browser(mut rtc: Rtc, mid: Mid, socket: std::net::UdpSocket, limit: Duration) -> Vec<i16> {
-    let local = socket.local_addr().unwrap();
+pub(crate) fn run_browser(rtc: Rtc, mid: Mid, socket: std::net::UdpSocket, limit: Duration) -> Vec<i16> {
+    let heard = Heard::default();
     let started = Instant::now();
-    let mut received = Vec::new();
+    run_browser_into(rtc, mid, socket, Codec::Pcma, &heard, move || started.elapsed() > limit);
+    heard.samples_between(started, Instant::now() + Duration::from_secs(1))
+}
+
+/// What a party received, decoded, packet by packet with when it came (shared with the thread
+/// or task that receives it, so the test reads windows of it while the call goes on).
+#[derive(Clone, Default)]
+pub(crate) struct Heard(std::sync::Arc<std::sync::Mutex<Vec<Packet>>>);
+
+/// When a packet came, and its samples.
+type Packet = (Instant, Vec<i16>);
+
+impl Heard {
+    pub(crate) fn push(&self, samples: Vec<i16>) {
+        self.0.lock().unwrap().push((Instant::now(), samples));
+    }
+
+    /// The samples of the packets received in `from..to`.
+    pub(crate) fn samples_between(&self, from: Instant, to: Instant) -> Vec<i16> {
+        let packets = self.0.lock().unwrap();
+        packets.iter().filter(|(at, _)| (from..to).contains(at)).flat_map(|(_, s)| s.iter().copied()).collect()
+    }
+}
+
+/// [`run_browser`] in the law `codec` (the one the server's answer chose) until `done()`, what
+/// it receives going into `heard` as it comes.
+pub(crate) fn run_browser_into(
+    mut rtc: Rtc,
+    mid: Mid,
+    socket: std::net::UdpSocket,
+    codec: Codec,
+    heard: &Heard,
+    done: impl Fn() -> bool,
+) {
+    let local = socket.local_addr().unwrap();
     let mut next_send: Option<Instant> = None;
     let mut sent = 0u64;
     let mut buf = vec![0u8; 2048];
-    let pcma = rtc.codec_config().params().iter().find(|p| p.spec().codec == RtcCodec::PCMA).unwrap().pt();
+    let law = if codec == Codec::Pcmu { RtcCodec::PCMU } else { RtcCodec::PCMA };
+    let pt = rtc.codec_config().params().iter().find(|p| p.spec().codec == law).unwrap().pt();
     loop {
         let timeout = loop {
             match rtc.poll_output().unwrap() {
@@ -188,14 +233,14 @@ pub(crate) fn run_browser(mut rtc: Rtc, mid: Mid, socket: std::net::UdpSocket, l
                     socket.send_to(&t.contents, t.destination).unwrap();
                 }
                 Output::Event(Event::Connected) => next_send = Some(Instant::now()),
-                Output::Event(Event::RtpPacket(p)) if p.header.payload_type == pcma => {
-                    received.extend(decode(Codec::Pcma, &p.payload));
+                Output::Event(Event::RtpPacket(p)) if p.header.payload_type == pt => {
+                    heard.push(decode(codec, &p.payload));
                 }
                 Output::Event(_) => {}
             }
         };
-        if started.elapsed() > limit {
-            return received;
+        if done() {
+            return;
         }
         let wake = next_send.map_or(timeout, |s| s.min(timeout));
         let wait = wake.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
@@ -209,8 +254,8 @@ pub(crate) fn run_browser(mut rtc: Rtc, mid: Mid, socket: std::net::UdpSocket, l
                 let now = Instant::now();
                 match next_send {
                     Some(at) if at <= now => {
-                        let payload = encode(Codec::Pcma, &tone(1000.0, sent as usize * 160, 160));
-                        let write = RtpWrite::new(pcma, (1000 + sent).into(), 5000 + 160 * sent as u32, now, payload)
+                        let payload = encode(codec, &tone(1000.0, sent as usize * 160, 160));
+                        let write = RtpWrite::new(pt, (1000 + sent).into(), 5000 + 160 * sent as u32, now, payload)
                             .marker(sent == 0);
                         rtc.direct_api().stream_tx_by_mid(mid, None).unwrap().write_rtp(write);
                         sent += 1;

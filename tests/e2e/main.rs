@@ -21,6 +21,7 @@ mod directory_edit;
 mod edge;
 mod handover;
 mod health;
+mod interpreter;
 mod languages;
 mod layers;
 mod mediation;

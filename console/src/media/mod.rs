@@ -32,7 +32,7 @@ pub use driver::{LegHandle, RecordedAudio, SipSide, WebRtcMedia};
 pub use journal::{Journal, MediaStep};
 pub use mixer::{Audience, Mixed, Mixer, MixerError, PartyConfig, PartyId};
 pub use phone::{
-    browser_target, is_browser_target, CallControl, CallbackClaim, InterpreterDialler, MonitorMode, PageRequest, Phone,
+    browser_target, is_browser_target, CallControl, CallbackClaim, InterpreterDesk, MonitorMode, PageRequest, Phone,
     PhoneError, PhoneEvent, PhoneMsg, PhoneStatus, RecordingKeeper,
 };
 pub use relay::Relay;

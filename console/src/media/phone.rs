@@ -206,14 +206,22 @@ pub enum CallControl {
     Requeue { event: ivr::engine::Event },
     /// The call's operator (`operator`) dials an outside interpreter into the call through the
     /// trunk: the call's node places the call (its media is there). `number`: sealed for the
-    /// call, opened only by the dialler.
+    /// call, opened only by the [`InterpreterDesk`].
     DialInterpreter { operator: i64, number: String },
+    /// The call's operator hangs up the interpreters' calls into the call (answered `true` when
+    /// there was one).
+    HangUpInterpreters,
 }
 
-/// Places an outside interpreter's call into a call this node carries (the operators' feature
-/// provides it, [`Phone::dial_interpreters_with`]): the call's id, the operator's id and the
-/// number as [`CallControl::DialInterpreter`] has it. `Err`: why not (no trunk here, say).
-pub type InterpreterDialler = Arc<dyn Fn(String, i64, String) -> Result<(), String> + Send + Sync>;
+/// The outside interpreters' calls into the calls this node carries, placed and hung up where
+/// the call's media is (the operators' feature provides it, [`Phone::interpreters_with`]).
+pub trait InterpreterDesk: Send + Sync {
+    /// Places a call to `number` (sealed, as [`CallControl::DialInterpreter`] has it) into
+    /// `call_id` for `operator`, in the background. `Err`: why not (no trunk here, say).
+    fn dial(&self, call_id: &str, operator: i64, number: &str) -> Result<(), String>;
+    /// Hangs up the interpreters' calls into `call_id`; whether there was one.
+    fn hang_up(&self, call_id: &str) -> bool;
+}
 
 struct Slot {
     codec: Codec,
@@ -295,8 +303,8 @@ struct Inner {
     journal: OnceLock<Journal>,
     /// Stores the recordings another node asked this one to make ([`Phone::keep_recordings_with`]).
     keeper: OnceLock<RecordingKeeper>,
-    /// Places the outside interpreters' calls ([`Phone::dial_interpreters_with`]).
-    dialler: OnceLock<InterpreterDialler>,
+    /// Places and hangs up the outside interpreters' calls ([`Phone::interpreters_with`]).
+    interpreters: OnceLock<Arc<dyn InterpreterDesk>>,
 }
 
 /// Stores a recording of a call this node carries that another node asked for (through the
@@ -338,7 +346,7 @@ impl Phone {
             relay: OnceLock::new(),
             journal: OnceLock::new(),
             keeper: OnceLock::new(),
-            dialler: OnceLock::new(),
+            interpreters: OnceLock::new(),
         })))
     }
 
@@ -716,17 +724,21 @@ impl Phone {
                 if !self.carries(call_id) {
                     return Err(PhoneError::NoSuchCall);
                 }
-                let dialler = self.0.dialler.get().ok_or(PhoneError::NotRunning)?;
-                dialler(call_id.to_owned(), operator, number).map_err(PhoneError::Relay)?;
+                let desk = self.0.interpreters.get().ok_or(PhoneError::NotRunning)?;
+                desk.dial(call_id, operator, &number).map_err(PhoneError::Relay)?;
                 Ok(String::new())
+            }
+            CallControl::HangUpInterpreters => {
+                let desk = self.0.interpreters.get().ok_or(PhoneError::NotRunning)?;
+                Ok(desk.hang_up(call_id).to_string())
             }
         }
     }
 
     /// The outside interpreters' calls into the calls this node carries, asked for here or by
-    /// another node, are placed by `dialler` (set once, at assembly).
-    pub fn dial_interpreters_with(&self, dialler: InterpreterDialler) {
-        let _ = self.0.dialler.set(dialler);
+    /// another node, are placed and hung up by `desk` (set once, at assembly).
+    pub fn interpreters_with(&self, desk: Arc<dyn InterpreterDesk>) {
+        let _ = self.0.interpreters.set(desk);
     }
 
     /// The mediator accepted to join the call (on the call's node, wherever it is): their page's

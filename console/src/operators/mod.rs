@@ -58,6 +58,8 @@ pub struct OperatorsState {
     pub trunk: Option<crate::sip::trunk::Trunk>,
     /// Seals an outside interpreter's number on its way to the node that dials it.
     pub seal: crate::calls::sealed::NumberSeal,
+    /// The outside interpreters' calls under way on this node.
+    pub interpreters: interpreter::Interpreters,
 }
 
 /// Why a console request was refused. `code()` is what the page gets in an `error` message.

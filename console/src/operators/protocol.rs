@@ -203,11 +203,20 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// An outside interpreter dialled into my call through the trunk: `dialling`, `joined`, or
+    /// `left` with `why` (`ended`: they hung up, `hung_up`: I hung them up, `call_over`, or why
+    /// the dial failed: `busy`, `no_answer`, `refused`, `unreachable`, …).
+    Interpreter {
+        call_id: String,
+        state: InterpreterState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
+    },
 }
 
 /// The `type`s of the [`ServerMessage`]s the hub stores and sends with a `seq`.
-pub const STORED: [&str; 8] =
-    ["presence", "queue", "offer", "offer_withdrawn", "call", "wrap_up", "mediation_offer", "mediation"];
+pub const STORED: [&str; 9] =
+    ["presence", "queue", "offer", "offer_withdrawn", "call", "wrap_up", "mediation_offer", "mediation", "interpreter"];
 
 impl ServerMessage {
     /// Every `type` the server may send.
@@ -421,6 +430,18 @@ pub enum MediationState {
     Left,
     /// The operator left: the mediator holds the call (and ends it).
     Holds,
+}
+
+/// An outside interpreter's call (`interpreter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterpreterState {
+    /// Dialled through the trunk, not answered yet.
+    Dialling,
+    /// Answered: on the call, heard by everyone.
+    Joined,
+    /// Over (`why`).
+    Left,
 }
 
 /// How the call matched the operator (stored as `offers.match_kind`).
