@@ -9,29 +9,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { REPO, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
-import { toneWav, tonesOn } from './lib/audio.mjs';
+import { closedFlow, screenshot, signIn, sipAddr } from './lib/server.mjs';
+import { tonesOn } from './lib/audio.mjs';
+import { Scene, newPage } from './lib/scene.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** The repository's menus with the helpline closed today (as voicemail.test.mjs does). */
-function closedFlow(dir) {
-  const flow = readFileSync(join(REPO, 'config/ivr.toml'), 'utf8');
-  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
-  const holidays = [-1, 0, 1].map((o) => `"${day(o)}"`).join(', ');
-  const closed = ['[hours]', 'timezone = "Europe/Rome"',
-    ...['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'].map((d) => `${d} = ["09:00-18:00"]`),
-    'national_holidays = false', `extra_holidays = [${holidays}]`, ''].join('\n');
-  const replaced = flow.replace(/^\[hours\][\s\S]*?(?=^\[nodes\.)/m, `${closed}\n`);
-  if (replaced === flow) throw new Error('config/ivr.toml: no [hours] table found to replace');
-  const path = join(dir, 'ivr-closed.toml');
-  writeFileSync(path, replaced);
-  return path;
-}
 
 /** G.711 A-law (ITU-T G.711), for the trunk's side. */
 function alawEncode(sample) {
@@ -144,33 +127,24 @@ describe('calling back', () => {
   let server;
   let browser;
   const trunk = new Trunk();
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-callback-'));
-  const wav = join(dir, 'mic-1khz.wav');
+  const scene = new Scene('helpline-callback-');
 
   before(async () => {
-    toneWav(wav, 1000, 30);
     await trunk.start();
-    server = await startServer({
+    server = await scene.startServer({
       env: {
-        HELPLINE_FLOW_FILE: closedFlow(dir),
+        HELPLINE_FLOW_FILE: closedFlow(scene.dir),
         HELPLINE_TRUNK_URI: trunk.uri,
         HELPLINE_TRUNK_USER: '803001',
         HELPLINE_TRUNK_PASSWORD: 'browser-trunk-pw',
         HELPLINE_TRUNK_CALLER_ID: '803001',
       },
     });
-    browser = await launchBrowser({
-      extraArgs: [
-        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    browser = await scene.toneBrowser('mic-1khz.wav', 1000, 30);
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await scene.close();
     trunk.close();
   });
 
@@ -209,8 +183,7 @@ describe('calling back', () => {
     }
 
     const vera = server.addUser({ name: 'vera', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     await signIn(page, server, vera);
     await page.locator('#callbacks-refresh').click();
     const call = page.locator('#callbacks li').first().getByRole('button', { name: 'Richiama' });

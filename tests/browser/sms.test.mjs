@@ -9,12 +9,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SipCaller } from './lib/sipcaller.mjs';
-import { fakeMicFlags, toneWav } from './lib/audio.mjs';
-import { REPO, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { REPO, goOnline, screenshot, sipAddr } from './lib/server.mjs';
+import { Scene, callerReachesPage, newPage } from './lib/scene.mjs';
 
 /** The trunk's end of text messages: takes `MESSAGE`s, answering 200 or, once told, a refusal. */
 class MessageTrunk {
@@ -80,12 +78,11 @@ describe('sending the referred services by SMS', () => {
   let server;
   let browser;
   const trunk = new MessageTrunk();
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-sms-'));
+  const scene = new Scene('helpline-sms-');
 
   before(async () => {
     await trunk.start();
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    server = await startServer({
+    server = await scene.startServer({
       env: {
         HELPLINE_TRUNK_URI: trunk.uri,
         HELPLINE_TRUNK_USER: '803001',
@@ -96,29 +93,22 @@ describe('sending the referred services by SMS', () => {
       },
     });
     server.importDirectory(join(REPO, 'tests/fixtures/directory/good'));
-    browser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    browser = await scene.toneBrowser('op-1khz.wav', 1000);
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await scene.close();
     trunk.close();
   });
 
   test('the operator sees the text, confirms, and the trunk receives exactly it; a refusal is told', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 1000 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await ctx.newPage();
+    const { ctx, page: op } = await newPage(browser, { height: 1000 });
     await goOnline(op, server, anna);
     const caller = new SipCaller({ server: sipAddr(server), from: '+393331234567', toneHz: 440 });
     await caller.start();
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
 
       // No referral yet: no button.
       assert.equal(await op.locator('#sms-open').isVisible(), false);
