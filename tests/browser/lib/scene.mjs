@@ -75,6 +75,19 @@ export async function newPage(browser, { width = 1300, height = 900, microphone 
   return { ctx, page: await ctx.newPage() };
 }
 
+/**
+ * A fresh context of `browser` for the tests of the pages themselves (Italian, Rome's time zone,
+ * `width`×`height`, no microphone) and its page, whose uncaught exceptions and console errors
+ * (except those `ignore` matches) go to `errors`: `{ ctx, page }`.
+ */
+export async function watchedPage(browser, { width, height }, errors, ignore = null) {
+  const ctx = await browser.newContext({ viewport: { width, height }, locale: 'it-IT', timezoneId: 'Europe/Rome' });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error' && !ignore?.test(m.text())) errors.push(m.text()); });
+  return { ctx, page };
+}
+
 /** Places `caller`'s SIP call and, a second into the menu, presses 0 for an operator. */
 export async function callAndPressZero(caller) {
   await caller.call();
