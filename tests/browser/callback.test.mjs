@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { SipCaller, goertzel } from './lib/sipcaller.mjs';
+import { SipCaller, bindLoopback, goertzel, sipHeader } from './lib/sipcaller.mjs';
 import { closedFlow, screenshot, signIn, sipAddr } from './lib/server.mjs';
 import { tonesOn } from './lib/audio.mjs';
 import { Scene, newPage } from './lib/scene.mjs';
@@ -47,8 +47,8 @@ class Trunk {
   }
 
   async start() {
-    await new Promise((r) => this.sip.bind(0, '127.0.0.1', r));
-    await new Promise((r) => this.rtp.bind(0, '127.0.0.1', r));
+    await bindLoopback(this.sip);
+    await bindLoopback(this.rtp);
     this.rtp.on('message', (msg) => {
       if (msg.length > 12 && (msg[1] & 0x7f) === 8) for (const b of msg.subarray(12)) this.heard.push(alawDecode(b));
     });
@@ -59,16 +59,11 @@ class Trunk {
     return `sip:127.0.0.1:${this.sip.address().port}`;
   }
 
-  header(text, name) {
-    const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
-    return line?.slice(name.length + 1).trim();
-  }
-
   reply(req, rinfo, status, reason, extra = [], body = '') {
-    const to = this.header(req, 'To');
-    const lines = [`SIP/2.0 ${status} ${reason}`, `Via: ${this.header(req, 'Via')}`, `From: ${this.header(req, 'From')}`,
-      `To: ${to.includes('tag=') || status === 100 ? to : `${to};tag=callee`}`, `Call-ID: ${this.header(req, 'Call-ID')}`,
-      `CSeq: ${this.header(req, 'CSeq')}`, ...extra];
+    const to = sipHeader(req, 'To');
+    const lines = [`SIP/2.0 ${status} ${reason}`, `Via: ${sipHeader(req, 'Via')}`, `From: ${sipHeader(req, 'From')}`,
+      `To: ${to.includes('tag=') || status === 100 ? to : `${to};tag=callee`}`, `Call-ID: ${sipHeader(req, 'Call-ID')}`,
+      `CSeq: ${sipHeader(req, 'CSeq')}`, ...extra];
     if (body) lines.push('Content-Type: application/sdp');
     lines.push(`Content-Length: ${Buffer.byteLength(body)}`, '', body);
     this.sip.send(Buffer.from(lines.join('\r\n'), 'latin1'), rinfo.port, rinfo.address);
@@ -77,9 +72,9 @@ class Trunk {
   onSip(text, rinfo) {
     const [method, uri] = text.split('\r\n')[0].split(' ');
     if (method === 'INVITE') {
-      if (this.invites.some((i) => i.cseq === this.header(text, 'CSeq'))) return; // a retransmission
-      this.invites.push({ uri, cseq: this.header(text, 'CSeq'), proxyAuth: this.header(text, 'Proxy-Authorization'), body: text.split('\r\n\r\n')[1] });
-      if (!this.header(text, 'Proxy-Authorization')) {
+      if (this.invites.some((i) => i.cseq === sipHeader(text, 'CSeq'))) return; // a retransmission
+      this.invites.push({ uri, cseq: sipHeader(text, 'CSeq'), proxyAuth: sipHeader(text, 'Proxy-Authorization'), body: text.split('\r\n\r\n')[1] });
+      if (!sipHeader(text, 'Proxy-Authorization')) {
         this.reply(text, rinfo, 407, 'Proxy Authentication Required', ['Proxy-Authenticate: Digest realm="trunk", nonce="browser-n1"']);
         return;
       }

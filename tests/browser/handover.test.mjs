@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
 import { callerTonesBetween as callerTones, hears, tonesOn } from './lib/audio.mjs';
 import { goOnline, screenshot, signIn, sipAddr, socketUp } from './lib/server.mjs';
-import { Scene, callerReachesPage, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
+import { Scene, callerReachesPage, endCall, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** The first of 10 packets in a row after `since` where `freq` dominates (200 ms of a tone, not a
  * syllable of speech), waited for up to `ms`. */
@@ -102,8 +102,7 @@ describe('the blind hand-over to a queue', () => {
       if (process.env.TEST_LOG) console.log(`offered ${offerAt - handedAt} ms after the hand-over`);
       await screenshot(fr, 'handover-2-french-operator');
 
-      await fr.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(fr, caller);
 
       const record = await latestCallRecord(fr);
       assert.ok(record, "the call's record");

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { SipCaller } from './lib/sipcaller.mjs';
 import { callerTones as tonesAt, hears, tonesOn } from './lib/audio.mjs';
 import { goOnline, screenshot, sipAddr } from './lib/server.mjs';
-import { Scene, acceptOffer, callerReachesPage, carrierTransfer, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
+import { Scene, acceptOffer, callerReachesPage, carrierTransfer, endCall, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
 const callerTones = (caller, since) => tonesAt(caller, since, [440, 1000, 1600]);
@@ -90,8 +90,7 @@ describe('an intercultural mediator joins a call', () => {
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
 
       // The mediator ends the call.
-      await med.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(med, caller);
 
       // The call's record, as its operator sees it.
       const record = await latestCallRecord(op);
@@ -146,8 +145,7 @@ describe('an intercultural mediator joins a call', () => {
       await new Promise((r) => setTimeout(r, 700));
       hears('the carrier (mediator gone)', await callerTones(carrier, Date.now()), [1000], [440, 1600]);
       assert.ok(!carrier.byeReceived, 'the carrier stayed on the line');
-      await op.keyboard.press('Alt+E');
-      await carrier.waitForBye(20_000);
+      await endCall(op, carrier);
     } finally {
       carrier.close();
       await medCtx.close();

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { SipCaller } from './lib/sipcaller.mjs';
 import { callerTones as tonesAt, hears, tonesOn } from './lib/audio.mjs';
 import { goOnline, screenshot, sipAddr, submitSignIn } from './lib/server.mjs';
-import { Scene, callerReachesPage, newPage } from './lib/scene.mjs';
+import { Scene, callerReachesPage, endCall, newPage } from './lib/scene.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
 const callerTones = (caller, since) => tonesAt(caller, since, [440, 1000, 2000]);
@@ -104,8 +104,7 @@ describe('supervisors listen, whisper and barge in', () => {
       const actions = record.timeline.filter((e) => e.type === 'monitor').map((e) => `${e.supervisor}:${e.action}`);
       assert.deepEqual(actions, ['sara:whisper', 'sara:listen', 'sara:barge', 'sara:monitor_end']);
 
-      await op.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(op, caller);
     } finally {
       caller.close();
       await supCtx.close();

@@ -17,7 +17,7 @@ import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { Frames } from './lib/frames.mjs';
 import { tonesOn } from './lib/audio.mjs';
 import { freshPostgresDatabase, goAvailable, loggedAddr, screenshot, signIn, sipAddr, startCluster } from './lib/server.mjs';
-import { Scene, acceptOffer, callAndPressZero, callerReachesPage, carrierTransfer, newPage, phoneConnected } from './lib/scene.mjs';
+import { Scene, acceptOffer, callAndPressZero, callerReachesPage, carrierTransfer, endCall, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** Ends the page's call, if any, and goes offline, so that later calls go to later operators. */
 async function goOffline(page) {
@@ -102,8 +102,7 @@ describe('the browser phone', () => {
       assert.ok(goertzel(caller.audioSince(muted + 500).slice(-4000), 8000, 1000) < 0.05, 'muted: the operator is not heard');
       await page.locator('#phone-mute').click();
 
-      await page.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(page, caller);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-3-ended');
     } finally {
@@ -231,8 +230,7 @@ describe('the browser phone', () => {
       assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'the carrier hears the operator\'s 1 kHz');
       assert.ok(goertzel(heard.slice(-8000), 8000, 440) < 0.05, 'and not 440 Hz');
       await screenshot(page, 'phone-6-webhook');
-      await page.keyboard.press('Alt+E');
-      await carrier.waitForBye(20_000);
+      await endCall(page, carrier);
     } finally {
       carrier.close();
       await goOffline(page);
@@ -423,8 +421,7 @@ describe('the browser phone across two nodes', () => {
       await page.locator('#phone-hold').click();
 
       // The operator ends the call on node B: node A says goodbye and hangs up.
-      await page.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(page, caller);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-6-two-nodes');
     } finally {
@@ -510,8 +507,7 @@ describe('the browser phone through the cluster', () => {
       assert.ok(heard.length >= 8000, `the caller received a second of audio (${heard.length} samples)`);
       assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, "the caller hears the operator's 1 kHz");
       // The operator ends the call: the node's goodbye and BYE reach the caller through Kamailio.
-      await page.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(page, caller);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-7-cluster');
     } finally {

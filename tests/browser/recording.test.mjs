@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { HEARD, SILENT } from './lib/audio.mjs';
 import { goOnline, screenshot, sipAddr, submitSignIn } from './lib/server.mjs';
-import { Scene, acceptOffer, callAndPressZero, newPage, phoneConnected } from './lib/scene.mjs';
+import { Scene, acceptOffer, callAndPressZero, endCall, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** The 16-bit mono samples of a WAV (the data chunk), as numbers in [-1, 1). */
 function wavSamples(buf) {
@@ -151,8 +151,7 @@ describe('recording a call with consent', () => {
       await sup.locator('#log tbody tr, #log-table tbody tr').first().waitFor({ state: 'visible', timeout: 15_000 }).catch(() => {});
       await screenshot(sup, 'recording-2-supervisor');
 
-      await op.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(op, caller);
     } finally {
       caller.close();
       await supCtx.close();

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
 import { callerTonesBetween as callerTones, hears, tonesOn } from './lib/audio.mjs';
 import { goOnline, screenshot, sipAddr } from './lib/server.mjs';
-import { Scene, callerReachesPage, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
+import { Scene, callerReachesPage, endCall, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
 
 describe('the warm transfer', () => {
   let server;
@@ -120,8 +120,7 @@ describe('the warm transfer', () => {
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
 
       // The colleague ends the call.
-      await col.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(col, caller);
 
       const record = await latestCallRecord(op);
       assert.ok(record, "the call's record");

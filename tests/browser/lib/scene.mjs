@@ -116,6 +116,12 @@ export async function callerReachesPage(caller, page) {
   await phoneConnected(page);
 }
 
+/** The operator's `page` ends the call (Alt+E) and `caller` (a SipCaller) gets the BYE within 20 s. */
+export async function endCall(page, caller) {
+  await page.keyboard.press('Alt+E');
+  await caller.waitForBye(20_000);
+}
+
 /**
  * The carrier's side of a JSON-webhook call accepted by a browser operator: `no_input` events
  * (every 250 ms, at most `tries`) until the answer holds the `transfer` action, returned.
