@@ -145,8 +145,7 @@ describe('calling back', () => {
 
   test('"Richiama" calls the caller over the trunk: ringing, then tones both ways, then done', async () => {
     // The caller asks for a callback out of hours and hangs up (no message needed).
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await caller.call();
       const deadline = Date.now() + 30_000;

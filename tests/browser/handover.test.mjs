@@ -53,8 +53,7 @@ describe('the blind hand-over to a queue', () => {
     const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
     const { ctx: frCtx, page: fr } = await newPage(frenchBrowser);
     await goOnline(op, server2, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await callerReachesPage(caller, op);
       await new Promise((r) => setTimeout(r, 1000));

@@ -45,8 +45,7 @@ describe('an intercultural mediator joins a call', () => {
     const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
     const { ctx: medCtx, page: med } = await newPage(mediatorBrowser);
     await goOnline(op, server2, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await callerReachesPage(caller, op);
       await goOnline(med, server2, marco);
@@ -116,8 +115,7 @@ describe('an intercultural mediator joins a call', () => {
     // The carrier's next request gets the transfer to the operator's address on the page's node.
     const transfer = await carrierTransfer(server, callId, 40);
     const [, host, port] = transfer.to.match(/@([^:;]+):(\d+);/);
-    const carrier = new SipCaller({ server: { host, port: Number(port) }, target: transfer.to, toneHz: 440 });
-    await carrier.start();
+    const carrier = await SipCaller.started({ server: { host, port: Number(port) }, target: transfer.to, toneHz: 440 });
     try {
       await carrier.call();
       await phoneConnected(op);

@@ -40,8 +40,7 @@ describe('supervisors listen, whisper and barge in', () => {
     const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
     await goOnline(op, server, anna);
 
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     const { ctx: supCtx, page: sup } = await newPage(supervisorBrowser, { width: 1400, height: 1000 });
     try {
       await callerReachesPage(caller, op);

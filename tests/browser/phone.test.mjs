@@ -48,8 +48,7 @@ describe('the browser phone', () => {
     await page.locator('#mic').waitFor({ state: 'visible' });
     await goAvailable(page);
 
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await callAndPressZero(caller);
       await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
@@ -118,8 +117,7 @@ describe('the browser phone', () => {
     const frames = new Frames(page);
     await signIn(page, server, elena);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
     try {
       await callerReachesPage(caller, page);
       // The page's `offline` event drops the socket; `online` reconnects it, and the page offers
@@ -170,8 +168,7 @@ describe('the browser phone', () => {
     const { ctx, page } = await newPage(browser);
     await signIn(page, server, gino);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
     try {
       await callerReachesPage(caller, page);
       const frames = new Frames(page);
@@ -209,15 +206,13 @@ describe('the browser phone', () => {
     const sip = sipAddr(server);
     assert.match(transfer.to, new RegExp(`^sip:op-fabio@${sip.host}:${sip.port};token=[0-9a-f]{32}$`));
     // Nobody can ring the operator without the token.
-    const intruder = new SipCaller({ server: sip, target: transfer.to.replace(/token=.*/, 'token=0000') });
-    await intruder.start();
+    const intruder = await SipCaller.started({ server: sip, target: transfer.to.replace(/token=.*/, 'token=0000') });
     intruder.request('INVITE', { body: 'v=0\r\n', contentType: 'application/sdp' });
     const refused = await intruder.waitFor((r) => r.status >= 400, 10_000);
     assert.equal(refused.status, 404);
     intruder.close();
     // The carrier (a real SIP peer) dials the target and carries the caller's 440 Hz.
-    const carrier = new SipCaller({ server: sip, target: transfer.to, toneHz: 440 });
-    await carrier.start();
+    const carrier = await SipCaller.started({ server: sip, target: transfer.to, toneHz: 440 });
     try {
       await carrier.call();
       await phoneConnected(page);
@@ -253,8 +248,7 @@ describe('the browser phone', () => {
     const frames = new Frames(page);
     await signIn(page, server, op);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
     try {
       await callAndPressZero(caller);
       const offer = await frames.gotMessage('offer', { timeout: 30_000 });
@@ -379,8 +373,7 @@ describe('the browser phone across two nodes', () => {
     const frames = new Frames(page);
     await signIn(page, nodeB, olga);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(nodeA), from: '+393334445556', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(nodeA), from: '+393334445556', toneHz: 440 });
     try {
       await callAndPressZero(caller);
       await acceptOffer(page);
@@ -473,8 +466,7 @@ describe('the browser phone through the cluster', () => {
     // that lands on the operator's node is hung up (in the first menu, never queued) and the next
     // one goes to the other node.
     const dial = async () => {
-      const c = new SipCaller({ server: cluster.sip, from: '+393335556667', toneHz: 440 });
-      await c.start();
+      const c = await SipCaller.started({ server: cluster.sip, from: '+393335556667', toneHz: 440 });
       await c.call();
       return c;
     };

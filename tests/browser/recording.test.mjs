@@ -58,8 +58,7 @@ describe('recording a call with consent', () => {
     const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
     await goOnline(op, server2, anna);
 
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     const { ctx: supCtx, page: sup } = await newPage(supervisorBrowser, { width: 1400, height: 1000, microphone: false });
     try {
       // 0 at once: the caller hears the recording notice in the queue and does not refuse.

@@ -100,8 +100,7 @@ describe('sending the referred services by SMS', () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
     const { ctx, page: op } = await newPage(browser, { height: 1000 });
     await goOnline(op, server, anna);
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393331234567', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: '+393331234567', toneHz: 440 });
     try {
       await callerReachesPage(caller, op);
 

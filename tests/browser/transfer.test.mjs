@@ -41,8 +41,7 @@ describe('the warm transfer', () => {
     const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
     const { ctx: colCtx, page: col } = await newPage(colleagueBrowser);
     await goOnline(op, server2, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await callerReachesPage(caller, op);
       // Signed in once anna has the call (the ACD would offer it to bruno too).

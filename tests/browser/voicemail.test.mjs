@@ -36,8 +36,7 @@ describe('voice messages', () => {
   after(() => scene.close());
 
   test('a caller out of hours leaves a 440 Hz message; the operator\'s player gets it', async () => {
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await caller.call();
       await heardSince(caller, 0, 'the Italian offer');

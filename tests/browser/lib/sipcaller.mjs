@@ -79,6 +79,13 @@ export class SipCaller {
     this.phase = 0;
   }
 
+  /** A caller built with `options` (the constructor's) whose sockets are bound. */
+  static async started(options) {
+    const caller = new SipCaller(options);
+    await caller.start();
+    return caller;
+  }
+
   async start() {
     this.sip = dgram.createSocket('udp4');
     this.rtp = dgram.createSocket('udp4');
