@@ -9,29 +9,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { REPO, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
-import { toneWav, tonesOn } from './lib/audio.mjs';
+import { SipCaller, bindLoopback, goertzel, sipHeader } from './lib/sipcaller.mjs';
+import { closedFlow, screenshot, signIn, sipAddr } from './lib/server.mjs';
+import { tonesOn } from './lib/audio.mjs';
+import { Scene, newPage } from './lib/scene.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** The repository's menus with the helpline closed today (as voicemail.test.mjs does). */
-function closedFlow(dir) {
-  const flow = readFileSync(join(REPO, 'config/ivr.toml'), 'utf8');
-  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
-  const holidays = [-1, 0, 1].map((o) => `"${day(o)}"`).join(', ');
-  const closed = ['[hours]', 'timezone = "Europe/Rome"',
-    ...['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'].map((d) => `${d} = ["09:00-18:00"]`),
-    'national_holidays = false', `extra_holidays = [${holidays}]`, ''].join('\n');
-  const replaced = flow.replace(/^\[hours\][\s\S]*?(?=^\[nodes\.)/m, `${closed}\n`);
-  if (replaced === flow) throw new Error('config/ivr.toml: no [hours] table found to replace');
-  const path = join(dir, 'ivr-closed.toml');
-  writeFileSync(path, replaced);
-  return path;
-}
 
 /** G.711 A-law (ITU-T G.711), for the trunk's side. */
 function alawEncode(sample) {
@@ -64,8 +47,8 @@ class Trunk {
   }
 
   async start() {
-    await new Promise((r) => this.sip.bind(0, '127.0.0.1', r));
-    await new Promise((r) => this.rtp.bind(0, '127.0.0.1', r));
+    await bindLoopback(this.sip);
+    await bindLoopback(this.rtp);
     this.rtp.on('message', (msg) => {
       if (msg.length > 12 && (msg[1] & 0x7f) === 8) for (const b of msg.subarray(12)) this.heard.push(alawDecode(b));
     });
@@ -76,16 +59,11 @@ class Trunk {
     return `sip:127.0.0.1:${this.sip.address().port}`;
   }
 
-  header(text, name) {
-    const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
-    return line?.slice(name.length + 1).trim();
-  }
-
   reply(req, rinfo, status, reason, extra = [], body = '') {
-    const to = this.header(req, 'To');
-    const lines = [`SIP/2.0 ${status} ${reason}`, `Via: ${this.header(req, 'Via')}`, `From: ${this.header(req, 'From')}`,
-      `To: ${to.includes('tag=') || status === 100 ? to : `${to};tag=callee`}`, `Call-ID: ${this.header(req, 'Call-ID')}`,
-      `CSeq: ${this.header(req, 'CSeq')}`, ...extra];
+    const to = sipHeader(req, 'To');
+    const lines = [`SIP/2.0 ${status} ${reason}`, `Via: ${sipHeader(req, 'Via')}`, `From: ${sipHeader(req, 'From')}`,
+      `To: ${to.includes('tag=') || status === 100 ? to : `${to};tag=callee`}`, `Call-ID: ${sipHeader(req, 'Call-ID')}`,
+      `CSeq: ${sipHeader(req, 'CSeq')}`, ...extra];
     if (body) lines.push('Content-Type: application/sdp');
     lines.push(`Content-Length: ${Buffer.byteLength(body)}`, '', body);
     this.sip.send(Buffer.from(lines.join('\r\n'), 'latin1'), rinfo.port, rinfo.address);
@@ -94,9 +72,9 @@ class Trunk {
   onSip(text, rinfo) {
     const [method, uri] = text.split('\r\n')[0].split(' ');
     if (method === 'INVITE') {
-      if (this.invites.some((i) => i.cseq === this.header(text, 'CSeq'))) return; // a retransmission
-      this.invites.push({ uri, cseq: this.header(text, 'CSeq'), proxyAuth: this.header(text, 'Proxy-Authorization'), body: text.split('\r\n\r\n')[1] });
-      if (!this.header(text, 'Proxy-Authorization')) {
+      if (this.invites.some((i) => i.cseq === sipHeader(text, 'CSeq'))) return; // a retransmission
+      this.invites.push({ uri, cseq: sipHeader(text, 'CSeq'), proxyAuth: sipHeader(text, 'Proxy-Authorization'), body: text.split('\r\n\r\n')[1] });
+      if (!sipHeader(text, 'Proxy-Authorization')) {
         this.reply(text, rinfo, 407, 'Proxy Authentication Required', ['Proxy-Authenticate: Digest realm="trunk", nonce="browser-n1"']);
         return;
       }
@@ -144,40 +122,30 @@ describe('calling back', () => {
   let server;
   let browser;
   const trunk = new Trunk();
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-callback-'));
-  const wav = join(dir, 'mic-1khz.wav');
+  const scene = new Scene('helpline-callback-');
 
   before(async () => {
-    toneWav(wav, 1000, 30);
     await trunk.start();
-    server = await startServer({
+    server = await scene.startServer({
       env: {
-        HELPLINE_FLOW_FILE: closedFlow(dir),
+        HELPLINE_FLOW_FILE: closedFlow(scene.dir),
         HELPLINE_TRUNK_URI: trunk.uri,
         HELPLINE_TRUNK_USER: '803001',
         HELPLINE_TRUNK_PASSWORD: 'browser-trunk-pw',
         HELPLINE_TRUNK_CALLER_ID: '803001',
       },
     });
-    browser = await launchBrowser({
-      extraArgs: [
-        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    browser = await scene.toneBrowser('mic-1khz.wav', 1000, 30);
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await scene.close();
     trunk.close();
   });
 
   test('"Richiama" calls the caller over the trunk: ringing, then tones both ways, then done', async () => {
     // The caller asks for a callback out of hours and hangs up (no message needed).
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await caller.call();
       const deadline = Date.now() + 30_000;
@@ -209,8 +177,7 @@ describe('calling back', () => {
     }
 
     const vera = server.addUser({ name: 'vera', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     await signIn(page, server, vera);
     await page.locator('#callbacks-refresh').click();
     const call = page.locator('#callbacks li').first().getByRole('button', { name: 'Richiama' });

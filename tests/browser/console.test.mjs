@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Frames } from './lib/frames.mjs';
-import { REPO, freshPostgresDatabase, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+import { REPO, screenshot, signIn } from './lib/server.mjs';
+import { Scene, watchedPage } from './lib/scene.mjs';
 
 const CALL = 'browser-call-1';
 const NUMBER = '+39 333 765 4321';
@@ -20,46 +21,30 @@ const NOTE_2 = ' Richiamare lunedì.';
 describe('the operator console', () => {
   let server;
   let server2; // the second operator's node: another process on the same PostgreSQL, or `server`
-  let browser;
   let giulia; // the operator who takes the call (Italian, housing)
   let marco; // a second operator (English, work), who only watches the queue
   let ctx1;
-  let ctx2;
   let page;
   let page2;
   let frames;
   let frames2;
   const pageErrors = [];
+  const scene = new Scene('helpline-console-');
 
   before(async () => {
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    if (shared) {
-      server2 = await startServer({ databaseUrl: shared });
-    } else {
-      console.log('# HELPLINE_TEST_DATABASE_URL is unset: both operators on one SQLite node');
-      server2 = server;
-    }
+    let shared;
+    ({ server, server2, shared } = await scene.startNodes());
+    if (!shared) console.log('# HELPLINE_TEST_DATABASE_URL is unset: both operators on one SQLite node');
     giulia = server.addUser({ name: 'giulia', languages: ['it', 'en'], areas: ['casa', 'lavoro'], sipTarget: 'sip:giulia@pbx.example.org' });
     marco = server.addUser({ name: 'marco', languages: ['en'], areas: ['lavoro'] });
-    browser = await launchBrowser();
-    ctx1 = await browser.newContext({ viewport: { width: 1400, height: 950 }, locale: 'it-IT', timezoneId: 'Europe/Rome' });
-    ctx2 = await browser.newContext({ viewport: { width: 1200, height: 800 }, locale: 'it-IT', timezoneId: 'Europe/Rome' });
-    page = await ctx1.newPage();
-    page2 = await ctx2.newPage();
-    for (const p of [page, page2]) {
-      p.on('pageerror', (e) => pageErrors.push(String(e)));
-      p.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
-    }
+    const browser = await scene.launchBrowser();
+    ({ ctx: ctx1, page } = await watchedPage(browser, { width: 1400, height: 950 }, pageErrors));
+    ({ page: page2 } = await watchedPage(browser, { width: 1200, height: 800 }, pageErrors));
     frames = new Frames(page);
     frames2 = new Frames(page2);
   });
 
-  after(async () => {
-    await browser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('the page loads without errors and refuses a wrong password', async () => {
     const response = await page.goto(`${server.url}/`);

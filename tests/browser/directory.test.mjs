@@ -10,7 +10,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { REPO, freshPostgresDatabase, launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+import { REPO, screenshot, signIn } from './lib/server.mjs';
+import { Scene, watchedPage } from './lib/scene.mjs';
 
 const MILANO = '9a1f6a52-0001-4c1e-9d6f-000000000001';
 const OLD_PHONE = '+39 02 8846 1234';
@@ -22,7 +23,6 @@ const FOLLOW_MS = 15_000;
 describe('keeping the directory true', () => {
   let server;
   let server2;
-  let browser;
   let giulia;
   let marco;
   let eva;
@@ -32,34 +32,24 @@ describe('keeping the directory true', () => {
   let orgPage;
   let edPage;
   const pageErrors = [];
+  const scene = new Scene('helpline-directory-');
 
   before(async () => {
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
+    let shared;
+    ({ server, server2, shared } = await scene.startNodes());
     if (!shared) console.log('# HELPLINE_TEST_DATABASE_URL is unset: one SQLite node');
     server.importDirectory(join(REPO, 'tests/fixtures/directory/good'));
     giulia = server.addUser({ name: 'giulia', languages: ['it'], areas: ['casa', 'mediazione'], sipTarget: 'sip:giulia@pbx.example.org' });
     marco = server.addUser({ name: 'marco', languages: ['it'], areas: ['mediazione'] });
     eva = server.addUser({ name: 'eva', role: 'editor', languages: [] });
     milano = server.addUser({ name: 'milano', role: 'org_editor', organization: MILANO, languages: [] });
-    browser = await launchBrowser();
+    const browser = await scene.launchBrowser();
     const pages = [];
-    for (let i = 0; i < 4; i++) {
-      const ctx = await browser.newContext({ viewport: { width: 1400, height: 950 }, locale: 'it-IT', timezoneId: 'Europe/Rome' });
-      const p = await ctx.newPage();
-      p.on('pageerror', (e) => pageErrors.push(String(e)));
-      p.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) pageErrors.push(m.text()); });
-      pages.push(p);
-    }
+    for (let i = 0; i < 4; i++) pages.push((await watchedPage(browser, { width: 1400, height: 950 }, pageErrors, /status of 4\d\d/)).page);
     [op, op2, orgPage, edPage] = pages;
   });
 
-  after(async () => {
-    await browser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   /** Searches `q` (again and again, up to `timeout`) until the first card satisfies `ok`. */
   async function searchUntil(page, q, ok, timeout = FOLLOW_MS) {

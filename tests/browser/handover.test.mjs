@@ -10,23 +10,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
-import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
-
-/** The caller's audio received between `from` and `to` (ms), as tone shares. */
-function callerTones(caller, from, to, freqs) {
-  const samples = [];
-  for (const p of caller.received) {
-    if (p.at < from || p.at >= to || p.pt !== 0) continue;
-    for (const b of p.payload) samples.push(ulaw(b));
-  }
-  assert.ok(samples.length >= 8000, `the caller received audio (${samples.length} samples)`);
-  return Object.fromEntries(freqs.map((f) => [`p${f}`, goertzel(samples, 8000, f)]));
-}
+import { callerTonesBetween as callerTones, hears, tonesOn } from './lib/audio.mjs';
+import { goOnline, screenshot, signIn, sipAddr, socketUp } from './lib/server.mjs';
+import { Scene, callerReachesPage, endCall, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** The first of 10 packets in a row after `since` where `freq` dominates (200 ms of a tone, not a
  * syllable of speech), waited for up to `ms`. */
@@ -50,42 +37,25 @@ describe('the blind hand-over to a queue', () => {
   let server2;
   let operatorBrowser;
   let frenchBrowser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-handover-'));
+  const scene = new Scene('helpline-handover-');
 
   before(async () => {
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    toneWav(join(dir, 'fr-1600.wav'), 1600, 10);
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
-    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
-    frenchBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'fr-1600.wav')) });
+    ({ server, server2 } = await scene.startNodes());
+    operatorBrowser = await scene.toneBrowser('op-1khz.wav', 1000);
+    frenchBrowser = await scene.toneBrowser('fr-1600.wav', 1600);
   });
 
-  after(async () => {
-    await operatorBrowser?.close();
-    await frenchBrowser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('the caller goes back on hold in the French queue and reaches its operator', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
     const bruno = server.addUser({ name: 'bruno', languages: ['fr'] });
-    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const frCtx = await frenchBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await opCtx.newPage();
-    const fr = await frCtx.newPage();
+    const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
+    const { ctx: frCtx, page: fr } = await newPage(frenchBrowser);
     await goOnline(op, server2, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
       await new Promise((r) => setTimeout(r, 1000));
       const talking = Date.now();
       hears('the operator (before)', await tonesOn(op, 'phone-audio', [440, 1000, 1600]), [440], [1000, 1600]);
@@ -116,13 +86,13 @@ describe('the blind hand-over to a queue', () => {
       // The French operator is offered the caller and answers in the browser.
       // Available, and offered the caller at once (so not waiting to see "available").
       await signIn(fr, server, bruno);
-      await fr.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+      await socketUp(fr);
       await fr.keyboard.press('Alt+1');
       await fr.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
       const offerAt = Date.now();
       await fr.locator('#offer-accept').focus();
       await fr.keyboard.press('Enter');
-      await fr.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(fr);
       await new Promise((r) => setTimeout(r, 1000));
       const landed = Date.now();
       hears('the French operator', await tonesOn(fr, 'phone-audio', [440, 1000, 1600]), [440], [1000, 1600]);
@@ -131,13 +101,9 @@ describe('the blind hand-over to a queue', () => {
       if (process.env.TEST_LOG) console.log(`offered ${offerAt - handedAt} ms after the hand-over`);
       await screenshot(fr, 'handover-2-french-operator');
 
-      await fr.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(fr, caller);
 
-      const record = await fr.evaluate(async () => {
-        const id = (await (await fetch('/api/calls')).json()).calls[0]?.call_id;
-        return id ? (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json() : null;
-      });
+      const record = await latestCallRecord(fr);
       assert.ok(record, "the call's record");
       const steps = record.timeline.filter((e) => e.type === 'mediation').map((e) => `${e.user}:${e.action}:${e.detail}`);
       assert.deepEqual(steps, ['anna:hand_over:fr']);

@@ -13,20 +13,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { SipCaller } from './lib/sipcaller.mjs';
+import { callerTones as tonesAt, hears, tonesOn } from './lib/audio.mjs';
+import { goOnline, screenshot, sipAddr } from './lib/server.mjs';
+import { Scene, acceptOffer, callerReachesPage, carrierTransfer, endCall, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
-async function callerTones(caller, since) {
-  await new Promise((r) => setTimeout(r, Math.max(0, since + 1500 - Date.now())));
-  const heard = caller.audioSince(since + 500).slice(-8000);
-  assert.ok(heard.length >= 4000, `the caller received audio (${heard.length} samples)`);
-  return { p440: goertzel(heard, 8000, 440), p1000: goertzel(heard, 8000, 1000), p1600: goertzel(heard, 8000, 1600) };
-}
+const callerTones = (caller, since) => tonesAt(caller, since, [440, 1000, 1600]);
 
 describe('an intercultural mediator joins a call', () => {
   let server;
@@ -34,44 +27,27 @@ describe('an intercultural mediator joins a call', () => {
   let server2;
   let operatorBrowser;
   let mediatorBrowser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-mediator-'));
+  const scene = new Scene('helpline-mediator-');
 
   before(async () => {
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    toneWav(join(dir, 'med-1600.wav'), 1600, 10);
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
-    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
-    mediatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'med-1600.wav')) });
+    ({ server, server2 } = await scene.startNodes());
+    operatorBrowser = await scene.toneBrowser('op-1khz.wav', 1000);
+    mediatorBrowser = await scene.toneBrowser('med-1600.wav', 1600);
   });
 
-  after(async () => {
-    await operatorBrowser?.close();
-    await mediatorBrowser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('three tones, each party hears the two others; the operator leaves, the caller and the mediator go on', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
     // Signed in once anna has the call (the ACD offers calls to mediators too).
     const marco = server.addUser({ name: 'marco', languages: ['it', 'ar'], mediator: true });
     server.addUser({ name: 'lucia', languages: ['ar'], mediator: true }); // not the caller's language
-    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const medCtx = await mediatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await opCtx.newPage();
-    const med = await medCtx.newPage();
+    const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
+    const { ctx: medCtx, page: med } = await newPage(mediatorBrowser);
     await goOnline(op, server2, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
       await goOnline(med, server2, marco);
 
       // "Aggiungi mediatore" with the keyboard: only marco speaks the caller's language.
@@ -91,7 +67,7 @@ describe('an intercultural mediator joins a call', () => {
       await screenshot(med, 'mediator-2-request');
       await join.focus();
       await med.keyboard.press('Enter');
-      await med.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(med);
       await op.locator('#call-leave').waitFor({ state: 'visible', timeout: 10_000 });
       await new Promise((r) => setTimeout(r, 500));
 
@@ -113,14 +89,10 @@ describe('an intercultural mediator joins a call', () => {
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
 
       // The mediator ends the call.
-      await med.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(med, caller);
 
       // The call's record, as its operator sees it.
-      const record = await op.evaluate(async () => {
-        const id = (await (await fetch('/api/calls')).json()).calls[0]?.call_id;
-        return id ? (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json() : null;
-      });
+      const record = await latestCallRecord(op);
       assert.ok(record, "the call's record");
       const steps = record.timeline.filter((e) => e.type === 'mediation').map((e) => `${e.user}:${e.action}`);
       assert.deepEqual(steps, ['anna:mediator_invite', 'marco:mediator_join', 'anna:operator_leave', 'marco:mediator_leave']);
@@ -134,29 +106,19 @@ describe('an intercultural mediator joins a call', () => {
   test("a JSON-webhook caller: the carrier's transfer reaches the operator's page, the mediator joins, three tones", async () => {
     const carla = server.addUser({ name: 'carla', languages: ['it'], areas: ['casa'] });
     const dario = server.addUser({ name: 'dario', languages: ['it'], mediator: true });
-    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const medCtx = await mediatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await opCtx.newPage();
-    const med = await medCtx.newPage();
+    const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
+    const { ctx: medCtx, page: med } = await newPage(mediatorBrowser);
     await goOnline(op, server2, carla);
     const callId = 'webhook-mediator-1';
     await server.placeCall(callId);
-    await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-    await op.locator('#offer-accept').click();
+    await acceptOffer(op);
     // The carrier's next request gets the transfer to the operator's address on the page's node.
-    let transfer;
-    for (let i = 0; i < 40 && !transfer; i++) {
-      const answer = await server.callEvent(callId, { type: 'no_input' });
-      transfer = answer.actions?.find((a) => a.type === 'transfer');
-      if (!transfer) await new Promise((r) => setTimeout(r, 250));
-    }
-    assert.ok(transfer, 'the carrier is told to transfer');
+    const transfer = await carrierTransfer(server, callId, 40);
     const [, host, port] = transfer.to.match(/@([^:;]+):(\d+);/);
-    const carrier = new SipCaller({ server: { host, port: Number(port) }, target: transfer.to, toneHz: 440 });
-    await carrier.start();
+    const carrier = await SipCaller.started({ server: { host, port: Number(port) }, target: transfer.to, toneHz: 440 });
     try {
       await carrier.call();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(op);
       await goOnline(med, server2, dario);
       await op.keyboard.press('Alt+M');
       const invite = op.getByRole('button', { name: 'Invita dario' });
@@ -167,7 +129,7 @@ describe('an intercultural mediator joins a call', () => {
       await join.waitFor({ state: 'visible', timeout: 15_000 });
       await join.focus();
       await med.keyboard.press('Enter');
-      await med.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(med);
       await new Promise((r) => setTimeout(r, 500));
 
       const since = Date.now();
@@ -181,8 +143,7 @@ describe('an intercultural mediator joins a call', () => {
       await new Promise((r) => setTimeout(r, 700));
       hears('the carrier (mediator gone)', await callerTones(carrier, Date.now()), [1000], [440, 1600]);
       assert.ok(!carrier.byeReceived, 'the carrier stayed on the line');
-      await op.keyboard.press('Alt+E');
-      await carrier.waitForBye(20_000);
+      await endCall(op, carrier);
     } finally {
       carrier.close();
       await medCtx.close();

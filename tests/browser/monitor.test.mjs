@@ -10,20 +10,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { freshPostgresDatabase, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
+import { SipCaller } from './lib/sipcaller.mjs';
+import { callerTones as tonesAt, hears, tonesOn } from './lib/audio.mjs';
+import { goOnline, screenshot, sipAddr, submitSignIn } from './lib/server.mjs';
+import { Scene, callerReachesPage, endCall, newPage } from './lib/scene.mjs';
 
 /** What the caller receives over the second after `since` + 0.5 s (waited for). */
-async function callerTones(caller, since) {
-  await new Promise((r) => setTimeout(r, Math.max(0, since + 1500 - Date.now())));
-  const heard = caller.audioSince(since + 500).slice(-8000);
-  assert.ok(heard.length >= 4000, `the caller received audio (${heard.length} samples)`);
-  return { p440: goertzel(heard, 8000, 440), p1000: goertzel(heard, 8000, 1000), p2000: goertzel(heard, 8000, 2000) };
-}
+const callerTones = (caller, since) => tonesAt(caller, since, [440, 1000, 2000]);
 
 describe('supervisors listen, whisper and barge in', () => {
   let server;
@@ -31,51 +24,28 @@ describe('supervisors listen, whisper and barge in', () => {
   let server2;
   let operatorBrowser;
   let supervisorBrowser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-monitor-'));
+  const scene = new Scene('helpline-monitor-');
 
   before(async () => {
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    toneWav(join(dir, 'sup-2khz.wav'), 2000, 10);
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
-    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
-    supervisorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'sup-2khz.wav')) });
+    ({ server, server2 } = await scene.startNodes());
+    operatorBrowser = await scene.toneBrowser('op-1khz.wav', 1000);
+    supervisorBrowser = await scene.toneBrowser('sup-2khz.wav', 2000);
   });
 
-  after(async () => {
-    await operatorBrowser?.close();
-    await supervisorBrowser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('whisper, listen and barge: who hears whom, by tones; each in the timeline', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
     const sara = server.addUser({ name: 'sara', role: 'supervisor', languages: ['it'] });
-    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await opCtx.newPage();
-    await signIn(op, server, anna);
-    await op.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
-    await op.keyboard.press('Alt+1');
-    await op.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
+    const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
+    await goOnline(op, server, anna);
 
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
-    const supCtx = await supervisorBrowser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'it-IT', permissions: ['microphone'] });
-    const sup = await supCtx.newPage();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
+    const { ctx: supCtx, page: sup } = await newPage(supervisorBrowser, { width: 1400, height: 1000 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
 
-      await sup.goto(`${server2.url}/supervisor`);
-      await sup.getByLabel(/Nome utente|User name/).fill(sara.name);
-      await sup.getByLabel('Password', { exact: true }).fill(sara.password);
-      await sup.getByRole('button', { name: /Accedi|Sign in/ }).click();
+      await submitSignIn(sup, `${server2.url}/supervisor`, sara);
       const row = sup.locator('#wb-live tbody tr');
       await row.first().waitFor({ state: 'visible', timeout: 15_000 });
       const callId = await row.first().getAttribute('data-call');
@@ -133,8 +103,7 @@ describe('supervisors listen, whisper and barge in', () => {
       const actions = record.timeline.filter((e) => e.type === 'monitor').map((e) => `${e.supervisor}:${e.action}`);
       assert.deepEqual(actions, ['sara:whisper', 'sara:listen', 'sara:barge', 'sara:monitor_end']);
 
-      await op.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(op, caller);
     } finally {
       caller.close();
       await supCtx.close();

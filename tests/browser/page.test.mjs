@@ -7,31 +7,25 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchBrowser, screenshot, signIn, startServer } from './lib/server.mjs';
+import { screenshot, signIn } from './lib/server.mjs';
+import { Scene, watchedPage } from './lib/scene.mjs';
 
 describe('the operator page', () => {
   let server;
-  let browser;
-  let context;
   let page;
   let anna;
   const pageErrors = [];
+  const scene = new Scene('helpline-page-');
 
   before(async () => {
-    server = await startServer();
+    server = await scene.startServer();
     anna = server.addUser({ name: 'anna', languages: ['it', 'fr'], areas: ['salute'] });
     server.addUser({ name: 'bruno', languages: ['it'], areas: ['casa'] });
-    browser = await launchBrowser();
-    context = await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'it-IT', timezoneId: 'Europe/Rome' });
-    page = await context.newPage();
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+    const browser = await scene.launchBrowser();
+    ({ page } = await watchedPage(browser, { width: 1400, height: 900 }, pageErrors));
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('the root leads to the console, served with a strict policy, in Italian', async () => {
     const response = await page.goto(`${server.url}/`);

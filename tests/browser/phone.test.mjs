@@ -13,20 +13,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
 import { Frames } from './lib/frames.mjs';
-import { fakeMicFlags, toneWav, tonesOn } from './lib/audio.mjs';
-import { freshPostgresDatabase, launchBrowser, loggedAddr, screenshot, signIn, sipAddr, startCluster, startServer } from './lib/server.mjs';
-
-/** Goes available once the socket is up (before it, the page cannot send the change). */
-async function goAvailable(page) {
-  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
-  await page.keyboard.press('Alt+1');
-  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
-}
+import { tonesOn } from './lib/audio.mjs';
+import { freshPostgresDatabase, goAvailable, loggedAddr, screenshot, signIn, sipAddr, startCluster } from './lib/server.mjs';
+import { Scene, acceptOffer, callAndPressZero, callerReachesPage, carrierTransfer, endCall, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** Ends the page's call, if any, and goes offline, so that later calls go to later operators. */
 async function goOffline(page) {
@@ -41,44 +32,29 @@ async function goOffline(page) {
 describe('the browser phone', () => {
   let server;
   let browser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone-'));
-  const wav = join(dir, 'mic-1khz.wav');
+  const scene = new Scene('helpline-phone-');
 
   before(async () => {
-    toneWav(wav, 1000, 10);
-    server = await startServer();
-    browser = await launchBrowser({
-      extraArgs: [
-        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    server = await scene.startServer();
+    browser = await scene.toneBrowser('mic-1khz.wav', 1000);
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('a SIP caller talks to the operator in the browser: tones both ways, then goodbye', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     await signIn(page, server, anna);
     await page.locator('#mic').waitFor({ state: 'visible' });
     await goAvailable(page);
 
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
+      await callAndPressZero(caller);
       await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
       await screenshot(page, 'phone-1-offer');
       await page.locator('#offer-accept').click();
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(page);
       await screenshot(page, 'phone-2-connected');
       const since = Date.now() + 300;
       const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
@@ -125,8 +101,7 @@ describe('the browser phone', () => {
       assert.ok(goertzel(caller.audioSince(muted + 500).slice(-4000), 8000, 1000) < 0.05, 'muted: the operator is not heard');
       await page.locator('#phone-mute').click();
 
-      await page.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(page, caller);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-3-ended');
     } finally {
@@ -138,20 +113,13 @@ describe('the browser phone', () => {
 
   test('the socket reconnecting mid-call restores the media by an ICE restart', async () => {
     const elena = server.addUser({ name: 'elena', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     const frames = new Frames(page);
     await signIn(page, server, elena);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: '+393339998887', toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await page.locator('#offer-accept').click();
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, page);
       // The page's `offline` event drops the socket; `online` reconnects it, and the page offers
       // again on the same peer connection.
       await page.evaluate(() => window.dispatchEvent(new Event('offline')));
@@ -159,7 +127,7 @@ describe('the browser phone', () => {
       const restart = await frames.sentMessage('phone_offer', { where: (m) => m.restart === true, timeout: 20_000 });
       assert.match(restart.sdp, /a=ice-ufrag/);
       await frames.gotMessage('phone_answer', { where: (m) => m.call_id === restart.call_id, timeout: 20_000 });
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(page);
       const since = Date.now() + 500;
       const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the page still hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
@@ -197,25 +165,18 @@ describe('the browser phone', () => {
 
   test('a page reloaded mid-call connects a new phone and the caller stays', async () => {
     const gino = server.addUser({ name: 'gino', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     await signIn(page, server, gino);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: '+393331112223', toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await page.locator('#offer-accept').click();
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, page);
       const frames = new Frames(page);
       await page.reload();
       // The reloaded page has no connection: it offers a new one (not a restart).
       const fresh = await frames.sentMessage('phone_offer', { timeout: 30_000 });
       assert.equal(fresh.restart, false);
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(page);
       const since = Date.now() + 300;
       const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the reloaded page hears the caller: ${JSON.stringify(tones)}`);
@@ -232,39 +193,29 @@ describe('the browser phone', () => {
 
   test('a JSON-webhook caller reaches the browser: the carrier dials the transfer target, tones both ways', async () => {
     const fabio = server.addUser({ name: 'fabio', languages: ['it'], areas: ['casa'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     const frames = new Frames(page);
     await signIn(page, server, fabio);
     await goAvailable(page);
     const callId = 'webhook-browser-1';
     await server.placeCall(callId);
-    await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-    await page.locator('#offer-accept').click();
+    await acceptOffer(page);
     await frames.sentMessage('phone_offer', { timeout: 20_000 });
     // The carrier's next request gets the transfer: to the operator's address with a token.
-    let transfer;
-    for (let i = 0; i < 20 && !transfer; i++) {
-      const answer = await server.callEvent(callId, { type: 'no_input' });
-      transfer = answer.actions?.find((a) => a.type === 'transfer');
-      if (!transfer) await new Promise((r) => setTimeout(r, 250));
-    }
-    assert.ok(transfer, 'the carrier is told to transfer');
+    const transfer = await carrierTransfer(server, callId, 20);
     const sip = sipAddr(server);
     assert.match(transfer.to, new RegExp(`^sip:op-fabio@${sip.host}:${sip.port};token=[0-9a-f]{32}$`));
     // Nobody can ring the operator without the token.
-    const intruder = new SipCaller({ server: sip, target: transfer.to.replace(/token=.*/, 'token=0000') });
-    await intruder.start();
+    const intruder = await SipCaller.started({ server: sip, target: transfer.to.replace(/token=.*/, 'token=0000') });
     intruder.request('INVITE', { body: 'v=0\r\n', contentType: 'application/sdp' });
     const refused = await intruder.waitFor((r) => r.status >= 400, 10_000);
     assert.equal(refused.status, 404);
     intruder.close();
     // The carrier (a real SIP peer) dials the target and carries the caller's 440 Hz.
-    const carrier = new SipCaller({ server: sip, target: transfer.to, toneHz: 440 });
-    await carrier.start();
+    const carrier = await SipCaller.started({ server: sip, target: transfer.to, toneHz: 440 });
     try {
       await carrier.call();
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(page);
       const since = Date.now() + 300;
       const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the page hears the carrier's 440 Hz: ${JSON.stringify(tones)}`);
@@ -274,8 +225,7 @@ describe('the browser phone', () => {
       assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, 'the carrier hears the operator\'s 1 kHz');
       assert.ok(goertzel(heard.slice(-8000), 8000, 440) < 0.05, 'and not 440 Hz');
       await screenshot(page, 'phone-6-webhook');
-      await page.keyboard.press('Alt+E');
-      await carrier.waitForBye(20_000);
+      await endCall(page, carrier);
     } finally {
       carrier.close();
       await goOffline(page);
@@ -292,18 +242,15 @@ describe('the browser phone', () => {
    */
   async function failureCase(name, { initScript, afterAccept, reason, timeoutMs = 60_000 }) {
     const op = server.addUser({ name, languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    let page = await ctx.newPage();
+    const { ctx, page: opened } = await newPage(browser);
+    let page = opened;
     if (initScript) await page.addInitScript(initScript);
     const frames = new Frames(page);
     await signIn(page, server, op);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: `+39333${Math.floor(1e6 + Math.random() * 8e6)}` });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
+      await callAndPressZero(caller);
       const offer = await frames.gotMessage('offer', { timeout: 30_000 });
       const queued = await frames.gotMessage('queue', { where: (m) => m.calls.some((c) => c.call_id === offer.call_id) });
       const before = queued.calls.find((c) => c.call_id === offer.call_id);
@@ -391,7 +338,7 @@ describe('the browser phone', () => {
   test('the tab closed mid-call: the caller is back at the head of the queue, the operator paused', async () => {
     await failureCase('dario', {
       afterAccept: async (page) => {
-        await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+        await phoneConnected(page);
         await page.close();
         return page;
       },
@@ -409,51 +356,34 @@ describe('the browser phone across two nodes', () => {
   let nodeA;
   let nodeB;
   let browser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone2-'));
-  const wav = join(dir, 'mic-1khz.wav');
+  const scene = new Scene('helpline-phone2-');
 
   before(async () => {
     if (!shared) return;
-    toneWav(wav, 1000, 10);
-    nodeA = await startServer({ databaseUrl: shared });
-    nodeB = await startServer({ databaseUrl: shared });
-    browser = await launchBrowser({
-      extraArgs: [
-        '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-        `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    nodeA = await scene.startServer({ databaseUrl: shared });
+    nodeB = await scene.startServer({ databaseUrl: shared });
+    browser = await scene.toneBrowser('mic-1khz.wav', 1000);
   });
 
-  after(async () => {
-    await browser?.close();
-    await nodeB?.stop();
-    await nodeA?.stop();
-  });
+  after(() => scene.close());
 
   test('an operator on node B talks to a SIP caller on node A: tones both ways, hold, goodbye', { skip: !shared && 'HELPLINE_TEST_DATABASE_URL is unset' }, async () => {
     const olga = nodeA.addUser({ name: 'olga', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     const frames = new Frames(page);
     await signIn(page, nodeB, olga);
     await goAvailable(page);
-    const caller = new SipCaller({ server: sipAddr(nodeA), from: '+393334445556', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(nodeA), from: '+393334445556', toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await page.locator('#offer-accept').click();
+      await callAndPressZero(caller);
+      await acceptOffer(page);
       // The answer comes from node A: its ICE candidate is node A's media address, not B's.
       const answer = await frames.gotMessage('phone_answer', { timeout: 30_000 });
       const port = (sdp) => /a=candidate:\S+ \d+ udp \d+ \S+ (\d+)/i.exec(sdp)?.[1];
       const mediaPort = (server) => String(loggedAddr(server, 'WebRTC media listening').port);
       assert.ok(mediaPort(nodeA) && mediaPort(nodeA) !== mediaPort(nodeB), 'the two nodes have their own media ports');
       assert.equal(port(answer.sdp), mediaPort(nodeA), `the leg ends on node A: ${answer.sdp}`);
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(page);
       const since = Date.now() + 300;
       const tones = await tonesOn(page, 'phone-audio', [440, 1000]);
       assert.ok(tones.p440 > 0.3, `the page on node B hears the caller's 440 Hz: ${JSON.stringify(tones)}`);
@@ -484,8 +414,7 @@ describe('the browser phone across two nodes', () => {
       await page.locator('#phone-hold').click();
 
       // The operator ends the call on node B: node A says goodbye and hangs up.
-      await page.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(page, caller);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-6-two-nodes');
     } finally {
@@ -505,25 +434,22 @@ describe('the browser phone through the cluster', () => {
   const skip = (!shared && 'HELPLINE_TEST_DATABASE_URL is unset') || (!engines && 'kamailio or haproxy is not installed');
   let cluster;
   let browser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-phone-cluster-'));
-  const wav = join(dir, 'mic-1khz.wav');
+  const scene = new Scene('helpline-phone-cluster-');
 
   before(async () => {
     if (skip) return;
-    toneWav(wav, 1000, 10);
     cluster = await startCluster(shared);
-    browser = await launchBrowser({ extraArgs: fakeMicFlags(wav) });
+    browser = await scene.toneBrowser('mic-1khz.wav', 1000);
   });
 
   after(async () => {
-    await browser?.close();
+    await scene.close();
     await cluster?.stop();
   });
 
   test('a SIP caller through Kamailio on one node and an operator through HAProxy on the other: tones both ways, goodbye', { skip }, async () => {
     const rita = cluster.server.addUser({ name: 'rita', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser);
     const frames = new Frames(page);
     // Which node HAProxy gave the page's socket: the name it sets on the 101 answer (node<i> is
     // 127.0.0.<i+1>, scripts/cluster), read from Chromium's own view of the handshake.
@@ -540,8 +466,7 @@ describe('the browser phone through the cluster', () => {
     // that lands on the operator's node is hung up (in the first menu, never queued) and the next
     // one goes to the other node.
     const dial = async () => {
-      const c = new SipCaller({ server: cluster.sip, from: '+393335556667', toneHz: 440 });
-      await c.start();
+      const c = await SipCaller.started({ server: cluster.sip, from: '+393335556667', toneHz: 440 });
       await c.call();
       return c;
     };
@@ -556,12 +481,11 @@ describe('the browser phone through the cluster', () => {
       assert.notEqual(caller.remoteRtp.host, operatorIp, 'the caller is held on one node, the operator signed in on the other');
       await new Promise((r) => setTimeout(r, 1000));
       caller.press('0');
-      await page.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await page.locator('#offer-accept').click();
+      await acceptOffer(page);
       const answer = await frames.gotMessage('phone_answer', { timeout: 30_000 });
       const candidate = /a=candidate:\S+ \d+ udp \d+ (\S+) (\d+)/i.exec(answer.sdp);
       assert.equal(candidate?.[1], caller.remoteRtp.host, `the browser's leg ends on the caller's node: ${answer.sdp}`);
-      await page.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await phoneConnected(page);
       const since = Date.now() + 300;
       // Measured again (up to four windows of 1.5 s) while the caller's tone has not come through
       // yet: on a loaded machine the first window may fall before the bridge's first packets.
@@ -575,8 +499,7 @@ describe('the browser phone through the cluster', () => {
       assert.ok(heard.length >= 8000, `the caller received a second of audio (${heard.length} samples)`);
       assert.ok(goertzel(heard.slice(-8000), 8000, 1000) > 0.3, "the caller hears the operator's 1 kHz");
       // The operator ends the call: the node's goodbye and BYE reach the caller through Kamailio.
-      await page.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(page, caller);
       await page.locator('#wrapup').waitFor({ state: 'visible' });
       await screenshot(page, 'phone-7-cluster');
     } finally {

@@ -10,12 +10,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { HEARD, SILENT, fakeMicFlags, toneWav } from './lib/audio.mjs';
-import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { HEARD, SILENT } from './lib/audio.mjs';
+import { goOnline, screenshot, sipAddr, submitSignIn } from './lib/server.mjs';
+import { Scene, acceptOffer, callAndPressZero, endCall, newPage, phoneConnected } from './lib/scene.mjs';
 
 /** The 16-bit mono samples of a WAV (the data chunk), as numbers in [-1, 1). */
 function wavSamples(buf) {
@@ -44,43 +42,29 @@ describe('recording a call with consent', () => {
   let server2;
   let operatorBrowser;
   let supervisorBrowser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-recording-'));
+  const scene = new Scene('helpline-recording-');
 
   before(async () => {
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
-    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
-    supervisorBrowser = await launchBrowser();
+    ({ server, server2 } = await scene.startNodes());
+    operatorBrowser = await scene.toneBrowser('op-1khz.wav', 1000);
+    supervisorBrowser = await scene.launchBrowser();
   });
 
-  after(async () => {
-    await operatorBrowser?.close();
-    await supervisorBrowser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('the operator records the call; the supervisor plays it: both tones, audited', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
     const sara = server.addUser({ name: 'sara', role: 'supervisor', languages: ['it'] });
-    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await opCtx.newPage();
+    const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
     await goOnline(op, server2, anna);
 
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
-    const supCtx = await supervisorBrowser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'it-IT' });
-    const sup = await supCtx.newPage();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
+    const { ctx: supCtx, page: sup } = await newPage(supervisorBrowser, { width: 1400, height: 1000, microphone: false });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
       // 0 at once: the caller hears the recording notice in the queue and does not refuse.
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callAndPressZero(caller);
+      await acceptOffer(op);
+      await phoneConnected(op);
 
       const record = op.locator('#record-toggle');
       await record.waitFor({ state: 'visible', timeout: 10_000 });
@@ -96,10 +80,7 @@ describe('recording a call with consent', () => {
       await op.waitForFunction(() => document.getElementById('record-toggle').getAttribute('aria-pressed') === 'false', null, { timeout: 15_000 });
 
       const signInAt = async (page, user) => {
-        await page.goto(`${server.url}/supervisor`);
-        await page.getByLabel(/Nome utente|User name/).fill(user.name);
-        await page.getByLabel('Password', { exact: true }).fill(user.password);
-        await page.getByRole('button', { name: /Accedi|Sign in/ }).click();
+        await submitSignIn(page, `${server.url}/supervisor`, user);
         await page.locator('#log, #wallboard, main').first().waitFor({ state: 'visible', timeout: 15_000 });
         // Signed in once the API answers (the form's request may still be on its way).
         for (let i = 0; i < 150; i++) {
@@ -169,8 +150,7 @@ describe('recording a call with consent', () => {
       await sup.locator('#log tbody tr, #log-table tbody tr').first().waitFor({ state: 'visible', timeout: 15_000 }).catch(() => {});
       await screenshot(sup, 'recording-2-supervisor');
 
-      await op.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(op, caller);
     } finally {
       caller.close();
       await supCtx.close();

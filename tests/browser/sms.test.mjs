@@ -9,12 +9,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SipCaller } from './lib/sipcaller.mjs';
-import { fakeMicFlags, toneWav } from './lib/audio.mjs';
-import { REPO, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { SipCaller, bindLoopback, sipHeader } from './lib/sipcaller.mjs';
+import { REPO, goOnline, screenshot, sipAddr } from './lib/server.mjs';
+import { Scene, callerReachesPage, endCall, newPage } from './lib/scene.mjs';
 
 /** The trunk's end of text messages: takes `MESSAGE`s, answering 200 or, once told, a refusal. */
 class MessageTrunk {
@@ -26,7 +24,7 @@ class MessageTrunk {
   }
 
   async start() {
-    await new Promise((r) => this.sip.bind(0, '127.0.0.1', r));
+    await bindLoopback(this.sip);
     this.sip.on('message', (msg, rinfo) => this.onSip(msg, rinfo));
   }
 
@@ -34,30 +32,25 @@ class MessageTrunk {
     return `sip:127.0.0.1:${this.sip.address().port}`;
   }
 
-  header(text, name) {
-    const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
-    return line?.slice(name.length + 1).trim();
-  }
-
   onSip(raw, rinfo) {
     const text = raw.toString('latin1');
     const [method, uri] = text.split('\r\n')[0].split(' ');
     if (method !== 'MESSAGE') return;
-    const cseq = this.header(text, 'CSeq');
-    const callId = this.header(text, 'Call-ID');
+    const cseq = sipHeader(text, 'CSeq');
+    const callId = sipHeader(text, 'Call-ID');
     let status = [200, 'OK'];
     if (!this.messages.some((m) => m.callId === callId && m.cseq === cseq)) {
       const split = raw.indexOf('\r\n\r\n');
       const body = raw.subarray(split + 4).toString('utf8');
-      const m = { uri, callId, cseq, contentType: this.header(text, 'Content-Type'), body, refused: this.refuseNext };
+      const m = { uri, callId, cseq, contentType: sipHeader(text, 'Content-Type'), body, refused: this.refuseNext };
       this.messages.push(m);
       this.refuseNext = null;
       for (const w of this.waiters.splice(0)) w(m);
     }
     const seen = this.messages.find((m) => m.callId === callId && m.cseq === cseq);
     if (seen.refused) status = seen.refused;
-    const lines = [`SIP/2.0 ${status[0]} ${status[1]}`, `Via: ${this.header(text, 'Via')}`, `From: ${this.header(text, 'From')}`,
-      `To: ${this.header(text, 'To')};tag=trunk`, `Call-ID: ${callId}`, `CSeq: ${cseq}`, 'Content-Length: 0', '', ''];
+    const lines = [`SIP/2.0 ${status[0]} ${status[1]}`, `Via: ${sipHeader(text, 'Via')}`, `From: ${sipHeader(text, 'From')}`,
+      `To: ${sipHeader(text, 'To')};tag=trunk`, `Call-ID: ${callId}`, `CSeq: ${cseq}`, 'Content-Length: 0', '', ''];
     this.sip.send(Buffer.from(lines.join('\r\n'), 'latin1'), rinfo.port, rinfo.address);
   }
 
@@ -80,12 +73,11 @@ describe('sending the referred services by SMS', () => {
   let server;
   let browser;
   const trunk = new MessageTrunk();
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-sms-'));
+  const scene = new Scene('helpline-sms-');
 
   before(async () => {
     await trunk.start();
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    server = await startServer({
+    server = await scene.startServer({
       env: {
         HELPLINE_TRUNK_URI: trunk.uri,
         HELPLINE_TRUNK_USER: '803001',
@@ -96,29 +88,21 @@ describe('sending the referred services by SMS', () => {
       },
     });
     server.importDirectory(join(REPO, 'tests/fixtures/directory/good'));
-    browser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    browser = await scene.toneBrowser('op-1khz.wav', 1000);
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await scene.close();
     trunk.close();
   });
 
   test('the operator sees the text, confirms, and the trunk receives exactly it; a refusal is told', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 1000 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await ctx.newPage();
+    const { ctx, page: op } = await newPage(browser, { height: 1000 });
     await goOnline(op, server, anna);
-    const caller = new SipCaller({ server: sipAddr(server), from: '+393331234567', toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), from: '+393331234567', toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
 
       // No referral yet: no button.
       assert.equal(await op.locator('#sms-open').isVisible(), false);
@@ -171,8 +155,7 @@ describe('sending the referred services by SMS', () => {
       assert.equal(await op.evaluate(() => document.getElementById('phone-state')?.dataset.state), 'connected');
       await screenshot(op, 'sms-3-refused');
 
-      await op.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(op, caller);
     } finally {
       caller.close();
       await ctx.close();

@@ -5,17 +5,18 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, screenshot, startServer } from './lib/server.mjs';
+import { screenshot } from './lib/server.mjs';
+import { Scene, watchedPage } from './lib/scene.mjs';
 
 describe('the supervisors page', () => {
   let server;
-  let browser;
   let page;
   let sara;
   const pageErrors = [];
+  const scene = new Scene('helpline-supervisor-');
 
   before(async () => {
-    server = await startServer();
+    server = await scene.startServer();
     sara = server.addUser({ name: 'sara', role: 'supervisor' });
     // Three callers: one still waiting, one who gave up in the queue, one who hung up in the menu.
     await server.placeCall('sup-waiting', { from: '+39 333 111 2233' });
@@ -23,19 +24,13 @@ describe('the supervisors page', () => {
     await server.callEvent('sup-abandoned', { type: 'call.ended' });
     await server.callEvent('sup-menu', { type: 'call.started', from: '+44 7700 900123', to: '803001' });
     await server.callEvent('sup-menu', { type: 'call.ended' });
-    browser = await launchBrowser();
-    const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'it-IT', timezoneId: 'Europe/Rome' });
-    page = await ctx.newPage();
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    const browser = await scene.launchBrowser();
     // (Chromium logs the signed-out page's 401 from GET /api/session and the favicon's 404 as
     // "Failed to load resource"; those are expected answers, not page errors.)
-    page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text()); });
+    ({ page } = await watchedPage(browser, { width: 1400, height: 1000 }, pageErrors, /^Failed to load resource/));
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('a supervisor signs in and the wallboard shows the waiting caller', async () => {
     await page.goto(`${server.url}/supervisor`);

@@ -14,23 +14,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SipCaller, goertzel, ulawDecode as ulaw } from './lib/sipcaller.mjs';
-import { fakeMicFlags, hears, toneWav, tonesOn } from './lib/audio.mjs';
-import { freshPostgresDatabase, goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
-
-/** The caller's audio received between `from` and `to` (ms), as tone shares. */
-function callerTones(caller, from, to, freqs) {
-  const samples = [];
-  for (const p of caller.received) {
-    if (p.at < from || p.at >= to || p.pt !== 0) continue;
-    for (const b of p.payload) samples.push(ulaw(b));
-  }
-  assert.ok(samples.length >= 8000, `the caller received audio (${samples.length} samples)`);
-  return Object.fromEntries(freqs.map((f) => [`p${f}`, goertzel(samples, 8000, f)]));
-}
+import { callerTonesBetween as callerTones, hears, tonesOn } from './lib/audio.mjs';
+import { goOnline, screenshot, sipAddr } from './lib/server.mjs';
+import { Scene, callerReachesPage, endCall, latestCallRecord, newPage, phoneConnected } from './lib/scene.mjs';
 
 describe('the warm transfer', () => {
   let server;
@@ -38,42 +25,25 @@ describe('the warm transfer', () => {
   let server2;
   let operatorBrowser;
   let colleagueBrowser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-transfer-'));
+  const scene = new Scene('helpline-transfer-');
 
   before(async () => {
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
-    toneWav(join(dir, 'col-1600.wav'), 1600, 10);
-    const shared = freshPostgresDatabase();
-    server = await startServer({ databaseUrl: shared ?? undefined });
-    server2 = shared ? await startServer({ databaseUrl: shared }) : server;
-    operatorBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
-    colleagueBrowser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'col-1600.wav')) });
+    ({ server, server2 } = await scene.startNodes());
+    operatorBrowser = await scene.toneBrowser('op-1khz.wav', 1000);
+    colleagueBrowser = await scene.toneBrowser('col-1600.wav', 1600);
   });
 
-  after(async () => {
-    await operatorBrowser?.close();
-    await colleagueBrowser?.close();
-    if (server2 !== server) await server2?.stop();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('consult with the caller on hold, then hand over: the caller lands on the colleague without a gap', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
     const bruno = server.addUser({ name: 'bruno', languages: ['fr', 'it'], areas: ['lavoro'] });
-    const opCtx = await operatorBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const colCtx = await colleagueBrowser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await opCtx.newPage();
-    const col = await colCtx.newPage();
+    const { ctx: opCtx, page: op } = await newPage(operatorBrowser);
+    const { ctx: colCtx, page: col } = await newPage(colleagueBrowser);
     await goOnline(op, server2, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
       // Signed in once anna has the call (the ACD would offer it to bruno too).
       await goOnline(col, server, bruno);
 
@@ -89,7 +59,7 @@ describe('the warm transfer', () => {
         assert.match(await col.locator('#mediation-offer-from').textContent(), /anna/);
         await join.focus();
         await col.keyboard.press('Enter');
-        await col.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+        await phoneConnected(col);
         await op.locator('#call-transfer').waitFor({ state: 'visible', timeout: 10_000 });
         await new Promise((r) => setTimeout(r, 500));
       };
@@ -149,13 +119,9 @@ describe('the warm transfer', () => {
       assert.ok(!caller.byeReceived, 'the caller stayed on the line');
 
       // The colleague ends the call.
-      await col.keyboard.press('Alt+E');
-      await caller.waitForBye(20_000);
+      await endCall(col, caller);
 
-      const record = await op.evaluate(async () => {
-        const id = (await (await fetch('/api/calls')).json()).calls[0]?.call_id;
-        return id ? (await fetch(`/api/calls/${encodeURIComponent(id)}`)).json() : null;
-      });
+      const record = await latestCallRecord(op);
       assert.ok(record, "the call's record");
       const steps = record.timeline.filter((e) => e.type === 'mediation').map((e) => `${e.user}:${e.action}`);
       assert.deepEqual(steps, [

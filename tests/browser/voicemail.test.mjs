@@ -8,29 +8,9 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SipCaller, goertzel } from './lib/sipcaller.mjs';
-import { REPO, launchBrowser, screenshot, signIn, sipAddr, startServer } from './lib/server.mjs';
-
-/**
- * The repository's menus with the helpline closed while the test runs (the hours must name some
- * opening: yesterday, today and tomorrow are holidays), written to `dir`.
- */
-function closedFlow(dir) {
-  const flow = readFileSync(join(REPO, 'config/ivr.toml'), 'utf8');
-  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
-  const holidays = [-1, 0, 1].map((o) => `"${day(o)}"`).join(', ');
-  const closed = ['[hours]', 'timezone = "Europe/Rome"',
-    ...['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'].map((d) => `${d} = ["09:00-18:00"]`),
-    'national_holidays = false', `extra_holidays = [${holidays}]`, ''].join('\n');
-  const replaced = flow.replace(/^\[hours\][\s\S]*?(?=^\[nodes\.)/m, `${closed}\n`);
-  if (replaced === flow) throw new Error('config/ivr.toml: no [hours] table found to replace');
-  const path = join(dir, 'ivr-closed.toml');
-  writeFileSync(path, replaced);
-  return path;
-}
+import { closedFlow, screenshot, signIn, sipAddr } from './lib/server.mjs';
+import { Scene, newPage } from './lib/scene.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -46,21 +26,17 @@ async function heardSince(caller, since, what) {
 describe('voice messages', () => {
   let server;
   let browser;
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-voicemail-'));
+  const scene = new Scene('helpline-voicemail-');
 
   before(async () => {
-    server = await startServer({ env: { HELPLINE_FLOW_FILE: closedFlow(dir) } });
-    browser = await launchBrowser({ extraArgs: ['--autoplay-policy=no-user-gesture-required'] });
+    server = await scene.startServer({ env: { HELPLINE_FLOW_FILE: closedFlow(scene.dir) } });
+    browser = await scene.launchBrowser({ extraArgs: ['--autoplay-policy=no-user-gesture-required'] });
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => scene.close());
 
   test('a caller out of hours leaves a 440 Hz message; the operator\'s player gets it', async () => {
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
       await caller.call();
       await heardSince(caller, 0, 'the Italian offer');
@@ -86,8 +62,7 @@ describe('voice messages', () => {
     }
 
     const vera = server.addUser({ name: 'vera', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT' });
-    const page = await ctx.newPage();
+    const { ctx, page } = await newPage(browser, { microphone: false });
     await signIn(page, server, vera);
     await page.locator('#callbacks-refresh').click();
     const player = page.locator('#callbacks audio');

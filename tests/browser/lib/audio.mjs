@@ -1,8 +1,10 @@
-// Audio for the tone tests: the WAV a fake microphone plays, and what a page's audio element
-// receives, measured in the page (a WebAudio analyser and a Goertzel filter).
+// Audio for the tone tests: the WAV a fake microphone plays, what a page's audio element
+// receives, measured in the page (a WebAudio analyser and a Goertzel filter), and what a SIP
+// caller (lib/sipcaller.mjs) receives, measured here.
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { goertzel, ulawDecode } from './sipcaller.mjs';
 
 /** A tone's share of the energy above HEARD: the tone is there; below SILENT: it is not. */
 export const HEARD = 0.01;
@@ -78,4 +80,29 @@ export async function tonesOn(page, id, freqs) {
     await ctx.close();
     return result;
   }, { id, freqs });
+}
+
+/**
+ * What `caller` (a SipCaller) receives over the second after `since` + 0.5 s (waited for), as
+ * the share of each of `freqs`: `{p440: …, p1000: …}`.
+ */
+export async function callerTones(caller, since, freqs) {
+  await new Promise((r) => setTimeout(r, Math.max(0, since + 1500 - Date.now())));
+  const heard = caller.audioSince(since + 500).slice(-8000);
+  assert.ok(heard.length >= 4000, `the caller received audio (${heard.length} samples)`);
+  return Object.fromEntries(freqs.map((f) => [`p${f}`, goertzel(heard, 8000, f)]));
+}
+
+/**
+ * The μ-law audio `caller` received between `from` and `to` (ms since the epoch; already past),
+ * as the share of each of `freqs`; at least a second of it.
+ */
+export function callerTonesBetween(caller, from, to, freqs) {
+  const samples = [];
+  for (const p of caller.received) {
+    if (p.at < from || p.at >= to || p.pt !== 0) continue;
+    for (const b of p.payload) samples.push(ulawDecode(b));
+  }
+  assert.ok(samples.length >= 8000, `the caller received audio (${samples.length} samples)`);
+  return Object.fromEntries(freqs.map((f) => [`p${f}`, goertzel(samples, 8000, f)]));
 }

@@ -34,19 +34,39 @@ function childEnv(extra) {
 }
 
 /**
+ * The repository's menus (config/ivr.toml) with its `[hours]` table replaced by `hours` (lines of
+ * TOML), written to `dir/name`.
+ */
+function flowWithHours(dir, name, hours) {
+  const flow = readFileSync(join(REPO, 'config/ivr.toml'), 'utf8');
+  const replaced = flow.replace(/^\[hours\][\s\S]*?(?=^\[nodes\.)/m, `${['[hours]', 'timezone = "Europe/Rome"', ...hours, ''].join('\n')}\n`);
+  if (replaced === flow) throw new Error('config/ivr.toml: no [hours] table found to replace');
+  const path = join(dir, name);
+  writeFileSync(path, replaced);
+  return path;
+}
+
+const WEEK = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'];
+
+/**
  * The repository's menus with the helpline open around the clock (the tests must not depend on
  * the hour or the day they run), written to `dir`.
  */
 function alwaysOpenFlow(dir) {
-  const flow = readFileSync(join(REPO, 'config/ivr.toml'), 'utf8');
-  const open = ['[hours]', 'timezone = "Europe/Rome"',
-    ...['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'].map((d) => `${d} = ["00:00-24:00"]`),
-    'national_holidays = false', 'extra_holidays = []', ''].join('\n');
-  const replaced = flow.replace(/^\[hours\][\s\S]*?(?=^\[nodes\.)/m, `${open}\n`);
-  if (replaced === flow) throw new Error('config/ivr.toml: no [hours] table found to replace');
-  const path = join(dir, 'ivr-always-open.toml');
-  writeFileSync(path, replaced);
-  return path;
+  return flowWithHours(dir, 'ivr-always-open.toml',
+    [...WEEK.map((d) => `${d} = ["00:00-24:00"]`), 'national_holidays = false', 'extra_holidays = []']);
+}
+
+/**
+ * The repository's menus with the helpline closed while the test runs (the hours must name some
+ * opening: yesterday, today and tomorrow are holidays), written to `dir`; for
+ * `HELPLINE_FLOW_FILE`.
+ */
+export function closedFlow(dir) {
+  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+  const holidays = [-1, 0, 1].map((o) => `"${day(o)}"`).join(', ');
+  return flowWithHours(dir, 'ivr-closed.toml',
+    [...WEEK.map((d) => `${d} = ["09:00-18:00"]`), 'national_holidays = false', `extra_holidays = [${holidays}]`]);
 }
 
 /**
@@ -221,11 +241,6 @@ export class Server {
 }
 
 /**
- * Headless Chromium from Debian, with nothing that reaches out to the (closed) network.
- * Playwright gives every launch a fresh, empty profile (its own `--user-data-dir` in a temp dir,
- * removed on close); it refuses the flag from us, so it is not in the list.
- */
-/**
  * The address a line of the server's log gives (`fields.addr` of its JSON line whose message is
  * `message`): `{ host, port }`.
  */
@@ -249,6 +264,11 @@ export function sipAddr(server) {
   return loggedAddr(server, 'SIP server listening (UDP)');
 }
 
+/**
+ * Headless Chromium from Debian, with nothing that reaches out to the (closed) network.
+ * Playwright gives every launch a fresh, empty profile (its own `--user-data-dir` in a temp dir,
+ * removed on close); it refuses the flag from us, so it is not in the list.
+ */
 export async function launchBrowser({ extraArgs = [] } = {}) {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
@@ -268,21 +288,36 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
-/** Signs in through the page's form and waits for the connection to come up. */
-export async function signIn(page, server, user) {
-  await page.goto(`${server.url}/console`);
+/** Fills the sign-in form of the page at `url` (the console's or the supervisors') as `user` and submits it. */
+export async function submitSignIn(page, url, user) {
+  await page.goto(url);
   await page.getByLabel(/Nome utente|User name/).fill(user.name);
   await page.getByLabel('Password', { exact: true }).fill(user.password);
   await page.getByRole('button', { name: /Accedi|Sign in/ }).click();
+}
+
+/** Signs in through the page's form and waits for the connection to come up. */
+export async function signIn(page, server, user) {
+  await submitSignIn(page, `${server.url}/console`, user);
   await page.locator('#workspace').waitFor({ state: 'visible' });
+}
+
+/** Waits until the console's socket is up ("Connesso"): before it, the page cannot send a change. */
+export async function socketUp(page) {
+  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
+}
+
+/** Makes a signed-in operator available (Alt+1) once their console's socket is up. */
+export async function goAvailable(page) {
+  await socketUp(page);
+  await page.keyboard.press('Alt+1');
+  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
 }
 
 /** Signs `user` in and makes them available once their console's socket is up. */
 export async function goOnline(page, server, user) {
   await signIn(page, server, user);
-  await page.waitForFunction(() => ['Connesso', 'Connected'].includes(document.getElementById('conn-text')?.textContent), null, { timeout: 15_000 });
-  await page.keyboard.press('Alt+1');
-  await page.waitForFunction(() => document.querySelector('input[name="presence"]:checked')?.value === 'available', null, { timeout: 5_000 });
+  await goAvailable(page);
 }
 
 /**

@@ -48,8 +48,15 @@ export function goertzel(samples, rate, freq) {
   return energy > 0 ? power / (energy * samples.length / 2) : 0;
 }
 
-function bind(socket) {
+/** Binds a UDP socket to a free port of 127.0.0.1. */
+export function bindLoopback(socket) {
   return new Promise((resolve) => socket.bind(0, '127.0.0.1', resolve));
+}
+
+/** The value of the header `name` (any case) in the SIP message `text`; undefined without it. */
+export function sipHeader(text, name) {
+  const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
+  return line?.slice(name.length + 1).trim();
 }
 
 export class SipCaller {
@@ -72,11 +79,18 @@ export class SipCaller {
     this.phase = 0;
   }
 
+  /** A caller built with `options` (the constructor's) whose sockets are bound. */
+  static async started(options) {
+    const caller = new SipCaller(options);
+    await caller.start();
+    return caller;
+  }
+
   async start() {
     this.sip = dgram.createSocket('udp4');
     this.rtp = dgram.createSocket('udp4');
-    await bind(this.sip);
-    await bind(this.rtp);
+    await bindLoopback(this.sip);
+    await bindLoopback(this.rtp);
     this.sipPort = this.sip.address().port;
     this.rtpPort = this.rtp.address().port;
     this.sip.on('message', (m) => this.onSip(m.toString('latin1')));
