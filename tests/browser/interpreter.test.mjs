@@ -9,12 +9,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SipCaller } from './lib/sipcaller.mjs';
-import { fakeMicFlags, toneWav } from './lib/audio.mjs';
-import { goOnline, launchBrowser, screenshot, sipAddr, startServer } from './lib/server.mjs';
+import { SipCaller, bindLoopback, sipHeader } from './lib/sipcaller.mjs';
+import { Scene, callerReachesPage, newPage } from './lib/scene.mjs';
+import { goOnline, screenshot, sipAddr } from './lib/server.mjs';
 
 const NUMBER = '+390298765431';
 
@@ -22,27 +19,22 @@ const NUMBER = '+390298765431';
 class TrunkStandIn {
   async start() {
     this.socket = dgram.createSocket('udp4');
-    await new Promise((r) => this.socket.bind(0, '127.0.0.1', r));
+    await bindLoopback(this.socket);
     this.port = this.socket.address().port;
     this.requests = [];
     this.waiters = [];
     this.socket.on('message', (m, rinfo) => this.onMessage(m.toString('latin1'), rinfo));
   }
 
-  header(text, name) {
-    const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
-    return line?.slice(line.indexOf(':') + 1).trim();
-  }
-
   respond(req, rinfo, status, reason, body = '') {
-    const to = this.header(req, 'To');
+    const to = sipHeader(req, 'To');
     const lines = [
       `SIP/2.0 ${status} ${reason}`,
-      `Via: ${this.header(req, 'Via')}`,
-      `From: ${this.header(req, 'From')}`,
+      `Via: ${sipHeader(req, 'Via')}`,
+      `From: ${sipHeader(req, 'From')}`,
       `To: ${to.includes('tag=') ? to : `${to};tag=interp1`}`,
-      `Call-ID: ${this.header(req, 'Call-ID')}`,
-      `CSeq: ${this.header(req, 'CSeq')}`,
+      `Call-ID: ${sipHeader(req, 'Call-ID')}`,
+      `CSeq: ${sipHeader(req, 'CSeq')}`,
       `Contact: <sip:interpreter@127.0.0.1:${this.port}>`,
     ];
     if (body) lines.push('Content-Type: application/sdp');
@@ -79,40 +71,31 @@ class TrunkStandIn {
 }
 
 describe('an outside interpreter on a call', () => {
+  const scene = new Scene('helpline-interpreter-');
   let server;
   let browser;
   const trunk = new TrunkStandIn();
-  const dir = mkdtempSync(join(tmpdir(), 'helpline-interpreter-'));
 
   before(async () => {
-    toneWav(join(dir, 'op-1khz.wav'), 1000, 10);
     await trunk.start();
-    server = await startServer({
+    server = await scene.startServer({
       env: { HELPLINE_TRUNK_URI: `sip:127.0.0.1:${trunk.port}`, HELPLINE_TRUNK_CALLER_ID: '390200000000' },
     });
-    browser = await launchBrowser({ extraArgs: fakeMicFlags(join(dir, 'op-1khz.wav')) });
+    browser = await scene.toneBrowser('op-1khz.wav', 1000);
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.stop();
+    await scene.close();
     trunk.close();
   });
 
   test('dialled from the mediator list, hung up with "Chiudi interprete" from the keyboard', async () => {
     const anna = server.addUser({ name: 'anna', languages: ['it'] });
-    const ctx = await browser.newContext({ viewport: { width: 1300, height: 900 }, locale: 'it-IT', permissions: ['microphone'] });
-    const op = await ctx.newPage();
+    const { ctx, page: op } = await newPage(browser);
     await goOnline(op, server, anna);
-    const caller = new SipCaller({ server: sipAddr(server), toneHz: 440 });
-    await caller.start();
+    const caller = await SipCaller.started({ server: sipAddr(server), toneHz: 440 });
     try {
-      await caller.call();
-      await new Promise((r) => setTimeout(r, 1000));
-      caller.press('0');
-      await op.locator('#offer').waitFor({ state: 'visible', timeout: 30_000 });
-      await op.locator('#offer-accept').click();
-      await op.waitForFunction(() => document.getElementById('phone-state')?.dataset.state === 'connected', null, { timeout: 30_000 });
+      await callerReachesPage(caller, op);
       const hangUp = op.getByRole('button', { name: 'Chiudi interprete' });
       assert.equal(await hangUp.isVisible(), false, 'no interpreter yet');
 

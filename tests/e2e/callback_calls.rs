@@ -70,6 +70,19 @@ pub(crate) async fn app_with_trunk_on(
     .await
 }
 
+/// The trunk's far end (`user`) answers `invite` in A-law, its RTP on `rtp`: 200 OK with SDP,
+/// the ACK (to its Contact) awaited.
+pub(crate) async fn trunk_answers(trunk: &Trunk, invite: &Req, user: &str, rtp: &UdpSocket) {
+    let port = rtp.local_addr().unwrap().port();
+    let sdp = format!(
+        "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    );
+    let contact = format!("Contact: <sip:{user}@{}>", trunk.addr());
+    trunk.send(invite.from, &invite.response(200, "OK", &[contact], &sdp)).await;
+    let ack = trunk.expect("ACK").await;
+    assert_eq!(ack.uri, format!("sip:{user}@{}", trunk.addr()));
+}
+
 /// One SIP request as the trunk sees it.
 pub(crate) struct Req {
     pub(crate) method: String,
@@ -409,14 +422,7 @@ async fn a_callback_over_the_trunk_answers_the_digest_challenges_and_bridges_the
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let callee_port = callee.local_addr().unwrap().port();
-    let answer = format!(
-        "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {callee_port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
-    );
-    let contact = format!("Contact: <sip:callee@{}>", trunk.addr());
-    trunk.send(invite.from, &invite.response(200, "OK", &[contact], &answer)).await;
-    let ack = trunk.expect("ACK").await;
-    assert_eq!(ack.uri, format!("sip:callee@{}", trunk.addr()));
+    trunk_answers(&trunk, &invite, "callee", &callee).await;
 
     // The callee plays 440 Hz and records what it hears.
     let mut heard: Vec<i16> = Vec::new();

@@ -10,8 +10,8 @@
 //! PostgreSQL the operator's console is on a second node: the call's node dials and hangs up.
 
 use crate::callback_calls::{
-    app_with_trunk_on, assert_tone, browser, md5_hex, run_browser_into, sdp_addr, tone, Heard, Req, Trunk, PASSWORD,
-    USER,
+    app_with_trunk_on, assert_tone, browser, md5_hex, run_browser_into, sdp_addr, tone, trunk_answers, Heard, Req,
+    Trunk, PASSWORD, USER,
 };
 use crate::console_client::{add_user, connect, sign_in, until, ClientMessage, Session, Ws};
 use crate::helpers::TestApp;
@@ -121,18 +121,6 @@ async fn challenge(trunk: &Trunk, nonce: &str) -> Req {
     invite
 }
 
-/// The interpreter answers `invite` (A-law, RTP on `rtp`): 200 OK with SDP, the ACK awaited.
-async fn answer(trunk: &Trunk, invite: &Req, rtp: &UdpSocket) {
-    let port = rtp.local_addr().unwrap().port();
-    let sdp = format!(
-        "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
-    );
-    let contact = format!("Contact: <sip:interpreter@{}>", trunk.addr());
-    trunk.send(invite.from, &invite.response(200, "OK", &[contact], &sdp)).await;
-    let ack = trunk.expect("ACK").await;
-    assert_eq!(ack.uri, format!("sip:interpreter@{}", trunk.addr()));
-}
-
 /// The interpreter hangs up: BYE within the dialog `invite` made, answered 200.
 async fn interpreter_hangs_up(trunk: &Trunk, invite: &Req) {
     let contact = invite.header("Contact").unwrap();
@@ -226,7 +214,7 @@ async fn an_interpreter_dialled_through_the_trunk_hears_and_is_heard_and_the_ope
     assert_eq!(news(&mut ws, &id, InterpreterState::Dialling).await, None);
     let invite = challenge(&trunk, "nonce-1").await;
     let interpreter_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    answer(&trunk, &invite, &interpreter_rtp).await;
+    trunk_answers(&trunk, &invite, "interpreter", &interpreter_rtp).await;
     let stop_interpreter = Arc::new(AtomicBool::new(false));
     let interpreter =
         sip_party(interpreter_rtp, sdp_addr(invite.body()), Codec::Pcma, 8, 1600.0, stop_interpreter.clone());
@@ -251,7 +239,7 @@ async fn an_interpreter_dialled_through_the_trunk_hears_and_is_heard_and_the_ope
     assert_eq!(status, 202);
     let invite = challenge(&trunk, "nonce-2").await;
     let interpreter_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    answer(&trunk, &invite, &interpreter_rtp).await;
+    trunk_answers(&trunk, &invite, "interpreter", &interpreter_rtp).await;
     assert_eq!(news(&mut ws, &id, InterpreterState::Joined).await, None);
     let bruno = sign_in(ops, "bruno").await;
     let sara = sign_in(ops, "sara").await;
