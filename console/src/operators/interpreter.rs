@@ -5,9 +5,10 @@
 //! has the node that carries the call's media place a call to the number through the trunk
 //! (`sip::trunk`, digest and all, as callbacks do: A-law offered alone). That node is this one,
 //! or (PostgreSQL) another one asked through the phone's relay (`media::Phone::control`), the
-//! number sealed for the call on its way (`calls::sealed`: the relay's rows are in the database). Once it is answered its RTP joins the call's mixer
-//! (`media::Phone::join_trunk`): the interpreter hears the caller and the operator (and any
-//! mediator) and everyone hears the interpreter. The trunk call is hung up when the call is over
+//! number sealed for the call on its way (`calls::sealed`: the relay's rows are in the
+//! database). Once it is answered its RTP joins the call's mixer (`media::Phone::join_trunk`):
+//! the interpreter hears the caller and the operator (and any mediator) and everyone hears the
+//! interpreter. The trunk call is hung up when the call is over
 //! on this node; the call goes on when the interpreter hangs up.
 //!
 //! `503` when no trunk is configured (`HELPLINE_TRUNK_URI`), `400` for a number that is not
