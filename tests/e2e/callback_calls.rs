@@ -83,6 +83,31 @@ pub(crate) async fn trunk_answers(trunk: &Trunk, invite: &Req, user: &str, rtp: 
     assert_eq!(ack.uri, format!("sip:{user}@{}", trunk.addr()));
 }
 
+/// The callee's side for 4 s: plays 440 Hz A-law to `helpline_rtp` and returns what it heard.
+pub(crate) async fn callee_plays_440(callee: &UdpSocket, helpline_rtp: SocketAddr) -> Vec<i16> {
+    let mut heard: Vec<i16> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = 0u32;
+    while sent < 200 {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let header = RtpHeader { marker: sent == 0, payload_type: 8, sequence: sent as u16, timestamp: 160 * sent, ssrc: 0x4404, csrcs: Vec::new() };
+                let payload = encode(Codec::Pcma, &tone(440.0, sent as usize * 160, 160));
+                callee.send_to(&header.encode(&payload), helpline_rtp).await.unwrap();
+                sent += 1;
+            }
+            r = callee.recv_from(&mut buf) => {
+                let (n, _) = r.unwrap();
+                let packet = RtpPacket::decode(&buf[..n]).unwrap();
+                assert_eq!(packet.header.payload_type, 8, "A-law towards the callee");
+                heard.extend(decode(Codec::Pcma, packet.payload));
+            }
+        }
+    }
+    heard
+}
+
 /// One SIP request as the trunk sees it.
 pub(crate) struct Req {
     pub(crate) method: String,
@@ -425,26 +450,7 @@ async fn a_callback_over_the_trunk_answers_the_digest_challenges_and_bridges_the
     trunk_answers(&trunk, &invite, "callee", &callee).await;
 
     // The callee plays 440 Hz and records what it hears.
-    let mut heard: Vec<i16> = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    let mut sent = 0u32;
-    while sent < 200 {
-        tokio::select! {
-            _ = ticks.tick() => {
-                let header = RtpHeader { marker: sent == 0, payload_type: 8, sequence: sent as u16, timestamp: 160 * sent, ssrc: 0x4404, csrcs: Vec::new() };
-                let payload = encode(Codec::Pcma, &tone(440.0, sent as usize * 160, 160));
-                callee.send_to(&header.encode(&payload), helpline_rtp).await.unwrap();
-                sent += 1;
-            }
-            r = callee.recv_from(&mut buf) => {
-                let (n, _) = r.unwrap();
-                let packet = RtpPacket::decode(&buf[..n]).unwrap();
-                assert_eq!(packet.header.payload_type, 8, "A-law towards the trunk");
-                heard.extend(decode(Codec::Pcma, packet.payload));
-            }
-        }
-    }
+    let heard = callee_plays_440(&callee, helpline_rtp).await;
     let browser_heard = tokio::task::spawn_blocking(move || browser.join().unwrap()).await.unwrap();
     assert_tone(&heard, 1000.0, 440.0, "the callee, from the operator");
     assert_tone(&browser_heard, 440.0, 1000.0, "the operator, from the callee");

@@ -6,7 +6,7 @@
 //! operator's browser is a str0m WebRTC peer playing 1 kHz; the tones prove the bridge both ways.
 
 use crate::callback_calls::{
-    assert_tone, attempt_over, browser, kpi_total, operator, post_json, run_browser, the_callback, tone,
+    assert_tone, attempt_over, browser, callee_plays_440, kpi_total, operator, post_json, run_browser, the_callback,
 };
 use crate::callbacks::{api, twiml_callback_request};
 use crate::carrier_standin::CarrierStandIn;
@@ -17,8 +17,6 @@ use crate::privacy::database_contents;
 use crate::sip::SipPhone;
 use console::callback::CallsUrlRequest;
 use console::clock::Clock;
-use ivr::rtp::{decode, encode, RtpHeader, RtpPacket};
-use ivr::sdp::Codec;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
@@ -102,31 +100,6 @@ async fn wait_for_sid(app: &TestApp, attempt: i64) -> (Option<String>,) {
         assert!(Instant::now() < until, "the carrier's sid was not written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The callee's side for 4 s: plays 440 Hz A-law to `helpline_rtp` and returns what it heard.
-async fn callee_plays_440(callee: &UdpSocket, helpline_rtp: SocketAddr) -> Vec<i16> {
-    let mut heard: Vec<i16> = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    let mut sent = 0u32;
-    while sent < 200 {
-        tokio::select! {
-            _ = ticks.tick() => {
-                let header = RtpHeader { marker: sent == 0, payload_type: 8, sequence: sent as u16, timestamp: 160 * sent, ssrc: 0x4405, csrcs: Vec::new() };
-                let payload = encode(Codec::Pcma, &tone(440.0, sent as usize * 160, 160));
-                callee.send_to(&header.encode(&payload), helpline_rtp).await.unwrap();
-                sent += 1;
-            }
-            r = callee.recv_from(&mut buf) => {
-                let (n, _) = r.unwrap();
-                let packet = RtpPacket::decode(&buf[..n]).unwrap();
-                assert_eq!(packet.header.payload_type, 8, "A-law towards the carrier");
-                heard.extend(decode(Codec::Pcma, packet.payload));
-            }
-        }
-    }
-    heard
 }
 
 /// An offer from a carrier's SIP side receiving at `port`: µ-law first, A-law too.
