@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::media::{browser_target, LegEvent, LegHandle, MediaState, PhoneMsg};
 use crate::webhook::json::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::webhook::signature::{verify_json, verify_twilio};
+use crate::webhook::twiml::xml_escape;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -427,10 +428,6 @@ pub(super) async fn answer(
     };
     let doc = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{doc}");
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], doc).into_response()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The `<Dial>` action (`DialCallStatus`): when the operator's leg was never connected (the
